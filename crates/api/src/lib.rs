@@ -1,0 +1,19 @@
+//! The facts of WeChat's datacube API, as data: no I/O here.
+//!
+//! # Layout
+//! - [`endpoint`]: the 17 endpoints — name, maximum span, period, permission set, row shape.
+//! - [`date`]: China time, the request body, the span rule, readiness, week/month labels.
+//! - [`row`]: row shapes, validation and the canonical JSON datacube stores and serves.
+//! - [`error`]: WeChat's error codes, `errmsg` texts and the request-id suffix.
+//! - [`token`]: access-token lifetimes and limits.
+//!
+//! Start with [`endpoint::Endpoint`]; every other piece hangs off it.
+
+pub mod date;
+pub mod endpoint;
+pub mod error;
+pub mod row;
+pub mod token;
+
+pub use endpoint::{Endpoint, Group, Period};
+pub use error::{ErrCode, Rid, SuffixStyle};

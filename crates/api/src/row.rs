@@ -1,0 +1,605 @@
+//! Row shapes of the 17 endpoints, and the canonical form datacube stores and serves.
+//!
+//! A row is validated against its endpoint's [`Shape`] (required fields present, types right,
+//! no unknown field) and re-serialized compactly in WeChat's field order. The natural key of
+//! a row — `(ref_date, ref_hour, key)` — decides upserts and the order rows are served in.
+//!
+//! Fields WeChat sends without documenting them (`user_source: 0` on most endpoints) are
+//! optional here: a row keeps them when it has them, at the position real responses show.
+
+use std::fmt::Write as _;
+
+use jiff::civil::Date;
+use serde_json::{Map, Value};
+
+use crate::date::{self, FIRST_DAY};
+use crate::endpoint::{Endpoint, Period};
+
+/// The type of one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `"YYYY-MM-DD"`.
+    Date,
+    /// `ref_hour`: hour × 100, 0..=2300.
+    Hour,
+    /// A non-negative JSON integer.
+    Int,
+    /// A JSON string.
+    Text,
+    /// getarticletotal's `details` array.
+    Details,
+}
+
+/// One field of a row.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// The JSON key.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Whether every row must have it. Optional fields are the undocumented ones.
+    pub required: bool,
+    /// Whether it belongs to the row's natural key (besides `ref_date` and `ref_hour`).
+    pub key: bool,
+}
+
+/// The fields of one endpoint's rows, in WeChat's order.
+#[derive(Debug)]
+pub struct Shape {
+    /// Top-level fields.
+    pub fields: &'static [Field],
+}
+
+const fn req(name: &'static str, kind: Kind) -> Field {
+    Field {
+        name,
+        kind,
+        required: true,
+        key: false,
+    }
+}
+const fn key(name: &'static str, kind: Kind) -> Field {
+    Field {
+        name,
+        kind,
+        required: true,
+        key: true,
+    }
+}
+const fn opt(name: &'static str, kind: Kind) -> Field {
+    Field {
+        name,
+        kind,
+        required: false,
+        key: false,
+    }
+}
+
+const REF_DATE: Field = req("ref_date", Kind::Date);
+const REF_HOUR: Field = req("ref_hour", Kind::Hour);
+/// Undocumented, always 0 in real responses (reference §7 item 2).
+const USER_SOURCE_0: Field = opt("user_source", Kind::Int);
+
+macro_rules! counters {
+    () => {
+        [
+            req("int_page_read_user", Kind::Int),
+            req("int_page_read_count", Kind::Int),
+            req("ori_page_read_user", Kind::Int),
+            req("ori_page_read_count", Kind::Int),
+            req("share_user", Kind::Int),
+            req("share_count", Kind::Int),
+            req("add_to_fav_user", Kind::Int),
+            req("add_to_fav_count", Kind::Int),
+        ]
+    };
+}
+const C: [Field; 8] = counters!();
+
+static USER_SUMMARY: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        key("user_source", Kind::Int),
+        req("new_user", Kind::Int),
+        req("cancel_user", Kind::Int),
+    ],
+};
+static USER_CUMULATE: Shape = Shape {
+    fields: &[REF_DATE, USER_SOURCE_0, req("cumulate_user", Kind::Int)],
+};
+static ARTICLE_SUMMARY: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        key("msgid", Kind::Text),
+        req("title", Kind::Text),
+        USER_SOURCE_0,
+        C[0],
+        C[1],
+        C[2],
+        C[3],
+        C[4],
+        C[5],
+        C[6],
+        C[7],
+    ],
+};
+static ARTICLE_TOTAL: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        key("msgid", Kind::Text),
+        req("title", Kind::Text),
+        USER_SOURCE_0,
+        req("details", Kind::Details),
+    ],
+};
+/// getarticletotal `details[]`, in the order of the 2022 real response; the kanyikan and
+/// souyisou pairs were added later and their position is unconfirmed (reference §8 row 16).
+pub static ARTICLE_TOTAL_DETAIL: Shape = Shape {
+    fields: &[
+        req("stat_date", Kind::Date),
+        req("target_user", Kind::Int),
+        C[0],
+        C[1],
+        C[2],
+        C[3],
+        C[4],
+        C[5],
+        C[6],
+        C[7],
+        opt("int_page_from_session_read_user", Kind::Int),
+        opt("int_page_from_session_read_count", Kind::Int),
+        opt("int_page_from_hist_msg_read_user", Kind::Int),
+        opt("int_page_from_hist_msg_read_count", Kind::Int),
+        opt("int_page_from_feed_read_user", Kind::Int),
+        opt("int_page_from_feed_read_count", Kind::Int),
+        opt("int_page_from_friends_read_user", Kind::Int),
+        opt("int_page_from_friends_read_count", Kind::Int),
+        opt("int_page_from_other_read_user", Kind::Int),
+        opt("int_page_from_other_read_count", Kind::Int),
+        opt("feed_share_from_session_user", Kind::Int),
+        opt("feed_share_from_session_cnt", Kind::Int),
+        opt("feed_share_from_feed_user", Kind::Int),
+        opt("feed_share_from_feed_cnt", Kind::Int),
+        opt("feed_share_from_other_user", Kind::Int),
+        opt("feed_share_from_other_cnt", Kind::Int),
+        opt("int_page_from_kanyikan_read_user", Kind::Int),
+        opt("int_page_from_kanyikan_read_count", Kind::Int),
+        opt("int_page_from_souyisou_read_user", Kind::Int),
+        opt("int_page_from_souyisou_read_count", Kind::Int),
+    ],
+};
+static USER_READ: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        key("user_source", Kind::Int),
+        C[0],
+        C[1],
+        C[2],
+        C[3],
+        C[4],
+        C[5],
+        C[6],
+        C[7],
+    ],
+};
+static USER_READ_HOUR: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        REF_HOUR,
+        key("user_source", Kind::Int),
+        C[0],
+        C[1],
+        C[2],
+        C[3],
+        C[4],
+        C[5],
+        C[6],
+        C[7],
+        // Seen by one SDK author around 2015, always 0; absent from the 2020 sample.
+        opt("total_online_time", Kind::Int),
+    ],
+};
+static USER_SHARE: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        USER_SOURCE_0,
+        key("share_scene", Kind::Int),
+        req("share_count", Kind::Int),
+        req("share_user", Kind::Int),
+    ],
+};
+static USER_SHARE_HOUR: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        REF_HOUR,
+        USER_SOURCE_0,
+        key("share_scene", Kind::Int),
+        req("share_count", Kind::Int),
+        req("share_user", Kind::Int),
+    ],
+};
+static UPSTREAM_MSG: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        USER_SOURCE_0,
+        key("msg_type", Kind::Int),
+        req("msg_user", Kind::Int),
+        req("msg_count", Kind::Int),
+    ],
+};
+static UPSTREAM_MSG_HOUR: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        REF_HOUR,
+        USER_SOURCE_0,
+        key("msg_type", Kind::Int),
+        req("msg_user", Kind::Int),
+        req("msg_count", Kind::Int),
+    ],
+};
+static UPSTREAM_MSG_DIST: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        USER_SOURCE_0,
+        key("count_interval", Kind::Int),
+        req("msg_user", Kind::Int),
+    ],
+};
+static INTERFACE_SUMMARY: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        req("callback_count", Kind::Int),
+        req("fail_count", Kind::Int),
+        req("total_time_cost", Kind::Int),
+        req("max_time_cost", Kind::Int),
+    ],
+};
+static INTERFACE_SUMMARY_HOUR: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        REF_HOUR,
+        req("callback_count", Kind::Int),
+        req("fail_count", Kind::Int),
+        req("total_time_cost", Kind::Int),
+        req("max_time_cost", Kind::Int),
+    ],
+};
+
+pub(crate) fn shape_of(endpoint: Endpoint) -> &'static Shape {
+    match endpoint {
+        Endpoint::GetUserSummary => &USER_SUMMARY,
+        Endpoint::GetUserCumulate => &USER_CUMULATE,
+        Endpoint::GetArticleSummary => &ARTICLE_SUMMARY,
+        Endpoint::GetArticleTotal => &ARTICLE_TOTAL,
+        Endpoint::GetUserRead => &USER_READ,
+        Endpoint::GetUserReadHour => &USER_READ_HOUR,
+        Endpoint::GetUserShare => &USER_SHARE,
+        Endpoint::GetUserShareHour => &USER_SHARE_HOUR,
+        Endpoint::GetUpstreamMsg | Endpoint::GetUpstreamMsgWeek | Endpoint::GetUpstreamMsgMonth => {
+            &UPSTREAM_MSG
+        }
+        Endpoint::GetUpstreamMsgHour => &UPSTREAM_MSG_HOUR,
+        Endpoint::GetUpstreamMsgDist
+        | Endpoint::GetUpstreamMsgDistWeek
+        | Endpoint::GetUpstreamMsgDistMonth => &UPSTREAM_MSG_DIST,
+        Endpoint::GetInterfaceSummary => &INTERFACE_SUMMARY,
+        Endpoint::GetInterfaceSummaryHour => &INTERFACE_SUMMARY_HOUR,
+    }
+}
+
+/// A validated row in canonical form, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// `ref_date` (the Monday for weeks, the 1st for months; the send day for getarticletotal).
+    pub ref_date: Date,
+    /// `ref_hour / 100` for hourly endpoints; -1 for the others.
+    pub ref_hour: i16,
+    /// The rest of the natural key, encoded so that string order is WeChat's row order
+    /// (numbers ascending, `99999999` last). Empty for one-row-per-period endpoints.
+    pub key: String,
+    /// The compact JSON object, fields in WeChat's order.
+    pub json: String,
+}
+
+/// Why a row does not fit its endpoint's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RowError {
+    /// The offending field (`details[2].stat_date` for nested ones), when one is to blame.
+    pub field: Option<String>,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> RowError {
+    RowError {
+        field: Some(field.to_owned()),
+        message: format!("field `{field}`: {}", message.into()),
+    }
+}
+
+/// Validates one row of `endpoint` and returns its canonical form.
+pub fn canonicalize(endpoint: Endpoint, value: &Value) -> Result<Row, RowError> {
+    let obj = value.as_object().ok_or_else(|| RowError {
+        field: None,
+        message: format!("a row of {endpoint} must be a JSON object"),
+    })?;
+    let shape = endpoint.shape();
+    let mut json = String::with_capacity(128);
+    write_object(endpoint, shape, obj, "", &mut json)?;
+
+    let ref_date = obj
+        .get("ref_date")
+        .and_then(Value::as_str)
+        .and_then(date::parse_date)
+        .expect("validated by write_object");
+    if ref_date < FIRST_DAY {
+        return Err(field_error(
+            "ref_date",
+            format!(
+                "{} is before 2014-12-01, the first day WeChat keeps statistics for",
+                date::format_date(ref_date)
+            ),
+        ));
+    }
+    match endpoint.period() {
+        Period::Week if !date::is_monday(ref_date) => {
+            return Err(field_error(
+                "ref_date",
+                format!(
+                    "{} is not a Monday; {endpoint} labels each week with its Monday",
+                    date::format_date(ref_date)
+                ),
+            ));
+        }
+        Period::Month if ref_date.day() != 1 => {
+            return Err(field_error(
+                "ref_date",
+                format!(
+                    "{} is not the 1st; {endpoint} labels each month with its 1st",
+                    date::format_date(ref_date)
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let ref_hour = match obj.get("ref_hour").and_then(Value::as_i64) {
+        Some(h) => (h / 100) as i16,
+        None => -1,
+    };
+    let mut key = String::new();
+    for field in shape.fields.iter().filter(|f| f.key) {
+        if !key.is_empty() {
+            key.push('|');
+        }
+        match (field.kind, &obj[field.name]) {
+            (Kind::Int, v) => {
+                let _ = write!(key, "{:020}", v.as_i64().unwrap_or_default());
+            }
+            (_, v) => push_text_key(&mut key, v.as_str().unwrap_or_default()),
+        }
+    }
+    Ok(Row {
+        ref_date,
+        ref_hour,
+        key,
+        json,
+    })
+}
+
+/// `2247483650_1` sorts by its two numbers; any other text sorts after them, as text.
+fn push_text_key(key: &mut String, text: &str) {
+    if let Some((a, b)) = text.split_once('_') {
+        if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u32>()) {
+            let _ = write!(key, "{a:020}_{b:010}");
+            return;
+        }
+    }
+    key.push('~');
+    key.push_str(text);
+}
+
+fn write_object(
+    endpoint: Endpoint,
+    shape: &Shape,
+    obj: &Map<String, Value>,
+    path: &str,
+    out: &mut String,
+) -> Result<(), RowError> {
+    for name in obj.keys() {
+        if !shape.fields.iter().any(|f| f.name == name) {
+            return Err(field_error(
+                &format!("{path}{name}"),
+                format!("{endpoint} has no such field"),
+            ));
+        }
+    }
+    out.push('{');
+    let mut first = true;
+    for field in shape.fields {
+        let full = format!("{path}{}", field.name);
+        let Some(value) = obj.get(field.name) else {
+            if field.required {
+                return Err(field_error(&full, "missing"));
+            }
+            continue;
+        };
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push('"');
+        out.push_str(field.name);
+        out.push_str("\":");
+        match field.kind {
+            Kind::Date => {
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| field_error(&full, "must be a \"YYYY-MM-DD\" string"))?;
+                let d = date::parse_date(s).ok_or_else(|| {
+                    field_error(&full, format!("{s:?} is not a real YYYY-MM-DD date"))
+                })?;
+                let _ = write!(out, "\"{}\"", date::format_date(d));
+            }
+            Kind::Hour => {
+                let h = value
+                    .as_i64()
+                    .filter(|h| (0..=2300).contains(h) && h % 100 == 0)
+                    .ok_or_else(|| {
+                        field_error(&full, format!("{value} is not an hour × 100 (0, 100, … 2300)"))
+                    })?;
+                let _ = write!(out, "{h}");
+            }
+            Kind::Int => {
+                let n = value.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+                    field_error(&full, format!("{value} is not a non-negative integer"))
+                })?;
+                let _ = write!(out, "{n}");
+            }
+            Kind::Text => {
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| field_error(&full, format!("{value} is not a string")))?;
+                if field.key && s.is_empty() {
+                    return Err(field_error(&full, "must not be empty"));
+                }
+                out.push_str(&serde_json::to_string(s).expect("a string serializes"));
+            }
+            Kind::Details => {
+                let items = value
+                    .as_array()
+                    .ok_or_else(|| field_error(&full, "must be an array"))?;
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let item_path = format!("{full}[{i}].");
+                    let item = item.as_object().ok_or_else(|| {
+                        field_error(&format!("{full}[{i}]"), "must be a JSON object")
+                    })?;
+                    write_object(endpoint, &ARTICLE_TOTAL_DETAIL, item, &item_path, out)?;
+                }
+                out.push(']');
+            }
+        }
+    }
+    out.push('}');
+    Ok(())
+}
+
+/// The success body for `rows` (each a canonical JSON object): `{"list":[…]}`.
+pub fn list_body<'a>(rows: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::from("{\"list\":[");
+    for (i, row) in rows.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(row);
+    }
+    out.push_str("]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_are_reordered_into_wechat_field_order() {
+        let row = canonicalize(
+            Endpoint::GetUserSummary,
+            &json!({"cancel_user": 5, "new_user": 3, "user_source": 0, "ref_date": "2021-09-01"}),
+        )
+        .unwrap();
+        assert_eq!(
+            row.json,
+            r#"{"ref_date":"2021-09-01","user_source":0,"new_user":3,"cancel_user":5}"#
+        );
+        assert_eq!(row.key, "00000000000000000000");
+        assert_eq!(row.ref_hour, -1);
+    }
+
+    #[test]
+    fn missing_unknown_and_mistyped_fields_are_named() {
+        let e = canonicalize(
+            Endpoint::GetUserSummary,
+            &json!({"ref_date": "2021-09-01", "user_source": 0, "new_user": 3}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("cancel_user"));
+        let e = canonicalize(
+            Endpoint::GetUserCumulate,
+            &json!({"ref_date": "2021-09-01", "cumulate_user": 3, "new_user": 1}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("new_user"));
+        assert!(e.message.contains("getusercumulate has no such field"), "{e}");
+        let e = canonicalize(
+            Endpoint::GetInterfaceSummary,
+            &json!({"ref_date": "2021-09-01", "callback_count": 1.5, "fail_count": 0,
+                    "total_time_cost": 1, "max_time_cost": 1}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("callback_count"));
+        let e = canonicalize(
+            Endpoint::GetInterfaceSummaryHour,
+            &json!({"ref_date": "2021-09-01", "ref_hour": 150, "callback_count": 1,
+                    "fail_count": 0, "total_time_cost": 1, "max_time_cost": 1}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("ref_hour"));
+    }
+
+    #[test]
+    fn nested_details_errors_name_the_path() {
+        let e = canonicalize(
+            Endpoint::GetArticleTotal,
+            &json!({"ref_date": "2022-08-19", "msgid": "2247485082_1", "title": "t",
+                    "details": [{"stat_date": "2022-08-19", "target_user": 1}]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("details[0].int_page_read_user"));
+    }
+
+    #[test]
+    fn week_and_month_labels_are_checked() {
+        let e = canonicalize(
+            Endpoint::GetUpstreamMsgWeek,
+            &json!({"ref_date": "2014-12-07", "msg_type": 1, "msg_user": 1, "msg_count": 1}),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not a Monday"), "{e}");
+        let e = canonicalize(
+            Endpoint::GetUpstreamMsgDistMonth,
+            &json!({"ref_date": "2014-12-07", "count_interval": 1, "msg_user": 1}),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not the 1st"), "{e}");
+    }
+
+    #[test]
+    fn keys_sort_in_wechat_row_order() {
+        let k = |src: i64| {
+            canonicalize(
+                Endpoint::GetUserRead,
+                &json!({"ref_date": "2020-01-01", "user_source": src,
+                        "int_page_read_user": 0, "int_page_read_count": 0,
+                        "ori_page_read_user": 0, "ori_page_read_count": 0,
+                        "share_user": 0, "share_count": 0,
+                        "add_to_fav_user": 0, "add_to_fav_count": 0}),
+            )
+            .unwrap()
+            .key
+        };
+        assert!(k(0) < k(7) && k(7) < k(99999999));
+        let mut ids = vec!["2247483654_10", "2247483654_2", "10000050_1"];
+        ids.sort_by_key(|m| {
+            let mut s = String::new();
+            push_text_key(&mut s, m);
+            s
+        });
+        assert_eq!(ids, ["10000050_1", "2247483654_2", "2247483654_10"]);
+    }
+}
