@@ -488,6 +488,74 @@ fn write_object(
     Ok(())
 }
 
+/// Why a `{"list":[…]}` body cannot be imported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    /// Not a JSON object with a `list` array.
+    #[error("{0}")]
+    Body(String),
+    /// One row does not fit (rows are numbered from 1).
+    #[error("row {row} (list[{index}]): {error}", index = .row - 1)]
+    Row {
+        /// 1-based row number.
+        row: usize,
+        /// What is wrong with it.
+        error: RowError,
+    },
+    /// Two rows share a natural key.
+    #[error("rows {first} and {second} have the same key (ref_date {date}{rest}); a WeChat answer never repeats a row")]
+    Duplicate {
+        /// 1-based.
+        first: usize,
+        /// 1-based.
+        second: usize,
+        /// The shared date.
+        date: String,
+        /// The rest of the key, for people.
+        rest: String,
+    },
+}
+
+/// Validates a whole WeChat answer for `endpoint`, `{"list":[…]}` exactly as WeChat returns
+/// it, into canonical rows. Any bad row refuses the whole body.
+pub fn parse_list(endpoint: Endpoint, body: &[u8]) -> Result<Vec<Row>, ListError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ListError::Body(format!("not JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ListError::Body("expected a JSON object {\"list\":[…]}".into()))?;
+    if let Some(code) = obj.get("errcode").and_then(Value::as_i64).filter(|c| *c != 0) {
+        return Err(ListError::Body(format!(
+            "this is a WeChat error answer (errcode {code}), not statistics"
+        )));
+    }
+    let list = obj
+        .get("list")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ListError::Body("expected a `list` array, as WeChat returns it".into()))?;
+    let mut rows = Vec::with_capacity(list.len());
+    let mut seen = std::collections::HashMap::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let row = canonicalize(endpoint, item).map_err(|error| ListError::Row { row: i + 1, error })?;
+        let key = (row.ref_date, row.ref_hour, row.key.clone());
+        if let Some(first) = seen.insert(key, i + 1) {
+            let rest = if row.ref_hour >= 0 {
+                format!(", ref_hour {}", i32::from(row.ref_hour) * 100)
+            } else {
+                String::new()
+            };
+            return Err(ListError::Duplicate {
+                first,
+                second: i + 1,
+                date: date::format_date(row.ref_date),
+                rest,
+            });
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 /// The success body for `rows` (each a canonical JSON object): `{"list":[…]}`.
 pub fn list_body<'a>(rows: impl IntoIterator<Item = &'a str>) -> String {
     let mut out = String::from("{\"list\":[");
@@ -561,6 +629,28 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("details[0].int_page_read_user"));
+    }
+
+    #[test]
+    fn whole_bodies_are_refused_with_the_row_named() {
+        let e = parse_list(
+            Endpoint::GetUserSummary,
+            br#"{"list":[{"ref_date":"2021-09-01","user_source":0,"new_user":3,"cancel_user":5},{"ref_date":"2021-09-01","user_source":1,"new_user":6}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "row 2 (list[1]): field `cancel_user`: missing"
+        );
+        let e = parse_list(Endpoint::GetUserSummary, br#"{"errcode":40001,"errmsg":"x"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("errcode 40001"), "{e}");
+        let e = parse_list(
+            Endpoint::GetUserCumulate,
+            br#"{"list":[{"ref_date":"2021-09-01","cumulate_user":1},{"ref_date":"2021-09-01","cumulate_user":2}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("rows 1 and 2 have the same key"), "{e}");
     }
 
     #[test]

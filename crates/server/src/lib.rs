@@ -1,1 +1,24 @@
+//! datacube's HTTP server: the WeChat API (`/cgi-bin/token`, `/cgi-bin/stable_token`,
+//! `/datacube/<name>`) answered byte for byte as WeChat does, and the admin API (`/admin`).
+//!
+//! # Layout
+//! - [`serve()`]: the accept loop — takes a bound listener and a shutdown future.
+//! - [`App`]: shared state (store, clock, settings, caches).
+//! - `wechat`: the WeChat API handlers, in WeChat's order of checks.
+//! - [`admin`]: accounts, the clock, imports over HTTP.
+//! - [`import`]: WeChat answers into the statistics store.
+//! - [`demo`]: generated demo statistics for `serve --demo`.
+//! - [`clock`], [`config`], [`secret`]: the emulated clock, settings, secret hashing.
 
+pub mod admin;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod import;
+pub mod secret;
+mod serve;
+mod state;
+mod wechat;
+
+pub use serve::{router, serve};
+pub use state::{new_token, App};

@@ -1,0 +1,239 @@
+//! The admin API under `/admin`, for operators and tests. Plain HTTP semantics (status codes,
+//! `{"error": "…"}` bodies), guarded by `Authorization: Bearer <admin token>`; disabled when no
+//! admin token is configured.
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use datacube_api::Endpoint;
+use datacube_store::{AccountRecord, StoreError};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::import::{import_body, ImportError};
+use crate::secret::{constant_time_eq, hash_secret};
+use crate::state::App;
+use crate::wechat::{read_body, BodyError};
+
+/// The admin routes.
+pub(crate) fn routes() -> Router<App> {
+    Router::new()
+        .route("/admin/accounts", get(list_accounts).post(add_account))
+        .route("/admin/clock", get(get_clock).post(set_clock))
+        .route("/admin/import", post(import))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(err: &dyn std::error::Error) -> Response {
+    tracing::error!(error = %err, "admin request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {err}"))
+}
+
+/// Checks the bearer token; reads the body as JSON of type `T` when asked.
+async fn admit(app: &App, req: Request) -> Result<axum::body::Bytes, Response> {
+    let Some(expected) = app.config().admin_token.as_deref() else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "the admin API is disabled: start serve with --admin-token or DATACUBE_ADMIN_TOKEN",
+        ));
+    };
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if constant_time_eq(given, expected) => {}
+        Some(_) => return Err(error(StatusCode::UNAUTHORIZED, "wrong admin token")),
+        None => {
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "missing header `Authorization: Bearer <admin token>`",
+            ))
+        }
+    }
+    let limits = &app.config().limits;
+    match read_body(req.into_body(), limits.admin_body_limit, limits.body_timeout).await {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {} bytes", limits.admin_body_limit),
+        )),
+        Err(BodyError::Broken) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "the request body was cut off or too slow",
+        )),
+    }
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// Checks an appid: 1–64 characters of `[A-Za-z0-9_-]` (real ones are `wx` + 16 hex digits).
+pub fn check_appid(appid: &str) -> Result<(), String> {
+    if appid.is_empty() || appid.len() > 64 {
+        return Err(format!("appid {appid:?} must be 1 to 64 characters"));
+    }
+    if !appid
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "appid {appid:?} may only contain letters, digits, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a secret: 1–128 visible ASCII characters.
+pub fn check_secret(secret: &str) -> Result<(), String> {
+    if secret.is_empty() || secret.len() > 128 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("secret must be 1 to 128 visible ASCII characters".into());
+    }
+    Ok(())
+}
+
+fn account_json(a: &AccountRecord) -> serde_json::Value {
+    json!({ "appid": a.appid, "verified": a.verified, "created_at": a.created_at })
+}
+
+async fn list_accounts(State(app): State<App>, req: Request) -> Response {
+    if let Err(resp) = admit(&app, req).await {
+        return resp;
+    }
+    match app.store().accounts().await {
+        Ok(accounts) => Json(accounts.iter().map(account_json).collect::<Vec<_>>()).into_response(),
+        Err(e) => internal(&e),
+    }
+}
+
+async fn add_account(State(app): State<App>, req: Request) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewAccount {
+        appid: String,
+        secret: String,
+        #[serde(default = "yes")]
+        verified: bool,
+    }
+    fn yes() -> bool {
+        true
+    }
+    let body = match admit(&app, req).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    let new: NewAccount = match parse_json(&body) {
+        Ok(new) => new,
+        Err(resp) => return resp,
+    };
+    if let Err(msg) = check_appid(&new.appid).and_then(|()| check_secret(&new.secret)) {
+        return error(StatusCode::BAD_REQUEST, msg);
+    }
+    let secret = new.secret;
+    let Ok(hash) = tokio::task::spawn_blocking(move || hash_secret(&secret)).await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "hashing the secret failed");
+    };
+    let record = AccountRecord {
+        appid: new.appid,
+        secret_hash: hash,
+        verified: new.verified,
+        created_at: app.clock().unix(),
+    };
+    match app.store().add_account(record.clone()).await {
+        Ok(()) => {
+            app.forget_account(&record.appid);
+            tracing::info!(appid = record.appid, verified = record.verified, "account added");
+            (StatusCode::CREATED, Json(account_json(&record))).into_response()
+        }
+        Err(StoreError::AccountExists(appid)) => error(
+            StatusCode::CONFLICT,
+            format!("account {appid} already exists"),
+        ),
+        Err(e) => internal(&e),
+    }
+}
+
+fn clock_json(app: &App) -> Response {
+    let now = app.clock().now();
+    Json(json!({ "now": now.to_string(), "unix": now.as_second() })).into_response()
+}
+
+async fn get_clock(State(app): State<App>, req: Request) -> Response {
+    match admit(&app, req).await {
+        Ok(_) => clock_json(&app),
+        Err(resp) => resp,
+    }
+}
+
+async fn set_clock(State(app): State<App>, req: Request) -> Response {
+    #[derive(Deserialize)]
+    struct SetClock {
+        now: String,
+    }
+    let body = match admit(&app, req).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    let set: SetClock = match parse_json(&body) {
+        Ok(set) => set,
+        Err(resp) => return resp,
+    };
+    match set.now.parse::<jiff::Timestamp>() {
+        Ok(now) => {
+            app.clock().set(now);
+            tracing::info!(now = %now, "clock moved");
+            clock_json(&app)
+        }
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            format!("`now` must be an RFC 3339 instant such as 2024-05-01T08:00:00+08:00: {e}"),
+        ),
+    }
+}
+
+async fn import(State(app): State<App>, req: Request) -> Response {
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let body = match admit(&app, req).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    let param = |key: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    let Some(appid) = param("appid") else {
+        return error(StatusCode::BAD_REQUEST, "missing query parameter `appid`");
+    };
+    if let Err(msg) = check_appid(&appid) {
+        return error(StatusCode::BAD_REQUEST, msg);
+    }
+    let Some(name) = param("endpoint") else {
+        return error(StatusCode::BAD_REQUEST, "missing query parameter `endpoint`");
+    };
+    let Some(endpoint) = Endpoint::from_name(&name) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown endpoint {name:?}; expected one of the 17 datacube names such as getusersummary"),
+        );
+    };
+    match import_body(app.store(), &appid, endpoint, &body).await {
+        Ok(report) => Json(json!({
+            "inserted": report.inserted,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+        }))
+        .into_response(),
+        Err(e @ ImportError::Invalid { .. }) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(ImportError::Store(e)) => internal(&e),
+    }
+}

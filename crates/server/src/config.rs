@@ -1,0 +1,70 @@
+//! The server's settings. The CLI fills them from flags, with `DATACUBE_…` env fallbacks.
+
+use std::time::Duration;
+
+use datacube_api::token::DEFAULT_TOKEN_DAILY_QUOTA;
+use datacube_api::SuffixStyle;
+
+/// Everything `serve` can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Bearer token of the admin API; `None` disables it.
+    pub admin_token: Option<String>,
+    /// Daily quota of `/cgi-bin/token` per account (45009 past it).
+    pub token_daily_quota: u32,
+    /// Daily quota of each datacube endpoint per account; `None` means unlimited
+    /// (WeChat documents none).
+    pub api_daily_quota: Option<u32>,
+    /// How the request id is appended to `errmsg`.
+    pub suffix: SuffixStyle,
+    /// Limits that keep the server up.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            admin_token: None,
+            token_daily_quota: DEFAULT_TOKEN_DAILY_QUOTA,
+            api_daily_quota: None,
+            suffix: SuffixStyle::Rid,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Resource limits. Past them the server answers WeChat's `-1 system error` or closes the
+/// connection; it never queues without bound.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections served at once. Up to 64 more get one `-1` answer and are closed;
+    /// beyond that, new connections are closed at once.
+    pub max_connections: usize,
+    /// Requests handled at once; more are answered `-1 system error` at once.
+    pub max_in_flight: usize,
+    /// Largest body of a WeChat API request (a datacube body is about 50 bytes).
+    pub body_limit: usize,
+    /// Largest body of an admin request (imports).
+    pub admin_body_limit: usize,
+    /// A connection must send a complete request head within this time, both when it opens and
+    /// between keep-alive requests (so it is also the idle timeout).
+    pub idle_timeout: Duration,
+    /// A request body must arrive within this time.
+    pub body_timeout: Duration,
+    /// How long shutdown waits for open requests to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 4096,
+            max_in_flight: 1024,
+            body_limit: 64 * 1024,
+            admin_body_limit: 256 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

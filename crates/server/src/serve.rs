@@ -1,0 +1,156 @@
+//! The accept loop: bounded connections, a bounded number of requests in flight, header and
+//! idle timeouts, graceful shutdown. Overload is answered with WeChat's `-1 system error`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header::CONNECTION;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use axum::Router;
+use datacube_api::ErrCode;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+
+use crate::state::App;
+
+/// Connections past `max_connections` that still get a `-1` answer before being closed.
+const OVERFLOW_CONNECTIONS: usize = 64;
+
+/// The whole HTTP application: the admin API and, for every other path, the WeChat API.
+pub fn router(app: App) -> Router {
+    crate::admin::routes()
+        .fallback(crate::wechat::dispatch)
+        .with_state(app)
+}
+
+/// Decrements the in-flight count when a request is done, however it ends.
+struct InFlight(App);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn overloaded(app: &App) -> Response {
+    let mut resp = app.wechat_error(ErrCode::SystemError);
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish
+/// (up to the configured grace period).
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = app.config().limits.clone();
+    let router = router(app.clone());
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        if let Ok(permit) = connections.clone().try_acquire_owned() {
+            let conn = connection(&limits, stream, service(app.clone(), router.clone()), true);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                drop(permit);
+            });
+        } else if let Ok(permit) = overflow.clone().try_acquire_owned() {
+            tracing::warn!(%peer, "connection limit reached; answering -1 and closing");
+            let app = app.clone();
+            let svc = hyper::service::service_fn(move |_req: hyper::Request<Incoming>| {
+                let resp = overloaded(&app);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let conn = connection(&limits, stream, svc, false);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                drop(permit);
+            });
+        } else {
+            tracing::warn!(%peer, "connection limit reached; closing at once");
+            drop(stream);
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections; waiting for open requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!("grace period over; closing the remaining connections");
+        }
+    }
+    Ok(())
+}
+
+fn connection<S>(
+    limits: &crate::config::Limits,
+    stream: TcpStream,
+    svc: S,
+    keep_alive: bool,
+) -> http1::Connection<TokioIo<TcpStream>, S>
+where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible>,
+{
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        // hyper restarts this timer whenever a connection waits for its next request, so it is
+        // both the header timeout and the keep-alive idle timeout.
+        .header_read_timeout(limits.idle_timeout)
+        .title_case_headers(true)
+        .keep_alive(keep_alive)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), svc)
+}
+
+fn service(
+    app: App,
+    router: Router,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let app = app.clone();
+        let router = router.clone();
+        async move {
+            let before = app.inner.in_flight.fetch_add(1, Ordering::Relaxed);
+            let _guard = InFlight(app.clone());
+            if before >= app.config().limits.max_in_flight {
+                return Ok(overloaded(&app));
+            }
+            router.oneshot(req).await
+        }
+    })
+}

@@ -1,0 +1,154 @@
+//! The shared state of a running server: store, clock, settings and small caches.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use datacube_api::error::{error_body, Rid};
+use datacube_api::ErrCode;
+use datacube_store::{AccountRecord, Store, TokenKind, TokenRecord};
+use rand::RngCore;
+use tokio::sync::Semaphore;
+
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// How long a cached token or account is trusted before it is read again. Changes made by
+/// another process on the same database (the CLI, another instance) are seen within this.
+const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Cached entries beyond this are dropped wholesale; the cache refills from the database.
+const CACHE_MAX: usize = 100_000;
+
+/// A running server's state. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) clock: Clock,
+    pub(crate) config: Config,
+    tokens: RwLock<HashMap<String, (Instant, Arc<TokenRecord>)>>,
+    accounts: RwLock<HashMap<String, (Instant, Arc<AccountRecord>)>>,
+    pub(crate) in_flight: AtomicUsize,
+    /// Secret hashing is deliberately slow; this bounds how many run at once.
+    pub(crate) hashing: Semaphore,
+}
+
+impl App {
+    /// A server state over `store`, reading time from `clock`.
+    pub fn new(store: Store, clock: Clock, config: Config) -> App {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        App {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config,
+                tokens: RwLock::default(),
+                accounts: RwLock::default(),
+                in_flight: AtomicUsize::new(0),
+                hashing: Semaphore::new(cores),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The emulated clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A WeChat error body with a fresh request id.
+    pub(crate) fn error_body(&self, code: ErrCode) -> String {
+        let mut rng = rand::rng();
+        let rid = Rid {
+            time: self.inner.clock.unix() as u32,
+            a: rng.next_u32(),
+            b: rng.next_u32(),
+        };
+        error_body(code, rid, self.inner.config.suffix)
+    }
+
+    /// The token, from the cache or the database.
+    pub(crate) fn token(&self, token: &str) -> datacube_store::Result<Option<Arc<TokenRecord>>> {
+        if let Some((at, rec)) = self.inner.tokens.read().expect("token cache").get(token) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(Some(rec.clone()));
+            }
+        }
+        let Some(rec) = self.inner.store.token(token)? else {
+            return Ok(None);
+        };
+        let rec = Arc::new(rec);
+        let mut cache = self.inner.tokens.write().expect("token cache");
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), (Instant::now(), rec.clone()));
+        Ok(Some(rec))
+    }
+
+    /// Forgets cached tokens of `appid` and `kind` (a new token changes the older ones).
+    pub(crate) fn forget_tokens(&self, appid: &str, kind: TokenKind) {
+        self.inner
+            .tokens
+            .write()
+            .expect("token cache")
+            .retain(|_, (_, rec)| rec.appid != appid || rec.kind != kind);
+    }
+
+    /// The account, from the cache or the database.
+    pub(crate) async fn account(
+        &self,
+        appid: &str,
+    ) -> datacube_store::Result<Option<Arc<AccountRecord>>> {
+        if let Some((at, rec)) = self.inner.accounts.read().expect("account cache").get(appid) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(Some(rec.clone()));
+            }
+        }
+        let Some(rec) = self.inner.store.account(appid).await? else {
+            return Ok(None);
+        };
+        let rec = Arc::new(rec);
+        let mut cache = self.inner.accounts.write().expect("account cache");
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(appid.to_owned(), (Instant::now(), rec.clone()));
+        Ok(Some(rec))
+    }
+
+    /// Forgets a cached account (after the admin API changed it).
+    pub(crate) fn forget_account(&self, appid: &str) {
+        self.inner
+            .accounts
+            .write()
+            .expect("account cache")
+            .remove(appid);
+    }
+}
+
+/// A new access token: unguessable (128 bytes from the thread's CSPRNG, seeded by the OS) and
+/// shaped like WeChat's: an era number, `_`, then URL-safe base64 (about 175 characters).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 128];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut token = String::with_capacity(180);
+    token.push_str("98_");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut token);
+    token
+}

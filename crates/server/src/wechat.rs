@@ -1,0 +1,272 @@
+//! The WeChat API as api.weixin.qq.com answers it: `/cgi-bin/token`, `/cgi-bin/stable_token`
+//! and `/datacube/<name>`. Every answer is HTTP 200 with compact JSON; errors carry WeChat's
+//! code and errmsg with a request id.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{CONNECTION, CONTENT_TYPE};
+use axum::http::{HeaderValue, Method};
+use axum::response::Response;
+use bytes::Bytes;
+use datacube_api::date::{
+    check_range, china_date, last_ready_day, parse_request, served_labels,
+};
+use datacube_api::token::GRANT_TYPE;
+use datacube_api::{Endpoint, ErrCode};
+use datacube_store::{Issued, TokenKind, TokenStatus};
+use http_body_util::{BodyExt, Limited};
+
+use crate::secret::verify_secret;
+use crate::state::{new_token, App};
+
+/// `Content-Type` of every WeChat API answer (`encoding=`, not `charset=`, as WeChat sends it).
+const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; encoding=utf-8");
+
+/// An answer on the WeChat API: HTTP 200 and WeChat's headers around `body`.
+pub(crate) fn wechat_response(body: impl Into<Body>, logic_ret: i32) -> Response {
+    let mut resp = Response::new(body.into());
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, JSON_CONTENT_TYPE);
+    h.insert("RetKey", HeaderValue::from_static("11"));
+    h.insert("LogicRet", HeaderValue::from(logic_ret));
+    resp
+}
+
+impl App {
+    /// The answer for a WeChat error.
+    pub(crate) fn wechat_error(&self, code: ErrCode) -> Response {
+        wechat_response(self.error_body(code), code.code())
+    }
+
+    /// The error answer, then close the connection (the rest of the request was not read).
+    fn wechat_error_close(&self, code: ErrCode) -> Response {
+        let mut resp = self.wechat_error(code);
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        resp
+    }
+
+    /// An unexpected failure: logged once with its cause, answered as WeChat's `-1`.
+    pub(crate) fn internal(&self, what: &str, err: &dyn std::error::Error) -> Response {
+        tracing::error!(error = %err, "{what}");
+        self.wechat_error(ErrCode::SystemError)
+    }
+}
+
+/// Why a request body could not be read.
+pub(crate) enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a whole body, at most `limit` bytes, within `timeout`.
+pub(crate) async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(_)) | Err(_) => Err(BodyError::Broken),
+    }
+}
+
+/// The first value of `key` in a query string, percent-decoded.
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Everything outside `/admin`: the WeChat API. Unknown paths answer 40066 `invalid url`, as
+/// api.weixin.qq.com does.
+pub(crate) async fn dispatch(State(app): State<App>, req: Request) -> Response {
+    let path = req.uri().path();
+    if let Some(name) = path.strip_prefix("/datacube/") {
+        return match Endpoint::from_name(name) {
+            Some(endpoint) => datacube(app, endpoint, req).await,
+            None => app.wechat_error(ErrCode::InvalidUrl),
+        };
+    }
+    match path {
+        "/cgi-bin/token" => token(app, req).await,
+        "/cgi-bin/stable_token" => stable_token(app, req).await,
+        _ => app.wechat_error(ErrCode::InvalidUrl),
+    }
+}
+
+/// `POST /datacube/<name>?access_token=…`, checked in the order of reference §2.5.
+async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
+    if req.method() != Method::POST {
+        return app.wechat_error(ErrCode::RequirePost);
+    }
+    let Some(token) = query_param(req.uri().query(), "access_token").filter(|t| !t.is_empty())
+    else {
+        return app.wechat_error(ErrCode::AccessTokenMissing);
+    };
+    let record = match app.token(&token) {
+        Ok(Some(record)) => record,
+        Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
+        Err(e) => return app.internal("token lookup failed", &e),
+    };
+    let now = app.clock().unix();
+    match record.status(now) {
+        TokenStatus::Valid => {}
+        TokenStatus::Superseded => return app.wechat_error(ErrCode::InvalidCredential),
+        TokenStatus::Expired => return app.wechat_error(ErrCode::AccessTokenExpired),
+    }
+    match app.account(&record.appid).await {
+        Ok(Some(account)) if account.verified => {}
+        Ok(Some(_)) => return app.wechat_error(ErrCode::ApiUnauthorized),
+        // The account was removed after the token was issued.
+        Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
+        Err(e) => return app.internal("account lookup failed", &e),
+    }
+    let limits = &app.config().limits;
+    let body = match read_body(req.into_body(), limits.body_limit, limits.body_timeout).await {
+        Ok(body) => body,
+        // A datacube body is ~50 bytes of JSON; a huge one is a malformed body.
+        Err(BodyError::TooLarge) => return app.wechat_error_close(ErrCode::DateFormatError),
+        Err(BodyError::Broken) => return app.wechat_error_close(ErrCode::SystemError),
+    };
+    let range = match parse_request(&body) {
+        Ok(range) => range,
+        Err(code) => return app.wechat_error(code),
+    };
+    if let Err(code) = check_range(endpoint, range, china_date(now)) {
+        return app.wechat_error(code);
+    }
+    if let Some(limit) = app.config().api_daily_quota {
+        let api = format!("datacube/{}", endpoint.name());
+        match app
+            .store()
+            .quota_take(&record.appid, &api, china_date(now), u64::from(limit))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return app.wechat_error(ErrCode::DailyQuotaReached),
+            Err(e) => return app.internal("quota update failed", &e),
+        }
+    }
+    let body = match served_labels(endpoint, range, last_ready_day(now)) {
+        None => String::from("{\"list\":[]}"),
+        Some((begin, end)) => match app.store().list_body(&record.appid, endpoint, begin, end) {
+            Ok(body) => body,
+            Err(e) => return app.internal("reading statistics failed", &e),
+        },
+    };
+    wechat_response(body, 0)
+}
+
+fn token_body(token: &str, expires_in: i64) -> String {
+    format!(r#"{{"access_token":"{token}","expires_in":{expires_in}}}"#)
+}
+
+/// Checks an appid and secret: 40013 for an unknown appid, 40125 for a wrong secret.
+async fn authenticate(app: &App, appid: &str, secret: &str) -> Result<(), Response> {
+    let account = match app.account(appid).await {
+        Ok(Some(account)) => account,
+        Ok(None) => return Err(app.wechat_error(ErrCode::InvalidAppid)),
+        Err(e) => return Err(app.internal("account lookup failed", &e)),
+    };
+    let Ok(_permit) = app.inner.hashing.acquire().await else {
+        return Err(app.wechat_error(ErrCode::SystemError));
+    };
+    let (secret, hash) = (secret.to_owned(), account.secret_hash.clone());
+    match tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(app.wechat_error(ErrCode::InvalidAppsecret)),
+        Err(e) => Err(app.internal("secret check failed", &e)),
+    }
+}
+
+/// `GET /cgi-bin/token?grant_type=client_credential&appid=…&secret=…`: a new token on every
+/// call; the previous one stays valid for 5 more minutes.
+async fn token(app: App, req: Request) -> Response {
+    let query = req.uri().query();
+    let grant_type = query_param(query, "grant_type");
+    let appid = query_param(query, "appid").filter(|s| !s.is_empty());
+    let secret = query_param(query, "secret").filter(|s| !s.is_empty());
+    if grant_type.as_deref() != Some(GRANT_TYPE) {
+        return app.wechat_error(ErrCode::InvalidGrantType);
+    }
+    let Some(appid) = appid else {
+        return app.wechat_error(ErrCode::AppidMissing);
+    };
+    let Some(secret) = secret else {
+        return app.wechat_error(ErrCode::AppsecretMissing);
+    };
+    if let Err(resp) = authenticate(&app, &appid, &secret).await {
+        return resp;
+    }
+    let now = app.clock().unix();
+    let quota = app.config().token_daily_quota;
+    let issued = app
+        .store()
+        .issue_basic_token(&appid, new_token(), now, quota)
+        .await;
+    app.forget_tokens(&appid, TokenKind::Basic);
+    match issued {
+        Ok(Issued::Token { token, expires_in }) => {
+            tracing::debug!(appid, "issued an access token");
+            wechat_response(token_body(&token, expires_in), 0)
+        }
+        Ok(Issued::QuotaExceeded) => app.wechat_error(ErrCode::DailyQuotaReached),
+        Err(e) => app.internal("issuing a token failed", &e),
+    }
+}
+
+/// `POST /cgi-bin/stable_token` with `{"grant_type","appid","secret","force_refresh"}`.
+async fn stable_token(app: App, req: Request) -> Response {
+    if req.method() != Method::POST {
+        return app.wechat_error(ErrCode::RequirePost);
+    }
+    let limits = &app.config().limits;
+    let body = match read_body(req.into_body(), limits.body_limit, limits.body_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return app.wechat_error_close(ErrCode::DataFormatError),
+        Err(BodyError::Broken) => return app.wechat_error_close(ErrCode::SystemError),
+    };
+    if body.is_empty() {
+        return app.wechat_error(ErrCode::EmptyPostData);
+    }
+    #[derive(serde::Deserialize)]
+    struct StableRequest {
+        grant_type: Option<String>,
+        appid: Option<String>,
+        secret: Option<String>,
+        #[serde(default)]
+        force_refresh: bool,
+    }
+    let Ok(request) = serde_json::from_slice::<StableRequest>(&body) else {
+        return app.wechat_error(ErrCode::DataFormatError);
+    };
+    if request.grant_type.as_deref() != Some(GRANT_TYPE) {
+        return app.wechat_error(ErrCode::InvalidGrantType);
+    }
+    let Some(appid) = request.appid.filter(|s| !s.is_empty()) else {
+        return app.wechat_error(ErrCode::AppidMissing);
+    };
+    let Some(secret) = request.secret.filter(|s| !s.is_empty()) else {
+        return app.wechat_error(ErrCode::AppsecretMissing);
+    };
+    if let Err(resp) = authenticate(&app, &appid, &secret).await {
+        return resp;
+    }
+    let now = app.clock().unix();
+    let issued = app
+        .store()
+        .stable_token(&appid, new_token(), now, request.force_refresh)
+        .await;
+    app.forget_tokens(&appid, TokenKind::Stable);
+    match issued {
+        Ok(Issued::Token { token, expires_in }) => {
+            wechat_response(token_body(&token, expires_in), 0)
+        }
+        Ok(Issued::QuotaExceeded) => app.wechat_error(ErrCode::DailyQuotaReached),
+        Err(e) => app.internal("issuing a stable token failed", &e),
+    }
+}

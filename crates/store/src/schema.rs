@@ -1,0 +1,43 @@
+//! Migrations. Each entry moves the schema one version up; `PRAGMA user_version` records where
+//! a database stands. Never edit an entry that has shipped: add a new one.
+
+/// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: accounts, tokens, quotas, statistics rows.
+    r#"
+    CREATE TABLE account (
+        appid        TEXT PRIMARY KEY,
+        secret_hash  TEXT NOT NULL,
+        verified     INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE TABLE token (
+        token         TEXT PRIMARY KEY,
+        appid         TEXT NOT NULL,
+        kind          TEXT NOT NULL,          -- 'basic' | 'stable'
+        issued_at     INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        invalid_after INTEGER                 -- NULL while the token is the latest
+    );
+    CREATE INDEX token_by_appid ON token (appid, kind, issued_at);
+    CREATE TABLE quota (
+        appid TEXT NOT NULL,
+        api   TEXT NOT NULL,
+        day   TEXT NOT NULL,                  -- China-time YYYY-MM-DD
+        used  INTEGER NOT NULL,
+        last_at INTEGER NOT NULL DEFAULT 0,   -- Unix seconds of the last use
+        PRIMARY KEY (appid, api, day)
+    ) WITHOUT ROWID;
+    -- One row of one endpoint's answer, already in WeChat's byte form. The primary key is the
+    -- natural key and also the serving order: (date, hour, key) ascending.
+    CREATE TABLE stat_row (
+        appid     TEXT NOT NULL,
+        endpoint  INTEGER NOT NULL,           -- datacube_api::Endpoint::id()
+        ref_date  TEXT NOT NULL,              -- YYYY-MM-DD
+        ref_hour  INTEGER NOT NULL,           -- 0..23, or -1 for non-hourly endpoints
+        row_key   TEXT NOT NULL,
+        json      TEXT NOT NULL,
+        PRIMARY KEY (appid, endpoint, ref_date, ref_hour, row_key)
+    ) WITHOUT ROWID;
+    "#,
+];

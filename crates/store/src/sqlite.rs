@@ -1,0 +1,446 @@
+//! The SQLite backend: WAL mode, one writer connection, a small pool of reader connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use datacube_api::date::{china_date, format_date};
+use datacube_api::row::Row;
+use datacube_api::token::{
+    LIFETIME_SECONDS, OVERLAP_SECONDS, STABLE_DAILY_QUOTA, STABLE_FORCE_REFRESH_DAILY,
+    STABLE_FORCE_REFRESH_INTERVAL_SECONDS,
+};
+use datacube_api::Endpoint;
+use jiff::civil::Date;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::schema::MIGRATIONS;
+use crate::{
+    AccountRecord, Issued, Result, StoreError, TokenKind, TokenRecord, UpsertReport,
+};
+
+/// Reader connections kept for reuse; more are opened under load and closed afterwards.
+const READER_POOL: usize = 16;
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens or creates the file at `path` and brings its schema up to date.
+    pub fn open(path: &str, url: &str) -> Result<SqliteStore> {
+        let open_err = |source| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let writer = Connection::open(path).map_err(open_err)?;
+        // WAL: readers never wait for the writer, and a commit is durable once it returns.
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "SQLite did not switch to WAL mode");
+        }
+        configure(&writer).map_err(open_err)?;
+        migrate(&writer, url)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: PathBuf::from(path),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.inner.readers.lock().expect("reader pool").pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open(&self.inner.path)?;
+                configure(&c)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        let mut pool = self.inner.readers.lock().expect("reader pool");
+        if pool.len() < READER_POOL {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut conn)
+    }
+
+    pub(crate) fn add_account(&self, a: &AccountRecord, replace: bool) -> Result<()> {
+        self.with_writer(|conn| {
+            let sql = if replace {
+                "INSERT INTO account (appid, secret_hash, verified, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (appid) DO UPDATE SET secret_hash = excluded.secret_hash,
+                                                   verified = excluded.verified"
+            } else {
+                "INSERT INTO account (appid, secret_hash, verified, created_at) VALUES (?1, ?2, ?3, ?4)"
+            };
+            match conn.execute(sql, params![a.appid, a.secret_hash, a.verified, a.created_at]) {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(StoreError::AccountExists(a.appid.clone()))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    pub(crate) fn account(&self, appid: &str) -> Result<Option<AccountRecord>> {
+        self.with_reader(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT appid, secret_hash, verified, created_at FROM account WHERE appid = ?1",
+                )?
+                .query_row([appid], account_from_row)
+                .optional()?)
+        })
+    }
+
+    pub(crate) fn accounts(&self) -> Result<Vec<AccountRecord>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT appid, secret_hash, verified, created_at FROM account ORDER BY appid",
+            )?;
+            let rows = stmt.query_map([], account_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    pub(crate) fn token(&self, token: &str) -> Result<Option<TokenRecord>> {
+        self.with_reader(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT token, appid, kind, issued_at, expires_at, invalid_after
+                     FROM token WHERE token = ?1",
+                )?
+                .query_row([token], token_from_row)
+                .optional()?)
+        })
+    }
+
+    pub(crate) fn issue_basic_token(
+        &self,
+        appid: &str,
+        token: String,
+        now: i64,
+        daily_quota: u32,
+    ) -> Result<Issued> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let day = format_date(china_date(now));
+            if quota_used(&tx, appid, "token", &day)? >= u64::from(daily_quota) {
+                return Ok(Issued::QuotaExceeded);
+            }
+            quota_bump(&tx, appid, "token", &day, 1, now)?;
+            // The previous tokens stay valid for the hand-over, then answer 40001.
+            tx.execute(
+                "UPDATE token SET invalid_after = ?3
+                 WHERE appid = ?1 AND kind = 'basic' AND invalid_after IS NULL AND expires_at > ?2",
+                params![appid, now, now + OVERLAP_SECONDS],
+            )?;
+            insert_token(&tx, &token, appid, TokenKind::Basic, now)?;
+            tx.commit()?;
+            Ok(Issued::Token {
+                token,
+                expires_in: LIFETIME_SECONDS,
+            })
+        })
+    }
+
+    pub(crate) fn stable_token(
+        &self,
+        appid: &str,
+        candidate: String,
+        now: i64,
+        force_refresh: bool,
+    ) -> Result<Issued> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let day = format_date(china_date(now));
+            if quota_used(&tx, appid, "stable_token", &day)? >= u64::from(STABLE_DAILY_QUOTA) {
+                return Ok(Issued::QuotaExceeded);
+            }
+            quota_bump(&tx, appid, "stable_token", &day, 1, now)?;
+            let current: Option<TokenRecord> = tx
+                .prepare_cached(
+                    "SELECT token, appid, kind, issued_at, expires_at, invalid_after FROM token
+                     WHERE appid = ?1 AND kind = 'stable' AND invalid_after IS NULL
+                       AND expires_at > ?2
+                     ORDER BY issued_at DESC, rowid DESC LIMIT 1",
+                )?
+                .query_row(params![appid, now], token_from_row)
+                .optional()?;
+            let reuse = |t: TokenRecord| Issued::Token {
+                expires_in: t.expires_at - now,
+                token: t.token,
+            };
+            let outcome = match current {
+                Some(t) if !force_refresh && now < t.expires_at - OVERLAP_SECONDS => reuse(t),
+                Some(t) if force_refresh => {
+                    let last_force: Option<i64> = tx
+                        .query_row(
+                            "SELECT MAX(last_at) FROM quota WHERE appid = ?1 AND api = 'stable_force'",
+                            [appid],
+                            |r| r.get(0),
+                        )
+                        .optional()?
+                        .flatten();
+                    if last_force.is_some_and(|at| now - at < STABLE_FORCE_REFRESH_INTERVAL_SECONDS)
+                    {
+                        // "否则不会刷新": too soon, the current token comes back unchanged.
+                        reuse(t)
+                    } else if quota_used(&tx, appid, "stable_force", &day)?
+                        >= u64::from(STABLE_FORCE_REFRESH_DAILY)
+                    {
+                        Issued::QuotaExceeded
+                    } else {
+                        quota_bump(&tx, appid, "stable_force", &day, 1, now)?;
+                        // A forced refresh invalidates the previous token at once.
+                        tx.execute(
+                            "UPDATE token SET invalid_after = ?2
+                             WHERE appid = ?1 AND kind = 'stable' AND invalid_after IS NULL",
+                            params![appid, now],
+                        )?;
+                        insert_token(&tx, &candidate, appid, TokenKind::Stable, now)?;
+                        Issued::Token {
+                            token: candidate,
+                            expires_in: LIFETIME_SECONDS,
+                        }
+                    }
+                }
+                // None yet, or within the last 5 minutes: a new token; the old one keeps its
+                // own expiry, so both work during the hand-over.
+                Some(_) | None => {
+                    tx.execute(
+                        "UPDATE token SET invalid_after = expires_at
+                         WHERE appid = ?1 AND kind = 'stable' AND invalid_after IS NULL",
+                        [appid],
+                    )?;
+                    insert_token(&tx, &candidate, appid, TokenKind::Stable, now)?;
+                    Issued::Token {
+                        token: candidate,
+                        expires_in: LIFETIME_SECONDS,
+                    }
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+    }
+
+    pub(crate) fn quota_take(&self, appid: &str, api: &str, day: Date, limit: u64) -> Result<bool> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let day = format_date(day);
+            if quota_used(&tx, appid, api, &day)? >= limit {
+                return Ok(false);
+            }
+            quota_bump(&tx, appid, api, &day, 1, 0)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    pub(crate) fn upsert_rows(
+        &self,
+        appid: &str,
+        endpoint: Endpoint,
+        rows: &[Row],
+    ) -> Result<UpsertReport> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut report = UpsertReport::default();
+            {
+                let mut select = tx.prepare_cached(
+                    "SELECT json FROM stat_row
+                     WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3 AND ref_hour = ?4
+                       AND row_key = ?5",
+                )?;
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO stat_row (appid, endpoint, ref_date, ref_hour, row_key, json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (appid, endpoint, ref_date, ref_hour, row_key)
+                     DO UPDATE SET json = excluded.json",
+                )?;
+                for row in rows {
+                    let date = format_date(row.ref_date);
+                    let key = params![appid, endpoint.id(), date, row.ref_hour, row.key];
+                    let old: Option<String> = select.query_row(key, |r| r.get(0)).optional()?;
+                    match old {
+                        Some(old) if old == row.json => report.unchanged += 1,
+                        found => {
+                            upsert.execute(params![
+                                appid,
+                                endpoint.id(),
+                                date,
+                                row.ref_hour,
+                                row.key,
+                                row.json
+                            ])?;
+                            if found.is_some() {
+                                report.updated += 1;
+                            } else {
+                                report.inserted += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(report)
+        })
+    }
+
+    pub(crate) fn list_rows_into(
+        &self,
+        appid: &str,
+        endpoint: Endpoint,
+        begin: Date,
+        end: Date,
+        out: &mut String,
+    ) -> Result<usize> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT json FROM stat_row
+                 WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4
+                 ORDER BY ref_date, ref_hour, row_key",
+            )?;
+            let mut rows = stmt.query(params![
+                appid,
+                endpoint.id(),
+                format_date(begin),
+                format_date(end)
+            ])?;
+            let mut n = 0;
+            while let Some(row) = rows.next()? {
+                if n > 0 {
+                    out.push(',');
+                }
+                out.push_str(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?);
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+}
+
+fn migrate(conn: &Connection, url: &str) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > known {
+        return Err(StoreError::TooNew {
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let apply = || -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.execute_batch(sql)?;
+            conn.pragma_update(None, "user_version", (i + 1) as i64)?;
+            conn.execute_batch("COMMIT")
+        };
+        if let Err(source) = apply() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Open {
+                url: url.to_owned(),
+                source,
+            });
+        }
+        tracing::info!(version = i + 1, "database migrated");
+    }
+    Ok(())
+}
+
+fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> {
+    Ok(AccountRecord {
+        appid: r.get(0)?,
+        secret_hash: r.get(1)?,
+        verified: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        token: r.get(0)?,
+        appid: r.get(1)?,
+        kind: TokenKind::parse(r.get_ref(2)?.as_str()?),
+        issued_at: r.get(3)?,
+        expires_at: r.get(4)?,
+        invalid_after: r.get(5)?,
+    })
+}
+
+fn insert_token(
+    tx: &rusqlite::Transaction<'_>,
+    token: &str,
+    appid: &str,
+    kind: TokenKind,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO token (token, appid, kind, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![token, appid, kind.as_str(), now, now + LIFETIME_SECONDS])?;
+    Ok(())
+}
+
+fn quota_used(tx: &rusqlite::Transaction<'_>, appid: &str, api: &str, day: &str) -> Result<u64> {
+    Ok(tx
+        .prepare_cached("SELECT used FROM quota WHERE appid = ?1 AND api = ?2 AND day = ?3")?
+        .query_row(params![appid, api, day], |r| r.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0) as u64)
+}
+
+fn quota_bump(
+    tx: &rusqlite::Transaction<'_>,
+    appid: &str,
+    api: &str,
+    day: &str,
+    n: u64,
+    now: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO quota (appid, api, day, used, last_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (appid, api, day) DO UPDATE SET used = used + excluded.used,
+                                                     last_at = MAX(last_at, excluded.last_at)",
+    )?
+    .execute(params![appid, api, day, n as i64, now])?;
+    Ok(())
+}
