@@ -10,7 +10,9 @@ use crate::error::ErrCode;
 /// China Standard Time: UTC+8, no daylight saving. WeChat's days and hours are China's.
 pub const CHINA_OFFSET_SECONDS: i64 = 8 * 3600;
 
-/// The first day WeChat keeps statistics for. Earlier dates answer an empty list.
+/// The first day WeChat keeps statistics for ("仅存储了2014年12月1日之后的数据"). datacube
+/// computes nothing before it, but serves whatever was imported: WeChat's own month example is a
+/// 2014-11-01 row, and its docs say earlier data "even if found, is untrusted".
 pub const FIRST_DAY: Date = jiff::civil::date(2014, 12, 1);
 
 /// Yesterday's statistics are served from this China-time hour on ("请于每天上午8点后查询").
@@ -169,7 +171,7 @@ pub fn check_range(endpoint: Endpoint, range: DateRange, today: Date) -> Result<
 ///
 /// Days and hours are served up to `last_ready`; a week (labelled with its Monday) or a month
 /// (labelled with its 1st) is served when its label lies in the range and the whole period has
-/// ended by `last_ready`. Nothing before [`FIRST_DAY`] is served.
+/// ended by `last_ready`.
 pub fn served_labels(
     endpoint: Endpoint,
     range: DateRange,
@@ -182,9 +184,8 @@ pub fn served_labels(
         // The 1st of the last month whose last day is ready.
         Period::Month => add_days(add_days(last_ready, 1).first_of_month(), -1).first_of_month(),
     };
-    let begin = range.begin.max(FIRST_DAY);
     let end = range.end.min(latest_label);
-    (begin <= end).then_some((begin, end))
+    (range.begin <= end).then_some((range.begin, end))
 }
 
 #[cfg(test)]
@@ -314,8 +315,11 @@ mod tests {
         // The documented example: on 12-01, 11-01..11-05 returns November's row.
         assert_eq!(
             served_labels(Endpoint::GetUpstreamMsgMonth, range, date(2014, 11, 30)),
-            None,
-            "the month row starts before 2014-12-01 and is never served"
+            Some((date(2014, 11, 1), date(2014, 11, 1)))
+        );
+        assert_eq!(
+            served_labels(Endpoint::GetUpstreamMsgMonth, range, date(2014, 11, 29)),
+            None
         );
         let range = DateRange {
             begin: date(2015, 3, 1),
@@ -376,7 +380,7 @@ mod tests {
             let end = add_days(begin, len);
             let ready = add_days(FIRST_DAY, ready_off);
             if let Some((b, e)) = served_labels(endpoint, DateRange { begin, end }, ready) {
-                prop_assert!(b >= begin && e <= end && b <= e && b >= FIRST_DAY);
+                prop_assert!(b >= begin && e <= end && b <= e);
                 let period_end = match endpoint.period() {
                     Period::Day | Period::Hour => e,
                     Period::Week => add_days(monday_of(e), 6),

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use jiff::civil::Date;
 use serde_json::{Map, Value};
 
-use crate::date::{self, FIRST_DAY};
+use crate::date;
 use crate::endpoint::{Endpoint, Period};
 
 /// The type of one field.
@@ -333,15 +333,6 @@ pub fn canonicalize(endpoint: Endpoint, value: &Value) -> Result<Row, RowError> 
         .and_then(Value::as_str)
         .and_then(date::parse_date)
         .expect("validated by write_object");
-    if ref_date < FIRST_DAY {
-        return Err(field_error(
-            "ref_date",
-            format!(
-                "{} is before 2014-12-01, the first day WeChat keeps statistics for",
-                date::format_date(ref_date)
-            ),
-        ));
-    }
     match endpoint.period() {
         Period::Week if !date::is_monday(ref_date) => {
             return Err(field_error(

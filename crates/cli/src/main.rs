@@ -1,1 +1,359 @@
-fn main() {}
+//! `datacube`: a self-hosted WeChat datacube statistics server.
+//!
+//! The binary is thin: it parses flags (each with a `DATACUBE_…` env fallback), sets up
+//! logging, calls the library crates and maps the outcome to an exit code:
+//! 0 success, 1 failure (the message says why), 2 usage error.
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use datacube_api::date::{add_days, format_date};
+use jiff::civil::Date;
+use datacube_api::{Endpoint, SuffixStyle};
+use datacube_server::clock::Clock;
+use datacube_server::config::{Config, Limits};
+use datacube_server::{admin, demo, import, secret, App};
+use datacube_store::{AccountRecord, Store, StoreError};
+
+#[derive(Parser)]
+#[command(name = "datacube", version, about = "A self-hosted WeChat datacube statistics server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the WeChat API (tokens, the 17 datacube endpoints) and the admin API.
+    Serve(ServeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Import a WeChat answer (`{"list":[…]}`) for one endpoint into the statistics store.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct DatabaseArg {
+    /// Database URL; created and migrated automatically.
+    #[arg(long, env = "DATACUBE_DATABASE", default_value = "sqlite://datacube.db")]
+    database: String,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DATACUBE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Bearer token of the admin API (`/admin/…`); the admin API is disabled when unset.
+    #[arg(long, env = "DATACUBE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Emulated "now" (RFC 3339, e.g. 2024-05-01T09:00:00+08:00); it advances with real time.
+    #[arg(long, env = "DATACUBE_CLOCK")]
+    clock: Option<jiff::Timestamp>,
+    /// Create the demo account and fill it with a year of statistics.
+    #[arg(long)]
+    demo: bool,
+    /// Days of demo statistics, ending at the last ready day.
+    #[arg(long, env = "DATACUBE_DEMO_DAYS", default_value_t = 365)]
+    demo_days: u32,
+    /// Daily quota of /cgi-bin/token per account (45009 past it).
+    #[arg(long, env = "DATACUBE_TOKEN_QUOTA", default_value_t = datacube_api::token::DEFAULT_TOKEN_DAILY_QUOTA)]
+    token_quota: u32,
+    /// Daily quota of each datacube endpoint per account (45009 past it); unlimited when unset.
+    #[arg(long, env = "DATACUBE_API_QUOTA")]
+    api_quota: Option<u32>,
+    /// How errmsg ends: `rid` (` rid: …`, today's datacube form), `comma-rid` or `none`.
+    #[arg(long, env = "DATACUBE_ERRMSG_SUFFIX", default_value = "rid", value_parser = parse_suffix)]
+    errmsg_suffix: SuffixStyle,
+    /// Connections served at once; past it new connections get `-1` and are closed.
+    #[arg(long, env = "DATACUBE_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Requests handled at once; past it requests are answered `-1 system error`.
+    #[arg(long, env = "DATACUBE_MAX_IN_FLIGHT", default_value_t = Limits::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Seconds a connection may take to send a request head, and may stay idle between requests.
+    #[arg(long, env = "DATACUBE_IDLE_TIMEOUT", default_value_t = Limits::default().idle_timeout.as_secs())]
+    idle_timeout: u64,
+}
+
+fn parse_suffix(s: &str) -> Result<SuffixStyle, String> {
+    SuffixStyle::parse(s).ok_or_else(|| format!("{s:?} is not one of rid, comma-rid, none"))
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Add an Official Account. The secret is stored hashed and never shown again.
+    Add {
+        /// AppID (`wx` + 16 hex digits for real accounts).
+        #[arg(long)]
+        appid: String,
+        /// AppSecret.
+        #[arg(long, env = "DATACUBE_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Make the account unverified: every datacube endpoint answers it 48001.
+        #[arg(long)]
+        unverified: bool,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// List accounts (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Whose statistics these are.
+    #[arg(long)]
+    appid: String,
+    /// The endpoint the body was returned by (e.g. getusersummary).
+    #[arg(long)]
+    endpoint: String,
+    /// File holding the body exactly as WeChat returned it, or `-` for standard input.
+    file: String,
+    #[command(flatten)]
+    db: DatabaseArg,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `DATACUBE_LOG` (or `RUST_LOG`) filters them, `DATACUBE_LOG_FORMAT=json`
+/// makes them JSON lines.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DATACUBE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("DATACUBE_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Account(AccountCommand::Add {
+            appid,
+            secret,
+            unverified,
+            db,
+        }) => account_add(&db.database, appid, secret, !unverified).await,
+        Command::Account(AccountCommand::List { db }) => account_list(&db.database).await,
+        Command::Import(args) => import_file(args).await,
+    }
+}
+
+fn open(url: &str) -> Result<Store> {
+    Store::open(url).with_context(|| format!("opening the database {url}"))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let store = open(&args.db.database)?;
+    let clock = match args.clock {
+        Some(start) => Clock::starting_at(start),
+        None => Clock::real(),
+    };
+    let config = Config {
+        admin_token: args.admin_token.filter(|t| !t.is_empty()),
+        token_daily_quota: args.token_quota,
+        api_daily_quota: args.api_quota,
+        suffix: args.errmsg_suffix,
+        limits: Limits {
+            max_connections: args.max_connections.max(1),
+            max_in_flight: args.max_in_flight.max(1),
+            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            ..Limits::default()
+        },
+    };
+    let demo_note = if args.demo {
+        Some(setup_demo(&store, &clock, args.demo_days).await?)
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = %args.db.database, admin = config.admin_token.is_some(), "datacube serving");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "datacube is serving the WeChat API on http://{addr}");
+    if let Some((first, last)) = demo_note {
+        let host = addr.to_string();
+        let _ = writeln!(
+            out,
+            "\ndemo account: appid {app}  secret {secret}\n\
+             statistics from {first} to {last} (yesterday appears after 08:00 China time)\n\n\
+             try:\n  curl -s \"http://{host}/datacube/getusersummary?access_token=$(curl -s \
+             'http://{host}/cgi-bin/token?grant_type=client_credential&appid={app}&secret={secret}' \
+             | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\" \
+             -d '{{\"begin_date\":\"{b}\",\"end_date\":\"{last}\"}}'\n",
+            app = demo::DEMO_APPID,
+            secret = demo::DEMO_SECRET,
+            first = format_date(first),
+            last = format_date(last),
+            b = format_date(add_days(last, -6).max(first)),
+        );
+    }
+    let _ = out.flush();
+    drop(out);
+    let app = App::new(store, clock, config);
+    datacube_server::serve(listener, app, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Creates (or resets) the demo account and fills it; returns the first and last day.
+async fn setup_demo(store: &Store, clock: &Clock, days: u32) -> Result<(Date, Date)> {
+    let hash = tokio::task::spawn_blocking(|| secret::hash_secret(demo::DEMO_SECRET)).await?;
+    store
+        .put_account(AccountRecord {
+            appid: demo::DEMO_APPID.into(),
+            secret_hash: hash,
+            verified: true,
+            created_at: clock.unix(),
+        })
+        .await?;
+    // Generate up to yesterday, so that the data is there the moment it becomes ready.
+    let last = add_days(datacube_api::date::china_date(clock.unix()), -1);
+    let days = days.clamp(1, 3650);
+    let report = demo::seed(store, demo::DEMO_APPID, last, days, 2026)
+        .await
+        .context("generating demo statistics")?;
+    tracing::info!(rows = report.rows, days = report.days, "demo statistics ready");
+    let first = add_days(last, -(i64::from(days) - 1)).max(datacube_api::date::FIRST_DAY);
+    Ok((first, last))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+async fn account_add(url: &str, appid: String, secret: String, verified: bool) -> Result<()> {
+    if let Err(msg) = admin::check_appid(&appid).and_then(|()| admin::check_secret(&secret)) {
+        bail!(msg);
+    }
+    let store = open(url)?;
+    let hash = tokio::task::spawn_blocking(move || secret::hash_secret(&secret)).await?;
+    let record = AccountRecord {
+        appid: appid.clone(),
+        secret_hash: hash,
+        verified,
+        created_at: jiff::Timestamp::now().as_second(),
+    };
+    match store.add_account(record).await {
+        Ok(()) => {
+            println!(
+                "added account {appid} ({})",
+                if verified { "verified" } else { "unverified: datacube endpoints answer 48001" }
+            );
+            Ok(())
+        }
+        Err(StoreError::AccountExists(_)) => bail!("account {appid} already exists in {url}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn account_list(url: &str) -> Result<()> {
+    let store = open(url)?;
+    let accounts = store.accounts().await?;
+    let mut out = std::io::stdout().lock();
+    let mut write = || -> std::io::Result<()> {
+        writeln!(out, "{:<24} {:<10} CREATED", "APPID", "VERIFIED")?;
+        for a in &accounts {
+            let created = jiff::Timestamp::from_second(a.created_at)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            writeln!(out, "{:<24} {:<10} {created}", a.appid, if a.verified { "yes" } else { "no" })?;
+        }
+        out.flush()
+    };
+    match write() {
+        // `datacube account list | head` is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+async fn import_file(args: ImportArgs) -> Result<()> {
+    admin::check_appid(&args.appid).map_err(anyhow::Error::msg)?;
+    let Some(endpoint) = Endpoint::from_name(&args.endpoint) else {
+        let names: Vec<&str> = Endpoint::ALL.iter().map(|e| e.name()).collect();
+        bail!(
+            "unknown endpoint {:?}; expected one of: {}",
+            args.endpoint,
+            names.join(", ")
+        );
+    };
+    let body = if args.file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading standard input")?;
+        buf
+    } else {
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file))?
+    };
+    let store = open(&args.db.database)?;
+    if store.account(&args.appid).await?.is_none() {
+        eprintln!(
+            "warning: no account {} yet; its rows are stored and served once the account exists",
+            args.appid
+        );
+    }
+    let report = import::import_body(&store, &args.appid, endpoint, &body).await?;
+    println!(
+        "{endpoint}: {} rows — {} inserted, {} updated, {} unchanged",
+        report.inserted + report.updated + report.unchanged,
+        report.inserted,
+        report.updated,
+        report.unchanged
+    );
+    Ok(())
+}
