@@ -41,7 +41,8 @@ pub fn last_ready_day(unix: i64) -> Date {
 
 /// `date + n` days, saturating at jiff's supported range.
 pub fn add_days(date: Date, n: i64) -> Date {
-    date.checked_add(n.days()).unwrap_or(if n < 0 { Date::MIN } else { Date::MAX })
+    date.checked_add(n.days())
+        .unwrap_or(if n < 0 { Date::MIN } else { Date::MAX })
 }
 
 /// Whole days from `a` to `b` (negative when `b` is earlier).
@@ -98,12 +99,7 @@ pub fn parse_date(s: &str) -> Option<Date> {
 
 /// Formats a date as `YYYY-MM-DD`.
 pub fn format_date(date: Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        date.month(),
-        date.day()
-    )
+    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
 }
 
 /// The Monday of the week containing `date`.

@@ -437,7 +437,10 @@ fn write_object(
                     .as_i64()
                     .filter(|h| (0..=2300).contains(h) && h % 100 == 0)
                     .ok_or_else(|| {
-                        field_error(&full, format!("{value} is not an hour × 100 (0, 100, … 2300)"))
+                        field_error(
+                            &full,
+                            format!("{value} is not an hour × 100 (0, 100, … 2300)"),
+                        )
                     })?;
                 let _ = write!(out, "{h}");
             }
@@ -510,12 +513,16 @@ pub enum ListError {
 /// Validates a whole WeChat answer for `endpoint`, `{"list":[…]}` exactly as WeChat returns
 /// it, into canonical rows. Any bad row refuses the whole body.
 pub fn parse_list(endpoint: Endpoint, body: &[u8]) -> Result<Vec<Row>, ListError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ListError::Body(format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ListError::Body(format!("not JSON: {e}")))?;
     let obj = value
         .as_object()
         .ok_or_else(|| ListError::Body("expected a JSON object {\"list\":[…]}".into()))?;
-    if let Some(code) = obj.get("errcode").and_then(Value::as_i64).filter(|c| *c != 0) {
+    if let Some(code) = obj
+        .get("errcode")
+        .and_then(Value::as_i64)
+        .filter(|c| *c != 0)
+    {
         return Err(ListError::Body(format!(
             "this is a WeChat error answer (errcode {code}), not statistics"
         )));
@@ -527,7 +534,8 @@ pub fn parse_list(endpoint: Endpoint, body: &[u8]) -> Result<Vec<Row>, ListError
     let mut rows = Vec::with_capacity(list.len());
     let mut seen = std::collections::HashMap::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
-        let row = canonicalize(endpoint, item).map_err(|error| ListError::Row { row: i + 1, error })?;
+        let row =
+            canonicalize(endpoint, item).map_err(|error| ListError::Row { row: i + 1, error })?;
         let key = (row.ref_date, row.ref_hour, row.key.clone());
         if let Some(first) = seen.insert(key, i + 1) {
             let rest = if row.ref_hour >= 0 {
@@ -594,7 +602,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("new_user"));
-        assert!(e.message.contains("getusercumulate has no such field"), "{e}");
+        assert!(
+            e.message.contains("getusercumulate has no such field"),
+            "{e}"
+        );
         let e = canonicalize(
             Endpoint::GetInterfaceSummary,
             &json!({"ref_date": "2021-09-01", "callback_count": 1.5, "fail_count": 0,
@@ -633,15 +644,21 @@ mod tests {
             e.to_string(),
             "row 2 (list[1]): field `cancel_user`: missing"
         );
-        let e = parse_list(Endpoint::GetUserSummary, br#"{"errcode":40001,"errmsg":"x"}"#)
-            .unwrap_err();
+        let e = parse_list(
+            Endpoint::GetUserSummary,
+            br#"{"errcode":40001,"errmsg":"x"}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("errcode 40001"), "{e}");
         let e = parse_list(
             Endpoint::GetUserCumulate,
             br#"{"list":[{"ref_date":"2021-09-01","cumulate_user":1},{"ref_date":"2021-09-01","cumulate_user":2}]}"#,
         )
         .unwrap_err();
-        assert!(e.to_string().starts_with("rows 1 and 2 have the same key"), "{e}");
+        assert!(
+            e.to_string().starts_with("rows 1 and 2 have the same key"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,15 +12,19 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use datacube_api::date::{add_days, format_date};
-use jiff::civil::Date;
 use datacube_api::{Endpoint, SuffixStyle};
 use datacube_server::clock::Clock;
 use datacube_server::config::{Config, Limits};
 use datacube_server::{admin, demo, import, secret, App};
 use datacube_store::{AccountRecord, Store, StoreError};
+use jiff::civil::Date;
 
 #[derive(Parser)]
-#[command(name = "datacube", version, about = "A self-hosted WeChat datacube statistics server")]
+#[command(
+    name = "datacube",
+    version,
+    about = "A self-hosted WeChat datacube statistics server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,7 +44,11 @@ enum Command {
 #[derive(Args)]
 struct DatabaseArg {
     /// Database URL; created and migrated automatically.
-    #[arg(long, env = "DATACUBE_DATABASE", default_value = "sqlite://datacube.db")]
+    #[arg(
+        long,
+        env = "DATACUBE_DATABASE",
+        default_value = "sqlite://datacube.db"
+    )]
     database: String,
 }
 
@@ -127,7 +135,10 @@ struct ImportArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -249,7 +260,11 @@ async fn setup_demo(store: &Store, clock: &Clock, days: u32) -> Result<(Date, Da
     let report = demo::seed(store, demo::DEMO_APPID, last, days, 2026)
         .await
         .context("generating demo statistics")?;
-    tracing::info!(rows = report.rows, days = report.days, "demo statistics ready");
+    tracing::info!(
+        rows = report.rows,
+        days = report.days,
+        "demo statistics ready"
+    );
     let first = add_days(last, -(i64::from(days) - 1)).max(datacube_api::date::FIRST_DAY);
     Ok((first, last))
 }
@@ -291,7 +306,11 @@ async fn account_add(url: &str, appid: String, secret: String, verified: bool) -
         Ok(()) => {
             println!(
                 "added account {appid} ({})",
-                if verified { "verified" } else { "unverified: datacube endpoints answer 48001" }
+                if verified {
+                    "verified"
+                } else {
+                    "unverified: datacube endpoints answer 48001"
+                }
             );
             Ok(())
         }
@@ -310,7 +329,12 @@ async fn account_list(url: &str) -> Result<()> {
             let created = jiff::Timestamp::from_second(a.created_at)
                 .map(|t| t.to_string())
                 .unwrap_or_default();
-            writeln!(out, "{:<24} {:<10} {created}", a.appid, if a.verified { "yes" } else { "no" })?;
+            writeln!(
+                out,
+                "{:<24} {:<10} {created}",
+                a.appid,
+                if a.verified { "yes" } else { "no" }
+            )?;
         }
         out.flush()
     };

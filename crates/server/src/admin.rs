@@ -32,7 +32,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 fn internal(err: &dyn std::error::Error) -> Response {
     tracing::error!(error = %err, "admin request failed");
-    error(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {err}"))
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("internal error: {err}"),
+    )
 }
 
 /// Checks the bearer token; reads the body as JSON of type `T` when asked.
@@ -59,7 +62,13 @@ async fn admit(app: &App, req: Request) -> Result<axum::body::Bytes, Response> {
         }
     }
     let limits = &app.config().limits;
-    match read_body(req.into_body(), limits.admin_body_limit, limits.body_timeout).await {
+    match read_body(
+        req.into_body(),
+        limits.admin_body_limit,
+        limits.body_timeout,
+    )
+    .await
+    {
         Ok(body) => Ok(body),
         Err(BodyError::TooLarge) => Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -140,7 +149,10 @@ async fn add_account(State(app): State<App>, req: Request) -> Response {
     }
     let secret = new.secret;
     let Ok(hash) = tokio::task::spawn_blocking(move || hash_secret(&secret)).await else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "hashing the secret failed");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "hashing the secret failed",
+        );
     };
     let record = AccountRecord {
         appid: new.appid,
@@ -151,7 +163,11 @@ async fn add_account(State(app): State<App>, req: Request) -> Response {
     match app.store().add_account(record.clone()).await {
         Ok(()) => {
             app.forget_account(&record.appid);
-            tracing::info!(appid = record.appid, verified = record.verified, "account added");
+            tracing::info!(
+                appid = record.appid,
+                verified = record.verified,
+                "account added"
+            );
             (StatusCode::CREATED, Json(account_json(&record))).into_response()
         }
         Err(StoreError::AccountExists(appid)) => error(
@@ -218,7 +234,10 @@ async fn import(State(app): State<App>, req: Request) -> Response {
         return error(StatusCode::BAD_REQUEST, msg);
     }
     let Some(name) = param("endpoint") else {
-        return error(StatusCode::BAD_REQUEST, "missing query parameter `endpoint`");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing query parameter `endpoint`",
+        );
     };
     let Some(endpoint) = Endpoint::from_name(&name) else {
         return error(
@@ -233,7 +252,9 @@ async fn import(State(app): State<App>, req: Request) -> Response {
             "unchanged": report.unchanged,
         }))
         .into_response(),
-        Err(e @ ImportError::Invalid { .. }) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e @ ImportError::Invalid { .. }) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
         Err(ImportError::Store(e)) => internal(&e),
     }
 }

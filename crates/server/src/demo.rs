@@ -153,10 +153,7 @@ pub async fn seed(
     seed: u64,
 ) -> Result<DemoReport, ImportError> {
     let lists = generate(last_day, days, seed);
-    let mut report = DemoReport {
-        rows: 0,
-        days,
-    };
+    let mut report = DemoReport { rows: 0, days };
     for (endpoint, rows) in lists {
         report.rows += rows.len();
         let body = serde_json::to_vec(&json!({ "list": rows })).expect("JSON values serialize");
@@ -185,13 +182,17 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
     while day <= last_day {
         let d = format_date(day);
         let growth = 1.0 + f64::from(i) / 365.0;
-        let weekend = matches!(day.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday);
+        let weekend = matches!(
+            day.weekday(),
+            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+        );
         let weekday_factor = if weekend { 0.8 } else { 1.0 };
 
         // Followers.
         for (source, mean) in CHANNELS {
             let new = g.count(mean * growth * weekday_factor);
-            let cancel = g.count(mean * 0.35 * weekday_factor + if source == 0 { 3.0 } else { 0.0 });
+            let cancel =
+                g.count(mean * 0.35 * weekday_factor + if source == 0 { 3.0 } else { 0.0 });
             cumulate = (cumulate + new).saturating_sub(cancel);
             if source == 0 || new > 0 || cancel > 0 {
                 push(
@@ -333,12 +334,17 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
         let mut by_scene = [Counters::default(); 7];
         let mut all = Counters::default();
         let mut shares = [(0u64, 0u64); 3];
-        for a in articles.iter().filter(|a| a.send <= day && day < add_days(a.send, 7)) {
+        for a in articles
+            .iter()
+            .filter(|a| a.send <= day && day < add_days(a.send, 7))
+        {
             let k = datacube_api::date::days_between(a.send, day) as usize;
             let (c, scenes, _) = &a.days[k];
             let score = c.read_user + c.ori_user + c.share_user + c.share_count + c.fav_count;
             if score >= 3 {
-                let mut row = obj(json!({"ref_date": d, "msgid": a.msgid, "title": a.title, "user_source": 0}));
+                let mut row = obj(
+                    json!({"ref_date": d, "msgid": a.msgid, "title": a.title, "user_source": 0}),
+                );
                 c.json(&mut row);
                 push(Endpoint::GetArticleSummary, Value::Object(row));
             }
@@ -402,7 +408,9 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
                         continue;
                     }
                     hour_total.add(&hc);
-                    let mut row = obj(json!({"ref_date": d, "ref_hour": h * 100, "user_source": SCENES[s].0}));
+                    let mut row = obj(
+                        json!({"ref_date": d, "ref_hour": h * 100, "user_source": SCENES[s].0}),
+                    );
                     hc.json(&mut row);
                     push(Endpoint::GetUserReadHour, Value::Object(row));
                 }
@@ -464,8 +472,14 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
             let mut detail = obj(json!({"stat_date": format_date(stat), "target_user": a.target}));
             cum.json(&mut detail);
             for (s, (_, infix, _)) in SCENES.iter().enumerate() {
-                detail.insert(format!("int_page_from_{infix}_read_user"), cum_scenes[s].0.into());
-                detail.insert(format!("int_page_from_{infix}_read_count"), cum_scenes[s].1.into());
+                detail.insert(
+                    format!("int_page_from_{infix}_read_user"),
+                    cum_scenes[s].0.into(),
+                );
+                detail.insert(
+                    format!("int_page_from_{infix}_read_count"),
+                    cum_scenes[s].1.into(),
+                );
             }
             for (f, from) in ["session", "feed", "other"].iter().enumerate() {
                 detail.insert(format!("feed_share_from_{from}_user"), cum_feed[f].0.into());
@@ -473,10 +487,12 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
             }
             details.push(Value::Object(detail));
         }
-        out.entry(Endpoint::GetArticleTotal).or_default().push(json!({
-            "ref_date": format_date(a.send), "msgid": a.msgid, "title": a.title,
-            "user_source": 0, "details": details,
-        }));
+        out.entry(Endpoint::GetArticleTotal)
+            .or_default()
+            .push(json!({
+                "ref_date": format_date(a.send), "msgid": a.msgid, "title": a.title,
+                "user_source": 0, "details": details,
+            }));
     }
 
     // Weeks (Monday labels) and months (1st labels) of messages: complete periods only.
@@ -493,9 +509,21 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
         .into_iter()
         .filter(|(m, v)| v.len() == usize::from(m.days_in_month() as u8));
     for (label, period_days, e_msg, e_dist) in complete_weeks
-        .map(|(l, v)| (l, v, Endpoint::GetUpstreamMsgWeek, Endpoint::GetUpstreamMsgDistWeek))
+        .map(|(l, v)| {
+            (
+                l,
+                v,
+                Endpoint::GetUpstreamMsgWeek,
+                Endpoint::GetUpstreamMsgDistWeek,
+            )
+        })
         .chain(complete_months.map(|(l, v)| {
-            (l, v, Endpoint::GetUpstreamMsgMonth, Endpoint::GetUpstreamMsgDistMonth)
+            (
+                l,
+                v,
+                Endpoint::GetUpstreamMsgMonth,
+                Endpoint::GetUpstreamMsgDistMonth,
+            )
         }))
     {
         let d = format_date(label);

@@ -115,7 +115,13 @@ impl App {
         &self,
         appid: &str,
     ) -> datacube_store::Result<Option<Arc<AccountRecord>>> {
-        if let Some((at, rec)) = self.inner.accounts.read().expect("account cache").get(appid) {
+        if let Some((at, rec)) = self
+            .inner
+            .accounts
+            .read()
+            .expect("account cache")
+            .get(appid)
+        {
             if at.elapsed() < CACHE_TTL {
                 return Ok(Some(rec.clone()));
             }

@@ -10,9 +10,7 @@ use axum::http::header::{CONNECTION, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
-use datacube_api::date::{
-    check_range, china_date, last_ready_day, parse_request, served_labels,
-};
+use datacube_api::date::{check_range, china_date, last_ready_day, parse_request, served_labels};
 use datacube_api::token::GRANT_TYPE;
 use datacube_api::{Endpoint, ErrCode};
 use datacube_store::{Issued, TokenKind, TokenStatus};

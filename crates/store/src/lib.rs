@@ -22,7 +22,9 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL names no backend datacube has.
-    #[error("unsupported database URL {0:?}: use sqlite://PATH (for example sqlite://datacube.db)")]
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://PATH (for example sqlite://datacube.db)"
+    )]
     UnsupportedUrl(String),
     /// The database could not be opened or migrated.
     #[error("cannot open database {url}: {source}")]
@@ -173,9 +175,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

@@ -14,9 +14,7 @@ use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::schema::MIGRATIONS;
-use crate::{
-    AccountRecord, Issued, Result, StoreError, TokenKind, TokenRecord, UpsertReport,
-};
+use crate::{AccountRecord, Issued, Result, StoreError, TokenKind, TokenRecord, UpsertReport};
 
 /// Reader connections kept for reuse; more are opened under load and closed afterwards.
 const READER_POOL: usize = 16;
@@ -208,26 +206,26 @@ impl SqliteStore {
                 expires_in: t.expires_at - now,
                 token: t.token,
             };
-            let outcome = match current {
-                Some(t) if !force_refresh && now < t.expires_at - OVERLAP_SECONDS => reuse(t),
-                Some(t) if force_refresh => {
-                    let last_force: Option<i64> = tx
-                        .query_row(
-                            "SELECT MAX(last_at) FROM quota WHERE appid = ?1 AND api = 'stable_force'",
-                            [appid],
-                            |r| r.get(0),
-                        )
-                        .optional()?
-                        .flatten();
-                    if last_force.is_some_and(|at| now - at < STABLE_FORCE_REFRESH_INTERVAL_SECONDS)
-                    {
-                        // "否则不会刷新": too soon, the current token comes back unchanged.
-                        reuse(t)
-                    } else if quota_used(&tx, appid, "stable_force", &day)?
-                        >= u64::from(STABLE_FORCE_REFRESH_DAILY)
+            let outcome = if force_refresh {
+                let last_force: Option<i64> = tx
+                    .query_row(
+                        "SELECT MAX(last_at) FROM quota WHERE appid = ?1 AND api = 'stable_force'",
+                        [appid],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .flatten();
+                let too_soon =
+                    last_force.is_some_and(|at| now - at < STABLE_FORCE_REFRESH_INTERVAL_SECONDS);
+                match current {
+                    // "否则不会刷新": too soon, the current token comes back unchanged.
+                    Some(t) if too_soon => reuse(t),
+                    _ if quota_used(&tx, appid, "stable_force", &day)?
+                        >= u64::from(STABLE_FORCE_REFRESH_DAILY) =>
                     {
                         Issued::QuotaExceeded
-                    } else {
+                    }
+                    _ => {
                         quota_bump(&tx, appid, "stable_force", &day, 1, now)?;
                         // A forced refresh invalidates the previous token at once.
                         tx.execute(
@@ -242,18 +240,17 @@ impl SqliteStore {
                         }
                     }
                 }
-                // None yet, or within the last 5 minutes: a new token; the old one keeps its
-                // own expiry, so both work during the hand-over.
-                Some(_) | None => {
-                    tx.execute(
-                        "UPDATE token SET invalid_after = expires_at
-                         WHERE appid = ?1 AND kind = 'stable' AND invalid_after IS NULL",
-                        [appid],
-                    )?;
-                    insert_token(&tx, &candidate, appid, TokenKind::Stable, now)?;
-                    Issued::Token {
-                        token: candidate,
-                        expires_in: LIFETIME_SECONDS,
+            } else {
+                match current {
+                    Some(t) if now < t.expires_at - OVERLAP_SECONDS => reuse(t),
+                    // None yet, or within its last 5 minutes: a new token. The old one keeps
+                    // its own expiry, so both work during the hand-over.
+                    _ => {
+                        insert_token(&tx, &candidate, appid, TokenKind::Stable, now)?;
+                        Issued::Token {
+                            token: candidate,
+                            expires_in: LIFETIME_SECONDS,
+                        }
                     }
                 }
             };
@@ -416,7 +413,13 @@ fn insert_token(
     tx.prepare_cached(
         "INSERT INTO token (token, appid, kind, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![token, appid, kind.as_str(), now, now + LIFETIME_SECONDS])?;
+    .execute(params![
+        token,
+        appid,
+        kind.as_str(),
+        now,
+        now + LIFETIME_SECONDS
+    ])?;
     Ok(())
 }
 

@@ -1,0 +1,429 @@
+//! Every WeChat error code datacube answers, with its exact text and envelope, and the order of
+//! checks of reference §2.5.
+
+use crate::helpers::*;
+
+const RANGE: &str = r#"{"begin_date":"2021-09-01","end_date":"2021-09-07"}"#;
+
+#[tokio::test]
+async fn every_datacube_error_code_in_its_envelope() {
+    let t = spawn_app_with(|c| c.api_daily_quota = Some(2)).await;
+    let token = t.token().await;
+    let q = format!("access_token={token}");
+    // (what, method, path, body, errcode, errmsg)
+    let cases: Vec<(&str, &str, String, &str, i64, &str)> = vec![
+        (
+            "GET on a POST API",
+            "GET",
+            format!("/datacube/getusersummary?{q}"),
+            "",
+            43002,
+            "require POST method",
+        ),
+        (
+            "PUT on a POST API",
+            "PUT",
+            format!("/datacube/getusersummary?{q}"),
+            RANGE,
+            43002,
+            "require POST method",
+        ),
+        (
+            "no token",
+            "POST",
+            "/datacube/getusersummary".into(),
+            RANGE,
+            41001,
+            "access_token missing",
+        ),
+        (
+            "empty token",
+            "POST",
+            "/datacube/getusersummary?access_token=".into(),
+            RANGE,
+            41001,
+            "access_token missing",
+        ),
+        (
+            "unknown token",
+            "POST",
+            "/datacube/getusersummary?access_token=98_nope".into(),
+            RANGE,
+            40001,
+            "invalid credential, access_token is invalid or not latest",
+        ),
+        (
+            "empty body",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            "",
+            44002,
+            "empty post data",
+        ),
+        (
+            "form body",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            "begin_date=2021-09-01&end_date=2021-09-07",
+            61500,
+            "date format error",
+        ),
+        (
+            "empty object",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            "{}",
+            61500,
+            "date format error",
+        ),
+        (
+            "short month",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            r#"{"begin_date":"2021-9-01","end_date":"2021-09-07"}"#,
+            61500,
+            "date format error",
+        ),
+        (
+            "impossible date",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            r#"{"begin_date":"2021-02-29","end_date":"2021-03-01"}"#,
+            61500,
+            "date format error",
+        ),
+        (
+            "numbers",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            r#"{"begin_date":20210901,"end_date":20210907}"#,
+            61500,
+            "date format error",
+        ),
+        (
+            "truncated JSON",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            r#"{"begin_date":"2021-09-01","end_date":"2021-09-07""#,
+            61500,
+            "date format error",
+        ),
+        (
+            "end before begin",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            r#"{"begin_date":"2021-09-07","end_date":"2021-09-01"}"#,
+            61501,
+            "date range error",
+        ),
+        (
+            "span of 8 days",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            r#"{"begin_date":"2021-09-01","end_date":"2021-09-08"}"#,
+            61501,
+            "date range error",
+        ),
+        (
+            "end today",
+            "POST",
+            format!("/datacube/getusersummary?{q}"),
+            r#"{"begin_date":"2021-09-09","end_date":"2021-09-10"}"#,
+            61501,
+            "date range error",
+        ),
+        (
+            "end tomorrow",
+            "POST",
+            format!("/datacube/getinterfacesummary?{q}"),
+            r#"{"begin_date":"2021-09-10","end_date":"2021-09-11"}"#,
+            61501,
+            "date range error",
+        ),
+        (
+            "two days on a one-day API",
+            "POST",
+            format!("/datacube/getarticlesummary?{q}"),
+            r#"{"begin_date":"2021-09-01","end_date":"2021-09-02"}"#,
+            61501,
+            "date range error",
+        ),
+        (
+            "unknown datacube name",
+            "POST",
+            format!("/datacube/getusersummaryx?{q}"),
+            RANGE,
+            40066,
+            "invalid url",
+        ),
+        (
+            "upper-case name",
+            "POST",
+            format!("/datacube/GetUserSummary?{q}"),
+            RANGE,
+            40066,
+            "invalid url",
+        ),
+        (
+            "unknown path",
+            "GET",
+            "/cgi-bin/tools/shorturl".into(),
+            "",
+            40066,
+            "invalid url",
+        ),
+        ("root", "GET", "/".into(), "", 40066, "invalid url"),
+    ];
+    for (what, method, path, body, code, text) in cases {
+        let req = t
+            .client
+            .request(method.parse().unwrap(), t.url(&path))
+            .body(body.to_owned());
+        let resp = req.send().await.unwrap();
+        let a = Answer {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        };
+        let got = assert_wechat_error(&a, code, t.unix());
+        assert_eq!(got, text, "{what}");
+    }
+    // 45009 after the configured daily quota; refused requests did not count.
+    for _ in 0..2 {
+        let a = t
+            .datacube("getusersummary", &token, "2021-09-01", "2021-09-07")
+            .await;
+        assert_eq!(a.body, r#"{"list":[]}"#);
+    }
+    let a = t
+        .datacube("getusersummary", &token, "2021-09-01", "2021-09-07")
+        .await;
+    assert_eq!(
+        assert_wechat_error(&a, 45009, t.unix()),
+        "reach max api daily quota limit"
+    );
+    // Quotas are per endpoint and per China-time day.
+    let a = t
+        .datacube("getusercumulate", &token, "2021-09-01", "2021-09-07")
+        .await;
+    assert_eq!(a.body, r#"{"list":[]}"#);
+    t.set_clock("2021-09-11T00:00:01+08:00").await;
+    let token = t.token().await;
+    let a = t
+        .datacube("getusersummary", &token, "2021-09-01", "2021-09-07")
+        .await;
+    assert_eq!(a.body, r#"{"list":[]}"#);
+}
+
+#[tokio::test]
+async fn checks_run_in_wechats_order() {
+    let t = spawn_app().await;
+    t.add_account("wxunverified0000001", "s3cret", false).await;
+    let unverified = t.token_for("wxunverified0000001", "s3cret").await;
+    let token = t.token().await;
+    let cases = [
+        // method before token
+        (
+            "GET",
+            "/datacube/getusersummary?access_token=bad".to_string(),
+            "",
+            43002,
+        ),
+        // token before body
+        (
+            "POST",
+            "/datacube/getusersummary?access_token=bad".into(),
+            "",
+            40001,
+        ),
+        // verification before body
+        (
+            "POST",
+            format!("/datacube/getusersummary?access_token={unverified}"),
+            "",
+            48001,
+        ),
+        (
+            "POST",
+            format!("/datacube/getusersummary?access_token={unverified}"),
+            RANGE,
+            48001,
+        ),
+        // empty body before format, format before range
+        (
+            "POST",
+            format!("/datacube/getusersummary?access_token={token}"),
+            "",
+            44002,
+        ),
+        (
+            "POST",
+            format!("/datacube/getusersummary?access_token={token}"),
+            r#"{"begin_date":"2021-09-30","end_date":"2021-9-1"}"#,
+            61500,
+        ),
+        // unknown path before everything
+        ("GET", "/datacube/nope".into(), "", 40066),
+    ];
+    for (method, path, body, code) in cases {
+        let resp = t
+            .client
+            .request(method.parse().unwrap(), t.url(&path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let a = Answer {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        };
+        assert_wechat_error(&a, code, t.unix());
+    }
+    // An expired token is 42001 whatever the body.
+    t.set_clock("2021-09-10T11:00:01+08:00").await;
+    let a = t
+        .post(
+            &format!("/datacube/getusersummary?access_token={token}"),
+            "junk",
+        )
+        .await;
+    assert_wechat_error(&a, 42001, t.unix());
+    assert_eq!(
+        a.json()["errmsg"].as_str().unwrap().split(" rid: ").next(),
+        Some("access_token expired")
+    );
+}
+
+#[tokio::test]
+async fn token_api_errors() {
+    let t = spawn_app_with(|c| c.token_daily_quota = 2).await;
+    let base = "/cgi-bin/token?";
+    let cases = [
+        (
+            format!("{base}appid={APPID}&secret={SECRET}"),
+            40002,
+            "invalid grant_type",
+        ),
+        (
+            format!("{base}grant_type=password&appid={APPID}&secret={SECRET}"),
+            40002,
+            "invalid grant_type",
+        ),
+        (
+            format!("{base}grant_type=client_credential&secret={SECRET}"),
+            41002,
+            "appid missing",
+        ),
+        (
+            format!("{base}grant_type=client_credential&appid={APPID}"),
+            41004,
+            "appsecret missing",
+        ),
+        (
+            format!("{base}grant_type=client_credential&appid=wxnosuchaccount00&secret={SECRET}"),
+            40013,
+            "invalid appid",
+        ),
+        (
+            format!("{base}grant_type=client_credential&appid={APPID}&secret=wrong"),
+            40125,
+            "invalid appsecret",
+        ),
+    ];
+    for (path, code, text) in cases {
+        let a = t.get(&path).await;
+        assert_eq!(assert_wechat_error(&a, code, t.unix()), text, "{path}");
+    }
+    t.token().await;
+    t.token().await;
+    let a = t
+        .get(&format!(
+            "{base}grant_type=client_credential&appid={APPID}&secret={SECRET}"
+        ))
+        .await;
+    assert_eq!(
+        assert_wechat_error(&a, 45009, t.unix()),
+        "reach max api daily quota limit"
+    );
+    // A new China-time day has a new quota.
+    t.set_clock("2021-09-11T00:00:00+08:00").await;
+    t.token().await;
+}
+
+#[tokio::test]
+async fn stable_token_api_errors() {
+    let t = spawn_app().await;
+    let body = |v: serde_json::Value| v.to_string();
+    let a = t.get("/cgi-bin/stable_token").await;
+    assert_eq!(
+        assert_wechat_error(&a, 43002, t.unix()),
+        "require POST method"
+    );
+    let cases = [
+        (String::new(), 44002, "empty post data"),
+        (
+            "grant_type=client_credential".into(),
+            47001,
+            "data format error",
+        ),
+        (
+            body(
+                serde_json::json!({"grant_type": "client_credential", "appid": APPID, "secret": SECRET, "force_refresh": "yes"}),
+            ),
+            47001,
+            "data format error",
+        ),
+        (
+            body(serde_json::json!({"appid": APPID, "secret": SECRET})),
+            40002,
+            "invalid grant_type",
+        ),
+        (
+            body(serde_json::json!({"grant_type": "client_credential", "secret": SECRET})),
+            41002,
+            "appid missing",
+        ),
+        (
+            body(serde_json::json!({"grant_type": "client_credential", "appid": APPID})),
+            41004,
+            "appsecret missing",
+        ),
+        (
+            body(
+                serde_json::json!({"grant_type": "client_credential", "appid": "wxnosuch", "secret": SECRET}),
+            ),
+            40013,
+            "invalid appid",
+        ),
+        (
+            body(
+                serde_json::json!({"grant_type": "client_credential", "appid": APPID, "secret": "nope"}),
+            ),
+            40125,
+            "invalid appsecret",
+        ),
+    ];
+    for (b, code, text) in cases {
+        let a = t.post("/cgi-bin/stable_token", &b).await;
+        assert_eq!(assert_wechat_error(&a, code, t.unix()), text, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn the_suffix_style_is_configurable() {
+    let t = spawn_app_with(|c| c.suffix = datacube_api::SuffixStyle::CommaRid).await;
+    let a = t.post("/datacube/getusersummary", RANGE).await;
+    assert!(
+        a.body
+            .starts_with(r#"{"errcode":41001,"errmsg":"access_token missing, rid: "#),
+        "{}",
+        a.body
+    );
+    let t = spawn_app_with(|c| c.suffix = datacube_api::SuffixStyle::None).await;
+    let a = t.post("/datacube/getusersummary", RANGE).await;
+    assert_eq!(
+        a.body,
+        r#"{"errcode":41001,"errmsg":"access_token missing"}"#
+    );
+}

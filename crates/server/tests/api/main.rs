@@ -1,0 +1,9 @@
+//! Integration tests of the HTTP server: a real server on 127.0.0.1:0 over its own SQLite
+//! file, driven over real HTTP.
+
+mod endpoints;
+mod errors;
+mod fuzz;
+mod helpers;
+mod limits;
+mod tokens;
