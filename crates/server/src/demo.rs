@@ -127,13 +127,28 @@ impl Counters {
     }
 }
 
+/// One article's figures on one day after its send.
+struct ArticleDay {
+    total: Counters,
+    /// Per read scene (SCENES order): readers, reads.
+    scenes: [(u64, u64); 7],
+    /// Shares to Moments from the session, from Moments, from elsewhere: users, times.
+    feed: [(u64, u64); 3],
+}
+
 struct Article {
     msgid: String,
     title: &'static str,
     send: Date,
     target: u64,
-    /// Per day after send: total counters and per-scene (reads user, reads count).
-    days: Vec<(Counters, [(u64, u64); 7], [(u64, u64); 3])>,
+    /// Day 0 (the send day) to day 6.
+    days: Vec<ArticleDay>,
+}
+
+/// One day of messages: per MSG_TYPES entry (users, messages).
+struct MsgDay {
+    date: Date,
+    types: [(u64, u64); 5],
 }
 
 fn obj(v: Value) -> serde_json::Map<String, Value> {
@@ -174,8 +189,8 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
     let mut cumulate: u64 = 12_000;
     let mut msg_data_id: u64 = 2_247_483_649;
     let mut articles: Vec<Article> = Vec::new();
-    // Per-day message figures, for weeks and months: (date, per type (users, count), senders).
-    let mut msg_days: Vec<(Date, [(u64, u64); 5], u64)> = Vec::new();
+    // Per-day message figures, for weeks and months.
+    let mut msg_days: Vec<MsgDay> = Vec::new();
 
     let mut day = first;
     let mut i = 0u32;
@@ -277,7 +292,10 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
                 );
             }
         }
-        msg_days.push((day, day_types, senders));
+        msg_days.push(MsgDay {
+            date: day,
+            types: day_types,
+        });
         if day_iface.0 > 0 {
             push(
                 Endpoint::GetInterfaceSummary,
@@ -317,7 +335,11 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
                         (((share_user as f64) * 0.02).round() as u64, 0),
                     ]
                     .map(|(u, _)| (u, ((u as f64) * 1.1).round() as u64));
-                    days_v.push((c, scenes, feed));
+                    days_v.push(ArticleDay {
+                        total: c,
+                        scenes,
+                        feed,
+                    });
                 }
                 articles.push(Article {
                     msgid: format!("{msg_data_id}_{idx}"),
@@ -339,7 +361,9 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
             .filter(|a| a.send <= day && day < add_days(a.send, 7))
         {
             let k = datacube_api::date::days_between(a.send, day) as usize;
-            let (c, scenes, _) = &a.days[k];
+            let ArticleDay {
+                total: c, scenes, ..
+            } = &a.days[k];
             let score = c.read_user + c.ori_user + c.share_user + c.share_count + c.fav_count;
             if score >= 3 {
                 let mut row = obj(
@@ -455,7 +479,15 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
         let mut cum_scenes = [(0u64, 0u64); 7];
         let mut cum_feed = [(0u64, 0u64); 3];
         let mut details = Vec::new();
-        for (k, (c, scenes, feed)) in a.days.iter().enumerate() {
+        for (
+            k,
+            ArticleDay {
+                total: c,
+                scenes,
+                feed,
+            },
+        ) in a.days.iter().enumerate()
+        {
             let stat = add_days(a.send, k as i64);
             if stat > last_day {
                 break;
@@ -496,11 +528,11 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
     }
 
     // Weeks (Monday labels) and months (1st labels) of messages: complete periods only.
-    let mut weeks: BTreeMap<Date, Vec<&(Date, [(u64, u64); 5], u64)>> = BTreeMap::new();
-    let mut months: BTreeMap<Date, Vec<&(Date, [(u64, u64); 5], u64)>> = BTreeMap::new();
+    let mut weeks: BTreeMap<Date, Vec<&MsgDay>> = BTreeMap::new();
+    let mut months: BTreeMap<Date, Vec<&MsgDay>> = BTreeMap::new();
     for md in &msg_days {
-        weeks.entry(monday_of(md.0)).or_default().push(md);
-        months.entry(md.0.first_of_month()).or_default().push(md);
+        weeks.entry(monday_of(md.date)).or_default().push(md);
+        months.entry(md.date.first_of_month()).or_default().push(md);
     }
     let complete_weeks = weeks
         .into_iter()
@@ -529,9 +561,9 @@ pub fn generate(last_day: Date, days: u32, seed: u64) -> BTreeMap<Endpoint, Vec<
         let d = format_date(label);
         let mut senders = 0;
         for (t, (msg_type, _)) in MSG_TYPES.iter().enumerate() {
-            let count: u64 = period_days.iter().map(|x| x.1[t].1).sum();
-            let users_sum: u64 = period_days.iter().map(|x| x.1[t].0).sum();
-            let users_max: u64 = period_days.iter().map(|x| x.1[t].0).max().unwrap_or(0);
+            let count: u64 = period_days.iter().map(|x| x.types[t].1).sum();
+            let users_sum: u64 = period_days.iter().map(|x| x.types[t].0).sum();
+            let users_max: u64 = period_days.iter().map(|x| x.types[t].0).max().unwrap_or(0);
             if count == 0 {
                 continue;
             }

@@ -1,0 +1,375 @@
+//! The real `datacube` binary, as a user runs it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_datacube");
+const CLOCK: &str = "2026-06-15T10:00:00+08:00";
+
+fn datacube(db: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("DATACUBE_LISTEN")
+        .env_remove("DATACUBE_ADMIN_TOKEN")
+        .env("DATACUBE_DATABASE", db)
+        .env("DATACUBE_CLOCK", CLOCK)
+        .env("DATACUBE_LOG", "warn")
+        .kill_on_drop(true);
+    cmd
+}
+
+struct Served {
+    child: Child,
+    base: String,
+    stdout: Vec<String>,
+}
+
+/// Starts `datacube serve` on a free port; returns once it prints its address.
+async fn serve(db: &str, extra: &[&str]) -> Served {
+    let mut child = datacube(db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = Vec::new();
+    let base = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("serve printed its address");
+            stdout.push(line.clone());
+            if let Some(addr) = line.strip_prefix("datacube is serving the WeChat API on ") {
+                return addr.to_owned();
+            }
+        }
+    })
+    .await
+    .expect("serve starts");
+    // The demo banner follows the address line.
+    if extra.contains(&"--demo") {
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+        {
+            stdout.push(line);
+        }
+    }
+    Served {
+        child,
+        base,
+        stdout,
+    }
+}
+
+async fn run(db: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = datacube(db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        tokio::io::AsyncWriteExt::write_all(&mut input, text.as_bytes())
+            .await
+            .unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn temp_db() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cli.db").display());
+    (dir, url)
+}
+
+async fn token(base: &str, appid: &str, secret: &str) -> reqwest::Response {
+    reqwest::get(format!(
+        "{base}/cgi-bin/token?grant_type=client_credential&appid={appid}&secret={secret}"
+    ))
+    .await
+    .unwrap()
+}
+
+async fn post(url: String, body: &str) -> String {
+    reqwest::Client::new()
+        .post(url)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+const SUMMARY: &str = r#"{"list":[{"ref_date":"2021-09-01","user_source":0,"new_user":3,"cancel_user":5},{"ref_date":"2021-09-01","user_source":1,"new_user":6,"cancel_user":1},{"ref_date":"2021-09-01","user_source":17,"new_user":3,"cancel_user":0},{"ref_date":"2021-09-01","user_source":30,"new_user":149,"cancel_user":1},{"ref_date":"2021-09-02","user_source":0,"new_user":1,"cancel_user":2}]}"#;
+
+#[tokio::test]
+async fn serve_demo_prints_credentials_and_a_curl_line_that_works() {
+    let (_dir, db) = temp_db();
+    let served = serve(&db, &["--demo", "--demo-days", "40"]).await;
+    let all = served.stdout.join("\n");
+    assert!(all.contains("appid wx6461746163756265"), "{all}");
+    assert!(
+        all.contains("secret 64656d6f5f7365637265745f32303236"),
+        "{all}"
+    );
+    let curl = served
+        .stdout
+        .iter()
+        .find(|l| l.trim_start().starts_with("curl "))
+        .unwrap_or_else(|| panic!("no curl line in {all}"))
+        .trim()
+        .to_owned();
+    let out = Command::new("bash")
+        .args(["-c", &curl])
+        .output()
+        .await
+        .unwrap();
+    let body = String::from_utf8(out.stdout).unwrap();
+    // 2026-06-15 10:00 China time: 06-08..06-14 are ready, a row per day at least.
+    assert!(
+        body.starts_with(r#"{"list":[{"ref_date":"2026-06-08","user_source":0,"#),
+        "{body}"
+    );
+    assert!(body.contains(r#""ref_date":"2026-06-14""#), "{body}");
+    drop(served);
+}
+
+#[tokio::test]
+async fn accounts_are_added_listed_and_never_show_their_secret() {
+    let (_dir, db) = temp_db();
+    let (code, out, _) = run(
+        &db,
+        &[
+            "account",
+            "add",
+            "--appid",
+            "wxaaaa000000000001",
+            "--secret",
+            "topsecretvalue",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(out, "added account wxaaaa000000000001 (verified)\n");
+    let (code, _, err) = run(
+        &db,
+        &[
+            "account",
+            "add",
+            "--appid",
+            "wxaaaa000000000001",
+            "--secret",
+            "x",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("account wxaaaa000000000001 already exists"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &db,
+        &["account", "add", "--appid", "bad appid", "--secret", "x"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("may only contain"), "{err}");
+    run(
+        &db,
+        &[
+            "account",
+            "add",
+            "--appid",
+            "wxbbbb000000000002",
+            "--secret",
+            "other",
+            "--unverified",
+        ],
+        None,
+    )
+    .await;
+    let (code, out, _) = run(&db, &["account", "list"], None).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("wxaaaa000000000001       yes"), "{out}");
+    assert!(out.contains("wxbbbb000000000002       no"), "{out}");
+    assert!(!out.contains("topsecretvalue"));
+    let raw = std::fs::read(db.strip_prefix("sqlite://").unwrap()).unwrap();
+    assert!(
+        !raw.windows(14).any(|w| w == b"topsecretvalue"),
+        "the secret is not in the database file"
+    );
+    // The unverified account gets 48001 from datacube endpoints.
+    let served = serve(&db, &[]).await;
+    let v: serde_json::Value = token(&served.base, "wxbbbb000000000002", "other")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let t = v["access_token"].as_str().unwrap();
+    let body = post(
+        format!("{}/datacube/getusersummary?access_token={t}", served.base),
+        r#"{"begin_date":"2026-06-01","end_date":"2026-06-07"}"#,
+    )
+    .await;
+    assert!(
+        body.starts_with(r#"{"errcode":48001,"errmsg":"api unauthorized rid: "#),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn cli_imports_are_idempotent_and_refuse_bad_bodies_whole() {
+    let (dir, db) = temp_db();
+    let file = dir.path().join("summary.json");
+    std::fs::write(&file, SUMMARY).unwrap();
+    let file = file.to_str().unwrap();
+    let args = [
+        "import",
+        "--appid",
+        "wxaaaa000000000001",
+        "--endpoint",
+        "getusersummary",
+        file,
+    ];
+    let (code, out, err) = run(&db, &args, None).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "getusersummary: 5 rows — 5 inserted, 0 updated, 0 unchanged\n"
+    );
+    assert!(err.contains("no account wxaaaa000000000001 yet"), "{err}");
+    let (_, out, _) = run(&db, &args, None).await;
+    assert_eq!(
+        out,
+        "getusersummary: 5 rows — 0 inserted, 0 updated, 5 unchanged\n"
+    );
+    // From standard input; one bad row refuses the whole body.
+    let bad = r#"{"list":[{"ref_date":"2021-09-05","user_source":0,"new_user":3,"cancel_user":5},{"ref_date":"2021-09-06","user_source":1,"new_user":6}]}"#;
+    let (code, out, err) = run(
+        &db,
+        &[
+            "import",
+            "--appid",
+            "wxaaaa000000000001",
+            "--endpoint",
+            "getusersummary",
+            "-",
+        ],
+        Some(bad),
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert!(
+        err.contains("getusersummary body refused, nothing stored: row 2 (list[1]): field `cancel_user`: missing"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &db,
+        &[
+            "import",
+            "--appid",
+            "wxaaaa000000000001",
+            "--endpoint",
+            "getnothing",
+            file,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown endpoint \"getnothing\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_running_server_sees_rows_imported_by_the_cli() {
+    let (dir, db) = temp_db();
+    run(
+        &db,
+        &[
+            "account",
+            "add",
+            "--appid",
+            "wxaaaa000000000001",
+            "--secret",
+            "s3cret",
+        ],
+        None,
+    )
+    .await;
+    let served = serve(&db, &[]).await;
+    let v: serde_json::Value = token(&served.base, "wxaaaa000000000001", "s3cret")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let t = v["access_token"].as_str().unwrap().to_owned();
+    let url = format!("{}/datacube/getusersummary?access_token={t}", served.base);
+    let range = r#"{"begin_date":"2021-09-01","end_date":"2021-09-02"}"#;
+    assert_eq!(post(url.clone(), range).await, r#"{"list":[]}"#);
+    let file = dir.path().join("s.json");
+    std::fs::write(&file, SUMMARY).unwrap();
+    let (code, _, err) = run(
+        &db,
+        &[
+            "import",
+            "--appid",
+            "wxaaaa000000000001",
+            "--endpoint",
+            "getusersummary",
+            file.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(post(url, range).await, SUMMARY);
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let (_dir, db) = temp_db();
+    let mut served = serve(&db, &[]).await;
+    let pid = served.child.id().unwrap().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(15), served.child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn an_unsupported_database_url_is_named() {
+    let (code, _, err) = run("mysql://localhost/x", &["account", "list"], None).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unsupported database URL \"mysql://localhost/x\""),
+        "{err}"
+    );
+}
