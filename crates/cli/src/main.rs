@@ -207,6 +207,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             ..Limits::default()
         },
     };
+    let shutdown = shutdown_signal()?;
     let demo_note = if args.demo {
         Some(setup_demo(&store, &clock, args.demo_days).await?)
     } else {
@@ -239,7 +240,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let _ = out.flush();
     drop(out);
     let app = App::new(store, clock, config);
-    datacube_server::serve(listener, app, shutdown_signal()).await?;
+    datacube_server::serve(listener, app, shutdown).await?;
     Ok(())
 }
 
@@ -269,24 +270,27 @@ async fn setup_demo(store: &Store, clock: &Clock, days: u32) -> Result<(Date, Da
     Ok((first, last))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers SIGINT and SIGTERM handlers now (so a signal that arrives while the server starts
+/// is not lost) and returns a future that completes on the first of them.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C received");
+        })
     }
 }
 
