@@ -80,6 +80,10 @@ struct ServeArgs {
     /// How errmsg ends: `rid` (` rid: …`, today's datacube form), `comma-rid` or `none`.
     #[arg(long, env = "DATACUBE_ERRMSG_SUFFIX", default_value = "rid", value_parser = parse_suffix)]
     errmsg_suffix: SuffixStyle,
+    /// Datacube answers kept in memory, retired as soon as their account's statistics change
+    /// (within 0.1 s when another process wrote them); 0 turns the cache off.
+    #[arg(long, env = "DATACUBE_RESPONSE_CACHE", default_value_t = Config::default().response_cache)]
+    response_cache: usize,
     /// Connections served at once; past it new connections get `-1` and are closed.
     #[arg(long, env = "DATACUBE_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
@@ -200,6 +204,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         token_daily_quota: args.token_quota,
         api_daily_quota: args.api_quota,
         suffix: args.errmsg_suffix,
+        response_cache: args.response_cache,
         limits: Limits {
             max_connections: args.max_connections.max(1),
             max_in_flight: args.max_in_flight.max(1),

@@ -343,7 +343,20 @@ async fn a_running_server_sees_rows_imported_by_the_cli() {
     )
     .await;
     assert_eq!(code, 0, "{err}");
-    assert_eq!(post(url, range).await, SUMMARY);
+    // The server polls the store's change log every 0.1 s; allow it a second.
+    let started = std::time::Instant::now();
+    loop {
+        let body = post(url.clone(), range).await;
+        if body == SUMMARY {
+            break;
+        }
+        assert_eq!(body, r#"{"list":[]}"#);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "import not seen within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

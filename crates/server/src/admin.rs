@@ -250,12 +250,15 @@ async fn import(State(app): State<App>, req: Request) -> Response {
         );
     };
     match import_body(app.store(), &appid, endpoint, &body).await {
-        Ok(report) => Json(json!({
+        Ok(report) => {
+            app.statistics_changed(&appid);
+            Json(json!({
             "inserted": report.inserted,
             "updated": report.updated,
             "unchanged": report.unchanged,
-        }))
-        .into_response(),
+            }))
+            .into_response()
+        }
         Err(e @ ImportError::Invalid { .. }) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }

@@ -17,6 +17,8 @@ pub struct Config {
     pub api_daily_quota: Option<u32>,
     /// How the request id is appended to `errmsg`.
     pub suffix: SuffixStyle,
+    /// Datacube answers kept in memory; 0 turns the cache off.
+    pub response_cache: usize,
     /// Limits that keep the server up.
     pub limits: Limits,
 }
@@ -28,6 +30,7 @@ impl Default for Config {
             token_daily_quota: DEFAULT_TOKEN_DAILY_QUOTA,
             api_daily_quota: None,
             suffix: SuffixStyle::Rid,
+            response_cache: 10_000,
             limits: Limits::default(),
         }
     }

@@ -5,12 +5,14 @@
 //! - [`serve()`]: the accept loop — takes a bound listener and a shutdown future.
 //! - [`App`]: shared state (store, clock, settings, caches).
 //! - `wechat`: the WeChat API handlers, in WeChat's order of checks.
+//! - `cache`: datacube answers, retired per account when its statistics change.
 //! - [`admin`]: accounts, the clock, imports over HTTP.
 //! - [`import`]: WeChat answers into the statistics store.
 //! - [`demo`]: generated demo statistics for `serve --demo`.
 //! - [`clock`], [`config`], [`secret`]: the emulated clock, settings, secret hashing.
 
 pub mod admin;
+mod cache;
 pub mod clock;
 pub mod config;
 pub mod demo;

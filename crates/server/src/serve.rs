@@ -60,6 +60,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
+    let watcher = tokio::spawn(watch_changes(app.clone()));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -102,6 +103,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    watcher.abort();
     tracing::info!("shutting down: no new connections; waiting for open requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -110,6 +112,29 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Polls the store's change log and retires the cached answers of accounts whose statistics
+/// changed — also when another process (the CLI, another instance) wrote them.
+async fn watch_changes(app: App) {
+    // Until the log has been read once, every change is unknown: the first read retires the
+    // answers of every account it lists.
+    let mut seen: Option<i64> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        match app.store().changes_since(seen.unwrap_or(0)) {
+            Ok(changes) => {
+                let mut last = seen.unwrap_or(0);
+                for (appid, seq) in changes {
+                    app.statistics_changed(&appid);
+                    last = last.max(seq);
+                }
+                seen = Some(last);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the change log failed"),
+        }
+    }
 }
 
 fn connection<S>(

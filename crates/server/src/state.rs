@@ -10,10 +10,11 @@ use datacube_api::error::{error_body, Rid};
 use datacube_api::ErrCode;
 use datacube_store::{AccountRecord, Store, TokenKind, TokenRecord};
 use rand::RngCore;
-use tokio::sync::Semaphore;
 
+use crate::cache::ResponseCache;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::secret::SecretChecker;
 
 /// How long a cached token or account is trusted before it is read again. Changes made by
 /// another process on the same database (the CLI, another instance) are seen within this.
@@ -35,8 +36,9 @@ pub(crate) struct Inner {
     tokens: RwLock<HashMap<String, (Instant, Arc<TokenRecord>)>>,
     accounts: RwLock<HashMap<String, (Instant, Arc<AccountRecord>)>>,
     pub(crate) in_flight: AtomicUsize,
-    /// Secret hashing is deliberately slow; this bounds how many run at once.
-    pub(crate) hashing: Semaphore,
+    pub(crate) answers: ResponseCache,
+    /// Secret checks run on a few dedicated threads (argon2 is slow and memory-hungry).
+    pub(crate) secrets: SecretChecker,
 }
 
 impl App {
@@ -45,13 +47,14 @@ impl App {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         App {
             inner: Arc::new(Inner {
+                answers: ResponseCache::new(config.response_cache),
                 store,
                 clock,
                 config,
                 tokens: RwLock::default(),
                 accounts: RwLock::default(),
                 in_flight: AtomicUsize::new(0),
-                hashing: Semaphore::new(cores),
+                secrets: SecretChecker::new(cores, 64),
             }),
         }
     }
@@ -136,6 +139,11 @@ impl App {
         }
         cache.insert(appid.to_owned(), (Instant::now(), rec.clone()));
         Ok(Some(rec))
+    }
+
+    /// Retires the cached answers of `appid` (its statistics changed).
+    pub(crate) fn statistics_changed(&self, appid: &str) {
+        self.inner.answers.invalidate(appid);
     }
 
     /// Forgets a cached account (after the admin API changed it).

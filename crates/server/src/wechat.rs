@@ -16,7 +16,7 @@ use datacube_api::{Endpoint, ErrCode};
 use datacube_store::{Issued, TokenKind, TokenStatus};
 use http_body_util::{BodyExt, Limited};
 
-use crate::secret::verify_secret;
+use crate::cache::Key;
 use crate::state::{new_token, App};
 
 /// `Content-Type` of every WeChat API answer (`encoding=`, not `charset=`, as WeChat sends it).
@@ -149,14 +149,28 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
             Err(e) => return app.internal("quota update failed", &e),
         }
     }
-    let body = match served_labels(endpoint, range, last_ready_day(now)) {
-        None => String::from("{\"list\":[]}"),
-        Some((begin, end)) => match app.store().list_body(&record.appid, endpoint, begin, end) {
-            Ok(body) => body,
-            Err(e) => return app.internal("reading statistics failed", &e),
-        },
+    let Some((begin, end)) = served_labels(endpoint, range, last_ready_day(now)) else {
+        return wechat_response("{\"list\":[]}", 0);
     };
-    wechat_response(body, 0)
+    let answers = &app.inner.answers;
+    let key = Key {
+        appid: record.appid.clone(),
+        endpoint,
+        begin,
+        end,
+    };
+    if let Some(body) = answers.get(&key) {
+        return wechat_response(body, 0);
+    }
+    let generation = answers.generation(&record.appid);
+    match app.store().list_body(&record.appid, endpoint, begin, end) {
+        Ok(body) => {
+            let body = Bytes::from(body);
+            answers.put(key, generation, body.clone());
+            wechat_response(body, 0)
+        }
+        Err(e) => app.internal("reading statistics failed", &e),
+    }
 }
 
 fn token_body(token: &str, expires_in: i64) -> String {
@@ -170,14 +184,11 @@ async fn authenticate(app: &App, appid: &str, secret: &str) -> Result<(), Respon
         Ok(None) => return Err(app.wechat_error(ErrCode::InvalidAppid)),
         Err(e) => return Err(app.internal("account lookup failed", &e)),
     };
-    let Ok(_permit) = app.inner.hashing.acquire().await else {
-        return Err(app.wechat_error(ErrCode::SystemError));
-    };
-    let (secret, hash) = (secret.to_owned(), account.secret_hash.clone());
-    match tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await {
+    match app.inner.secrets.verify(secret, &account.secret_hash).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(app.wechat_error(ErrCode::InvalidAppsecret)),
-        Err(e) => Err(app.internal("secret check failed", &e)),
+        // Too many sign-ins waiting: WeChat's "busy, retry".
+        Err(_) => Err(app.wechat_error(ErrCode::SystemError)),
     }
 }
 

@@ -300,6 +300,14 @@ impl Store {
         }
     }
 
+    /// Accounts whose statistics changed after change number `seq`, with their latest change
+    /// number, oldest first (inline: one indexed read).
+    pub fn changes_since(&self, seq: i64) -> Result<Vec<(String, i64)>> {
+        match self {
+            Store::Sqlite(s) => s.changes_since(seq),
+        }
+    }
+
     /// Appends the stored rows of `endpoint` for `appid` with `ref_date` in `[begin, end]`,
     /// comma-separated, in WeChat's order (date, hour, key), to `out`; returns how many.
     pub fn list_rows_into(

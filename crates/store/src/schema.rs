@@ -40,4 +40,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (appid, endpoint, ref_date, ref_hour, row_key)
     ) WITHOUT ROWID;
     "#,
+    // 2: which accounts' statistics changed, in commit order, so that servers can drop exactly
+    // the cached answers that went stale (also those written by another process or instance).
+    r#"
+    CREATE TABLE stat_change (
+        appid TEXT PRIMARY KEY,
+        seq   INTEGER NOT NULL
+    );
+    CREATE INDEX stat_change_by_seq ON stat_change (seq);
+    "#,
 ];

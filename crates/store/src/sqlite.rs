@@ -33,6 +33,8 @@ struct Inner {
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Reads through the page cache's mapping instead of a read() per page.
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(())
@@ -317,8 +319,25 @@ impl SqliteStore {
                     }
                 }
             }
+            if report.inserted + report.updated > 0 {
+                tx.prepare_cached(
+                    "INSERT INTO stat_change (appid, seq)
+                     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM stat_change))
+                     ON CONFLICT (appid) DO UPDATE SET seq = excluded.seq",
+                )?
+                .execute([appid])?;
+            }
             tx.commit()?;
             Ok(report)
+        })
+    }
+
+    pub(crate) fn changes_since(&self, seq: i64) -> Result<Vec<(String, i64)>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT appid, seq FROM stat_change WHERE seq > ?1 ORDER BY seq")?;
+            let rows = stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Serving benchmark (issue 2): getinterfacesummary over 30 days, 1,000 accounts × 3 years of
+# statistics in the store, wrk -c64 against datacube and against nginx serving the same
+# response bytes as a static file, one after the other on this machine.
+#
+#   bench/serve.sh              # DUR=20s DB=/tmp/datacube-bench.db by default
+# Needs Debian's wrk and nginx-light (apt-get install wrk nginx-light).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+DB=${DB:-/tmp/datacube-bench.db}
+DUR=${DUR:-20s}
+CONNS=${CONNS:-64}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cd "$root"
+cargo build --release -q -p datacube
+cargo build --release -q -p datacube-server --example bench_fill
+bin=$root/target/release/datacube
+if [ ! -s "$DB" ]; then
+  echo "filling $DB (1,000 accounts × 1,096 days; about two minutes)…"
+  target/release/examples/bench_fill "sqlite://$DB" 1000 1096 2025-12-31
+fi
+rows=$(sqlite3 "$DB" 'select count(*) from stat_row')
+echo "store: $rows rows, $(du -h "$DB" | cut -f1)"
+
+start_datacube() {  # extra serve flags…
+  DATACUBE_LOG=warn "$bin" serve --database "sqlite://$DB" --listen 127.0.0.1:18181 \
+    --clock 2026-01-01T10:00:00+08:00 "$@" >"$work/serve.out" &
+  dc_pid=$!; pids+=($dc_pid)
+  for _ in $(seq 1 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+}
+stop_datacube() { kill "$dc_pid"; wait "$dc_pid" 2>/dev/null || true; }
+token_of() {
+  curl -s "http://127.0.0.1:18181/cgi-bin/token?grant_type=client_credential&appid=$1&secret=bench-secret" \
+    | sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+}
+
+# datacube, as a user runs it; 2026-01-01 10:00 China time, so 2025-12 is ready.
+start_datacube
+token=$(token_of wxbench00000000500)
+body='{"begin_date":"2025-12-01","end_date":"2025-12-30"}'
+url="http://127.0.0.1:18181/datacube/getinterfacesummary?access_token=$token"
+curl -s "$url" -d "$body" >"$work/resp.json"
+echo "response: $(wc -c <"$work/resp.json") bytes, $(grep -o ref_date "$work/resp.json" | wc -l) rows"
+
+# nginx answering the same POST with the same bytes from a static file.
+mkdir -p "$work/www" && cp "$work/resp.json" "$work/www/resp.json"
+chmod a+rx "$work" "$work/www" && chmod a+r "$work/www/resp.json"  # nginx workers run as www-data
+cat >"$work/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:18182;
+    root $work/www;
+    location = /resp.json {
+      default_type "application/json; encoding=utf-8";
+      error_page 405 =200 \$uri;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -e "$work/nginx.err"
+pids+=("$(cat "$work/nginx.pid")")
+cmp -s <(curl -s http://127.0.0.1:18182/resp.json -d "$body") "$work/resp.json" || { echo "nginx bytes differ"; exit 1; }
+
+cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+# A mixed load: 100 accounts, random 30-day windows over the three years (mostly cache misses).
+tokens=$(for i in $(seq 100 9 991); do printf '"%s",' "$(token_of "$(printf 'wxbench%011d' "$i")")"; done)
+python3 - "$work/mixed.lua" "$tokens" <<'PY'
+import sys, datetime
+out, tokens = sys.argv[1], sys.argv[2]
+first = datetime.date(2023, 1, 1)
+windows = [(first + datetime.timedelta(d), first + datetime.timedelta(d + 29)) for d in range(0, 1066)]
+with open(out, "w") as f:
+    f.write("tokens = {%s}\n" % tokens.rstrip(","))
+    f.write("bodies = {%s}\n" % ",".join("'{\"begin_date\":\"%s\",\"end_date\":\"%s\"}'" % w for w in windows))
+    f.write("""
+request = function()
+  local t = tokens[math.random(#tokens)]
+  return wrk.format("POST", "/datacube/getinterfacesummary?access_token=" .. t, nil, bodies[math.random(#bodies)])
+end
+""")
+PY
+
+run() { wrk -t2 -c"$CONNS" -d"$DUR" --latency -s "${2:-$work/post.lua}" "$1"; }
+rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
+p99() { awk '$1 == "99%" {print $2}' "$1"; }
+echo; echo "== nginx (static file, same bytes)"; run "http://127.0.0.1:18182/resp.json" | tee "$work/nginx.txt"
+echo; echo "== datacube, same request (response cache on, the default)"; run "$url" | tee "$work/datacube.txt"
+grep -E 'VmRSS|VmHWM' "/proc/$dc_pid/status"
+last=$(curl -s "$url" -d "$body"); cmp -s <(printf %s "$last") "$work/resp.json" && echo "datacube answer unchanged after the run"
+echo; echo "== datacube, 100 accounts × random 30-day windows (mostly cache misses)"
+run "http://127.0.0.1:18181" "$work/mixed.lua" | tee "$work/mixed.txt"
+grep -E 'VmRSS|VmHWM' "/proc/$dc_pid/status"
+stop_datacube
+start_datacube --response-cache 0
+echo; echo "== datacube, same request, response cache off (a SQLite read per request)"
+run "$url" | tee "$work/nocache.txt"
+grep -E 'VmRSS|VmHWM' "/proc/$dc_pid/status"
+stop_datacube
+
+n=$(rate "$work/nginx.txt")
+echo
+printf '%-48s %10s %8s %6s\n' run req/s p99 ratio
+for r in nginx datacube mixed nocache; do
+  printf '%-48s %10s %8s %6s\n' "$r" "$(rate "$work/$r.txt")" "$(p99 "$work/$r.txt")" \
+    "$(awk -v a="$(rate "$work/$r.txt")" -v b="$n" 'BEGIN {printf "%.2f", a/b}')"
+done

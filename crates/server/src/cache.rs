@@ -1,0 +1,131 @@
+//! A bounded cache of datacube answers, invalidated per account.
+//!
+//! An answer is keyed by (appid, endpoint, first label, last label) — the labels after the
+//! readiness rule, so the passing of 08:00 changes the key. Every statistics write records the
+//! account in the store's change log; the serve loop polls it every 100 ms and bumps the
+//! account's generation, which retires its cached answers. Writes made through this process's
+//! admin API invalidate at once.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use bytes::Bytes;
+use datacube_api::Endpoint;
+use jiff::civil::Date;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub(crate) appid: String,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) begin: Date,
+    pub(crate) end: Date,
+}
+
+pub(crate) struct ResponseCache {
+    max: usize,
+    entries: RwLock<HashMap<Key, (u64, Bytes)>>,
+    generations: RwLock<HashMap<String, u64>>,
+}
+
+impl ResponseCache {
+    /// A cache of at most `max` answers; 0 disables it.
+    pub(crate) fn new(max: usize) -> ResponseCache {
+        ResponseCache {
+            max,
+            entries: RwLock::default(),
+            generations: RwLock::default(),
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.max > 0
+    }
+
+    /// The current generation of `appid`'s statistics. Read it before reading the store.
+    pub(crate) fn generation(&self, appid: &str) -> u64 {
+        self.generations
+            .read()
+            .expect("generations")
+            .get(appid)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The cached answer, if it is of the current generation.
+    pub(crate) fn get(&self, key: &Key) -> Option<Bytes> {
+        let generation = self.generation(&key.appid);
+        let entries = self.entries.read().expect("response cache");
+        entries
+            .get(key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, body)| body.clone())
+    }
+
+    /// Stores an answer read at `generation` (a later invalidation makes it unreachable).
+    pub(crate) fn put(&self, key: Key, generation: u64, body: Bytes) {
+        if !self.enabled() {
+            return;
+        }
+        let mut entries = self.entries.write().expect("response cache");
+        if entries.len() >= self.max {
+            // Simple and bounded: start over. Hot answers come back on their next request.
+            entries.clear();
+        }
+        entries.insert(key, (generation, body));
+    }
+
+    /// Retires every cached answer of `appid`.
+    pub(crate) fn invalidate(&self, appid: &str) {
+        *self
+            .generations
+            .write()
+            .expect("generations")
+            .entry(appid.to_owned())
+            .or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(appid: &str) -> Key {
+        Key {
+            appid: appid.into(),
+            endpoint: Endpoint::GetUserSummary,
+            begin: jiff::civil::date(2021, 9, 1),
+            end: jiff::civil::date(2021, 9, 7),
+        }
+    }
+
+    #[test]
+    fn invalidation_retires_only_that_accounts_answers() {
+        let cache = ResponseCache::new(10);
+        cache.put(key("a"), cache.generation("a"), Bytes::from_static(b"A"));
+        cache.put(key("b"), cache.generation("b"), Bytes::from_static(b"B"));
+        cache.invalidate("a");
+        assert_eq!(cache.get(&key("a")), None);
+        assert_eq!(cache.get(&key("b")), Some(Bytes::from_static(b"B")));
+    }
+
+    #[test]
+    fn an_answer_read_before_an_invalidation_is_never_served() {
+        let cache = ResponseCache::new(10);
+        let generation = cache.generation("a");
+        cache.invalidate("a"); // a write lands while the answer is being read
+        cache.put(key("a"), generation, Bytes::from_static(b"old"));
+        assert_eq!(cache.get(&key("a")), None);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_and_can_be_off() {
+        let cache = ResponseCache::new(2);
+        for i in 0..5 {
+            cache.put(key(&i.to_string()), 0, Bytes::new());
+        }
+        assert!(cache.entries.read().unwrap().len() <= 2);
+        let off = ResponseCache::new(0);
+        off.put(key("a"), 0, Bytes::new());
+        assert_eq!(off.get(&key("a")), None);
+    }
+}
