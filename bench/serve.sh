@@ -98,24 +98,31 @@ PY
 run() { wrk -t2 -c"$CONNS" -d"$DUR" --latency -s "${2:-$work/post.lua}" "$1"; }
 rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
 p99() { awk '$1 == "99%" {print $2}' "$1"; }
-echo; echo "== nginx (static file, same bytes)"; run "http://127.0.0.1:18182/resp.json" | tee "$work/nginx.txt"
-echo; echo "== datacube, same request (response cache on, the default)"; run "$url" | tee "$work/datacube.txt"
-grep -E 'VmRSS|VmHWM' "/proc/$dc_pid/status"
-last=$(curl -s "$url" -d "$body"); cmp -s <(printf %s "$last") "$work/resp.json" && echo "datacube answer unchanged after the run"
+ROUNDS=${ROUNDS:-3}
+for r in $(seq 1 "$ROUNDS"); do
+  echo; echo "== round $r: nginx (static file, same bytes)"; run "http://127.0.0.1:18182/resp.json" | tee "$work/nginx$r.txt"
+  echo; echo "== round $r: datacube, same request (response cache on, the default)"; run "$url" | tee "$work/datacube$r.txt"
+done
+grep -E 'VmRSS|VmHWM|RssAnon|RssFile' "/proc/$dc_pid/status" | tr -s ' \t' ' ' | paste -sd' '
+last=$(curl -s "$url" -d "$body"); cmp -s <(printf %s "$last") "$work/resp.json" && echo "datacube answer unchanged after the runs"
 echo; echo "== datacube, 100 accounts × random 30-day windows (mostly cache misses)"
 run "http://127.0.0.1:18181" "$work/mixed.lua" | tee "$work/mixed.txt"
-grep -E 'VmRSS|VmHWM' "/proc/$dc_pid/status"
+grep -E 'VmRSS|VmHWM|RssAnon|RssFile' "/proc/$dc_pid/status" | tr -s ' \t' ' ' | paste -sd' '
 stop_datacube
 start_datacube --response-cache 0
 echo; echo "== datacube, same request, response cache off (a SQLite read per request)"
 run "$url" | tee "$work/nocache.txt"
-grep -E 'VmRSS|VmHWM' "/proc/$dc_pid/status"
+grep -E 'VmRSS|VmHWM|RssAnon|RssFile' "/proc/$dc_pid/status" | tr -s ' \t' ' ' | paste -sd' '
 stop_datacube
 
-n=$(rate "$work/nginx.txt")
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+n=$(for r in $(seq 1 "$ROUNDS"); do rate "$work/nginx$r.txt"; done | median)
 echo
-printf '%-48s %10s %8s %6s\n' run req/s p99 ratio
-for r in nginx datacube mixed nocache; do
-  printf '%-48s %10s %8s %6s\n' "$r" "$(rate "$work/$r.txt")" "$(p99 "$work/$r.txt")" \
-    "$(awk -v a="$(rate "$work/$r.txt")" -v b="$n" 'BEGIN {printf "%.2f", a/b}')"
+printf '%-12s %10s %8s %6s\n' run req/s p99 ratio
+for f in $(for r in $(seq 1 "$ROUNDS"); do echo "nginx$r datacube$r"; done) mixed nocache; do
+  printf '%-12s %10s %8s %6s\n' "$f" "$(rate "$work/$f.txt")" "$(p99 "$work/$f.txt")" \
+    "$(awk -v a="$(rate "$work/$f.txt")" -v b="$n" 'BEGIN {printf "%.2f", a/b}')"
 done
+d=$(for r in $(seq 1 "$ROUNDS"); do rate "$work/datacube$r.txt"; done | median)
+echo "median nginx $n req/s; median datacube (cached) $d req/s; ratio $(awk -v a="$d" -v b="$n" 'BEGIN {printf "%.2f", a/b}')"
+echo "(ratios above are against the median nginx rate)"

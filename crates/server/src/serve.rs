@@ -175,7 +175,13 @@ fn service(
             if before >= app.config().limits.max_in_flight {
                 return Ok(overloaded(&app));
             }
-            router.oneshot(req).await
+            // The WeChat API is the hot path: straight to its handler; the router only for
+            // the admin API.
+            if req.uri().path().starts_with("/admin/") {
+                router.oneshot(req).await
+            } else {
+                Ok(crate::wechat::dispatch_request(app, req.map(axum::body::Body::new)).await)
+            }
         }
     })
 }

@@ -82,6 +82,11 @@ fn query_param(query: Option<&str>, key: &str) -> Option<String> {
 /// Everything outside `/admin`: the WeChat API. Unknown paths answer 40066 `invalid url`, as
 /// api.weixin.qq.com does.
 pub(crate) async fn dispatch(State(app): State<App>, req: Request) -> Response {
+    dispatch_request(app, req).await
+}
+
+/// [`dispatch`] without the router.
+pub(crate) async fn dispatch_request(app: App, req: Request) -> Response {
     let path = req.uri().path();
     if let Some(name) = path.strip_prefix("/datacube/") {
         return match Endpoint::from_name(name) {
