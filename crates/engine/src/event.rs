@@ -1,0 +1,332 @@
+//! The event format: NDJSON, one event per line.
+//!
+//! ```text
+//! {"type":"follow","appid":"wx…","time":"…","openid":"o…","source":30}
+//! {"type":"unfollow","appid":"wx…","time":"…","openid":"o…"}
+//! {"type":"message","appid":"wx…","time":"…","openid":"o…","msg_type":"text"}
+//! {"type":"reply","appid":"wx…","time":"…","cost_ms":412,"ok":true}
+//! {"type":"publish","appid":"wx…","time":"…","msgid":"2247483650_1","title":"…"}
+//! {"type":"read","appid":"wx…","time":"…","msgid":"…","openid":"o…","page":"int","scene":"session"}
+//! {"type":"share","appid":"wx…","time":"…","msgid":"…","openid":"o…","scene":"friends","from":"session"}
+//! {"type":"favorite","appid":"wx…","time":"…","msgid":"…","openid":"o…"}
+//! ```
+//!
+//! `time` is RFC 3339 with any offset; days and hours are China time. `id` (a string or an
+//! integer) is optional: an event whose id was already accepted for its appid is a duplicate.
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Whose statistics it counts in.
+    pub appid: String,
+    /// The sender's id for de-duplication, if any.
+    pub id: Option<String>,
+    /// Unix seconds.
+    pub time: i64,
+    /// What happened.
+    pub kind: Kind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A user followed the account through channel `source` (getusersummary's user_source).
+    Follow { openid: String, source: u32 },
+    /// A user unfollowed.
+    Unfollow { openid: String },
+    /// A user sent a message.
+    Message { openid: String, msg_type: MsgType },
+    /// One passive-reply callback: its time cost and whether it succeeded.
+    Reply { cost_ms: u64, ok: bool },
+    /// One article of a mass send.
+    Publish { msgid: String, title: String },
+    /// A read of an article's page.
+    Read {
+        msgid: String,
+        openid: String,
+        page: Page,
+        scene: ReadScene,
+    },
+    /// A share of an article, to `scene`, by a reader who read it in `from`.
+    Share {
+        msgid: String,
+        openid: String,
+        scene: ShareScene,
+        from: ShareFrom,
+    },
+    /// An article added to favourites.
+    Favorite { msgid: String, openid: String },
+}
+
+macro_rules! names {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            /// Every value, in the format's order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The name used in the event format.
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+            fn expected() -> String {
+                [$($text),+].join("|")
+            }
+        }
+    };
+}
+
+names!(
+    /// A user message's type.
+    MsgType { Text = "text", Image = "image", Voice = "voice", Video = "video",
+              ShortVideo = "shortvideo", Link = "link", Location = "location" }
+);
+names!(
+    /// Which page of an article was read.
+    Page { Int = "int", Ori = "ori" }
+);
+names!(
+    /// Where an article was read.
+    ReadScene { Session = "session", History = "history", Feed = "feed", Friends = "friends",
+                Other = "other", Kanyikan = "kanyikan", Souyisou = "souyisou" }
+);
+names!(
+    /// Where an article was shared to.
+    ShareScene { Friends = "friends", Feed = "feed", Other = "other" }
+);
+names!(
+    /// Where the sharer had read the article.
+    ShareFrom { Session = "session", Feed = "feed", Other = "other" }
+);
+
+impl MsgType {
+    /// getupstreammsg's `msg_type`: text 1, image 2, voice 3, video and shortvideo 4, link 6.
+    /// Location messages have no msg_type in WeChat's enumeration: `None`.
+    pub const fn wechat_code(self) -> Option<u32> {
+        match self {
+            MsgType::Text => Some(1),
+            MsgType::Image => Some(2),
+            MsgType::Voice => Some(3),
+            MsgType::Video | MsgType::ShortVideo => Some(4),
+            MsgType::Link => Some(6),
+            MsgType::Location => None,
+        }
+    }
+}
+
+impl ReadScene {
+    /// getuserread's `user_source`: 0 session, 1 friends, 2 Moments, 4 history, 5 other,
+    /// 6 看一看, 7 搜一搜.
+    pub const fn user_source(self) -> u32 {
+        match self {
+            ReadScene::Session => 0,
+            ReadScene::Friends => 1,
+            ReadScene::Feed => 2,
+            ReadScene::History => 4,
+            ReadScene::Other => 5,
+            ReadScene::Kanyikan => 6,
+            ReadScene::Souyisou => 7,
+        }
+    }
+}
+
+impl ShareScene {
+    /// getusershare's `share_scene`: 1 friends, 2 Moments, 255 other.
+    pub const fn wechat_code(self) -> u32 {
+        match self {
+            ShareScene::Friends => 1,
+            ShareScene::Feed => 2,
+            ShareScene::Other => 255,
+        }
+    }
+}
+
+impl ShareFrom {
+    /// The read scene a share counts under in getuserread.
+    pub const fn read_scene(self) -> ReadScene {
+        match self {
+            ShareFrom::Session => ReadScene::Session,
+            ShareFrom::Feed => ReadScene::Feed,
+            ShareFrom::Other => ReadScene::Other,
+        }
+    }
+}
+
+/// Why a line is not a valid event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, EventError> {
+    Err(EventError(msg.into()))
+}
+
+fn text<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, EventError> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) => err(format!("`{key}` is empty")),
+        Some(other) => err(format!("`{key}` must be a string, not {other}")),
+        None => err(format!("`{key}` is missing")),
+    }
+}
+
+fn choice<T>(
+    obj: &Map<String, Value>,
+    key: &str,
+    parse: fn(&str) -> Option<T>,
+    expected: String,
+) -> Result<T, EventError> {
+    let s = text(obj, key)?;
+    parse(s).map_or_else(
+        || err(format!("`{key}` {s:?} is not one of {expected}")),
+        Ok,
+    )
+}
+
+fn uint(obj: &Map<String, Value>, key: &str) -> Result<u64, EventError> {
+    match obj.get(key) {
+        Some(v) => v.as_u64().map_or_else(
+            || err(format!("`{key}` must be a non-negative integer, not {v}")),
+            Ok,
+        ),
+        None => err(format!("`{key}` is missing")),
+    }
+}
+
+/// Parses one NDJSON line into an event.
+pub fn parse_line(line: &str) -> Result<Event, EventError> {
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| EventError(format!("not JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return err("an event must be a JSON object");
+    };
+    let kind_name = text(&obj, "type")?;
+    let appid = text(&obj, "appid")?.to_owned();
+    let time_text = text(&obj, "time")?;
+    let time = time_text
+        .parse::<Timestamp>()
+        .map_err(|e| {
+            EventError(format!(
+                "`time` {time_text:?} is not an RFC 3339 instant: {e}"
+            ))
+        })?
+        .as_second();
+    let id = match obj.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Some(n.to_string()),
+        Some(other) => {
+            return err(format!(
+                "`id` must be a non-empty string or an integer, not {other}"
+            ))
+        }
+    };
+    let openid = || text(&obj, "openid").map(str::to_owned);
+    let msgid = || text(&obj, "msgid").map(str::to_owned);
+    let kind = match kind_name {
+        "follow" => {
+            let source = uint(&obj, "source")?;
+            let source = u32::try_from(source)
+                .map_err(|_| EventError(format!("`source` {source} is too large")))?;
+            Kind::Follow { openid: openid()?, source }
+        }
+        "unfollow" => Kind::Unfollow { openid: openid()? },
+        "message" => Kind::Message {
+            openid: openid()?,
+            msg_type: choice(&obj, "msg_type", MsgType::parse, MsgType::expected())?,
+        },
+        "reply" => Kind::Reply {
+            cost_ms: uint(&obj, "cost_ms")?,
+            ok: match obj.get("ok") {
+                Some(Value::Bool(b)) => *b,
+                Some(v) => return err(format!("`ok` must be true or false, not {v}")),
+                None => return err("`ok` is missing"),
+            },
+        },
+        "publish" => Kind::Publish {
+            msgid: msgid()?,
+            title: match obj.get("title") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => return err(format!("`title` must be a string, not {v}")),
+                None => return err("`title` is missing"),
+            },
+        },
+        "read" => Kind::Read {
+            msgid: msgid()?,
+            openid: openid()?,
+            page: choice(&obj, "page", Page::parse, Page::expected())?,
+            scene: choice(&obj, "scene", ReadScene::parse, ReadScene::expected())?,
+        },
+        "share" => Kind::Share {
+            msgid: msgid()?,
+            openid: openid()?,
+            scene: choice(&obj, "scene", ShareScene::parse, ShareScene::expected())?,
+            from: choice(&obj, "from", ShareFrom::parse, ShareFrom::expected())?,
+        },
+        "favorite" => Kind::Favorite {
+            msgid: msgid()?,
+            openid: openid()?,
+        },
+        other => {
+            return err(format!(
+                "`type` {other:?} is not one of follow|unfollow|message|reply|publish|read|share|favorite"
+            ))
+        }
+    };
+    Ok(Event {
+        appid,
+        id,
+        time,
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_line_parses() {
+        let lines = [
+            r#"{"type":"follow","appid":"wx1","time":"2024-05-01T10:00:00+08:00","openid":"o1","source":30}"#,
+            r#"{"type":"unfollow","appid":"wx1","time":"2024-05-01T02:00:00Z","openid":"o1"}"#,
+            r#"{"type":"message","appid":"wx1","time":"2024-05-01T10:00:00+08:00","openid":"o1","msg_type":"shortvideo"}"#,
+            r#"{"type":"reply","appid":"wx1","time":"2024-05-01T10:00:00+08:00","cost_ms":412,"ok":true}"#,
+            r#"{"type":"publish","appid":"wx1","time":"2024-05-01T20:00:00+08:00","msgid":"2247483650_1","title":"标题"}"#,
+            r#"{"type":"read","appid":"wx1","time":"2024-05-01T20:05:00+08:00","msgid":"2247483650_1","openid":"o2","page":"int","scene":"session"}"#,
+            r#"{"type":"share","appid":"wx1","time":"2024-05-01T20:06:00+08:00","msgid":"2247483650_1","openid":"o2","scene":"friends","from":"session"}"#,
+            r#"{"type":"favorite","appid":"wx1","time":"2024-05-01T20:07:00+08:00","msgid":"2247483650_1","openid":"o2","id":17}"#,
+        ];
+        for line in lines {
+            parse_line(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+        let e = parse_line(lines[7]).unwrap();
+        assert_eq!(e.id.as_deref(), Some("17"));
+        assert_eq!(e.time, 1_714_565_220);
+    }
+
+    #[test]
+    fn bad_lines_say_what_is_wrong() {
+        let cases = [
+            ("{", "not JSON"),
+            ("[]", "must be a JSON object"),
+            (r#"{"type":"follow","appid":"wx1","time":"2024-05-01T10:00:00+08:00","openid":"o1"}"#, "`source` is missing"),
+            (r#"{"type":"follow","appid":"wx1","time":"yesterday","openid":"o1","source":1}"#, "`time` \"yesterday\" is not an RFC 3339 instant"),
+            (r#"{"type":"message","appid":"wx1","time":"2024-05-01T10:00:00Z","openid":"o1","msg_type":"sticker"}"#, "`msg_type` \"sticker\" is not one of text|image|voice|video|shortvideo|link|location"),
+            (r#"{"type":"reply","appid":"wx1","time":"2024-05-01T10:00:00Z","cost_ms":-3,"ok":true}"#, "`cost_ms` must be a non-negative integer, not -3"),
+            (r#"{"type":"poke","appid":"wx1","time":"2024-05-01T10:00:00Z"}"#, "`type` \"poke\" is not one of"),
+            (r#"{"type":"read","appid":"","time":"2024-05-01T10:00:00Z"}"#, "`appid` is empty"),
+        ];
+        for (line, want) in cases {
+            let got = parse_line(line).unwrap_err().to_string();
+            assert!(got.contains(want), "{line}: {got}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! datacube's event engine: the event format, and WeChat's statistics computed exactly from
+//! events.
+//!
+//! # Layout
+//! - [`event`]: the NDJSON event format and its parser (errors say what is wrong with a line).
+//! - [`rollup`]: [`rollup::compute`] — one account's events to every endpoint's rows, with
+//!   WeChat's definitions (distinct users per period, re-follows, the ≥ 3 article threshold,
+//!   the 7-day article window, the de-duplicated `99999999` row, week and month labels).
+//!
+//! The engine is pure: storage and ingestion build on it.
+
+pub mod event;
+pub mod rollup;
+
+pub use event::{parse_line, Event, EventError, Kind};
+pub use rollup::compute;
