@@ -43,6 +43,8 @@ enum Command {
     Account(AccountCommand),
     /// Import a WeChat answer (`{"list":[…]}`) for one endpoint into the statistics store.
     Import(ImportArgs),
+    /// Ingest events (NDJSON, one per line) and compute the statistics they change.
+    Ingest(IngestArgs),
 }
 
 #[derive(Args)]
@@ -140,6 +142,20 @@ struct ImportArgs {
     db: DatabaseArg,
 }
 
+#[derive(Args)]
+struct IngestArgs {
+    /// NDJSON file of events, or `-` for standard input.
+    file: String,
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Emulated "now" (RFC 3339): daily rows reach the day before it.
+    #[arg(long, env = "DATACUBE_CLOCK")]
+    clock: Option<jiff::Timestamp>,
+    /// Lines per transaction; each batch is durable once counted.
+    #[arg(long, default_value_t = 10_000)]
+    batch: usize,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -190,6 +206,7 @@ async fn run(cli: Cli) -> Result<()> {
         }) => account_add(&db.database, appid, secret, !unverified).await,
         Command::Account(AccountCommand::List { db }) => account_list(&db.database).await,
         Command::Import(args) => import_file(args).await,
+        Command::Ingest(args) => ingest_file(args).await,
     }
 }
 
@@ -392,5 +409,98 @@ async fn import_file(args: ImportArgs) -> Result<()> {
         report.updated,
         report.unchanged
     );
+    Ok(())
+}
+
+/// Rejected lines shown on stderr before the rest are only counted.
+const SHOWN_REJECTIONS: usize = 100;
+
+async fn ingest_file(args: IngestArgs) -> Result<()> {
+    use std::io::BufRead;
+    let store = open(&args.db.database)?;
+    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
+    let yesterday = add_days(datacube_api::date::china_date(clock.unix()), -1);
+    let (reader, size): (Box<dyn BufRead>, Option<u64>) = if args.file == "-" {
+        (Box::new(std::io::BufReader::new(std::io::stdin())), None)
+    } else {
+        let file =
+            std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (
+            Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
+            size,
+        )
+    };
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = size.map_or_else(
+            indicatif::ProgressBar::new_spinner,
+            indicatif::ProgressBar::new,
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} {wide_bar} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut report = datacube_server::ingest::IngestReport::default();
+    let mut known = datacube_server::ingest::KnownAccounts::default();
+    let mut batch: Vec<(usize, String)> = Vec::with_capacity(args.batch.max(1));
+    let mut number = 0usize;
+    let mut buf = Vec::new();
+    let mut reader = reader;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .context("reading events")?;
+        if n > 0 {
+            number += 1;
+            progress.inc(n as u64);
+            match String::from_utf8(std::mem::take(&mut buf)) {
+                Ok(line) => batch.push((number, line)),
+                Err(_) => report.rejected.push(datacube_server::ingest::Rejected {
+                    line: number,
+                    reason: "not UTF-8 text".into(),
+                }),
+            }
+        }
+        if batch.len() >= args.batch.max(1) || (n == 0 && !batch.is_empty()) {
+            let (done, _) =
+                datacube_server::ingest::ingest_lines(&store, &batch, yesterday, &mut known)
+                    .await?;
+            report.merge(done);
+            batch.clear();
+            progress.set_message(format!("{} accepted", report.accepted));
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    for r in report.rejected.iter().take(SHOWN_REJECTIONS) {
+        eprintln!("line {}: {}", r.line, r.reason);
+    }
+    if report.rejected.len() > SHOWN_REJECTIONS {
+        eprintln!(
+            "… and {} more rejected lines",
+            report.rejected.len() - SHOWN_REJECTIONS
+        );
+    }
+    println!(
+        "{} accepted, {} duplicates, {} rejected",
+        report.accepted,
+        report.duplicates,
+        report.rejected.len()
+    );
+    if !report.rejected.is_empty() {
+        bail!(
+            "{} lines were rejected (the others were stored)",
+            report.rejected.len()
+        );
+    }
     Ok(())
 }

@@ -386,3 +386,57 @@ async fn an_unsupported_database_url_is_named() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
+    let (dir, db) = temp_db();
+    run(
+        &db,
+        &[
+            "account",
+            "add",
+            "--appid",
+            "wxaaaa000000000001",
+            "--secret",
+            "s3cret",
+        ],
+        None,
+    )
+    .await;
+    let events = [
+        r#"{"type":"reply","appid":"wxaaaa000000000001","id":"1","time":"2026-06-01T09:00:00+08:00","cost_ms":200,"ok":true}"#,
+        r#"{"type":"reply","appid":"wxaaaa000000000001","id":"2","time":"2026-06-01T09:30:00+08:00","cost_ms":5002}"#,
+        r#"{"type":"reply","appid":"wxaaaa000000000001","id":"3","time":"2026-06-01T10:00:00+08:00","cost_ms":400,"ok":false}"#,
+        r#"{"type":"reply","appid":"wxaaaa000000000001","id":"4","time":"2026-06-02T10:00:00+08:00","cost_ms":100,"ok":true}"#,
+    ]
+    .join("\n");
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, &events).unwrap();
+    let file = file.to_str().unwrap();
+    let (code, out, err) = run(&db, &["ingest", file], None).await;
+    assert_eq!(code, 1, "a rejected line makes the exit code 1");
+    assert_eq!(out, "3 accepted, 0 duplicates, 1 rejected\n");
+    assert!(err.contains("line 2: `ok` is missing"), "{err}");
+    // Resending the same lines: the ids were accepted before.
+    let (_, out, _) = run(&db, &["ingest", "-"], Some(&events)).await;
+    assert_eq!(out, "0 accepted, 3 duplicates, 1 rejected\n");
+    let served = serve(&db, &[]).await;
+    let v: serde_json::Value = token(&served.base, "wxaaaa000000000001", "s3cret")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let t = v["access_token"].as_str().unwrap();
+    let body = post(
+        format!(
+            "{}/datacube/getinterfacesummary?access_token={t}",
+            served.base
+        ),
+        r#"{"begin_date":"2026-06-01","end_date":"2026-06-02"}"#,
+    )
+    .await;
+    assert_eq!(
+        body,
+        r#"{"list":[{"ref_date":"2026-06-01","callback_count":2,"fail_count":1,"total_time_cost":600,"max_time_cost":400},{"ref_date":"2026-06-02","callback_count":1,"fail_count":0,"total_time_cost":100,"max_time_cost":100}]}"#
+    );
+}

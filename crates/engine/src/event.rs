@@ -106,6 +106,30 @@ names!(
     ShareFrom { Session = "session", Feed = "feed", Other = "other" }
 );
 
+impl Kind {
+    /// The `type` of the event format.
+    pub const fn type_name(&self) -> &'static str {
+        match self {
+            Kind::Follow { .. } => "follow",
+            Kind::Unfollow { .. } => "unfollow",
+            Kind::Message { .. } => "message",
+            Kind::Reply { .. } => "reply",
+            Kind::Publish { .. } => "publish",
+            Kind::Read { .. } => "read",
+            Kind::Share { .. } => "share",
+            Kind::Favorite { .. } => "favorite",
+        }
+    }
+
+    /// Whether the event changes state that later days depend on (followers, sends).
+    pub const fn is_state(&self) -> bool {
+        matches!(
+            self,
+            Kind::Follow { .. } | Kind::Unfollow { .. } | Kind::Publish { .. }
+        )
+    }
+}
+
 impl MsgType {
     /// getupstreammsg's `msg_type`: text 1, image 2, voice 3, video and shortvideo 4, link 6.
     /// Location messages have no msg_type in WeChat's enumeration: `None`.

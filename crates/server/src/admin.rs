@@ -28,6 +28,7 @@ pub(crate) fn routes() -> Router<App> {
         .route("/admin/accounts", get(list_accounts).post(add_account))
         .route("/admin/clock", get(get_clock).post(set_clock))
         .route("/admin/import", post(import))
+        .route("/admin/events", post(events))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -263,5 +264,34 @@ async fn import(State(app): State<App>, req: Request) -> Response {
             error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }
         Err(ImportError::Store(e)) => internal(&e),
+    }
+}
+
+/// `POST /admin/events`: an NDJSON body of events. Good lines are stored and counted in one
+/// transaction; bad lines are reported with their number and reason.
+async fn events(State(app): State<App>, req: Request) -> Response {
+    let body = match admit(&app, req).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text");
+    };
+    let lines: Vec<(usize, String)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.to_owned()))
+        .collect();
+    let yesterday =
+        datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
+    let mut known = crate::ingest::KnownAccounts::default();
+    match crate::ingest::ingest_lines(app.store(), &lines, yesterday, &mut known).await {
+        Ok((report, changed)) => {
+            for appid in &changed {
+                app.statistics_changed(appid);
+            }
+            Json(report).into_response()
+        }
+        Err(e) => internal(&e),
     }
 }

@@ -8,6 +8,7 @@
 //! - `cache`: datacube answers, retired per account when its statistics change.
 //! - [`admin`]: accounts, the clock, imports over HTTP.
 //! - [`import`]: WeChat answers into the statistics store.
+//! - [`ingest`]: events (NDJSON) into the store, and the statistics they change.
 //! - [`demo`]: generated demo statistics for `serve --demo`.
 //! - [`clock`], [`config`], [`secret`]: the emulated clock, settings, secret hashing.
 
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod import;
+pub mod ingest;
 pub mod secret;
 mod serve;
 mod state;

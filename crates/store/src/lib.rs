@@ -160,6 +160,14 @@ pub struct UpsertReport {
     pub unchanged: usize,
 }
 
+/// What ingesting a batch of events did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// For each event of the batch, in order: `true` if accepted, `false` if its id had been
+    /// accepted before (a duplicate).
+    pub accepted: Vec<bool>,
+}
+
 /// The storage handle. One variant per backend; PostgreSQL comes next to SQLite.
 #[derive(Clone)]
 pub enum Store {
@@ -296,6 +304,22 @@ impl Store {
             Store::Sqlite(s) => {
                 let (s, appid) = (s.clone(), appid.to_owned());
                 blocking(move || s.upsert_rows(&appid, endpoint, &rows)).await
+            }
+        }
+    }
+
+    /// Stores a batch of events (each with the line it came from) and recomputes the statistics
+    /// they touch, in one transaction: when this returns, the events are durable and counted
+    /// exactly once. `yesterday` (China time) is the last day every account's daily rows reach.
+    pub async fn ingest(
+        &self,
+        events: Vec<(datacube_engine::Event, String)>,
+        yesterday: Date,
+    ) -> Result<IngestOutcome> {
+        match self {
+            Store::Sqlite(s) => {
+                let s = s.clone();
+                blocking(move || s.ingest(&events, yesterday)).await
             }
         }
     }

@@ -49,4 +49,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX stat_change_by_seq ON stat_change (seq);
     "#,
+    // 3: events, the source of computed statistics. `id` de-duplicates per account; `day` is the
+    // China-time date, for recomputing a window.
+    r#"
+    CREATE TABLE event (
+        seq   INTEGER PRIMARY KEY,
+        appid TEXT NOT NULL,
+        id    TEXT,
+        time  INTEGER NOT NULL,
+        day   TEXT NOT NULL,
+        kind  TEXT NOT NULL,
+        body  TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX event_by_id ON event (appid, id) WHERE id IS NOT NULL;
+    CREATE INDEX event_by_day ON event (appid, day);
+    CREATE INDEX event_by_kind ON event (appid, kind, day);
+    "#,
 ];

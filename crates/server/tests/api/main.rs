@@ -3,6 +3,7 @@
 
 mod endpoints;
 mod errors;
+mod events;
 mod fuzz;
 mod helpers;
 mod limits;

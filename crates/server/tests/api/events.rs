@@ -1,0 +1,170 @@
+//! Events in, statistics out: `POST /admin/events`, then the WeChat API.
+
+use crate::helpers::*;
+
+fn line(id: &str, rest: &str) -> String {
+    format!(r#"{{"appid":"{APPID}","id":"{id}",{rest}}}"#)
+}
+
+fn batch() -> String {
+    [
+        line("f1", r#""type":"follow","time":"2024-05-06T09:00:00+08:00","openid":"o1","source":30"#),
+        line("f2", r#""type":"follow","time":"2024-05-06T10:00:00+08:00","openid":"o2","source":1"#),
+        line("u1", r#""type":"unfollow","time":"2024-05-07T10:00:00+08:00","openid":"o2""#),
+        line("m1", r#""type":"message","time":"2024-05-06T09:10:00+08:00","openid":"o1","msg_type":"text""#),
+        line("m2", r#""type":"message","time":"2024-05-06T09:20:00+08:00","openid":"o1","msg_type":"text""#),
+        line("r1", r#""type":"reply","time":"2024-05-06T09:10:01+08:00","cost_ms":120,"ok":true"#),
+        line("r2", r#""type":"reply","time":"2024-05-06T09:20:05+08:00","cost_ms":5001,"ok":false"#),
+    ]
+    .join("\n")
+}
+
+async fn ingest(t: &TestApp, body: &str) -> serde_json::Value {
+    let a = t.admin_post("/admin/events", body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.json()
+}
+
+#[tokio::test]
+async fn ingested_events_are_served_and_resending_changes_nothing() {
+    let t = spawn_app().await;
+    t.set_clock("2024-05-20T09:00:00+08:00").await;
+    let report = ingest(&t, &batch()).await;
+    assert_eq!(
+        report,
+        serde_json::json!({"accepted": 7, "duplicates": 0, "rejected": []})
+    );
+    let token = t.token().await;
+    let summary = t
+        .datacube("getusersummary", &token, "2024-05-06", "2024-05-08")
+        .await;
+    assert_eq!(
+        summary.body,
+        r#"{"list":[{"ref_date":"2024-05-06","user_source":0,"new_user":0,"cancel_user":0},{"ref_date":"2024-05-06","user_source":1,"new_user":1,"cancel_user":0},{"ref_date":"2024-05-06","user_source":30,"new_user":1,"cancel_user":0},{"ref_date":"2024-05-07","user_source":0,"new_user":0,"cancel_user":0},{"ref_date":"2024-05-07","user_source":1,"new_user":0,"cancel_user":1},{"ref_date":"2024-05-08","user_source":0,"new_user":0,"cancel_user":0}]}"#
+    );
+    // Quiet days up to yesterday (by the clock) carry the follower count.
+    let cumulate = t
+        .datacube("getusercumulate", &token, "2024-05-13", "2024-05-19")
+        .await;
+    assert_eq!(cumulate.json()["list"].as_array().unwrap().len(), 7);
+    assert!(
+        cumulate
+            .body
+            .contains(r#"{"ref_date":"2024-05-19","user_source":0,"cumulate_user":1}"#),
+        "{}",
+        cumulate.body
+    );
+    let iface = t
+        .datacube("getinterfacesummary", &token, "2024-05-01", "2024-05-19")
+        .await;
+    assert_eq!(
+        iface.body,
+        r#"{"list":[{"ref_date":"2024-05-06","callback_count":2,"fail_count":1,"total_time_cost":5121,"max_time_cost":5001}]}"#
+    );
+    // The same batch again: every event is a duplicate, nothing changes.
+    let report = ingest(&t, &batch()).await;
+    assert_eq!(
+        report,
+        serde_json::json!({"accepted": 0, "duplicates": 7, "rejected": []})
+    );
+    assert_eq!(
+        t.datacube("getinterfacesummary", &token, "2024-05-01", "2024-05-19")
+            .await
+            .body,
+        iface.body
+    );
+    assert_eq!(
+        t.datacube("getusersummary", &token, "2024-05-06", "2024-05-08")
+            .await
+            .body,
+        summary.body
+    );
+}
+
+#[tokio::test]
+async fn bad_lines_are_reported_and_good_lines_kept() {
+    let t = spawn_app().await;
+    t.set_clock("2024-05-20T09:00:00+08:00").await;
+    let body = [
+        line("a", r#""type":"message","time":"2024-05-06T09:10:00+08:00","openid":"o1","msg_type":"text""#),
+        "{not json".to_string(),
+        String::new(),
+        line("b", r#""type":"message","time":"2024-05-06T09:10:00+08:00","openid":"o1","msg_type":"gif""#),
+        r#"{"type":"reply","appid":"wxnobody","time":"2024-05-06T09:10:00+08:00","cost_ms":1,"ok":true}"#.to_string(),
+        line("c", r#""type":"message","time":"2024-05-06T11:10:00+08:00","openid":"o2","msg_type":"image""#),
+    ]
+    .join("\n");
+    let report = ingest(&t, &body).await;
+    assert_eq!(report["accepted"], 2);
+    assert_eq!(report["duplicates"], 0);
+    let rejected = report["rejected"].as_array().unwrap();
+    let lines: Vec<u64> = rejected
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 4, 5]);
+    assert!(rejected[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("not JSON"));
+    assert_eq!(
+        rejected[1]["reason"],
+        "`msg_type` \"gif\" is not one of text|image|voice|video|shortvideo|link|location"
+    );
+    assert_eq!(
+        rejected[2]["reason"],
+        "no account wxnobody; add it first (datacube account add)"
+    );
+    let token = t.token().await;
+    let a = t
+        .datacube("getupstreammsg", &token, "2024-05-06", "2024-05-06")
+        .await;
+    assert_eq!(
+        a.body,
+        r#"{"list":[{"ref_date":"2024-05-06","user_source":0,"msg_type":1,"msg_user":1,"msg_count":1},{"ref_date":"2024-05-06","user_source":0,"msg_type":2,"msg_user":1,"msg_count":1}]}"#
+    );
+}
+
+#[tokio::test]
+async fn late_events_update_the_days_weeks_and_months_they_belong_to() {
+    let t = spawn_app().await;
+    t.set_clock("2024-05-20T09:00:00+08:00").await;
+    ingest(&t, &batch()).await;
+    let token = t.token().await;
+    let week = t
+        .datacube("getupstreammsgweek", &token, "2024-05-06", "2024-05-12")
+        .await;
+    assert_eq!(
+        week.body,
+        r#"{"list":[{"ref_date":"2024-05-06","user_source":0,"msg_type":1,"msg_user":1,"msg_count":2}]}"#
+    );
+    // Days later, a message of 05-08 from another user arrives.
+    let late = line(
+        "late",
+        r#""type":"message","time":"2024-05-08T23:59:59+08:00","openid":"o9","msg_type":"text""#,
+    );
+    assert_eq!(ingest(&t, &late).await["accepted"], 1);
+    let day = t
+        .datacube("getupstreammsg", &token, "2024-05-08", "2024-05-08")
+        .await;
+    assert_eq!(
+        day.body,
+        r#"{"list":[{"ref_date":"2024-05-08","user_source":0,"msg_type":1,"msg_user":1,"msg_count":1}]}"#
+    );
+    let week = t
+        .datacube("getupstreammsgweek", &token, "2024-05-06", "2024-05-12")
+        .await;
+    assert_eq!(
+        week.body,
+        r#"{"list":[{"ref_date":"2024-05-06","user_source":0,"msg_type":1,"msg_user":2,"msg_count":3}]}"#
+    );
+    t.set_clock("2024-06-01T09:00:00+08:00").await;
+    let token = t.token().await;
+    let month = t
+        .datacube("getupstreammsgmonth", &token, "2024-05-01", "2024-05-30")
+        .await;
+    assert_eq!(
+        month.body,
+        r#"{"list":[{"ref_date":"2024-05-01","user_source":0,"msg_type":1,"msg_user":2,"msg_count":3}]}"#
+    );
+}
