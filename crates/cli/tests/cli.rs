@@ -440,3 +440,151 @@ async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
         r#"{"list":[{"ref_date":"2026-06-01","callback_count":2,"fail_count":1,"total_time_cost":600,"max_time_cost":400},{"ref_date":"2026-06-02","callback_count":1,"fail_count":0,"total_time_cost":100,"max_time_cost":100}]}"#
     );
 }
+
+/// One batch of 300 reply events with unique ids, spread over 2026-06-01..06-10.
+fn reply_batch(batch: usize) -> String {
+    (0..300)
+        .map(|i| {
+            let day = 1 + (batch * 7 + i) % 10;
+            format!(
+                r#"{{"type":"reply","appid":"wxaaaa000000000001","id":"b{batch}-{i}","time":"2026-06-{day:02}T{:02}:00:00+08:00","cost_ms":{},"ok":true}}"#,
+                i % 24,
+                100 + i
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
+    use rand::{Rng, SeedableRng};
+    let (_dir, db) = temp_db();
+    run(
+        &db,
+        &[
+            "account",
+            "add",
+            "--appid",
+            "wxaaaa000000000001",
+            "--secret",
+            "s3cret",
+        ],
+        None,
+    )
+    .await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let client = reqwest::Client::new();
+    let mut next_batch = 0usize;
+    let mut unacknowledged: Vec<usize> = Vec::new();
+    let mut acknowledged: Vec<usize> = Vec::new();
+    for _kill in 0..8 {
+        let mut served = serve(&db, &["--admin-token", "adm"]).await;
+        let base = served.base.clone();
+        let client2 = client.clone();
+        let first = next_batch;
+        // Send batches one after another until the server dies; report what was acknowledged.
+        let sender = tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut batch = first;
+            loop {
+                let resp = client2
+                    .post(format!("{base}/admin/events"))
+                    .bearer_auth("adm")
+                    .body(reply_batch(batch))
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status() == 200 => {
+                        let v: serde_json::Value = match r.json().await {
+                            Ok(v) => v,
+                            Err(_) => return (acked, batch),
+                        };
+                        assert_eq!(v["accepted"], 300, "a fresh batch is accepted whole");
+                        acked.push(batch);
+                        batch += 1;
+                    }
+                    _ => return (acked, batch),
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+        let pid = served.child.id().unwrap().to_string();
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .await
+            .unwrap();
+        let _ = served.child.wait().await;
+        let (acked, in_flight) = sender.await.unwrap();
+        acknowledged.extend(acked);
+        unacknowledged.push(in_flight);
+        next_batch = in_flight + 1;
+    }
+    assert!(
+        acknowledged.len() >= 8,
+        "the server acknowledged batches between kills"
+    );
+    // Recovery: resend what was not acknowledged, and one acknowledged batch for good measure.
+    let served = serve(
+        &db,
+        &[
+            "--admin-token",
+            "adm",
+            "--clock",
+            "2026-06-20T09:00:00+08:00",
+        ],
+    )
+    .await;
+    let mut resent_new = 0;
+    for batch in unacknowledged.iter().copied().chain([acknowledged[0]]) {
+        let v: serde_json::Value = client
+            .post(format!("{}/admin/events", served.base))
+            .bearer_auth("adm")
+            .body(reply_batch(batch))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (accepted, duplicates) = (
+            v["accepted"].as_u64().unwrap(),
+            v["duplicates"].as_u64().unwrap(),
+        );
+        assert_eq!(accepted + duplicates, 300);
+        assert!(
+            accepted == 0 || accepted == 300,
+            "a batch is all in or all out: {v}"
+        );
+        resent_new += accepted;
+    }
+    // Every batch sent is now in, once.
+    let batches = acknowledged.len() + unacknowledged.len();
+    let v: serde_json::Value = token(&served.base, "wxaaaa000000000001", "s3cret")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let t = v["access_token"].as_str().unwrap();
+    let body = post(
+        format!(
+            "{}/datacube/getinterfacesummary?access_token={t}",
+            served.base
+        ),
+        r#"{"begin_date":"2026-06-01","end_date":"2026-06-10"}"#,
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let total: u64 = v["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["callback_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        total,
+        300 * batches as u64,
+        "{batches} batches, {resent_new} events newly accepted on resend"
+    );
+}
