@@ -45,6 +45,8 @@ enum Command {
     Import(ImportArgs),
     /// Ingest events (NDJSON, one per line) and compute the statistics they change.
     Ingest(IngestArgs),
+    /// Generate a deterministic stream of realistic events for an account and ingest it.
+    Demo(DemoArgs),
 }
 
 #[derive(Args)]
@@ -156,6 +158,24 @@ struct IngestArgs {
     batch: usize,
 }
 
+#[derive(Args)]
+struct DemoArgs {
+    /// The account (it must exist).
+    #[arg(long)]
+    appid: String,
+    /// Days of activity, ending yesterday.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// The same seed gives the same events (ingesting them twice adds nothing).
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Emulated "now" (RFC 3339).
+    #[arg(long, env = "DATACUBE_CLOCK")]
+    clock: Option<jiff::Timestamp>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -207,6 +227,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Account(AccountCommand::List { db }) => account_list(&db.database).await,
         Command::Import(args) => import_file(args).await,
         Command::Ingest(args) => ingest_file(args).await,
+        Command::Demo(args) => demo_events(args).await,
     }
 }
 
@@ -284,12 +305,13 @@ async fn setup_demo(store: &Store, clock: &Clock, days: u32) -> Result<(Date, Da
     // Generate up to yesterday, so that the data is there the moment it becomes ready.
     let last = add_days(datacube_api::date::china_date(clock.unix()), -1);
     let days = days.clamp(1, 3650);
-    let report = demo::seed(store, demo::DEMO_APPID, last, days, 2026)
+    let report = demo::seed(store, demo::DEMO_APPID, last, days, 2026, last)
         .await
-        .context("generating demo statistics")?;
+        .context("generating demo events")?;
     tracing::info!(
-        rows = report.rows,
-        days = report.days,
+        new_events = report.accepted,
+        already_there = report.duplicates,
+        days,
         "demo statistics ready"
     );
     let first = add_days(last, -(i64::from(days) - 1)).max(datacube_api::date::FIRST_DAY);
@@ -502,5 +524,24 @@ async fn ingest_file(args: IngestArgs) -> Result<()> {
             report.rejected.len()
         );
     }
+    Ok(())
+}
+
+async fn demo_events(args: DemoArgs) -> Result<()> {
+    let store = open(&args.db.database)?;
+    if store.account(&args.appid).await?.is_none() {
+        bail!(
+            "no account {}; add it first with `datacube account add`",
+            args.appid
+        );
+    }
+    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
+    let yesterday = add_days(datacube_api::date::china_date(clock.unix()), -1);
+    let days = args.days.clamp(1, 3650);
+    let report = demo::seed(&store, &args.appid, yesterday, days, args.seed, yesterday).await?;
+    println!(
+        "{} days of demo events for {}: {} accepted, {} duplicates",
+        days, args.appid, report.accepted, report.duplicates
+    );
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! events.
 //!
 //! # Layout
+//! - [`demo`]: a deterministic, realistic stream of demo events.
 //! - [`event`]: the NDJSON event format and its parser (errors say what is wrong with a line).
 //! - [`rollup`]: [`rollup::compute`] — one account's events to every endpoint's rows, with
 //!   WeChat's definitions (distinct users per period, re-follows, the ≥ 3 article threshold,
@@ -9,6 +10,7 @@
 //!
 //! The engine is pure: storage and ingestion build on it.
 
+pub mod demo;
 pub mod event;
 pub mod rollup;
 

@@ -1,0 +1,300 @@
+//! A deterministic, realistic stream of events for demos and tests: follower growth by channel
+//! with churn, a mass send most evenings whose reads decay over a week, messages with a daily
+//! and hourly rhythm, and replies with a realistic latency distribution and a few timeouts.
+//!
+//! The same seed gives the same lines, with the same ids, so generating twice is idempotent.
+
+use datacube_api::date::{add_days, date_to_epoch_day, CHINA_OFFSET_SECONDS};
+use jiff::civil::{Date, Weekday};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+/// Relative activity per China-time hour.
+const HOURLY: [f64; 24] = [
+    0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.0, 1.4, 1.5, 1.5, 1.6, 1.8, 1.5, 1.3, 1.3, 1.3, 1.4, 1.5,
+    1.8, 2.0, 2.2, 1.6, 0.8,
+];
+
+/// Follow channels and their mean daily follows at the start.
+const CHANNELS: [(u32, f64); 7] = [
+    (0, 3.0),
+    (1, 12.0),
+    (17, 2.0),
+    (30, 18.0),
+    (57, 5.0),
+    (100, 3.0),
+    (161, 1.0),
+];
+
+const MSG_TYPES: [(&str, f64); 7] = [
+    ("text", 0.68),
+    ("image", 0.14),
+    ("voice", 0.08),
+    ("video", 0.02),
+    ("shortvideo", 0.02),
+    ("link", 0.04),
+    ("location", 0.02),
+];
+
+const READ_SCENES: [(&str, f64); 7] = [
+    ("session", 0.55),
+    ("friends", 0.18),
+    ("feed", 0.12),
+    ("history", 0.08),
+    ("other", 0.03),
+    ("kanyikan", 0.02),
+    ("souyisou", 0.02),
+];
+
+/// Share of an article's first-week readers on each day after the send.
+const DECAY: [f64; 7] = [0.45, 0.25, 0.10, 0.08, 0.06, 0.04, 0.02];
+
+const TITLES: [&str; 8] = [
+    "一周数据回顾",
+    "新功能上线：数据统计看板",
+    "如何读懂你的粉丝增长曲线",
+    "消息回复速度优化实践",
+    "周末活动预告",
+    "用户故事｜从零到一万粉丝",
+    "常见问题解答",
+    "年度盘点",
+];
+
+fn pick<'a, T>(rng: &mut StdRng, weighted: &'a [(T, f64)]) -> &'a T {
+    let total: f64 = weighted.iter().map(|w| w.1).sum();
+    let mut x = rng.random::<f64>() * total;
+    for (item, w) in weighted {
+        if x < *w {
+            return item;
+        }
+        x -= w;
+    }
+    &weighted[weighted.len() - 1].0
+}
+
+/// A noisy non-negative count around `mean`.
+fn count(rng: &mut StdRng, mean: f64) -> u64 {
+    if mean <= 0.0 {
+        return 0;
+    }
+    let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+    let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    (mean + normal * mean.sqrt()).round().max(0.0) as u64
+}
+
+/// A Unix time on `day` in China time, at an hour drawn from the daily rhythm.
+fn time_on(rng: &mut StdRng, day: Date) -> i64 {
+    let hour = *pick(
+        rng,
+        &HOURLY
+            .iter()
+            .enumerate()
+            .map(|(h, w)| (h as i64, *w))
+            .collect::<Vec<_>>(),
+    );
+    date_to_epoch_day(day) * 86_400 - CHINA_OFFSET_SECONDS + hour * 3600 + rng.random_range(0..3600)
+}
+
+fn rfc3339(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// `days` days of activity for `appid`, ending on `last`, as NDJSON lines in time order.
+pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let first = add_days(last, -(i64::from(days.max(1)) - 1));
+    let mut out: Vec<(i64, String)> = Vec::new();
+    let mut n = 0u64;
+    let mut push = |out: &mut Vec<(i64, String)>, time: i64, mut v: serde_json::Value| {
+        n += 1;
+        v["appid"] = json!(appid);
+        v["id"] = json!(format!("demo-{seed}-{n}"));
+        v["time"] = json!(rfc3339(time));
+        out.push((time, v.to_string()));
+    };
+    let mut followers: Vec<u64> = Vec::new();
+    let mut gone: Vec<u64> = Vec::new();
+    let mut next_openid = 0u64;
+    let mut msg_data_id = 2_247_483_649u64;
+    let openid = |n: u64| format!("oDemo{n:08}");
+    let mut day = first;
+    let mut i = 0u32;
+    while day <= last {
+        let growth = 1.0 + f64::from(i) / 365.0;
+        let weekend = matches!(day.weekday(), Weekday::Saturday | Weekday::Sunday);
+        let factor = if weekend { 0.8 } else { 1.0 };
+        // Follows, some of them people coming back; unfollows from current followers.
+        for (source, mean) in CHANNELS {
+            for _ in 0..count(&mut rng, mean * growth * factor) {
+                let who = if !gone.is_empty() && rng.random_bool(0.05) {
+                    gone.swap_remove(rng.random_range(0..gone.len()))
+                } else {
+                    next_openid += 1;
+                    next_openid
+                };
+                followers.push(who);
+                let t = time_on(&mut rng, day);
+                push(
+                    &mut out,
+                    t,
+                    json!({"type": "follow", "openid": openid(who), "source": source}),
+                );
+            }
+        }
+        for _ in 0..count(&mut rng, 9.0 * growth * factor) {
+            if followers.is_empty() {
+                break;
+            }
+            let who = followers.swap_remove(rng.random_range(0..followers.len()));
+            gone.push(who);
+            let t = time_on(&mut rng, day);
+            push(
+                &mut out,
+                t,
+                json!({"type": "unfollow", "openid": openid(who)}),
+            );
+        }
+        // Messages, each answered by the account's server.
+        if !followers.is_empty() {
+            let chatty = followers.len().min(20);
+            for _ in 0..count(&mut rng, 40.0 * growth * factor) {
+                // A fifth of the messages come from a few chatty followers.
+                let who = if rng.random_bool(0.2) {
+                    followers[rng.random_range(0..chatty)]
+                } else {
+                    followers[rng.random_range(0..followers.len())]
+                };
+                let t = time_on(&mut rng, day);
+                let msg_type = *pick(&mut rng, &MSG_TYPES);
+                push(
+                    &mut out,
+                    t,
+                    json!({"type": "message", "openid": openid(who), "msg_type": msg_type}),
+                );
+                let timeout = rng.random_bool(0.004);
+                let cost = if timeout {
+                    5000 + rng.random_range(0..60)
+                } else {
+                    // Mostly fast, with a long tail.
+                    let base: f64 = rng.random_range(0.0..1.0);
+                    (80.0 + 250.0 * base + 1500.0 * base.powi(12)) as u64
+                };
+                push(
+                    &mut out,
+                    t + 1,
+                    json!({"type": "reply", "cost_ms": cost, "ok": !timeout}),
+                );
+            }
+        }
+        // A mass send most evenings; its readers over the following week.
+        if rng.random_bool(0.85) && !followers.is_empty() {
+            let send = date_to_epoch_day(day) * 86_400 - CHINA_OFFSET_SECONDS + 20 * 3600;
+            let articles = rng.random_range(1..=3u32);
+            for idx in 1..=articles {
+                let msgid = format!("{msg_data_id}_{idx}");
+                let title = TITLES[rng.random_range(0..TITLES.len())];
+                push(
+                    &mut out,
+                    send,
+                    json!({"type": "publish", "msgid": msgid, "title": title}),
+                );
+                let reach = followers.len() as f64 * 0.06 / f64::from(idx);
+                for (k, share) in DECAY.iter().enumerate() {
+                    let read_day = add_days(day, k as i64);
+                    if read_day > last {
+                        break;
+                    }
+                    for _ in 0..count(&mut rng, reach * share) {
+                        let who = openid(followers[rng.random_range(0..followers.len())]);
+                        let t = if k == 0 {
+                            send + rng.random_range(60..4 * 3600 - 1)
+                        } else {
+                            time_on(&mut rng, read_day)
+                        };
+                        let scene = *pick(&mut rng, &READ_SCENES);
+                        push(
+                            &mut out,
+                            t,
+                            json!({"type": "read", "msgid": msgid, "openid": who,
+                            "page": "int", "scene": scene}),
+                        );
+                        if rng.random_bool(0.15) {
+                            push(
+                                &mut out,
+                                t + 5,
+                                json!({"type": "read", "msgid": msgid, "openid": who,
+                                "page": "int", "scene": scene}),
+                            );
+                        }
+                        if rng.random_bool(0.03) {
+                            push(
+                                &mut out,
+                                t + 60,
+                                json!({"type": "read", "msgid": msgid, "openid": who,
+                                "page": "ori", "scene": scene}),
+                            );
+                        }
+                        if rng.random_bool(0.05) {
+                            let to = *pick(
+                                &mut rng,
+                                &[("friends", 0.6), ("feed", 0.35), ("other", 0.05)],
+                            );
+                            let from = match scene {
+                                "session" => "session",
+                                "feed" => "feed",
+                                _ => "other",
+                            };
+                            push(
+                                &mut out,
+                                t + 90,
+                                json!({"type": "share", "msgid": msgid, "openid": who,
+                                "scene": to, "from": from}),
+                            );
+                        }
+                        if rng.random_bool(0.02) {
+                            push(
+                                &mut out,
+                                t + 120,
+                                json!({"type": "favorite", "msgid": msgid, "openid": who}),
+                            );
+                        }
+                    }
+                }
+            }
+            msg_data_id += 1;
+        }
+        day = add_days(day, 1);
+        i += 1;
+    }
+    out.sort_by_key(|(t, _)| *t);
+    out.into_iter().map(|(_, line)| line).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datacube_api::Endpoint;
+
+    #[test]
+    fn the_demo_is_deterministic_valid_and_exercises_every_endpoint() {
+        let last = jiff::civil::date(2026, 11, 22);
+        let a = events("wxdemo", last, 60, 7);
+        assert_eq!(a, events("wxdemo", last, 60, 7));
+        assert_ne!(a, events("wxdemo", last, 60, 8));
+        let parsed: Vec<_> = a.iter().map(|l| crate::parse_line(l).unwrap()).collect();
+        let rows = crate::compute(&parsed, add_days(last, -59), last);
+        for e in Endpoint::ALL {
+            assert!(
+                rows.get(&e).is_some_and(|r| !r.is_empty()),
+                "{e} has no demo rows"
+            );
+        }
+    }
+}
