@@ -153,8 +153,9 @@ struct IngestArgs {
     /// Emulated "now" (RFC 3339): daily rows reach the day before it.
     #[arg(long, env = "DATACUBE_CLOCK")]
     clock: Option<jiff::Timestamp>,
-    /// Lines per transaction; each batch is durable once counted.
-    #[arg(long, default_value_t = 10_000)]
+    /// Lines per transaction; each batch is durable once counted (a batch cut short by a crash
+    /// can be resent: ids make it safe).
+    #[arg(long, default_value_t = 100_000)]
     batch: usize,
 }
 
@@ -169,6 +170,10 @@ struct DemoArgs {
     /// The same seed gives the same events (ingesting them twice adds nothing).
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// Write the events (NDJSON) to this file, or `-` for standard output, instead of
+    /// ingesting them.
+    #[arg(long)]
+    output: Option<String>,
     #[command(flatten)]
     db: DatabaseArg,
     /// Emulated "now" (RFC 3339).
@@ -528,6 +533,31 @@ async fn ingest_file(args: IngestArgs) -> Result<()> {
 }
 
 async fn demo_events(args: DemoArgs) -> Result<()> {
+    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
+    let yesterday = add_days(datacube_api::date::china_date(clock.unix()), -1);
+    let days = args.days.clamp(1, 3650);
+    if let Some(output) = &args.output {
+        let lines = datacube_engine::demo::events(&args.appid, yesterday, days, args.seed);
+        let mut out: Box<dyn Write> = if output == "-" {
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+        } else {
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(output).with_context(|| format!("creating {output}"))?,
+            ))
+        };
+        let written = (|| -> std::io::Result<()> {
+            for line in &lines {
+                out.write_all(line.as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()
+        })();
+        return match written {
+            // `datacube demo --output - | head` is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other.with_context(|| format!("writing {output}"))?),
+        };
+    }
     let store = open(&args.db.database)?;
     if store.account(&args.appid).await?.is_none() {
         bail!(
@@ -535,9 +565,6 @@ async fn demo_events(args: DemoArgs) -> Result<()> {
             args.appid
         );
     }
-    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
-    let yesterday = add_days(datacube_api::date::china_date(clock.unix()), -1);
-    let days = args.days.clamp(1, 3650);
     let report = demo::seed(&store, &args.appid, yesterday, days, args.seed, yesterday).await?;
     println!(
         "{} days of demo events for {}: {} accepted, {} duplicates",

@@ -588,3 +588,53 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
         "{batches} batches, {resent_new} events newly accepted on resend"
     );
 }
+
+#[tokio::test]
+async fn demo_events_are_deterministic_and_ingestible() {
+    let (dir, db) = temp_db();
+    let args = [
+        "demo",
+        "--appid",
+        "wxaaaa000000000001",
+        "--days",
+        "5",
+        "--output",
+        "-",
+    ];
+    let (code, first, _) = run(&db, &args, None).await;
+    assert_eq!(code, 0);
+    let (_, second, _) = run(&db, &args, None).await;
+    assert_eq!(first, second, "the same seed gives the same events");
+    let lines = first.lines().count();
+    assert!(lines > 500, "{lines} events in 5 days");
+    run(
+        &db,
+        &[
+            "account",
+            "add",
+            "--appid",
+            "wxaaaa000000000001",
+            "--secret",
+            "s3cret",
+        ],
+        None,
+    )
+    .await;
+    let file = dir.path().join("demo.ndjson");
+    std::fs::write(&file, &first).unwrap();
+    let (code, out, err) = run(&db, &["ingest", file.to_str().unwrap()], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("{lines} accepted, 0 duplicates, 0 rejected\n"));
+    // `datacube demo` without --output ingests the same events: all duplicates now.
+    let (code, out, _) = run(
+        &db,
+        &["demo", "--appid", "wxaaaa000000000001", "--days", "5"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!("5 days of demo events for wxaaaa000000000001: 0 accepted, {lines} duplicates\n")
+    );
+}

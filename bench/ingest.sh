@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Ingest benchmark (issue 3): datacube ingests ~10 million mixed events from an NDJSON file;
+# anchor: DuckDB (PyPI) computing the daily rollups (GROUP BY with distinct counts) from the
+# same file into a database file, in the same session.
+#
+#   bench/ingest.sh            # ACCOUNTS=30 (≈ 330,000 events each) by default
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+ACCOUNTS=${ACCOUNTS:-30}
+work=${WORK:-/tmp/datacube-ingest-bench}
+mkdir -p "$work"
+cd "$root"
+cargo build --release -q -p datacube
+bin=$root/target/release/datacube
+clock=2026-01-01T10:00:00+08:00
+events="$work/events.ndjson"
+if [ ! -s "$events" ] || [ "$(cat "$work/accounts" 2>/dev/null)" != "$ACCOUNTS" ]; then
+  echo "generating events for $ACCOUNTS accounts…"
+  : >"$events"
+  for i in $(seq 1 "$ACCOUNTS"); do
+    "$bin" demo --appid "$(printf 'wxingest%010d' "$i")" --seed "$i" --days 365 --clock "$clock" --output - >>"$events"
+  done
+  echo "$ACCOUNTS" >"$work/accounts"
+fi
+echo "events: $(wc -l <"$events") lines, $(du -h "$events" | cut -f1)"
+
+venv="$root/target/duckdb-venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check duckdb
+fi
+
+# DuckDB: the same file to daily rollups, stored in a database file.
+rm -f "$work/duck.db" "$work/duck.db.wal"
+cat >"$work/duck.py" <<'PY'
+import sys, duckdb
+events, db = sys.argv[1], sys.argv[2]
+con = duckdb.connect(db)
+con.execute(f"""
+CREATE TABLE ev AS SELECT *, ((epoch(time) + 28800) // 86400)::INTEGER AS day,
+       (((epoch(time) + 28800) % 86400) // 3600)::INTEGER AS hour
+FROM read_json('{events}', format='newline_delimited', columns={{
+  'type':'VARCHAR','appid':'VARCHAR','id':'VARCHAR','time':'TIMESTAMPTZ','openid':'VARCHAR',
+  'source':'INTEGER','msg_type':'VARCHAR','cost_ms':'BIGINT','ok':'BOOLEAN','msgid':'VARCHAR',
+  'title':'VARCHAR','page':'VARCHAR','scene':'VARCHAR','from':'VARCHAR'}})""")
+rollups = {
+  "follows": "SELECT appid, day, source, count(DISTINCT openid) u FROM ev WHERE type='follow' GROUP BY ALL",
+  "unfollows": "SELECT appid, day, count(DISTINCT openid) u FROM ev WHERE type='unfollow' GROUP BY ALL",
+  "msg_day": "SELECT appid, day, msg_type, count(DISTINCT openid) u, count(*) n FROM ev WHERE type='message' GROUP BY ALL",
+  "msg_hour": "SELECT appid, day, hour, msg_type, count(DISTINCT openid) u, count(*) n FROM ev WHERE type='message' GROUP BY ALL",
+  "msg_dist": "SELECT appid, day, CASE WHEN n <= 5 THEN 1 WHEN n <= 10 THEN 2 ELSE 3 END k, count(*) u FROM (SELECT appid, day, openid, count(*) n FROM ev WHERE type='message' GROUP BY ALL) GROUP BY ALL",
+  "reply_day": "SELECT appid, day, count(*) n, count(*) FILTER (WHERE NOT ok) f, sum(cost_ms) t, max(cost_ms) m FROM ev WHERE type='reply' GROUP BY ALL",
+  "reply_hour": "SELECT appid, day, hour, count(*) n, count(*) FILTER (WHERE NOT ok) f, sum(cost_ms) t, max(cost_ms) m FROM ev WHERE type='reply' GROUP BY ALL",
+  "read_scene": "SELECT appid, day, scene, page, count(DISTINCT openid) u, count(*) n FROM ev WHERE type='read' GROUP BY ALL",
+  "read_all": "SELECT appid, day, page, count(DISTINCT openid) u, count(*) n FROM ev WHERE type='read' GROUP BY ALL",
+  "read_hour": "SELECT appid, day, hour, scene, count(DISTINCT openid) u, count(*) n FROM ev WHERE type='read' GROUP BY ALL",
+  "share_day": "SELECT appid, day, scene, count(DISTINCT openid) u, count(*) n FROM ev WHERE type='share' GROUP BY ALL",
+  "article_day": "SELECT appid, msgid, day, type, page, count(DISTINCT openid) u, count(*) n FROM ev WHERE type IN ('read','share','favorite') GROUP BY ALL",
+}
+for name, sql in rollups.items():
+    con.execute(f"CREATE TABLE {name} AS {sql}")
+con.execute("CHECKPOINT")
+print("duckdb rows:", sum(con.execute(f"SELECT count(*) FROM {n}").fetchone()[0] for n in rollups))
+con.close()
+PY
+echo; echo "== DuckDB $("$venv/bin/python" -c 'import duckdb; print(duckdb.__version__)')"
+/usr/bin/time -f "duckdb: %e s wall, %M KB max RSS" "$venv/bin/python" "$work/duck.py" "$events" "$work/duck.db"
+
+# datacube: accounts, then one `datacube ingest` of the whole file.
+rm -f "$work/datacube.db" "$work/datacube.db-wal" "$work/datacube.db-shm"
+export DATACUBE_DATABASE="sqlite://$work/datacube.db" DATACUBE_LOG=warn
+for i in $(seq 1 "$ACCOUNTS"); do
+  "$bin" account add --appid "$(printf 'wxingest%010d' "$i")" --secret bench >/dev/null
+done
+echo; echo "== datacube ingest"
+/usr/bin/time -f "datacube: %e s wall, %M KB max RSS" "$bin" ingest --clock "$clock" "$events"
+echo "stored rows: $(sqlite3 "$work/datacube.db" 'select count(*) from stat_row'), events: $(sqlite3 "$work/datacube.db" 'select count(*) from event')"
