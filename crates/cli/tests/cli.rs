@@ -90,6 +90,24 @@ async fn run(db: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, Stri
     )
 }
 
+async fn add_account(db: &str, appid: &str, secret: &str) {
+    let (code, _, err) = run(
+        db,
+        &["account", "add", "--appid", appid, "--secret", secret],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+}
+
+async fn access_token(base: &str, appid: &str, secret: &str) -> String {
+    let v: serde_json::Value = token(base, appid, secret).await.json().await.unwrap();
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {v}"))
+        .to_owned()
+}
+
 fn temp_db() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("cli.db").display());
@@ -220,12 +238,7 @@ async fn accounts_are_added_listed_and_never_show_their_secret() {
     );
     // The unverified account gets 48001 from datacube endpoints.
     let served = serve(&db, &[]).await;
-    let v: serde_json::Value = token(&served.base, "wxbbbb000000000002", "other")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let t = v["access_token"].as_str().unwrap();
+    let t = &access_token(&served.base, "wxbbbb000000000002", "other").await;
     let body = post(
         format!("{}/datacube/getusersummary?access_token={t}", served.base),
         r#"{"begin_date":"2026-06-01","end_date":"2026-06-07"}"#,
@@ -304,26 +317,9 @@ async fn cli_imports_are_idempotent_and_refuse_bad_bodies_whole() {
 #[tokio::test]
 async fn a_running_server_sees_rows_imported_by_the_cli() {
     let (dir, db) = temp_db();
-    run(
-        &db,
-        &[
-            "account",
-            "add",
-            "--appid",
-            "wxaaaa000000000001",
-            "--secret",
-            "s3cret",
-        ],
-        None,
-    )
-    .await;
+    add_account(&db, "wxaaaa000000000001", "s3cret").await;
     let served = serve(&db, &[]).await;
-    let v: serde_json::Value = token(&served.base, "wxaaaa000000000001", "s3cret")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let t = v["access_token"].as_str().unwrap().to_owned();
+    let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
     let url = format!("{}/datacube/getusersummary?access_token={t}", served.base);
     let range = r#"{"begin_date":"2021-09-01","end_date":"2021-09-02"}"#;
     assert_eq!(post(url.clone(), range).await, r#"{"list":[]}"#);
@@ -390,19 +386,7 @@ async fn an_unsupported_database_url_is_named() {
 #[tokio::test]
 async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
     let (dir, db) = temp_db();
-    run(
-        &db,
-        &[
-            "account",
-            "add",
-            "--appid",
-            "wxaaaa000000000001",
-            "--secret",
-            "s3cret",
-        ],
-        None,
-    )
-    .await;
+    add_account(&db, "wxaaaa000000000001", "s3cret").await;
     let events = [
         r#"{"type":"reply","appid":"wxaaaa000000000001","id":"1","time":"2026-06-01T09:00:00+08:00","cost_ms":200,"ok":true}"#,
         r#"{"type":"reply","appid":"wxaaaa000000000001","id":"2","time":"2026-06-01T09:30:00+08:00","cost_ms":5002}"#,
@@ -421,12 +405,7 @@ async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
     let (_, out, _) = run(&db, &["ingest", "-"], Some(&events)).await;
     assert_eq!(out, "0 accepted, 3 duplicates, 1 rejected\n");
     let served = serve(&db, &[]).await;
-    let v: serde_json::Value = token(&served.base, "wxaaaa000000000001", "s3cret")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let t = v["access_token"].as_str().unwrap();
+    let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
     let body = post(
         format!(
             "{}/datacube/getinterfacesummary?access_token={t}",
@@ -460,19 +439,7 @@ fn reply_batch(batch: usize) -> String {
 async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
     use rand::{Rng, SeedableRng};
     let (_dir, db) = temp_db();
-    run(
-        &db,
-        &[
-            "account",
-            "add",
-            "--appid",
-            "wxaaaa000000000001",
-            "--secret",
-            "s3cret",
-        ],
-        None,
-    )
-    .await;
+    add_account(&db, "wxaaaa000000000001", "s3cret").await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let client = reqwest::Client::new();
     let mut next_batch = 0usize;
@@ -561,12 +528,7 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
     }
     // Every batch sent is now in, once.
     let batches = acknowledged.len() + unacknowledged.len();
-    let v: serde_json::Value = token(&served.base, "wxaaaa000000000001", "s3cret")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let t = v["access_token"].as_str().unwrap();
+    let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
     let body = post(
         format!(
             "{}/datacube/getinterfacesummary?access_token={t}",
@@ -607,19 +569,7 @@ async fn demo_events_are_deterministic_and_ingestible() {
     assert_eq!(first, second, "the same seed gives the same events");
     let lines = first.lines().count();
     assert!(lines > 500, "{lines} events in 5 days");
-    run(
-        &db,
-        &[
-            "account",
-            "add",
-            "--appid",
-            "wxaaaa000000000001",
-            "--secret",
-            "s3cret",
-        ],
-        None,
-    )
-    .await;
+    add_account(&db, "wxaaaa000000000001", "s3cret").await;
     let file = dir.path().join("demo.ndjson");
     std::fs::write(&file, &first).unwrap();
     let (code, out, err) = run(&db, &["ingest", file.to_str().unwrap()], None).await;

@@ -161,6 +161,21 @@ impl ReadScene {
     }
 }
 
+impl ReadScene {
+    /// The infix of getarticletotal's `int_page_from_<infix>_read_user` fields.
+    pub const fn total_infix(self) -> &'static str {
+        match self {
+            ReadScene::Session => "session",
+            ReadScene::History => "hist_msg",
+            ReadScene::Feed => "feed",
+            ReadScene::Friends => "friends",
+            ReadScene::Other => "other",
+            ReadScene::Kanyikan => "kanyikan",
+            ReadScene::Souyisou => "souyisou",
+        }
+    }
+}
+
 impl ShareScene {
     /// getusershare's `share_scene`: 1 friends, 2 Moments, 255 other.
     pub const fn wechat_code(self) -> u32 {

@@ -492,14 +492,10 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
             let mut detail =
                 obj(json!({"stat_date": format_date(stat), "target_user": send.target.max(0)}));
             total.write(&mut detail);
-            for (scene, infix) in [
-                (ReadScene::Session, "session"),
-                (ReadScene::History, "hist_msg"),
-                (ReadScene::Feed, "feed"),
-                (ReadScene::Friends, "friends"),
-                (ReadScene::Other, "other"),
-            ] {
-                let t = scenes.get(&scene).cloned().unwrap_or_default();
+            // Field order does not matter here: rows are re-serialized in WeChat's order.
+            for scene in ReadScene::ALL {
+                let t = scenes.get(scene).cloned().unwrap_or_default();
+                let infix = scene.total_infix();
                 detail.insert(format!("int_page_from_{infix}_read_user"), t.users().into());
                 detail.insert(format!("int_page_from_{infix}_read_count"), t.count.into());
             }
@@ -511,14 +507,6 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
                 let t = feed.get(&from).cloned().unwrap_or_default();
                 detail.insert(format!("feed_share_from_{name}_user"), t.users().into());
                 detail.insert(format!("feed_share_from_{name}_cnt"), t.count.into());
-            }
-            for (scene, infix) in [
-                (ReadScene::Kanyikan, "kanyikan"),
-                (ReadScene::Souyisou, "souyisou"),
-            ] {
-                let t = scenes.get(&scene).cloned().unwrap_or_default();
-                detail.insert(format!("int_page_from_{infix}_read_user"), t.users().into());
-                detail.insert(format!("int_page_from_{infix}_read_count"), t.count.into());
             }
             details.push(Value::Object(detail));
         }
