@@ -198,6 +198,10 @@ impl ShareFrom {
     }
 }
 
+/// 1970-01-01T00:00:00+08:00 and 9998-12-31T23:59:59+08:00: the times an event may have.
+const EARLIEST: i64 = -28_800;
+const LATEST: i64 = 253_370_735_999;
+
 /// Why a line is not a valid event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -257,6 +261,12 @@ pub fn parse_line(line: &str) -> Result<Event, EventError> {
             ))
         })?
         .as_second();
+    // Statistics are dated YYYY-MM-DD: keep the China-time year to four digits.
+    if !(EARLIEST..=LATEST).contains(&time) {
+        return err(format!(
+            "`time` {time_text:?} is outside the years 1970 to 9998"
+        ));
+    }
     let id = match obj.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -346,6 +356,14 @@ mod tests {
         for line in lines {
             parse_line(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         }
+        for edge in ["1970-01-01T00:00:00+08:00", "9998-12-31T23:59:59+08:00"] {
+            let line = format!(
+                r#"{{"type":"reply","appid":"wx1","time":"{edge}","cost_ms":1,"ok":true}}"#
+            );
+            let e = parse_line(&line).unwrap();
+            let day = datacube_api::date::format_date(datacube_api::date::china_date(e.time));
+            assert!(datacube_api::date::parse_date(&day).is_some(), "{day}");
+        }
         let e = parse_line(lines[7]).unwrap();
         assert_eq!(e.id.as_deref(), Some("17"));
         assert_eq!(e.time, 1_714_565_220);
@@ -362,6 +380,9 @@ mod tests {
             (r#"{"type":"reply","appid":"wx1","time":"2024-05-01T10:00:00Z","cost_ms":-3,"ok":true}"#, "`cost_ms` must be a non-negative integer, not -3"),
             (r#"{"type":"poke","appid":"wx1","time":"2024-05-01T10:00:00Z"}"#, "`type` \"poke\" is not one of"),
             (r#"{"type":"read","appid":"","time":"2024-05-01T10:00:00Z"}"#, "`appid` is empty"),
+            (r#"{"type":"reply","appid":"wx1","time":"-000001-01-01T00:00:00Z","cost_ms":1,"ok":true}"#, "outside the years 1970 to 9998"),
+            (r#"{"type":"reply","appid":"wx1","time":"9999-06-01T00:00:00Z","cost_ms":1,"ok":true}"#, "outside the years 1970 to 9998"),
+            (r#"{"type":"reply","appid":"wx1","time":"1969-12-31T15:59:59Z","cost_ms":1,"ok":true}"#, "outside the years 1970 to 9998"),
         ];
         for (line, want) in cases {
             let got = parse_line(line).unwrap_err().to_string();
