@@ -555,6 +555,31 @@ pub fn parse_list(endpoint: Endpoint, body: &[u8]) -> Result<Vec<Row>, ListError
     Ok(rows)
 }
 
+/// getarticletotal's `details` reach only the last ready day (reference §7 item 3): drops the
+/// details of a stored `{"list":[…]}` body whose `stat_date` is after `last_ready`, keeping
+/// WeChat's field order. `None` when nothing needed dropping.
+pub fn trim_total_details(body: &str, last_ready: Date) -> Option<String> {
+    let last = date::format_date(last_ready);
+    // Dates compare as text; most answers have nothing to trim.
+    let needs = body.match_indices("\"stat_date\":\"").any(|(at, m)| {
+        body.get(at + m.len()..at + m.len() + 10)
+            .is_some_and(|d| d > last.as_str())
+    });
+    if !needs {
+        return None;
+    }
+    let mut value: Value = serde_json::from_str(body).ok()?;
+    let rows = value.get_mut("list")?.as_array_mut()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows.iter_mut() {
+        if let Some(details) = row.get_mut("details").and_then(Value::as_array_mut) {
+            details.retain(|d| d["stat_date"].as_str().is_some_and(|s| s <= last.as_str()));
+        }
+        out.push(canonicalize(Endpoint::GetArticleTotal, row).ok()?.json);
+    }
+    Some(list_body(out.iter().map(String::as_str)))
+}
+
 /// The success body for `rows` (each a canonical JSON object): `{"list":[…]}`.
 pub fn list_body<'a>(rows: impl IntoIterator<Item = &'a str>) -> String {
     let mut out = String::from("{\"list\":[");
@@ -658,6 +683,33 @@ mod tests {
         assert!(
             e.to_string().starts_with("rows 1 and 2 have the same key"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn total_details_stop_at_the_last_ready_day() {
+        let detail = |d: &str| {
+            format!(
+                r#"{{"stat_date":"{d}","target_user":5,"int_page_read_user":1,"int_page_read_count":1,"ori_page_read_user":0,"ori_page_read_count":0,"share_user":0,"share_count":0,"add_to_fav_user":0,"add_to_fav_count":0}}"#
+            )
+        };
+        let body = format!(
+            r#"{{"list":[{{"ref_date":"2024-05-06","msgid":"1_1","title":"标题","user_source":0,"details":[{},{},{}]}}]}}"#,
+            detail("2024-05-06"),
+            detail("2024-05-07"),
+            detail("2024-05-08")
+        );
+        assert_eq!(
+            trim_total_details(&body, jiff::civil::date(2024, 5, 8)),
+            None
+        );
+        assert_eq!(
+            trim_total_details(&body, jiff::civil::date(2024, 5, 7)).unwrap(),
+            format!(
+                r#"{{"list":[{{"ref_date":"2024-05-06","msgid":"1_1","title":"标题","user_source":0,"details":[{},{}]}}]}}"#,
+                detail("2024-05-06"),
+                detail("2024-05-07")
+            )
         );
     }
 

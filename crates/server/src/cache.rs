@@ -1,7 +1,7 @@
 //! A bounded cache of datacube answers, invalidated per account.
 //!
-//! An answer is keyed by (appid, endpoint, first label, last label) — the labels after the
-//! readiness rule, so the passing of 08:00 changes the key. Every statistics write records the
+//! An answer is keyed by (appid, endpoint, first label, last label, last ready day) — the
+//! labels after the readiness rule, so the passing of 08:00 changes the key. Every statistics write records the
 //! account in the store's change log; the serve loop polls it every 100 ms and bumps the
 //! account's generation, which retires its cached answers. Writes made through this process's
 //! admin API invalidate at once.
@@ -19,6 +19,8 @@ pub(crate) struct Key {
     pub(crate) endpoint: Endpoint,
     pub(crate) begin: Date,
     pub(crate) end: Date,
+    /// The last ready day: it changes what getarticletotal's details show.
+    pub(crate) ready: Date,
 }
 
 pub(crate) struct ResponseCache {
@@ -95,6 +97,7 @@ mod tests {
             endpoint: Endpoint::GetUserSummary,
             begin: jiff::civil::date(2021, 9, 1),
             end: jiff::civil::date(2021, 9, 7),
+            ready: jiff::civil::date(2021, 9, 9),
         }
     }
 

@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
 use datacube_api::date::{check_range, china_date, last_ready_day, parse_request, served_labels};
+use datacube_api::row::trim_total_details;
 use datacube_api::token::GRANT_TYPE;
 use datacube_api::{Endpoint, ErrCode};
 use datacube_store::{Issued, TokenKind, TokenStatus};
@@ -154,7 +155,8 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
             Err(e) => return app.internal("quota update failed", &e),
         }
     }
-    let Some((begin, end)) = served_labels(endpoint, range, last_ready_day(now)) else {
+    let ready = last_ready_day(now);
+    let Some((begin, end)) = served_labels(endpoint, range, ready) else {
         return wechat_response("{\"list\":[]}", 0);
     };
     let answers = &app.inner.answers;
@@ -163,6 +165,7 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
         endpoint,
         begin,
         end,
+        ready,
     };
     if let Some(body) = answers.get(&key) {
         return wechat_response(body, 0);
@@ -170,6 +173,10 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
     let generation = answers.generation(&record.appid);
     match app.store().list_body(&record.appid, endpoint, begin, end) {
         Ok(body) => {
+            let body = match endpoint {
+                Endpoint::GetArticleTotal => trim_total_details(&body, ready).unwrap_or(body),
+                _ => body,
+            };
             let body = Bytes::from(body);
             answers.put(key, generation, body.clone());
             wechat_response(body, 0)

@@ -168,3 +168,50 @@ async fn late_events_update_the_days_weeks_and_months_they_belong_to() {
         r#"{"list":[{"ref_date":"2024-05-01","user_source":0,"msg_type":1,"msg_user":2,"msg_count":3}]}"#
     );
 }
+
+#[tokio::test]
+async fn article_totals_show_details_only_up_to_the_last_ready_day() {
+    let t = spawn_app().await;
+    // Ingested on 05-08 at 10:00: reads of the 05-06 send on 05-06, 05-07 and 05-08 (today).
+    t.set_clock("2024-05-08T10:00:00+08:00").await;
+    let body = [
+        line("p", r#""type":"publish","time":"2024-05-06T20:00:00+08:00","msgid":"2247483650_1","title":"A""#),
+        line("r1", r#""type":"read","time":"2024-05-06T20:05:00+08:00","msgid":"2247483650_1","openid":"o1","page":"int","scene":"session""#),
+        line("r2", r#""type":"read","time":"2024-05-07T09:00:00+08:00","msgid":"2247483650_1","openid":"o2","page":"int","scene":"feed""#),
+        line("r3", r#""type":"read","time":"2024-05-08T09:30:00+08:00","msgid":"2247483650_1","openid":"o3","page":"int","scene":"feed""#),
+    ]
+    .join("\n");
+    assert_eq!(ingest(&t, &body).await["accepted"], 4);
+    let token = t.token().await;
+    let dates = |a: &Answer| -> Vec<String> {
+        a.json()["list"][0]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{}",
+                    d["stat_date"].as_str().unwrap(),
+                    d["int_page_read_user"]
+                )
+            })
+            .collect()
+    };
+    let a = t
+        .datacube("getarticletotal", &token, "2024-05-06", "2024-05-06")
+        .await;
+    assert_eq!(
+        dates(&a),
+        ["2024-05-06:1", "2024-05-07:2"],
+        "05-08 is not ready: {}",
+        a.body
+    );
+    assert!(a.body.starts_with(r#"{"list":[{"ref_date":"2024-05-06","msgid":"2247483650_1","title":"A","user_source":0,"details":[{"stat_date":"2024-05-06","target_user":0,"int_page_read_user":1,"#), "{}", a.body);
+    // The next morning after 08:00, the 05-08 detail is ready.
+    t.set_clock("2024-05-09T08:00:00+08:00").await;
+    let token = t.token().await;
+    let a = t
+        .datacube("getarticletotal", &token, "2024-05-06", "2024-05-06")
+        .await;
+    assert_eq!(dates(&a), ["2024-05-06:1", "2024-05-07:2", "2024-05-08:3"]);
+}
