@@ -108,6 +108,14 @@ async fn access_token(base: &str, appid: &str, secret: &str) -> String {
         .to_owned()
 }
 
+async fn datacube_post(base: &str, token: &str, endpoint: &str, body: &str) -> String {
+    post(
+        format!("{base}/datacube/{endpoint}?access_token={token}"),
+        body,
+    )
+    .await
+}
+
 fn temp_db() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("cli.db").display());
@@ -239,8 +247,10 @@ async fn accounts_are_added_listed_and_never_show_their_secret() {
     // The unverified account gets 48001 from datacube endpoints.
     let served = serve(&db, &[]).await;
     let t = &access_token(&served.base, "wxbbbb000000000002", "other").await;
-    let body = post(
-        format!("{}/datacube/getusersummary?access_token={t}", served.base),
+    let body = datacube_post(
+        &served.base,
+        t,
+        "getusersummary",
         r#"{"begin_date":"2026-06-01","end_date":"2026-06-07"}"#,
     )
     .await;
@@ -406,11 +416,10 @@ async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
     assert_eq!(out, "0 accepted, 3 duplicates, 1 rejected\n");
     let served = serve(&db, &[]).await;
     let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
-    let body = post(
-        format!(
-            "{}/datacube/getinterfacesummary?access_token={t}",
-            served.base
-        ),
+    let body = datacube_post(
+        &served.base,
+        t,
+        "getinterfacesummary",
         r#"{"begin_date":"2026-06-01","end_date":"2026-06-02"}"#,
     )
     .await;
@@ -529,11 +538,10 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
     // Every batch sent is now in, once.
     let batches = acknowledged.len() + unacknowledged.len();
     let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
-    let body = post(
-        format!(
-            "{}/datacube/getinterfacesummary?access_token={t}",
-            served.base
-        ),
+    let body = datacube_post(
+        &served.base,
+        t,
+        "getinterfacesummary",
         r#"{"begin_date":"2026-06-01","end_date":"2026-06-10"}"#,
     )
     .await;

@@ -131,6 +131,14 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
     for &(time, i) in &sorted {
         let event = &events[i];
         let (date, hour) = china_date_hour(time);
+        if let Kind::Read { msgid, .. } | Kind::Share { msgid, .. } | Kind::Favorite { msgid, .. } =
+            &event.kind
+        {
+            article_events
+                .entry(msgid)
+                .or_default()
+                .push((date, &event.kind));
+        }
         match &event.kind {
             Kind::Follow { openid, source } => {
                 let entry = state.entry(openid).or_insert((false, *source));
@@ -194,10 +202,6 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
                 page,
                 scene,
             } => {
-                article_events
-                    .entry(msgid)
-                    .or_default()
-                    .push((date, &event.kind));
                 let day = day_article.entry((date, msgid)).or_default();
                 match page {
                     Page::Int => {
@@ -233,10 +237,6 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
                 scene,
                 from,
             } => {
-                article_events
-                    .entry(msgid)
-                    .or_default()
-                    .push((date, &event.kind));
                 day_article
                     .entry((date, msgid))
                     .or_default()
@@ -260,10 +260,6 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
                     .add(openid);
             }
             Kind::Favorite { msgid, openid } => {
-                article_events
-                    .entry(msgid)
-                    .or_default()
-                    .push((date, &event.kind));
                 day_article
                     .entry((date, msgid))
                     .or_default()
