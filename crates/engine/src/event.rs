@@ -31,7 +31,10 @@ pub struct Event {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The store keeps events in a compact binary form (postcard) that numbers the variants in
+/// declaration order: add new variants at the end, never reorder or remove one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// A user followed the account through channel `source` (getusersummary's user_source).
     Follow { openid: String, source: u32 },
@@ -64,7 +67,9 @@ pub enum Kind {
 macro_rules! names {
     ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        // Stored by position (see `Kind`): append values, never reorder them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+                 serde::Serialize, serde::Deserialize)]
         pub enum $name { $($variant),+ }
         impl $name {
             /// Every value, in the format's order.

@@ -82,9 +82,9 @@ pub async fn ingest_lines(
             });
             continue;
         }
-        good.push((event, line.trim().to_owned()));
+        good.push(event);
     }
-    let appids: Vec<String> = good.iter().map(|(e, _)| e.appid.clone()).collect();
+    let appids: Vec<String> = good.iter().map(|e| e.appid.clone()).collect();
     let outcome = store.ingest(good, yesterday).await?;
     let mut changed = BTreeSet::new();
     for (appid, accepted) in appids.into_iter().zip(outcome.accepted) {

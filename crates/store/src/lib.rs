@@ -9,6 +9,7 @@
 //! Writes run on tokio's blocking pool. The read on the serving hot path,
 //! [`Store::list_body`], is one indexed range scan and runs inline on the caller's thread.
 
+mod events;
 mod schema;
 mod sqlite;
 
@@ -48,6 +49,9 @@ pub enum StoreError {
     /// A database operation failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Stored data could not be read back.
+    #[error("corrupt data in the database: {0}")]
+    Corrupt(String),
     /// A blocking task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(String),
@@ -308,12 +312,12 @@ impl Store {
         }
     }
 
-    /// Stores a batch of events (each with the line it came from) and recomputes the statistics
-    /// they touch, in one transaction: when this returns, the events are durable and counted
-    /// exactly once. `yesterday` (China time) is the last day every account's daily rows reach.
+    /// Stores a batch of events and recomputes the statistics they touch, in one transaction:
+    /// when this returns, the events are durable and counted exactly once. `yesterday` (China
+    /// time) is the last day every account's daily rows reach.
     pub async fn ingest(
         &self,
-        events: Vec<(datacube_engine::Event, String)>,
+        events: Vec<datacube_engine::Event>,
         yesterday: Date,
     ) -> Result<IngestOutcome> {
         match self {

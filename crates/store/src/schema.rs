@@ -65,4 +65,28 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX event_by_day ON event (appid, day);
     CREATE INDEX event_by_kind ON event (appid, kind, day);
     "#,
+    // 4: the event log (crate::events): events kept compactly per account, class and China day,
+    // and a de-duplication index of their ids. The events of version 3's `event` table are
+    // moved here by `events::move_v3_events`, which then drops that table.
+    r#"
+    CREATE TABLE event_chunk (
+        seq   INTEGER PRIMARY KEY,
+        appid TEXT NOT NULL,
+        class INTEGER NOT NULL,               -- follow 0, message 1, reply 2, publish 3, article 4
+        day   INTEGER NOT NULL,               -- China-time date, days since 1970-01-01
+        data  BLOB NOT NULL                   -- events, postcard-encoded back to back
+    );
+    CREATE INDEX event_chunk_by_day ON event_chunk (appid, class, day);
+    CREATE TABLE event_id (
+        appid  TEXT NOT NULL,
+        bucket INTEGER NOT NULL,              -- top id_bits bits of the id's xxh3 hash
+        data   BLOB NOT NULL,                 -- sorted (hash u64, day * 8 + class u32), LE
+        PRIMARY KEY (appid, bucket)
+    );
+    CREATE TABLE event_app (
+        appid   TEXT PRIMARY KEY,
+        id_bits INTEGER NOT NULL,
+        ids     INTEGER NOT NULL
+    );
+    "#,
 ];

@@ -3,15 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use std::collections::HashMap;
-
-use datacube_api::date::{add_days, china_date, format_date, monday_of, parse_date};
+use datacube_api::date::{china_date, format_date};
 use datacube_api::row::Row;
 use datacube_api::token::{
     LIFETIME_SECONDS, OVERLAP_SECONDS, STABLE_DAILY_QUOTA, STABLE_FORCE_REFRESH_DAILY,
     STABLE_FORCE_REFRESH_INTERVAL_SECONDS,
 };
-use datacube_api::{Endpoint, Period};
+use datacube_api::Endpoint;
 use datacube_engine::Event;
 use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -332,40 +330,13 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn ingest(
-        &self,
-        events: &[(Event, String)],
-        yesterday: Date,
-    ) -> Result<IngestOutcome> {
+    pub(crate) fn ingest(&self, events: &[Event], yesterday: Date) -> Result<IngestOutcome> {
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut accepted = Vec::with_capacity(events.len());
-            let mut touched: HashMap<&str, (Date, Date)> = HashMap::new();
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO event (appid, id, time, day, kind, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for (event, line) in events {
-                    let day = china_date(event.time);
-                    let inserted = insert.execute(params![
-                        event.appid,
-                        event.id,
-                        event.time,
-                        format_date(day),
-                        event.kind.type_name(),
-                        line
-                    ])? == 1;
-                    accepted.push(inserted);
-                    if inserted {
-                        let span = touched.entry(&event.appid).or_insert((day, day));
-                        span.0 = span.0.min(day);
-                        span.1 = span.1.max(day);
-                    }
-                }
-            }
-            for (appid, (lo, hi)) in touched {
-                recompute(&tx, appid, lo, hi, yesterday)?;
+            let (accepted, touched) = crate::events::append(&tx, events)?;
+            for (appid, touched) in &touched {
+                crate::events::recompute(&tx, appid, touched, yesterday)?;
+                bump_change(&tx, appid)?;
             }
             tx.commit()?;
             Ok(IngestOutcome { accepted })
@@ -414,84 +385,6 @@ impl SqliteStore {
     }
 }
 
-/// Recomputes `appid`'s statistics over the window that events on days `lo..=hi` can change,
-/// replacing the stored rows of that window, inside `tx`.
-///
-/// A read on day D changes getarticletotal for sends from D − 6 on, so the window starts 6 days
-/// before `lo`; follows change every later day's followers, so it ends at the account's latest
-/// event or `yesterday`, whichever is later. Weeks and months overlapping the window are
-/// recomputed whole.
-fn recompute(
-    tx: &rusqlite::Transaction<'_>,
-    appid: &str,
-    lo: Date,
-    hi: Date,
-    yesterday: Date,
-) -> Result<()> {
-    let latest: Option<String> = tx.query_row(
-        "SELECT MAX(day) FROM event WHERE appid = ?1",
-        [appid],
-        |r| r.get(0),
-    )?;
-    let latest = latest.as_deref().and_then(parse_date).unwrap_or(hi);
-    let first = add_days(lo, -6);
-    let last = latest.max(yesterday).max(hi);
-    let load_from = monday_of(first).min(first.first_of_month());
-    let mut stmt = tx.prepare_cached(
-        "SELECT seq, body FROM event WHERE appid = ?1 AND day BETWEEN ?2 AND ?3
-         UNION
-         SELECT seq, body FROM event
-         WHERE appid = ?1 AND kind IN ('follow', 'unfollow', 'publish') AND day < ?2
-         ORDER BY seq",
-    )?;
-    let mut rows = stmt.query(params![appid, format_date(load_from), format_date(last)])?;
-    let mut loaded = Vec::new();
-    while let Some(row) = rows.next()? {
-        let body = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-        // Stored lines were validated when they were accepted.
-        match datacube_engine::parse_line(body) {
-            Ok(event) => loaded.push(event),
-            Err(e) => {
-                tracing::error!(appid, error = %e, "a stored event no longer parses; skipped")
-            }
-        }
-    }
-    drop(rows);
-    let computed = datacube_engine::compute(&loaded, first, last);
-    let mut delete = tx.prepare_cached(
-        "DELETE FROM stat_row WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO stat_row (appid, endpoint, ref_date, ref_hour, row_key, json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for endpoint in Endpoint::ALL {
-        let from = match endpoint.period() {
-            Period::Week => monday_of(first),
-            Period::Month => first.first_of_month(),
-            Period::Day | Period::Hour => first,
-        };
-        delete.execute(params![
-            appid,
-            endpoint.id(),
-            format_date(from),
-            format_date(last)
-        ])?;
-        for row in computed.get(&endpoint).map_or(&[][..], Vec::as_slice) {
-            insert.execute(params![
-                appid,
-                endpoint.id(),
-                format_date(row.ref_date),
-                row.ref_hour,
-                row.key,
-                row.json
-            ])?;
-        }
-    }
-    bump_change(tx, appid)?;
-    Ok(())
-}
-
 fn bump_change(tx: &rusqlite::Transaction<'_>, appid: &str) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO stat_change (appid, seq)
@@ -512,17 +405,24 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
         });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let apply = || -> rusqlite::Result<()> {
+        let apply = || -> Result<()> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             conn.execute_batch(sql)?;
+            if i + 1 == 4 {
+                crate::events::move_v3_events(conn)?;
+            }
             conn.pragma_update(None, "user_version", (i + 1) as i64)?;
-            conn.execute_batch("COMMIT")
+            conn.execute_batch("COMMIT")?;
+            Ok(())
         };
-        if let Err(source) = apply() {
+        if let Err(e) = apply() {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(StoreError::Open {
-                url: url.to_owned(),
-                source,
+            return Err(match e {
+                StoreError::Sqlite(source) => StoreError::Open {
+                    url: url.to_owned(),
+                    source,
+                },
+                other => other,
             });
         }
         tracing::info!(version = i + 1, "database migrated");
