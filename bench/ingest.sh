@@ -73,5 +73,15 @@ for i in $(seq 1 "$ACCOUNTS"); do
   "$bin" account add --appid "$(printf 'wxingest%010d' "$i")" --secret bench >/dev/null
 done
 echo; echo "== datacube ingest"
-/usr/bin/time -f "datacube: %e s wall, %M KB max RSS" "$bin" ingest --clock "$clock" "$events"
-echo "stored rows: $(sqlite3 "$work/datacube.db" 'select count(*) from stat_row'), events: $(sqlite3 "$work/datacube.db" 'select count(*) from event')"
+/usr/bin/time -f "datacube: %e s wall, %M KB max RSS" "$bin" ingest --clock "$clock" "$events" &
+# Peak anonymous memory (heap), sampled: max RSS above also counts the database pages mapped.
+anon=0
+while kill -0 $! 2>/dev/null; do
+  pid=$(pgrep -n -f "datacube ingest --clock" || true)
+  a=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+  [ "${a:-0}" -gt "$anon" ] && anon=$a
+  sleep 0.5
+done
+wait $!
+echo "datacube: peak anonymous RSS (sampled every 0.5 s): $anon KB"
+echo "stored rows: $(sqlite3 "$work/datacube.db" 'select sum(n) from stat_day'), events with ids: $(sqlite3 "$work/datacube.db" 'select sum(ids) from event_app')"

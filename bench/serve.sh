@@ -23,7 +23,7 @@ if [ ! -s "$DB" ]; then
   echo "filling $DB (1,000 accounts × 1,096 days; about two minutes)…"
   target/release/examples/bench_fill "sqlite://$DB" 1000 1096 2025-12-31
 fi
-rows=$(sqlite3 "$DB" 'select count(*) from stat_row')
+rows=$(sqlite3 "$DB" 'select sum(n) from stat_day')
 echo "store: $rows rows, $(du -h "$DB" | cut -f1)"
 
 start_datacube() {  # extra serve flags…

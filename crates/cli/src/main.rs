@@ -477,6 +477,7 @@ async fn ingest_file(args: IngestArgs) -> Result<()> {
     let mut known = datacube_server::ingest::KnownAccounts::default();
     let mut batch: Vec<(usize, String)> = Vec::with_capacity(args.batch.max(1));
     let mut number = 0usize;
+    let mut storing: Option<tokio::task::JoinHandle<Result<_, datacube_store::StoreError>>> = None;
     let mut buf = Vec::new();
     let mut reader = reader;
     loop {
@@ -496,16 +497,26 @@ async fn ingest_file(args: IngestArgs) -> Result<()> {
             }
         }
         if batch.len() >= args.batch.max(1) || (n == 0 && !batch.is_empty()) {
-            let (done, _) =
-                datacube_server::ingest::ingest_lines(&store, &batch, yesterday, &mut known)
-                    .await?;
-            report.merge(done);
+            // Parse this batch while the previous one is being stored.
+            let parsed = datacube_server::ingest::parse_lines(&store, &batch, &mut known).await?;
             batch.clear();
-            progress.set_message(format!("{} accepted", report.accepted));
+            if let Some(previous) = storing.take() {
+                let (done, _) = previous.await.context("storing events")??;
+                report.merge(done);
+                progress.set_message(format!("{} accepted", report.accepted));
+            }
+            let store = store.clone();
+            storing = Some(tokio::spawn(async move {
+                parsed.store(&store, yesterday).await
+            }));
         }
         if n == 0 {
             break;
         }
+    }
+    if let Some(previous) = storing.take() {
+        let (done, _) = previous.await.context("storing events")??;
+        report.merge(done);
     }
     progress.finish_and_clear();
     for r in report.rejected.iter().take(SHOWN_REJECTIONS) {

@@ -15,4 +15,4 @@ pub mod event;
 pub mod rollup;
 
 pub use event::{parse_line, Event, EventError, Kind};
-pub use rollup::compute;
+pub use rollup::{compute, compute_some};

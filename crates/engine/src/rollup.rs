@@ -14,7 +14,9 @@
 //!   cumulative detail per day from the send day to 6 days later or the last computed day;
 //!   `target_user` is the follower count at the moment of the send.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use datacube_api::date::{add_days, china_date_hour, format_date, monday_of};
 use datacube_api::row::{canonicalize, Row};
@@ -29,14 +31,15 @@ pub const ALL_SCENES: u32 = 99_999_999;
 
 /// Distinct users and event count.
 #[derive(Default, Clone)]
-struct Tally<'a> {
-    users: HashSet<&'a str>,
+struct Tally {
+    /// Interned openids.
+    users: HashSet<u32>,
     count: u64,
 }
 
-impl<'a> Tally<'a> {
-    fn add(&mut self, openid: &'a str) {
-        self.users.insert(openid);
+impl Tally {
+    fn add(&mut self, user: u32) {
+        self.users.insert(user);
         self.count += 1;
     }
     fn users(&self) -> u64 {
@@ -46,14 +49,14 @@ impl<'a> Tally<'a> {
 
 /// The eight counters of article rows.
 #[derive(Default, Clone)]
-struct ArticleTally<'a> {
-    int: Tally<'a>,
-    ori: Tally<'a>,
-    share: Tally<'a>,
-    fav: Tally<'a>,
+struct ArticleTally {
+    int: Tally,
+    ori: Tally,
+    share: Tally,
+    fav: Tally,
 }
 
-impl<'a> ArticleTally<'a> {
+impl ArticleTally {
     fn is_empty(&self) -> bool {
         self.int.count + self.ori.count + self.share.count + self.fav.count == 0
     }
@@ -70,7 +73,7 @@ impl<'a> ArticleTally<'a> {
 }
 
 /// Openids that followed and that unfollowed, in one day and channel.
-type FollowSets<'a> = (HashSet<&'a str>, HashSet<&'a str>);
+type FollowSets = (HashSet<u32>, HashSet<u32>);
 
 #[derive(Default)]
 struct Interface {
@@ -86,6 +89,17 @@ struct Interface {
 /// Rows come back in WeChat's order for each endpoint. Week and month rows are produced for
 /// every period that overlaps the window (serving shows only completed ones).
 pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, Vec<Row>> {
+    compute_some(events, first, last, &Endpoint::ALL)
+}
+
+/// [`compute`], building only the rows of the endpoints in `wanted`.
+pub fn compute_some(
+    events: &[Event],
+    first: Date,
+    last: Date,
+    wanted: &[Endpoint],
+) -> BTreeMap<Endpoint, Vec<Row>> {
+    let want = |e: Endpoint| wanted.contains(&e);
     let mut sorted: Vec<(i64, usize)> = events
         .iter()
         .enumerate()
@@ -99,83 +113,97 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
     let in_months = |d: Date| d >= month_range.0 && d <= month_range.1;
 
     // Followers.
-    let mut state: HashMap<&str, (bool, u32)> = HashMap::new();
+    let mut state: HashMap<u32, (bool, u32)> = HashMap::default();
+    // Openids, interned: every tally below holds numbers.
+    let mut interned: HashMap<&str, u32> = HashMap::default();
     let mut followers: i64 = 0;
     let mut followers_at_end: BTreeMap<Date, i64> = BTreeMap::new();
     let mut summary: BTreeMap<(Date, u32), FollowSets> = BTreeMap::new();
     // Messages.
-    let mut msg_day: BTreeMap<(Date, u32), Tally> = BTreeMap::new();
-    let mut msg_hour: BTreeMap<(Date, u8, u32), Tally> = BTreeMap::new();
-    let mut msg_week: BTreeMap<(Date, u32), Tally> = BTreeMap::new();
-    let mut msg_month: BTreeMap<(Date, u32), Tally> = BTreeMap::new();
-    let mut per_user_day: HashMap<(Date, &str), u64> = HashMap::new();
-    let mut per_user_week: HashMap<(Date, &str), u64> = HashMap::new();
-    let mut per_user_month: HashMap<(Date, &str), u64> = HashMap::new();
+    let mut msg_day: HashMap<(Date, u32), Tally> = HashMap::default();
+    let mut msg_hour: HashMap<(Date, u8, u32), Tally> = HashMap::default();
+    let mut msg_week: HashMap<(Date, u32), Tally> = HashMap::default();
+    let mut msg_month: HashMap<(Date, u32), Tally> = HashMap::default();
+    let mut per_user_day: HashMap<(Date, u32), u64> = HashMap::default();
+    let mut per_user_week: HashMap<(Date, u32), u64> = HashMap::default();
+    let mut per_user_month: HashMap<(Date, u32), u64> = HashMap::default();
     // Replies.
-    let mut iface_day: BTreeMap<Date, Interface> = BTreeMap::new();
-    let mut iface_hour: BTreeMap<(Date, u8), Interface> = BTreeMap::new();
+    let mut iface_day: HashMap<Date, Interface> = HashMap::default();
+    let mut iface_hour: HashMap<(Date, u8), Interface> = HashMap::default();
     // Articles.
     struct Send<'a> {
         date: Date,
         title: &'a str,
         target: i64,
     }
-    let mut sends: HashMap<&str, Send> = HashMap::new();
-    let mut article_events: HashMap<&str, Vec<(Date, &Kind)>> = HashMap::new();
-    let mut read_day: BTreeMap<(Date, u32), ArticleTally> = BTreeMap::new();
-    let mut read_hour: BTreeMap<(Date, u8, u32), ArticleTally> = BTreeMap::new();
-    let mut share_day: BTreeMap<(Date, u32), Tally> = BTreeMap::new();
-    let mut share_hour: BTreeMap<(Date, u8, u32), Tally> = BTreeMap::new();
-    let mut day_article: BTreeMap<(Date, &str), ArticleTally> = BTreeMap::new();
+    let mut sends: HashMap<&str, Send> = HashMap::default();
+    let mut article_events: HashMap<&str, Vec<(Date, &Kind, u32)>> = HashMap::default();
+    let mut read_day: HashMap<(Date, u32), ArticleTally> = HashMap::default();
+    let mut read_hour: HashMap<(Date, u8, u32), ArticleTally> = HashMap::default();
+    let mut share_day: HashMap<(Date, u32), Tally> = HashMap::default();
+    let mut share_hour: HashMap<(Date, u8, u32), Tally> = HashMap::default();
+    let mut day_article: HashMap<(Date, &str), ArticleTally> = HashMap::default();
 
     for &(time, i) in &sorted {
         let event = &events[i];
         let (date, hour) = china_date_hour(time);
+        let user = match &event.kind {
+            Kind::Follow { openid, .. }
+            | Kind::Unfollow { openid }
+            | Kind::Message { openid, .. }
+            | Kind::Read { openid, .. }
+            | Kind::Share { openid, .. }
+            | Kind::Favorite { openid, .. } => {
+                let next = interned.len() as u32;
+                *interned.entry(openid).or_insert(next)
+            }
+            Kind::Reply { .. } | Kind::Publish { .. } => 0,
+        };
         if let Kind::Read { msgid, .. } | Kind::Share { msgid, .. } | Kind::Favorite { msgid, .. } =
             &event.kind
         {
             article_events
                 .entry(msgid)
                 .or_default()
-                .push((date, &event.kind));
+                .push((date, &event.kind, user));
         }
         match &event.kind {
-            Kind::Follow { openid, source } => {
-                let entry = state.entry(openid).or_insert((false, *source));
+            Kind::Follow { source, .. } => {
+                let entry = state.entry(user).or_insert((false, *source));
                 if !entry.0 {
                     followers += 1;
                 }
                 *entry = (true, *source);
-                summary.entry((date, *source)).or_default().0.insert(openid);
+                summary.entry((date, *source)).or_default().0.insert(user);
             }
-            Kind::Unfollow { openid } => {
-                let source = state.get(openid.as_str()).map_or(0, |s| s.1);
-                if let Some(entry) = state.get_mut(openid.as_str()) {
+            Kind::Unfollow { .. } => {
+                let source = state.get(&user).map_or(0, |s| s.1);
+                if let Some(entry) = state.get_mut(&user) {
                     if entry.0 {
                         followers -= 1;
                         entry.0 = false;
                     }
                 }
-                summary.entry((date, source)).or_default().1.insert(openid);
+                summary.entry((date, source)).or_default().1.insert(user);
             }
-            Kind::Message { openid, msg_type } => {
+            Kind::Message { msg_type, .. } => {
                 let Some(code) = msg_type.wechat_code() else {
                     continue;
                 };
-                msg_day.entry((date, code)).or_default().add(openid);
-                msg_hour.entry((date, hour, code)).or_default().add(openid);
+                msg_day.entry((date, code)).or_default().add(user);
+                msg_hour.entry((date, hour, code)).or_default().add(user);
                 msg_week
                     .entry((monday_of(date), code))
                     .or_default()
-                    .add(openid);
+                    .add(user);
                 msg_month
                     .entry((date.first_of_month(), code))
                     .or_default()
-                    .add(openid);
-                *per_user_day.entry((date, openid)).or_default() += 1;
-                *per_user_week.entry((monday_of(date), openid)).or_default() += 1;
+                    .add(user);
+                *per_user_day.entry((date, user)).or_default() += 1;
+                *per_user_week.entry((monday_of(date), user)).or_default() += 1;
                 *per_user_month
-                    .entry((date.first_of_month(), openid))
+                    .entry((date.first_of_month(), user))
                     .or_default() += 1;
             }
             Kind::Reply { cost_ms, ok } => {
@@ -198,42 +226,42 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
             }
             Kind::Read {
                 msgid,
-                openid,
+                openid: _,
                 page,
                 scene,
             } => {
                 let day = day_article.entry((date, msgid)).or_default();
                 match page {
                     Page::Int => {
-                        day.int.add(openid);
+                        day.int.add(user);
                         for key in [scene.user_source(), ALL_SCENES] {
-                            read_day.entry((date, key)).or_default().int.add(openid);
+                            read_day.entry((date, key)).or_default().int.add(user);
                             read_hour
                                 .entry((date, hour, key))
                                 .or_default()
                                 .int
-                                .add(openid);
+                                .add(user);
                         }
                     }
                     // The original page has only the all-channels figure.
                     Page::Ori => {
-                        day.ori.add(openid);
+                        day.ori.add(user);
                         read_day
                             .entry((date, ALL_SCENES))
                             .or_default()
                             .ori
-                            .add(openid);
+                            .add(user);
                         read_hour
                             .entry((date, hour, ALL_SCENES))
                             .or_default()
                             .ori
-                            .add(openid);
+                            .add(user);
                     }
                 }
             }
             Kind::Share {
                 msgid,
-                openid,
+                openid: _,
                 scene,
                 from,
             } => {
@@ -241,40 +269,36 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
                     .entry((date, msgid))
                     .or_default()
                     .share
-                    .add(openid);
+                    .add(user);
                 for key in [from.read_scene().user_source(), ALL_SCENES] {
-                    read_day.entry((date, key)).or_default().share.add(openid);
+                    read_day.entry((date, key)).or_default().share.add(user);
                     read_hour
                         .entry((date, hour, key))
                         .or_default()
                         .share
-                        .add(openid);
+                        .add(user);
                 }
                 share_day
                     .entry((date, scene.wechat_code()))
                     .or_default()
-                    .add(openid);
+                    .add(user);
                 share_hour
                     .entry((date, hour, scene.wechat_code()))
                     .or_default()
-                    .add(openid);
+                    .add(user);
             }
-            Kind::Favorite { msgid, openid } => {
-                day_article
-                    .entry((date, msgid))
-                    .or_default()
-                    .fav
-                    .add(openid);
+            Kind::Favorite { msgid, .. } => {
+                day_article.entry((date, msgid)).or_default().fav.add(user);
                 read_day
                     .entry((date, ALL_SCENES))
                     .or_default()
                     .fav
-                    .add(openid);
+                    .add(user);
                 read_hour
                     .entry((date, hour, ALL_SCENES))
                     .or_default()
                     .fav
-                    .add(openid);
+                    .add(user);
             }
         }
         if !matches!(event.kind, Kind::Follow { .. } | Kind::Unfollow { .. }) {
@@ -284,13 +308,17 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
     }
 
     let mut out: BTreeMap<Endpoint, Vec<Value>> = BTreeMap::new();
-    let mut emit = |e: Endpoint, v: Value| out.entry(e).or_default().push(v);
+    let mut emit = |e: Endpoint, v: Value| {
+        if want(e) {
+            out.entry(e).or_default().push(v);
+        }
+    };
 
     // getusersummary: a user_source 0 row every day, other channels when not zero.
     let mut day = first;
-    while day <= last {
+    while day <= last && (want(Endpoint::GetUserSummary) || want(Endpoint::GetUserCumulate)) {
         let d = format_date(day);
-        let zero = (HashSet::new(), HashSet::new());
+        let zero = (HashSet::default(), HashSet::default());
         let (new, cancel) = summary.get(&(day, 0)).unwrap_or(&zero);
         emit(
             Endpoint::GetUserSummary,
@@ -314,14 +342,22 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
     }
 
     // Messages.
-    for ((date, code), t) in msg_day.iter().filter(|((d, _), _)| in_window(*d)) {
+    for ((date, code), t) in msg_day
+        .iter()
+        .filter(|_| want(Endpoint::GetUpstreamMsg))
+        .filter(|((d, _), _)| in_window(*d))
+    {
         emit(
             Endpoint::GetUpstreamMsg,
             json!({"ref_date": format_date(*date), "user_source": 0,
             "msg_type": code, "msg_user": t.users(), "msg_count": t.count}),
         );
     }
-    for ((date, hour, code), t) in msg_hour.iter().filter(|((d, _, _), _)| in_window(*d)) {
+    for ((date, hour, code), t) in msg_hour
+        .iter()
+        .filter(|_| want(Endpoint::GetUpstreamMsgHour))
+        .filter(|((d, _, _), _)| in_window(*d))
+    {
         emit(
             Endpoint::GetUpstreamMsgHour,
             json!({"ref_date": format_date(*date),
@@ -329,14 +365,22 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
             "msg_user": t.users(), "msg_count": t.count}),
         );
     }
-    for ((label, code), t) in msg_week.iter().filter(|((d, _), _)| in_weeks(*d)) {
+    for ((label, code), t) in msg_week
+        .iter()
+        .filter(|_| want(Endpoint::GetUpstreamMsgWeek))
+        .filter(|((d, _), _)| in_weeks(*d))
+    {
         emit(
             Endpoint::GetUpstreamMsgWeek,
             json!({"ref_date": format_date(*label), "user_source": 0,
             "msg_type": code, "msg_user": t.users(), "msg_count": t.count}),
         );
     }
-    for ((label, code), t) in msg_month.iter().filter(|((d, _), _)| in_months(*d)) {
+    for ((label, code), t) in msg_month
+        .iter()
+        .filter(|_| want(Endpoint::GetUpstreamMsgMonth))
+        .filter(|((d, _), _)| in_months(*d))
+    {
         emit(
             Endpoint::GetUpstreamMsgMonth,
             json!({"ref_date": format_date(*label), "user_source": 0,
@@ -375,7 +419,11 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
     }
 
     // Interface.
-    for (date, it) in iface_day.iter().filter(|(d, _)| in_window(**d)) {
+    for (date, it) in iface_day
+        .iter()
+        .filter(|_| want(Endpoint::GetInterfaceSummary))
+        .filter(|(d, _)| in_window(**d))
+    {
         emit(
             Endpoint::GetInterfaceSummary,
             json!({"ref_date": format_date(*date),
@@ -383,7 +431,11 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
             "total_time_cost": it.total, "max_time_cost": it.max}),
         );
     }
-    for ((date, hour), it) in iface_hour.iter().filter(|((d, _), _)| in_window(*d)) {
+    for ((date, hour), it) in iface_hour
+        .iter()
+        .filter(|_| want(Endpoint::GetInterfaceSummaryHour))
+        .filter(|((d, _), _)| in_window(*d))
+    {
         emit(
             Endpoint::GetInterfaceSummaryHour,
             json!({"ref_date": format_date(*date),
@@ -395,7 +447,7 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
     // Reads and shares, all articles.
     for ((date, source), t) in read_day
         .iter()
-        .filter(|((d, _), t)| in_window(*d) && !t.is_empty())
+        .filter(|((d, _), t)| want(Endpoint::GetUserRead) && in_window(*d) && !t.is_empty())
     {
         let mut row = obj(json!({"ref_date": format_date(*date), "user_source": source}));
         t.write(&mut row);
@@ -403,21 +455,29 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
     }
     for ((date, hour, source), t) in read_hour
         .iter()
-        .filter(|((d, _, _), t)| in_window(*d) && !t.is_empty())
+        .filter(|((d, _, _), t)| want(Endpoint::GetUserReadHour) && in_window(*d) && !t.is_empty())
     {
         let mut row = obj(json!({"ref_date": format_date(*date),
             "ref_hour": u32::from(*hour) * 100, "user_source": source}));
         t.write(&mut row);
         emit(Endpoint::GetUserReadHour, Value::Object(row));
     }
-    for ((date, scene), t) in share_day.iter().filter(|((d, _), _)| in_window(*d)) {
+    for ((date, scene), t) in share_day
+        .iter()
+        .filter(|_| want(Endpoint::GetUserShare))
+        .filter(|((d, _), _)| in_window(*d))
+    {
         emit(
             Endpoint::GetUserShare,
             json!({"ref_date": format_date(*date), "user_source": 0,
             "share_scene": scene, "share_count": t.count, "share_user": t.users()}),
         );
     }
-    for ((date, hour, scene), t) in share_hour.iter().filter(|((d, _, _), _)| in_window(*d)) {
+    for ((date, hour, scene), t) in share_hour
+        .iter()
+        .filter(|_| want(Endpoint::GetUserShareHour))
+        .filter(|((d, _, _), _)| in_window(*d))
+    {
         emit(
             Endpoint::GetUserShareHour,
             json!({"ref_date": format_date(*date),
@@ -427,7 +487,11 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
     }
 
     // Per article.
-    for ((date, msgid), t) in day_article.iter().filter(|((d, _), _)| in_window(*d)) {
+    for ((date, msgid), t) in day_article
+        .iter()
+        .filter(|_| want(Endpoint::GetArticleSummary))
+        .filter(|((d, _), _)| in_window(*d))
+    {
         let Some(send) = sends.get(msgid) else {
             continue;
         };
@@ -441,47 +505,58 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
         t.write(&mut row);
         emit(Endpoint::GetArticleSummary, Value::Object(row));
     }
-    let mut sent: Vec<(&&str, &Send)> = sends.iter().filter(|(_, s)| in_window(s.date)).collect();
+    let mut sent: Vec<(&&str, &Send)> = sends
+        .iter()
+        .filter(|(_, s)| want(Endpoint::GetArticleTotal) && in_window(s.date))
+        .collect();
     sent.sort_by_key(|(msgid, s)| (s.date, **msgid));
     for (msgid, send) in sent {
+        // Events are in time order: the tallies run forward, one snapshot per day.
         let events = article_events.get(*msgid).map_or(&[][..], Vec::as_slice);
         let mut details = Vec::new();
+        let mut total = ArticleTally::default();
+        let mut scenes: BTreeMap<ReadScene, Tally> = BTreeMap::new();
+        let mut feed: BTreeMap<ShareFrom, Tally> = BTreeMap::new();
+        let mut next = 0;
+        let empty = Tally::default();
         for k in 0..7 {
             let stat = add_days(send.date, k);
             if stat > last {
                 break;
             }
-            let mut total = ArticleTally::default();
-            let mut scenes: BTreeMap<ReadScene, Tally> = BTreeMap::new();
-            let mut feed: BTreeMap<ShareFrom, Tally> = BTreeMap::new();
-            for (_, kind) in events.iter().filter(|(d, _)| *d >= send.date && *d <= stat) {
+            while let Some((date, kind, user)) = events.get(next).filter(|(d, _, _)| *d <= stat) {
+                let user = *user;
+                next += 1;
+                if *date < send.date {
+                    continue;
+                }
                 match kind {
                     Kind::Read {
-                        openid,
+                        openid: _,
                         page: Page::Int,
                         scene,
                         ..
                     } => {
-                        total.int.add(openid);
-                        scenes.entry(*scene).or_default().add(openid);
+                        total.int.add(user);
+                        scenes.entry(*scene).or_default().add(user);
                     }
                     Kind::Read {
-                        openid,
+                        openid: _,
                         page: Page::Ori,
                         ..
-                    } => total.ori.add(openid),
+                    } => total.ori.add(user),
                     Kind::Share {
-                        openid,
+                        openid: _,
                         scene,
                         from,
                         ..
                     } => {
-                        total.share.add(openid);
+                        total.share.add(user);
                         if *scene == ShareScene::Feed {
-                            feed.entry(*from).or_default().add(openid);
+                            feed.entry(*from).or_default().add(user);
                         }
                     }
-                    Kind::Favorite { openid, .. } => total.fav.add(openid),
+                    Kind::Favorite { .. } => total.fav.add(user),
                     _ => {}
                 }
             }
@@ -490,7 +565,7 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
             total.write(&mut detail);
             // Field order does not matter here: rows are re-serialized in WeChat's order.
             for scene in ReadScene::ALL {
-                let t = scenes.get(scene).cloned().unwrap_or_default();
+                let t = scenes.get(scene).unwrap_or(&empty);
                 let infix = scene.total_infix();
                 detail.insert(format!("int_page_from_{infix}_read_user"), t.users().into());
                 detail.insert(format!("int_page_from_{infix}_read_count"), t.count.into());
@@ -500,7 +575,7 @@ pub fn compute(events: &[Event], first: Date, last: Date) -> BTreeMap<Endpoint, 
                 (ShareFrom::Feed, "feed"),
                 (ShareFrom::Other, "other"),
             ] {
-                let t = feed.get(&from).cloned().unwrap_or_default();
+                let t = feed.get(&from).unwrap_or(&empty);
                 detail.insert(format!("feed_share_from_{name}_user"), t.users().into());
                 detail.insert(format!("feed_share_from_{name}_cnt"), t.count.into());
             }

@@ -48,8 +48,54 @@ pub async fn ingest_lines(
     yesterday: Date,
     known: &mut KnownAccounts,
 ) -> Result<(IngestReport, BTreeSet<String>), StoreError> {
-    let mut report = IngestReport::default();
-    let mut good = Vec::with_capacity(lines.len());
+    let parsed = parse_lines(store, lines, known).await?;
+    parsed.store(store, yesterday).await
+}
+
+/// A batch parsed and checked, not stored yet.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    events: Vec<datacube_engine::Event>,
+    rejected: Vec<Rejected>,
+}
+
+impl Parsed {
+    /// Stores the good events in one transaction and reports the batch.
+    pub async fn store(
+        self,
+        store: &Store,
+        yesterday: Date,
+    ) -> Result<(IngestReport, BTreeSet<String>), StoreError> {
+        let appids: Vec<String> = self.events.iter().map(|e| e.appid.clone()).collect();
+        let outcome = store.ingest(self.events, yesterday).await?;
+        let mut report = IngestReport {
+            rejected: self.rejected,
+            ..IngestReport::default()
+        };
+        let mut changed = BTreeSet::new();
+        for (appid, accepted) in appids.into_iter().zip(outcome.accepted) {
+            if accepted {
+                report.accepted += 1;
+                changed.insert(appid);
+            } else {
+                report.duplicates += 1;
+            }
+        }
+        Ok((report, changed))
+    }
+}
+
+/// Parses one batch of numbered lines (blank lines are skipped) and checks that their
+/// accounts exist; bad lines are set aside with the reason.
+pub async fn parse_lines(
+    store: &Store,
+    lines: &[(usize, String)],
+    known: &mut KnownAccounts,
+) -> Result<Parsed, StoreError> {
+    let mut parsed = Parsed {
+        events: Vec::with_capacity(lines.len()),
+        rejected: Vec::new(),
+    };
     for (number, line) in lines {
         if line.trim().is_empty() {
             continue;
@@ -57,7 +103,7 @@ pub async fn ingest_lines(
         let event = match datacube_engine::parse_line(line) {
             Ok(event) => event,
             Err(e) => {
-                report.rejected.push(Rejected {
+                parsed.rejected.push(Rejected {
                     line: *number,
                     reason: e.to_string(),
                 });
@@ -73,7 +119,7 @@ pub async fn ingest_lines(
             }
         };
         if !exists {
-            report.rejected.push(Rejected {
+            parsed.rejected.push(Rejected {
                 line: *number,
                 reason: format!(
                     "no account {}; add it first (datacube account add)",
@@ -82,18 +128,7 @@ pub async fn ingest_lines(
             });
             continue;
         }
-        good.push(event);
+        parsed.events.push(event);
     }
-    let appids: Vec<String> = good.iter().map(|e| e.appid.clone()).collect();
-    let outcome = store.ingest(good, yesterday).await?;
-    let mut changed = BTreeSet::new();
-    for (appid, accepted) in appids.into_iter().zip(outcome.accepted) {
-        if accepted {
-            report.accepted += 1;
-            changed.insert(appid);
-        } else {
-            report.duplicates += 1;
-        }
-    }
-    Ok((report, changed))
+    Ok(parsed)
 }

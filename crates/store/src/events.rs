@@ -13,16 +13,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use datacube_api::date::{
-    add_days, china_date, date_to_epoch_day, epoch_day_to_date, format_date, monday_of,
-    parse_date,
-};
-use datacube_api::row::Row;
+use datacube_api::date::{add_days, china_date, date_to_epoch_day, epoch_day_to_date, monday_of};
 use datacube_api::endpoint::Group;
+use datacube_api::row::Row;
 use datacube_api::{Endpoint, Period};
 use datacube_engine::{Event, Kind};
 use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension};
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -219,7 +217,7 @@ pub(crate) fn append(
             .map(|&i| date_to_epoch_day(china_date(events[i].time)))
             .collect();
         // Ids: first within the batch, then against the index.
-        let mut seen: HashSet<&str> = HashSet::new();
+        let mut seen: FxHashSet<&str> = FxHashSet::default();
         let mut candidates: Vec<(u64, u32, usize)> = Vec::new();
         for (k, &i) in indices.iter().enumerate() {
             match events[i].id.as_deref() {
@@ -383,7 +381,11 @@ fn ids_of(tx: &Connection, appid: &str, stored_tag: u32) -> Result<HashSet<Strin
     )?;
     let mut rows = stmt.query(params![appid, class as i64, day])?;
     while let Some(row) = rows.next()? {
-        decode_all(appid, row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?, &mut events)?;
+        decode_all(
+            appid,
+            row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?,
+            &mut events,
+        )?;
     }
     Ok(events.into_iter().filter_map(|e| e.id).collect())
 }
@@ -412,7 +414,11 @@ fn load(
                 .entry(row.get(1)?)
                 .or_default()
                 .push(row.get::<_, i64>(0)?);
-            decode_all(appid, row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?, out)?;
+            decode_all(
+                appid,
+                row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?,
+                out,
+            )?;
         }
     }
     for (day, seqs) in per_day {
@@ -442,53 +448,17 @@ fn compact(tx: &Connection, appid: &str, class: Class, day: i64, seqs: &[i64]) -
     Ok(())
 }
 
-/// The first and last `ref_date` of an account's stored rows of one endpoint.
-fn stored_dates(tx: &Connection, appid: &str, endpoint: Endpoint) -> Result<Option<(Date, Date)>> {
-    let bound = |sql: &str| -> Result<Option<Date>> {
-        let d: Option<String> = tx
-            .prepare_cached(sql)?
-            .query_row(params![appid, endpoint.id()], |r| r.get(0))?;
-        Ok(d.as_deref().and_then(parse_date))
-    };
-    let min = bound("SELECT MIN(ref_date) FROM stat_row WHERE appid = ?1 AND endpoint = ?2")?;
-    let max = bound("SELECT MAX(ref_date) FROM stat_row WHERE appid = ?1 AND endpoint = ?2")?;
-    Ok(min.zip(max))
-}
-
 /// Replaces an account's stored rows of `endpoint` dated `from..=to` by the computed ones of
 /// those dates.
 fn replace(
     tx: &Connection,
     appid: &str,
     endpoint: Endpoint,
-    (from, to): (Date, Date),
+    range: (Date, Date),
     computed: &BTreeMap<Endpoint, Vec<Row>>,
 ) -> Result<()> {
-    tx.prepare_cached(
-        "DELETE FROM stat_row WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4",
-    )?
-    .execute(params![
-        appid,
-        endpoint.id(),
-        format_date(from),
-        format_date(to)
-    ])?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO stat_row (appid, endpoint, ref_date, ref_hour, row_key, json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
     let rows = computed.get(&endpoint).map_or(&[][..], Vec::as_slice);
-    for row in rows.iter().filter(|r| r.ref_date >= from && r.ref_date <= to) {
-        insert.execute(params![
-            appid,
-            endpoint.id(),
-            format_date(row.ref_date),
-            row.ref_hour,
-            row.key,
-            row.json
-        ])?;
-    }
-    Ok(())
+    crate::days::replace(tx, appid, endpoint, range, rows)
 }
 
 fn end_of_month(d: Date) -> Date {
@@ -518,7 +488,7 @@ pub(crate) fn recompute(
     let articles = union(touched.get(Class::Article), touched.get(Class::Publish));
 
     // Followers.
-    let stored = stored_dates(tx, appid, Endpoint::GetUserCumulate)?;
+    let stored = crate::days::bounds(tx, appid, Endpoint::GetUserCumulate)?;
     let u1 = hi.max(yesterday).max(stored.map_or(hi, |s| s.1));
     let mut u0: Option<Date> = follows.map(|f| f.0);
     match stored {
@@ -538,7 +508,12 @@ pub(crate) fn recompute(
         load(tx, appid, Class::Follow, None, &mut history)?;
     }
     if let Some(u0) = u0 {
-        let computed = datacube_engine::compute(&history, u0, u1);
+        let computed = datacube_engine::compute_some(
+            &history,
+            u0,
+            u1,
+            &[Endpoint::GetUserSummary, Endpoint::GetUserCumulate],
+        );
         for endpoint in [Endpoint::GetUserSummary, Endpoint::GetUserCumulate] {
             replace(tx, appid, endpoint, (u0, u1), &computed)?;
         }
@@ -550,12 +525,13 @@ pub(crate) fn recompute(
         let last = add_days(monday_of(m_hi), 6).max(end_of_month(m_hi));
         let mut events = Vec::new();
         load(tx, appid, Class::Message, Some((first, last)), &mut events)?;
-        let computed = datacube_engine::compute(&events, first, last);
-        for endpoint in Endpoint::ALL
+        let endpoints: Vec<Endpoint> = Endpoint::ALL
             .iter()
             .copied()
             .filter(|e| e.group() == Group::Message)
-        {
+            .collect();
+        let computed = datacube_engine::compute_some(&events, first, last, &endpoints);
+        for endpoint in endpoints {
             let range = match endpoint.period() {
                 Period::Day | Period::Hour => (m_lo, m_hi),
                 Period::Week => (monday_of(m_lo), monday_of(m_hi)),
@@ -569,11 +545,12 @@ pub(crate) fn recompute(
     if let Some(range) = touched.get(Class::Reply) {
         let mut events = Vec::new();
         load(tx, appid, Class::Reply, Some(range), &mut events)?;
-        let computed = datacube_engine::compute(&events, range.0, range.1);
-        for endpoint in [
+        let endpoints = [
             Endpoint::GetInterfaceSummary,
             Endpoint::GetInterfaceSummaryHour,
-        ] {
+        ];
+        let computed = datacube_engine::compute_some(&events, range.0, range.1, &endpoints);
+        for endpoint in endpoints {
             replace(tx, appid, endpoint, range, &computed)?;
         }
     }
@@ -594,7 +571,19 @@ pub(crate) fn recompute(
             Some((t0, add_days(t1, 6))),
             &mut events,
         )?;
-        let computed = datacube_engine::compute(&events, t0, add_days(t1, 6));
+        let wanted: &[Endpoint] = if articles.is_some() {
+            &[
+                Endpoint::GetUserRead,
+                Endpoint::GetUserReadHour,
+                Endpoint::GetUserShare,
+                Endpoint::GetUserShareHour,
+                Endpoint::GetArticleSummary,
+                Endpoint::GetArticleTotal,
+            ]
+        } else {
+            &[Endpoint::GetArticleTotal]
+        };
+        let computed = datacube_engine::compute_some(&events, t0, add_days(t1, 6), wanted);
         if let Some((a_lo, a_hi)) = articles {
             for endpoint in [
                 Endpoint::GetUserRead,
@@ -656,6 +645,7 @@ pub(crate) fn move_v3_events(tx: &Connection) -> Result<()> {
 mod tests {
     use super::*;
     use crate::sqlite::SqliteStore;
+    use datacube_api::date::format_date;
     use jiff::civil::date;
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;
@@ -664,11 +654,93 @@ mod tests {
     fn stored(store: &SqliteStore, appid: &str, endpoint: Endpoint) -> Vec<String> {
         let mut out = String::new();
         let n = store
-            .list_rows_into(appid, endpoint, date(1970, 1, 1), date(9999, 1, 1), &mut out)
+            .list_rows_into(
+                appid,
+                endpoint,
+                date(1970, 1, 1),
+                date(9999, 1, 1),
+                &mut out,
+            )
             .unwrap();
         let list: Vec<serde_json::Value> = serde_json::from_str(&format!("[{out}]")).unwrap();
         assert_eq!(list.len(), n);
         list.iter().map(|v| v.to_string()).collect()
+    }
+
+    /// A database of the previous layout (events as JSON rows, one database row per
+    /// statistics row) opens with its events and rows moved: the same answers, and the same
+    /// events sent again are duplicates.
+    #[test]
+    fn a_version_3_database_is_migrated_with_its_events_and_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        let last = date(2024, 4, 29);
+        let lines = datacube_engine::demo::events("wxa", last, 9, 7);
+        let events: Vec<Event> = lines
+            .iter()
+            .map(|l| datacube_engine::parse_line(l).unwrap())
+            .collect();
+        let first = add_days(last, -8);
+        let computed = datacube_engine::compute(&events, first, last);
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &crate::schema::MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            for (e, line) in events.iter().zip(&lines) {
+                conn.execute(
+                    "INSERT INTO event (appid, id, time, day, kind, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![e.appid, e.id, e.time, format_date(china_date(e.time)), e.kind.type_name(), line],
+                )
+                .unwrap();
+            }
+            for (endpoint, rows) in &computed {
+                for r in rows {
+                    conn.execute(
+                        "INSERT INTO stat_row (appid, endpoint, ref_date, ref_hour, row_key, json)
+                         VALUES ('wxa', ?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            endpoint.id(),
+                            format_date(r.ref_date),
+                            r.ref_hour,
+                            r.key,
+                            r.json
+                        ],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        let store = SqliteStore::open(path.to_str().unwrap(), "sqlite://v3.db").unwrap();
+        for endpoint in Endpoint::ALL.iter().copied() {
+            let mut got = String::new();
+            store
+                .list_rows_into(
+                    "wxa",
+                    endpoint,
+                    date(1970, 1, 1),
+                    date(9999, 1, 1),
+                    &mut got,
+                )
+                .unwrap();
+            let want: Vec<&str> = computed
+                .get(&endpoint)
+                .map(|rows| rows.iter().map(|r| r.json.as_str()).collect())
+                .unwrap_or_default();
+            assert_eq!(got, want.join(","), "{}", endpoint.name());
+        }
+        let again = store.ingest(&events, last).unwrap();
+        assert!(again.accepted.iter().all(|a| !a), "moved events are known");
+        let conn = Connection::open(&path).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('event', 'stat_row')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "the old tables are dropped");
     }
 
     /// Realistic streams ingested in random batches, out of order, with batches sent twice:
@@ -747,17 +819,17 @@ mod tests {
                     } else {
                         want.get(&endpoint)
                     }
-                        .map(|rows| {
-                            rows.iter()
-                                .map(|r| {
-                                    // Both sides through serde_json::Value: same key order.
-                                    serde_json::from_str::<serde_json::Value>(&r.json)
-                                        .unwrap()
-                                        .to_string()
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|r| {
+                                // Both sides through serde_json::Value: same key order.
+                                serde_json::from_str::<serde_json::Value>(&r.json)
+                                    .unwrap()
+                                    .to_string()
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                     let got = stored(&store, appid, endpoint);
                     assert!(
                         got == want,

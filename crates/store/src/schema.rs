@@ -89,4 +89,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         ids     INTEGER NOT NULL
     );
     "#,
+    // 5: statistics rows kept one database row per account, endpoint and day (crate::days);
+    // `days::move_v4_rows` moves version 4's stat_row here and drops it.
+    r#"
+    CREATE TABLE stat_day (
+        appid    TEXT NOT NULL,
+        endpoint INTEGER NOT NULL,            -- datacube_api::Endpoint::id()
+        ref_date TEXT NOT NULL,               -- YYYY-MM-DD
+        n        INTEGER NOT NULL,            -- rows
+        rows     TEXT NOT NULL,               -- the rows' JSON, comma-joined, in serving order
+        keys     BLOB NOT NULL,               -- each row's (hour, natural key, length), postcard
+        PRIMARY KEY (appid, endpoint, ref_date)
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -285,43 +285,7 @@ impl SqliteStore {
     ) -> Result<UpsertReport> {
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut report = UpsertReport::default();
-            {
-                let mut select = tx.prepare_cached(
-                    "SELECT json FROM stat_row
-                     WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3 AND ref_hour = ?4
-                       AND row_key = ?5",
-                )?;
-                let mut upsert = tx.prepare_cached(
-                    "INSERT INTO stat_row (appid, endpoint, ref_date, ref_hour, row_key, json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (appid, endpoint, ref_date, ref_hour, row_key)
-                     DO UPDATE SET json = excluded.json",
-                )?;
-                for row in rows {
-                    let date = format_date(row.ref_date);
-                    let key = params![appid, endpoint.id(), date, row.ref_hour, row.key];
-                    let old: Option<String> = select.query_row(key, |r| r.get(0)).optional()?;
-                    match old {
-                        Some(old) if old == row.json => report.unchanged += 1,
-                        found => {
-                            upsert.execute(params![
-                                appid,
-                                endpoint.id(),
-                                date,
-                                row.ref_hour,
-                                row.key,
-                                row.json
-                            ])?;
-                            if found.is_some() {
-                                report.updated += 1;
-                            } else {
-                                report.inserted += 1;
-                            }
-                        }
-                    }
-                }
-            }
+            let report = crate::days::upsert(&tx, appid, endpoint, rows)?;
             if report.inserted + report.updated > 0 {
                 bump_change(&tx, appid)?;
             }
@@ -360,28 +324,7 @@ impl SqliteStore {
         end: Date,
         out: &mut String,
     ) -> Result<usize> {
-        self.with_reader(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT json FROM stat_row
-                 WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4
-                 ORDER BY ref_date, ref_hour, row_key",
-            )?;
-            let mut rows = stmt.query(params![
-                appid,
-                endpoint.id(),
-                format_date(begin),
-                format_date(end)
-            ])?;
-            let mut n = 0;
-            while let Some(row) = rows.next()? {
-                if n > 0 {
-                    out.push(',');
-                }
-                out.push_str(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?);
-                n += 1;
-            }
-            Ok(n)
-        })
+        self.with_reader(|conn| crate::days::list_into(conn, appid, endpoint, begin, end, out))
     }
 }
 
@@ -408,8 +351,10 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
         let apply = || -> Result<()> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             conn.execute_batch(sql)?;
-            if i + 1 == 4 {
-                crate::events::move_v3_events(conn)?;
+            match i + 1 {
+                4 => crate::events::move_v3_events(conn)?,
+                5 => crate::days::move_v4_rows(conn)?,
+                _ => {}
             }
             conn.pragma_update(None, "user_version", (i + 1) as i64)?;
             conn.execute_batch("COMMIT")?;

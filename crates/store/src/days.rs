@@ -1,0 +1,286 @@
+//! Statistics rows, kept one SQLite row per account, endpoint and day (`stat_day`).
+//!
+//! `rows` holds the day's rows as WeChat serializes them, comma-joined in serving order (hour,
+//! then natural key), so that answering a range is a concatenation; `keys` holds each row's
+//! hour, natural key and length (postcard), so that an import can merge row by row. An hourly
+//! endpoint has up to a few hundred rows a day: one database row for them all keeps writing
+//! and reading them cheap.
+
+use std::collections::BTreeMap;
+
+use datacube_api::date::{format_date, parse_date};
+use datacube_api::row::Row;
+use datacube_api::Endpoint;
+use jiff::civil::Date;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, StoreError, UpsertReport};
+
+#[derive(Serialize, Deserialize)]
+struct Entry<K> {
+    hour: i32,
+    key: K,
+    len: u32,
+}
+
+/// One stored row: (hour, natural key) → JSON.
+type DayRows = BTreeMap<(i32, String), String>;
+
+fn encode<'a>(rows: impl Iterator<Item = (i32, &'a str, &'a str)>) -> (String, Vec<u8>, i64) {
+    let mut text = String::new();
+    let mut entries: Vec<Entry<&str>> = Vec::new();
+    for (hour, key, json) in rows {
+        if !entries.is_empty() {
+            text.push(',');
+        }
+        text.push_str(json);
+        entries.push(Entry {
+            hour,
+            key,
+            len: json.len() as u32,
+        });
+    }
+    let n = entries.len() as i64;
+    (text, postcard::to_allocvec(&entries).unwrap_or_default(), n)
+}
+
+fn decode(appid: &str, text: &str, keys: &[u8]) -> Result<DayRows> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("statistics rows of {appid}: {what}"));
+    let entries: Vec<Entry<String>> =
+        postcard::from_bytes(keys).map_err(|e| corrupt(&e.to_string()))?;
+    let mut out = DayRows::new();
+    let mut at = 0usize;
+    for e in entries {
+        let end = at + e.len as usize;
+        let json = text.get(at..end).ok_or_else(|| corrupt("lengths"))?;
+        out.insert((e.hour, e.key), json.to_owned());
+        at = end + 1;
+    }
+    Ok(out)
+}
+
+fn write_day(
+    conn: &Connection,
+    appid: &str,
+    endpoint: Endpoint,
+    date: &str,
+    rows: (String, Vec<u8>, i64),
+) -> Result<()> {
+    let (text, keys, n) = rows;
+    if n == 0 {
+        conn.prepare_cached(
+            "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
+        )?
+        .execute(params![appid, endpoint.id(), date])?;
+    } else {
+        conn.prepare_cached(
+            "INSERT INTO stat_day (appid, endpoint, ref_date, n, rows, keys)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (appid, endpoint, ref_date)
+             DO UPDATE SET n = excluded.n, rows = excluded.rows, keys = excluded.keys",
+        )?
+        .execute(params![appid, endpoint.id(), date, n, text, keys])?;
+    }
+    Ok(())
+}
+
+/// Replaces the rows of `endpoint` dated `from..=to` by those of `rows` in that range
+/// (`rows` sorted by date, hour and key, as the engine returns them).
+pub(crate) fn replace(
+    conn: &Connection,
+    appid: &str,
+    endpoint: Endpoint,
+    (from, to): (Date, Date),
+    rows: &[Row],
+) -> Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4",
+    )?
+    .execute(params![
+        appid,
+        endpoint.id(),
+        format_date(from),
+        format_date(to)
+    ])?;
+    let in_range: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.ref_date >= from && r.ref_date <= to)
+        .collect();
+    for day in in_range.chunk_by(|a, b| a.ref_date == b.ref_date) {
+        let encoded = encode(
+            day.iter()
+                .map(|r| (i32::from(r.ref_hour), r.key.as_str(), r.json.as_str())),
+        );
+        write_day(
+            conn,
+            appid,
+            endpoint,
+            &format_date(day[0].ref_date),
+            encoded,
+        )?;
+    }
+    Ok(())
+}
+
+/// Imports rows: each replaces the stored row with its natural key, if any.
+pub(crate) fn upsert(
+    conn: &Connection,
+    appid: &str,
+    endpoint: Endpoint,
+    rows: &[Row],
+) -> Result<UpsertReport> {
+    let mut report = UpsertReport::default();
+    let mut by_day: BTreeMap<Date, Vec<&Row>> = BTreeMap::new();
+    for row in rows {
+        by_day.entry(row.ref_date).or_default().push(row);
+    }
+    for (date, new) in by_day {
+        let date = format_date(date);
+        let stored: Option<(String, Vec<u8>)> = conn
+            .prepare_cached(
+                "SELECT rows, keys FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
+            )?
+            .query_row(params![appid, endpoint.id(), date], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let mut day = match &stored {
+            Some((text, keys)) => decode(appid, text, keys)?,
+            None => DayRows::new(),
+        };
+        let mut changed = false;
+        for row in new {
+            match day.insert((i32::from(row.ref_hour), row.key.clone()), row.json.clone()) {
+                Some(old) if old == row.json => report.unchanged += 1,
+                Some(_) => {
+                    report.updated += 1;
+                    changed = true;
+                }
+                None => {
+                    report.inserted += 1;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            let encoded = encode(
+                day.iter()
+                    .map(|((hour, key), json)| (*hour, key.as_str(), json.as_str())),
+            );
+            write_day(conn, appid, endpoint, &date, encoded)?;
+        }
+    }
+    Ok(report)
+}
+
+/// Appends the rows of `endpoint` dated `begin..=end`, comma-separated, in WeChat's order,
+/// to `out`; returns how many.
+pub(crate) fn list_into(
+    conn: &Connection,
+    appid: &str,
+    endpoint: Endpoint,
+    begin: Date,
+    end: Date,
+    out: &mut String,
+) -> Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT n, rows FROM stat_day
+         WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4
+         ORDER BY ref_date",
+    )?;
+    let mut rows = stmt.query(params![
+        appid,
+        endpoint.id(),
+        format_date(begin),
+        format_date(end)
+    ])?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?);
+        n += row.get::<_, i64>(0)? as usize;
+    }
+    Ok(n)
+}
+
+/// The first and last date with rows of `endpoint`.
+pub(crate) fn bounds(
+    conn: &Connection,
+    appid: &str,
+    endpoint: Endpoint,
+) -> Result<Option<(Date, Date)>> {
+    let bound = |sql: &str| -> Result<Option<Date>> {
+        let d: Option<String> = conn
+            .prepare_cached(sql)?
+            .query_row(params![appid, endpoint.id()], |r| r.get(0))?;
+        Ok(d.as_deref().and_then(parse_date))
+    };
+    let min = bound("SELECT MIN(ref_date) FROM stat_day WHERE appid = ?1 AND endpoint = ?2")?;
+    let max = bound("SELECT MAX(ref_date) FROM stat_day WHERE appid = ?1 AND endpoint = ?2")?;
+    Ok(min.zip(max))
+}
+
+/// Moves version 4's `stat_row` (one database row per statistics row) into `stat_day`, and
+/// drops it.
+pub(crate) fn move_v4_rows(conn: &Connection) -> Result<()> {
+    type Key = (String, u8, String);
+    let mut current: Option<Key> = None;
+    let mut rows: Vec<(i32, String, String)> = Vec::new();
+    let flush = |key: &Key, rows: &[(i32, String, String)]| -> Result<()> {
+        let Some(endpoint) = Endpoint::from_id(key.1) else {
+            return Ok(());
+        };
+        let encoded = encode(rows.iter().map(|(h, k, j)| (*h, k.as_str(), j.as_str())));
+        write_day(conn, &key.0, endpoint, &key.2, encoded)
+    };
+    let mut stmt = conn.prepare(
+        "SELECT appid, endpoint, ref_date, ref_hour, row_key, json FROM stat_row
+         ORDER BY appid, endpoint, ref_date, ref_hour, row_key",
+    )?;
+    let mut q = stmt.query([])?;
+    while let Some(r) = q.next()? {
+        let key: Key = (r.get(0)?, r.get(1)?, r.get(2)?);
+        if current.as_ref() != Some(&key) {
+            if let Some(done) = current.take() {
+                flush(&done, &rows)?;
+            }
+            rows.clear();
+            current = Some(key);
+        }
+        rows.push((r.get(3)?, r.get(4)?, r.get(5)?));
+    }
+    if let Some(done) = current {
+        flush(&done, &rows)?;
+    }
+    drop(q);
+    drop(stmt);
+    conn.execute_batch("DROP TABLE stat_row")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_round_trips() {
+        let rows = [
+            (0, "a", "{\"x\":1}"),
+            (3, "b", "{\"y\":\"é,\"}"),
+            (23, "", "{}"),
+        ];
+        let (text, keys, n) = encode(rows.iter().copied());
+        assert_eq!(n, 3);
+        assert_eq!(text, "{\"x\":1},{\"y\":\"é,\"},{}");
+        let back = decode("wx", &text, &keys).unwrap();
+        let back: Vec<(i32, &str, &str)> = back
+            .iter()
+            .map(|((h, k), j)| (*h, k.as_str(), j.as_str()))
+            .collect();
+        assert_eq!(back, rows);
+        assert!(decode("wx", &text[..5], &keys).is_err());
+    }
+}
