@@ -171,10 +171,7 @@ pub(crate) struct Touched {
 impl Touched {
     fn add(&mut self, class: Class, day: Date) {
         let span = &mut self.spans[class as usize];
-        *span = Some(match *span {
-            Some((lo, hi)) => (lo.min(day), hi.max(day)),
-            None => (day, day),
-        });
+        *span = union(*span, Some((day, day)));
     }
 
     fn get(&self, class: Class) -> Option<(Date, Date)> {
@@ -182,12 +179,7 @@ impl Touched {
     }
 
     fn overall(&self) -> Option<(Date, Date)> {
-        self.spans.iter().flatten().fold(None, |acc, &(lo, hi)| {
-            Some(match acc {
-                Some((a, b)) => (lo.min(a), hi.max(b)),
-                None => (lo, hi),
-            })
-        })
+        self.spans.iter().copied().fold(None, union)
     }
 }
 
@@ -461,10 +453,6 @@ fn replace(
     crate::days::replace(tx, appid, endpoint, range, rows)
 }
 
-fn end_of_month(d: Date) -> Date {
-    d.last_of_month()
-}
-
 /// Recomputes the statistics of `appid` that a batch touching `touched` can change, replacing
 /// the stored rows, inside `tx`. Each class is recomputed over the periods it feeds:
 ///
@@ -522,7 +510,7 @@ pub(crate) fn recompute(
     // Messages: whole weeks and months.
     if let Some((m_lo, m_hi)) = touched.get(Class::Message) {
         let first = monday_of(m_lo).min(m_lo.first_of_month());
-        let last = add_days(monday_of(m_hi), 6).max(end_of_month(m_hi));
+        let last = add_days(monday_of(m_hi), 6).max(m_hi.last_of_month());
         let mut events = Vec::new();
         load(tx, appid, Class::Message, Some((first, last)), &mut events)?;
         let endpoints: Vec<Endpoint> = Endpoint::ALL
