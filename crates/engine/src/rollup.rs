@@ -18,11 +18,10 @@ use std::collections::BTreeMap;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use datacube_api::date::{add_days, china_date_hour, format_date, monday_of};
-use datacube_api::row::{canonicalize, Row};
+use datacube_api::date::{add_days, china_date_hour, monday_of};
+use datacube_api::row::{Row, RowBuilder, Val};
 use datacube_api::Endpoint;
 use jiff::civil::Date;
-use serde_json::{json, Map, Value};
 
 use crate::event::{Event, Kind, Page, ReadScene, ShareFrom, ShareScene};
 
@@ -60,15 +59,15 @@ impl ArticleTally {
     fn is_empty(&self) -> bool {
         self.int.count + self.ori.count + self.share.count + self.fav.count == 0
     }
-    fn write(&self, row: &mut Map<String, Value>) {
-        row.insert("int_page_read_user".into(), self.int.users().into());
-        row.insert("int_page_read_count".into(), self.int.count.into());
-        row.insert("ori_page_read_user".into(), self.ori.users().into());
-        row.insert("ori_page_read_count".into(), self.ori.count.into());
-        row.insert("share_user".into(), self.share.users().into());
-        row.insert("share_count".into(), self.share.count.into());
-        row.insert("add_to_fav_user".into(), self.fav.users().into());
-        row.insert("add_to_fav_count".into(), self.fav.count.into());
+    fn write(&self, row: &mut RowBuilder) {
+        row.field("int_page_read_user", Val::Int(self.int.users()))
+            .field("int_page_read_count", Val::Int(self.int.count))
+            .field("ori_page_read_user", Val::Int(self.ori.users()))
+            .field("ori_page_read_count", Val::Int(self.ori.count))
+            .field("share_user", Val::Int(self.share.users()))
+            .field("share_count", Val::Int(self.share.count))
+            .field("add_to_fav_user", Val::Int(self.fav.users()))
+            .field("add_to_fav_count", Val::Int(self.fav.count));
     }
 }
 
@@ -307,85 +306,84 @@ pub fn compute_some(
         followers_at_end.insert(date, followers);
     }
 
-    let mut out: BTreeMap<Endpoint, Vec<Value>> = BTreeMap::new();
-    let mut emit = |e: Endpoint, v: Value| {
-        if want(e) {
-            out.entry(e).or_default().push(v);
-        }
+    let mut out: BTreeMap<Endpoint, Vec<Row>> = BTreeMap::new();
+    let mut emit = |row: RowBuilder, e: Endpoint| {
+        out.entry(e).or_default().push(row.finish());
+    };
+    let start = |e: Endpoint, date: Date| {
+        let mut b = RowBuilder::new(e);
+        b.field("ref_date", Val::Date(date));
+        b
+    };
+    let start_hour = |e: Endpoint, date: Date, hour: u8| {
+        let mut b = start(e, date);
+        b.field("ref_hour", Val::Hour(hour));
+        b
     };
 
     // getusersummary: a user_source 0 row every day, other channels when not zero.
     let mut day = first;
     while day <= last && (want(Endpoint::GetUserSummary) || want(Endpoint::GetUserCumulate)) {
-        let d = format_date(day);
-        let zero = (HashSet::default(), HashSet::default());
-        let (new, cancel) = summary.get(&(day, 0)).unwrap_or(&zero);
-        emit(
-            Endpoint::GetUserSummary,
-            json!({"ref_date": d, "user_source": 0, "new_user": new.len(), "cancel_user": cancel.len()}),
-        );
-        for ((_, source), (new, cancel)) in summary.range((day, 1)..=(day, u32::MAX)) {
-            emit(
-                Endpoint::GetUserSummary,
-                json!({"ref_date": d, "user_source": source, "new_user": new.len(), "cancel_user": cancel.len()}),
+        if want(Endpoint::GetUserSummary) {
+            let zero = (HashSet::default(), HashSet::default());
+            let (new, cancel) = summary.get(&(day, 0)).unwrap_or(&zero);
+            let rows = std::iter::once((0, new, cancel)).chain(
+                summary
+                    .range((day, 1)..=(day, u32::MAX))
+                    .map(|((_, source), (new, cancel))| (*source, new, cancel)),
             );
+            for (source, new, cancel) in rows {
+                let mut b = start(Endpoint::GetUserSummary, day);
+                b.field("user_source", Val::Int(source.into()))
+                    .field("new_user", Val::Int(new.len() as u64))
+                    .field("cancel_user", Val::Int(cancel.len() as u64));
+                emit(b, Endpoint::GetUserSummary);
+            }
         }
-        let cumulate = followers_at_end
-            .range(..=day)
-            .next_back()
-            .map_or(0, |(_, n)| *n);
-        emit(
-            Endpoint::GetUserCumulate,
-            json!({"ref_date": d, "user_source": 0, "cumulate_user": cumulate}),
-        );
+        if want(Endpoint::GetUserCumulate) {
+            let cumulate = followers_at_end
+                .range(..=day)
+                .next_back()
+                .map_or(0, |(_, n)| *n);
+            let mut b = start(Endpoint::GetUserCumulate, day);
+            b.field("user_source", Val::Int(0))
+                .field("cumulate_user", Val::Int(cumulate.max(0) as u64));
+            emit(b, Endpoint::GetUserCumulate);
+        }
         day = add_days(day, 1);
     }
 
     // Messages.
-    for ((date, code), t) in msg_day
-        .iter()
-        .filter(|_| want(Endpoint::GetUpstreamMsg))
-        .filter(|((d, _), _)| in_window(*d))
-    {
-        emit(
-            Endpoint::GetUpstreamMsg,
-            json!({"ref_date": format_date(*date), "user_source": 0,
-            "msg_type": code, "msg_user": t.users(), "msg_count": t.count}),
-        );
+    let msg = |mut b: RowBuilder, code: u32, t: &Tally| {
+        b.field("user_source", Val::Int(0))
+            .field("msg_type", Val::Int(code.into()))
+            .field("msg_user", Val::Int(t.users()))
+            .field("msg_count", Val::Int(t.count));
+        b
+    };
+    if want(Endpoint::GetUpstreamMsg) {
+        for ((date, code), t) in msg_day.iter().filter(|((d, _), _)| in_window(*d)) {
+            let e = Endpoint::GetUpstreamMsg;
+            emit(msg(start(e, *date), *code, t), e);
+        }
     }
-    for ((date, hour, code), t) in msg_hour
-        .iter()
-        .filter(|_| want(Endpoint::GetUpstreamMsgHour))
-        .filter(|((d, _, _), _)| in_window(*d))
-    {
-        emit(
-            Endpoint::GetUpstreamMsgHour,
-            json!({"ref_date": format_date(*date),
-            "ref_hour": u32::from(*hour) * 100, "user_source": 0, "msg_type": code,
-            "msg_user": t.users(), "msg_count": t.count}),
-        );
+    if want(Endpoint::GetUpstreamMsgHour) {
+        for ((date, hour, code), t) in msg_hour.iter().filter(|((d, _, _), _)| in_window(*d)) {
+            let e = Endpoint::GetUpstreamMsgHour;
+            emit(msg(start_hour(e, *date, *hour), *code, t), e);
+        }
     }
-    for ((label, code), t) in msg_week
-        .iter()
-        .filter(|_| want(Endpoint::GetUpstreamMsgWeek))
-        .filter(|((d, _), _)| in_weeks(*d))
-    {
-        emit(
-            Endpoint::GetUpstreamMsgWeek,
-            json!({"ref_date": format_date(*label), "user_source": 0,
-            "msg_type": code, "msg_user": t.users(), "msg_count": t.count}),
-        );
+    if want(Endpoint::GetUpstreamMsgWeek) {
+        for ((label, code), t) in msg_week.iter().filter(|((d, _), _)| in_weeks(*d)) {
+            let e = Endpoint::GetUpstreamMsgWeek;
+            emit(msg(start(e, *label), *code, t), e);
+        }
     }
-    for ((label, code), t) in msg_month
-        .iter()
-        .filter(|_| want(Endpoint::GetUpstreamMsgMonth))
-        .filter(|((d, _), _)| in_months(*d))
-    {
-        emit(
-            Endpoint::GetUpstreamMsgMonth,
-            json!({"ref_date": format_date(*label), "user_source": 0,
-            "msg_type": code, "msg_user": t.users(), "msg_count": t.count}),
-        );
+    if want(Endpoint::GetUpstreamMsgMonth) {
+        for ((label, code), t) in msg_month.iter().filter(|((d, _), _)| in_months(*d)) {
+            let e = Endpoint::GetUpstreamMsgMonth;
+            emit(msg(start(e, *label), *code, t), e);
+        }
     }
     for (endpoint, per_user, keep) in [
         (
@@ -400,6 +398,9 @@ pub fn compute_some(
             &in_months,
         ),
     ] {
+        if !want(endpoint) {
+            continue;
+        }
         let mut buckets: BTreeMap<(Date, u32), u64> = BTreeMap::new();
         for ((label, _), n) in per_user.iter().filter(|((d, _), _)| keep(*d)) {
             let interval = match n {
@@ -410,100 +411,100 @@ pub fn compute_some(
             *buckets.entry((*label, interval)).or_default() += 1;
         }
         for ((label, interval), users) in buckets {
-            emit(
-                endpoint,
-                json!({"ref_date": format_date(label), "user_source": 0,
-                "count_interval": interval, "msg_user": users}),
-            );
+            let mut b = start(endpoint, label);
+            b.field("user_source", Val::Int(0))
+                .field("count_interval", Val::Int(interval.into()))
+                .field("msg_user", Val::Int(users));
+            emit(b, endpoint);
         }
     }
 
     // Interface.
-    for (date, it) in iface_day
-        .iter()
-        .filter(|_| want(Endpoint::GetInterfaceSummary))
-        .filter(|(d, _)| in_window(**d))
-    {
-        emit(
-            Endpoint::GetInterfaceSummary,
-            json!({"ref_date": format_date(*date),
-            "callback_count": it.callbacks, "fail_count": it.fails,
-            "total_time_cost": it.total, "max_time_cost": it.max}),
-        );
+    let iface = |mut b: RowBuilder, it: &Interface| {
+        b.field("callback_count", Val::Int(it.callbacks))
+            .field("fail_count", Val::Int(it.fails))
+            .field("total_time_cost", Val::Int(it.total))
+            .field("max_time_cost", Val::Int(it.max));
+        b
+    };
+    if want(Endpoint::GetInterfaceSummary) {
+        for (date, it) in iface_day.iter().filter(|(d, _)| in_window(**d)) {
+            let e = Endpoint::GetInterfaceSummary;
+            emit(iface(start(e, *date), it), e);
+        }
     }
-    for ((date, hour), it) in iface_hour
-        .iter()
-        .filter(|_| want(Endpoint::GetInterfaceSummaryHour))
-        .filter(|((d, _), _)| in_window(*d))
-    {
-        emit(
-            Endpoint::GetInterfaceSummaryHour,
-            json!({"ref_date": format_date(*date),
-            "ref_hour": u32::from(*hour) * 100, "callback_count": it.callbacks,
-            "fail_count": it.fails, "total_time_cost": it.total, "max_time_cost": it.max}),
-        );
+    if want(Endpoint::GetInterfaceSummaryHour) {
+        for ((date, hour), it) in iface_hour.iter().filter(|((d, _), _)| in_window(*d)) {
+            let e = Endpoint::GetInterfaceSummaryHour;
+            emit(iface(start_hour(e, *date, *hour), it), e);
+        }
     }
 
     // Reads and shares, all articles.
-    for ((date, source), t) in read_day
-        .iter()
-        .filter(|((d, _), t)| want(Endpoint::GetUserRead) && in_window(*d) && !t.is_empty())
-    {
-        let mut row = obj(json!({"ref_date": format_date(*date), "user_source": source}));
-        t.write(&mut row);
-        emit(Endpoint::GetUserRead, Value::Object(row));
+    if want(Endpoint::GetUserRead) {
+        for ((date, source), t) in read_day
+            .iter()
+            .filter(|((d, _), t)| in_window(*d) && !t.is_empty())
+        {
+            let e = Endpoint::GetUserRead;
+            let mut b = start(e, *date);
+            b.field("user_source", Val::Int((*source).into()));
+            t.write(&mut b);
+            emit(b, e);
+        }
     }
-    for ((date, hour, source), t) in read_hour
-        .iter()
-        .filter(|((d, _, _), t)| want(Endpoint::GetUserReadHour) && in_window(*d) && !t.is_empty())
-    {
-        let mut row = obj(json!({"ref_date": format_date(*date),
-            "ref_hour": u32::from(*hour) * 100, "user_source": source}));
-        t.write(&mut row);
-        emit(Endpoint::GetUserReadHour, Value::Object(row));
+    if want(Endpoint::GetUserReadHour) {
+        for ((date, hour, source), t) in read_hour
+            .iter()
+            .filter(|((d, _, _), t)| in_window(*d) && !t.is_empty())
+        {
+            let e = Endpoint::GetUserReadHour;
+            let mut b = start_hour(e, *date, *hour);
+            b.field("user_source", Val::Int((*source).into()));
+            t.write(&mut b);
+            emit(b, e);
+        }
     }
-    for ((date, scene), t) in share_day
-        .iter()
-        .filter(|_| want(Endpoint::GetUserShare))
-        .filter(|((d, _), _)| in_window(*d))
-    {
-        emit(
-            Endpoint::GetUserShare,
-            json!({"ref_date": format_date(*date), "user_source": 0,
-            "share_scene": scene, "share_count": t.count, "share_user": t.users()}),
-        );
+    let share = |mut b: RowBuilder, scene: u32, t: &Tally| {
+        b.field("user_source", Val::Int(0))
+            .field("share_scene", Val::Int(scene.into()))
+            .field("share_count", Val::Int(t.count))
+            .field("share_user", Val::Int(t.users()));
+        b
+    };
+    if want(Endpoint::GetUserShare) {
+        for ((date, scene), t) in share_day.iter().filter(|((d, _), _)| in_window(*d)) {
+            let e = Endpoint::GetUserShare;
+            emit(share(start(e, *date), *scene, t), e);
+        }
     }
-    for ((date, hour, scene), t) in share_hour
-        .iter()
-        .filter(|_| want(Endpoint::GetUserShareHour))
-        .filter(|((d, _, _), _)| in_window(*d))
-    {
-        emit(
-            Endpoint::GetUserShareHour,
-            json!({"ref_date": format_date(*date),
-            "ref_hour": u32::from(*hour) * 100, "user_source": 0, "share_scene": scene,
-            "share_count": t.count, "share_user": t.users()}),
-        );
+    if want(Endpoint::GetUserShareHour) {
+        for ((date, hour, scene), t) in share_hour.iter().filter(|((d, _, _), _)| in_window(*d)) {
+            let e = Endpoint::GetUserShareHour;
+            emit(share(start_hour(e, *date, *hour), *scene, t), e);
+        }
     }
 
     // Per article.
-    for ((date, msgid), t) in day_article
-        .iter()
-        .filter(|_| want(Endpoint::GetArticleSummary))
-        .filter(|((d, _), _)| in_window(*d))
-    {
-        let Some(send) = sends.get(msgid) else {
-            continue;
-        };
-        let age = datacube_api::date::days_between(send.date, *date);
-        let score = t.int.users() + t.ori.users() + t.share.users() + t.share.count + t.fav.count;
-        if !(0..7).contains(&age) || score < 3 {
-            continue;
+    if want(Endpoint::GetArticleSummary) {
+        for ((date, msgid), t) in day_article.iter().filter(|((d, _), _)| in_window(*d)) {
+            let Some(send) = sends.get(msgid) else {
+                continue;
+            };
+            let age = datacube_api::date::days_between(send.date, *date);
+            let score =
+                t.int.users() + t.ori.users() + t.share.users() + t.share.count + t.fav.count;
+            if !(0..7).contains(&age) || score < 3 {
+                continue;
+            }
+            let e = Endpoint::GetArticleSummary;
+            let mut b = start(e, *date);
+            b.field("msgid", Val::Text(msgid))
+                .field("title", Val::Text(send.title))
+                .field("user_source", Val::Int(0));
+            t.write(&mut b);
+            emit(b, e);
         }
-        let mut row = obj(json!({"ref_date": format_date(*date), "msgid": msgid,
-            "title": send.title, "user_source": 0}));
-        t.write(&mut row);
-        emit(Endpoint::GetArticleSummary, Value::Object(row));
     }
     let mut sent: Vec<(&&str, &Send)> = sends
         .iter()
@@ -532,7 +533,6 @@ pub fn compute_some(
                 }
                 match kind {
                     Kind::Read {
-                        openid: _,
                         page: Page::Int,
                         scene,
                         ..
@@ -541,16 +541,9 @@ pub fn compute_some(
                         scenes.entry(*scene).or_default().add(user);
                     }
                     Kind::Read {
-                        openid: _,
-                        page: Page::Ori,
-                        ..
+                        page: Page::Ori, ..
                     } => total.ori.add(user),
-                    Kind::Share {
-                        openid: _,
-                        scene,
-                        from,
-                        ..
-                    } => {
+                    Kind::Share { scene, from, .. } => {
                         total.share.add(user);
                         if *scene == ShareScene::Feed {
                             feed.entry(*from).or_default().add(user);
@@ -560,54 +553,57 @@ pub fn compute_some(
                     _ => {}
                 }
             }
-            let mut detail =
-                obj(json!({"stat_date": format_date(stat), "target_user": send.target.max(0)}));
-            total.write(&mut detail);
-            // Field order does not matter here: rows are re-serialized in WeChat's order.
-            for scene in ReadScene::ALL {
-                let t = scenes.get(scene).unwrap_or(&empty);
+            let mut d = RowBuilder::detail();
+            d.field("stat_date", Val::Date(stat))
+                .field("target_user", Val::Int(send.target.max(0) as u64));
+            total.write(&mut d);
+            // In the order of WeChat's detail shape (the scenes of 2022's sample, then
+            // the feed shares, then the scenes added later).
+            let scene = |d: &mut RowBuilder, scene: ReadScene| {
+                let t = scenes.get(&scene).unwrap_or(&empty);
                 let infix = scene.total_infix();
-                detail.insert(format!("int_page_from_{infix}_read_user"), t.users().into());
-                detail.insert(format!("int_page_from_{infix}_read_count"), t.count.into());
-            }
-            for (from, name) in [
-                (ShareFrom::Session, "session"),
-                (ShareFrom::Feed, "feed"),
-                (ShareFrom::Other, "other"),
+                d.field(
+                    &format!("int_page_from_{infix}_read_user"),
+                    Val::Int(t.users()),
+                )
+                .field(
+                    &format!("int_page_from_{infix}_read_count"),
+                    Val::Int(t.count),
+                );
+            };
+            for s in [
+                ReadScene::Session,
+                ReadScene::History,
+                ReadScene::Feed,
+                ReadScene::Friends,
+                ReadScene::Other,
             ] {
-                let t = feed.get(&from).unwrap_or(&empty);
-                detail.insert(format!("feed_share_from_{name}_user"), t.users().into());
-                detail.insert(format!("feed_share_from_{name}_cnt"), t.count.into());
+                scene(&mut d, s);
             }
-            details.push(Value::Object(detail));
+            for from in [ShareFrom::Session, ShareFrom::Feed, ShareFrom::Other] {
+                let t = feed.get(&from).unwrap_or(&empty);
+                let name = from.name();
+                d.field(&format!("feed_share_from_{name}_user"), Val::Int(t.users()))
+                    .field(&format!("feed_share_from_{name}_cnt"), Val::Int(t.count));
+            }
+            for s in [ReadScene::Kanyikan, ReadScene::Souyisou] {
+                scene(&mut d, s);
+            }
+            details.push(d.finish_detail());
         }
-        emit(
-            Endpoint::GetArticleTotal,
-            json!({"ref_date": format_date(send.date), "msgid": msgid,
-            "title": send.title, "user_source": 0, "details": details}),
-        );
+        let e = Endpoint::GetArticleTotal;
+        let mut b = start(e, send.date);
+        b.field("msgid", Val::Text(msgid))
+            .field("title", Val::Text(send.title))
+            .field("user_source", Val::Int(0))
+            .field("details", Val::Details(&details));
+        emit(b, e);
     }
 
-    out.into_iter()
-        .map(|(endpoint, values)| {
-            let mut rows: Vec<Row> = values
-                .iter()
-                .map(|v| {
-                    canonicalize(endpoint, v)
-                        .expect("the engine builds rows of the endpoint's shape")
-                })
-                .collect();
-            rows.sort_by(|a, b| {
-                (a.ref_date, a.ref_hour, &a.key).cmp(&(b.ref_date, b.ref_hour, &b.key))
-            });
-            (endpoint, rows)
-        })
-        .collect()
-}
-
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
+    for rows in out.values_mut() {
+        rows.sort_by(|a, b| {
+            (a.ref_date, a.ref_hour, &a.key).cmp(&(b.ref_date, b.ref_hour, &b.key))
+        });
     }
+    out
 }
