@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use datacube_api::date::{add_days, china_date_hour, monday_of};
+use datacube_api::date::{
+    add_days, china_date_hour, monday_of, CHINA_OFFSET_SECONDS as CHINA_OFFSET,
+};
 use datacube_api::row::{Row, RowBuilder, Val};
 use datacube_api::Endpoint;
 use jiff::civil::Date;
@@ -98,11 +100,27 @@ pub fn compute_some(
     last: Date,
     wanted: &[Endpoint],
 ) -> BTreeMap<Endpoint, Vec<Row>> {
+    compute_parts(&[events], first, last, wanted)
+}
+
+/// [`compute_some`] over the events of several slices taken together.
+pub fn compute_parts(
+    parts: &[&[Event]],
+    first: Date,
+    last: Date,
+    wanted: &[Endpoint],
+) -> BTreeMap<Endpoint, Vec<Row>> {
     let want = |e: Endpoint| wanted.contains(&e);
-    let mut sorted: Vec<(i64, usize)> = events
+    // Time order; events of the same second in the order given.
+    let mut sorted: Vec<(i64, u32, u32)> = parts
         .iter()
         .enumerate()
-        .map(|(i, e)| (e.time, i))
+        .flat_map(|(p, events)| {
+            events
+                .iter()
+                .enumerate()
+                .map(move |(i, e)| (e.time, p as u32, i as u32))
+        })
         .collect();
     sorted.sort_unstable();
     let in_window = |d: Date| d >= first && d <= last;
@@ -143,28 +161,75 @@ pub fn compute_some(
     let mut share_hour: HashMap<(Date, u8, u32), Tally> = HashMap::default();
     let mut day_article: HashMap<(Date, &str), ArticleTally> = HashMap::default();
 
-    for &(time, i) in &sorted {
-        let event = &events[i];
-        let (date, hour) = china_date_hour(time);
-        let user = match &event.kind {
-            Kind::Follow { openid, .. }
-            | Kind::Unfollow { openid }
-            | Kind::Message { openid, .. }
-            | Kind::Read { openid, .. }
+    // Which tallies are kept: only those of the wanted endpoints.
+    let w_msg_day = want(Endpoint::GetUpstreamMsg);
+    let w_msg_hour = want(Endpoint::GetUpstreamMsgHour);
+    let w_msg_week = want(Endpoint::GetUpstreamMsgWeek);
+    let w_msg_month = want(Endpoint::GetUpstreamMsgMonth);
+    let w_dist_day = want(Endpoint::GetUpstreamMsgDist);
+    let w_dist_week = want(Endpoint::GetUpstreamMsgDistWeek);
+    let w_dist_month = want(Endpoint::GetUpstreamMsgDistMonth);
+    let w_iface_day = want(Endpoint::GetInterfaceSummary);
+    let w_iface_hour = want(Endpoint::GetInterfaceSummaryHour);
+    let w_read_day = want(Endpoint::GetUserRead);
+    let w_read_hour = want(Endpoint::GetUserReadHour);
+    let w_share_day = want(Endpoint::GetUserShare);
+    let w_share_hour = want(Endpoint::GetUserShareHour);
+    let w_day_article = want(Endpoint::GetArticleSummary);
+    let w_total = want(Endpoint::GetArticleTotal);
+    let w_messages = w_msg_day
+        || w_msg_hour
+        || w_msg_week
+        || w_msg_month
+        || w_dist_day
+        || w_dist_week
+        || w_dist_month;
+    let w_articles =
+        w_read_day || w_read_hour || w_share_day || w_share_hour || w_day_article || w_total;
+
+    // Events come in time order: the date (and its week and month) changes rarely.
+    let mut day_start = i64::MIN;
+    let mut date = Date::MIN;
+    let (mut week, mut month) = (date, date);
+    for &(time, p, i) in &sorted {
+        let event = &parts[p as usize][i as usize];
+        if time < day_start || time >= day_start + 86_400 {
+            date = china_date_hour(time).0;
+            day_start = time - (time + CHINA_OFFSET).rem_euclid(86_400);
+            week = monday_of(date);
+            month = date.first_of_month();
+        }
+        let hour = ((time - day_start) / 3600) as u8;
+        let openid = match &event.kind {
+            Kind::Follow { openid, .. } | Kind::Unfollow { openid } => openid,
+            Kind::Message { openid, .. } if w_messages => openid,
+            Kind::Read { openid, .. }
             | Kind::Share { openid, .. }
-            | Kind::Favorite { openid, .. } => {
-                let next = interned.len() as u32;
-                *interned.entry(openid).or_insert(next)
+            | Kind::Favorite { openid, .. }
+                if w_articles =>
+            {
+                openid
             }
-            Kind::Reply { .. } | Kind::Publish { .. } => 0,
+            Kind::Reply { .. } | Kind::Publish { .. } => "",
+            // A class whose endpoints are not wanted.
+            _ => continue,
         };
-        if let Kind::Read { msgid, .. } | Kind::Share { msgid, .. } | Kind::Favorite { msgid, .. } =
-            &event.kind
-        {
-            article_events
-                .entry(msgid)
-                .or_default()
-                .push((date, &event.kind, user));
+        let user = if openid.is_empty() {
+            0
+        } else {
+            let next = interned.len() as u32;
+            *interned.entry(openid).or_insert(next)
+        };
+        if w_total {
+            if let Kind::Read { msgid, .. }
+            | Kind::Share { msgid, .. }
+            | Kind::Favorite { msgid, .. } = &event.kind
+            {
+                article_events
+                    .entry(msgid)
+                    .or_default()
+                    .push((date, &event.kind, user));
+            }
         }
         match &event.kind {
             Kind::Follow { source, .. } => {
@@ -189,31 +254,40 @@ pub fn compute_some(
                 let Some(code) = msg_type.wechat_code() else {
                     continue;
                 };
-                msg_day.entry((date, code)).or_default().add(user);
-                msg_hour.entry((date, hour, code)).or_default().add(user);
-                msg_week
-                    .entry((monday_of(date), code))
-                    .or_default()
-                    .add(user);
-                msg_month
-                    .entry((date.first_of_month(), code))
-                    .or_default()
-                    .add(user);
-                *per_user_day.entry((date, user)).or_default() += 1;
-                *per_user_week.entry((monday_of(date), user)).or_default() += 1;
-                *per_user_month
-                    .entry((date.first_of_month(), user))
-                    .or_default() += 1;
+                if w_msg_day {
+                    msg_day.entry((date, code)).or_default().add(user);
+                }
+                if w_msg_hour {
+                    msg_hour.entry((date, hour, code)).or_default().add(user);
+                }
+                if w_msg_week {
+                    msg_week.entry((week, code)).or_default().add(user);
+                }
+                if w_msg_month {
+                    msg_month.entry((month, code)).or_default().add(user);
+                }
+                if w_dist_day {
+                    *per_user_day.entry((date, user)).or_default() += 1;
+                }
+                if w_dist_week {
+                    *per_user_week.entry((week, user)).or_default() += 1;
+                }
+                if w_dist_month {
+                    *per_user_month.entry((month, user)).or_default() += 1;
+                }
             }
             Kind::Reply { cost_ms, ok } => {
-                for it in [
-                    iface_day.entry(date).or_default(),
-                    iface_hour.entry((date, hour)).or_default(),
-                ] {
+                let add = |it: &mut Interface| {
                     it.callbacks += 1;
                     it.fails += u64::from(!ok);
                     it.total += cost_ms;
                     it.max = it.max.max(*cost_ms);
+                };
+                if w_iface_day {
+                    add(iface_day.entry(date).or_default());
+                }
+                if w_iface_hour {
+                    add(iface_hour.entry((date, hour)).or_default());
                 }
             }
             Kind::Publish { msgid, title } => {
@@ -229,32 +303,20 @@ pub fn compute_some(
                 page,
                 scene,
             } => {
-                let day = day_article.entry((date, msgid)).or_default();
-                match page {
-                    Page::Int => {
-                        day.int.add(user);
-                        for key in [scene.user_source(), ALL_SCENES] {
-                            read_day.entry((date, key)).or_default().int.add(user);
-                            read_hour
-                                .entry((date, hour, key))
-                                .or_default()
-                                .int
-                                .add(user);
-                        }
+                // The original page has only the all-channels figure.
+                let (pick, keys): (fn(&mut ArticleTally) -> &mut Tally, &[u32]) = match page {
+                    Page::Int => (|t| &mut t.int, &[scene.user_source(), ALL_SCENES]),
+                    Page::Ori => (|t| &mut t.ori, &[ALL_SCENES]),
+                };
+                if w_day_article {
+                    pick(day_article.entry((date, msgid)).or_default()).add(user);
+                }
+                for &key in keys {
+                    if w_read_day {
+                        pick(read_day.entry((date, key)).or_default()).add(user);
                     }
-                    // The original page has only the all-channels figure.
-                    Page::Ori => {
-                        day.ori.add(user);
-                        read_day
-                            .entry((date, ALL_SCENES))
-                            .or_default()
-                            .ori
-                            .add(user);
-                        read_hour
-                            .entry((date, hour, ALL_SCENES))
-                            .or_default()
-                            .ori
-                            .add(user);
+                    if w_read_hour {
+                        pick(read_hour.entry((date, hour, key)).or_default()).add(user);
                     }
                 }
             }
@@ -264,40 +326,56 @@ pub fn compute_some(
                 scene,
                 from,
             } => {
-                day_article
-                    .entry((date, msgid))
-                    .or_default()
-                    .share
-                    .add(user);
-                for key in [from.read_scene().user_source(), ALL_SCENES] {
-                    read_day.entry((date, key)).or_default().share.add(user);
-                    read_hour
-                        .entry((date, hour, key))
+                if w_day_article {
+                    day_article
+                        .entry((date, msgid))
                         .or_default()
                         .share
                         .add(user);
                 }
-                share_day
-                    .entry((date, scene.wechat_code()))
-                    .or_default()
-                    .add(user);
-                share_hour
-                    .entry((date, hour, scene.wechat_code()))
-                    .or_default()
-                    .add(user);
+                for key in [from.read_scene().user_source(), ALL_SCENES] {
+                    if w_read_day {
+                        read_day.entry((date, key)).or_default().share.add(user);
+                    }
+                    if w_read_hour {
+                        read_hour
+                            .entry((date, hour, key))
+                            .or_default()
+                            .share
+                            .add(user);
+                    }
+                }
+                if w_share_day {
+                    share_day
+                        .entry((date, scene.wechat_code()))
+                        .or_default()
+                        .add(user);
+                }
+                if w_share_hour {
+                    share_hour
+                        .entry((date, hour, scene.wechat_code()))
+                        .or_default()
+                        .add(user);
+                }
             }
             Kind::Favorite { msgid, .. } => {
-                day_article.entry((date, msgid)).or_default().fav.add(user);
-                read_day
-                    .entry((date, ALL_SCENES))
-                    .or_default()
-                    .fav
-                    .add(user);
-                read_hour
-                    .entry((date, hour, ALL_SCENES))
-                    .or_default()
-                    .fav
-                    .add(user);
+                if w_day_article {
+                    day_article.entry((date, msgid)).or_default().fav.add(user);
+                }
+                if w_read_day {
+                    read_day
+                        .entry((date, ALL_SCENES))
+                        .or_default()
+                        .fav
+                        .add(user);
+                }
+                if w_read_hour {
+                    read_hour
+                        .entry((date, hour, ALL_SCENES))
+                        .or_default()
+                        .fav
+                        .add(user);
+                }
             }
         }
         if !matches!(event.kind, Kind::Follow { .. } | Kind::Unfollow { .. }) {

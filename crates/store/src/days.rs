@@ -12,6 +12,7 @@ use datacube_api::date::{format_date, parse_date};
 use datacube_api::row::Row;
 use datacube_api::Endpoint;
 use jiff::civil::Date;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -45,8 +46,32 @@ fn encode<'a>(rows: impl Iterator<Item = (i32, &'a str, &'a str)>) -> (String, V
     (text, postcard::to_allocvec(&entries).unwrap_or_default(), n)
 }
 
+/// Days whose rows take at least this many bytes are stored compressed (`rows` a zstd BLOB
+/// instead of TEXT, `keys` zstd too). Smaller ones stay plain, so that serving them is a copy.
+const COMPRESS_AT: usize = 1024;
+
+/// A stored day's rows text, plain or compressed.
+fn rows_text<'a>(appid: &str, rows: ValueRef<'a>) -> Result<std::borrow::Cow<'a, str>> {
+    match rows {
+        ValueRef::Text(t) => Ok(std::borrow::Cow::Borrowed(
+            std::str::from_utf8(t).map_err(|e| corrupt(appid, &e.to_string()))?,
+        )),
+        ValueRef::Blob(b) => {
+            let plain = crate::codec::decompress(b, &format!("statistics rows of {appid}"))?;
+            Ok(std::borrow::Cow::Owned(
+                String::from_utf8(plain).map_err(|e| corrupt(appid, &e.to_string()))?,
+            ))
+        }
+        _ => Err(corrupt(appid, "rows are neither text nor a blob")),
+    }
+}
+
+fn corrupt(appid: &str, what: &str) -> StoreError {
+    StoreError::Corrupt(format!("statistics rows of {appid}: {what}"))
+}
+
 fn decode(appid: &str, text: &str, keys: &[u8]) -> Result<DayRows> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("statistics rows of {appid}: {what}"));
+    let corrupt = |what: &str| corrupt(appid, what);
     let entries: Vec<Entry<String>> =
         postcard::from_bytes(keys).map_err(|e| corrupt(&e.to_string()))?;
     let mut out = DayRows::new();
@@ -68,6 +93,14 @@ fn write_day(
     rows: (String, Vec<u8>, i64),
 ) -> Result<()> {
     let (text, keys, n) = rows;
+    let (rows, keys): (Value, Vec<u8>) = if text.len() >= COMPRESS_AT {
+        (
+            Value::Blob(crate::codec::compress(text.as_bytes())?),
+            crate::codec::compress(&keys)?,
+        )
+    } else {
+        (Value::Text(text), keys)
+    };
     if n == 0 {
         conn.prepare_cached(
             "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
@@ -80,7 +113,7 @@ fn write_day(
              ON CONFLICT (appid, endpoint, ref_date)
              DO UPDATE SET n = excluded.n, rows = excluded.rows, keys = excluded.keys",
         )?
-        .execute(params![appid, endpoint.id(), date, n, text, keys])?;
+        .execute(params![appid, endpoint.id(), date, n, rows, keys])?;
     }
     Ok(())
 }
@@ -137,7 +170,7 @@ pub(crate) fn upsert(
     }
     for (date, new) in by_day {
         let date = format_date(date);
-        let stored: Option<(String, Vec<u8>)> = conn
+        let stored: Option<(Value, Vec<u8>)> = conn
             .prepare_cached(
                 "SELECT rows, keys FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
             )?
@@ -146,7 +179,17 @@ pub(crate) fn upsert(
             })
             .optional()?;
         let mut day = match &stored {
-            Some((text, keys)) => decode(appid, text, keys)?,
+            Some((rows, keys)) => {
+                let text = rows_text(appid, ValueRef::from(rows))?;
+                let keys = match rows {
+                    Value::Blob(_) => std::borrow::Cow::Owned(crate::codec::decompress(
+                        keys,
+                        &format!("statistics keys of {appid}"),
+                    )?),
+                    _ => std::borrow::Cow::Borrowed(&keys[..]),
+                };
+                decode(appid, &text, &keys)?
+            }
             None => DayRows::new(),
         };
         let mut changed = false;
@@ -200,7 +243,7 @@ pub(crate) fn list_into(
         if n > 0 {
             out.push(',');
         }
-        out.push_str(row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?);
+        out.push_str(&rows_text(appid, row.get_ref(1)?)?);
         n += row.get::<_, i64>(0)? as usize;
     }
     Ok(n)

@@ -97,6 +97,33 @@ fn encode_into(event: &Event, out: &mut Vec<u8>) {
     }
 }
 
+/// How a chunk's bytes are stored (`event_chunk.codec`).
+const PLAIN: i64 = 0;
+const ZSTD: i64 = 1;
+
+/// Decodes a stored chunk of either codec.
+fn decode_chunk(appid: &str, codec: i64, data: &[u8], out: &mut Vec<Event>) -> Result<()> {
+    match codec {
+        PLAIN => decode_all(appid, data, out),
+        ZSTD => decode_all(
+            appid,
+            &crate::codec::decompress(data, &format!("an event chunk of {appid}"))?,
+            out,
+        ),
+        other => Err(crate::StoreError::Corrupt(format!(
+            "an event chunk of {appid} has unknown codec {other}"
+        ))),
+    }
+}
+
+/// A chunk's plain bytes.
+fn plain_chunk(appid: &str, codec: i64, data: Vec<u8>) -> Result<Vec<u8>> {
+    match codec {
+        ZSTD => crate::codec::decompress(&data, &format!("an event chunk of {appid}")),
+        _ => Ok(data),
+    }
+}
+
 fn decode_all(appid: &str, mut data: &[u8], out: &mut Vec<Event>) -> Result<()> {
     while !data.is_empty() {
         let (d, rest) = postcard::take_from_bytes::<Decode>(data)
@@ -239,10 +266,11 @@ pub(crate) fn append(
             span.add(class, epoch_day_to_date(days[k]));
         }
         let mut insert = tx.prepare_cached(
-            "INSERT INTO event_chunk (appid, class, day, data) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO event_chunk (appid, class, day, data, codec) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for ((class, day), data) in &chunks {
-            insert.execute(params![appid, *class as i64, day, data])?;
+            let packed = crate::codec::compress(data)?;
+            insert.execute(params![appid, *class as i64, day, packed, ZSTD])?;
         }
         if !chunks.is_empty() {
             touched.insert(appid.to_owned(), span);
@@ -369,13 +397,14 @@ fn ids_of(tx: &Connection, appid: &str, stored_tag: u32) -> Result<HashSet<Strin
     let (day, class) = untag(stored_tag);
     let mut events = Vec::new();
     let mut stmt = tx.prepare_cached(
-        "SELECT data FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day = ?3",
+        "SELECT codec, data FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day = ?3",
     )?;
     let mut rows = stmt.query(params![appid, class as i64, day])?;
     while let Some(row) = rows.next()? {
-        decode_all(
+        decode_chunk(
             appid,
-            row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?,
+            row.get(0)?,
+            row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?,
             &mut events,
         )?;
     }
@@ -397,7 +426,7 @@ fn load(
     let mut per_day: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     {
         let mut stmt = tx.prepare_cached(
-            "SELECT seq, day, data FROM event_chunk
+            "SELECT seq, day, codec, data FROM event_chunk
              WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day, seq",
         )?;
         let mut rows = stmt.query(params![appid, class as i64, from, to])?;
@@ -406,9 +435,10 @@ fn load(
                 .entry(row.get(1)?)
                 .or_default()
                 .push(row.get::<_, i64>(0)?);
-            decode_all(
+            decode_chunk(
                 appid,
-                row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?,
+                row.get(2)?,
+                row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?,
                 out,
             )?;
         }
@@ -425,33 +455,47 @@ fn load(
 fn compact(tx: &Connection, appid: &str, class: Class, day: i64, seqs: &[i64]) -> Result<()> {
     let mut merged = Vec::new();
     {
-        let mut select = tx.prepare_cached("SELECT data FROM event_chunk WHERE seq = ?1")?;
+        let mut select = tx.prepare_cached("SELECT codec, data FROM event_chunk WHERE seq = ?1")?;
         for seq in seqs {
-            let data: Vec<u8> = select.query_row([seq], |r| r.get(0))?;
-            merged.extend_from_slice(&data);
+            let (codec, data): (i64, Vec<u8>) =
+                select.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            merged.extend_from_slice(&plain_chunk(appid, codec, data)?);
         }
     }
     let mut delete = tx.prepare_cached("DELETE FROM event_chunk WHERE seq = ?1")?;
     for seq in seqs {
         delete.execute([seq])?;
     }
-    tx.prepare_cached("INSERT INTO event_chunk (appid, class, day, data) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![appid, class as i64, day, merged])?;
+    tx.prepare_cached(
+        "INSERT INTO event_chunk (appid, class, day, data, codec) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        appid,
+        class as i64,
+        day,
+        crate::codec::compress(&merged)?,
+        ZSTD
+    ])?;
     Ok(())
 }
 
-/// Replaces an account's stored rows of `endpoint` dated `from..=to` by the computed ones of
-/// those dates.
-fn replace(
-    tx: &Connection,
-    appid: &str,
-    endpoint: Endpoint,
-    range: (Date, Date),
-    computed: &BTreeMap<Endpoint, Vec<Row>>,
-) -> Result<()> {
-    let rows = computed.get(&endpoint).map_or(&[][..], Vec::as_slice);
-    crate::days::replace(tx, appid, endpoint, range, rows)
+/// One computation of a recompute: the endpoints it builds from which events, and the dates
+/// of each endpoint's rows it replaces.
+struct Job<'a> {
+    parts: Vec<&'a [Event]>,
+    window: (Date, Date),
+    replaces: Vec<(Endpoint, (Date, Date))>,
 }
+
+impl Job<'_> {
+    fn run(&self) -> BTreeMap<Endpoint, Vec<Row>> {
+        let wanted: Vec<Endpoint> = self.replaces.iter().map(|(e, _)| *e).collect();
+        datacube_engine::rollup::compute_parts(&self.parts, self.window.0, self.window.1, &wanted)
+    }
+}
+
+/// Below this many events, a recompute runs its jobs on the calling thread.
+const PARALLEL_FROM: usize = 20_000;
 
 /// Recomputes the statistics of `appid` that a batch touching `touched` can change, replacing
 /// the stored rows, inside `tx`. Each class is recomputed over the periods it feeds:
@@ -463,6 +507,9 @@ fn replace(
 /// - articles: reads and shares on the touched days; getarticlesummary up to 6 days after
 ///   them; getarticletotal for sends from 6 days before them — and for every send after the
 ///   first touched follow, whose `target_user` may have changed.
+///
+/// The events are loaded first, the computations (pure) then run side by side on threads of
+/// their own when there are many events, and the rows are written last.
 pub(crate) fn recompute(
     tx: &Connection,
     appid: &str,
@@ -491,105 +538,141 @@ pub(crate) fn recompute(
             }
         }
     }
-    let mut history = Vec::new();
-    if u0.is_some() || follows.is_some() || articles.is_some() {
-        load(tx, appid, Class::Follow, None, &mut history)?;
-    }
-    if let Some(u0) = u0 {
-        let computed = datacube_engine::compute_some(
-            &history,
-            u0,
-            u1,
-            &[Endpoint::GetUserSummary, Endpoint::GetUserCumulate],
-        );
-        for endpoint in [Endpoint::GetUserSummary, Endpoint::GetUserCumulate] {
-            replace(tx, appid, endpoint, (u0, u1), &computed)?;
-        }
-    }
-
-    // Messages: whole weeks and months.
-    if let Some((m_lo, m_hi)) = touched.get(Class::Message) {
-        let first = monday_of(m_lo).min(m_lo.first_of_month());
-        let last = add_days(monday_of(m_hi), 6).max(m_hi.last_of_month());
-        let mut events = Vec::new();
-        load(tx, appid, Class::Message, Some((first, last)), &mut events)?;
-        let endpoints: Vec<Endpoint> = Endpoint::ALL
-            .iter()
-            .copied()
-            .filter(|e| e.group() == Group::Message)
-            .collect();
-        let computed = datacube_engine::compute_some(&events, first, last, &endpoints);
-        for endpoint in endpoints {
-            let range = match endpoint.period() {
-                Period::Day | Period::Hour => (m_lo, m_hi),
-                Period::Week => (monday_of(m_lo), monday_of(m_hi)),
-                Period::Month => (m_lo.first_of_month(), m_hi.first_of_month()),
-            };
-            replace(tx, appid, endpoint, range, &computed)?;
-        }
-    }
-
-    // Replies.
-    if let Some(range) = touched.get(Class::Reply) {
-        let mut events = Vec::new();
-        load(tx, appid, Class::Reply, Some(range), &mut events)?;
-        let endpoints = [
-            Endpoint::GetInterfaceSummary,
-            Endpoint::GetInterfaceSummaryHour,
-        ];
-        let computed = datacube_engine::compute_some(&events, range.0, range.1, &endpoints);
-        for endpoint in endpoints {
-            replace(tx, appid, endpoint, range, &computed)?;
-        }
-    }
-
     // Articles: sends whose figures may have changed are those from 6 days before the touched
     // days, and every send after a touched follow (target_user).
     let sends = union(
         articles.map(|(a, b)| (add_days(a, -6), b)),
         follows.map(|(f, _)| (f, u1)),
     );
+    // Messages: whole weeks and months.
+    let message_window = touched.get(Class::Message).map(|(m_lo, m_hi)| {
+        (
+            monday_of(m_lo).min(m_lo.first_of_month()),
+            add_days(monday_of(m_hi), 6).max(m_hi.last_of_month()),
+        )
+    });
+
+    // Load.
+    let mut history = Vec::new();
+    if u0.is_some() || sends.is_some() {
+        load(tx, appid, Class::Follow, None, &mut history)?;
+    }
+    let mut messages = Vec::new();
+    if let Some(window) = message_window {
+        load(tx, appid, Class::Message, Some(window), &mut messages)?;
+    }
+    let mut replies = Vec::new();
+    if let Some(range) = touched.get(Class::Reply) {
+        load(tx, appid, Class::Reply, Some(range), &mut replies)?;
+    }
+    let (mut publishes, mut reads) = (Vec::new(), Vec::new());
     if let Some((t0, t1)) = sends {
-        let mut events = history;
-        load(tx, appid, Class::Publish, None, &mut events)?;
+        load(tx, appid, Class::Publish, None, &mut publishes)?;
         load(
             tx,
             appid,
             Class::Article,
             Some((t0, add_days(t1, 6))),
-            &mut events,
+            &mut reads,
         )?;
-        let wanted: &[Endpoint] = if articles.is_some() {
-            &[
-                Endpoint::GetUserRead,
-                Endpoint::GetUserReadHour,
-                Endpoint::GetUserShare,
-                Endpoint::GetUserShareHour,
-                Endpoint::GetArticleSummary,
-                Endpoint::GetArticleTotal,
-            ]
-        } else {
-            &[Endpoint::GetArticleTotal]
-        };
-        let computed = datacube_engine::compute_some(&events, t0, add_days(t1, 6), wanted);
+    }
+
+    // What to compute.
+    let mut jobs: Vec<Job> = Vec::new();
+    if let Some(u0) = u0 {
+        jobs.push(Job {
+            parts: vec![&history],
+            window: (u0, u1),
+            replaces: vec![
+                (Endpoint::GetUserSummary, (u0, u1)),
+                (Endpoint::GetUserCumulate, (u0, u1)),
+            ],
+        });
+    }
+    if let (Some((m_lo, m_hi)), Some(window)) = (touched.get(Class::Message), message_window) {
+        jobs.push(Job {
+            parts: vec![&messages],
+            window,
+            replaces: Endpoint::ALL
+                .iter()
+                .copied()
+                .filter(|e| e.group() == Group::Message)
+                .map(|e| {
+                    let range = match e.period() {
+                        Period::Day | Period::Hour => (m_lo, m_hi),
+                        Period::Week => (monday_of(m_lo), monday_of(m_hi)),
+                        Period::Month => (m_lo.first_of_month(), m_hi.first_of_month()),
+                    };
+                    (e, range)
+                })
+                .collect(),
+        });
+    }
+    if let Some(range) = touched.get(Class::Reply) {
+        jobs.push(Job {
+            parts: vec![&replies],
+            window: range,
+            replaces: vec![
+                (Endpoint::GetInterfaceSummary, range),
+                (Endpoint::GetInterfaceSummaryHour, range),
+            ],
+        });
+    }
+    if let Some((t0, t1)) = sends {
+        let window = (t0, add_days(t1, 6));
         if let Some((a_lo, a_hi)) = articles {
-            for endpoint in [
-                Endpoint::GetUserRead,
-                Endpoint::GetUserReadHour,
-                Endpoint::GetUserShare,
-                Endpoint::GetUserShareHour,
-            ] {
-                replace(tx, appid, endpoint, (a_lo, a_hi), &computed)?;
-            }
-            replace(
-                tx,
-                appid,
-                Endpoint::GetArticleSummary,
-                (a_lo, add_days(a_hi, 6)),
-                &computed,
-            )?;
+            // Reads and shares of all articles need no sends and no followers.
+            jobs.push(Job {
+                parts: vec![&reads],
+                window,
+                replaces: [
+                    Endpoint::GetUserRead,
+                    Endpoint::GetUserReadHour,
+                    Endpoint::GetUserShare,
+                    Endpoint::GetUserShareHour,
+                ]
+                .into_iter()
+                .map(|e| (e, (a_lo, a_hi)))
+                .collect(),
+            });
         }
-        replace(tx, appid, Endpoint::GetArticleTotal, (t0, t1), &computed)?;
+        let mut replaces = vec![(Endpoint::GetArticleTotal, (t0, t1))];
+        if let Some((a_lo, a_hi)) = articles {
+            replaces.push((Endpoint::GetArticleSummary, (a_lo, add_days(a_hi, 6))));
+        }
+        jobs.push(Job {
+            parts: vec![&history, &publishes, &reads],
+            window,
+            replaces,
+        });
+    }
+
+    // Compute.
+    let events: usize = history.len() + messages.len() + replies.len() + reads.len();
+    let computed: Vec<BTreeMap<Endpoint, Vec<Row>>> = if events >= PARALLEL_FROM && jobs.len() > 1
+    {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs[1..]
+                .iter()
+                .map(|job| scope.spawn(move || job.run()))
+                .collect();
+            let mut out = vec![jobs[0].run()];
+            for h in handles {
+                // A computation panics only on a bug; pass it on as it is.
+                out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+            out
+        })
+    } else {
+        jobs.iter().map(Job::run).collect()
+    };
+
+    // Write.
+    for (job, rows) in jobs.iter().zip(&computed) {
+        for (endpoint, range) in &job.replaces {
+            let rows = rows.get(endpoint).map_or(&[][..], Vec::as_slice);
+            crate::days::replace(tx, appid, *endpoint, *range, rows)?;
+        }
     }
     Ok(())
 }

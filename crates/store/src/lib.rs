@@ -9,6 +9,7 @@
 //! Writes run on tokio's blocking pool. The read on the serving hot path,
 //! [`Store::list_body`], is one indexed range scan and runs inline on the caller's thread.
 
+mod codec;
 mod days;
 mod events;
 mod schema;

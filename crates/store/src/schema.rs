@@ -102,4 +102,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (appid, endpoint, ref_date)
     ) WITHOUT ROWID;
     "#,
+    // 6: event chunks compressed (crate::codec): `codec` 0 is plain postcard (chunks written
+    // before version 6), 1 is zstd. Statistics days may be compressed too: `stat_day.rows` is
+    // then a BLOB (zstd of the text) instead of TEXT, and `keys` is zstd as well.
+    r#"
+    ALTER TABLE event_chunk ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

@@ -347,31 +347,37 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
             known,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let apply = || -> Result<()> {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            conn.execute_batch(sql)?;
-            match i + 1 {
-                4 => crate::events::move_v3_events(conn)?,
-                5 => crate::days::move_v4_rows(conn)?,
-                _ => {}
-            }
-            conn.pragma_update(None, "user_version", (i + 1) as i64)?;
-            conn.execute_batch("COMMIT")?;
-            Ok(())
-        };
-        if let Err(e) = apply() {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(match e {
-                StoreError::Sqlite(source) => StoreError::Open {
-                    url: url.to_owned(),
-                    source,
-                },
-                other => other,
-            });
-        }
-        tracing::info!(version = i + 1, "database migrated");
+    if version == known {
+        return Ok(());
     }
+    // All pending migrations in one transaction; the data moves of earlier layouts run after
+    // the last schema change, so that they write in the current layout.
+    let apply = || -> Result<()> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        for sql in &MIGRATIONS[version as usize..] {
+            conn.execute_batch(sql)?;
+        }
+        if version < 4 {
+            crate::events::move_v3_events(conn)?;
+        }
+        if version < 5 {
+            crate::days::move_v4_rows(conn)?;
+        }
+        conn.pragma_update(None, "user_version", known)?;
+        conn.execute_batch("COMMIT")?;
+        Ok(())
+    };
+    if let Err(e) = apply() {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(match e {
+            StoreError::Sqlite(source) => StoreError::Open {
+                url: url.to_owned(),
+                source,
+            },
+            other => other,
+        });
+    }
+    tracing::info!(from = version, to = known, "database migrated");
     Ok(())
 }
 
