@@ -52,10 +52,13 @@ pub async fn ingest_lines(
     parsed.store(store, yesterday).await
 }
 
-/// A batch parsed and checked, not stored yet.
+/// A batch parsed, checked and prepared for storing, not stored yet.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    events: Vec<datacube_engine::Event>,
+    /// The accounts of the good events, and which one each event is of, in order.
+    appids: Vec<String>,
+    account_of: Vec<u32>,
+    batch: datacube_store::Batch,
     rejected: Vec<Rejected>,
 }
 
@@ -66,17 +69,21 @@ impl Parsed {
         store: &Store,
         yesterday: Date,
     ) -> Result<(IngestReport, BTreeSet<String>), StoreError> {
-        let appids: Vec<String> = self.events.iter().map(|e| e.appid.clone()).collect();
-        let outcome = store.ingest(self.events, yesterday).await?;
+        let (appids, account_of) = (self.appids, self.account_of);
+        let outcome = store.ingest_batch(self.batch, yesterday).await?;
         let mut report = IngestReport {
             rejected: self.rejected,
             ..IngestReport::default()
         };
         let mut changed = BTreeSet::new();
-        for (appid, accepted) in appids.into_iter().zip(outcome.accepted) {
+        for (account, accepted) in account_of.into_iter().zip(outcome.accepted) {
             if accepted {
                 report.accepted += 1;
-                changed.insert(appid);
+                if let Some(appid) = appids.get(account as usize) {
+                    if !changed.contains(appid) {
+                        changed.insert(appid.clone());
+                    }
+                }
             } else {
                 report.duplicates += 1;
             }
@@ -92,10 +99,8 @@ pub async fn parse_lines(
     lines: &[(usize, String)],
     known: &mut KnownAccounts,
 ) -> Result<Parsed, StoreError> {
-    let mut parsed = Parsed {
-        events: Vec::with_capacity(lines.len()),
-        rejected: Vec::new(),
-    };
+    let mut events = Vec::with_capacity(lines.len());
+    let mut rejected = Vec::new();
     for (number, line) in lines {
         if line.trim().is_empty() {
             continue;
@@ -103,7 +108,7 @@ pub async fn parse_lines(
         let event = match datacube_engine::parse_line(line) {
             Ok(event) => event,
             Err(e) => {
-                parsed.rejected.push(Rejected {
+                rejected.push(Rejected {
                     line: *number,
                     reason: e.to_string(),
                 });
@@ -119,7 +124,7 @@ pub async fn parse_lines(
             }
         };
         if !exists {
-            parsed.rejected.push(Rejected {
+            rejected.push(Rejected {
                 line: *number,
                 reason: format!(
                     "no account {}; add it first (datacube account add)",
@@ -128,7 +133,30 @@ pub async fn parse_lines(
             });
             continue;
         }
-        parsed.events.push(event);
+        events.push(event);
     }
-    Ok(parsed)
+    let mut appids: Vec<String> = Vec::new();
+    let mut index: HashMap<String, u32> = HashMap::new();
+    let mut last: Option<u32> = None;
+    let account_of = events
+        .iter()
+        .map(|e| {
+            // Events of one account usually come together.
+            if let Some(i) = last.filter(|i| appids[*i as usize] == e.appid) {
+                return i;
+            }
+            let i = *index.entry(e.appid.clone()).or_insert_with(|| {
+                appids.push(e.appid.clone());
+                (appids.len() - 1) as u32
+            });
+            last = Some(i);
+            i
+        })
+        .collect();
+    Ok(Parsed {
+        appids,
+        account_of,
+        batch: datacube_store::Batch::prepare(events)?,
+        rejected,
+    })
 }

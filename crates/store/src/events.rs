@@ -217,76 +217,271 @@ fn union(a: Option<(Date, Date)>, b: Option<(Date, Date)>) -> Option<(Date, Date
     }
 }
 
-/// Stores a batch of events: duplicates (by id, per account, against the store and earlier in
-/// the batch) are left out. Returns, for each event, whether it was accepted, and the days
-/// each account's accepted events touched.
+/// A batch of events made ready to store: grouped by account, class and day, ids hashed,
+/// chunks encoded and compressed. Preparing is pure work on the events, done before the
+/// database is involved (on the caller's thread), so that the single writer only writes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    len: usize,
+    accounts: Vec<AccountBatch>,
+}
+
+#[derive(Debug)]
+struct AccountBatch {
+    appid: String,
+    /// By class: the events, in (day, batch order) order.
+    classes: [ClassBatch; CLASSES],
+}
+
+#[derive(Debug, Default)]
+struct ClassBatch {
+    events: Vec<Event>,
+    /// Per event: its position in the batch, its China day, its id's hash (if it has an id
+    /// and is the first in the batch with that id), whether it is taken.
+    pos: Vec<u32>,
+    days: Vec<i64>,
+    hashes: Vec<Option<u64>>,
+    /// `false` for a later event with the same id as an earlier one of the batch, and, once
+    /// stored, for an id accepted before.
+    take: Vec<bool>,
+    /// One per day: the events `range`, encoded and compressed (those taken at preparation).
+    chunks: Vec<Chunk>,
+}
+
+#[derive(Debug)]
+struct Chunk {
+    day: i64,
+    range: std::ops::Range<usize>,
+    packed: Vec<u8>,
+}
+
+impl Batch {
+    /// Prepares `events` for [`crate::Store::ingest_batch`].
+    pub fn prepare(events: Vec<Event>) -> Result<Batch> {
+        let len = events.len();
+        let mut by_app: BTreeMap<String, Vec<(u32, Event)>> = BTreeMap::new();
+        for (i, e) in events.into_iter().enumerate() {
+            match by_app.get_mut(&e.appid) {
+                Some(v) => v.push((i as u32, e)),
+                None => {
+                    by_app.insert(e.appid.clone(), vec![(i as u32, e)]);
+                }
+            }
+        }
+        let mut accounts = Vec::with_capacity(by_app.len());
+        for (appid, mut list) in by_app {
+            // Ids: only the first event with an id counts in a batch.
+            let mut first = vec![true; list.len()];
+            {
+                let mut seen: FxHashSet<&str> = FxHashSet::default();
+                for (k, (_, e)) in list.iter().enumerate() {
+                    if let Some(id) = e.id.as_deref() {
+                        first[k] = seen.insert(id);
+                    }
+                }
+            }
+            let mut keyed: Vec<(Class, i64, bool, u32, Event)> = list
+                .drain(..)
+                .zip(first)
+                .map(|((pos, e), first)| {
+                    (
+                        Class::of(&e.kind),
+                        date_to_epoch_day(china_date(e.time)),
+                        first,
+                        pos,
+                        e,
+                    )
+                })
+                .collect();
+            // Stable: the batch's order within a day.
+            keyed.sort_by_key(|k| (k.0, k.1));
+            let mut classes: [ClassBatch; CLASSES] = Default::default();
+            for (class, day, first, pos, e) in keyed {
+                let c = &mut classes[class as usize];
+                c.hashes
+                    .push(e.id.as_deref().filter(|_| first).map(id_hash));
+                c.take.push(first);
+                c.pos.push(pos);
+                c.days.push(day);
+                c.events.push(e);
+            }
+            for c in &mut classes {
+                let mut start = 0;
+                while start < c.events.len() {
+                    let day = c.days[start];
+                    let end = start + c.days[start..].iter().take_while(|d| **d == day).count();
+                    let packed = c.encode(start..end)?;
+                    c.chunks.push(Chunk {
+                        day,
+                        range: start..end,
+                        packed,
+                    });
+                    start = end;
+                }
+            }
+            accounts.push(AccountBatch { appid, classes });
+        }
+        Ok(Batch { len, accounts })
+    }
+
+    /// How many events the batch holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl ClassBatch {
+    /// The events of `range` that are taken, encoded and compressed.
+    fn encode(&self, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
+        let mut data = Vec::new();
+        for k in range {
+            if self.take[k] {
+                encode_into(&self.events[k], &mut data);
+            }
+        }
+        crate::codec::compress(&data)
+    }
+}
+
+/// What storing one account's events of a batch did.
+pub(crate) struct Appended {
+    pub(crate) touched: Touched,
+    /// The `event_chunk` rows written, whose events are [`Appended::own`]'s.
+    own_chunks: FxHashSet<i64>,
+}
+
+/// Stores a prepared batch: duplicates (by id, per account, against the store and earlier in
+/// the batch) are left out, and dropped from the batch. Returns, for each event, whether it
+/// was accepted, and what was stored for each account.
 pub(crate) fn append(
     tx: &Connection,
-    events: &[Event],
-) -> Result<(Vec<bool>, BTreeMap<String, Touched>)> {
-    let mut accepted = vec![false; events.len()];
-    let mut by_app: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, e) in events.iter().enumerate() {
-        by_app.entry(&e.appid).or_default().push(i);
-    }
-    let mut touched = BTreeMap::new();
-    for (appid, indices) in by_app {
-        let days: Vec<i64> = indices
-            .iter()
-            .map(|&i| date_to_epoch_day(china_date(events[i].time)))
-            .collect();
-        // Ids: first within the batch, then against the index.
-        let mut seen: FxHashSet<&str> = FxHashSet::default();
-        let mut candidates: Vec<(u64, u32, usize)> = Vec::new();
-        for (k, &i) in indices.iter().enumerate() {
-            match events[i].id.as_deref() {
-                None => accepted[i] = true,
-                Some(id) => {
-                    if seen.insert(id) {
-                        let class = Class::of(&events[i].kind);
-                        candidates.push((id_hash(id), tag(days[k], class), i));
-                    }
+    batch: &mut Batch,
+) -> Result<(Vec<bool>, BTreeMap<String, Appended>)> {
+    let mut accepted = vec![false; batch.len];
+    let mut out = BTreeMap::new();
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO event_chunk (appid, class, day, data, codec) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for account in &mut batch.accounts {
+        let appid = account.appid.as_str();
+        // Ids against the index.
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for (ci, c) in account.classes.iter().enumerate() {
+            for (k, hash) in c.hashes.iter().enumerate() {
+                if let Some(hash) = hash {
+                    candidates.push(Candidate {
+                        hash: *hash,
+                        tag: tag(c.days[k], Class::from_index(ci as u32)),
+                        class: ci as u8,
+                        index: k as u32,
+                    });
                 }
             }
         }
         if !candidates.is_empty() {
-            for i in dedup_ids(tx, appid, events, candidates)? {
-                accepted[i] = true;
+            let fresh = dedup_ids(tx, appid, &account.classes, candidates)?;
+            for c in &mut account.classes {
+                for (k, hash) in c.hashes.iter().enumerate() {
+                    if hash.is_some() {
+                        c.take[k] = false;
+                    }
+                }
+            }
+            for (class, index) in fresh {
+                account.classes[class as usize].take[index as usize] = true;
             }
         }
-        // Chunks: one per class and day.
-        let mut chunks: BTreeMap<(Class, i64), Vec<u8>> = BTreeMap::new();
-        let mut span = Touched::default();
-        for (k, &i) in indices.iter().enumerate() {
-            if !accepted[i] {
-                continue;
+        // Chunks, re-encoded where the index found duplicates.
+        let mut appended = Appended {
+            touched: Touched::default(),
+            own_chunks: FxHashSet::default(),
+        };
+        for (ci, c) in account.classes.iter_mut().enumerate() {
+            let class = Class::from_index(ci as u32);
+            for chunk in &c.chunks {
+                let taken = c.take[chunk.range.clone()].iter().filter(|t| **t).count();
+                if taken == 0 {
+                    continue;
+                }
+                let reencoded;
+                // Unchanged unless the index found an id of the chunk (ids leave, never come).
+                let packed = if chunk
+                    .range
+                    .clone()
+                    .all(|k| c.hashes[k].is_none() || c.take[k])
+                {
+                    &chunk.packed
+                } else {
+                    reencoded = c.encode(chunk.range.clone())?;
+                    &reencoded
+                };
+                insert.execute(params![appid, ci as i64, chunk.day, packed, ZSTD])?;
+                appended.own_chunks.insert(tx.last_insert_rowid());
+                appended.touched.add(class, epoch_day_to_date(chunk.day));
             }
-            let class = Class::of(&events[i].kind);
-            encode_into(&events[i], chunks.entry((class, days[k])).or_default());
-            span.add(class, epoch_day_to_date(days[k]));
+            // Keep only the accepted events: the recompute counts them from here.
+            let mut k = 0;
+            let take = std::mem::take(&mut c.take);
+            let pos = std::mem::take(&mut c.pos);
+            c.events.retain(|_| {
+                let keep = take[k];
+                if keep {
+                    accepted[pos[k] as usize] = true;
+                }
+                k += 1;
+                keep
+            });
+            c.chunks.clear();
         }
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO event_chunk (appid, class, day, data, codec) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for ((class, day), data) in &chunks {
-            let packed = crate::codec::compress(data)?;
-            insert.execute(params![appid, *class as i64, day, packed, ZSTD])?;
-        }
-        if !chunks.is_empty() {
-            touched.insert(appid.to_owned(), span);
+        if !appended.own_chunks.is_empty() {
+            out.insert(appid.to_owned(), appended);
         }
     }
-    Ok((accepted, touched))
+    Ok((accepted, out))
 }
 
-/// Checks `candidates` (hash, tag, event index; ids distinct within the batch) against the
-/// account's id index, adds the new ones to it, and returns their event indices.
+/// Stores a prepared batch and recomputes the statistics it touches, inside `tx`; returns,
+/// for each event, whether it was accepted. `changed` is called for each account whose
+/// statistics were rewritten.
+pub(crate) fn store_batch(
+    tx: &Connection,
+    batch: &mut Batch,
+    yesterday: Date,
+    mut changed: impl FnMut(&str) -> Result<()>,
+) -> Result<Vec<bool>> {
+    let (accepted, appended) = append(tx, batch)?;
+    for account in &batch.accounts {
+        if let Some(appended) = appended.get(&account.appid) {
+            recompute(tx, account, appended, yesterday)?;
+            changed(&account.appid)?;
+        }
+    }
+    Ok(accepted)
+}
+
+/// An id to look up in the index: its hash, the tag of its event's day and class, and where
+/// the event is in the account's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Candidate {
+    hash: u64,
+    tag: u32,
+    class: u8,
+    index: u32,
+}
+
+/// Checks `candidates` (ids distinct within the batch) against the account's id index, adds
+/// the new ones to it, and returns where their events are: (class, index).
 fn dedup_ids(
     tx: &Connection,
     appid: &str,
-    events: &[Event],
-    mut candidates: Vec<(u64, u32, usize)>,
-) -> Result<Vec<usize>> {
+    classes: &[ClassBatch; CLASSES],
+    mut candidates: Vec<Candidate>,
+) -> Result<Vec<(u8, u32)>> {
     let (mut bits, mut count): (u32, u64) = tx
         .prepare_cached("SELECT id_bits, ids FROM event_app WHERE appid = ?1")?
         .query_row([appid], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -304,18 +499,22 @@ fn dedup_ids(
     let mut fresh = Vec::with_capacity(candidates.len());
     let mut start = 0;
     while start < candidates.len() {
-        let bucket = bucket_of(candidates[start].0, bits);
+        let bucket = bucket_of(candidates[start].hash, bits);
         let end = start
             + candidates[start..]
                 .iter()
-                .take_while(|c| bucket_of(c.0, bits) == bucket)
+                .take_while(|c| bucket_of(c.hash, bits) == bucket)
                 .count();
         let blob: Option<Vec<u8>> = select
             .query_row(params![appid, bucket], |r| r.get(0))
             .optional()?;
         let old = blob.as_deref().map(read_entries).unwrap_or_default();
         let mut added: Vec<(u64, u32)> = Vec::new();
-        for &(hash, t, i) in &candidates[start..end] {
+        for c in &candidates[start..end] {
+            let hash = c.hash;
+            let id = classes[c.class as usize].events[c.index as usize]
+                .id
+                .as_deref();
             let from = old.partition_point(|e| e.0 < hash);
             let mut duplicate = false;
             for &(_, stored_tag) in old[from..].iter().take_while(|e| e.0 == hash) {
@@ -325,14 +524,14 @@ fn dedup_ids(
                         v.insert(ids_of(tx, appid, stored_tag)?)
                     }
                 };
-                if events[i].id.as_deref().is_some_and(|id| ids.contains(id)) {
+                if id.is_some_and(|id| ids.contains(id)) {
                     duplicate = true;
                     break;
                 }
             }
             if !duplicate {
-                added.push((hash, t));
-                fresh.push(i);
+                added.push((hash, c.tag));
+                fresh.push((c.class, c.index));
             }
         }
         if !added.is_empty() {
@@ -418,6 +617,7 @@ fn load(
     appid: &str,
     class: Class,
     range: Option<(Date, Date)>,
+    skip: &FxHashSet<i64>,
     out: &mut Vec<Event>,
 ) -> Result<()> {
     let (from, to) = range.map_or((i64::MIN, i64::MAX), |(a, b)| {
@@ -431,10 +631,11 @@ fn load(
         )?;
         let mut rows = stmt.query(params![appid, class as i64, from, to])?;
         while let Some(row) = rows.next()? {
-            per_day
-                .entry(row.get(1)?)
-                .or_default()
-                .push(row.get::<_, i64>(0)?);
+            let seq: i64 = row.get(0)?;
+            if skip.contains(&seq) {
+                continue;
+            }
+            per_day.entry(row.get(1)?).or_default().push(seq);
             decode_chunk(
                 appid,
                 row.get(2)?,
@@ -510,12 +711,16 @@ const PARALLEL_FROM: usize = 20_000;
 ///
 /// The events are loaded first, the computations (pure) then run side by side on threads of
 /// their own when there are many events, and the rows are written last.
-pub(crate) fn recompute(
+fn recompute(
     tx: &Connection,
-    appid: &str,
-    touched: &Touched,
+    own: &AccountBatch,
+    appended: &Appended,
     yesterday: Date,
 ) -> Result<()> {
+    let appid = own.appid.as_str();
+    let touched = &appended.touched;
+    let skip = &appended.own_chunks;
+    let mine = |class: Class| own.classes[class as usize].events.as_slice();
     let Some((lo, hi)) = touched.overall() else {
         return Ok(());
     };
@@ -552,27 +757,29 @@ pub(crate) fn recompute(
         )
     });
 
-    // Load.
+    // Load the stored events; the batch's own are in `own` (every load range covers the
+    // days the batch's events of that class are on).
     let mut history = Vec::new();
     if u0.is_some() || sends.is_some() {
-        load(tx, appid, Class::Follow, None, &mut history)?;
+        load(tx, appid, Class::Follow, None, skip, &mut history)?;
     }
     let mut messages = Vec::new();
     if let Some(window) = message_window {
-        load(tx, appid, Class::Message, Some(window), &mut messages)?;
+        load(tx, appid, Class::Message, Some(window), skip, &mut messages)?;
     }
     let mut replies = Vec::new();
     if let Some(range) = touched.get(Class::Reply) {
-        load(tx, appid, Class::Reply, Some(range), &mut replies)?;
+        load(tx, appid, Class::Reply, Some(range), skip, &mut replies)?;
     }
     let (mut publishes, mut reads) = (Vec::new(), Vec::new());
     if let Some((t0, t1)) = sends {
-        load(tx, appid, Class::Publish, None, &mut publishes)?;
+        load(tx, appid, Class::Publish, None, skip, &mut publishes)?;
         load(
             tx,
             appid,
             Class::Article,
             Some((t0, add_days(t1, 6))),
+            skip,
             &mut reads,
         )?;
     }
@@ -581,7 +788,7 @@ pub(crate) fn recompute(
     let mut jobs: Vec<Job> = Vec::new();
     if let Some(u0) = u0 {
         jobs.push(Job {
-            parts: vec![&history],
+            parts: vec![&history, mine(Class::Follow)],
             window: (u0, u1),
             replaces: vec![
                 (Endpoint::GetUserSummary, (u0, u1)),
@@ -591,7 +798,7 @@ pub(crate) fn recompute(
     }
     if let (Some((m_lo, m_hi)), Some(window)) = (touched.get(Class::Message), message_window) {
         jobs.push(Job {
-            parts: vec![&messages],
+            parts: vec![&messages, mine(Class::Message)],
             window,
             replaces: Endpoint::ALL
                 .iter()
@@ -610,7 +817,7 @@ pub(crate) fn recompute(
     }
     if let Some(range) = touched.get(Class::Reply) {
         jobs.push(Job {
-            parts: vec![&replies],
+            parts: vec![&replies, mine(Class::Reply)],
             window: range,
             replaces: vec![
                 (Endpoint::GetInterfaceSummary, range),
@@ -623,7 +830,7 @@ pub(crate) fn recompute(
         if let Some((a_lo, a_hi)) = articles {
             // Reads and shares of all articles need no sends and no followers.
             jobs.push(Job {
-                parts: vec![&reads],
+                parts: vec![&reads, mine(Class::Article)],
                 window,
                 replaces: [
                     Endpoint::GetUserRead,
@@ -641,16 +848,26 @@ pub(crate) fn recompute(
             replaces.push((Endpoint::GetArticleSummary, (a_lo, add_days(a_hi, 6))));
         }
         jobs.push(Job {
-            parts: vec![&history, &publishes, &reads],
+            parts: vec![
+                &history,
+                mine(Class::Follow),
+                &publishes,
+                mine(Class::Publish),
+                &reads,
+                mine(Class::Article),
+            ],
             window,
             replaces,
         });
     }
 
     // Compute.
-    let events: usize = history.len() + messages.len() + replies.len() + reads.len();
-    let computed: Vec<BTreeMap<Endpoint, Vec<Row>>> = if events >= PARALLEL_FROM && jobs.len() > 1
-    {
+    let events: usize = history.len()
+        + messages.len()
+        + replies.len()
+        + reads.len()
+        + own.classes.iter().map(|c| c.events.len()).sum::<usize>();
+    let computed: Vec<BTreeMap<Endpoint, Vec<Row>>> = if events >= PARALLEL_FROM && jobs.len() > 1 {
         std::thread::scope(|scope| {
             let handles: Vec<_> = jobs[1..]
                 .iter()
@@ -706,7 +923,7 @@ pub(crate) fn move_v3_events(tx: &Connection) -> Result<()> {
                 }
             })
             .collect();
-        append(tx, &events)?;
+        append(tx, &mut Batch::prepare(events)?)?;
     }
     tx.execute_batch("DROP TABLE event")?;
     Ok(())
@@ -801,7 +1018,9 @@ mod tests {
                 .unwrap_or_default();
             assert_eq!(got, want.join(","), "{}", endpoint.name());
         }
-        let again = store.ingest(&events, last).unwrap();
+        let again = store
+            .ingest(Batch::prepare(events.clone()).unwrap(), last)
+            .unwrap();
         assert!(again.accepted.iter().all(|a| !a), "moved events are known");
         let conn = Connection::open(&path).unwrap();
         let tables: i64 = conn
@@ -853,16 +1072,63 @@ mod tests {
                 }
             }
             let mut accepted = 0;
+            let (mut swapped, mut dropped): (Vec<Event>, Vec<Event>) = (Vec::new(), Vec::new());
             let mut rest = &order[..];
             while !rest.is_empty() {
                 let n = rng.random_range(1..=rest.len().min(6000));
                 let (batch, tail) = rest.split_at(n);
                 rest = tail;
-                let out = store.ingest(batch, yesterday).unwrap();
-                accepted += out.accepted.iter().filter(|a| **a).count();
+                // Sometimes the batch repeats some of its events with ids, anywhere in it,
+                // also with another time: only the first of each counts.
+                let mut sent = batch.to_vec();
+                let mut repeats = 0;
+                if rng.random_bool(0.2) {
+                    for _ in 0..rng.random_range(1..=5) {
+                        let mut e = batch[rng.random_range(0..batch.len())].clone();
+                        if e.id.is_some() {
+                            e.time -= rng.random_range(0..200_000);
+                            let at = rng.random_range(0..=sent.len());
+                            sent.insert(at, e);
+                            repeats += 1;
+                        }
+                    }
+                }
+                let out = store
+                    .ingest(Batch::prepare(sent.clone()).unwrap(), yesterday)
+                    .unwrap();
+                let taken = out.accepted.iter().filter(|a| **a).count();
+                if repeats > 0 {
+                    // An inserted copy may come before its original: then it is the one
+                    // counted, and the original is the duplicate — the same count.
+                    let with_id = sent.iter().filter(|e| e.id.is_some()).count();
+                    // Ids are per account.
+                    let distinct: std::collections::HashSet<(&str, &str)> = sent
+                        .iter()
+                        .filter_map(|e| Some((e.appid.as_str(), e.id.as_deref()?)))
+                        .collect();
+                    assert_eq!(
+                        taken,
+                        sent.len() - (with_id - distinct.len()),
+                        "seed {seed}: in-batch repeats"
+                    );
+                    // Which copy was taken decides the counted time: count what was taken.
+                    for (e, a) in sent.iter().zip(&out.accepted) {
+                        if *a && !batch.contains(e) {
+                            swapped.push(e.clone());
+                        }
+                    }
+                    for (e, a) in sent.iter().zip(&out.accepted) {
+                        if !*a && batch.contains(e) {
+                            dropped.push(e.clone());
+                        }
+                    }
+                }
+                accepted += taken;
                 if rng.random_bool(0.15) {
                     // A resend: only the events without an id count again.
-                    let again = store.ingest(batch, yesterday).unwrap();
+                    let again = store
+                        .ingest(Batch::prepare(batch.to_vec()).unwrap(), yesterday)
+                        .unwrap();
                     let no_id = batch.iter().filter(|e| e.id.is_none()).count();
                     assert_eq!(again.accepted.iter().filter(|a| **a).count(), no_id);
                     for e in batch.iter().filter(|e| e.id.is_none()) {
@@ -871,6 +1137,9 @@ mod tests {
                 }
             }
             assert_eq!(accepted, expected_total, "seed {seed}");
+            // Where a repeat came first, its time is the one counted.
+            all.retain(|e| !dropped.contains(e));
+            all.extend(swapped.iter().cloned());
             for appid in ["wxa", "wxb"] {
                 let events: Vec<Event> = all.iter().filter(|e| e.appid == appid).cloned().collect();
                 let first = events.iter().map(|e| china_date(e.time)).min().unwrap();

@@ -19,6 +19,7 @@ use datacube_api::row::Row;
 use datacube_api::Endpoint;
 use jiff::civil::Date;
 
+pub use events::Batch;
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the store.
@@ -322,11 +323,24 @@ impl Store {
         events: Vec<datacube_engine::Event>,
         yesterday: Date,
     ) -> Result<IngestOutcome> {
+        let s = self.clone();
+        blocking(move || {
+            let batch = Batch::prepare(events)?;
+            s.ingest_batch_blocking(batch, yesterday)
+        })
+        .await
+    }
+
+    /// [`Store::ingest`] of a batch prepared beforehand ([`Batch::prepare`], which is pure
+    /// work and can run on any thread while the store writes the previous batch).
+    pub async fn ingest_batch(&self, batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
+        let s = self.clone();
+        blocking(move || s.ingest_batch_blocking(batch, yesterday)).await
+    }
+
+    fn ingest_batch_blocking(&self, batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
         match self {
-            Store::Sqlite(s) => {
-                let s = s.clone();
-                blocking(move || s.ingest(&events, yesterday)).await
-            }
+            Store::Sqlite(s) => s.ingest(batch, yesterday),
         }
     }
 

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::events::Batch;
 use datacube_api::date::{china_date, format_date};
 use datacube_api::row::Row;
 use datacube_api::token::{
@@ -10,7 +11,6 @@ use datacube_api::token::{
     STABLE_FORCE_REFRESH_INTERVAL_SECONDS,
 };
 use datacube_api::Endpoint;
-use datacube_engine::Event;
 use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -294,17 +294,20 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn ingest(&self, events: &[Event], yesterday: Date) -> Result<IngestOutcome> {
-        self.with_writer(|conn| {
+    pub(crate) fn ingest(&self, mut batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
+        let accepted = self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (accepted, touched) = crate::events::append(&tx, events)?;
-            for (appid, touched) in &touched {
-                crate::events::recompute(&tx, appid, touched, yesterday)?;
-                bump_change(&tx, appid)?;
-            }
+            let accepted = crate::events::store_batch(&tx, &mut batch, yesterday, |appid| {
+                Ok(bump_change(&tx, appid)?)
+            })?;
             tx.commit()?;
-            Ok(IngestOutcome { accepted })
-        })
+            Ok(accepted)
+        })?;
+        // Freeing a large batch's events takes a while: not on the writer's time.
+        if batch.len() >= 10_000 {
+            std::thread::spawn(move || drop(batch));
+        }
+        Ok(IngestOutcome { accepted })
     }
 
     pub(crate) fn changes_since(&self, seq: i64) -> Result<Vec<(String, i64)>> {
