@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use datacube_api::date::{
-    add_days, china_date_hour, monday_of, CHINA_OFFSET_SECONDS as CHINA_OFFSET,
+    add_days, china_date_hour, days_between, monday_of, CHINA_OFFSET_SECONDS as CHINA_OFFSET,
 };
 use datacube_api::row::{Row, RowBuilder, Val};
 use datacube_api::Endpoint;
@@ -30,46 +30,162 @@ use crate::event::{Event, Kind, Page, ReadScene, ShareFrom, ShareScene};
 /// getuserread's all-channels row.
 pub const ALL_SCENES: u32 = 99_999_999;
 
-/// Distinct users and event count.
-#[derive(Default, Clone)]
-struct Tally {
-    /// Interned openids.
-    users: HashSet<u32>,
+/// Distinct users and events.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    users: u64,
     count: u64,
 }
 
-impl Tally {
-    fn add(&mut self, user: u32) {
-        self.users.insert(user);
-        self.count += 1;
+/// The tallies of the current period (an hour, a day, a week, a month) in numbered slots.
+/// Events come in time order, so the events of a period are consecutive: each period is
+/// tallied in a small set and handed over once, when the next one starts.
+struct Period<L> {
+    label: Option<L>,
+    /// (slot << 32) | user, for the users counted in this period.
+    seen: HashSet<u64>,
+    slots: Vec<Counts>,
+}
+
+impl<L: Copy + PartialEq> Period<L> {
+    fn new(slots: usize) -> Self {
+        Period {
+            label: None,
+            seen: HashSet::default(),
+            slots: vec![Counts::default(); slots],
+        }
     }
-    fn users(&self) -> u64 {
-        self.users.len() as u64
+
+    /// Makes `label` the current period, handing the finished one to `done`.
+    fn enter(&mut self, label: L, done: &mut impl FnMut(L, &[Counts])) {
+        if self.label != Some(label) {
+            self.finish(done);
+            self.label = Some(label);
+        }
+    }
+
+    /// Hands the current period, if any, to `done`.
+    fn finish(&mut self, done: &mut impl FnMut(L, &[Counts])) {
+        if let Some(label) = self.label.take() {
+            done(label, &self.slots);
+            self.seen.clear();
+            self.slots.fill(Counts::default());
+        }
+    }
+
+    fn add(&mut self, slot: usize, user: u32) {
+        let c = &mut self.slots[slot];
+        c.count += 1;
+        if self.seen.insert(((slot as u64) << 32) | u64::from(user)) {
+            c.users += 1;
+        }
     }
 }
 
-/// The eight counters of article rows.
-#[derive(Default, Clone)]
-struct ArticleTally {
-    int: Tally,
-    ori: Tally,
-    share: Tally,
-    fav: Tally,
+/// Article counters, in the order of WeChat's fields: int page, original page, shares,
+/// favourites.
+const INT: usize = 0;
+const ORI: usize = 1;
+const SHARE: usize = 2;
+const FAV: usize = 3;
+type ArticleCounts = [Counts; 4];
+
+/// getuserread's keys: the user_source codes of the scenes, then the all-channels row.
+const READ_KEYS: [u32; 8] = [0, 1, 2, 4, 5, 6, 7, ALL_SCENES];
+const READ_ALL: usize = 7;
+
+fn read_key(scene: ReadScene) -> usize {
+    match scene.user_source() {
+        0 => 0,
+        1 => 1,
+        2 => 2,
+        4 => 3,
+        5 => 4,
+        6 => 5,
+        _ => 6,
+    }
 }
 
-impl ArticleTally {
-    fn is_empty(&self) -> bool {
-        self.int.count + self.ori.count + self.share.count + self.fav.count == 0
+/// getupstreammsg's msg_type codes (location has none).
+const MSG_CODES: [u32; 5] = [1, 2, 3, 4, 6];
+
+fn msg_slot(code: u32) -> usize {
+    match code {
+        1 => 0,
+        2 => 1,
+        3 => 2,
+        4 => 3,
+        _ => 4,
     }
-    fn write(&self, row: &mut RowBuilder) {
-        row.field("int_page_read_user", Val::Int(self.int.users()))
-            .field("int_page_read_count", Val::Int(self.int.count))
-            .field("ori_page_read_user", Val::Int(self.ori.users()))
-            .field("ori_page_read_count", Val::Int(self.ori.count))
-            .field("share_user", Val::Int(self.share.users()))
-            .field("share_count", Val::Int(self.share.count))
-            .field("add_to_fav_user", Val::Int(self.fav.users()))
-            .field("add_to_fav_count", Val::Int(self.fav.count));
+}
+
+/// getusershare's share_scene codes.
+const SHARE_CODES: [u32; 3] = [1, 2, 255];
+
+fn share_slot(scene: ShareScene) -> usize {
+    match scene {
+        ShareScene::Friends => 0,
+        ShareScene::Feed => 1,
+        ShareScene::Other => 2,
+    }
+}
+
+fn write_article(row: &mut RowBuilder, c: &ArticleCounts) {
+    row.field("int_page_read_user", Val::Int(c[INT].users))
+        .field("int_page_read_count", Val::Int(c[INT].count))
+        .field("ori_page_read_user", Val::Int(c[ORI].users))
+        .field("ori_page_read_count", Val::Int(c[ORI].count))
+        .field("share_user", Val::Int(c[SHARE].users))
+        .field("share_count", Val::Int(c[SHARE].count))
+        .field("add_to_fav_user", Val::Int(c[FAV].users))
+        .field("add_to_fav_count", Val::Int(c[FAV].count));
+}
+
+fn article_counts(slots: &[Counts]) -> ArticleCounts {
+    [slots[0], slots[1], slots[2], slots[3]]
+}
+
+fn is_empty(c: &ArticleCounts) -> bool {
+    c.iter().all(|c| c.count == 0)
+}
+
+/// Messages per user in the current period, for getupstreammsgdist.
+struct PerUser<L> {
+    label: Option<L>,
+    n: HashMap<u32, u64>,
+}
+
+impl<L: Copy + PartialEq> PerUser<L> {
+    fn new() -> Self {
+        PerUser {
+            label: None,
+            n: HashMap::default(),
+        }
+    }
+    fn enter(&mut self, label: L, out: &mut Vec<(L, u64, u64)>) {
+        if self.label != Some(label) {
+            self.finish(out);
+            self.label = Some(label);
+        }
+    }
+    /// Hands over the finished period as (label, count_interval, users) rows.
+    fn finish(&mut self, out: &mut Vec<(L, u64, u64)>) {
+        if let Some(label) = self.label.take() {
+            let mut buckets = [0u64; 3];
+            for n in self.n.values() {
+                buckets[match n {
+                    1..=5 => 0,
+                    6..=10 => 1,
+                    _ => 2,
+                }] += 1;
+            }
+            for (i, users) in buckets.iter().enumerate() {
+                if *users > 0 {
+                    out.push((label, i as u64 + 1, *users));
+                }
+            }
+            self.n.clear();
+        }
     }
 }
 
@@ -129,38 +245,6 @@ pub fn compute_parts(
     let in_weeks = |d: Date| d >= week_range.0 && d <= week_range.1;
     let in_months = |d: Date| d >= month_range.0 && d <= month_range.1;
 
-    // Followers.
-    let mut state: HashMap<u32, (bool, u32)> = HashMap::default();
-    // Openids, interned: every tally below holds numbers.
-    let mut interned: HashMap<&str, u32> = HashMap::default();
-    let mut followers: i64 = 0;
-    let mut followers_at_end: BTreeMap<Date, i64> = BTreeMap::new();
-    let mut summary: BTreeMap<(Date, u32), FollowSets> = BTreeMap::new();
-    // Messages.
-    let mut msg_day: HashMap<(Date, u32), Tally> = HashMap::default();
-    let mut msg_hour: HashMap<(Date, u8, u32), Tally> = HashMap::default();
-    let mut msg_week: HashMap<(Date, u32), Tally> = HashMap::default();
-    let mut msg_month: HashMap<(Date, u32), Tally> = HashMap::default();
-    let mut per_user_day: HashMap<(Date, u32), u64> = HashMap::default();
-    let mut per_user_week: HashMap<(Date, u32), u64> = HashMap::default();
-    let mut per_user_month: HashMap<(Date, u32), u64> = HashMap::default();
-    // Replies.
-    let mut iface_day: HashMap<Date, Interface> = HashMap::default();
-    let mut iface_hour: HashMap<(Date, u8), Interface> = HashMap::default();
-    // Articles.
-    struct Send<'a> {
-        date: Date,
-        title: &'a str,
-        target: i64,
-    }
-    let mut sends: HashMap<&str, Send> = HashMap::default();
-    let mut article_events: HashMap<&str, Vec<(Date, &Kind, u32)>> = HashMap::default();
-    let mut read_day: HashMap<(Date, u32), ArticleTally> = HashMap::default();
-    let mut read_hour: HashMap<(Date, u8, u32), ArticleTally> = HashMap::default();
-    let mut share_day: HashMap<(Date, u32), Tally> = HashMap::default();
-    let mut share_hour: HashMap<(Date, u8, u32), Tally> = HashMap::default();
-    let mut day_article: HashMap<(Date, &str), ArticleTally> = HashMap::default();
-
     // Which tallies are kept: only those of the wanted endpoints.
     let w_msg_day = want(Endpoint::GetUpstreamMsg);
     let w_msg_hour = want(Endpoint::GetUpstreamMsgHour);
@@ -186,6 +270,51 @@ pub fn compute_parts(
         || w_dist_month;
     let w_articles =
         w_read_day || w_read_hour || w_share_day || w_share_hour || w_day_article || w_total;
+
+    // Openids, interned: every tally below holds numbers.
+    let mut interned: HashMap<&str, u32> = HashMap::default();
+    // Followers.
+    let mut state: HashMap<u32, (bool, u32)> = HashMap::default();
+    let mut followers: i64 = 0;
+    let mut followers_at_end: BTreeMap<Date, i64> = BTreeMap::new();
+    let mut summary: BTreeMap<(Date, u32), FollowSets> = BTreeMap::new();
+    // Messages: (label, code, counts) rows of finished periods.
+    let mut msg_rows: [Vec<(Label, u32, Counts)>; 4] = Default::default();
+    let mut msg_periods: [Period<Label>; 4] = [
+        Period::new(MSG_CODES.len()),
+        Period::new(MSG_CODES.len()),
+        Period::new(MSG_CODES.len()),
+        Period::new(MSG_CODES.len()),
+    ];
+    let mut dist_rows: [Vec<(Date, u64, u64)>; 3] = Default::default();
+    let mut dist: [PerUser<Date>; 3] = [PerUser::new(), PerUser::new(), PerUser::new()];
+    // Replies.
+    let mut iface_day: HashMap<Date, Interface> = HashMap::default();
+    let mut iface_hour: HashMap<(Date, u8), Interface> = HashMap::default();
+    // Articles.
+    struct Send<'a> {
+        date: Date,
+        title: &'a str,
+        target: i64,
+    }
+    let mut sends: HashMap<&str, Send> = HashMap::default();
+    let mut article_events: HashMap<&str, Vec<(Date, &Kind, u32)>> = HashMap::default();
+    // Reads: 8 keys × 4 counters; shares: 3 scenes.
+    let mut read_rows: [Vec<(Label, u32, ArticleCounts)>; 2] = Default::default();
+    let mut read_periods: [Period<Label>; 2] = [
+        Period::new(READ_KEYS.len() * 4),
+        Period::new(READ_KEYS.len() * 4),
+    ];
+    let mut share_rows: [Vec<(Label, u32, Counts)>; 2] = Default::default();
+    let mut share_periods: [Period<Label>; 2] = [
+        Period::new(SHARE_CODES.len()),
+        Period::new(SHARE_CODES.len()),
+    ];
+    // Per article and day: the day's articles, each with 4 counters.
+    let mut day_article_rows: Vec<(Date, &str, ArticleCounts)> = Vec::new();
+    let mut day_articles: Vec<&str> = Vec::new();
+    let mut day_article_index: HashMap<&str, usize> = HashMap::default();
+    let mut day_article_period: Period<Date> = Period::new(0);
 
     // Events come in time order: the date (and its week and month) changes rarely.
     let mut day_start = i64::MIN;
@@ -239,6 +368,7 @@ pub fn compute_parts(
                 }
                 *entry = (true, *source);
                 summary.entry((date, *source)).or_default().0.insert(user);
+                followers_at_end.insert(date, followers);
             }
             Kind::Unfollow { .. } => {
                 let source = state.get(&user).map_or(0, |s| s.1);
@@ -249,31 +379,33 @@ pub fn compute_parts(
                     }
                 }
                 summary.entry((date, source)).or_default().1.insert(user);
+                followers_at_end.insert(date, followers);
             }
             Kind::Message { msg_type, .. } => {
                 let Some(code) = msg_type.wechat_code() else {
                     continue;
                 };
-                if w_msg_day {
-                    msg_day.entry((date, code)).or_default().add(user);
+                let slot = msg_slot(code);
+                for (k, on, label) in [
+                    (0, w_msg_day, (date, 0)),
+                    (1, w_msg_hour, (date, hour)),
+                    (2, w_msg_week, (week, 0)),
+                    (3, w_msg_month, (month, 0)),
+                ] {
+                    if on {
+                        msg_periods[k].enter(label, &mut by_code(&mut msg_rows[k], &MSG_CODES));
+                        msg_periods[k].add(slot, user);
+                    }
                 }
-                if w_msg_hour {
-                    msg_hour.entry((date, hour, code)).or_default().add(user);
-                }
-                if w_msg_week {
-                    msg_week.entry((week, code)).or_default().add(user);
-                }
-                if w_msg_month {
-                    msg_month.entry((month, code)).or_default().add(user);
-                }
-                if w_dist_day {
-                    *per_user_day.entry((date, user)).or_default() += 1;
-                }
-                if w_dist_week {
-                    *per_user_week.entry((week, user)).or_default() += 1;
-                }
-                if w_dist_month {
-                    *per_user_month.entry((month, user)).or_default() += 1;
+                for (k, on, label) in [
+                    (0, w_dist_day, date),
+                    (1, w_dist_week, week),
+                    (2, w_dist_month, month),
+                ] {
+                    if on {
+                        dist[k].enter(label, &mut dist_rows[k]);
+                        *dist[k].n.entry(user).or_default() += 1;
+                    }
                 }
             }
             Kind::Reply { cost_ms, ok } => {
@@ -297,92 +429,81 @@ pub fn compute_parts(
                     target: followers,
                 });
             }
-            Kind::Read {
-                msgid,
-                openid: _,
-                page,
-                scene,
-            } => {
-                // The original page has only the all-channels figure.
-                let (pick, keys): (fn(&mut ArticleTally) -> &mut Tally, &[u32]) = match page {
-                    Page::Int => (|t| &mut t.int, &[scene.user_source(), ALL_SCENES]),
-                    Page::Ori => (|t| &mut t.ori, &[ALL_SCENES]),
+            Kind::Read { msgid, .. } | Kind::Share { msgid, .. } | Kind::Favorite { msgid, .. } => {
+                // Slots of the all-articles tallies: key × 4 + counter. The original page
+                // and favourites have only the all-channels figure.
+                let (counter, scene_key) = match &event.kind {
+                    Kind::Read {
+                        page: Page::Int,
+                        scene,
+                        ..
+                    } => (INT, Some(read_key(*scene))),
+                    Kind::Read { .. } => (ORI, None),
+                    Kind::Share { from, .. } => (SHARE, Some(read_key(from.read_scene()))),
+                    _ => (FAV, None),
                 };
+                for (k, on, label) in [(0, w_read_day, (date, 0)), (1, w_read_hour, (date, hour))] {
+                    if on {
+                        read_periods[k].enter(label, &mut by_read_key(&mut read_rows[k]));
+                        if let Some(key) = scene_key {
+                            read_periods[k].add(key * 4 + counter, user);
+                        }
+                        read_periods[k].add(READ_ALL * 4 + counter, user);
+                    }
+                }
+                if let Kind::Share { scene, .. } = &event.kind {
+                    for (k, on, label) in
+                        [(0, w_share_day, (date, 0)), (1, w_share_hour, (date, hour))]
+                    {
+                        if on {
+                            share_periods[k]
+                                .enter(label, &mut by_code(&mut share_rows[k], &SHARE_CODES));
+                            share_periods[k].add(share_slot(*scene), user);
+                        }
+                    }
+                }
                 if w_day_article {
-                    pick(day_article.entry((date, msgid)).or_default()).add(user);
-                }
-                for &key in keys {
-                    if w_read_day {
-                        pick(read_day.entry((date, key)).or_default()).add(user);
+                    if day_article_period.label != Some(date) {
+                        flush_day_articles(
+                            &mut day_article_period,
+                            &mut day_articles,
+                            &mut day_article_index,
+                            &mut day_article_rows,
+                        );
+                        day_article_period.label = Some(date);
                     }
-                    if w_read_hour {
-                        pick(read_hour.entry((date, hour, key)).or_default()).add(user);
+                    let next = day_articles.len();
+                    let a = *day_article_index.entry(msgid).or_insert(next);
+                    if a == next {
+                        day_articles.push(msgid);
+                        day_article_period
+                            .slots
+                            .extend_from_slice(&[Counts::default(); 4]);
                     }
-                }
-            }
-            Kind::Share {
-                msgid,
-                openid: _,
-                scene,
-                from,
-            } => {
-                if w_day_article {
-                    day_article
-                        .entry((date, msgid))
-                        .or_default()
-                        .share
-                        .add(user);
-                }
-                for key in [from.read_scene().user_source(), ALL_SCENES] {
-                    if w_read_day {
-                        read_day.entry((date, key)).or_default().share.add(user);
-                    }
-                    if w_read_hour {
-                        read_hour
-                            .entry((date, hour, key))
-                            .or_default()
-                            .share
-                            .add(user);
-                    }
-                }
-                if w_share_day {
-                    share_day
-                        .entry((date, scene.wechat_code()))
-                        .or_default()
-                        .add(user);
-                }
-                if w_share_hour {
-                    share_hour
-                        .entry((date, hour, scene.wechat_code()))
-                        .or_default()
-                        .add(user);
-                }
-            }
-            Kind::Favorite { msgid, .. } => {
-                if w_day_article {
-                    day_article.entry((date, msgid)).or_default().fav.add(user);
-                }
-                if w_read_day {
-                    read_day
-                        .entry((date, ALL_SCENES))
-                        .or_default()
-                        .fav
-                        .add(user);
-                }
-                if w_read_hour {
-                    read_hour
-                        .entry((date, hour, ALL_SCENES))
-                        .or_default()
-                        .fav
-                        .add(user);
+                    day_article_period.add(a * 4 + counter, user);
                 }
             }
         }
-        if !matches!(event.kind, Kind::Follow { .. } | Kind::Unfollow { .. }) {
-            continue;
-        }
-        followers_at_end.insert(date, followers);
     }
+    // The last periods.
+    for (period, rows) in msg_periods.iter_mut().zip(&mut msg_rows) {
+        period.finish(&mut by_code(rows, &MSG_CODES));
+    }
+    for (d, rows) in dist.iter_mut().zip(&mut dist_rows) {
+        d.finish(rows);
+    }
+    for (period, rows) in read_periods.iter_mut().zip(&mut read_rows) {
+        period.finish(&mut by_read_key(rows));
+    }
+    for (period, rows) in share_periods.iter_mut().zip(&mut share_rows) {
+        period.finish(&mut by_code(rows, &SHARE_CODES));
+    }
+    flush_day_articles(
+        &mut day_article_period,
+        &mut day_articles,
+        &mut day_article_index,
+        &mut day_article_rows,
+    );
 
     let mut out: BTreeMap<Endpoint, Vec<Row>> = BTreeMap::new();
     let mut emit = |row: RowBuilder, e: Endpoint| {
@@ -432,67 +553,43 @@ pub fn compute_parts(
     }
 
     // Messages.
-    let msg = |mut b: RowBuilder, code: u32, t: &Tally| {
-        b.field("user_source", Val::Int(0))
-            .field("msg_type", Val::Int(code.into()))
-            .field("msg_user", Val::Int(t.users()))
-            .field("msg_count", Val::Int(t.count));
-        b
-    };
-    if want(Endpoint::GetUpstreamMsg) {
-        for ((date, code), t) in msg_day.iter().filter(|((d, _), _)| in_window(*d)) {
-            let e = Endpoint::GetUpstreamMsg;
-            emit(msg(start(e, *date), *code, t), e);
-        }
-    }
-    if want(Endpoint::GetUpstreamMsgHour) {
-        for ((date, hour, code), t) in msg_hour.iter().filter(|((d, _, _), _)| in_window(*d)) {
-            let e = Endpoint::GetUpstreamMsgHour;
-            emit(msg(start_hour(e, *date, *hour), *code, t), e);
-        }
-    }
-    if want(Endpoint::GetUpstreamMsgWeek) {
-        for ((label, code), t) in msg_week.iter().filter(|((d, _), _)| in_weeks(*d)) {
-            let e = Endpoint::GetUpstreamMsgWeek;
-            emit(msg(start(e, *label), *code, t), e);
-        }
-    }
-    if want(Endpoint::GetUpstreamMsgMonth) {
-        for ((label, code), t) in msg_month.iter().filter(|((d, _), _)| in_months(*d)) {
-            let e = Endpoint::GetUpstreamMsgMonth;
-            emit(msg(start(e, *label), *code, t), e);
-        }
-    }
-    for (endpoint, per_user, keep) in [
+    for (k, endpoint, keep) in [
         (
-            Endpoint::GetUpstreamMsgDist,
-            &per_user_day,
+            0,
+            Endpoint::GetUpstreamMsg,
             &in_window as &dyn Fn(Date) -> bool,
         ),
-        (Endpoint::GetUpstreamMsgDistWeek, &per_user_week, &in_weeks),
-        (
-            Endpoint::GetUpstreamMsgDistMonth,
-            &per_user_month,
-            &in_months,
-        ),
+        (1, Endpoint::GetUpstreamMsgHour, &in_window),
+        (2, Endpoint::GetUpstreamMsgWeek, &in_weeks),
+        (3, Endpoint::GetUpstreamMsgMonth, &in_months),
     ] {
-        if !want(endpoint) {
-            continue;
-        }
-        let mut buckets: BTreeMap<(Date, u32), u64> = BTreeMap::new();
-        for ((label, _), n) in per_user.iter().filter(|((d, _), _)| keep(*d)) {
-            let interval = match n {
-                1..=5 => 1,
-                6..=10 => 2,
-                _ => 3,
+        for ((date, hour), code, c) in msg_rows[k].iter().filter(|r| keep(r.0 .0)) {
+            let mut b = if k == 1 {
+                start_hour(endpoint, *date, *hour)
+            } else {
+                start(endpoint, *date)
             };
-            *buckets.entry((*label, interval)).or_default() += 1;
-        }
-        for ((label, interval), users) in buckets {
-            let mut b = start(endpoint, label);
             b.field("user_source", Val::Int(0))
-                .field("count_interval", Val::Int(interval.into()))
-                .field("msg_user", Val::Int(users));
+                .field("msg_type", Val::Int((*code).into()))
+                .field("msg_user", Val::Int(c.users))
+                .field("msg_count", Val::Int(c.count));
+            emit(b, endpoint);
+        }
+    }
+    for (k, endpoint, keep) in [
+        (
+            0,
+            Endpoint::GetUpstreamMsgDist,
+            &in_window as &dyn Fn(Date) -> bool,
+        ),
+        (1, Endpoint::GetUpstreamMsgDistWeek, &in_weeks),
+        (2, Endpoint::GetUpstreamMsgDistMonth, &in_months),
+    ] {
+        for (label, interval, users) in dist_rows[k].iter().filter(|r| keep(r.0)) {
+            let mut b = start(endpoint, *label);
+            b.field("user_source", Val::Int(0))
+                .field("count_interval", Val::Int(*interval))
+                .field("msg_user", Val::Int(*users));
             emit(b, endpoint);
         }
     }
@@ -505,99 +602,79 @@ pub fn compute_parts(
             .field("max_time_cost", Val::Int(it.max));
         b
     };
-    if want(Endpoint::GetInterfaceSummary) {
-        for (date, it) in iface_day.iter().filter(|(d, _)| in_window(**d)) {
-            let e = Endpoint::GetInterfaceSummary;
-            emit(iface(start(e, *date), it), e);
-        }
+    for (date, it) in iface_day.iter().filter(|(d, _)| in_window(**d)) {
+        let e = Endpoint::GetInterfaceSummary;
+        emit(iface(start(e, *date), it), e);
     }
-    if want(Endpoint::GetInterfaceSummaryHour) {
-        for ((date, hour), it) in iface_hour.iter().filter(|((d, _), _)| in_window(*d)) {
-            let e = Endpoint::GetInterfaceSummaryHour;
-            emit(iface(start_hour(e, *date, *hour), it), e);
-        }
+    for ((date, hour), it) in iface_hour.iter().filter(|((d, _), _)| in_window(*d)) {
+        let e = Endpoint::GetInterfaceSummaryHour;
+        emit(iface(start_hour(e, *date, *hour), it), e);
     }
 
     // Reads and shares, all articles.
-    if want(Endpoint::GetUserRead) {
-        for ((date, source), t) in read_day
-            .iter()
-            .filter(|((d, _), t)| in_window(*d) && !t.is_empty())
-        {
-            let e = Endpoint::GetUserRead;
-            let mut b = start(e, *date);
+    for (k, endpoint) in [(0, Endpoint::GetUserRead), (1, Endpoint::GetUserReadHour)] {
+        for ((date, hour), source, c) in read_rows[k].iter().filter(|r| in_window(r.0 .0)) {
+            let mut b = if k == 1 {
+                start_hour(endpoint, *date, *hour)
+            } else {
+                start(endpoint, *date)
+            };
             b.field("user_source", Val::Int((*source).into()));
-            t.write(&mut b);
-            emit(b, e);
+            write_article(&mut b, c);
+            emit(b, endpoint);
         }
     }
-    if want(Endpoint::GetUserReadHour) {
-        for ((date, hour, source), t) in read_hour
-            .iter()
-            .filter(|((d, _, _), t)| in_window(*d) && !t.is_empty())
-        {
-            let e = Endpoint::GetUserReadHour;
-            let mut b = start_hour(e, *date, *hour);
-            b.field("user_source", Val::Int((*source).into()));
-            t.write(&mut b);
-            emit(b, e);
-        }
-    }
-    let share = |mut b: RowBuilder, scene: u32, t: &Tally| {
-        b.field("user_source", Val::Int(0))
-            .field("share_scene", Val::Int(scene.into()))
-            .field("share_count", Val::Int(t.count))
-            .field("share_user", Val::Int(t.users()));
-        b
-    };
-    if want(Endpoint::GetUserShare) {
-        for ((date, scene), t) in share_day.iter().filter(|((d, _), _)| in_window(*d)) {
-            let e = Endpoint::GetUserShare;
-            emit(share(start(e, *date), *scene, t), e);
-        }
-    }
-    if want(Endpoint::GetUserShareHour) {
-        for ((date, hour, scene), t) in share_hour.iter().filter(|((d, _, _), _)| in_window(*d)) {
-            let e = Endpoint::GetUserShareHour;
-            emit(share(start_hour(e, *date, *hour), *scene, t), e);
+    for (k, endpoint) in [(0, Endpoint::GetUserShare), (1, Endpoint::GetUserShareHour)] {
+        for ((date, hour), scene, c) in share_rows[k].iter().filter(|r| in_window(r.0 .0)) {
+            let mut b = if k == 1 {
+                start_hour(endpoint, *date, *hour)
+            } else {
+                start(endpoint, *date)
+            };
+            b.field("user_source", Val::Int(0))
+                .field("share_scene", Val::Int((*scene).into()))
+                .field("share_count", Val::Int(c.count))
+                .field("share_user", Val::Int(c.users));
+            emit(b, endpoint);
         }
     }
 
     // Per article.
-    if want(Endpoint::GetArticleSummary) {
-        for ((date, msgid), t) in day_article.iter().filter(|((d, _), _)| in_window(*d)) {
-            let Some(send) = sends.get(msgid) else {
-                continue;
-            };
-            let age = datacube_api::date::days_between(send.date, *date);
-            let score =
-                t.int.users() + t.ori.users() + t.share.users() + t.share.count + t.fav.count;
-            if !(0..7).contains(&age) || score < 3 {
-                continue;
-            }
-            let e = Endpoint::GetArticleSummary;
-            let mut b = start(e, *date);
-            b.field("msgid", Val::Text(msgid))
-                .field("title", Val::Text(send.title))
-                .field("user_source", Val::Int(0));
-            t.write(&mut b);
-            emit(b, e);
+    for (date, msgid, c) in day_article_rows.iter().filter(|r| in_window(r.0)) {
+        let Some(send) = sends.get(msgid) else {
+            continue;
+        };
+        let age = days_between(send.date, *date);
+        let score = c[INT].users + c[ORI].users + c[SHARE].users + c[SHARE].count + c[FAV].count;
+        if !(0..7).contains(&age) || score < 3 {
+            continue;
         }
+        let e = Endpoint::GetArticleSummary;
+        let mut b = start(e, *date);
+        b.field("msgid", Val::Text(msgid))
+            .field("title", Val::Text(send.title))
+            .field("user_source", Val::Int(0));
+        write_article(&mut b, c);
+        emit(b, e);
     }
     let mut sent: Vec<(&&str, &Send)> = sends
         .iter()
-        .filter(|(_, s)| want(Endpoint::GetArticleTotal) && in_window(s.date))
+        .filter(|(_, s)| w_total && in_window(s.date))
         .collect();
     sent.sort_by_key(|(msgid, s)| (s.date, **msgid));
+    // Slots: the 4 article counters, the 7 read scenes, the 3 origins of Moments shares.
+    const SCENE0: usize = 4;
+    const FEED0: usize = SCENE0 + 7;
+    let mut tally: Period<()> = Period::new(FEED0 + 3);
+    let scene_slot =
+        |s: ReadScene| SCENE0 + ReadScene::ALL.iter().position(|x| *x == s).unwrap_or(0);
+    let feed_slot = |f: ShareFrom| FEED0 + ShareFrom::ALL.iter().position(|x| *x == f).unwrap_or(0);
     for (msgid, send) in sent {
         // Events are in time order: the tallies run forward, one snapshot per day.
         let events = article_events.get(*msgid).map_or(&[][..], Vec::as_slice);
         let mut details = Vec::new();
-        let mut total = ArticleTally::default();
-        let mut scenes: BTreeMap<ReadScene, Tally> = BTreeMap::new();
-        let mut feed: BTreeMap<ShareFrom, Tally> = BTreeMap::new();
+        tally.enter((), &mut |_, _| {});
         let mut next = 0;
-        let empty = Tally::default();
         for k in 0..7 {
             let stat = add_days(send.date, k);
             if stat > last {
@@ -615,38 +692,39 @@ pub fn compute_parts(
                         scene,
                         ..
                     } => {
-                        total.int.add(user);
-                        scenes.entry(*scene).or_default().add(user);
+                        tally.add(INT, user);
+                        tally.add(scene_slot(*scene), user);
                     }
                     Kind::Read {
                         page: Page::Ori, ..
-                    } => total.ori.add(user),
+                    } => tally.add(ORI, user),
                     Kind::Share { scene, from, .. } => {
-                        total.share.add(user);
+                        tally.add(SHARE, user);
                         if *scene == ShareScene::Feed {
-                            feed.entry(*from).or_default().add(user);
+                            tally.add(feed_slot(*from), user);
                         }
                     }
-                    Kind::Favorite { .. } => total.fav.add(user),
+                    Kind::Favorite { .. } => tally.add(FAV, user),
                     _ => {}
                 }
             }
+            let t = &tally.slots;
             let mut d = RowBuilder::detail();
             d.field("stat_date", Val::Date(stat))
                 .field("target_user", Val::Int(send.target.max(0) as u64));
-            total.write(&mut d);
+            write_article(&mut d, &article_counts(t));
             // In the order of WeChat's detail shape (the scenes of 2022's sample, then
             // the feed shares, then the scenes added later).
             let scene = |d: &mut RowBuilder, scene: ReadScene| {
-                let t = scenes.get(&scene).unwrap_or(&empty);
+                let c = t[scene_slot(scene)];
                 let infix = scene.total_infix();
                 d.field(
                     &format!("int_page_from_{infix}_read_user"),
-                    Val::Int(t.users()),
+                    Val::Int(c.users),
                 )
                 .field(
                     &format!("int_page_from_{infix}_read_count"),
-                    Val::Int(t.count),
+                    Val::Int(c.count),
                 );
             };
             for s in [
@@ -659,16 +737,17 @@ pub fn compute_parts(
                 scene(&mut d, s);
             }
             for from in [ShareFrom::Session, ShareFrom::Feed, ShareFrom::Other] {
-                let t = feed.get(&from).unwrap_or(&empty);
+                let c = t[feed_slot(from)];
                 let name = from.name();
-                d.field(&format!("feed_share_from_{name}_user"), Val::Int(t.users()))
-                    .field(&format!("feed_share_from_{name}_cnt"), Val::Int(t.count));
+                d.field(&format!("feed_share_from_{name}_user"), Val::Int(c.users))
+                    .field(&format!("feed_share_from_{name}_cnt"), Val::Int(c.count));
             }
             for s in [ReadScene::Kanyikan, ReadScene::Souyisou] {
                 scene(&mut d, s);
             }
             details.push(d.finish_detail());
         }
+        tally.finish(&mut |_, _| {});
         let e = Endpoint::GetArticleTotal;
         let mut b = start(e, send.date);
         b.field("msgid", Val::Text(msgid))
@@ -684,4 +763,51 @@ pub fn compute_parts(
         });
     }
     out
+}
+
+type Label = (Date, u8);
+
+/// Hands a finished period's slots over as rows, one per code that counted something.
+fn by_code<'a>(
+    rows: &'a mut Vec<(Label, u32, Counts)>,
+    codes: &'a [u32],
+) -> impl FnMut(Label, &[Counts]) + 'a {
+    move |label, slots| {
+        for (c, code) in slots.iter().zip(codes) {
+            if c.count > 0 {
+                rows.push((label, *code, *c));
+            }
+        }
+    }
+}
+
+/// Hands a finished period's read slots (key × 4 counters) over as rows, one per key that
+/// counted something.
+fn by_read_key(rows: &mut Vec<(Label, u32, ArticleCounts)>) -> impl FnMut(Label, &[Counts]) + '_ {
+    move |label, slots| {
+        for (key, code) in READ_KEYS.iter().enumerate() {
+            let c = article_counts(&slots[key * 4..]);
+            if !is_empty(&c) {
+                rows.push((label, *code, c));
+            }
+        }
+    }
+}
+
+/// Hands the day's per-article tallies over as rows and starts an empty day.
+fn flush_day_articles<'a>(
+    period: &mut Period<Date>,
+    articles: &mut Vec<&'a str>,
+    index: &mut HashMap<&'a str, usize>,
+    rows: &mut Vec<(Date, &'a str, ArticleCounts)>,
+) {
+    if let Some(date) = period.label.take() {
+        for (a, msgid) in articles.iter().enumerate() {
+            rows.push((date, msgid, article_counts(&period.slots[a * 4..])));
+        }
+    }
+    articles.clear();
+    index.clear();
+    period.seen.clear();
+    period.slots.clear();
 }
