@@ -68,6 +68,11 @@ const BUCKET_TARGET: u64 = 512;
 #[cfg(test)]
 const BUCKET_TARGET: u64 = 4;
 const MAX_BUCKET_BITS: u32 = 24;
+/// The id index's deltas are merged into its buckets when there are this many.
+#[cfg(not(test))]
+const MAX_DELTAS: usize = 8;
+#[cfg(test)]
+const MAX_DELTAS: usize = 3;
 /// One id index entry: the hash (8 bytes) and the event's day × 8 + class (4 bytes).
 const ENTRY: usize = 12;
 
@@ -476,27 +481,38 @@ struct Candidate {
 
 /// Checks `candidates` (ids distinct within the batch) against the account's id index, adds
 /// the new ones to it, and returns where their events are: (class, index).
+///
+/// The index has two levels: buckets by hash (`event_id`), and deltas (`event_id_delta`), one
+/// per batch, holding the batch's new ids. A batch reads the buckets its ids fall in and all
+/// the deltas, and writes one delta; every [`MAX_DELTAS`] deltas are merged into the buckets
+/// at once. A large batch thus does not rewrite the whole index each time (its ids fall in
+/// every bucket), only one time in [`MAX_DELTAS`].
 fn dedup_ids(
     tx: &Connection,
     appid: &str,
     classes: &[ClassBatch; CLASSES],
     mut candidates: Vec<Candidate>,
 ) -> Result<Vec<(u8, u32)>> {
-    let (mut bits, mut count): (u32, u64) = tx
+    let (bits, mut count): (u32, u64) = tx
         .prepare_cached("SELECT id_bits, ids FROM event_app WHERE appid = ?1")?
         .query_row([appid], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((0, 0));
     candidates.sort_unstable();
+    let deltas: Vec<(i64, Vec<(u64, u32)>)> = {
+        let mut stmt = tx
+            .prepare_cached("SELECT seq, data FROM event_id_delta WHERE appid = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([appid], |r| {
+            Ok((r.get::<_, i64>(0)?, read_entries(r.get_ref(1)?.as_blob()?)))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
     let mut select =
         tx.prepare_cached("SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2")?;
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)
-         ON CONFLICT (appid, bucket) DO UPDATE SET data = excluded.data",
-    )?;
     // Ids already stored, by (day, class): loaded only to confirm a hash that was found.
     let mut stored_ids: HashMap<u32, HashSet<String>> = HashMap::new();
     let mut fresh = Vec::with_capacity(candidates.len());
+    let mut added: Vec<(u64, u32)> = Vec::with_capacity(candidates.len());
     let mut start = 0;
     while start < candidates.len() {
         let bucket = bucket_of(candidates[start].hash, bits);
@@ -509,24 +525,26 @@ fn dedup_ids(
             .query_row(params![appid, bucket], |r| r.get(0))
             .optional()?;
         let old = blob.as_deref().map(read_entries).unwrap_or_default();
-        let mut added: Vec<(u64, u32)> = Vec::new();
         for c in &candidates[start..end] {
             let hash = c.hash;
             let id = classes[c.class as usize].events[c.index as usize]
                 .id
                 .as_deref();
-            let from = old.partition_point(|e| e.0 < hash);
             let mut duplicate = false;
-            for &(_, stored_tag) in old[from..].iter().take_while(|e| e.0 == hash) {
-                let ids = match stored_ids.entry(stored_tag) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(ids_of(tx, appid, stored_tag)?)
+            let levels = std::iter::once(&old[..]).chain(deltas.iter().map(|(_, d)| &d[..]));
+            'levels: for entries in levels {
+                let from = entries.partition_point(|e| e.0 < hash);
+                for &(_, stored_tag) in entries[from..].iter().take_while(|e| e.0 == hash) {
+                    let ids = match stored_ids.entry(stored_tag) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(ids_of(tx, appid, stored_tag)?)
+                        }
+                    };
+                    if id.is_some_and(|id| ids.contains(id)) {
+                        duplicate = true;
+                        break 'levels;
                     }
-                };
-                if id.is_some_and(|id| ids.contains(id)) {
-                    duplicate = true;
-                    break;
                 }
             }
             if !duplicate {
@@ -534,29 +552,74 @@ fn dedup_ids(
                 fresh.push((c.class, c.index));
             }
         }
-        if !added.is_empty() {
-            let mut merged = old;
-            merged.extend_from_slice(&added);
-            merged.sort_unstable();
-            upsert.execute(params![appid, bucket, write_entries(&merged)])?;
-            count += added.len() as u64;
-        }
         start = end;
     }
+    if !added.is_empty() {
+        // `added` is in hash order already: candidates were sorted.
+        tx.prepare_cached("INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2)")?
+            .execute(params![appid, write_entries(&added)])?;
+        count += added.len() as u64;
+        tx.prepare_cached(
+            "INSERT INTO event_app (appid, id_bits, ids) VALUES (?1, ?2, ?3)
+             ON CONFLICT (appid) DO UPDATE SET ids = excluded.ids",
+        )?
+        .execute(params![appid, bits, count])?;
+        if deltas.len() + 1 >= MAX_DELTAS {
+            let mut merged = added;
+            for (_, d) in deltas {
+                merged.extend(d);
+            }
+            merged.sort_unstable();
+            merge_deltas(tx, appid, bits, count, &merged)?;
+        }
+    }
+    Ok(fresh)
+}
+
+/// Merges the deltas' entries (`merged`, sorted) into the buckets, drops the deltas, and
+/// doubles the buckets while they hold too many ids on average.
+fn merge_deltas(
+    tx: &Connection,
+    appid: &str,
+    bits: u32,
+    count: u64,
+    merged: &[(u64, u32)],
+) -> Result<()> {
+    let mut select =
+        tx.prepare_cached("SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2")?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)
+         ON CONFLICT (appid, bucket) DO UPDATE SET data = excluded.data",
+    )?;
+    let mut start = 0;
+    while start < merged.len() {
+        let bucket = bucket_of(merged[start].0, bits);
+        let end = start
+            + merged[start..]
+                .iter()
+                .take_while(|e| bucket_of(e.0, bits) == bucket)
+                .count();
+        let blob: Option<Vec<u8>> = select
+            .query_row(params![appid, bucket], |r| r.get(0))
+            .optional()?;
+        let mut entries = blob.as_deref().map(read_entries).unwrap_or_default();
+        entries.extend_from_slice(&merged[start..end]);
+        entries.sort_unstable();
+        upsert.execute(params![appid, bucket, write_entries(&entries)])?;
+        start = end;
+    }
+    tx.prepare_cached("DELETE FROM event_id_delta WHERE appid = ?1")?
+        .execute([appid])?;
     let mut new_bits = bits;
     while count > BUCKET_TARGET << new_bits && new_bits < MAX_BUCKET_BITS {
         new_bits += 1;
     }
     if new_bits != bits {
         split_buckets(tx, appid, bits, new_bits)?;
-        bits = new_bits;
+        tx.prepare_cached("UPDATE event_app SET id_bits = ?2 WHERE appid = ?1")?
+            .execute(params![appid, new_bits])?;
     }
-    tx.prepare_cached(
-        "INSERT INTO event_app (appid, id_bits, ids) VALUES (?1, ?2, ?3)
-         ON CONFLICT (appid) DO UPDATE SET id_bits = excluded.id_bits, ids = excluded.ids",
-    )?
-    .execute(params![appid, bits, count])?;
-    Ok(fresh)
+    Ok(())
 }
 
 /// Re-buckets an account's id index from `2^bits` to `2^new_bits` buckets, one old bucket at

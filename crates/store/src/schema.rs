@@ -104,8 +104,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
     // 6: event chunks compressed (crate::codec): `codec` 0 is plain postcard (chunks written
     // before version 6), 1 is zstd. Statistics days may be compressed too: `stat_day.rows` is
-    // then a BLOB (zstd of the text) instead of TEXT, and `keys` is zstd as well.
+    // then a BLOB (zstd of the text) instead of TEXT, and `keys` is zstd as well. The id index
+    // gets a second level: one delta of new ids per batch, merged into the buckets in groups.
     r#"
     ALTER TABLE event_chunk ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE event_id_delta (
+        seq   INTEGER PRIMARY KEY,
+        appid TEXT NOT NULL,
+        data  BLOB NOT NULL                   -- sorted (hash u64, day * 8 + class u32), LE
+    );
+    CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq);
     "#,
 ];
