@@ -475,31 +475,43 @@ async fn ingest_file(args: IngestArgs) -> Result<()> {
     };
     let mut report = datacube_server::ingest::IngestReport::default();
     let mut known = datacube_server::ingest::KnownAccounts::default();
-    let mut batch: Vec<(usize, String)> = Vec::with_capacity(args.batch.max(1));
+    let batch_lines = args.batch.max(1);
+    // A batch's lines, read into one buffer: (line number, start, end) of each.
+    let mut block: Vec<u8> = Vec::new();
+    let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(batch_lines);
     let mut number = 0usize;
     let mut storing: Option<tokio::task::JoinHandle<Result<_, datacube_store::StoreError>>> = None;
-    let mut buf = Vec::new();
     let mut reader = reader;
     loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .context("reading events")?;
-        if n > 0 {
-            number += 1;
-            progress.inc(n as u64);
-            match String::from_utf8(std::mem::take(&mut buf)) {
-                Ok(line) => batch.push((number, line)),
-                Err(_) => report.rejected.push(datacube_server::ingest::Rejected {
-                    line: number,
-                    reason: "not UTF-8 text".into(),
-                }),
+        block.clear();
+        spans.clear();
+        let mut eof = false;
+        while spans.len() < batch_lines {
+            let start = block.len();
+            let n = reader
+                .read_until(b'\n', &mut block)
+                .context("reading events")?;
+            if n == 0 {
+                eof = true;
+                break;
             }
+            number += 1;
+            spans.push((number, start, block.len()));
         }
-        if batch.len() >= args.batch.max(1) || (n == 0 && !batch.is_empty()) {
+        progress.inc(block.len() as u64);
+        if !spans.is_empty() {
+            let mut lines: Vec<(usize, &str)> = Vec::with_capacity(spans.len());
+            for &(line, start, end) in &spans {
+                match std::str::from_utf8(&block[start..end]) {
+                    Ok(text) => lines.push((line, text)),
+                    Err(_) => report.rejected.push(datacube_server::ingest::Rejected {
+                        line,
+                        reason: "not UTF-8 text".into(),
+                    }),
+                }
+            }
             // Parse this batch while the previous one is being stored.
-            let parsed = datacube_server::ingest::parse_lines(&store, &batch, &mut known).await?;
-            batch.clear();
+            let parsed = datacube_server::ingest::parse_lines(&store, &lines, &mut known).await?;
             if let Some(previous) = storing.take() {
                 let (done, _) = previous.await.context("storing events")??;
                 report.merge(done);
@@ -510,7 +522,7 @@ async fn ingest_file(args: IngestArgs) -> Result<()> {
                 parsed.store(&store, yesterday).await
             }));
         }
-        if n == 0 {
+        if eof {
             break;
         }
     }

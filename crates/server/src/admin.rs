@@ -277,11 +277,7 @@ async fn events(State(app): State<App>, req: Request) -> Response {
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text");
     };
-    let lines: Vec<(usize, String)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.to_owned()))
-        .collect();
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
     let yesterday =
         datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
     let mut known = crate::ingest::KnownAccounts::default();

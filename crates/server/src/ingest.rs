@@ -42,9 +42,9 @@ pub struct KnownAccounts(HashMap<String, bool>);
 
 /// Ingests one batch of numbered lines (blank lines are skipped). Returns the report and the
 /// accounts whose statistics changed.
-pub async fn ingest_lines(
+pub async fn ingest_lines<L: AsRef<str>>(
     store: &Store,
-    lines: &[(usize, String)],
+    lines: &[(usize, L)],
     yesterday: Date,
     known: &mut KnownAccounts,
 ) -> Result<(IngestReport, BTreeSet<String>), StoreError> {
@@ -94,14 +94,15 @@ impl Parsed {
 
 /// Parses one batch of numbered lines (blank lines are skipped) and checks that their
 /// accounts exist; bad lines are set aside with the reason.
-pub async fn parse_lines(
+pub async fn parse_lines<L: AsRef<str>>(
     store: &Store,
-    lines: &[(usize, String)],
+    lines: &[(usize, L)],
     known: &mut KnownAccounts,
 ) -> Result<Parsed, StoreError> {
     let mut events = Vec::with_capacity(lines.len());
     let mut rejected = Vec::new();
     for (number, line) in lines {
+        let line = line.as_ref();
         if line.trim().is_empty() {
             continue;
         }

@@ -262,55 +262,132 @@ struct Chunk {
 
 impl Batch {
     /// Prepares `events` for [`crate::Store::ingest_batch`].
-    pub fn prepare(events: Vec<Event>) -> Result<Batch> {
+    pub fn prepare(mut events: Vec<Event>) -> Result<Batch> {
         let len = events.len();
-        let mut by_app: BTreeMap<String, Vec<(u32, Event)>> = BTreeMap::new();
-        for (i, e) in events.into_iter().enumerate() {
-            match by_app.get_mut(&e.appid) {
-                Some(v) => v.push((i as u32, e)),
-                None => {
-                    by_app.insert(e.appid.clone(), vec![(i as u32, e)]);
-                }
+        // Accounts, in appid order, and each event's: (account, class, day, position) packed
+        // into one sortable number, so that the events move once, into their class.
+        let mut appids: Vec<&str> = Vec::new();
+        let mut account_of: Vec<u32> = Vec::with_capacity(len);
+        {
+            let mut index: rustc_hash::FxHashMap<&str, u32> = Default::default();
+            let mut last: Option<(&str, u32)> = None;
+            for e in &events {
+                let a = match last {
+                    Some((appid, a)) if appid == e.appid => a,
+                    _ => {
+                        let next = appids.len() as u32;
+                        let a = *index.entry(&e.appid).or_insert(next);
+                        if a == next {
+                            appids.push(&e.appid);
+                        }
+                        last = Some((&e.appid, a));
+                        a
+                    }
+                };
+                account_of.push(a);
             }
         }
-        let mut accounts = Vec::with_capacity(by_app.len());
-        for (appid, mut list) in by_app {
-            // Ids: only the first event with an id counts in a batch.
-            let mut first = vec![true; list.len()];
-            {
-                let mut seen: FxHashSet<&str> = FxHashSet::default();
-                for (k, (_, e)) in list.iter().enumerate() {
-                    if let Some(id) = e.id.as_deref() {
-                        first[k] = seen.insert(id);
+        let mut order: Vec<u32> = (0..appids.len() as u32).collect();
+        order.sort_by_key(|a| appids[*a as usize]);
+        let mut rank = vec![0u32; appids.len()];
+        for (r, a) in order.iter().enumerate() {
+            rank[*a as usize] = r as u32;
+        }
+        let names: Vec<String> = order
+            .iter()
+            .map(|a| appids[*a as usize].to_owned())
+            .collect();
+        // Days fit 22 bits (the event format's 1970 to 9998), positions 32.
+        if let Some(e) = events
+            .iter()
+            .find(|e| !(0..1 << 22).contains(&date_to_epoch_day(china_date(e.time))))
+        {
+            return Err(crate::StoreError::Corrupt(format!(
+                "an event of {} at {} is outside the years 1970 to 9998",
+                e.appid, e.time
+            )));
+        }
+        let mut keys: Vec<(u64, u32)> = events
+            .iter()
+            .zip(&account_of)
+            .enumerate()
+            .map(|(pos, (e, a))| {
+                let day = date_to_epoch_day(china_date(e.time)) as u64;
+                let class = Class::of(&e.kind) as u64;
+                let account = u64::from(rank[*a as usize]);
+                ((account << 25) | (class << 22) | day, pos as u32)
+            })
+            .collect();
+        // By account, class, day; the batch's order within a day.
+        keys.sort_unstable();
+        let mut accounts: Vec<AccountBatch> = names
+            .into_iter()
+            .map(|appid| AccountBatch {
+                appid,
+                classes: Default::default(),
+            })
+            .collect();
+        for group in keys.chunk_by(|x, y| x.0 >> 22 == y.0 >> 22) {
+            let account = (group[0].0 >> 25) as usize;
+            let class = ((group[0].0 >> 22) & 7) as usize;
+            let c = &mut accounts[account].classes[class];
+            c.events.reserve_exact(group.len());
+            c.pos.reserve_exact(group.len());
+            c.days.reserve_exact(group.len());
+            for &(key, pos) in group {
+                // Moved out; what is left behind owns nothing.
+                let e = std::mem::replace(
+                    &mut events[pos as usize],
+                    Event {
+                        appid: String::new(),
+                        id: None,
+                        time: 0,
+                        kind: Kind::Reply {
+                            cost_ms: 0,
+                            ok: true,
+                        },
+                    },
+                );
+                c.pos.push(pos);
+                c.days.push((key & ((1 << 22) - 1)) as i64);
+                c.events.push(e);
+            }
+        }
+        for account in &mut accounts {
+            // Ids: only the first event with an id counts in a batch (in the batch's order,
+            // across classes).
+            let mut firsts: Vec<(u32, u8, u32)> = Vec::new();
+            for (ci, c) in account.classes.iter().enumerate() {
+                for (k, pos) in c.pos.iter().enumerate() {
+                    if c.events[k].id.is_some() {
+                        firsts.push((*pos, ci as u8, k as u32));
                     }
                 }
             }
-            let mut keyed: Vec<(Class, i64, bool, u32, Event)> = list
-                .drain(..)
-                .zip(first)
-                .map(|((pos, e), first)| {
-                    (
-                        Class::of(&e.kind),
-                        date_to_epoch_day(china_date(e.time)),
-                        first,
-                        pos,
-                        e,
-                    )
-                })
-                .collect();
-            // Stable: the batch's order within a day.
-            keyed.sort_by_key(|k| (k.0, k.1));
-            let mut classes: [ClassBatch; CLASSES] = Default::default();
-            for (class, day, first, pos, e) in keyed {
-                let c = &mut classes[class as usize];
-                c.hashes
-                    .push(e.id.as_deref().filter(|_| first).map(id_hash));
-                c.take.push(first);
-                c.pos.push(pos);
-                c.days.push(day);
-                c.events.push(e);
+            firsts.sort_unstable();
+            let mut first = vec![Vec::new(); CLASSES];
+            for (ci, c) in account.classes.iter().enumerate() {
+                first[ci] = vec![true; c.events.len()];
             }
-            for c in &mut classes {
+            {
+                let mut seen: FxHashSet<&str> = FxHashSet::default();
+                for (_, ci, k) in &firsts {
+                    let id = account.classes[*ci as usize].events[*k as usize]
+                        .id
+                        .as_deref();
+                    if let Some(id) = id {
+                        first[*ci as usize][*k as usize] = seen.insert(id);
+                    }
+                }
+            }
+            for (c, first) in account.classes.iter_mut().zip(first) {
+                c.hashes = c
+                    .events
+                    .iter()
+                    .zip(&first)
+                    .map(|(e, f)| e.id.as_deref().filter(|_| *f).map(id_hash))
+                    .collect();
+                c.take = first;
                 let mut start = 0;
                 while start < c.events.len() {
                     let day = c.days[start];
@@ -324,7 +401,6 @@ impl Batch {
                     start = end;
                 }
             }
-            accounts.push(AccountBatch { appid, classes });
         }
         Ok(Batch { len, accounts })
     }
@@ -527,9 +603,12 @@ fn dedup_ids(
         let old = blob.as_deref().map(read_entries).unwrap_or_default();
         for c in &candidates[start..end] {
             let hash = c.hash;
-            let id = classes[c.class as usize].events[c.index as usize]
-                .id
-                .as_deref();
+            // Read only when a hash is found: the events are far apart in memory.
+            let id = || {
+                classes[c.class as usize].events[c.index as usize]
+                    .id
+                    .as_deref()
+            };
             let mut duplicate = false;
             let levels = std::iter::once(&old[..]).chain(deltas.iter().map(|(_, d)| &d[..]));
             'levels: for entries in levels {
@@ -541,7 +620,7 @@ fn dedup_ids(
                             v.insert(ids_of(tx, appid, stored_tag)?)
                         }
                     };
-                    if id.is_some_and(|id| ids.contains(id)) {
+                    if id().is_some_and(|id| ids.contains(id)) {
                         duplicate = true;
                         break 'levels;
                     }
