@@ -429,6 +429,48 @@ async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
     );
 }
 
+/// Line numbers stay right across batches, with blank lines, CRLF endings, a line that is
+/// not UTF-8 and a last line without a newline.
+#[tokio::test]
+async fn ingest_numbers_lines_across_batches() {
+    let (dir, db) = temp_db();
+    add_account(&db, "wxaaaa000000000001", "s3cret").await;
+    let reply = |id: u32| {
+        format!(
+            r#"{{"type":"reply","appid":"wxaaaa000000000001","id":"{id}","time":"2026-06-01T09:00:00+08:00","cost_ms":{id},"ok":true}}"#
+        )
+    };
+    let mut bytes: Vec<u8> = Vec::new();
+    bytes.extend(format!("{}\r\n\r\n{}\n", reply(1), reply(2)).as_bytes());
+    bytes.extend(b"{\"type\":\"reply\",\"appid\":\"\xff\"}\n");
+    bytes.extend(format!("{}\n{{\"type\":\"poke\"}}\n{}", reply(3), reply(4)).as_bytes());
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, &bytes).unwrap();
+    let (code, out, err) = run(
+        &db,
+        &["ingest", "--batch", "2", file.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert_eq!(out, "4 accepted, 0 duplicates, 2 rejected\n");
+    assert!(err.contains("line 4: not UTF-8 text"), "{err}");
+    assert!(err.contains("line 6: `appid` is missing"), "{err}");
+    let served = serve(&db, &[]).await;
+    let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
+    let body = datacube_post(
+        &served.base,
+        t,
+        "getinterfacesummary",
+        r#"{"begin_date":"2026-06-01","end_date":"2026-06-01"}"#,
+    )
+    .await;
+    assert_eq!(
+        body,
+        r#"{"list":[{"ref_date":"2026-06-01","callback_count":4,"fail_count":0,"total_time_cost":10,"max_time_cost":4}]}"#
+    );
+}
+
 /// One batch of 300 reply events with unique ids, spread over 2026-06-01..06-10.
 fn reply_batch(batch: usize) -> String {
     (0..300)
