@@ -85,27 +85,40 @@ fn decode(appid: &str, text: &str, keys: &[u8]) -> Result<DayRows> {
     Ok(out)
 }
 
-fn write_day(
-    conn: &Connection,
-    appid: &str,
-    endpoint: Endpoint,
-    date: &str,
-    rows: (String, Vec<u8>, i64),
-) -> Result<()> {
-    let (text, keys, n) = rows;
-    let (rows, keys): (Value, Vec<u8>) = if text.len() >= COMPRESS_AT {
-        (
-            Value::Blob(crate::codec::compress(text.as_bytes())?),
-            crate::codec::compress(&keys)?,
-        )
-    } else {
-        (Value::Text(text), keys)
-    };
-    if n == 0 {
+/// One day of one endpoint's rows, ready to store: its date, its row count, the rows' text
+/// (compressed when large) and their keys.
+pub(crate) struct StoredDay {
+    date: String,
+    n: i64,
+    rows: Value,
+    keys: Vec<u8>,
+}
+
+impl StoredDay {
+    fn new(date: String, (text, keys, n): (String, Vec<u8>, i64)) -> Result<StoredDay> {
+        let (rows, keys) = if text.len() >= COMPRESS_AT {
+            (
+                Value::Blob(crate::codec::compress(text.as_bytes())?),
+                crate::codec::compress(&keys)?,
+            )
+        } else {
+            (Value::Text(text), keys)
+        };
+        Ok(StoredDay {
+            date,
+            n,
+            rows,
+            keys,
+        })
+    }
+}
+
+fn write_day(conn: &Connection, appid: &str, endpoint: Endpoint, day: StoredDay) -> Result<()> {
+    if day.n == 0 {
         conn.prepare_cached(
             "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
         )?
-        .execute(params![appid, endpoint.id(), date])?;
+        .execute(params![appid, endpoint.id(), day.date])?;
     } else {
         conn.prepare_cached(
             "INSERT INTO stat_day (appid, endpoint, ref_date, n, rows, keys)
@@ -113,19 +126,44 @@ fn write_day(
              ON CONFLICT (appid, endpoint, ref_date)
              DO UPDATE SET n = excluded.n, rows = excluded.rows, keys = excluded.keys",
         )?
-        .execute(params![appid, endpoint.id(), date, n, rows, keys])?;
+        .execute(params![
+            appid,
+            endpoint.id(),
+            day.date,
+            day.n,
+            day.rows,
+            day.keys
+        ])?;
     }
     Ok(())
 }
 
-/// Replaces the rows of `endpoint` dated `from..=to` by those of `rows` in that range
-/// (`rows` sorted by date, hour and key, as the engine returns them).
+/// The days of `rows` (sorted by date, hour and key, as the engine returns them) dated
+/// `from..=to`, ready to store. Pure work: it may run away from the writer.
+pub(crate) fn prepare_days(rows: &[Row], (from, to): (Date, Date)) -> Result<Vec<StoredDay>> {
+    let in_range: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.ref_date >= from && r.ref_date <= to)
+        .collect();
+    in_range
+        .chunk_by(|a, b| a.ref_date == b.ref_date)
+        .map(|day| {
+            let encoded = encode(
+                day.iter()
+                    .map(|r| (i32::from(r.ref_hour), r.key.as_str(), r.json.as_str())),
+            );
+            StoredDay::new(format_date(day[0].ref_date), encoded)
+        })
+        .collect()
+}
+
+/// Replaces the rows of `endpoint` dated `from..=to` by `days` (from [`prepare_days`]).
 pub(crate) fn replace(
     conn: &Connection,
     appid: &str,
     endpoint: Endpoint,
     (from, to): (Date, Date),
-    rows: &[Row],
+    days: Vec<StoredDay>,
 ) -> Result<()> {
     conn.prepare_cached(
         "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4",
@@ -136,22 +174,8 @@ pub(crate) fn replace(
         format_date(from),
         format_date(to)
     ])?;
-    let in_range: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.ref_date >= from && r.ref_date <= to)
-        .collect();
-    for day in in_range.chunk_by(|a, b| a.ref_date == b.ref_date) {
-        let encoded = encode(
-            day.iter()
-                .map(|r| (i32::from(r.ref_hour), r.key.as_str(), r.json.as_str())),
-        );
-        write_day(
-            conn,
-            appid,
-            endpoint,
-            &format_date(day[0].ref_date),
-            encoded,
-        )?;
+    for day in days {
+        write_day(conn, appid, endpoint, day)?;
     }
     Ok(())
 }
@@ -211,7 +235,7 @@ pub(crate) fn upsert(
                 day.iter()
                     .map(|((hour, key), json)| (*hour, key.as_str(), json.as_str())),
             );
-            write_day(conn, appid, endpoint, &date, encoded)?;
+            write_day(conn, appid, endpoint, StoredDay::new(date, encoded)?)?;
         }
     }
     Ok(report)
@@ -277,7 +301,12 @@ pub(crate) fn move_v4_rows(conn: &Connection) -> Result<()> {
             return Ok(());
         };
         let encoded = encode(rows.iter().map(|(h, k, j)| (*h, k.as_str(), j.as_str())));
-        write_day(conn, &key.0, endpoint, &key.2, encoded)
+        write_day(
+            conn,
+            &key.0,
+            endpoint,
+            StoredDay::new(key.2.clone(), encoded)?,
+        )
     };
     let mut stmt = conn.prepare(
         "SELECT appid, endpoint, ref_date, ref_hour, row_key, json FROM stat_row

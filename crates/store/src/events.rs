@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use datacube_api::date::{add_days, china_date, date_to_epoch_day, epoch_day_to_date, monday_of};
 use datacube_api::endpoint::Group;
-use datacube_api::row::Row;
 use datacube_api::{Endpoint, Period};
 use datacube_engine::{Event, Kind};
 use jiff::civil::Date;
@@ -831,9 +830,23 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    fn run(&self) -> BTreeMap<Endpoint, Vec<Row>> {
+    /// Computes the rows and prepares the days to write (compressing them): everything but
+    /// the writing, so that it can run beside other jobs.
+    fn run(&self) -> Result<Vec<Vec<crate::days::StoredDay>>> {
         let wanted: Vec<Endpoint> = self.replaces.iter().map(|(e, _)| *e).collect();
-        datacube_engine::rollup::compute_parts(&self.parts, self.window.0, self.window.1, &wanted)
+        let computed = datacube_engine::rollup::compute_parts(
+            &self.parts,
+            self.window.0,
+            self.window.1,
+            &wanted,
+        );
+        self.replaces
+            .iter()
+            .map(|(endpoint, range)| {
+                let rows = computed.get(endpoint).map_or(&[][..], Vec::as_slice);
+                crate::days::prepare_days(rows, *range)
+            })
+            .collect()
     }
 }
 
@@ -985,21 +998,26 @@ fn recompute(
                 .collect(),
             });
         }
-        let mut replaces = vec![(Endpoint::GetArticleTotal, (t0, t1))];
+        let with_sends = vec![
+            &history[..],
+            mine(Class::Follow),
+            &publishes,
+            mine(Class::Publish),
+            &reads,
+            mine(Class::Article),
+        ];
         if let Some((a_lo, a_hi)) = articles {
-            replaces.push((Endpoint::GetArticleSummary, (a_lo, add_days(a_hi, 6))));
+            // Titles and send days; no followers.
+            jobs.push(Job {
+                parts: with_sends[2..].to_vec(),
+                window,
+                replaces: vec![(Endpoint::GetArticleSummary, (a_lo, add_days(a_hi, 6)))],
+            });
         }
         jobs.push(Job {
-            parts: vec![
-                &history,
-                mine(Class::Follow),
-                &publishes,
-                mine(Class::Publish),
-                &reads,
-                mine(Class::Article),
-            ],
+            parts: with_sends,
             window,
-            replaces,
+            replaces: vec![(Endpoint::GetArticleTotal, (t0, t1))],
         });
     }
 
@@ -1009,28 +1027,36 @@ fn recompute(
         + replies.len()
         + reads.len()
         + own.classes.iter().map(|c| c.events.len()).sum::<usize>();
-    let computed: Vec<BTreeMap<Endpoint, Vec<Row>>> = if events >= PARALLEL_FROM && jobs.len() > 1 {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs[1..]
-                .iter()
-                .map(|job| scope.spawn(move || job.run()))
-                .collect();
-            let mut out = vec![jobs[0].run()];
-            for h in handles {
-                // A computation panics only on a bug; pass it on as it is.
-                out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            }
-            out
-        })
-    } else {
-        jobs.iter().map(Job::run).collect()
-    };
+    let computed: Vec<Result<Vec<Vec<crate::days::StoredDay>>>> =
+        if events >= PARALLEL_FROM && jobs.len() > 1 {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = jobs[1..]
+                    .iter()
+                    .map(|job| {
+                        std::thread::Builder::new()
+                            .name("datacube-compute".into())
+                            .spawn_scoped(scope, move || job.run())
+                    })
+                    .collect();
+                let mut out = vec![jobs[0].run()];
+                for (job, h) in jobs[1..].iter().zip(handles) {
+                    out.push(match h {
+                        // A computation panics only on a bug; pass it on as it is.
+                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        // No thread to be had: compute here.
+                        Err(_) => job.run(),
+                    });
+                }
+                out
+            })
+        } else {
+            jobs.iter().map(Job::run).collect()
+        };
 
     // Write.
-    for (job, rows) in jobs.iter().zip(&computed) {
-        for (endpoint, range) in &job.replaces {
-            let rows = rows.get(endpoint).map_or(&[][..], Vec::as_slice);
-            crate::days::replace(tx, appid, *endpoint, *range, rows)?;
+    for (job, days) in jobs.iter().zip(computed) {
+        for ((endpoint, range), days) in job.replaces.iter().zip(days?) {
+            crate::days::replace(tx, appid, *endpoint, *range, days)?;
         }
     }
     Ok(())
@@ -1289,7 +1315,7 @@ mod tests {
                 // getarticletotal is stored with all 7 details, also those after yesterday
                 // (serving trims them): the sends up to yesterday, computed to 6 days later.
                 let mut totals = datacube_engine::compute(&events, first, add_days(yesterday, 6));
-                let totals: Vec<Row> = totals
+                let totals: Vec<datacube_api::row::Row> = totals
                     .remove(&Endpoint::GetArticleTotal)
                     .unwrap_or_default()
                     .into_iter()
