@@ -61,6 +61,7 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
     let watcher = tokio::spawn(watch_changes(app.clone()));
+    let days = tokio::spawn(roll_days(app.clone()));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -104,6 +105,7 @@ pub async fn serve(
     }
     drop(listener);
     watcher.abort();
+    days.abort();
     tracing::info!("shutting down: no new connections; waiting for open requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -133,6 +135,34 @@ async fn watch_changes(app: App) {
                 seen = Some(last);
             }
             Err(e) => tracing::warn!(error = %e, "reading the change log failed"),
+        }
+    }
+}
+
+/// Keeps computed statistics complete as days go by: whenever the China day (by the server's
+/// clock) changes, accounts with events get their daily follower rows up to yesterday, also
+/// for days without any event.
+async fn roll_days(app: App) {
+    let mut filled: Option<jiff::civil::Date> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let yesterday =
+            datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
+        if filled == Some(yesterday) {
+            continue;
+        }
+        match app.store().carry_forward(yesterday).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(accounts = n, %yesterday, "daily follower rows extended");
+                }
+                filled = Some(yesterday);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "extending daily follower rows failed");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
         }
     }
 }

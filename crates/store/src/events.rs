@@ -519,6 +519,12 @@ pub(crate) fn append(
             c.chunks.clear();
         }
         if !appended.own_chunks.is_empty() {
+            // Known as an account with events (see `carry_forward`).
+            tx.prepare_cached(
+                "INSERT INTO event_app (appid, id_bits, ids) VALUES (?1, 0, 0)
+                 ON CONFLICT (appid) DO NOTHING",
+            )?
+            .execute([appid])?;
             out.insert(appid.to_owned(), appended);
         }
     }
@@ -1062,6 +1068,54 @@ fn recompute(
     Ok(())
 }
 
+/// Extends the daily follower rows (getusersummary's `user_source` 0 row and getusercumulate)
+/// of every account with events up to `yesterday`, so that days without events have their
+/// rows too. Accounts whose statistics were only imported have no events and are left alone.
+/// `changed` is called for each account extended; returns how many were.
+pub(crate) fn carry_forward(
+    tx: &Connection,
+    yesterday: Date,
+    mut changed: impl FnMut(&str) -> Result<()>,
+) -> Result<usize> {
+    let appids: Vec<String> = tx
+        .prepare_cached("SELECT appid FROM event_app ORDER BY appid")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut extended = 0;
+    for appid in appids {
+        let Some((_, last)) = crate::days::bounds(tx, &appid, Endpoint::GetUserCumulate)? else {
+            continue;
+        };
+        if last >= yesterday {
+            continue;
+        }
+        let range = (add_days(last, 1), yesterday);
+        let mut history = Vec::new();
+        load(
+            tx,
+            &appid,
+            Class::Follow,
+            None,
+            &FxHashSet::default(),
+            &mut history,
+        )?;
+        let job = Job {
+            parts: vec![&history],
+            window: range,
+            replaces: vec![
+                (Endpoint::GetUserSummary, range),
+                (Endpoint::GetUserCumulate, range),
+            ],
+        };
+        for ((endpoint, range), days) in job.replaces.iter().zip(job.run()?) {
+            crate::days::replace(tx, &appid, *endpoint, *range, days)?;
+        }
+        changed(&appid)?;
+        extended += 1;
+    }
+    Ok(extended)
+}
+
 /// Moves the events of the version-3 `event` table (JSON lines) into the event log, a page at
 /// a time, and drops the table. Their statistics were computed when they were accepted.
 pub(crate) fn move_v3_events(tx: &Connection) -> Result<()> {
@@ -1199,6 +1253,84 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 0, "the old tables are dropped");
+    }
+
+    /// A version-5 database (plain event chunks, no delta table, accounts without ids
+    /// unknown to `event_app`) opens, its chunks are read alongside new compressed ones, and
+    /// its accounts are extended day by day.
+    #[test]
+    fn a_version_5_database_keeps_its_plain_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v5.db");
+        let last = date(2024, 4, 29);
+        let mut events: Vec<Event> = datacube_engine::demo::events("wxa", last, 6, 3)
+            .iter()
+            .map(|l| datacube_engine::parse_line(l).unwrap())
+            .collect();
+        for e in &mut events {
+            e.id = None;
+        }
+        let (old, new) = events.split_at(events.len() / 2);
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &crate::schema::MIGRATIONS[..5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 5).unwrap();
+            let mut chunks: BTreeMap<(i64, i64), Vec<u8>> = BTreeMap::new();
+            for e in old {
+                let day = date_to_epoch_day(china_date(e.time));
+                encode_into(
+                    e,
+                    chunks.entry((Class::of(&e.kind) as i64, day)).or_default(),
+                );
+            }
+            for ((class, day), data) in chunks {
+                conn.execute(
+                    "INSERT INTO event_chunk (appid, class, day, data) VALUES ('wxa', ?1, ?2, ?3)",
+                    params![class, day, data],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(path.to_str().unwrap(), "sqlite://v5.db").unwrap();
+        store
+            .ingest(Batch::prepare(new.to_vec()).unwrap(), last)
+            .unwrap();
+        let first = events.iter().map(|e| china_date(e.time)).min().unwrap();
+        let want = datacube_engine::compute(&events, first, last);
+        for (endpoint, class) in [
+            (Endpoint::GetUpstreamMsg, Class::Message),
+            (Endpoint::GetInterfaceSummaryHour, Class::Reply),
+            (Endpoint::GetUserReadHour, Class::Article),
+        ] {
+            // The new batch recomputed the days its events of the class are on.
+            let days: std::collections::BTreeSet<Date> = new
+                .iter()
+                .filter(|e| Class::of(&e.kind) == class)
+                .map(|e| china_date(e.time))
+                .collect();
+            let got: Vec<String> = stored(&store, "wxa", endpoint)
+                .into_iter()
+                .filter(|r| days.iter().any(|d| r.contains(&format_date(*d))))
+                .collect();
+            let want: Vec<String> = want[&endpoint]
+                .iter()
+                .filter(|r| days.contains(&r.ref_date))
+                .map(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r.json)
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            assert!(!want.is_empty());
+            assert_eq!(got, want, "{}", endpoint.name());
+        }
+        let extended = store.carry_forward(add_days(last, 3)).unwrap();
+        assert_eq!(
+            extended, 1,
+            "the account without ids is known to have events"
+        );
     }
 
     /// Realistic streams ingested in random batches, out of order, with batches sent twice:

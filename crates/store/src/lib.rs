@@ -344,6 +344,18 @@ impl Store {
         }
     }
 
+    /// Extends the daily follower rows of every account with events up to `yesterday` (China
+    /// time), so that quiet days have rows too (getusersummary's `user_source` 0 row and
+    /// getusercumulate are there every day, as on WeChat). Returns how many accounts were
+    /// extended; their change is logged, so servers drop their cached answers.
+    pub async fn carry_forward(&self, yesterday: Date) -> Result<usize> {
+        let s = self.clone();
+        blocking(move || match &s {
+            Store::Sqlite(s) => s.carry_forward(yesterday),
+        })
+        .await
+    }
+
     /// Accounts whose statistics changed after change number `seq`, with their latest change
     /// number, oldest first (inline: one indexed read).
     pub fn changes_since(&self, seq: i64) -> Result<Vec<(String, i64)>> {

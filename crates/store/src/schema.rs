@@ -114,5 +114,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         data  BLOB NOT NULL                   -- sorted (hash u64, day * 8 + class u32), LE
     );
     CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq);
+    -- Every account with events has an event_app row (before, only those with ids did).
+    INSERT OR IGNORE INTO event_app (appid, id_bits, ids) SELECT DISTINCT appid, 0, 0 FROM event_chunk;
     "#,
 ];

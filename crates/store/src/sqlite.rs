@@ -310,6 +310,16 @@ impl SqliteStore {
         Ok(IngestOutcome { accepted })
     }
 
+    pub(crate) fn carry_forward(&self, yesterday: Date) -> Result<usize> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n =
+                crate::events::carry_forward(&tx, yesterday, |appid| Ok(bump_change(&tx, appid)?))?;
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
     pub(crate) fn changes_since(&self, seq: i64) -> Result<Vec<(String, i64)>> {
         self.with_reader(|conn| {
             let mut stmt = conn

@@ -215,3 +215,58 @@ async fn article_totals_show_details_only_up_to_the_last_ready_day() {
         .await;
     assert_eq!(dates(&a), ["2024-05-06:1", "2024-05-07:2", "2024-05-08:3"]);
 }
+
+/// Days without events still have their follower rows once they are past: when the server's
+/// day changes, accounts with events are extended to yesterday; imported accounts are not.
+#[tokio::test]
+async fn quiet_days_get_their_follower_rows_as_days_go_by() {
+    let t = spawn_app().await;
+    t.set_clock("2024-05-20T09:00:00+08:00").await;
+    assert_eq!(ingest(&t, &batch()).await["accepted"], 7);
+    t.add_account("wxbbbb000000000002", "other", true).await;
+    let imported = r#"{"list":[{"ref_date":"2024-05-19","user_source":0,"cumulate_user":42}]}"#;
+    let a = t
+        .admin_post(
+            "/admin/import?appid=wxbbbb000000000002&endpoint=getusercumulate",
+            imported,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // Five quiet days later.
+    t.set_clock("2024-05-25T09:00:00+08:00").await;
+    let token = t.token().await;
+    let mut cumulate = String::new();
+    for _ in 0..40 {
+        cumulate = t
+            .datacube("getusercumulate", &token, "2024-05-20", "2024-05-24")
+            .await
+            .body;
+        if cumulate.contains("2024-05-24") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let days: Vec<String> = (20..=24)
+        .map(|d| format!(r#"{{"ref_date":"2024-05-{d}","user_source":0,"cumulate_user":1}}"#))
+        .collect();
+    assert_eq!(cumulate, format!(r#"{{"list":[{}]}}"#, days.join(",")));
+    let summary = t
+        .datacube("getusersummary", &token, "2024-05-20", "2024-05-24")
+        .await;
+    let zeros: Vec<String> = (20..=24)
+        .map(|d| {
+            format!(r#"{{"ref_date":"2024-05-{d}","user_source":0,"new_user":0,"cancel_user":0}}"#)
+        })
+        .collect();
+    assert_eq!(summary.body, format!(r#"{{"list":[{}]}}"#, zeros.join(",")));
+
+    // The imported account's rows are WeChat's own: nothing is invented for it.
+    let other = t.token_for("wxbbbb000000000002", "other").await;
+    assert_eq!(
+        t.datacube("getusercumulate", &other, "2024-05-19", "2024-05-24")
+            .await
+            .body,
+        format!(r#"{{"list":[{}]}}"#, &imported[9..imported.len() - 2])
+    );
+}
