@@ -594,6 +594,7 @@ fn dedup_ids(
     let mut stored_ids: HashMap<u32, HashSet<String>> = HashMap::new();
     let mut fresh = Vec::with_capacity(candidates.len());
     let mut added: Vec<(u64, u32)> = Vec::with_capacity(candidates.len());
+    let mut delta_at = vec![0usize; deltas.len()];
     let mut start = 0;
     while start < candidates.len() {
         let bucket = bucket_of(candidates[start].hash, bits);
@@ -606,6 +607,8 @@ fn dedup_ids(
             .query_row(params![appid, bucket], |r| r.get(0))
             .optional()?;
         let old = blob.as_deref().map(read_entries).unwrap_or_default();
+        // Candidates and every level are sorted by hash: one cursor per level walks forward.
+        let mut old_at = 0;
         for c in &candidates[start..end] {
             let hash = c.hash;
             // Read only when a hash is found: the events are far apart in memory.
@@ -615,10 +618,18 @@ fn dedup_ids(
                     .as_deref()
             };
             let mut duplicate = false;
-            let levels = std::iter::once(&old[..]).chain(deltas.iter().map(|(_, d)| &d[..]));
-            'levels: for entries in levels {
-                let from = entries.partition_point(|e| e.0 < hash);
-                for &(_, stored_tag) in entries[from..].iter().take_while(|e| e.0 == hash) {
+            let levels = std::iter::once((&old[..], &mut old_at)).chain(
+                deltas
+                    .iter()
+                    .zip(delta_at.iter_mut())
+                    .map(|((_, d), at)| (&d[..], at)),
+            );
+            'levels: for (entries, at) in levels {
+                while entries.get(*at).is_some_and(|e| e.0 < hash) {
+                    *at += 1;
+                }
+                // Equal hashes stay under the cursor: the next candidate may share the hash.
+                for &(_, stored_tag) in entries[*at..].iter().take_while(|e| e.0 == hash) {
                     let ids = match stored_ids.entry(stored_tag) {
                         std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                         std::collections::hash_map::Entry::Vacant(v) => {
@@ -649,51 +660,25 @@ fn dedup_ids(
         )?
         .execute(params![appid, bits, count])?;
         if deltas.len() + 1 >= MAX_DELTAS {
-            let mut merged = added;
-            for (_, d) in deltas {
-                merged.extend(d);
-            }
-            merged.sort_unstable();
-            merge_deltas(tx, appid, bits, count, &merged)?;
+            let mut levels: Vec<&[(u64, u32)]> = deltas.iter().map(|(_, d)| &d[..]).collect();
+            levels.push(&added);
+            merge_deltas(tx, appid, bits, count, &levels)?;
         }
     }
     Ok(fresh)
 }
 
-/// Merges the deltas' entries (`merged`, sorted) into the buckets, drops the deltas, and
-/// doubles the buckets while they hold too many ids on average.
+/// Merges the deltas (`levels`, each sorted by hash) into the buckets, one bucket at a time,
+/// and drops them. The buckets are doubled first while they would hold too many ids on
+/// average, so that the merge writes each bucket once, in its final layout.
 fn merge_deltas(
     tx: &Connection,
     appid: &str,
     bits: u32,
     count: u64,
-    merged: &[(u64, u32)],
+    levels: &[&[(u64, u32)]],
 ) -> Result<()> {
-    let mut select =
-        tx.prepare_cached("SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2")?;
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)
-         ON CONFLICT (appid, bucket) DO UPDATE SET data = excluded.data",
-    )?;
-    let mut start = 0;
-    while start < merged.len() {
-        let bucket = bucket_of(merged[start].0, bits);
-        let end = start
-            + merged[start..]
-                .iter()
-                .take_while(|e| bucket_of(e.0, bits) == bucket)
-                .count();
-        let blob: Option<Vec<u8>> = select
-            .query_row(params![appid, bucket], |r| r.get(0))
-            .optional()?;
-        let mut entries = blob.as_deref().map(read_entries).unwrap_or_default();
-        entries.extend_from_slice(&merged[start..end]);
-        entries.sort_unstable();
-        upsert.execute(params![appid, bucket, write_entries(&entries)])?;
-        start = end;
-    }
-    tx.prepare_cached("DELETE FROM event_id_delta WHERE appid = ?1")?
-        .execute([appid])?;
+    let mut bits = bits;
     let mut new_bits = bits;
     while count > BUCKET_TARGET << new_bits && new_bits < MAX_BUCKET_BITS {
         new_bits += 1;
@@ -702,7 +687,42 @@ fn merge_deltas(
         split_buckets(tx, appid, bits, new_bits)?;
         tx.prepare_cached("UPDATE event_app SET id_bits = ?2 WHERE appid = ?1")?
             .execute(params![appid, new_bits])?;
+        bits = new_bits;
     }
+    let mut select =
+        tx.prepare_cached("SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2")?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)
+         ON CONFLICT (appid, bucket) DO UPDATE SET data = excluded.data",
+    )?;
+    let mut at = vec![0usize; levels.len()];
+    loop {
+        // The next bucket any level has entries for.
+        let Some(bucket) = levels
+            .iter()
+            .zip(&at)
+            .filter_map(|(l, i)| l.get(*i).map(|e| bucket_of(e.0, bits)))
+            .min()
+        else {
+            break;
+        };
+        let blob: Option<Vec<u8>> = select
+            .query_row(params![appid, bucket], |r| r.get(0))
+            .optional()?;
+        let mut entries = blob.as_deref().map(read_entries).unwrap_or_default();
+        for (level, i) in levels.iter().zip(at.iter_mut()) {
+            let n = level[*i..]
+                .iter()
+                .take_while(|e| bucket_of(e.0, bits) == bucket)
+                .count();
+            entries.extend_from_slice(&level[*i..*i + n]);
+            *i += n;
+        }
+        entries.sort_unstable();
+        upsert.execute(params![appid, bucket, write_entries(&entries)])?;
+    }
+    tx.prepare_cached("DELETE FROM event_id_delta WHERE appid = ?1")?
+        .execute([appid])?;
     Ok(())
 }
 
@@ -1437,6 +1457,19 @@ mod tests {
                 }
             }
             assert_eq!(accepted, expected_total, "seed {seed}");
+            // Much later, everything with an id is sent again, in other batches: the index
+            // still knows every id, however its levels were merged and split since.
+            let mut again: Vec<Event> = order.iter().filter(|e| e.id.is_some()).cloned().collect();
+            again.shuffle(&mut rng);
+            for chunk in again.chunks(2500) {
+                let out = store
+                    .ingest(Batch::prepare(chunk.to_vec()).unwrap(), yesterday)
+                    .unwrap();
+                assert!(
+                    out.accepted.iter().all(|a| !a),
+                    "seed {seed}: an id was forgotten"
+                );
+            }
             // Where a repeat came first, its time is the one counted.
             all.retain(|e| !dropped.contains(e));
             all.extend(swapped.iter().cloned());
