@@ -696,16 +696,13 @@ fn merge_deltas(
          ON CONFLICT (appid, bucket) DO UPDATE SET data = excluded.data",
     )?;
     let mut at = vec![0usize; levels.len()];
-    loop {
-        // The next bucket any level has entries for.
-        let Some(bucket) = levels
-            .iter()
-            .zip(&at)
-            .filter_map(|(l, i)| l.get(*i).map(|e| bucket_of(e.0, bits)))
-            .min()
-        else {
-            break;
-        };
+    // Each time, the next bucket any level has entries for.
+    while let Some(bucket) = levels
+        .iter()
+        .zip(&at)
+        .filter_map(|(l, i)| l.get(*i).map(|e| bucket_of(e.0, bits)))
+        .min()
+    {
         let blob: Option<Vec<u8>> = select
             .query_row(params![appid, bucket], |r| r.get(0))
             .optional()?;
