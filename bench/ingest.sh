@@ -4,6 +4,8 @@
 # same file into a database file, in the same session.
 #
 #   bench/ingest.sh            # ACCOUNTS=30 (≈ 330,000 events each) by default
+#   SECOND_YEAR=1 bench/ingest.sh   # then also a second year of the same accounts on top:
+#                                   # does ingesting get slower or bigger with history kept?
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ACCOUNTS=${ACCOUNTS:-30}
@@ -126,3 +128,28 @@ assert dc_msg == duck_msg, "getupstreammsg differs from DuckDB's msg_day"
 assert dc_read == duck_read, "getuserread differs from DuckDB's read_all"
 print(f"cross-check: {len(dc_msg)} message rows and {len(dc_read)} read days of {appid} equal DuckDB's")
 PY
+
+if [ "${SECOND_YEAR:-0}" = 1 ]; then
+  kill $serve_pid 2>/dev/null || true
+  events2="$work/events2.ndjson"
+  if [ ! -s "$events2" ] || [ "$(cat "$work/accounts2" 2>/dev/null)" != "$ACCOUNTS" ]; then
+    : >"$events2"
+    for i in $(seq 1 "$ACCOUNTS"); do
+      "$bin" demo --appid "$(printf 'wxingest%010d' "$i")" --seed $((i + 100)) --days 365 \
+        --clock 2027-01-01T10:00:00+08:00 --output - >>"$events2"
+    done
+    echo "$ACCOUNTS" >"$work/accounts2"
+  fi
+  echo; echo "== datacube ingest of a second year ($(wc -l <"$events2") lines) on top of the first"
+  /usr/bin/time -f "datacube, second year: %e s wall, %M KB max RSS" \
+    "$bin" ingest --clock 2027-01-01T10:00:00+08:00 "$events2" &
+  anon=0
+  while kill -0 $! 2>/dev/null; do
+    pid=$(pgrep -n -f "datacube ingest --clock 2027" || true)
+    a=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    [ "${a:-0}" -gt "$anon" ] && anon=$a
+    sleep 0.5
+  done
+  wait $!
+  echo "datacube, second year: peak anonymous RSS (sampled every 0.5 s): $anon KB"
+fi
