@@ -47,6 +47,12 @@ enum Command {
     Ingest(IngestArgs),
     /// Generate a deterministic stream of realistic events for an account and ingest it.
     Demo(DemoArgs),
+    /// Act as WeChat toward a developer's server: verify its URL, push user messages, judge
+    /// the replies, and record messages and callbacks for message and interface analysis.
+    Push(PushArgs),
+    /// Stand between WeChat and a developer's server: forward every request and answer
+    /// unchanged, and record the pushes' messages and callbacks.
+    Proxy(ProxyArgs),
 }
 
 #[derive(Args)]
@@ -181,6 +187,94 @@ struct DemoArgs {
     clock: Option<jiff::Timestamp>,
 }
 
+#[derive(Args)]
+struct PushArgs {
+    /// The account the messages are for (it must exist; its statistics get the events).
+    #[arg(long)]
+    appid: String,
+    /// The developer's server URL (the one configured on the Official Account Platform).
+    #[arg(long)]
+    url: String,
+    /// The server's token.
+    #[arg(long, env = "DATACUBE_PUSH_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The EncodingAESKey (43 characters), for the compat and safe modes.
+    #[arg(long, env = "DATACUBE_PUSH_AES_KEY", hide_env_values = true)]
+    aes_key: Option<String>,
+    /// plain, compat or safe.
+    #[arg(long, default_value = "plain", value_parser = parse_mode)]
+    mode: datacube_push::Mode,
+    /// Messages per second; 0: as fast as --concurrency allows.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Messages to send.
+    #[arg(long, conflicts_with = "duration")]
+    count: Option<u64>,
+    /// How long to send (e.g. 30s, 5m, 1h).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Users (openids) the messages come from.
+    #[arg(long, default_value_t = 100)]
+    users: u32,
+    /// Messages in flight at most.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// The account's original id (`gh_…`), the pushes' ToUserName; derived from the appid
+    /// when not given.
+    #[arg(long)]
+    original_id: Option<String>,
+    /// Send only text messages saying this.
+    #[arg(long)]
+    text: Option<String>,
+    /// Seconds to wait for an answer (WeChat waits 5).
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Emulated "now" (RFC 3339): the pushes' CreateTime and the events' times.
+    #[arg(long, env = "DATACUBE_CLOCK")]
+    clock: Option<jiff::Timestamp>,
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// Address to listen on (where WeChat's pushes arrive).
+    #[arg(long, env = "DATACUBE_PROXY_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// The developer's server, http://host:port (a path prefix is kept).
+    #[arg(long)]
+    upstream: String,
+    /// The account the pushes are for (it must exist; its statistics get the events).
+    #[arg(long)]
+    appid: String,
+    /// The server's token: pushes whose signature does not verify are not recorded, and
+    /// encrypted replies' MsgSignature is checked.
+    #[arg(long, env = "DATACUBE_PUSH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The EncodingAESKey: safe-mode pushes and encrypted replies are read.
+    #[arg(long, env = "DATACUBE_PUSH_AES_KEY", hide_env_values = true)]
+    aes_key: Option<String>,
+    /// Seconds the upstream has to answer before the proxy answers 504 (WeChat waits 5).
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Emulated "now" (RFC 3339): the events' times.
+    #[arg(long, env = "DATACUBE_CLOCK")]
+    clock: Option<jiff::Timestamp>,
+}
+
+fn parse_mode(s: &str) -> Result<datacube_push::Mode, String> {
+    datacube_push::Mode::parse(s).ok_or_else(|| format!("{s:?} is not one of plain, compat, safe"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 1h: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -233,6 +327,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Import(args) => import_file(args).await,
         Command::Ingest(args) => ingest_file(args).await,
         Command::Demo(args) => demo_events(args).await,
+        Command::Push(args) => push(args).await,
+        Command::Proxy(args) => proxy(args).await,
     }
 }
 
@@ -592,6 +688,195 @@ async fn demo_events(args: DemoArgs) -> Result<()> {
     println!(
         "{} days of demo events for {}: {} accepted, {} duplicates",
         days, args.appid, report.accepted, report.duplicates
+    );
+    Ok(())
+}
+
+async fn push(args: PushArgs) -> Result<()> {
+    use datacube_push::driver::{self, Config, Stats};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    if args.count.is_none() && args.duration.is_none() {
+        bail!("say how many messages to send: --count N or --duration D");
+    }
+    let key = match &args.aes_key {
+        Some(k) => Some(datacube_push::AesKey::from_encoding_key(k).context("--aes-key")?),
+        None => None,
+    };
+    if args.mode != datacube_push::Mode::Plain && key.is_none() {
+        bail!("--mode compat and safe encrypt: give the EncodingAESKey with --aes-key");
+    }
+    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let store = open(&args.db.database)?;
+    if store.account(&args.appid).await?.is_none() {
+        bail!(
+            "no account {}; add it first with `datacube account add`",
+            args.appid
+        );
+    }
+    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
+    let now: datacube_push::recorder::Now = {
+        let clock = clock.clone();
+        Arc::new(move || clock.now())
+    };
+    let config = Arc::new(Config {
+        original_id: args
+            .original_id
+            .clone()
+            .unwrap_or_else(|| driver::default_original_id(&args.appid)),
+        appid: args.appid.clone(),
+        url: args.url.clone(),
+        token: args.token.clone(),
+        key,
+        mode: args.mode,
+        rate: (args.rate > 0.0).then_some(args.rate),
+        count: args.count,
+        duration: args.duration,
+        users: args.users.max(1),
+        concurrency: args.concurrency.max(1),
+        timeout: Duration::from_secs_f64(args.timeout),
+        deliveries: 3,
+        text: args.text.clone(),
+    });
+    let client = driver::http_client(config.concurrency)?;
+    driver::verify_url(&client, &config, &now).await?;
+    eprintln!("{} passed URL verification", config.url);
+    let recorder = datacube_push::recorder::Recorder::start(store, now.clone());
+    let stats = Arc::new(Stats::default());
+    let started = std::time::Instant::now();
+    let line = |s: &Stats, elapsed: f64| {
+        let sent = s.sent.load(Ordering::Relaxed);
+        format!(
+            "sent {sent} · answered {} · failed {} · p50 {} · p99 {} · {:.0}/s",
+            s.answered.load(Ordering::Relaxed),
+            s.failed.load(Ordering::Relaxed),
+            s.percentile_ms(0.5)
+                .map_or("–".into(), |v| format!("{v:.1} ms")),
+            s.percentile_ms(0.99)
+                .map_or("–".into(), |v| format!("{v:.1} ms")),
+            sent as f64 / elapsed.max(0.001)
+        )
+    };
+    let progress = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let running = tokio::spawn(driver::run(
+        config.clone(),
+        recorder.clone(),
+        now.clone(),
+        stats.clone(),
+    ));
+    tokio::pin!(running);
+    loop {
+        tokio::select! {
+            done = &mut running => {
+                done.context("the push run failed")?;
+                break;
+            }
+            () = tokio::time::sleep(Duration::from_millis(250)) => {
+                progress.set_message(line(&stats, started.elapsed().as_secs_f64()));
+                progress.tick();
+            }
+        }
+    }
+    progress.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    let recorded = recorder.finish().await?;
+    let sent = stats.sent.load(Ordering::Relaxed);
+    println!(
+        "pushed {sent} message{} to {} in {elapsed:.1} s ({:.1}/s), {} mode",
+        if sent == 1 { "" } else { "s" },
+        config.url,
+        sent as f64 / elapsed.max(0.001),
+        args.mode.name()
+    );
+    let types: Vec<String> = stats
+        .types()
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect();
+    println!("  messages: {}", types.join(", "));
+    println!(
+        "  answered {}, failed {} ({} deliveries)",
+        stats.answered.load(Ordering::Relaxed),
+        stats.failed.load(Ordering::Relaxed),
+        stats.deliveries.load(Ordering::Relaxed)
+    );
+    for (verdict, n) in stats.verdicts() {
+        println!("  {n} × {verdict}");
+    }
+    if let (Some(p50), Some(p99), Some(max)) = (
+        stats.percentile_ms(0.5),
+        stats.percentile_ms(0.99),
+        stats.percentile_ms(1.0),
+    ) {
+        println!("  delivery time: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
+    }
+    println!(
+        "  recorded {} events in {} ({} already there)",
+        recorded.accepted, args.db.database, recorded.duplicates
+    );
+    Ok(())
+}
+
+async fn proxy(args: ProxyArgs) -> Result<()> {
+    use std::sync::Arc;
+    let upstream: hyper::Uri = args
+        .upstream
+        .parse()
+        .with_context(|| format!("--upstream {:?} is not a URL", args.upstream))?;
+    if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+        bail!(
+            "--upstream must be http://host:port (TLS ends before the proxy); got {:?}",
+            args.upstream
+        );
+    }
+    let key = match &args.aes_key {
+        Some(k) => Some(datacube_push::AesKey::from_encoding_key(k).context("--aes-key")?),
+        None => None,
+    };
+    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let store = open(&args.db.database)?;
+    if store.account(&args.appid).await?.is_none() {
+        bail!(
+            "no account {}; add it first with `datacube account add`",
+            args.appid
+        );
+    }
+    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
+    let now: datacube_push::recorder::Now = {
+        let clock = clock.clone();
+        Arc::new(move || clock.now())
+    };
+    let recorder = datacube_push::recorder::Recorder::start(store, now.clone());
+    let shutdown = shutdown_signal()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "datacube proxy on http://{addr} → {upstream}, recording for {}",
+        args.appid
+    );
+    std::io::stdout().flush().ok();
+    let config = datacube_push::proxy::ProxyConfig {
+        upstream,
+        appid: args.appid.clone(),
+        token: args.token.clone(),
+        key,
+        timeout: Duration::from_secs_f64(args.timeout),
+    };
+    datacube_push::proxy::serve(listener, config, recorder.clone(), now, shutdown).await?;
+    let recorded = recorder.finish().await?;
+    println!(
+        "recorded {} events in {} ({} already there)",
+        recorded.accepted, args.db.database, recorded.duplicates
     );
     Ok(())
 }

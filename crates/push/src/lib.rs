@@ -5,8 +5,14 @@
 //! - [`crypto`]: the AES safe/compatible mode (AES-256-CBC, 32-byte PKCS#7, appid tail).
 //! - [`xml`]: push bodies byte for byte as WeChat writes them, and replies judged as WeChat
 //!   judges them.
+//! - [`driver`]: `datacube push` — datacube as WeChat toward a developer's server.
+//! - [`proxy`]: `datacube proxy` — between WeChat and the developer's server, recording.
+//! - [`recorder`]: what `push` and `proxy` see, stored as events through the ingestion path.
 
 pub mod crypto;
+pub mod driver;
+pub mod proxy;
+pub mod recorder;
 pub mod sign;
 pub mod xml;
 

@@ -387,6 +387,15 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// `plain`, `compat` or `safe`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Compat => "compat",
+            Mode::Safe => "safe",
+        }
+    }
+
     /// Parses `plain`, `compat` or `safe`.
     pub fn parse(s: &str) -> Option<Mode> {
         match s {
@@ -448,7 +457,8 @@ pub fn judge_body(body: &[u8], expect: &Expect<'_>) -> Verdict {
             return Verdict::Malformed("MsgSignature does not verify".into());
         }
         let Some(key) = expect.key else {
-            return Verdict::Malformed("an encrypted reply, and no AES key to read it".into());
+            // Its signature verified; without the key it cannot be read further.
+            return Verdict::Answered("encrypted, not decrypted".into());
         };
         return match key.decrypt(encrypt, expect.appid) {
             Ok(inner) => match parse(&inner) {

@@ -1,0 +1,542 @@
+//! `datacube push`: datacube acting as WeChat toward a developer's server.
+//!
+//! It verifies the server URL (the GET with `echostr`), then sends simulated user messages at
+//! a chosen rate from a pool of openids. Each message gets up to [`Config::deliveries`]
+//! deliveries with the same `MsgId`, each with WeChat's 5-second limit; a delivery that got no
+//! answer (timeout, connection failure, an HTTP status other than 200) is delivered again, as
+//! WeChat does. Every delivery is one callback for interface analysis (its time cost and
+//! verdict); every message is one message for message analysis, however many deliveries it
+//! took.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datacube_engine::event::MsgType;
+use datacube_engine::{Event, Kind};
+use rand::Rng;
+
+use crate::crypto::AesKey;
+use crate::recorder::{Now, Recorder};
+use crate::sign;
+use crate::xml::{judge_body, Expect, Mode, Push, PushKind, Verdict};
+
+/// WeChat waits this long for an answer.
+pub const WECHAT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What to push, where, and how fast.
+#[derive(Clone)]
+pub struct Config {
+    /// The account (its events are recorded under it).
+    pub appid: String,
+    /// The account's original id (`gh_…`), the pushes' `ToUserName`.
+    pub original_id: String,
+    /// The developer's server URL.
+    pub url: String,
+    /// The server's token.
+    pub token: String,
+    /// The EncodingAESKey's key, for the compatible and safe modes.
+    pub key: Option<AesKey>,
+    /// The mode.
+    pub mode: Mode,
+    /// Messages per second; `None`: as fast as `concurrency` allows.
+    pub rate: Option<f64>,
+    /// Stop after this many messages…
+    pub count: Option<u64>,
+    /// …or after this long (whichever comes first; one of them is needed).
+    pub duration: Option<Duration>,
+    /// Openids in the pool.
+    pub users: u32,
+    /// Messages in flight at most.
+    pub concurrency: usize,
+    /// The answer time limit (WeChat's is 5 s).
+    pub timeout: Duration,
+    /// Deliveries of one message at most (WeChat's: 3).
+    pub deliveries: u32,
+    /// Every text message says this (else a mix of types and texts).
+    pub text: Option<String>,
+}
+
+/// Running totals, read by the live line.
+#[derive(Default)]
+pub struct Stats {
+    /// Messages sent.
+    pub sent: AtomicU64,
+    /// Messages answered (by some delivery).
+    pub answered: AtomicU64,
+    /// Messages that got no acceptable answer after every delivery.
+    pub failed: AtomicU64,
+    /// Deliveries made (retries included).
+    pub deliveries: AtomicU64,
+    /// Delivery times, and verdicts by kind.
+    detail: Mutex<Detail>,
+}
+
+#[derive(Default)]
+struct Detail {
+    /// Milliseconds of every delivery, microsecond precision.
+    micros: Vec<u32>,
+    verdicts: std::collections::BTreeMap<String, u64>,
+    types: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    /// Delivery time percentile in milliseconds (`q` in 0..=1), if any delivery was made.
+    pub fn percentile_ms(&self, q: f64) -> Option<f64> {
+        let mut d = self.detail.lock().ok()?;
+        if d.micros.is_empty() {
+            return None;
+        }
+        let n = d.micros.len();
+        let k = ((q * (n as f64)).ceil() as usize).clamp(1, n) - 1;
+        let (_, v, _) = d.micros.select_nth_unstable(k);
+        Some(f64::from(*v) / 1000.0)
+    }
+
+    /// Deliveries by verdict (`answered (text)`, `timeout`, `HTTP 500`, …).
+    pub fn verdicts(&self) -> Vec<(String, u64)> {
+        self.detail
+            .lock()
+            .map(|d| d.verdicts.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Messages sent by `MsgType`.
+    pub fn types(&self) -> Vec<(&'static str, u64)> {
+        self.detail
+            .lock()
+            .map(|d| d.types.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
+    }
+
+    fn message(&self, msg_type: &'static str) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut d) = self.detail.lock() {
+            *d.types.entry(msg_type).or_default() += 1;
+        }
+    }
+
+    fn delivery(&self, cost: Duration, verdict: &Verdict) {
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut d) = self.detail.lock() {
+            d.micros
+                .push(u32::try_from(cost.as_micros()).unwrap_or(u32::MAX));
+            let key = match verdict {
+                // Group by kind, not by every message of an error.
+                Verdict::Unreachable(_) => "unreachable".to_owned(),
+                Verdict::Malformed(why) => format!("malformed reply: {why}"),
+                v => v.label(),
+            };
+            *d.verdicts.entry(key).or_default() += 1;
+        }
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The URL verification failed.
+    #[error("the server did not pass URL verification: {0}")]
+    Verification(String),
+    /// The HTTP client could not be built.
+    #[error("cannot start the HTTP client: {0}")]
+    Client(String),
+}
+
+fn nonce() -> String {
+    rand::rng()
+        .random_range(100_000_000u64..4_000_000_000)
+        .to_string()
+}
+
+/// A client that keeps connections open and never follows redirects (WeChat does not).
+pub fn http_client(concurrency: usize) -> Result<reqwest::Client, PushError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(concurrency.max(1))
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .map_err(|e| PushError::Client(e.to_string()))
+}
+
+/// The GET WeChat sends when the URL is configured: `echostr` must come back verbatim.
+pub async fn verify_url(
+    client: &reqwest::Client,
+    config: &Config,
+    now: &Now,
+) -> Result<(), PushError> {
+    let timestamp = now().as_second().to_string();
+    let nonce = nonce();
+    let echostr = rand::rng()
+        .random_range(1_000_000_000_000_000_000u64..9_999_999_999_999_999_999)
+        .to_string();
+    let signature = sign::signature(&config.token, &timestamp, &nonce);
+    let url = with_query(
+        &config.url,
+        &format!("signature={signature}&echostr={echostr}&timestamp={timestamp}&nonce={nonce}"),
+    );
+    let answer = client
+        .get(&url)
+        .header("User-Agent", "Mozilla/4.0")
+        .header("Accept", "*/*")
+        .header("Pragma", "no-cache")
+        .timeout(config.timeout)
+        .send()
+        .await
+        .map_err(|e| PushError::Verification(format!("GET {url}: {e}")))?;
+    let status = answer.status();
+    let body = answer
+        .bytes()
+        .await
+        .map_err(|e| PushError::Verification(e.to_string()))?;
+    if !status.is_success() {
+        return Err(PushError::Verification(format!(
+            "GET answered HTTP {} (check the token and the URL)",
+            status.as_u16()
+        )));
+    }
+    if body.as_ref() != echostr.as_bytes() {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        return Err(PushError::Verification(format!(
+            "GET answered {shown:?}, not the echostr {echostr:?} (is the token right?)"
+        )));
+    }
+    Ok(())
+}
+
+fn with_query(url: &str, query: &str) -> String {
+    if url.contains('?') {
+        format!("{url}&{query}")
+    } else {
+        format!("{url}?{query}")
+    }
+}
+
+/// The pool's `i`-th openid: 28 characters like WeChat's, stable for an account.
+pub fn openid(appid: &str, i: u32) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut h = xxh(appid, i);
+    let mut out = String::with_capacity(28);
+    out.push('o');
+    for k in 0..27 {
+        if k == 13 {
+            h = xxh(appid, i.wrapping_add(0x9e37_79b9));
+        }
+        out.push(char::from(ALPHABET[(h & 63) as usize]));
+        h >>= 6;
+    }
+    out
+}
+
+fn xxh(appid: &str, i: u32) -> u64 {
+    // FNV-1a: small, stable across versions, good enough to spread openids.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in appid.bytes().chain(i.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The account's original id when none is given: `gh_` and 12 hex digits derived from the appid.
+pub fn default_original_id(appid: &str) -> String {
+    format!("gh_{:012x}", xxh(appid, 0) & 0xffff_ffff_ffff)
+}
+
+const TEXTS: &[&str] = &[
+    "你好",
+    "在吗？",
+    "请问今天营业吗",
+    "怎么退款",
+    "谢谢！",
+    "hello",
+    "1",
+    "查询订单",
+    "活动什么时候开始？",
+    "/:share",
+];
+
+/// A simulated message from `openid`.
+fn simulated(config: &Config, openid: String, create_time: i64, msg_id: u64) -> Push {
+    let mut rng = rand::rng();
+    let media = |rng: &mut rand::rngs::ThreadRng| -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        (0..64)
+            .map(|_| char::from(A[rng.random_range(0..A.len())]))
+            .collect()
+    };
+    let kind = if let Some(text) = &config.text {
+        PushKind::Text {
+            content: text.clone(),
+        }
+    } else {
+        match rng.random_range(0..100) {
+            0..70 => PushKind::Text {
+                content: TEXTS[rng.random_range(0..TEXTS.len())].to_owned(),
+            },
+            70..80 => PushKind::Image {
+                pic_url: format!("http://mmbiz.qpic.cn/mmbiz_jpg/{}/0", media(&mut rng)),
+                media_id: media(&mut rng),
+            },
+            80..88 => PushKind::Voice {
+                media_id: media(&mut rng),
+                format: "amr".into(),
+                recognition: None,
+            },
+            88..91 => PushKind::Video {
+                media_id: media(&mut rng),
+                thumb_media_id: media(&mut rng),
+            },
+            91..93 => PushKind::ShortVideo {
+                media_id: media(&mut rng),
+                thumb_media_id: media(&mut rng),
+            },
+            93..96 => PushKind::Location {
+                x: format!("{:.6}", 31.2 + rng.random_range(0.0..0.1)),
+                y: format!("{:.6}", 121.4 + rng.random_range(0.0..0.2)),
+                scale: "16".into(),
+                label: "上海市浦东新区".into(),
+            },
+            _ => PushKind::Link {
+                title: "一篇文章".into(),
+                description: "分享给你".into(),
+                url: "http://mp.weixin.qq.com/s?__biz=MzA4MjEyNTA5Mw==&mid=2652581569&idx=1".into(),
+            },
+        }
+    };
+    Push {
+        to_user: config.original_id.clone(),
+        from_user: openid,
+        create_time,
+        kind,
+        msg_id,
+    }
+}
+
+/// The event format's msg_type of a pushed message.
+pub fn msg_type_of(kind: &PushKind) -> Option<MsgType> {
+    Some(match kind {
+        PushKind::Text { .. } => MsgType::Text,
+        PushKind::Image { .. } => MsgType::Image,
+        PushKind::Voice { .. } => MsgType::Voice,
+        PushKind::Video { .. } => MsgType::Video,
+        PushKind::ShortVideo { .. } => MsgType::ShortVideo,
+        PushKind::Location { .. } => MsgType::Location,
+        PushKind::Link { .. } => MsgType::Link,
+        PushKind::Subscribe { .. } | PushKind::Unsubscribe => return None,
+    })
+}
+
+/// One delivery of `push`: the request as WeChat makes it, the verdict and the time it took.
+pub async fn deliver(
+    client: &reqwest::Client,
+    config: &Config,
+    push: &Push,
+    plain: &str,
+    timestamp: i64,
+) -> (Verdict, Duration) {
+    let timestamp = timestamp.to_string();
+    let nonce = nonce();
+    let signature = sign::signature(&config.token, &timestamp, &nonce);
+    let openid = &push.from_user;
+    let (query, body) = match (config.mode, &config.key) {
+        (Mode::Plain, _) | (_, None) => (
+            format!("signature={signature}&timestamp={timestamp}&nonce={nonce}&openid={openid}"),
+            plain.to_owned(),
+        ),
+        (mode, Some(key)) => {
+            let encrypt = key.encrypt(plain, &config.appid);
+            let msg_signature = sign::msg_signature(&config.token, &timestamp, &nonce, &encrypt);
+            let body = if mode == Mode::Safe {
+                push.safe_body(&encrypt)
+            } else {
+                push.compat_body(&encrypt)
+            };
+            (
+                format!("signature={signature}&timestamp={timestamp}&nonce={nonce}&openid={openid}&encrypt_type=aes&msg_signature={msg_signature}"),
+                body,
+            )
+        }
+    };
+    let started = Instant::now();
+    let sent = client
+        .post(with_query(&config.url, &query))
+        .header("User-Agent", "Mozilla/4.0")
+        .header("Accept", "*/*")
+        .header("Pragma", "no-cache")
+        .header("Content-Type", "text/xml")
+        .body(body)
+        .send();
+    let outcome = tokio::time::timeout(config.timeout, async {
+        let answer = sent.await?;
+        let status = answer.status().as_u16();
+        let body = answer.bytes().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    })
+    .await;
+    let cost = started.elapsed();
+    let verdict = match outcome {
+        Err(_) => Verdict::Timeout,
+        Ok(Err(e)) if e.is_timeout() => Verdict::Timeout,
+        Ok(Err(e)) => Verdict::Unreachable(e.without_url().to_string()),
+        Ok(Ok((200, body))) => judge_body(
+            &body,
+            &Expect {
+                mode: config.mode,
+                token: &config.token,
+                key: config.key.as_ref(),
+                appid: &config.appid,
+                openid,
+                original_id: &config.original_id,
+            },
+        ),
+        Ok(Ok((status, _))) => Verdict::Status(status),
+    };
+    (verdict, cost)
+}
+
+/// Milliseconds of a delivery as interface analysis counts it: a timed-out delivery costs
+/// the whole limit.
+fn cost_ms(verdict: &Verdict, cost: Duration, timeout: Duration) -> u64 {
+    let cost = if *verdict == Verdict::Timeout {
+        cost.max(timeout)
+    } else {
+        cost
+    };
+    cost.as_millis() as u64
+}
+
+/// Pushes messages as configured, recording their events; returns when done.
+pub async fn run(config: Arc<Config>, recorder: Recorder, now: Now, stats: Arc<Stats>) {
+    let client = match http_client(config.concurrency) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client");
+            return;
+        }
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
+    let started = Instant::now();
+    let mut next_msg_id: u64 =
+        rand::rng().random_range(23_900_000_000_000_000..24_000_000_000_000_000);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut i: u64 = 0;
+    loop {
+        if config.count.is_some_and(|c| i >= c) {
+            break;
+        }
+        if config.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        if let Some(rate) = config.rate.filter(|r| *r > 0.0) {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            if let Some(d) = config.duration {
+                if due >= started + d {
+                    break;
+                }
+            }
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        next_msg_id += rand::rng().random_range(1..1000);
+        let msg_id = next_msg_id;
+        let user = rand::rng().random_range(0..config.users.max(1));
+        let (config, recorder, now, stats, client) = (
+            config.clone(),
+            recorder.clone(),
+            now.clone(),
+            stats.clone(),
+            client.clone(),
+        );
+        tasks.spawn(async move {
+            let create_time = now().as_second();
+            let push = simulated(&config, openid(&config.appid, user), create_time, msg_id);
+            let plain = push.to_xml();
+            stats.message(push.kind.msg_type());
+            if let Some(msg_type) = msg_type_of(&push.kind) {
+                recorder
+                    .record(Event {
+                        appid: config.appid.clone(),
+                        id: Some(format!("push-{msg_id}")),
+                        time: create_time,
+                        kind: Kind::Message {
+                            openid: push.from_user.clone(),
+                            msg_type,
+                        },
+                    })
+                    .await;
+            }
+            let mut answered = false;
+            for delivery in 1..=config.deliveries.max(1) {
+                let at = now().as_second();
+                let (verdict, cost) = deliver(&client, &config, &push, &plain, at).await;
+                stats.delivery(cost, &verdict);
+                recorder
+                    .record(Event {
+                        appid: config.appid.clone(),
+                        id: Some(format!("push-{msg_id}-{delivery}")),
+                        time: at,
+                        kind: Kind::Reply {
+                            cost_ms: cost_ms(&verdict, cost, config.timeout),
+                            ok: verdict.ok(),
+                        },
+                    })
+                    .await;
+                if verdict.ok() {
+                    answered = true;
+                }
+                if !verdict.retried() {
+                    break;
+                }
+            }
+            if answered {
+                stats.answered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(permit);
+        });
+        i += 1;
+        // Keep the set small: collect finished tasks as we go.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openids_look_like_wechats_and_are_stable() {
+        let a = openid("wx1234567890abcdef", 7);
+        assert_eq!(a.len(), 28);
+        assert!(a.starts_with('o'));
+        assert_eq!(a, openid("wx1234567890abcdef", 7));
+        assert_ne!(a, openid("wx1234567890abcdef", 8));
+        assert_ne!(a, openid("wx1234567890abcdee", 7));
+        let gh = default_original_id("wx1234567890abcdef");
+        assert_eq!(gh.len(), 15);
+        assert!(gh.starts_with("gh_"));
+    }
+
+    #[test]
+    fn timed_out_deliveries_cost_the_whole_limit() {
+        let limit = Duration::from_secs(5);
+        assert_eq!(
+            cost_ms(&Verdict::Timeout, Duration::from_millis(4990), limit),
+            5000
+        );
+        assert_eq!(
+            cost_ms(&Verdict::Timeout, Duration::from_millis(5012), limit),
+            5012
+        );
+        assert_eq!(
+            cost_ms(&Verdict::Status(500), Duration::from_millis(12), limit),
+            12
+        );
+    }
+}
