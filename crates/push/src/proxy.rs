@@ -100,6 +100,8 @@ pub async fn serve(
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .preserve_header_case(true)
+            // The upstream's Date (if any) passes through; none is added.
+            .auto_date_header(false)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -129,11 +131,10 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for (name, value) in from {
-        if !hop_by_hop(name) {
-            to.append(name.clone(), value.clone());
-        }
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers.keys().filter(|n| hop_by_hop(n)).cloned().collect();
+    for name in names {
+        headers.remove(&name);
     }
 }
 
@@ -381,23 +382,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         (&hyper::Method::POST, Read::Whole(b)) => read_push(&state.config, &query, b),
         _ => None,
     };
-    let mut out = Request::builder()
-        .method(parts.method.clone())
-        .uri(uri)
-        .version(hyper::Version::HTTP_11);
-    if let Some(h) = out.headers_mut() {
-        copy_headers(&parts.headers, h);
-    }
+    // The request's own parts go on (their extensions carry the header names' case).
+    let mut parts = parts;
+    parts.uri = uri;
+    parts.version = hyper::Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
     let out_body = match read {
         Read::Whole(b) => boxed_full(b),
         Read::Partial(first, rest) => boxed_chain(first, rest),
     };
-    let Ok(out) = out.body(out_body) else {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "datacube proxy: a request it cannot forward",
-        );
-    };
+    let out = Request::from_parts(parts, out_body);
     let limit = state.config.timeout;
     let answered = tokio::time::timeout(limit, async {
         let resp = state.client.request(out).await?;
@@ -430,10 +424,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
                 Read::Whole(b) => boxed_full(b),
                 Read::Partial(first, rest) => boxed_chain(first, rest),
             };
-            let mut r = Response::new(body);
-            *r.status_mut() = parts.status;
-            copy_headers(&parts.headers, r.headers_mut());
-            (r, verdict)
+            let mut parts = parts;
+            strip_hop_by_hop(&mut parts.headers);
+            (Response::from_parts(parts, body), verdict)
         }
     };
     if let Some(seen) = seen {

@@ -1,0 +1,144 @@
+//! Helpers shared by the binary's test files: run the real `datacube`, serve, call the API.
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_datacube");
+pub const CLOCK: &str = "2026-06-15T10:00:00+08:00";
+
+pub fn datacube(db: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("DATACUBE_LISTEN")
+        .env_remove("DATACUBE_ADMIN_TOKEN")
+        .env("DATACUBE_DATABASE", db)
+        .env("DATACUBE_CLOCK", CLOCK)
+        .env("DATACUBE_LOG", "warn")
+        .kill_on_drop(true);
+    cmd
+}
+
+pub struct Served {
+    pub child: Child,
+    pub base: String,
+    pub stdout: Vec<String>,
+}
+
+/// Starts `datacube serve` on a free port; returns once it prints its address.
+pub async fn serve(db: &str, extra: &[&str]) -> Served {
+    let mut child = datacube(db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = Vec::new();
+    let base = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("serve printed its address");
+            stdout.push(line.clone());
+            if let Some(addr) = line.strip_prefix("datacube is serving the WeChat API on ") {
+                return addr.to_owned();
+            }
+        }
+    })
+    .await
+    .expect("serve starts");
+    // The demo banner follows the address line.
+    if extra.contains(&"--demo") {
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+        {
+            stdout.push(line);
+        }
+    }
+    Served {
+        child,
+        base,
+        stdout,
+    }
+}
+
+pub async fn run(db: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = datacube(db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        tokio::io::AsyncWriteExt::write_all(&mut input, text.as_bytes())
+            .await
+            .unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+pub async fn add_account(db: &str, appid: &str, secret: &str) {
+    let (code, _, err) = run(
+        db,
+        &["account", "add", "--appid", appid, "--secret", secret],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+}
+
+pub async fn access_token(base: &str, appid: &str, secret: &str) -> String {
+    let v: serde_json::Value = token(base, appid, secret).await.json().await.unwrap();
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {v}"))
+        .to_owned()
+}
+
+pub async fn datacube_post(base: &str, token: &str, endpoint: &str, body: &str) -> String {
+    post(
+        format!("{base}/datacube/{endpoint}?access_token={token}"),
+        body,
+    )
+    .await
+}
+
+pub fn temp_db() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cli.db").display());
+    (dir, url)
+}
+
+pub async fn token(base: &str, appid: &str, secret: &str) -> reqwest::Response {
+    reqwest::get(format!(
+        "{base}/cgi-bin/token?grant_type=client_credential&appid={appid}&secret={secret}"
+    ))
+    .await
+    .unwrap()
+}
+
+pub async fn post(url: String, body: &str) -> String {
+    reqwest::Client::new()
+        .post(url)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

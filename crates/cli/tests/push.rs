@@ -1,0 +1,532 @@
+//! `datacube push` and `datacube proxy` against a real developer server: a wechatpy 1.8.18 app
+//! (PyPI, installed into `target/wechatpy-venv` by the test itself) written as its users write
+//! them (`tests/push/server.py`), in plaintext, compatible and safe mode.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const APPID: &str = "wxpush000000000001";
+const SECRET: &str = "push-test-secret";
+const TOKEN: &str = "GreedIsGood";
+const AES_KEY: &str = "h7ZycbpEh2vNdfkYulfw9pG95HjLYwmrKBFeqIktff6";
+/// Pushes happen at 10:00 on 2024-05-01; statistics are read the next morning.
+const PUSH_CLOCK: &str = "2024-05-01T10:00:00+08:00";
+const READ_CLOCK: &str = "2024-05-02T09:00:00+08:00";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The venv with wechatpy 1.8.18, made once (the wechatpy end-to-end test uses the same).
+fn python() -> PathBuf {
+    static READY: Mutex<bool> = Mutex::new(false);
+    let venv = root().join("target/wechatpy-venv");
+    let python = venv.join("bin/python");
+    let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
+    if !*ready {
+        let ok = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import wechatpy, cryptography; assert wechatpy.__version__ == '1.8.18'",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let made = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs");
+            assert!(made.success(), "python3 -m venv failed");
+            let pip = std::process::Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "wechatpy==1.8.18",
+                    "cryptography",
+                ])
+                .status()
+                .expect("pip runs");
+            assert!(pip.success(), "installing wechatpy 1.8.18 from PyPI failed");
+        }
+        *ready = true;
+    }
+    python
+}
+
+/// The developer's server (tests/push/server.py), on a free port.
+struct DevServer {
+    _child: Child,
+    port: u16,
+}
+
+async fn dev_server() -> DevServer {
+    let mut child = Command::new(python())
+        .arg(root().join("tests/push/server.py"))
+        .args([TOKEN, AES_KEY, APPID])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the wechatpy server starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the wechatpy server says where it listens")
+        .unwrap()
+        .unwrap();
+    let port = line
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected: {line}"));
+    DevServer {
+        _child: child,
+        port,
+    }
+}
+
+/// `datacube push` with the common flags; returns its stdout (asserting success).
+async fn push(db: &str, url: &str, mode: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "push",
+        "--appid",
+        APPID,
+        "--url",
+        url,
+        "--token",
+        TOKEN,
+        "--aes-key",
+        AES_KEY,
+        "--mode",
+        mode,
+        "--clock",
+        PUSH_CLOCK,
+        "--rate",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(db, &args, None).await;
+    assert_eq!(code, 0, "push {extra:?}: {err}\n{out}");
+    assert!(err.contains("passed URL verification"), "{err}");
+    out
+}
+
+/// `messages: 5 image, 30 text` → {"image": 5, "text": 30}.
+fn types(report: &str) -> BTreeMap<String, u64> {
+    let line = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("messages: "))
+        .unwrap_or_else(|| panic!("no message line in {report}"));
+    line.split(", ")
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (n, t) = s.split_once(' ').unwrap();
+            (t.to_owned(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Statistics of 2024-05-01 through the WeChat API of a server on `db`.
+async fn day_figures(db: &str) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    let served = serve_with_clock(db, READ_CLOCK).await;
+    let token = access_token(&served.base, APPID, SECRET).await;
+    let body = r#"{"begin_date":"2024-05-01","end_date":"2024-05-01"}"#;
+    let get = |endpoint: &'static str| {
+        let (base, token) = (served.base.clone(), token.clone());
+        async move {
+            let text = datacube_post(&base, &token, endpoint, body).await;
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["list"].clone()
+        }
+    };
+    (
+        get("getinterfacesummary").await,
+        get("getinterfacesummaryhour").await,
+        get("getupstreammsg").await,
+    )
+}
+
+async fn serve_with_clock(db: &str, clock: &str) -> Served {
+    let mut child = Command::new(BIN)
+        .env("DATACUBE_DATABASE", db)
+        .env("DATACUBE_CLOCK", clock)
+        .env("DATACUBE_LOG", "warn")
+        .env_remove("DATACUBE_LISTEN")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve prints its address");
+        if let Some(a) = line.strip_prefix("datacube is serving the WeChat API on ") {
+            break a.to_owned();
+        }
+    };
+    Served {
+        child,
+        base,
+        stdout: Vec::new(),
+    }
+}
+
+/// Messages of a run, by getupstreammsg's msg_type (location has none).
+fn expected_by_code(runs: &[BTreeMap<String, u64>]) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    for run in runs {
+        for (t, n) in run {
+            let code = match t.as_str() {
+                "text" => 1,
+                "image" => 2,
+                "voice" => 3,
+                "video" | "shortvideo" => 4,
+                "link" => 6,
+                _ => continue,
+            };
+            *out.entry(code).or_default() += n;
+        }
+    }
+    out
+}
+
+/// A push run in one mode against the wechatpy server: ordinary messages (answered with text
+/// replies, `success` and empty bodies), a handler that raises (HTTP 500, delivered 3 times)
+/// and one that sleeps past 5 s (3 timeouts of about 5,000 ms); then the figures through the
+/// datacube API.
+async fn push_scenario(mode: &str) {
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    let server = dev_server().await;
+    let url = format!("http://127.0.0.1:{}/wechat", server.port);
+
+    let hello = push(
+        &db,
+        &url,
+        mode,
+        &["--text", "hello", "--count", "20", "--users", "1"],
+    )
+    .await;
+    assert!(
+        hello.contains("answered 20, failed 0 (20 deliveries)"),
+        "{hello}"
+    );
+    assert!(hello.contains("20 × answered (text)"), "{hello}");
+    let mixed = push(&db, &url, mode, &["--count", "40"]).await;
+    assert!(
+        mixed.contains("answered 40, failed 0 (40 deliveries)"),
+        "{mixed}"
+    );
+    let boom = push(&db, &url, mode, &["--text", "boom", "--count", "2"]).await;
+    assert!(
+        boom.contains("answered 0, failed 2 (6 deliveries)"),
+        "{boom}"
+    );
+    assert!(boom.contains("6 × HTTP 500"), "{boom}");
+    let sleep = push(&db, &url, mode, &["--text", "sleep", "--count", "1"]).await;
+    assert!(
+        sleep.contains("answered 0, failed 1 (3 deliveries)"),
+        "{sleep}"
+    );
+    assert!(sleep.contains("3 × timeout"), "{sleep}");
+
+    let (day, hours, messages) = day_figures(&db).await;
+    let day = &day[0];
+    assert_eq!(day["callback_count"], 20 + 40 + 6 + 3, "{day}");
+    assert_eq!(day["fail_count"], 6 + 3, "{day}");
+    let max = day["max_time_cost"].as_u64().unwrap();
+    assert!(
+        (5000..5500).contains(&max),
+        "a timed-out delivery costs about 5 s: {day}"
+    );
+    assert!(day["total_time_cost"].as_u64().unwrap() >= 15_000, "{day}");
+    assert_eq!(hours.as_array().unwrap().len(), 1, "{hours}");
+    assert_eq!(hours[0]["ref_hour"], 1000);
+    assert_eq!(hours[0]["callback_count"], day["callback_count"]);
+
+    // Each message once, however many deliveries it took.
+    let runs: Vec<BTreeMap<String, u64>> = [&hello, &mixed, &boom, &sleep]
+        .iter()
+        .map(|r| types(r))
+        .collect();
+    let want = expected_by_code(&runs);
+    let got: BTreeMap<u64, u64> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["msg_type"].as_u64().unwrap(),
+                r["msg_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "{messages}");
+}
+
+#[tokio::test]
+async fn push_in_plaintext_mode() {
+    push_scenario("plain").await;
+}
+
+#[tokio::test]
+async fn push_in_compatible_mode() {
+    push_scenario("compat").await;
+}
+
+#[tokio::test]
+async fn push_in_safe_mode() {
+    push_scenario("safe").await;
+}
+
+#[tokio::test]
+async fn push_refuses_a_server_that_fails_verification() {
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    let server = dev_server().await;
+    let url = format!("http://127.0.0.1:{}/wechat", server.port);
+    let (code, _, err) = run(
+        &db,
+        &[
+            "push",
+            "--appid",
+            APPID,
+            "--url",
+            &url,
+            "--token",
+            "wrong-token",
+            "--count",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("did not pass URL verification"), "{err}");
+    assert!(err.contains("HTTP 403"), "{err}");
+    let (code, _, err) = run(
+        &db,
+        &[
+            "push", "--appid", APPID, "--url", &url, "--token", TOKEN, "--mode", "safe", "--count",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("give the EncodingAESKey with --aes-key"),
+        "{err}"
+    );
+}
+
+/// Starts `datacube proxy` in front of `upstream`; returns it and its address.
+async fn proxy(db: &str, upstream: &str, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .env("DATACUBE_DATABASE", db)
+        .env("DATACUBE_CLOCK", PUSH_CLOCK)
+        .env("DATACUBE_LOG", "warn")
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+            "--appid",
+            APPID,
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("proxy prints its address");
+    let addr = line
+        .strip_prefix("datacube proxy on http://")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+/// Reads one HTTP/1.1 message (head and Content-Length body) from `stream`.
+async fn read_message(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                buf.truncate(end + 4 + len);
+                return buf;
+            }
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "the connection closed mid-message: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The exact bytes of a request and of its answer cross the proxy unchanged (header names'
+/// case and order included), and the push is recorded.
+#[tokio::test]
+async fn the_proxy_passes_bytes_unchanged_both_ways() {
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    // The push of reference §9 (its signature checks with the token), and a reply to it.
+    let body = "<xml><ToUserName><![CDATA[gh_de0f036ce08f]]></ToUserName>\n<FromUserName><![CDATA[ooUo26seZPcU3qKfcMiXLneG3fO4]]></FromUserName>\n<CreateTime>1668869541</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[文本消息]]></Content>\n<MsgId>23892468385179204</MsgId>\n</xml>";
+    let request = format!(
+        "POST /wechat?signature=8e54ae7d2bee997f244afeea959387250adfb889&timestamp=1668869542&nonce=973755032&openid=ooUo26seZPcU3qKfcMiXLneG3fO4 HTTP/1.1\r\nHost: wx.example.com\r\nUser-Agent: Mozilla/4.0\r\nAccept: */*\r\nPragma: no-cache\r\nContent-Type: text/xml\r\nX-Forwarded-For: 81.69.103.236\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let reply = "<xml><ToUserName><![CDATA[ooUo26seZPcU3qKfcMiXLneG3fO4]]></ToUserName><FromUserName><![CDATA[gh_de0f036ce08f]]></FromUserName><CreateTime>1668869542</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[收到]]></Content></xml>";
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nServer: dev\r\nContent-Type: application/xml;charset=UTF-8\r\nX-Request-Id: Ab-12\r\nDate: Sat, 19 Nov 2022 14:52:22 GMT\r\nContent-Length: {}\r\n\r\n{reply}",
+        reply.len()
+    );
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let expected_response = response.clone();
+    let seen = tokio::spawn(async move {
+        let (mut s, _) = upstream.accept().await.unwrap();
+        let got = read_message(&mut s).await;
+        s.write_all(expected_response.as_bytes()).await.unwrap();
+        got
+    });
+    let (_proxy, addr) = proxy(&db, &format!("http://{up_addr}"), &["--token", TOKEN]).await;
+    let mut client = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    client.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_message(&mut client).await;
+    let forwarded = seen.await.unwrap();
+    assert_eq!(
+        String::from_utf8(forwarded).unwrap(),
+        request,
+        "the upstream gets the request as sent"
+    );
+    assert_eq!(
+        String::from_utf8(answer).unwrap(),
+        response,
+        "the client gets the answer as sent"
+    );
+    drop(client);
+
+    // The push was recorded: one message, one answered callback.
+    let mut figures = serde_json::Value::Null;
+    for _ in 0..50 {
+        figures = day_figures_on(&db, "2024-05-01").await;
+        if figures[0]["callback_count"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(figures[0]["callback_count"], 1, "{figures}");
+    assert_eq!(figures[0]["fail_count"], 0, "{figures}");
+}
+
+async fn day_figures_on(db: &str, day: &str) -> serde_json::Value {
+    let served = serve_with_clock(db, READ_CLOCK).await;
+    let token = access_token(&served.base, APPID, SECRET).await;
+    let text = datacube_post(
+        &served.base,
+        &token,
+        "getinterfacesummary",
+        &format!(r#"{{"begin_date":"{day}","end_date":"{day}"}}"#),
+    )
+    .await;
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["list"].clone()
+}
+
+/// Pushes replayed through the proxy in front of the wechatpy server: the proxy records the
+/// same callbacks and messages as `push` does, a handler past the proxy's limit gets a 504
+/// before WeChat would give up, and safe-mode pushes are read with the key.
+#[tokio::test]
+async fn the_proxy_records_what_push_records() {
+    let (_dir, push_db) = temp_db();
+    let (_dir2, proxy_db) = temp_db();
+    add_account(&push_db, APPID, SECRET).await;
+    add_account(&proxy_db, APPID, SECRET).await;
+    let server = dev_server().await;
+    let (_proxy, addr) = proxy(
+        &proxy_db,
+        &format!("http://127.0.0.1:{}", server.port),
+        &["--token", TOKEN, "--aes-key", AES_KEY, "--timeout", "4.5"],
+    )
+    .await;
+    let url = format!("http://{addr}/wechat");
+    let plain = push(&push_db, &url, "plain", &["--count", "25"]).await;
+    let safe = push(&push_db, &url, "safe", &["--count", "25"]).await;
+    let boom = push(&push_db, &url, "safe", &["--text", "boom", "--count", "1"]).await;
+    assert!(boom.contains("3 × HTTP 500"), "{boom}");
+    let sleep = push(
+        &push_db,
+        &url,
+        "plain",
+        &["--text", "sleep", "--count", "1"],
+    )
+    .await;
+    assert!(
+        sleep.contains("3 × HTTP 504"),
+        "the proxy answers before 5 s: {sleep}"
+    );
+
+    let runs: Vec<BTreeMap<String, u64>> = [&plain, &safe, &boom, &sleep]
+        .iter()
+        .map(|r| types(r))
+        .collect();
+    let want = expected_by_code(&runs);
+    let mut last = None;
+    for _ in 0..50 {
+        let (p_day, _, p_msg) = day_figures(&proxy_db).await;
+        let (d_day, _, d_msg) = day_figures(&push_db).await;
+        let counts = |m: &serde_json::Value| -> BTreeMap<u64, u64> {
+            m.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["msg_type"].as_u64().unwrap(),
+                        r["msg_count"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        if p_day[0]["callback_count"] == 56 && counts(&p_msg) == want {
+            assert_eq!(p_day[0]["callback_count"], d_day[0]["callback_count"]);
+            assert_eq!(p_day[0]["fail_count"], 6, "{p_day}");
+            assert_eq!(d_day[0]["fail_count"], 6, "{d_day}");
+            assert_eq!(counts(&d_msg), want);
+            let max = p_day[0]["max_time_cost"].as_u64().unwrap();
+            assert!((4500..5000).contains(&max), "the proxy's limit: {p_day}");
+            return;
+        }
+        last = Some((p_day, p_msg));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the proxy's figures never matched: {last:?}, want {want:?}");
+}
