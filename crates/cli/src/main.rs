@@ -774,7 +774,7 @@ async fn push(args: PushArgs) -> Result<()> {
     loop {
         tokio::select! {
             done = &mut running => {
-                done.context("the push run failed")?;
+                done.context("the push run failed")??;
                 break;
             }
             () = tokio::time::sleep(Duration::from_millis(250)) => {

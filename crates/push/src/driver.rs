@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use datacube_engine::event::MsgType;
 use datacube_engine::{Event, Kind};
-use rand::Rng;
+use std::io::Write as _;
+
+use rand::{Rng, SeedableRng};
 
 use crate::crypto::AesKey;
 use crate::recorder::{Now, Recorder};
@@ -107,28 +109,6 @@ impl Stats {
             .lock()
             .map(|d| d.types.iter().map(|(k, v)| (*k, *v)).collect())
             .unwrap_or_default()
-    }
-
-    fn message(&self, msg_type: &'static str) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut d) = self.detail.lock() {
-            *d.types.entry(msg_type).or_default() += 1;
-        }
-    }
-
-    fn delivery(&self, cost: Duration, verdict: &Verdict) {
-        self.deliveries.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut d) = self.detail.lock() {
-            d.micros
-                .push(u32::try_from(cost.as_micros()).unwrap_or(u32::MAX));
-            let key = match verdict {
-                // Group by kind, not by every message of an error.
-                Verdict::Unreachable(_) => "unreachable".to_owned(),
-                Verdict::Malformed(why) => format!("malformed reply: {why}"),
-                v => v.label(),
-            };
-            *d.verdicts.entry(key).or_default() += 1;
-        }
     }
 }
 
@@ -328,26 +308,58 @@ pub fn msg_type_of(kind: &PushKind) -> Option<MsgType> {
     })
 }
 
-/// One delivery of `push`: the request as WeChat makes it, the verdict and the time it took.
-pub async fn deliver(
-    client: &reqwest::Client,
-    config: &Config,
-    push: &Push,
-    plain: &str,
-    timestamp: i64,
-) -> (Verdict, Duration) {
-    let timestamp = timestamp.to_string();
+/// Where pushes go: the lean client for `http://` URLs, the general one for the others.
+enum Target {
+    /// `host:port` to connect to, the `Host` header, and the path (with any query it has).
+    Plain {
+        addr: String,
+        host: String,
+        path: String,
+    },
+    General(reqwest::Client),
+}
+
+impl Target {
+    fn new(config: &Config) -> Result<Target, PushError> {
+        let url = reqwest::Url::parse(&config.url)
+            .map_err(|e| PushError::Client(format!("{}: {e}", config.url)))?;
+        if url.scheme() == "http" {
+            let host = url
+                .host_str()
+                .ok_or_else(|| PushError::Client(format!("{}: no host", config.url)))?;
+            let port = url.port_or_known_default().unwrap_or(80);
+            let mut path = url.path().to_owned();
+            if let Some(q) = url.query() {
+                path.push('?');
+                path.push_str(q);
+            }
+            Ok(Target::Plain {
+                addr: format!("{host}:{port}"),
+                host: match url.port() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host.to_owned(),
+                },
+                path,
+            })
+        } else {
+            Ok(Target::General(http_client(config.concurrency)?))
+        }
+    }
+}
+
+/// A push's query string and body in the configured mode.
+fn request_parts(config: &Config, push: &Push, plain: &str, timestamp: &str) -> (String, String) {
     let nonce = nonce();
-    let signature = sign::signature(&config.token, &timestamp, &nonce);
+    let signature = sign::signature(&config.token, timestamp, &nonce);
     let openid = &push.from_user;
-    let (query, body) = match (config.mode, &config.key) {
+    match (config.mode, &config.key) {
         (Mode::Plain, _) | (_, None) => (
             format!("signature={signature}&timestamp={timestamp}&nonce={nonce}&openid={openid}"),
             plain.to_owned(),
         ),
         (mode, Some(key)) => {
             let encrypt = key.encrypt(plain, &config.appid);
-            let msg_signature = sign::msg_signature(&config.token, &timestamp, &nonce, &encrypt);
+            let msg_signature = sign::msg_signature(&config.token, timestamp, &nonce, &encrypt);
             let body = if mode == Mode::Safe {
                 push.safe_body(&encrypt)
             } else {
@@ -358,42 +370,101 @@ pub async fn deliver(
                 body,
             )
         }
-    };
-    let started = Instant::now();
-    let sent = client
-        .post(with_query(&config.url, &query))
-        .header("User-Agent", "Mozilla/4.0")
-        .header("Accept", "*/*")
-        .header("Pragma", "no-cache")
-        .header("Content-Type", "text/xml")
-        .body(body)
-        .send();
-    let outcome = tokio::time::timeout(config.timeout, async {
-        let answer = sent.await?;
-        let status = answer.status().as_u16();
-        let body = answer.bytes().await?;
-        Ok::<_, reqwest::Error>((status, body))
-    })
-    .await;
-    let cost = started.elapsed();
-    let verdict = match outcome {
-        Err(_) => Verdict::Timeout,
-        Ok(Err(e)) if e.is_timeout() => Verdict::Timeout,
-        Ok(Err(e)) => Verdict::Unreachable(e.without_url().to_string()),
-        Ok(Ok((200, body))) => judge_body(
-            &body,
-            &Expect {
-                mode: config.mode,
-                token: &config.token,
-                key: config.key.as_ref(),
-                appid: &config.appid,
-                openid,
-                original_id: &config.original_id,
-            },
-        ),
-        Ok(Ok((status, _))) => Verdict::Status(status),
-    };
-    (verdict, cost)
+    }
+}
+
+/// One worker's connection, opened when needed and dropped after a failure (as WeChat
+/// drops a connection it gave up on).
+struct Worker<'a> {
+    config: &'a Config,
+    target: &'a Target,
+    conn: Option<crate::http::Conn>,
+}
+
+impl Worker<'_> {
+    /// One delivery of `push`: the request as WeChat makes it, the verdict and the time it
+    /// took (the wait for a connection included).
+    async fn deliver(&mut self, push: &Push, plain: &str, timestamp: i64) -> (Verdict, Duration) {
+        let config = self.config;
+        let (query, body) = request_parts(config, push, plain, &timestamp.to_string());
+        let started = Instant::now();
+        let outcome = match self.target {
+            Target::Plain { addr, host, path } => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                let mut request = Vec::with_capacity(256 + body.len());
+                let _ = write!(
+                    request,
+                    "POST {path}{sep}{query} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/4.0\r\nAccept: */*\r\nPragma: no-cache\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                request.extend_from_slice(body.as_bytes());
+                let conn = &mut self.conn;
+                let answered = tokio::time::timeout(config.timeout, async {
+                    let c = match conn {
+                        Some(c) => c,
+                        none => none.insert(crate::http::Conn::connect(addr).await?),
+                    };
+                    c.request(&request).await
+                })
+                .await;
+                match answered {
+                    Err(_) => {
+                        self.conn = None;
+                        Err(Verdict::Timeout)
+                    }
+                    Ok(Err(e)) => {
+                        self.conn = None;
+                        Err(Verdict::Unreachable(e.to_string()))
+                    }
+                    Ok(Ok(a)) => {
+                        if !a.keep_alive {
+                            self.conn = None;
+                        }
+                        Ok((a.status, a.body))
+                    }
+                }
+            }
+            Target::General(client) => {
+                let sent = client
+                    .post(with_query(&config.url, &query))
+                    .header("User-Agent", "Mozilla/4.0")
+                    .header("Accept", "*/*")
+                    .header("Pragma", "no-cache")
+                    .header("Content-Type", "text/xml")
+                    .body(body)
+                    .send();
+                match tokio::time::timeout(config.timeout, async {
+                    let answer = sent.await?;
+                    let status = answer.status().as_u16();
+                    Ok::<_, reqwest::Error>((status, answer.bytes().await?))
+                })
+                .await
+                {
+                    Err(_) => Err(Verdict::Timeout),
+                    Ok(Err(e)) if e.is_timeout() => Err(Verdict::Timeout),
+                    Ok(Err(e)) => Err(Verdict::Unreachable(e.without_url().to_string())),
+                    Ok(Ok(a)) => Ok(a),
+                }
+            }
+        };
+        let cost = started.elapsed();
+        let verdict = match outcome {
+            Err(v) => v,
+            Ok((200, body)) => judge_body(
+                &body,
+                &Expect {
+                    mode: config.mode,
+                    token: &config.token,
+                    key: config.key.as_ref(),
+                    appid: &config.appid,
+                    openid: &push.from_user,
+                    original_id: &config.original_id,
+                },
+            ),
+            Ok((status, _)) => Verdict::Status(status),
+        };
+        (verdict, cost)
+    }
 }
 
 /// Milliseconds of a delivery as interface analysis counts it: a timed-out delivery costs
@@ -407,103 +478,180 @@ fn cost_ms(verdict: &Verdict, cost: Duration, timeout: Duration) -> u64 {
     cost.as_millis() as u64
 }
 
-/// Pushes messages as configured, recording their events; returns when done.
-pub async fn run(config: Arc<Config>, recorder: Recorder, now: Now, stats: Arc<Stats>) {
-    let client = match http_client(config.concurrency) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no HTTP client");
-            return;
-        }
-    };
-    let permits = Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
-    let started = Instant::now();
-    let mut next_msg_id: u64 =
-        rand::rng().random_range(23_900_000_000_000_000..24_000_000_000_000_000);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut i: u64 = 0;
-    loop {
+/// Which message comes next, and whether the run is over.
+struct Tickets {
+    issued: AtomicU64,
+    started: Instant,
+}
+
+impl Tickets {
+    /// The next message's number, once it is due; `None` when the run is over.
+    async fn next(&self, config: &Config) -> Option<u64> {
+        let i = self.issued.fetch_add(1, Ordering::Relaxed);
         if config.count.is_some_and(|c| i >= c) {
-            break;
+            return None;
         }
-        if config.duration.is_some_and(|d| started.elapsed() >= d) {
-            break;
-        }
+        let end = config.duration.map(|d| self.started + d);
         if let Some(rate) = config.rate.filter(|r| *r > 0.0) {
-            let due = started + Duration::from_secs_f64(i as f64 / rate);
-            if let Some(d) = config.duration {
-                if due >= started + d {
-                    break;
-                }
+            let due = self.started + Duration::from_secs_f64(i as f64 / rate);
+            if end.is_some_and(|e| due >= e) {
+                return None;
             }
             tokio::time::sleep_until(due.into()).await;
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        next_msg_id += rand::rng().random_range(1..1000);
-        let msg_id = next_msg_id;
-        let user = rand::rng().random_range(0..config.users.max(1));
-        let (config, recorder, now, stats, client) = (
+        if end.is_some_and(|e| Instant::now() >= e) {
+            return None;
+        }
+        Some(i)
+    }
+}
+
+/// Events and figures a worker keeps before handing them over, to keep the shared parts
+/// out of the way of every message.
+struct Local {
+    events: Vec<Event>,
+    micros: Vec<u32>,
+    verdicts: std::collections::HashMap<Verdict, u64>,
+    types: std::collections::HashMap<&'static str, u64>,
+    since: Instant,
+}
+
+impl Local {
+    fn new() -> Local {
+        Local {
+            events: Vec::with_capacity(256),
+            micros: Vec::with_capacity(256),
+            verdicts: Default::default(),
+            types: Default::default(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Hands what was kept over when there is enough of it, or it waited long enough, or
+    /// `now` is asked.
+    async fn hand_over(&mut self, recorder: &Recorder, stats: &Stats, now: bool) {
+        if !now && self.events.len() < 256 && self.since.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        if !self.events.is_empty() {
+            recorder
+                .record_many(std::mem::replace(&mut self.events, Vec::with_capacity(256)))
+                .await;
+        }
+        if let Ok(mut d) = stats.detail.lock() {
+            d.micros.append(&mut self.micros);
+            for (v, n) in self.verdicts.drain() {
+                // Group by kind, not by every message of an error.
+                let key = match &v {
+                    Verdict::Unreachable(_) => "unreachable".to_owned(),
+                    Verdict::Malformed(why) => format!("malformed reply: {why}"),
+                    v => v.label(),
+                };
+                *d.verdicts.entry(key).or_default() += n;
+            }
+            for (t, n) in self.types.drain() {
+                *d.types.entry(t).or_default() += n;
+            }
+        }
+        self.since = Instant::now();
+    }
+}
+
+/// Pushes messages as configured, recording their events; returns when done. Each of
+/// `concurrency` workers owns a connection and handles one message at a time, its
+/// deliveries included.
+pub async fn run(
+    config: Arc<Config>,
+    recorder: Recorder,
+    now: Now,
+    stats: Arc<Stats>,
+) -> Result<(), PushError> {
+    let target = Arc::new(Target::new(&config)?);
+    let tickets = Arc::new(Tickets {
+        issued: AtomicU64::new(0),
+        started: Instant::now(),
+    });
+    let first_id: u64 = rand::rng().random_range(23_900_000_000_000_000..24_000_000_000_000_000);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..config.concurrency.max(1) {
+        let (config, recorder, now, stats, target, tickets) = (
             config.clone(),
             recorder.clone(),
             now.clone(),
             stats.clone(),
-            client.clone(),
+            target.clone(),
+            tickets.clone(),
         );
-        tasks.spawn(async move {
-            let create_time = now().as_second();
-            let push = simulated(&config, openid(&config.appid, user), create_time, msg_id);
-            let plain = push.to_xml();
-            stats.message(push.kind.msg_type());
-            if let Some(msg_type) = msg_type_of(&push.kind) {
-                recorder
-                    .record(Event {
+        workers.spawn(async move {
+            let mut worker = Worker {
+                config: &config,
+                target: &target,
+                conn: None,
+            };
+            let mut local = Local::new();
+            let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
+            while let Some(i) = tickets.next(&config).await {
+                // Unique, increasing, and past 2^53 like WeChat's.
+                let msg_id = first_id + i * 1000 + rng.random_range(0..1000);
+                let user = rng.random_range(0..config.users.max(1));
+                let create_time = now().as_second();
+                let push = simulated(&config, openid(&config.appid, user), create_time, msg_id);
+                let plain = push.to_xml();
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+                *local.types.entry(push.kind.msg_type()).or_default() += 1;
+                // Each event is recorded once, here: no id is needed to de-duplicate it.
+                if let Some(msg_type) = msg_type_of(&push.kind) {
+                    local.events.push(Event {
                         appid: config.appid.clone(),
-                        id: Some(format!("push-{msg_id}")),
+                        id: None,
                         time: create_time,
                         kind: Kind::Message {
                             openid: push.from_user.clone(),
                             msg_type,
                         },
-                    })
-                    .await;
-            }
-            let mut answered = false;
-            for delivery in 1..=config.deliveries.max(1) {
-                let at = now().as_second();
-                let (verdict, cost) = deliver(&client, &config, &push, &plain, at).await;
-                stats.delivery(cost, &verdict);
-                recorder
-                    .record(Event {
+                    });
+                }
+                let mut answered = false;
+                for _ in 1..=config.deliveries.max(1) {
+                    let at = now().as_second();
+                    let (verdict, cost) = worker.deliver(&push, &plain, at).await;
+                    stats.deliveries.fetch_add(1, Ordering::Relaxed);
+                    local
+                        .micros
+                        .push(u32::try_from(cost.as_micros()).unwrap_or(u32::MAX));
+                    local.events.push(Event {
                         appid: config.appid.clone(),
-                        id: Some(format!("push-{msg_id}-{delivery}")),
+                        id: None,
                         time: at,
                         kind: Kind::Reply {
                             cost_ms: cost_ms(&verdict, cost, config.timeout),
                             ok: verdict.ok(),
                         },
-                    })
-                    .await;
-                if verdict.ok() {
-                    answered = true;
+                    });
+                    answered |= verdict.ok();
+                    let retried = verdict.retried();
+                    match local.verdicts.get_mut(&verdict) {
+                        Some(n) => *n += 1,
+                        None => {
+                            local.verdicts.insert(verdict, 1);
+                        }
+                    }
+                    if !retried {
+                        break;
+                    }
                 }
-                if !verdict.retried() {
-                    break;
+                if answered {
+                    stats.answered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
                 }
+                local.hand_over(&recorder, &stats, false).await;
             }
-            if answered {
-                stats.answered.fetch_add(1, Ordering::Relaxed);
-            } else {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            drop(permit);
+            local.hand_over(&recorder, &stats, true).await;
         });
-        i += 1;
-        // Keep the set small: collect finished tasks as we go.
-        while tasks.try_join_next().is_some() {}
     }
-    while tasks.join_next().await.is_some() {}
+    while workers.join_next().await.is_some() {}
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 pub mod crypto;
 pub mod driver;
+pub mod http;
 pub mod proxy;
 pub mod recorder;
 pub mod sign;

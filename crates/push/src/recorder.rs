@@ -1,9 +1,16 @@
 //! Records what `push` and `proxy` see as events, through the ingestion path.
 //!
 //! Events go through a bounded queue to one task that stores them in batches: each batch is
-//! whatever arrived while the previous one was being stored, so the batches grow when events
-//! come fast and a quiet run still stores each event within a moment. When the store falls
-//! behind by [`QUEUE`] events, recording waits (never unbounded memory, never a lost event).
+//! whatever arrived while the previous one was being stored, so a quiet run stores each event
+//! within a moment, and when events come fast the batches grow — which matters because a
+//! batch recomputes the periods it touches from all their stored events (for the current
+//! day, everything recorded so far today): growing batches keep that work proportional to the
+//! events, not to their square. Events are stored with their statistics deferred
+//! ([`Store::ingest_deferred`]) and the statistics recomputed every second or so — less often
+//! when recomputing takes long — and once more at the end; a crash in between leaves the
+//! periods marked, and `datacube serve` recomputes them. At most [`PENDING`] events wait beside
+//! the batch being stored (plus [`QUEUE`] handovers in the queue); past that, recording waits:
+//! never unbounded memory, never a lost event.
 
 use std::sync::Arc;
 
@@ -13,10 +20,42 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Events waiting to be stored, at most.
-pub const QUEUE: usize = 100_000;
-/// Events stored in one transaction, at most.
-const BATCH: usize = 50_000;
+/// Handovers (single events, or a worker's few hundred) waiting in the queue, at most.
+pub const QUEUE: usize = 1024;
+/// Events gathered for the next transaction while one is being stored, at most.
+pub const PENDING: usize = 500_000;
+
+/// Statistics are recomputed at most this often…
+const FLUSH_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// …and at least this often while events come (the interval is 5× the last recompute's
+/// time, so that recomputing takes a fifth of the time at most).
+const FLUSH_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+type StoreResult<T> = Result<T, datacube_store::StoreError>;
+
+/// The job under way: storing a batch, or recomputing what was stored.
+enum Job {
+    Store(JoinHandle<StoreResult<datacube_store::IngestOutcome>>),
+    Flush(JoinHandle<StoreResult<usize>>, tokio::time::Instant),
+}
+
+enum Done {
+    Stored(Vec<bool>),
+    Flushed(std::time::Duration),
+}
+
+impl Job {
+    async fn done(&mut self) -> StoreResult<Done> {
+        let task = |e: tokio::task::JoinError| datacube_store::StoreError::Task(e.to_string());
+        match self {
+            Job::Store(h) => Ok(Done::Stored(h.await.map_err(task)??.accepted)),
+            Job::Flush(h, started) => {
+                h.await.map_err(task)??;
+                Ok(Done::Flushed(started.elapsed()))
+            }
+        }
+    }
+}
 
 /// "Now", by the command's clock (`--clock`).
 pub type Now = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -36,7 +75,7 @@ pub struct Recorded {
 /// queue to drain.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Vec<Event>>,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
     task: Arc<std::sync::Mutex<Option<Task>>>,
 }
@@ -46,43 +85,82 @@ type Task = JoinHandle<Result<Recorded, datacube_store::StoreError>>;
 impl Recorder {
     /// Starts recording into `store`; daily rows reach the day before `now()`.
     pub fn start(store: Store, now: Now) -> Recorder {
-        let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Vec<Event>>(QUEUE);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut recorded = Recorded::default();
-            let mut batch = Vec::with_capacity(1024);
-            let mut stopping = false;
+            let mut pending: Vec<Event> = Vec::new();
+            let mut job: Option<Job> = None;
+            let (mut stopping, mut closed) = (false, false);
+            // Stored since the last recompute; the recompute's interval adapts to its cost.
+            let mut dirty = false;
+            let mut every = FLUSH_MIN;
+            let mut last_flush = tokio::time::Instant::now();
             loop {
-                let first = if stopping {
-                    rx.try_recv().ok()
-                } else {
-                    tokio::select! {
-                        biased;
-                        e = rx.recv() => e,
-                        // Stopping: what is queued is stored, then the task ends.
-                        _ = stopped.changed() => {
-                            stopping = true;
-                            rx.try_recv().ok()
-                        }
-                    }
-                };
-                let Some(first) = first else { break };
-                batch.push(first);
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(e) => batch.push(e),
-                        Err(_) => break,
+                let ending = (stopping || closed) && pending.is_empty();
+                if job.is_none() {
+                    if dirty && (ending || last_flush.elapsed() >= every) {
+                        let yesterday = datacube_api::date::add_days(
+                            datacube_api::date::china_date(now().as_second()),
+                            -1,
+                        );
+                        let store = store.clone();
+                        let started = tokio::time::Instant::now();
+                        job = Some(Job::Flush(
+                            tokio::spawn(async move { store.flush_pending(yesterday).await }),
+                            started,
+                        ));
+                    } else if !pending.is_empty() {
+                        let (store, batch) = (store.clone(), std::mem::take(&mut pending));
+                        job = Some(Job::Store(tokio::spawn(async move {
+                            store.ingest_deferred(batch).await
+                        })));
                     }
                 }
-                let yesterday = datacube_api::date::add_days(
-                    datacube_api::date::china_date(now().as_second()),
-                    -1,
-                );
-                let outcome = store.ingest(std::mem::take(&mut batch), yesterday).await?;
-                let accepted = outcome.accepted.iter().filter(|a| **a).count();
-                recorded.accepted += accepted;
-                recorded.duplicates += outcome.accepted.len() - accepted;
-                recorded.batches += 1;
+                if ending && job.is_none() && !dirty {
+                    break;
+                }
+                let room = pending.len() < PENDING && !closed && !stopping;
+                let wake = last_flush + every;
+                tokio::select! {
+                    e = rx.recv(), if room => match e {
+                        Some(mut e) => {
+                            pending.append(&mut e);
+                            while pending.len() < PENDING {
+                                match rx.try_recv() {
+                                    Ok(mut e) => pending.append(&mut e),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        None => closed = true,
+                    },
+                    done = async { job.as_mut().expect("guarded").done().await }, if job.is_some() => {
+                        job = None;
+                        match done? {
+                            Done::Stored(accepted) => {
+                                let n = accepted.iter().filter(|a| **a).count();
+                                recorded.accepted += n;
+                                recorded.duplicates += accepted.len() - n;
+                                recorded.batches += 1;
+                                dirty = true;
+                            }
+                            Done::Flushed(took) => {
+                                dirty = false;
+                                last_flush = tokio::time::Instant::now();
+                                every = (took * 5).clamp(FLUSH_MIN, FLUSH_MAX);
+                            }
+                        }
+                    }
+                    () = tokio::time::sleep_until(wake), if dirty && job.is_none() => {}
+                    _ = stopped.changed(), if !stopping => {
+                        // Stopping: what is queued is stored and counted, then the task ends.
+                        stopping = true;
+                        while let Ok(mut e) = rx.try_recv() {
+                            pending.append(&mut e);
+                        }
+                    }
+                }
             }
             Ok(recorded)
         });
@@ -95,8 +173,15 @@ impl Recorder {
 
     /// Queues an event (waits while the queue is full).
     pub async fn record(&self, event: Event) {
-        // The task ends only after every sender is gone: sending cannot fail before that.
-        let _ = self.tx.send(event).await;
+        self.record_many(vec![event]).await;
+    }
+
+    /// Queues events (waits while the queue is full).
+    pub async fn record_many(&self, events: Vec<Event>) {
+        if !events.is_empty() {
+            // Sending fails only once the recorder has finished: late events are dropped.
+            let _ = self.tx.send(events).await;
+        }
     }
 
     /// Stores what is queued, stops, and reports. Events recorded afterwards are dropped.

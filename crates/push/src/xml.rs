@@ -335,7 +335,7 @@ pub fn parse(xml: &str) -> Result<Fields, String> {
 }
 
 /// How a delivery ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// `success`, an empty body, or a valid reply of this `MsgType`.
     Answered(String),

@@ -141,7 +141,8 @@ async fn watch_changes(app: App) {
 
 /// Keeps computed statistics complete as days go by: whenever the China day (by the server's
 /// clock) changes, accounts with events get their daily follower rows up to yesterday, also
-/// for days without any event.
+/// for days without any event; and statistics left pending (events stored by `push` or
+/// `proxy` whose periods were not recomputed yet, say after a crash) are recomputed.
 async fn roll_days(app: App) {
     let mut filled: Option<jiff::civil::Date> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -149,6 +150,10 @@ async fn roll_days(app: App) {
         tick.tick().await;
         let yesterday =
             datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
+        // Statistics left pending by a recorder that stopped before recomputing them.
+        if let Err(e) = app.store().flush_pending(yesterday).await {
+            tracing::warn!(error = %e, "recomputing pending statistics failed");
+        }
         if filled == Some(yesterday) {
             continue;
         }

@@ -550,6 +550,67 @@ pub(crate) fn store_batch(
     Ok(accepted)
 }
 
+/// Stores a prepared batch without recomputing statistics: the periods it touched are marked
+/// pending (in the same transaction) for [`flush_pending`]. Returns, for each event, whether
+/// it was accepted.
+pub(crate) fn store_batch_deferred(tx: &Connection, batch: &mut Batch) -> Result<Vec<bool>> {
+    let (accepted, appended) = append(tx, batch)?;
+    let mut mark = tx.prepare_cached(
+        "INSERT INTO stat_pending (appid, class, lo, hi) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (appid, class) DO UPDATE SET lo = MIN(lo, excluded.lo), hi = MAX(hi, excluded.hi)",
+    )?;
+    for (appid, appended) in &appended {
+        for (class, span) in appended.touched.spans.iter().enumerate() {
+            if let Some((lo, hi)) = span {
+                mark.execute(params![
+                    appid,
+                    class as i64,
+                    date_to_epoch_day(*lo),
+                    date_to_epoch_day(*hi)
+                ])?;
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// Recomputes every pending period (see [`store_batch_deferred`]) and clears the marks;
+/// `changed` is called for each account. Returns the accounts recomputed.
+pub(crate) fn flush_pending(
+    tx: &Connection,
+    yesterday: Date,
+    mut changed: impl FnMut(&str) -> Result<()>,
+) -> Result<usize> {
+    let mut pending: BTreeMap<String, Touched> = BTreeMap::new();
+    {
+        let mut stmt = tx.prepare_cached("SELECT appid, class, lo, hi FROM stat_pending")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (appid, class, lo, hi): (String, i64, i64, i64) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let touched = pending.entry(appid).or_default();
+            let span = &mut touched.spans[(class as usize).min(CLASSES - 1)];
+            *span = union(*span, Some((epoch_day_to_date(lo), epoch_day_to_date(hi))));
+        }
+    }
+    for (appid, touched) in &pending {
+        let own = AccountBatch {
+            appid: appid.clone(),
+            classes: Default::default(),
+        };
+        let appended = Appended {
+            touched: *touched,
+            own_chunks: FxHashSet::default(),
+        };
+        recompute(tx, &own, &appended, yesterday)?;
+        changed(appid)?;
+    }
+    if !pending.is_empty() {
+        tx.prepare_cached("DELETE FROM stat_pending")?.execute([])?;
+    }
+    Ok(pending.len())
+}
+
 /// An id to look up in the index: its hash, the tag of its event's day and class, and where
 /// the event is in the account's batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -1348,6 +1409,52 @@ mod tests {
             extended, 1,
             "the account without ids is known to have events"
         );
+    }
+
+    /// Events stored with their statistics deferred, in batches, give the statistics of the
+    /// whole stream once the pending periods are recomputed — and nothing before.
+    #[test]
+    fn deferred_statistics_catch_up_when_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let store = SqliteStore::open(path.to_str().unwrap(), "sqlite://d.db").unwrap();
+        let last = date(2024, 4, 30);
+        let events: Vec<Event> = datacube_engine::demo::events("wxa", last, 20, 5)
+            .iter()
+            .map(|l| datacube_engine::parse_line(l).unwrap())
+            .collect();
+        for chunk in events.chunks(997) {
+            let out = store
+                .ingest_deferred(Batch::prepare(chunk.to_vec()).unwrap())
+                .unwrap();
+            assert!(out.accepted.iter().all(|a| *a));
+        }
+        assert!(stored(&store, "wxa", Endpoint::GetUpstreamMsg).is_empty());
+        assert_eq!(store.flush_pending(last).unwrap(), 1);
+        assert_eq!(
+            store.flush_pending(last).unwrap(),
+            0,
+            "nothing left pending"
+        );
+        let first = events.iter().map(|e| china_date(e.time)).min().unwrap();
+        let want = datacube_engine::compute(&events, first, last);
+        for endpoint in [
+            Endpoint::GetUpstreamMsg,
+            Endpoint::GetUpstreamMsgDistMonth,
+            Endpoint::GetInterfaceSummaryHour,
+            Endpoint::GetUserReadHour,
+            Endpoint::GetUserCumulate,
+        ] {
+            let want: Vec<String> = want[&endpoint]
+                .iter()
+                .map(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r.json)
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            assert_eq!(stored(&store, "wxa", endpoint), want, "{}", endpoint.name());
+        }
     }
 
     /// Realistic streams ingested in random batches, out of order, with batches sent twice:

@@ -338,6 +338,34 @@ impl Store {
         blocking(move || s.ingest_batch_blocking(batch, yesterday)).await
     }
 
+    /// Stores events now and their statistics later: the periods they touch are marked, in the
+    /// same transaction, and recomputed by [`Store::flush_pending`]. For recording a live
+    /// stream in small batches, where recomputing the current day at every batch would cost
+    /// the square of the day's events. Events are durable and counted exactly once either way.
+    pub async fn ingest_deferred(
+        &self,
+        events: Vec<datacube_engine::Event>,
+    ) -> Result<IngestOutcome> {
+        let s = self.clone();
+        blocking(move || {
+            let batch = Batch::prepare(events)?;
+            match &s {
+                Store::Sqlite(s) => s.ingest_deferred(batch),
+            }
+        })
+        .await
+    }
+
+    /// Recomputes the statistics of every period marked by [`Store::ingest_deferred`];
+    /// returns how many accounts.
+    pub async fn flush_pending(&self, yesterday: Date) -> Result<usize> {
+        let s = self.clone();
+        blocking(move || match &s {
+            Store::Sqlite(s) => s.flush_pending(yesterday),
+        })
+        .await
+    }
+
     fn ingest_batch_blocking(&self, batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
         match self {
             Store::Sqlite(s) => s.ingest(batch, yesterday),

@@ -114,6 +114,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         data  BLOB NOT NULL                   -- sorted (hash u64, day * 8 + class u32), LE
     );
     CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq);
+    -- Periods whose statistics wait for a recompute: events stored with deferred statistics
+    -- (`datacube push` and `proxy` record continuously and recompute every few seconds).
+    CREATE TABLE stat_pending (
+        appid TEXT NOT NULL,
+        class INTEGER NOT NULL,
+        lo    INTEGER NOT NULL,               -- first and last China day touched
+        hi    INTEGER NOT NULL,
+        PRIMARY KEY (appid, class)
+    );
     -- Every account with events has an event_app row (before, only those with ids did).
     INSERT OR IGNORE INTO event_app (appid, id_bits, ids) SELECT DISTINCT appid, 0, 0 FROM event_chunk;
     "#,

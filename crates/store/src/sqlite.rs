@@ -310,6 +310,38 @@ impl SqliteStore {
         Ok(IngestOutcome { accepted })
     }
 
+    pub(crate) fn ingest_deferred(&self, mut batch: Batch) -> Result<IngestOutcome> {
+        let accepted = self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let accepted = crate::events::store_batch_deferred(&tx, &mut batch)?;
+            tx.commit()?;
+            Ok(accepted)
+        })?;
+        if batch.len() >= 10_000 {
+            std::thread::spawn(move || drop(batch));
+        }
+        Ok(IngestOutcome { accepted })
+    }
+
+    pub(crate) fn flush_pending(&self, yesterday: Date) -> Result<usize> {
+        // Usually nothing is pending: look before taking the write lock.
+        let any: bool = self.with_reader(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM stat_pending)")?
+                .query_row([], |r| r.get(0))?)
+        })?;
+        if !any {
+            return Ok(0);
+        }
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n =
+                crate::events::flush_pending(&tx, yesterday, |appid| Ok(bump_change(&tx, appid)?))?;
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
     pub(crate) fn carry_forward(&self, yesterday: Date) -> Result<usize> {
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

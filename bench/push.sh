@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Push and proxy benchmarks (issue 4), each beside its anchor, on this machine:
+#  1. `datacube push` throughput against a trivial developer server (nginx answering the URL
+#     verification and `success`), vs `wrk` driving the same server with the same push body;
+#     plaintext mode (the target), and safe mode for the record.
+#  2. The latency `datacube proxy` adds in front of that server, vs nginx as a reverse proxy
+#     in front of it (wrk --latency: direct, through datacube proxy, through nginx).
+#
+#   bench/push.sh              # DUR=20s CONNS=64 ROUNDS=3
+# Needs Debian's wrk and nginx-light.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+DUR=${DUR:-20}
+CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-3}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+cd "$root"
+cargo build --release -q -p datacube
+bin=$root/target/release/datacube
+export DATACUBE_LOG=warn DATACUBE_DATABASE="sqlite://$work/push.db"
+appid=wxbench0000000push
+"$bin" account add --appid "$appid" --secret bench >/dev/null
+token=benchtoken
+key=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG
+
+# The developer's server: verification echo and `success` (port 18301); nginx as a reverse
+# proxy in front of it (port 18302).
+cat >"$work/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream dev { server 127.0.0.1:18301; keepalive 256; }
+  server {
+    listen 127.0.0.1:18301;
+    location / {
+      default_type text/plain;
+      if (\$request_method = GET) { return 200 \$arg_echostr; }
+      return 200 "success";
+    }
+  }
+  server {
+    listen 127.0.0.1:18302;
+    location / {
+      proxy_pass http://dev;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -e "$work/nginx.err"
+pids+=("$(cat "$work/nginx.pid")")
+sleep 0.5
+
+# A plaintext push as datacube sends it (same query and body shape) for wrk.
+ts=1700000000; nonce=123456789
+sig=$(printf '%s\n' "$token" "$ts" "$nonce" | sort | tr -d '\n' | sha1sum | cut -d' ' -f1)
+openid=oBenchUser000000000000000000
+q="signature=$sig&timestamp=$ts&nonce=$nonce&openid=$openid"
+cat >"$work/push.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "<xml><ToUserName><![CDATA[gh_0123456789ab]]></ToUserName>\n<FromUserName><![CDATA[$openid]]></FromUserName>\n<CreateTime>1700000000</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[你好]]></Content>\n<MsgId>23900000000000001</MsgId>\n</xml>"
+wrk.headers["Content-Type"] = "text/xml"
+wrk.headers["User-Agent"] = "Mozilla/4.0"
+LUA
+
+rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
+pct() { awk -v p="$2" '$1 == p {print $2}' "$1"; }
+push_rate() { sed -n 's/.* in [0-9.]* s (\([0-9.]*\)\/s).*/\1/p' "$1"; }
+
+echo "== 1. push throughput ($CONNS connections, ${DUR}s runs, $ROUNDS rounds)"
+for r in $(seq 1 "$ROUNDS"); do
+  wrk -t2 -c"$CONNS" -d"${DUR}s" -s "$work/push.lua" "http://127.0.0.1:18301/wechat?$q" >"$work/wrk$r.txt"
+  "$bin" push --appid "$appid" --url http://127.0.0.1:18301/wechat --token "$token" --mode plain \
+    --rate 0 --concurrency "$CONNS" --duration "${DUR}s" >"$work/plain$r.txt" 2>/dev/null
+  "$bin" push --appid "$appid" --url http://127.0.0.1:18301/wechat --token "$token" --aes-key "$key" \
+    --mode safe --rate 0 --concurrency "$CONNS" --duration "${DUR}s" >"$work/safe$r.txt" 2>/dev/null
+  printf 'round %s: wrk %s req/s; push plain %s msg/s (%.2f×); push safe %s msg/s\n' "$r" \
+    "$(rate "$work/wrk$r.txt")" "$(push_rate "$work/plain$r.txt")" \
+    "$(awk -v a="$(push_rate "$work/plain$r.txt")" -v b="$(rate "$work/wrk$r.txt")" 'BEGIN {print a/b}')" \
+    "$(push_rate "$work/safe$r.txt")"
+done
+echo "push report (last plain round):"; cat "$work/plain$ROUNDS.txt"
+
+echo; echo "== 2. latency added by a proxy (wrk -c${PCONNS:=8} --latency, ${DUR}s, $ROUNDS rounds)"
+"$bin" proxy --listen 127.0.0.1:18303 --upstream http://127.0.0.1:18301 --appid "$appid" \
+  --token "$token" >"$work/proxy.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do grep -q 'datacube proxy on' "$work/proxy.out" && break; sleep 0.1; done
+lat() { wrk -t2 -c"$PCONNS" -d"${DUR}s" --latency -s "$work/push.lua" "$1?$q" >"$2"; }
+for r in $(seq 1 "$ROUNDS"); do
+  lat http://127.0.0.1:18301/wechat "$work/direct$r.txt"
+  lat http://127.0.0.1:18303/wechat "$work/dcproxy$r.txt"
+  lat http://127.0.0.1:18302/wechat "$work/nginxproxy$r.txt"
+  for f in direct dcproxy nginxproxy; do
+    printf 'round %s %-10s %9s req/s  p50 %8s  p99 %8s\n' "$r" "$f" "$(rate "$work/$f$r.txt")" \
+      "$(pct "$work/$f$r.txt" 50%)" "$(pct "$work/$f$r.txt" 99%)"
+  done
+done
+kill -INT "${pids[-1]}"; sleep 1; tail -1 "$work/proxy.out"

@@ -1,0 +1,247 @@
+//! A lean HTTP/1.1 client connection for `push`: one task owns one connection and sends its
+//! requests one after the other, as WeChat's pushers do. No pool, no channels between tasks:
+//! at tens of thousands of pushes a second, the hand-offs of a general client cost more than
+//! the requests (BENCHMARKS.md). Responses are parsed with `httparse`; bodies by
+//! `Content-Length`, chunked, or up to the end of the connection.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Response heads larger than this are refused.
+const MAX_HEAD: usize = 64 * 1024;
+/// Response bodies larger than this are refused (a passive reply is a few KB).
+pub const MAX_BODY: usize = 4 << 20;
+
+/// Why a request got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The connection failed or closed early.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The answer is not HTTP/1.x.
+    #[error("not an HTTP/1.1 answer: {0}")]
+    Parse(String),
+    /// The answer is too large.
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// An answer: status, body, and whether the connection can carry another request.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Bytes,
+    /// The server keeps the connection open.
+    pub keep_alive: bool,
+}
+
+/// One connection.
+pub struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// Connects to `addr` (`host:port`).
+    pub async fn connect(addr: &str) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(8192),
+        })
+    }
+
+    /// Sends a complete request (head and body) and reads its answer.
+    pub async fn request(&mut self, request: &[u8]) -> Result<Answer, HttpError> {
+        self.stream.write_all(request).await?;
+        self.read_answer().await
+    }
+
+    async fn fill(&mut self) -> Result<usize, HttpError> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(8192);
+        }
+        let n = self.stream.read_buf(&mut self.buf).await?;
+        Ok(n)
+    }
+
+    async fn read_answer(&mut self) -> Result<Answer, HttpError> {
+        // The head.
+        let (status, head_len, length, chunked, mut keep_alive) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = resp.code.unwrap_or(0);
+                    let http10 = resp.version == Some(0);
+                    let (mut length, mut chunked, mut close) = (None, false, http10);
+                    for h in resp.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-length") {
+                            length = std::str::from_utf8(h.value)
+                                .ok()
+                                .and_then(|v| v.trim().parse::<usize>().ok());
+                            if length.is_none() {
+                                return Err(HttpError::Parse("a bad Content-Length".into()));
+                            }
+                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                            chunked = h.value.eq_ignore_ascii_case(b"chunked");
+                        } else if h.name.eq_ignore_ascii_case("connection") {
+                            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+                            if v.contains("close") {
+                                close = true;
+                            } else if v.contains("keep-alive") {
+                                close = false;
+                            }
+                        }
+                    }
+                    // 1xx answers come before the real one.
+                    if (100..200).contains(&status) {
+                        self.buf.advance(len);
+                        continue;
+                    }
+                    break (status, len, length, chunked, !close);
+                }
+                Ok(httparse::Status::Partial) => {
+                    if self.buf.len() > MAX_HEAD {
+                        return Err(HttpError::TooLarge(MAX_HEAD));
+                    }
+                    if self.fill().await? == 0 {
+                        return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+                Err(e) => return Err(HttpError::Parse(e.to_string())),
+            }
+        };
+        self.buf.advance(head_len);
+        // The body.
+        let body = if status == 204 || status == 304 {
+            Bytes::new()
+        } else if chunked {
+            self.read_chunked().await?
+        } else if let Some(n) = length {
+            if n > MAX_BODY {
+                return Err(HttpError::TooLarge(MAX_BODY));
+            }
+            while self.buf.len() < n {
+                if self.fill().await? == 0 {
+                    return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+            self.buf.split_to(n).freeze()
+        } else {
+            // Up to the end of the connection.
+            keep_alive = false;
+            while self.fill().await? > 0 {
+                if self.buf.len() > MAX_BODY {
+                    return Err(HttpError::TooLarge(MAX_BODY));
+                }
+            }
+            self.buf.split().freeze()
+        };
+        Ok(Answer {
+            status,
+            body,
+            keep_alive,
+        })
+    }
+
+    async fn read_chunked(&mut self) -> Result<Bytes, HttpError> {
+        let mut body = BytesMut::new();
+        loop {
+            let (size_len, size) = loop {
+                match httparse::parse_chunk_size(&self.buf) {
+                    Ok(httparse::Status::Complete((len, size))) => break (len, size as usize),
+                    Ok(httparse::Status::Partial) => {
+                        if self.fill().await? == 0 {
+                            return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                        }
+                    }
+                    Err(_) => return Err(HttpError::Parse("a bad chunk size".into())),
+                }
+            };
+            self.buf.advance(size_len);
+            if size == 0 {
+                // Trailers, then the final CRLF.
+                loop {
+                    if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        let line_empty = at == 0;
+                        self.buf.advance(at + 2);
+                        if line_empty {
+                            return Ok(body.freeze());
+                        }
+                    } else if self.fill().await? == 0 {
+                        return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+            if body.len() + size > MAX_BODY {
+                return Err(HttpError::TooLarge(MAX_BODY));
+            }
+            while self.buf.len() < size + 2 {
+                if self.fill().await? == 0 {
+                    return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            self.buf.advance(size + 2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn answer_with(raw: &'static [u8]) -> Result<Answer, HttpError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            // In pieces, to exercise partial reads.
+            for part in raw.chunks(7) {
+                s.write_all(part).await.unwrap();
+                s.flush().await.unwrap();
+            }
+        });
+        let mut conn = Conn::connect(&addr).await.unwrap();
+        conn.request(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .await
+    }
+
+    #[tokio::test]
+    async fn answers_of_every_framing_are_read() {
+        let a = answer_with(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuccess")
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.status, &a.body[..], a.keep_alive),
+            (200, &b"success"[..], true)
+        );
+        let a = answer_with(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nsucc\r\n3;x=y\r\ness\r\n0\r\nX-T: 1\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!((a.status, &a.body[..]), (200, &b"success"[..]));
+        let a = answer_with(b"HTTP/1.0 500 Oops\r\n\r\nboom").await.unwrap();
+        assert_eq!(
+            (a.status, &a.body[..], a.keep_alive),
+            (500, &b"boom"[..], false)
+        );
+        let a = answer_with(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(!a.keep_alive);
+        assert!(answer_with(b"SSH-2.0-OpenSSH\r\n\r\n").await.is_err());
+        assert!(
+            answer_with(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort")
+                .await
+                .is_err()
+        );
+    }
+}
