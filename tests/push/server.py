@@ -80,7 +80,12 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(500, "internal error: %s" % e)
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+class Server(ThreadingHTTPServer):
+    # The default listen backlog (5) drops connections when a pusher opens dozens at once.
+    request_queue_size = 256
+
+
+server = Server(("127.0.0.1", 0), Handler)
 server.daemon_threads = True
 print("listening on %d" % server.server_address[1], flush=True)
 server.serve_forever()

@@ -278,10 +278,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The proxy is one event loop, as nginx's workers are: a request's reads and writes
+    // then never hop between threads (SQLite work still runs on blocking threads).
+    let mut builder = if matches!(cli.command, Command::Proxy(_)) {
+        let mut b = tokio::runtime::Builder::new_current_thread();
+        // The only threads this runtime starts are blocking ones — storing what the proxy
+        // records. They yield to the proxy's own: recording must not show in its latency.
+        b.on_thread_start(|| {
+            let _ =
+                thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+        });
+        b
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

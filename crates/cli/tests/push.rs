@@ -530,3 +530,39 @@ async fn the_proxy_records_what_push_records() {
     }
     panic!("the proxy's figures never matched: {last:?}, want {want:?}");
 }
+
+/// An upstream that closes each connection after one answer (without saying so, as a server
+/// dropping an idle keep-alive connection does): the next request still gets through.
+#[tokio::test]
+async fn the_proxy_reconnects_when_the_upstream_dropped_a_kept_connection() {
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = upstream.accept().await.unwrap();
+            tokio::spawn(async move {
+                let _ = read_message(&mut s).await;
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuccess")
+                    .await
+                    .unwrap();
+                // Then gone, without a Connection: close.
+            });
+        }
+    });
+    let (_proxy, addr) = proxy(&db, &format!("http://{up_addr}"), &[]).await;
+    let mut client = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..3 {
+        client
+            .write_all(b"POST /w HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        let answer = read_message(&mut client).await;
+        assert_eq!(
+            String::from_utf8(answer).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuccess"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

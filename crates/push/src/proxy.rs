@@ -1,38 +1,40 @@
 //! `datacube proxy`: stands between WeChat and the developer's server, passes every request
 //! and answer through unchanged, and records what it saw.
 //!
-//! Every request goes to the upstream with its method, path, query, headers (hop-by-hop
-//! headers aside, as any HTTP proxy) and body; the upstream's status, headers and body come
-//! back as they are. A WeChat push (a POST with `signature`, `timestamp` and `nonce`) is also
-//! recorded: its delivery as one callback (time cost and verdict, as `push` judges replies)
-//! and, once per `MsgId`, its message. If the upstream does not answer within the limit
-//! (WeChat's 5 s), the proxy answers 504 itself just before WeChat would give up, and records
-//! a failed callback. Bodies are held in memory only up to [`INSPECT_LIMIT`]; larger ones
-//! stream through without being inspected.
+//! The proxy works on the bytes: each client connection is one task that owns it and its own
+//! connection to the upstream, reads a request head (`httparse`), sends the head and body on
+//! as they came — only the hop-by-hop headers (RFC 9110 §7.6.1: `Connection`, `Keep-Alive`…)
+//! stay on their own hop — and sends the answer back the same way. Nothing is re-encoded:
+//! header names keep their case and order, bodies their framing.
+//!
+//! A WeChat push (a POST with `signature`, `timestamp` and `nonce`) is also recorded: its
+//! delivery as one callback (time cost and verdict, judged as `push` judges replies) and, once
+//! per `MsgId`, its message (or follow). If the upstream does not answer within the limit
+//! (WeChat's 5 s), the proxy answers `504` itself just before WeChat would give up, and records
+//! a failed callback. Bodies up to [`INSPECT_LIMIT`] are held to be inspected; larger ones with
+//! a `Content-Length` stream through in pieces, and chunked ones are held up to
+//! [`MAX_CHUNKED`]: memory stays bounded.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, BytesMut};
 use datacube_engine::event::MsgType;
 use datacube_engine::{Event, Kind};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderMap, HeaderName};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::crypto::AesKey;
 use crate::recorder::{Now, Recorder};
 use crate::sign;
 use crate::xml::{self, Expect, Mode, Verdict};
 
-/// Bodies up to this size are read whole (to be inspected); larger ones stream through.
+/// Bodies up to this size are read whole, to be inspected.
 pub const INSPECT_LIMIT: usize = 1 << 20;
+/// Chunked bodies are held whole up to this size (past it: 413 or 502).
+pub const MAX_CHUNKED: usize = 16 << 20;
+/// Request and response heads larger than this are refused.
+const MAX_HEAD: usize = 64 * 1024;
 
 /// The proxy's settings.
 #[derive(Clone)]
@@ -49,16 +51,50 @@ pub struct ProxyConfig {
     pub timeout: Duration,
 }
 
-type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
-
 struct State {
     config: ProxyConfig,
-    client: Client<HttpConnector, ProxyBody>,
+    /// `host:port` of the upstream, and its path prefix (no trailing slash).
+    addr: String,
+    prefix: String,
     recorder: Recorder,
     now: Now,
+    /// Events waiting to be handed to the recorder (every 50 ms, or sooner when many).
+    outbox: std::sync::Mutex<Vec<Event>>,
+    /// Messages seen lately: WeChat's retries of one are not recorded again (the store would
+    /// find them duplicates too, at a higher price).
+    recent: std::sync::Mutex<Recent>,
 }
 
-/// Serves the proxy on `listener` until `shutdown` completes.
+/// The last [`RECENT`] message ids (and event keys) seen.
+#[derive(Default)]
+struct Recent {
+    set: rustc_hash::FxHashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+const RECENT: usize = 65_536;
+/// Events handed over at once when this many wait.
+const OUTBOX: usize = 4096;
+
+impl Recent {
+    /// Whether `id` is new (and remembers it).
+    fn first(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() >= RECENT {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        true
+    }
+}
+
+/// Serves the proxy on `listener` until `shutdown` completes; open connections then get up to
+/// the time limit and a second to finish.
 pub async fn serve(
     listener: TcpListener,
     config: ProxyConfig,
@@ -66,19 +102,34 @@ pub async fn serve(
     now: Now,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .http1_preserve_header_case(true)
-        .build(connector);
+    let addr = format!(
+        "{}:{}",
+        config.upstream.host().unwrap_or("127.0.0.1"),
+        config.upstream.port_u16().unwrap_or(80)
+    );
+    let prefix = config.upstream.path().trim_end_matches('/').to_owned();
+    let grace = config.timeout + Duration::from_secs(1);
     let state = Arc::new(State {
         config,
-        client,
+        addr,
+        prefix,
         recorder,
         now,
+        outbox: std::sync::Mutex::new(Vec::new()),
+        recent: std::sync::Mutex::new(Recent::default()),
     });
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Events go to the recorder in batches, not one wake-up per request.
+    let flusher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let events = state.take_outbox();
+                state.recorder.record_many(events).await;
+            }
+        })
+    };
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -93,108 +144,600 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(state, req).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .preserve_header_case(true)
-            // The upstream's Date (if any) passes through; none is added.
-            .auto_date_header(false)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "proxy connection ended with an error");
-            }
-        });
+        connections.spawn(connection(state.clone(), stream));
+        while connections.try_join_next().is_some() {}
     }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(6)) => {}
-    }
+    let _ = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    flusher.abort();
+    let events = state.take_outbox();
+    state.recorder.record_many(events).await;
     Ok(())
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1): they belong to one connection, not the message.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let names: Vec<HeaderName> = headers.keys().filter(|n| hop_by_hop(n)).cloned().collect();
-    for name in names {
-        headers.remove(&name);
+impl State {
+    fn take_outbox(&self) -> Vec<Event> {
+        self.outbox
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default()
     }
 }
 
-/// A body read whole when it is small, or its first part and the rest still to come.
-enum Read {
-    Whole(Bytes),
-    Partial(Bytes, Incoming),
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they belong to one connection, not the message.
+fn hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-async fn read_up_to(mut body: Incoming, limit: usize) -> Result<Read, hyper::Error> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-            if buf.len() > limit {
-                return Ok(Read::Partial(buf.freeze(), body));
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+    /// Up to the end of the connection (answers only).
+    Close,
+}
+
+/// A parsed head: the bytes to send on (hop-by-hop headers left out), and what matters.
+struct Head {
+    bytes: Vec<u8>,
+    framing: Framing,
+    /// The sender's side of the connection stays open after this message.
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+fn parse_framing(
+    headers: &[httparse::Header<'_>],
+    http10: bool,
+) -> Result<(Framing, bool, bool), &'static str> {
+    let (mut framing, mut close, mut keep, mut expect) = (None, http10, false, false);
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or("a bad Content-Length")?;
+            if framing.is_some_and(|f| f != Framing::Length(n)) {
+                return Err("conflicting Content-Length");
+            }
+            framing = Some(Framing::Length(n));
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            if !h.value.eq_ignore_ascii_case(b"chunked") {
+                return Err("a Transfer-Encoding other than chunked");
+            }
+            framing = Some(Framing::Chunked);
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            close |= v.contains("close");
+            keep |= v.contains("keep-alive");
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            expect = h.value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let keep_alive = if http10 { keep } else { !close };
+    Ok((framing.unwrap_or(Framing::None), keep_alive, expect))
+}
+
+/// Writes the head lines of `raw` (a complete head) without the hop-by-hop headers.
+fn strip_head(raw: &[u8], out: &mut Vec<u8>) {
+    let mut lines = raw.split_inclusive(|b| *b == b'\n');
+    if let Some(first) = lines.next() {
+        out.extend_from_slice(first);
+    }
+    for line in lines {
+        let name = line.split(|b| *b == b':').next().unwrap_or(b"");
+        let name = std::str::from_utf8(name).unwrap_or("").trim();
+        if line != b"\r\n" && hop_by_hop(name) {
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+}
+
+/// A connection's buffered reader.
+struct Side {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Side {
+    fn new(stream: TcpStream) -> Side {
+        Side {
+            stream,
+            buf: BytesMut::with_capacity(8192),
+        }
+    }
+
+    /// Reads more; `Ok(0)` at the end of the connection.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(8192);
+        }
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// Reads the whole body of `framing` into memory (its raw bytes, framing included), when
+    /// it is at most `limit` long.
+    async fn read_body(
+        &mut self,
+        framing: Framing,
+        limit: usize,
+    ) -> Result<Option<Vec<u8>>, ProxyError> {
+        match framing {
+            Framing::None => Ok(Some(Vec::new())),
+            Framing::Length(n) if n <= limit => {
+                while self.buf.len() < n {
+                    if self.fill().await? == 0 {
+                        return Err(ProxyError::Closed);
+                    }
+                }
+                Ok(Some(self.buf.split_to(n).to_vec()))
+            }
+            Framing::Length(_) => Ok(None),
+            Framing::Chunked => {
+                let mut at = 0;
+                loop {
+                    match chunked_end(&self.buf[..], at) {
+                        ChunkScan::Done(end) => return Ok(Some(self.buf.split_to(end).to_vec())),
+                        ChunkScan::More(next) => at = next,
+                        ChunkScan::Bad => return Err(ProxyError::Malformed("a bad chunked body")),
+                    }
+                    if self.buf.len() > MAX_CHUNKED {
+                        return Err(ProxyError::TooLarge);
+                    }
+                    if self.fill().await? == 0 {
+                        return Err(ProxyError::Closed);
+                    }
+                }
+            }
+            Framing::Close => {
+                while self.fill().await? > 0 {
+                    if self.buf.len() > limit {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(self.buf.split().to_vec()))
             }
         }
     }
-    Ok(Read::Whole(buf.freeze()))
 }
 
-fn boxed_full(b: Bytes) -> ProxyBody {
-    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+enum ChunkScan {
+    /// The body ends at this offset.
+    Done(usize),
+    /// Complete chunks up to this offset; more bytes are needed.
+    More(usize),
+    Bad,
 }
 
-fn boxed_chain(first: Bytes, rest: Incoming) -> ProxyBody {
-    Prefixed {
-        first: Some(first),
-        rest,
-    }
-    .boxed_unsync()
-}
-
-/// The bytes read so far, then the rest of the body as it comes.
-struct Prefixed {
-    first: Option<Bytes>,
-    rest: Incoming,
-}
-
-impl hyper::body::Body for Prefixed {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(first) = self.first.take() {
-            return std::task::Poll::Ready(Some(Ok(Frame::data(first))));
+/// Walks chunked framing in `buf` from `at` (the start of a chunk-size line).
+fn chunked_end(buf: &[u8], mut at: usize) -> ChunkScan {
+    loop {
+        match httparse::parse_chunk_size(&buf[at..]) {
+            Ok(httparse::Status::Complete((len, 0))) => {
+                // Trailers, then an empty line.
+                let mut pos = at + len;
+                loop {
+                    match buf[pos..].windows(2).position(|w| w == b"\r\n") {
+                        Some(0) => return ChunkScan::Done(pos + 2),
+                        Some(i) => pos += i + 2,
+                        None => return ChunkScan::More(at),
+                    }
+                }
+            }
+            Ok(httparse::Status::Complete((len, size))) => {
+                let next = at + len + size as usize + 2;
+                if next > buf.len() {
+                    return ChunkScan::More(at);
+                }
+                if &buf[next - 2..next] != b"\r\n" {
+                    return ChunkScan::Bad;
+                }
+                at = next;
+            }
+            Ok(httparse::Status::Partial) => return ChunkScan::More(at),
+            Err(_) => return ChunkScan::Bad,
         }
-        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(boxed_full(Bytes::from_static(text.as_bytes())));
-    *r.status_mut() = status;
-    r
+/// Copies exactly `n` body bytes from `from` (its buffer first) to `to`.
+async fn stream_through(
+    from: &mut Side,
+    to: &mut TcpStream,
+    mut n: usize,
+) -> Result<(), ProxyError> {
+    loop {
+        let take = n.min(from.buf.len());
+        if take > 0 {
+            to.write_all(&from.buf[..take]).await?;
+            from.buf.advance(take);
+            n -= take;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if from.fill().await? == 0 {
+            return Err(ProxyError::Closed);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ProxyError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the connection closed mid-message")]
+    Closed,
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("too large")]
+    TooLarge,
+}
+
+/// A request's head, parsed: the target and the method matter besides the framing.
+struct RequestHead {
+    head: Head,
+    method: String,
+    target: String,
+}
+
+async fn read_request_head(
+    client: &mut Side,
+    prefix: &str,
+) -> Result<Option<RequestHead>, ProxyError> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 100];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&client.buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let method = req.method.unwrap_or("GET").to_owned();
+                let target = req.path.unwrap_or("/").to_owned();
+                let http10 = req.version == Some(0);
+                let (framing, keep_alive, expect_continue) =
+                    parse_framing(req.headers, http10).map_err(ProxyError::Malformed)?;
+                let raw = client.buf.split_to(len);
+                let mut bytes = Vec::with_capacity(len + prefix.len());
+                if prefix.is_empty() {
+                    strip_head(&raw, &mut bytes);
+                } else {
+                    // The upstream's path prefix goes before the target.
+                    let first_line_end = raw.iter().position(|b| *b == b'\n').unwrap_or(0);
+                    let line = String::from_utf8_lossy(&raw[..first_line_end]);
+                    let line =
+                        line.replacen(&format!(" {target} "), &format!(" {prefix}{target} "), 1);
+                    bytes.extend_from_slice(line.as_bytes());
+                    let mut rest = Vec::new();
+                    strip_head(&raw[first_line_end..], &mut rest);
+                    bytes.extend_from_slice(&rest);
+                }
+                return Ok(Some(RequestHead {
+                    head: Head {
+                        bytes,
+                        framing,
+                        keep_alive,
+                        expect_continue,
+                    },
+                    method,
+                    target,
+                }));
+            }
+            Ok(httparse::Status::Partial) => {
+                if client.buf.len() > MAX_HEAD {
+                    return Err(ProxyError::TooLarge);
+                }
+                if client.fill().await? == 0 {
+                    return if client.buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(ProxyError::Closed)
+                    };
+                }
+            }
+            Err(_) => return Err(ProxyError::Malformed("not an HTTP/1.1 request")),
+        }
+    }
+}
+
+/// Reads an answer's head, skipping interim (1xx) answers: status and head.
+async fn read_response_head(up: &mut Side, head_request: bool) -> Result<(u16, Head), ProxyError> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 100];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&up.buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = resp.code.unwrap_or(0);
+                let http10 = resp.version == Some(0);
+                let (mut framing, keep_alive, _) =
+                    parse_framing(resp.headers, http10).map_err(ProxyError::Malformed)?;
+                if (100..200).contains(&status) {
+                    up.buf.advance(len);
+                    continue;
+                }
+                if head_request || status == 204 || status == 304 {
+                    framing = Framing::None;
+                } else if framing == Framing::None {
+                    framing = Framing::Close;
+                }
+                let raw = up.buf.split_to(len);
+                let mut bytes = Vec::with_capacity(len);
+                strip_head(&raw, &mut bytes);
+                return Ok((
+                    status,
+                    Head {
+                        bytes,
+                        framing,
+                        keep_alive: keep_alive && framing != Framing::Close,
+                        expect_continue: false,
+                    },
+                ));
+            }
+            Ok(httparse::Status::Partial) => {
+                if up.buf.len() > MAX_HEAD {
+                    return Err(ProxyError::TooLarge);
+                }
+                if up.fill().await? == 0 {
+                    return Err(ProxyError::Closed);
+                }
+            }
+            Err(_) => return Err(ProxyError::Malformed("not an HTTP/1.1 answer")),
+        }
+    }
+}
+
+const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n";
+const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
+const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const TOO_LARGE: &[u8] =
+    b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// One client connection and its upstream connection, request after request.
+async fn connection(state: Arc<State>, stream: TcpStream) {
+    let mut client = Side::new(stream);
+    let mut upstream: Option<Side> = None;
+    let mut events: Vec<Event> = Vec::new();
+    loop {
+        let request = match read_request_head(&mut client, &state.prefix).await {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(ProxyError::TooLarge) => {
+                let _ = client.stream.write_all(TOO_LARGE).await;
+                break;
+            }
+            Err(_) => {
+                let _ = client.stream.write_all(BAD_REQUEST).await;
+                break;
+            }
+        };
+        let started = Instant::now();
+        if request.head.expect_continue {
+            // The body follows only after a 100: say it here (the upstream's is skipped).
+            if client
+                .stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let body = match client.read_body(request.head.framing, INSPECT_LIMIT).await {
+            Ok(b) => b,
+            Err(ProxyError::TooLarge) => {
+                let _ = client.stream.write_all(TOO_LARGE).await;
+                break;
+            }
+            Err(_) => break,
+        };
+        let seen = match (&body, request.method.as_str()) {
+            (Some(b), "POST") => {
+                let query = request.target.split_once('?').map_or("", |(_, q)| q);
+                read_push(&state.config, query, b)
+            }
+            _ => None,
+        };
+        let limit = state.config.timeout;
+        let head_request = request.method == "HEAD";
+        let exchange = tokio::time::timeout(limit, async {
+            // A kept connection the upstream has meanwhile closed fails before any answer:
+            // then the request (when it is held) goes once more on a new connection.
+            for attempt in 0..2 {
+                let reused = upstream.is_some();
+                let up = match &mut upstream {
+                    Some(u) => u,
+                    none => none.insert(Side::new(
+                        TcpStream::connect(&state.addr)
+                            .await
+                            .map_err(ProxyError::Io)?,
+                    )),
+                };
+                let sent = async {
+                    match (&body, request.head.framing) {
+                        // Head and body in one write: one segment, one wake-up upstream.
+                        (Some(b), _) => {
+                            let mut out = Vec::with_capacity(request.head.bytes.len() + b.len());
+                            out.extend_from_slice(&request.head.bytes);
+                            out.extend_from_slice(b);
+                            up.stream.write_all(&out).await?;
+                        }
+                        (None, Framing::Length(n)) => {
+                            up.stream.write_all(&request.head.bytes).await?;
+                            stream_through(&mut client, &mut up.stream, n).await?
+                        }
+                        _ => return Err(ProxyError::Malformed("a body it cannot forward")),
+                    }
+                    read_response_head(up, head_request).await
+                }
+                .await;
+                match sent {
+                    Err(ProxyError::Io(_) | ProxyError::Closed)
+                        if reused && attempt == 0 && body.is_some() && up.buf.is_empty() =>
+                    {
+                        upstream = None;
+                    }
+                    other => return other,
+                }
+            }
+            Err(ProxyError::Closed)
+        })
+        .await;
+        let (status, head) = match exchange {
+            Ok(Ok(answer)) => answer,
+            failed => {
+                upstream = None;
+                let (verdict, reply) = match failed {
+                    Err(_) => (Verdict::Timeout, GATEWAY_TIMEOUT),
+                    Ok(Err(e)) => (Verdict::Unreachable(e.to_string()), BAD_GATEWAY),
+                    Ok(Ok(_)) => unreachable!("handled above"),
+                };
+                let sent = client.stream.write_all(reply).await;
+                record(&state, seen.as_ref(), &verdict, started, &mut events);
+                hand_over(&state, &mut events).await;
+                if sent.is_err() || !request.head.keep_alive || body.is_none() {
+                    break;
+                }
+                continue;
+            }
+        };
+        // The answer goes back as it came; its body is held when small enough to judge.
+        let Some(up) = upstream.as_mut() else { break };
+        let answered = async {
+            let held = match head.framing {
+                Framing::Length(n) if n > INSPECT_LIMIT => {
+                    client.stream.write_all(&head.bytes).await?;
+                    stream_through(up, &mut client.stream, n).await?;
+                    None
+                }
+                framing => {
+                    let b = up.read_body(framing, MAX_CHUNKED).await?;
+                    match &b {
+                        // Head and body in one write.
+                        Some(b) => {
+                            let mut out = Vec::with_capacity(head.bytes.len() + b.len());
+                            out.extend_from_slice(&head.bytes);
+                            out.extend_from_slice(b);
+                            client.stream.write_all(&out).await?;
+                        }
+                        None => client.stream.write_all(&head.bytes).await?,
+                    }
+                    b
+                }
+            };
+            Ok::<_, ProxyError>(held)
+        }
+        .await;
+        let verdict = match (&answered, status) {
+            (Err(e), _) => Verdict::Unreachable(e.to_string()),
+            (Ok(Some(b)), 200) => match &seen {
+                Some(seen) => judge(
+                    &state.config,
+                    seen,
+                    body_of(b, head.framing).as_deref().unwrap_or(b),
+                ),
+                None => Verdict::Answered("?".into()),
+            },
+            (Ok(None), 200) => Verdict::Malformed("a reply over 1 MiB".into()),
+            (Ok(_), status) => Verdict::Status(status),
+        };
+        if answered.is_err() || !head.keep_alive {
+            upstream = None;
+        }
+        record(&state, seen.as_ref(), &verdict, started, &mut events);
+        hand_over(&state, &mut events).await;
+        if answered.is_err() || !request.head.keep_alive {
+            break;
+        }
+    }
+    hand_over(&state, &mut events).await;
+}
+
+/// The payload of a held body: chunked framing removed.
+fn body_of(raw: &[u8], framing: Framing) -> Option<Vec<u8>> {
+    if framing != Framing::Chunked {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    while let Ok(httparse::Status::Complete((len, size))) = httparse::parse_chunk_size(&raw[at..]) {
+        if size == 0 {
+            break;
+        }
+        let start = at + len;
+        let end = start + size as usize;
+        out.extend_from_slice(raw.get(start..end)?);
+        at = end + 2;
+    }
+    Some(out)
+}
+
+/// The events of one push's delivery.
+fn record(
+    state: &State,
+    seen: Option<&Seen>,
+    verdict: &Verdict,
+    started: Instant,
+    events: &mut Vec<Event>,
+) {
+    let Some(seen) = seen else { return };
+    let limit = state.config.timeout;
+    let cost = started.elapsed();
+    let cost_ms = if *verdict == Verdict::Timeout {
+        cost.max(limit)
+    } else {
+        cost
+    }
+    .as_millis() as u64;
+    let now = (state.now)().as_second();
+    if let Some(e) = push_event(&state.config.appid, seen, now) {
+        let first = match (&e.id, state.recent.lock()) {
+            (Some(id), Ok(mut recent)) => recent.first(id),
+            _ => true,
+        };
+        if first {
+            events.push(e);
+        }
+    }
+    events.push(Event {
+        appid: state.config.appid.clone(),
+        id: None,
+        time: now,
+        kind: Kind::Reply {
+            cost_ms,
+            ok: verdict.ok(),
+        },
+    });
+    tracing::debug!(verdict = %verdict.label(), cost_ms, "push proxied");
+}
+
+async fn hand_over(state: &State, events: &mut Vec<Event>) {
+    if events.is_empty() {
+        return;
+    }
+    let full = match state.outbox.lock() {
+        Ok(mut o) => {
+            o.append(events);
+            (o.len() >= OUTBOX).then(|| std::mem::take(&mut *o))
+        }
+        Err(_) => None,
+    };
+    if let Some(full) = full {
+        // Many waiting: hand them over now (and wait if the recorder is behind).
+        state.recorder.record_many(full).await;
+    }
 }
 
 /// What a push request said, as far as it could be read.
@@ -343,132 +886,6 @@ fn push_event(appid: &str, seen: &Seen, time: i64) -> Option<Event> {
         time,
         kind,
     })
-}
-
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let started = Instant::now();
-    let (parts, body) = req.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    let upstream = &state.config.upstream;
-    let base = upstream.path().trim_end_matches('/');
-    let uri = format!(
-        "{}://{}{}{}",
-        upstream.scheme_str().unwrap_or("http"),
-        upstream.authority().map_or("", |a| a.as_str()),
-        base,
-        path_and_query
-    );
-    let Ok(uri) = uri.parse::<hyper::Uri>() else {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "datacube proxy: a request target it cannot forward",
-        );
-    };
-    let read = match read_up_to(body, INSPECT_LIMIT).await {
-        Ok(r) => r,
-        Err(_) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "datacube proxy: the request body broke off",
-            )
-        }
-    };
-    let query = parts.uri.query().unwrap_or("").to_owned();
-    let seen = match (&parts.method, &read) {
-        (&hyper::Method::POST, Read::Whole(b)) => read_push(&state.config, &query, b),
-        _ => None,
-    };
-    // The request's own parts go on (their extensions carry the header names' case).
-    let mut parts = parts;
-    parts.uri = uri;
-    parts.version = hyper::Version::HTTP_11;
-    strip_hop_by_hop(&mut parts.headers);
-    let out_body = match read {
-        Read::Whole(b) => boxed_full(b),
-        Read::Partial(first, rest) => boxed_chain(first, rest),
-    };
-    let out = Request::from_parts(parts, out_body);
-    let limit = state.config.timeout;
-    let answered = tokio::time::timeout(limit, async {
-        let resp = state.client.request(out).await?;
-        let (parts, body) = resp.into_parts();
-        let read = read_up_to(body, INSPECT_LIMIT)
-            .await
-            .map_err(|e| ProxyFailure::Body(e.to_string()))?;
-        Ok::<_, ProxyFailure>((parts, read))
-    })
-    .await;
-    let (response, verdict) = match answered {
-        Err(_) => (plain(StatusCode::GATEWAY_TIMEOUT, ""), Verdict::Timeout),
-        Ok(Err(e)) => (
-            plain(StatusCode::BAD_GATEWAY, ""),
-            Verdict::Unreachable(e.to_string()),
-        ),
-        Ok(Ok((parts, read))) => {
-            let verdict = match (&seen, parts.status.as_u16(), &read) {
-                (Some(seen), 200, Read::Whole(b)) => judge(&state.config, seen, b),
-                (_, 200, Read::Partial(..)) => Verdict::Malformed("a reply over 1 MiB".into()),
-                (_, status, _) => {
-                    if status == 200 {
-                        Verdict::Answered("?".into())
-                    } else {
-                        Verdict::Status(status)
-                    }
-                }
-            };
-            let body = match read {
-                Read::Whole(b) => boxed_full(b),
-                Read::Partial(first, rest) => boxed_chain(first, rest),
-            };
-            let mut parts = parts;
-            strip_hop_by_hop(&mut parts.headers);
-            (Response::from_parts(parts, body), verdict)
-        }
-    };
-    if let Some(seen) = seen {
-        let cost = started.elapsed();
-        let cost_ms = if verdict == Verdict::Timeout {
-            cost.max(limit)
-        } else {
-            cost
-        }
-        .as_millis() as u64;
-        let now = (state.now)().as_second();
-        let mut events = Vec::with_capacity(2);
-        if let Some(e) = push_event(&state.config.appid, &seen, now) {
-            events.push(e);
-        }
-        events.push(Event {
-            appid: state.config.appid.clone(),
-            id: None,
-            time: now,
-            kind: Kind::Reply {
-                cost_ms,
-                ok: verdict.ok(),
-            },
-        });
-        tracing::debug!(verdict = %verdict.label(), cost_ms, "push proxied");
-        // Recorded beside the answer, not before it.
-        let recorder = state.recorder.clone();
-        tokio::spawn(async move {
-            for e in events {
-                recorder.record(e).await;
-            }
-        });
-    }
-    response
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ProxyFailure {
-    #[error("{0}")]
-    Client(#[from] hyper_util::client::legacy::Error),
-    #[error("the answer broke off: {0}")]
-    Body(String),
 }
 
 /// Judges a reply the proxy saw, as far as its settings allow: without the token, an

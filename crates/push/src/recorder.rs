@@ -25,10 +25,14 @@ pub const QUEUE: usize = 1024;
 /// Events gathered for the next transaction while one is being stored, at most.
 pub const PENDING: usize = 500_000;
 
+/// Events are stored at most this often (unless many wait): fewer, larger transactions.
+const STORE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// Events that are stored at once, however soon.
+const STORE_NOW: usize = 50_000;
 /// Statistics are recomputed at most this often…
-const FLUSH_MIN: std::time::Duration = std::time::Duration::from_secs(1);
-/// …and at least this often while events come (the interval is 5× the last recompute's
-/// time, so that recomputing takes a fifth of the time at most).
+const FLUSH_MIN: std::time::Duration = std::time::Duration::from_secs(2);
+/// …and at least this often while events come (the interval is 10× the last recompute's
+/// time, so that recomputing takes a tenth of the time at most).
 const FLUSH_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 type StoreResult<T> = Result<T, datacube_store::StoreError>;
@@ -89,13 +93,17 @@ impl Recorder {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut recorded = Recorded::default();
-            let mut pending: Vec<Event> = Vec::new();
+            // Handovers as they came: appending them to one vector would copy it again and again
+            // as it grows, on the thread that records (a proxy's own).
+            let mut pending: Vec<Vec<Event>> = Vec::new();
+            let mut waiting = 0usize;
             let mut job: Option<Job> = None;
             let (mut stopping, mut closed) = (false, false);
             // Stored since the last recompute; the recompute's interval adapts to its cost.
             let mut dirty = false;
             let mut every = FLUSH_MIN;
             let mut last_flush = tokio::time::Instant::now();
+            let mut last_store = tokio::time::Instant::now();
             loop {
                 let ending = (stopping || closed) && pending.is_empty();
                 if job.is_none() {
@@ -110,25 +118,36 @@ impl Recorder {
                             tokio::spawn(async move { store.flush_pending(yesterday).await }),
                             started,
                         ));
-                    } else if !pending.is_empty() {
-                        let (store, batch) = (store.clone(), std::mem::take(&mut pending));
+                    } else if !pending.is_empty()
+                        && (stopping
+                            || closed
+                            || waiting >= STORE_NOW
+                            || last_store.elapsed() >= STORE_EVERY)
+                    {
+                        let (store, parts) = (store.clone(), std::mem::take(&mut pending));
+                        waiting = 0;
+                        last_store = tokio::time::Instant::now();
                         job = Some(Job::Store(tokio::spawn(async move {
-                            store.ingest_deferred(batch).await
+                            store.ingest_deferred_parts(parts).await
                         })));
                     }
                 }
                 if ending && job.is_none() && !dirty {
                     break;
                 }
-                let room = pending.len() < PENDING && !closed && !stopping;
+                let room = waiting < PENDING && !closed && !stopping;
                 let wake = last_flush + every;
                 tokio::select! {
                     e = rx.recv(), if room => match e {
-                        Some(mut e) => {
-                            pending.append(&mut e);
-                            while pending.len() < PENDING {
+                        Some(e) => {
+                            waiting += e.len();
+                            pending.push(e);
+                            while waiting < PENDING {
                                 match rx.try_recv() {
-                                    Ok(mut e) => pending.append(&mut e),
+                                    Ok(e) => {
+                                        waiting += e.len();
+                                        pending.push(e);
+                                    }
                                     Err(_) => break,
                                 }
                             }
@@ -139,6 +158,7 @@ impl Recorder {
                         job = None;
                         match done? {
                             Done::Stored(accepted) => {
+                                tracing::debug!(events = accepted.len(), "events stored");
                                 let n = accepted.iter().filter(|a| **a).count();
                                 recorded.accepted += n;
                                 recorded.duplicates += accepted.len() - n;
@@ -146,18 +166,22 @@ impl Recorder {
                                 dirty = true;
                             }
                             Done::Flushed(took) => {
+                                tracing::debug!(?took, "statistics recomputed");
                                 dirty = false;
                                 last_flush = tokio::time::Instant::now();
-                                every = (took * 5).clamp(FLUSH_MIN, FLUSH_MAX);
+                                every = (took * 10).clamp(FLUSH_MIN, FLUSH_MAX);
                             }
                         }
                     }
                     () = tokio::time::sleep_until(wake), if dirty && job.is_none() => {}
+                    () = tokio::time::sleep_until(last_store + STORE_EVERY),
+                        if !pending.is_empty() && job.is_none() => {}
                     _ = stopped.changed(), if !stopping => {
                         // Stopping: what is queued is stored and counted, then the task ends.
                         stopping = true;
-                        while let Ok(mut e) = rx.try_recv() {
-                            pending.append(&mut e);
+                        while let Ok(e) = rx.try_recv() {
+                            waiting += e.len();
+                            pending.push(e);
                         }
                     }
                 }

@@ -11,7 +11,7 @@
 //! hash that is found is confirmed against the ids stored in that day's chunks, so a hash
 //! collision never drops an event.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use datacube_api::date::{add_days, china_date, date_to_epoch_day, epoch_day_to_date, monday_of};
 use datacube_api::endpoint::Group;
@@ -652,7 +652,7 @@ fn dedup_ids(
     let mut select =
         tx.prepare_cached("SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2")?;
     // Ids already stored, by (day, class): loaded only to confirm a hash that was found.
-    let mut stored_ids: HashMap<u32, HashSet<String>> = HashMap::new();
+    let mut stored_ids: HashMap<u32, FxHashSet<String>> = HashMap::new();
     let mut fresh = Vec::with_capacity(candidates.len());
     let mut added: Vec<(u64, u32)> = Vec::with_capacity(candidates.len());
     let mut delta_at = vec![0usize; deltas.len()];
@@ -817,7 +817,7 @@ fn split_buckets(tx: &Connection, appid: &str, bits: u32, new_bits: u32) -> Resu
 }
 
 /// The ids of an account's stored events of one day and class.
-fn ids_of(tx: &Connection, appid: &str, stored_tag: u32) -> Result<HashSet<String>> {
+fn ids_of(tx: &Connection, appid: &str, stored_tag: u32) -> Result<FxHashSet<String>> {
     let (day, class) = untag(stored_tag);
     let mut events = Vec::new();
     let mut stmt = tx.prepare_cached(

@@ -356,6 +356,22 @@ impl Store {
         .await
     }
 
+    /// [`Store::ingest_deferred`] of events handed over in parts (joined on the blocking
+    /// thread, not the caller's).
+    pub async fn ingest_deferred_parts(
+        &self,
+        parts: Vec<Vec<datacube_engine::Event>>,
+    ) -> Result<IngestOutcome> {
+        let s = self.clone();
+        blocking(move || {
+            let batch = Batch::prepare(parts.into_iter().flatten().collect())?;
+            match &s {
+                Store::Sqlite(s) => s.ingest_deferred(batch),
+            }
+        })
+        .await
+    }
+
     /// Recomputes the statistics of every period marked by [`Store::ingest_deferred`];
     /// returns how many accounts.
     pub async fn flush_pending(&self, yesterday: Date) -> Result<usize> {
