@@ -65,22 +65,36 @@ ts=1700000000; nonce=123456789
 sig=$(printf '%s\n' "$token" "$ts" "$nonce" | sort | tr -d '\n' | sha1sum | cut -d' ' -f1)
 openid=oBenchUser000000000000000000
 q="signature=$sig&timestamp=$ts&nonce=$nonce&openid=$openid"
+# Every request a new MsgId, as real pushes have (the proxy records each message once).
 cat >"$work/push.lua" <<LUA
-wrk.method = "POST"
-wrk.body = "<xml><ToUserName><![CDATA[gh_0123456789ab]]></ToUserName>\n<FromUserName><![CDATA[$openid]]></FromUserName>\n<CreateTime>1700000000</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[你好]]></Content>\n<MsgId>23900000000000001</MsgId>\n</xml>"
-wrk.headers["Content-Type"] = "text/xml"
-wrk.headers["User-Agent"] = "Mozilla/4.0"
+local n = 0
+local counter = 1
+local head = "<xml><ToUserName><![CDATA[gh_0123456789ab]]></ToUserName>\\n<FromUserName><![CDATA[$openid]]></FromUserName>\\n<CreateTime>1700000000</CreateTime>\\n<MsgType><![CDATA[text]]></MsgType>\\n<Content><![CDATA[hello]]></Content>\\n<MsgId>"
+local hdrs = {["Content-Type"] = "text/xml", ["User-Agent"] = "Mozilla/4.0"}
+setup = function(thread) thread:set("tid", counter); counter = counter + 1 end
+init = function(args) math.randomseed(os.time() * 1000 + (tid or 0)); prefix = math.random(1000, 9999) end
+request = function()
+  n = n + 1
+  return wrk.format("POST", nil, hdrs, head .. string.format("23%04d%02d%010d", prefix, tid or 0, n) .. "</MsgId>\\n</xml>")
+end
 LUA
 
 rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
+fresh_db() {
+  export DATACUBE_DATABASE="sqlite://$work/$1.db"
+  "$bin" account add --appid "$appid" --secret bench >/dev/null
+}
 pct() { awk -v p="$2" '$1 == p {print $2}' "$1"; }
 push_rate() { sed -n 's/.* in [0-9.]* s (\([0-9.]*\)\/s).*/\1/p' "$1"; }
 
-echo "== 1. push throughput ($CONNS connections, ${DUR}s runs, $ROUNDS rounds)"
+echo "== 1. push throughput ($CONNS connections, ${DUR}s runs, $ROUNDS rounds; every push a new MsgId)"
 for r in $(seq 1 "$ROUNDS"); do
   wrk -t2 -c"$CONNS" -d"${DUR}s" -s "$work/push.lua" "http://127.0.0.1:18301/wechat?$q" >"$work/wrk$r.txt"
+  # Each run records into a database of its own (see BENCHMARKS.md on a day that grows).
+  fresh_db plain$r
   "$bin" push --appid "$appid" --url http://127.0.0.1:18301/wechat --token "$token" --mode plain \
     --rate 0 --concurrency "$CONNS" --duration "${DUR}s" >"$work/plain$r.txt" 2>/dev/null
+  fresh_db safe$r
   "$bin" push --appid "$appid" --url http://127.0.0.1:18301/wechat --token "$token" --aes-key "$key" \
     --mode safe --rate 0 --concurrency "$CONNS" --duration "${DUR}s" >"$work/safe$r.txt" 2>/dev/null
   printf 'round %s: wrk %s req/s; push plain %s msg/s (%.2f×); push safe %s msg/s\n' "$r" \
@@ -90,19 +104,23 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 echo "push report (last plain round):"; cat "$work/plain$ROUNDS.txt"
 
-echo; echo "== 2. latency added by a proxy (wrk -c${PCONNS:=8} --latency, ${DUR}s, $ROUNDS rounds)"
+echo; echo "== 2. latency added by a proxy (wrk --latency, ${DUR}s runs, $ROUNDS rounds, 1 and 8 connections)"
+export DATACUBE_DATABASE="sqlite://$work/proxy.db"
+"$bin" account add --appid "$appid" --secret bench >/dev/null
 "$bin" proxy --listen 127.0.0.1:18303 --upstream http://127.0.0.1:18301 --appid "$appid" \
   --token "$token" >"$work/proxy.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do grep -q 'datacube proxy on' "$work/proxy.out" && break; sleep 0.1; done
-lat() { wrk -t2 -c"$PCONNS" -d"${DUR}s" --latency -s "$work/push.lua" "$1?$q" >"$2"; }
-for r in $(seq 1 "$ROUNDS"); do
-  lat http://127.0.0.1:18301/wechat "$work/direct$r.txt"
-  lat http://127.0.0.1:18303/wechat "$work/dcproxy$r.txt"
-  lat http://127.0.0.1:18302/wechat "$work/nginxproxy$r.txt"
-  for f in direct dcproxy nginxproxy; do
-    printf 'round %s %-10s %9s req/s  p50 %8s  p99 %8s\n' "$r" "$f" "$(rate "$work/$f$r.txt")" \
-      "$(pct "$work/$f$r.txt" 50%)" "$(pct "$work/$f$r.txt" 99%)"
+lat() { wrk -t1 -c"$1" -d"${DUR}s" --latency -s "$work/push.lua" "$2?$q" >"$3"; }
+for c in 1 8; do
+  for r in $(seq 1 "$ROUNDS"); do
+    lat "$c" http://127.0.0.1:18301/wechat "$work/direct$c-$r.txt"
+    lat "$c" http://127.0.0.1:18303/wechat "$work/dcproxy$c-$r.txt"
+    lat "$c" http://127.0.0.1:18302/wechat "$work/nginxproxy$c-$r.txt"
+    for f in direct dcproxy nginxproxy; do
+      printf 'c%s round %s %-10s %9s req/s  p50 %8s  p99 %8s\n' "$c" "$r" "$f" \
+        "$(rate "$work/$f$c-$r.txt")" "$(pct "$work/$f$c-$r.txt" 50%)" "$(pct "$work/$f$c-$r.txt" 99%)"
+    done
   done
 done
-kill -INT "${pids[-1]}"; sleep 1; tail -1 "$work/proxy.out"
+kill -INT "${pids[-1]}"; sleep 2; tail -1 "$work/proxy.out"
