@@ -572,15 +572,21 @@ pub async fn run(
         started: Instant::now(),
     });
     let first_id: u64 = rand::rng().random_range(23_900_000_000_000_000..24_000_000_000_000_000);
+    let pool: Arc<Vec<String>> = Arc::new(
+        (0..config.users.max(1))
+            .map(|i| openid(&config.appid, i))
+            .collect(),
+    );
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..config.concurrency.max(1) {
-        let (config, recorder, now, stats, target, tickets) = (
+        let (config, recorder, now, stats, target, tickets, pool) = (
             config.clone(),
             recorder.clone(),
             now.clone(),
             stats.clone(),
             target.clone(),
             tickets.clone(),
+            pool.clone(),
         );
         workers.spawn(async move {
             let mut worker = Worker {
@@ -593,9 +599,9 @@ pub async fn run(
             while let Some(i) = tickets.next(&config).await {
                 // Unique, increasing, and past 2^53 like WeChat's.
                 let msg_id = first_id + i * 1000 + rng.random_range(0..1000);
-                let user = rng.random_range(0..config.users.max(1));
+                let user = &pool[rng.random_range(0..pool.len())];
                 let create_time = now().as_second();
-                let push = simulated(&config, openid(&config.appid, user), create_time, msg_id);
+                let push = simulated(&config, user.clone(), create_time, msg_id);
                 let plain = push.to_xml();
                 stats.sent.fetch_add(1, Ordering::Relaxed);
                 *local.types.entry(push.kind.msg_type()).or_default() += 1;

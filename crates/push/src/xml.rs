@@ -121,6 +121,45 @@ pub struct Push {
     pub msg_id: u64,
 }
 
+/// Writes elements one after the other with the layout's separators.
+struct Emit<'a> {
+    out: &'a mut String,
+    first: &'a str,
+    before: &'a str,
+    after: &'a str,
+    n: usize,
+}
+
+impl Emit<'_> {
+    fn open(&mut self, name: &str) {
+        self.out
+            .push_str(if self.n == 0 { self.first } else { self.before });
+        self.n += 1;
+        self.out.push('<');
+        self.out.push_str(name);
+        self.out.push('>');
+    }
+
+    fn close(&mut self, name: &str) {
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push('>');
+        self.out.push_str(self.after);
+    }
+
+    fn text(&mut self, name: &str, value: &str) {
+        self.open(name);
+        cdata(self.out, value);
+        self.close(name);
+    }
+
+    fn number(&mut self, name: &str, value: &dyn std::fmt::Display) {
+        self.open(name);
+        let _ = write!(self.out, "{value}");
+        self.close(name);
+    }
+}
+
 /// Appends `<![CDATA[text]]>`, splitting any `]]>` in the text across two sections.
 fn cdata(out: &mut String, text: &str) {
     out.push_str("<![CDATA[");
@@ -129,41 +168,41 @@ fn cdata(out: &mut String, text: &str) {
 }
 
 impl Push {
-    /// The elements after `<xml>`, each `<Name>…</Name>`, in WeChat's order.
-    fn elements(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::with_capacity(8);
-        let text = |name: &str, value: &str| {
-            let mut s = format!("<{name}>");
-            cdata(&mut s, value);
-            let _ = write!(s, "</{name}>");
-            s
+    /// Writes the elements after `<xml>`, each `<Name>…</Name>` in WeChat's order, the first
+    /// preceded by `first`, the others by `before`, each followed by `after`.
+    fn write_elements(&self, out: &mut String, first: &str, before: &str, after: &str) {
+        let mut e = Emit {
+            out,
+            first,
+            before,
+            after,
+            n: 0,
         };
-        let number = |name: &str, value: &str| format!("<{name}>{value}</{name}>");
-        out.push(text("ToUserName", &self.to_user));
-        out.push(text("FromUserName", &self.from_user));
-        out.push(number("CreateTime", &self.create_time.to_string()));
-        out.push(text("MsgType", self.kind.msg_type()));
-        let id = self.msg_id.to_string();
+        e.text("ToUserName", &self.to_user);
+        e.text("FromUserName", &self.from_user);
+        e.number("CreateTime", &self.create_time);
+        e.text("MsgType", self.kind.msg_type());
+        let id = self.msg_id;
         // The orders below are those of real pushes (reference §9, the captures' test source).
         match &self.kind {
             PushKind::Text { content } => {
-                out.push(text("Content", content));
-                out.push(number("MsgId", &id));
+                e.text("Content", content);
+                e.number("MsgId", &id);
             }
             PushKind::Image { pic_url, media_id } => {
-                out.push(text("PicUrl", pic_url));
-                out.push(number("MsgId", &id));
-                out.push(text("MediaId", media_id));
+                e.text("PicUrl", pic_url);
+                e.number("MsgId", &id);
+                e.text("MediaId", media_id);
             }
             PushKind::Voice {
                 media_id,
                 format,
                 recognition,
             } => {
-                out.push(text("MediaId", media_id));
-                out.push(text("Format", format));
-                out.push(number("MsgId", &id));
-                out.push(text("Recognition", recognition.as_deref().unwrap_or("")));
+                e.text("MediaId", media_id);
+                e.text("Format", format);
+                e.number("MsgId", &id);
+                e.text("Recognition", recognition.as_deref().unwrap_or(""));
             }
             PushKind::Video {
                 media_id,
@@ -173,43 +212,43 @@ impl Push {
                 media_id,
                 thumb_media_id,
             } => {
-                out.push(text("MediaId", media_id));
-                out.push(text("ThumbMediaId", thumb_media_id));
-                out.push(number("MsgId", &id));
+                e.text("MediaId", media_id);
+                e.text("ThumbMediaId", thumb_media_id);
+                e.number("MsgId", &id);
             }
             PushKind::Location { x, y, scale, label } => {
-                out.push(number("Location_X", x));
-                out.push(number("Location_Y", y));
-                out.push(number("Scale", scale));
-                out.push(text("Label", label));
-                out.push(number("MsgId", &id));
+                e.number("Location_X", x);
+                e.number("Location_Y", y);
+                e.number("Scale", scale);
+                e.text("Label", label);
+                e.number("MsgId", &id);
             }
             PushKind::Link {
                 title,
                 description,
                 url,
             } => {
-                out.push(text("Title", title));
-                out.push(text("Description", description));
-                out.push(text("Url", url));
-                out.push(number("MsgId", &id));
+                e.text("Title", title);
+                e.text("Description", description);
+                e.text("Url", url);
+                e.number("MsgId", &id);
             }
             PushKind::Subscribe { event_key } => {
-                out.push(text("Event", "subscribe"));
-                out.push(text("EventKey", event_key));
+                e.text("Event", "subscribe");
+                e.text("EventKey", event_key);
             }
             PushKind::Unsubscribe => {
-                out.push(text("Event", "unsubscribe"));
-                out.push(text("EventKey", ""));
+                e.text("Event", "unsubscribe");
+                e.text("EventKey", "");
             }
         }
-        out
     }
 
     /// The plaintext body (and the message encrypted in the other modes).
     pub fn to_xml(&self) -> String {
-        let mut out = String::from("<xml>");
-        out.push_str(&self.elements().join("\n"));
+        let mut out = String::with_capacity(320);
+        out.push_str("<xml>");
+        self.write_elements(&mut out, "", "\n", "");
         out.push_str("\n</xml>");
         out
     }
@@ -227,11 +266,7 @@ impl Push {
     /// The compatible-mode body: every plaintext element, then `Encrypt`.
     pub fn compat_body(&self, encrypt: &str) -> String {
         let mut out = String::from("<xml>\n");
-        for e in self.elements() {
-            out.push_str("    ");
-            out.push_str(&e);
-            out.push('\n');
-        }
+        self.write_elements(&mut out, "    ", "    ", "\n");
         out.push_str("    <Encrypt>");
         cdata(&mut out, encrypt);
         out.push_str("</Encrypt>\n</xml>\n");
