@@ -107,6 +107,15 @@ struct ServeArgs {
     /// Seconds a connection may take to send a request head, and may stay idle between requests.
     #[arg(long, env = "DATACUBE_IDLE_TIMEOUT", default_value_t = Limits::default().idle_timeout.as_secs())]
     idle_timeout: u64,
+    /// Inject faults: rules `TARGET:EFFECT@RATE` separated by commas, e.g.
+    /// `*:-1@5%,getuserreadhour:45011@0.02,*:+20ms@0.1,token:-1@1%` (TARGET an endpoint, * or
+    /// token; EFFECT an error code or +delay).
+    #[arg(long, env = "DATACUBE_FAULTS", value_parser = parse_faults)]
+    faults: Option<datacube_server::faults::Faults>,
+}
+
+fn parse_faults(s: &str) -> Result<datacube_server::faults::Faults, String> {
+    datacube_server::faults::Faults::parse(s)
 }
 
 fn parse_suffix(s: &str) -> Result<SuffixStyle, String> {
@@ -365,7 +374,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             ..Limits::default()
         },
+        faults: args.faults.clone().unwrap_or_default(),
     };
+    if !config.faults.is_empty() {
+        tracing::warn!("faults are injected: some answers are errors or late on purpose");
+    }
     let shutdown = shutdown_signal()?;
     let demo_note = if args.demo {
         Some(setup_demo(&store, &clock, args.demo_days).await?)

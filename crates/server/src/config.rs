@@ -21,6 +21,8 @@ pub struct Config {
     pub response_cache: usize,
     /// Limits that keep the server up.
     pub limits: Limits,
+    /// Injected faults (`--faults`); none by default.
+    pub faults: crate::faults::Faults,
 }
 
 impl Default for Config {
@@ -32,6 +34,7 @@ impl Default for Config {
             suffix: SuffixStyle::Rid,
             response_cache: 10_000,
             limits: Limits::default(),
+            faults: crate::faults::Faults::default(),
         }
     }
 }

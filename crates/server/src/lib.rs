@@ -11,12 +11,14 @@
 //! - [`ingest`]: events (NDJSON) into the store, and the statistics they change.
 //! - [`demo`]: generated demo statistics for `serve --demo`.
 //! - [`clock`], [`config`], [`secret`]: the emulated clock, settings, secret hashing.
+//! - [`faults`]: injected error answers and latency (`serve --faults`).
 
 pub mod admin;
 mod cache;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod faults;
 pub mod import;
 pub mod ingest;
 pub mod secret;

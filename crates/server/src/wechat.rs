@@ -129,6 +129,9 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
         Err(e) => return app.internal("account lookup failed", &e),
     }
+    if let Some(faulty) = injected(&app, Some(endpoint)).await {
+        return faulty;
+    }
     let limits = &app.config().limits;
     let body = match read_body(req.into_body(), limits.body_limit, limits.body_timeout).await {
         Ok(body) => body,
@@ -185,6 +188,19 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
     }
 }
 
+/// Faults injected by `--faults`: waits for a drawn delay, and returns the drawn error's answer.
+async fn injected(app: &App, endpoint: Option<Endpoint>) -> Option<Response> {
+    let faults = &app.config().faults;
+    if faults.is_empty() {
+        return None;
+    }
+    let drawn = faults.draw(endpoint);
+    if !drawn.delay.is_zero() {
+        tokio::time::sleep(drawn.delay).await;
+    }
+    drawn.error.map(|code| app.wechat_error(code))
+}
+
 fn token_body(token: &str, expires_in: i64) -> String {
     format!(r#"{{"access_token":"{token}","expires_in":{expires_in}}}"#)
 }
@@ -207,6 +223,9 @@ async fn authenticate(app: &App, appid: &str, secret: &str) -> Result<(), Respon
 /// `GET /cgi-bin/token?grant_type=client_credential&appid=…&secret=…`: a new token on every
 /// call; the previous one stays valid for 5 more minutes.
 async fn token(app: App, req: Request) -> Response {
+    if let Some(faulty) = injected(&app, None).await {
+        return faulty;
+    }
     let query = req.uri().query();
     let grant_type = query_param(query, "grant_type");
     let appid = query_param(query, "appid").filter(|s| !s.is_empty());
@@ -244,6 +263,9 @@ async fn token(app: App, req: Request) -> Response {
 async fn stable_token(app: App, req: Request) -> Response {
     if req.method() != Method::POST {
         return app.wechat_error(ErrCode::RequirePost);
+    }
+    if let Some(faulty) = injected(&app, None).await {
+        return faulty;
     }
     let limits = &app.config().limits;
     let body = match read_body(req.into_body(), limits.body_limit, limits.body_timeout).await {
