@@ -53,6 +53,89 @@ enum Command {
     /// Stand between WeChat and a developer's server: forward every request and answer
     /// unchanged, and record the pushes' messages and callbacks.
     Proxy(ProxyArgs),
+    /// Mirror an account's statistics from WeChat (or a compatible server) into the database,
+    /// incrementally; `serve` then answers with them.
+    Sync(SyncArgs),
+    /// Write stored statistics of one endpoint as CSV, NDJSON or WeChat's JSON.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// The account to mirror.
+    #[arg(long)]
+    appid: String,
+    /// Its AppSecret (a local account is created with it if there is none, so that `serve`
+    /// answers the mirrored statistics with the same credentials).
+    #[arg(long, env = "DATACUBE_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The server to mirror.
+    #[arg(long, env = "DATACUBE_UPSTREAM", default_value = datacube_client::WECHAT)]
+    upstream: String,
+    /// First day (YYYY-MM-DD).
+    #[arg(long, default_value = "2014-12-01", value_parser = parse_day)]
+    from: Date,
+    /// Last day (YYYY-MM-DD); the last ready day when not given (yesterday after 08:00).
+    #[arg(long, value_parser = parse_day)]
+    to: Option<Date>,
+    /// Endpoints, comma-separated (default: all 17).
+    #[arg(long, value_delimiter = ',', value_parser = parse_endpoint)]
+    endpoints: Vec<Endpoint>,
+    /// Print the calls it would make, per endpoint, and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// Calls at once, at most.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Use /cgi-bin/stable_token instead of /cgi-bin/token.
+    #[arg(long)]
+    stable_token: bool,
+    /// Seconds to wait after a 45011 (per-minute quota) before trying again; doubles on each
+    /// 45011 of the same call, up to a minute.
+    #[arg(long, default_value_t = 2.0)]
+    slow_down: f64,
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Emulated "now" (RFC 3339): which day is the last ready one.
+    #[arg(long, env = "DATACUBE_CLOCK")]
+    clock: Option<jiff::Timestamp>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The account.
+    #[arg(long)]
+    appid: String,
+    /// The endpoint (e.g. getusersummary).
+    #[arg(long, value_parser = parse_endpoint)]
+    endpoint: Endpoint,
+    /// First day (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_day)]
+    from: Date,
+    /// Last day (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_day)]
+    to: Date,
+    /// csv, ndjson, or json (WeChat's own body, `{"list":[…]}`).
+    #[arg(long, default_value = "json", value_parser = ["csv", "ndjson", "json"])]
+    format: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    output: Option<String>,
+    #[command(flatten)]
+    db: DatabaseArg,
+}
+
+fn parse_day(s: &str) -> Result<Date, String> {
+    datacube_api::date::parse_date(s).ok_or_else(|| format!("{s:?} is not a YYYY-MM-DD date"))
+}
+
+fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    Endpoint::from_name(s.trim()).ok_or_else(|| {
+        format!(
+            "{s:?} is not a datacube endpoint (one of {})",
+            Endpoint::ALL.map(|e| e.name()).join(", ")
+        )
+    })
 }
 
 #[derive(Args)]
@@ -349,6 +432,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo_events(args).await,
         Command::Push(args) => push(args).await,
         Command::Proxy(args) => proxy(args).await,
+        Command::Sync(args) => sync(args).await,
+        Command::Export(args) => export(args),
     }
 }
 
@@ -903,4 +988,239 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
         recorded.accepted, args.db.database, recorded.duplicates
     );
     Ok(())
+}
+
+async fn sync(args: SyncArgs) -> Result<()> {
+    use datacube_client::sync;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let store = open(&args.db.database)?;
+    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
+    let last_ready = datacube_api::date::last_ready_day(clock.unix());
+    let to = args.to.unwrap_or(last_ready).min(last_ready);
+    let endpoints = if args.endpoints.is_empty() {
+        Endpoint::ALL.to_vec()
+    } else {
+        args.endpoints.clone()
+    };
+    let plan = sync::plan(&store, &args.appid, &endpoints, args.from, to, last_ready)?;
+    if args.dry_run {
+        println!(
+            "sync of {} from {} to {} (last ready day {}): {} calls",
+            args.appid,
+            format_date(args.from),
+            format_date(to),
+            format_date(last_ready),
+            plan.calls()
+        );
+        for (endpoint, windows) in &plan.endpoints {
+            println!("  {:<24} {:>6} calls", endpoint.name(), windows.len());
+        }
+        return Ok(());
+    }
+    if store.account(&args.appid).await?.is_none() {
+        let record = AccountRecord {
+            appid: args.appid.clone(),
+            secret_hash: {
+                let secret = args.secret.clone();
+                tokio::task::spawn_blocking(move || secret::hash_secret(&secret)).await?
+            },
+            verified: true,
+            created_at: clock.unix(),
+        };
+        store.add_account(record).await?;
+        eprintln!("added the local account {} (same secret)", args.appid);
+    }
+    let mut config = datacube_client::ClientConfig::new(&args.appid, &args.secret);
+    config.base = args.upstream.trim_end_matches('/').to_owned();
+    if args.stable_token {
+        config.token_api = datacube_client::TokenApi::Stable;
+    }
+    if !(args.slow_down >= 0.0 && args.slow_down.is_finite()) {
+        bail!("--slow-down must be a number of seconds");
+    }
+    config.slow_down = Duration::from_secs_f64(args.slow_down);
+    let client = Arc::new(datacube_client::Client::new(config)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let signal = shutdown_signal()?;
+        tokio::spawn(async move {
+            signal.await;
+            eprintln!("interrupted: finishing the calls under way…");
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let progress: Arc<dyn sync::Progress> = if std::io::stderr().is_terminal() {
+        Arc::new(Bars::new(&plan))
+    } else {
+        Arc::new(())
+    };
+    let started = std::time::Instant::now();
+    let (summary, error) = sync::run(
+        client.clone(),
+        store,
+        &args.appid,
+        &plan,
+        args.concurrency,
+        stop.clone(),
+        progress.clone(),
+    )
+    .await;
+    drop(progress);
+    let c = &client.counters;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "synced {} of {} from {}: {} calls ({} retries, {} token requests), {} rows stored in {:.1} s ({:.0} rows/s)",
+        summary.windows,
+        plan.calls(),
+        args.upstream,
+        c.calls.load(Ordering::Relaxed),
+        c.retries.load(Ordering::Relaxed),
+        c.token_calls.load(Ordering::Relaxed),
+        summary.rows,
+        elapsed,
+        summary.rows as f64 / elapsed.max(0.001)
+    );
+    if let Some(e) = error {
+        bail!("{e}; {} calls left for the next run", summary.left);
+    }
+    if summary.left > 0 {
+        bail!(
+            "interrupted with {} calls left; run the same command again to resume",
+            summary.left
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar per endpoint.
+struct Bars {
+    _multi: indicatif::MultiProgress,
+    bars: std::collections::HashMap<Endpoint, indicatif::ProgressBar>,
+}
+
+impl Bars {
+    fn new(plan: &datacube_client::sync::Plan) -> Bars {
+        let multi = indicatif::MultiProgress::new();
+        let style =
+            indicatif::ProgressStyle::with_template("{prefix:>24} {wide_bar} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let mut bars = std::collections::HashMap::new();
+        for (endpoint, windows) in &plan.endpoints {
+            if windows.is_empty() {
+                continue;
+            }
+            let bar = multi.add(indicatif::ProgressBar::new(windows.len() as u64));
+            bar.set_style(style.clone());
+            bar.set_prefix(endpoint.name());
+            bars.insert(*endpoint, bar);
+        }
+        Bars {
+            _multi: multi,
+            bars,
+        }
+    }
+}
+
+impl datacube_client::sync::Progress for Bars {
+    fn window_done(&self, endpoint: Endpoint, rows: usize) {
+        if let Some(bar) = self.bars.get(&endpoint) {
+            bar.inc(1);
+            if rows > 0 {
+                bar.set_message(format!("+{rows} rows"));
+            }
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        for bar in self.bars.values() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    use datacube_api::row::Kind as FieldKind;
+    let store = open(&args.db.database)?;
+    if args.from > args.to {
+        bail!("--from is after --to");
+    }
+    let mut rows = String::new();
+    store.list_rows_into(&args.appid, args.endpoint, args.from, args.to, &mut rows)?;
+    let array = format!("[{rows}]");
+    let list: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(&array).context("reading the stored rows")?;
+    let mut out: Box<dyn Write> = match args.output.as_deref() {
+        None | Some("-") => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {path}"))?,
+        )),
+    };
+    let written = (|| -> Result<()> {
+        match args.format.as_str() {
+            "json" => {
+                let parts: Vec<&str> = list.iter().map(|r| r.get()).collect();
+                writeln!(out, "{}", datacube_api::row::list_body(parts))?;
+            }
+            "ndjson" => {
+                for r in &list {
+                    writeln!(out, "{}", r.get())?;
+                }
+            }
+            _ => {
+                // One line per row; getarticletotal: one line per detail, its row's fields
+                // repeated. Columns in WeChat's field order.
+                let fields = args.endpoint.shape().fields;
+                let detail_fields = datacube_api::row::ARTICLE_TOTAL_DETAIL.fields;
+                let has_details = fields.iter().any(|f| f.kind == FieldKind::Details);
+                let mut csv = csv::Writer::from_writer(&mut out);
+                let mut header: Vec<&str> = fields
+                    .iter()
+                    .filter(|f| f.kind != FieldKind::Details)
+                    .map(|f| f.name)
+                    .collect();
+                if has_details {
+                    header.extend(detail_fields.iter().map(|f| f.name));
+                }
+                csv.write_record(&header)?;
+                let cell = |v: Option<&serde_json::Value>| match v {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Null) | None => String::new(),
+                    Some(v) => v.to_string(),
+                };
+                for r in &list {
+                    let row: serde_json::Value = serde_json::from_str(r.get())?;
+                    let top: Vec<String> = fields
+                        .iter()
+                        .filter(|f| f.kind != FieldKind::Details)
+                        .map(|f| cell(row.get(f.name)))
+                        .collect();
+                    if has_details {
+                        for d in row["details"].as_array().into_iter().flatten() {
+                            let mut line = top.clone();
+                            line.extend(detail_fields.iter().map(|f| cell(d.get(f.name))));
+                            csv.write_record(&line)?;
+                        }
+                    } else {
+                        csv.write_record(&top)?;
+                    }
+                }
+                csv.flush()?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    match written {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }

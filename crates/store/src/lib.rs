@@ -14,6 +14,7 @@ mod days;
 mod events;
 mod schema;
 mod sqlite;
+mod sync;
 
 use datacube_api::row::Row;
 use datacube_api::Endpoint;
@@ -297,6 +298,31 @@ impl Store {
                 let (s, appid, api) = (s.clone(), appid.to_owned(), api.to_owned());
                 blocking(move || s.quota_take(&appid, &api, day, limit)).await
             }
+        }
+    }
+
+    /// Mirrors one answer of `datacube sync`: the stored rows of `endpoint` dated in `window`
+    /// are replaced by `rows` (canonical rows, as imports make them), and the window's days up
+    /// to `final_through` are recorded as final — in one transaction.
+    pub async fn mirror_window(
+        &self,
+        appid: &str,
+        endpoint: Endpoint,
+        window: (Date, Date),
+        rows: Vec<Row>,
+        final_through: Option<Date>,
+    ) -> Result<()> {
+        let (s, appid) = (self.clone(), appid.to_owned());
+        blocking(move || match &s {
+            Store::Sqlite(s) => s.mirror_window(&appid, endpoint, window, &rows, final_through),
+        })
+        .await
+    }
+
+    /// The ranges of days of `endpoint` that `datacube sync` mirrored as final, merged.
+    pub fn final_ranges(&self, appid: &str, endpoint: Endpoint) -> Result<Vec<(Date, Date)>> {
+        match self {
+            Store::Sqlite(s) => s.final_ranges(appid, endpoint),
         }
     }
 

@@ -123,6 +123,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         hi    INTEGER NOT NULL,
         PRIMARY KEY (appid, class)
     );
+    -- Days of an endpoint mirrored by `datacube sync` whose figures are final: a later sync
+    -- does not fetch them again. Ranges of China days, merged.
+    CREATE TABLE sync_final (
+        appid    TEXT NOT NULL,
+        endpoint INTEGER NOT NULL,
+        lo       INTEGER NOT NULL,
+        hi       INTEGER NOT NULL,
+        PRIMARY KEY (appid, endpoint, lo)
+    );
     -- Every account with events has an event_app row (before, only those with ids did).
     INSERT OR IGNORE INTO event_app (appid, id_bits, ids) SELECT DISTINCT appid, 0, 0 FROM event_chunk;
     "#,

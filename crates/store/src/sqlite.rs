@@ -277,6 +277,35 @@ impl SqliteStore {
         })
     }
 
+    pub(crate) fn mirror_window(
+        &self,
+        appid: &str,
+        endpoint: Endpoint,
+        window: (Date, Date),
+        rows: &[Row],
+        final_through: Option<Date>,
+    ) -> Result<()> {
+        let days = crate::days::prepare_days(rows, window)?;
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            crate::days::replace(&tx, appid, endpoint, window, days)?;
+            if let Some(last) = final_through.filter(|l| *l >= window.0) {
+                crate::sync::mark_final(&tx, appid, endpoint, (window.0, last.min(window.1)))?;
+            }
+            bump_change(&tx, appid)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn final_ranges(
+        &self,
+        appid: &str,
+        endpoint: Endpoint,
+    ) -> Result<Vec<(Date, Date)>> {
+        self.with_reader(|conn| crate::sync::final_ranges(conn, appid, endpoint))
+    }
+
     pub(crate) fn upsert_rows(
         &self,
         appid: &str,

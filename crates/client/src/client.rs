@@ -1,0 +1,432 @@
+//! The HTTP client of WeChat's datacube and token APIs.
+//!
+//! - Tokens: `/cgi-bin/token` (or `/cgi-bin/stable_token`), cached until five minutes before
+//!   they expire, refreshed when an answer says the token is invalid (40001) or expired
+//!   (42001) — **at most once per call**, so a refresh loop can never burn the daily token
+//!   quota.
+//! - Retries with exponential backoff and jitter on `-1` (system busy) and on transport
+//!   errors; `45011` (per-minute quota) slows down and retries; `45009` (daily quota) stops
+//!   with an error that says so.
+//! - Every call is counted: first attempts in `calls`, the rest in `retries`, token requests
+//!   in `token_calls`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use datacube_api::date::format_date;
+use datacube_api::Endpoint;
+use jiff::civil::Date;
+use rand::Rng;
+use serde::de::DeserializeOwned;
+
+/// WeChat's API host.
+pub const WECHAT: &str = "https://api.weixin.qq.com";
+
+/// Which token API to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenApi {
+    /// `GET /cgi-bin/token`: a new token on each request (2,000 a day).
+    Basic,
+    /// `POST /cgi-bin/stable_token`: the same token until it nears expiry.
+    Stable,
+}
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The API host, `https://api.weixin.qq.com` or a compatible server.
+    pub base: String,
+    /// The account.
+    pub appid: String,
+    /// Its secret.
+    pub secret: String,
+    /// Which token API.
+    pub token_api: TokenApi,
+    /// Attempts after the first on `-1` and transport errors.
+    pub retries: u32,
+    /// The first backoff; it doubles with each retry (with ±50 % jitter).
+    pub backoff: Duration,
+    /// The first wait after `45011`; it doubles up to a minute.
+    pub slow_down: Duration,
+    /// Attempts after `45011`.
+    pub slow_down_retries: u32,
+    /// Time limit of one HTTP request.
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults for `appid`/`secret` on WeChat.
+    pub fn new(appid: impl Into<String>, secret: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            base: WECHAT.to_owned(),
+            appid: appid.into(),
+            secret: secret.into(),
+            token_api: TokenApi::Basic,
+            retries: 5,
+            backoff: Duration::from_millis(200),
+            slow_down: Duration::from_secs(2),
+            slow_down_retries: 8,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// WeChat answered an error.
+    #[error("{api} answered {code} {errmsg}")]
+    Api {
+        /// Which API.
+        api: String,
+        /// `errcode`.
+        code: i64,
+        /// `errmsg`.
+        errmsg: String,
+    },
+    /// 45009: the daily quota of an API is used up; it resets at midnight China time.
+    #[error("{api}: the daily quota is used up (45009 {errmsg}); it resets at midnight China time — stopping instead of retrying")]
+    QuotaExhausted {
+        /// Which API.
+        api: String,
+        /// `errmsg`.
+        errmsg: String,
+    },
+    /// The appid or secret is wrong.
+    #[error("the token API refused the credentials: {code} {errmsg}")]
+    Credentials {
+        /// `errcode`.
+        code: i64,
+        /// `errmsg`.
+        errmsg: String,
+    },
+    /// The network failed, after every retry.
+    #[error("{api}: {message}")]
+    Transport {
+        /// Which API.
+        api: String,
+        /// What failed.
+        message: String,
+    },
+    /// The answer was not what the API answers.
+    #[error("{api}: unexpected answer: {message}")]
+    BadAnswer {
+        /// Which API.
+        api: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Calls made, for reports and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Datacube calls, first attempts.
+    pub calls: AtomicU64,
+    /// Datacube calls again: after `-1`, a transport error, `45011`, or a refreshed token.
+    pub retries: AtomicU64,
+    /// Token requests.
+    pub token_calls: AtomicU64,
+}
+
+/// A client for one account. Share it (`Arc`) between tasks: the token is shared.
+pub struct Client {
+    http: reqwest::Client,
+    config: ClientConfig,
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
+    /// What it did.
+    pub counters: Counters,
+}
+
+/// A token is renewed this long before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+
+#[derive(serde::Deserialize)]
+struct ErrorAnswer {
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+}
+
+impl Client {
+    /// A client with `config`.
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()
+            .map_err(|e| ClientError::Transport {
+                api: "client".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Client {
+            http,
+            config,
+            token: tokio::sync::Mutex::new(None),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    fn backoff(&self, attempt: u32, base: Duration, cap: Duration) -> Duration {
+        let d = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
+        d.mul_f64(rand::rng().random_range(0.5..1.5))
+    }
+
+    /// A valid access token: the cached one, or a new one.
+    pub async fn access_token(&self) -> Result<String, ClientError> {
+        let mut cached = self.token.lock().await;
+        if let Some((token, expires)) = &*cached {
+            if Instant::now() + TOKEN_MARGIN < *expires {
+                return Ok(token.clone());
+            }
+        }
+        let (token, expires_in) = self.request_token(false).await?;
+        *cached = Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(expires_in),
+        ));
+        Ok(token)
+    }
+
+    /// Drops the cached token if it is still `stale` (another task may have renewed it), and
+    /// gets a new one.
+    async fn renew_token(&self, stale: &str) -> Result<String, ClientError> {
+        let mut cached = self.token.lock().await;
+        if let Some((token, _)) = &*cached {
+            if token != stale {
+                return Ok(token.clone());
+            }
+        }
+        let (token, expires_in) = self.request_token(true).await?;
+        *cached = Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(expires_in),
+        ));
+        Ok(token)
+    }
+
+    async fn request_token(&self, force: bool) -> Result<(String, u64), ClientError> {
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+            errcode: Option<i64>,
+            errmsg: Option<String>,
+        }
+        let api = match self.config.token_api {
+            TokenApi::Basic => "cgi-bin/token",
+            TokenApi::Stable => "cgi-bin/stable_token",
+        };
+        let mut attempt = 0;
+        loop {
+            self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
+            let sent = match self.config.token_api {
+                TokenApi::Basic => {
+                    self.http
+                        .get(format!("{}/cgi-bin/token", self.config.base))
+                        .query(&[
+                            ("grant_type", "client_credential"),
+                            ("appid", &self.config.appid),
+                            ("secret", &self.config.secret),
+                        ])
+                        .send()
+                        .await
+                }
+                TokenApi::Stable => {
+                    self.http
+                        .post(format!("{}/cgi-bin/stable_token", self.config.base))
+                        .json(&serde_json::json!({
+                            "grant_type": "client_credential",
+                            "appid": self.config.appid,
+                            "secret": self.config.secret,
+                            "force_refresh": force,
+                        }))
+                        .send()
+                        .await
+                }
+            };
+            let answer = match sent {
+                Ok(r) => r.text().await,
+                Err(e) => Err(e),
+            };
+            let text = match answer {
+                Ok(t) => t,
+                Err(e) if attempt < self.config.retries => {
+                    tracing::debug!(error = %e, "token request failed; retrying");
+                    tokio::time::sleep(self.backoff(
+                        attempt,
+                        self.config.backoff,
+                        Duration::from_secs(10),
+                    ))
+                    .await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ClientError::Transport {
+                        api: api.into(),
+                        message: e.to_string(),
+                    })
+                }
+            };
+            let parsed: TokenAnswer =
+                serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
+                    api: api.into(),
+                    message: format!("{e}: {}", text.chars().take(200).collect::<String>()),
+                })?;
+            match (parsed.access_token, parsed.errcode.unwrap_or(0)) {
+                (Some(token), 0) => return Ok((token, parsed.expires_in.unwrap_or(7200))),
+                (_, -1) if attempt < self.config.retries => {
+                    tokio::time::sleep(self.backoff(
+                        attempt,
+                        self.config.backoff,
+                        Duration::from_secs(10),
+                    ))
+                    .await;
+                    attempt += 1;
+                }
+                (_, 45009) => {
+                    return Err(ClientError::QuotaExhausted {
+                        api: api.into(),
+                        errmsg: parsed.errmsg.unwrap_or_default(),
+                    })
+                }
+                (_, code @ (40013 | 40125 | 40164 | 41002 | 41004)) => {
+                    return Err(ClientError::Credentials {
+                        code,
+                        errmsg: parsed.errmsg.unwrap_or_default(),
+                    })
+                }
+                (_, code) => {
+                    return Err(ClientError::Api {
+                        api: api.into(),
+                        code,
+                        errmsg: parsed.errmsg.unwrap_or_default(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// One datacube call: the answer's body exactly as the server sent it (`{"list":[…]}`).
+    pub async fn datacube_raw(
+        &self,
+        endpoint: Endpoint,
+        begin: Date,
+        end: Date,
+    ) -> Result<String, ClientError> {
+        let api = format!("datacube/{}", endpoint.name());
+        let body = format!(
+            r#"{{"begin_date":"{}","end_date":"{}"}}"#,
+            format_date(begin),
+            format_date(end)
+        );
+        let mut token = self.access_token().await?;
+        let (mut attempts, mut slowdowns, mut renewed) = (0u32, 0u32, false);
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        loop {
+            let sent = self
+                .http
+                .post(format!("{}/{api}", self.config.base))
+                .query(&[("access_token", &token)])
+                .body(body.clone())
+                .send()
+                .await;
+            let text = match sent {
+                Ok(r) => r.text().await,
+                Err(e) => Err(e),
+            };
+            let again = |s: &Self| s.counters.retries.fetch_add(1, Ordering::Relaxed);
+            let text = match text {
+                Ok(t) => t,
+                Err(e) if attempts < self.config.retries => {
+                    tracing::debug!(error = %e, %api, "datacube call failed; retrying");
+                    tokio::time::sleep(self.backoff(
+                        attempts,
+                        self.config.backoff,
+                        Duration::from_secs(10),
+                    ))
+                    .await;
+                    attempts += 1;
+                    again(self);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ClientError::Transport {
+                        api,
+                        message: e.to_string(),
+                    })
+                }
+            };
+            // A success is `{"list":…}`; an error `{"errcode":…,"errmsg":…}`.
+            if text.starts_with("{\"list\"") {
+                return Ok(text);
+            }
+            let parsed: ErrorAnswer =
+                serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
+                    api: api.clone(),
+                    message: format!("{e}: {}", text.chars().take(200).collect::<String>()),
+                })?;
+            let code = parsed.errcode.unwrap_or(0);
+            let errmsg = parsed.errmsg.unwrap_or_default();
+            match code {
+                0 => return Ok(text),
+                // Invalid or expired: one new token, once per call.
+                40001 | 42001 if !renewed => {
+                    renewed = true;
+                    token = self.renew_token(&token).await?;
+                    again(self);
+                }
+                -1 if attempts < self.config.retries => {
+                    tokio::time::sleep(self.backoff(
+                        attempts,
+                        self.config.backoff,
+                        Duration::from_secs(10),
+                    ))
+                    .await;
+                    attempts += 1;
+                    again(self);
+                }
+                45011 if slowdowns < self.config.slow_down_retries => {
+                    let wait =
+                        self.backoff(slowdowns, self.config.slow_down, Duration::from_secs(60));
+                    tracing::info!(%api, ?wait, "45011: per-minute quota; slowing down");
+                    tokio::time::sleep(wait).await;
+                    slowdowns += 1;
+                    again(self);
+                }
+                45009 => return Err(ClientError::QuotaExhausted { api, errmsg }),
+                code => return Err(ClientError::Api { api, code, errmsg }),
+            }
+        }
+    }
+
+    /// One datacube call, typed: the rows of `E`.
+    pub async fn datacube<E: crate::types::Typed>(
+        &self,
+        begin: Date,
+        end: Date,
+    ) -> Result<Vec<E::Row>, ClientError> {
+        let text = self.datacube_raw(E::ENDPOINT, begin, end).await?;
+        parse_list::<E::Row>(E::ENDPOINT, &text)
+    }
+}
+
+fn parse_list<R: DeserializeOwned>(endpoint: Endpoint, text: &str) -> Result<Vec<R>, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct List<R> {
+        list: Vec<R>,
+    }
+    serde_json::from_str::<List<R>>(text)
+        .map(|l| l.list)
+        .map_err(|e| ClientError::BadAnswer {
+            api: format!("datacube/{}", endpoint.name()),
+            message: e.to_string(),
+        })
+}

@@ -1,0 +1,242 @@
+//! Typed rows of the 17 endpoints (field names as WeChat's; `user_source` optional where
+//! WeChat leaves it out of its documentation), and a marker type per endpoint for
+//! [`crate::Client::datacube`]:
+//!
+//! ```no_run
+//! # async fn f(client: datacube_client::Client) -> Result<(), datacube_client::ClientError> {
+//! use datacube_client::types::GetUserSummary;
+//! let d = jiff::civil::date(2024, 5, 1);
+//! for row in client.datacube::<GetUserSummary>(d, d).await? {
+//!     println!("{} {} +{} -{}", row.ref_date, row.user_source, row.new_user, row.cancel_user);
+//! }
+//! # Ok(()) }
+//! ```
+
+use datacube_api::Endpoint;
+use serde::{Deserialize, Serialize};
+
+/// An endpoint and the type of its rows.
+pub trait Typed {
+    /// The endpoint.
+    const ENDPOINT: Endpoint;
+    /// One row.
+    type Row: for<'de> Deserialize<'de> + Serialize + std::fmt::Debug + Clone;
+}
+
+/// getusersummary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub ref_date: String,
+    pub user_source: u32,
+    pub new_user: u64,
+    pub cancel_user: u64,
+}
+
+/// getusercumulate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCumulate {
+    pub ref_date: String,
+    #[serde(default)]
+    pub user_source: u32,
+    pub cumulate_user: u64,
+}
+
+/// The eight counters of article rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleCounters {
+    pub int_page_read_user: u64,
+    pub int_page_read_count: u64,
+    pub ori_page_read_user: u64,
+    pub ori_page_read_count: u64,
+    pub share_user: u64,
+    pub share_count: u64,
+    pub add_to_fav_user: u64,
+    pub add_to_fav_count: u64,
+}
+
+/// getarticlesummary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleSummary {
+    pub ref_date: String,
+    pub msgid: String,
+    pub title: String,
+    #[serde(default)]
+    pub user_source: u32,
+    #[serde(flatten)]
+    pub counters: ArticleCounters,
+}
+
+/// One day of getarticletotal's `details`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleTotalDetail {
+    pub stat_date: String,
+    pub target_user: u64,
+    #[serde(flatten)]
+    pub counters: ArticleCounters,
+    /// The per-scene and Moments-share fields (`int_page_from_session_read_user`, …), present
+    /// in newer answers.
+    #[serde(flatten)]
+    pub by_scene: std::collections::BTreeMap<String, u64>,
+}
+
+/// getarticletotal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleTotal {
+    pub ref_date: String,
+    pub msgid: String,
+    pub title: String,
+    #[serde(default)]
+    pub user_source: u32,
+    pub details: Vec<ArticleTotalDetail>,
+}
+
+/// getuserread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRead {
+    pub ref_date: String,
+    pub user_source: u32,
+    #[serde(flatten)]
+    pub counters: ArticleCounters,
+}
+
+/// getuserreadhour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserReadHour {
+    pub ref_date: String,
+    /// Hour × 100.
+    pub ref_hour: u32,
+    pub user_source: u32,
+    #[serde(flatten)]
+    pub counters: ArticleCounters,
+}
+
+/// getusershare.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserShare {
+    pub ref_date: String,
+    #[serde(default)]
+    pub user_source: u32,
+    pub share_scene: u32,
+    pub share_count: u64,
+    pub share_user: u64,
+}
+
+/// getusersharehour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserShareHour {
+    pub ref_date: String,
+    /// Hour × 100.
+    pub ref_hour: u32,
+    #[serde(default)]
+    pub user_source: u32,
+    pub share_scene: u32,
+    pub share_count: u64,
+    pub share_user: u64,
+}
+
+/// getupstreammsg, getupstreammsgweek, getupstreammsgmonth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamMsg {
+    pub ref_date: String,
+    #[serde(default)]
+    pub user_source: u32,
+    pub msg_type: u32,
+    pub msg_user: u64,
+    pub msg_count: u64,
+}
+
+/// getupstreammsghour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamMsgHour {
+    pub ref_date: String,
+    /// Hour × 100.
+    pub ref_hour: u32,
+    #[serde(default)]
+    pub user_source: u32,
+    pub msg_type: u32,
+    pub msg_user: u64,
+    pub msg_count: u64,
+}
+
+/// getupstreammsgdist, getupstreammsgdistweek, getupstreammsgdistmonth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamMsgDist {
+    pub ref_date: String,
+    #[serde(default)]
+    pub user_source: u32,
+    pub count_interval: u32,
+    pub msg_user: u64,
+}
+
+/// getinterfacesummary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceSummary {
+    pub ref_date: String,
+    pub callback_count: u64,
+    pub fail_count: u64,
+    pub total_time_cost: u64,
+    pub max_time_cost: u64,
+}
+
+/// getinterfacesummaryhour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceSummaryHour {
+    pub ref_date: String,
+    /// Hour × 100.
+    pub ref_hour: u32,
+    pub callback_count: u64,
+    pub fail_count: u64,
+    pub total_time_cost: u64,
+    pub max_time_cost: u64,
+}
+
+macro_rules! typed {
+    ($($(#[$m:meta])* $name:ident => $endpoint:ident, $row:ty;)+) => {
+        $(
+            $(#[$m])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl Typed for $name {
+                const ENDPOINT: Endpoint = Endpoint::$endpoint;
+                type Row = $row;
+            }
+        )+
+    };
+}
+
+typed! {
+    /// getusersummary (span 7).
+    GetUserSummary => GetUserSummary, UserSummary;
+    /// getusercumulate (span 7).
+    GetUserCumulate => GetUserCumulate, UserCumulate;
+    /// getarticlesummary (span 1).
+    GetArticleSummary => GetArticleSummary, ArticleSummary;
+    /// getarticletotal (span 1).
+    GetArticleTotal => GetArticleTotal, ArticleTotal;
+    /// getuserread (span 3).
+    GetUserRead => GetUserRead, UserRead;
+    /// getuserreadhour (span 1).
+    GetUserReadHour => GetUserReadHour, UserReadHour;
+    /// getusershare (span 7).
+    GetUserShare => GetUserShare, UserShare;
+    /// getusersharehour (span 1).
+    GetUserShareHour => GetUserShareHour, UserShareHour;
+    /// getupstreammsg (span 7).
+    GetUpstreamMsg => GetUpstreamMsg, UpstreamMsg;
+    /// getupstreammsghour (span 1).
+    GetUpstreamMsgHour => GetUpstreamMsgHour, UpstreamMsgHour;
+    /// getupstreammsgweek (span 30).
+    GetUpstreamMsgWeek => GetUpstreamMsgWeek, UpstreamMsg;
+    /// getupstreammsgmonth (span 30).
+    GetUpstreamMsgMonth => GetUpstreamMsgMonth, UpstreamMsg;
+    /// getupstreammsgdist (span 15).
+    GetUpstreamMsgDist => GetUpstreamMsgDist, UpstreamMsgDist;
+    /// getupstreammsgdistweek (span 30).
+    GetUpstreamMsgDistWeek => GetUpstreamMsgDistWeek, UpstreamMsgDist;
+    /// getupstreammsgdistmonth (span 30).
+    GetUpstreamMsgDistMonth => GetUpstreamMsgDistMonth, UpstreamMsgDist;
+    /// getinterfacesummary (span 30).
+    GetInterfaceSummary => GetInterfaceSummary, InterfaceSummary;
+    /// getinterfacesummaryhour (span 1).
+    GetInterfaceSummaryHour => GetInterfaceSummaryHour, InterfaceSummaryHour;
+}
