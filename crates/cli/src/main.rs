@@ -367,6 +367,29 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))
 }
 
+/// Puts the calling thread in the background: SCHED_IDLE where there is one (a thread that
+/// runs only when a CPU would otherwise be idle, and that any woken thread preempts at once),
+/// else the lowest priority of its policy.
+fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadSchedulePolicy,
+        };
+        if set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        )
+        .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -377,8 +400,7 @@ fn main() -> ExitCode {
         // The only threads this runtime starts are blocking ones — storing what the proxy
         // records. They yield to the proxy's own: recording must not show in its latency.
         b.on_thread_start(|| {
-            let _ =
-                thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+            idle_priority();
         });
         b
     } else {

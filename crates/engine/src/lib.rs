@@ -8,10 +8,13 @@
 //!   WeChat's definitions (distinct users per period, re-follows, the ≥ 3 article threshold,
 //!   the 7-day article window, the de-duplicated `99999999` row, week and month labels).
 //!
+//! - [`live`]: message and reply statistics kept up to date event by event, in any order.
+//!
 //! The engine is pure: storage and ingestion build on it.
 
 pub mod demo;
 pub mod event;
+pub mod live;
 pub mod rollup;
 
 pub use event::{parse_line, Event, EventError, Kind};

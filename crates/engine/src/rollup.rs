@@ -32,9 +32,9 @@ pub const ALL_SCENES: u32 = 99_999_999;
 
 /// Distinct users and events.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    users: u64,
-    count: u64,
+pub(crate) struct Counts {
+    pub(crate) users: u64,
+    pub(crate) count: u64,
 }
 
 /// The tallies of the current period (an hour, a day, a week, a month) in numbered slots.
@@ -107,9 +107,9 @@ fn read_key(scene: ReadScene) -> usize {
 }
 
 /// getupstreammsg's msg_type codes (location has none).
-const MSG_CODES: [u32; 5] = [1, 2, 3, 4, 6];
+pub(crate) const MSG_CODES: [u32; 5] = [1, 2, 3, 4, 6];
 
-fn msg_slot(code: u32) -> usize {
+pub(crate) fn msg_slot(code: u32) -> usize {
     match code {
         1 => 0,
         2 => 1,
@@ -173,11 +173,7 @@ impl<L: Copy + PartialEq> PerUser<L> {
         if let Some(label) = self.label.take() {
             let mut buckets = [0u64; 3];
             for n in self.n.values() {
-                buckets[match n {
-                    1..=5 => 0,
-                    6..=10 => 1,
-                    _ => 2,
-                }] += 1;
+                buckets[count_interval(*n) as usize - 1] += 1;
             }
             for (i, users) in buckets.iter().enumerate() {
                 if *users > 0 {
@@ -192,12 +188,83 @@ impl<L: Copy + PartialEq> PerUser<L> {
 /// Openids that followed and that unfollowed, in one day and channel.
 type FollowSets = (HashSet<u32>, HashSet<u32>);
 
-#[derive(Default)]
-struct Interface {
-    callbacks: u64,
-    fails: u64,
-    total: u64,
-    max: u64,
+/// One period's passive replies.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interface {
+    pub(crate) callbacks: u64,
+    pub(crate) fails: u64,
+    pub(crate) total: u64,
+    pub(crate) max: u64,
+}
+
+impl Interface {
+    pub(crate) fn add(&mut self, cost_ms: u64, ok: bool) {
+        self.callbacks += 1;
+        self.fails += u64::from(!ok);
+        self.total += cost_ms;
+        self.max = self.max.max(cost_ms);
+    }
+}
+
+/// The message endpoints, in the order of the day, hour, week and month tallies.
+pub(crate) const MSG_ENDPOINTS: [Endpoint; 4] = [
+    Endpoint::GetUpstreamMsg,
+    Endpoint::GetUpstreamMsgHour,
+    Endpoint::GetUpstreamMsgWeek,
+    Endpoint::GetUpstreamMsgMonth,
+];
+/// The distribution endpoints: day, week, month.
+pub(crate) const DIST_ENDPOINTS: [Endpoint; 3] = [
+    Endpoint::GetUpstreamMsgDist,
+    Endpoint::GetUpstreamMsgDistWeek,
+    Endpoint::GetUpstreamMsgDistMonth,
+];
+
+fn start_row(e: Endpoint, (date, hour): Label) -> RowBuilder {
+    let mut b = RowBuilder::new(e);
+    b.field("ref_date", Val::Date(date));
+    if e.period() == datacube_api::endpoint::Period::Hour {
+        b.field("ref_hour", Val::Hour(hour));
+    }
+    b
+}
+
+/// A getupstreammsg* row.
+pub(crate) fn msg_row(e: Endpoint, label: Label, code: u32, c: Counts) -> Row {
+    let mut b = start_row(e, label);
+    b.field("user_source", Val::Int(0))
+        .field("msg_type", Val::Int(code.into()))
+        .field("msg_user", Val::Int(c.users))
+        .field("msg_count", Val::Int(c.count));
+    b.finish()
+}
+
+/// A getupstreammsgdist* row.
+pub(crate) fn dist_row(e: Endpoint, date: Date, interval: u64, users: u64) -> Row {
+    let mut b = start_row(e, (date, 0));
+    b.field("user_source", Val::Int(0))
+        .field("count_interval", Val::Int(interval))
+        .field("msg_user", Val::Int(users));
+    b.finish()
+}
+
+/// A getinterfacesummary[hour] row.
+pub(crate) fn iface_row(e: Endpoint, label: Label, it: &Interface) -> Row {
+    let mut b = start_row(e, label);
+    b.field("callback_count", Val::Int(it.callbacks))
+        .field("fail_count", Val::Int(it.fails))
+        .field("total_time_cost", Val::Int(it.total))
+        .field("max_time_cost", Val::Int(it.max));
+    b.finish()
+}
+
+/// The count_interval of a user's messages in a period: 1–5 → 1, 6–10 → 2, more → 3.
+pub(crate) fn count_interval(n: u64) -> u64 {
+    match n {
+        0..=5 => 1,
+        6..=10 => 2,
+        _ => 3,
+    }
 }
 
 /// Computes every endpoint's rows for days `first..=last` from all of one account's events
@@ -409,17 +476,14 @@ pub fn compute_parts(
                 }
             }
             Kind::Reply { cost_ms, ok } => {
-                let add = |it: &mut Interface| {
-                    it.callbacks += 1;
-                    it.fails += u64::from(!ok);
-                    it.total += cost_ms;
-                    it.max = it.max.max(*cost_ms);
-                };
                 if w_iface_day {
-                    add(iface_day.entry(date).or_default());
+                    iface_day.entry(date).or_default().add(*cost_ms, *ok);
                 }
                 if w_iface_hour {
-                    add(iface_hour.entry((date, hour)).or_default());
+                    iface_hour
+                        .entry((date, hour))
+                        .or_default()
+                        .add(*cost_ms, *ok);
                 }
             }
             Kind::Publish { msgid, title } => {
@@ -506,9 +570,9 @@ pub fn compute_parts(
     );
 
     let mut out: BTreeMap<Endpoint, Vec<Row>> = BTreeMap::new();
-    let mut emit = |row: RowBuilder, e: Endpoint| {
+    fn emit(out: &mut BTreeMap<Endpoint, Vec<Row>>, row: RowBuilder, e: Endpoint) {
         out.entry(e).or_default().push(row.finish());
-    };
+    }
     let start = |e: Endpoint, date: Date| {
         let mut b = RowBuilder::new(e);
         b.field("ref_date", Val::Date(date));
@@ -536,7 +600,7 @@ pub fn compute_parts(
                 b.field("user_source", Val::Int(source.into()))
                     .field("new_user", Val::Int(new.len() as u64))
                     .field("cancel_user", Val::Int(cancel.len() as u64));
-                emit(b, Endpoint::GetUserSummary);
+                emit(&mut out, b, Endpoint::GetUserSummary);
             }
         }
         if want(Endpoint::GetUserCumulate) {
@@ -547,68 +611,48 @@ pub fn compute_parts(
             let mut b = start(Endpoint::GetUserCumulate, day);
             b.field("user_source", Val::Int(0))
                 .field("cumulate_user", Val::Int(cumulate.max(0) as u64));
-            emit(b, Endpoint::GetUserCumulate);
+            emit(&mut out, b, Endpoint::GetUserCumulate);
         }
         day = add_days(day, 1);
     }
 
     // Messages.
-    for (k, endpoint, keep) in [
-        (
-            0,
-            Endpoint::GetUpstreamMsg,
-            &in_window as &dyn Fn(Date) -> bool,
-        ),
-        (1, Endpoint::GetUpstreamMsgHour, &in_window),
-        (2, Endpoint::GetUpstreamMsgWeek, &in_weeks),
-        (3, Endpoint::GetUpstreamMsgMonth, &in_months),
+    for (k, keep) in [
+        (0, &in_window as &dyn Fn(Date) -> bool),
+        (1, &in_window),
+        (2, &in_weeks),
+        (3, &in_months),
     ] {
-        for ((date, hour), code, c) in msg_rows[k].iter().filter(|r| keep(r.0 .0)) {
-            let mut b = if k == 1 {
-                start_hour(endpoint, *date, *hour)
-            } else {
-                start(endpoint, *date)
-            };
-            b.field("user_source", Val::Int(0))
-                .field("msg_type", Val::Int((*code).into()))
-                .field("msg_user", Val::Int(c.users))
-                .field("msg_count", Val::Int(c.count));
-            emit(b, endpoint);
+        for (label, code, c) in msg_rows[k].iter().filter(|r| keep(r.0 .0)) {
+            let e = MSG_ENDPOINTS[k];
+            out.entry(e)
+                .or_default()
+                .push(msg_row(e, *label, *code, *c));
         }
     }
-    for (k, endpoint, keep) in [
-        (
-            0,
-            Endpoint::GetUpstreamMsgDist,
-            &in_window as &dyn Fn(Date) -> bool,
-        ),
-        (1, Endpoint::GetUpstreamMsgDistWeek, &in_weeks),
-        (2, Endpoint::GetUpstreamMsgDistMonth, &in_months),
+    for (k, keep) in [
+        (0, &in_window as &dyn Fn(Date) -> bool),
+        (1, &in_weeks),
+        (2, &in_months),
     ] {
         for (label, interval, users) in dist_rows[k].iter().filter(|r| keep(r.0)) {
-            let mut b = start(endpoint, *label);
-            b.field("user_source", Val::Int(0))
-                .field("count_interval", Val::Int(*interval))
-                .field("msg_user", Val::Int(*users));
-            emit(b, endpoint);
+            let e = DIST_ENDPOINTS[k];
+            out.entry(e)
+                .or_default()
+                .push(dist_row(e, *label, *interval, *users));
         }
     }
 
     // Interface.
-    let iface = |mut b: RowBuilder, it: &Interface| {
-        b.field("callback_count", Val::Int(it.callbacks))
-            .field("fail_count", Val::Int(it.fails))
-            .field("total_time_cost", Val::Int(it.total))
-            .field("max_time_cost", Val::Int(it.max));
-        b
-    };
     for (date, it) in iface_day.iter().filter(|(d, _)| in_window(**d)) {
         let e = Endpoint::GetInterfaceSummary;
-        emit(iface(start(e, *date), it), e);
+        out.entry(e).or_default().push(iface_row(e, (*date, 0), it));
     }
     for ((date, hour), it) in iface_hour.iter().filter(|((d, _), _)| in_window(*d)) {
         let e = Endpoint::GetInterfaceSummaryHour;
-        emit(iface(start_hour(e, *date, *hour), it), e);
+        out.entry(e)
+            .or_default()
+            .push(iface_row(e, (*date, *hour), it));
     }
 
     // Reads and shares, all articles.
@@ -621,7 +665,7 @@ pub fn compute_parts(
             };
             b.field("user_source", Val::Int((*source).into()));
             write_article(&mut b, c);
-            emit(b, endpoint);
+            emit(&mut out, b, endpoint);
         }
     }
     for (k, endpoint) in [(0, Endpoint::GetUserShare), (1, Endpoint::GetUserShareHour)] {
@@ -635,7 +679,7 @@ pub fn compute_parts(
                 .field("share_scene", Val::Int((*scene).into()))
                 .field("share_count", Val::Int(c.count))
                 .field("share_user", Val::Int(c.users));
-            emit(b, endpoint);
+            emit(&mut out, b, endpoint);
         }
     }
 
@@ -655,7 +699,7 @@ pub fn compute_parts(
             .field("title", Val::Text(send.title))
             .field("user_source", Val::Int(0));
         write_article(&mut b, c);
-        emit(b, e);
+        emit(&mut out, b, e);
     }
     let mut sent: Vec<(&&str, &Send)> = sends
         .iter()
@@ -754,7 +798,7 @@ pub fn compute_parts(
             .field("title", Val::Text(send.title))
             .field("user_source", Val::Int(0))
             .field("details", Val::Details(&details));
-        emit(b, e);
+        emit(&mut out, b, e);
     }
 
     for rows in out.values_mut() {
@@ -765,7 +809,7 @@ pub fn compute_parts(
     out
 }
 
-type Label = (Date, u8);
+pub(crate) type Label = (Date, u8);
 
 /// Hands a finished period's slots over as rows, one per code that counted something.
 fn by_code<'a>(

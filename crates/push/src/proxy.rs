@@ -58,11 +58,13 @@ struct State {
     prefix: String,
     recorder: Recorder,
     now: Now,
-    /// Events waiting to be handed to the recorder (every 50 ms, or sooner when many).
-    outbox: std::sync::Mutex<Vec<Event>>,
+    /// Deliveries waiting to be read and recorded (every 50 ms, or sooner when many).
+    outbox: std::sync::Mutex<Outbox>,
+    /// Held while deliveries are read and handed to the recorder, so that they go in order.
+    settling: tokio::sync::Mutex<()>,
     /// Messages seen lately: WeChat's retries of one are not recorded again (the store would
     /// find them duplicates too, at a higher price).
-    recent: std::sync::Mutex<Recent>,
+    recent: Arc<std::sync::Mutex<Recent>>,
 }
 
 /// The last [`RECENT`] message ids (and event keys) seen.
@@ -73,8 +75,35 @@ struct Recent {
 }
 
 const RECENT: usize = 65_536;
-/// Events handed over at once when this many wait.
+/// Deliveries handed over at once when this many wait…
 const OUTBOX: usize = 4096;
+/// …or when their bodies hold this many bytes.
+const OUTBOX_BYTES: usize = 16 << 20;
+
+/// One POST as the proxy forwarded it, for reading and recording off the forwarding path:
+/// whether it is a push at all (signature, XML, decryption) and whether its reply is one
+/// WeChat accepts are decided on another thread, so that they add nothing to the latency.
+struct Delivery {
+    target: String,
+    body: Vec<u8>,
+    reply: Reply,
+    cost_ms: u64,
+    time: i64,
+}
+
+/// How the upstream answered a delivery.
+enum Reply {
+    /// Already known: a timeout, a failure, a status other than 200, a reply too large.
+    Judged(Verdict),
+    /// A 200 with this body (as framed), to judge.
+    Body(Vec<u8>, Framing),
+}
+
+#[derive(Default)]
+struct Outbox {
+    deliveries: Vec<Delivery>,
+    bytes: usize,
+}
 
 impl Recent {
     /// Whether `id` is new (and remembers it).
@@ -115,8 +144,9 @@ pub async fn serve(
         prefix,
         recorder,
         now,
-        outbox: std::sync::Mutex::new(Vec::new()),
-        recent: std::sync::Mutex::new(Recent::default()),
+        outbox: std::sync::Mutex::new(Outbox::default()),
+        settling: tokio::sync::Mutex::new(()),
+        recent: Arc::new(std::sync::Mutex::new(Recent::default())),
     });
     // Events go to the recorder in batches, not one wake-up per request.
     let flusher = {
@@ -124,8 +154,8 @@ pub async fn serve(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let events = state.take_outbox();
-                state.recorder.record_many(events).await;
+                let deliveries = state.take_outbox();
+                settle(&state, deliveries).await;
             }
         })
     };
@@ -152,16 +182,16 @@ pub async fn serve(
     })
     .await;
     flusher.abort();
-    let events = state.take_outbox();
-    state.recorder.record_many(events).await;
+    let deliveries = state.take_outbox();
+    settle(&state, deliveries).await;
     Ok(())
 }
 
 impl State {
-    fn take_outbox(&self) -> Vec<Event> {
+    fn take_outbox(&self) -> Vec<Delivery> {
         self.outbox
             .lock()
-            .map(|mut o| std::mem::take(&mut *o))
+            .map(|mut o| std::mem::take(&mut *o).deliveries)
             .unwrap_or_default()
     }
 }
@@ -509,7 +539,6 @@ const TOO_LARGE: &[u8] =
 async fn connection(state: Arc<State>, stream: TcpStream) {
     let mut client = Side::new(stream);
     let mut upstream: Option<Side> = None;
-    let mut events: Vec<Event> = Vec::new();
     loop {
         let request = match read_request_head(&mut client, &state.prefix).await {
             Ok(Some(r)) => r,
@@ -542,13 +571,6 @@ async fn connection(state: Arc<State>, stream: TcpStream) {
                 break;
             }
             Err(_) => break,
-        };
-        let seen = match (&body, request.method.as_str()) {
-            (Some(b), "POST") => {
-                let query = request.target.split_once('?').map_or("", |(_, q)| q);
-                read_push(&state.config, query, b)
-            }
-            _ => None,
         };
         let limit = state.config.timeout;
         let head_request = request.method == "HEAD";
@@ -605,9 +627,9 @@ async fn connection(state: Arc<State>, stream: TcpStream) {
                     Ok(Ok(_)) => unreachable!("handled above"),
                 };
                 let sent = client.stream.write_all(reply).await;
-                record(&state, seen.as_ref(), &verdict, started, &mut events);
-                hand_over(&state, &mut events).await;
-                if sent.is_err() || !request.head.keep_alive || body.is_none() {
+                let keep = sent.is_ok() && request.head.keep_alive && body.is_some();
+                record(&state, &request, body, Reply::Judged(verdict), started).await;
+                if !keep {
                     break;
                 }
                 continue;
@@ -640,29 +662,22 @@ async fn connection(state: Arc<State>, stream: TcpStream) {
             Ok::<_, ProxyError>(held)
         }
         .await;
-        let verdict = match (&answered, status) {
-            (Err(e), _) => Verdict::Unreachable(e.to_string()),
-            (Ok(Some(b)), 200) => match &seen {
-                Some(seen) => judge(
-                    &state.config,
-                    seen,
-                    body_of(b, head.framing).as_deref().unwrap_or(b),
-                ),
-                None => Verdict::Answered("?".into()),
-            },
-            (Ok(None), 200) => Verdict::Malformed("a reply over 1 MiB".into()),
-            (Ok(_), status) => Verdict::Status(status),
-        };
-        if answered.is_err() || !head.keep_alive {
+        let failed = answered.is_err();
+        if failed || !head.keep_alive {
             upstream = None;
         }
-        record(&state, seen.as_ref(), &verdict, started, &mut events);
-        hand_over(&state, &mut events).await;
-        if answered.is_err() || !request.head.keep_alive {
+        let reply = match (answered, status) {
+            (Err(e), _) => Reply::Judged(Verdict::Unreachable(e.to_string())),
+            (Ok(Some(b)), 200) => Reply::Body(b, head.framing),
+            (Ok(None), 200) => Reply::Judged(Verdict::Malformed("a reply over 1 MiB".into())),
+            (Ok(_), status) => Reply::Judged(Verdict::Status(status)),
+        };
+        let keep = !failed && request.head.keep_alive;
+        record(&state, &request, body, reply, started).await;
+        if !keep {
             break;
         }
     }
-    hand_over(&state, &mut events).await;
 }
 
 /// The payload of a held body: chunked framing removed.
@@ -684,26 +699,89 @@ fn body_of(raw: &[u8], framing: Framing) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The events of one push's delivery.
-fn record(
+/// Queues a POST's delivery for [`settle`] (other requests are not pushes).
+async fn record(
     state: &State,
-    seen: Option<&Seen>,
-    verdict: &Verdict,
+    request: &RequestHead,
+    body: Option<Vec<u8>>,
+    reply: Reply,
     started: Instant,
-    events: &mut Vec<Event>,
 ) {
-    let Some(seen) = seen else { return };
+    let (Some(body), "POST") = (body, request.method.as_str()) else {
+        return;
+    };
     let limit = state.config.timeout;
     let cost = started.elapsed();
-    let cost_ms = if *verdict == Verdict::Timeout {
-        cost.max(limit)
-    } else {
-        cost
+    let cost = match reply {
+        Reply::Judged(Verdict::Timeout) => cost.max(limit),
+        _ => cost,
+    };
+    let delivery = Delivery {
+        target: request.target.clone(),
+        reply,
+        cost_ms: cost.as_millis() as u64,
+        time: (state.now)().as_second(),
+        body,
+    };
+    let full = match state.outbox.lock() {
+        Ok(mut o) => {
+            o.bytes += delivery.body.len()
+                + match &delivery.reply {
+                    Reply::Body(b, _) => b.len(),
+                    Reply::Judged(_) => 0,
+                };
+            o.deliveries.push(delivery);
+            (o.deliveries.len() >= OUTBOX || o.bytes >= OUTBOX_BYTES)
+                .then(|| std::mem::take(&mut *o).deliveries)
+        }
+        Err(_) => None,
+    };
+    if let Some(full) = full {
+        // Many waiting: hand them over now (and wait if the recorder is behind).
+        settle(state, full).await;
     }
-    .as_millis() as u64;
-    let now = (state.now)().as_second();
-    if let Some(e) = push_event(&state.config.appid, seen, now) {
-        let first = match (&e.id, state.recent.lock()) {
+}
+
+/// Reads deliveries (on a blocking thread: the proxy's own only forwards) and hands their
+/// events to the recorder, in order.
+async fn settle(state: &State, deliveries: Vec<Delivery>) {
+    if deliveries.is_empty() {
+        return;
+    }
+    let _order = state.settling.lock().await;
+    let config = state.config.clone();
+    let recent = state.recent.clone();
+    let events = tokio::task::spawn_blocking(move || {
+        let mut events = Vec::with_capacity(deliveries.len() * 2);
+        for d in deliveries {
+            delivery_events(&config, &recent, d, &mut events);
+        }
+        events
+    })
+    .await
+    .unwrap_or_default();
+    state.recorder.record_many(events).await;
+}
+
+/// The events of one push's delivery: the callback, and the message (or follow) once.
+fn delivery_events(
+    config: &ProxyConfig,
+    recent: &std::sync::Mutex<Recent>,
+    d: Delivery,
+    events: &mut Vec<Event>,
+) {
+    let query = d.target.split_once('?').map_or("", |(_, q)| q);
+    let Some(seen) = read_push(config, query, &d.body) else {
+        return;
+    };
+    let verdict = match d.reply {
+        Reply::Judged(v) => v,
+        Reply::Body(b, framing) => {
+            judge(config, &seen, body_of(&b, framing).as_deref().unwrap_or(&b))
+        }
+    };
+    if let Some(e) = push_event(&config.appid, &seen, d.time) {
+        let first = match (&e.id, recent.lock()) {
             (Some(id), Ok(mut recent)) => recent.first(id),
             _ => true,
         };
@@ -712,32 +790,15 @@ fn record(
         }
     }
     events.push(Event {
-        appid: state.config.appid.clone(),
+        appid: config.appid.clone(),
         id: None,
-        time: now,
+        time: d.time,
         kind: Kind::Reply {
-            cost_ms,
+            cost_ms: d.cost_ms,
             ok: verdict.ok(),
         },
     });
-    tracing::debug!(verdict = %verdict.label(), cost_ms, "push proxied");
-}
-
-async fn hand_over(state: &State, events: &mut Vec<Event>) {
-    if events.is_empty() {
-        return;
-    }
-    let full = match state.outbox.lock() {
-        Ok(mut o) => {
-            o.append(events);
-            (o.len() >= OUTBOX).then(|| std::mem::take(&mut *o))
-        }
-        Err(_) => None,
-    };
-    if let Some(full) = full {
-        // Many waiting: hand them over now (and wait if the recorder is behind).
-        state.recorder.record_many(full).await;
-    }
+    tracing::debug!(verdict = %verdict.label(), cost_ms = d.cost_ms, "push proxied");
 }
 
 /// What a push request said, as far as it could be read.

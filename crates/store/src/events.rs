@@ -576,9 +576,14 @@ pub(crate) fn store_batch_deferred(tx: &Connection, batch: &mut Batch) -> Result
 
 /// Recomputes every pending period (see [`store_batch_deferred`]) and clears the marks;
 /// `changed` is called for each account. Returns the accounts recomputed.
+///
+/// Messages and replies — what `push` and `proxy` record, all day long — are not recomputed
+/// from their day's events but answered from live tallies (`live`) that absorb only the
+/// chunks stored since the last flush; the other classes are recomputed as a batch would.
 pub(crate) fn flush_pending(
     tx: &Connection,
     yesterday: Date,
+    live: &mut LiveTallies,
     mut changed: impl FnMut(&str) -> Result<()>,
 ) -> Result<usize> {
     let mut pending: BTreeMap<String, Touched> = BTreeMap::new();
@@ -594,6 +599,11 @@ pub(crate) fn flush_pending(
         }
     }
     for (appid, touched) in &pending {
+        for class in LIVE_CLASSES {
+            if let Some(span) = touched.get(class) {
+                live.refresh(tx, appid, class, span)?;
+            }
+        }
         let own = AccountBatch {
             appid: appid.clone(),
             classes: Default::default(),
@@ -602,13 +612,212 @@ pub(crate) fn flush_pending(
             touched: *touched,
             own_chunks: FxHashSet::default(),
         };
-        recompute(tx, &own, &appended, yesterday)?;
+        recompute_but(tx, &own, &appended, yesterday, &LIVE_CLASSES)?;
         changed(appid)?;
     }
     if !pending.is_empty() {
         tx.prepare_cached("DELETE FROM stat_pending")?.execute([])?;
     }
     Ok(pending.len())
+}
+
+/// The classes [`flush_pending`] answers from live tallies.
+const LIVE_CLASSES: [Class; 2] = [Class::Message, Class::Reply];
+
+/// The whole weeks and months around `lo..=hi`: what a message tally must hold to answer
+/// the week and month rows of those days.
+fn whole_periods((lo, hi): (Date, Date)) -> (Date, Date) {
+    (
+        monday_of(lo).min(lo.first_of_month()),
+        add_days(monday_of(hi), 6).max(hi.last_of_month()),
+    )
+}
+
+/// The endpoints of a live class, each with the dates of its rows that days `lo..=hi` feed.
+fn live_endpoints(class: Class, (lo, hi): (Date, Date)) -> Vec<(Endpoint, (Date, Date))> {
+    let group = match class {
+        Class::Message => Group::Message,
+        _ => Group::Interface,
+    };
+    Endpoint::ALL
+        .iter()
+        .copied()
+        .filter(|e| e.group() == group)
+        .map(|e| {
+            let range = match e.period() {
+                Period::Day | Period::Hour => (lo, hi),
+                Period::Week => (monday_of(lo), monday_of(hi)),
+                Period::Month => (lo.first_of_month(), hi.first_of_month()),
+            };
+            (e, range)
+        })
+        .collect()
+}
+
+/// One account's live tally of one class: the chunks of days `window` it has absorbed are
+/// those with `seq <= max_seq`, `chunks` of them.
+struct LiveState {
+    window: (i64, i64),
+    max_seq: i64,
+    chunks: i64,
+    tally: datacube_engine::live::Live,
+}
+
+/// Live tallies of messages and replies, by account and class, for [`flush_pending`]. Kept
+/// by the store for the life of the process; they follow the database, whoever writes to it:
+/// new chunks are absorbed by their `seq`, and a tally whose chunks changed otherwise (a day
+/// merged by another writer) is rebuilt from the stored events.
+#[derive(Default)]
+pub(crate) struct LiveTallies {
+    states: HashMap<(String, Class), LiveState>,
+    /// Tallies (re)built from the stored events.
+    pub(crate) rebuilds: u64,
+}
+
+/// The most days a live tally holds (when a refresh asks for other days, a tally grows to
+/// hold them up to this span, else it starts over on the days asked for).
+const LIVE_DAYS: i64 = 75;
+
+impl LiveTallies {
+    /// Brings the tally of (`appid`, `class`) up to date with the stored chunks, and writes
+    /// the rows of the endpoints that days `span` feed.
+    fn refresh(
+        &mut self,
+        tx: &Connection,
+        appid: &str,
+        class: Class,
+        span: (Date, Date),
+    ) -> Result<()> {
+        let (w0, w1) = whole_periods(span);
+        let window = (date_to_epoch_day(w0), date_to_epoch_day(w1));
+        let key = (appid.to_owned(), class);
+        let mut count_upto = tx.prepare_cached(
+            "SELECT COUNT(*) FROM event_chunk
+             WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 AND seq <= ?5",
+        )?;
+        let usable = match self.states.get(&key) {
+            Some(s) if s.window.0 <= window.0 && s.window.1 >= window.1 => {
+                let n: i64 = count_upto.query_row(
+                    params![appid, class as i64, s.window.0, s.window.1, s.max_seq],
+                    |r| r.get(0),
+                )?;
+                n == s.chunks
+            }
+            _ => false,
+        };
+        if !usable {
+            // Rebuilt over the window asked for, and the one held too when both fit in about
+            // two months: a late event for last week must not make this week's tally start over
+            // and over.
+            let window = match self.states.get(&key) {
+                Some(s) if s.window.1.max(window.1) - s.window.0.min(window.0) < LIVE_DAYS => {
+                    (s.window.0.min(window.0), s.window.1.max(window.1))
+                }
+                _ => window,
+            };
+            self.rebuilds += 1;
+            self.states.insert(
+                key.clone(),
+                LiveState {
+                    window,
+                    max_seq: 0,
+                    chunks: 0,
+                    tally: datacube_engine::live::Live::new(),
+                },
+            );
+        }
+        let state = self.states.get_mut(&key).expect("just ensured");
+        let mut events = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, codec, data FROM event_chunk
+                 WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 AND seq > ?5
+                 ORDER BY seq",
+            )?;
+            let mut rows = stmt.query(params![
+                appid,
+                class as i64,
+                state.window.0,
+                state.window.1,
+                state.max_seq
+            ])?;
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                events.clear();
+                decode_chunk(
+                    appid,
+                    row.get(1)?,
+                    row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?,
+                    &mut events,
+                )?;
+                for e in &events {
+                    state.tally.absorb(e);
+                }
+                state.max_seq = state.max_seq.max(seq);
+                state.chunks += 1;
+            }
+        }
+        // Days recorded in many small chunks are merged (a few at a time, see
+        // `compact_newest`); every chunk of the window is absorbed now, so the tally stays
+        // valid and only its bookkeeping is taken again.
+        let crowded: Vec<i64> = tx
+            .prepare_cached(
+                "SELECT day FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4
+                 GROUP BY day HAVING COUNT(*) >= ?5",
+            )?
+            .query_map(
+                params![appid, class as i64, state.window.0, state.window.1, COMPACT_AT as i64],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        if !crowded.is_empty() {
+            for day in crowded {
+                compact_newest(tx, appid, class, day)?;
+            }
+            (state.chunks, state.max_seq) = tx
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM event_chunk
+                     WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4",
+                )?
+                .query_row(
+                    params![appid, class as i64, state.window.0, state.window.1],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+        }
+        for (endpoint, range) in live_endpoints(class, span) {
+            let rows = state.tally.rows(endpoint, range);
+            let days = crate::days::prepare_days(&rows, range)?;
+            crate::days::replace(tx, appid, endpoint, range, days)?;
+        }
+        Ok(())
+    }
+}
+
+/// Merges the newest chunks of one day: the last two, and older ones while each is no larger
+/// than the newer ones together. A day recorded in many small chunks so ends up in a few
+/// chunks of geometrically growing size, and each event is rewritten a logarithmic number of
+/// times, where merging the whole day each time would rewrite a busy day again and again.
+fn compact_newest(tx: &Connection, appid: &str, class: Class, day: i64) -> Result<()> {
+    let chunks: Vec<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT seq, length(data) FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day = ?3
+             ORDER BY seq",
+        )?
+        .query_map(params![appid, class as i64, day], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if chunks.len() < 2 {
+        return Ok(());
+    }
+    let mut from = chunks.len() - 2;
+    let mut newer: i64 = chunks[from..].iter().map(|c| c.1).sum();
+    while from > 0 && chunks[from - 1].1 <= newer {
+        from -= 1;
+        newer += chunks[from].1;
+    }
+    let seqs: Vec<i64> = chunks[from..].iter().map(|c| c.0).collect();
+    compact(tx, appid, class, day, &seqs)
 }
 
 /// An id to look up in the index: its hash, the tag of its event's day and class, and where
@@ -956,8 +1165,27 @@ fn recompute(
     appended: &Appended,
     yesterday: Date,
 ) -> Result<()> {
+    recompute_but(tx, own, appended, yesterday, &[])
+}
+
+/// [`recompute`], leaving the statistics of the classes `elsewhere` (their followers part
+/// aside) to the caller.
+fn recompute_but(
+    tx: &Connection,
+    own: &AccountBatch,
+    appended: &Appended,
+    yesterday: Date,
+    elsewhere: &[Class],
+) -> Result<()> {
     let appid = own.appid.as_str();
     let touched = &appended.touched;
+    let here = |class: Class| {
+        if elsewhere.contains(&class) {
+            None
+        } else {
+            touched.get(class)
+        }
+    };
     let skip = &appended.own_chunks;
     let mine = |class: Class| own.classes[class as usize].events.as_slice();
     let Some((lo, hi)) = touched.overall() else {
@@ -989,12 +1217,7 @@ fn recompute(
         follows.map(|(f, _)| (f, u1)),
     );
     // Messages: whole weeks and months.
-    let message_window = touched.get(Class::Message).map(|(m_lo, m_hi)| {
-        (
-            monday_of(m_lo).min(m_lo.first_of_month()),
-            add_days(monday_of(m_hi), 6).max(m_hi.last_of_month()),
-        )
-    });
+    let message_window = here(Class::Message).map(whole_periods);
 
     // Load the stored events; the batch's own are in `own` (every load range covers the
     // days the batch's events of that class are on).
@@ -1007,7 +1230,7 @@ fn recompute(
         load(tx, appid, Class::Message, Some(window), skip, &mut messages)?;
     }
     let mut replies = Vec::new();
-    if let Some(range) = touched.get(Class::Reply) {
+    if let Some(range) = here(Class::Reply) {
         load(tx, appid, Class::Reply, Some(range), skip, &mut replies)?;
     }
     let (mut publishes, mut reads) = (Vec::new(), Vec::new());
@@ -1035,33 +1258,18 @@ fn recompute(
             ],
         });
     }
-    if let (Some((m_lo, m_hi)), Some(window)) = (touched.get(Class::Message), message_window) {
+    if let (Some(span), Some(window)) = (here(Class::Message), message_window) {
         jobs.push(Job {
             parts: vec![&messages, mine(Class::Message)],
             window,
-            replaces: Endpoint::ALL
-                .iter()
-                .copied()
-                .filter(|e| e.group() == Group::Message)
-                .map(|e| {
-                    let range = match e.period() {
-                        Period::Day | Period::Hour => (m_lo, m_hi),
-                        Period::Week => (monday_of(m_lo), monday_of(m_hi)),
-                        Period::Month => (m_lo.first_of_month(), m_hi.first_of_month()),
-                    };
-                    (e, range)
-                })
-                .collect(),
+            replaces: live_endpoints(Class::Message, span),
         });
     }
-    if let Some(range) = touched.get(Class::Reply) {
+    if let Some(range) = here(Class::Reply) {
         jobs.push(Job {
             parts: vec![&replies, mine(Class::Reply)],
             window: range,
-            replaces: vec![
-                (Endpoint::GetInterfaceSummary, range),
-                (Endpoint::GetInterfaceSummaryHour, range),
-            ],
+            replaces: live_endpoints(Class::Reply, range),
         });
     }
     if let Some((t0, t1)) = sends {
@@ -1455,6 +1663,132 @@ mod tests {
                 .collect();
             assert_eq!(stored(&store, "wxa", endpoint), want, "{}", endpoint.name());
         }
+    }
+
+    /// A live recording: small deferred batches in time order with flushes between (answered
+    /// from live tallies), late events for days already flushed, and now and then a whole
+    /// batch ingested the ordinary way (which merges crowded days behind the tallies' back).
+    /// After every flush the message and interface rows equal the engine's over everything
+    /// stored so far, and busy days stay in a few chunks.
+    #[test]
+    fn live_tallies_follow_small_batches_merges_and_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let store = SqliteStore::open(path.to_str().unwrap(), "sqlite://l.db").unwrap();
+        let last = date(2024, 4, 30);
+        let mut events: Vec<Event> = datacube_engine::demo::events("wxa", last, 40, 7)
+            .iter()
+            .map(|l| datacube_engine::parse_line(l).unwrap())
+            .filter(|e| matches!(e.kind, Kind::Message { .. } | Kind::Reply { .. }))
+            .collect();
+        // Live traffic: many events per day.
+        let extra: Vec<Event> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Event {
+                time: e.time + (i % 7) as i64,
+                id: Some(format!("x{i}")),
+                ..e.clone()
+            })
+            .collect();
+        events.extend(extra);
+        events.sort_by_key(|e| e.time);
+        let mut rng = StdRng::seed_from_u64(11);
+        let wanted: Vec<Endpoint> = Endpoint::ALL
+            .iter()
+            .copied()
+            .filter(|e| matches!(e.group(), Group::Message | Group::Interface))
+            .collect();
+        let mut stored_so_far: Vec<Event> = Vec::new();
+        let (mut at, mut flushes, mut ordinary) = (0, 0, 0);
+        while at < events.len() {
+            // Now and then a burst of tiny batches with no flush, then an ordinary batch: its
+            // recompute merges the crowded day behind the tallies' back.
+            let burst = flushes % 25 == 24 && at + 40 < events.len();
+            if burst {
+                for _ in 0..COMPACT_AT {
+                    let batch = events[at..at + 2].to_vec();
+                    at += 2;
+                    stored_so_far.extend(batch.iter().cloned());
+                    store
+                        .ingest_deferred(Batch::prepare(batch).unwrap())
+                        .unwrap();
+                }
+            }
+            let n = rng.random_range(1..40).min(events.len() - at);
+            let mut batch: Vec<Event> = events[at..at + n].to_vec();
+            at += n;
+            // A straggler from days ago.
+            if rng.random_bool(0.1) && !stored_so_far.is_empty() {
+                let old = &stored_so_far[rng.random_range(0..stored_so_far.len())];
+                batch.push(Event {
+                    id: Some(format!("late{at}")),
+                    ..old.clone()
+                });
+            }
+            stored_so_far.extend(batch.iter().cloned());
+            if burst || rng.random_bool(0.05) {
+                ordinary += 1;
+                store.ingest(Batch::prepare(batch).unwrap(), last).unwrap();
+            } else {
+                store
+                    .ingest_deferred(Batch::prepare(batch).unwrap())
+                    .unwrap();
+            }
+            if burst || rng.random_bool(0.3) || at == events.len() {
+                flushes += 1;
+                store.flush_pending(last).unwrap();
+                let first = stored_so_far
+                    .iter()
+                    .map(|e| china_date(e.time))
+                    .min()
+                    .unwrap();
+                let newest = stored_so_far
+                    .iter()
+                    .map(|e| china_date(e.time))
+                    .max()
+                    .unwrap();
+                let want = datacube_engine::compute_some(&stored_so_far, first, newest, &wanted);
+                for endpoint in &wanted {
+                    let want: Vec<String> = want.get(endpoint).map_or(vec![], |rows| {
+                        rows.iter()
+                            .map(|r| {
+                                serde_json::from_str::<serde_json::Value>(&r.json)
+                                    .unwrap()
+                                    .to_string()
+                            })
+                            .collect()
+                    });
+                    assert_eq!(
+                        stored(&store, "wxa", *endpoint),
+                        want,
+                        "{} after {at} events",
+                        endpoint.name()
+                    );
+                }
+            }
+        }
+        assert!(
+            flushes > 50 && ordinary > 2,
+            "{flushes} flushes, {ordinary} ordinary batches"
+        );
+        // Tallies were rebuilt for new months and after the ordinary batches' merges, not at
+        // every flush (two classes are tallied).
+        let rebuilds = store.live_rebuilds();
+        assert!(
+            rebuilds >= 2 && rebuilds < flushes / 4,
+            "{rebuilds} rebuilds in {flushes} flushes"
+        );
+        // Each day's chunks were merged as they came: a few per day, not one per batch.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let most: i64 = conn
+            .query_row(
+                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM event_chunk GROUP BY appid, class, day)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(most < COMPACT_AT as i64, "a day kept {most} chunks");
     }
 
     /// Realistic streams ingested in random batches, out of order, with batches sent twice:

@@ -32,6 +32,9 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Live message and reply tallies for [`SqliteStore::flush_pending`] (taken with the
+    /// writer held).
+    live: Mutex<crate::events::LiveTallies>,
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -65,6 +68,7 @@ impl SqliteStore {
                 path: PathBuf::from(path),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                live: Mutex::new(Default::default()),
             }),
         })
     }
@@ -352,6 +356,12 @@ impl SqliteStore {
         Ok(IngestOutcome { accepted })
     }
 
+    /// How many times the live tallies were built from the stored events.
+    #[cfg(test)]
+    pub(crate) fn live_rebuilds(&self) -> u64 {
+        self.inner.live.lock().map_or(0, |l| l.rebuilds)
+    }
+
     pub(crate) fn flush_pending(&self, yesterday: Date) -> Result<usize> {
         // Usually nothing is pending: look before taking the write lock.
         let any: bool = self.with_reader(|conn| {
@@ -364,10 +374,20 @@ impl SqliteStore {
         }
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n =
-                crate::events::flush_pending(&tx, yesterday, |appid| Ok(bump_change(&tx, appid)?))?;
-            tx.commit()?;
-            Ok(n)
+            let mut live = self
+                .inner
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let done = crate::events::flush_pending(&tx, yesterday, &mut live, |appid| {
+                Ok(bump_change(&tx, appid)?)
+            })
+            .and_then(|n| Ok(tx.commit().map(|()| n)?));
+            if done.is_err() {
+                // The tallies may count what the rolled-back transaction merged: start over.
+                *live = Default::default();
+            }
+            done
         })
     }
 
