@@ -58,13 +58,11 @@ struct State {
     prefix: String,
     recorder: Recorder,
     now: Now,
-    /// Deliveries waiting to be read and recorded (every 50 ms, or sooner when many).
-    outbox: std::sync::Mutex<Outbox>,
-    /// Held while deliveries are read and handed to the recorder, so that they go in order.
-    settling: tokio::sync::Mutex<()>,
+    /// Events waiting to be handed to the recorder (every 50 ms, or sooner when many).
+    outbox: std::sync::Mutex<Vec<Event>>,
     /// Messages seen lately: WeChat's retries of one are not recorded again (the store would
     /// find them duplicates too, at a higher price).
-    recent: Arc<std::sync::Mutex<Recent>>,
+    recent: std::sync::Mutex<Recent>,
 }
 
 /// The last [`RECENT`] message ids (and event keys) seen.
@@ -75,14 +73,12 @@ struct Recent {
 }
 
 const RECENT: usize = 65_536;
-/// Deliveries handed over at once when this many wait…
+/// Events handed over at once when this many wait.
 const OUTBOX: usize = 4096;
-/// …or when their bodies hold this many bytes.
-const OUTBOX_BYTES: usize = 16 << 20;
 
-/// One POST as the proxy forwarded it, for reading and recording off the forwarding path:
-/// whether it is a push at all (signature, XML, decryption) and whether its reply is one
-/// WeChat accepts are decided on another thread, so that they add nothing to the latency.
+/// One POST as the proxy forwarded it. Whether it is a push at all (signature, XML,
+/// decryption) and whether its reply is one WeChat accepts are decided once the answer is on
+/// its way back, not before the request goes upstream.
 struct Delivery {
     target: String,
     body: Vec<u8>,
@@ -97,12 +93,6 @@ enum Reply {
     Judged(Verdict),
     /// A 200 with this body (as framed), to judge.
     Body(Vec<u8>, Framing),
-}
-
-#[derive(Default)]
-struct Outbox {
-    deliveries: Vec<Delivery>,
-    bytes: usize,
 }
 
 impl Recent {
@@ -144,9 +134,8 @@ pub async fn serve(
         prefix,
         recorder,
         now,
-        outbox: std::sync::Mutex::new(Outbox::default()),
-        settling: tokio::sync::Mutex::new(()),
-        recent: Arc::new(std::sync::Mutex::new(Recent::default())),
+        outbox: std::sync::Mutex::new(Vec::new()),
+        recent: std::sync::Mutex::new(Recent::default()),
     });
     // Events go to the recorder in batches, not one wake-up per request.
     let flusher = {
@@ -154,8 +143,8 @@ pub async fn serve(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let deliveries = state.take_outbox();
-                settle(&state, deliveries).await;
+                let events = state.take_outbox();
+                state.recorder.record_many(events).await;
             }
         })
     };
@@ -182,16 +171,16 @@ pub async fn serve(
     })
     .await;
     flusher.abort();
-    let deliveries = state.take_outbox();
-    settle(&state, deliveries).await;
+    let events = state.take_outbox();
+    state.recorder.record_many(events).await;
     Ok(())
 }
 
 impl State {
-    fn take_outbox(&self) -> Vec<Delivery> {
+    fn take_outbox(&self) -> Vec<Event> {
         self.outbox
             .lock()
-            .map(|mut o| std::mem::take(&mut *o).deliveries)
+            .map(|mut o| std::mem::take(&mut *o))
             .unwrap_or_default()
     }
 }
@@ -699,7 +688,7 @@ fn body_of(raw: &[u8], framing: Framing) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Queues a POST's delivery for [`settle`] (other requests are not pushes).
+/// Records a POST's delivery (other requests are not pushes), once its answer is written.
 async fn record(
     state: &State,
     request: &RequestHead,
@@ -723,44 +712,22 @@ async fn record(
         time: (state.now)().as_second(),
         body,
     };
+    let mut events = Vec::with_capacity(2);
+    delivery_events(&state.config, &state.recent, delivery, &mut events);
+    if events.is_empty() {
+        return;
+    }
     let full = match state.outbox.lock() {
         Ok(mut o) => {
-            o.bytes += delivery.body.len()
-                + match &delivery.reply {
-                    Reply::Body(b, _) => b.len(),
-                    Reply::Judged(_) => 0,
-                };
-            o.deliveries.push(delivery);
-            (o.deliveries.len() >= OUTBOX || o.bytes >= OUTBOX_BYTES)
-                .then(|| std::mem::take(&mut *o).deliveries)
+            o.append(&mut events);
+            (o.len() >= OUTBOX).then(|| std::mem::take(&mut *o))
         }
         Err(_) => None,
     };
     if let Some(full) = full {
         // Many waiting: hand them over now (and wait if the recorder is behind).
-        settle(state, full).await;
+        state.recorder.record_many(full).await;
     }
-}
-
-/// Reads deliveries (on a blocking thread: the proxy's own only forwards) and hands their
-/// events to the recorder, in order.
-async fn settle(state: &State, deliveries: Vec<Delivery>) {
-    if deliveries.is_empty() {
-        return;
-    }
-    let _order = state.settling.lock().await;
-    let config = state.config.clone();
-    let recent = state.recent.clone();
-    let events = tokio::task::spawn_blocking(move || {
-        let mut events = Vec::with_capacity(deliveries.len() * 2);
-        for d in deliveries {
-            delivery_events(&config, &recent, d, &mut events);
-        }
-        events
-    })
-    .await
-    .unwrap_or_default();
-    state.recorder.record_many(events).await;
 }
 
 /// The events of one push's delivery: the callback, and the message (or follow) once.
