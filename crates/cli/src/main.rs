@@ -349,6 +349,10 @@ struct ProxyArgs {
     /// Seconds the upstream has to answer before the proxy answers 504 (WeChat waits 5).
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
+    /// Event loops, each on a thread of its own with its own listening socket (as nginx's
+    /// workers); the default is one per CPU.
+    #[arg(long, env = "DATACUBE_PROXY_WORKERS")]
+    workers: Option<usize>,
     #[command(flatten)]
     db: DatabaseArg,
     /// Emulated "now" (RFC 3339): the events' times.
@@ -987,10 +991,14 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
     };
     let recorder = datacube_push::recorder::Recorder::start(store, now.clone());
     let shutdown = shutdown_signal()?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let workers = match args.workers {
+        Some(0) => bail!("--workers must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let listeners = datacube_push::proxy::bind_workers(args.listen, workers)
         .with_context(|| format!("listening on {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    let addr = listeners[0].local_addr()?;
     println!(
         "datacube proxy on http://{addr} → {upstream}, recording for {}",
         args.appid
@@ -1003,7 +1011,7 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
         key,
         timeout: Duration::from_secs_f64(args.timeout),
     };
-    datacube_push::proxy::serve(listener, config, recorder.clone(), now, shutdown).await?;
+    datacube_push::proxy::serve_workers(listeners, config, recorder.clone(), now, shutdown).await?;
     let recorded = recorder.finish().await?;
     println!(
         "recorded {} events in {} ({} already there)",

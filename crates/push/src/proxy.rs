@@ -62,12 +62,12 @@ struct State {
     outbox: std::sync::Mutex<Vec<Event>>,
     /// Messages seen lately: WeChat's retries of one are not recorded again (the store would
     /// find them duplicates too, at a higher price).
-    recent: std::sync::Mutex<Recent>,
+    recent: Arc<std::sync::Mutex<Recent>>,
 }
 
-/// The last [`RECENT`] message ids (and event keys) seen.
+/// The last [`RECENT`] message ids (and event keys) seen, by all of a proxy's workers.
 #[derive(Default)]
-struct Recent {
+pub struct Recent {
     set: rustc_hash::FxHashSet<String>,
     order: std::collections::VecDeque<String>,
 }
@@ -121,6 +121,106 @@ pub async fn serve(
     now: Now,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(listener, config, recorder, now, shutdown, Arc::default()).await
+}
+
+/// Binds `workers` listening sockets to `addr` (`SO_REUSEPORT`: the kernel spreads new
+/// connections over them). With port 0, the first socket picks the port and the others take it.
+pub fn bind_workers(
+    addr: std::net::SocketAddr,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(workers.max(1));
+    for _ in 0..workers.max(1) {
+        let at = listeners
+            .first()
+            .map_or(Ok(addr), std::net::TcpListener::local_addr)?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(at),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        #[cfg(unix)]
+        if workers > 1 {
+            socket.set_reuse_port(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&at.into())?;
+        socket.listen(1024)?;
+        listeners.push(socket.into());
+    }
+    Ok(listeners)
+}
+
+/// Serves the proxy with one event loop per listener (from [`bind_workers`]), as nginx runs
+/// one worker per CPU: the first on the calling runtime, the others each on a thread and
+/// runtime of its own. A request is read, forwarded and answered on one thread, never handed
+/// between threads; all workers record into `recorder` and share the memory of recent
+/// MsgIds (WeChat's retry of a message may come on another connection).
+pub async fn serve_workers(
+    listeners: Vec<std::net::TcpListener>,
+    config: ProxyConfig,
+    recorder: Recorder,
+    now: Now,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let recent: Arc<std::sync::Mutex<Recent>> = Arc::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut listeners = listeners.into_iter();
+    let Some(first) = listeners.next() else {
+        return Ok(());
+    };
+    let mut threads = Vec::new();
+    for (i, listener) in listeners.enumerate() {
+        let (config, recorder, now, recent) = (
+            config.clone(),
+            recorder.clone(),
+            now.clone(),
+            recent.clone(),
+        );
+        let mut stopped = stopped.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("datacube-proxy-{}", i + 1))
+                .spawn(move || -> std::io::Result<()> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        let shutdown = async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        };
+                        serve_with(listener, config, recorder, now, shutdown, recent).await
+                    })
+                })?,
+        );
+    }
+    let listener = TcpListener::from_std(first)?;
+    let result = serve_with(listener, config, recorder, now, shutdown, recent).await;
+    let _ = stop.send(true);
+    for t in threads {
+        // Joining blocks: done off the event loop (the recorder may still run on it).
+        let joined = tokio::task::spawn_blocking(move || t.join())
+            .await
+            .map_err(std::io::Error::other)?;
+        match joined {
+            Ok(r) => r?,
+            Err(_) => return Err(std::io::Error::other("a proxy worker panicked")),
+        }
+    }
+    result
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    config: ProxyConfig,
+    recorder: Recorder,
+    now: Now,
+    shutdown: impl std::future::Future<Output = ()>,
+    recent: Arc<std::sync::Mutex<Recent>>,
+) -> std::io::Result<()> {
     let addr = format!(
         "{}:{}",
         config.upstream.host().unwrap_or("127.0.0.1"),
@@ -135,7 +235,7 @@ pub async fn serve(
         recorder,
         now,
         outbox: std::sync::Mutex::new(Vec::new()),
-        recent: std::sync::Mutex::new(Recent::default()),
+        recent,
     });
     // Events go to the recorder in batches, not one wake-up per request.
     let flusher = {

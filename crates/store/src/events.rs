@@ -10,6 +10,11 @@
 //! bits; the number of buckets doubles as the account grows, so that a bucket stays small). A
 //! hash that is found is confirmed against the ids stored in that day's chunks, so a hash
 //! collision never drops an event.
+//!
+//! Recording (`push`, `proxy`) stores events with their statistics deferred and refreshes them
+//! every few seconds ([`flush_pending`]): messages and replies from live tallies that absorb
+//! only the chunks stored since the last refresh, so that a refresh costs what arrived, not
+//! the day so far; a day recorded in many small chunks is merged a few chunks at a time.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -72,6 +77,9 @@ const MAX_BUCKET_BITS: u32 = 24;
 const MAX_DELTAS: usize = 8;
 #[cfg(test)]
 const MAX_DELTAS: usize = 3;
+/// The deltas are merged into the buckets once they hold at least 1/DELTA_SHARE of the ids
+/// (else among themselves).
+const DELTA_SHARE: u64 = 8;
 /// One id index entry: the hash (8 bytes) and the event's day × 8 + class (4 bytes).
 const ENTRY: usize = 12;
 
@@ -170,6 +178,40 @@ fn bucket_of(hash: u64, bits: u32) -> i64 {
     } else {
         (hash >> (64 - bits)) as i64
     }
+}
+
+/// The tags of the entries with `hash` in a sorted entries blob, found by binary search.
+fn find_entries(blob: &[u8], hash: u64) -> impl Iterator<Item = u32> {
+    entries_from(blob, 0, hash).0.into_iter()
+}
+
+/// In a sorted entries blob, from entry `at` on: the tags of the entries with `hash`, and the
+/// first entry whose hash is not below it (binary search: a few ids against a large level).
+fn entries_from(blob: &[u8], at: usize, hash: u64) -> (Vec<u32>, usize) {
+    let n = blob.len() / ENTRY;
+    let hash_at = |i: usize| {
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&blob[i * ENTRY..i * ENTRY + 8]);
+        u64::from_le_bytes(h)
+    };
+    let (mut lo, mut hi) = (at.min(n), n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if hash_at(mid) < hash {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let tags = (lo..n)
+        .take_while(|i| hash_at(*i) == hash)
+        .map(|i| {
+            let mut t = [0u8; 4];
+            t.copy_from_slice(&blob[i * ENTRY + 8..(i + 1) * ENTRY]);
+            u32::from_le_bytes(t)
+        })
+        .collect();
+    (tags, lo)
 }
 
 fn read_entries(blob: &[u8]) -> Vec<(u64, u32)> {
@@ -834,10 +876,13 @@ struct Candidate {
 /// the new ones to it, and returns where their events are: (class, index).
 ///
 /// The index has two levels: buckets by hash (`event_id`), and deltas (`event_id_delta`), one
-/// per batch, holding the batch's new ids. A batch reads the buckets its ids fall in and all
-/// the deltas, and writes one delta; every [`MAX_DELTAS`] deltas are merged into the buckets
-/// at once. A large batch thus does not rewrite the whole index each time (its ids fall in
-/// every bucket), only one time in [`MAX_DELTAS`].
+/// per batch, holding the batch's new ids. A batch searches the buckets its ids fall in and
+/// the deltas (binary search in the stored bytes), and writes one delta. When there are
+/// [`MAX_DELTAS`] deltas, they are merged into the buckets if they hold at least
+/// 1/[`DELTA_SHARE`] of the ids — a large batch thus rewrites the whole index (its ids fall in
+/// every bucket) only one time in [`MAX_DELTAS`] — and otherwise the newest deltas are merged
+/// together: small batches (a live recording, every 200 ms) must not cost the whole index
+/// each, nor rewrite it every few batches.
 fn dedup_ids(
     tx: &Connection,
     appid: &str,
@@ -850,12 +895,11 @@ fn dedup_ids(
         .optional()?
         .unwrap_or((0, 0));
     candidates.sort_unstable();
-    let deltas: Vec<(i64, Vec<(u64, u32)>)> = {
+    // The deltas as stored (sorted entries), searched in place.
+    let deltas: Vec<(i64, Vec<u8>)> = {
         let mut stmt = tx
             .prepare_cached("SELECT seq, data FROM event_id_delta WHERE appid = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([appid], |r| {
-            Ok((r.get::<_, i64>(0)?, read_entries(r.get_ref(1)?.as_blob()?)))
-        })?;
+        let rows = stmt.query_map([appid], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     let mut select =
@@ -873,13 +917,23 @@ fn dedup_ids(
                 .iter()
                 .take_while(|c| bucket_of(c.hash, bits) == bucket)
                 .count();
-        let blob: Option<Vec<u8>> = select
-            .query_row(params![appid, bucket], |r| r.get(0))
+        // The bucket's entries with a candidate's hash, searched in the stored bytes (a batch
+        // of a few ids must not parse every bucket it touches): (candidate, stored tag).
+        let mut in_bucket: Vec<(usize, u32)> = Vec::new();
+        select
+            .query_row(params![appid, bucket], |r| {
+                let blob = r.get_ref(0)?.as_blob()?;
+                for (k, c) in candidates[start..end].iter().enumerate() {
+                    for tag in find_entries(blob, c.hash) {
+                        in_bucket.push((start + k, tag));
+                    }
+                }
+                Ok(())
+            })
             .optional()?;
-        let old = blob.as_deref().map(read_entries).unwrap_or_default();
-        // Candidates and every level are sorted by hash: one cursor per level walks forward.
-        let mut old_at = 0;
-        for c in &candidates[start..end] {
+        let mut found_at = 0;
+        for (k, c) in candidates[start..end].iter().enumerate() {
+            let k = start + k;
             let hash = c.hash;
             // Read only when a hash is found: the events are far apart in memory.
             let id = || {
@@ -888,18 +942,26 @@ fn dedup_ids(
                     .as_deref()
             };
             let mut duplicate = false;
-            let levels = std::iter::once((&old[..], &mut old_at)).chain(
-                deltas
-                    .iter()
-                    .zip(delta_at.iter_mut())
-                    .map(|((_, d), at)| (&d[..], at)),
+            while in_bucket.get(found_at).is_some_and(|f| f.0 < k) {
+                found_at += 1;
+            }
+            let bucket_tags: Vec<u32> = in_bucket[found_at..]
+                .iter()
+                .take_while(|f| f.0 == k)
+                .map(|f| f.1)
+                .collect();
+            // Candidates and every delta are sorted by hash: one cursor per delta moves
+            // forward (by binary search: a delta may be large beside a small batch).
+            let levels = std::iter::once(bucket_tags).chain(
+                deltas.iter().zip(delta_at.iter_mut()).map(|((_, d), at)| {
+                    let (tags, next) = entries_from(d, *at, hash);
+                    // Equal hashes stay under the cursor: the next candidate may share it.
+                    *at = next;
+                    tags
+                }),
             );
-            'levels: for (entries, at) in levels {
-                while entries.get(*at).is_some_and(|e| e.0 < hash) {
-                    *at += 1;
-                }
-                // Equal hashes stay under the cursor: the next candidate may share the hash.
-                for &(_, stored_tag) in entries[*at..].iter().take_while(|e| e.0 == hash) {
+            'levels: for tags in levels {
+                for stored_tag in tags {
                     let ids = match stored_ids.entry(stored_tag) {
                         std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                         std::collections::hash_map::Entry::Vacant(v) => {
@@ -923,6 +985,7 @@ fn dedup_ids(
         // `added` is in hash order already: candidates were sorted.
         tx.prepare_cached("INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2)")?
             .execute(params![appid, write_entries(&added)])?;
+        let own_delta = tx.last_insert_rowid();
         count += added.len() as u64;
         tx.prepare_cached(
             "INSERT INTO event_app (appid, id_bits, ids) VALUES (?1, ?2, ?3)
@@ -930,9 +993,43 @@ fn dedup_ids(
         )?
         .execute(params![appid, bits, count])?;
         if deltas.len() + 1 >= MAX_DELTAS {
-            let mut levels: Vec<&[(u64, u32)]> = deltas.iter().map(|(_, d)| &d[..]).collect();
-            levels.push(&added);
-            merge_deltas(tx, appid, bits, count, &levels)?;
+            let pending: usize =
+                deltas.iter().map(|(_, d)| d.len() / ENTRY).sum::<usize>() + added.len();
+            if pending as u64 * DELTA_SHARE >= count {
+                let parsed: Vec<Vec<(u64, u32)>> =
+                    deltas.iter().map(|(_, d)| read_entries(d)).collect();
+                let mut levels: Vec<&[(u64, u32)]> = parsed.iter().map(|d| &d[..]).collect();
+                levels.push(&added);
+                merge_deltas(tx, appid, bits, count, &levels)?;
+            } else {
+                // Few ids beside the buckets (small batches, a live recording): rewriting
+                // every bucket for them would cost the whole index each time. The newest
+                // deltas are merged together instead (the last two, and older ones while
+                // each is no larger than the newer ones together).
+                let mut sizes: Vec<(i64, usize)> = deltas
+                    .iter()
+                    .map(|(seq, d)| (*seq, d.len() / ENTRY))
+                    .collect();
+                sizes.push((own_delta, added.len()));
+                let mut from = sizes.len() - 2;
+                let mut newer: usize = sizes[from..].iter().map(|s| s.1).sum();
+                while from > 0 && sizes[from - 1].1 <= newer {
+                    from -= 1;
+                    newer += sizes[from].1;
+                }
+                let mut merged: Vec<(u64, u32)> = Vec::with_capacity(newer);
+                for (_, d) in &deltas[from..] {
+                    merged.extend(read_entries(d));
+                }
+                merged.extend_from_slice(&added);
+                merged.sort_unstable();
+                let mut delete = tx.prepare_cached("DELETE FROM event_id_delta WHERE seq = ?1")?;
+                for (seq, _) in &sizes[from..] {
+                    delete.execute([seq])?;
+                }
+                tx.prepare_cached("INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2)")?
+                    .execute(params![appid, write_entries(&merged)])?;
+            }
         }
     }
     Ok(fresh)
