@@ -38,18 +38,12 @@ pub struct Live {
     /// Messages per user by day, week and month.
     dist: [HashMap<Date, HashMap<u32, u64>>; 3],
     iface: [HashMap<Label, Interface>; 2],
-    events: u64,
 }
 
 impl Live {
     /// An empty tally.
     pub fn new() -> Live {
         Live::default()
-    }
-
-    /// Message and reply events absorbed so far.
-    pub fn events(&self) -> u64 {
-        self.events
     }
 
     /// Adds one event's part to every figure it counts in.
@@ -62,7 +56,6 @@ impl Live {
                 let Some(code) = msg_type.wechat_code() else {
                     return;
                 };
-                self.events += 1;
                 let (date, hour) = china_date_hour(event.time);
                 let (week, month) = (monday_of(date), date.first_of_month());
                 let next = self.users.len() as u32;
@@ -87,7 +80,6 @@ impl Live {
                 }
             }
             Kind::Reply { cost_ms, ok } => {
-                self.events += 1;
                 let (date, hour) = china_date_hour(event.time);
                 self.iface[0]
                     .entry((date, 0))

@@ -67,7 +67,7 @@ struct State {
 
 /// The last [`RECENT`] message ids (and event keys) seen, by all of a proxy's workers.
 #[derive(Default)]
-pub struct Recent {
+struct Recent {
     set: rustc_hash::FxHashSet<String>,
     order: std::collections::VecDeque<String>,
 }
@@ -76,18 +76,9 @@ const RECENT: usize = 65_536;
 /// Events handed over at once when this many wait.
 const OUTBOX: usize = 4096;
 
-/// One POST as the proxy forwarded it. Whether it is a push at all (signature, XML,
+/// How the upstream answered a delivery. Whether a POST is a push at all (signature, XML,
 /// decryption) and whether its reply is one WeChat accepts are decided once the answer is on
 /// its way back, not before the request goes upstream.
-struct Delivery {
-    target: String,
-    body: Vec<u8>,
-    reply: Reply,
-    cost_ms: u64,
-    time: i64,
-}
-
-/// How the upstream answered a delivery.
 enum Reply {
     /// Already known: a timeout, a failure, a status other than 200, a reply too large.
     Judged(Verdict),
@@ -805,15 +796,18 @@ async fn record(
         Reply::Judged(Verdict::Timeout) => cost.max(limit),
         _ => cost,
     };
-    let delivery = Delivery {
-        target: request.target.clone(),
-        reply,
-        cost_ms: cost.as_millis() as u64,
-        time: (state.now)().as_second(),
-        body,
-    };
+    let query = request.target.split_once('?').map_or("", |(_, q)| q);
+    let time = (state.now)().as_second();
     let mut events = Vec::with_capacity(2);
-    delivery_events(&state.config, &state.recent, delivery, &mut events);
+    delivery_events(
+        state,
+        query,
+        &body,
+        reply,
+        cost.as_millis() as u64,
+        time,
+        &mut events,
+    );
     if events.is_empty() {
         return;
     }
@@ -832,23 +826,26 @@ async fn record(
 
 /// The events of one push's delivery: the callback, and the message (or follow) once.
 fn delivery_events(
-    config: &ProxyConfig,
-    recent: &std::sync::Mutex<Recent>,
-    d: Delivery,
+    state: &State,
+    query: &str,
+    body: &[u8],
+    reply: Reply,
+    cost_ms: u64,
+    time: i64,
     events: &mut Vec<Event>,
 ) {
-    let query = d.target.split_once('?').map_or("", |(_, q)| q);
-    let Some(seen) = read_push(config, query, &d.body) else {
+    let config = &state.config;
+    let Some(seen) = read_push(config, query, body) else {
         return;
     };
-    let verdict = match d.reply {
+    let verdict = match reply {
         Reply::Judged(v) => v,
         Reply::Body(b, framing) => {
             judge(config, &seen, body_of(&b, framing).as_deref().unwrap_or(&b))
         }
     };
-    if let Some(e) = push_event(&config.appid, &seen, d.time) {
-        let first = match (&e.id, recent.lock()) {
+    if let Some(e) = push_event(&config.appid, &seen, time) {
+        let first = match (&e.id, state.recent.lock()) {
             (Some(id), Ok(mut recent)) => recent.first(id),
             _ => true,
         };
@@ -859,13 +856,13 @@ fn delivery_events(
     events.push(Event {
         appid: config.appid.clone(),
         id: None,
-        time: d.time,
+        time,
         kind: Kind::Reply {
-            cost_ms: d.cost_ms,
+            cost_ms,
             ok: verdict.ok(),
         },
     });
-    tracing::debug!(verdict = %verdict.label(), cost_ms = d.cost_ms, "push proxied");
+    tracing::debug!(verdict = %verdict.label(), cost_ms, "push proxied");
 }
 
 /// What a push request said, as far as it could be read.

@@ -180,11 +180,6 @@ fn bucket_of(hash: u64, bits: u32) -> i64 {
     }
 }
 
-/// The tags of the entries with `hash` in a sorted entries blob, found by binary search.
-fn find_entries(blob: &[u8], hash: u64) -> impl Iterator<Item = u32> {
-    entries_from(blob, 0, hash).0.into_iter()
-}
-
 /// In a sorted entries blob, from entry `at` on: the tags of the entries with `hash`, and the
 /// first entry whose hash is not below it (binary search: a few ids against a large level).
 fn entries_from(blob: &[u8], at: usize, hash: u64) -> (Vec<u32>, usize) {
@@ -675,8 +670,8 @@ fn whole_periods((lo, hi): (Date, Date)) -> (Date, Date) {
     )
 }
 
-/// The endpoints of a live class, each with the dates of its rows that days `lo..=hi` feed.
-fn live_endpoints(class: Class, (lo, hi): (Date, Date)) -> Vec<(Endpoint, (Date, Date))> {
+/// The endpoints of the message or reply class, each with the dates of its rows that days `lo..=hi` feed.
+fn class_endpoints(class: Class, (lo, hi): (Date, Date)) -> Vec<(Endpoint, (Date, Date))> {
     let group = match class {
         Class::Message => Group::Message,
         _ => Group::Interface,
@@ -826,7 +821,7 @@ impl LiveTallies {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
         }
-        for (endpoint, range) in live_endpoints(class, span) {
+        for (endpoint, range) in class_endpoints(class, span) {
             let rows = state.tally.rows(endpoint, range);
             let days = crate::days::prepare_days(&rows, range)?;
             crate::days::replace(tx, appid, endpoint, range, days)?;
@@ -852,14 +847,23 @@ fn compact_newest(tx: &Connection, appid: &str, class: Class, day: i64) -> Resul
     if chunks.len() < 2 {
         return Ok(());
     }
-    let mut from = chunks.len() - 2;
-    let mut newer: i64 = chunks[from..].iter().map(|c| c.1).sum();
-    while from > 0 && chunks[from - 1].1 <= newer {
-        from -= 1;
-        newer += chunks[from].1;
-    }
+    let from = newest_run(&chunks);
     let seqs: Vec<i64> = chunks[from..].iter().map(|c| c.0).collect();
     compact(tx, appid, class, day, &seqs)
+}
+
+/// Of parts in age order, each `(seq, size)` (at least two), where the run to merge starts:
+/// the last two, and older ones while each is no larger than the newer ones together. Parts
+/// merged this way grow geometrically, so each item is rewritten a logarithmic number of
+/// times.
+fn newest_run(parts: &[(i64, i64)]) -> usize {
+    let mut from = parts.len() - 2;
+    let mut newer: i64 = parts[from..].iter().map(|p| p.1).sum();
+    while from > 0 && parts[from - 1].1 <= newer {
+        from -= 1;
+        newer += parts[from].1;
+    }
+    from
 }
 
 /// An id to look up in the index: its hash, the tag of its event's day and class, and where
@@ -917,23 +921,12 @@ fn dedup_ids(
                 .iter()
                 .take_while(|c| bucket_of(c.hash, bits) == bucket)
                 .count();
-        // The bucket's entries with a candidate's hash, searched in the stored bytes (a batch
-        // of a few ids must not parse every bucket it touches): (candidate, stored tag).
-        let mut in_bucket: Vec<(usize, u32)> = Vec::new();
-        select
-            .query_row(params![appid, bucket], |r| {
-                let blob = r.get_ref(0)?.as_blob()?;
-                for (k, c) in candidates[start..end].iter().enumerate() {
-                    for tag in find_entries(blob, c.hash) {
-                        in_bucket.push((start + k, tag));
-                    }
-                }
-                Ok(())
-            })
-            .optional()?;
-        let mut found_at = 0;
-        for (k, c) in candidates[start..end].iter().enumerate() {
-            let k = start + k;
+        let bucket_blob: Vec<u8> = select
+            .query_row(params![appid, bucket], |r| r.get(0))
+            .optional()?
+            .unwrap_or_default();
+        let mut bucket_at = 0;
+        for c in &candidates[start..end] {
             let hash = c.hash;
             // Read only when a hash is found: the events are far apart in memory.
             let id = || {
@@ -942,24 +935,21 @@ fn dedup_ids(
                     .as_deref()
             };
             let mut duplicate = false;
-            while in_bucket.get(found_at).is_some_and(|f| f.0 < k) {
-                found_at += 1;
-            }
-            let bucket_tags: Vec<u32> = in_bucket[found_at..]
-                .iter()
-                .take_while(|f| f.0 == k)
-                .map(|f| f.1)
-                .collect();
-            // Candidates and every delta are sorted by hash: one cursor per delta moves
-            // forward (by binary search: a delta may be large beside a small batch).
-            let levels = std::iter::once(bucket_tags).chain(
-                deltas.iter().zip(delta_at.iter_mut()).map(|((_, d), at)| {
-                    let (tags, next) = entries_from(d, *at, hash);
-                    // Equal hashes stay under the cursor: the next candidate may share it.
+            // Candidates and every level (the bucket, each delta) are sorted by hash: one cursor
+            // per level moves forward, by binary search (a level may be large beside a small
+            // batch). Equal hashes stay under the cursor: the next candidate may share one.
+            let levels = std::iter::once((&bucket_blob, &mut bucket_at))
+                .chain(
+                    deltas
+                        .iter()
+                        .zip(delta_at.iter_mut())
+                        .map(|((_, d), at)| (d, at)),
+                )
+                .map(|(level, at)| {
+                    let (tags, next) = entries_from(level, *at, hash);
                     *at = next;
                     tags
-                }),
-            );
+                });
             'levels: for tags in levels {
                 for stored_tag in tags {
                     let ids = match stored_ids.entry(stored_tag) {
@@ -1004,20 +994,14 @@ fn dedup_ids(
             } else {
                 // Few ids beside the buckets (small batches, a live recording): rewriting
                 // every bucket for them would cost the whole index each time. The newest
-                // deltas are merged together instead (the last two, and older ones while
-                // each is no larger than the newer ones together).
-                let mut sizes: Vec<(i64, usize)> = deltas
+                // deltas are merged together instead.
+                let mut sizes: Vec<(i64, i64)> = deltas
                     .iter()
-                    .map(|(seq, d)| (*seq, d.len() / ENTRY))
+                    .map(|(seq, d)| (*seq, (d.len() / ENTRY) as i64))
                     .collect();
-                sizes.push((own_delta, added.len()));
-                let mut from = sizes.len() - 2;
-                let mut newer: usize = sizes[from..].iter().map(|s| s.1).sum();
-                while from > 0 && sizes[from - 1].1 <= newer {
-                    from -= 1;
-                    newer += sizes[from].1;
-                }
-                let mut merged: Vec<(u64, u32)> = Vec::with_capacity(newer);
+                sizes.push((own_delta, added.len() as i64));
+                let from = newest_run(&sizes);
+                let mut merged: Vec<(u64, u32)> = Vec::new();
                 for (_, d) in &deltas[from..] {
                     merged.extend(read_entries(d));
                 }
@@ -1359,14 +1343,14 @@ fn recompute_but(
         jobs.push(Job {
             parts: vec![&messages, mine(Class::Message)],
             window,
-            replaces: live_endpoints(Class::Message, span),
+            replaces: class_endpoints(Class::Message, span),
         });
     }
     if let Some(range) = here(Class::Reply) {
         jobs.push(Job {
             parts: vec![&replies, mine(Class::Reply)],
             window: range,
-            replaces: live_endpoints(Class::Reply, range),
+            replaces: class_endpoints(Class::Reply, range),
         });
     }
     if let Some((t0, t1)) = sends {
@@ -1544,6 +1528,14 @@ mod tests {
     use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
 
+    /// A computed row as [`stored`] gives it back: both sides through `serde_json::Value`, so
+    /// that key order compares equal.
+    fn as_stored(row: &datacube_api::row::Row) -> String {
+        serde_json::from_str::<serde_json::Value>(&row.json)
+            .unwrap()
+            .to_string()
+    }
+
     fn stored(store: &SqliteStore, appid: &str, endpoint: Endpoint) -> Vec<String> {
         let mut out = String::new();
         let n = store
@@ -1700,11 +1692,7 @@ mod tests {
             let want: Vec<String> = want[&endpoint]
                 .iter()
                 .filter(|r| days.contains(&r.ref_date))
-                .map(|r| {
-                    serde_json::from_str::<serde_json::Value>(&r.json)
-                        .unwrap()
-                        .to_string()
-                })
+                .map(as_stored)
                 .collect();
             assert!(!want.is_empty());
             assert_eq!(got, want, "{}", endpoint.name());
@@ -1750,14 +1738,7 @@ mod tests {
             Endpoint::GetUserReadHour,
             Endpoint::GetUserCumulate,
         ] {
-            let want: Vec<String> = want[&endpoint]
-                .iter()
-                .map(|r| {
-                    serde_json::from_str::<serde_json::Value>(&r.json)
-                        .unwrap()
-                        .to_string()
-                })
-                .collect();
+            let want: Vec<String> = want[&endpoint].iter().map(as_stored).collect();
             assert_eq!(stored(&store, "wxa", endpoint), want, "{}", endpoint.name());
         }
     }
@@ -1847,15 +1828,9 @@ mod tests {
                     .unwrap();
                 let want = datacube_engine::compute_some(&stored_so_far, first, newest, &wanted);
                 for endpoint in &wanted {
-                    let want: Vec<String> = want.get(endpoint).map_or(vec![], |rows| {
-                        rows.iter()
-                            .map(|r| {
-                                serde_json::from_str::<serde_json::Value>(&r.json)
-                                    .unwrap()
-                                    .to_string()
-                            })
-                            .collect()
-                    });
+                    let want: Vec<String> = want
+                        .get(endpoint)
+                        .map_or(vec![], |rows| rows.iter().map(as_stored).collect());
                     assert_eq!(
                         stored(&store, "wxa", *endpoint),
                         want,
@@ -2027,16 +2002,7 @@ mod tests {
                     } else {
                         want.get(&endpoint)
                     }
-                    .map(|rows| {
-                        rows.iter()
-                            .map(|r| {
-                                // Both sides through serde_json::Value: same key order.
-                                serde_json::from_str::<serde_json::Value>(&r.json)
-                                    .unwrap()
-                                    .to_string()
-                            })
-                            .collect()
-                    })
+                    .map(|rows| rows.iter().map(as_stored).collect())
                     .unwrap_or_default();
                     let got = stored(&store, appid, endpoint);
                     assert!(
