@@ -459,7 +459,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Push(args) => push(args).await,
         Command::Proxy(args) => proxy(args).await,
         Command::Sync(args) => sync(args).await,
-        Command::Export(args) => export(args),
+        Command::Export(args) => export(args).await,
     }
 }
 
@@ -1033,7 +1033,7 @@ async fn sync(args: SyncArgs) -> Result<()> {
     } else {
         args.endpoints.clone()
     };
-    let plan = sync::plan(&store, &args.appid, &endpoints, args.from, to, last_ready)?;
+    let plan = sync::plan(&store, &args.appid, &endpoints, args.from, to, last_ready).await?;
     if args.dry_run {
         println!(
             "sync of {} from {} to {} (last ready day {}): {} calls",
@@ -1172,14 +1172,15 @@ impl Drop for Bars {
     }
 }
 
-fn export(args: ExportArgs) -> Result<()> {
+async fn export(args: ExportArgs) -> Result<()> {
     use datacube_api::row::Kind as FieldKind;
     let store = open(&args.db.database)?;
     if args.from > args.to {
         bail!("--from is after --to");
     }
-    let mut rows = String::new();
-    store.list_rows_into(&args.appid, args.endpoint, args.from, args.to, &mut rows)?;
+    let (rows, _) = store
+        .list_rows(&args.appid, args.endpoint, args.from, args.to)
+        .await?;
     let array = format!("[{rows}]");
     let list: Vec<&serde_json::value::RawValue> =
         serde_json::from_str(&array).context("reading the stored rows")?;

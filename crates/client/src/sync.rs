@@ -102,7 +102,7 @@ impl Plan {
 
 /// Plans a sync of `appid` for `endpoints` over `[from, to]` (labels; `to` no later than the
 /// last ready day).
-pub fn plan(
+pub async fn plan(
     store: &Store,
     appid: &str,
     endpoints: &[Endpoint],
@@ -116,7 +116,7 @@ pub fn plan(
     };
     for &endpoint in endpoints {
         let to = to.min(last_label(endpoint, last_ready));
-        let done = store.final_ranges(appid, endpoint)?;
+        let done = store.final_ranges(appid, endpoint).await?;
         let ranges = if from <= to {
             missing(from, to, &done)
         } else {

@@ -25,7 +25,7 @@ struct Server {
 
 async fn server(faults: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let url = datacube_store::testing::fresh_database(dir.path(), "c");
     let store = Store::open(&url).unwrap();
     store
         .add_account(AccountRecord {

@@ -125,7 +125,7 @@ async fn watch_changes(app: App) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        match app.store().changes_since(seen.unwrap_or(0)) {
+        match app.store().changes_since(seen.unwrap_or(0)).await {
             Ok(changes) => {
                 let mut last = seen.unwrap_or(0);
                 for (appid, seq) in changes {

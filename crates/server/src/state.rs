@@ -86,13 +86,16 @@ impl App {
     }
 
     /// The token, from the cache or the database.
-    pub(crate) fn token(&self, token: &str) -> datacube_store::Result<Option<Arc<TokenRecord>>> {
+    pub(crate) async fn token(
+        &self,
+        token: &str,
+    ) -> datacube_store::Result<Option<Arc<TokenRecord>>> {
         if let Some((at, rec)) = self.inner.tokens.read().expect("token cache").get(token) {
             if at.elapsed() < CACHE_TTL {
                 return Ok(Some(rec.clone()));
             }
         }
-        let Some(rec) = self.inner.store.token(token)? else {
+        let Some(rec) = self.inner.store.token(token).await? else {
             return Ok(None);
         };
         let rec = Arc::new(rec);

@@ -111,7 +111,7 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
     else {
         return app.wechat_error(ErrCode::AccessTokenMissing);
     };
-    let record = match app.token(&token) {
+    let record = match app.token(&token).await {
         Ok(Some(record)) => record,
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
         Err(e) => return app.internal("token lookup failed", &e),
@@ -174,7 +174,11 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
         return wechat_response(body, 0);
     }
     let generation = answers.generation(&record.appid);
-    match app.store().list_body(&record.appid, endpoint, begin, end) {
+    match app
+        .store()
+        .list_body(&record.appid, endpoint, begin, end)
+        .await
+    {
         Ok(body) => {
             let body = match endpoint {
                 Endpoint::GetArticleTotal => trim_total_details(&body, ready).unwrap_or(body),

@@ -12,10 +12,9 @@ use datacube_api::date::{format_date, parse_date};
 use datacube_api::row::Row;
 use datacube_api::Endpoint;
 use jiff::civil::Date;
-use rusqlite::types::{Value, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::db::{p, Db, V};
 use crate::{Result, StoreError, UpsertReport};
 
 #[derive(Serialize, Deserialize)]
@@ -50,19 +49,28 @@ fn encode<'a>(rows: impl Iterator<Item = (i32, &'a str, &'a str)>) -> (String, V
 /// instead of TEXT, `keys` zstd too). Smaller ones stay plain, so that serving them is a copy.
 const COMPRESS_AT: usize = 1024;
 
+/// Whether stored rows are compressed: a zstd frame (never the start of JSON text). SQLite
+/// keeps plain rows as TEXT and compressed ones as a BLOB; PostgreSQL keeps both as `bytea`.
+fn compressed(rows: V<'_>) -> bool {
+    matches!(rows, V::Blob(b) if b.starts_with(&ZSTD_MAGIC))
+}
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 /// A stored day's rows text, plain or compressed.
-fn rows_text<'a>(appid: &str, rows: ValueRef<'a>) -> Result<std::borrow::Cow<'a, str>> {
+fn rows_text<'a>(appid: &str, rows: V<'a>) -> Result<std::borrow::Cow<'a, str>> {
     match rows {
-        ValueRef::Text(t) => Ok(std::borrow::Cow::Borrowed(
-            std::str::from_utf8(t).map_err(|e| corrupt(appid, &e.to_string()))?,
-        )),
-        ValueRef::Blob(b) => {
+        V::Blob(b) if compressed(rows) => {
             let plain = crate::codec::decompress(b, &format!("statistics rows of {appid}"))?;
             Ok(std::borrow::Cow::Owned(
                 String::from_utf8(plain).map_err(|e| corrupt(appid, &e.to_string()))?,
             ))
         }
-        _ => Err(corrupt(appid, "rows are neither text nor a blob")),
+        V::Text(t) => Ok(std::borrow::Cow::Borrowed(t)),
+        V::Blob(b) => Ok(std::borrow::Cow::Borrowed(
+            std::str::from_utf8(b).map_err(|e| corrupt(appid, &e.to_string()))?,
+        )),
+        _ => Err(corrupt(appid, "rows are neither text nor bytes")),
     }
 }
 
@@ -90,19 +98,34 @@ fn decode(appid: &str, text: &str, keys: &[u8]) -> Result<DayRows> {
 pub(crate) struct StoredDay {
     date: String,
     n: i64,
-    rows: Value,
+    rows: StoredRows,
     keys: Vec<u8>,
+}
+
+/// A day's rows text, as stored.
+enum StoredRows {
+    Plain(String),
+    Zstd(Vec<u8>),
+}
+
+impl StoredRows {
+    fn value(&self) -> V<'_> {
+        match self {
+            StoredRows::Plain(t) => V::Text(t),
+            StoredRows::Zstd(b) => V::Blob(b),
+        }
+    }
 }
 
 impl StoredDay {
     fn new(date: String, (text, keys, n): (String, Vec<u8>, i64)) -> Result<StoredDay> {
         let (rows, keys) = if text.len() >= COMPRESS_AT {
             (
-                Value::Blob(crate::codec::compress(text.as_bytes())?),
+                StoredRows::Zstd(crate::codec::compress(text.as_bytes())?),
                 crate::codec::compress(&keys)?,
             )
         } else {
-            (Value::Text(text), keys)
+            (StoredRows::Plain(text), keys)
         };
         Ok(StoredDay {
             date,
@@ -113,27 +136,27 @@ impl StoredDay {
     }
 }
 
-fn write_day(conn: &Connection, appid: &str, endpoint: Endpoint, day: StoredDay) -> Result<()> {
+fn write_day(db: &dyn Db, appid: &str, endpoint: Endpoint, day: StoredDay) -> Result<()> {
     if day.n == 0 {
-        conn.prepare_cached(
+        db.exec(
             "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
-        )?
-        .execute(params![appid, endpoint.id(), day.date])?;
+            p![appid, endpoint.id(), &day.date],
+        )?;
     } else {
-        conn.prepare_cached(
+        db.exec(
             "INSERT INTO stat_day (appid, endpoint, ref_date, n, rows, keys)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (appid, endpoint, ref_date)
              DO UPDATE SET n = excluded.n, rows = excluded.rows, keys = excluded.keys",
-        )?
-        .execute(params![
-            appid,
-            endpoint.id(),
-            day.date,
-            day.n,
-            day.rows,
-            day.keys
-        ])?;
+            &[
+                V::from(appid),
+                V::from(endpoint.id()),
+                V::from(&day.date),
+                V::from(day.n),
+                day.rows.value(),
+                V::from(&day.keys),
+            ],
+        )?;
     }
     Ok(())
 }
@@ -159,21 +182,16 @@ pub(crate) fn prepare_days(rows: &[Row], (from, to): (Date, Date)) -> Result<Vec
 
 /// Replaces the rows of `endpoint` dated `from..=to` by `days` (from [`prepare_days`]).
 pub(crate) fn replace(
-    conn: &Connection,
+    conn: &dyn Db,
     appid: &str,
     endpoint: Endpoint,
     (from, to): (Date, Date),
     days: Vec<StoredDay>,
 ) -> Result<()> {
-    conn.prepare_cached(
+    conn.exec(
         "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4",
-    )?
-    .execute(params![
-        appid,
-        endpoint.id(),
-        format_date(from),
-        format_date(to)
-    ])?;
+        p![appid, endpoint.id(), &format_date(from), &format_date(to)],
+    )?;
     for day in days {
         write_day(conn, appid, endpoint, day)?;
     }
@@ -182,7 +200,7 @@ pub(crate) fn replace(
 
 /// Imports rows: each replaces the stored row with its natural key, if any.
 pub(crate) fn upsert(
-    conn: &Connection,
+    conn: &dyn Db,
     appid: &str,
     endpoint: Endpoint,
     rows: &[Row],
@@ -194,28 +212,25 @@ pub(crate) fn upsert(
     }
     for (date, new) in by_day {
         let date = format_date(date);
-        let stored: Option<(Value, Vec<u8>)> = conn
-            .prepare_cached(
-                "SELECT rows, keys FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
-            )?
-            .query_row(params![appid, endpoint.id(), date], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let mut day = match &stored {
-            Some((rows, keys)) => {
-                let text = rows_text(appid, ValueRef::from(rows))?;
-                let keys = match rows {
-                    Value::Blob(_) => std::borrow::Cow::Owned(crate::codec::decompress(
+        let stored: Option<DayRows> = conn.opt(
+            "SELECT rows, keys FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
+            p![appid, endpoint.id(), &date],
+            |r| {
+                let rows = r.get(0)?;
+                let keys = r.blob(1)?;
+                let text = rows_text(appid, rows)?;
+                let keys = if compressed(rows) {
+                    std::borrow::Cow::Owned(crate::codec::decompress(
                         keys,
                         &format!("statistics keys of {appid}"),
-                    )?),
-                    _ => std::borrow::Cow::Borrowed(&keys[..]),
+                    )?)
+                } else {
+                    std::borrow::Cow::Borrowed(keys)
                 };
-                decode(appid, &text, &keys)?
-            }
-            None => DayRows::new(),
-        };
+                decode(appid, &text, &keys)
+            },
+        )?;
+        let mut day = stored.unwrap_or_default();
         let mut changed = false;
         for row in new {
             match day.insert((i32::from(row.ref_hour), row.key.clone()), row.json.clone()) {
@@ -244,46 +259,41 @@ pub(crate) fn upsert(
 /// Appends the rows of `endpoint` dated `begin..=end`, comma-separated, in WeChat's order,
 /// to `out`; returns how many.
 pub(crate) fn list_into(
-    conn: &Connection,
+    conn: &dyn Db,
     appid: &str,
     endpoint: Endpoint,
     begin: Date,
     end: Date,
     out: &mut String,
 ) -> Result<usize> {
-    let mut stmt = conn.prepare_cached(
+    let mut n = 0;
+    conn.each(
         "SELECT n, rows FROM stat_day
          WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4
          ORDER BY ref_date",
+        p![appid, endpoint.id(), &format_date(begin), &format_date(end)],
+        &mut |row| {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push_str(&rows_text(appid, row.get(1)?)?);
+            n += row.int(0)? as usize;
+            Ok(())
+        },
     )?;
-    let mut rows = stmt.query(params![
-        appid,
-        endpoint.id(),
-        format_date(begin),
-        format_date(end)
-    ])?;
-    let mut n = 0;
-    while let Some(row) = rows.next()? {
-        if n > 0 {
-            out.push(',');
-        }
-        out.push_str(&rows_text(appid, row.get_ref(1)?)?);
-        n += row.get::<_, i64>(0)? as usize;
-    }
     Ok(n)
 }
 
 /// The first and last date with rows of `endpoint`.
 pub(crate) fn bounds(
-    conn: &Connection,
+    conn: &dyn Db,
     appid: &str,
     endpoint: Endpoint,
 ) -> Result<Option<(Date, Date)>> {
-    let bound = |sql: &str| -> Result<Option<Date>> {
-        let d: Option<String> = conn
-            .prepare_cached(sql)?
-            .query_row(params![appid, endpoint.id()], |r| r.get(0))?;
-        Ok(d.as_deref().and_then(parse_date))
+    let bound = |sql: &'static str| -> Result<Option<Date>> {
+        conn.one(sql, p![appid, endpoint.id()], |r| {
+            Ok(r.opt_text(0)?.and_then(parse_date))
+        })
     };
     let min = bound("SELECT MIN(ref_date) FROM stat_day WHERE appid = ?1 AND endpoint = ?2")?;
     let max = bound("SELECT MAX(ref_date) FROM stat_day WHERE appid = ?1 AND endpoint = ?2")?;
@@ -292,7 +302,7 @@ pub(crate) fn bounds(
 
 /// Moves version 4's `stat_row` (one database row per statistics row) into `stat_day`, and
 /// drops it.
-pub(crate) fn move_v4_rows(conn: &Connection) -> Result<()> {
+pub(crate) fn move_v4_rows(conn: &rusqlite::Connection) -> Result<()> {
     type Key = (String, u8, String);
     let mut current: Option<Key> = None;
     let mut rows: Vec<(i32, String, String)> = Vec::new();

@@ -23,10 +23,10 @@ use datacube_api::endpoint::Group;
 use datacube_api::{Endpoint, Period};
 use datacube_engine::{Event, Kind};
 use jiff::civil::Date;
-use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
+use crate::db::{p, Db};
 use crate::Result;
 
 /// Events are stored by class: the statistics of one class are recomputed from its events
@@ -476,14 +476,11 @@ pub(crate) struct Appended {
 /// the batch) are left out, and dropped from the batch. Returns, for each event, whether it
 /// was accepted, and what was stored for each account.
 pub(crate) fn append(
-    tx: &Connection,
+    tx: &dyn Db,
     batch: &mut Batch,
 ) -> Result<(Vec<bool>, BTreeMap<String, Appended>)> {
     let mut accepted = vec![false; batch.len];
     let mut out = BTreeMap::new();
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO event_chunk (appid, class, day, data, codec) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     for account in &mut batch.accounts {
         let appid = account.appid.as_str();
         // Ids against the index.
@@ -537,8 +534,12 @@ pub(crate) fn append(
                     reencoded = c.encode(chunk.range.clone())?;
                     &reencoded
                 };
-                insert.execute(params![appid, ci as i64, chunk.day, packed, ZSTD])?;
-                appended.own_chunks.insert(tx.last_insert_rowid());
+                let seq = tx.int(
+                    "INSERT INTO event_chunk (appid, class, day, data, codec)
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
+                    p![appid, ci, chunk.day, packed, ZSTD],
+                )?;
+                appended.own_chunks.insert(seq);
                 appended.touched.add(class, epoch_day_to_date(chunk.day));
             }
             // Keep only the accepted events: the recompute counts them from here.
@@ -557,11 +558,11 @@ pub(crate) fn append(
         }
         if !appended.own_chunks.is_empty() {
             // Known as an account with events (see `carry_forward`).
-            tx.prepare_cached(
+            tx.exec(
                 "INSERT INTO event_app (appid, id_bits, ids) VALUES (?1, 0, 0)
                  ON CONFLICT (appid) DO NOTHING",
-            )?
-            .execute([appid])?;
+                p![appid],
+            )?;
             out.insert(appid.to_owned(), appended);
         }
     }
@@ -572,7 +573,7 @@ pub(crate) fn append(
 /// for each event, whether it was accepted. `changed` is called for each account whose
 /// statistics were rewritten.
 pub(crate) fn store_batch(
-    tx: &Connection,
+    tx: &dyn Db,
     batch: &mut Batch,
     yesterday: Date,
     mut changed: impl FnMut(&str) -> Result<()>,
@@ -590,21 +591,20 @@ pub(crate) fn store_batch(
 /// Stores a prepared batch without recomputing statistics: the periods it touched are marked
 /// pending (in the same transaction) for [`flush_pending`]. Returns, for each event, whether
 /// it was accepted.
-pub(crate) fn store_batch_deferred(tx: &Connection, batch: &mut Batch) -> Result<Vec<bool>> {
+pub(crate) fn store_batch_deferred(tx: &dyn Db, batch: &mut Batch) -> Result<Vec<bool>> {
     let (accepted, appended) = append(tx, batch)?;
-    let mut mark = tx.prepare_cached(
-        "INSERT INTO stat_pending (appid, class, lo, hi) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (appid, class) DO UPDATE SET lo = MIN(lo, excluded.lo), hi = MAX(hi, excluded.hi)",
-    )?;
     for (appid, appended) in &appended {
         for (class, span) in appended.touched.spans.iter().enumerate() {
             if let Some((lo, hi)) = span {
-                mark.execute(params![
-                    appid,
-                    class as i64,
-                    date_to_epoch_day(*lo),
-                    date_to_epoch_day(*hi)
-                ])?;
+                tx.exec(
+                    "INSERT INTO stat_pending (appid, class, lo, hi) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (appid, class) DO UPDATE SET
+                         lo = CASE WHEN excluded.lo < stat_pending.lo
+                                   THEN excluded.lo ELSE stat_pending.lo END,
+                         hi = CASE WHEN excluded.hi > stat_pending.hi
+                                   THEN excluded.hi ELSE stat_pending.hi END",
+                    p![appid, class, date_to_epoch_day(*lo), date_to_epoch_day(*hi)],
+                )?;
             }
         }
     }
@@ -618,23 +618,23 @@ pub(crate) fn store_batch_deferred(tx: &Connection, batch: &mut Batch) -> Result
 /// from their day's events but answered from live tallies (`live`) that absorb only the
 /// chunks stored since the last flush; the other classes are recomputed as a batch would.
 pub(crate) fn flush_pending(
-    tx: &Connection,
+    tx: &dyn Db,
     yesterday: Date,
     live: &mut LiveTallies,
     mut changed: impl FnMut(&str) -> Result<()>,
 ) -> Result<usize> {
     let mut pending: BTreeMap<String, Touched> = BTreeMap::new();
-    {
-        let mut stmt = tx.prepare_cached("SELECT appid, class, lo, hi FROM stat_pending")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let (appid, class, lo, hi): (String, i64, i64, i64) =
-                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            let touched = pending.entry(appid).or_default();
+    tx.each(
+        "SELECT appid, class, lo, hi FROM stat_pending",
+        p![],
+        &mut |row| {
+            let (class, lo, hi) = (row.int(1)?, row.int(2)?, row.int(3)?);
+            let touched = pending.entry(row.text(0)?.to_owned()).or_default();
             let span = &mut touched.spans[(class as usize).min(CLASSES - 1)];
             *span = union(*span, Some((epoch_day_to_date(lo), epoch_day_to_date(hi))));
-        }
-    }
+            Ok(())
+        },
+    )?;
     for (appid, touched) in &pending {
         for class in LIVE_CLASSES {
             if let Some(span) = touched.get(class) {
@@ -653,7 +653,7 @@ pub(crate) fn flush_pending(
         changed(appid)?;
     }
     if !pending.is_empty() {
-        tx.prepare_cached("DELETE FROM stat_pending")?.execute([])?;
+        tx.exec("DELETE FROM stat_pending", p![])?;
     }
     Ok(pending.len())
 }
@@ -720,7 +720,7 @@ impl LiveTallies {
     /// the rows of the endpoints that days `span` feed.
     fn refresh(
         &mut self,
-        tx: &Connection,
+        tx: &dyn Db,
         appid: &str,
         class: Class,
         span: (Date, Date),
@@ -728,15 +728,12 @@ impl LiveTallies {
         let (w0, w1) = whole_periods(span);
         let window = (date_to_epoch_day(w0), date_to_epoch_day(w1));
         let key = (appid.to_owned(), class);
-        let mut count_upto = tx.prepare_cached(
-            "SELECT COUNT(*) FROM event_chunk
-             WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 AND seq <= ?5",
-        )?;
         let usable = match self.states.get(&key) {
             Some(s) if s.window.0 <= window.0 && s.window.1 >= window.1 => {
-                let n: i64 = count_upto.query_row(
-                    params![appid, class as i64, s.window.0, s.window.1, s.max_seq],
-                    |r| r.get(0),
+                let n = tx.int(
+                    "SELECT COUNT(*) FROM event_chunk
+                     WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 AND seq <= ?5",
+                    p![appid, class as i64, s.window.0, s.window.1, s.max_seq],
                 )?;
                 n == s.chunks
             }
@@ -765,61 +762,43 @@ impl LiveTallies {
         }
         let state = self.states.get_mut(&key).expect("just ensured");
         let mut events = Vec::new();
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT seq, codec, data FROM event_chunk
-                 WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 AND seq > ?5
-                 ORDER BY seq",
-            )?;
-            let mut rows = stmt.query(params![
-                appid,
-                class as i64,
-                state.window.0,
-                state.window.1,
-                state.max_seq
-            ])?;
-            while let Some(row) = rows.next()? {
-                let seq: i64 = row.get(0)?;
+        let (from_seq, window) = (state.max_seq, state.window);
+        tx.each(
+            "SELECT seq, codec, data FROM event_chunk
+             WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 AND seq > ?5
+             ORDER BY seq",
+            p![appid, class as i64, window.0, window.1, from_seq],
+            &mut |row| {
+                let seq = row.int(0)?;
                 events.clear();
-                decode_chunk(
-                    appid,
-                    row.get(1)?,
-                    row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?,
-                    &mut events,
-                )?;
+                decode_chunk(appid, row.int(1)?, row.blob(2)?, &mut events)?;
                 for e in &events {
                     state.tally.absorb(e);
                 }
                 state.max_seq = state.max_seq.max(seq);
                 state.chunks += 1;
-            }
-        }
+                Ok(())
+            },
+        )?;
         // Days recorded in many small chunks are merged (a few at a time, see
         // `compact_newest`); every chunk of the window is absorbed now, so the tally stays
         // valid and only its bookkeeping is taken again.
-        let crowded: Vec<i64> = tx
-            .prepare_cached(
-                "SELECT day FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4
-                 GROUP BY day HAVING COUNT(*) >= ?5",
-            )?
-            .query_map(
-                params![appid, class as i64, state.window.0, state.window.1, COMPACT_AT as i64],
-                |r| r.get(0),
-            )?
-            .collect::<rusqlite::Result<_>>()?;
+        let crowded: Vec<i64> = tx.all(
+            "SELECT day FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4
+             GROUP BY day HAVING COUNT(*) >= ?5",
+            p![appid, class as i64, window.0, window.1, COMPACT_AT],
+            |r| r.int(0),
+        )?;
         if !crowded.is_empty() {
             for day in crowded {
                 compact_newest(tx, appid, class, day)?;
             }
-            (state.chunks, state.max_seq) = tx
-                .prepare_cached(
-                    "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM event_chunk
-                     WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4",
-                )?
-                .query_row(
-                    params![appid, class as i64, state.window.0, state.window.1],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
+            (state.chunks, state.max_seq) = tx.one(
+                "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM event_chunk
+                 WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4",
+                p![appid, class as i64, window.0, window.1],
+                |r| Ok((r.int(0)?, r.int(1)?)),
+            )?;
         }
         for (endpoint, range) in class_endpoints(class, span) {
             let rows = state.tally.rows(endpoint, range);
@@ -834,16 +813,13 @@ impl LiveTallies {
 /// than the newer ones together. A day recorded in many small chunks so ends up in a few
 /// chunks of geometrically growing size, and each event is rewritten a logarithmic number of
 /// times, where merging the whole day each time would rewrite a busy day again and again.
-fn compact_newest(tx: &Connection, appid: &str, class: Class, day: i64) -> Result<()> {
-    let chunks: Vec<(i64, i64)> = tx
-        .prepare_cached(
-            "SELECT seq, length(data) FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day = ?3
-             ORDER BY seq",
-        )?
-        .query_map(params![appid, class as i64, day], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+fn compact_newest(tx: &dyn Db, appid: &str, class: Class, day: i64) -> Result<()> {
+    let chunks: Vec<(i64, i64)> = tx.all(
+        "SELECT seq, length(data) FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day = ?3
+         ORDER BY seq",
+        p![appid, class as i64, day],
+        |r| Ok((r.int(0)?, r.int(1)?)),
+    )?;
     if chunks.len() < 2 {
         return Ok(());
     }
@@ -888,26 +864,25 @@ struct Candidate {
 /// together: small batches (a live recording, every 200 ms) must not cost the whole index
 /// each, nor rewrite it every few batches.
 fn dedup_ids(
-    tx: &Connection,
+    tx: &dyn Db,
     appid: &str,
     classes: &[ClassBatch; CLASSES],
     mut candidates: Vec<Candidate>,
 ) -> Result<Vec<(u8, u32)>> {
     let (bits, mut count): (u32, u64) = tx
-        .prepare_cached("SELECT id_bits, ids FROM event_app WHERE appid = ?1")?
-        .query_row([appid], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
+        .opt(
+            "SELECT id_bits, ids FROM event_app WHERE appid = ?1",
+            p![appid],
+            |r| Ok((r.int(0)? as u32, r.int(1)? as u64)),
+        )?
         .unwrap_or((0, 0));
     candidates.sort_unstable();
     // The deltas as stored (sorted entries), searched in place.
-    let deltas: Vec<(i64, Vec<u8>)> = {
-        let mut stmt = tx
-            .prepare_cached("SELECT seq, data FROM event_id_delta WHERE appid = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([appid], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    let mut select =
-        tx.prepare_cached("SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2")?;
+    let deltas: Vec<(i64, Vec<u8>)> = tx.all(
+        "SELECT seq, data FROM event_id_delta WHERE appid = ?1 ORDER BY seq",
+        p![appid],
+        |r| Ok((r.int(0)?, r.blob(1)?.to_vec())),
+    )?;
     // Ids already stored, by (day, class): loaded only to confirm a hash that was found.
     let mut stored_ids: HashMap<u32, FxHashSet<String>> = HashMap::new();
     let mut fresh = Vec::with_capacity(candidates.len());
@@ -921,9 +896,12 @@ fn dedup_ids(
                 .iter()
                 .take_while(|c| bucket_of(c.hash, bits) == bucket)
                 .count();
-        let bucket_blob: Vec<u8> = select
-            .query_row(params![appid, bucket], |r| r.get(0))
-            .optional()?
+        let bucket_blob: Vec<u8> = tx
+            .opt(
+                "SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2",
+                p![appid, bucket],
+                |r| Ok(r.blob(0)?.to_vec()),
+            )?
             .unwrap_or_default();
         let mut bucket_at = 0;
         for c in &candidates[start..end] {
@@ -973,15 +951,16 @@ fn dedup_ids(
     }
     if !added.is_empty() {
         // `added` is in hash order already: candidates were sorted.
-        tx.prepare_cached("INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2)")?
-            .execute(params![appid, write_entries(&added)])?;
-        let own_delta = tx.last_insert_rowid();
+        let own_delta = tx.int(
+            "INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2) RETURNING seq",
+            p![appid, &write_entries(&added)],
+        )?;
         count += added.len() as u64;
-        tx.prepare_cached(
+        tx.exec(
             "INSERT INTO event_app (appid, id_bits, ids) VALUES (?1, ?2, ?3)
              ON CONFLICT (appid) DO UPDATE SET ids = excluded.ids",
-        )?
-        .execute(params![appid, bits, count])?;
+            p![appid, bits, count],
+        )?;
         if deltas.len() + 1 >= MAX_DELTAS {
             let pending: usize =
                 deltas.iter().map(|(_, d)| d.len() / ENTRY).sum::<usize>() + added.len();
@@ -1007,12 +986,13 @@ fn dedup_ids(
                 }
                 merged.extend_from_slice(&added);
                 merged.sort_unstable();
-                let mut delete = tx.prepare_cached("DELETE FROM event_id_delta WHERE seq = ?1")?;
                 for (seq, _) in &sizes[from..] {
-                    delete.execute([seq])?;
+                    tx.exec("DELETE FROM event_id_delta WHERE seq = ?1", p![*seq])?;
                 }
-                tx.prepare_cached("INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2)")?
-                    .execute(params![appid, write_entries(&merged)])?;
+                tx.exec(
+                    "INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2)",
+                    p![appid, &write_entries(&merged)],
+                )?;
             }
         }
     }
@@ -1023,7 +1003,7 @@ fn dedup_ids(
 /// and drops them. The buckets are doubled first while they would hold too many ids on
 /// average, so that the merge writes each bucket once, in its final layout.
 fn merge_deltas(
-    tx: &Connection,
+    tx: &dyn Db,
     appid: &str,
     bits: u32,
     count: u64,
@@ -1036,16 +1016,12 @@ fn merge_deltas(
     }
     if new_bits != bits {
         split_buckets(tx, appid, bits, new_bits)?;
-        tx.prepare_cached("UPDATE event_app SET id_bits = ?2 WHERE appid = ?1")?
-            .execute(params![appid, new_bits])?;
+        tx.exec(
+            "UPDATE event_app SET id_bits = ?2 WHERE appid = ?1",
+            p![appid, new_bits],
+        )?;
         bits = new_bits;
     }
-    let mut select =
-        tx.prepare_cached("SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2")?;
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)
-         ON CONFLICT (appid, bucket) DO UPDATE SET data = excluded.data",
-    )?;
     let mut at = vec![0usize; levels.len()];
     // Each time, the next bucket any level has entries for.
     while let Some(bucket) = levels
@@ -1054,9 +1030,11 @@ fn merge_deltas(
         .filter_map(|(l, i)| l.get(*i).map(|e| bucket_of(e.0, bits)))
         .min()
     {
-        let blob: Option<Vec<u8>> = select
-            .query_row(params![appid, bucket], |r| r.get(0))
-            .optional()?;
+        let blob: Option<Vec<u8>> = tx.opt(
+            "SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2",
+            p![appid, bucket],
+            |r| Ok(r.blob(0)?.to_vec()),
+        )?;
         let mut entries = blob.as_deref().map(read_entries).unwrap_or_default();
         for (level, i) in levels.iter().zip(at.iter_mut()) {
             let n = level[*i..]
@@ -1067,28 +1045,34 @@ fn merge_deltas(
             *i += n;
         }
         entries.sort_unstable();
-        upsert.execute(params![appid, bucket, write_entries(&entries)])?;
+        tx.exec(
+            "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT (appid, bucket) DO UPDATE SET data = excluded.data",
+            p![appid, bucket, &write_entries(&entries)],
+        )?;
     }
-    tx.prepare_cached("DELETE FROM event_id_delta WHERE appid = ?1")?
-        .execute([appid])?;
+    tx.exec("DELETE FROM event_id_delta WHERE appid = ?1", p![appid])?;
     Ok(())
 }
 
 /// Re-buckets an account's id index from `2^bits` to `2^new_bits` buckets, one old bucket at
 /// a time (highest first, so that new numbers never meet an old bucket not yet split).
-fn split_buckets(tx: &Connection, appid: &str, bits: u32, new_bits: u32) -> Result<()> {
-    let old: Vec<i64> = tx
-        .prepare_cached("SELECT bucket FROM event_id WHERE appid = ?1 ORDER BY bucket DESC")?
-        .query_map([appid], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut select =
-        tx.prepare_cached("SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2")?;
-    let mut delete = tx.prepare_cached("DELETE FROM event_id WHERE appid = ?1 AND bucket = ?2")?;
-    let mut insert =
-        tx.prepare_cached("INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)")?;
+fn split_buckets(tx: &dyn Db, appid: &str, bits: u32, new_bits: u32) -> Result<()> {
+    let old: Vec<i64> = tx.all(
+        "SELECT bucket FROM event_id WHERE appid = ?1 ORDER BY bucket DESC",
+        p![appid],
+        |r| r.int(0),
+    )?;
     for bucket in old {
-        let blob: Vec<u8> = select.query_row(params![appid, bucket], |r| r.get(0))?;
-        delete.execute(params![appid, bucket])?;
+        let blob: Vec<u8> = tx.one(
+            "SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2",
+            p![appid, bucket],
+            |r| Ok(r.blob(0)?.to_vec()),
+        )?;
+        tx.exec(
+            "DELETE FROM event_id WHERE appid = ?1 AND bucket = ?2",
+            p![appid, bucket],
+        )?;
         let entries = read_entries(&blob);
         let mut start = 0;
         while start < entries.len() {
@@ -1099,7 +1083,10 @@ fn split_buckets(tx: &Connection, appid: &str, bits: u32, new_bits: u32) -> Resu
                     .iter()
                     .take_while(|e| bucket_of(e.0, new_bits) == b)
                     .count();
-            insert.execute(params![appid, b, write_entries(&entries[start..end])])?;
+            tx.exec(
+                "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)",
+                p![appid, b, &write_entries(&entries[start..end])],
+            )?;
             start = end;
         }
     }
@@ -1107,28 +1094,21 @@ fn split_buckets(tx: &Connection, appid: &str, bits: u32, new_bits: u32) -> Resu
 }
 
 /// The ids of an account's stored events of one day and class.
-fn ids_of(tx: &Connection, appid: &str, stored_tag: u32) -> Result<FxHashSet<String>> {
+fn ids_of(tx: &dyn Db, appid: &str, stored_tag: u32) -> Result<FxHashSet<String>> {
     let (day, class) = untag(stored_tag);
     let mut events = Vec::new();
-    let mut stmt = tx.prepare_cached(
+    tx.each(
         "SELECT codec, data FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day = ?3",
+        p![appid, class as i64, day],
+        &mut |row| decode_chunk(appid, row.int(0)?, row.blob(1)?, &mut events),
     )?;
-    let mut rows = stmt.query(params![appid, class as i64, day])?;
-    while let Some(row) = rows.next()? {
-        decode_chunk(
-            appid,
-            row.get(0)?,
-            row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?,
-            &mut events,
-        )?;
-    }
     Ok(events.into_iter().filter_map(|e| e.id).collect())
 }
 
 /// Loads an account's events of one class on days `range` (all days when `None`), merging
 /// the chunks of a day that has accumulated many.
 fn load(
-    tx: &Connection,
+    tx: &dyn Db,
     appid: &str,
     class: Class,
     range: Option<(Date, Date)>,
@@ -1139,26 +1119,19 @@ fn load(
         (date_to_epoch_day(a), date_to_epoch_day(b))
     });
     let mut per_day: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    {
-        let mut stmt = tx.prepare_cached(
-            "SELECT seq, day, codec, data FROM event_chunk
-             WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day, seq",
-        )?;
-        let mut rows = stmt.query(params![appid, class as i64, from, to])?;
-        while let Some(row) = rows.next()? {
-            let seq: i64 = row.get(0)?;
+    tx.each(
+        "SELECT seq, day, codec, data FROM event_chunk
+         WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day, seq",
+        p![appid, class as i64, from, to],
+        &mut |row| {
+            let seq = row.int(0)?;
             if skip.contains(&seq) {
-                continue;
+                return Ok(());
             }
-            per_day.entry(row.get(1)?).or_default().push(seq);
-            decode_chunk(
-                appid,
-                row.get(2)?,
-                row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?,
-                out,
-            )?;
-        }
-    }
+            per_day.entry(row.int(1)?).or_default().push(seq);
+            decode_chunk(appid, row.int(2)?, row.blob(3)?, out)
+        },
+    )?;
     for (day, seqs) in per_day {
         if seqs.len() >= COMPACT_AT {
             compact(tx, appid, class, day, &seqs)?;
@@ -1168,30 +1141,29 @@ fn load(
 }
 
 /// Replaces the chunks `seqs` of one day by one chunk holding the same events.
-fn compact(tx: &Connection, appid: &str, class: Class, day: i64, seqs: &[i64]) -> Result<()> {
+fn compact(tx: &dyn Db, appid: &str, class: Class, day: i64, seqs: &[i64]) -> Result<()> {
     let mut merged = Vec::new();
-    {
-        let mut select = tx.prepare_cached("SELECT codec, data FROM event_chunk WHERE seq = ?1")?;
-        for seq in seqs {
-            let (codec, data): (i64, Vec<u8>) =
-                select.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            merged.extend_from_slice(&plain_chunk(appid, codec, data)?);
-        }
-    }
-    let mut delete = tx.prepare_cached("DELETE FROM event_chunk WHERE seq = ?1")?;
     for seq in seqs {
-        delete.execute([seq])?;
+        let (codec, data) = tx.one(
+            "SELECT codec, data FROM event_chunk WHERE seq = ?1",
+            p![*seq],
+            |r| Ok((r.int(0)?, r.blob(1)?.to_vec())),
+        )?;
+        merged.extend_from_slice(&plain_chunk(appid, codec, data)?);
     }
-    tx.prepare_cached(
+    for seq in seqs {
+        tx.exec("DELETE FROM event_chunk WHERE seq = ?1", p![*seq])?;
+    }
+    tx.exec(
         "INSERT INTO event_chunk (appid, class, day, data, codec) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        appid,
-        class as i64,
-        day,
-        crate::codec::compress(&merged)?,
-        ZSTD
-    ])?;
+        p![
+            appid,
+            class as i64,
+            day,
+            &crate::codec::compress(&merged)?,
+            ZSTD
+        ],
+    )?;
     Ok(())
 }
 
@@ -1240,19 +1212,14 @@ const PARALLEL_FROM: usize = 20_000;
 ///
 /// The events are loaded first, the computations (pure) then run side by side on threads of
 /// their own when there are many events, and the rows are written last.
-fn recompute(
-    tx: &Connection,
-    own: &AccountBatch,
-    appended: &Appended,
-    yesterday: Date,
-) -> Result<()> {
+fn recompute(tx: &dyn Db, own: &AccountBatch, appended: &Appended, yesterday: Date) -> Result<()> {
     recompute_but(tx, own, appended, yesterday, &[])
 }
 
 /// [`recompute`], leaving the statistics of the classes `elsewhere` (their followers part
 /// aside) to the caller.
 fn recompute_but(
-    tx: &Connection,
+    tx: &dyn Db,
     own: &AccountBatch,
     appended: &Appended,
     yesterday: Date,
@@ -1440,14 +1407,13 @@ fn recompute_but(
 /// rows too. Accounts whose statistics were only imported have no events and are left alone.
 /// `changed` is called for each account extended; returns how many were.
 pub(crate) fn carry_forward(
-    tx: &Connection,
+    tx: &dyn Db,
     yesterday: Date,
     mut changed: impl FnMut(&str) -> Result<()>,
 ) -> Result<usize> {
-    let appids: Vec<String> = tx
-        .prepare_cached("SELECT appid FROM event_app ORDER BY appid")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let appids: Vec<String> = tx.all("SELECT appid FROM event_app ORDER BY appid", p![], |r| {
+        Ok(r.text(0)?.to_owned())
+    })?;
     let mut extended = 0;
     for appid in appids {
         let Some((_, last)) = crate::days::bounds(tx, &appid, Endpoint::GetUserCumulate)? else {
@@ -1485,7 +1451,7 @@ pub(crate) fn carry_forward(
 
 /// Moves the events of the version-3 `event` table (JSON lines) into the event log, a page at
 /// a time, and drops the table. Their statistics were computed when they were accepted.
-pub(crate) fn move_v3_events(tx: &Connection) -> Result<()> {
+pub(crate) fn move_v3_events(tx: &rusqlite::Connection) -> Result<()> {
     const PAGE: i64 = 50_000;
     let mut after = i64::MIN;
     loop {
@@ -1493,7 +1459,7 @@ pub(crate) fn move_v3_events(tx: &Connection) -> Result<()> {
         {
             let mut stmt =
                 tx.prepare("SELECT seq, body FROM event WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-            let mut rows = stmt.query(params![after, PAGE])?;
+            let mut rows = stmt.query(rusqlite::params![after, PAGE])?;
             while let Some(row) = rows.next()? {
                 page.push((row.get(0)?, row.get(1)?));
             }
@@ -1521,12 +1487,13 @@ pub(crate) fn move_v3_events(tx: &Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlite::SqliteStore;
+    use crate::Inner;
     use datacube_api::date::format_date;
     use jiff::civil::date;
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
+    use rusqlite::{params, Connection};
 
     /// A computed row as [`stored`] gives it back: both sides through `serde_json::Value`, so
     /// that key order compares equal.
@@ -1536,7 +1503,7 @@ mod tests {
             .to_string()
     }
 
-    fn stored(store: &SqliteStore, appid: &str, endpoint: Endpoint) -> Vec<String> {
+    fn stored(store: &Inner, appid: &str, endpoint: Endpoint) -> Vec<String> {
         let mut out = String::new();
         let n = store
             .list_rows_into(
@@ -1597,7 +1564,9 @@ mod tests {
                 }
             }
         }
-        let store = SqliteStore::open(path.to_str().unwrap(), "sqlite://v3.db").unwrap();
+        let store = crate::Store::open(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .inner;
         for endpoint in Endpoint::ALL.iter().copied() {
             let mut got = String::new();
             store
@@ -1668,7 +1637,9 @@ mod tests {
                 .unwrap();
             }
         }
-        let store = SqliteStore::open(path.to_str().unwrap(), "sqlite://v5.db").unwrap();
+        let store = crate::Store::open(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .inner;
         store
             .ingest(Batch::prepare(new.to_vec()).unwrap(), last)
             .unwrap();
@@ -1710,7 +1681,9 @@ mod tests {
     fn deferred_statistics_catch_up_when_flushed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.db");
-        let store = SqliteStore::open(path.to_str().unwrap(), "sqlite://d.db").unwrap();
+        let store = crate::Store::open(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .inner;
         let last = date(2024, 4, 30);
         let events: Vec<Event> = datacube_engine::demo::events("wxa", last, 20, 5)
             .iter()
@@ -1752,7 +1725,9 @@ mod tests {
     fn live_tallies_follow_small_batches_merges_and_other_writers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.db");
-        let store = SqliteStore::open(path.to_str().unwrap(), "sqlite://l.db").unwrap();
+        let store = crate::Store::open(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .inner;
         let last = date(2024, 4, 30);
         let mut events: Vec<Event> = datacube_engine::demo::events("wxa", last, 40, 7)
             .iter()
@@ -1873,7 +1848,9 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(seed);
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("t.db");
-            let store = SqliteStore::open(path.to_str().unwrap(), "sqlite://t.db").unwrap();
+            let store = crate::Store::open(&format!("sqlite://{}", path.display()))
+                .unwrap()
+                .inner;
             let mut all: Vec<Event> = Vec::new();
             for (appid, days) in [("wxa", 45), ("wxb", 20)] {
                 let last = add_days(yesterday, -rng.random_range(0..10));

@@ -2,33 +2,46 @@
 //!
 //! # Layout
 //! - [`Store`]: the handle every other crate uses; cheap to clone. Open one with
-//!   [`Store::open`] and a database URL (`sqlite://datacube.db`).
-//! - `sqlite`: the embedded SQLite backend (WAL mode, one writer, a pool of readers).
-//! - `schema`: the migrations, applied automatically when a database is opened.
+//!   [`Store::open`] and a database URL (`sqlite://datacube.db` or
+//!   `postgres://user@host/database`).
+//! - `db`: the SQL both backends speak; the logic (`accounts`, `events`, `days`, `sync`) is
+//!   written once against it.
+//! - `sqlite`: the embedded backend (WAL mode, one writer, a pool of readers).
+//! - `postgres`: the shared backend, for several instances over one database.
+//! - `schema` (and `postgres`'s own list): the migrations, applied automatically at open.
 //!
-//! Writes run on tokio's blocking pool. The read on the serving hot path,
-//! [`Store::list_body`], is one indexed range scan and runs inline on the caller's thread.
+//! Writes run on tokio's blocking pool. On SQLite the reads of the serving hot path (a token,
+//! [`Store::list_body`]: one indexed read each) run inline on the caller's thread; on
+//! PostgreSQL, which answers over the network, on the blocking pool too.
 
+mod accounts;
 mod codec;
 mod days;
+mod db;
 mod events;
+mod postgres;
 mod schema;
 mod sqlite;
 mod sync;
+pub mod testing;
+
+use std::sync::{Arc, Mutex};
 
 use datacube_api::row::Row;
 use datacube_api::Endpoint;
 use jiff::civil::Date;
 
 pub use events::Batch;
-pub use sqlite::SqliteStore;
+
+use crate::db::Db;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL names no backend datacube has.
     #[error(
-        "unsupported database URL {0:?}: use sqlite://PATH (for example sqlite://datacube.db)"
+        "unsupported database URL {0:?}: use sqlite://PATH (for example sqlite://datacube.db) \
+         or postgres://USER@HOST:PORT/DATABASE"
     )]
     UnsupportedUrl(String),
     /// The database could not be opened or migrated.
@@ -37,7 +50,7 @@ pub enum StoreError {
         /// The URL as given.
         url: String,
         /// The cause.
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The database was made by a newer datacube.
     #[error("database schema version {found} is newer than this datacube understands ({known}); upgrade datacube")]
@@ -53,6 +66,9 @@ pub enum StoreError {
     /// A database operation failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A PostgreSQL operation failed.
+    #[error("database error: {0}")]
+    Postgres(#[from] ::postgres::Error),
     /// Stored data could not be read back.
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),
@@ -87,13 +103,13 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TokenKind::Basic => "basic",
             TokenKind::Stable => "stable",
         }
     }
-    fn parse(s: &str) -> TokenKind {
+    pub(crate) fn parse(s: &str) -> TokenKind {
         if s == "stable" {
             TokenKind::Stable
         } else {
@@ -176,18 +192,31 @@ pub struct IngestOutcome {
     pub accepted: Vec<bool>,
 }
 
-/// The storage handle. One variant per backend; PostgreSQL comes next to SQLite.
+/// The database behind a [`Store`].
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(Box<postgres::Postgres>),
+}
+
+/// What a [`Store`] shares between its clones; its methods are the blocking work.
+pub(crate) struct Inner {
+    backend: Backend,
+    /// The URL as given, for messages (without a password).
+    url: String,
+    /// Live message and reply tallies for [`Store::flush_pending`] (taken with a write
+    /// transaction open).
+    live: Mutex<events::LiveTallies>,
+}
+
+/// The storage handle: SQLite or PostgreSQL, cheap to clone.
 #[derive(Clone)]
-pub enum Store {
-    /// The embedded default.
-    Sqlite(SqliteStore),
+pub struct Store {
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Store::Sqlite(s) => write!(f, "Store::Sqlite({})", s.path().display()),
-        }
+        write!(f, "Store({})", self.inner.url)
     }
 }
 
@@ -197,56 +226,184 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
+/// `url` without its password, if it has one.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Inner {
+    fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(f),
+            Backend::Postgres(p) => p.read(f),
+        }
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.write(f),
+            Backend::Postgres(p) => p.write(f),
+        }
+    }
+
+    pub(crate) fn ingest(&self, mut batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
+        let accepted = self.write(|tx| {
+            events::store_batch(tx, &mut batch, yesterday, |appid| {
+                accounts::bump_change(tx, appid)
+            })
+        })?;
+        // Freeing a large batch's events takes a while: not on the writer's time.
+        if batch.len() >= 10_000 {
+            std::thread::spawn(move || drop(batch));
+        }
+        Ok(IngestOutcome { accepted })
+    }
+
+    pub(crate) fn ingest_deferred(&self, mut batch: Batch) -> Result<IngestOutcome> {
+        let accepted = self.write(|tx| events::store_batch_deferred(tx, &mut batch))?;
+        if batch.len() >= 10_000 {
+            std::thread::spawn(move || drop(batch));
+        }
+        Ok(IngestOutcome { accepted })
+    }
+
+    /// How many times the live tallies were built from the stored events.
+    #[cfg(test)]
+    pub(crate) fn live_rebuilds(&self) -> u64 {
+        self.live.lock().map_or(0, |l| l.rebuilds)
+    }
+
+    pub(crate) fn flush_pending(&self, yesterday: Date) -> Result<usize> {
+        // Usually nothing is pending: look before taking the write lock.
+        let any = self.read(|db| db.int("SELECT COUNT(*) FROM stat_pending", db::p![]))?;
+        if any == 0 {
+            return Ok(0);
+        }
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = self.write(|tx| {
+            events::flush_pending(tx, yesterday, &mut live, |appid| {
+                accounts::bump_change(tx, appid)
+            })
+        });
+        if done.is_err() {
+            // The tallies may count what the rolled-back transaction merged: start over.
+            *live = Default::default();
+        }
+        done
+    }
+
+    #[cfg(test)]
+    pub(crate) fn list_rows_into(
+        &self,
+        appid: &str,
+        endpoint: Endpoint,
+        begin: Date,
+        end: Date,
+        out: &mut String,
+    ) -> Result<usize> {
+        self.read(|db| days::list_into(db, appid, endpoint, begin, end, out))
+    }
+}
+
+impl Inner {
+    pub(crate) fn carry_forward(&self, yesterday: Date) -> Result<usize> {
+        self.write(|tx| {
+            events::carry_forward(tx, yesterday, |appid| accounts::bump_change(tx, appid))
+        })
+    }
+}
+
 impl Store {
-    /// Opens (creating and migrating as needed) the database at `url`:
-    /// `sqlite://PATH`, `sqlite:PATH` or `sqlite:///ABSOLUTE/PATH`.
+    /// Opens (creating and migrating as needed) the database at `url`: `sqlite://PATH`,
+    /// `sqlite:PATH` or `sqlite:///ABSOLUTE/PATH` for an SQLite file, or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`) for PostgreSQL.
     pub fn open(url: &str) -> Result<Store> {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
-        Ok(Store::Sqlite(SqliteStore::open(path, url)?))
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(Box::new(postgres::Postgres::open(url)?))
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+            Backend::Sqlite(sqlite::Sqlite::open(path, url)?)
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                url: redacted(url),
+                live: Mutex::new(Default::default()),
+            }),
+        })
+    }
+
+    /// Whether this is a PostgreSQL database (shared by several instances).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
+    }
+
+    /// The SQLite file, if this is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match &self.inner.backend {
+            Backend::Sqlite(s) => Some(s.path()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Runs blocking work on tokio's blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let s = self.clone();
+        blocking(move || f(&s.inner)).await
+    }
+
+    /// A read: inline on SQLite (a local indexed read), on the blocking pool on PostgreSQL.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.read(f),
+            Backend::Postgres(_) => self.run(move |inner| inner.read(f)).await,
+        }
     }
 
     /// Adds an account; fails with [`StoreError::AccountExists`] if the appid is taken.
     pub async fn add_account(&self, account: AccountRecord) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => {
-                let s = s.clone();
-                blocking(move || s.add_account(&account, false)).await
-            }
-        }
+        self.run(move |s| s.write(|tx| accounts::add_account(tx, &account, false)))
+            .await
     }
 
     /// Adds an account or replaces the secret and verification of an existing one.
     pub async fn put_account(&self, account: AccountRecord) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => {
-                let s = s.clone();
-                blocking(move || s.add_account(&account, true)).await
-            }
-        }
+        self.run(move |s| s.write(|tx| accounts::add_account(tx, &account, true)))
+            .await
     }
 
     /// The account with this appid.
     pub async fn account(&self, appid: &str) -> Result<Option<AccountRecord>> {
-        match self {
-            Store::Sqlite(s) => {
-                let (s, appid) = (s.clone(), appid.to_owned());
-                blocking(move || s.account(&appid)).await
-            }
-        }
+        let appid = appid.to_owned();
+        self.run(move |s| s.read(|db| accounts::account(db, &appid)))
+            .await
     }
 
     /// Every account, by appid.
     pub async fn accounts(&self) -> Result<Vec<AccountRecord>> {
-        match self {
-            Store::Sqlite(s) => {
-                let s = s.clone();
-                blocking(move || s.accounts()).await
-            }
-        }
+        self.run(|s| s.read(accounts::accounts)).await
     }
 
     /// `/cgi-bin/token`: stores `token` as the account's newest basic token, leaving the
@@ -258,12 +415,11 @@ impl Store {
         now: i64,
         daily_quota: u32,
     ) -> Result<Issued> {
-        match self {
-            Store::Sqlite(s) => {
-                let (s, appid) = (s.clone(), appid.to_owned());
-                blocking(move || s.issue_basic_token(&appid, token, now, daily_quota)).await
-            }
-        }
+        let appid = appid.to_owned();
+        self.run(move |s| {
+            s.write(|tx| accounts::issue_basic_token(tx, &appid, token, now, daily_quota))
+        })
+        .await
     }
 
     /// `/cgi-bin/stable_token`: the current stable token, or `candidate` as a new one when
@@ -275,30 +431,25 @@ impl Store {
         now: i64,
         force_refresh: bool,
     ) -> Result<Issued> {
-        match self {
-            Store::Sqlite(s) => {
-                let (s, appid) = (s.clone(), appid.to_owned());
-                blocking(move || s.stable_token(&appid, candidate, now, force_refresh)).await
-            }
-        }
+        let appid = appid.to_owned();
+        self.run(move |s| {
+            s.write(|tx| accounts::stable_token(tx, &appid, candidate, now, force_refresh))
+        })
+        .await
     }
 
-    /// Looks a token up (inline: one primary-key read).
-    pub fn token(&self, token: &str) -> Result<Option<TokenRecord>> {
-        match self {
-            Store::Sqlite(s) => s.token(token),
-        }
+    /// Looks a token up (one primary-key read).
+    pub async fn token(&self, token: &str) -> Result<Option<TokenRecord>> {
+        let token = token.to_owned();
+        self.read(move |db| accounts::token(db, &token)).await
     }
 
     /// Takes one use of `api` by `appid` on China-time `day` if fewer than `limit` were taken;
     /// returns whether it was taken. Counted in the database, so every instance shares it.
     pub async fn quota_take(&self, appid: &str, api: &str, day: Date, limit: u64) -> Result<bool> {
-        match self {
-            Store::Sqlite(s) => {
-                let (s, appid, api) = (s.clone(), appid.to_owned(), api.to_owned());
-                blocking(move || s.quota_take(&appid, &api, day, limit)).await
-            }
-        }
+        let (appid, api) = (appid.to_owned(), api.to_owned());
+        self.run(move |s| s.write(|tx| accounts::quota_take(tx, &appid, &api, day, limit)))
+            .await
     }
 
     /// Mirrors one answer of `datacube sync`: the stored rows of `endpoint` dated in `window`
@@ -312,18 +463,25 @@ impl Store {
         rows: Vec<Row>,
         final_through: Option<Date>,
     ) -> Result<()> {
-        let (s, appid) = (self.clone(), appid.to_owned());
-        blocking(move || match &s {
-            Store::Sqlite(s) => s.mirror_window(&appid, endpoint, window, &rows, final_through),
+        let appid = appid.to_owned();
+        self.run(move |s| {
+            let days = days::prepare_days(&rows, window)?;
+            s.write(|tx| {
+                days::replace(tx, &appid, endpoint, window, days)?;
+                if let Some(last) = final_through.filter(|l| *l >= window.0) {
+                    sync::mark_final(tx, &appid, endpoint, (window.0, last.min(window.1)))?;
+                }
+                accounts::bump_change(tx, &appid)
+            })
         })
         .await
     }
 
     /// The ranges of days of `endpoint` that `datacube sync` mirrored as final, merged.
-    pub fn final_ranges(&self, appid: &str, endpoint: Endpoint) -> Result<Vec<(Date, Date)>> {
-        match self {
-            Store::Sqlite(s) => s.final_ranges(appid, endpoint),
-        }
+    pub async fn final_ranges(&self, appid: &str, endpoint: Endpoint) -> Result<Vec<(Date, Date)>> {
+        let appid = appid.to_owned();
+        self.read(move |db| sync::final_ranges(db, &appid, endpoint))
+            .await
     }
 
     /// Upserts rows of one endpoint for one account, all or nothing.
@@ -333,12 +491,17 @@ impl Store {
         endpoint: Endpoint,
         rows: Vec<Row>,
     ) -> Result<UpsertReport> {
-        match self {
-            Store::Sqlite(s) => {
-                let (s, appid) = (s.clone(), appid.to_owned());
-                blocking(move || s.upsert_rows(&appid, endpoint, &rows)).await
-            }
-        }
+        let appid = appid.to_owned();
+        self.run(move |s| {
+            s.write(|tx| {
+                let report = days::upsert(tx, &appid, endpoint, &rows)?;
+                if report.inserted + report.updated > 0 {
+                    accounts::bump_change(tx, &appid)?;
+                }
+                Ok(report)
+            })
+        })
+        .await
     }
 
     /// Stores a batch of events and recomputes the statistics they touch, in one transaction:
@@ -349,19 +512,14 @@ impl Store {
         events: Vec<datacube_engine::Event>,
         yesterday: Date,
     ) -> Result<IngestOutcome> {
-        let s = self.clone();
-        blocking(move || {
-            let batch = Batch::prepare(events)?;
-            s.ingest_batch_blocking(batch, yesterday)
-        })
-        .await
+        self.run(move |s| s.ingest(Batch::prepare(events)?, yesterday))
+            .await
     }
 
     /// [`Store::ingest`] of a batch prepared beforehand ([`Batch::prepare`], which is pure
     /// work and can run on any thread while the store writes the previous batch).
     pub async fn ingest_batch(&self, batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
-        let s = self.clone();
-        blocking(move || s.ingest_batch_blocking(batch, yesterday)).await
+        self.run(move |s| s.ingest(batch, yesterday)).await
     }
 
     /// Stores events now and their statistics later: the periods they touch are marked, in the
@@ -372,14 +530,8 @@ impl Store {
         &self,
         events: Vec<datacube_engine::Event>,
     ) -> Result<IngestOutcome> {
-        let s = self.clone();
-        blocking(move || {
-            let batch = Batch::prepare(events)?;
-            match &s {
-                Store::Sqlite(s) => s.ingest_deferred(batch),
-            }
-        })
-        .await
+        self.run(move |s| s.ingest_deferred(Batch::prepare(events)?))
+            .await
     }
 
     /// [`Store::ingest_deferred`] of events handed over in parts (joined on the blocking
@@ -388,30 +540,14 @@ impl Store {
         &self,
         parts: Vec<Vec<datacube_engine::Event>>,
     ) -> Result<IngestOutcome> {
-        let s = self.clone();
-        blocking(move || {
-            let batch = Batch::prepare(parts.into_iter().flatten().collect())?;
-            match &s {
-                Store::Sqlite(s) => s.ingest_deferred(batch),
-            }
-        })
-        .await
+        self.run(move |s| s.ingest_deferred(Batch::prepare(parts.into_iter().flatten().collect())?))
+            .await
     }
 
     /// Recomputes the statistics of every period marked by [`Store::ingest_deferred`];
     /// returns how many accounts.
     pub async fn flush_pending(&self, yesterday: Date) -> Result<usize> {
-        let s = self.clone();
-        blocking(move || match &s {
-            Store::Sqlite(s) => s.flush_pending(yesterday),
-        })
-        .await
-    }
-
-    fn ingest_batch_blocking(&self, batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
-        match self {
-            Store::Sqlite(s) => s.ingest(batch, yesterday),
-        }
+        self.run(move |s| s.flush_pending(yesterday)).await
     }
 
     /// Extends the daily follower rows of every account with events up to `yesterday` (China
@@ -419,48 +555,49 @@ impl Store {
     /// getusercumulate are there every day, as on WeChat). Returns how many accounts were
     /// extended; their change is logged, so servers drop their cached answers.
     pub async fn carry_forward(&self, yesterday: Date) -> Result<usize> {
-        let s = self.clone();
-        blocking(move || match &s {
-            Store::Sqlite(s) => s.carry_forward(yesterday),
-        })
-        .await
+        self.run(move |s| s.carry_forward(yesterday)).await
     }
 
     /// Accounts whose statistics changed after change number `seq`, with their latest change
-    /// number, oldest first (inline: one indexed read).
-    pub fn changes_since(&self, seq: i64) -> Result<Vec<(String, i64)>> {
-        match self {
-            Store::Sqlite(s) => s.changes_since(seq),
-        }
+    /// number, oldest first (one indexed read).
+    pub async fn changes_since(&self, seq: i64) -> Result<Vec<(String, i64)>> {
+        self.read(move |db| accounts::changes_since(db, seq)).await
     }
 
-    /// Appends the stored rows of `endpoint` for `appid` with `ref_date` in `[begin, end]`,
-    /// comma-separated, in WeChat's order (date, hour, key), to `out`; returns how many.
-    pub fn list_rows_into(
+    /// The stored rows of `endpoint` for `appid` with `ref_date` in `[begin, end]`,
+    /// comma-separated, in WeChat's order (date, hour, key), and how many.
+    pub async fn list_rows(
         &self,
         appid: &str,
         endpoint: Endpoint,
         begin: Date,
         end: Date,
-        out: &mut String,
-    ) -> Result<usize> {
-        match self {
-            Store::Sqlite(s) => s.list_rows_into(appid, endpoint, begin, end, out),
-        }
+    ) -> Result<(String, usize)> {
+        let appid = appid.to_owned();
+        self.read(move |db| {
+            let mut out = String::new();
+            let n = days::list_into(db, &appid, endpoint, begin, end, &mut out)?;
+            Ok((out, n))
+        })
+        .await
     }
 
-    /// The success body `{"list":[…]}` for a range (see [`Store::list_rows_into`]).
-    pub fn list_body(
+    /// The success body `{"list":[…]}` for a range (see [`Store::list_rows`]).
+    pub async fn list_body(
         &self,
         appid: &str,
         endpoint: Endpoint,
         begin: Date,
         end: Date,
     ) -> Result<String> {
-        let mut out = String::with_capacity(4096);
-        out.push_str("{\"list\":[");
-        self.list_rows_into(appid, endpoint, begin, end, &mut out)?;
-        out.push_str("]}");
-        Ok(out)
+        let appid = appid.to_owned();
+        self.read(move |db| {
+            let mut out = String::with_capacity(4096);
+            out.push_str("{\"list\":[");
+            days::list_into(db, &appid, endpoint, begin, end, &mut out)?;
+            out.push_str("]}");
+            Ok(out)
+        })
+        .await
     }
 }

@@ -119,7 +119,7 @@ pub async fn datacube_post(base: &str, token: &str, endpoint: &str, body: &str) 
 
 pub fn temp_db() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let url = datacube_store::testing::fresh_database(dir.path(), "cli");
     (dir, url)
 }
 

@@ -46,7 +46,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let db_url = datacube_store::testing::fresh_database(dir.path(), "test");
     let mut app = spawn_on(&db_url, configure).await;
     app._dir = Some(dir);
     app.add_account(APPID, SECRET, true).await;

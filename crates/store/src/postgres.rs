@@ -1,0 +1,285 @@
+//! The PostgreSQL backend: for several datacube instances over one database.
+//!
+//! Each process keeps one writer connection and a pool of reader connections. Write
+//! transactions take one transaction-scoped advisory lock ([`WRITE_LOCK`]) first, so that
+//! writers are serialized across every instance as SQLite serializes them across processes:
+//! token hand-overs, quotas, de-duplication by event id and the change numbers servers follow
+//! all rest on that (see `docs/postgres.md`). Readers never wait for it.
+//!
+//! The `postgres` crate runs each connection on a small runtime of its own, so a connection is
+//! only used, opened and dropped on threads that are not running async tasks (the store runs
+//! its work on tokio's blocking pool).
+
+use std::sync::Mutex;
+
+use crate::db::{Db, PgClient, PgDb, Prepared};
+use crate::{Result, StoreError};
+
+/// The advisory lock every write transaction takes (an arbitrary 64-bit key: "datacube").
+const WRITE_LOCK: i64 = 0x6461_7461_6375_6265;
+/// The advisory lock held while migrating at start.
+const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
+
+/// Reader connections kept for reuse.
+const READER_POOL: usize = 8;
+
+/// Migrations of the PostgreSQL schema; `PG_MIGRATIONS[i]` takes it from version `i` to
+/// `i + 1` (recorded in `datacube_schema`). Version 1 is the layout of SQLite's version 6.
+/// Never edit an entry that has shipped: add a new one (and its SQLite twin in `schema`).
+const PG_MIGRATIONS: &[&str] = &[
+    // 1: everything, keyed by appid first (see docs/postgres.md on distributing it).
+    r#"
+    CREATE TABLE account (
+        appid        TEXT PRIMARY KEY,
+        secret_hash  TEXT NOT NULL,
+        verified     BIGINT NOT NULL,
+        created_at   BIGINT NOT NULL
+    );
+    CREATE TABLE token (
+        token         TEXT PRIMARY KEY,
+        appid         TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        issued_at     BIGINT NOT NULL,
+        expires_at    BIGINT NOT NULL,
+        invalid_after BIGINT,
+        rowid         BIGSERIAL NOT NULL
+    );
+    CREATE INDEX token_by_appid ON token (appid, kind, issued_at);
+    CREATE TABLE quota (
+        appid   TEXT NOT NULL,
+        api     TEXT NOT NULL,
+        day     TEXT NOT NULL,
+        used    BIGINT NOT NULL,
+        last_at BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (appid, api, day)
+    );
+    CREATE TABLE stat_change (
+        appid TEXT PRIMARY KEY,
+        seq   BIGINT NOT NULL
+    );
+    CREATE INDEX stat_change_by_seq ON stat_change (seq);
+    CREATE TABLE event_chunk (
+        seq   BIGSERIAL PRIMARY KEY,
+        appid TEXT NOT NULL,
+        class BIGINT NOT NULL,
+        day   BIGINT NOT NULL,
+        data  BYTEA NOT NULL,
+        codec BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX event_chunk_by_day ON event_chunk (appid, class, day);
+    CREATE TABLE event_id (
+        appid  TEXT NOT NULL,
+        bucket BIGINT NOT NULL,
+        data   BYTEA NOT NULL,
+        PRIMARY KEY (appid, bucket)
+    );
+    CREATE TABLE event_app (
+        appid   TEXT PRIMARY KEY,
+        id_bits BIGINT NOT NULL,
+        ids     BIGINT NOT NULL
+    );
+    CREATE TABLE event_id_delta (
+        seq   BIGSERIAL PRIMARY KEY,
+        appid TEXT NOT NULL,
+        data  BYTEA NOT NULL
+    );
+    CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq);
+    CREATE TABLE stat_day (
+        appid    TEXT NOT NULL,
+        endpoint BIGINT NOT NULL,
+        ref_date TEXT NOT NULL,
+        n        BIGINT NOT NULL,
+        rows     BYTEA NOT NULL,
+        keys     BYTEA NOT NULL,
+        PRIMARY KEY (appid, endpoint, ref_date)
+    );
+    CREATE TABLE stat_pending (
+        appid TEXT NOT NULL,
+        class BIGINT NOT NULL,
+        lo    BIGINT NOT NULL,
+        hi    BIGINT NOT NULL,
+        PRIMARY KEY (appid, class)
+    );
+    CREATE TABLE sync_final (
+        appid    TEXT NOT NULL,
+        endpoint BIGINT NOT NULL,
+        lo       BIGINT NOT NULL,
+        hi       BIGINT NOT NULL,
+        PRIMARY KEY (appid, endpoint, lo)
+    );
+    "#,
+];
+
+/// One connection and the statements it has prepared. Dropped off any async thread (the
+/// `postgres` crate blocks on its own runtime when closing).
+struct Conn {
+    client: Option<postgres::Client>,
+    prepared: Prepared,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                std::thread::spawn(move || drop(client));
+            }
+        }
+    }
+}
+
+impl Conn {
+    fn connect(config: &postgres::Config) -> std::result::Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: Some(config.connect(postgres::NoTls)?),
+            prepared: Prepared::new(),
+        })
+    }
+    fn parts(&mut self) -> (&mut postgres::Client, &mut Prepared) {
+        (
+            self.client
+                .as_mut()
+                .expect("a connection's client lives as long as it"),
+            &mut self.prepared,
+        )
+    }
+}
+
+/// A PostgreSQL database.
+pub(crate) struct Postgres {
+    config: postgres::Config,
+    writer: Mutex<Option<Conn>>,
+    readers: Mutex<Vec<Conn>>,
+}
+
+/// Runs `f` on a thread of its own when called from an async task's thread, where the
+/// `postgres` crate cannot block.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| s.spawn(f).join().expect("connecting thread"))
+    } else {
+        f()
+    }
+}
+
+impl Postgres {
+    /// Connects to `url` (`postgres://user@host:port/database`) and brings the schema up to
+    /// date.
+    pub(crate) fn open(url: &str) -> Result<Postgres> {
+        let config: postgres::Config = url.parse().map_err(|e| StoreError::Open {
+            url: url.to_owned(),
+            source: Box::new(e),
+        })?;
+        let writer = off_runtime(|| -> Result<Conn> {
+            let mut conn = Conn::connect(&config).map_err(|e| StoreError::Open {
+                url: url.to_owned(),
+                source: Box::new(e),
+            })?;
+            migrate(&mut conn, url)?;
+            Ok(conn)
+        })?;
+        Ok(Postgres {
+            config,
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `f` on a reader connection (autocommit: each statement sees the latest commit).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        let conn = self.readers.lock().expect("reader pool").pop();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => Conn::connect(&self.config)?,
+        };
+        let out = {
+            let (client, prepared) = conn.parts();
+            let db = PgDb {
+                client: PgClient::Client(client).into(),
+                prepared: prepared.into(),
+            };
+            f(&db)
+        };
+        // A connection that broke is not reused.
+        if !conn
+            .client
+            .as_ref()
+            .is_some_and(postgres::Client::is_closed)
+        {
+            let mut pool = self.readers.lock().expect("reader pool");
+            if pool.len() < READER_POOL {
+                pool.push(conn);
+            }
+        }
+        out
+    }
+
+    /// Runs `f` in a transaction that holds the store's write lock, committed if `f`
+    /// succeeds.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        let mut slot = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot
+            .as_ref()
+            .is_none_or(|c| c.client.as_ref().is_none_or(postgres::Client::is_closed))
+        {
+            *slot = Some(Conn::connect(&self.config)?);
+        }
+        let conn = slot.as_mut().expect("just connected");
+        let (client, prepared) = conn.parts();
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        let db = PgDb {
+            client: PgClient::Transaction(tx).into(),
+            prepared: prepared.into(),
+        };
+        let out = f(&db)?;
+        match db.client.into_inner() {
+            PgClient::Transaction(tx) => tx.commit()?,
+            PgClient::Client(_) => unreachable!("a write runs in a transaction"),
+        }
+        Ok(out)
+    }
+}
+
+fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
+    let open_err = |e: postgres::Error| StoreError::Open {
+        url: url.to_owned(),
+        source: Box::new(e),
+    };
+    let (client, _) = conn.parts();
+    // Instances starting together: one migrates, the others wait and find it done.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
+        .map_err(open_err)?;
+    let done = (|| -> Result<()> {
+        client.batch_execute(
+            "CREATE TABLE IF NOT EXISTS datacube_schema (version BIGINT NOT NULL);
+             INSERT INTO datacube_schema (version)
+             SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM datacube_schema);",
+        )?;
+        let version: i64 = client
+            .query_one("SELECT version FROM datacube_schema", &[])?
+            .get(0);
+        let known = PG_MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        if version < known {
+            let mut tx = client.transaction()?;
+            for sql in &PG_MIGRATIONS[version as usize..] {
+                tx.batch_execute(sql)?;
+            }
+            tx.execute("UPDATE datacube_schema SET version = $1", &[&known])?;
+            tx.commit()?;
+            tracing::info!(from = version, to = known, "database migrated");
+        }
+        Ok(())
+    })();
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK]);
+    done.and(unlocked.map(|_| ()).map_err(open_err))
+}
