@@ -18,7 +18,8 @@ server_pid=
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-export DATACUBE_DATABASE="sqlite://$work/wechatpy.db"
+# WECHATPY_DATABASE: another database to run on (scripts/test passes a fresh PostgreSQL one).
+export DATACUBE_DATABASE="${WECHATPY_DATABASE:-sqlite://$work/wechatpy.db}"
 export DATACUBE_LOG=warn
 appid=wx00000000000000aa
 secret=wechatpy-test-secret-0123456789ab

@@ -5,9 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::*;
@@ -21,78 +19,6 @@ const AES_KEY: &str = "h7ZycbpEh2vNdfkYulfw9pG95HjLYwmrKBFeqIktff6";
 /// Pushes happen at 10:00 on 2024-05-01; statistics are read the next morning.
 const PUSH_CLOCK: &str = "2024-05-01T10:00:00+08:00";
 const READ_CLOCK: &str = "2024-05-02T09:00:00+08:00";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The venv with wechatpy 1.8.18, made once (the wechatpy end-to-end test uses the same).
-fn python() -> PathBuf {
-    static READY: Mutex<bool> = Mutex::new(false);
-    let venv = root().join("target/wechatpy-venv");
-    let python = venv.join("bin/python");
-    let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
-    if !*ready {
-        let ok = std::process::Command::new(&python)
-            .args([
-                "-c",
-                "import wechatpy, cryptography; assert wechatpy.__version__ == '1.8.18'",
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let made = std::process::Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3 runs");
-            assert!(made.success(), "python3 -m venv failed");
-            let pip = std::process::Command::new(venv.join("bin/pip"))
-                .args([
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "wechatpy==1.8.18",
-                    "cryptography",
-                ])
-                .status()
-                .expect("pip runs");
-            assert!(pip.success(), "installing wechatpy 1.8.18 from PyPI failed");
-        }
-        *ready = true;
-    }
-    python
-}
-
-/// The developer's server (tests/push/server.py), on a free port.
-struct DevServer {
-    _child: Child,
-    port: u16,
-}
-
-async fn dev_server() -> DevServer {
-    let mut child = Command::new(python())
-        .arg(root().join("tests/push/server.py"))
-        .args([TOKEN, AES_KEY, APPID])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the wechatpy server starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the wechatpy server says where it listens")
-        .unwrap()
-        .unwrap();
-    let port = line
-        .strip_prefix("listening on ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected: {line}"));
-    DevServer {
-        _child: child,
-        port,
-    }
-}
 
 /// `datacube push` with the common flags; returns its stdout (asserting success).
 async fn push(db: &str, url: &str, mode: &str, extra: &[&str]) -> String {
@@ -209,7 +135,7 @@ fn expected_by_code(runs: &[BTreeMap<String, u64>]) -> BTreeMap<u64, u64> {
 async fn push_scenario(mode: &str) {
     let (_dir, db) = temp_db();
     add_account(&db, APPID, SECRET).await;
-    let server = dev_server().await;
+    let server = dev_server(TOKEN, AES_KEY, APPID).await;
     let url = format!("http://127.0.0.1:{}/wechat", server.port);
 
     let hello = push(
@@ -295,7 +221,7 @@ async fn push_in_safe_mode() {
 async fn push_refuses_a_server_that_fails_verification() {
     let (_dir, db) = temp_db();
     add_account(&db, APPID, SECRET).await;
-    let server = dev_server().await;
+    let server = dev_server(TOKEN, AES_KEY, APPID).await;
     let url = format!("http://127.0.0.1:{}/wechat", server.port);
     let (code, _, err) = run(
         &db,
@@ -471,7 +397,7 @@ async fn the_proxy_records_what_push_records() {
     let (_dir2, proxy_db) = temp_db();
     add_account(&push_db, APPID, SECRET).await;
     add_account(&proxy_db, APPID, SECRET).await;
-    let server = dev_server().await;
+    let server = dev_server(TOKEN, AES_KEY, APPID).await;
     let (_proxy, addr) = proxy(
         &proxy_db,
         &format!("http://127.0.0.1:{}", server.port),

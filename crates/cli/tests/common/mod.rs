@@ -1,7 +1,9 @@
 //! Helpers shared by the binary's test files: run the real `datacube`, serve, call the API.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -141,4 +143,77 @@ pub async fn post(url: String, body: &str) -> String {
         .text()
         .await
         .unwrap()
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The venv with wechatpy 1.8.18, made once (the wechatpy end-to-end test uses the same).
+pub fn python() -> PathBuf {
+    static READY: Mutex<bool> = Mutex::new(false);
+    let venv = root().join("target/wechatpy-venv");
+    let python = venv.join("bin/python");
+    let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
+    if !*ready {
+        let ok = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import wechatpy, cryptography; assert wechatpy.__version__ == '1.8.18'",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let made = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs");
+            assert!(made.success(), "python3 -m venv failed");
+            let pip = std::process::Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "wechatpy==1.8.18",
+                    "cryptography",
+                ])
+                .status()
+                .expect("pip runs");
+            assert!(pip.success(), "installing wechatpy 1.8.18 from PyPI failed");
+        }
+        *ready = true;
+    }
+    python
+}
+
+/// The developer's server (tests/push/server.py), on a free port.
+pub struct DevServer {
+    _child: Child,
+    pub port: u16,
+}
+
+/// The developer's server of `tests/push/server.py` (wechatpy), for this token, key and appid.
+pub async fn dev_server(token: &str, aes_key: &str, appid: &str) -> DevServer {
+    let mut child = Command::new(python())
+        .arg(root().join("tests/push/server.py"))
+        .args([token, aes_key, appid])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the wechatpy server starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the wechatpy server says where it listens")
+        .unwrap()
+        .unwrap();
+    let port = line
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected: {line}"));
+    DevServer {
+        _child: child,
+        port,
+    }
 }

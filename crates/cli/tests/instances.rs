@@ -1,0 +1,347 @@
+//! Two `datacube serve` instances over one PostgreSQL database behave as one service: tokens,
+//! stable tokens, quotas, de-duplication by event id, and statistics written through either
+//! instance, `datacube ingest`, `push` or `sync`, seen from both within one second.
+//!
+//! Needs PostgreSQL (`DATACUBE_TEST_POSTGRES`, which `scripts/test` sets); reported as ignored
+//! without it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const APPID: &str = "wxtwin0000000000001";
+const SECRET: &str = "twin-secret";
+/// A second account, whose quotas the test uses up.
+const QUOTA_APPID: &str = "wxtwin0000000000002";
+const QUOTA_SECRET: &str = "quota-secret";
+const ADMIN: &str = "twin-admin";
+const TOKEN_QUOTA: usize = 5;
+const API_QUOTA: usize = 60;
+/// Within this, a write made through one instance (or a command) shows on every instance.
+const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+
+const PUSH_TOKEN: &str = "GreedIsGood";
+const PUSH_AES_KEY: &str = "h7ZycbpEh2vNdfkYulfw9pG95HjLYwmrKBFeqIktff6";
+
+async fn instance(db: &str) -> Served {
+    let token_quota = TOKEN_QUOTA.to_string();
+    let api_quota = API_QUOTA.to_string();
+    serve(
+        db,
+        &[
+            "--admin-token",
+            ADMIN,
+            "--token-quota",
+            &token_quota,
+            "--api-quota",
+            &api_quota,
+        ],
+    )
+    .await
+}
+
+async fn admin_events(base: &str, body: &str) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/admin/events"))
+        .bearer_auth(ADMIN)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn stable_token(base: &str, appid: &str, secret: &str) -> String {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{base}/cgi-bin/stable_token"))
+        .body(
+            serde_json::json!({"grant_type":"client_credential","appid":appid,"secret":secret})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no stable token: {v}"))
+        .to_owned()
+}
+
+fn range(day: &str) -> String {
+    format!(r#"{{"begin_date":"{day}","end_date":"{day}"}}"#)
+}
+
+async fn list(base: &str, token: &str, endpoint: &str, day: &str) -> Value {
+    let text = datacube_post(base, token, endpoint, &range(day)).await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        v.get("list").is_some(),
+        "{endpoint} {day} on {base}: {text}"
+    );
+    v["list"].clone()
+}
+
+/// Polls every instance until `want` holds for `endpoint` on `day`; fails unless it holds on
+/// all of them within [`VISIBLE_WITHIN`] of `since` (when the write returned).
+async fn visible_on_all(
+    instances: &[(&str, &str)],
+    endpoint: &str,
+    day: &str,
+    since: Instant,
+    what: &str,
+    want: impl Fn(&Value) -> bool,
+) {
+    for (base, token) in instances {
+        loop {
+            let got = list(base, token, endpoint, day).await;
+            if want(&got) {
+                break;
+            }
+            assert!(
+                since.elapsed() < VISIBLE_WITHIN,
+                "{what}: not visible on {base} within {VISIBLE_WITHIN:?}: {endpoint} {day} = {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn field(list: &Value, name: &str) -> i64 {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[name].as_i64().unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set DATACUBE_TEST_POSTGRES (scripts/test does)"
+)]
+async fn two_instances_on_one_postgres_behave_as_one_service() {
+    let (dir, db) = temp_db();
+    assert!(db.starts_with("postgres://"), "{db}");
+    add_account(&db, APPID, SECRET).await;
+    add_account(&db, QUOTA_APPID, QUOTA_SECRET).await;
+    let a = instance(&db).await;
+    let b = instance(&db).await;
+    let (a, b) = (a.base.as_str(), b.base.as_str());
+
+    // A token issued by one works on the other.
+    let ta = access_token(a, APPID, SECRET).await;
+    let tb = access_token(b, APPID, SECRET).await;
+    list(b, &ta, "getusersummary", "2026-06-10").await;
+    list(a, &tb, "getusersummary", "2026-06-10").await;
+
+    // stable_token answers the same token on both.
+    let sa = stable_token(a, APPID, SECRET).await;
+    let sb = stable_token(b, APPID, SECRET).await;
+    assert_eq!(sa, sb, "one stable token for the service");
+    list(b, &sa, "getusersummary", "2026-06-10").await;
+
+    // Quotas are counted once: tokens taken alternately from both stop at the quota.
+    let mut issued = 0;
+    for i in 0..TOKEN_QUOTA + 3 {
+        let base = if i % 2 == 0 { a } else { b };
+        let v: Value = token(base, QUOTA_APPID, QUOTA_SECRET)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if v.get("access_token").is_some() {
+            issued += 1;
+        } else {
+            assert_eq!(v["errcode"], 45009, "{v}");
+        }
+    }
+    assert_eq!(
+        issued, TOKEN_QUOTA,
+        "the token quota is the service's, not each instance's"
+    );
+    // The stable token has a quota of its own: it still comes.
+    let tq = stable_token(a, QUOTA_APPID, QUOTA_SECRET).await;
+    let mut answered = 0;
+    for i in 0..API_QUOTA + 4 {
+        let base = if i % 2 == 0 { a } else { b };
+        let text = datacube_post(base, &tq, "getusercumulate", &range("2026-06-10")).await;
+        if text.starts_with("{\"list\"") {
+            answered += 1;
+        } else {
+            assert!(text.contains("45009"), "{text}");
+        }
+    }
+    assert_eq!(answered, API_QUOTA, "the API quota is the service's");
+
+    let both = [(a, ta.as_str()), (b, tb.as_str())];
+
+    // The same event (same id) sent to both instances at once is counted once.
+    let event = format!(
+        r#"{{"type":"message","appid":"{APPID}","id":"twin-1","time":"2026-06-10T09:10:00+08:00","openid":"o1","msg_type":"text"}}"#
+    );
+    let (ra, rb) = tokio::join!(admin_events(a, &event), admin_events(b, &event));
+    assert_eq!(
+        ra["accepted"].as_u64().unwrap() + rb["accepted"].as_u64().unwrap(),
+        1,
+        "{ra} {rb}"
+    );
+    assert_eq!(
+        ra["duplicates"].as_u64().unwrap() + rb["duplicates"].as_u64().unwrap(),
+        1,
+        "{ra} {rb}"
+    );
+    let since = Instant::now();
+    visible_on_all(
+        &both,
+        "getupstreammsg",
+        "2026-06-10",
+        since,
+        "an event sent to both",
+        |l| field(l, "msg_count") == 1,
+    )
+    .await;
+
+    // Written through B, seen on A (and B) within a second.
+    let event = format!(
+        r#"{{"type":"message","appid":"{APPID}","id":"twin-2","time":"2026-06-10T10:00:00+08:00","openid":"o2","msg_type":"text"}}"#
+    );
+    assert_eq!(admin_events(b, &event).await["accepted"], 1);
+    let since = Instant::now();
+    visible_on_all(
+        &both,
+        "getupstreammsg",
+        "2026-06-10",
+        since,
+        "an event written through B",
+        |l| field(l, "msg_user") == 2,
+    )
+    .await;
+
+    // `datacube ingest`, a process of its own.
+    let lines = [
+        format!(
+            r#"{{"type":"reply","appid":"{APPID}","id":"twin-r1","time":"2026-06-11T09:00:00+08:00","cost_ms":200,"ok":true}}"#
+        ),
+        format!(
+            r#"{{"type":"reply","appid":"{APPID}","id":"twin-r2","time":"2026-06-11T09:30:00+08:00","cost_ms":5002,"ok":false}}"#
+        ),
+    ]
+    .join("\n");
+    let (code, out, err) = run(&db, &["ingest", "-"], Some(&lines)).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "2 accepted, 0 duplicates, 0 rejected\n");
+    let since = Instant::now();
+    visible_on_all(
+        &both,
+        "getinterfacesummary",
+        "2026-06-11",
+        since,
+        "datacube ingest",
+        |l| field(l, "callback_count") == 2 && field(l, "fail_count") == 1,
+    )
+    .await;
+
+    // `datacube push` against a developer's server (wechatpy), recording as it goes.
+    let server = dev_server(PUSH_TOKEN, PUSH_AES_KEY, APPID).await;
+    let url = format!("http://127.0.0.1:{}/wechat", server.port);
+    let (code, out, err) = run(
+        &db,
+        &[
+            "push",
+            "--appid",
+            APPID,
+            "--url",
+            &url,
+            "--token",
+            PUSH_TOKEN,
+            "--aes-key",
+            PUSH_AES_KEY,
+            "--mode",
+            "plain",
+            "--clock",
+            "2026-06-12T10:00:00+08:00",
+            "--rate",
+            "0",
+            "--count",
+            "20",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}\n{out}");
+    let since = Instant::now();
+    visible_on_all(
+        &both,
+        "getinterfacesummary",
+        "2026-06-12",
+        since,
+        "datacube push",
+        |l| field(l, "callback_count") >= 20,
+    )
+    .await;
+    // Every message but locations (which getupstreammsg has no type for) is counted once.
+    let locations: i64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("messages: "))
+        .unwrap_or_else(|| panic!("no message line in {out}"))
+        .split(", ")
+        .filter_map(|s| s.strip_suffix(" location"))
+        .map(|n| n.parse::<i64>().unwrap())
+        .sum();
+    let pushed = list(b, &tb, "getupstreammsg", "2026-06-12").await;
+    assert_eq!(field(&pushed, "msg_count"), 20 - locations, "{pushed}\n{out}");
+
+    // `datacube sync` from another server (here a demo datacube on SQLite) into this database.
+    let up_db = format!("sqlite://{}", dir.path().join("upstream.db").display());
+    let up = serve(&up_db, &["--demo", "--demo-days", "10"]).await;
+    let demo_appid = "wx6461746163756265";
+    let demo_secret = "64656d6f5f7365637265745f32303236";
+    let (code, out, err) = run(
+        &db,
+        &[
+            "sync",
+            "--appid",
+            demo_appid,
+            "--secret",
+            demo_secret,
+            "--upstream",
+            &up.base,
+            "--slow-down",
+            "0",
+            "--from",
+            "2026-06-10",
+            "--endpoints",
+            "getusersummary",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}\n{out}");
+    let since = Instant::now();
+    let want = list(
+        &up.base,
+        &access_token(&up.base, demo_appid, demo_secret).await,
+        "getusersummary",
+        "2026-06-14",
+    )
+    .await;
+    assert!(!want.as_array().unwrap().is_empty());
+    let da = access_token(a, demo_appid, demo_secret).await;
+    let db_token = access_token(b, demo_appid, demo_secret).await;
+    visible_on_all(
+        &[(a, da.as_str()), (b, db_token.as_str())],
+        "getusersummary",
+        "2026-06-14",
+        since,
+        "datacube sync",
+        |l| *l == want,
+    )
+    .await;
+}
