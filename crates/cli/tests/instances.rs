@@ -296,7 +296,11 @@ async fn two_instances_on_one_postgres_behave_as_one_service() {
         .map(|n| n.parse::<i64>().unwrap())
         .sum();
     let pushed = list(b, &tb, "getupstreammsg", "2026-06-12").await;
-    assert_eq!(field(&pushed, "msg_count"), 20 - locations, "{pushed}\n{out}");
+    assert_eq!(
+        field(&pushed, "msg_count"),
+        20 - locations,
+        "{pushed}\n{out}"
+    );
 
     // `datacube sync` from another server (here a demo datacube on SQLite) into this database.
     let up_db = format!("sqlite://{}", dir.path().join("upstream.db").display());

@@ -136,29 +136,34 @@ impl StoredDay {
     }
 }
 
-fn write_day(db: &dyn Db, appid: &str, endpoint: Endpoint, day: StoredDay) -> Result<()> {
-    if day.n == 0 {
-        db.exec(
-            "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
-            p![appid, endpoint.id(), &day.date],
-        )?;
-    } else {
-        db.exec(
-            "INSERT INTO stat_day (appid, endpoint, ref_date, n, rows, keys)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (appid, endpoint, ref_date)
-             DO UPDATE SET n = excluded.n, rows = excluded.rows, keys = excluded.keys",
-            &[
+/// Writes days of one endpoint: each replaces the stored day (a day without rows deletes
+/// it).
+fn write_days(db: &dyn Db, appid: &str, endpoint: Endpoint, days: &[StoredDay]) -> Result<()> {
+    let mut params: Vec<V<'_>> = Vec::with_capacity(days.len() * 6);
+    for day in days {
+        if day.n == 0 {
+            db.exec(
+                "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
+                p![appid, endpoint.id(), &day.date],
+            )?;
+        } else {
+            params.extend_from_slice(&[
                 V::from(appid),
                 V::from(endpoint.id()),
                 V::from(&day.date),
                 V::from(day.n),
                 day.rows.value(),
                 V::from(&day.keys),
-            ],
-        )?;
+            ]);
+        }
     }
-    Ok(())
+    db.insert_many(
+        "INSERT INTO stat_day (appid, endpoint, ref_date, n, rows, keys) VALUES",
+        "ON CONFLICT (appid, endpoint, ref_date)
+         DO UPDATE SET n = excluded.n, rows = excluded.rows, keys = excluded.keys",
+        6,
+        &params,
+    )
 }
 
 /// The days of `rows` (sorted by date, hour and key, as the engine returns them) dated
@@ -192,10 +197,9 @@ pub(crate) fn replace(
         "DELETE FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4",
         p![appid, endpoint.id(), &format_date(from), &format_date(to)],
     )?;
-    for day in days {
-        write_day(conn, appid, endpoint, day)?;
-    }
-    Ok(())
+    // The range is empty now: days without rows need no delete.
+    let days: Vec<StoredDay> = days.into_iter().filter(|d| d.n > 0).collect();
+    write_days(conn, appid, endpoint, &days)
 }
 
 /// Imports rows: each replaces the stored row with its natural key, if any.
@@ -206,30 +210,59 @@ pub(crate) fn upsert(
     rows: &[Row],
 ) -> Result<UpsertReport> {
     let mut report = UpsertReport::default();
+    let mut changed_days = Vec::new();
     let mut by_day: BTreeMap<Date, Vec<&Row>> = BTreeMap::new();
     for row in rows {
         by_day.entry(row.ref_date).or_default().push(row);
     }
+    let stored_day = |r: &dyn crate::db::DbRow, rows_at: usize| -> Result<DayRows> {
+        let rows = r.get(rows_at)?;
+        let keys = r.blob(rows_at + 1)?;
+        let text = rows_text(appid, rows)?;
+        let keys = if compressed(rows) {
+            std::borrow::Cow::Owned(crate::codec::decompress(
+                keys,
+                &format!("statistics keys of {appid}"),
+            )?)
+        } else {
+            std::borrow::Cow::Borrowed(keys)
+        };
+        decode(appid, &text, &keys)
+    };
+    // The stored days, read in one query when the import's days are close together (a
+    // round trip per day costs a networked database more than the rows themselves).
+    let mut prefetched: Option<BTreeMap<String, DayRows>> = None;
+    if let (Some(first), Some(last)) = (by_day.keys().next(), by_day.keys().next_back()) {
+        let span = (*last - *first).get_days() as usize + 1;
+        if span <= 4 * by_day.len() + 16 {
+            let mut days = BTreeMap::new();
+            conn.each(
+                "SELECT ref_date, rows, keys FROM stat_day
+                 WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4",
+                p![
+                    appid,
+                    endpoint.id(),
+                    &format_date(*first),
+                    &format_date(*last)
+                ],
+                &mut |r| {
+                    days.insert(r.text(0)?.to_owned(), stored_day(r, 1)?);
+                    Ok(())
+                },
+            )?;
+            prefetched = Some(days);
+        }
+    }
     for (date, new) in by_day {
         let date = format_date(date);
-        let stored: Option<DayRows> = conn.opt(
-            "SELECT rows, keys FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
-            p![appid, endpoint.id(), &date],
-            |r| {
-                let rows = r.get(0)?;
-                let keys = r.blob(1)?;
-                let text = rows_text(appid, rows)?;
-                let keys = if compressed(rows) {
-                    std::borrow::Cow::Owned(crate::codec::decompress(
-                        keys,
-                        &format!("statistics keys of {appid}"),
-                    )?)
-                } else {
-                    std::borrow::Cow::Borrowed(keys)
-                };
-                decode(appid, &text, &keys)
-            },
-        )?;
+        let stored: Option<DayRows> = match &mut prefetched {
+            Some(days) => days.remove(&date),
+            None => conn.opt(
+                "SELECT rows, keys FROM stat_day WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
+                p![appid, endpoint.id(), &date],
+                |r| stored_day(r, 0),
+            )?,
+        };
         let mut day = stored.unwrap_or_default();
         let mut changed = false;
         for row in new {
@@ -250,9 +283,10 @@ pub(crate) fn upsert(
                 day.iter()
                     .map(|((hour, key), json)| (*hour, key.as_str(), json.as_str())),
             );
-            write_day(conn, appid, endpoint, StoredDay::new(date, encoded)?)?;
+            changed_days.push(StoredDay::new(date, encoded)?);
         }
     }
+    write_days(conn, appid, endpoint, &changed_days)?;
     Ok(report)
 }
 
@@ -311,11 +345,11 @@ pub(crate) fn move_v4_rows(conn: &rusqlite::Connection) -> Result<()> {
             return Ok(());
         };
         let encoded = encode(rows.iter().map(|(h, k, j)| (*h, k.as_str(), j.as_str())));
-        write_day(
+        write_days(
             conn,
             &key.0,
             endpoint,
-            StoredDay::new(key.2.clone(), encoded)?,
+            &[StoredDay::new(key.2.clone(), encoded)?],
         )
     };
     let mut stmt = conn.prepare(

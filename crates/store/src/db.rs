@@ -134,6 +134,17 @@ fn mismatch(i: usize, wanted: &str, got: V<'_>) -> StoreError {
 pub(crate) trait Db {
     /// Runs a statement; returns the rows it changed.
     fn exec(&self, sql: &'static str, params: &[V<'_>]) -> Result<u64>;
+    /// `head (row 1), (row 2), … tail`: an `INSERT … VALUES` of many rows (`params` holds
+    /// `width` values per row), in as few statements as the database allows — one per row on
+    /// SQLite, where a statement costs no round trip, a few hundred rows per statement on
+    /// PostgreSQL, where it does. The rows' keys must be distinct.
+    fn insert_many(
+        &self,
+        head: &'static str,
+        tail: &'static str,
+        width: usize,
+        params: &[V<'_>],
+    ) -> Result<()>;
     /// Runs a query and calls `f` with each row, in order. `f` may use the connection.
     fn each(
         &self,
@@ -224,7 +235,43 @@ impl DbRow for rusqlite::Row<'_> {
     }
 }
 
+/// `(?1, ?2, …)` or `($1, $2, …)` for `rows` rows of `width` values.
+fn values_sql(head: &str, tail: &str, width: usize, rows: usize, mark: char) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6);
+    sql.push_str(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { " (" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push(mark);
+            sql.push_str(&(r * width + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
 impl Db for rusqlite::Connection {
+    fn insert_many(
+        &self,
+        head: &'static str,
+        tail: &'static str,
+        width: usize,
+        params: &[V<'_>],
+    ) -> Result<()> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = self.prepare_cached(&values_sql(head, tail, width, 1, '?'))?;
+        for row in params.chunks(width) {
+            stmt.execute(rusqlite::params_from_iter(row))?;
+        }
+        Ok(())
+    }
     fn exec(&self, sql: &'static str, params: &[V<'_>]) -> Result<u64> {
         Ok(self
             .prepare_cached(sql)?
@@ -364,7 +411,27 @@ fn pg_params<'p>(params: &'p [V<'_>]) -> Vec<&'p (dyn postgres::types::ToSql + S
         .collect()
 }
 
+/// Rows per `INSERT` on PostgreSQL (its limit is 65,535 parameters a statement).
+const PG_ROWS_PER_INSERT: usize = 500;
+
 impl Db for PgDb<'_> {
+    fn insert_many(
+        &self,
+        head: &'static str,
+        tail: &'static str,
+        width: usize,
+        params: &[V<'_>],
+    ) -> Result<()> {
+        for chunk in params.chunks(width * PG_ROWS_PER_INSERT) {
+            let sql = values_sql(head, tail, width, chunk.len() / width, '$');
+            let mut client = self.client.borrow_mut();
+            match &mut *client {
+                PgClient::Client(c) => c.execute(sql.as_str(), &pg_params(chunk))?,
+                PgClient::Transaction(t) => t.execute(sql.as_str(), &pg_params(chunk))?,
+            };
+        }
+        Ok(())
+    }
     fn exec(&self, sql: &'static str, params: &[V<'_>]) -> Result<u64> {
         let stmt = self.statement(sql)?;
         Ok(self
@@ -391,6 +458,20 @@ impl Db for PgDb<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_rows_make_one_values_list() {
+        assert_eq!(
+            values_sql(
+                "INSERT INTO t (a, b) VALUES",
+                "ON CONFLICT DO NOTHING",
+                2,
+                2,
+                '$'
+            ),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
+        );
+    }
 
     #[test]
     fn parameters_become_numbered_dollars() {

@@ -1680,8 +1680,7 @@ mod tests {
     #[test]
     fn deferred_statistics_catch_up_when_flushed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.db");
-        let store = crate::Store::open(&format!("sqlite://{}", path.display()))
+        let store = crate::Store::open(&crate::testing::fresh_database(dir.path(), "d"))
             .unwrap()
             .inner;
         let last = date(2024, 4, 30);
@@ -1724,8 +1723,7 @@ mod tests {
     #[test]
     fn live_tallies_follow_small_batches_merges_and_other_writers() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.db");
-        let store = crate::Store::open(&format!("sqlite://{}", path.display()))
+        let store = crate::Store::open(&crate::testing::fresh_database(dir.path(), "l"))
             .unwrap()
             .inner;
         let last = date(2024, 4, 30);
@@ -1827,13 +1825,14 @@ mod tests {
             "{rebuilds} rebuilds in {flushes} flushes"
         );
         // Each day's chunks were merged as they came: a few per day, not one per batch.
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let most: i64 = conn
-            .query_row(
-                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM event_chunk GROUP BY appid, class, day)",
-                [],
-                |r| r.get(0),
-            )
+        let most: i64 = store
+            .read(|db| {
+                db.int(
+                    "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM event_chunk
+                                         GROUP BY appid, class, day) AS per_day",
+                    p![],
+                )
+            })
             .unwrap();
         assert!(most < COMPACT_AT as i64, "a day kept {most} chunks");
     }
@@ -1847,8 +1846,7 @@ mod tests {
         for seed in 0..3u64 {
             let mut rng = StdRng::seed_from_u64(seed);
             let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("t.db");
-            let store = crate::Store::open(&format!("sqlite://{}", path.display()))
+            let store = crate::Store::open(&crate::testing::fresh_database(dir.path(), "t"))
                 .unwrap()
                 .inner;
             let mut all: Vec<Event> = Vec::new();
