@@ -464,7 +464,8 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn open(url: &str) -> Result<Store> {
-    Store::open(url).with_context(|| format!("opening the database {url}"))
+    Store::open(url)
+        .with_context(|| format!("opening the database {}", datacube_store::redacted(url)))
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

@@ -226,8 +226,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
-/// `url` without its password, if it has one.
-fn redacted(url: &str) -> String {
+/// `url` without its password, if it has one (`postgres://u:***@host/db`): for messages.
+pub fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -347,19 +347,6 @@ impl Store {
                 live: Mutex::new(Default::default()),
             }),
         })
-    }
-
-    /// Whether this is a PostgreSQL database (shared by several instances).
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.inner.backend, Backend::Postgres(_))
-    }
-
-    /// The SQLite file, if this is one.
-    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
-        match &self.inner.backend {
-            Backend::Sqlite(s) => Some(s.path()),
-            Backend::Postgres(_) => None,
-        }
     }
 
     /// Runs blocking work on tokio's blocking pool.
@@ -599,5 +586,18 @@ impl Store {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_left_out_of_urls_in_messages() {
+        assert_eq!(
+            super::redacted("postgres://dc:s3cret@db:5432/datacube"),
+            "postgres://dc:***@db:5432/datacube"
+        );
+        assert_eq!(super::redacted("postgres://dc@db/x"), "postgres://dc@db/x");
+        assert_eq!(super::redacted("sqlite://a@b.db"), "sqlite://a@b.db");
     }
 }

@@ -1,6 +1,6 @@
 //! The SQLite backend: WAL mode, one writer connection, a small pool of reader connections.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -50,11 +50,6 @@ impl Sqlite {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
         })
-    }
-
-    /// The database file.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `f` on a reader connection (outside any transaction: each statement sees the
