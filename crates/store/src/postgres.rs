@@ -243,7 +243,11 @@ impl Postgres {
             f(&db)
         };
         // A connection that broke is not reused.
-        if conn.client.as_ref().is_some_and(postgres::Client::is_closed) {
+        if conn
+            .client
+            .as_ref()
+            .is_some_and(postgres::Client::is_closed)
+        {
             drop(conn);
             self.closed();
         } else {
