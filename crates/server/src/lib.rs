@@ -17,6 +17,7 @@ pub mod admin;
 mod cache;
 pub mod clock;
 pub mod config;
+mod dashboard;
 pub mod demo;
 pub mod faults;
 pub mod import;

@@ -28,6 +28,7 @@ const OVERFLOW_CONNECTIONS: usize = 64;
 /// The whole HTTP application: the admin API and, for every other path, the WeChat API.
 pub fn router(app: App) -> Router {
     crate::admin::routes()
+        .merge(crate::dashboard::routes())
         .fallback(crate::wechat::dispatch)
         .with_state(app)
 }
@@ -211,8 +212,9 @@ fn service(
                 return Ok(overloaded(&app));
             }
             // The WeChat API is the hot path: straight to its handler; the router only for
-            // the admin API.
-            if req.uri().path().starts_with("/admin/") {
+            // the admin API and the dashboard.
+            let path = req.uri().path();
+            if path.starts_with("/admin/") || path == "/" || path.starts_with("/dashboard/") {
                 router.oneshot(req).await
             } else {
                 Ok(crate::wechat::dispatch_request(app, req.map(axum::body::Body::new)).await)

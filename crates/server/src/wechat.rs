@@ -139,18 +139,32 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
         Err(BodyError::TooLarge) => return app.wechat_error_close(ErrCode::DateFormatError),
         Err(BodyError::Broken) => return app.wechat_error_close(ErrCode::SystemError),
     };
-    let range = match parse_request(&body) {
+    answer(&app, endpoint, &record.appid, &body, true).await
+}
+
+/// The answer to a datacube request for `appid`, once the caller may read its statistics:
+/// the body's dates checked as WeChat checks them, the daily quota taken (when `quota`: not
+/// for the admin API), the rows.
+pub(crate) async fn answer(
+    app: &App,
+    endpoint: Endpoint,
+    appid: &str,
+    body: &[u8],
+    quota: bool,
+) -> Response {
+    let now = app.clock().unix();
+    let range = match parse_request(body) {
         Ok(range) => range,
         Err(code) => return app.wechat_error(code),
     };
     if let Err(code) = check_range(endpoint, range, china_date(now)) {
         return app.wechat_error(code);
     }
-    if let Some(limit) = app.config().api_daily_quota {
+    if let Some(limit) = app.config().api_daily_quota.filter(|_| quota) {
         let api = format!("datacube/{}", endpoint.name());
         match app
             .store()
-            .quota_take(&record.appid, &api, china_date(now), u64::from(limit))
+            .quota_take(appid, &api, china_date(now), u64::from(limit))
             .await
         {
             Ok(true) => {}
@@ -164,7 +178,7 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
     };
     let answers = &app.inner.answers;
     let key = Key {
-        appid: record.appid.clone(),
+        appid: appid.to_owned(),
         endpoint,
         begin,
         end,
@@ -173,12 +187,8 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
     if let Some(body) = answers.get(&key) {
         return wechat_response(body, 0);
     }
-    let generation = answers.generation(&record.appid);
-    match app
-        .store()
-        .list_body(&record.appid, endpoint, begin, end)
-        .await
-    {
+    let generation = answers.generation(appid);
+    match app.store().list_body(appid, endpoint, begin, end).await {
         Ok(body) => {
             let body = match endpoint {
                 Endpoint::GetArticleTotal => trim_total_details(&body, ready).unwrap_or(body),
