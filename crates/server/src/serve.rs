@@ -214,7 +214,9 @@ fn service(
             // The WeChat API is the hot path: straight to its handler; the router only for
             // the admin API and the dashboard.
             let path = req.uri().path();
-            if path.starts_with("/admin/") || path == "/" || path.starts_with("/dashboard/") {
+            let page = (path == "/" || path.starts_with("/dashboard/"))
+                && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+            if path.starts_with("/admin/") || page {
                 router.oneshot(req).await
             } else {
                 Ok(crate::wechat::dispatch_request(app, req.map(axum::body::Body::new)).await)

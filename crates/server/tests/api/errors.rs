@@ -172,7 +172,16 @@ async fn every_datacube_error_code_in_its_envelope() {
             40066,
             "invalid url",
         ),
-        ("root", "GET", "/".into(), "", 40066, "invalid url"),
+        // GET / is the dashboard (tests/api/dashboard.rs); anything else there is WeChat's.
+        ("root", "POST", "/".into(), "", 40066, "invalid url"),
+        (
+            "dashboard post",
+            "POST",
+            "/dashboard/app.js".into(),
+            "",
+            40066,
+            "invalid url",
+        ),
     ];
     for (what, method, path, body, code, text) in cases {
         let req = t
