@@ -74,21 +74,7 @@ LUA
 mixed_lua() {  # port out
   local tokens
   tokens=$(for i in $(seq 100 9 991); do printf '"%s",' "$(token_of "$1" "$(printf 'wxbench%011d' "$i")")"; done)
-  python3 - "$2" "$tokens" <<'PY'
-import sys, datetime
-out, tokens = sys.argv[1], sys.argv[2]
-first = datetime.date(2023, 1, 1)
-windows = [(first + datetime.timedelta(d), first + datetime.timedelta(d + 29)) for d in range(0, 1066)]
-with open(out, "w") as f:
-    f.write("tokens = {%s}\n" % tokens.rstrip(","))
-    f.write("bodies = {%s}\n" % ",".join("'{\"begin_date\":\"%s\",\"end_date\":\"%s\"}'" % w for w in windows))
-    f.write("""
-request = function()
-  local t = tokens[math.random(#tokens)]
-  return wrk.format("POST", "/datacube/getinterfacesummary?access_token=" .. t, nil, bodies[math.random(#bodies)])
-end
-""")
-PY
+  python3 "$root/bench/mixed_lua.py" "$2" "$tokens"
 }
 wrk_run() { wrk -t2 -c"${3:-$CONNS}" -d"$DUR" --latency -s "$2" "$1"; }
 rate() { awk '/Requests\/sec/ {print $2}' "$1"; }

@@ -79,21 +79,7 @@ LUA
 
 # A mixed load: 100 accounts, random 30-day windows over the three years (mostly cache misses).
 tokens=$(for i in $(seq 100 9 991); do printf '"%s",' "$(token_of "$(printf 'wxbench%011d' "$i")")"; done)
-python3 - "$work/mixed.lua" "$tokens" <<'PY'
-import sys, datetime
-out, tokens = sys.argv[1], sys.argv[2]
-first = datetime.date(2023, 1, 1)
-windows = [(first + datetime.timedelta(d), first + datetime.timedelta(d + 29)) for d in range(0, 1066)]
-with open(out, "w") as f:
-    f.write("tokens = {%s}\n" % tokens.rstrip(","))
-    f.write("bodies = {%s}\n" % ",".join("'{\"begin_date\":\"%s\",\"end_date\":\"%s\"}'" % w for w in windows))
-    f.write("""
-request = function()
-  local t = tokens[math.random(#tokens)]
-  return wrk.format("POST", "/datacube/getinterfacesummary?access_token=" .. t, nil, bodies[math.random(#bodies)])
-end
-""")
-PY
+python3 "$root/bench/mixed_lua.py" "$work/mixed.lua" "$tokens"
 
 run() { wrk -t2 -c"$CONNS" -d"$DUR" --latency -s "${2:-$work/post.lua}" "$1"; }
 rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
