@@ -161,6 +161,20 @@ impl Endpoint {
         }
     }
 
+    /// The six article endpoints WeChat took offline in 2026 (they answer 47009 there; reference
+    /// 2025 §6, §8): getarticlesummary, getarticletotal, getuserread[hour], getusershare[hour].
+    pub const fn is_legacy_article(self) -> bool {
+        matches!(
+            self,
+            Endpoint::GetArticleSummary
+                | Endpoint::GetArticleTotal
+                | Endpoint::GetUserRead
+                | Endpoint::GetUserReadHour
+                | Endpoint::GetUserShare
+                | Endpoint::GetUserShareHour
+        )
+    }
+
     /// The family, which fixes the permission set.
     pub const fn group(self) -> Group {
         match self {

@@ -39,6 +39,9 @@ pub enum ErrCode {
     MinuteQuotaReached,
     /// 47001: the body is not the JSON the API expects (non-datacube APIs).
     DataFormatError,
+    /// 47009: the API was taken offline (the six old article endpoints since 2026; reference
+    /// 2025 §8).
+    ApiOffline,
     /// 48001: the account may not call this API (datacube: unverified accounts).
     ApiUnauthorized,
     /// 61500: a datacube body or date is malformed.
@@ -51,7 +54,7 @@ pub enum ErrCode {
 
 impl ErrCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrCode; 19] = [
+    pub const ALL: [ErrCode; 20] = [
         ErrCode::SystemError,
         ErrCode::InvalidCredential,
         ErrCode::InvalidGrantType,
@@ -67,6 +70,7 @@ impl ErrCode {
         ErrCode::DailyQuotaReached,
         ErrCode::MinuteQuotaReached,
         ErrCode::DataFormatError,
+        ErrCode::ApiOffline,
         ErrCode::ApiUnauthorized,
         ErrCode::DateFormatError,
         ErrCode::DateRangeError,
@@ -91,6 +95,7 @@ impl ErrCode {
             ErrCode::DailyQuotaReached => 45009,
             ErrCode::MinuteQuotaReached => 45011,
             ErrCode::DataFormatError => 47001,
+            ErrCode::ApiOffline => 47009,
             ErrCode::ApiUnauthorized => 48001,
             ErrCode::DateFormatError => 61500,
             ErrCode::DateRangeError => 61501,
@@ -120,6 +125,7 @@ impl ErrCode {
                 "api minute-quota reach limit, must slower, retry next minute"
             }
             ErrCode::DataFormatError => "data format error",
+            ErrCode::ApiOffline => "this api is offline, please use the new api",
             ErrCode::ApiUnauthorized => "api unauthorized",
             ErrCode::DateFormatError => "date format error",
             ErrCode::DateRangeError => "date range error",

@@ -174,6 +174,11 @@ struct ServeArgs {
     /// Daily quota of each datacube endpoint per account (45009 past it); unlimited when unset.
     #[arg(long, env = "DATACUBE_API_QUOTA")]
     api_quota: Option<u32>,
+    /// Answer the six old article endpoints (getarticlesummary, getarticletotal,
+    /// getuserread[hour], getusershare[hour]) with 47009 `this api is offline, please use the
+    /// new api`, as WeChat does since 2026.
+    #[arg(long, env = "DATACUBE_RETIRE_LEGACY_ARTICLES")]
+    retire_legacy_articles: bool,
     /// How errmsg ends: `rid` (` rid: …`, today's datacube form), `comma-rid` or `none`.
     #[arg(long, env = "DATACUBE_ERRMSG_SUFFIX", default_value = "rid", value_parser = parse_suffix)]
     errmsg_suffix: SuffixStyle,
@@ -478,6 +483,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
         token_daily_quota: args.token_quota,
         api_daily_quota: args.api_quota,
+        retire_legacy_articles: args.retire_legacy_articles,
         suffix: args.errmsg_suffix,
         response_cache: args.response_cache,
         limits: Limits {
@@ -1113,6 +1119,12 @@ async fn sync(args: SyncArgs) -> Result<()> {
         elapsed,
         summary.rows as f64 / elapsed.max(0.001)
     );
+    for (endpoint, skipped) in &summary.offline {
+        println!(
+            "{endpoint}: the upstream answered 47009 (this api is offline, please use the new api); \
+             not asked again ({skipped} more windows not asked)"
+        );
+    }
     if let Some(e) = error {
         bail!("{e}; {} calls left for the next run", summary.left);
     }

@@ -366,3 +366,60 @@ async fn a_used_up_daily_quota_stops_the_sync_with_a_clear_message() {
     // The token is fetched once however many calls were made.
     assert!(out.contains("(0 retries, 1 token requests)"), "{out}");
 }
+
+const LEGACY_ARTICLES: [&str; 6] = [
+    "getarticlesummary",
+    "getarticletotal",
+    "getuserread",
+    "getuserreadhour",
+    "getusershare",
+    "getusersharehour",
+];
+
+/// An upstream that retired the old article endpoints as WeChat did (47009): the sync mirrors
+/// everything else, asks each retired endpoint no more after its first 47009, and says so once.
+#[tokio::test]
+async fn endpoints_answering_47009_are_asked_no_more() {
+    let (_d1, up_db) = temp_db();
+    let up = serve_at(
+        &up_db,
+        &["--demo", "--demo-days", "20", "--retire-legacy-articles"],
+    )
+    .await;
+    let (_d2, mirror_db) = temp_db();
+    let (code, dry, err) = sync(&mirror_db, &up.base, &["--dry-run"]).await;
+    assert_eq!(code, 0, "{err}");
+    let legacy: u64 = LEGACY_ARTICLES.iter().map(|e| planned_for(&dry, e)).sum();
+    let others = planned(&dry) - legacy;
+    assert!(legacy > 6 && others > 0, "{dry}");
+
+    // One call at a time: exactly one call to each retired endpoint.
+    let (code, out, err) = sync(&mirror_db, &up.base, &["--concurrency", "1"]).await;
+    assert_eq!(code, 0, "the rest was mirrored: {err}\n{out}");
+    assert_eq!(made(&out).0, others + 6, "{out}");
+    for e in LEGACY_ARTICLES {
+        let said: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("{e}: the upstream answered 47009")))
+            .collect();
+        assert_eq!(said.len(), 1, "said once for {e}: {out}");
+    }
+    // Every window of the other endpoints was mirrored.
+    let synced: u64 = out
+        .strip_prefix("synced ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(synced, others, "{out}");
+
+    // Eight at a time: the calls already in flight when the first 47009 came back may answer
+    // 47009 too, but no call starts after it.
+    let (_d3, mirror_db) = temp_db();
+    let (code, out, err) = sync(&mirror_db, &up.base, &[]).await;
+    assert_eq!(code, 0, "{err}\n{out}");
+    let calls = made(&out).0;
+    assert!(
+        calls >= others + 6 && calls <= others + 6 * 8,
+        "{calls} calls: {out}"
+    );
+}

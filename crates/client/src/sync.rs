@@ -146,6 +146,9 @@ pub struct Summary {
     pub rows: u64,
     /// Windows left undone (interrupted, or stopped by an error).
     pub left: u64,
+    /// Endpoints the upstream said are offline (47009), each asked no more after that answer,
+    /// with the windows not asked.
+    pub offline: Vec<(Endpoint, u64)>,
 }
 
 /// Why a sync stopped.
@@ -205,6 +208,10 @@ pub async fn run(
     let rows = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let failed: Arc<std::sync::Mutex<Option<SyncError>>> = Arc::default();
+    // Endpoints answered 47009, and how many of their windows were not asked.
+    let offline: Arc<std::sync::Mutex<Vec<(Endpoint, u64)>>> = Arc::default();
+    // Calls answered 47009 (more than one per endpoint when several were in flight).
+    let offline_answers = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
         let (client, store, appid) = (client.clone(), store.clone(), appid.to_owned());
@@ -217,6 +224,7 @@ pub async fn run(
             stop.clone(),
             progress.clone(),
         );
+        let (offline, offline_answers) = (offline.clone(), offline_answers.clone());
         workers.spawn(async move {
             loop {
                 if stop.load(Ordering::Relaxed) || failed.lock().map_or(true, |f| f.is_some()) {
@@ -226,6 +234,13 @@ pub async fn run(
                 let Some(&(endpoint, (begin, end))) = queue.get(i) else {
                     return;
                 };
+                let skip = |list: &mut Vec<(Endpoint, u64)>| {
+                    let entry = list.iter_mut().find(|(e, _)| *e == endpoint);
+                    entry.map(|(_, skipped)| *skipped += 1).is_some()
+                };
+                if offline.lock().is_ok_and(|mut o| skip(&mut o)) {
+                    continue;
+                }
                 let outcome =
                     mirror_one(&client, &store, &appid, endpoint, begin, end, last_ready).await;
                 match outcome {
@@ -233,6 +248,16 @@ pub async fn run(
                         rows.fetch_add(n as u64, Ordering::Relaxed);
                         done.fetch_add(1, Ordering::Relaxed);
                         progress.window_done(endpoint, n);
+                    }
+                    // 47009: this endpoint is offline upstream (WeChat's old article
+                    // endpoints since 2026); the other endpoints go on.
+                    Err(SyncError::Client(ClientError::Api { code: 47009, .. })) => {
+                        offline_answers.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut o) = offline.lock() {
+                            if !o.iter().any(|(e, _)| *e == endpoint) {
+                                o.push((endpoint, 0));
+                            }
+                        }
                     }
                     Err(e) => {
                         if let Ok(mut f) = failed.lock() {
@@ -246,10 +271,15 @@ pub async fn run(
     }
     while workers.join_next().await.is_some() {}
     let done = done.load(Ordering::Relaxed);
+    let offline = offline.lock().map(|o| o.clone()).unwrap_or_default();
+    // The calls answered 47009 and the windows not asked are not left for later in this run.
+    let answered_offline =
+        offline_answers.load(Ordering::Relaxed) + offline.iter().map(|(_, n)| n).sum::<u64>();
     let summary = Summary {
         windows: done,
         rows: rows.load(Ordering::Relaxed),
-        left: total - done,
+        left: total - done - answered_offline,
+        offline,
     };
     let error = failed.lock().ok().and_then(|mut f| f.take());
     (summary, error)

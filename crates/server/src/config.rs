@@ -15,6 +15,9 @@ pub struct Config {
     /// Daily quota of each datacube endpoint per account; `None` means unlimited
     /// (WeChat documents none).
     pub api_daily_quota: Option<u32>,
+    /// The six old article endpoints answer 47009 `this api is offline, please use the new
+    /// api`, as WeChat's do since 2026 (off by default: both generations are served).
+    pub retire_legacy_articles: bool,
     /// How the request id is appended to `errmsg`.
     pub suffix: SuffixStyle,
     /// Datacube answers kept in memory; 0 turns the cache off.
@@ -31,6 +34,7 @@ impl Default for Config {
             admin_token: None,
             token_daily_quota: DEFAULT_TOKEN_DAILY_QUOTA,
             api_daily_quota: None,
+            retire_legacy_articles: false,
             suffix: SuffixStyle::Rid,
             response_cache: 10_000,
             limits: Limits::default(),

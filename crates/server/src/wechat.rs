@@ -152,6 +152,11 @@ pub(crate) async fn answer(
     body: &[u8],
     quota: bool,
 ) -> Response {
+    // An offline API answers so whatever the body (checked after the token and the account,
+    // as every API-specific answer is; see docs/compatibility.md).
+    if endpoint.is_legacy_article() && app.config().retire_legacy_articles {
+        return app.wechat_error(ErrCode::ApiOffline);
+    }
     let now = app.clock().unix();
     let range = match parse_request(body) {
         Ok(range) => range,

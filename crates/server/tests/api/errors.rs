@@ -436,3 +436,37 @@ async fn the_suffix_style_is_configurable() {
         r#"{"errcode":41001,"errmsg":"access_token missing"}"#
     );
 }
+
+/// `--retire-legacy-articles`: the six old article endpoints answer 47009 with WeChat's text,
+/// whatever the body; the other eleven and the default server answer as before.
+#[tokio::test]
+async fn retired_article_endpoints_answer_47009() {
+    let retired = spawn_app_with(|c| c.retire_legacy_articles = true).await;
+    let plain = spawn_app().await;
+    let (t_retired, t_plain) = (retired.token().await, plain.token().await);
+    for endpoint in datacube_api::Endpoint::ALL {
+        let name = endpoint.name();
+        let a = retired
+            .datacube(name, &t_retired, "2021-09-08", "2021-09-08")
+            .await;
+        if endpoint.is_legacy_article() {
+            let msg = assert_wechat_error(&a, 47009, retired.unix());
+            assert_eq!(msg, "this api is offline, please use the new api", "{name}");
+            // Whatever the body.
+            let a = retired
+                .post(&format!("/datacube/{name}?access_token={t_retired}"), "{}")
+                .await;
+            assert_eq!(a.errcode(), 47009, "{name}: {}", a.body);
+        } else {
+            assert!(a.body.starts_with("{\"list\":"), "{name}: {}", a.body);
+        }
+        let a = plain
+            .datacube(name, &t_plain, "2021-09-08", "2021-09-08")
+            .await;
+        assert!(
+            a.body.starts_with("{\"list\":"),
+            "{name} by default: {}",
+            a.body
+        );
+    }
+}
