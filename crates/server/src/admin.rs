@@ -36,6 +36,13 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
+fn unknown_endpoint(status: StatusCode, name: &str) -> Response {
+    error(
+        status,
+        format!("unknown endpoint {name:?}; expected one of the 17 datacube names such as getusersummary"),
+    )
+}
+
 fn internal(err: &dyn std::error::Error) -> Response {
     tracing::error!(error = %err, "admin request failed");
     error(
@@ -246,10 +253,7 @@ async fn import(State(app): State<App>, req: Request) -> Response {
         );
     };
     let Some(endpoint) = Endpoint::from_name(&name) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown endpoint {name:?}; expected one of the 17 datacube names such as getusersummary"),
-        );
+        return unknown_endpoint(StatusCode::BAD_REQUEST, &name);
     };
     match import_body(app.store(), &appid, endpoint, &body).await {
         Ok(report) => {
@@ -303,10 +307,7 @@ async fn datacube(State(app): State<App>, Path(name): Path<String>, req: Request
         Err(resp) => return resp,
     };
     let Some(endpoint) = Endpoint::from_name(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("unknown endpoint {name:?}; expected one of the 17 datacube names such as getusersummary"),
-        );
+        return unknown_endpoint(StatusCode::NOT_FOUND, &name);
     };
     let Some(appid) = form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "appid")

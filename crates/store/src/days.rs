@@ -1,4 +1,4 @@
-//! Statistics rows, kept one SQLite row per account, endpoint and day (`stat_day`).
+//! Statistics rows, kept one database row per account, endpoint and day (`stat_day`).
 //!
 //! `rows` holds the day's rows as WeChat serializes them, comma-joined in serving order (hour,
 //! then natural key), so that answering a range is a concatenation; `keys` holds each row's

@@ -1,4 +1,4 @@
-//! The event log in SQLite, and the recomputation of the statistics a batch of events touches.
+//! The event log in the database (SQLite or PostgreSQL), and the recomputation of the statistics a batch of events touches.
 //!
 //! Events are kept compactly: one `event_chunk` row holds the events of one account, class and
 //! China day that one batch brought, encoded back to back (postcard), so a batch costs a few
