@@ -167,7 +167,7 @@ pub fn check_range(endpoint: Endpoint, range: DateRange, today: Date) -> Result<
 ///
 /// Days and hours are served up to `last_ready`; a week (labelled with its Monday) or a month
 /// (labelled with its 1st) is served when its label lies in the range and the whole period has
-/// ended by `last_ready`.
+/// ended by `last_ready`. The 2025 endpoints serve nothing before 2025-11-01.
 pub fn served_labels(
     endpoint: Endpoint,
     range: DateRange,
@@ -181,7 +181,12 @@ pub fn served_labels(
         Period::Month => add_days(add_days(last_ready, 1).first_of_month(), -1).first_of_month(),
     };
     let end = range.end.min(latest_label);
-    (range.begin <= end).then_some((range.begin, end))
+    // The 2025 endpoints have nothing before their first day ("之前日期数据无效").
+    let begin = match endpoint.generation() {
+        crate::Generation::Published => range.begin.max(endpoint.first_day()),
+        crate::Generation::Classic => range.begin,
+    };
+    (begin <= end).then_some((begin, end))
 }
 
 #[cfg(test)]
@@ -349,7 +354,7 @@ mod tests {
         /// days inclusive, begin not after end, end before today.
         #[test]
         fn span_rule(begin_off in -400i64..400, len in -5i64..40, today_off in -400i64..400,
-                     which in 0usize..17) {
+                     which in 0usize..Endpoint::ALL.len()) {
             let endpoint = Endpoint::ALL[which];
             let base = date(2020, 6, 15);
             let begin = add_days(base, begin_off);
@@ -370,7 +375,7 @@ mod tests {
         /// and week/month labels only cover whole finished periods.
         #[test]
         fn served_labels_stay_inside(begin_off in 0i64..3000, len in 0i64..31,
-                                      ready_off in 0i64..3100, which in 0usize..17) {
+                                      ready_off in 0i64..3100, which in 0usize..Endpoint::ALL.len()) {
             let endpoint = Endpoint::ALL[which];
             let begin = add_days(FIRST_DAY, begin_off - 20);
             let end = add_days(begin, len);

@@ -1,4 +1,5 @@
-//! The 17 datacube endpoints: names, maximum spans, periods, permission sets and row shapes.
+//! The 21 datacube endpoints — the 17 of 2014 and the four "published content" endpoints of
+//! 2025 — with names, maximum spans, periods, permission sets and row shapes.
 
 use crate::row::{self, Shape};
 
@@ -60,11 +61,37 @@ pub enum Endpoint {
     GetUpstreamMsgDistMonth,
     GetInterfaceSummary,
     GetInterfaceSummaryHour,
+    /// 2025: readers of every published item read on a day (getarticleread).
+    GetArticleRead,
+    /// 2025: sharers of every published item shared on a day (getarticleshare).
+    GetArticleShare,
+    /// 2025: the account's published content, one row a day (getbizsummary).
+    GetBizSummary,
+    /// 2025: the items published on a day, with cumulative daily snapshots
+    /// (getarticletotaldetail).
+    GetArticleTotalDetail,
 }
 
+/// Which generation of WeChat's article statistics an endpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Generation {
+    /// The endpoints documented since 2014 (six of them retired by WeChat in 2026).
+    Classic,
+    /// The "published content" (发表内容) endpoints of 2025: `{"list":[…],"is_delay":…}`,
+    /// data from 2025-11-01.
+    Published,
+}
+
+/// The first day the 2025 endpoints have data for ("数据存储起始时间为2025-11-01").
+pub const PUBLISHED_FIRST_DAY: jiff::civil::Date = jiff::civil::date(2025, 11, 1);
+
+/// How many days getarticletotaldetail follows an item after its publish day, that day
+/// included ("每篇文章仅统计发表日期起 30 天内").
+pub const PUBLISHED_WINDOW_DAYS: i64 = 30;
+
 impl Endpoint {
-    /// All 17, in the order of WeChat's documentation.
-    pub const ALL: [Endpoint; 17] = [
+    /// All 21: the 17 of 2014 in the order of WeChat's documentation, then the four of 2025.
+    pub const ALL: [Endpoint; 21] = [
         Endpoint::GetUserSummary,
         Endpoint::GetUserCumulate,
         Endpoint::GetArticleSummary,
@@ -82,6 +109,10 @@ impl Endpoint {
         Endpoint::GetUpstreamMsgDistMonth,
         Endpoint::GetInterfaceSummary,
         Endpoint::GetInterfaceSummaryHour,
+        Endpoint::GetArticleRead,
+        Endpoint::GetArticleShare,
+        Endpoint::GetBizSummary,
+        Endpoint::GetArticleTotalDetail,
     ];
 
     /// The path segment after `/datacube/`.
@@ -104,6 +135,10 @@ impl Endpoint {
             Endpoint::GetUpstreamMsgDistMonth => "getupstreammsgdistmonth",
             Endpoint::GetInterfaceSummary => "getinterfacesummary",
             Endpoint::GetInterfaceSummaryHour => "getinterfacesummaryhour",
+            Endpoint::GetArticleRead => "getarticleread",
+            Endpoint::GetArticleShare => "getarticleshare",
+            Endpoint::GetBizSummary => "getbizsummary",
+            Endpoint::GetArticleTotalDetail => "getarticletotaldetail",
         }
     }
 
@@ -132,6 +167,10 @@ impl Endpoint {
             Endpoint::GetUpstreamMsgDistMonth => 15,
             Endpoint::GetInterfaceSummary => 16,
             Endpoint::GetInterfaceSummaryHour => 17,
+            Endpoint::GetArticleRead => 18,
+            Endpoint::GetArticleShare => 19,
+            Endpoint::GetBizSummary => 20,
+            Endpoint::GetArticleTotalDetail => 21,
         }
     }
 
@@ -158,6 +197,31 @@ impl Endpoint {
             Endpoint::GetUpstreamMsgDistWeek | Endpoint::GetUpstreamMsgDistMonth => 30,
             Endpoint::GetInterfaceSummary => 30,
             Endpoint::GetInterfaceSummaryHour => 1,
+            // "日期范围仅支持查询1天" (2025 reference §2, §3, §5 and §9.1), "最长支持查询30天" (§4).
+            Endpoint::GetArticleRead
+            | Endpoint::GetArticleShare
+            | Endpoint::GetArticleTotalDetail => 1,
+            Endpoint::GetBizSummary => 30,
+        }
+    }
+
+    /// The generation the endpoint belongs to.
+    pub const fn generation(self) -> Generation {
+        match self {
+            Endpoint::GetArticleRead
+            | Endpoint::GetArticleShare
+            | Endpoint::GetBizSummary
+            | Endpoint::GetArticleTotalDetail => Generation::Published,
+            _ => Generation::Classic,
+        }
+    }
+
+    /// The first day with data: 2014-12-01, or 2025-11-01 for the 2025 endpoints (which
+    /// answer an empty list for earlier days, see docs/compatibility.md).
+    pub const fn first_day(self) -> jiff::civil::Date {
+        match self.generation() {
+            Generation::Classic => crate::date::FIRST_DAY,
+            Generation::Published => PUBLISHED_FIRST_DAY,
         }
     }
 
@@ -184,7 +248,11 @@ impl Endpoint {
             | Endpoint::GetUserRead
             | Endpoint::GetUserReadHour
             | Endpoint::GetUserShare
-            | Endpoint::GetUserShareHour => Group::Article,
+            | Endpoint::GetUserShareHour
+            | Endpoint::GetArticleRead
+            | Endpoint::GetArticleShare
+            | Endpoint::GetBizSummary
+            | Endpoint::GetArticleTotalDetail => Group::Article,
             Endpoint::GetUpstreamMsg
             | Endpoint::GetUpstreamMsgHour
             | Endpoint::GetUpstreamMsgWeek
@@ -233,7 +301,14 @@ mod tests {
         }
         let mut ids: Vec<u8> = Endpoint::ALL.iter().map(|e| e.id()).collect();
         ids.dedup();
-        assert_eq!(ids.len(), 17);
+        assert_eq!(ids.len(), 21);
+        assert_eq!(
+            Endpoint::ALL
+                .iter()
+                .filter(|e| e.generation() == Generation::Published)
+                .count(),
+            4
+        );
     }
 
     #[test]

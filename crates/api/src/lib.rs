@@ -1,7 +1,7 @@
 //! The facts of WeChat's datacube API, as data: no I/O here.
 //!
 //! # Layout
-//! - [`endpoint`]: the 17 endpoints — name, maximum span, period, permission set, row shape.
+//! - [`endpoint`]: the 21 endpoints (17 of 2014, four of 2025) — name, maximum span, period, permission set, row shape.
 //! - [`date`]: China time, the request body, the span rule, readiness, week/month labels.
 //! - [`row`]: row shapes, validation and the canonical JSON datacube stores and serves.
 //! - [`error`]: WeChat's error codes, `errmsg` texts and the request-id suffix.
@@ -15,5 +15,5 @@ pub mod error;
 pub mod row;
 pub mod token;
 
-pub use endpoint::{Endpoint, Group, Period};
+pub use endpoint::{Endpoint, Generation, Group, Period};
 pub use error::{ErrCode, Rid, SuffixStyle};

@@ -1,4 +1,4 @@
-//! Row shapes of the 17 endpoints, and the canonical form datacube stores and serves.
+//! Row shapes of the 21 endpoints, and the canonical form datacube stores and serves.
 //!
 //! A row is validated against its endpoint's [`Shape`] (required fields present, types right,
 //! no unknown field) and re-serialized compactly in WeChat's field order. The natural key of
@@ -24,14 +24,21 @@ pub enum Kind {
     Hour,
     /// A non-negative JSON integer.
     Int,
+    /// A non-negative JSON number, kept as written (rates and times of the 2025 endpoints:
+    /// `0.0271002`).
+    Float,
     /// A JSON string.
     Text,
-    /// getarticletotal's `details` array.
-    Details,
+    /// A nested object of this shape (the 2025 endpoints' `detail`).
+    Object(&'static Shape),
+    /// An array of objects of this shape (`details`, `detail_list`, `read_user_source`,
+    /// `read_jump_position`). A lone object is accepted and kept as it is: one source types
+    /// `read_jump_position` so (2025 reference §9.3).
+    List(&'static Shape),
 }
 
 /// One field of a row.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
     /// The JSON key.
     pub name: &'static str,
@@ -44,7 +51,7 @@ pub struct Field {
 }
 
 /// The fields of one endpoint's rows, in WeChat's order.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Shape {
     /// Top-level fields.
     pub fields: &'static [Field],
@@ -129,7 +136,7 @@ static ARTICLE_TOTAL: Shape = Shape {
         key("msgid", Kind::Text),
         req("title", Kind::Text),
         USER_SOURCE_0,
-        req("details", Kind::Details),
+        req("details", Kind::List(&ARTICLE_TOTAL_DETAIL)),
     ],
 };
 /// getarticletotal `details[]`, in the order of the 2022 real response; the kanyikan and
@@ -265,6 +272,93 @@ static INTERFACE_SUMMARY_HOUR: Shape = Shape {
     ],
 };
 
+// The 2025 "published content" endpoints (2025 reference §2–5). Fields every source and the
+// readable part of the official tables agree on are required; those only the SDK
+// transcriptions give are optional, so that an answer without them still mirrors.
+
+/// `read_user_source[]`: readers by scene; `scene_desc` is a Chinese label (§1).
+pub static SCENE_USERS: Shape = Shape {
+    fields: &[req("user_count", Kind::Int), req("scene_desc", Kind::Text)],
+};
+/// `read_jump_position[]`: the share of readers who left in each fifth of the article.
+pub static JUMP_POSITION: Shape = Shape {
+    fields: &[req("position", Kind::Int), req("rate", Kind::Float)],
+};
+/// getarticleread's `detail`.
+pub static ARTICLE_READ_DETAIL: Shape = Shape {
+    fields: &[
+        req("read_user", Kind::Int),
+        req("read_user_source", Kind::List(&SCENE_USERS)),
+    ],
+};
+/// getarticleshare's `detail`.
+pub static ARTICLE_SHARE_DETAIL: Shape = Shape {
+    fields: &[req("share_user", Kind::Int)],
+};
+/// getbizsummary's `detail`.
+pub static BIZ_SUMMARY_DETAIL: Shape = Shape {
+    fields: &[
+        req("read_user", Kind::Int),
+        req("read_user_source", Kind::List(&SCENE_USERS)),
+        req("share_user", Kind::Int),
+        req("zaikan_user", Kind::Int),
+        req("like_user", Kind::Int),
+        req("comment_count", Kind::Int),
+        opt("collection_user", Kind::Int),
+        opt("redirect_ori_page_user", Kind::Int),
+        opt("send_page_count", Kind::Int),
+        // Listed by one source only (§9.6); kept when an answer has it.
+        opt("read_subscribe_user", Kind::Int),
+    ],
+};
+/// getarticletotaldetail's `detail_list[]`: cumulative from the publish day to `stat_date`.
+pub static PUBLISHED_DETAIL: Shape = Shape {
+    fields: &[
+        req("stat_date", Kind::Date),
+        req("read_user", Kind::Int),
+        req("read_user_source", Kind::List(&SCENE_USERS)),
+        req("share_user", Kind::Int),
+        opt("zaikan_user", Kind::Int),
+        opt("like_user", Kind::Int),
+        opt("comment_count", Kind::Int),
+        opt("collection_user", Kind::Int),
+        opt("praise_money", Kind::Int),
+        opt("read_subscribe_user", Kind::Int),
+        opt("read_delivery_rate", Kind::Float),
+        opt("read_finish_rate", Kind::Float),
+        opt("read_avg_activetime", Kind::Float),
+        opt("read_jump_position", Kind::List(&JUMP_POSITION)),
+    ],
+};
+static ARTICLE_READ: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        key("msgid", Kind::Text),
+        req("detail", Kind::Object(&ARTICLE_READ_DETAIL)),
+    ],
+};
+static ARTICLE_SHARE: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        key("msgid", Kind::Text),
+        req("detail", Kind::Object(&ARTICLE_SHARE_DETAIL)),
+    ],
+};
+static BIZ_SUMMARY: Shape = Shape {
+    fields: &[REF_DATE, req("detail", Kind::Object(&BIZ_SUMMARY_DETAIL))],
+};
+static ARTICLE_TOTAL_DETAIL_2025: Shape = Shape {
+    fields: &[
+        REF_DATE,
+        key("msgid", Kind::Text),
+        req("publish_type", Kind::Int),
+        // In the official example, not in its field table (§9.5).
+        opt("title", Kind::Text),
+        opt("content_url", Kind::Text),
+        req("detail_list", Kind::List(&PUBLISHED_DETAIL)),
+    ],
+};
+
 pub(crate) fn shape_of(endpoint: Endpoint) -> &'static Shape {
     match endpoint {
         Endpoint::GetUserSummary => &USER_SUMMARY,
@@ -284,6 +378,10 @@ pub(crate) fn shape_of(endpoint: Endpoint) -> &'static Shape {
         | Endpoint::GetUpstreamMsgDistMonth => &UPSTREAM_MSG_DIST,
         Endpoint::GetInterfaceSummary => &INTERFACE_SUMMARY,
         Endpoint::GetInterfaceSummaryHour => &INTERFACE_SUMMARY_HOUR,
+        Endpoint::GetArticleRead => &ARTICLE_READ,
+        Endpoint::GetArticleShare => &ARTICLE_SHARE,
+        Endpoint::GetBizSummary => &BIZ_SUMMARY,
+        Endpoint::GetArticleTotalDetail => &ARTICLE_TOTAL_DETAIL_2025,
     }
 }
 
@@ -459,7 +557,27 @@ fn write_object(
                 }
                 out.push_str(&serde_json::to_string(s).expect("a string serializes"));
             }
-            Kind::Details => {
+            Kind::Float => {
+                if !value.as_f64().is_some_and(|x| x.is_finite() && x >= 0.0) {
+                    return Err(field_error(
+                        &full,
+                        format!("{value} is not a non-negative number"),
+                    ));
+                }
+                // As written: serde_json prints a parsed number in its shortest form.
+                let _ = write!(out, "{value}");
+            }
+            Kind::Object(inner) => {
+                let item = value
+                    .as_object()
+                    .ok_or_else(|| field_error(&full, "must be a JSON object"))?;
+                write_object(endpoint, inner, item, &format!("{full}."), out)?;
+            }
+            Kind::List(inner) => {
+                if let Some(item) = value.as_object() {
+                    write_object(endpoint, inner, item, &format!("{full}."), out)?;
+                    continue;
+                }
                 let items = value
                     .as_array()
                     .ok_or_else(|| field_error(&full, "must be an array"))?;
@@ -472,7 +590,7 @@ fn write_object(
                     let item = item.as_object().ok_or_else(|| {
                         field_error(&format!("{full}[{i}]"), "must be a JSON object")
                     })?;
-                    write_object(endpoint, &ARTICLE_TOTAL_DETAIL, item, &item_path, out)?;
+                    write_object(endpoint, inner, item, &item_path, out)?;
                 }
                 out.push(']');
             }
@@ -491,10 +609,15 @@ pub enum Val<'a> {
     Hour(u8),
     /// A non-negative integer.
     Int(u64),
+    /// A non-negative number, written in its shortest form (WeChat's rates look like single
+    /// precision: `0.6304348`).
+    Float(f32),
     /// A string (escaped as JSON).
     Text(&'a str),
-    /// getarticletotal's `details`: objects already built with [`RowBuilder::detail`].
-    Details(&'a [String]),
+    /// A nested object already built with [`RowBuilder::part`].
+    Object(&'a str),
+    /// An array of objects already built with [`RowBuilder::part`] (or [`RowBuilder::detail`]).
+    List(&'a [String]),
 }
 
 /// Builds a row of one endpoint directly in canonical form, for code that computes rows (the
@@ -522,6 +645,12 @@ impl RowBuilder {
     /// [`RowBuilder::finish_detail`].
     pub fn detail() -> RowBuilder {
         RowBuilder::with_fields(Endpoint::GetArticleTotal, ARTICLE_TOTAL_DETAIL.fields)
+    }
+
+    /// Starts a nested object of `shape` (a `detail`, an element of a list) of a row of
+    /// `endpoint`, finished with [`RowBuilder::finish_detail`].
+    pub fn part(endpoint: Endpoint, shape: &'static Shape) -> RowBuilder {
+        RowBuilder::with_fields(endpoint, shape.fields)
     }
 
     fn with_fields(endpoint: Endpoint, fields: &'static [Field]) -> RowBuilder {
@@ -587,7 +716,12 @@ impl RowBuilder {
                     push_text_key(&mut self.key, t);
                 }
             }
-            Val::Details(items) => {
+            Val::Float(x) => {
+                assert!(x.is_finite() && x >= 0.0, "{}: `{name}` is {x}", self.endpoint);
+                let _ = write!(self.json, "{x}");
+            }
+            Val::Object(json) => self.json.push_str(json),
+            Val::List(items) => {
                 self.json.push('[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
@@ -619,7 +753,7 @@ impl RowBuilder {
         }
     }
 
-    /// The finished `details` element, as JSON.
+    /// The finished nested object (a `details` element, a `detail`…), as JSON.
     pub fn finish_detail(mut self) -> String {
         self.check_complete();
         self.json.push('}');
@@ -710,10 +844,22 @@ pub fn parse_list(endpoint: Endpoint, body: &[u8]) -> Result<Vec<Row>, ListError
     Ok(rows)
 }
 
-/// getarticletotal's `details` reach only the last ready day (reference §7 item 3): drops the
-/// details of a stored `{"list":[…]}` body whose `stat_date` is after `last_ready`, keeping
-/// WeChat's field order. `None` when nothing needed dropping.
-pub fn trim_total_details(body: &str, last_ready: Date) -> Option<String> {
+/// The array of cumulative snapshots of `endpoint`'s rows, if it has one: getarticletotal's
+/// `details`, getarticletotaldetail's `detail_list`.
+pub fn snapshots_field(endpoint: Endpoint) -> Option<&'static str> {
+    match endpoint {
+        Endpoint::GetArticleTotal => Some("details"),
+        Endpoint::GetArticleTotalDetail => Some("detail_list"),
+        _ => None,
+    }
+}
+
+/// getarticletotal's `details` and getarticletotaldetail's `detail_list` reach only the last
+/// ready day (reference §7 item 3; 2025 reference §5): drops the snapshots of a stored
+/// `{"list":[…]}` body whose `stat_date` is after `last_ready`, keeping WeChat's field order.
+/// `None` when nothing needed dropping (or `endpoint` has no snapshots).
+pub fn trim_snapshots(endpoint: Endpoint, body: &str, last_ready: Date) -> Option<String> {
+    let field = snapshots_field(endpoint)?;
     let last = date::format_date(last_ready);
     // Dates compare as text; most answers have nothing to trim.
     let needs = body.match_indices("\"stat_date\":\"").any(|(at, m)| {
@@ -727,12 +873,35 @@ pub fn trim_total_details(body: &str, last_ready: Date) -> Option<String> {
     let rows = value.get_mut("list")?.as_array_mut()?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows.iter_mut() {
-        if let Some(details) = row.get_mut("details").and_then(Value::as_array_mut) {
+        if let Some(details) = row.get_mut(field).and_then(Value::as_array_mut) {
             details.retain(|d| d["stat_date"].as_str().is_some_and(|s| s <= last.as_str()));
         }
-        out.push(canonicalize(Endpoint::GetArticleTotal, row).ok()?.json);
+        out.push(canonicalize(endpoint, row).ok()?.json);
     }
     Some(list_body(out.iter().map(String::as_str)))
+}
+
+/// Whether an answer of `endpoint` for the days from `begin` can still change when `last_ready`
+/// is the last ready day: the 2025 endpoints' `is_delay` as datacube defines it
+/// (docs/compatibility.md). True only for getarticletotaldetail while the publish day's
+/// 30-day window is open: its `detail_list` will gain snapshots. A served day of the other
+/// endpoints is complete (every event accepted by then is counted).
+pub fn is_delay(endpoint: Endpoint, begin: Date, last_ready: Date) -> bool {
+    endpoint == Endpoint::GetArticleTotalDetail
+        && date::add_days(begin, crate::endpoint::PUBLISHED_WINDOW_DAYS - 1) > last_ready
+}
+
+/// A `{"list":[…]}` body as `endpoint` answers it: the 2025 endpoints add `"is_delay"`.
+pub fn answer_body(endpoint: Endpoint, mut list_body: String, is_delay: bool) -> String {
+    if endpoint.generation() == crate::Generation::Published && list_body.ends_with('}') {
+        list_body.pop();
+        list_body.push_str(if is_delay {
+            ",\"is_delay\":true}"
+        } else {
+            ",\"is_delay\":false}"
+        });
+    }
+    list_body
 }
 
 /// The success body for `rows` (each a canonical JSON object): `{"list":[…]}`.
@@ -855,11 +1024,12 @@ mod tests {
             detail("2024-05-08")
         );
         assert_eq!(
-            trim_total_details(&body, jiff::civil::date(2024, 5, 8)),
+            trim_snapshots(Endpoint::GetArticleTotal, &body, jiff::civil::date(2024, 5, 8)),
             None
         );
         assert_eq!(
-            trim_total_details(&body, jiff::civil::date(2024, 5, 7)).unwrap(),
+            trim_snapshots(Endpoint::GetArticleTotal, &body, jiff::civil::date(2024, 5, 7))
+                .unwrap(),
             format!(
                 r#"{{"list":[{{"ref_date":"2024-05-06","msgid":"1_1","title":"标题","user_source":0,"details":[{},{}]}}]}}"#,
                 detail("2024-05-06"),
@@ -914,7 +1084,7 @@ mod tests {
             .field("msgid", Val::Text("2247483654_2"))
             .field("title", Val::Text("标\"题"))
             .field("user_source", Val::Int(0))
-            .field("details", Val::Details(&details));
+            .field("details", Val::List(&details));
         let built = b.finish();
         let value: Value = serde_json::from_str(&built.json).unwrap();
         assert_eq!(

@@ -36,7 +36,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the WeChat API (tokens, the 17 datacube endpoints) and the admin API.
+    /// Serve the WeChat API (tokens, the 21 datacube endpoints) and the admin API.
     Serve(ServeArgs),
     /// Manage accounts.
     #[command(subcommand)]
@@ -78,7 +78,8 @@ struct SyncArgs {
     /// Last day (YYYY-MM-DD); the last ready day when not given (yesterday after 08:00).
     #[arg(long, value_parser = parse_day)]
     to: Option<Date>,
-    /// Endpoints, comma-separated (default: all 17).
+    /// Endpoints, comma-separated (default: all 21; the four of 2025 are asked from
+    /// 2025-11-01 on, an endpoint the upstream says is offline (47009) is asked no more).
     #[arg(long, value_delimiter = ',', value_parser = parse_endpoint)]
     endpoints: Vec<Endpoint>,
     /// Print the calls it would make, per endpoint, and stop.
@@ -123,6 +124,10 @@ struct ExportArgs {
     output: Option<String>,
     #[command(flatten)]
     db: DatabaseArg,
+    /// Emulated "now" (RFC 3339): which day is the last ready one (snapshots after it are left
+    /// out, as `serve` leaves them out).
+    #[arg(long, env = "DATACUBE_CLOCK")]
+    clock: Option<jiff::Timestamp>,
 }
 
 fn parse_day(s: &str) -> Result<Date, String> {
@@ -1040,7 +1045,14 @@ async fn sync(args: SyncArgs) -> Result<()> {
     } else {
         args.endpoints.clone()
     };
-    let plan = sync::plan(&store, &args.appid, &endpoints, args.from, to, last_ready).await?;
+    let plan = sync::plan(
+        &store,
+        &args.appid,
+        &endpoints,
+        (args.from, to),
+        last_ready,
+    )
+    .await?;
     if args.dry_run {
         println!(
             "sync of {} from {} to {} (last ready day {}): {} calls",
@@ -1186,17 +1198,25 @@ impl Drop for Bars {
 }
 
 async fn export(args: ExportArgs) -> Result<()> {
-    use datacube_api::row::Kind as FieldKind;
+    use datacube_api::row::{answer_body, is_delay, list_body, trim_snapshots};
     let store = open(&args.db.database)?;
     if args.from > args.to {
         bail!("--from is after --to");
     }
+    let endpoint = args.endpoint;
     let (rows, _) = store
-        .list_rows(&args.appid, args.endpoint, args.from, args.to)
+        .list_rows(&args.appid, endpoint, args.from, args.to)
         .await?;
-    let array = format!("[{rows}]");
+    // As `serve` would answer now: snapshots up to the last ready day.
+    let now = args.clock.unwrap_or_else(jiff::Timestamp::now);
+    let ready = datacube_api::date::last_ready_day(now.as_second());
+    let body = list_body([rows.as_str()].into_iter().filter(|r| !r.is_empty()));
+    let body = trim_snapshots(endpoint, &body, ready).unwrap_or(body);
+    let top: std::collections::BTreeMap<&str, &serde_json::value::RawValue> =
+        serde_json::from_str(&body).context("reading the stored rows")?;
     let list: Vec<&serde_json::value::RawValue> =
-        serde_json::from_str(&array).context("reading the stored rows")?;
+        serde_json::from_str(top.get("list").map_or("[]", |l| l.get()))
+            .context("reading the stored rows")?;
     let mut out: Box<dyn Write> = match args.output.as_deref() {
         None | Some("-") => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -1206,8 +1226,9 @@ async fn export(args: ExportArgs) -> Result<()> {
     let written = (|| -> Result<()> {
         match args.format.as_str() {
             "json" => {
-                let parts: Vec<&str> = list.iter().map(|r| r.get()).collect();
-                writeln!(out, "{}", datacube_api::row::list_body(parts))?;
+                // The answer of a call over the range; `is_delay` if any of its days may change.
+                let delayed = is_delay(endpoint, args.to.min(ready), ready);
+                writeln!(out, "{}", answer_body(endpoint, body.clone(), delayed))?;
             }
             "ndjson" => {
                 for r in &list {
@@ -1215,41 +1236,52 @@ async fn export(args: ExportArgs) -> Result<()> {
                 }
             }
             _ => {
-                // One line per row; getarticletotal: one line per detail, its row's fields
-                // repeated. Columns in WeChat's field order.
-                let fields = args.endpoint.shape().fields;
-                let detail_fields = datacube_api::row::ARTICLE_TOTAL_DETAIL.fields;
-                let has_details = fields.iter().any(|f| f.kind == FieldKind::Details);
+                let columns = csv_columns(endpoint);
                 let mut csv = csv::Writer::from_writer(&mut out);
-                let mut header: Vec<&str> = fields
-                    .iter()
-                    .filter(|f| f.kind != FieldKind::Details)
-                    .map(|f| f.name)
-                    .collect();
-                if has_details {
-                    header.extend(detail_fields.iter().map(|f| f.name));
-                }
-                csv.write_record(&header)?;
-                let cell = |v: Option<&serde_json::Value>| match v {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(serde_json::Value::Null) | None => String::new(),
-                    Some(v) => v.to_string(),
-                };
+                csv.write_record(columns.iter().map(|c| c.header))?;
                 for r in &list {
-                    let row: serde_json::Value = serde_json::from_str(r.get())?;
-                    let top: Vec<String> = fields
+                    let row: Fields = serde_json::from_str(r.get())?;
+                    let details: Vec<Fields> = match datacube_api::row::snapshots_field(endpoint)
+                        .and_then(|f| row.get(f))
+                    {
+                        Some(raw) => serde_json::from_str(raw.get())?,
+                        None => Vec::new(),
+                    };
+                    let objects: Vec<(&str, Fields)> = columns
                         .iter()
-                        .filter(|f| f.kind != FieldKind::Details)
-                        .map(|f| cell(row.get(f.name)))
+                        .filter_map(|c| match c.place {
+                            CsvPlace::Detail(name) => Some(name),
+                            _ => None,
+                        })
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .filter_map(|name| {
+                            let raw = row.get(name)?;
+                            Some((name, serde_json::from_str(raw.get()).ok()?))
+                        })
                         .collect();
-                    if has_details {
-                        for d in row["details"].as_array().into_iter().flatten() {
-                            let mut line = top.clone();
-                            line.extend(detail_fields.iter().map(|f| cell(d.get(f.name))));
-                            csv.write_record(&line)?;
+                    let line = |snapshot: Option<&Fields>| {
+                        columns
+                            .iter()
+                            .map(|c| {
+                                let raw = match c.place {
+                                    CsvPlace::Row => row.get(c.header),
+                                    CsvPlace::Detail(name) => objects
+                                        .iter()
+                                        .find(|(n, _)| *n == name)
+                                        .and_then(|(_, o)| o.get(c.header)),
+                                    CsvPlace::Snapshot => snapshot.and_then(|d| d.get(c.header)),
+                                };
+                                csv_cell(raw.map(|r| &**r))
+                            })
+                            .collect::<Vec<String>>()
+                    };
+                    if datacube_api::row::snapshots_field(endpoint).is_some() {
+                        for d in &details {
+                            csv.write_record(line(Some(d)))?;
                         }
                     } else {
-                        csv.write_record(&top)?;
+                        csv.write_record(line(None))?;
                     }
                 }
                 csv.flush()?;
@@ -1267,4 +1299,61 @@ async fn export(args: ExportArgs) -> Result<()> {
         }
         other => other,
     }
+}
+
+/// One CSV column of an export: a field of the row, of its `detail` object, or of one
+/// snapshot (getarticletotal's `details`, getarticletotaldetail's `detail_list`, one line
+/// each); nested lists (`read_user_source`, `read_jump_position`) are one cell of JSON.
+struct CsvColumn {
+    header: &'static str,
+    /// Where the field is: in the row, in its `detail`, or in the snapshot.
+    place: CsvPlace,
+}
+
+enum CsvPlace {
+    Row,
+    Detail(&'static str),
+    Snapshot,
+}
+
+/// One JSON object's fields, each as written.
+type Fields = std::collections::HashMap<String, Box<serde_json::value::RawValue>>;
+
+/// A CSV cell: a string's text, a number as written, a nested list or object as its JSON
+/// (fields in WeChat's order), nothing for a field the row lacks.
+fn csv_cell(raw: Option<&serde_json::value::RawValue>) -> String {
+    match raw.map(|r| r.get()) {
+        None | Some("null") => String::new(),
+        Some(text) if text.starts_with('"') => {
+            serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_owned())
+        }
+        Some(text) => text.to_owned(),
+    }
+}
+
+fn csv_columns(endpoint: Endpoint) -> Vec<CsvColumn> {
+    use datacube_api::row::Kind as FieldKind;
+    let snapshots = datacube_api::row::snapshots_field(endpoint);
+    let mut columns = Vec::new();
+    for field in endpoint.shape().fields {
+        match field.kind {
+            FieldKind::List(inner) if Some(field.name) == snapshots => {
+                columns.extend(inner.fields.iter().map(|f| CsvColumn {
+                    header: f.name,
+                    place: CsvPlace::Snapshot,
+                }));
+            }
+            FieldKind::Object(inner) => {
+                columns.extend(inner.fields.iter().map(|f| CsvColumn {
+                    header: f.name,
+                    place: CsvPlace::Detail(field.name),
+                }));
+            }
+            _ => columns.push(CsvColumn {
+                header: field.name,
+                place: CsvPlace::Row,
+            }),
+        }
+    }
+    columns
 }

@@ -185,13 +185,15 @@ async fn a_mirror_answers_like_the_original_and_syncs_only_what_changes() {
     assert!(retries > 0, "faults were injected: {out}");
     assert!(err.contains("added the local account"), "{err}");
 
-    // Nothing new: only getarticletotal's last 6 days are not final.
+    // Nothing new: only getarticletotal's last 6 days and getarticletotaldetail's last 29
+    // (answered `"is_delay":true`) are not final.
     let (_, dry2, _) = sync(&mirror_db, &up.base, &["--dry-run"]).await;
-    assert_eq!(planned(&dry2), 6, "{dry2}");
+    assert_eq!(planned(&dry2), 6 + 29, "{dry2}");
     assert_eq!(planned_for(&dry2, "getarticletotal"), 6, "{dry2}");
+    assert_eq!(planned_for(&dry2, "getarticletotaldetail"), 29, "{dry2}");
     let (code, out2, err2) = sync(&mirror_db, &up.base, &[]).await;
     assert_eq!(code, 0, "{err2}");
-    assert_eq!(made(&out2).0, 6, "{out2}");
+    assert_eq!(made(&out2).0, 6 + 29, "{out2}");
 
     // The mirror answers byte for byte as the original (without faults, same clock).
     drop(up);
@@ -284,6 +286,46 @@ async fn a_mirror_answers_like_the_original_and_syncs_only_what_changes() {
         .unwrap()
         .starts_with("ref_date,msgid,title,user_source,stat_date,target_user,int_page_read_user"));
     assert!(lines.count() > DAYS as usize, "a line per detail: {csv}");
+
+    // The 2025 endpoints: a line per snapshot, the `detail` object's fields as columns, the
+    // nested lists as JSON; WeChat's body with `is_delay`.
+    let export = |endpoint: &'static str, format: &'static str| {
+        let (db, from) = (mirror_db.clone(), from.clone());
+        async move {
+            let (code, out, err) = run(
+                &db,
+                &[
+                    "export", "--appid", DEMO_APPID, "--endpoint", endpoint, "--from", &from,
+                    "--to", "2026-06-14", "--format", format, "--clock", NOW,
+                ],
+                None,
+            )
+            .await;
+            assert_eq!(code, 0, "{err}");
+            out
+        }
+    };
+    let csv = export("getarticletotaldetail", "csv").await;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "ref_date,msgid,publish_type,title,content_url,stat_date,read_user,read_user_source,\
+         share_user,zaikan_user,like_user,comment_count,collection_user,praise_money,\
+         read_subscribe_user,read_delivery_rate,read_finish_rate,read_avg_activetime,\
+         read_jump_position"
+    );
+    let line = lines.next().unwrap();
+    assert!(line.contains(",\"[{\"\"user_count\"\":"), "{line}");
+    assert!(lines.count() > 10 * DAYS as usize, "a line per snapshot");
+    let csv = export("getbizsummary", "csv").await;
+    assert!(csv.starts_with(
+        "ref_date,read_user,read_user_source,share_user,zaikan_user,like_user,comment_count,"
+    ));
+    assert_eq!(csv.lines().count(), DAYS as usize + 1, "{csv}");
+    let json = export("getbizsummary", "json").await;
+    assert!(json.trim_end().ends_with("],\"is_delay\":false}"), "{json}");
+    let json = export("getarticletotaldetail", "json").await;
+    assert!(json.trim_end().ends_with("],\"is_delay\":true}"), "{json}");
 }
 
 /// Killed (SIGKILL) or interrupted (SIGINT) in the middle, a sync run again completes, and

@@ -6,14 +6,20 @@
 //! answer replaces the stored rows of its days in one transaction that also records which of
 //! those days are final. A day is final once WeChat will not change it any more: a day is
 //! final once it is ready (yesterday after 08:00), except getarticletotal's (its details grow
-//! for 7 days); a week or month once it has ended. Interrupted, a sync resumes where it
-//! stopped; run again, it fetches only what it lacks or what could still change.
+//! for 7 days) and getarticletotaldetail's (30 days, or while the answer says `is_delay`); a
+//! week or month once it has ended. Interrupted, a sync resumes where it stopped; run again,
+//! it fetches only what it lacks or what could still change.
+//!
+//! The 2025 endpoints are asked from 2025-11-01 on (they have nothing before). The six old
+//! article endpoints are asked over the whole range: an upstream that still serves them (a
+//! `datacube serve`, WeChat before it retired them) so gets mirrored whole, and one that
+//! answers 47009 is asked once (see [`run`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datacube_api::date::{add_days, days_between, monday_of};
-use datacube_api::{Endpoint, Period};
+use datacube_api::{Endpoint, Generation, Period};
 use datacube_store::Store;
 use jiff::civil::Date;
 
@@ -29,6 +35,11 @@ pub fn final_through(endpoint: Endpoint, last_ready: Date) -> Date {
         Period::Day | Period::Hour => match endpoint {
             // Details are added day by day for 7 days after the send.
             Endpoint::GetArticleTotal => add_days(last_ready, -6),
+            // A publish day's snapshots are added for 30 days.
+            Endpoint::GetArticleTotalDetail => add_days(
+                last_ready,
+                -(datacube_api::endpoint::PUBLISHED_WINDOW_DAYS - 1),
+            ),
             _ => last_ready,
         },
         Period::Week => monday_of(add_days(last_ready, -6)),
@@ -100,14 +111,22 @@ impl Plan {
     }
 }
 
+/// The days of `[from, to]` a sync asks `endpoint` for: the 2025 endpoints from their first
+/// day on.
+pub fn span_of(endpoint: Endpoint, from: Date, to: Date) -> (Date, Date) {
+    match endpoint.generation() {
+        Generation::Published => (from.max(endpoint.first_day()), to),
+        Generation::Classic => (from, to),
+    }
+}
+
 /// Plans a sync of `appid` for `endpoints` over `[from, to]` (labels; `to` no later than the
 /// last ready day).
 pub async fn plan(
     store: &Store,
     appid: &str,
     endpoints: &[Endpoint],
-    from: Date,
-    to: Date,
+    (from, to): (Date, Date),
     last_ready: Date,
 ) -> Result<Plan, datacube_store::StoreError> {
     let mut plan = Plan {
@@ -115,6 +134,7 @@ pub async fn plan(
         last_ready: Some(last_ready),
     };
     for &endpoint in endpoints {
+        let (from, to) = span_of(endpoint, from, to);
         let to = to.min(last_label(endpoint, last_ready));
         let done = store.final_ranges(appid, endpoint).await?;
         let ranges = if from <= to {
@@ -304,11 +324,22 @@ async fn mirror_one(
         }
     })?;
     let n = rows.len();
-    let final_through = final_through(endpoint, last_ready);
+    // `"is_delay":true`: the upstream says the window may still change.
+    let final_through = (!says_delayed(&body)).then(|| final_through(endpoint, last_ready));
     store
-        .mirror_window(appid, endpoint, (begin, end), rows, Some(final_through))
+        .mirror_window(appid, endpoint, (begin, end), rows, final_through)
         .await?;
     Ok(n)
+}
+
+/// Whether a 2025 answer says `"is_delay":true`.
+fn says_delayed(body: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Delay {
+        #[serde(default)]
+        is_delay: bool,
+    }
+    serde_json::from_str::<Delay>(body).is_ok_and(|d| d.is_delay)
 }
 
 /// Days from `a` to `b`, both included (for reports).
@@ -395,5 +426,29 @@ mod tests {
             final_through(Endpoint::GetUpstreamMsgMonth, date(2024, 4, 30)),
             date(2024, 4, 1)
         );
+        assert_eq!(
+            final_through(Endpoint::GetArticleTotalDetail, ready),
+            date(2024, 4, 16)
+        );
+    }
+
+    #[test]
+    fn the_2025_endpoints_are_asked_from_their_first_day() {
+        let (from, to) = (date(2025, 1, 1), date(2026, 11, 20));
+        assert_eq!(
+            span_of(Endpoint::GetArticleRead, from, to),
+            (date(2025, 11, 1), to)
+        );
+        assert_eq!(span_of(Endpoint::GetArticleSummary, from, to), (from, to));
+        let early = date(2025, 10, 1);
+        let (a, b) = span_of(Endpoint::GetBizSummary, from, early);
+        assert!(a > b, "nothing to ask before 2025-11-01");
+    }
+
+    #[test]
+    fn is_delay_is_read_from_the_answer() {
+        assert!(says_delayed(r#"{"list":[],"is_delay":true}"#));
+        assert!(!says_delayed(r#"{"list":[],"is_delay":false}"#));
+        assert!(!says_delayed(r#"{"list":[]}"#));
     }
 }

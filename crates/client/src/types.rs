@@ -1,4 +1,4 @@
-//! Typed rows of the 17 endpoints (field names as WeChat's; `user_source` optional where
+//! Typed rows of the 21 endpoints (field names as WeChat's; `user_source` optional where
 //! WeChat leaves it out of its documentation), and a marker type per endpoint for
 //! [`crate::Client::datacube`]:
 //!
@@ -190,6 +190,132 @@ pub struct InterfaceSummaryHour {
     pub max_time_cost: u64,
 }
 
+/// `read_user_source[]` of the 2025 endpoints: readers by scene (`全部` is every scene, once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SceneUsers {
+    pub user_count: u64,
+    /// A Chinese label: 全部, 公众号消息, 聊天会话, 朋友圈, 公众号主页, 其他, 推荐, 搜一搜 (kept as text:
+    /// WeChat may add labels).
+    pub scene_desc: String,
+}
+
+/// getarticleread's `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleReadDetail {
+    pub read_user: u64,
+    pub read_user_source: Vec<SceneUsers>,
+}
+
+/// getarticleread (2025).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleRead {
+    pub ref_date: String,
+    pub msgid: String,
+    pub detail: ArticleReadDetail,
+}
+
+/// getarticleshare's `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleShareDetail {
+    pub share_user: u64,
+}
+
+/// getarticleshare (2025).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleShare {
+    pub ref_date: String,
+    pub msgid: String,
+    pub detail: ArticleShareDetail,
+}
+
+/// getbizsummary's `detail` (the fields only SDK transcriptions list are optional).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BizSummaryDetail {
+    pub read_user: u64,
+    pub read_user_source: Vec<SceneUsers>,
+    pub share_user: u64,
+    pub zaikan_user: u64,
+    pub like_user: u64,
+    pub comment_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection_user: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_ori_page_user: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_page_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_subscribe_user: Option<u64>,
+}
+
+/// getbizsummary (2025).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BizSummary {
+    pub ref_date: String,
+    pub detail: BizSummaryDetail,
+}
+
+/// `read_jump_position[]`: the share of readers who left in a fifth of the article
+/// (`position` 1 = 0–20 % … 5 = 80–100 %).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JumpPosition {
+    pub position: u32,
+    pub rate: f64,
+}
+
+/// `read_jump_position`: an array, or (one source) a single object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum JumpPositions {
+    List(Vec<JumpPosition>),
+    One(JumpPosition),
+}
+
+/// One snapshot of getarticletotaldetail's `detail_list`: cumulative from the publish day to
+/// `stat_date` (do not add snapshots up).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedDetail {
+    pub stat_date: String,
+    pub read_user: u64,
+    pub read_user_source: Vec<SceneUsers>,
+    pub share_user: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zaikan_user: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub like_user: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection_user: Option<u64>,
+    /// Tips, in fen (1/100 yuan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub praise_money: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_subscribe_user: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_delivery_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_finish_rate: Option<f64>,
+    /// Minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_avg_activetime: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_jump_position: Option<JumpPositions>,
+}
+
+/// getarticletotaldetail (2025): an article published on `ref_date`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArticleTotalDetail2025 {
+    pub ref_date: String,
+    pub msgid: String,
+    /// 0 published with notification, 1 without.
+    pub publish_type: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_url: Option<String>,
+    pub detail_list: Vec<PublishedDetail>,
+}
+
 macro_rules! typed {
     ($($(#[$m:meta])* $name:ident => $endpoint:ident, $row:ty;)+) => {
         $(
@@ -239,4 +365,12 @@ typed! {
     GetInterfaceSummary => GetInterfaceSummary, InterfaceSummary;
     /// getinterfacesummaryhour (span 1).
     GetInterfaceSummaryHour => GetInterfaceSummaryHour, InterfaceSummaryHour;
+    /// getarticleread (2025, span 1).
+    GetArticleRead => GetArticleRead, ArticleRead;
+    /// getarticleshare (2025, span 1).
+    GetArticleShare => GetArticleShare, ArticleShare;
+    /// getbizsummary (2025, span 30).
+    GetBizSummary => GetBizSummary, BizSummary;
+    /// getarticletotaldetail (2025, span 1: the publish day).
+    GetArticleTotalDetail => GetArticleTotalDetail, ArticleTotalDetail2025;
 }

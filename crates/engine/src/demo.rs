@@ -1,8 +1,11 @@
 //! A deterministic, realistic stream of events for demos and tests: follower growth by channel
 //! with churn, a mass send most evenings whose reads decay over a week, messages with a daily
-//! and hourly rhythm, and replies with a realistic latency distribution and a few timeouts.
+//! and hourly rhythm, and replies with a realistic latency distribution and a few timeouts;
+//! for the 2025 endpoints, reads over 30 days, likes, comments, tips and reading times.
 //!
 //! The same seed gives the same lines, with the same ids, so generating twice is idempotent.
+//! The 2025 events come from a generator of their own (ids `demo-<seed>-p<n>`): the other
+//! lines are those earlier versions wrote, so re-importing an older demo adds only them.
 
 use datacube_api::date::{add_days, date_to_epoch_day, CHINA_OFFSET_SECONDS};
 use jiff::civil::{Date, Weekday};
@@ -109,6 +112,15 @@ fn rfc3339(unix: i64) -> String {
 /// `days` days of activity for `appid`, ending on `last`, as NDJSON lines in time order.
 pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut extra = StdRng::seed_from_u64(seed ^ 0x2025_1101);
+    let mut extra_n = 0u64;
+    let mut push_extra = |out: &mut Vec<(i64, String)>, time: i64, mut v: serde_json::Value| {
+        extra_n += 1;
+        v["appid"] = json!(appid);
+        v["id"] = json!(format!("demo-{seed}-p{extra_n}"));
+        v["time"] = json!(rfc3339(time));
+        out.push((time, v.to_string()));
+    };
     let first = add_days(last, -(i64::from(days.max(1)) - 1));
     let mut out: Vec<(i64, String)> = Vec::new();
     let mut n = 0u64;
@@ -200,10 +212,16 @@ pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
             for idx in 1..=articles {
                 let msgid = format!("{msg_data_id}_{idx}");
                 let title = TITLES[rng.random_range(0..TITLES.len())];
+                // Most sends notify the followers (publish_type 0), some are published only.
+                let publish_type = u8::from(extra.random_bool(0.15));
+                let url = format!(
+                    "https://mp.weixin.qq.com/s?__biz=MzDemo&mid={msg_data_id}&idx={idx}"
+                );
                 push(
                     &mut out,
                     send,
-                    json!({"type": "publish", "msgid": msgid, "title": title}),
+                    json!({"type": "publish", "msgid": msgid, "title": title,
+                    "publish_type": publish_type, "content_url": url}),
                 );
                 let reach = followers.len() as f64 * 0.06 / f64::from(idx);
                 for (k, share) in DECAY.iter().enumerate() {
@@ -265,6 +283,30 @@ pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
                                 json!({"type": "favorite", "msgid": msgid, "openid": who}),
                             );
                         }
+                        reactions(&mut extra, &mut push_extra, &mut out, t, &msgid, &who);
+                    }
+                }
+                // The long tail the 2025 endpoints follow for 30 days: recommendation and
+                // search bring readers after the first week.
+                for k in DECAY.len() as i64..30 {
+                    let read_day = add_days(day, k);
+                    if read_day > last {
+                        break;
+                    }
+                    for _ in 0..count(&mut extra, reach * 0.004) {
+                        let who = openid(followers[extra.random_range(0..followers.len())]);
+                        let t = time_on(&mut extra, read_day);
+                        let scene = *pick(
+                            &mut extra,
+                            &[("recommend", 0.5), ("souyisou", 0.3), ("home", 0.2)],
+                        );
+                        push_extra(
+                            &mut out,
+                            t,
+                            json!({"type": "read", "msgid": msgid, "openid": who,
+                            "page": "int", "scene": scene}),
+                        );
+                        reactions(&mut extra, &mut push_extra, &mut out, t, &msgid, &who);
                     }
                 }
             }
@@ -275,6 +317,50 @@ pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
     }
     out.sort_by_key(|(t, _)| *t);
     out.into_iter().map(|(_, line)| line).collect()
+}
+
+/// What a reader does besides reading, for the 2025 endpoints: leaves the page after a while
+/// (most readers), likes, comments, tips.
+fn reactions(
+    rng: &mut StdRng,
+    push: &mut impl FnMut(&mut Vec<(i64, String)>, i64, serde_json::Value),
+    out: &mut Vec<(i64, String)>,
+    t: i64,
+    msgid: &str,
+    who: &str,
+) {
+    if rng.random_bool(0.7) {
+        // Half read to the end; the others leave anywhere.
+        let progress: u64 = if rng.random_bool(0.5) {
+            100
+        } else {
+            rng.random_range(0..100)
+        };
+        let active_ms = 4_000 + progress * rng.random_range(300..2_400);
+        push(
+            out,
+            t + 30 + (active_ms / 1000) as i64,
+            json!({"type": "leave", "msgid": msgid, "openid": who,
+            "active_ms": active_ms, "progress": progress}),
+        );
+    }
+    for (p, kind) in [(0.03, "zaikan"), (0.04, "like"), (0.01, "comment")] {
+        if rng.random_bool(p) {
+            push(
+                out,
+                t + 40,
+                json!({"type": kind, "msgid": msgid, "openid": who}),
+            );
+        }
+    }
+    if rng.random_bool(0.003) {
+        let money = [100, 200, 500, 1000, 5000][rng.random_range(0..5)];
+        push(
+            out,
+            t + 50,
+            json!({"type": "praise", "msgid": msgid, "openid": who, "money": money}),
+        );
+    }
 }
 
 #[cfg(test)]

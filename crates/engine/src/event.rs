@@ -11,6 +11,20 @@
 //! {"type":"favorite","appid":"wx…","time":"…","msgid":"…","openid":"o…"}
 //! ```
 //!
+//! Added for the 2025 endpoints (docs/events.md); every line above stays valid:
+//!
+//! ```text
+//! {"type":"publish",…,"msgid":"…","title":"…","publish_type":1,"content_url":"https://…"}
+//! {"type":"zaikan","appid":"wx…","time":"…","msgid":"…","openid":"o…"}
+//! {"type":"like","appid":"wx…","time":"…","msgid":"…","openid":"o…"}
+//! {"type":"comment","appid":"wx…","time":"…","msgid":"…","openid":"o…"}
+//! {"type":"praise","appid":"wx…","time":"…","msgid":"…","openid":"o…","money":500}
+//! {"type":"leave","appid":"wx…","time":"…","msgid":"…","openid":"o…","active_ms":63000,"progress":82}
+//! ```
+//!
+//! and the read scenes `home` (公众号主页, the same as `history`) and `recommend` (推荐, the
+//! same as `kanyikan`).
+//!
 //! `time` is RFC 3339 with any offset; days and hours are China time. `id` (a string or an
 //! integer) is optional: an event whose id was already accepted for its appid is a duplicate.
 
@@ -62,6 +76,36 @@ pub enum Kind {
     },
     /// An article added to favourites.
     Favorite { msgid: String, openid: String },
+    /// A publish with the 2025 fields: `publish_type` 0 notified the followers (a mass
+    /// send, what [`Kind::Publish`] stands for), 1 did not; the article's URL if known.
+    Published {
+        msgid: String,
+        title: String,
+        publish_type: u8,
+        url: Option<String>,
+    },
+    /// A like of an article: 爱心赞 / 在看 (`zaikan`, `heart`) or 拇指赞 (`like`).
+    Like {
+        msgid: String,
+        openid: String,
+        heart: bool,
+    },
+    /// A comment (留言) on an article.
+    Comment { msgid: String, openid: String },
+    /// A tip (赞赏) of `fen` hundredths of a yuan.
+    Praise {
+        msgid: String,
+        openid: String,
+        fen: u64,
+    },
+    /// A reader left an article's page after `active_ms` of reading, having reached
+    /// `progress` percent (0–100) of it.
+    Leave {
+        msgid: String,
+        openid: String,
+        active_ms: u64,
+        progress: u8,
+    },
 }
 
 macro_rules! names {
@@ -123,6 +167,41 @@ impl Kind {
             Kind::Read { .. } => "read",
             Kind::Share { .. } => "share",
             Kind::Favorite { .. } => "favorite",
+            Kind::Published { .. } => "publish",
+            Kind::Like { heart: true, .. } => "zaikan",
+            Kind::Like { heart: false, .. } => "like",
+            Kind::Comment { .. } => "comment",
+            Kind::Praise { .. } => "praise",
+            Kind::Leave { .. } => "leave",
+        }
+    }
+
+    /// The article an article event (a read, share, favourite, like, comment, tip or leave)
+    /// is about.
+    pub fn article(&self) -> Option<&str> {
+        match self {
+            Kind::Read { msgid, .. }
+            | Kind::Share { msgid, .. }
+            | Kind::Favorite { msgid, .. }
+            | Kind::Like { msgid, .. }
+            | Kind::Comment { msgid, .. }
+            | Kind::Praise { msgid, .. }
+            | Kind::Leave { msgid, .. } => Some(msgid),
+            _ => None,
+        }
+    }
+
+    /// A publish's article, title, `publish_type` and URL.
+    pub fn publish(&self) -> Option<(&str, &str, u8, Option<&str>)> {
+        match self {
+            Kind::Publish { msgid, title } => Some((msgid, title, 0, None)),
+            Kind::Published {
+                msgid,
+                title,
+                publish_type,
+                url,
+            } => Some((msgid, title, *publish_type, url.as_deref())),
+            _ => None,
         }
     }
 
@@ -130,7 +209,10 @@ impl Kind {
     pub const fn is_state(&self) -> bool {
         matches!(
             self,
-            Kind::Follow { .. } | Kind::Unfollow { .. } | Kind::Publish { .. }
+            Kind::Follow { .. }
+                | Kind::Unfollow { .. }
+                | Kind::Publish { .. }
+                | Kind::Published { .. }
         )
     }
 }
@@ -167,6 +249,34 @@ impl ReadScene {
 }
 
 impl ReadScene {
+    /// A read scene of the event format: a name of [`ReadScene::ALL`], or one of the 2025
+    /// names `home` (公众号主页: the history page is the account's home page) and `recommend`
+    /// (推荐: 看一看 is WeChat's recommendation feed).
+    pub fn parse_with_aliases(s: &str) -> Option<ReadScene> {
+        ReadScene::parse(s).or(match s {
+            "home" => Some(ReadScene::History),
+            "recommend" => Some(ReadScene::Kanyikan),
+            _ => None,
+        })
+    }
+
+    fn expected_with_aliases() -> String {
+        format!("{}|home|recommend", ReadScene::expected())
+    }
+
+    /// The 2025 endpoints' `scene_desc` (2025 reference §1).
+    pub const fn scene_desc(self) -> &'static str {
+        match self {
+            ReadScene::Session => "公众号消息",
+            ReadScene::Friends => "聊天会话",
+            ReadScene::Feed => "朋友圈",
+            ReadScene::History => "公众号主页",
+            ReadScene::Other => "其他",
+            ReadScene::Kanyikan => "推荐",
+            ReadScene::Souyisou => "搜一搜",
+        }
+    }
+
     /// The infix of getarticletotal's `int_page_from_<infix>_read_user` fields.
     pub const fn total_infix(self) -> &'static str {
         match self {
@@ -248,6 +358,24 @@ fn uint(obj: &Map<String, Value>, key: &str) -> Result<u64, EventError> {
     }
 }
 
+/// The event types.
+const TYPES: &str =
+    "follow|unfollow|message|reply|publish|read|share|favorite|zaikan|like|comment|praise|leave";
+
+/// A publish: the 2014 form when it has none of the 2025 fields.
+fn published(msgid: String, title: String, publish_type: Option<u8>, url: Option<String>) -> Kind {
+    if publish_type.is_none() && url.is_none() {
+        Kind::Publish { msgid, title }
+    } else {
+        Kind::Published {
+            msgid,
+            title,
+            publish_type: publish_type.unwrap_or(0),
+            url,
+        }
+    }
+}
+
 /// Parses one NDJSON line into an event.
 ///
 /// Well-formed lines take a fast path that deserializes straight into the event's fields;
@@ -316,19 +444,37 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
                 None => return err("`ok` is missing"),
             },
         },
-        "publish" => Kind::Publish {
-            msgid: msgid()?,
-            title: match obj.get("title") {
+        "publish" => {
+            let msgid = msgid()?;
+            let title = match obj.get("title") {
                 Some(Value::String(s)) => s.clone(),
                 Some(v) => return err(format!("`title` must be a string, not {v}")),
                 None => return err("`title` is missing"),
-            },
-        },
+            };
+            let publish_type = match obj.get("publish_type") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(n @ 0..=1) => Some(n as u8),
+                    _ => return err(format!("`publish_type` must be 0 or 1, not {v}")),
+                },
+            };
+            let url = match obj.get("content_url") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(v) => return err(format!("`content_url` must be a string, not {v}")),
+            };
+            published(msgid, title, publish_type, url)
+        }
         "read" => Kind::Read {
             msgid: msgid()?,
             openid: openid()?,
             page: choice(&obj, "page", Page::parse, Page::expected())?,
-            scene: choice(&obj, "scene", ReadScene::parse, ReadScene::expected())?,
+            scene: choice(
+                &obj,
+                "scene",
+                ReadScene::parse_with_aliases,
+                ReadScene::expected_with_aliases(),
+            )?,
         },
         "share" => Kind::Share {
             msgid: msgid()?,
@@ -340,9 +486,32 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
             msgid: msgid()?,
             openid: openid()?,
         },
+        "zaikan" | "like" => Kind::Like {
+            msgid: msgid()?,
+            openid: openid()?,
+            heart: kind_name == "zaikan",
+        },
+        "comment" => Kind::Comment {
+            msgid: msgid()?,
+            openid: openid()?,
+        },
+        "praise" => Kind::Praise {
+            msgid: msgid()?,
+            openid: openid()?,
+            fen: uint(&obj, "money")?,
+        },
+        "leave" => Kind::Leave {
+            msgid: msgid()?,
+            openid: openid()?,
+            active_ms: uint(&obj, "active_ms")?,
+            progress: match uint(&obj, "progress")? {
+                p @ 0..=100 => p as u8,
+                p => return err(format!("`progress` is a percentage, 0 to 100, not {p}")),
+            },
+        },
         other => {
             return err(format!(
-                "`type` {other:?} is not one of follow|unfollow|message|reply|publish|read|share|favorite"
+                "`type` {other:?} is not one of {TYPES}"
             ))
         }
     };
@@ -365,7 +534,9 @@ mod fast {
     use serde::de::{self, Deserializer, Visitor};
     use serde::Deserialize;
 
-    use super::{Event, Kind, MsgType, Page, ReadScene, ShareFrom, ShareScene, EARLIEST, LATEST};
+    use super::{
+        published, Event, Kind, MsgType, Page, ReadScene, ShareFrom, ShareScene, EARLIEST, LATEST,
+    };
 
     /// A string field: borrowed unless it holds escapes.
     type Text<'a> = Option<Cow<'a, str>>;
@@ -397,6 +568,12 @@ mod fast {
         scene: Text<'a>,
         #[serde(rename = "from", borrow)]
         from: Text<'a>,
+        publish_type: Option<u64>,
+        #[serde(borrow)]
+        content_url: Text<'a>,
+        money: Option<u64>,
+        active_ms: Option<u64>,
+        progress: Option<u64>,
     }
 
     /// `id`: absent or null, a string, or an integer (kept as its decimal text).
@@ -476,13 +653,22 @@ mod fast {
                 cost_ms: raw.cost_ms?,
                 ok: raw.ok?,
             },
-            "publish" => Kind::Publish {
-                msgid: text(raw.msgid)?,
-                title: raw.title?.into_owned(),
-            },
+            "publish" => {
+                let publish_type = match raw.publish_type {
+                    None => None,
+                    Some(n @ 0..=1) => Some(n as u8),
+                    Some(_) => return None,
+                };
+                published(
+                    text(raw.msgid)?,
+                    raw.title?.into_owned(),
+                    publish_type,
+                    raw.content_url.map(Cow::into_owned),
+                )
+            }
             "read" => Kind::Read {
                 page: choice(&raw.page, Page::parse)?,
-                scene: choice(&raw.scene, ReadScene::parse)?,
+                scene: choice(&raw.scene, ReadScene::parse_with_aliases)?,
                 msgid: text(raw.msgid)?,
                 openid: text(raw.openid)?,
             },
@@ -495,6 +681,26 @@ mod fast {
             "favorite" => Kind::Favorite {
                 msgid: text(raw.msgid)?,
                 openid: text(raw.openid)?,
+            },
+            "zaikan" | "like" => Kind::Like {
+                msgid: text(raw.msgid)?,
+                openid: text(raw.openid)?,
+                heart: kind_name == "zaikan",
+            },
+            "comment" => Kind::Comment {
+                msgid: text(raw.msgid)?,
+                openid: text(raw.openid)?,
+            },
+            "praise" => Kind::Praise {
+                msgid: text(raw.msgid)?,
+                openid: text(raw.openid)?,
+                fen: raw.money?,
+            },
+            "leave" => Kind::Leave {
+                msgid: text(raw.msgid)?,
+                openid: text(raw.openid)?,
+                active_ms: raw.active_ms?,
+                progress: u8::try_from(raw.progress?).ok().filter(|p| *p <= 100)?,
             },
             _ => return None,
         };
@@ -522,6 +728,13 @@ mod tests {
             r#"{"type":"read","appid":"wx1","time":"2024-05-01T20:05:00+08:00","msgid":"2247483650_1","openid":"o2","page":"int","scene":"session"}"#,
             r#"{"type":"share","appid":"wx1","time":"2024-05-01T20:06:00+08:00","msgid":"2247483650_1","openid":"o2","scene":"friends","from":"session"}"#,
             r#"{"type":"favorite","appid":"wx1","time":"2024-05-01T20:07:00+08:00","msgid":"2247483650_1","openid":"o2","id":17}"#,
+            r#"{"type":"publish","appid":"wx1","time":"2025-11-01T20:00:00+08:00","msgid":"2247490098_1","title":"标题","publish_type":1,"content_url":"https://mp.weixin.qq.com/s/x"}"#,
+            r#"{"type":"read","appid":"wx1","time":"2025-11-01T20:05:00+08:00","msgid":"2247490098_1","openid":"o2","page":"int","scene":"home"}"#,
+            r#"{"type":"zaikan","appid":"wx1","time":"2025-11-01T20:06:00+08:00","msgid":"2247490098_1","openid":"o2"}"#,
+            r#"{"type":"like","appid":"wx1","time":"2025-11-01T20:06:00+08:00","msgid":"2247490098_1","openid":"o2"}"#,
+            r#"{"type":"comment","appid":"wx1","time":"2025-11-01T20:06:00+08:00","msgid":"2247490098_1","openid":"o2"}"#,
+            r#"{"type":"praise","appid":"wx1","time":"2025-11-01T20:06:00+08:00","msgid":"2247490098_1","openid":"o2","money":500}"#,
+            r#"{"type":"leave","appid":"wx1","time":"2025-11-01T20:07:00+08:00","msgid":"2247490098_1","openid":"o2","active_ms":63000,"progress":100}"#,
         ];
         for line in lines {
             parse_line(line).unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -537,6 +750,19 @@ mod tests {
         let e = parse_line(lines[7]).unwrap();
         assert_eq!(e.id.as_deref(), Some("17"));
         assert_eq!(e.time, 1_714_565_220);
+        // The 2014 publish line is the 2014 event; the aliases are the old scenes.
+        assert!(matches!(parse_line(lines[4]).unwrap().kind, Kind::Publish { .. }));
+        assert_eq!(
+            parse_line(lines[8]).unwrap().kind.publish(),
+            Some(("2247490098_1", "标题", 1, Some("https://mp.weixin.qq.com/s/x")))
+        );
+        assert!(matches!(
+            parse_line(lines[9]).unwrap().kind,
+            Kind::Read { scene: ReadScene::History, .. }
+        ));
+        for (line, name) in lines[8..].iter().zip(["publish", "read", "zaikan", "like", "comment", "praise", "leave"]) {
+            assert_eq!(parse_line(line).unwrap().kind.type_name(), name);
+        }
     }
 
     #[test]
@@ -553,6 +779,10 @@ mod tests {
             (r#"{"type":"reply","appid":"wx1","time":"-000001-01-01T00:00:00Z","cost_ms":1,"ok":true}"#, "outside the years 1970 to 9998"),
             (r#"{"type":"reply","appid":"wx1","time":"9999-06-01T00:00:00Z","cost_ms":1,"ok":true}"#, "outside the years 1970 to 9998"),
             (r#"{"type":"reply","appid":"wx1","time":"1969-12-31T15:59:59Z","cost_ms":1,"ok":true}"#, "outside the years 1970 to 9998"),
+            (r#"{"type":"publish","appid":"wx1","time":"2025-11-01T10:00:00Z","msgid":"1_1","title":"t","publish_type":2}"#, "`publish_type` must be 0 or 1, not 2"),
+            (r#"{"type":"leave","appid":"wx1","time":"2025-11-01T10:00:00Z","msgid":"1_1","openid":"o","active_ms":5,"progress":120}"#, "`progress` is a percentage, 0 to 100, not 120"),
+            (r#"{"type":"praise","appid":"wx1","time":"2025-11-01T10:00:00Z","msgid":"1_1","openid":"o"}"#, "`money` is missing"),
+            (r#"{"type":"read","appid":"wx1","time":"2025-11-01T10:00:00Z","msgid":"1_1","openid":"o","page":"int","scene":"moon"}"#, "|souyisou|home|recommend"),
         ];
         for (line, want) in cases {
             let got = parse_line(line).unwrap_err().to_string();
@@ -587,7 +817,13 @@ mod fast_path {
         "\"session\"",
         "\"friends\"",
         "\"feed\"",
+        "\"home\"",
         "\"follow\"",
+        "\"zaikan\"",
+        "\"leave\"",
+        "\"praise\"",
+        "100",
+        "101",
         "\"read\"",
         "\"share\"",
         "\"2024-05-01T10:00:00+08:00\"",
@@ -612,6 +848,11 @@ mod fast_path {
         "page",
         "scene",
         "from",
+        "publish_type",
+        "content_url",
+        "money",
+        "active_ms",
+        "progress",
         "extra",
         "\\u0074ype",
     ];

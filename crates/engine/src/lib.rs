@@ -8,6 +8,7 @@
 //!   WeChat's definitions (distinct users per period, re-follows, the ≥ 3 article threshold,
 //!   the 7-day article window, the de-duplicated `99999999` row, week and month labels).
 //!
+//! - `published`: the 2025 endpoints' tallies, used by [`rollup`].
 //! - [`live`]: message and reply statistics kept up to date event by event, in any order.
 //!
 //! The engine is pure: storage and ingestion build on it.
@@ -15,6 +16,7 @@
 pub mod demo;
 pub mod event;
 pub mod live;
+mod published;
 pub mod rollup;
 
 pub use event::{parse_line, Event, EventError, Kind};

@@ -12,7 +12,13 @@
 //!   (send day included) whose score — int readers + ori readers + sharers + shares +
 //!   favourites — is at least 3; getarticletotal lists articles sent on a day, with one
 //!   cumulative detail per day from the send day to 6 days later or the last computed day;
-//!   `target_user` is the follower count at the moment of the send.
+//!   `target_user` is the follower count at the moment of the send;
+//! - the 2025 endpoints (docs/compatibility.md): getarticleread lists every article with int
+//!   page readers on a day, getarticleshare every article with sharers — the same readers and
+//!   sharers getarticlesummary counts; `全部` is the distinct readers of all scenes, each
+//!   scene its own distinct readers; getbizsummary is the account's day, listed when anything
+//!   happened; getarticletotaldetail lists the articles published on a day, each with one
+//!   cumulative snapshot a day for 30 days.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +32,7 @@ use datacube_api::Endpoint;
 use jiff::civil::Date;
 
 use crate::event::{Event, Kind, Page, ReadScene, ShareFrom, ShareScene};
+use crate::published;
 
 /// getuserread's all-channels row.
 pub const ALL_SCENES: u32 = 99_999_999;
@@ -328,6 +335,10 @@ pub fn compute_parts(
     let w_share_hour = want(Endpoint::GetUserShareHour);
     let w_day_article = want(Endpoint::GetArticleSummary);
     let w_total = want(Endpoint::GetArticleTotal);
+    let w_aread = want(Endpoint::GetArticleRead);
+    let w_ashare = want(Endpoint::GetArticleShare);
+    let w_biz = want(Endpoint::GetBizSummary);
+    let w_tdetail = want(Endpoint::GetArticleTotalDetail);
     let w_messages = w_msg_day
         || w_msg_hour
         || w_msg_week
@@ -335,8 +346,17 @@ pub fn compute_parts(
         || w_dist_day
         || w_dist_week
         || w_dist_month;
-    let w_articles =
-        w_read_day || w_read_hour || w_share_day || w_share_hour || w_day_article || w_total;
+    let w_articles = w_read_day
+        || w_read_hour
+        || w_share_day
+        || w_share_hour
+        || w_day_article
+        || w_total
+        || w_aread
+        || w_ashare
+        || w_biz
+        || w_tdetail;
+    let w_per_article = w_total || w_tdetail;
 
     // Openids, interned: every tally below holds numbers.
     let mut interned: HashMap<&str, u32> = HashMap::default();
@@ -363,6 +383,8 @@ pub fn compute_parts(
         date: Date,
         title: &'a str,
         target: i64,
+        publish_type: u8,
+        url: Option<&'a str>,
     }
     let mut sends: HashMap<&str, Send> = HashMap::default();
     let mut article_events: HashMap<&str, Vec<(Date, &Kind, u32)>> = HashMap::default();
@@ -382,6 +404,11 @@ pub fn compute_parts(
     let mut day_articles: Vec<&str> = Vec::new();
     let mut day_article_index: HashMap<&str, usize> = HashMap::default();
     let mut day_article_period: Period<Date> = Period::new(0);
+    // The 2025 endpoints: per article and day, and per day.
+    let mut published_days = published::Days::default();
+    // Users who read (int page) an article today, and which: a follow after it is a
+    // `read_subscribe_user` of those articles.
+    let mut read_today: HashMap<u32, Vec<&str>> = HashMap::default();
 
     // Events come in time order: the date (and its week and month) changes rarely.
     let mut day_start = i64::MIN;
@@ -394,6 +421,7 @@ pub fn compute_parts(
             day_start = time - (time + CHINA_OFFSET).rem_euclid(86_400);
             week = monday_of(date);
             month = date.first_of_month();
+            read_today.clear();
         }
         let hour = ((time - day_start) / 3600) as u8;
         let openid = match &event.kind {
@@ -402,11 +430,15 @@ pub fn compute_parts(
             Kind::Read { openid, .. }
             | Kind::Share { openid, .. }
             | Kind::Favorite { openid, .. }
+            | Kind::Like { openid, .. }
+            | Kind::Comment { openid, .. }
+            | Kind::Praise { openid, .. }
+            | Kind::Leave { openid, .. }
                 if w_articles =>
             {
                 openid
             }
-            Kind::Reply { .. } | Kind::Publish { .. } => "",
+            Kind::Reply { .. } | Kind::Publish { .. } | Kind::Published { .. } => "",
             // A class whose endpoints are not wanted.
             _ => continue,
         };
@@ -416,16 +448,24 @@ pub fn compute_parts(
             let next = interned.len() as u32;
             *interned.entry(openid).or_insert(next)
         };
-        if w_total {
-            if let Kind::Read { msgid, .. }
-            | Kind::Share { msgid, .. }
-            | Kind::Favorite { msgid, .. } = &event.kind
-            {
+        if w_per_article {
+            if let Some(msgid) = event.kind.article() {
                 article_events
                     .entry(msgid)
                     .or_default()
                     .push((date, &event.kind, user));
+                if w_tdetail {
+                    if let Kind::Read { page: Page::Int, .. } = &event.kind {
+                        let read = read_today.entry(user).or_default();
+                        if !read.contains(&msgid) {
+                            read.push(msgid);
+                        }
+                    }
+                }
             }
+        }
+        if w_aread || w_ashare || w_biz {
+            published_days.absorb(date, &event.kind, user, w_aread || w_ashare);
         }
         match &event.kind {
             Kind::Follow { source, .. } => {
@@ -436,6 +476,15 @@ pub fn compute_parts(
                 *entry = (true, *source);
                 summary.entry((date, *source)).or_default().0.insert(user);
                 followers_at_end.insert(date, followers);
+                // Followed after reading: a mark in each article read today.
+                if let Some(read) = read_today.get(&user) {
+                    for msgid in read {
+                        article_events
+                            .entry(msgid)
+                            .or_default()
+                            .push((date, &event.kind, user));
+                    }
+                }
             }
             Kind::Unfollow { .. } => {
                 let source = state.get(&user).map_or(0, |s| s.1);
@@ -486,13 +535,22 @@ pub fn compute_parts(
                         .add(*cost_ms, *ok);
                 }
             }
-            Kind::Publish { msgid, title } => {
-                sends.entry(msgid).or_insert(Send {
-                    date,
-                    title,
-                    target: followers,
+            Kind::Publish { .. } | Kind::Published { .. } => {
+                let (msgid, title, publish_type, url) =
+                    event.kind.publish().expect("a publish event");
+                sends.entry(msgid).or_insert_with(|| {
+                    published_days.sent(date);
+                    Send {
+                        date,
+                        title,
+                        target: followers,
+                        publish_type,
+                        url,
+                    }
                 });
             }
+            // Only the 2025 endpoints count these (above).
+            Kind::Like { .. } | Kind::Comment { .. } | Kind::Praise { .. } | Kind::Leave { .. } => {}
             Kind::Read { msgid, .. } | Kind::Share { msgid, .. } | Kind::Favorite { msgid, .. } => {
                 // Slots of the all-articles tallies: key × 4 + counter. The original page
                 // and favourites have only the all-channels figure.
@@ -705,6 +763,7 @@ pub fn compute_parts(
         .iter()
         .filter(|(_, s)| w_total && in_window(s.date))
         .collect();
+    let article_events = &article_events;
     sent.sort_by_key(|(msgid, s)| (s.date, **msgid));
     // Slots: the 4 article counters, the 7 read scenes, the 3 origins of Moments shares.
     const SCENE0: usize = 4;
@@ -797,8 +856,34 @@ pub fn compute_parts(
         b.field("msgid", Val::Text(msgid))
             .field("title", Val::Text(send.title))
             .field("user_source", Val::Int(0))
-            .field("details", Val::Details(&details));
+            .field("details", Val::List(&details));
         emit(&mut out, b, e);
+    }
+
+    // The 2025 endpoints.
+    published_days.finish();
+    if w_aread || w_ashare || w_biz {
+        published_days.emit(&mut out, (first, last), [w_aread, w_ashare, w_biz]);
+    }
+    if w_tdetail {
+        let mut sent: Vec<(&&str, &Send)> =
+            sends.iter().filter(|(_, s)| in_window(s.date)).collect();
+        sent.sort_by_key(|(msgid, s)| (s.date, **msgid));
+        for (msgid, send) in sent {
+            let events = article_events.get(*msgid).map_or(&[][..], Vec::as_slice);
+            let article = published::Sent {
+                msgid,
+                date: send.date,
+                title: send.title,
+                url: send.url,
+                publish_type: send.publish_type,
+                target: send.target.max(0) as u64,
+            };
+            let row = published::total_detail(&article, events, last);
+            out.entry(Endpoint::GetArticleTotalDetail)
+                .or_default()
+                .push(row);
+        }
     }
 
     for rows in out.values_mut() {
@@ -810,6 +895,7 @@ pub fn compute_parts(
 }
 
 pub(crate) type Label = (Date, u8);
+
 
 /// Hands a finished period's slots over as rows, one per code that counted something.
 fn by_code<'a>(

@@ -39,7 +39,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 fn unknown_endpoint(status: StatusCode, name: &str) -> Response {
     error(
         status,
-        format!("unknown endpoint {name:?}; expected one of the 17 datacube names such as getusersummary"),
+        format!("unknown endpoint {name:?}; expected one of the 21 datacube names such as getusersummary"),
     )
 }
 

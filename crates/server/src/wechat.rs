@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
 use datacube_api::date::{check_range, china_date, last_ready_day, parse_request, served_labels};
-use datacube_api::row::trim_total_details;
+use datacube_api::row::{answer_body, is_delay, trim_snapshots};
 use datacube_api::token::GRANT_TYPE;
 use datacube_api::{Endpoint, ErrCode};
 use datacube_store::{Issued, TokenKind, TokenStatus};
@@ -179,7 +179,7 @@ pub(crate) async fn answer(
     }
     let ready = last_ready_day(now);
     let Some((begin, end)) = served_labels(endpoint, range, ready) else {
-        return wechat_response("{\"list\":[]}", 0);
+        return wechat_response(answer_body(endpoint, "{\"list\":[]}".into(), false), 0);
     };
     let answers = &app.inner.answers;
     let key = Key {
@@ -195,10 +195,8 @@ pub(crate) async fn answer(
     let generation = answers.generation(appid);
     match app.store().list_body(appid, endpoint, begin, end).await {
         Ok(body) => {
-            let body = match endpoint {
-                Endpoint::GetArticleTotal => trim_total_details(&body, ready).unwrap_or(body),
-                _ => body,
-            };
+            let body = trim_snapshots(endpoint, &body, ready).unwrap_or(body);
+            let body = answer_body(endpoint, body, is_delay(endpoint, begin, ready));
             let body = Bytes::from(body);
             answers.put(key, generation, body.clone());
             wechat_response(body, 0)

@@ -48,8 +48,14 @@ impl Class {
             Kind::Follow { .. } | Kind::Unfollow { .. } => Class::Follow,
             Kind::Message { .. } => Class::Message,
             Kind::Reply { .. } => Class::Reply,
-            Kind::Publish { .. } => Class::Publish,
-            Kind::Read { .. } | Kind::Share { .. } | Kind::Favorite { .. } => Class::Article,
+            Kind::Publish { .. } | Kind::Published { .. } => Class::Publish,
+            Kind::Read { .. }
+            | Kind::Share { .. }
+            | Kind::Favorite { .. }
+            | Kind::Like { .. }
+            | Kind::Comment { .. }
+            | Kind::Praise { .. }
+            | Kind::Leave { .. } => Class::Article,
         }
     }
 
@@ -1206,9 +1212,11 @@ const PARALLEL_FROM: usize = 20_000;
 ///   (or the account's latest day), from the account's whole follow history;
 /// - messages: the touched days and hours, and the whole weeks and months that contain them;
 /// - replies: the touched days and hours;
-/// - articles: reads and shares on the touched days; getarticlesummary up to 6 days after
-///   them; getarticletotal for sends from 6 days before them — and for every send after the
-///   first touched follow, whose `target_user` may have changed.
+/// - articles: reads and shares (getuserread[hour], getusershare[hour], getarticleread,
+///   getarticleshare) and getbizsummary on the touched days; getarticlesummary up to 6 days
+///   after them; getarticletotal and getarticletotaldetail for sends from 29 days before them
+///   — and for every send from 29 days before the first touched follow on, whose
+///   `target_user` and `read_subscribe_user` may have changed.
 ///
 /// The events are loaded first, the computations (pure) then run side by side on threads of
 /// their own when there are many events, and the rows are written last.
@@ -1258,11 +1266,13 @@ fn recompute_but(
             }
         }
     }
-    // Articles: sends whose figures may have changed are those from 6 days before the touched
-    // days, and every send after a touched follow (target_user).
+    // Articles: sends whose figures may have changed are those from 29 days before the touched
+    // days (getarticletotaldetail follows a send for 30 days, getarticletotal for 7), and
+    // every send from 29 days before a touched follow on (target_user, read_subscribe_user).
+    const TRACKED: i64 = datacube_api::endpoint::PUBLISHED_WINDOW_DAYS - 1;
     let sends = union(
-        articles.map(|(a, b)| (add_days(a, -6), b)),
-        follows.map(|(f, _)| (f, u1)),
+        articles.map(|(a, b)| (add_days(a, -TRACKED), b)),
+        follows.map(|(f, _)| (add_days(f, -TRACKED), u1)),
     );
     // Messages: whole weeks and months.
     let message_window = here(Class::Message).map(whole_periods);
@@ -1288,7 +1298,7 @@ fn recompute_but(
             tx,
             appid,
             Class::Article,
-            Some((t0, add_days(t1, 6))),
+            Some((t0, add_days(t1, TRACKED))),
             skip,
             &mut reads,
         )?;
@@ -1321,17 +1331,20 @@ fn recompute_but(
         });
     }
     if let Some((t0, t1)) = sends {
-        let window = (t0, add_days(t1, 6));
+        let window = (t0, add_days(t1, TRACKED));
         if let Some((a_lo, a_hi)) = articles {
-            // Reads and shares of all articles need no sends and no followers.
+            // Reads and shares, of all articles and per article and day: no sends, no
+            // followers.
             jobs.push(Job {
                 parts: vec![&reads, mine(Class::Article)],
-                window,
+                window: (a_lo, a_hi),
                 replaces: [
                     Endpoint::GetUserRead,
                     Endpoint::GetUserReadHour,
                     Endpoint::GetUserShare,
                     Endpoint::GetUserShareHour,
+                    Endpoint::GetArticleRead,
+                    Endpoint::GetArticleShare,
                 ]
                 .into_iter()
                 .map(|e| (e, (a_lo, a_hi)))
@@ -1350,14 +1363,20 @@ fn recompute_but(
             // Titles and send days; no followers.
             jobs.push(Job {
                 parts: with_sends[2..].to_vec(),
-                window,
-                replaces: vec![(Endpoint::GetArticleSummary, (a_lo, add_days(a_hi, 6)))],
+                window: (add_days(a_lo, -6), add_days(a_hi, 6)),
+                replaces: vec![
+                    (Endpoint::GetArticleSummary, (a_lo, add_days(a_hi, 6))),
+                    (Endpoint::GetBizSummary, (a_lo, a_hi)),
+                ],
             });
         }
         jobs.push(Job {
             parts: with_sends,
             window,
-            replaces: vec![(Endpoint::GetArticleTotal, (t0, t1))],
+            replaces: vec![
+                (Endpoint::GetArticleTotal, (t0, t1)),
+                (Endpoint::GetArticleTotalDetail, (t0, t1)),
+            ],
         });
     }
 
@@ -1962,20 +1981,29 @@ mod tests {
                 let events: Vec<Event> = all.iter().filter(|e| e.appid == appid).cloned().collect();
                 let first = events.iter().map(|e| china_date(e.time)).min().unwrap();
                 let want = datacube_engine::compute(&events, first, yesterday);
-                // getarticletotal is stored with all 7 details, also those after yesterday
-                // (serving trims them): the sends up to yesterday, computed to 6 days later.
-                let mut totals = datacube_engine::compute(&events, first, add_days(yesterday, 6));
-                let totals: Vec<datacube_api::row::Row> = totals
-                    .remove(&Endpoint::GetArticleTotal)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|r| r.ref_date <= yesterday)
-                    .collect();
+                // getarticletotal and getarticletotaldetail are stored with all their
+                // snapshots (7, 30), also those after yesterday (serving trims them): the
+                // sends up to yesterday, computed to 29 days later.
+                let mut totals = datacube_engine::compute(&events, first, add_days(yesterday, 29));
+                let mut snapshots = |e: Endpoint| -> Vec<datacube_api::row::Row> {
+                    totals
+                        .remove(&e)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|r| r.ref_date <= yesterday)
+                        .collect()
+                };
+                let totals = [
+                    (Endpoint::GetArticleTotal, snapshots(Endpoint::GetArticleTotal)),
+                    (
+                        Endpoint::GetArticleTotalDetail,
+                        snapshots(Endpoint::GetArticleTotalDetail),
+                    ),
+                ];
                 for endpoint in Endpoint::ALL.iter().copied() {
-                    let want: Vec<String> = if endpoint == Endpoint::GetArticleTotal {
-                        Some(&totals)
-                    } else {
-                        want.get(&endpoint)
+                    let want: Vec<String> = match totals.iter().find(|(e, _)| *e == endpoint) {
+                        Some((_, rows)) => Some(rows),
+                        None => want.get(&endpoint),
                     }
                     .map(|rows| rows.iter().map(as_stored).collect())
                     .unwrap_or_default();

@@ -33,7 +33,7 @@ async fn the_dashboard_and_its_files_are_served_from_the_binary() {
     assert_eq!(meta["last_ready"], "2021-09-09");
     assert_eq!(meta["admin"], true);
     let endpoints = meta["endpoints"].as_array().unwrap();
-    assert_eq!(endpoints.len(), 17);
+    assert_eq!(endpoints.len(), datacube_api::Endpoint::ALL.len());
     let span = |name: &str| {
         endpoints.iter().find(|e| e["name"] == name).unwrap()["span"]
             .as_i64()
@@ -42,6 +42,8 @@ async fn the_dashboard_and_its_files_are_served_from_the_binary() {
     assert_eq!(span("getusersummary"), 7);
     assert_eq!(span("getupstreammsghour"), 1);
     assert_eq!(span("getinterfacesummary"), 30);
+    assert_eq!(span("getbizsummary"), 30);
+    assert_eq!(span("getarticletotaldetail"), 1);
     // Other unknown paths are still WeChat's 40066.
     assert_eq!(t.get("/dashboard/nothing").await.errcode(), 40066);
     assert_eq!(t.get("/index.html").await.errcode(), 40066);

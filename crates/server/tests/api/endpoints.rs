@@ -157,6 +157,42 @@ const SAMPLES: &[Sample] = &[
         end: "2014-12-01",
         now: "2014-12-02T09:00:00+08:00",
     },
+    // The example of wechat-datacube-2025.md (2025 reference §2–5): the official example values.
+    Sample {
+        endpoint: "getarticleread",
+        body: r#"{"list":[{"ref_date":"2025-11-01","msgid":"2247490098_1","detail":{"read_user":4123,"read_user_source":[{"user_count":4123,"scene_desc":"全部"},{"user_count":234,"scene_desc":"公众号消息"}]}}],"is_delay":false}"#,
+        begin: "2025-11-01",
+        end: "2025-11-01",
+        // getarticletotaldetail's 30-day window is closed: `is_delay` false, as in the example.
+        now: "2025-12-01T09:00:00+08:00",
+    },
+    // The example of wechat-datacube-2025.md (2025 reference §2–5): the official example values.
+    Sample {
+        endpoint: "getarticleshare",
+        body: r#"{"list":[{"ref_date":"2025-11-01","msgid":"2247490098_1","detail":{"share_user":366}}],"is_delay":false}"#,
+        begin: "2025-11-01",
+        end: "2025-11-01",
+        // getarticletotaldetail's 30-day window is closed: `is_delay` false, as in the example.
+        now: "2025-12-01T09:00:00+08:00",
+    },
+    // The example of wechat-datacube-2025.md (2025 reference §2–5): the official example values.
+    Sample {
+        endpoint: "getbizsummary",
+        body: r#"{"list":[{"ref_date":"2025-11-01","detail":{"read_user":4123,"read_user_source":[{"user_count":4123,"scene_desc":"全部"},{"user_count":234,"scene_desc":"公众号消息"}],"share_user":366,"zaikan_user":191,"like_user":386,"comment_count":33,"collection_user":233,"redirect_ori_page_user":369,"send_page_count":512}}],"is_delay":false}"#,
+        begin: "2025-11-01",
+        end: "2025-11-30",
+        // getarticletotaldetail's 30-day window is closed: `is_delay` false, as in the example.
+        now: "2025-12-01T09:00:00+08:00",
+    },
+    // The example of wechat-datacube-2025.md (2025 reference §2–5): the official example values.
+    Sample {
+        endpoint: "getarticletotaldetail",
+        body: r#"{"list":[{"ref_date":"2025-11-01","msgid":"2247490098_1","publish_type":0,"title":"标题","content_url":"https://mp.weixin.qq.com/s/...","detail_list":[{"stat_date":"2025-11-01","read_user":4123,"read_user_source":[{"user_count":4123,"scene_desc":"全部"}],"share_user":366,"zaikan_user":191,"like_user":386,"comment_count":33,"collection_user":233,"praise_money":361,"read_subscribe_user":327,"read_delivery_rate":0.0271002,"read_finish_rate":0.6304348,"read_avg_activetime":1.0588236,"read_jump_position":[{"position":1,"rate":0.5304147},{"position":2,"rate":0.1023412}]}]}],"is_delay":false}"#,
+        begin: "2025-11-01",
+        end: "2025-11-01",
+        // getarticletotaldetail's 30-day window is closed: `is_delay` false, as in the example.
+        now: "2025-12-01T09:00:00+08:00",
+    },
 ];
 
 #[tokio::test]
@@ -178,7 +214,11 @@ async fn every_endpoint_returns_imported_bytes_exactly() {
         assert_eq!(a.body, s.body, "{} {}..{}", s.endpoint, s.begin, s.end);
         covered.insert(s.endpoint);
     }
-    assert_eq!(covered.len(), 17, "a sample for every endpoint");
+    assert_eq!(
+        covered.len(),
+        datacube_api::Endpoint::ALL.len(),
+        "a sample for every endpoint"
+    );
 }
 
 #[tokio::test]

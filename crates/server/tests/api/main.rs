@@ -8,4 +8,5 @@ mod events;
 mod fuzz;
 mod helpers;
 mod limits;
+mod published;
 mod tokens;
