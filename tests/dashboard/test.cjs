@@ -10,6 +10,7 @@ const VIEWS = {
   followers: ["followers-cumulate", "followers-channels"],
   messages: ["messages-types", "messages-heatmap", "messages-distribution"],
   articles: ["articles-reads", "articles-send-0"],
+  published: ["published-day", "published-scenes", "published-send-0"],
   interface: ["interface-calls", "interface-time", "interface-hours"],
 };
 
@@ -98,7 +99,7 @@ function watch(page, errors) {
       for (const c of charts) {
         check(c.points > 0, `${view}: chart ${c.id} has no data`);
         // A sparkline of a send from yesterday is one dot.
-        const least = c.id.startsWith("articles-send-") ? 20 : 200;
+        const least = /-send-/.test(c.id) ? 20 : 200;
         check(c.painted > least, `${view}: chart ${c.id} painted only ${c.painted} pixels`);
       }
       const shown = await page.evaluate(() => window.__dc.errors);
@@ -150,7 +151,7 @@ function watch(page, errors) {
     const phoneErrors = [];
     watch(p2, phoneErrors);
     await signInAccount(p2);
-    for (const view of ["messages", "articles"]) {
+    for (const view of ["messages", "articles", "published"]) {
       await p2.click(`#tabs button[data-view="${view}"]`);
       await waitReady(p2, view);
       const overflow = await p2.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -341,6 +341,91 @@ const views = {
     };
   },
 
+  // The 2025 "published content" endpoints (WeChat's only article statistics since it took the
+  // old ones offline in 2026): data from 2025-11-01 on.
+  async published(from, to) {
+    const [biz, sends] = await Promise.all([rows("getbizsummary", from, to), rows("getarticletotaldetail", from, to)]);
+    return () => {
+      const days = dayList(from, to);
+      const byDay = new Map(biz.map((r) => [r.ref_date, r.detail]));
+      const pick = (f) => days.map((d) => (byDay.has(d) ? f(byDay.get(d)) : 0));
+      const note = from < "2025-11-01" ? " (WeChat keeps these from 2025-11-01 on)" : "";
+      let p = panel("Published content a day" + note, "getbizsummary", biz, true);
+      if (!biz.length) empty(p, "No published content statistics in this range.");
+      else {
+        const line = (name, f) => ({ name, type: "line", showSymbol: false, data: pick(f) });
+        chart(p, "published-day", {
+          grid: Object.assign({}, grid, { right: 56 }), legend, dataZoom: zoom,
+          xAxis: { type: "category", data: days },
+          yAxis: [{ type: "value", name: "users" }, { type: "value", name: "articles", minInterval: 1 }],
+          series: [
+            line("readers", (d) => d.read_user),
+            line("sharers", (d) => d.share_user),
+            line("在看 (heart)", (d) => d.zaikan_user),
+            line("likes", (d) => d.like_user),
+            line("comments", (d) => d.comment_count),
+            line("favourites", (d) => d.collection_user ?? 0),
+            { name: "articles published", type: "bar", yAxisIndex: 1, itemStyle: { opacity: 0.3 }, data: pick((d) => d.send_page_count ?? 0) },
+          ],
+        });
+      }
+      p = panel("Readers by scene", "getbizsummary", biz, true);
+      const scenes = [];
+      for (const r of biz) for (const s of r.detail.read_user_source) if (s.scene_desc !== "全部" && !scenes.includes(s.scene_desc)) scenes.push(s.scene_desc);
+      if (!scenes.length) empty(p, "No readers in this range.");
+      else
+        chart(p, "published-scenes", {
+          grid: Object.assign({}, grid, { top: 64 }), legend, dataZoom: zoom,
+          xAxis: { type: "category", data: days },
+          yAxis: { type: "value" },
+          series: scenes.map((scene) => ({
+            name: scene, type: "bar", stack: "scenes",
+            data: pick((d) => (d.read_user_source.find((s) => s.scene_desc === scene) || {}).user_count || 0),
+          })),
+        });
+      p = panel("Published articles, with their readers over 30 days", "getarticletotaldetail", sends, true);
+      if (!sends.length) {
+        empty(p, "No articles published in this range.");
+        return;
+      }
+      const table = document.createElement("table");
+      table.innerHTML =
+        '<thead><tr><th>Published</th><th>Title</th><th class="hide-narrow">Notified</th><th class="num">Readers</th><th class="num hide-narrow">Finished</th><th class="num hide-narrow">Minutes</th><th>Readers, day by day</th></tr></thead>';
+      const tbody = document.createElement("tbody");
+      table.appendChild(tbody);
+      p.appendChild(table);
+      const sorted = [...sends].sort((a, b) => (a.ref_date < b.ref_date ? 1 : a.ref_date > b.ref_date ? -1 : a.msgid < b.msgid ? -1 : 1));
+      sorted.forEach((s, i) => {
+        const snaps = s.detail_list || [];
+        const last = snaps[snaps.length - 1] || {};
+        const tr = document.createElement("tr");
+        const td = (text, cls) => {
+          const c = document.createElement("td");
+          c.textContent = text;
+          if (cls) c.className = cls;
+          tr.appendChild(c);
+          return c;
+        };
+        td(s.ref_date);
+        const title = s.title ?? s.msgid;
+        td(title, "title").title = title;
+        td(s.publish_type === 1 ? "no" : "yes", "hide-narrow");
+        td(String(last.read_user ?? 0), "num");
+        td(last.read_finish_rate === undefined ? "" : Math.round(100 * last.read_finish_rate) + " %", "num hide-narrow");
+        td(last.read_avg_activetime === undefined ? "" : last.read_avg_activetime.toFixed(1), "num hide-narrow");
+        const cell = td("");
+        tbody.appendChild(tr);
+        chart(cell, `published-send-${i}`, {
+          tooltip: { trigger: "axis" },
+          grid: { left: 2, right: 2, top: 4, bottom: 4 },
+          xAxis: { type: "category", show: false, data: [...Array(30).keys()].map((n) => "day " + (n + 1)) },
+          yAxis: { type: "value", show: false },
+          series: [{ name: "readers (cumulative)", type: "line", showSymbol: snaps.length < 2, symbolSize: 6, areaStyle: { opacity: 0.15 }, data: snaps.map((d) => d.read_user) }],
+        }, "spark");
+      });
+    };
+  },
+
   async interface(from, to) {
     const [daily, hourly] = await Promise.all([rows("getinterfacesummary", from, to), rows("getinterfacesummaryhour", from, to)]);
     return () => {
