@@ -717,7 +717,11 @@ impl RowBuilder {
                 }
             }
             Val::Float(x) => {
-                assert!(x.is_finite() && x >= 0.0, "{}: `{name}` is {x}", self.endpoint);
+                assert!(
+                    x.is_finite() && x >= 0.0,
+                    "{}: `{name}` is {x}",
+                    self.endpoint
+                );
                 let _ = write!(self.json, "{x}");
             }
             Val::Object(json) => self.json.push_str(json),
@@ -1024,12 +1028,20 @@ mod tests {
             detail("2024-05-08")
         );
         assert_eq!(
-            trim_snapshots(Endpoint::GetArticleTotal, &body, jiff::civil::date(2024, 5, 8)),
+            trim_snapshots(
+                Endpoint::GetArticleTotal,
+                &body,
+                jiff::civil::date(2024, 5, 8)
+            ),
             None
         );
         assert_eq!(
-            trim_snapshots(Endpoint::GetArticleTotal, &body, jiff::civil::date(2024, 5, 7))
-                .unwrap(),
+            trim_snapshots(
+                Endpoint::GetArticleTotal,
+                &body,
+                jiff::civil::date(2024, 5, 7)
+            )
+            .unwrap(),
             format!(
                 r#"{{"list":[{{"ref_date":"2024-05-06","msgid":"1_1","title":"标题","user_source":0,"details":[{},{}]}}]}}"#,
                 detail("2024-05-06"),

@@ -1045,14 +1045,7 @@ async fn sync(args: SyncArgs) -> Result<()> {
     } else {
         args.endpoints.clone()
     };
-    let plan = sync::plan(
-        &store,
-        &args.appid,
-        &endpoints,
-        (args.from, to),
-        last_ready,
-    )
-    .await?;
+    let plan = sync::plan(&store, &args.appid, &endpoints, (args.from, to), last_ready).await?;
     if args.dry_run {
         println!(
             "sync of {} from {} to {} (last ready day {}): {} calls",

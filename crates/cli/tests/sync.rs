@@ -300,8 +300,19 @@ async fn a_mirror_answers_like_the_original_and_syncs_only_what_changes() {
             let (code, out, err) = run(
                 &db,
                 &[
-                    "export", "--appid", DEMO_APPID, "--endpoint", endpoint, "--from", &from,
-                    "--to", "2026-06-14", "--format", format, "--clock", NOW,
+                    "export",
+                    "--appid",
+                    DEMO_APPID,
+                    "--endpoint",
+                    endpoint,
+                    "--from",
+                    &from,
+                    "--to",
+                    "2026-06-14",
+                    "--format",
+                    format,
+                    "--clock",
+                    NOW,
                 ],
                 None,
             )

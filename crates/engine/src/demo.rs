@@ -214,9 +214,8 @@ pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
                 let title = TITLES[rng.random_range(0..TITLES.len())];
                 // Most sends notify the followers (publish_type 0), some are published only.
                 let publish_type = u8::from(extra.random_bool(0.15));
-                let url = format!(
-                    "https://mp.weixin.qq.com/s?__biz=MzDemo&mid={msg_data_id}&idx={idx}"
-                );
+                let url =
+                    format!("https://mp.weixin.qq.com/s?__biz=MzDemo&mid={msg_data_id}&idx={idx}");
                 push(
                     &mut out,
                     send,

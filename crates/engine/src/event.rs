@@ -429,7 +429,10 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
             let source = uint(&obj, "source")?;
             let source = u32::try_from(source)
                 .map_err(|_| EventError(format!("`source` {source} is too large")))?;
-            Kind::Follow { openid: openid()?, source }
+            Kind::Follow {
+                openid: openid()?,
+                source,
+            }
         }
         "unfollow" => Kind::Unfollow { openid: openid()? },
         "message" => Kind::Message {
@@ -509,11 +512,7 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
                 p => return err(format!("`progress` is a percentage, 0 to 100, not {p}")),
             },
         },
-        other => {
-            return err(format!(
-                "`type` {other:?} is not one of {TYPES}"
-            ))
-        }
+        other => return err(format!("`type` {other:?} is not one of {TYPES}")),
     };
     Ok(Event {
         appid,
@@ -751,16 +750,29 @@ mod tests {
         assert_eq!(e.id.as_deref(), Some("17"));
         assert_eq!(e.time, 1_714_565_220);
         // The 2014 publish line is the 2014 event; the aliases are the old scenes.
-        assert!(matches!(parse_line(lines[4]).unwrap().kind, Kind::Publish { .. }));
+        assert!(matches!(
+            parse_line(lines[4]).unwrap().kind,
+            Kind::Publish { .. }
+        ));
         assert_eq!(
             parse_line(lines[8]).unwrap().kind.publish(),
-            Some(("2247490098_1", "标题", 1, Some("https://mp.weixin.qq.com/s/x")))
+            Some((
+                "2247490098_1",
+                "标题",
+                1,
+                Some("https://mp.weixin.qq.com/s/x")
+            ))
         );
         assert!(matches!(
             parse_line(lines[9]).unwrap().kind,
-            Kind::Read { scene: ReadScene::History, .. }
+            Kind::Read {
+                scene: ReadScene::History,
+                ..
+            }
         ));
-        for (line, name) in lines[8..].iter().zip(["publish", "read", "zaikan", "like", "comment", "praise", "leave"]) {
+        for (line, name) in lines[8..].iter().zip([
+            "publish", "read", "zaikan", "like", "comment", "praise", "leave",
+        ]) {
             assert_eq!(parse_line(line).unwrap().kind.type_name(), name);
         }
     }

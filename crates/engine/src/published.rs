@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use datacube_api::date::add_days;
 use datacube_api::endpoint::PUBLISHED_WINDOW_DAYS;
 use datacube_api::row::{
-    Row, RowBuilder, Val, ARTICLE_READ_DETAIL, ARTICLE_SHARE_DETAIL,
-    BIZ_SUMMARY_DETAIL, JUMP_POSITION, PUBLISHED_DETAIL, SCENE_USERS,
+    Row, RowBuilder, Val, ARTICLE_READ_DETAIL, ARTICLE_SHARE_DETAIL, BIZ_SUMMARY_DETAIL,
+    JUMP_POSITION, PUBLISHED_DETAIL, SCENE_USERS,
 };
 use datacube_api::Endpoint;
 use jiff::civil::Date;

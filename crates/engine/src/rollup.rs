@@ -455,7 +455,10 @@ pub fn compute_parts(
                     .or_default()
                     .push((date, &event.kind, user));
                 if w_tdetail {
-                    if let Kind::Read { page: Page::Int, .. } = &event.kind {
+                    if let Kind::Read {
+                        page: Page::Int, ..
+                    } = &event.kind
+                    {
                         let read = read_today.entry(user).or_default();
                         if !read.contains(&msgid) {
                             read.push(msgid);
@@ -550,7 +553,8 @@ pub fn compute_parts(
                 });
             }
             // Only the 2025 endpoints count these (above).
-            Kind::Like { .. } | Kind::Comment { .. } | Kind::Praise { .. } | Kind::Leave { .. } => {}
+            Kind::Like { .. } | Kind::Comment { .. } | Kind::Praise { .. } | Kind::Leave { .. } => {
+            }
             Kind::Read { msgid, .. } | Kind::Share { msgid, .. } | Kind::Favorite { msgid, .. } => {
                 // Slots of the all-articles tallies: key × 4 + counter. The original page
                 // and favourites have only the all-channels figure.
@@ -895,7 +899,6 @@ pub fn compute_parts(
 }
 
 pub(crate) type Label = (Date, u8);
-
 
 /// Hands a finished period's slots over as rows, one per code that counted something.
 fn by_code<'a>(

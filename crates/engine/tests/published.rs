@@ -30,7 +30,8 @@ fn rows() -> BTreeMap<Endpoint, Vec<String>> {
 }
 
 fn of(r: &BTreeMap<Endpoint, Vec<String>>, e: Endpoint) -> Vec<&str> {
-    r.get(&e).map_or(vec![], |rows| rows.iter().map(String::as_str).collect())
+    r.get(&e)
+        .map_or(vec![], |rows| rows.iter().map(String::as_str).collect())
 }
 
 #[test]

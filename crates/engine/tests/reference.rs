@@ -574,7 +574,10 @@ fn published(
     let readers = |msgid: Option<&str>, from: Date, to: Date| {
         let mut all = BTreeSet::new();
         let mut by: BTreeMap<ReadScene, BTreeSet<&str>> = BTreeMap::new();
-        for e in events.iter().filter(|e| day_of(e) >= from && day_of(e) <= to) {
+        for e in events
+            .iter()
+            .filter(|e| day_of(e) >= from && day_of(e) <= to)
+        {
             if let Kind::Read {
                 msgid: m,
                 openid,
@@ -601,7 +604,10 @@ fn published(
     let users_of = |msgid: Option<&str>, from: Date, to: Date, pick: &dyn Fn(&Kind) -> bool| {
         let mut users = BTreeSet::new();
         let mut n = 0;
-        for e in events.iter().filter(|e| day_of(e) >= from && day_of(e) <= to) {
+        for e in events
+            .iter()
+            .filter(|e| day_of(e) >= from && day_of(e) <= to)
+        {
             let Some(m) = e.kind.article() else { continue };
             if msgid.is_none_or(|x| x == m) && pick(&e.kind) {
                 n += 1;
@@ -624,31 +630,41 @@ fn published(
     let like = |k: &Kind| matches!(k, Kind::Like { heart: false, .. });
     let comment = |k: &Kind| matches!(k, Kind::Comment { .. });
     let fav = |k: &Kind| matches!(k, Kind::Favorite { .. });
-    let ori = |k: &Kind| matches!(k, Kind::Read { page: Page::Ori, .. });
+    let ori = |k: &Kind| {
+        matches!(
+            k,
+            Kind::Read {
+                page: Page::Ori,
+                ..
+            }
+        )
+    };
     for k in 0..14 {
         let d = add_days(FIRST, k);
         let ds = format_date(d);
         for msgid in &msgids {
             let (n, sources) = readers(Some(msgid), d, d);
             if n > 0 {
-                out.entry(Endpoint::GetArticleRead).or_default().push(json!({
+                out.entry(Endpoint::GetArticleRead)
+                    .or_default()
+                    .push(json!({
                     "ref_date": ds, "msgid": msgid,
                     "detail": {"read_user": n, "read_user_source": sources}}));
             }
             let (sharers, _) = users_of(Some(msgid), d, d, &share);
             if sharers > 0 {
-                out.entry(Endpoint::GetArticleShare).or_default().push(json!({
+                out.entry(Endpoint::GetArticleShare)
+                    .or_default()
+                    .push(json!({
                     "ref_date": ds, "msgid": msgid, "detail": {"share_user": sharers}}));
             }
         }
         let counted = |k: &Kind| share(k) || zaikan(k) || like(k) || comment(k) || fav(k);
-        let sent = sends
-            .values()
-            .filter(|&&i| day_of(&events[i]) == d)
-            .count();
-        let active = events.iter().filter(|e| day_of(e) == d).any(|e| {
-            counted(&e.kind) || matches!(e.kind, Kind::Read { .. })
-        });
+        let sent = sends.values().filter(|&&i| day_of(&events[i]) == d).count();
+        let active = events
+            .iter()
+            .filter(|e| day_of(e) == d)
+            .any(|e| counted(&e.kind) || matches!(e.kind, Kind::Read { .. }));
         if active || sent > 0 {
             let (n, sources) = readers(None, d, d);
             out.entry(Endpoint::GetBizSummary).or_default().push(json!({
@@ -704,7 +720,13 @@ fn published(
             let mut furthest: BTreeMap<&str, u8> = BTreeMap::new();
             let mut active_ms = 0u64;
             for e in events.iter().filter(|e| in_span(e)) {
-                if let Kind::Leave { msgid: m, openid, active_ms: ms, progress } = &e.kind {
+                if let Kind::Leave {
+                    msgid: m,
+                    openid,
+                    active_ms: ms,
+                    progress,
+                } = &e.kind
+                {
                     if m == msgid {
                         active_ms += ms;
                         let p = furthest.entry(openid).or_default();
@@ -718,11 +740,20 @@ fn published(
                 .iter()
                 .filter(|e| in_span(e))
                 .filter_map(|e| match &e.kind {
-                    Kind::Read { msgid: m, openid, page: Page::Int, scene: ReadScene::Session } if m == msgid => Some(openid.as_str()),
+                    Kind::Read {
+                        msgid: m,
+                        openid,
+                        page: Page::Int,
+                        scene: ReadScene::Session,
+                    } if m == msgid => Some(openid.as_str()),
                     _ => None,
                 })
                 .collect();
-            let delivered = if publish_type == 0 { target.max(0) as usize } else { 0 };
+            let delivered = if publish_type == 0 {
+                target.max(0) as usize
+            } else {
+                0
+            };
             let mut jumps = vec![];
             for band in 1..=5usize {
                 let lo = (band as u8 - 1) * 20;

@@ -1994,7 +1994,10 @@ mod tests {
                         .collect()
                 };
                 let totals = [
-                    (Endpoint::GetArticleTotal, snapshots(Endpoint::GetArticleTotal)),
+                    (
+                        Endpoint::GetArticleTotal,
+                        snapshots(Endpoint::GetArticleTotal),
+                    ),
                     (
                         Endpoint::GetArticleTotalDetail,
                         snapshots(Endpoint::GetArticleTotalDetail),

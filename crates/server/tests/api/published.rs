@@ -70,8 +70,17 @@ async fn computed_answers_have_the_2025_envelope() {
         .iter()
         .map(|d| d["stat_date"].as_str().unwrap())
         .collect();
-    assert_eq!(stats, ["2025-11-03", "2025-11-04", "2025-11-05", "2025-11-06"]);
-    assert!(total.body.contains(r#""read_finish_rate":0.33333334,"read_avg_activetime":0.9166667,"#), "{}", total.body);
+    assert_eq!(
+        stats,
+        ["2025-11-03", "2025-11-04", "2025-11-05", "2025-11-06"]
+    );
+    assert!(
+        total
+            .body
+            .contains(r#""read_finish_rate":0.33333334,"read_avg_activetime":0.9166667,"#),
+        "{}",
+        total.body
+    );
     // A publish day without publishes.
     let a = t
         .datacube("getarticletotaldetail", &token, "2025-11-04", "2025-11-04")
@@ -89,7 +98,10 @@ async fn computed_answers_have_the_2025_envelope() {
     let snapshots = v["list"][0]["detail_list"].as_array().unwrap();
     assert_eq!(snapshots.len(), 30);
     assert_eq!(snapshots[29]["stat_date"], "2025-12-02");
-    assert_eq!(snapshots[29]["read_user"], 4, "cumulative: the last is the total");
+    assert_eq!(
+        snapshots[29]["read_user"], 4,
+        "cumulative: the last is the total"
+    );
 }
 
 #[tokio::test]
@@ -154,12 +166,12 @@ async fn imports_take_what_the_sources_disagree_on_and_name_what_is_wrong() {
     let a = t.import("getarticletotaldetail", &bad).await;
     assert_eq!(a.status, 422, "{}", a.body);
     assert!(
-        a.body
-            .contains("detail_list[0].read_jump_position.rate"),
+        a.body.contains("detail_list[0].read_jump_position.rate"),
         "{}",
         a.body
     );
-    let bad = r#"{"list":[{"ref_date":"2025-12-01","msgid":"1_1","detail":{"read_user_source":[]}}]}"#;
+    let bad =
+        r#"{"list":[{"ref_date":"2025-12-01","msgid":"1_1","detail":{"read_user_source":[]}}]}"#;
     let a = t.import("getarticleread", bad).await;
     assert_eq!(a.status, 422);
     assert!(a.body.contains("detail.read_user"), "{}", a.body);
