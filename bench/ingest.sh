@@ -46,7 +46,8 @@ CREATE TABLE ev AS SELECT *, ((epoch(time)::BIGINT + 28800) // 86400)::INTEGER A
 FROM read_json('{events}', format='newline_delimited', columns={{
   'type':'VARCHAR','appid':'VARCHAR','id':'VARCHAR','time':'TIMESTAMPTZ','openid':'VARCHAR',
   'source':'INTEGER','msg_type':'VARCHAR','cost_ms':'BIGINT','ok':'BOOLEAN','msgid':'VARCHAR',
-  'title':'VARCHAR','page':'VARCHAR','scene':'VARCHAR','from':'VARCHAR'}})""")
+  'title':'VARCHAR','page':'VARCHAR','scene':'VARCHAR','from':'VARCHAR',
+  'publish_type':'INTEGER','money':'BIGINT','active_ms':'BIGINT','progress':'INTEGER'}})""")
 rollups = {
   "follows": "SELECT appid, day, source, count(DISTINCT openid) u FROM ev WHERE type='follow' GROUP BY ALL",
   "unfollows": "SELECT appid, day, count(DISTINCT openid) u FROM ev WHERE type='unfollow' GROUP BY ALL",
@@ -60,6 +61,14 @@ rollups = {
   "read_hour": "SELECT appid, day, hour, scene, count(DISTINCT openid) u, count(*) n FROM ev WHERE type='read' GROUP BY ALL",
   "share_day": "SELECT appid, day, scene, count(DISTINCT openid) u, count(*) n FROM ev WHERE type='share' GROUP BY ALL",
   "article_day": "SELECT appid, msgid, day, type, page, count(DISTINCT openid) u, count(*) n FROM ev WHERE type IN ('read','share','favorite') GROUP BY ALL",
+  # The 2025 endpoints: readers by article, day and scene (getarticleread); the account's day
+  # by kind of event (getbizsummary); per article, readers, sharers, likers… cumulative over
+  # its first 30 days, from each user's first day (getarticletotaldetail), and its readers'
+  # furthest progress and reading time.
+  "published_scene": "SELECT appid, msgid, day, CASE scene WHEN 'home' THEN 'history' WHEN 'recommend' THEN 'kanyikan' ELSE scene END s, count(DISTINCT openid) u FROM ev WHERE type='read' AND page='int' GROUP BY ALL",
+  "published_day": "SELECT appid, day, type, page, scene, count(DISTINCT openid) u, count(*) n FROM ev WHERE type IN ('read','share','favorite','zaikan','like','comment') GROUP BY ALL",
+  "published_total": "SELECT appid, msgid, type, scene, first, sum(n) OVER (PARTITION BY appid, msgid, type, scene ORDER BY first) u FROM (SELECT appid, msgid, type, scene, first, count(*) n FROM (SELECT appid, msgid, type, scene, openid, min(day) first FROM ev WHERE type IN ('read','share','favorite','zaikan','like','comment') AND NOT (type='read' AND page='ori') GROUP BY ALL) GROUP BY ALL)",
+  "published_leave": "SELECT appid, msgid, count(*) readers, sum(CASE WHEN p >= 100 THEN 1 ELSE 0 END) finished, sum(t) active FROM (SELECT appid, msgid, openid, max(progress) p, sum(active_ms) t FROM ev WHERE type='leave' GROUP BY ALL) GROUP BY ALL",
 }
 for name, sql in rollups.items():
     con.execute(f"CREATE TABLE {name} AS {sql}")
@@ -124,9 +133,20 @@ duck_read = {str(epoch + datetime.timedelta(days=d)): (u, n) for d, u, n in con.
     "SELECT day, u, n FROM read_all WHERE appid = ? AND page = 'int'", [appid]).fetchall()}
 dc_read = {r["ref_date"]: (r["int_page_read_user"], r["int_page_read_count"])
            for r in rows("getuserread", 3, first, last) if r["user_source"] == 99999999 and r["int_page_read_count"]}
+labels = {"session": "公众号消息", "friends": "聊天会话", "feed": "朋友圈", "history": "公众号主页",
+          "other": "其他", "kanyikan": "推荐", "souyisou": "搜一搜"}
+# The 2025 endpoints have data from 2025-11-01 on.
+floor = datetime.date(2025, 11, 1)
+duck_scene = {(str(epoch + datetime.timedelta(days=d)), m, labels[sc]): u for m, d, sc, u in con.execute(
+    "SELECT msgid, day, s, u FROM published_scene WHERE appid = ? AND day >= ?",
+    [appid, (floor - epoch).days]).fetchall()}
+dc_scene = {(r["ref_date"], r["msgid"], s["scene_desc"]): s["user_count"]
+            for r in rows("getarticleread", 1, floor, last)
+            for s in r["detail"]["read_user_source"] if s["scene_desc"] != "全部"}
 assert dc_msg == duck_msg, "getupstreammsg differs from DuckDB's msg_day"
 assert dc_read == duck_read, "getuserread differs from DuckDB's read_all"
-print(f"cross-check: {len(dc_msg)} message rows and {len(dc_read)} read days of {appid} equal DuckDB's")
+assert dc_scene == duck_scene, "getarticleread differs from DuckDB's published_scene"
+print(f"cross-check: {len(dc_msg)} message rows, {len(dc_read)} read days and {len(dc_scene)} getarticleread scene counts of {appid} equal DuckDB's")
 PY
 
 if [ "${SECOND_YEAR:-0}" = 1 ]; then
