@@ -24,6 +24,11 @@ struct Server {
 }
 
 async fn server(faults: &str) -> Server {
+    server_on(faults, NOW, date(2024, 5, 9)).await
+}
+
+/// A server whose clock says `now`, with 20 days of demo activity up to `last`.
+async fn server_on(faults: &str, now: &str, last: jiff::civil::Date) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = datacube_store::testing::fresh_database(dir.path(), "c");
     let store = Store::open(&url).unwrap();
@@ -36,14 +41,14 @@ async fn server(faults: &str) -> Server {
         })
         .await
         .unwrap();
-    datacube_server::demo::seed(&store, APPID, date(2024, 5, 9), 20, 1, date(2024, 5, 9))
+    datacube_server::demo::seed(&store, APPID, last, 20, 1, last)
         .await
         .unwrap();
     let config = Config {
         faults: Faults::parse(faults).unwrap(),
         ..Config::default()
     };
-    let app = App::new(store, Clock::starting_at(NOW.parse().unwrap()), config);
+    let app = App::new(store, Clock::starting_at(now.parse().unwrap()), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -97,6 +102,39 @@ async fn typed_rows_come_back() {
         "the token is cached"
     );
     assert_eq!(c.counters.calls.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
+async fn typed_rows_of_the_2025_endpoints_come_back() {
+    use datacube_client::types::{
+        GetArticleRead, GetArticleTotalDetail, GetBizSummary, JumpPositions,
+    };
+    let s = server_on("", "2026-01-10T09:00:00+08:00", date(2026, 1, 9)).await;
+    let c = client(&s.base);
+    let day = date(2026, 1, 5);
+    let reads = c.datacube::<GetArticleRead>(day, day).await.unwrap();
+    assert!(!reads.is_empty());
+    for r in &reads {
+        let all = &r.detail.read_user_source[0];
+        assert_eq!(
+            (all.scene_desc.as_str(), all.user_count),
+            ("全部", r.detail.read_user)
+        );
+    }
+    let biz = c
+        .datacube::<GetBizSummary>(date(2025, 12, 21), date(2026, 1, 9))
+        .await
+        .unwrap();
+    assert_eq!(biz.len(), 20, "a row a day");
+    assert!(biz.iter().all(|b| b.detail.send_page_count.is_some()));
+    let totals = c.datacube::<GetArticleTotalDetail>(day, day).await.unwrap();
+    let last = totals[0].detail_list.last().unwrap();
+    assert_eq!(
+        last.stat_date, "2026-01-09",
+        "snapshots up to the last ready day"
+    );
+    assert!(matches!(last.read_jump_position, Some(JumpPositions::List(ref j)) if !j.is_empty()));
+    assert!(last.read_finish_rate.is_some_and(|r| r > 0.0 && r <= 1.0));
 }
 
 /// A token that stays invalid is renewed once, then the call fails: no refresh loop.
