@@ -562,11 +562,14 @@ fn float(x: f32) -> Value {
     serde_json::from_str(&format!("{x}")).unwrap()
 }
 
+/// Followers whose last follow event among those `limit` admits is a follow.
+type FollowingBefore<'a> = dyn Fn(&dyn Fn(usize) -> bool) -> i64 + 'a;
+
 /// The 2025 endpoints, each row from scratch.
 fn published(
     events: &[Event],
     sends: &BTreeMap<&str, usize>,
-    following_before: &dyn Fn(&dyn Fn(usize) -> bool) -> i64,
+    following_before: &FollowingBefore,
     out: &mut BTreeMap<Endpoint, Vec<Value>>,
 ) {
     let msgids: BTreeSet<&str> = events.iter().filter_map(|e| e.kind.article()).collect();
