@@ -29,7 +29,8 @@ for f in "$here"/fixtures/*.json; do
 done
 
 # 2024-05-01 09:00 China time: April is ready.
-"$bin" serve --listen 127.0.0.1:0 --clock 2024-05-01T09:00:00+08:00 >"$work/serve.out" &
+admin=wechatpy-admin-token
+"$bin" serve --listen 127.0.0.1:0 --clock 2024-05-01T09:00:00+08:00 --admin-token "$admin" >"$work/serve.out" &
 server_pid=$!
 for _ in $(seq 1 100); do
   grep -q 'serving the WeChat API on' "$work/serve.out" 2>/dev/null && break
@@ -40,3 +41,6 @@ base=$(sed -n 's/^datacube is serving the WeChat API on //p' "$work/serve.out")
 
 DATACUBE_BASE="$base" DATACUBE_APPID="$appid" DATACUBE_SECRET="$secret" FIXTURES="$here/fixtures" \
   "$venv/bin/python" "$here/test_wechatpy.py"
+# Third-party platforms: WeChatComponent through the whole authorization flow.
+DATACUBE_BASE="$base" DATACUBE_APPID="$appid" DATACUBE_ADMIN="$admin" FIXTURES="$here/fixtures" \
+  "$venv/bin/python" "$here/test_component.py"

@@ -50,11 +50,34 @@ pub enum ErrCode {
     DateRangeError,
     /// 61503: the data of that day is not computed yet (listed by WeChat, not observed).
     DataNotReady,
+    // Third-party platforms (component reference §5).
+    /// 41018: api_component_token without `component_appid`.
+    ComponentAppidMissing,
+    /// 61003: the account has not authorized (or no longer authorizes) this component.
+    ComponentNotAuthorized,
+    /// 61005: the component_verify_ticket is older than 12 hours.
+    TicketExpired,
+    /// 61006: the component_verify_ticket is empty or unknown.
+    TicketInvalid,
+    /// 61007: the account did not grant the permission set that holds the API.
+    ApiUnauthorizedToComponent,
+    /// 61009: unknown or foreign authorization code (or a pre-auth code passed as one).
+    CodeInvalid,
+    /// 61010: the authorization code expired or was used.
+    CodeExpired,
+    /// 61011: `component_appid` is not a third-party platform.
+    InvalidComponent,
+    /// 61014: a component token where an account's token belongs, or the reverse.
+    ComponentTokenRequired,
+    /// 61023: the authorizer_refresh_token is wrong, revoked or superseded.
+    RefreshTokenInvalid,
+    /// 61024: `/cgi-bin/token` asked with a component's appid.
+    ComponentMustUseComponentToken,
 }
 
 impl ErrCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrCode; 20] = [
+    pub const ALL: [ErrCode; 31] = [
         ErrCode::SystemError,
         ErrCode::InvalidCredential,
         ErrCode::InvalidGrantType,
@@ -75,6 +98,17 @@ impl ErrCode {
         ErrCode::DateFormatError,
         ErrCode::DateRangeError,
         ErrCode::DataNotReady,
+        ErrCode::ComponentAppidMissing,
+        ErrCode::ComponentNotAuthorized,
+        ErrCode::TicketExpired,
+        ErrCode::TicketInvalid,
+        ErrCode::ApiUnauthorizedToComponent,
+        ErrCode::CodeInvalid,
+        ErrCode::CodeExpired,
+        ErrCode::InvalidComponent,
+        ErrCode::ComponentTokenRequired,
+        ErrCode::RefreshTokenInvalid,
+        ErrCode::ComponentMustUseComponentToken,
     ];
 
     /// The numeric `errcode`.
@@ -100,6 +134,17 @@ impl ErrCode {
             ErrCode::DateFormatError => 61500,
             ErrCode::DateRangeError => 61501,
             ErrCode::DataNotReady => 61503,
+            ErrCode::ComponentAppidMissing => 41018,
+            ErrCode::ComponentNotAuthorized => 61003,
+            ErrCode::TicketExpired => 61005,
+            ErrCode::TicketInvalid => 61006,
+            ErrCode::ApiUnauthorizedToComponent => 61007,
+            ErrCode::CodeInvalid => 61009,
+            ErrCode::CodeExpired => 61010,
+            ErrCode::InvalidComponent => 61011,
+            ErrCode::ComponentTokenRequired => 61014,
+            ErrCode::RefreshTokenInvalid => 61023,
+            ErrCode::ComponentMustUseComponentToken => 61024,
         }
     }
 
@@ -130,6 +175,21 @@ impl ErrCode {
             ErrCode::DateFormatError => "date format error",
             ErrCode::DateRangeError => "date range error",
             ErrCode::DataNotReady => "data not ready, please try later",
+            // The real strings (single spaces; WxJava's enum has double ones): component
+            // reference §5.
+            ErrCode::ComponentAppidMissing => "missing component_appid",
+            ErrCode::ComponentNotAuthorized => "component is not authorized by this account",
+            ErrCode::TicketExpired => "component ticket is expired",
+            ErrCode::TicketInvalid => "component ticket is invalid",
+            ErrCode::ApiUnauthorizedToComponent => "api is unauthorized to component",
+            ErrCode::CodeInvalid => "code is invalid",
+            ErrCode::CodeExpired => "code is expired",
+            ErrCode::InvalidComponent => "invalid component",
+            ErrCode::ComponentTokenRequired => "must use component token for component api",
+            ErrCode::RefreshTokenInvalid => "refresh_token is invalid",
+            ErrCode::ComponentMustUseComponentToken => {
+                "must use api(api_component_token) to get token for component acct"
+            }
         }
     }
 

@@ -41,6 +41,9 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Manage third-party platforms (components) that read accounts' statistics for them.
+    #[command(subcommand)]
+    Component(ComponentCommand),
     /// Import a WeChat answer (`{"list":[…]}`) for one endpoint into the statistics store.
     Import(ImportArgs),
     /// Ingest events (NDJSON, one per line) and compute the statistics they change.
@@ -232,6 +235,36 @@ enum AccountCommand {
         db: DatabaseArg,
     },
     /// List accounts (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum ComponentCommand {
+    /// Add a third-party platform. `serve` pushes its component_verify_ticket to the event URL
+    /// every 10 minutes (and on `POST /admin/components/<appid>/ticket`).
+    Add {
+        /// The component's AppID.
+        #[arg(long)]
+        appid: String,
+        /// Its AppSecret (stored hashed).
+        #[arg(long, env = "DATACUBE_COMPONENT_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The Token of its pushes (3–32 letters and digits).
+        #[arg(long)]
+        token: String,
+        /// Its EncodingAESKey (43 characters).
+        #[arg(long)]
+        aes_key: String,
+        /// 授权事件接收URL: where tickets and authorization events are pushed.
+        #[arg(long)]
+        event_url: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// List components (never their secrets).
     List {
         #[command(flatten)]
         db: DatabaseArg,
@@ -463,6 +496,25 @@ async fn run(cli: Cli) -> Result<()> {
             db,
         }) => account_add(&db.database, appid, secret, !unverified).await,
         Command::Account(AccountCommand::List { db }) => account_list(&db.database).await,
+        Command::Component(ComponentCommand::Add {
+            appid,
+            secret,
+            token,
+            aes_key,
+            event_url,
+            db,
+        }) => component_add(&db.database, appid, secret, token, aes_key, event_url).await,
+        Command::Component(ComponentCommand::List { db }) => {
+            let store = open(&db.database)?;
+            for c in store.components().await? {
+                println!(
+                    "{}\t{}",
+                    c.appid,
+                    c.event_url.as_deref().unwrap_or("(no event URL)")
+                );
+            }
+            Ok(())
+        }
         Command::Import(args) => import_file(args).await,
         Command::Ingest(args) => ingest_file(args).await,
         Command::Demo(args) => demo_events(args).await,
@@ -615,6 +667,43 @@ async fn account_add(url: &str, appid: String, secret: String, verified: bool) -
             Ok(())
         }
         Err(StoreError::AccountExists(_)) => bail!("account {appid} already exists in {url}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn component_add(
+    url: &str,
+    appid: String,
+    secret: String,
+    token: String,
+    aes_key: String,
+    event_url: Option<String>,
+) -> Result<()> {
+    if let Err(msg) = admin::check_appid(&appid)
+        .and_then(|()| admin::check_secret(&secret))
+        .and_then(|()| admin::check_component_keys(&token, &aes_key, event_url.as_deref()))
+    {
+        bail!(msg);
+    }
+    let store = open(url)?;
+    if store.account(&appid).await?.is_some() {
+        bail!("{appid} is an account; a component needs an appid of its own");
+    }
+    let hash = tokio::task::spawn_blocking(move || secret::hash_secret(&secret)).await?;
+    let record = datacube_store::ComponentRecord {
+        appid: appid.clone(),
+        secret_hash: hash,
+        token,
+        aes_key,
+        event_url,
+        created_at: jiff::Timestamp::now().as_second(),
+    };
+    match store.put_component(record, false).await {
+        Ok(()) => {
+            println!("added component {appid}");
+            Ok(())
+        }
+        Err(StoreError::AccountExists(_)) => bail!("component {appid} already exists in {url}"),
         Err(e) => Err(e.into()),
     }
 }

@@ -30,6 +30,16 @@ pub(crate) fn routes() -> Router<App> {
         .route("/admin/import", post(import))
         .route("/admin/events", post(events))
         .route("/admin/datacube/{name}", post(datacube))
+        .route(
+            "/admin/components",
+            get(list_components).post(add_component),
+        )
+        .route("/admin/components/{appid}/ticket", post(push_ticket))
+        .route("/admin/components/{appid}/grants", post(grant))
+        .route(
+            "/admin/components/{appid}/grants/{authorizer}",
+            axum::routing::delete(revoke),
+        )
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -321,4 +331,237 @@ async fn datacube(State(app): State<App>, Path(name): Path<String>, req: Request
         Err(e) => return internal(&e),
     }
     crate::wechat::answer(&app, endpoint, &appid, &body, false).await
+}
+
+// ---- third-party platforms ----
+
+/// Checks a component's push settings: a 43-character EncodingAESKey, a Token of 3–32
+/// letters and digits (WeChat's rules), an http(s) event URL.
+pub fn check_component_keys(
+    token: &str,
+    aes_key: &str,
+    event_url: Option<&str>,
+) -> Result<(), String> {
+    if !(3..=32).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("token must be 3 to 32 letters and digits".into());
+    }
+    datacube_push::crypto::AesKey::from_encoding_key(aes_key)
+        .map_err(|e| format!("aes_key: {e}"))?;
+    if let Some(url) = event_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "event_url {url:?} must be an http:// or https:// URL"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn component_json(c: &datacube_store::ComponentRecord) -> serde_json::Value {
+    json!({ "appid": c.appid, "event_url": c.event_url, "created_at": c.created_at })
+}
+
+async fn list_components(State(app): State<App>, req: Request) -> Response {
+    if let Err(resp) = admit(&app, req).await {
+        return resp;
+    }
+    match app.store().components().await {
+        Ok(list) => Json(list.iter().map(component_json).collect::<Vec<_>>()).into_response(),
+        Err(e) => internal(&e),
+    }
+}
+
+async fn add_component(State(app): State<App>, req: Request) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewComponent {
+        appid: String,
+        secret: String,
+        token: String,
+        aes_key: String,
+        event_url: Option<String>,
+    }
+    let body = match admit(&app, req).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    let new: NewComponent = match parse_json(&body) {
+        Ok(new) => new,
+        Err(resp) => return resp,
+    };
+    if let Err(msg) = check_appid(&new.appid)
+        .and_then(|()| check_secret(&new.secret))
+        .and_then(|()| check_component_keys(&new.token, &new.aes_key, new.event_url.as_deref()))
+    {
+        return error(StatusCode::BAD_REQUEST, msg);
+    }
+    match app.store().account(&new.appid).await {
+        Ok(Some(_)) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} is an account; a component needs an appid of its own",
+                    new.appid
+                ),
+            )
+        }
+        Ok(None) => {}
+        Err(e) => return internal(&e),
+    }
+    let secret = new.secret;
+    let Ok(hash) = tokio::task::spawn_blocking(move || hash_secret(&secret)).await else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "hashing the secret failed",
+        );
+    };
+    let record = datacube_store::ComponentRecord {
+        appid: new.appid,
+        secret_hash: hash,
+        token: new.token,
+        aes_key: new.aes_key,
+        event_url: new.event_url,
+        created_at: app.clock().unix(),
+    };
+    match app.store().put_component(record.clone(), false).await {
+        Ok(()) => (StatusCode::CREATED, Json(component_json(&record))).into_response(),
+        Err(StoreError::AccountExists(appid)) => error(
+            StatusCode::CONFLICT,
+            format!("component {appid} already exists"),
+        ),
+        Err(e) => internal(&e),
+    }
+}
+
+async fn component_of(app: &App, appid: &str) -> Result<datacube_store::ComponentRecord, Response> {
+    match app.store().component(appid).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no component {appid}"),
+        )),
+        Err(e) => Err(internal(&e)),
+    }
+}
+
+/// Issues a component_verify_ticket now and pushes it to the component's event URL (WeChat
+/// pushes one every 10 minutes); without an event URL the ticket is only answered here.
+async fn push_ticket(State(app): State<App>, Path(appid): Path<String>, req: Request) -> Response {
+    if let Err(resp) = admit(&app, req).await {
+        return resp;
+    }
+    let component = match component_of(&app, &appid).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    if component.event_url.is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            format!("component {appid} has no event_url to push to"),
+        );
+    }
+    match crate::component::push_ticket(&app, &component).await {
+        Ok(ticket) => Json(json!({ "ticket": ticket, "pushed": true })).into_response(),
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("the ticket push failed: {e}"),
+        ),
+    }
+}
+
+/// The authorization step, without a browser: an account grants permission sets to a
+/// component. Answers the authorization code (also pushed as `authorized`).
+async fn grant(State(app): State<App>, Path(appid): Path<String>, req: Request) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewGrant {
+        authorizer_appid: String,
+        func_ids: Vec<u32>,
+        pre_auth_code: Option<String>,
+    }
+    let body = match admit(&app, req).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    let new: NewGrant = match parse_json(&body) {
+        Ok(new) => new,
+        Err(resp) => return resp,
+    };
+    let component = match component_of(&app, &appid).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    match app.store().account(&new.authorizer_appid).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no account {}", new.authorizer_appid),
+            )
+        }
+        Err(e) => return internal(&e),
+    }
+    let mut sets = Vec::new();
+    for id in new.func_ids {
+        if id == 0 {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "func_ids are permission set ids (1, 2, 3, 7, …)",
+            );
+        }
+        if !sets.contains(&id) {
+            sets.push(id);
+        }
+    }
+    match crate::component::authorize(
+        &app,
+        &component,
+        &new.authorizer_appid,
+        sets,
+        new.pre_auth_code.as_deref(),
+    )
+    .await
+    {
+        Ok(done) => Json(json!({
+            "authorization_code": done.code,
+            "expires_in": crate::component::AUTH_CODE_LIFETIME,
+            "authorizer_refresh_token": done.refresh_token,
+            "info_type": done.info_type,
+            "pushed": done.pushed.is_ok(),
+            "push_error": done.pushed.err(),
+        }))
+        .into_response(),
+        Err(code) => error(
+            StatusCode::BAD_REQUEST,
+            format!("pre_auth_code refused: {} {}", code.code(), code.message()),
+        ),
+    }
+}
+
+/// Ends an account's authorization of a component (its tokens die; `unauthorized` pushed).
+async fn revoke(
+    State(app): State<App>,
+    Path((appid, authorizer)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    if let Err(resp) = admit(&app, req).await {
+        return resp;
+    }
+    let component = match component_of(&app, &appid).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    match crate::component::unauthorize(&app, &component, &authorizer).await {
+        Ok((false, _)) => error(
+            StatusCode::NOT_FOUND,
+            format!("{authorizer} has not authorized {appid}"),
+        ),
+        Ok((true, pushed)) => Json(json!({
+            "revoked": true,
+            "pushed": pushed.is_ok(),
+            "push_error": pushed.err(),
+        }))
+        .into_response(),
+        Err(code) => error(StatusCode::INTERNAL_SERVER_ERROR, code.message()),
+    }
 }

@@ -16,6 +16,7 @@
 pub mod admin;
 mod cache;
 pub mod clock;
+mod component;
 pub mod config;
 mod dashboard;
 pub mod demo;

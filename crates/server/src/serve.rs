@@ -63,6 +63,7 @@ pub async fn serve(
     let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
     let watcher = tokio::spawn(watch_changes(app.clone()));
     let days = tokio::spawn(roll_days(app.clone()));
+    let tickets = tokio::spawn(crate::component::push_tickets(app.clone()));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -107,6 +108,7 @@ pub async fn serve(
     drop(listener);
     watcher.abort();
     days.abort();
+    tickets.abort();
     tracing::info!("shutting down: no new connections; waiting for open requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),

@@ -116,6 +116,15 @@ impl App {
             .retain(|_, (_, rec)| rec.appid != appid || rec.kind != kind);
     }
 
+    /// Forgets cached authorizer tokens of `appid` (its authorization of a component ended).
+    pub(crate) fn forget_authorizer_tokens(&self, appid: &str) {
+        self.inner
+            .tokens
+            .write()
+            .expect("token cache")
+            .retain(|_, (_, rec)| rec.appid != appid || rec.kind != TokenKind::Authorizer);
+    }
+
     /// The account, from the cache or the database.
     pub(crate) async fn account(
         &self,

@@ -74,7 +74,7 @@ pub(crate) async fn read_body(
 }
 
 /// The first value of `key` in a query string, percent-decoded.
-fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+pub(crate) fn query_param(query: Option<&str>, key: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
@@ -94,6 +94,10 @@ pub(crate) async fn dispatch_request(app: App, req: Request) -> Response {
             Some(endpoint) => datacube(app, endpoint, req).await,
             None => app.wechat_error(ErrCode::InvalidUrl),
         };
+    }
+    if let Some(name) = path.strip_prefix("/cgi-bin/component/") {
+        let name = name.to_owned();
+        return crate::component::dispatch(app, &name, req).await;
     }
     match path {
         "/cgi-bin/token" => token(app, req).await,
@@ -116,18 +120,37 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
         Err(e) => return app.internal("token lookup failed", &e),
     };
+    // A component's own token is not an account's (61014, as on other account APIs).
+    if record.kind == TokenKind::Component {
+        return app.wechat_error(ErrCode::ComponentTokenRequired);
+    }
     let now = app.clock().unix();
     match record.status(now) {
         TokenStatus::Valid => {}
         TokenStatus::Superseded => return app.wechat_error(ErrCode::InvalidCredential),
         TokenStatus::Expired => return app.wechat_error(ErrCode::AccessTokenExpired),
     }
+    // An authorizer token: its authorization must still stand (component reference §7.2).
+    let granted = match (record.kind, record.component.as_deref()) {
+        (TokenKind::Authorizer, Some(component)) => {
+            match app.store().grant(component, &record.appid).await {
+                Ok(Some(grant)) => Some(grant.sets),
+                Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
+                Err(e) => return app.internal("grant lookup failed", &e),
+            }
+        }
+        _ => None,
+    };
     match app.account(&record.appid).await {
         Ok(Some(account)) if account.verified => {}
         Ok(Some(_)) => return app.wechat_error(ErrCode::ApiUnauthorized),
         // The account was removed after the token was issued.
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
         Err(e) => return app.internal("account lookup failed", &e),
+    }
+    // The permission set of the endpoint's family must be among those granted.
+    if granted.is_some_and(|sets| !sets.contains(&endpoint.group().permission_set())) {
+        return app.wechat_error(ErrCode::ApiUnauthorizedToComponent);
     }
     if let Some(faulty) = injected(&app, Some(endpoint)).await {
         return faulty;
@@ -226,6 +249,10 @@ fn token_body(token: &str, expires_in: i64) -> String {
 async fn authenticate(app: &App, appid: &str, secret: &str) -> Result<(), Response> {
     let account = match app.account(appid).await {
         Ok(Some(account)) => account,
+        // A component's appid: it gets its token from api_component_token.
+        Ok(None) if matches!(app.store().component(appid).await, Ok(Some(_))) => {
+            return Err(app.wechat_error(ErrCode::ComponentMustUseComponentToken))
+        }
         Ok(None) => return Err(app.wechat_error(ErrCode::InvalidAppid)),
         Err(e) => return Err(app.internal("account lookup failed", &e)),
     };

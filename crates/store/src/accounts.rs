@@ -48,7 +48,7 @@ pub(crate) fn accounts(db: &dyn Db) -> Result<Vec<AccountRecord>> {
 
 pub(crate) fn token(db: &dyn Db, token: &str) -> Result<Option<TokenRecord>> {
     db.opt(
-        "SELECT token, appid, kind, issued_at, expires_at, invalid_after
+        "SELECT token, appid, kind, issued_at, expires_at, invalid_after, component
          FROM token WHERE token = ?1",
         p![token],
         token_from_row,
@@ -93,7 +93,7 @@ pub(crate) fn stable_token(
     }
     quota_bump(tx, appid, "stable_token", &day, 1, now)?;
     let current: Option<TokenRecord> = tx.opt(
-        "SELECT token, appid, kind, issued_at, expires_at, invalid_after FROM token
+        "SELECT token, appid, kind, issued_at, expires_at, invalid_after, component FROM token
          WHERE appid = ?1 AND kind = 'stable' AND invalid_after IS NULL AND expires_at > ?2
          ORDER BY issued_at DESC, rowid DESC LIMIT 1",
         p![appid, now],
@@ -206,6 +206,7 @@ fn token_from_row(r: &dyn DbRow) -> Result<TokenRecord> {
         issued_at: r.int(3)?,
         expires_at: r.int(4)?,
         invalid_after: r.opt_int(5)?,
+        component: r.opt_text(6)?.map(str::to_owned),
     })
 }
 

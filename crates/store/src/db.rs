@@ -62,6 +62,11 @@ impl<'a> From<&'a Vec<u8>> for V<'a> {
         V::Blob(b)
     }
 }
+impl<'a> From<Option<&'a str>> for V<'a> {
+    fn from(s: Option<&'a str>) -> Self {
+        s.map_or(V::Null, V::Text)
+    }
+}
 impl From<Option<i64>> for V<'_> {
     fn from(n: Option<i64>) -> Self {
         n.map_or(V::Null, V::Int)

@@ -16,6 +16,7 @@
 
 mod accounts;
 mod codec;
+mod components;
 mod days;
 mod db;
 mod events;
@@ -93,13 +94,17 @@ pub struct AccountRecord {
     pub created_at: i64,
 }
 
-/// Which API issued a token; the two families are isolated from each other.
+/// Which API issued a token; the families are isolated from each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TokenKind {
     /// `GET /cgi-bin/token`: every call issues a new token.
     Basic,
     /// `POST /cgi-bin/stable_token`: the same token until 5 minutes before expiry.
     Stable,
+    /// A third-party platform's `component_access_token` (`appid` is the component's).
+    Component,
+    /// An `authorizer_access_token`: a component acting for the account `appid`.
+    Authorizer,
 }
 
 impl TokenKind {
@@ -107,16 +112,53 @@ impl TokenKind {
         match self {
             TokenKind::Basic => "basic",
             TokenKind::Stable => "stable",
+            TokenKind::Component => "component",
+            TokenKind::Authorizer => "authorizer",
         }
     }
     pub(crate) fn parse(s: &str) -> TokenKind {
-        if s == "stable" {
-            TokenKind::Stable
-        } else {
-            TokenKind::Basic
+        match s {
+            "stable" => TokenKind::Stable,
+            "component" => TokenKind::Component,
+            "authorizer" => TokenKind::Authorizer,
+            _ => TokenKind::Basic,
         }
     }
 }
+
+/// A third-party platform (component).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentRecord {
+    /// Its appid.
+    pub appid: String,
+    /// Its AppSecret, hashed.
+    pub secret_hash: String,
+    /// The Token of its pushes (signatures).
+    pub token: String,
+    /// Its EncodingAESKey (43 characters).
+    pub aes_key: String,
+    /// Where tickets and authorization events are pushed (授权事件接收URL).
+    pub event_url: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// An account's authorization of a component: the permission sets it granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The component.
+    pub component: String,
+    /// The account (authorizer).
+    pub authorizer: String,
+    /// The `funcscope_category` ids granted, in the order given.
+    pub sets: Vec<u32>,
+    /// The `authorizer_refresh_token`; a new authorization replaces it.
+    pub refresh_token: String,
+    /// Unix seconds.
+    pub auth_time: i64,
+}
+
+pub use components::CodeUse;
 
 /// A stored access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +175,8 @@ pub struct TokenRecord {
     pub expires_at: i64,
     /// Unix seconds; from then on the token answers 40001 (superseded or force-refreshed).
     pub invalid_after: Option<i64>,
+    /// For an authorizer token, the component acting for the account.
+    pub component: Option<String>,
 }
 
 /// What a token is worth at a given moment.
@@ -385,6 +429,120 @@ impl Store {
     pub async fn account(&self, appid: &str) -> Result<Option<AccountRecord>> {
         let appid = appid.to_owned();
         self.run(move |s| s.read(|db| accounts::account(db, &appid)))
+            .await
+    }
+
+    /// Adds a component (`replace`: or replaces its secret, keys and event URL).
+    pub async fn put_component(&self, c: ComponentRecord, replace: bool) -> Result<()> {
+        self.run(move |s| s.write(|tx| components::add_component(tx, &c, replace)))
+            .await
+    }
+
+    /// The component with this appid.
+    pub async fn component(&self, appid: &str) -> Result<Option<ComponentRecord>> {
+        let appid = appid.to_owned();
+        self.run(move |s| s.read(|db| components::component(db, &appid)))
+            .await
+    }
+
+    /// Every component, by appid.
+    pub async fn components(&self) -> Result<Vec<ComponentRecord>> {
+        self.run(|s| s.read(components::components)).await
+    }
+
+    /// Records a component_verify_ticket pushed at `now`.
+    pub async fn add_ticket(&self, component: &str, ticket: &str, now: i64) -> Result<()> {
+        let (c, t) = (component.to_owned(), ticket.to_owned());
+        self.run(move |s| s.write(|tx| components::add_ticket(tx, &c, &t, now)))
+            .await
+    }
+
+    /// When `ticket` was pushed to `component`, if it was.
+    pub async fn ticket_issued_at(&self, component: &str, ticket: &str) -> Result<Option<i64>> {
+        let (c, t) = (component.to_owned(), ticket.to_owned());
+        self.run(move |s| s.read(|db| components::ticket_issued_at(db, &c, &t)))
+            .await
+    }
+
+    /// Stores a new component token (`authorizer`: None) or authorizer token, valid 7200 s.
+    pub async fn issue_component_token(
+        &self,
+        component: &str,
+        authorizer: Option<&str>,
+        token: &str,
+        now: i64,
+    ) -> Result<()> {
+        let (c, a, t) = (
+            component.to_owned(),
+            authorizer.map(str::to_owned),
+            token.to_owned(),
+        );
+        self.run(move |s| {
+            s.write(|tx| match &a {
+                None => components::issue_token(tx, &c, None, TokenKind::Component, &t, now),
+                Some(a) => components::issue_token(tx, a, Some(&c), TokenKind::Authorizer, &t, now),
+            })
+        })
+        .await
+    }
+
+    /// Stores a single-use code (`kind` "preauth" or "auth").
+    pub async fn new_code(
+        &self,
+        code: &str,
+        kind: &'static str,
+        component: &str,
+        authorizer: Option<&str>,
+        expires_at: i64,
+    ) -> Result<()> {
+        let (code, c, a) = (
+            code.to_owned(),
+            component.to_owned(),
+            authorizer.map(str::to_owned),
+        );
+        self.run(move |s| {
+            s.write(|tx| components::new_code(tx, &code, kind, &c, a.as_deref(), expires_at))
+        })
+        .await
+    }
+
+    /// Uses a code of `kind` issued to `component`.
+    pub async fn use_code(
+        &self,
+        code: &str,
+        kind: &'static str,
+        component: &str,
+        now: i64,
+    ) -> Result<CodeUse> {
+        let (code, c) = (code.to_owned(), component.to_owned());
+        self.run(move |s| s.write(|tx| components::use_code(tx, &code, kind, &c, now)))
+            .await
+    }
+
+    /// Records (or replaces) a grant.
+    pub async fn put_grant(&self, grant: Grant) -> Result<()> {
+        self.run(move |s| s.write(|tx| components::put_grant(tx, &grant)))
+            .await
+    }
+
+    /// `authorizer`'s grant to `component`, if it stands.
+    pub async fn grant(&self, component: &str, authorizer: &str) -> Result<Option<Grant>> {
+        let (c, a) = (component.to_owned(), authorizer.to_owned());
+        self.run(move |s| s.read(|db| components::grant(db, &c, &a)))
+            .await
+    }
+
+    /// Every grant to `component`, oldest first.
+    pub async fn grants(&self, component: &str) -> Result<Vec<Grant>> {
+        let c = component.to_owned();
+        self.run(move |s| s.read(|db| components::grants(db, &c)))
+            .await
+    }
+
+    /// Ends a grant and its tokens; whether there was one.
+    pub async fn revoke_grant(&self, component: &str, authorizer: &str, now: i64) -> Result<bool> {
+        let (c, a) = (component.to_owned(), authorizer.to_owned());
+        self.run(move |s| s.write(|tx| components::revoke(tx, &c, &a, now)))
             .await
     }
 

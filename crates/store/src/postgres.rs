@@ -123,6 +123,44 @@ const PG_MIGRATIONS: &[&str] = &[
         PRIMARY KEY (appid, endpoint, lo)
     );
     "#,
+    // 2: third-party platforms (SQLite's version 7).
+    r#"
+    CREATE TABLE component (
+        appid       TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        token       TEXT NOT NULL,            -- the push Token
+        aes_key     TEXT NOT NULL,            -- the EncodingAESKey (43 characters)
+        event_url   TEXT,                     -- 授权事件接收URL: tickets and authorization pushes
+        created_at  BIGINT NOT NULL
+    );
+    CREATE TABLE component_ticket (
+        ticket    TEXT PRIMARY KEY,
+        component TEXT NOT NULL,
+        issued_at BIGINT NOT NULL
+    );
+    CREATE INDEX component_ticket_by_component ON component_ticket (component, issued_at);
+    -- Pre-auth codes and authorization codes: single use.
+    CREATE TABLE component_code (
+        code       TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,             -- 'preauth' | 'auth'
+        component  TEXT NOT NULL,
+        authorizer TEXT,
+        expires_at BIGINT NOT NULL,
+        used       BIGINT NOT NULL DEFAULT 0
+    );
+    -- An account's authorization of a component: the permission sets granted.
+    CREATE TABLE component_grant (
+        component     TEXT NOT NULL,
+        authorizer    TEXT NOT NULL,
+        sets          TEXT NOT NULL,          -- funcscope_category ids, comma-separated, in order
+        refresh_token TEXT NOT NULL,
+        auth_time     BIGINT NOT NULL,
+        PRIMARY KEY (component, authorizer)
+    );
+    -- Component tokens (kind 'component', appid = the component) and authorizer tokens (kind
+    -- 'authorizer', appid = the account, component = the component acting for it).
+    ALTER TABLE token ADD COLUMN component TEXT;
+    "#,
 ];
 
 /// One connection and the statements it has prepared. Dropped off any async thread (the

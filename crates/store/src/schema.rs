@@ -135,4 +135,42 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     -- Every account with events has an event_app row (before, only those with ids did).
     INSERT OR IGNORE INTO event_app (appid, id_bits, ids) SELECT DISTINCT appid, 0, 0 FROM event_chunk;
     "#,
+    // 7: third-party platforms (components): their tickets, codes, grants and tokens.
+    r#"
+    CREATE TABLE component (
+        appid       TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        token       TEXT NOT NULL,            -- the push Token
+        aes_key     TEXT NOT NULL,            -- the EncodingAESKey (43 characters)
+        event_url   TEXT,                     -- 授权事件接收URL: tickets and authorization pushes
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE component_ticket (
+        ticket    TEXT PRIMARY KEY,
+        component TEXT NOT NULL,
+        issued_at INTEGER NOT NULL
+    );
+    CREATE INDEX component_ticket_by_component ON component_ticket (component, issued_at);
+    -- Pre-auth codes and authorization codes: single use.
+    CREATE TABLE component_code (
+        code       TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,             -- 'preauth' | 'auth'
+        component  TEXT NOT NULL,
+        authorizer TEXT,
+        expires_at INTEGER NOT NULL,
+        used       INTEGER NOT NULL DEFAULT 0
+    );
+    -- An account's authorization of a component: the permission sets granted.
+    CREATE TABLE component_grant (
+        component     TEXT NOT NULL,
+        authorizer    TEXT NOT NULL,
+        sets          TEXT NOT NULL,          -- funcscope_category ids, comma-separated, in order
+        refresh_token TEXT NOT NULL,
+        auth_time     INTEGER NOT NULL,
+        PRIMARY KEY (component, authorizer)
+    );
+    -- Component tokens (kind 'component', appid = the component) and authorizer tokens (kind
+    -- 'authorizer', appid = the account, component = the component acting for it).
+    ALTER TABLE token ADD COLUMN component TEXT;
+    "#,
 ];

@@ -1,0 +1,601 @@
+//! Third-party platforms (开放平台·第三方平台, "components"), as the component reference
+//! describes them: the verify-ticket push, `/cgi-bin/component/*` (component token, pre-auth
+//! codes, query_auth, authorizer tokens and info), the authorization step (through the admin
+//! API: no browser), and the pushes of `authorized`, `updateauthorized` and `unauthorized`.
+//!
+//! Check orders follow the reference's §7; choices are in docs/compatibility.md.
+
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::Method;
+use axum::response::Response;
+use base64::Engine as _;
+use datacube_api::ErrCode;
+use datacube_store::{CodeUse, ComponentRecord, Grant, TokenKind, TokenStatus};
+use rand::RngCore;
+use serde_json::{json, Value};
+
+use crate::state::{new_token, App};
+use crate::wechat::{query_param, read_body, wechat_response, BodyError};
+
+/// A verify ticket is good for a component token for 12 hours.
+pub const TICKET_LIFETIME: i64 = 12 * 3600;
+/// WeChat pushes a ticket every 10 minutes.
+pub const TICKET_INTERVAL: Duration = Duration::from_secs(600);
+/// Pre-auth codes: "每个预授权码有效期为 1800秒" (the examples' 600 is the other reading).
+pub const PREAUTH_LIFETIME: i64 = 1800;
+/// Authorization codes: 3600 s, as real callbacks show.
+pub const AUTH_CODE_LIFETIME: i64 = 3600;
+/// A push must be answered within this time (as WeChat's message pushes).
+const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `prefix` and `n` random URL-safe characters (the shapes of WeChat's tickets and codes).
+fn random_code(prefix: &str, n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut s = String::with_capacity(prefix.len() + n + 4);
+    s.push_str(prefix);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut s);
+    s.truncate(prefix.len() + n);
+    s
+}
+
+/// `/cgi-bin/component/<name>`.
+pub(crate) async fn dispatch(app: App, name: &str, req: Request) -> Response {
+    match name {
+        "api_component_token" => post_json(app, req, component_token).await,
+        "api_start_push_ticket" => post_json(app, req, start_push_ticket).await,
+        "api_create_preauthcode" => with_token(app, req, create_preauthcode).await,
+        "api_query_auth" => with_token(app, req, query_auth).await,
+        "api_authorizer_token" => with_token(app, req, authorizer_token).await,
+        "api_get_authorizer_info" => with_token(app, req, authorizer_info).await,
+        "api_get_authorizer_list" => with_token(app, req, authorizer_list).await,
+        _ => app.wechat_error(ErrCode::InvalidUrl),
+    }
+}
+
+type Answer = Result<String, ErrCode>;
+
+/// The body of a POST as JSON: 43002 for another method, 44002 empty, 47001 not JSON.
+async fn json_body(app: &App, req: Request) -> Result<Value, Response> {
+    if req.method() != Method::POST {
+        return Err(app.wechat_error(ErrCode::RequirePost));
+    }
+    let limits = &app.config().limits;
+    let body = match read_body(req.into_body(), limits.body_limit, limits.body_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return Err(app.wechat_error(ErrCode::DataFormatError)),
+        Err(BodyError::Broken) => return Err(app.wechat_error(ErrCode::SystemError)),
+    };
+    if body.is_empty() {
+        return Err(app.wechat_error(ErrCode::EmptyPostData));
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(app.wechat_error(ErrCode::DataFormatError)),
+    }
+}
+
+fn answer(app: &App, result: Answer) -> Response {
+    match result {
+        Ok(body) => wechat_response(body, 0),
+        Err(code) => app.wechat_error(code),
+    }
+}
+
+async fn post_json<F, Fut>(app: App, req: Request, f: F) -> Response
+where
+    F: FnOnce(App, Value) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    match json_body(&app, req).await {
+        Ok(body) => {
+            let result = f(app.clone(), body).await;
+            answer(&app, result)
+        }
+        Err(resp) => resp,
+    }
+}
+
+/// A component API called with a component token (`component_access_token`, or the new
+/// docs' `access_token`): 41001 missing, 40001 unknown or superseded, 61014 another kind of
+/// token, 42001 expired; then the body, whose `component_appid` must be the token's.
+async fn with_token<F, Fut>(app: App, req: Request, f: F) -> Response
+where
+    F: FnOnce(App, ComponentRecord, Value) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let query = req.uri().query();
+    let token = query_param(query, "component_access_token")
+        .filter(|t| !t.is_empty())
+        .or_else(|| query_param(query, "access_token").filter(|t| !t.is_empty()));
+    let Some(token) = token else {
+        return app.wechat_error(ErrCode::AccessTokenMissing);
+    };
+    let record = match app.token(&token).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
+        Err(e) => return app.internal("token lookup failed", &e),
+    };
+    if record.kind != TokenKind::Component {
+        return app.wechat_error(ErrCode::ComponentTokenRequired);
+    }
+    match record.status(app.clock().unix()) {
+        TokenStatus::Valid => {}
+        TokenStatus::Superseded => return app.wechat_error(ErrCode::InvalidCredential),
+        TokenStatus::Expired => return app.wechat_error(ErrCode::AccessTokenExpired),
+    }
+    let component = match app.store().component(&record.appid).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
+        Err(e) => return app.internal("component lookup failed", &e),
+    };
+    let body = match json_body(&app, req).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    match text(&body, "component_appid") {
+        None => return app.wechat_error(ErrCode::ComponentAppidMissing),
+        // Another component's appid with this token: the token is not its.
+        Some(appid) if appid != component.appid => {
+            return app.wechat_error(ErrCode::InvalidCredential)
+        }
+        Some(_) => {}
+    }
+    let result = f(app.clone(), component, body).await;
+    answer(&app, result)
+}
+
+fn text<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
+    body.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrCode {
+    tracing::error!(error = %e, "component request failed");
+    ErrCode::SystemError
+}
+
+/// The component named by `component_appid` whose secret is `secret_key`'s value: 41018,
+/// 61011 (not a component), 41004, 40125.
+async fn authenticate(
+    app: &App,
+    body: &Value,
+    secret_key: &str,
+) -> Result<ComponentRecord, ErrCode> {
+    let appid = text(body, "component_appid").ok_or(ErrCode::ComponentAppidMissing)?;
+    let component = app
+        .store()
+        .component(appid)
+        .await
+        .map_err(internal)?
+        .ok_or(ErrCode::InvalidComponent)?;
+    let secret = text(body, secret_key).ok_or(ErrCode::AppsecretMissing)?;
+    match app
+        .inner
+        .secrets
+        .verify(secret, &component.secret_hash)
+        .await
+    {
+        Ok(true) => Ok(component),
+        Ok(false) => Err(ErrCode::InvalidAppsecret),
+        Err(_) => Err(ErrCode::SystemError),
+    }
+}
+
+/// `api_component_token`: 41018 → 61011 → 41004 → 40125 → 61006 (empty or unknown ticket) →
+/// 61005 (older than 12 h).
+async fn component_token(app: App, body: Value) -> Answer {
+    let component = authenticate(&app, &body, "component_appsecret").await?;
+    let ticket = text(&body, "component_verify_ticket").ok_or(ErrCode::TicketInvalid)?;
+    let issued = app
+        .store()
+        .ticket_issued_at(&component.appid, ticket)
+        .await
+        .map_err(internal)?
+        .ok_or(ErrCode::TicketInvalid)?;
+    let now = app.clock().unix();
+    if now - issued >= TICKET_LIFETIME {
+        return Err(ErrCode::TicketExpired);
+    }
+    let token = new_token();
+    app.store()
+        .issue_component_token(&component.appid, None, &token, now)
+        .await
+        .map_err(internal)?;
+    Ok(json!({"component_access_token": token, "expires_in": datacube_api::token::LIFETIME_SECONDS}).to_string())
+}
+
+/// `api_start_push_ticket` (`component_secret`, not `component_appsecret`): pushes a ticket now.
+async fn start_push_ticket(app: App, body: Value) -> Answer {
+    let component = authenticate(&app, &body, "component_secret").await?;
+    // The push happens beside the answer, as WeChat's service starts pushing after answering.
+    tokio::spawn(async move {
+        match push_ticket(&app, &component).await {
+            Ok((_, Ok(()))) => {}
+            Ok((_, Err(e))) | Err(e) => {
+                tracing::warn!(component = %component.appid, error = %e, "ticket push failed")
+            }
+        }
+    });
+    Ok(r#"{"errcode":0,"errmsg":"ok"}"#.to_owned())
+}
+
+async fn create_preauthcode(app: App, component: ComponentRecord, _: Value) -> Answer {
+    let code = random_code("preauthcode@@@", 64);
+    let now = app.clock().unix();
+    app.store()
+        .new_code(
+            &code,
+            "preauth",
+            &component.appid,
+            None,
+            now + PREAUTH_LIFETIME,
+        )
+        .await
+        .map_err(internal)?;
+    Ok(json!({"pre_auth_code": code, "expires_in": PREAUTH_LIFETIME}).to_string())
+}
+
+/// `func_info`: one `{"funcscope_category":{"id":N}}` per granted set, in the order granted.
+fn func_info(sets: &[u32]) -> Value {
+    Value::Array(
+        sets.iter()
+            .map(|id| json!({"funcscope_category": {"id": id}}))
+            .collect(),
+    )
+}
+
+/// `api_query_auth`: the authorization code (61009 unknown, 61010 expired or used) for its
+/// grant: a first authorizer token, the refresh token, `func_info`.
+async fn query_auth(app: App, component: ComponentRecord, body: Value) -> Answer {
+    let code = text(&body, "authorization_code").ok_or(ErrCode::CodeInvalid)?;
+    let now = app.clock().unix();
+    let authorizer = match app
+        .store()
+        .use_code(code, "auth", &component.appid, now)
+        .await
+        .map_err(internal)?
+    {
+        CodeUse::Unknown => return Err(ErrCode::CodeInvalid),
+        CodeUse::Expired => return Err(ErrCode::CodeExpired),
+        CodeUse::Used(authorizer) => authorizer.ok_or(ErrCode::CodeInvalid)?,
+    };
+    let grant = app
+        .store()
+        .grant(&component.appid, &authorizer)
+        .await
+        .map_err(internal)?
+        .ok_or(ErrCode::ComponentNotAuthorized)?;
+    let token = new_token();
+    app.store()
+        .issue_component_token(&component.appid, Some(&authorizer), &token, now)
+        .await
+        .map_err(internal)?;
+    Ok(json!({"authorization_info": {
+        "authorizer_appid": authorizer,
+        "authorizer_access_token": token,
+        "expires_in": datacube_api::token::LIFETIME_SECONDS,
+        "authorizer_refresh_token": grant.refresh_token,
+        "func_info": func_info(&grant.sets),
+    }})
+    .to_string())
+}
+
+/// The grant of the body's `authorizer_appid` to `component`: 61003 when there is none.
+async fn grant_of(app: &App, component: &ComponentRecord, body: &Value) -> Result<Grant, ErrCode> {
+    let authorizer = text(body, "authorizer_appid").ok_or(ErrCode::ComponentNotAuthorized)?;
+    app.store()
+        .grant(&component.appid, authorizer)
+        .await
+        .map_err(internal)?
+        .ok_or(ErrCode::ComponentNotAuthorized)
+}
+
+/// `api_authorizer_token`: 61003 (not authorized) → 61023 (refresh token wrong or old); the
+/// answer always echoes the refresh token (WxJava stores whatever comes back).
+async fn authorizer_token(app: App, component: ComponentRecord, body: Value) -> Answer {
+    let grant = grant_of(&app, &component, &body).await?;
+    if text(&body, "authorizer_refresh_token") != Some(grant.refresh_token.as_str()) {
+        return Err(ErrCode::RefreshTokenInvalid);
+    }
+    let token = new_token();
+    app.store()
+        .issue_component_token(
+            &component.appid,
+            Some(&grant.authorizer),
+            &token,
+            app.clock().unix(),
+        )
+        .await
+        .map_err(internal)?;
+    Ok(json!({
+        "authorizer_access_token": token,
+        "expires_in": datacube_api::token::LIFETIME_SECONDS,
+        "authorizer_refresh_token": grant.refresh_token,
+    })
+    .to_string())
+}
+
+/// `api_get_authorizer_info`: the account (a verified service account unless it is not
+/// verified, `verify_type_info.id` -1) and the grant.
+async fn authorizer_info(app: App, component: ComponentRecord, body: Value) -> Answer {
+    let grant = grant_of(&app, &component, &body).await?;
+    let verified = app
+        .store()
+        .account(&grant.authorizer)
+        .await
+        .map_err(internal)?
+        .is_some_and(|a| a.verified);
+    let user_name = datacube_push::driver::default_original_id(&grant.authorizer);
+    Ok(json!({
+        "authorizer_info": {
+            "nick_name": grant.authorizer,
+            "head_img": "",
+            "service_type_info": {"id": 2},
+            "verify_type_info": {"id": if verified { 0 } else { -1 }},
+            "user_name": user_name,
+            "principal_name": "",
+            "business_info": {"open_store": 0, "open_scan": 0, "open_pay": 0, "open_card": 0, "open_shake": 0},
+            "alias": "",
+            "qrcode_url": "",
+        },
+        "authorization_info": {
+            "authorizer_appid": grant.authorizer,
+            "authorizer_refresh_token": grant.refresh_token,
+            "func_info": func_info(&grant.sets),
+        },
+    })
+    .to_string())
+}
+
+/// `api_get_authorizer_list` (`offset`, `count` ≤ 500).
+async fn authorizer_list(app: App, component: ComponentRecord, body: Value) -> Answer {
+    let offset = body.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let count = body
+        .get("count")
+        .and_then(Value::as_u64)
+        .unwrap_or(500)
+        .min(500) as usize;
+    let grants = app
+        .store()
+        .grants(&component.appid)
+        .await
+        .map_err(internal)?;
+    let list: Vec<Value> = grants
+        .iter()
+        .skip(offset)
+        .take(count)
+        .map(|g| json!({"authorizer_appid": g.authorizer, "refresh_token": g.refresh_token, "auth_time": g.auth_time}))
+        .collect();
+    Ok(json!({"total_count": grants.len(), "list": list}).to_string())
+}
+
+// ---- pushes to the component's event URL ----
+
+/// Posts `plaintext` to the component's event URL as WeChat pushes: encrypted with its
+/// EncodingAESKey (receiveId = the component's appid), `<AppId>` and `<Encrypt>` outside,
+/// `signature`, `timestamp`, `nonce`, `encrypt_type=aes` and `msg_signature` in the query; the
+/// answer must be `success`.
+pub(crate) async fn push(
+    component: &ComponentRecord,
+    plaintext: &str,
+    now: i64,
+) -> Result<(), String> {
+    let Some(url) = component.event_url.as_deref() else {
+        return Err(format!("component {} has no event URL", component.appid));
+    };
+    let key = datacube_push::crypto::AesKey::from_encoding_key(&component.aes_key)
+        .map_err(|e| format!("the component's EncodingAESKey: {e}"))?;
+    let encrypt = key.encrypt(plaintext, &component.appid);
+    let timestamp = now.to_string();
+    let nonce = (rand::rng().next_u32() % 1_000_000_000).to_string();
+    let signature = datacube_push::sign::signature(&component.token, &timestamp, &nonce);
+    let msg_signature =
+        datacube_push::sign::msg_signature(&component.token, &timestamp, &nonce, &encrypt);
+    let body = format!(
+        "<xml><AppId><![CDATA[{}]]></AppId><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>",
+        component.appid
+    );
+    let client = reqwest::Client::builder()
+        .timeout(PUSH_TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .post(url)
+        .query(&[
+            ("signature", signature.as_str()),
+            ("timestamp", timestamp.as_str()),
+            ("nonce", nonce.as_str()),
+            ("encrypt_type", "aes"),
+            ("msg_signature", msg_signature.as_str()),
+        ])
+        .header("content-type", "text/xml")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("pushing to {url}: {e}"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status.is_success() && text.trim() == "success" {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url} answered HTTP {status} {text:?}, not \"success\""
+        ))
+    }
+}
+
+/// The push plaintext: `<xml>` and the first element on one line, one element per line,
+/// strings in CDATA and `CreateTime` bare (component reference §2.1).
+fn plaintext(appid: &str, now: i64, info_type: &str, rest: &[(&str, String)]) -> String {
+    let mut s = format!(
+        "<xml><AppId><![CDATA[{appid}]]></AppId>\n<CreateTime>{now}</CreateTime>\n<InfoType><![CDATA[{info_type}]]></InfoType>\n"
+    );
+    for (name, value) in rest {
+        s.push_str(&format!("<{name}><![CDATA[{value}]]></{name}>\n"));
+    }
+    s.push_str("</xml>");
+    s
+}
+
+/// Issues a new ticket and pushes it (when the component has an event URL). The ticket is
+/// stored first: valid even if the push fails (WeChat's tickets do not depend on the
+/// receiver). The ticket, and how the push went.
+pub(crate) async fn push_ticket(
+    app: &App,
+    component: &ComponentRecord,
+) -> Result<(String, Result<(), String>), String> {
+    let now = app.clock().unix();
+    let ticket = random_code("ticket@@@", 86);
+    app.store()
+        .add_ticket(&component.appid, &ticket, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    if component.event_url.is_none() {
+        return Ok((ticket, Err("no event URL".into())));
+    }
+    let text = plaintext(
+        &component.appid,
+        now,
+        "component_verify_ticket",
+        &[("ComponentVerifyTicket", ticket.clone())],
+    );
+    let pushed = push(component, &text, now).await;
+    Ok((ticket, pushed))
+}
+
+/// Pushes a ticket to every component with an event URL every 10 minutes, as WeChat does.
+pub(crate) async fn push_tickets(app: App) {
+    let mut tick = tokio::time::interval(TICKET_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Ok(components) = app.store().components().await else {
+            continue;
+        };
+        for c in components.iter().filter(|c| c.event_url.is_some()) {
+            match push_ticket(&app, c).await {
+                Ok((_, Ok(()))) => {}
+                Ok((_, Err(e))) | Err(e) => {
+                    tracing::warn!(component = %c.appid, error = %e, "ticket push failed")
+                }
+            }
+        }
+    }
+}
+
+/// What the authorization step did.
+pub(crate) struct Authorized {
+    pub(crate) code: String,
+    pub(crate) refresh_token: String,
+    pub(crate) info_type: &'static str,
+    pub(crate) pushed: Result<(), String>,
+}
+
+/// The authorization step without a browser: `authorizer` grants `sets` to `component`
+/// (with the pre-auth code the component made, when given: 61009/61010 for a bad one). A new
+/// refresh token replaces the old one; an authorization code is issued and pushed
+/// (`authorized`, or `updateauthorized` when the account had authorized before).
+pub(crate) async fn authorize(
+    app: &App,
+    component: &ComponentRecord,
+    authorizer: &str,
+    sets: Vec<u32>,
+    pre_auth_code: Option<&str>,
+) -> Result<Authorized, ErrCode> {
+    let now = app.clock().unix();
+    if let Some(pre) = pre_auth_code {
+        match app
+            .store()
+            .use_code(pre, "preauth", &component.appid, now)
+            .await
+            .map_err(internal)?
+        {
+            CodeUse::Unknown => return Err(ErrCode::CodeInvalid),
+            CodeUse::Expired => return Err(ErrCode::CodeExpired),
+            CodeUse::Used(_) => {}
+        }
+    }
+    let before = app
+        .store()
+        .grant(&component.appid, authorizer)
+        .await
+        .map_err(internal)?;
+    let refresh_token = random_code("refreshtoken@@@", 43);
+    app.store()
+        .put_grant(Grant {
+            component: component.appid.clone(),
+            authorizer: authorizer.to_owned(),
+            sets,
+            refresh_token: refresh_token.clone(),
+            auth_time: now,
+        })
+        .await
+        .map_err(internal)?;
+    let code = random_code("queryauthcode@@@", 86);
+    let expires = now + AUTH_CODE_LIFETIME;
+    app.store()
+        .new_code(&code, "auth", &component.appid, Some(authorizer), expires)
+        .await
+        .map_err(internal)?;
+    let info_type = if before.is_some() {
+        "updateauthorized"
+    } else {
+        "authorized"
+    };
+    let text = plaintext(
+        &component.appid,
+        now,
+        info_type,
+        &[
+            ("AuthorizerAppid", authorizer.to_owned()),
+            ("AuthorizationCode", code.clone()),
+            ("AuthorizationCodeExpiredTime", expires.to_string()),
+            ("PreAuthCode", pre_auth_code.unwrap_or_default().to_owned()),
+        ],
+    );
+    let pushed = if component.event_url.is_some() {
+        push(component, &text, now).await
+    } else {
+        Err("no event URL".into())
+    };
+    Ok(Authorized {
+        code,
+        refresh_token,
+        info_type,
+        pushed,
+    })
+}
+
+/// Ends `authorizer`'s authorization of `component`: its tokens answer 40001 from now on, its
+/// refresh token 61003; `unauthorized` is pushed. Whether there was one.
+pub(crate) async fn unauthorize(
+    app: &App,
+    component: &ComponentRecord,
+    authorizer: &str,
+) -> Result<(bool, Result<(), String>), ErrCode> {
+    let now = app.clock().unix();
+    let had = app
+        .store()
+        .revoke_grant(&component.appid, authorizer, now)
+        .await
+        .map_err(internal)?;
+    app.forget_authorizer_tokens(authorizer);
+    if !had {
+        return Ok((false, Ok(())));
+    }
+    let text = plaintext(
+        &component.appid,
+        now,
+        "unauthorized",
+        &[("AuthorizerAppid", authorizer.to_owned())],
+    );
+    let pushed = if component.event_url.is_some() {
+        push(component, &text, now).await
+    } else {
+        Err("no event URL".into())
+    };
+    Ok((true, pushed))
+}
