@@ -454,18 +454,14 @@ async fn push_ticket(State(app): State<App>, Path(appid): Path<String>, req: Req
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    if component.event_url.is_none() {
-        return error(
-            StatusCode::CONFLICT,
-            format!("component {appid} has no event_url to push to"),
-        );
-    }
     match crate::component::push_ticket(&app, &component).await {
-        Ok(ticket) => Json(json!({ "ticket": ticket, "pushed": true })).into_response(),
-        Err(e) => error(
-            StatusCode::BAD_GATEWAY,
-            format!("the ticket push failed: {e}"),
-        ),
+        Ok((ticket, pushed)) => Json(json!({
+            "ticket": ticket,
+            "pushed": pushed.is_ok(),
+            "push_error": pushed.err(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

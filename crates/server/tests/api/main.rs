@@ -1,6 +1,7 @@
 //! Integration tests of the HTTP server: a real server on 127.0.0.1:0 over its own SQLite
 //! file, driven over real HTTP.
 
+mod components;
 mod dashboard;
 mod endpoints;
 mod errors;
