@@ -65,13 +65,31 @@ enum Command {
 
 #[derive(Args)]
 struct SyncArgs {
-    /// The account to mirror.
-    #[arg(long)]
-    appid: String,
+    /// The account to mirror. With `--component-appid` and no `--appid`: every account that
+    /// authorized the component (each with the refresh token the upstream lists).
+    #[arg(long, required_unless_present = "component_appid")]
+    appid: Option<String>,
     /// Its AppSecret (a local account is created with it if there is none, so that `serve`
-    /// answers the mirrored statistics with the same credentials).
+    /// answers the mirrored statistics with the same credentials); not needed when reading as
+    /// a third-party platform.
     #[arg(long, env = "DATACUBE_SECRET", hide_env_values = true)]
-    secret: String,
+    secret: Option<String>,
+    /// Read as this third-party platform (component), with authorizer tokens.
+    #[arg(long, requires = "component_secret")]
+    component_appid: Option<String>,
+    /// The component's AppSecret.
+    #[arg(long, env = "DATACUBE_COMPONENT_SECRET", hide_env_values = true)]
+    component_secret: Option<String>,
+    /// A component_verify_ticket (the last one pushed to the component), to get component
+    /// tokens with.
+    #[arg(long, env = "DATACUBE_COMPONENT_TICKET", hide_env_values = true)]
+    component_ticket: Option<String>,
+    /// A component_access_token already at hand (instead of, or before, the ticket).
+    #[arg(long, env = "DATACUBE_COMPONENT_TOKEN", hide_env_values = true)]
+    component_token: Option<String>,
+    /// The account's authorizer_refresh_token (with `--appid` and `--component-appid`).
+    #[arg(long, env = "DATACUBE_REFRESH_TOKEN", hide_env_values = true)]
+    refresh_token: Option<String>,
     /// The server to mirror.
     #[arg(long, env = "DATACUBE_UPSTREAM", default_value = datacube_client::WECHAT)]
     upstream: String,
@@ -1122,10 +1140,68 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
 }
 
 async fn sync(args: SyncArgs) -> Result<()> {
+    let store = open(&args.db.database)?;
+    let Some(component_appid) = args.component_appid.clone() else {
+        let (Some(appid), Some(secret)) = (args.appid.clone(), args.secret.clone()) else {
+            bail!("--appid and --secret (or --component-appid and its credentials) are needed");
+        };
+        return sync_one(&args, &store, &appid, Some(secret), None).await;
+    };
+    if args.component_ticket.is_none() && args.component_token.is_none() {
+        bail!("--component-appid needs --component-ticket or --component-token");
+    }
+    let authorizer = |refresh_token: String| datacube_client::Authorizer {
+        component_appid: component_appid.clone(),
+        component_secret: args.component_secret.clone().unwrap_or_default(),
+        ticket: args.component_ticket.clone(),
+        component_token: args.component_token.clone(),
+        refresh_token,
+    };
+    let accounts = match (&args.appid, &args.refresh_token) {
+        (Some(appid), Some(refresh)) => vec![(appid.clone(), refresh.clone())],
+        (Some(_), None) => bail!("--appid with --component-appid needs --refresh-token"),
+        (None, _) => {
+            let mut config = datacube_client::ClientConfig::new("", "");
+            config.base = args.upstream.trim_end_matches('/').to_owned();
+            let client = datacube_client::Client::new(config)?;
+            let list = client.authorizers(&authorizer(String::new())).await?;
+            println!(
+                "{} accounts authorized {component_appid} on {}",
+                list.len(),
+                args.upstream
+            );
+            list
+        }
+    };
+    let mut failed = Vec::new();
+    for (appid, refresh) in accounts {
+        if let Err(e) = sync_one(&args, &store, &appid, None, Some(authorizer(refresh))).await {
+            eprintln!("{appid}: {e:#}");
+            failed.push(appid);
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} accounts not fully mirrored ({}); run the same command again to resume",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Mirrors one account, with its own secret or as a third-party platform.
+async fn sync_one(
+    args: &SyncArgs,
+    store: &datacube_store::Store,
+    appid: &str,
+    secret: Option<String>,
+    authorizer: Option<datacube_client::Authorizer>,
+) -> Result<()> {
     use datacube_client::sync;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let store = open(&args.db.database)?;
+    let store = store.clone();
     let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
     let last_ready = datacube_api::date::last_ready_day(clock.unix());
     let to = args.to.unwrap_or(last_ready).min(last_ready);
@@ -1134,11 +1210,11 @@ async fn sync(args: SyncArgs) -> Result<()> {
     } else {
         args.endpoints.clone()
     };
-    let plan = sync::plan(&store, &args.appid, &endpoints, (args.from, to), last_ready).await?;
+    let plan = sync::plan(&store, appid, &endpoints, (args.from, to), last_ready).await?;
     if args.dry_run {
         println!(
             "sync of {} from {} to {} (last ready day {}): {} calls",
-            args.appid,
+            appid,
             format_date(args.from),
             format_date(to),
             format_date(last_ready),
@@ -1149,21 +1225,29 @@ async fn sync(args: SyncArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if store.account(&args.appid).await?.is_none() {
+    if store.account(appid).await?.is_none() {
+        // Read as a component, the account's secret is unknown: a random one (set another
+        // with the admin API or `account add` on a fresh database).
+        let (local_secret, said) = match &secret {
+            Some(s) => (s.clone(), "same secret"),
+            None => (
+                datacube_server::new_token(),
+                "a random secret: it was read as a third-party platform",
+            ),
+        };
         let record = AccountRecord {
-            appid: args.appid.clone(),
-            secret_hash: {
-                let secret = args.secret.clone();
-                tokio::task::spawn_blocking(move || secret::hash_secret(&secret)).await?
-            },
+            appid: appid.to_owned(),
+            secret_hash: tokio::task::spawn_blocking(move || secret::hash_secret(&local_secret))
+                .await?,
             verified: true,
             created_at: clock.unix(),
         };
         store.add_account(record).await?;
-        eprintln!("added the local account {} (same secret)", args.appid);
+        eprintln!("added the local account {appid} ({said})");
     }
-    let mut config = datacube_client::ClientConfig::new(&args.appid, &args.secret);
+    let mut config = datacube_client::ClientConfig::new(appid, secret.clone().unwrap_or_default());
     config.base = args.upstream.trim_end_matches('/').to_owned();
+    config.authorizer = authorizer;
     if args.stable_token {
         config.token_api = datacube_client::TokenApi::Stable;
     }
@@ -1191,7 +1275,7 @@ async fn sync(args: SyncArgs) -> Result<()> {
     let (summary, error) = sync::run(
         client.clone(),
         store,
-        &args.appid,
+        appid,
         &plan,
         args.concurrency,
         stop.clone(),
@@ -1213,10 +1297,14 @@ async fn sync(args: SyncArgs) -> Result<()> {
         elapsed,
         summary.rows as f64 / elapsed.max(0.001)
     );
-    for (endpoint, skipped) in &summary.offline {
+    for (endpoint, code, skipped) in &summary.offline {
+        let why = if *code == 47009 {
+            "47009 (this api is offline, please use the new api)"
+        } else {
+            "61007 (api is unauthorized to component: its permission set was not granted)"
+        };
         println!(
-            "{endpoint}: the upstream answered 47009 (this api is offline, please use the new api); \
-             not asked again ({skipped} more windows not asked)"
+            "{endpoint}: the upstream answered {why}; not asked again ({skipped} more windows not asked)"
         );
     }
     if let Some(e) = error {

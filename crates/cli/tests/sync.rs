@@ -504,3 +504,109 @@ async fn endpoints_answering_47009_are_asked_no_more() {
         "{calls} calls: {out}"
     );
 }
+
+/// A third-party platform mirrors every account that authorized it, with authorizer tokens:
+/// the endpoints of the sets granted are mirrored byte for byte, the others answer 61007 once
+/// each and are asked no more.
+#[tokio::test]
+async fn a_third_party_platform_mirrors_the_accounts_that_authorized_it() {
+    const C: &str = "wxc0000000000000c9";
+    const C_SECRET: &str = "component-secret-for-sync-0000001";
+    let (_d1, up_db) = temp_db();
+    let up = serve_at(
+        &up_db,
+        &["--demo", "--demo-days", "20", "--admin-token", "sync-admin"],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let admin = |path: &str, body: serde_json::Value| {
+        http.post(format!("{}{path}", up.base))
+            .bearer_auth("sync-admin")
+            .json(&body)
+            .send()
+    };
+    let a = admin(
+        "/admin/components",
+        serde_json::json!({"appid": C, "secret": C_SECRET, "token": "synctoken",
+                           "aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status(), 201);
+    let ticket: serde_json::Value = admin(
+        &format!("/admin/components/{C}/ticket"),
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+    // Users, messages and interface; not articles (7).
+    let g = admin(
+        &format!("/admin/components/{C}/grants"),
+        serde_json::json!({"authorizer_appid": DEMO_APPID, "func_ids": [2, 1, 3]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(g.status(), 200);
+
+    // The mirror's account exists with the demo secret, to compare answers afterwards.
+    let (_d2, mirror_db) = temp_db();
+    add_account(&mirror_db, DEMO_APPID, DEMO_SECRET).await;
+    let out = Command::new(BIN)
+        .env("DATACUBE_DATABASE", &mirror_db)
+        .env("DATACUBE_CLOCK", NOW)
+        .env("DATACUBE_LOG", "warn")
+        .env_remove("DATACUBE_SECRET")
+        .args(["sync", "--upstream", &up.base, "--from", &first_day()])
+        .args(["--component-appid", C, "--component-secret", C_SECRET])
+        .args(["--component-ticket", &ticket, "--concurrency", "1"])
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    assert!(
+        stdout.starts_with(&format!("1 accounts authorized {C}")),
+        "{stdout}"
+    );
+    let articles: Vec<Endpoint> = Endpoint::ALL
+        .into_iter()
+        .filter(|e| e.group() == datacube_api::Group::Article)
+        .collect();
+    for e in &articles {
+        let said = stdout
+            .lines()
+            .filter(|l| l.starts_with(&format!("{e}: the upstream answered 61007")))
+            .count();
+        assert_eq!(said, 1, "{e}: {stdout}");
+    }
+    // Token requests: the component token (from the ticket) and one authorizer token, beside
+    // the authorizer list.
+    assert!(stdout.contains("(0 retries, 2 token requests)"), "{stdout}");
+
+    let granted: Vec<Endpoint> = Endpoint::ALL
+        .into_iter()
+        .filter(|e| e.group() != datacube_api::Group::Article)
+        .collect();
+    let mirror = serve_at(&mirror_db, &[]).await;
+    let want = answers_of(&up.base, &granted).await;
+    let got = answers_of(&mirror.base, &granted).await;
+    let rows: usize = want
+        .iter()
+        .map(|(_, a)| a.matches("\"ref_date\"").count())
+        .sum();
+    assert!(rows > 500, "{rows} rows");
+    for ((what, a), (_, b)) in want.iter().zip(&got) {
+        assert_eq!(a, b, "{what}");
+    }
+    // Nothing of the articles was mirrored.
+    for (what, answer) in answers_of(&mirror.base, &articles).await {
+        assert!(!answer.contains("\"ref_date\""), "{what}: {answer}");
+    }
+}

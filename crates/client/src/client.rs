@@ -31,6 +31,22 @@ pub enum TokenApi {
     Stable,
 }
 
+/// A third-party platform reading an account for it: the component's credentials and the
+/// account's `authorizer_refresh_token` (component reference §2.2, §2.6).
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    /// The component's appid.
+    pub component_appid: String,
+    /// Its secret (needed with `ticket`).
+    pub component_secret: String,
+    /// A component_verify_ticket, to get component tokens with.
+    pub ticket: Option<String>,
+    /// A component_access_token already at hand (used first).
+    pub component_token: Option<String>,
+    /// The account's authorizer_refresh_token.
+    pub refresh_token: String,
+}
+
 /// How the client behaves.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -42,6 +58,9 @@ pub struct ClientConfig {
     pub secret: String,
     /// Which token API.
     pub token_api: TokenApi,
+    /// Read the account as a third-party platform: authorizer tokens from
+    /// `/cgi-bin/component/api_authorizer_token` instead of the account's own tokens.
+    pub authorizer: Option<Authorizer>,
     /// Attempts after the first on `-1` and transport errors.
     pub retries: u32,
     /// The first backoff; it doubles with each retry (with ±50 % jitter).
@@ -62,6 +81,7 @@ impl ClientConfig {
             appid: appid.into(),
             secret: secret.into(),
             token_api: TokenApi::Basic,
+            authorizer: None,
             retries: 5,
             backoff: Duration::from_millis(200),
             slow_down: Duration::from_secs(2),
@@ -134,6 +154,8 @@ pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
+    /// A third-party platform's component token (see [`Authorizer`]).
+    component_token: tokio::sync::Mutex<Option<String>>,
     /// What it did.
     pub counters: Counters,
 }
@@ -164,6 +186,7 @@ impl Client {
             http,
             config,
             token: tokio::sync::Mutex::new(None),
+            component_token: tokio::sync::Mutex::new(None),
             counters: Counters::default(),
         })
     }
@@ -212,6 +235,9 @@ impl Client {
     }
 
     async fn request_token(&self, force: bool) -> Result<(String, u64), ClientError> {
+        if let Some(authorizer) = &self.config.authorizer {
+            return self.authorizer_token(authorizer).await;
+        }
         #[derive(serde::Deserialize)]
         struct TokenAnswer {
             access_token: Option<String>,
@@ -312,6 +338,210 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// POSTs `body` to `/cgi-bin/component/<name>` and returns the answer's JSON, or its
+    /// error (`-1` and transport errors retried).
+    async fn component_call(
+        &self,
+        name: &str,
+        query: &[(&str, &str)],
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let api = format!("cgi-bin/component/{name}");
+        let mut attempt = 0;
+        loop {
+            self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
+            let sent = self
+                .http
+                .post(format!("{}/{api}", self.config.base))
+                .query(query)
+                .json(&body)
+                .send()
+                .await;
+            let text = match sent {
+                Ok(r) => r.text().await,
+                Err(e) => Err(e),
+            };
+            let retry = match text {
+                Ok(text) => {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
+                            api: api.clone(),
+                            message: format!("{e}: {}", text.chars().take(200).collect::<String>()),
+                        })?;
+                    match v
+                        .get("errcode")
+                        .and_then(serde_json::Value::as_i64)
+                        .unwrap_or(0)
+                    {
+                        0 => return Ok(v),
+                        -1 => true,
+                        code => {
+                            return Err(ClientError::Api {
+                                api,
+                                code,
+                                errmsg: v["errmsg"].as_str().unwrap_or_default().to_owned(),
+                            })
+                        }
+                    }
+                }
+                Err(e) if attempt >= self.config.retries => {
+                    return Err(ClientError::Transport {
+                        api,
+                        message: e.to_string(),
+                    })
+                }
+                Err(_) => true,
+            };
+            if retry && attempt >= self.config.retries {
+                return Err(ClientError::Api {
+                    api,
+                    code: -1,
+                    errmsg: "system error".into(),
+                });
+            }
+            tokio::time::sleep(self.backoff(attempt, self.config.backoff, Duration::from_secs(10)))
+                .await;
+            attempt += 1;
+        }
+    }
+
+    /// A component token: the one given, or one from the ticket.
+    async fn component_token(
+        &self,
+        a: &Authorizer,
+        stale: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let mut cached = self.component_token.lock().await;
+        match (&*cached, stale) {
+            (Some(t), Some(s)) if t != s => return Ok(t.clone()),
+            (Some(t), None) => return Ok(t.clone()),
+            _ => {}
+        }
+        if stale.is_none() {
+            if let Some(t) = &a.component_token {
+                *cached = Some(t.clone());
+                return Ok(t.clone());
+            }
+        }
+        let Some(ticket) = &a.ticket else {
+            return Err(ClientError::Credentials {
+                code: 42001,
+                errmsg: "the component token is no longer valid and no component_verify_ticket was given to get another".into(),
+            });
+        };
+        let v = self
+            .component_call(
+                "api_component_token",
+                &[],
+                serde_json::json!({
+                    "component_appid": a.component_appid,
+                    "component_appsecret": a.component_secret,
+                    "component_verify_ticket": ticket,
+                }),
+            )
+            .await
+            .map_err(|e| match e {
+                ClientError::Api { code, errmsg, .. } => ClientError::Credentials { code, errmsg },
+                e => e,
+            })?;
+        let token = v["component_access_token"]
+            .as_str()
+            .ok_or_else(|| ClientError::BadAnswer {
+                api: "cgi-bin/component/api_component_token".into(),
+                message: v.to_string(),
+            })?
+            .to_owned();
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Every account that authorized the component of `a`, with its refresh token
+    /// (`api_get_authorizer_list`, 500 at a time); accounts whose authorization code was never
+    /// exchanged have no refresh token and are left out.
+    pub async fn authorizers(&self, a: &Authorizer) -> Result<Vec<(String, String)>, ClientError> {
+        let mut out = Vec::new();
+        let mut component = self.component_token(a, None).await?;
+        let mut renewed = false;
+        loop {
+            let answer = self
+                .component_call(
+                    "api_get_authorizer_list",
+                    &[("component_access_token", &component)],
+                    serde_json::json!({"component_appid": a.component_appid, "offset": out.len(), "count": 500}),
+                )
+                .await;
+            let v = match answer {
+                Ok(v) => v,
+                Err(ClientError::Api {
+                    code: 40001 | 42001,
+                    ..
+                }) if !renewed => {
+                    renewed = true;
+                    component = self.component_token(a, Some(&component)).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let list = v["list"].as_array().cloned().unwrap_or_default();
+            let total = v["total_count"].as_u64().unwrap_or(0) as usize;
+            let got = list.len();
+            for item in list {
+                if let (Some(appid), Some(refresh)) = (
+                    item["authorizer_appid"].as_str(),
+                    item["refresh_token"].as_str(),
+                ) {
+                    out.push((appid.to_owned(), refresh.to_owned()));
+                }
+            }
+            if got == 0 || out.len() >= total {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// An authorizer token from `api_authorizer_token`; a component token that answers
+    /// 40001/42001 is replaced once.
+    async fn authorizer_token(&self, a: &Authorizer) -> Result<(String, u64), ClientError> {
+        let mut component = self.component_token(a, None).await?;
+        for renewed in [false, true] {
+            let answer = self
+                .component_call(
+                    "api_authorizer_token",
+                    &[("component_access_token", &component)],
+                    serde_json::json!({
+                        "component_appid": a.component_appid,
+                        "authorizer_appid": self.config.appid,
+                        "authorizer_refresh_token": a.refresh_token,
+                    }),
+                )
+                .await;
+            match answer {
+                Ok(v) => {
+                    let token = v["authorizer_access_token"].as_str().ok_or_else(|| {
+                        ClientError::BadAnswer {
+                            api: "cgi-bin/component/api_authorizer_token".into(),
+                            message: v.to_string(),
+                        }
+                    })?;
+                    return Ok((token.to_owned(), v["expires_in"].as_u64().unwrap_or(7200)));
+                }
+                Err(ClientError::Api {
+                    code: 40001 | 42001,
+                    ..
+                }) if !renewed => {
+                    component = self.component_token(a, Some(&component)).await?;
+                }
+                Err(ClientError::Api { code, errmsg, .. })
+                    if matches!(code, 61003 | 61023 | 40125 | 61011) =>
+                {
+                    return Err(ClientError::Credentials { code, errmsg })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// One datacube call: the answer's body exactly as the server sent it (`{"list":[…]}`).

@@ -10,4 +10,4 @@ pub mod client;
 pub mod sync;
 pub mod types;
 
-pub use client::{Client, ClientConfig, ClientError, TokenApi, WECHAT};
+pub use client::{Authorizer, Client, ClientConfig, ClientError, TokenApi, WECHAT};

@@ -166,9 +166,10 @@ pub struct Summary {
     pub rows: u64,
     /// Windows left undone (interrupted, or stopped by an error).
     pub left: u64,
-    /// Endpoints the upstream said are offline (47009), each asked no more after that answer,
-    /// with the windows not asked.
-    pub offline: Vec<(Endpoint, u64)>,
+    /// Endpoints the upstream refused for good — 47009 (offline) or 61007 (a third-party
+    /// platform without the endpoint's permission set) — each asked no more after that
+    /// answer: the endpoint, the code, and the windows not asked.
+    pub offline: Vec<(Endpoint, i64, u64)>,
 }
 
 /// Why a sync stopped.
@@ -229,7 +230,7 @@ pub async fn run(
     let done = Arc::new(AtomicU64::new(0));
     let failed: Arc<std::sync::Mutex<Option<SyncError>>> = Arc::default();
     // Endpoints answered 47009, and how many of their windows were not asked.
-    let offline: Arc<std::sync::Mutex<Vec<(Endpoint, u64)>>> = Arc::default();
+    let offline: Arc<std::sync::Mutex<Vec<(Endpoint, i64, u64)>>> = Arc::default();
     // Calls answered 47009 (more than one per endpoint when several were in flight).
     let offline_answers = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -254,9 +255,9 @@ pub async fn run(
                 let Some(&(endpoint, (begin, end))) = queue.get(i) else {
                     return;
                 };
-                let skip = |list: &mut Vec<(Endpoint, u64)>| {
-                    let entry = list.iter_mut().find(|(e, _)| *e == endpoint);
-                    entry.map(|(_, skipped)| *skipped += 1).is_some()
+                let skip = |list: &mut Vec<(Endpoint, i64, u64)>| {
+                    let entry = list.iter_mut().find(|(e, _, _)| *e == endpoint);
+                    entry.map(|(_, _, skipped)| *skipped += 1).is_some()
                 };
                 if offline.lock().is_ok_and(|mut o| skip(&mut o)) {
                     continue;
@@ -270,12 +271,16 @@ pub async fn run(
                         progress.window_done(endpoint, n);
                     }
                     // 47009: this endpoint is offline upstream (WeChat's old article
-                    // endpoints since 2026); the other endpoints go on.
-                    Err(SyncError::Client(ClientError::Api { code: 47009, .. })) => {
+                    // endpoints since 2026); 61007: read as a third-party platform without
+                    // the endpoint's permission set. The other endpoints go on.
+                    Err(SyncError::Client(ClientError::Api {
+                        code: code @ (47009 | 61007),
+                        ..
+                    })) => {
                         offline_answers.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut o) = offline.lock() {
-                            if !o.iter().any(|(e, _)| *e == endpoint) {
-                                o.push((endpoint, 0));
+                            if !o.iter().any(|(e, _, _)| *e == endpoint) {
+                                o.push((endpoint, code, 0));
                             }
                         }
                     }
@@ -294,7 +299,7 @@ pub async fn run(
     let offline = offline.lock().map(|o| o.clone()).unwrap_or_default();
     // The calls answered 47009 and the windows not asked are not left for later in this run.
     let answered_offline =
-        offline_answers.load(Ordering::Relaxed) + offline.iter().map(|(_, n)| n).sum::<u64>();
+        offline_answers.load(Ordering::Relaxed) + offline.iter().map(|(_, _, n)| n).sum::<u64>();
     let summary = Summary {
         windows: done,
         rows: rows.load(Ordering::Relaxed),
