@@ -665,6 +665,9 @@ async fn account_add(url: &str, appid: String, secret: String, verified: bool) -
         bail!(msg);
     }
     let store = open(url)?;
+    if store.component(&appid).await?.is_some() {
+        bail!("{appid} is a component; an account needs an appid of its own");
+    }
     let hash = tokio::task::spawn_blocking(move || secret::hash_secret(&secret)).await?;
     let record = AccountRecord {
         appid: appid.clone(),

@@ -170,6 +170,19 @@ async fn add_account(State(app): State<App>, req: Request) -> Response {
     if let Err(msg) = check_appid(&new.appid).and_then(|()| check_secret(&new.secret)) {
         return error(StatusCode::BAD_REQUEST, msg);
     }
+    match app.store().component(&new.appid).await {
+        Ok(Some(_)) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} is a component; an account needs an appid of its own",
+                    new.appid
+                ),
+            )
+        }
+        Ok(None) => {}
+        Err(e) => return internal(&e),
+    }
     let secret = new.secret;
     let Ok(hash) = tokio::task::spawn_blocking(move || hash_secret(&secret)).await else {
         return error(
