@@ -324,18 +324,20 @@ pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Dat
     let mut praise = 0u64;
     let mut active_ms = 0u64;
     let mut furthest: HashMap<u32, u8> = HashMap::default();
-    let mut details = Vec::new();
+    let mut details: Vec<String> = Vec::new();
     let mut next = 0;
     for k in 0..PUBLISHED_WINDOW_DAYS {
         let stat = add_days(sent.date, k);
         if stat > last {
             break;
         }
+        let mut changed = false;
         while let Some((date, kind, user)) = events.get(next).filter(|(d, _, _)| *d <= stat) {
             next += 1;
             if *date < sent.date {
                 continue;
             }
+            changed = true;
             match kind {
                 Kind::Follow { .. } => tally.add(SUBSCRIBE, *user),
                 Kind::Praise { fen, .. } => praise = praise.saturating_add(*fen),
@@ -354,6 +356,18 @@ pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Dat
                     }
                 }
             }
+        }
+        // A day without events repeats the day before, but for its date (most of the 30 days:
+        // the tail, and the days still to come): reuse its JSON. The date is at a fixed place,
+        // `{"stat_date":"YYYY-MM-DD"` being 25 bytes.
+        if let Some(previous) = details.last().filter(|_| !changed) {
+            let repeated = format!(
+                "{{\"stat_date\":\"{}\"{}",
+                datacube_api::date::format_date(stat),
+                &previous[25..]
+            );
+            details.push(repeated);
+            continue;
         }
         let leavers = furthest.len() as u64;
         let finished = furthest.values().filter(|p| **p >= 100).count() as u64;

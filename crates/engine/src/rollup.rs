@@ -779,7 +779,7 @@ pub fn compute_parts(
     for (msgid, send) in sent {
         // Events are in time order: the tallies run forward, one snapshot per day.
         let events = article_events.get(*msgid).map_or(&[][..], Vec::as_slice);
-        let mut details = Vec::new();
+        let mut details: Vec<String> = Vec::new();
         tally.enter((), &mut |_, _| {});
         let mut next = 0;
         for k in 0..7 {
@@ -787,12 +787,17 @@ pub fn compute_parts(
             if stat > last {
                 break;
             }
+            let mut changed = false;
             while let Some((date, kind, user)) = events.get(next).filter(|(d, _, _)| *d <= stat) {
                 let user = *user;
                 next += 1;
                 if *date < send.date {
                     continue;
                 }
+                changed |= matches!(
+                    kind,
+                    Kind::Read { .. } | Kind::Share { .. } | Kind::Favorite { .. }
+                );
                 match kind {
                     Kind::Read {
                         page: Page::Int,
@@ -814,6 +819,17 @@ pub fn compute_parts(
                     Kind::Favorite { .. } => tally.add(FAV, user),
                     _ => {}
                 }
+            }
+            // A day without events repeats the day before but for its date, which sits at a
+            // fixed place (`{"stat_date":"YYYY-MM-DD"` is 25 bytes).
+            if let Some(previous) = details.last().filter(|_| !changed) {
+                let repeated = format!(
+                    "{{\"stat_date\":\"{}\"{}",
+                    datacube_api::date::format_date(stat),
+                    &previous[25..]
+                );
+                details.push(repeated);
+                continue;
             }
             let t = &tally.slots;
             let mut d = RowBuilder::detail();

@@ -1274,6 +1274,11 @@ fn recompute_but(
         articles.map(|(a, b)| (add_days(a, -TRACKED), b)),
         follows.map(|(f, _)| (add_days(f, -TRACKED), u1)),
     );
+    // getarticletotal's own: 6 days before, and from a follow on (target_user only).
+    let total_sends = union(
+        articles.map(|(a, b)| (add_days(a, -6), b)),
+        follows.map(|(f, _)| (f, u1)),
+    );
     // Messages: whole weeks and months.
     let message_window = here(Class::Message).map(whole_periods);
 
@@ -1374,7 +1379,7 @@ fn recompute_but(
             parts: with_sends,
             window,
             replaces: vec![
-                (Endpoint::GetArticleTotal, (t0, t1)),
+                (Endpoint::GetArticleTotal, total_sends.unwrap_or((t0, t1))),
                 (Endpoint::GetArticleTotalDetail, (t0, t1)),
             ],
         });
