@@ -61,6 +61,17 @@ fn random_request(rng: &mut StdRng, token: &str) -> Vec<u8> {
                 "/",
                 "/datacube/",
                 "/datacube//x",
+                "/cgi-bin/component/api_component_token",
+                "/cgi-bin/component/api_create_preauthcode",
+                "/cgi-bin/component/api_query_auth",
+                "/cgi-bin/component/api_authorizer_token",
+                "/cgi-bin/component/api_get_authorizer_info",
+                "/cgi-bin/component/api_start_push_ticket",
+                "/cgi-bin/component/",
+                "/admin/components",
+                "/admin/components/wxc0000000000000f1/ticket",
+                "/admin/components/wxc0000000000000f1/grants",
+                "/admin/components/wxc0000000000000f1/grants/wx1234567890abcdef",
             ],
         )
         .into(),
@@ -80,7 +91,9 @@ fn random_request(rng: &mut StdRng, token: &str) -> Vec<u8> {
         5 => format!("?appid=wx%20&endpoint=getusersummary&access_token={token}"),
         _ => format!("?access_token={token}&access_token=other"),
     };
-    let body: Vec<u8> = match rng.random_range(0..9) {
+    let body: Vec<u8> = match rng.random_range(0..11) {
+        9 => br#"{"component_appid":"wxc0000000000000f1","component_appsecret":"s","component_verify_ticket":null,"authorization_code":7,"authorizer_appid":["x"],"offset":-1,"count":1e30}"#.to_vec(),
+        10 => br#"{"appid":"wxc0000000000000f1","secret":"component-secret","token":"abc","aes_key":"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG","authorizer_appid":"wx1234567890abcdef","func_ids":[1,2,4294967295]}"#.to_vec(),
         0 => Vec::new(),
         1 => format!(r#"{{"begin_date":"{}","end_date":"{}"}}"#, random_date(rng), random_date(rng)).into_bytes(),
         2 => {
