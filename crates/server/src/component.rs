@@ -534,6 +534,7 @@ pub(crate) async fn authorize(
         })
         .await
         .map_err(internal)?;
+    app.forget_grant(&component.appid, authorizer);
     let code = random_code("queryauthcode@@@", 86);
     let expires = now + AUTH_CODE_LIFETIME;
     app.store()
@@ -582,6 +583,7 @@ pub(crate) async fn unauthorize(
         .revoke_grant(&component.appid, authorizer, now)
         .await
         .map_err(internal)?;
+    app.forget_grant(&component.appid, authorizer);
     app.forget_authorizer_tokens(authorizer);
     if !had {
         return Ok((false, Ok(())));

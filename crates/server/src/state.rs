@@ -23,6 +23,8 @@ const CACHE_TTL: Duration = Duration::from_secs(1);
 /// Cached entries beyond this are dropped wholesale; the cache refills from the database.
 const CACHE_MAX: usize = 100_000;
 
+type GrantCache = HashMap<(String, String), (Instant, Option<Arc<Vec<u32>>>)>;
+
 /// A running server's state. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -35,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     tokens: RwLock<HashMap<String, (Instant, Arc<TokenRecord>)>>,
     accounts: RwLock<HashMap<String, (Instant, Arc<AccountRecord>)>>,
+    /// The permission sets of (component, authorizer) grants, `None` for no grant.
+    grants: RwLock<GrantCache>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) answers: ResponseCache,
     /// Secret checks run on a few dedicated threads (argon2 is slow and memory-hungry).
@@ -53,6 +57,7 @@ impl App {
                 config,
                 tokens: RwLock::default(),
                 accounts: RwLock::default(),
+                grants: RwLock::default(),
                 in_flight: AtomicUsize::new(0),
                 secrets: SecretChecker::new(cores, 64),
             }),
@@ -114,6 +119,42 @@ impl App {
             .write()
             .expect("token cache")
             .retain(|_, (_, rec)| rec.appid != appid || rec.kind != kind);
+    }
+
+    /// The permission sets `authorizer` granted `component`, `None` when there is no grant;
+    /// cached like tokens (a second), forgotten here when a grant changes.
+    pub(crate) async fn grant_sets(
+        &self,
+        component: &str,
+        authorizer: &str,
+    ) -> datacube_store::Result<Option<Arc<Vec<u32>>>> {
+        let key = (component.to_owned(), authorizer.to_owned());
+        if let Some((at, sets)) = self.inner.grants.read().expect("grant cache").get(&key) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(sets.clone());
+            }
+        }
+        let sets = self
+            .inner
+            .store
+            .grant(component, authorizer)
+            .await?
+            .map(|g| Arc::new(g.sets));
+        let mut cache = self.inner.grants.write().expect("grant cache");
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now(), sets.clone()));
+        Ok(sets)
+    }
+
+    /// Forgets the cached grant of (`component`, `authorizer`).
+    pub(crate) fn forget_grant(&self, component: &str, authorizer: &str) {
+        self.inner
+            .grants
+            .write()
+            .expect("grant cache")
+            .remove(&(component.to_owned(), authorizer.to_owned()));
     }
 
     /// Forgets cached authorizer tokens of `appid` (its authorization of a component ended).

@@ -133,8 +133,8 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
     // An authorizer token: its authorization must still stand (component reference §7.2).
     let granted = match (record.kind, record.component.as_deref()) {
         (TokenKind::Authorizer, Some(component)) => {
-            match app.store().grant(component, &record.appid).await {
-                Ok(Some(grant)) => Some(grant.sets),
+            match app.grant_sets(component, &record.appid).await {
+                Ok(Some(sets)) => Some(sets),
                 Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
                 Err(e) => return app.internal("grant lookup failed", &e),
             }
