@@ -78,6 +78,14 @@ pub(crate) fn ticket_issued_at(db: &dyn Db, component: &str, ticket: &str) -> Re
     )
 }
 
+pub(crate) fn latest_ticket_at(db: &dyn Db, component: &str) -> Result<Option<i64>> {
+    db.one(
+        "SELECT MAX(issued_at) FROM component_ticket WHERE component = ?1",
+        p![component],
+        |r| r.opt_int(0),
+    )
+}
+
 pub(crate) fn issue_token(
     tx: &dyn Db,
     appid: &str,

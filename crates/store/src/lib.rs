@@ -464,6 +464,13 @@ impl Store {
             .await
     }
 
+    /// When the newest ticket of `component` was issued, if any.
+    pub async fn latest_ticket_at(&self, component: &str) -> Result<Option<i64>> {
+        let c = component.to_owned();
+        self.run(move |s| s.read(|db| components::latest_ticket_at(db, &c)))
+            .await
+    }
+
     /// Stores a new component token (`authorizer`: None) or authorizer token, valid 7200 s.
     pub async fn issue_component_token(
         &self,
