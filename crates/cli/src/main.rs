@@ -205,6 +205,9 @@ struct ServeArgs {
     /// new api`, as WeChat does since 2026.
     #[arg(long, env = "DATACUBE_RETIRE_LEGACY_ARTICLES")]
     retire_legacy_articles: bool,
+    /// Seconds between the verify-ticket pushes to components' event URLs (WeChat: 600).
+    #[arg(long, env = "DATACUBE_TICKET_INTERVAL", default_value_t = 600)]
+    ticket_interval: u64,
     /// How errmsg ends: `rid` (` rid: …`, today's datacube form), `comma-rid` or `none`.
     #[arg(long, env = "DATACUBE_ERRMSG_SUFFIX", default_value = "rid", value_parser = parse_suffix)]
     errmsg_suffix: SuffixStyle,
@@ -568,6 +571,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             ..Limits::default()
         },
         faults: args.faults.clone().unwrap_or_default(),
+        ticket_interval: Duration::from_secs(args.ticket_interval.max(1)),
     };
     if !config.faults.is_empty() {
         tracing::warn!("faults are injected: some answers are errors or late on purpose");

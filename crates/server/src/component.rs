@@ -21,8 +21,6 @@ use crate::wechat::{query_param, read_body, wechat_response, BodyError};
 
 /// A verify ticket is good for a component token for 12 hours.
 pub const TICKET_LIFETIME: i64 = 12 * 3600;
-/// WeChat pushes a ticket every 10 minutes.
-pub const TICKET_INTERVAL: Duration = Duration::from_secs(600);
 /// Pre-auth codes: "每个预授权码有效期为 1800秒" (the examples' 600 is the other reading).
 pub const PREAUTH_LIFETIME: i64 = 1800;
 /// Authorization codes: 3600 s, as real callbacks show.
@@ -470,7 +468,10 @@ pub(crate) async fn push_ticket(
 /// Pushes a ticket to every component with an event URL every 10 minutes, as WeChat does
 /// (once for all the instances sharing a database).
 pub(crate) async fn push_tickets(app: App) {
-    let mut tick = tokio::time::interval(TICKET_INTERVAL);
+    let interval = app.config().ticket_interval;
+    // A ticket younger than this (pushed by any instance) is the current one.
+    let fresh = (interval.as_secs_f64() * 0.9) as i64;
+    let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
         let Ok(components) = app.store().components().await else {
@@ -478,10 +479,10 @@ pub(crate) async fn push_tickets(app: App) {
         };
         for c in components.iter().filter(|c| c.event_url.is_some()) {
             // Several instances on one database push in turn, not each: a ticket issued
-            // less than 9 minutes ago (by any of them) is the current one.
+            // within nine tenths of the interval (by any of them) is the current one.
             let now = app.clock().unix();
             let recent = app.store().latest_ticket_at(&c.appid).await;
-            if matches!(recent, Ok(Some(at)) if now - at < TICKET_INTERVAL.as_secs() as i64 - 60) {
+            if matches!(recent, Ok(Some(at)) if now - at < fresh) {
                 continue;
             }
             match push_ticket(&app, c).await {

@@ -26,6 +26,8 @@ pub struct Config {
     pub limits: Limits,
     /// Injected faults (`--faults`); none by default.
     pub faults: crate::faults::Faults,
+    /// How often components' verify tickets are pushed (WeChat: every 10 minutes).
+    pub ticket_interval: Duration,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             response_cache: 10_000,
             limits: Limits::default(),
             faults: crate::faults::Faults::default(),
+            ticket_interval: Duration::from_secs(600),
         }
     }
 }

@@ -420,3 +420,105 @@ async fn an_authorizers_calls_count_in_its_own_quota() {
         );
     }
 }
+
+/// A component's event URL, served here: counts the pushes, checks their signature, decrypts
+/// them with the component's key and keeps the tickets.
+struct Receiver {
+    url: String,
+    tickets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn receiver() -> Receiver {
+    use axum::extract::{Query, State};
+    type Tickets = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+    async fn push(
+        State(tickets): State<Tickets>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+        body: String,
+    ) -> &'static str {
+        let encrypt = body
+            .split("<Encrypt><![CDATA[")
+            .nth(1)
+            .and_then(|r| r.split("]]>").next())
+            .unwrap_or_default();
+        let expected =
+            datacube_push::sign::msg_signature(C_TOKEN, &q["timestamp"], &q["nonce"], encrypt);
+        if q.get("msg_signature") != Some(&expected)
+            || q.get("encrypt_type").map(String::as_str) != Some("aes")
+        {
+            return "bad signature";
+        }
+        let key = datacube_push::crypto::AesKey::from_encoding_key(C_AES).unwrap();
+        let Ok(xml) = key.decrypt(encrypt, C) else {
+            return "undecryptable";
+        };
+        if let Some(t) = xml
+            .split("<ComponentVerifyTicket><![CDATA[")
+            .nth(1)
+            .and_then(|r| r.split("]]>").next())
+        {
+            tickets.lock().unwrap().push(t.to_owned());
+        }
+        "success"
+    }
+    let tickets: Tickets = Default::default();
+    let app = axum::Router::new()
+        .route("/events", axum::routing::post(push))
+        .with_state(tickets.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver { url, tickets }
+}
+
+async fn add_component_with(t: &TestApp, event_url: &str) {
+    let a = t
+        .admin_post(
+            "/admin/components",
+            &json!({"appid": C, "secret": C_SECRET, "token": C_TOKEN, "aes_key": C_AES,
+                    "event_url": event_url})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+}
+
+#[tokio::test]
+async fn tickets_are_pushed_every_interval_and_each_gets_a_token() {
+    let r = receiver().await;
+    let t = spawn_app_with(|c| c.ticket_interval = std::time::Duration::from_secs(1)).await;
+    add_component_with(&t, &r.url).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let tickets = r.tickets.lock().unwrap().clone();
+    assert!(tickets.len() >= 2, "{} pushes in 3.5 s", tickets.len());
+    for ticket in &tickets {
+        assert!(ticket.starts_with("ticket@@@"), "{ticket}");
+        let a = t
+            .post(
+                "/cgi-bin/component/api_component_token",
+                &json!({"component_appid": C, "component_appsecret": C_SECRET,
+                        "component_verify_ticket": ticket})
+                .to_string(),
+            )
+            .await;
+        assert_eq!(a.json()["expires_in"], 7200, "{}", a.body);
+    }
+}
+
+#[tokio::test]
+async fn instances_on_one_database_push_tickets_in_turn() {
+    // Every 8 s, a ticket younger than 7 s is current. A starts (nothing to push yet), the
+    // component is added, B starts 4 s later and pushes at once; at 8 s A finds B's ticket
+    // 4 s old and does not push. One push, where two instances each pushing would make two.
+    let r = receiver().await;
+    let interval = |c: &mut datacube_server::config::Config| {
+        c.ticket_interval = std::time::Duration::from_secs(8)
+    };
+    let a = spawn_app_with(interval).await;
+    add_component_with(&a, &r.url).await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    // The instances share the time, as on real clocks.
+    let _b = spawn_on_at(&a.db_url, a.app.clock().now(), interval).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
+    assert_eq!(r.tickets.lock().unwrap().len(), 1);
+}

@@ -55,13 +55,22 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 
 /// A server over an existing database (for restarts).
 pub async fn spawn_on(db_url: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_on_at(db_url, NOW.parse().unwrap(), configure).await
+}
+
+/// [`spawn_on`] with the clock at `now` (another instance's "now", say).
+pub async fn spawn_on_at(
+    db_url: &str,
+    now: jiff::Timestamp,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let store = Store::open(db_url).unwrap();
     let mut config = Config {
         admin_token: Some(ADMIN.into()),
         ..Config::default()
     };
     configure(&mut config);
-    let clock = Clock::starting_at(NOW.parse().unwrap());
+    let clock = Clock::starting_at(now);
     let app = App::new(store, clock, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
