@@ -349,3 +349,137 @@ async fn two_instances_on_one_postgres_behave_as_one_service() {
     )
     .await;
 }
+
+/// A third-party platform is one across instances: a ticket issued on A gets a component token
+/// on B, a pre-auth code from A is used by an authorization made on B, the authorizer token
+/// from A reads on B, and a revocation made on A kills the token on B within a second.
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set DATACUBE_TEST_POSTGRES (scripts/test does)"
+)]
+async fn a_third_party_platform_is_one_across_instances() {
+    const C: &str = "wxtwinc000000000c01";
+    const C_SECRET: &str = "twin-component-secret";
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    let a = instance(&db).await;
+    let b = instance(&db).await;
+    let (a, b) = (a.base.as_str(), b.base.as_str());
+    let http = reqwest::Client::new();
+    let admin = |base: &str, method: reqwest::Method, path: &str, body: Value| {
+        http.request(method, format!("{base}{path}"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    let post =
+        |base: &str, path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();
+    let created = admin(
+        a,
+        reqwest::Method::POST,
+        "/admin/components",
+        serde_json::json!({"appid": C, "secret": C_SECRET, "token": "twintoken",
+                           "aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let ticket: Value = admin(
+        a,
+        reqwest::Method::POST,
+        &format!("/admin/components/{C}/ticket"),
+        Value::Null,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let v: Value = post(
+        b,
+        "/cgi-bin/component/api_component_token",
+        serde_json::json!({"component_appid": C, "component_appsecret": C_SECRET,
+                           "component_verify_ticket": ticket["ticket"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let ctoken = v["component_access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    let v: Value = post(
+        a,
+        &format!("/cgi-bin/component/api_create_preauthcode?component_access_token={ctoken}"),
+        serde_json::json!({"component_appid": C}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let pre = v["pre_auth_code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    let g: Value = admin(
+        b,
+        reqwest::Method::POST,
+        &format!("/admin/components/{C}/grants"),
+        serde_json::json!({"authorizer_appid": APPID, "func_ids": [2], "pre_auth_code": pre}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let code = g["authorization_code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{g}"))
+        .to_owned();
+    let v: Value = post(
+        a,
+        &format!("/cgi-bin/component/api_query_auth?component_access_token={ctoken}"),
+        serde_json::json!({"component_appid": C, "authorization_code": code}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = v["authorization_info"]["authorizer_access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    for base in [a, b] {
+        let ok = datacube_post(base, &token, "getusersummary", &range("2026-06-10")).await;
+        assert!(ok.starts_with("{\"list\""), "{ok}");
+        let refused = datacube_post(base, &token, "getarticleread", &range("2026-06-10")).await;
+        assert!(refused.starts_with("{\"errcode\":61007,"), "{refused}");
+    }
+    let revoked = admin(
+        a,
+        reqwest::Method::DELETE,
+        &format!("/admin/components/{C}/grants/{APPID}"),
+        Value::Null,
+    )
+    .await
+    .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let start = Instant::now();
+    loop {
+        let answer = datacube_post(b, &token, "getusersummary", &range("2026-06-10")).await;
+        if answer.starts_with("{\"errcode\":40001,") {
+            break;
+        }
+        assert!(
+            start.elapsed() < VISIBLE_WITHIN + Duration::from_secs(1),
+            "B still answers a revoked token after {:?}: {answer}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
