@@ -68,6 +68,8 @@ async fn meta(State(app): State<App>) -> Response {
                     Period::Week => "week",
                     Period::Month => "month",
                 },
+                // Answers 47009 on this server (`--retire-legacy-articles`).
+                "offline": e.is_legacy_article() && app.config().retire_legacy_articles,
                 "group": match e.group() {
                     Group::User => "user",
                     Group::Article => "article",

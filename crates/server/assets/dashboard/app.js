@@ -582,6 +582,9 @@ async function signIn(auth) {
 async function start() {
   state.meta = await (await fetch("/dashboard/meta.json")).json();
   $("admin-card").hidden = !state.meta.admin;
+  // The old article endpoints retired on this server (47009): their view goes, Published stays.
+  const retired = state.meta.endpoints.some((e) => e.offline && e.name === "getarticletotal");
+  document.querySelector('#tabs button[data-view="articles"]').hidden = retired;
   setRange(addDays(state.meta.last_ready, -29), state.meta.last_ready);
   $("account-form").addEventListener("submit", (ev) => {
     ev.preventDefault();

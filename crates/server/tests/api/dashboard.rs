@@ -44,6 +44,10 @@ async fn the_dashboard_and_its_files_are_served_from_the_binary() {
     assert_eq!(span("getinterfacesummary"), 30);
     assert_eq!(span("getbizsummary"), 30);
     assert_eq!(span("getarticletotaldetail"), 1);
+    assert!(
+        endpoints.iter().all(|e| e["offline"] == false),
+        "both generations served"
+    );
     // Other unknown paths are still WeChat's 40066.
     assert_eq!(t.get("/dashboard/nothing").await.errcode(), 40066);
     assert_eq!(t.get("/index.html").await.errcode(), 40066);
@@ -114,5 +118,29 @@ async fn admin_reads_name_what_is_wrong() {
         a.body.contains("no account wxnobody0000000001"),
         "{}",
         a.body
+    );
+}
+
+#[tokio::test]
+async fn the_page_knows_which_endpoints_are_retired() {
+    let t = spawn_app_with(|c| c.retire_legacy_articles = true).await;
+    let meta = t.get("/dashboard/meta.json").await.json();
+    let offline: Vec<&str> = meta["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["offline"] == true)
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        offline,
+        [
+            "getarticlesummary",
+            "getarticletotal",
+            "getuserread",
+            "getuserreadhour",
+            "getusershare",
+            "getusersharehour"
+        ]
     );
 }
