@@ -465,7 +465,8 @@ pub(crate) async fn push_ticket(
     Ok((ticket, pushed))
 }
 
-/// Pushes a ticket to every component with an event URL every 10 minutes, as WeChat does
+/// Pushes a ticket to every component with an event URL every `--ticket-interval` (10
+/// minutes, as WeChat does)
 /// (once for all the instances sharing a database).
 pub(crate) async fn push_tickets(app: App) {
     let interval = app.config().ticket_interval;
