@@ -466,8 +466,7 @@ pub(crate) async fn push_ticket(
 }
 
 /// Pushes a ticket to every component with an event URL every `--ticket-interval` (10
-/// minutes, as WeChat does)
-/// (once for all the instances sharing a database).
+/// minutes, as WeChat does), once for all the instances sharing a database.
 pub(crate) async fn push_tickets(app: App) {
     let interval = app.config().ticket_interval;
     // A ticket younger than this (pushed by any instance) is the current one.
