@@ -858,6 +858,19 @@ pub fn snapshots_field(endpoint: Endpoint) -> Option<&'static str> {
     }
 }
 
+/// A snapshot (an element of `details` or `detail_list`, canonical, so starting
+/// `{"stat_date":"YYYY-MM-DD"`) with its `stat_date` changed to `stat`: a day without events
+/// repeats the day before.
+pub fn redate_snapshot(previous: &str, stat: Date) -> String {
+    const PREFIX: &str = "{\"stat_date\":\"";
+    debug_assert!(previous.starts_with(PREFIX), "{previous}");
+    let mut out = String::with_capacity(previous.len());
+    out.push_str(PREFIX);
+    out.push_str(&date::format_date(stat));
+    out.push_str(&previous[PREFIX.len() + 10..]);
+    out
+}
+
 /// getarticletotal's `details` and getarticletotaldetail's `detail_list` reach only the last
 /// ready day (reference §7 item 3; 2025 reference §5): drops the snapshots of a stored
 /// `{"list":[…]}` body whose `stat_date` is after `last_ready`, keeping WeChat's field order.

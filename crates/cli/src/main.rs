@@ -669,9 +669,6 @@ async fn account_add(url: &str, appid: String, secret: String, verified: bool) -
         bail!(msg);
     }
     let store = open(url)?;
-    if store.component(&appid).await?.is_some() {
-        bail!("{appid} is a component; an account needs an appid of its own");
-    }
     let hash = tokio::task::spawn_blocking(move || secret::hash_secret(&secret)).await?;
     let record = AccountRecord {
         appid: appid.clone(),
@@ -711,9 +708,6 @@ async fn component_add(
         bail!(msg);
     }
     let store = open(url)?;
-    if store.account(&appid).await?.is_some() {
-        bail!("{appid} is an account; a component needs an appid of its own");
-    }
     let hash = tokio::task::spawn_blocking(move || secret::hash_secret(&secret)).await?;
     let record = datacube_store::ComponentRecord {
         appid: appid.clone(),
@@ -723,7 +717,7 @@ async fn component_add(
         event_url,
         created_at: jiff::Timestamp::now().as_second(),
     };
-    match store.put_component(record, false).await {
+    match store.add_component(record).await {
         Ok(()) => {
             println!("added component {appid}");
             Ok(())

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use datacube_api::date::add_days;
 use datacube_api::endpoint::PUBLISHED_WINDOW_DAYS;
 use datacube_api::row::{
-    Row, RowBuilder, Val, ARTICLE_READ_DETAIL, ARTICLE_SHARE_DETAIL, BIZ_SUMMARY_DETAIL,
+    self, Row, RowBuilder, Val, ARTICLE_READ_DETAIL, ARTICLE_SHARE_DETAIL, BIZ_SUMMARY_DETAIL,
     JUMP_POSITION, PUBLISHED_DETAIL, SCENE_USERS,
 };
 use datacube_api::Endpoint;
@@ -207,23 +207,23 @@ impl<'a> Days<'a> {
                     "read_user_source",
                     Val::List(&scene_sources(e, |slot| users[slot])),
                 );
-                let detail = detail.finish_detail();
-                let mut b = RowBuilder::new(e);
-                b.field("ref_date", Val::Date(*day))
-                    .field("msgid", Val::Text(msgid))
-                    .field("detail", Val::Object(&detail));
-                out.entry(e).or_default().push(b.finish());
+                out.entry(e).or_default().push(article_row(
+                    e,
+                    *day,
+                    msgid,
+                    &detail.finish_detail(),
+                ));
             }
             if wanted[1] && users[SHARE] > 0 {
                 let e = Endpoint::GetArticleShare;
                 let mut detail = RowBuilder::part(e, &ARTICLE_SHARE_DETAIL);
                 detail.field("share_user", Val::Int(users[SHARE]));
-                let detail = detail.finish_detail();
-                let mut b = RowBuilder::new(e);
-                b.field("ref_date", Val::Date(*day))
-                    .field("msgid", Val::Text(msgid))
-                    .field("detail", Val::Object(&detail));
-                out.entry(e).or_default().push(b.finish());
+                out.entry(e).or_default().push(article_row(
+                    e,
+                    *day,
+                    msgid,
+                    &detail.finish_detail(),
+                ));
             }
         }
         if !wanted[2] {
@@ -264,6 +264,15 @@ impl<'a> Days<'a> {
             out.entry(e).or_default().push(b.finish());
         }
     }
+}
+
+/// A getarticleread or getarticleshare row: the day, the article, its `detail`.
+fn article_row(e: Endpoint, day: Date, msgid: &str, detail: &str) -> Row {
+    let mut b = RowBuilder::new(e);
+    b.field("ref_date", Val::Date(day))
+        .field("msgid", Val::Text(msgid))
+        .field("detail", Val::Object(detail));
+    b.finish()
 }
 
 /// `read_user_source`: `全部`, then each scene with readers.
@@ -357,16 +366,10 @@ pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Dat
                 }
             }
         }
-        // A day without events repeats the day before, but for its date (most of the 30 days:
-        // the tail, and the days still to come): reuse its JSON. The date is at a fixed place,
-        // `{"stat_date":"YYYY-MM-DD"` being 25 bytes.
+        // A day without events repeats the day before but for its date (most of the 30 days:
+        // the tail, and the days still to come).
         if let Some(previous) = details.last().filter(|_| !changed) {
-            let repeated = format!(
-                "{{\"stat_date\":\"{}\"{}",
-                datacube_api::date::format_date(stat),
-                &previous[25..]
-            );
-            details.push(repeated);
+            details.push(row::redate_snapshot(previous, stat));
             continue;
         }
         let leavers = furthest.len() as u64;

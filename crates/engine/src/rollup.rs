@@ -820,15 +820,9 @@ pub fn compute_parts(
                     _ => {}
                 }
             }
-            // A day without events repeats the day before but for its date, which sits at a
-            // fixed place (`{"stat_date":"YYYY-MM-DD"` is 25 bytes).
+            // A day without events repeats the day before but for its date.
             if let Some(previous) = details.last().filter(|_| !changed) {
-                let repeated = format!(
-                    "{{\"stat_date\":\"{}\"{}",
-                    datacube_api::date::format_date(stat),
-                    &previous[25..]
-                );
-                details.push(repeated);
+                details.push(datacube_api::row::redate_snapshot(previous, stat));
                 continue;
             }
             let t = &tally.slots;

@@ -170,19 +170,6 @@ async fn add_account(State(app): State<App>, req: Request) -> Response {
     if let Err(msg) = check_appid(&new.appid).and_then(|()| check_secret(&new.secret)) {
         return error(StatusCode::BAD_REQUEST, msg);
     }
-    match app.store().component(&new.appid).await {
-        Ok(Some(_)) => {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "{} is a component; an account needs an appid of its own",
-                    new.appid
-                ),
-            )
-        }
-        Ok(None) => {}
-        Err(e) => return internal(&e),
-    }
     let secret = new.secret;
     let Ok(hash) = tokio::task::spawn_blocking(move || hash_secret(&secret)).await else {
         return error(
@@ -210,6 +197,7 @@ async fn add_account(State(app): State<App>, req: Request) -> Response {
             StatusCode::CONFLICT,
             format!("account {appid} already exists"),
         ),
+        Err(e @ StoreError::AppidInUse(..)) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e) => internal(&e),
     }
 }
@@ -408,19 +396,6 @@ async fn add_component(State(app): State<App>, req: Request) -> Response {
     {
         return error(StatusCode::BAD_REQUEST, msg);
     }
-    match app.store().account(&new.appid).await {
-        Ok(Some(_)) => {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "{} is an account; a component needs an appid of its own",
-                    new.appid
-                ),
-            )
-        }
-        Ok(None) => {}
-        Err(e) => return internal(&e),
-    }
     let secret = new.secret;
     let Ok(hash) = tokio::task::spawn_blocking(move || hash_secret(&secret)).await else {
         return error(
@@ -436,12 +411,13 @@ async fn add_component(State(app): State<App>, req: Request) -> Response {
         event_url: new.event_url,
         created_at: app.clock().unix(),
     };
-    match app.store().put_component(record.clone(), false).await {
+    match app.store().add_component(record.clone()).await {
         Ok(()) => (StatusCode::CREATED, Json(component_json(&record))).into_response(),
         Err(StoreError::AccountExists(appid)) => error(
             StatusCode::CONFLICT,
             format!("component {appid} already exists"),
         ),
+        Err(e @ StoreError::AppidInUse(..)) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e) => internal(&e),
     }
 }

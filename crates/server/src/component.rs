@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::Method;
 use axum::response::Response;
 use base64::Engine as _;
 use datacube_api::ErrCode;
@@ -17,7 +16,7 @@ use rand::RngCore;
 use serde_json::{json, Value};
 
 use crate::state::{new_token, App};
-use crate::wechat::{query_param, read_body, wechat_response, BodyError};
+use crate::wechat::{query_param, read_json_body, wechat_response};
 
 /// A verify ticket is good for a component token for 12 hours.
 pub const TICKET_LIFETIME: i64 = 12 * 3600;
@@ -55,26 +54,6 @@ pub(crate) async fn dispatch(app: App, name: &str, req: Request) -> Response {
 
 type Answer = Result<String, ErrCode>;
 
-/// The body of a POST as JSON: 43002 for another method, 44002 empty, 47001 not JSON.
-async fn json_body(app: &App, req: Request) -> Result<Value, Response> {
-    if req.method() != Method::POST {
-        return Err(app.wechat_error(ErrCode::RequirePost));
-    }
-    let limits = &app.config().limits;
-    let body = match read_body(req.into_body(), limits.body_limit, limits.body_timeout).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return Err(app.wechat_error(ErrCode::DataFormatError)),
-        Err(BodyError::Broken) => return Err(app.wechat_error(ErrCode::SystemError)),
-    };
-    if body.is_empty() {
-        return Err(app.wechat_error(ErrCode::EmptyPostData));
-    }
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        _ => Err(app.wechat_error(ErrCode::DataFormatError)),
-    }
-}
-
 fn answer(app: &App, result: Answer) -> Response {
     match result {
         Ok(body) => wechat_response(body, 0),
@@ -87,7 +66,7 @@ where
     F: FnOnce(App, Value) -> Fut,
     Fut: std::future::Future<Output = Answer>,
 {
-    match json_body(&app, req).await {
+    match read_json_body(&app, req).await {
         Ok(body) => {
             let result = f(app.clone(), body).await;
             answer(&app, result)
@@ -129,7 +108,7 @@ where
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
         Err(e) => return app.internal("component lookup failed", &e),
     };
-    let body = match json_body(&app, req).await {
+    let body = match read_json_body(&app, req).await {
         Ok(body) => body,
         Err(resp) => return resp,
     };

@@ -264,6 +264,27 @@ async fn authenticate(app: &App, appid: &str, secret: &str) -> Result<(), Respon
     }
 }
 
+/// The JSON object of a POST (stable_token, the component APIs): 43002 for another method,
+/// 44002 empty, 47001 not a JSON object (or too large: the connection is closed then).
+pub(crate) async fn read_json_body(app: &App, req: Request) -> Result<serde_json::Value, Response> {
+    if req.method() != Method::POST {
+        return Err(app.wechat_error(ErrCode::RequirePost));
+    }
+    let limits = &app.config().limits;
+    let body = match read_body(req.into_body(), limits.body_limit, limits.body_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return Err(app.wechat_error_close(ErrCode::DataFormatError)),
+        Err(BodyError::Broken) => return Err(app.wechat_error_close(ErrCode::SystemError)),
+    };
+    if body.is_empty() {
+        return Err(app.wechat_error(ErrCode::EmptyPostData));
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        _ => Err(app.wechat_error(ErrCode::DataFormatError)),
+    }
+}
+
 /// `GET /cgi-bin/token?grant_type=client_credential&appid=…&secret=…`: a new token on every
 /// call; the previous one stays valid for 5 more minutes.
 async fn token(app: App, req: Request) -> Response {
@@ -311,15 +332,6 @@ async fn stable_token(app: App, req: Request) -> Response {
     if let Some(faulty) = injected(&app, None).await {
         return faulty;
     }
-    let limits = &app.config().limits;
-    let body = match read_body(req.into_body(), limits.body_limit, limits.body_timeout).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return app.wechat_error_close(ErrCode::DataFormatError),
-        Err(BodyError::Broken) => return app.wechat_error_close(ErrCode::SystemError),
-    };
-    if body.is_empty() {
-        return app.wechat_error(ErrCode::EmptyPostData);
-    }
     #[derive(serde::Deserialize)]
     struct StableRequest {
         grant_type: Option<String>,
@@ -328,8 +340,12 @@ async fn stable_token(app: App, req: Request) -> Response {
         #[serde(default)]
         force_refresh: bool,
     }
-    let Ok(request) = serde_json::from_slice::<StableRequest>(&body) else {
-        return app.wechat_error(ErrCode::DataFormatError);
+    let request = match read_json_body(&app, req).await {
+        Ok(body) => match serde_json::from_value::<StableRequest>(body) {
+            Ok(request) => request,
+            Err(_) => return app.wechat_error(ErrCode::DataFormatError),
+        },
+        Err(resp) => return resp,
     };
     if request.grant_type.as_deref() != Some(GRANT_TYPE) {
         return app.wechat_error(ErrCode::InvalidGrantType);

@@ -11,6 +11,9 @@ use crate::db::{p, Db, DbRow};
 use crate::{AccountRecord, Issued, Result, StoreError, TokenKind, TokenRecord};
 
 pub(crate) fn add_account(db: &dyn Db, a: &AccountRecord, replace: bool) -> Result<()> {
+    if crate::components::component(db, &a.appid)?.is_some() {
+        return Err(StoreError::AppidInUse(a.appid.clone(), "a component"));
+    }
     let exists = db
         .opt(
             "SELECT 1 FROM account WHERE appid = ?1",

@@ -7,15 +7,16 @@ use datacube_api::token::LIFETIME_SECONDS;
 use crate::db::{p, Db, DbRow};
 use crate::{ComponentRecord, Grant, Result, StoreError, TokenKind};
 
-pub(crate) fn add_component(db: &dyn Db, c: &ComponentRecord, replace: bool) -> Result<()> {
-    if !replace && component(db, &c.appid)?.is_some() {
+pub(crate) fn add_component(db: &dyn Db, c: &ComponentRecord) -> Result<()> {
+    if crate::accounts::account(db, &c.appid)?.is_some() {
+        return Err(StoreError::AppidInUse(c.appid.clone(), "an account"));
+    }
+    if component(db, &c.appid)?.is_some() {
         return Err(StoreError::AccountExists(c.appid.clone()));
     }
     db.exec(
         "INSERT INTO component (appid, secret_hash, token, aes_key, event_url, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (appid) DO UPDATE SET secret_hash = excluded.secret_hash,
-             token = excluded.token, aes_key = excluded.aes_key, event_url = excluded.event_url",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         p![
             &c.appid,
             &c.secret_hash,

@@ -64,6 +64,9 @@ pub enum StoreError {
     /// An account with this appid exists already.
     #[error("account {0} already exists")]
     AccountExists(String),
+    /// The appid is the other kind's: accounts and components never share one.
+    #[error("{0} is {1}; an appid belongs to one account or one component")]
+    AppidInUse(String, &'static str),
     /// A database operation failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -432,9 +435,9 @@ impl Store {
             .await
     }
 
-    /// Adds a component (`replace`: or replaces its secret, keys and event URL).
-    pub async fn put_component(&self, c: ComponentRecord, replace: bool) -> Result<()> {
-        self.run(move |s| s.write(|tx| components::add_component(tx, &c, replace)))
+    /// Adds a component.
+    pub async fn add_component(&self, c: ComponentRecord) -> Result<()> {
+        self.run(move |s| s.write(|tx| components::add_component(tx, &c)))
             .await
     }
 

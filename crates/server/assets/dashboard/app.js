@@ -194,6 +194,50 @@ function seriesBy(list, days, key, value, extra) {
     .map(([k, m]) => Object.assign({ name: k, type: "bar", data: days.map((d) => m.get(d) || 0) }, extra));
 }
 
+// A table of sends, newest first: `columns` are [header, class, (send, last snapshot) => text],
+// then each send's cumulative readers over `days` slots as a sparkline (fixed slots, so that a
+// send of yesterday's one point is not stretched over the cell).
+function sendTable(p, idPrefix, sends, days, columns, snapshots, readers) {
+  const table = document.createElement("table");
+  const head = document.createElement("tr");
+  for (const [title, cls] of [...columns, ["Readers, day by day", ""]]) {
+    const th = document.createElement("th");
+    th.textContent = title;
+    if (cls) th.className = cls.replace("title", "").trim();
+    head.appendChild(th);
+  }
+  table.createTHead().appendChild(head);
+  const tbody = document.createElement("tbody");
+  table.appendChild(tbody);
+  p.appendChild(table);
+  const sorted = [...sends].sort((a, b) => (a.ref_date !== b.ref_date ? (a.ref_date < b.ref_date ? 1 : -1) : a.msgid < b.msgid ? -1 : 1));
+  sorted.forEach((s, i) => {
+    const snaps = snapshots(s);
+    const last = snaps[snaps.length - 1] || {};
+    const tr = document.createElement("tr");
+    const td = (text, cls) => {
+      const c = document.createElement("td");
+      c.textContent = text;
+      if (cls) c.className = cls;
+      tr.appendChild(c);
+      return c;
+    };
+    for (const [, cls, value] of columns) {
+      const c = td(value(s, last), cls);
+      if (cls === "title") c.title = c.textContent;
+    }
+    const cell = td("");
+    tbody.appendChild(tr);
+    chart(cell, `${idPrefix}-${i}`, {
+      tooltip: { trigger: "axis" },
+      grid: { left: 2, right: 2, top: 4, bottom: 4 },
+      xAxis: { type: "category", show: false, data: [...Array(days).keys()].map((n) => "day " + (n + 1)) },
+      yAxis: { type: "value", show: false },
+      series: [{ name: "readers (cumulative)", type: "line", showSymbol: snaps.length < 2, symbolSize: 6, areaStyle: { opacity: 0.15 }, data: snaps.slice(0, days).map(readers) }],
+    }, "spark");
+  });
+}
+
 // ---- views ----
 const views = {
   async followers(from, to) {
@@ -304,40 +348,13 @@ const views = {
         empty(p, "No articles sent in this range.");
         return;
       }
-      const table = document.createElement("table");
-      table.innerHTML =
-        '<thead><tr><th>Sent</th><th>Title</th><th class="num hide-narrow">Recipients</th><th class="num">Readers</th><th class="num hide-narrow">Shares</th><th>Readers, day by day</th></tr></thead>';
-      const tbody = document.createElement("tbody");
-      table.appendChild(tbody);
-      p.appendChild(table);
-      const sorted = [...sends].sort((a, b) => (a.ref_date < b.ref_date ? 1 : -1));
-      sorted.forEach((s, i) => {
-        const details = s.details || [];
-        const last = details[details.length - 1] || {};
-        const tr = document.createElement("tr");
-        const td = (text, cls) => {
-          const c = document.createElement("td");
-          c.textContent = text;
-          if (cls) c.className = cls;
-          tr.appendChild(c);
-          return c;
-        };
-        td(s.ref_date);
-        td(s.title, "title").title = s.title;
-        td(String(last.target_user ?? ""), "num hide-narrow");
-        td(String(last.int_page_read_user ?? 0), "num");
-        td(String(last.share_count ?? 0), "num hide-narrow");
-        const cell = td("");
-        tbody.appendChild(tr);
-        chart(cell, `articles-send-${i}`, {
-          tooltip: { trigger: "axis" },
-          grid: { left: 2, right: 2, top: 4, bottom: 4 },
-          // Seven slots, so that a send of yesterday's one day is not stretched over the cell.
-          xAxis: { type: "category", show: false, data: [1, 2, 3, 4, 5, 6, 7].map((n) => "day " + n) },
-          yAxis: { type: "value", show: false },
-          series: [{ name: "readers (cumulative)", type: "line", showSymbol: details.length < 2, symbolSize: 6, areaStyle: { opacity: 0.15 }, data: details.slice(0, 7).map((d) => d.int_page_read_user) }],
-        }, "spark");
-      });
+      sendTable(p, "articles-send", sends, 7, [
+        ["Sent", "", (s) => s.ref_date],
+        ["Title", "title", (s) => s.title],
+        ["Recipients", "num hide-narrow", (s, last) => String(last.target_user ?? "")],
+        ["Readers", "num", (s, last) => String(last.int_page_read_user ?? 0)],
+        ["Shares", "num hide-narrow", (s, last) => String(last.share_count ?? 0)],
+      ], (s) => s.details || [], (d) => d.int_page_read_user);
     };
   },
 
@@ -388,41 +405,14 @@ const views = {
         empty(p, "No articles published in this range.");
         return;
       }
-      const table = document.createElement("table");
-      table.innerHTML =
-        '<thead><tr><th>Published</th><th>Title</th><th class="hide-narrow">Notified</th><th class="num">Readers</th><th class="num hide-narrow">Finished</th><th class="num hide-narrow">Minutes</th><th>Readers, day by day</th></tr></thead>';
-      const tbody = document.createElement("tbody");
-      table.appendChild(tbody);
-      p.appendChild(table);
-      const sorted = [...sends].sort((a, b) => (a.ref_date < b.ref_date ? 1 : a.ref_date > b.ref_date ? -1 : a.msgid < b.msgid ? -1 : 1));
-      sorted.forEach((s, i) => {
-        const snaps = s.detail_list || [];
-        const last = snaps[snaps.length - 1] || {};
-        const tr = document.createElement("tr");
-        const td = (text, cls) => {
-          const c = document.createElement("td");
-          c.textContent = text;
-          if (cls) c.className = cls;
-          tr.appendChild(c);
-          return c;
-        };
-        td(s.ref_date);
-        const title = s.title ?? s.msgid;
-        td(title, "title").title = title;
-        td(s.publish_type === 1 ? "no" : "yes", "hide-narrow");
-        td(String(last.read_user ?? 0), "num");
-        td(last.read_finish_rate === undefined ? "" : Math.round(100 * last.read_finish_rate) + " %", "num hide-narrow");
-        td(last.read_avg_activetime === undefined ? "" : last.read_avg_activetime.toFixed(1), "num hide-narrow");
-        const cell = td("");
-        tbody.appendChild(tr);
-        chart(cell, `published-send-${i}`, {
-          tooltip: { trigger: "axis" },
-          grid: { left: 2, right: 2, top: 4, bottom: 4 },
-          xAxis: { type: "category", show: false, data: [...Array(30).keys()].map((n) => "day " + (n + 1)) },
-          yAxis: { type: "value", show: false },
-          series: [{ name: "readers (cumulative)", type: "line", showSymbol: snaps.length < 2, symbolSize: 6, areaStyle: { opacity: 0.15 }, data: snaps.map((d) => d.read_user) }],
-        }, "spark");
-      });
+      sendTable(p, "published-send", sends, 30, [
+        ["Published", "", (s) => s.ref_date],
+        ["Title", "title", (s) => s.title ?? s.msgid],
+        ["Notified", "hide-narrow", (s) => (s.publish_type === 1 ? "no" : "yes")],
+        ["Readers", "num", (s, last) => String(last.read_user ?? 0)],
+        ["Finished", "num hide-narrow", (s, last) => (last.read_finish_rate === undefined ? "" : Math.round(100 * last.read_finish_rate) + " %")],
+        ["Minutes", "num hide-narrow", (s, last) => (last.read_avg_activetime === undefined ? "" : last.read_avg_activetime.toFixed(1))],
+      ], (s) => s.detail_list || [], (d) => d.read_user);
     };
   },
 
