@@ -2,7 +2,7 @@
 //!
 //! The binary is thin: it parses flags (each with a `DATACUBE_…` env fallback), sets up
 //! logging, calls the library crates and maps the outcome to an exit code:
-//! 0 success, 1 failure (the message says why), 2 usage error.
+//! 0 success, 1 failure (the message says why), 2 usage error, 3 partial success (`sync`).
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::SocketAddr;
@@ -18,6 +18,8 @@ use datacube_server::config::{Config, Limits};
 use datacube_server::{admin, demo, import, secret, App};
 use datacube_store::{AccountRecord, Store, StoreError};
 use jiff::civil::Date;
+
+mod cmd;
 
 /// mimalloc: faster than the system allocator on the serving path (BENCHMARKS.md).
 #[global_allocator]
@@ -58,69 +60,9 @@ enum Command {
     Proxy(ProxyArgs),
     /// Mirror an account's statistics from WeChat (or a compatible server) into the database,
     /// incrementally; `serve` then answers with them.
-    Sync(SyncArgs),
+    Sync(cmd::sync::SyncArgs),
     /// Write stored statistics of one endpoint as CSV, NDJSON or WeChat's JSON.
     Export(ExportArgs),
-}
-
-#[derive(Args)]
-struct SyncArgs {
-    /// The account to mirror. With `--component-appid` and no `--appid`: every account that
-    /// authorized the component (each with the refresh token the upstream lists).
-    #[arg(long, required_unless_present = "component_appid")]
-    appid: Option<String>,
-    /// Its AppSecret (a local account is created with it if there is none, so that `serve`
-    /// answers the mirrored statistics with the same credentials); not needed when reading as
-    /// a third-party platform.
-    #[arg(long, env = "DATACUBE_SECRET", hide_env_values = true)]
-    secret: Option<String>,
-    /// Read as this third-party platform (component), with authorizer tokens.
-    #[arg(long, requires = "component_secret")]
-    component_appid: Option<String>,
-    /// The component's AppSecret.
-    #[arg(long, env = "DATACUBE_COMPONENT_SECRET", hide_env_values = true)]
-    component_secret: Option<String>,
-    /// A component_verify_ticket (the last one pushed to the component), to get component
-    /// tokens with.
-    #[arg(long, env = "DATACUBE_COMPONENT_TICKET", hide_env_values = true)]
-    component_ticket: Option<String>,
-    /// A component_access_token already at hand (instead of, or before, the ticket).
-    #[arg(long, env = "DATACUBE_COMPONENT_TOKEN", hide_env_values = true)]
-    component_token: Option<String>,
-    /// The account's authorizer_refresh_token (with `--appid` and `--component-appid`).
-    #[arg(long, env = "DATACUBE_REFRESH_TOKEN", hide_env_values = true)]
-    refresh_token: Option<String>,
-    /// The server to mirror.
-    #[arg(long, env = "DATACUBE_UPSTREAM", default_value = datacube_client::WECHAT)]
-    upstream: String,
-    /// First day (YYYY-MM-DD).
-    #[arg(long, default_value = "2014-12-01", value_parser = parse_day)]
-    from: Date,
-    /// Last day (YYYY-MM-DD); the last ready day when not given (yesterday after 08:00).
-    #[arg(long, value_parser = parse_day)]
-    to: Option<Date>,
-    /// Endpoints, comma-separated (default: all 21; the four of 2025 are asked from
-    /// 2025-11-01 on, an endpoint the upstream says is offline (47009) is asked no more).
-    #[arg(long, value_delimiter = ',', value_parser = parse_endpoint)]
-    endpoints: Vec<Endpoint>,
-    /// Print the calls it would make, per endpoint, and stop.
-    #[arg(long)]
-    dry_run: bool,
-    /// Calls at once, at most.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
-    /// Use /cgi-bin/stable_token instead of /cgi-bin/token.
-    #[arg(long)]
-    stable_token: bool,
-    /// Seconds to wait after a 45011 (per-minute quota) before trying again; doubles on each
-    /// 45011 of the same call, up to a minute.
-    #[arg(long, default_value_t = 2.0)]
-    slow_down: f64,
-    #[command(flatten)]
-    db: DatabaseArg,
-    /// Emulated "now" (RFC 3339): which day is the last ready one.
-    #[arg(long, env = "DATACUBE_CLOCK")]
-    clock: Option<jiff::Timestamp>,
 }
 
 #[derive(Args)]
@@ -229,6 +171,10 @@ struct ServeArgs {
     /// token; EFFECT an error code or +delay).
     #[arg(long, env = "DATACUBE_FAULTS", value_parser = parse_faults)]
     faults: Option<datacube_server::faults::Faults>,
+    /// Mirror what this configuration names (TOML; see `datacube sync --config`) every day
+    /// at its scheduled time, into this server's database, by this server's clock.
+    #[arg(long, env = "DATACUBE_MIRROR")]
+    mirror: Option<std::path::PathBuf>,
 }
 
 fn parse_faults(s: &str) -> Result<datacube_server::faults::Faults, String> {
@@ -302,6 +248,10 @@ struct ImportArgs {
     endpoint: String,
     /// File holding the body exactly as WeChat returned it, or `-` for standard input.
     file: String,
+    /// Refuse rows with fields WeChat's documentation does not list (by default they are
+    /// kept as sent, with a warning per field).
+    #[arg(long)]
+    strict: bool,
     #[command(flatten)]
     db: DatabaseArg,
 }
@@ -485,10 +435,40 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.code))
         }
     }
 }
+
+/// An error with an exit code of its own: 2 for a usage error found after parsing (before
+/// anything is opened), 3 for a partial success.
+#[derive(Debug)]
+struct Exit {
+    code: u8,
+    message: String,
+}
+
+impl Exit {
+    /// A usage error: exit 2.
+    fn usage(message: impl Into<String>) -> anyhow::Error {
+        Exit::code(2, message)
+    }
+
+    fn code(code: u8, message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Exit {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 /// Logs go to stderr; `DATACUBE_LOG` (or `RUST_LOG`) filters them, `DATACUBE_LOG_FORMAT=json`
 /// makes them JSON lines.
@@ -541,7 +521,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo_events(args).await,
         Command::Push(args) => push(args).await,
         Command::Proxy(args) => proxy(args).await,
-        Command::Sync(args) => sync(args).await,
+        Command::Sync(args) => cmd::sync::sync(args).await,
         Command::Export(args) => export(args).await,
     }
 }
@@ -552,6 +532,11 @@ fn open(url: &str) -> Result<Store> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    let mirror = args
+        .mirror
+        .as_deref()
+        .map(cmd::sync::serve_mirror)
+        .transpose()?;
     let store = open(&args.db.database)?;
     let clock = match args.clock {
         Some(start) => Clock::starting_at(start),
@@ -608,8 +593,27 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     let _ = out.flush();
     drop(out);
+    let daemon = mirror.map(|mirror| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let handle = cmd::sync::spawn_daemon(
+            mirror,
+            store.clone(),
+            clock.clone(),
+            stop.clone(),
+            wake.clone(),
+        );
+        (stop, wake, handle)
+    });
     let app = App::new(store, clock, config);
     datacube_server::serve(listener, app, shutdown).await?;
+    if let Some((stop, wake, handle)) = daemon {
+        // The run under way, if any, ends after its calls in flight (each bounded by its
+        // timeouts) and is recorded as interrupted.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        wake.notify_one();
+        let _ = handle.await;
+    }
     Ok(())
 }
 
@@ -779,7 +783,16 @@ async fn import_file(args: ImportArgs) -> Result<()> {
             args.appid
         );
     }
-    let report = import::import_body(&store, &args.appid, endpoint, &body).await?;
+    let new = if args.strict {
+        datacube_api::row::NewFields::Refuse
+    } else {
+        datacube_api::row::NewFields::Keep
+    };
+    let imported = import::import_body(&store, &args.appid, endpoint, &body, new).await?;
+    for field in &imported.new_fields {
+        eprintln!("warning: {endpoint}: new field {field:?} kept");
+    }
+    let report = imported.report;
     println!(
         "{endpoint}: {} rows — {} inserted, {} updated, {} unchanged",
         report.inserted + report.updated + report.unchanged,
@@ -1138,234 +1151,6 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
         recorded.accepted, args.db.database, recorded.duplicates
     );
     Ok(())
-}
-
-async fn sync(args: SyncArgs) -> Result<()> {
-    let store = open(&args.db.database)?;
-    let Some(component_appid) = args.component_appid.clone() else {
-        let (Some(appid), Some(secret)) = (args.appid.clone(), args.secret.clone()) else {
-            bail!("--appid and --secret (or --component-appid and its credentials) are needed");
-        };
-        return sync_one(&args, &store, &appid, Some(secret), None).await;
-    };
-    if args.component_ticket.is_none() && args.component_token.is_none() {
-        bail!("--component-appid needs --component-ticket or --component-token");
-    }
-    let authorizer = |refresh_token: String| datacube_client::Authorizer {
-        component_appid: component_appid.clone(),
-        component_secret: args.component_secret.clone().unwrap_or_default(),
-        ticket: args.component_ticket.clone(),
-        component_token: args.component_token.clone(),
-        refresh_token,
-    };
-    let accounts = match (&args.appid, &args.refresh_token) {
-        (Some(appid), Some(refresh)) => vec![(appid.clone(), refresh.clone())],
-        (Some(_), None) => bail!("--appid with --component-appid needs --refresh-token"),
-        (None, _) => {
-            let mut config = datacube_client::ClientConfig::new("", "");
-            config.base = args.upstream.trim_end_matches('/').to_owned();
-            let client = datacube_client::Client::new(config)?;
-            let list = client.authorizers(&authorizer(String::new())).await?;
-            println!(
-                "{} accounts authorized {component_appid} on {}",
-                list.len(),
-                args.upstream
-            );
-            list
-        }
-    };
-    let mut failed = Vec::new();
-    for (appid, refresh) in accounts {
-        if let Err(e) = sync_one(&args, &store, &appid, None, Some(authorizer(refresh))).await {
-            eprintln!("{appid}: {e:#}");
-            failed.push(appid);
-        }
-    }
-    if !failed.is_empty() {
-        bail!(
-            "{} accounts not fully mirrored ({}); run the same command again to resume",
-            failed.len(),
-            failed.join(", ")
-        );
-    }
-    Ok(())
-}
-
-/// Mirrors one account, with its own secret or as a third-party platform.
-async fn sync_one(
-    args: &SyncArgs,
-    store: &datacube_store::Store,
-    appid: &str,
-    secret: Option<String>,
-    authorizer: Option<datacube_client::Authorizer>,
-) -> Result<()> {
-    use datacube_client::sync;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let store = store.clone();
-    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
-    let last_ready = datacube_api::date::last_ready_day(clock.unix());
-    let to = args.to.unwrap_or(last_ready).min(last_ready);
-    let endpoints = if args.endpoints.is_empty() {
-        Endpoint::ALL.to_vec()
-    } else {
-        args.endpoints.clone()
-    };
-    let plan = sync::plan(&store, appid, &endpoints, (args.from, to), last_ready).await?;
-    if args.dry_run {
-        println!(
-            "sync of {} from {} to {} (last ready day {}): {} calls",
-            appid,
-            format_date(args.from),
-            format_date(to),
-            format_date(last_ready),
-            plan.calls()
-        );
-        for (endpoint, windows) in &plan.endpoints {
-            println!("  {:<24} {:>6} calls", endpoint.name(), windows.len());
-        }
-        return Ok(());
-    }
-    if store.account(appid).await?.is_none() {
-        // Read as a component, the account's secret is unknown: a random one (set another
-        // with the admin API or `account add` on a fresh database).
-        let (local_secret, said) = match &secret {
-            Some(s) => (s.clone(), "same secret"),
-            None => (
-                datacube_server::new_token(),
-                "a random secret: it was read as a third-party platform",
-            ),
-        };
-        let record = AccountRecord {
-            appid: appid.to_owned(),
-            secret_hash: tokio::task::spawn_blocking(move || secret::hash_secret(&local_secret))
-                .await?,
-            verified: true,
-            created_at: clock.unix(),
-        };
-        store.add_account(record).await?;
-        eprintln!("added the local account {appid} ({said})");
-    }
-    let mut config = datacube_client::ClientConfig::new(appid, secret.clone().unwrap_or_default());
-    config.base = args.upstream.trim_end_matches('/').to_owned();
-    config.authorizer = authorizer;
-    if args.stable_token {
-        config.token_api = datacube_client::TokenApi::Stable;
-    }
-    if !(args.slow_down >= 0.0 && args.slow_down.is_finite()) {
-        bail!("--slow-down must be a number of seconds");
-    }
-    config.slow_down = Duration::from_secs_f64(args.slow_down);
-    let client = Arc::new(datacube_client::Client::new(config)?);
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let signal = shutdown_signal()?;
-        tokio::spawn(async move {
-            signal.await;
-            eprintln!("interrupted: finishing the calls under way…");
-            stop.store(true, Ordering::Relaxed);
-        });
-    }
-    let progress: Arc<dyn sync::Progress> = if std::io::stderr().is_terminal() {
-        Arc::new(Bars::new(&plan))
-    } else {
-        Arc::new(())
-    };
-    let started = std::time::Instant::now();
-    let (summary, error) = sync::run(
-        client.clone(),
-        store,
-        appid,
-        &plan,
-        args.concurrency,
-        stop.clone(),
-        progress.clone(),
-    )
-    .await;
-    drop(progress);
-    let c = &client.counters;
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "synced {} of {} from {}: {} calls ({} retries, {} token requests), {} rows stored in {:.1} s ({:.0} rows/s)",
-        summary.windows,
-        plan.calls(),
-        args.upstream,
-        c.calls.load(Ordering::Relaxed),
-        c.retries.load(Ordering::Relaxed),
-        c.token_calls.load(Ordering::Relaxed),
-        summary.rows,
-        elapsed,
-        summary.rows as f64 / elapsed.max(0.001)
-    );
-    for (endpoint, code, skipped) in &summary.offline {
-        let why = if *code == 47009 {
-            "47009 (this api is offline, please use the new api)"
-        } else {
-            "61007 (api is unauthorized to component: its permission set was not granted)"
-        };
-        println!(
-            "{endpoint}: the upstream answered {why}; not asked again ({skipped} more windows not asked)"
-        );
-    }
-    if let Some(e) = error {
-        bail!("{e}; {} calls left for the next run", summary.left);
-    }
-    if summary.left > 0 {
-        bail!(
-            "interrupted with {} calls left; run the same command again to resume",
-            summary.left
-        );
-    }
-    Ok(())
-}
-
-/// A progress bar per endpoint.
-struct Bars {
-    _multi: indicatif::MultiProgress,
-    bars: std::collections::HashMap<Endpoint, indicatif::ProgressBar>,
-}
-
-impl Bars {
-    fn new(plan: &datacube_client::sync::Plan) -> Bars {
-        let multi = indicatif::MultiProgress::new();
-        let style =
-            indicatif::ProgressStyle::with_template("{prefix:>24} {wide_bar} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        let mut bars = std::collections::HashMap::new();
-        for (endpoint, windows) in &plan.endpoints {
-            if windows.is_empty() {
-                continue;
-            }
-            let bar = multi.add(indicatif::ProgressBar::new(windows.len() as u64));
-            bar.set_style(style.clone());
-            bar.set_prefix(endpoint.name());
-            bars.insert(*endpoint, bar);
-        }
-        Bars {
-            _multi: multi,
-            bars,
-        }
-    }
-}
-
-impl datacube_client::sync::Progress for Bars {
-    fn window_done(&self, endpoint: Endpoint, rows: usize) {
-        if let Some(bar) = self.bars.get(&endpoint) {
-            bar.inc(1);
-            if rows > 0 {
-                bar.set_message(format!("+{rows} rows"));
-            }
-        }
-    }
-}
-
-impl Drop for Bars {
-    fn drop(&mut self) {
-        for bar in self.bars.values() {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 async fn export(args: ExportArgs) -> Result<()> {

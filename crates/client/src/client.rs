@@ -1,12 +1,16 @@
 //! The HTTP client of WeChat's datacube and token APIs.
 //!
-//! - Tokens: `/cgi-bin/token` (or `/cgi-bin/stable_token`), cached until five minutes before
-//!   they expire, refreshed when an answer says the token is invalid (40001) or expired
-//!   (42001) — **at most once per call**, so a refresh loop can never burn the daily token
-//!   quota.
-//! - Retries with exponential backoff and jitter on `-1` (system busy) and on transport
-//!   errors; `45011` (per-minute quota) slows down and retries; `45009` (daily quota) stops
-//!   with an error that says so.
+//! - Tokens: `/cgi-bin/token` (or `/cgi-bin/stable_token`), cached until shortly before they
+//!   expire (lifetimes an upstream announces are clamped to 60 s – 1 day), refreshed when an
+//!   answer says the token is invalid (40001) or expired (42001) — **at most once per call**,
+//!   so a refresh loop can never burn the daily token quota.
+//! - Retries with exponential backoff and jitter on `-1` (system busy) and on what a gateway
+//!   or the network does — transport errors, timeouts, HTTP 5xx, a page that is not JSON;
+//!   `45011` (per-minute quota) slows down and retries; `45009` (daily quota) stops with an
+//!   error that says so.
+//! - Every exchange is bounded (`crate::http`): connect, answer-head and whole-answer
+//!   timeouts, and a size limit on answers. Errors never carry the request's URL (it holds
+//!   the secret or the access token).
 //! - Every call is counted: first attempts in `calls`, the rest in `retries`, token requests
 //!   in `token_calls`.
 
@@ -21,6 +25,9 @@ use serde::de::DeserializeOwned;
 
 /// WeChat's API host.
 pub const WECHAT: &str = "https://api.weixin.qq.com";
+
+/// The default limit of an answer's size: 64 MiB (a year of getuserreadhour is ~6 MiB).
+pub const DEFAULT_MAX_ANSWER: u64 = 64 << 20;
 
 /// Which token API to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +76,14 @@ pub struct ClientConfig {
     pub slow_down: Duration,
     /// Attempts after `45011`.
     pub slow_down_retries: u32,
-    /// Time limit of one HTTP request.
+    /// Time limit of a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Time limit until an answer's status and headers have arrived.
+    pub header_timeout: Duration,
+    /// Time limit of one HTTP request, the whole answer read.
     pub timeout: Duration,
+    /// The largest answer read, in bytes; a larger one fails the call.
+    pub max_answer: u64,
 }
 
 impl ClientConfig {
@@ -86,7 +99,10 @@ impl ClientConfig {
             backoff: Duration::from_millis(200),
             slow_down: Duration::from_secs(2),
             slow_down_retries: 8,
-            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(60),
+            max_answer: DEFAULT_MAX_ANSWER,
         }
     }
 }
@@ -138,6 +154,20 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// Whether the error stops every call of the account, not one endpoint's: wrong
+    /// credentials, or a token API that failed (nothing can be asked without a token).
+    pub fn stops_the_account(&self) -> bool {
+        match self {
+            ClientError::Credentials { .. } => true,
+            ClientError::Api { api, .. }
+            | ClientError::QuotaExhausted { api, .. }
+            | ClientError::Transport { api, .. }
+            | ClientError::BadAnswer { api, .. } => !api.starts_with("datacube/"),
+        }
+    }
+}
+
 /// Calls made, for reports and tests.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -160,8 +190,18 @@ pub struct Client {
     pub counters: Counters,
 }
 
-/// A token is renewed this long before it expires.
-const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+/// Token lifetimes an upstream announces are taken within these bounds: `expires_in: 0`
+/// would otherwise mean a token per call (a day's 2,000 gone in a mirror), and a huge value
+/// would overflow the clock.
+const TOKEN_LIFETIME: (u64, u64) = (60, 86_400);
+
+/// When a token of `expires_in` seconds, received now, is renewed: five minutes before it
+/// expires, or after three quarters of a short lifetime.
+fn renew_at(expires_in: u64) -> Instant {
+    let lifetime = expires_in.clamp(TOKEN_LIFETIME.0, TOKEN_LIFETIME.1);
+    let margin = (lifetime / 4).min(300);
+    Instant::now() + Duration::from_secs(lifetime - margin)
+}
 
 #[derive(serde::Deserialize)]
 struct ErrorAnswer {
@@ -169,10 +209,18 @@ struct ErrorAnswer {
     errmsg: Option<String>,
 }
 
+/// What one attempt of a call came to.
+enum Attempt<T> {
+    Done(T),
+    /// Worth another try, for this reason.
+    Again(String),
+}
+
 impl Client {
     /// A client with `config`.
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
@@ -180,7 +228,7 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Transport {
                 api: "client".into(),
-                message: e.to_string(),
+                message: e.without_url().to_string(),
             })?;
         Ok(Client {
             http,
@@ -201,19 +249,52 @@ impl Client {
         d.mul_f64(rand::rng().random_range(0.5..1.5))
     }
 
+    /// Waits before retry number `attempt + 1`.
+    async fn pause(&self, attempt: u32) {
+        tokio::time::sleep(self.backoff(attempt, self.config.backoff, Duration::from_secs(10)))
+            .await;
+    }
+
+    /// One HTTP exchange, bounded by the configured limits. A failure not worth retrying is
+    /// the call's error; the others come back as [`Attempt::Again`].
+    async fn exchange(
+        &self,
+        api: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Attempt<String>, ClientError> {
+        let limits = crate::http::Limits {
+            header_timeout: self.config.header_timeout.min(self.config.timeout),
+            timeout: self.config.timeout,
+            max_answer: self.config.max_answer,
+        };
+        match crate::http::exchange(request, limits).await {
+            Ok(text) => Ok(Attempt::Done(text)),
+            Err(crate::http::Failure::Transient(why)) => Ok(Attempt::Again(why)),
+            Err(crate::http::Failure::Fatal(why)) => Err(ClientError::BadAnswer {
+                api: api.to_owned(),
+                message: why,
+            }),
+        }
+    }
+
+    /// The error of a call whose every attempt failed for `why`.
+    fn gave_up(&self, api: &str, why: String) -> ClientError {
+        ClientError::Transport {
+            api: api.to_owned(),
+            message: format!("{why} (after {} attempts)", self.config.retries + 1),
+        }
+    }
+
     /// A valid access token: the cached one, or a new one.
     pub async fn access_token(&self) -> Result<String, ClientError> {
         let mut cached = self.token.lock().await;
-        if let Some((token, expires)) = &*cached {
-            if Instant::now() + TOKEN_MARGIN < *expires {
+        if let Some((token, renew)) = &*cached {
+            if Instant::now() < *renew {
                 return Ok(token.clone());
             }
         }
         let (token, expires_in) = self.request_token(false).await?;
-        *cached = Some((
-            token.clone(),
-            Instant::now() + Duration::from_secs(expires_in),
-        ));
+        *cached = Some((token.clone(), renew_at(expires_in)));
         Ok(token)
     }
 
@@ -227,10 +308,7 @@ impl Client {
             }
         }
         let (token, expires_in) = self.request_token(true).await?;
-        *cached = Some((
-            token.clone(),
-            Instant::now() + Duration::from_secs(expires_in),
-        ));
+        *cached = Some((token.clone(), renew_at(expires_in)));
         Ok(token)
     }
 
@@ -241,7 +319,7 @@ impl Client {
         #[derive(serde::Deserialize)]
         struct TokenAnswer {
             access_token: Option<String>,
-            expires_in: Option<u64>,
+            expires_in: Option<serde_json::Number>,
             errcode: Option<i64>,
             errmsg: Option<String>,
         }
@@ -252,91 +330,76 @@ impl Client {
         let mut attempt = 0;
         loop {
             self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-            let sent = match self.config.token_api {
-                TokenApi::Basic => {
-                    self.http
-                        .get(format!("{}/cgi-bin/token", self.config.base))
-                        .query(&[
-                            ("grant_type", "client_credential"),
-                            ("appid", &self.config.appid),
-                            ("secret", &self.config.secret),
-                        ])
-                        .send()
-                        .await
-                }
-                TokenApi::Stable => {
-                    self.http
-                        .post(format!("{}/cgi-bin/stable_token", self.config.base))
-                        .json(&serde_json::json!({
-                            "grant_type": "client_credential",
-                            "appid": self.config.appid,
-                            "secret": self.config.secret,
-                            "force_refresh": force,
-                        }))
-                        .send()
-                        .await
-                }
+            let request = match self.config.token_api {
+                // WeChat takes the secret only in the query: it never leaves this function
+                // in an error (see `crate::http`).
+                TokenApi::Basic => self
+                    .http
+                    .get(format!("{}/cgi-bin/token", self.config.base))
+                    .query(&[
+                        ("grant_type", "client_credential"),
+                        ("appid", &self.config.appid),
+                        ("secret", &self.config.secret),
+                    ]),
+                TokenApi::Stable => self
+                    .http
+                    .post(format!("{}/cgi-bin/stable_token", self.config.base))
+                    .json(&serde_json::json!({
+                        "grant_type": "client_credential",
+                        "appid": self.config.appid,
+                        "secret": self.config.secret,
+                        "force_refresh": force,
+                    })),
             };
-            let answer = match sent {
-                Ok(r) => r.text().await,
-                Err(e) => Err(e),
+            let why = match self.exchange(api, request).await? {
+                Attempt::Done(text) => {
+                    let parsed: TokenAnswer =
+                        serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
+                            api: api.into(),
+                            message: format!("{e}: {}", crate::http::snippet(text.as_bytes())),
+                        })?;
+                    match (parsed.access_token, parsed.errcode.unwrap_or(0)) {
+                        (Some(token), 0) => {
+                            // Any number: negative, fractional or huge ones are clamped.
+                            let expires_in = parsed.expires_in.map_or(7200, |n| {
+                                n.as_u64().unwrap_or(if n.as_i64().is_some() {
+                                    0
+                                } else {
+                                    u64::MAX
+                                })
+                            });
+                            return Ok((token, expires_in));
+                        }
+                        (_, -1) => "-1 system error".to_owned(),
+                        (_, 45009) => {
+                            return Err(ClientError::QuotaExhausted {
+                                api: api.into(),
+                                errmsg: parsed.errmsg.unwrap_or_default(),
+                            })
+                        }
+                        (_, code @ (40013 | 40125 | 40164 | 41002 | 41004)) => {
+                            return Err(ClientError::Credentials {
+                                code,
+                                errmsg: parsed.errmsg.unwrap_or_default(),
+                            })
+                        }
+                        (_, code) => {
+                            return Err(ClientError::Api {
+                                api: api.into(),
+                                code,
+                                errmsg: parsed.errmsg.unwrap_or_default(),
+                            })
+                        }
+                    }
+                }
+                Attempt::Again(why) => why,
             };
-            let text = match answer {
-                Ok(t) => t,
-                Err(e) if attempt < self.config.retries => {
-                    tracing::debug!(error = %e, "token request failed; retrying");
-                    tokio::time::sleep(self.backoff(
-                        attempt,
-                        self.config.backoff,
-                        Duration::from_secs(10),
-                    ))
-                    .await;
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(ClientError::Transport {
-                        api: api.into(),
-                        message: e.to_string(),
-                    })
-                }
-            };
-            let parsed: TokenAnswer =
-                serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
-                    api: api.into(),
-                    message: format!("{e}: {}", text.chars().take(200).collect::<String>()),
-                })?;
-            match (parsed.access_token, parsed.errcode.unwrap_or(0)) {
-                (Some(token), 0) => return Ok((token, parsed.expires_in.unwrap_or(7200))),
-                (_, -1) if attempt < self.config.retries => {
-                    tokio::time::sleep(self.backoff(
-                        attempt,
-                        self.config.backoff,
-                        Duration::from_secs(10),
-                    ))
-                    .await;
-                    attempt += 1;
-                }
-                (_, 45009) => {
-                    return Err(ClientError::QuotaExhausted {
-                        api: api.into(),
-                        errmsg: parsed.errmsg.unwrap_or_default(),
-                    })
-                }
-                (_, code @ (40013 | 40125 | 40164 | 41002 | 41004)) => {
-                    return Err(ClientError::Credentials {
-                        code,
-                        errmsg: parsed.errmsg.unwrap_or_default(),
-                    })
-                }
-                (_, code) => {
-                    return Err(ClientError::Api {
-                        api: api.into(),
-                        code,
-                        errmsg: parsed.errmsg.unwrap_or_default(),
-                    })
-                }
+            if attempt >= self.config.retries {
+                return Err(self.gave_up(api, why));
             }
+            tracing::debug!(%api, %why, "token request failed; retrying");
+            self.pause(attempt).await;
+            attempt += 1;
         }
     }
 
@@ -352,23 +415,17 @@ impl Client {
         let mut attempt = 0;
         loop {
             self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-            let sent = self
+            let request = self
                 .http
                 .post(format!("{}/{api}", self.config.base))
                 .query(query)
-                .json(&body)
-                .send()
-                .await;
-            let text = match sent {
-                Ok(r) => r.text().await,
-                Err(e) => Err(e),
-            };
-            let retry = match text {
-                Ok(text) => {
+                .json(&body);
+            let why = match self.exchange(&api, request).await? {
+                Attempt::Done(text) => {
                     let v: serde_json::Value =
                         serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
                             api: api.clone(),
-                            message: format!("{e}: {}", text.chars().take(200).collect::<String>()),
+                            message: format!("{e}: {}", crate::http::snippet(text.as_bytes())),
                         })?;
                     match v
                         .get("errcode")
@@ -376,7 +433,7 @@ impl Client {
                         .unwrap_or(0)
                     {
                         0 => return Ok(v),
-                        -1 => true,
+                        -1 => "-1 system error".to_owned(),
                         code => {
                             return Err(ClientError::Api {
                                 api,
@@ -386,23 +443,12 @@ impl Client {
                         }
                     }
                 }
-                Err(e) if attempt >= self.config.retries => {
-                    return Err(ClientError::Transport {
-                        api,
-                        message: e.to_string(),
-                    })
-                }
-                Err(_) => true,
+                Attempt::Again(why) => why,
             };
-            if retry && attempt >= self.config.retries {
-                return Err(ClientError::Api {
-                    api,
-                    code: -1,
-                    errmsg: "system error".into(),
-                });
+            if attempt >= self.config.retries {
+                return Err(self.gave_up(&api, why));
             }
-            tokio::time::sleep(self.backoff(attempt, self.config.backoff, Duration::from_secs(10)))
-                .await;
+            self.pause(attempt).await;
             attempt += 1;
         }
     }
@@ -551,6 +597,17 @@ impl Client {
         begin: Date,
         end: Date,
     ) -> Result<String, ClientError> {
+        self.datacube_counted(endpoint, begin, end, &mut 0).await
+    }
+
+    /// [`Client::datacube_raw`], adding to `retried` the attempts after the first.
+    pub async fn datacube_counted(
+        &self,
+        endpoint: Endpoint,
+        begin: Date,
+        end: Date,
+        retried: &mut u64,
+    ) -> Result<String, ClientError> {
         let api = format!("datacube/{}", endpoint.name());
         let body = format!(
             r#"{{"begin_date":"{}","end_date":"{}"}}"#,
@@ -561,37 +618,23 @@ impl Client {
         let (mut attempts, mut slowdowns, mut renewed) = (0u32, 0u32, false);
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         loop {
-            let sent = self
+            let request = self
                 .http
                 .post(format!("{}/{api}", self.config.base))
                 .query(&[("access_token", &token)])
-                .body(body.clone())
-                .send()
-                .await;
-            let text = match sent {
-                Ok(r) => r.text().await,
-                Err(e) => Err(e),
-            };
-            let again = |s: &Self| s.counters.retries.fetch_add(1, Ordering::Relaxed);
-            let text = match text {
-                Ok(t) => t,
-                Err(e) if attempts < self.config.retries => {
-                    tracing::debug!(error = %e, %api, "datacube call failed; retrying");
-                    tokio::time::sleep(self.backoff(
-                        attempts,
-                        self.config.backoff,
-                        Duration::from_secs(10),
-                    ))
-                    .await;
+                .body(body.clone());
+            let text = match self.exchange(&api, request).await? {
+                Attempt::Done(text) => text,
+                Attempt::Again(why) => {
+                    if attempts >= self.config.retries {
+                        return Err(self.gave_up(&api, why));
+                    }
+                    tracing::debug!(%api, %why, "datacube call failed; retrying");
+                    self.pause(attempts).await;
                     attempts += 1;
-                    again(self);
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    *retried += 1;
                     continue;
-                }
-                Err(e) => {
-                    return Err(ClientError::Transport {
-                        api,
-                        message: e.to_string(),
-                    })
                 }
             };
             // A success is `{"list":…}`; an error `{"errcode":…,"errmsg":…}`.
@@ -601,7 +644,7 @@ impl Client {
             let parsed: ErrorAnswer =
                 serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
                     api: api.clone(),
-                    message: format!("{e}: {}", text.chars().take(200).collect::<String>()),
+                    message: format!("{e}: {}", crate::http::snippet(text.as_bytes())),
                 })?;
             let code = parsed.errcode.unwrap_or(0);
             let errmsg = parsed.errmsg.unwrap_or_default();
@@ -611,17 +654,10 @@ impl Client {
                 40001 | 42001 if !renewed => {
                     renewed = true;
                     token = self.renew_token(&token).await?;
-                    again(self);
                 }
                 -1 if attempts < self.config.retries => {
-                    tokio::time::sleep(self.backoff(
-                        attempts,
-                        self.config.backoff,
-                        Duration::from_secs(10),
-                    ))
-                    .await;
+                    self.pause(attempts).await;
                     attempts += 1;
-                    again(self);
                 }
                 45011 if slowdowns < self.config.slow_down_retries => {
                     let wait =
@@ -629,11 +665,12 @@ impl Client {
                     tracing::info!(%api, ?wait, "45011: per-minute quota; slowing down");
                     tokio::time::sleep(wait).await;
                     slowdowns += 1;
-                    again(self);
                 }
                 45009 => return Err(ClientError::QuotaExhausted { api, errmsg }),
                 code => return Err(ClientError::Api { api, code, errmsg }),
             }
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            *retried += 1;
         }
     }
 

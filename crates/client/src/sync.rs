@@ -15,15 +15,18 @@
 //! `datacube serve`, WeChat before it retired them) so gets mirrored whole, and one that
 //! answers 47009 is asked once (see [`run`]).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use datacube_api::date::{add_days, days_between, monday_of};
+use datacube_api::date::{add_days, days_between, format_date, monday_of};
+use datacube_api::row::{NewFields, Row};
 use datacube_api::{Endpoint, Generation, Period};
 use datacube_store::Store;
 use jiff::civil::Date;
 
 use crate::client::{Client, ClientError};
+use crate::report::{AccountReport, EndpointReport, EndpointStatus, Outcome};
 
 /// WeChat's statistics start on this day.
 pub const EARLIEST: Date = jiff::civil::date(2014, 12, 1);
@@ -157,22 +160,16 @@ impl Progress for () {
     fn window_done(&self, _: Endpoint, _: usize) {}
 }
 
-/// What a sync did.
-#[derive(Debug, Default)]
-pub struct Summary {
-    /// Windows mirrored.
-    pub windows: u64,
-    /// Rows stored.
-    pub rows: u64,
-    /// Windows left undone (interrupted, or stopped by an error).
-    pub left: u64,
-    /// Endpoints the upstream refused for good — 47009 (offline) or 61007 (a third-party
-    /// platform without the endpoint's permission set) — each asked no more after that
-    /// answer: the endpoint, the code, and the windows not asked.
-    pub offline: Vec<(Endpoint, i64, u64)>,
+/// How a sync treats what it receives.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Calls at once, at most.
+    pub concurrency: usize,
+    /// Refuse rows with fields the endpoint's shape does not list, instead of keeping them.
+    pub strict: bool,
 }
 
-/// Why a sync stopped.
+/// Why one window could not be mirrored.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// The client failed (45009, credentials, an error after every retry…).
@@ -195,21 +192,37 @@ pub enum SyncError {
     Store(#[from] datacube_store::StoreError),
 }
 
-/// Runs `plan` with at most `concurrency` calls at once; windows of all endpoints are taken
-/// in turn. Stops early, leaving the rest for the next run, when `stop` becomes true or a
-/// call fails for good (its error is returned with the summary of what was done).
+/// How many examples of rows dated outside their window a report names.
+const SKIPPED_NAMED: usize = 5;
+
+/// One endpoint's part of a run, as the workers fill it.
+struct Part {
+    report: EndpointReport,
+    /// No more windows of it are asked (it failed, or the upstream closed it).
+    closed: bool,
+    new_fields: BTreeSet<String>,
+}
+
+/// Runs `plan` for `appid`: at most `options.concurrency` calls at once, the windows of all
+/// endpoints taken in turn. An endpoint whose call fails for good (after its retries), or that
+/// the upstream closes (47009, 61007), is asked no more; the others go on. What stops the
+/// account — its credentials, the token API — stops every endpoint. `stop` stops the run
+/// between calls, leaving the rest for the next one.
+///
+/// The report's counters and statuses are filled; the account's `local_account` is left to
+/// the caller.
 pub async fn run(
     client: Arc<Client>,
     store: Store,
     appid: &str,
     plan: &Plan,
-    concurrency: usize,
+    options: Options,
     stop: Arc<AtomicBool>,
     progress: Arc<dyn Progress>,
-) -> (Summary, Option<SyncError>) {
+) -> AccountReport {
     let last_ready = plan.last_ready.unwrap_or(EARLIEST);
     // Round-robin over the endpoints, so that every endpoint moves on together.
-    let mut queue: Vec<(Endpoint, (Date, Date))> = Vec::with_capacity(plan.calls());
+    let mut queue: Vec<(usize, (Date, Date))> = Vec::with_capacity(plan.calls());
     let longest = plan
         .endpoints
         .iter()
@@ -217,110 +230,207 @@ pub async fn run(
         .max()
         .unwrap_or(0);
     for i in 0..longest {
-        for (endpoint, windows) in &plan.endpoints {
+        for (at, (_, windows)) in plan.endpoints.iter().enumerate() {
             if let Some(w) = windows.get(i) {
-                queue.push((*endpoint, *w));
+                queue.push((at, *w));
             }
         }
     }
-    let total = queue.len() as u64;
+    let parts: Arc<Vec<std::sync::Mutex<Part>>> = Arc::new(
+        plan.endpoints
+            .iter()
+            .map(|(endpoint, windows)| {
+                std::sync::Mutex::new(Part {
+                    report: EndpointReport {
+                        endpoint: endpoint.name().to_owned(),
+                        status: EndpointStatus::Done,
+                        windows: windows.len() as u64,
+                        windows_done: 0,
+                        calls: 0,
+                        retries: 0,
+                        rows_stored: 0,
+                        rows_skipped: 0,
+                        skipped: Vec::new(),
+                        new_fields: Vec::new(),
+                        error: None,
+                    },
+                    closed: false,
+                    new_fields: BTreeSet::new(),
+                })
+            })
+            .collect(),
+    );
+    let endpoints: Arc<Vec<Endpoint>> = Arc::new(plan.endpoints.iter().map(|(e, _)| *e).collect());
     let next = Arc::new(AtomicU64::new(0));
     let queue = Arc::new(queue);
-    let rows = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    let failed: Arc<std::sync::Mutex<Option<SyncError>>> = Arc::default();
-    // Endpoints answered 47009, and how many of their windows were not asked.
-    let offline: Arc<std::sync::Mutex<Vec<(Endpoint, i64, u64)>>> = Arc::default();
-    // Calls answered 47009 (more than one per endpoint when several were in flight).
-    let offline_answers = Arc::new(AtomicU64::new(0));
+    let account_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let token_calls_before = client.counters.token_calls.load(Ordering::Relaxed);
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.max(1) {
+    for _ in 0..options.concurrency.max(1) {
         let (client, store, appid) = (client.clone(), store.clone(), appid.to_owned());
-        let (queue, next, rows, done, failed, stop, progress) = (
+        let (queue, next, parts, endpoints, account_error, stop, progress) = (
             queue.clone(),
             next.clone(),
-            rows.clone(),
-            done.clone(),
-            failed.clone(),
+            parts.clone(),
+            endpoints.clone(),
+            account_error.clone(),
             stop.clone(),
             progress.clone(),
         );
-        let (offline, offline_answers) = (offline.clone(), offline_answers.clone());
         workers.spawn(async move {
             loop {
-                if stop.load(Ordering::Relaxed) || failed.lock().map_or(true, |f| f.is_some()) {
+                if stop.load(Ordering::Relaxed)
+                    || account_error.lock().map_or(true, |e| e.is_some())
+                {
                     return;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(&(endpoint, (begin, end))) = queue.get(i) else {
+                let Some(&(at, (begin, end))) = queue.get(i) else {
                     return;
                 };
-                let skip = |list: &mut Vec<(Endpoint, i64, u64)>| {
-                    let entry = list.iter_mut().find(|(e, _, _)| *e == endpoint);
-                    entry.map(|(_, _, skipped)| *skipped += 1).is_some()
-                };
-                if offline.lock().is_ok_and(|mut o| skip(&mut o)) {
+                let part = &parts[at];
+                let endpoint = endpoints[at];
+                if part.lock().map_or(true, |p| p.closed) {
                     continue;
                 }
-                let outcome =
-                    mirror_one(&client, &store, &appid, endpoint, begin, end, last_ready).await;
+                let mut retried = 0;
+                let outcome = mirror_one(
+                    &client,
+                    &store,
+                    &appid,
+                    (endpoint, begin, end),
+                    last_ready,
+                    options.strict,
+                    &mut retried,
+                )
+                .await;
+                let Ok(mut p) = part.lock() else { return };
+                p.report.calls += 1;
+                p.report.retries += retried;
                 match outcome {
-                    Ok(n) => {
-                        rows.fetch_add(n as u64, Ordering::Relaxed);
-                        done.fetch_add(1, Ordering::Relaxed);
-                        progress.window_done(endpoint, n);
+                    Ok(window) => {
+                        p.report.windows_done += 1;
+                        p.report.rows_stored += window.stored as u64;
+                        p.report.rows_skipped += window.outside.len() as u64;
+                        for d in window.outside {
+                            if p.report.skipped.len() < SKIPPED_NAMED {
+                                p.report.skipped.push(format!(
+                                    "{} (asked {}..{})",
+                                    format_date(d),
+                                    format_date(begin),
+                                    format_date(end)
+                                ));
+                            }
+                        }
+                        p.new_fields.extend(window.new_fields);
+                        drop(p);
+                        progress.window_done(endpoint, window.stored);
                     }
                     // 47009: this endpoint is offline upstream (WeChat's old article
                     // endpoints since 2026); 61007: read as a third-party platform without
                     // the endpoint's permission set. The other endpoints go on.
                     Err(SyncError::Client(ClientError::Api {
                         code: code @ (47009 | 61007),
+                        errmsg,
                         ..
                     })) => {
-                        offline_answers.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut o) = offline.lock() {
-                            if !o.iter().any(|(e, _, _)| *e == endpoint) {
-                                o.push((endpoint, code, 0));
-                            }
+                        if !p.closed {
+                            p.closed = true;
+                            p.report.status = if code == 47009 {
+                                EndpointStatus::Offline
+                            } else {
+                                EndpointStatus::Unauthorized
+                            };
+                            p.report.error = Some(format!("{code} {errmsg}"));
                         }
                     }
-                    Err(e) => {
-                        if let Ok(mut f) = failed.lock() {
-                            f.get_or_insert(e);
+                    Err(SyncError::Client(e)) if e.stops_the_account() => {
+                        drop(p);
+                        if let Ok(mut a) = account_error.lock() {
+                            a.get_or_insert(e.to_string());
                         }
                         return;
+                    }
+                    Err(e) => {
+                        if !p.closed {
+                            p.closed = true;
+                            p.report.status = EndpointStatus::Failed;
+                            p.report.error = Some(e.to_string());
+                        }
                     }
                 }
             }
         });
     }
     while workers.join_next().await.is_some() {}
-    let done = done.load(Ordering::Relaxed);
-    let offline = offline.lock().map(|o| o.clone()).unwrap_or_default();
-    // The calls answered 47009 and the windows not asked are not left for later in this run.
-    let answered_offline =
-        offline_answers.load(Ordering::Relaxed) + offline.iter().map(|(_, _, n)| n).sum::<u64>();
-    let summary = Summary {
-        windows: done,
-        rows: rows.load(Ordering::Relaxed),
-        left: total - done - answered_offline,
-        offline,
+    let error = account_error.lock().ok().and_then(|mut e| e.take());
+    let interrupted = stop.load(Ordering::Relaxed);
+    let mut report = AccountReport {
+        appid: appid.to_owned(),
+        outcome: Outcome::Ok,
+        error,
+        local_account: None,
+        seconds: 0.0,
+        calls: 0,
+        retries: 0,
+        token_calls: client.counters.token_calls.load(Ordering::Relaxed) - token_calls_before,
+        rows_stored: 0,
+        rows_skipped: 0,
+        endpoints: Vec::new(),
     };
-    let error = failed.lock().ok().and_then(|mut f| f.take());
-    (summary, error)
+    for part in parts.iter() {
+        let Ok(mut p) = part.lock() else { continue };
+        let mut r = p.report.clone();
+        r.new_fields = p.new_fields.iter().cloned().collect();
+        if !p.closed {
+            r.status = match () {
+                _ if r.windows == 0 => EndpointStatus::UpToDate,
+                _ if r.windows_done == r.windows => EndpointStatus::Done,
+                _ if report.error.is_some() => EndpointStatus::NotAsked,
+                _ if interrupted => EndpointStatus::Interrupted,
+                // Unreachable in practice: every window is taken unless one of the above.
+                _ => EndpointStatus::Interrupted,
+            };
+        }
+        p.closed = true;
+        report.calls += r.calls;
+        report.retries += r.retries;
+        report.rows_stored += r.rows_stored;
+        report.rows_skipped += r.rows_skipped;
+        report.endpoints.push(r);
+    }
+    report.settle();
+    report
+}
+
+/// What one window came to.
+struct Window {
+    /// Rows stored.
+    stored: usize,
+    /// The `ref_date` of each row dated outside the window (not stored).
+    outside: Vec<Date>,
+    /// Fields no shape lists, kept.
+    new_fields: BTreeSet<String>,
 }
 
 async fn mirror_one(
     client: &Client,
     store: &Store,
     appid: &str,
-    endpoint: Endpoint,
-    begin: Date,
-    end: Date,
+    (endpoint, begin, end): (Endpoint, Date, Date),
     last_ready: Date,
-) -> Result<usize, SyncError> {
-    let body = client.datacube_raw(endpoint, begin, end).await?;
-    let rows = datacube_api::row::parse_list(endpoint, body.as_bytes()).map_err(|e| {
+    strict: bool,
+    retried: &mut u64,
+) -> Result<Window, SyncError> {
+    let body = client
+        .datacube_counted(endpoint, begin, end, retried)
+        .await?;
+    let new = if strict {
+        NewFields::Refuse
+    } else {
+        NewFields::Keep
+    };
+    let parsed = datacube_api::row::parse_list(endpoint, body.as_bytes(), new).map_err(|e| {
         SyncError::Answer {
             endpoint,
             begin,
@@ -328,13 +438,21 @@ async fn mirror_one(
             error: e.to_string(),
         }
     })?;
-    let n = rows.len();
+    let (rows, outside): (Vec<Row>, Vec<Row>) = parsed
+        .rows
+        .into_iter()
+        .partition(|r| r.ref_date >= begin && r.ref_date <= end);
+    let stored = rows.len();
     // `"is_delay":true`: the upstream says the window may still change.
     let final_through = (!says_delayed(&body)).then(|| final_through(endpoint, last_ready));
     store
         .mirror_window(appid, endpoint, (begin, end), rows, final_through)
         .await?;
-    Ok(n)
+    Ok(Window {
+        stored,
+        outside: outside.into_iter().map(|r| r.ref_date).collect(),
+        new_fields: parsed.new_fields,
+    })
 }
 
 /// Whether a 2025 answer says `"is_delay":true`.

@@ -5,6 +5,7 @@
 //! cargo run --release -p datacube-server --example bench_fill -- sqlite:///tmp/bench.db 1000 1096
 
 use datacube_api::date::{add_days, format_date, parse_date};
+use datacube_api::row::NewFields;
 use datacube_api::Endpoint;
 use datacube_server::import::import_body;
 use datacube_server::secret::hash_secret;
@@ -82,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (endpoint, list) in bodies {
             rows += list.len();
             let body = format!(r#"{{"list":[{}]}}"#, list.join(","));
-            import_body(&store, &appid, endpoint, body.as_bytes()).await?;
+            import_body(&store, &appid, endpoint, body.as_bytes(), NewFields::Refuse).await?;
         }
         if a % 100 == 99 {
             eprintln!("{} accounts, {rows} rows, {:.0?}", a + 1, started.elapsed());

@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<App> {
         .route("/admin/import", post(import))
         .route("/admin/events", post(events))
         .route("/admin/datacube/{name}", post(datacube))
+        .route("/admin/sync/runs", get(sync_runs))
         .route(
             "/admin/components",
             get(list_components).post(add_component),
@@ -266,13 +267,25 @@ async fn import(State(app): State<App>, req: Request) -> Response {
     let Some(endpoint) = Endpoint::from_name(&name) else {
         return unknown_endpoint(StatusCode::BAD_REQUEST, &name);
     };
-    match import_body(app.store(), &appid, endpoint, &body).await {
-        Ok(report) => {
+    let new = match param("strict").as_deref() {
+        None | Some("false" | "0") => datacube_api::row::NewFields::Keep,
+        Some("true" | "1" | "") => datacube_api::row::NewFields::Refuse,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`strict` is true or false, not {other:?}"),
+            )
+        }
+    };
+    match import_body(app.store(), &appid, endpoint, &body, new).await {
+        Ok(imported) => {
             app.statistics_changed(&appid);
+            let report = imported.report;
             Json(json!({
             "inserted": report.inserted,
             "updated": report.updated,
             "unchanged": report.unchanged,
+            "new_fields": imported.new_fields,
             }))
             .into_response()
         }
@@ -280,6 +293,56 @@ async fn import(State(app): State<App>, req: Request) -> Response {
             error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }
         Err(ImportError::Store(e)) => internal(&e),
+    }
+}
+
+/// `GET /admin/sync/runs?mirror=NAME&limit=N`: the newest runs of `datacube sync` (one-shot
+/// and daemon, of this database), newest first, each with its report.
+async fn sync_runs(State(app): State<App>, req: Request) -> Response {
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    if let Err(resp) = admit(&app, req).await {
+        return resp;
+    }
+    let param = |key: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    let limit = match param("limit").map(|l| l.parse::<u32>()) {
+        None => 20,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`limit` is a number from 1 to 1000",
+            )
+        }
+    };
+    let mirror = param("mirror");
+    match app.store().sync_runs(mirror.as_deref(), limit).await {
+        Ok(runs) => {
+            let runs: Vec<serde_json::Value> = runs
+                .into_iter()
+                .map(|r| {
+                    let report = r
+                        .report
+                        .as_deref()
+                        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+                    json!({
+                        "id": r.id,
+                        "mirror": r.mirror,
+                        "slot": r.slot,
+                        "attempt": r.attempt,
+                        "started": r.started,
+                        "finished": r.finished,
+                        "outcome": r.outcome,
+                        "report": report,
+                    })
+                })
+                .collect();
+            Json(json!({ "runs": runs })).into_response()
+        }
+        Err(e) => internal(&e),
     }
 }
 

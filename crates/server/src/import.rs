@@ -1,6 +1,6 @@
 //! Importing WeChat answers (`{"list":[…]}`) into the statistics store.
 
-use datacube_api::row::{parse_list, ListError};
+use datacube_api::row::{parse_list, ListError, NewFields};
 use datacube_api::Endpoint;
 use datacube_store::{Store, StoreError, UpsertReport};
 
@@ -20,15 +20,30 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
+/// What an import stored, and the fields it kept that no shape lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Rows inserted, updated, unchanged.
+    pub report: UpsertReport,
+    /// Fields the endpoint's shape does not list, kept as sent (`url`, `details[].url`).
+    pub new_fields: Vec<String>,
+}
+
 /// Validates every row of `body` and upserts them in one transaction: all rows or none.
-/// Importing the same body twice changes nothing.
+/// Importing the same body twice changes nothing. A field no shape lists is kept where it
+/// came, or refused with the whole body, as `new` says.
 pub async fn import_body(
     store: &Store,
     appid: &str,
     endpoint: Endpoint,
     body: &[u8],
-) -> Result<UpsertReport, ImportError> {
-    let rows =
-        parse_list(endpoint, body).map_err(|error| ImportError::Invalid { endpoint, error })?;
-    Ok(store.upsert_rows(appid, endpoint, rows).await?)
+    new: NewFields,
+) -> Result<Imported, ImportError> {
+    let parsed = parse_list(endpoint, body, new)
+        .map_err(|error| ImportError::Invalid { endpoint, error })?;
+    let report = store.upsert_rows(appid, endpoint, parsed.rows).await?;
+    Ok(Imported {
+        report,
+        new_fields: parsed.new_fields.into_iter().collect(),
+    })
 }

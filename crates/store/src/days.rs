@@ -166,13 +166,18 @@ fn write_days(db: &dyn Db, appid: &str, endpoint: Endpoint, days: &[StoredDay]) 
     )
 }
 
-/// The days of `rows` (sorted by date, hour and key, as the engine returns them) dated
-/// `from..=to`, ready to store. Pure work: it may run away from the writer.
+/// The days of `rows` dated `from..=to`, ready to store, each day's rows in serving order.
+/// `rows` may come in any order (an upstream's answer need not be sorted; the engine's are):
+/// they are grouped by their natural key, never by adjacency. Their keys must be distinct
+/// (`parse_list` refuses a body that repeats one). Pure work: it may run away from the writer.
 pub(crate) fn prepare_days(rows: &[Row], (from, to): (Date, Date)) -> Result<Vec<StoredDay>> {
-    let in_range: Vec<&Row> = rows
+    let mut in_range: Vec<&Row> = rows
         .iter()
         .filter(|r| r.ref_date >= from && r.ref_date <= to)
         .collect();
+    // Already sorted (the engine's rows) costs one pass.
+    in_range
+        .sort_by(|a, b| (a.ref_date, a.ref_hour, &a.key).cmp(&(b.ref_date, b.ref_hour, &b.key)));
     in_range
         .chunk_by(|a, b| a.ref_date == b.ref_date)
         .map(|day| {

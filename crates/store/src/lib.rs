@@ -4,7 +4,8 @@
 //! - [`Store`]: the handle every other crate uses; cheap to clone. Open one with
 //!   [`Store::open`] and a database URL (`sqlite://datacube.db` or
 //!   `postgres://user@host/database`).
-//! - `db`: the SQL both backends speak; the logic (`accounts`, `events`, `days`, `sync`) is
+//! - `db`: the SQL both backends speak; the logic (`accounts`, `components`, `events`, `days`,
+//!   `sync`: what `datacube sync` mirrored for good, and its runs) is
 //!   written once against it.
 //! - `sqlite`: the embedded backend (WAL mode, one writer, a pool of readers).
 //! - `postgres`: the shared backend, for several instances over one database.
@@ -33,6 +34,7 @@ use datacube_api::Endpoint;
 use jiff::civil::Date;
 
 pub use events::Batch;
+pub use sync::SyncRun;
 
 use crate::db::Db;
 
@@ -70,8 +72,9 @@ pub enum StoreError {
     /// A database operation failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// A PostgreSQL operation failed.
-    #[error("database error: {0}")]
+    /// A PostgreSQL operation failed: the server's own message when it sent one
+    /// (`postgres::Error` alone says only "db error").
+    #[error("database error: {}", postgres_message(.0))]
     Postgres(#[from] ::postgres::Error),
     /// Stored data could not be read back.
     #[error("corrupt data in the database: {0}")]
@@ -79,6 +82,26 @@ pub enum StoreError {
     /// A blocking task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(String),
+}
+
+/// What PostgreSQL said: severity, SQLSTATE, message, detail and hint, or the client's error.
+fn postgres_message(e: &::postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                s.push_str(&format!("; hint: {hint}"));
+            }
+            s
+        }
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 /// Result alias.
@@ -636,6 +659,42 @@ impl Store {
     pub async fn final_ranges(&self, appid: &str, endpoint: Endpoint) -> Result<Vec<(Date, Date)>> {
         let appid = appid.to_owned();
         self.read(move |db| sync::final_ranges(db, &appid, endpoint))
+            .await
+    }
+
+    /// Records the start of a run of `datacube sync`: its id, or `None` when a run with this
+    /// `(mirror, slot, attempt)` was already taken (by another instance on the database).
+    pub async fn start_sync_run(
+        &self,
+        mirror: &str,
+        slot: Option<&str>,
+        attempt: i64,
+        started: i64,
+    ) -> Result<Option<i64>> {
+        let (mirror, slot) = (mirror.to_owned(), slot.map(str::to_owned));
+        self.run(move |s| {
+            s.write(|tx| sync::start_run(tx, &mirror, slot.as_deref(), attempt, started))
+        })
+        .await
+    }
+
+    /// Records how run `id` ended, with its report (JSON).
+    pub async fn finish_sync_run(
+        &self,
+        id: i64,
+        finished: i64,
+        outcome: &str,
+        report: String,
+    ) -> Result<()> {
+        let outcome = outcome.to_owned();
+        self.run(move |s| s.write(|tx| sync::finish_run(tx, id, finished, &outcome, &report)))
+            .await
+    }
+
+    /// The newest `limit` runs of `datacube sync` (of one mirror, or of all), newest first.
+    pub async fn sync_runs(&self, mirror: Option<&str>, limit: u32) -> Result<Vec<SyncRun>> {
+        let mirror = mirror.map(str::to_owned);
+        self.read(move |db| sync::runs(db, mirror.as_deref(), i64::from(limit)))
             .await
     }
 

@@ -161,6 +161,21 @@ const PG_MIGRATIONS: &[&str] = &[
     -- 'authorizer', appid = the account, component = the component acting for it).
     ALTER TABLE token ADD COLUMN component TEXT;
     "#,
+    // 3: the runs of `datacube sync` (SQLite's version 8).
+    r#"
+    CREATE TABLE sync_run (
+        id       BIGSERIAL PRIMARY KEY,
+        mirror   TEXT NOT NULL,               -- the mirror's name; '' for a one-shot sync
+        slot     TEXT,                        -- a daemon's scheduled China day; NULL one-shot
+        attempt  BIGINT NOT NULL,              -- 1 for a slot's first try
+        started  BIGINT NOT NULL,              -- Unix seconds, by the (emulated) clock
+        finished BIGINT,                       -- NULL while it runs (or if it died)
+        outcome  TEXT,                        -- 'ok' | 'partial' | 'failed' | 'interrupted'
+        report   TEXT                         -- the run report, JSON
+    );
+    CREATE UNIQUE INDEX sync_run_slot ON sync_run (mirror, slot, attempt);
+    CREATE INDEX sync_run_by_mirror ON sync_run (mirror, id);
+    "#,
 ];
 
 /// One connection and the statements it has prepared. Dropped off any async thread (the

@@ -173,4 +173,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     -- 'authorizer', appid = the account, component = the component acting for it).
     ALTER TABLE token ADD COLUMN component TEXT;
     "#,
+    // 8: the runs of `datacube sync` (one-shot and daemon), each with its report. A daemon's
+    // run takes its (mirror, slot, attempt) first, so that instances sharing a database run
+    // each scheduled mirror once.
+    r#"
+    CREATE TABLE sync_run (
+        id       INTEGER PRIMARY KEY,
+        mirror   TEXT NOT NULL,               -- the mirror's name; '' for a one-shot sync
+        slot     TEXT,                        -- a daemon's scheduled China day; NULL one-shot
+        attempt  INTEGER NOT NULL,              -- 1 for a slot's first try
+        started  INTEGER NOT NULL,              -- Unix seconds, by the (emulated) clock
+        finished INTEGER,                       -- NULL while it runs (or if it died)
+        outcome  TEXT,                        -- 'ok' | 'partial' | 'failed' | 'interrupted'
+        report   TEXT                         -- the run report, JSON
+    );
+    CREATE UNIQUE INDEX sync_run_slot ON sync_run (mirror, slot, attempt);
+    CREATE INDEX sync_run_by_mirror ON sync_run (mirror, id);
+    "#,
 ];

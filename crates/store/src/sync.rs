@@ -50,3 +50,86 @@ pub(crate) fn mark_final(
     )?;
     Ok(())
 }
+
+/// Records the start of a run; `None` when a run with this `(mirror, slot, attempt)` exists
+/// (another instance on the database took it). One-shot runs have no slot and never collide.
+pub(crate) fn start_run(
+    tx: &dyn Db,
+    mirror: &str,
+    slot: Option<&str>,
+    attempt: i64,
+    started: i64,
+) -> Result<Option<i64>> {
+    tx.opt(
+        "INSERT INTO sync_run (mirror, slot, attempt, started) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (mirror, slot, attempt) DO NOTHING RETURNING id",
+        p![mirror, slot, attempt, started],
+        |r| r.int(0),
+    )
+}
+
+/// Records how a run ended.
+pub(crate) fn finish_run(
+    tx: &dyn Db,
+    id: i64,
+    finished: i64,
+    outcome: &str,
+    report: &str,
+) -> Result<()> {
+    tx.exec(
+        "UPDATE sync_run SET finished = ?2, outcome = ?3, report = ?4 WHERE id = ?1",
+        p![id, finished, outcome, report],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` runs (of `mirror`, or of all), newest first.
+pub(crate) fn runs(db: &dyn Db, mirror: Option<&str>, limit: i64) -> Result<Vec<SyncRun>> {
+    let row = |r: &dyn crate::db::DbRow| {
+        Ok(SyncRun {
+            id: r.int(0)?,
+            mirror: r.text(1)?.to_owned(),
+            slot: r.opt_text(2)?.map(str::to_owned),
+            attempt: r.int(3)?,
+            started: r.int(4)?,
+            finished: r.opt_int(5)?,
+            outcome: r.opt_text(6)?.map(str::to_owned),
+            report: r.opt_text(7)?.map(str::to_owned),
+        })
+    };
+    match mirror {
+        Some(m) => db.all(
+            "SELECT id, mirror, slot, attempt, started, finished, outcome, report FROM sync_run
+             WHERE mirror = ?1 ORDER BY id DESC LIMIT ?2",
+            p![m, limit],
+            row,
+        ),
+        None => db.all(
+            "SELECT id, mirror, slot, attempt, started, finished, outcome, report FROM sync_run
+             ORDER BY id DESC LIMIT ?1",
+            p![limit],
+            row,
+        ),
+    }
+}
+
+/// One run of `datacube sync`, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    /// Its number, in the order runs started.
+    pub id: i64,
+    /// The mirror's name (a daemon's configuration); empty for a one-shot sync.
+    pub mirror: String,
+    /// The China day a daemon's run was scheduled for; `None` for a one-shot sync.
+    pub slot: Option<String>,
+    /// 1 for a slot's first try, 2 for its first retry…
+    pub attempt: i64,
+    /// Unix seconds, by the clock of the run.
+    pub started: i64,
+    /// `None` while it runs (or if the process died during it).
+    pub finished: Option<i64>,
+    /// `ok`, `partial`, `failed` or `interrupted`.
+    pub outcome: Option<String>,
+    /// The run report (JSON).
+    pub report: Option<String>,
+}

@@ -1,0 +1,3 @@
+//! The commands that have outgrown `main.rs`, one module each.
+
+pub mod sync;

@@ -1,0 +1,562 @@
+//! `datacube sync`: mirror accounts from WeChat (or a compatible server), once from flags or
+//! a configuration file, every day as a daemon, or show how the runs went.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, ValueEnum};
+use datacube_api::date::format_date;
+use datacube_api::Endpoint;
+use datacube_client::mirror::{
+    self, AccountSource, ComponentSource, Context, LocalSecrets, Mirror, Secret,
+};
+use datacube_client::report::{Level, RunReport};
+use datacube_server::clock::Clock;
+use datacube_store::Store;
+use jiff::civil::Date;
+
+use crate::{open, parse_day, parse_endpoint, shutdown_signal, DatabaseArg, Exit};
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// The account to mirror. With `--component-appid` and no `--appid`: every account that
+    /// authorized the component (each with the refresh token the upstream lists).
+    #[arg(long, required_unless_present_any = ["component_appid", "config", "status"])]
+    appid: Option<String>,
+    /// Its AppSecret. The local account is created with it (or its secret updated to it) once
+    /// the upstream accepted it, so that `serve` answers the mirrored statistics with the same
+    /// credentials; not needed when reading as a third-party platform.
+    #[arg(long, env = "DATACUBE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Read as this third-party platform (component), with authorizer tokens.
+    #[arg(long, requires = "component_secret", conflicts_with = "config")]
+    component_appid: Option<String>,
+    /// The component's AppSecret.
+    #[arg(long, env = "DATACUBE_COMPONENT_SECRET", hide_env_values = true)]
+    component_secret: Option<String>,
+    /// A component_verify_ticket (the last one pushed to the component), to get component
+    /// tokens with.
+    #[arg(long, env = "DATACUBE_COMPONENT_TICKET", hide_env_values = true)]
+    component_ticket: Option<String>,
+    /// A component_access_token already at hand (instead of, or before, the ticket).
+    #[arg(long, env = "DATACUBE_COMPONENT_TOKEN", hide_env_values = true)]
+    component_token: Option<String>,
+    /// The account's authorizer_refresh_token (with `--appid` and `--component-appid`).
+    #[arg(long, env = "DATACUBE_REFRESH_TOKEN", hide_env_values = true)]
+    refresh_token: Option<String>,
+    /// What to mirror, from where and when, in a TOML file (README: "A daily mirror"); the
+    /// flags below override its settings.
+    #[arg(long, conflicts_with_all = ["appid", "component_appid"])]
+    config: Option<PathBuf>,
+    /// Run the configuration's mirror every day at its scheduled time (China time) until
+    /// SIGINT or SIGTERM, retrying failed runs.
+    #[arg(long, requires = "config", conflicts_with_all = ["dry_run", "status"])]
+    daemon: bool,
+    /// Show the recorded runs (of the configuration's mirror, or of all) and exit with the
+    /// newest one's code.
+    #[arg(long, conflicts_with = "dry_run")]
+    status: bool,
+    /// The server to mirror [default: https://api.weixin.qq.com].
+    #[arg(long, env = "DATACUBE_UPSTREAM")]
+    upstream: Option<String>,
+    /// First day (YYYY-MM-DD) [default: 2014-12-01].
+    #[arg(long, value_parser = parse_day)]
+    from: Option<Date>,
+    /// Last day (YYYY-MM-DD); the last ready day when not given (yesterday after 08:00).
+    #[arg(long, value_parser = parse_day)]
+    to: Option<Date>,
+    /// Endpoints, comma-separated (default: all 21; the four of 2025 are asked from
+    /// 2025-11-01 on, an endpoint the upstream says is offline (47009) is asked no more).
+    #[arg(long, value_delimiter = ',', value_parser = parse_endpoint)]
+    endpoints: Vec<Endpoint>,
+    /// Print the calls it would make, per endpoint, and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// Calls at once, at most (1–64) [default: 8].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: Option<u16>,
+    /// Refuse rows with fields WeChat's documentation does not list (by default they are
+    /// kept as sent, with a warning per endpoint and field).
+    #[arg(long)]
+    strict: bool,
+    /// Use /cgi-bin/stable_token instead of /cgi-bin/token.
+    #[arg(long)]
+    stable_token: bool,
+    /// Seconds to wait after a 45011 (per-minute quota) before trying again; doubles on each
+    /// 45011 of the same call, up to a minute [default: 2].
+    #[arg(long, value_parser = seconds)]
+    slow_down: Option<Duration>,
+    /// Attempts after the first of a call that met `-1`, HTTP 5xx, a timeout or a network
+    /// error [default: 5].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=20))]
+    retries: Option<u32>,
+    /// Seconds an answer may take, whole [default: 60].
+    #[arg(long, value_parser = positive_seconds)]
+    timeout: Option<Duration>,
+    /// Seconds a connection may take [default: 10].
+    #[arg(long, value_parser = positive_seconds)]
+    connect_timeout: Option<Duration>,
+    /// Seconds until an answer's status and headers [default: 30].
+    #[arg(long, value_parser = positive_seconds)]
+    header_timeout: Option<Duration>,
+    /// The largest answer read, e.g. 64MiB (a larger one fails its endpoint) [default: 64MiB].
+    #[arg(long, value_parser = size)]
+    max_answer: Option<u64>,
+    /// `text` for people; `json` prints the run's report (calls, retries, rows stored and
+    /// skipped, each endpoint's status and error) on stdout, the text on stderr.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    report: ReportFormat,
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Emulated "now" (RFC 3339): which day is the last ready one; with `--daemon`, when runs
+    /// are due. It advances with real time.
+    #[arg(long, env = "DATACUBE_CLOCK")]
+    clock: Option<jiff::Timestamp>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let n: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(n.is_finite() && (0.0..=86_400.0).contains(&n)) {
+        return Err(format!("{s}: seconds from 0 to 86400"));
+    }
+    Ok(Duration::from_secs_f64(n))
+}
+
+fn positive_seconds(s: &str) -> Result<Duration, String> {
+    let d = seconds(s)?;
+    if d.is_zero() {
+        return Err("must be more than 0 seconds".into());
+    }
+    Ok(d)
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    let n = mirror::config::parse_size(s)?;
+    if n < 1024 {
+        return Err("at least 1 KiB".into());
+    }
+    Ok(n)
+}
+
+/// Secrets stored as the server stores them.
+struct ServerSecrets;
+
+impl LocalSecrets for ServerSecrets {
+    fn hash(&self, secret: &str) -> String {
+        datacube_server::secret::hash_secret(secret)
+    }
+    fn verify(&self, secret: &str, hash: &str) -> bool {
+        datacube_server::secret::verify_secret(secret, hash)
+    }
+    fn random(&self) -> String {
+        datacube_server::new_token()
+    }
+}
+
+/// The mirror of the flags, or of the configuration file with the flags over it. Usage
+/// errors (exit 2) come out before anything is opened.
+fn mirror_of(args: &SyncArgs) -> Result<Mirror> {
+    let mut m = match &args.config {
+        Some(path) => mirror::config::load(path).map_err(Exit::usage)?,
+        None => {
+            let mut m = Mirror::default();
+            flag_sources(args, &mut m)?;
+            m
+        }
+    };
+    if let Some(u) = &args.upstream {
+        m.upstream = mirror::config::check_upstream(u).map_err(Exit::usage)?;
+    }
+    if let Some(from) = args.from {
+        m.from = from;
+    }
+    m.to = args.to;
+    if let (Some(to), true) = (m.to, args.from.is_some() || args.to.is_some()) {
+        if m.from > to {
+            return Err(Exit::usage("--from is after --to"));
+        }
+    }
+    if !args.endpoints.is_empty() {
+        m.endpoints = args.endpoints.clone();
+    }
+    if let Some(n) = args.concurrency {
+        m.options.concurrency = usize::from(n);
+    }
+    m.options.strict |= args.strict;
+    m.stable_token |= args.stable_token;
+    let set = |slot: &mut Duration, v: Option<Duration>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut m.slow_down, args.slow_down);
+    set(&mut m.timeouts.answer, args.timeout);
+    set(&mut m.timeouts.connect, args.connect_timeout);
+    set(&mut m.timeouts.header, args.header_timeout);
+    if let Some(n) = args.retries {
+        m.call_retries = n;
+    }
+    if let Some(n) = args.max_answer {
+        m.max_answer = n;
+    }
+    Ok(m)
+}
+
+/// The accounts of `--appid`/`--secret` or of `--component-…`.
+fn flag_sources(args: &SyncArgs, m: &mut Mirror) -> Result<()> {
+    let Some(component) = &args.component_appid else {
+        let (Some(appid), Some(secret)) = (&args.appid, &args.secret) else {
+            return Err(Exit::usage(
+                "--appid and --secret (or --component-appid and its credentials, or --config) are needed",
+            ));
+        };
+        m.accounts.push(AccountSource {
+            appid: appid.clone(),
+            secret: Secret(secret.clone()),
+        });
+        return Ok(());
+    };
+    if args.component_ticket.is_none() && args.component_token.is_none() {
+        return Err(Exit::usage(
+            "--component-appid needs --component-ticket or --component-token",
+        ));
+    }
+    let authorizers = match (&args.appid, &args.refresh_token) {
+        (Some(appid), Some(refresh)) => vec![(appid.clone(), Secret(refresh.clone()))],
+        (Some(_), None) => {
+            return Err(Exit::usage(
+                "--appid with --component-appid needs --refresh-token",
+            ))
+        }
+        (None, _) => Vec::new(),
+    };
+    m.component = Some(ComponentSource {
+        appid: component.clone(),
+        secret: Secret(args.component_secret.clone().unwrap_or_default()),
+        ticket: args.component_ticket.clone().map(Secret),
+        token: args.component_token.clone().map(Secret),
+        authorizers,
+    });
+    Ok(())
+}
+
+/// A context on `store`, with the signal handler that stops runs between calls.
+fn context(store: Store, clock: &Clock) -> Result<(Context, Arc<tokio::sync::Notify>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    {
+        let (stop, wake) = (stop.clone(), wake.clone());
+        let signal = shutdown_signal()?;
+        tokio::spawn(async move {
+            signal.await;
+            eprintln!("interrupted: finishing the calls under way…");
+            stop.store(true, Ordering::Relaxed);
+            wake.notify_one();
+        });
+    }
+    let clock = clock.clone();
+    Ok((
+        Context {
+            store,
+            now: Arc::new(move || clock.now()),
+            secrets: Arc::new(ServerSecrets),
+            stop,
+            progress: None,
+        },
+        wake,
+    ))
+}
+
+pub async fn sync(args: SyncArgs) -> Result<()> {
+    if args.status {
+        let name = match &args.config {
+            Some(path) => Some(mirror::config::load(path).map_err(Exit::usage)?.name),
+            None => None,
+        };
+        return status(&args, name).await;
+    }
+    let mirror = mirror_of(&args)?;
+    let store = open(&args.db.database)?;
+    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
+    let (mut ctx, wake) = context(store, &clock)?;
+    if args.dry_run {
+        return dry_run(&mirror, &ctx).await;
+    }
+    if args.daemon {
+        let json = args.report == ReportFormat::Json;
+        mirror::daemon(mirror, ctx, wake, |report| log_report(report, json)).await;
+        return Ok(());
+    }
+    if std::io::stderr().is_terminal() {
+        ctx.progress = Some(Arc::new(|plan: &datacube_client::sync::Plan| {
+            Arc::new(Bars::new(plan)) as Arc<dyn datacube_client::sync::Progress>
+        }));
+    }
+    let report = mirror::run_once(&mirror, &ctx, None)
+        .await?
+        .context("the run was not recorded")?;
+    print_report(&report, args.report)
+}
+
+/// Prints a run's report, and returns its exit code as an error when it is not 0.
+fn print_report(report: &RunReport, format: ReportFormat) -> Result<()> {
+    let json = format == ReportFormat::Json;
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
+    for (level, line) in report.lines() {
+        match (level, json) {
+            (Level::Info, false) => println!("{line}"),
+            (Level::Info, true) | (Level::Note, _) => eprintln!("{line}"),
+            (Level::Warn, _) => eprintln!("warning: {line}"),
+            (Level::Error, _) => eprintln!("error: {line}"),
+        }
+    }
+    let code = report.outcome.exit_code();
+    if code == 0 {
+        return Ok(());
+    }
+    let failures = report.failures();
+    let what = if report.outcome == datacube_client::report::Outcome::Interrupted {
+        "interrupted".to_owned()
+    } else {
+        format!(
+            "{} not mirrored ({})",
+            if failures.len() == 1 {
+                "1 part"
+            } else {
+                "some parts"
+            },
+            report.outcome.as_str()
+        )
+    };
+    Err(Exit::code(
+        code,
+        format!("{what}; run the same command again to resume"),
+    ))
+}
+
+/// A daemon's run, in its log.
+fn log_report(report: &RunReport, json: bool) {
+    if json {
+        if let Ok(text) = serde_json::to_string(report) {
+            println!("{text}");
+        }
+    }
+    for (level, line) in report.lines() {
+        match level {
+            Level::Info | Level::Note => tracing::info!(mirror = %report.mirror, "{line}"),
+            Level::Warn => tracing::warn!(mirror = %report.mirror, "{line}"),
+            Level::Error => tracing::error!(mirror = %report.mirror, "{line}"),
+        }
+    }
+    let outcome = report.outcome.as_str();
+    if report.outcome.exit_code() == 0 {
+        tracing::info!(mirror = %report.mirror, outcome, rows = report.rows_stored, "mirror run done");
+    } else {
+        tracing::error!(mirror = %report.mirror, outcome, failures = ?report.failures(), "mirror run did not complete");
+    }
+}
+
+async fn dry_run(mirror: &Mirror, ctx: &Context) -> Result<()> {
+    let (targets, notes) = mirror::targets(mirror).await.map_err(anyhow::Error::msg)?;
+    for n in notes {
+        println!("{n}");
+    }
+    let last_ready = ctx.last_ready();
+    let to = mirror.to.unwrap_or(last_ready).min(last_ready);
+    for target in targets {
+        let plan = mirror::plan(mirror, ctx, &target.appid).await?;
+        println!(
+            "sync of {} from {} to {} (last ready day {}): {} calls",
+            target.appid,
+            format_date(mirror.from),
+            format_date(to),
+            format_date(last_ready),
+            plan.calls()
+        );
+        for (endpoint, windows) in &plan.endpoints {
+            println!("  {:<24} {:>6} calls", endpoint.name(), windows.len());
+        }
+    }
+    Ok(())
+}
+
+/// `sync --status`: the newest runs, newest first.
+async fn status(args: &SyncArgs, mirror: Option<String>) -> Result<()> {
+    let store = open(&args.db.database)?;
+    let runs = store.sync_runs(mirror.as_deref(), 20).await?;
+    if args.report == ReportFormat::Json {
+        let list: Vec<serde_json::Value> = runs.iter().map(run_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if runs.is_empty() {
+        println!(
+            "no runs recorded in {}",
+            datacube_store::redacted(&args.db.database)
+        );
+    } else {
+        for run in &runs {
+            println!("{}", run_line(run));
+        }
+    }
+    let Some(newest) = runs.first() else {
+        return Ok(());
+    };
+    let code = match newest.outcome.as_deref() {
+        Some("ok") | None => 0,
+        Some("failed") => 1,
+        Some(_) => 3,
+    };
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Exit::code(
+            code,
+            format!("the newest run (#{}) did not complete", newest.id),
+        ))
+    }
+}
+
+fn when(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix).map_or_else(|_| unix.to_string(), mirror::china_time)
+}
+
+fn run_line(run: &datacube_store::SyncRun) -> String {
+    let report: Option<RunReport> = run
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    let name = if run.mirror.is_empty() {
+        "(flags)"
+    } else {
+        run.mirror.as_str()
+    };
+    let slot = run
+        .slot
+        .as_deref()
+        .map(|s| format!(" for {s}, attempt {}", run.attempt))
+        .unwrap_or_default();
+    let mut line = format!("#{} {name}{slot}: started {}", run.id, when(run.started));
+    match (&run.outcome, &report) {
+        (Some(outcome), Some(r)) => {
+            line.push_str(&format!(
+                ", {outcome} in {:.1} s: {} accounts, {} calls ({} retries), {} rows stored, {} skipped",
+                r.seconds,
+                r.accounts.len(),
+                r.calls,
+                r.retries,
+                r.rows_stored,
+                r.rows_skipped
+            ));
+            for f in r.failures() {
+                line.push_str(&format!("\n    {f}"));
+            }
+        }
+        (Some(outcome), None) => line.push_str(&format!(", {outcome}")),
+        (None, _) => line.push_str(", running (or its process died)"),
+    }
+    line
+}
+
+fn run_json(run: &datacube_store::SyncRun) -> serde_json::Value {
+    let report = run
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok());
+    serde_json::json!({
+        "id": run.id,
+        "mirror": run.mirror,
+        "slot": run.slot,
+        "attempt": run.attempt,
+        "started": when(run.started),
+        "finished": run.finished.map(when),
+        "outcome": run.outcome,
+        "report": report,
+    })
+}
+
+/// A progress bar per endpoint.
+struct Bars {
+    _multi: indicatif::MultiProgress,
+    bars: std::collections::HashMap<Endpoint, indicatif::ProgressBar>,
+}
+
+impl Bars {
+    fn new(plan: &datacube_client::sync::Plan) -> Bars {
+        let multi = indicatif::MultiProgress::new();
+        let style =
+            indicatif::ProgressStyle::with_template("{prefix:>24} {wide_bar} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let mut bars = std::collections::HashMap::new();
+        for (endpoint, windows) in &plan.endpoints {
+            if windows.is_empty() {
+                continue;
+            }
+            let bar = multi.add(indicatif::ProgressBar::new(windows.len() as u64));
+            bar.set_style(style.clone());
+            bar.set_prefix(endpoint.name());
+            bars.insert(*endpoint, bar);
+        }
+        Bars {
+            _multi: multi,
+            bars,
+        }
+    }
+}
+
+impl datacube_client::sync::Progress for Bars {
+    fn window_done(&self, endpoint: Endpoint, rows: usize) {
+        if let Some(bar) = self.bars.get(&endpoint) {
+            bar.inc(1);
+            if rows > 0 {
+                bar.set_message(format!("+{rows} rows"));
+            }
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        for bar in self.bars.values() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `serve --mirror FILE`: the configuration's daemon beside the server, on its database and
+/// clock, stopped with it.
+pub fn serve_mirror(path: &std::path::Path) -> Result<Mirror> {
+    mirror::config::load(path).map_err(Exit::usage)
+}
+
+/// Starts the daemon of `mirror` on `store` and `clock`; `stop` ends it.
+pub fn spawn_daemon(
+    mirror: Mirror,
+    store: Store,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    wake: Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    let ctx = Context {
+        store,
+        now: Arc::new(move || clock.now()),
+        secrets: Arc::new(ServerSecrets),
+        stop,
+        progress: None,
+    };
+    tokio::spawn(mirror::daemon(mirror, ctx, wake, |report| {
+        log_report(report, false)
+    }))
+}

@@ -1,0 +1,169 @@
+//! One HTTP exchange with an upstream, bounded: the time to its answer's head, the time to
+//! its whole answer, the answer's size. What went wrong is said in words a person can act on
+//! — the status, the timeout, the kind of body — and never with the request's URL, which
+//! carries the AppSecret (`/cgi-bin/token`) or an access token (every datacube call).
+
+use std::time::Duration;
+
+/// How an exchange failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Worth another try: a transport error, a timeout, HTTP 5xx/429/408, a body that is not
+    /// JSON (a gateway's error page).
+    Transient(String),
+    /// Not worth another try: the answer is over the size limit, or another HTTP status.
+    Fatal(String),
+}
+
+/// Limits of one exchange.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Until the answer's status and headers have arrived.
+    pub header_timeout: Duration,
+    /// Until the whole answer has arrived (the client's own timeout enforces it too).
+    pub timeout: Duration,
+    /// The largest answer read, in bytes.
+    pub max_answer: u64,
+}
+
+/// Sends `request` and reads its answer's body as text.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    limits: Limits,
+) -> Result<String, Failure> {
+    let mut answer = match tokio::time::timeout(limits.header_timeout, request.send()).await {
+        Err(_) => {
+            return Err(Failure::Transient(format!(
+                "no answer within {} s (header timeout)",
+                seconds(limits.header_timeout)
+            )))
+        }
+        Ok(Err(e)) => return Err(Failure::Transient(describe(&e, limits))),
+        Ok(Ok(answer)) => answer,
+    };
+    let status = answer.status();
+    if !status.is_success() {
+        let what = format!("HTTP {status}");
+        return Err(
+            if status.is_server_error()
+                || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || status == reqwest::StatusCode::REQUEST_TIMEOUT
+            {
+                Failure::Transient(what)
+            } else {
+                Failure::Fatal(what)
+            },
+        );
+    }
+    let too_large = || {
+        Failure::Fatal(format!(
+            "the answer is larger than the {} limit (--max-answer)",
+            bytes(limits.max_answer)
+        ))
+    };
+    if answer
+        .content_length()
+        .is_some_and(|n| n > limits.max_answer)
+    {
+        return Err(too_large());
+    }
+    let content_type = answer
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no content type")
+        .to_owned();
+    let mut body = Vec::new();
+    loop {
+        match answer.chunk().await {
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > limits.max_answer {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(Failure::Transient(describe(&e, limits))),
+        }
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(Failure::Transient(format!(
+            "not a JSON answer ({content_type}): {}",
+            snippet(&body)
+        )));
+    }
+    String::from_utf8(body).map_err(|e| {
+        Failure::Transient(format!(
+            "not a JSON answer ({content_type}): not UTF-8 at byte {}",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// The first bytes of a body, quoted, for messages.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(160)]);
+    let text: String = text.chars().take(100).collect();
+    format!("{text:?}{}", if body.len() > text.len() { "…" } else { "" })
+}
+
+/// A transport error in words, with its causes, without the URL.
+fn describe(e: &reqwest::Error, limits: Limits) -> String {
+    if e.is_timeout() {
+        return format!(
+            "the answer did not complete within {} s (timeout)",
+            seconds(limits.timeout)
+        );
+    }
+    let mut out = if e.is_connect() {
+        "cannot connect".to_owned()
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off".to_owned()
+    } else {
+        "the request failed".to_owned()
+    };
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        // reqwest's own layers repeat the URL; hyper's and the system's name the cause.
+        if !text.contains("://") && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
+    }
+}
+
+/// `67108864` → `64 MiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_snippets_read_well() {
+        assert_eq!(bytes(64 << 20), "64 MiB");
+        assert_eq!(bytes(1000), "1000 bytes");
+        assert_eq!(snippet(b"<html>busy</html>"), "\"<html>busy</html>\"");
+        assert!(snippet(&[b'x'; 500]).ends_with('…'));
+    }
+}

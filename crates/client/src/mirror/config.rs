@@ -1,0 +1,400 @@
+//! A mirror's configuration file (TOML), for `datacube sync --config FILE [--daemon]` and
+//! `datacube serve --mirror FILE`:
+//!
+//! ```toml
+//! name = "acme"                      # runs are recorded under this name
+//! upstream = "https://api.weixin.qq.com"
+//! schedule = "08:30"                 # daily, China time (WeChat publishes yesterday at 08:00)
+//! from = "2024-01-01"                # first day (default 2014-12-01)
+//! endpoints = ["getusersummary", "getusercumulate"]   # default: all 21
+//!
+//! [[account]]
+//! appid = "wx1234567890abcdef"
+//! secret_env = "ACME_SECRET"         # or secret = "…", or secret_file = "/run/secrets/acme"
+//!
+//! [component]                        # and/or a third-party platform's authorizers
+//! appid = "wxc0000000000000c1"
+//! secret_env = "C_SECRET"
+//! ticket_file = "/var/lib/provider/ticket"
+//! ```
+//!
+//! Every key is checked: an unknown one, a wrong type or a bad value is an error naming the
+//! key and its line. Secrets can be given in the file, or better by the name of an
+//! environment variable (`…_env`) or of a file (`…_file`) that holds them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use datacube_api::date::parse_date;
+use datacube_api::Endpoint;
+use serde::Deserialize;
+
+use super::{AccountSource, ComponentSource, Mirror, Secret};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: Option<String>,
+    upstream: Option<String>,
+    schedule: Option<String>,
+    from: Option<String>,
+    endpoints: Option<Vec<String>>,
+    concurrency: Option<usize>,
+    strict: Option<bool>,
+    stable_token: Option<bool>,
+    /// Retries of one call (after -1, HTTP 5xx, timeouts).
+    call_retries: Option<u32>,
+    slow_down: Option<f64>,
+    connect_timeout: Option<f64>,
+    header_timeout: Option<f64>,
+    timeout: Option<f64>,
+    max_answer: Option<Size>,
+    /// Runs after a failed one, per day.
+    retries: Option<u32>,
+    retry_delay: Option<f64>,
+    #[serde(default, rename = "account")]
+    accounts: Vec<FileAccount>,
+    component: Option<FileComponent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAccount {
+    appid: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileComponent {
+    appid: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<String>,
+    ticket: Option<String>,
+    ticket_env: Option<String>,
+    ticket_file: Option<String>,
+    token: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<String>,
+    #[serde(default, rename = "authorizer")]
+    authorizers: Vec<FileAuthorizer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuthorizer {
+    appid: String,
+    refresh_token: Option<String>,
+    refresh_token_env: Option<String>,
+    refresh_token_file: Option<String>,
+}
+
+/// A size: bytes, or text with a unit (`64MiB`, `512 KiB`, `1GiB`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Reads the mirror configuration at `path`. Errors name the file, and the key and line.
+pub fn load(path: &Path) -> Result<Mirror, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the mirror configuration {}: {e}",
+            path.display()
+        )
+    })?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses a mirror configuration.
+pub fn parse(text: &str) -> Result<Mirror, String> {
+    let file: File = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        match line {
+            Some(line) => format!("line {line}: {}", e.message()),
+            None => e.message().to_owned(),
+        }
+    })?;
+    let mut m = Mirror {
+        name: file.name.unwrap_or_else(|| "mirror".to_owned()),
+        ..Mirror::default()
+    };
+    if m.name.is_empty() || m.name.len() > 64 {
+        return Err("name: 1 to 64 characters".into());
+    }
+    if let Some(u) = file.upstream {
+        m.upstream = check_upstream(&u)?;
+    }
+    if let Some(s) = file.schedule {
+        m.schedule = parse_schedule(&s)?;
+    }
+    if let Some(f) = file.from {
+        m.from = parse_date(&f).ok_or_else(|| format!("from: {f:?} is not a YYYY-MM-DD date"))?;
+    }
+    for name in file.endpoints.unwrap_or_default() {
+        let e = Endpoint::from_name(&name)
+            .ok_or_else(|| format!("endpoints: {name:?} is not a datacube endpoint"))?;
+        if !m.endpoints.contains(&e) {
+            m.endpoints.push(e);
+        }
+    }
+    if let Some(n) = file.concurrency {
+        if !(1..=64).contains(&n) {
+            return Err("concurrency: 1 to 64".into());
+        }
+        m.options.concurrency = n;
+    }
+    m.options.strict = file.strict.unwrap_or(false);
+    m.stable_token = file.stable_token.unwrap_or(false);
+    if let Some(n) = file.call_retries {
+        m.call_retries = n.min(20);
+    }
+    if let Some(s) = file.slow_down {
+        m.slow_down = seconds("slow_down", s, 0.0)?;
+    }
+    if let Some(s) = file.connect_timeout {
+        m.timeouts.connect = seconds("connect_timeout", s, 0.001)?;
+    }
+    if let Some(s) = file.header_timeout {
+        m.timeouts.header = seconds("header_timeout", s, 0.001)?;
+    }
+    if let Some(s) = file.timeout {
+        m.timeouts.answer = seconds("timeout", s, 0.001)?;
+    }
+    if let Some(size) = file.max_answer {
+        m.max_answer = match size {
+            Size::Bytes(n) => n,
+            Size::Text(t) => parse_size(&t).map_err(|e| format!("max_answer: {e}"))?,
+        };
+        if m.max_answer < 1024 {
+            return Err("max_answer: at least 1 KiB".into());
+        }
+    }
+    if let Some(n) = file.retries {
+        m.run_retries = n.min(24);
+    }
+    if let Some(s) = file.retry_delay {
+        m.retry_delay = seconds("retry_delay", s, 1.0)?;
+    }
+    for (i, a) in file.accounts.into_iter().enumerate() {
+        let at = format!("account[{i}] ({})", a.appid);
+        if !super::valid_appid(&a.appid) {
+            return Err(format!(
+                "{at}: an appid is 1 to 64 letters, digits, `_` or `-`"
+            ));
+        }
+        let secret = one_secret(&at, "secret", a.secret, a.secret_env, a.secret_file)?
+            .ok_or_else(|| format!("{at}: give secret, secret_env or secret_file"))?;
+        if m.accounts.iter().any(|b| b.appid == a.appid) {
+            return Err(format!("{at}: listed twice"));
+        }
+        m.accounts.push(AccountSource {
+            appid: a.appid,
+            secret,
+        });
+    }
+    if let Some(c) = file.component {
+        let at = format!("component ({})", c.appid);
+        let secret = one_secret(&at, "secret", c.secret, c.secret_env, c.secret_file)?
+            .ok_or_else(|| format!("{at}: give secret, secret_env or secret_file"))?;
+        let ticket = one_secret(&at, "ticket", c.ticket, c.ticket_env, c.ticket_file)?;
+        let token = one_secret(&at, "token", c.token, c.token_env, c.token_file)?;
+        if ticket.is_none() && token.is_none() {
+            return Err(format!(
+                "{at}: give a ticket or a token (component_access_token)"
+            ));
+        }
+        let mut authorizers = Vec::new();
+        for (i, a) in c.authorizers.into_iter().enumerate() {
+            let at = format!("component.authorizer[{i}] ({})", a.appid);
+            let refresh = one_secret(
+                &at,
+                "refresh_token",
+                a.refresh_token,
+                a.refresh_token_env,
+                a.refresh_token_file,
+            )?
+            .ok_or_else(|| {
+                format!("{at}: give refresh_token, refresh_token_env or refresh_token_file")
+            })?;
+            authorizers.push((a.appid, refresh));
+        }
+        m.component = Some(ComponentSource {
+            appid: c.appid,
+            secret,
+            ticket,
+            token,
+            authorizers,
+        });
+    }
+    if m.accounts.is_empty() && m.component.is_none() {
+        return Err("nothing to mirror: add an [[account]] or a [component]".into());
+    }
+    Ok(m)
+}
+
+/// A secret given in one of three ways: in the file, by environment variable, or by file.
+fn one_secret(
+    at: &str,
+    key: &str,
+    plain: Option<String>,
+    env: Option<String>,
+    file: Option<String>,
+) -> Result<Option<Secret>, String> {
+    let value = match (plain, env, file) {
+        (None, None, None) => return Ok(None),
+        (Some(s), None, None) => s,
+        (None, Some(var), None) => std::env::var(&var).map_err(|_| {
+            format!("{at}: {key}_env names {var:?}, which is not set (or not UTF-8)")
+        })?,
+        (None, None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("{at}: {key}_file {path:?}: {e}"))?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+        _ => return Err(format!("{at}: give one of {key}, {key}_env, {key}_file")),
+    };
+    if value.is_empty() {
+        return Err(format!("{at}: {key} is empty"));
+    }
+    Ok(Some(Secret(value)))
+}
+
+/// `https://…` or `http://…`, without a trailing slash.
+pub fn check_upstream(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("upstream {url:?}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(format!("upstream {url:?}: an http:// or https:// URL"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// `HH:MM`, China time.
+pub fn parse_schedule(s: &str) -> Result<(u8, u8), String> {
+    let bad = || format!("schedule: {s:?} is not HH:MM (China time, e.g. \"08:30\")");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u8, u8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 || s.len() != 5 {
+        return Err(bad());
+    }
+    Ok((h, m))
+}
+
+/// `64MiB`, `512 KiB`, `1GiB`, `1000000`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 64MiB"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" | "K" | "KB" => 10,
+        "MiB" | "M" | "MB" => 20,
+        "GiB" | "G" | "GB" => 30,
+        _ => return Err(format!("{s:?}: the unit is one of B, KiB, MiB, GiB")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn seconds(key: &str, s: f64, min: f64) -> Result<Duration, String> {
+    if !(s.is_finite() && s >= min && s <= 86_400.0) {
+        return Err(format!("{key}: seconds, from {min} to 86400"));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_configuration_is_read() {
+        std::env::set_var("DATACUBE_TEST_MIRROR_SECRET", "s3cret-from-env");
+        let m = parse(
+            r#"
+            name = "acme"
+            upstream = "http://127.0.0.1:9/"
+            schedule = "09:05"
+            from = "2024-01-01"
+            endpoints = ["getusersummary", "getbizsummary"]
+            concurrency = 2
+            strict = true
+            timeout = 2.5
+            max_answer = "1MiB"
+            retries = 5
+            retry_delay = 30
+            [[account]]
+            appid = "wx1"
+            secret = "plain"
+            [[account]]
+            appid = "wx2"
+            secret_env = "DATACUBE_TEST_MIRROR_SECRET"
+            [component]
+            appid = "wxc"
+            secret = "cs"
+            ticket = "t"
+            [[component.authorizer]]
+            appid = "wx3"
+            refresh_token = "r"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.name, "acme");
+        assert_eq!(m.upstream, "http://127.0.0.1:9");
+        assert_eq!(m.schedule, (9, 5));
+        assert_eq!(
+            m.endpoints,
+            [Endpoint::GetUserSummary, Endpoint::GetBizSummary]
+        );
+        assert_eq!(m.options.concurrency, 2);
+        assert!(m.options.strict);
+        assert_eq!(m.timeouts.answer, Duration::from_millis(2500));
+        assert_eq!(m.max_answer, 1 << 20);
+        assert_eq!((m.run_retries, m.retry_delay), (5, Duration::from_secs(30)));
+        assert_eq!(m.accounts[1].secret.0, "s3cret-from-env");
+        let c = m.component.unwrap();
+        assert_eq!(c.authorizers[0].0, "wx3");
+        assert!(
+            !format!("{:?}", m.accounts).contains("plain"),
+            "secrets never in Debug"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named_with_their_line() {
+        let e = parse("name = \"x\"\nschedul = \"08:30\"\n").unwrap_err();
+        assert!(e.starts_with("line 2: unknown field `schedul`"), "{e}");
+        let e = parse("schedule = \"8:30\"\n[[account]]\nappid=\"a\"\nsecret=\"b\"").unwrap_err();
+        assert!(e.contains("is not HH:MM"), "{e}");
+        let e = parse("[[account]]\nappid = \"a\"\n").unwrap_err();
+        assert!(e.contains("give secret, secret_env or secret_file"), "{e}");
+        let e =
+            parse("[[account]]\nappid = \"a\"\nsecret = \"b\"\nsecret_env = \"C\"\n").unwrap_err();
+        assert!(
+            e.contains("give one of secret, secret_env, secret_file"),
+            "{e}"
+        );
+        let e =
+            parse("[[account]]\nappid = \"a\"\nsecret_env = \"DATACUBE_NOT_SET_X\"\n").unwrap_err();
+        assert!(e.contains("which is not set"), "{e}");
+        let e = parse("endpoints = [\"getnothing\"]\n[[account]]\nappid=\"a\"\nsecret=\"b\"")
+            .unwrap_err();
+        assert!(
+            e.contains("\"getnothing\" is not a datacube endpoint"),
+            "{e}"
+        );
+        assert!(parse("").unwrap_err().contains("nothing to mirror"));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert!(parse_size("5 parsecs").is_err());
+    }
+}
