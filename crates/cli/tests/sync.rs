@@ -138,30 +138,9 @@ async fn answers(base: &str) -> Vec<(String, String)> {
 
 /// The answers of `endpoints` over the demo range, call by call within each span.
 async fn answers_of(base: &str, endpoints: &[Endpoint]) -> Vec<(String, String)> {
-    let token = access_token(base, DEMO_APPID, DEMO_SECRET).await;
     let first = parse_date(&first_day()).unwrap();
     let last = parse_date("2026-06-14").unwrap();
-    let mut out = Vec::new();
-    for &endpoint in endpoints {
-        let span = i64::from(endpoint.max_span());
-        let mut at = first;
-        while at <= last {
-            let end = add_days(at, span - 1).min(last);
-            let body = format!(
-                r#"{{"begin_date":"{}","end_date":"{}"}}"#,
-                format_date(at),
-                format_date(end)
-            );
-            let answer = datacube_post(base, &token, endpoint.name(), &body).await;
-            assert!(
-                answer.starts_with("{\"list\""),
-                "{endpoint} {body}: {answer}"
-            );
-            out.push((format!("{endpoint} {body}"), answer));
-            at = add_days(end, 1);
-        }
-    }
-    out
+    common::answers(base, (DEMO_APPID, DEMO_SECRET), endpoints, (first, last)).await
 }
 
 #[tokio::test]

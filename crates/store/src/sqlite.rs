@@ -36,6 +36,11 @@ impl Sqlite {
             source: Box::new(source),
         };
         let writer = Connection::open(path).map_err(open_err)?;
+        // Another process may be creating the same file: wait for its locks, as every
+        // connection does.
+        writer
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
         // WAL: readers never wait for the writer, and a commit is durable once it returns.
         let mode: String = writer
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -99,9 +104,16 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
         return Ok(());
     }
     // All pending migrations in one transaction; the data moves of earlier layouts run after
-    // the last schema change, so that they write in the current layout.
-    let apply = || -> Result<()> {
+    // the last schema change, so that they write in the current layout. The version is read
+    // again inside it: another process opening the same new file at the same moment (a
+    // `serve` and a `sync --status`) may have migrated it meanwhile.
+    let apply = || -> Result<i64> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version >= known {
+            conn.execute_batch("COMMIT")?;
+            return Ok(known);
+        }
         for sql in &MIGRATIONS[version as usize..] {
             conn.execute_batch(sql)?;
         }
@@ -113,18 +125,43 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
         }
         conn.pragma_update(None, "user_version", known)?;
         conn.execute_batch("COMMIT")?;
-        Ok(())
+        Ok(version)
     };
-    if let Err(e) = apply() {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(match e {
-            StoreError::Sqlite(source) => StoreError::Open {
-                url: url.to_owned(),
-                source: Box::new(source),
-            },
-            other => other,
-        });
-    }
+    let version = match apply() {
+        Ok(v) if v == known => return Ok(()),
+        Ok(v) => v,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(match e {
+                StoreError::Sqlite(source) => StoreError::Open {
+                    url: url.to_owned(),
+                    source: Box::new(source),
+                },
+                other => other,
+            });
+        }
+    };
     tracing::info!(from = version, to = known, "database migrated");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Two processes opening one new file at once (`serve --mirror` and `sync --status`):
+    /// one migrates, the others find it done.
+    #[test]
+    fn a_new_file_opened_by_many_at_once_is_migrated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.db");
+        let path = path.to_str().unwrap().to_owned();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || super::Sqlite::open(&path, "sqlite://race.db").map(drop))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+    }
 }

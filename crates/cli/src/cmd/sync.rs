@@ -282,7 +282,7 @@ fn context(store: Store, clock: &Clock) -> Result<(Context, Arc<tokio::sync::Not
 pub async fn sync(args: SyncArgs) -> Result<()> {
     if args.status {
         let name = match &args.config {
-            Some(path) => Some(mirror::config::load(path).map_err(Exit::usage)?.name),
+            Some(path) => Some(mirror::config::name_of(path).map_err(Exit::usage)?),
             None => None,
         };
         return status(&args, name).await;

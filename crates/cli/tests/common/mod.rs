@@ -217,3 +217,36 @@ pub async fn dev_server(token: &str, aes_key: &str, appid: &str) -> DevServer {
         port,
     }
 }
+
+/// The answers of `endpoints` over `first..=last`, call by call within each endpoint's span,
+/// each with a label (`endpoint {"begin_date":…}`).
+pub async fn answers(
+    base: &str,
+    (appid, secret): (&str, &str),
+    endpoints: &[datacube_api::Endpoint],
+    (first, last): (jiff::civil::Date, jiff::civil::Date),
+) -> Vec<(String, String)> {
+    use datacube_api::date::{add_days, format_date};
+    let token = access_token(base, appid, secret).await;
+    let mut out = Vec::new();
+    for &endpoint in endpoints {
+        let span = i64::from(endpoint.max_span());
+        let mut at = first;
+        while at <= last {
+            let end = add_days(at, span - 1).min(last);
+            let body = format!(
+                r#"{{"begin_date":"{}","end_date":"{}"}}"#,
+                format_date(at),
+                format_date(end)
+            );
+            let answer = datacube_post(base, &token, endpoint.name(), &body).await;
+            assert!(
+                answer.starts_with("{\"list\""),
+                "{endpoint} {body}: {answer}"
+            );
+            out.push((format!("{endpoint} {body}"), answer));
+            at = add_days(end, 1);
+        }
+    }
+    out
+}

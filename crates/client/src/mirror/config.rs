@@ -111,6 +111,24 @@ pub fn load(path: &Path) -> Result<Mirror, String> {
     parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The mirror's name in the configuration at `path`, without resolving its secrets (for
+/// `sync --status`, which needs none).
+pub fn name_of(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the mirror configuration {}: {e}",
+            path.display()
+        )
+    })?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    match table.get("name") {
+        None => Ok("mirror".to_owned()),
+        Some(toml::Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(format!("{}: name: a string", path.display())),
+    }
+}
+
 /// Parses a mirror configuration.
 pub fn parse(text: &str) -> Result<Mirror, String> {
     let file: File = toml::from_str(text).map_err(|e| {
