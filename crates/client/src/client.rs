@@ -203,6 +203,20 @@ fn renew_at(expires_in: u64) -> Instant {
     Instant::now() + Duration::from_secs(lifetime - margin)
 }
 
+/// The seconds of an announced `expires_in`, whatever its JSON: a number (negative: 0,
+/// fractional: rounded down, huge: saturated), a number in a string, 7200 when absent or
+/// anything else. [`renew_at`] clamps it.
+fn lifetime(expires_in: Option<&serde_json::Value>) -> u64 {
+    let seconds = |f: f64| if f > 0.0 { f as u64 } else { 0 };
+    match expires_in {
+        Some(serde_json::Value::Number(n)) => {
+            n.as_u64().unwrap_or_else(|| n.as_f64().map_or(0, seconds))
+        }
+        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().map_or(7200, seconds),
+        _ => 7200,
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct ErrorAnswer {
     errcode: Option<i64>,
@@ -319,7 +333,7 @@ impl Client {
         #[derive(serde::Deserialize)]
         struct TokenAnswer {
             access_token: Option<String>,
-            expires_in: Option<serde_json::Number>,
+            expires_in: Option<serde_json::Value>,
             errcode: Option<i64>,
             errmsg: Option<String>,
         }
@@ -360,15 +374,7 @@ impl Client {
                         })?;
                     match (parsed.access_token, parsed.errcode.unwrap_or(0)) {
                         (Some(token), 0) => {
-                            // Any number: negative, fractional or huge ones are clamped.
-                            let expires_in = parsed.expires_in.map_or(7200, |n| {
-                                n.as_u64().unwrap_or(if n.as_i64().is_some() {
-                                    0
-                                } else {
-                                    u64::MAX
-                                })
-                            });
-                            return Ok((token, expires_in));
+                            return Ok((token, lifetime(parsed.expires_in.as_ref())));
                         }
                         (_, -1) => "-1 system error".to_owned(),
                         (_, 45009) => {
@@ -571,7 +577,7 @@ impl Client {
                             message: v.to_string(),
                         }
                     })?;
-                    return Ok((token.to_owned(), v["expires_in"].as_u64().unwrap_or(7200)));
+                    return Ok((token.to_owned(), lifetime(v.get("expires_in"))));
                 }
                 Err(ClientError::Api {
                     code: 40001 | 42001,
@@ -696,4 +702,28 @@ fn parse_list<R: DeserializeOwned>(endpoint: Endpoint, text: &str) -> Result<Vec
             api: format!("datacube/{}", endpoint.name()),
             message: e.to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn announced_lifetimes_are_read_whatever_their_json() {
+        let l = |v: serde_json::Value| lifetime(Some(&v));
+        assert_eq!(l(json!(7200)), 7200);
+        assert_eq!(l(json!(-5)), 0);
+        assert_eq!(l(json!(7200.9)), 7200);
+        assert_eq!(l(json!(1e300)), u64::MAX);
+        assert_eq!(l(json!(u64::MAX)), u64::MAX);
+        assert_eq!(l(json!("3600")), 3600);
+        assert_eq!(l(json!(null)), 7200);
+        assert_eq!(lifetime(None), 7200);
+        // Clamped when used: a minute at least (renewed after 45 s), a day at most.
+        let soon = renew_at(0) - Instant::now();
+        assert!(soon > Duration::from_secs(40) && soon <= Duration::from_secs(45));
+        let late = renew_at(u64::MAX) - Instant::now();
+        assert!(late <= Duration::from_secs(86_400 - 300) && late > Duration::from_secs(86_000));
+    }
 }

@@ -134,7 +134,7 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
     let file: File = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
         match line {
             Some(line) => format!("line {line}: {}", e.message()),
             None => e.message().to_owned(),
