@@ -362,7 +362,15 @@ pub async fn run(
             }
         });
     }
-    while workers.join_next().await.is_some() {}
+    while let Some(joined) = workers.join_next().await {
+        // A worker that panicked is a bug; its account stops with it named, rather than
+        // passing for an interruption.
+        if let Err(e) = joined {
+            if let Ok(mut a) = account_error.lock() {
+                a.get_or_insert(format!("internal error: a sync worker failed: {e}"));
+            }
+        }
+    }
     let error = account_error.lock().ok().and_then(|mut e| e.take());
     let interrupted = stop.load(Ordering::Relaxed);
     let mut report = AccountReport {
