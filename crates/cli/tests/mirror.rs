@@ -744,3 +744,208 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
         "{err}"
     );
 }
+
+/// What an upstream answers never leaks a secret, forges a line, grows a report without
+/// bound, or follows a redirect; an upstream password is not shown.
+#[tokio::test]
+async fn hostile_answers_never_leak_forge_or_redirect() {
+    let (_d1, up_db) = temp_db();
+    let up = serve(&up_db, &["--demo", "--demo-days", "20"]).await;
+    let hostile = Hostile::start(
+        &up.base,
+        Mode {
+            redirect: vec!["getusershare"],
+            forged_errmsg: vec!["getuserread"],
+            ..Mode::default()
+        },
+    )
+    .await;
+    // The upstream's URL carries a password (a proxy's): it is never shown.
+    let with_password = hostile
+        .base
+        .replace("http://", "http://proxyuser:PROXY_PASSWORD_SENTINEL@");
+    let (_d2, mirror_db) = temp_db();
+    let only = ["--endpoints", "getusershare,getuserread,getusercumulate"];
+    let (code, out, err, _) = sync(
+        &mirror_db,
+        &with_password,
+        &[&only[..], &["--report", "json"]].concat(),
+    )
+    .await;
+    assert_eq!(code, 3, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report["upstream"],
+        hostile.base.replace("http://", "http://proxyuser:***@")
+    );
+    for text in [&out, &err] {
+        assert!(!text.contains("PROXY_PASSWORD_SENTINEL"), "{text}");
+        assert!(!text.contains(DEMO_SECRET), "{text}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "no terminal escape passes through"
+        );
+    }
+    let share = endpoint_report(&report, "getusershare");
+    assert_eq!(share["status"], "failed");
+    assert!(
+        share["error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 307 Temporary Redirect (redirects are not followed)"),
+        "{share:#}"
+    );
+    assert_eq!(
+        hostile.stolen.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the token was not sent where the redirect pointed"
+    );
+    let read = endpoint_report(&report, "getuserread");
+    let why = read["error"].as_str().unwrap();
+    assert!(
+        why.starts_with("datacube/getuserread answered 40078 bad\\nsynced 1 of 1"),
+        "{why}"
+    );
+    assert!(
+        why.len() < 400,
+        "a megabyte of errmsg is cut: {} bytes",
+        why.len()
+    );
+    assert!(
+        out.len() < 20_000,
+        "the report stays small: {} bytes",
+        out.len()
+    );
+    assert!(
+        !err.lines()
+            .any(|l| l.starts_with("synced 1 of 1 from https://api.weixin.qq.com")),
+        "no forged line: {err}"
+    );
+    assert_eq!(
+        endpoint_report(&report, "getusercumulate")["status"],
+        "done"
+    );
+
+    // A token answer that cannot be read is named, never quoted (it holds the token).
+    hostile.set(|m| m.expires_in = Some("1e400"));
+    let (_d3, other_db) = temp_db();
+    let (code, _, err, _) = sync(&other_db, &hostile.base, &only).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is not JSON we can read: number out of range"),
+        "{err}"
+    );
+    assert!(!err.contains("access_token\":\""), "{err}");
+}
+
+/// SIGINT while every call hangs: the run stops within a second, not after its timeouts and
+/// retries; killed outright, `sync --status` says the run died once it has been silent for
+/// five minutes. A component's list of accounts that lists one without a refresh token is read
+/// to its end, not asked again forever.
+#[tokio::test]
+async fn a_run_stops_at_once_and_a_dead_run_is_told() {
+    let (_d1, up_db) = temp_db();
+    let up = serve(&up_db, &["--demo", "--demo-days", "20"]).await;
+    let hostile = Hostile::start(
+        &up.base,
+        Mode {
+            hang: true,
+            ..Mode::default()
+        },
+    )
+    .await;
+    let (_d2, mirror_db) = temp_db();
+    for signal in ["-INT", "-KILL"] {
+        let before = hostile.calls.load(std::sync::atomic::Ordering::Relaxed);
+        let child = datacube(&mirror_db)
+            .args(["sync", "--appid", DEMO_APPID, "--upstream", &hostile.base])
+            .args(["--from", FIRST, "--timeout", "60", "--header-timeout", "60"])
+            .env("DATACUBE_SECRET", DEMO_SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while hostile.calls.load(std::sync::atomic::Ordering::Relaxed) == before {
+            assert!(Instant::now() < deadline, "the sync made no call");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pid = child.id().unwrap().to_string();
+        let signalled = Instant::now();
+        let killed = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().await.unwrap();
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "{signal}: stopped in {:?}",
+            signalled.elapsed()
+        );
+        if signal == "-INT" {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{err}");
+            assert!(
+                err.contains("interrupted; run the same command again to resume"),
+                "{err}"
+            );
+            let (code, status, _) = run(&mirror_db, &["sync", "--status"], None).await;
+            assert_eq!(code, 3, "{status}");
+            assert!(status.contains(", interrupted in "), "{status}");
+        }
+    }
+    // The killed run never finished: running for a while, then taken for dead.
+    let (code, status, _) = run(&mirror_db, &["sync", "--status"], None).await;
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.lines().next().unwrap().ends_with(", running"),
+        "{status}"
+    );
+    let later = ["sync", "--status", "--clock", "2026-06-15T10:20:00+08:00"];
+    let (code, status, err) = run(&mirror_db, &later, None).await;
+    assert_eq!(code, 1, "{status}");
+    assert!(
+        status.contains("stopped without finishing (no sign of life since"),
+        "{status}"
+    );
+    assert!(
+        err.contains("stopped without finishing (its process died)"),
+        "{err}"
+    );
+
+    // A component whose list has an account without a refresh token (never exchanged).
+    hostile.set(|m| {
+        m.hang = false;
+        m.authorizer_list = Some(
+            r#"{"total_count":2,"list":[{"authorizer_appid":"wx00000000000000a1","refresh_token":"r1"},{"authorizer_appid":"wx00000000000000a2"}]}"#.into(),
+        );
+    });
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        datacube(&mirror_db)
+            .args(["sync", "--upstream", &hostile.base, "--from", FIRST])
+            .args(["--component-appid", "wxc0000000000000c7"])
+            .args(["--component-secret", "cs", "--component-token", "ct"])
+            .args(["--report", "json"])
+            .output(),
+    )
+    .await
+    .expect("the list is read to its end")
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hostile.listed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        report["accounts"].as_array().unwrap().len(),
+        1,
+        "{report:#}"
+    );
+    assert_eq!(report["accounts"][0]["appid"], "wx00000000000000a1");
+    assert_eq!(
+        report["notes"][0],
+        format!(
+            "1 accounts authorized wxc0000000000000c7 on {}",
+            hostile.base
+        )
+    );
+}

@@ -26,10 +26,13 @@ pub(crate) struct Limits {
     pub max_answer: u64,
 }
 
-/// Sends `request` and reads its answer's body as text.
+/// Sends `request` and reads its answer's body as text. `secrets` (what the request carries:
+/// the AppSecret, a token…) are blanked out of any part of the answer quoted in an error, in
+/// case the upstream echoes them.
 pub(crate) async fn exchange(
     request: reqwest::RequestBuilder,
     limits: Limits,
+    secrets: &[&str],
 ) -> Result<String, Failure> {
     let mut answer = match tokio::time::timeout(limits.header_timeout, request.send()).await {
         Err(_) => {
@@ -42,6 +45,12 @@ pub(crate) async fn exchange(
         Ok(Ok(answer)) => answer,
     };
     let status = answer.status();
+    if status.is_redirection() {
+        // WeChat never redirects; following one would send the secret or the token elsewhere.
+        return Err(Failure::Fatal(format!(
+            "HTTP {status} (redirects are not followed)"
+        )));
+    }
     if !status.is_success() {
         let what = format!("HTTP {status}");
         return Err(
@@ -89,23 +98,49 @@ pub(crate) async fn exchange(
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(Failure::Transient(format!(
-            "not a JSON answer ({content_type}): {}",
-            snippet(&body)
+            "not a JSON answer ({}): {}",
+            clean(&content_type),
+            snippet(&body, secrets)
         )));
     }
     String::from_utf8(body).map_err(|e| {
         Failure::Transient(format!(
-            "not a JSON answer ({content_type}): not UTF-8 at byte {}",
+            "not a JSON answer ({}): not UTF-8 at byte {}",
+            clean(&content_type),
             e.utf8_error().valid_up_to()
         ))
     })
 }
 
-/// The first bytes of a body, quoted, for messages.
-pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(160)]);
-    let text: String = text.chars().take(100).collect();
-    format!("{text:?}{}", if body.len() > text.len() { "…" } else { "" })
+/// The first bytes of a body, quoted (control characters escaped), for messages; `secrets`
+/// blanked out.
+pub(crate) fn snippet(body: &[u8], secrets: &[&str]) -> String {
+    let mut text = String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(s, "***");
+    }
+    let cut: String = text.chars().take(100).collect();
+    let more = body.len() > 4096 || cut.len() < text.len();
+    format!("{cut:?}{}", if more { "…" } else { "" })
+}
+
+/// Text from outside (an `errmsg`, a header), for messages and reports: at most 200
+/// characters, control characters escaped — a hostile upstream cannot forge lines or fill a
+/// report.
+pub(crate) fn clean(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == 200 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A transport error in words, with its causes, without the URL.
@@ -145,6 +180,19 @@ fn seconds(d: Duration) -> String {
     }
 }
 
+/// `url` for people: its password, if any, replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.as_str().trim_end_matches('/').to_owned()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) if url.contains('@') => "(an upstream URL that does not parse)".to_owned(),
+        Err(_) => url.to_owned(),
+    }
+}
+
 /// `67108864` → `64 MiB`.
 pub(crate) fn bytes(n: u64) -> String {
     match n {
@@ -163,7 +211,21 @@ mod tests {
     fn sizes_and_snippets_read_well() {
         assert_eq!(bytes(64 << 20), "64 MiB");
         assert_eq!(bytes(1000), "1000 bytes");
-        assert_eq!(snippet(b"<html>busy</html>"), "\"<html>busy</html>\"");
-        assert!(snippet(&[b'x'; 500]).ends_with('…'));
+        assert_eq!(snippet(b"<html>busy</html>", &[]), "\"<html>busy</html>\"");
+        assert!(snippet(&[b'x'; 500], &[]).ends_with('…'));
+        assert_eq!(
+            snippet(b"bad secret=S3CRET&x", &["S3CRET"]),
+            "\"bad secret=***&x\""
+        );
+        assert_eq!(clean("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+        assert_eq!(clean(&"x".repeat(300)).chars().count(), 201);
+        assert_eq!(
+            redacted_url("http://u:PROXY_PW@127.0.0.1:9/"),
+            "http://u:***@127.0.0.1:9"
+        );
+        assert_eq!(
+            redacted_url("https://api.weixin.qq.com"),
+            "https://api.weixin.qq.com"
+        );
     }
 }

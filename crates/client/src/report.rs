@@ -361,7 +361,7 @@ impl AccountReport {
                     ),
                 ));
             }
-            let not_asked = e.windows - e.calls;
+            let not_asked = e.windows.saturating_sub(e.calls);
             match e.status {
                 EndpointStatus::Offline | EndpointStatus::Unauthorized => {
                     let why = if e.status == EndpointStatus::Offline {
@@ -381,7 +381,7 @@ impl AccountReport {
                     format!(
                         "{name}: failed: {}; {} windows left for the next run",
                         e.error.as_deref().unwrap_or("unknown error"),
-                        e.windows - e.windows_done
+                        e.windows.saturating_sub(e.windows_done)
                     ),
                 )),
                 _ => {}

@@ -344,6 +344,8 @@ pub async fn run(
                             p.report.error = Some(format!("{code} {errmsg}"));
                         }
                     }
+                    // Stopped (SIGINT, SIGTERM): the window is left for the next run.
+                    Err(SyncError::Client(ClientError::Interrupted)) => return,
                     Err(SyncError::Client(e)) if e.stops_the_account() => {
                         drop(p);
                         if let Ok(mut a) = account_error.lock() {
@@ -438,13 +440,24 @@ async fn mirror_one(
     } else {
         NewFields::Keep
     };
-    let parsed = datacube_api::row::parse_list(endpoint, body.as_bytes(), new).map_err(|e| {
-        SyncError::Answer {
-            endpoint,
-            begin,
-            end,
-            error: e.to_string(),
-        }
+    // Up to 64 MiB of JSON to validate: CPU work, off the async threads (a server with
+    // `--mirror` keeps answering meanwhile).
+    let (parsed, delayed) = tokio::task::spawn_blocking(move || {
+        let parsed = datacube_api::row::parse_list(endpoint, body.as_bytes(), new);
+        (parsed, says_delayed(&body))
+    })
+    .await
+    .map_err(|e| SyncError::Answer {
+        endpoint,
+        begin,
+        end,
+        error: format!("internal error: {e}"),
+    })?;
+    let parsed = parsed.map_err(|e| SyncError::Answer {
+        endpoint,
+        begin,
+        end,
+        error: e.to_string(),
     })?;
     let (rows, outside): (Vec<Row>, Vec<Row>) = parsed
         .rows
@@ -452,7 +465,7 @@ async fn mirror_one(
         .partition(|r| r.ref_date >= begin && r.ref_date <= end);
     let stored = rows.len();
     // `"is_delay":true`: the upstream says the window may still change.
-    let final_through = (!says_delayed(&body)).then(|| final_through(endpoint, last_ready));
+    let final_through = (!delayed).then(|| final_through(endpoint, last_ready));
     store
         .mirror_window(appid, endpoint, (begin, end), rows, final_through)
         .await?;
@@ -463,14 +476,18 @@ async fn mirror_one(
     })
 }
 
-/// Whether a 2025 answer says `"is_delay":true`.
+/// Whether an answer may still change: a 2025 answer's `is_delay` is anything but absent or
+/// `false` (`true`, `1`, `"true"`, given twice…: in doubt, the days are fetched again).
 fn says_delayed(body: &str) -> bool {
     #[derive(serde::Deserialize)]
-    struct Delay {
-        #[serde(default)]
-        is_delay: bool,
+    struct Delay<'a> {
+        #[serde(borrow)]
+        is_delay: Option<&'a serde_json::value::RawValue>,
     }
-    serde_json::from_str::<Delay>(body).is_ok_and(|d| d.is_delay)
+    match serde_json::from_str::<Delay>(body) {
+        Ok(d) => d.is_delay.is_some_and(|v| v.get() != "false"),
+        Err(_) => true,
+    }
 }
 
 /// Days from `a` to `b`, both included (for reports).
@@ -581,5 +598,10 @@ mod tests {
         assert!(says_delayed(r#"{"list":[],"is_delay":true}"#));
         assert!(!says_delayed(r#"{"list":[],"is_delay":false}"#));
         assert!(!says_delayed(r#"{"list":[]}"#));
+        assert!(says_delayed(r#"{"list":[],"is_delay":1}"#));
+        assert!(says_delayed(r#"{"list":[],"is_delay":"true"}"#));
+        assert!(says_delayed(
+            r#"{"list":[],"is_delay":false,"is_delay":true}"#
+        ));
     }
 }

@@ -39,7 +39,11 @@ pub async fn import_body(
     body: &[u8],
     new: NewFields,
 ) -> Result<Imported, ImportError> {
-    let parsed = parse_list(endpoint, body, new)
+    // Up to 256 MiB of JSON to validate: CPU work, off the async threads.
+    let owned = body.to_vec();
+    let parsed = tokio::task::spawn_blocking(move || parse_list(endpoint, &owned, new))
+        .await
+        .map_err(|e| ImportError::Store(StoreError::Task(e.to_string())))?
         .map_err(|error| ImportError::Invalid { endpoint, error })?;
     let report = store.upsert_rows(appid, endpoint, parsed.rows).await?;
     Ok(Imported {

@@ -678,6 +678,19 @@ impl Store {
         .await
     }
 
+    /// A sign of life of run `id` at `now` (Unix seconds).
+    pub async fn beat_sync_run(&self, id: i64, now: i64) -> Result<()> {
+        self.run(move |s| s.write(|tx| sync::beat_run(tx, id, now)))
+            .await
+    }
+
+    /// The newest attempt of `mirror`'s run for `slot` (a China day), if any.
+    pub async fn sync_slot_run(&self, mirror: &str, slot: &str) -> Result<Option<SyncRun>> {
+        let (mirror, slot) = (mirror.to_owned(), slot.to_owned());
+        self.read(move |db| sync::slot_run(db, &mirror, &slot))
+            .await
+    }
+
     /// Records how run `id` ended, with its report (JSON).
     pub async fn finish_sync_run(
         &self,

@@ -169,6 +169,7 @@ const PG_MIGRATIONS: &[&str] = &[
         slot     TEXT,                        -- a daemon's scheduled China day; NULL one-shot
         attempt  BIGINT NOT NULL,              -- 1 for a slot's first try
         started  BIGINT NOT NULL,              -- Unix seconds, by the (emulated) clock
+        beat     BIGINT NOT NULL,              -- the last sign of life of the run under way
         finished BIGINT,                       -- NULL while it runs (or if it died)
         outcome  TEXT,                        -- 'ok' | 'partial' | 'failed' | 'interrupted'
         report   TEXT                         -- the run report, JSON

@@ -183,6 +183,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         slot     TEXT,                        -- a daemon's scheduled China day; NULL one-shot
         attempt  INTEGER NOT NULL,              -- 1 for a slot's first try
         started  INTEGER NOT NULL,              -- Unix seconds, by the (emulated) clock
+        beat     INTEGER NOT NULL,              -- the last sign of life of the run under way
         finished INTEGER,                       -- NULL while it runs (or if it died)
         outcome  TEXT,                        -- 'ok' | 'partial' | 'failed' | 'interrupted'
         report   TEXT                         -- the run report, JSON

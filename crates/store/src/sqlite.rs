@@ -110,7 +110,13 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
     let apply = || -> Result<i64> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version >= known {
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        if version == known {
             conn.execute_batch("COMMIT")?;
             return Ok(known);
         }

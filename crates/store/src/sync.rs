@@ -61,11 +61,44 @@ pub(crate) fn start_run(
     started: i64,
 ) -> Result<Option<i64>> {
     tx.opt(
-        "INSERT INTO sync_run (mirror, slot, attempt, started) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO sync_run (mirror, slot, attempt, started, beat) VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT (mirror, slot, attempt) DO NOTHING RETURNING id",
         p![mirror, slot, attempt, started],
         |r| r.int(0),
     )
+}
+
+/// A sign of life of run `id`, at `now`.
+pub(crate) fn beat_run(tx: &dyn Db, id: i64, now: i64) -> Result<()> {
+    tx.exec(
+        "UPDATE sync_run SET beat = ?2 WHERE id = ?1 AND finished IS NULL",
+        p![id, now],
+    )?;
+    Ok(())
+}
+
+/// The newest attempt of `mirror`'s run for `slot`, if any.
+pub(crate) fn slot_run(db: &dyn Db, mirror: &str, slot: &str) -> Result<Option<SyncRun>> {
+    db.opt(
+        "SELECT id, mirror, slot, attempt, started, beat, finished, outcome, report FROM sync_run
+         WHERE mirror = ?1 AND slot = ?2 ORDER BY attempt DESC LIMIT 1",
+        p![mirror, slot],
+        run_row,
+    )
+}
+
+fn run_row(r: &dyn crate::db::DbRow) -> Result<SyncRun> {
+    Ok(SyncRun {
+        id: r.int(0)?,
+        mirror: r.text(1)?.to_owned(),
+        slot: r.opt_text(2)?.map(str::to_owned),
+        attempt: r.int(3)?,
+        started: r.int(4)?,
+        beat: r.int(5)?,
+        finished: r.opt_int(6)?,
+        outcome: r.opt_text(7)?.map(str::to_owned),
+        report: r.opt_text(8)?.map(str::to_owned),
+    })
 }
 
 /// Records how a run ended.
@@ -85,30 +118,18 @@ pub(crate) fn finish_run(
 
 /// The newest `limit` runs (of `mirror`, or of all), newest first.
 pub(crate) fn runs(db: &dyn Db, mirror: Option<&str>, limit: i64) -> Result<Vec<SyncRun>> {
-    let row = |r: &dyn crate::db::DbRow| {
-        Ok(SyncRun {
-            id: r.int(0)?,
-            mirror: r.text(1)?.to_owned(),
-            slot: r.opt_text(2)?.map(str::to_owned),
-            attempt: r.int(3)?,
-            started: r.int(4)?,
-            finished: r.opt_int(5)?,
-            outcome: r.opt_text(6)?.map(str::to_owned),
-            report: r.opt_text(7)?.map(str::to_owned),
-        })
-    };
     match mirror {
         Some(m) => db.all(
-            "SELECT id, mirror, slot, attempt, started, finished, outcome, report FROM sync_run
-             WHERE mirror = ?1 ORDER BY id DESC LIMIT ?2",
+            "SELECT id, mirror, slot, attempt, started, beat, finished, outcome, report
+             FROM sync_run WHERE mirror = ?1 ORDER BY id DESC LIMIT ?2",
             p![m, limit],
-            row,
+            run_row,
         ),
         None => db.all(
-            "SELECT id, mirror, slot, attempt, started, finished, outcome, report FROM sync_run
-             ORDER BY id DESC LIMIT ?1",
+            "SELECT id, mirror, slot, attempt, started, beat, finished, outcome, report
+             FROM sync_run ORDER BY id DESC LIMIT ?1",
             p![limit],
-            row,
+            run_row,
         ),
     }
 }
@@ -126,6 +147,9 @@ pub struct SyncRun {
     pub attempt: i64,
     /// Unix seconds, by the clock of the run.
     pub started: i64,
+    /// The run's last sign of life (Unix seconds, its clock): a run under way updates it
+    /// every 30 seconds.
+    pub beat: i64,
     /// `None` while it runs (or if the process died during it).
     pub finished: Option<i64>,
     /// `ok`, `partial`, `failed` or `interrupted`.

@@ -8,7 +8,7 @@
 //! follows the known field it followed in the input (or leads, if it led), its value as sent,
 //! whitespace removed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::{self, Write as _};
 
 use jiff::civil::Date;
@@ -83,6 +83,65 @@ fn push_compact(raw: &str, out: &mut String) {
     }
 }
 
+/// A field no shape lists is kept only within these bounds (a hostile upstream could send
+/// millions of them, or nest one a million deep): the row is refused past them.
+const MAX_NEW_FIELDS: usize = 64;
+/// The most new fields a body's report names.
+const MAX_NAMED: usize = 100;
+/// The longest name of a kept field, in bytes.
+const MAX_NAME: usize = 128;
+/// The deepest nesting of a kept value (objects and arrays).
+const MAX_DEPTH: usize = 32;
+
+/// A name from outside, for messages: as is when short and printable, else quoted with its
+/// control characters escaped, and cut.
+fn shown(name: &str) -> String {
+    if name.len() <= 64 && name.chars().all(|c| !c.is_control()) {
+        return name.to_owned();
+    }
+    let cut: String = name.chars().take(64).collect();
+    format!("{cut:?}{}", if cut.len() < name.len() { "…" } else { "" })
+}
+
+/// Whether a kept value is plain JSON any client can read back: nested at most
+/// [`MAX_DEPTH`] deep, numbers that fit a double, no key twice in an object.
+fn check_kept(raw: &RawValue, depth: usize) -> Result<(), String> {
+    let text = raw.get();
+    let deep = || format!("a kept value may nest {MAX_DEPTH} levels at most");
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            if depth >= MAX_DEPTH {
+                return Err(deep());
+            }
+            let members = Members::parse(text).ok_or("not a JSON object")?;
+            let mut keys = HashSet::new();
+            for (k, v) in &members.0 {
+                if !keys.insert(k.as_str()) {
+                    return Err(format!("a kept object has the key {} twice", shown(k)));
+                }
+                check_kept(v, depth + 1)?;
+            }
+        }
+        Some(b'[') => {
+            if depth >= MAX_DEPTH {
+                return Err(deep());
+            }
+            let items: Vec<&RawValue> =
+                serde_json::from_str(text).map_err(|_| "not a JSON array".to_owned())?;
+            for item in items {
+                check_kept(item, depth + 1)?;
+            }
+        }
+        Some(b'-' | b'0'..=b'9')
+            if !serde_json::from_str::<f64>(text).is_ok_and(f64::is_finite) =>
+        {
+            return Err(format!("{} does not fit a double", shown(text)));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Where validation is, and what it found.
 struct Walk<'s> {
     endpoint: Endpoint,
@@ -108,8 +167,10 @@ impl Walk<'_> {
         let mut slot: Vec<Option<&RawValue>> = vec![None; shape.fields.len()];
         let mut after: Vec<Vec<usize>> = vec![Vec::new(); shape.fields.len() + 1];
         let mut last_known = 0;
+        let mut new_names: HashSet<&str> = HashSet::new();
         for (i, (name, value)) in members.0.iter().enumerate() {
-            let duplicate = || field_error(&format!("{path}{name}"), "appears twice");
+            let named = || format!("{path}{}", shown(name));
+            let duplicate = || field_error(&named(), "appears twice");
             match shape.fields.iter().position(|f| f.name == name) {
                 Some(at) => {
                     if slot[at].replace(value).is_some() {
@@ -120,13 +181,28 @@ impl Walk<'_> {
                 None => {
                     if self.new == NewFields::Refuse {
                         return Err(field_error(
-                            &format!("{path}{name}"),
+                            &named(),
                             format!("{endpoint} has no such field"),
                         ));
                     }
-                    if members.0[..i].iter().any(|(k, _)| k == name) {
+                    if !new_names.insert(name) {
                         return Err(duplicate());
                     }
+                    if new_names.len() > MAX_NEW_FIELDS {
+                        return Err(field_error(
+                            &named(),
+                            format!(
+                                "more than {MAX_NEW_FIELDS} fields the documentation does not list in one object"
+                            ),
+                        ));
+                    }
+                    if name.len() > MAX_NAME {
+                        return Err(field_error(
+                            &named(),
+                            format!("a field name longer than {MAX_NAME} bytes"),
+                        ));
+                    }
+                    check_kept(value, 0).map_err(|why| field_error(&named(), why))?;
                     after[last_known].push(i);
                 }
             }
@@ -142,7 +218,10 @@ impl Walk<'_> {
                 out.push_str(&serde_json::to_string(name).expect("a string serializes"));
                 out.push(':');
                 push_compact(value.get(), out);
-                found.insert(format!("{generic}{name}"));
+                // Named once each, and no more than a report can show.
+                if found.len() < MAX_NAMED {
+                    found.insert(format!("{generic}{}", shown(name)));
+                }
             }
         };
         unknown(0, out, &mut first, self.found);
@@ -653,6 +732,55 @@ mod tests {
     }
 
     #[test]
+    fn kept_fields_are_bounded() {
+        let row = |extra: &str| {
+            format!(r#"{{"list":[{{"ref_date":"2021-09-01","cumulate_user":1{extra}}}]}}"#)
+        };
+        let parse = |extra: &str| {
+            parse_list(
+                Endpoint::GetUserCumulate,
+                row(extra).as_bytes(),
+                NewFields::Keep,
+            )
+        };
+        let many: String = (0..65).map(|i| format!(",\"x{i}\":1")).collect();
+        let e = parse(&many).unwrap_err();
+        assert!(e.to_string().contains("more than 64 fields"), "{e}");
+        // 60,000 of them are refused as fast as 65.
+        let lots: String = (0..60_000).map(|i| format!(",\"x{i}\":1")).collect();
+        let started = std::time::Instant::now();
+        assert!(parse(&lots).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let deep = format!(",\"x\":{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("32 levels at most"));
+        assert!(parse(&format!(",\"x\":{}{}", "[".repeat(32), "]".repeat(32))).is_ok());
+        let e = parse(",\"x\":1e400").unwrap_err();
+        assert!(e.to_string().contains("1e400 does not fit a double"), "{e}");
+        let e = parse(r#","x":{"a":1,"a":2}"#).unwrap_err();
+        assert!(e.to_string().contains("the key a twice"), "{e}");
+        let long = "n".repeat(200);
+        let e = parse(&format!(",\"{long}\":1")).unwrap_err();
+        assert!(e.to_string().contains("longer than 128 bytes"), "{e}");
+        assert!(
+            e.to_string().len() < 300,
+            "the name is cut in messages: {e}"
+        );
+        let e = parse(",\"x\\n\\u001b[2J\":1,\"x\\n\\u001b[2J\":2").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(r#"field `"x\n\u{1b}[2J"`: appears twice"#),
+            "control characters are escaped in messages: {e}"
+        );
+        let kept = parse(",\"big\":123456789012345678901234567890").unwrap();
+        assert!(kept.rows[0]
+            .json
+            .ends_with(r#""big":123456789012345678901234567890}"#));
+    }
+
+    #[test]
     fn a_field_twice_and_missing_fields_stay_errors() {
         let e = parse_list(
             Endpoint::GetUserCumulate,
@@ -779,5 +907,13 @@ mod tests {
             s
         });
         assert_eq!(ids, ["10000050_1", "2247483654_2", "2247483654_10"]);
+        let key = |m: &str| {
+            let mut s = String::new();
+            push_text_key(&mut s, m);
+            s
+        };
+        for other in ["+2247483650_1", "2247483650_01", "2247483650_+1"] {
+            assert_ne!(key(other), key("2247483650_1"), "{other}");
+        }
     }
 }

@@ -431,10 +431,17 @@ fn field_error(field: &str, message: impl Into<String>) -> RowError {
 
 /// `2247483650_1` sorts by its two numbers; any other text sorts after them, as text.
 fn push_text_key(key: &mut String, text: &str) {
+    // Only digits written as numbers are (`+1_1` and `01_1` are text, not 1_1, or two
+    // msgids would share a key).
+    let number = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+    };
     if let Some((a, b)) = text.split_once('_') {
-        if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u32>()) {
-            let _ = write!(key, "{a:020}_{b:010}");
-            return;
+        if number(a) && number(b) {
+            if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u32>()) {
+                let _ = write!(key, "{a:020}_{b:010}");
+                return;
+            }
         }
     }
     key.push('~');

@@ -1,7 +1,7 @@
 //! `datacube sync`: mirror accounts from WeChat (or a compatible server), once from flags or
 //! a configuration file, every day as a daemon, or show how the runs went.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -371,7 +371,9 @@ fn log_report(report: &RunReport, json: bool) {
 }
 
 async fn dry_run(mirror: &Mirror, ctx: &Context) -> Result<()> {
-    let (targets, notes) = mirror::targets(mirror).await.map_err(anyhow::Error::msg)?;
+    let (targets, notes) = mirror::targets(mirror, &ctx.stop)
+        .await
+        .map_err(anyhow::Error::msg)?;
     for n in notes {
         println!("{n}");
     }
@@ -398,42 +400,54 @@ async fn dry_run(mirror: &Mirror, ctx: &Context) -> Result<()> {
 async fn status(args: &SyncArgs, mirror: Option<String>) -> Result<()> {
     let store = open(&args.db.database)?;
     let runs = store.sync_runs(mirror.as_deref(), 20).await?;
-    if args.report == ReportFormat::Json {
+    let now = args.clock.unwrap_or_else(jiff::Timestamp::now).as_second();
+    let text = if args.report == ReportFormat::Json {
         let list: Vec<serde_json::Value> = runs.iter().map(run_json).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        serde_json::to_string_pretty(&list)? + "\n"
     } else if runs.is_empty() {
-        println!(
-            "no runs recorded in {}",
+        format!(
+            "no runs recorded in {}\n",
             datacube_store::redacted(&args.db.database)
-        );
+        )
     } else {
-        for run in &runs {
-            println!("{}", run_line(run));
-        }
+        runs.iter().map(|r| run_line(r, now) + "\n").collect()
+    };
+    // `datacube sync --status | head -3` is not an error.
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
     }
     let Some(newest) = runs.first() else {
         return Ok(());
     };
-    let code = match newest.outcome.as_deref() {
-        Some("ok") | None => 0,
-        Some("failed") => 1,
-        Some(_) => 3,
+    let (code, why) = match newest.outcome.as_deref() {
+        Some("ok") => (0, ""),
+        None if dead(newest, now) => (1, "stopped without finishing (its process died)"),
+        None => (0, ""),
+        Some("failed") => (1, "did not complete"),
+        Some(_) => (3, "did not complete"),
     };
     if code == 0 {
         Ok(())
     } else {
         Err(Exit::code(
             code,
-            format!("the newest run (#{}) did not complete", newest.id),
+            format!("the newest run (#{}) {why}", newest.id),
         ))
     }
+}
+
+/// Whether an unfinished run has shown no sign of life for too long.
+fn dead(run: &datacube_store::SyncRun, now: i64) -> bool {
+    run.finished.is_none() && now - run.beat > mirror::STALE
 }
 
 fn when(unix: i64) -> String {
     jiff::Timestamp::from_second(unix).map_or_else(|_| unix.to_string(), mirror::china_time)
 }
 
-fn run_line(run: &datacube_store::SyncRun) -> String {
+fn run_line(run: &datacube_store::SyncRun, now: i64) -> String {
     let report: Option<RunReport> = run
         .report
         .as_deref()
@@ -465,7 +479,11 @@ fn run_line(run: &datacube_store::SyncRun) -> String {
             }
         }
         (Some(outcome), None) => line.push_str(&format!(", {outcome}")),
-        (None, _) => line.push_str(", running (or its process died)"),
+        (None, _) if dead(run, now) => line.push_str(&format!(
+            ", stopped without finishing (no sign of life since {})",
+            when(run.beat)
+        )),
+        (None, _) => line.push_str(", running"),
     }
     line
 }

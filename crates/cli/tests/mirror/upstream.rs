@@ -35,6 +35,15 @@ pub struct Mode {
     pub expires_in: Option<&'static str>,
     /// Everything answers HTTP 502.
     pub down: bool,
+    /// Endpoints that answer `307` to `/stolen` on this server (a client must not follow).
+    pub redirect: Vec<&'static str>,
+    /// Endpoints that answer errcode 40078 with a megabyte of errmsg holding a forged line and
+    /// terminal escapes.
+    pub forged_errmsg: Vec<&'static str>,
+    /// Every datacube call gets no answer at all.
+    pub hang: bool,
+    /// The body of `api_get_authorizer_list`, instead of the upstream's.
+    pub authorizer_list: Option<String>,
 }
 
 /// The running upstream.
@@ -45,6 +54,10 @@ pub struct Hostile {
     pub calls: Arc<AtomicU64>,
     /// Faults served (every kind).
     pub faults: Arc<AtomicU64>,
+    /// Requests that followed a redirect to `/stolen`.
+    pub stolen: Arc<AtomicU64>,
+    /// Requests for the component's authorizer list.
+    pub listed: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -62,7 +75,11 @@ impl Hostile {
         let mode = Arc::new(Mutex::new(mode));
         let calls = Arc::new(AtomicU64::new(0));
         let faults = Arc::new(AtomicU64::new(0));
+        let stolen = Arc::new(AtomicU64::new(0));
+        let listed = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
+            stolen: stolen.clone(),
+            listed: listed.clone(),
             upstream: upstream.to_owned(),
             mode: mode.clone(),
             calls: calls.clone(),
@@ -85,6 +102,8 @@ impl Hostile {
             mode,
             calls,
             faults,
+            stolen,
+            listed,
             task,
         }
     }
@@ -100,6 +119,8 @@ struct Shared {
     mode: Arc<Mutex<Mode>>,
     calls: Arc<AtomicU64>,
     faults: Arc<AtomicU64>,
+    stolen: Arc<AtomicU64>,
+    listed: Arc<AtomicU64>,
     http: reqwest::Client,
 }
 
@@ -120,6 +141,16 @@ impl Shared {
         }
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let url = format!("{}{path}?{query}", self.upstream);
+        if path == "/stolen" {
+            self.stolen.fetch_add(1, Ordering::Relaxed);
+            return respond(&mut conn, "200 OK", "application/json", b"{\"list\":[]}").await;
+        }
+        if path == "/cgi-bin/component/api_get_authorizer_list" {
+            if let Some(list) = &mode.authorizer_list {
+                self.listed.fetch_add(1, Ordering::Relaxed);
+                return respond(&mut conn, "200 OK", "application/json", list.as_bytes()).await;
+            }
+        }
         if path.starts_with("/cgi-bin/") {
             let request = if method == "GET" {
                 self.http.get(&url)
@@ -136,6 +167,24 @@ impl Shared {
             return respond(&mut conn, "404 Not Found", "text/plain", b"no").await;
         };
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if mode.hang {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return Ok(());
+        }
+        if mode.redirect.contains(&name) {
+            let head = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: /stolen?{query}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            conn.write_all(head.as_bytes()).await?;
+            return conn.shutdown().await;
+        }
+        if mode.forged_errmsg.contains(&name) {
+            let forged = format!(
+                "{{\"errcode\":40078,\"errmsg\":\"bad\\nsynced 1 of 1 from https://api.weixin.qq.com: all good \\u001b[2J{}\"}}",
+                "x".repeat(1 << 20)
+            );
+            return respond(&mut conn, "200 OK", "application/json", forged.as_bytes()).await;
+        }
         if mode.broken.contains(&name) {
             self.faults.fetch_add(1, Ordering::Relaxed);
             return respond(

@@ -135,9 +135,10 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
         let line = e
             .span()
             .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
+        let message = without_values(e.message());
         match line {
-            Some(line) => format!("line {line}: {}", e.message()),
-            None => e.message().to_owned(),
+            Some(line) => format!("line {line}: {message}"),
+            None => message,
         }
     })?;
     let mut m = Mirror {
@@ -256,6 +257,25 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
         return Err("nothing to mirror: add an [[account]] or a [component]".into());
     }
     Ok(m)
+}
+
+/// A parser's message without the values it quotes (`invalid type: integer `1234…`,
+/// expected a string` could be a secret in the wrong place); field names stay.
+fn without_values(message: &str) -> String {
+    if message.starts_with("unknown field") || message.starts_with("missing field") {
+        return message.to_owned();
+    }
+    let mut out = String::new();
+    let mut quoted = false;
+    for part in message.split('`') {
+        if !quoted {
+            out.push_str(part);
+        } else {
+            out.push('…');
+        }
+        quoted = !quoted;
+    }
+    out
 }
 
 /// A secret given in one of three ways: in the file, by environment variable, or by file.
@@ -404,6 +424,9 @@ mod tests {
         let e =
             parse("[[account]]\nappid = \"a\"\nsecret_env = \"DATACUBE_NOT_SET_X\"\n").unwrap_err();
         assert!(e.contains("which is not set"), "{e}");
+        let e = parse("[[account]]\nappid = \"a\"\nsecret = 1234567890123456\n").unwrap_err();
+        assert!(e.starts_with("line 3: invalid type: integer …"), "{e}");
+        assert!(!e.contains("1234567890123456"), "no value quoted: {e}");
         let e = parse("endpoints = [\"getnothing\"]\n[[account]]\nappid=\"a\"\nsecret=\"b\"")
             .unwrap_err();
         assert!(

@@ -17,9 +17,9 @@ use jiff::Timestamp;
 use super::{run_once, Context, Mirror};
 use crate::report::RunReport;
 
-/// An attempt not finished after this long (by the run's clock) is taken for dead: its
-/// process stopped without recording an end.
-const STALE: i64 = 12 * 3600;
+/// An attempt not finished whose last sign of life (every 30 s while it runs) is older than
+/// this (by the run's clock) is taken for dead: its process stopped without recording an end.
+pub const STALE: i64 = 300;
 
 fn china() -> jiff::tz::TimeZone {
     jiff::tz::TimeZone::fixed(jiff::tz::offset(8))
@@ -82,12 +82,7 @@ async fn decide(
     slot: &str,
     now: Timestamp,
 ) -> Result<Decision, datacube_store::StoreError> {
-    let runs = ctx.store.sync_runs(Some(&mirror.name), 100).await?;
-    let Some(last) = runs
-        .iter()
-        .filter(|r| r.slot.as_deref() == Some(slot))
-        .max_by_key(|r| r.attempt)
-    else {
+    let Some(last) = ctx.store.sync_slot_run(&mirror.name, slot).await? else {
         return Ok(Decision::Run(1));
     };
     let attempts_left = last.attempt <= i64::from(mirror.run_retries);
@@ -102,7 +97,7 @@ async fn decide(
     };
     let ts = |s: i64| Timestamp::from_second(s).unwrap_or(Timestamp::MAX);
     Ok(match (last.finished, last.outcome.as_deref()) {
-        (None, _) if now.as_second() - last.started > STALE => next(now),
+        (None, _) if now.as_second() - last.beat > STALE => next(now),
         // Under way here or on another instance: look again in a while.
         (None, _) => Decision::At(now + jiff::SignedDuration::from_secs(30)),
         (Some(_), Some("ok")) => Decision::Done,
@@ -127,7 +122,7 @@ pub async fn daemon(
     let stopped = || ctx.stop.load(Ordering::Relaxed);
     tracing::info!(
         mirror = %mirror.name,
-        upstream = %mirror.upstream,
+        upstream = %crate::redacted_url(&mirror.upstream),
         schedule = %format!("{:02}:{:02} China time", mirror.schedule.0, mirror.schedule.1),
         "mirror daemon started"
     );
@@ -139,7 +134,11 @@ pub async fn daemon(
                 tracing::info!(mirror = %mirror.name, %slot, attempt, "mirror run starting");
                 match run_once(&mirror, &ctx, Some((&slot, attempt))).await {
                     Ok(Some(report)) => each(&report),
-                    Ok(None) => tracing::info!(%slot, attempt, "another instance took this run"),
+                    Ok(None) => {
+                        tracing::info!(%slot, attempt, "another instance took this run");
+                        let later = now + jiff::SignedDuration::from_secs(5);
+                        wait_until(&ctx, &wake, later).await;
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot record the mirror run");
                         wait_until(&ctx, &wake, now + jiff::SignedDuration::from_secs(30)).await;

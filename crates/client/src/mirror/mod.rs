@@ -27,7 +27,7 @@ use crate::client::{Authorizer, Client, ClientConfig, TokenApi};
 use crate::report::{AccountReport, Outcome, RunReport};
 use crate::sync::{self, Options, Plan, Progress};
 
-pub use daemon::{daemon, next_slot};
+pub use daemon::{daemon, next_slot, STALE};
 
 /// A secret: never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -233,7 +233,10 @@ impl Context {
 
 /// The accounts a run of `mirror` covers, and notes for people (how many authorized the
 /// component); an error when the component's list cannot be read.
-pub async fn targets(mirror: &Mirror) -> Result<(Vec<Target>, Vec<String>), String> {
+pub async fn targets(
+    mirror: &Mirror,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Vec<Target>, Vec<String>), String> {
     let mut out: Vec<Target> = mirror
         .accounts
         .iter()
@@ -252,7 +255,10 @@ pub async fn targets(mirror: &Mirror) -> Result<(Vec<Target>, Vec<String>), Stri
             refresh_token,
         };
         let listed = if c.authorizers.is_empty() {
-            let client = mirror.client("", "", None).map_err(|e| e.to_string())?;
+            let client = mirror
+                .client("", "", None)
+                .map_err(|e| e.to_string())?
+                .stop_on(stop.clone());
             let list = client
                 .authorizers(&authorizer(String::new()))
                 .await
@@ -261,7 +267,7 @@ pub async fn targets(mirror: &Mirror) -> Result<(Vec<Target>, Vec<String>), Stri
                 "{} accounts authorized {} on {}",
                 list.len(),
                 c.appid,
-                mirror.upstream
+                crate::redacted_url(&mirror.upstream)
             ));
             list
         } else {
@@ -322,7 +328,7 @@ pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> 
         Access::Component(a) => mirror.client(appid, "", Some(a.clone())),
     };
     let client = match client {
-        Ok(c) => Arc::new(c),
+        Ok(c) => Arc::new(c.stop_on(ctx.stop.clone())),
         Err(e) => return AccountReport::failed(appid, e.to_string()),
     };
     let started = std::time::Instant::now();
@@ -332,6 +338,9 @@ pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> 
     };
     if let Err(e) = client.access_token().await {
         let mut report = AccountReport::failed(appid, e.to_string());
+        if matches!(e, crate::ClientError::Interrupted) {
+            report.outcome = Outcome::Interrupted;
+        }
         report.token_calls = client
             .counters
             .token_calls
@@ -434,10 +443,22 @@ pub async fn run_once(
         )
         .await?;
     let Some(id) = id else { return Ok(None) };
+    // A sign of life every 30 s, so that a run whose process died is told from a long one.
+    let beat = {
+        let (store, now) = (ctx.store.clone(), ctx.now.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                if let Err(e) = store.beat_sync_run(id, now().as_second()).await {
+                    tracing::warn!(error = %e, "cannot record the mirror run's sign of life");
+                }
+            }
+        })
+    };
     let clock = std::time::Instant::now();
     let mut report = RunReport {
         mirror: mirror.name.clone(),
-        upstream: mirror.upstream.clone(),
+        upstream: crate::redacted_url(&mirror.upstream),
         started: china_time(started),
         finished: String::new(),
         seconds: 0.0,
@@ -451,7 +472,7 @@ pub async fn run_once(
         rows_skipped: 0,
         accounts: Vec::new(),
     };
-    match targets(mirror).await {
+    match targets(mirror, &ctx.stop).await {
         Ok((targets, notes)) => {
             report.notes = notes;
             for target in &targets {
@@ -468,6 +489,7 @@ pub async fn run_once(
         }
         Err(e) => report.error = Some(e),
     }
+    beat.abort();
     let finished = (ctx.now)();
     report.finished = china_time(finished);
     report.seconds = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
