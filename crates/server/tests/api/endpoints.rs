@@ -320,12 +320,12 @@ async fn imports_are_idempotent_and_all_or_nothing() {
     let a = t.import("getusersummary", SAMPLES[0].body).await;
     assert_eq!(
         a.json(),
-        serde_json::json!({"inserted": 5, "updated": 0, "unchanged": 0})
+        serde_json::json!({"inserted": 5, "updated": 0, "unchanged": 0, "new_fields": []})
     );
     let a = t.import("getusersummary", SAMPLES[0].body).await;
     assert_eq!(
         a.json(),
-        serde_json::json!({"inserted": 0, "updated": 0, "unchanged": 5})
+        serde_json::json!({"inserted": 0, "updated": 0, "unchanged": 5, "new_fields": []})
     );
     // A body with one bad row stores nothing and names the row and the field.
     let bad = r#"{"list":[{"ref_date":"2021-09-03","user_source":0,"new_user":1,"cancel_user":0},{"ref_date":"2021-09-04","user_source":0,"new_user":"7","cancel_user":0}]}"#;
@@ -346,10 +346,46 @@ async fn imports_are_idempotent_and_all_or_nothing() {
     let a = t.import("getusersummary", changed).await;
     assert_eq!(
         a.json(),
-        serde_json::json!({"inserted": 0, "updated": 1, "unchanged": 0})
+        serde_json::json!({"inserted": 0, "updated": 1, "unchanged": 0, "new_fields": []})
     );
     let a = t
         .datacube("getusersummary", &token, "2021-09-02", "2021-09-02")
         .await;
     assert_eq!(a.body, changed);
+}
+
+/// A field WeChat's documentation does not list is kept where it came, served back, and
+/// named; `strict=true` refuses the body instead.
+#[tokio::test]
+async fn imported_new_fields_are_kept_unless_strict() {
+    let t = spawn_app().await;
+    let body = r#"{"list":[{"ref_date":"2021-09-01","user_source":0,"new_user":1,"cancel_user":0,"x_new":{"b":[1, 2],"a":null}}]}"#;
+    let strict = t
+        .admin_post(
+            &format!("/admin/import?appid={APPID}&endpoint=getusersummary&strict=true"),
+            body,
+        )
+        .await;
+    assert_eq!(strict.status, 422);
+    assert!(
+        strict.json()["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("row 1 (list[0]): field `x_new`: getusersummary has no such field"),
+        "{}",
+        strict.body
+    );
+    let a = t.import("getusersummary", body).await;
+    assert_eq!(
+        a.json(),
+        serde_json::json!({"inserted": 1, "updated": 0, "unchanged": 0, "new_fields": ["x_new"]})
+    );
+    let token = t.token().await;
+    let served = t
+        .datacube("getusersummary", &token, "2021-09-01", "2021-09-01")
+        .await;
+    assert_eq!(
+        served.body,
+        r#"{"list":[{"ref_date":"2021-09-01","user_source":0,"new_user":1,"cancel_user":0,"x_new":{"b":[1,2],"a":null}}]}"#
+    );
 }
