@@ -38,7 +38,8 @@ DATACUBE_DATABASE="${DASHBOARD_DATABASE:-sqlite://$work/dashboard.db}" DATACUBE_
   "$bin" serve --listen 127.0.0.1:0 --demo --admin-token dashboard-admin \
   --clock 2026-06-15T10:00:00+08:00 >"$work/serve.out" &
 server_pid=$!
-for _ in $(seq 1 600); do
+# A year of demo events takes a debug build about a minute (more on PostgreSQL).
+for _ in $(seq 1 1800); do
   grep -q 'demo account:' "$work/serve.out" 2>/dev/null && break
   sleep 0.1
 done

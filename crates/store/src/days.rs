@@ -166,18 +166,15 @@ fn write_days(db: &dyn Db, appid: &str, endpoint: Endpoint, days: &[StoredDay]) 
     )
 }
 
-/// The days of `rows` dated `from..=to`, ready to store, each day's rows in serving order.
-/// `rows` may come in any order (an upstream's answer need not be sorted; the engine's are):
-/// they are grouped by their natural key, never by adjacency. Their keys must be distinct
-/// (`parse_list` refuses a body that repeats one). Pure work: it may run away from the writer.
+/// The days of `rows` dated `from..=to`, ready to store. `rows` must be in serving order —
+/// by date, hour and key, as the engine returns them; rows from outside go through
+/// [`sort_rows`] first — with distinct keys (`parse_list` refuses a body that repeats one).
+/// Pure work: it may run away from the writer.
 pub(crate) fn prepare_days(rows: &[Row], (from, to): (Date, Date)) -> Result<Vec<StoredDay>> {
-    let mut in_range: Vec<&Row> = rows
+    let in_range: Vec<&Row> = rows
         .iter()
         .filter(|r| r.ref_date >= from && r.ref_date <= to)
         .collect();
-    // Already sorted (the engine's rows) costs one pass.
-    in_range
-        .sort_by(|a, b| (a.ref_date, a.ref_hour, &a.key).cmp(&(b.ref_date, b.ref_hour, &b.key)));
     in_range
         .chunk_by(|a, b| a.ref_date == b.ref_date)
         .map(|day| {
@@ -188,6 +185,14 @@ pub(crate) fn prepare_days(rows: &[Row], (from, to): (Date, Date)) -> Result<Vec
             StoredDay::new(format_date(day[0].ref_date), encoded)
         })
         .collect()
+}
+
+/// Puts rows that came from outside (an upstream's answer, in any order) in serving order, so
+/// that [`prepare_days`] groups them by their natural key, never by how they were listed.
+pub(crate) fn sort_rows(rows: &mut [Row]) {
+    rows.sort_unstable_by(|a, b| {
+        (a.ref_date, a.ref_hour, &a.key).cmp(&(b.ref_date, b.ref_hour, &b.key))
+    });
 }
 
 /// Replaces the rows of `endpoint` dated `from..=to` by `days` (from [`prepare_days`]).

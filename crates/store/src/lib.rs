@@ -48,12 +48,12 @@ pub enum StoreError {
     )]
     UnsupportedUrl(String),
     /// The database could not be opened or migrated.
-    #[error("cannot open database {url}: {source}")]
+    #[error("cannot open database {url}: {}", describe(.cause.as_ref()))]
     Open {
-        /// The URL as given.
+        /// The URL, without its password.
         url: String,
-        /// The cause.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// The cause (described whole in the message, with its own causes).
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The database was made by a newer datacube.
     #[error("database schema version {found} is newer than this datacube understands ({known}); upgrade datacube")]
@@ -82,6 +82,24 @@ pub enum StoreError {
     /// A blocking task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(String),
+}
+
+/// An error and its causes in one line; PostgreSQL's own message where there is one.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(pg) = e.downcast_ref::<::postgres::Error>() {
+        return postgres_message(pg);
+    }
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// What PostgreSQL said: severity, SQLSTATE, message, detail and hint, or the client's error.
@@ -631,18 +649,19 @@ impl Store {
     }
 
     /// Mirrors one answer of `datacube sync`: the stored rows of `endpoint` dated in `window`
-    /// are replaced by `rows` (canonical rows, as imports make them), and the window's days up
-    /// to `final_through` are recorded as final — in one transaction.
+    /// are replaced by `rows` (canonical rows, as imports make them, in any order), and the
+    /// window's days up to `final_through` are recorded as final — in one transaction.
     pub async fn mirror_window(
         &self,
         appid: &str,
         endpoint: Endpoint,
         window: (Date, Date),
-        rows: Vec<Row>,
+        mut rows: Vec<Row>,
         final_through: Option<Date>,
     ) -> Result<()> {
         let appid = appid.to_owned();
         self.run(move |s| {
+            days::sort_rows(&mut rows);
             let days = days::prepare_days(&rows, window)?;
             s.write(|tx| {
                 days::replace(tx, &appid, endpoint, window, days)?;

@@ -247,7 +247,7 @@ impl Postgres {
         let shown = crate::redacted(url);
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             url: shown.clone(),
-            source: e,
+            cause: e,
         };
         let config: postgres::Config = url.parse().map_err(|e| open_err(Box::new(e)))?;
         let writer = off_runtime(|| -> Result<Conn> {
@@ -354,7 +354,7 @@ impl Postgres {
 fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
     let open_err = |e: postgres::Error| StoreError::Open {
         url: url.to_owned(),
-        source: Box::new(e),
+        cause: Box::new(e),
     };
     let (client, _) = conn.parts();
     // Instances starting together: one migrates, the others wait and find it done.

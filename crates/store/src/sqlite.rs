@@ -33,7 +33,7 @@ impl Sqlite {
     pub(crate) fn open(path: &str, url: &str) -> Result<Sqlite> {
         let open_err = |source| StoreError::Open {
             url: url.to_owned(),
-            source: Box::new(source),
+            cause: Box::new(source),
         };
         let writer = Connection::open(path).map_err(open_err)?;
         // Another process may be creating the same file: wait for its locks, as every
@@ -141,7 +141,7 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
             return Err(match e {
                 StoreError::Sqlite(source) => StoreError::Open {
                     url: url.to_owned(),
-                    source: Box::new(source),
+                    cause: Box::new(source),
                 },
                 other => other,
             });
