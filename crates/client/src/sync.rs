@@ -413,6 +413,9 @@ pub async fn run(
     report
 }
 
+/// Answers up to this size are validated on the async thread that received them.
+const INLINE_PARSE: usize = 64 << 10;
+
 /// What one window came to.
 struct Window {
     /// Rows stored.
@@ -440,19 +443,26 @@ async fn mirror_one(
     } else {
         NewFields::Keep
     };
-    // Up to 64 MiB of JSON to validate: CPU work, off the async threads (a server with
-    // `--mirror` keeps answering meanwhile).
-    let (parsed, delayed) = tokio::task::spawn_blocking(move || {
+    let inline = body.len() <= INLINE_PARSE;
+    let validate = move || {
         let parsed = datacube_api::row::parse_list(endpoint, body.as_bytes(), new);
         (parsed, says_delayed(&body))
-    })
-    .await
-    .map_err(|e| SyncError::Answer {
-        endpoint,
-        begin,
-        end,
-        error: format!("internal error: {e}"),
-    })?;
+    };
+    // Up to 64 MiB of JSON to validate: a large answer is CPU work for the blocking threads
+    // (a server with `--mirror` keeps answering meanwhile); a small one — nearly all — costs
+    // less than handing it over.
+    let (parsed, delayed) = if inline {
+        validate()
+    } else {
+        tokio::task::spawn_blocking(validate)
+            .await
+            .map_err(|e| SyncError::Answer {
+                endpoint,
+                begin,
+                end,
+                error: format!("internal error: {e}"),
+            })?
+    };
     let parsed = parsed.map_err(|e| SyncError::Answer {
         endpoint,
         begin,

@@ -190,9 +190,12 @@ pub(crate) fn prepare_days(rows: &[Row], (from, to): (Date, Date)) -> Result<Vec
 /// Puts rows that came from outside (an upstream's answer, in any order) in serving order, so
 /// that [`prepare_days`] groups them by their natural key, never by how they were listed.
 pub(crate) fn sort_rows(rows: &mut [Row]) {
-    rows.sort_unstable_by(|a, b| {
-        (a.ref_date, a.ref_hour, &a.key).cmp(&(b.ref_date, b.ref_hour, &b.key))
-    });
+    fn key(r: &Row) -> (Date, i16, &str) {
+        (r.ref_date, r.ref_hour, r.key.as_str())
+    }
+    if !rows.is_sorted_by(|a, b| key(a) <= key(b)) {
+        rows.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    }
 }
 
 /// Replaces the rows of `endpoint` dated `from..=to` by `days` (from [`prepare_days`]).
