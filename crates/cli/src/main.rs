@@ -16,7 +16,7 @@ use datacube_api::{Endpoint, SuffixStyle};
 use datacube_server::clock::Clock;
 use datacube_server::config::{Config, Limits};
 use datacube_server::{admin, demo, import, secret, App};
-use datacube_store::{AccountRecord, Store, StoreError};
+use datacube_store::{AccountRecord, DatabaseUrl, Store, StoreError};
 use jiff::civil::Date;
 
 mod cmd;
@@ -108,13 +108,14 @@ fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
 
 #[derive(Args)]
 struct DatabaseArg {
-    /// Database URL; created and migrated automatically.
+    /// Database URL; created and migrated automatically (never shown with its password).
     #[arg(
         long,
         env = "DATACUBE_DATABASE",
+        hide_env_values = true,
         default_value = "sqlite://datacube.db"
     )]
-    database: String,
+    database: DatabaseUrl,
 }
 
 #[derive(Args)]
@@ -477,6 +478,13 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_env("DATACUBE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The PostgreSQL client logs every statement's parameters at debug and trace — a
+    // component's push Token and EncodingAESKey among them: never below info, whatever is
+    // asked for.
+    let filter = ["tokio_postgres=info", "postgres=info"]
+        .into_iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, |f, d| f.add_directive(d));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -526,9 +534,8 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn open(url: &str) -> Result<Store> {
-    Store::open(url)
-        .with_context(|| format!("opening the database {}", datacube_store::redacted(url)))
+fn open(url: &DatabaseUrl) -> Result<Store> {
+    Store::open(url.expose()).with_context(|| format!("opening the database {url}"))
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -668,7 +675,12 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     }
 }
 
-async fn account_add(url: &str, appid: String, secret: String, verified: bool) -> Result<()> {
+async fn account_add(
+    url: &DatabaseUrl,
+    appid: String,
+    secret: String,
+    verified: bool,
+) -> Result<()> {
     if let Err(msg) = admin::check_appid(&appid).and_then(|()| admin::check_secret(&secret)) {
         bail!(msg);
     }
@@ -698,7 +710,7 @@ async fn account_add(url: &str, appid: String, secret: String, verified: bool) -
 }
 
 async fn component_add(
-    url: &str,
+    url: &DatabaseUrl,
     appid: String,
     secret: String,
     token: String,
@@ -731,7 +743,7 @@ async fn component_add(
     }
 }
 
-async fn account_list(url: &str) -> Result<()> {
+async fn account_list(url: &DatabaseUrl) -> Result<()> {
     let store = open(url)?;
     let accounts = store.accounts().await?;
     let mut out = std::io::stdout().lock();

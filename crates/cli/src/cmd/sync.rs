@@ -61,7 +61,7 @@ pub struct SyncArgs {
     #[arg(long, conflicts_with = "dry_run")]
     status: bool,
     /// The server to mirror [default: https://api.weixin.qq.com].
-    #[arg(long, env = "DATACUBE_UPSTREAM")]
+    #[arg(long, env = "DATACUBE_UPSTREAM", hide_env_values = true)]
     upstream: Option<String>,
     /// First day (YYYY-MM-DD) [default: 2014-12-01].
     #[arg(long, value_parser = parse_day)]
@@ -405,10 +405,7 @@ async fn status(args: &SyncArgs, mirror: Option<String>) -> Result<()> {
         let list: Vec<serde_json::Value> = runs.iter().map(run_json).collect();
         serde_json::to_string_pretty(&list)? + "\n"
     } else if runs.is_empty() {
-        format!(
-            "no runs recorded in {}\n",
-            datacube_store::redacted(&args.db.database)
-        )
+        format!("no runs recorded in {}\n", args.db.database)
     } else {
         runs.iter().map(|r| run_line(r, now) + "\n").collect()
     };
