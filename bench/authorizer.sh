@@ -19,12 +19,12 @@ wrk.method = "POST"
 wrk.body = '{"begin_date":"2026-11-01","end_date":"2026-11-07"}'
 LUA
 DATACUBE_LOG=warn target/release/datacube serve --database "sqlite://$work/db.db" \
-  --listen 127.0.0.1:18191 --demo --demo-days 60 --admin-token adm \
+  --listen 127.0.0.1:18191 --demo --demo-days 60 --admin-token adm-token-for-bench \
   --clock 2026-11-24T10:00:00+08:00 >"$work/out" 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do grep -q "try:" "$work/out" 2>/dev/null && break; sleep 0.2; done
 B=http://127.0.0.1:18191
-A="Authorization: Bearer adm"
+A="Authorization: Bearer adm-token-for-bench"
 C=wxc0000000000000b1
 field() { sed -E "s/.*\"$1\":\"([^\"]+)\".*/\1/"; }
 curl -s -H "$A" "$B/admin/components" -d "{\"appid\":\"$C\",\"secret\":\"benchsecret\",\"token\":\"benchtoken\",\"aes_key\":\"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"}" >/dev/null

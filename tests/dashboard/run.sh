@@ -35,7 +35,7 @@ cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$wor
 trap cleanup EXIT
 
 DATACUBE_DATABASE="${DASHBOARD_DATABASE:-sqlite://$work/dashboard.db}" DATACUBE_LOG=warn \
-  "$bin" serve --listen 127.0.0.1:0 --demo --admin-token dashboard-admin \
+  "$bin" serve --listen 127.0.0.1:0 --demo --admin-token dashboard-admin-token \
   --clock 2026-06-15T10:00:00+08:00 >"$work/serve.out" &
 server_pid=$!
 # A year of demo events takes a debug build about a minute (more on PostgreSQL).
@@ -51,4 +51,4 @@ secret=$(sed -n 's/^demo account: .*secret \([^ ]*\).*/\1/p' "$work/serve.out")
 shots="$root/target/dashboard-screenshots"
 mkdir -p "$shots"
 PLAYWRIGHT="$node_dir/node_modules/playwright-core" node "$here/test.cjs" \
-  "$base" "$chromium" "$shots" "$appid" "$secret" dashboard-admin
+  "$base" "$chromium" "$shots" "$appid" "$secret" dashboard-admin-token

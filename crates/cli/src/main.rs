@@ -178,6 +178,22 @@ struct ServeArgs {
     mirror: Option<std::path::PathBuf>,
 }
 
+/// An admin token: at least 16 characters, none of them white space (an empty one leaves the
+/// admin API off). Checked after parsing, not by clap, whose messages repeat the value.
+fn check_admin_token(token: Option<&str>) -> Result<()> {
+    match token {
+        Some(s)
+            if !s.is_empty() && (s.chars().count() < 16 || s.chars().any(char::is_whitespace)) =>
+        {
+            Err(Exit::usage(
+                "--admin-token: an admin token is at least 16 characters, none of them white \
+                 space (e.g. `openssl rand -hex 16`)",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn parse_faults(s: &str) -> Result<datacube_server::faults::Faults, String> {
     datacube_server::faults::Faults::parse(s)
 }
@@ -539,6 +555,7 @@ fn open(url: &DatabaseUrl) -> Result<Store> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    check_admin_token(args.admin_token.as_deref())?;
     let mirror = args
         .mirror
         .as_deref()

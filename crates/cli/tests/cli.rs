@@ -373,7 +373,7 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
     let mut unacknowledged: Vec<usize> = Vec::new();
     let mut acknowledged: Vec<usize> = Vec::new();
     for _kill in 0..8 {
-        let mut served = serve(&db, &["--admin-token", "adm"]).await;
+        let mut served = serve(&db, &["--admin-token", "adm-token-for-tests"]).await;
         let base = served.base.clone();
         let client2 = client.clone();
         let first = next_batch;
@@ -384,7 +384,7 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
             loop {
                 let resp = client2
                     .post(format!("{base}/admin/events"))
-                    .bearer_auth("adm")
+                    .bearer_auth("adm-token-for-tests")
                     .body(reply_batch(batch))
                     .send()
                     .await;
@@ -424,7 +424,7 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
         &db,
         &[
             "--admin-token",
-            "adm",
+            "adm-token-for-tests",
             "--clock",
             "2026-06-20T09:00:00+08:00",
         ],
@@ -434,7 +434,7 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
     for batch in unacknowledged.iter().copied().chain([acknowledged[0]]) {
         let v: serde_json::Value = client
             .post(format!("{}/admin/events", served.base))
-            .bearer_auth("adm")
+            .bearer_auth("adm-token-for-tests")
             .body(reply_batch(batch))
             .send()
             .await

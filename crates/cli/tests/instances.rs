@@ -17,7 +17,7 @@ const SECRET: &str = "twin-secret";
 /// A second account, whose quotas the test uses up.
 const QUOTA_APPID: &str = "wxtwin0000000000002";
 const QUOTA_SECRET: &str = "quota-secret";
-const ADMIN: &str = "twin-admin";
+const ADMIN: &str = "twin-admin-token-0001";
 const TOKEN_QUOTA: usize = 5;
 const API_QUOTA: usize = 60;
 /// Within this, a write made through one instance (or a command) shows on every instance.

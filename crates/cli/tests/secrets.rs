@@ -364,7 +364,10 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(log.contains("datacube serving"), "{log}");
         if db.starts_with("postgres") {
-            assert!(log.contains("postgres://postgres:***@"), "the database is named, redacted");
+            assert!(
+                log.contains("postgres://postgres:***@"),
+                "the database is named, redacted"
+            );
         }
         seen.add(&on("serve (stderr)"), log);
         let mut rest = String::new();
@@ -435,7 +438,10 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
             .unwrap()
             .unwrap();
         let summary = String::from_utf8_lossy(&out.stdout);
-        assert!(summary.contains("recorded"), "the proxy's summary: {summary}");
+        assert!(
+            summary.contains("recorded"),
+            "the proxy's summary: {summary}"
+        );
         seen.add(&on("proxy (stdout)"), summary);
         seen.add(&on("proxy (stderr)"), String::from_utf8_lossy(&out.stderr));
     }
@@ -452,4 +458,26 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// An admin token too short to resist guessing, or of white space only, is a usage error that
+/// does not repeat it; an empty one leaves the admin API off.
+#[tokio::test]
+async fn a_weak_admin_token_is_refused_before_anything_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("never.db").display());
+    for weak in [
+        "SENTINELshort",
+        "                    ",
+        "SENTINEL with spaces in it",
+    ] {
+        let (code, _, err) = run(&db, &["serve", "--admin-token", weak], None).await;
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("an admin token is at least 16 characters"),
+            "{err}"
+        );
+        assert!(!err.contains("SENTINEL"), "{err}");
+    }
+    assert!(!dir.path().join("never.db").exists(), "nothing was opened");
 }

@@ -506,13 +506,19 @@ async fn a_third_party_platform_mirrors_the_accounts_that_authorized_it() {
     let (_d1, up_db) = temp_db();
     let up = serve_at(
         &up_db,
-        &["--demo", "--demo-days", "20", "--admin-token", "sync-admin"],
+        &[
+            "--demo",
+            "--demo-days",
+            "20",
+            "--admin-token",
+            "sync-admin-token-0001",
+        ],
     )
     .await;
     let http = reqwest::Client::new();
     let admin = |path: &str, body: serde_json::Value| {
         http.post(format!("{}{path}", up.base))
-            .bearer_auth("sync-admin")
+            .bearer_auth("sync-admin-token-0001")
             .json(&body)
             .send()
     };
