@@ -118,6 +118,17 @@ function watch(page, errors) {
     check(lines[0] === "ref_date,callback_count,fail_count,total_time_cost,max_time_cost", `CSV header: ${lines[0]}`);
     check(lines.length === 31, `CSV of 30 days has ${lines.length - 1} rows`);
     report.csvRows = lines.length - 1;
+    // A title a spreadsheet would run as a formula is written as text; numbers stay numbers.
+    const hostile = await page.evaluate(() =>
+      window.__dc.csv([{ title: '=HYPERLINK("http://evil.example","x")', n: 3, t: "@SUM(A1)", d: "-1+2" }]),
+    );
+    check(
+      hostile === 'title,n,t,d\n"\'=HYPERLINK(""http://evil.example"",""x"")",3,\'@SUM(A1),\'-1+2\n',
+      `CSV cells are neutralised: ${JSON.stringify(hostile)}`,
+    );
+    // The page works under its Content-Security-Policy (a violation would be a console error).
+    const policy = (await page.request.get(base + "/")).headers()["content-security-policy"] || "";
+    check(policy.includes("script-src 'self'"), `the page's CSP: ${policy}`);
 
     // A 90-day range is fetched in chunks of each endpoint's span (getusersummary: 7 days).
     await page.click('#tabs button[data-view="followers"]');

@@ -1310,7 +1310,14 @@ fn csv_cell(raw: Option<&serde_json::value::RawValue>) -> String {
     match raw.map(|r| r.get()) {
         None | Some("null") => String::new(),
         Some(text) if text.starts_with('"') => {
-            serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_owned())
+            let s = serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_owned());
+            // A text a spreadsheet would run as a formula (`=HYPERLINK(…)` in a title) is
+            // written with a leading `'` (OWASP's CSV injection rule); numbers never start so.
+            if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                format!("'{s}")
+            } else {
+                s
+            }
         }
         Some(text) => text.to_owned(),
     }

@@ -514,3 +514,48 @@ async fn demo_events_are_deterministic_and_ingestible() {
         format!("5 days of demo events for wxaaaa000000000001: 0 accepted, {lines} duplicates\n")
     );
 }
+
+/// A title that a spreadsheet would run as a formula is exported as text (OWASP's CSV
+/// injection rule): `'` before `=`, `+`, `-`, `@`; JSON and NDJSON keep it as it is.
+#[tokio::test]
+async fn csv_exports_neutralise_formulas() {
+    let (_dir, db) = temp_db();
+    let body = r#"{"list":[{"ref_date":"2026-06-01","msgid":"1_1","title":"=HYPERLINK(\"http://evil.example\",\"x\")","int_page_read_user":1,"int_page_read_count":1,"ori_page_read_user":0,"ori_page_read_count":0,"share_user":0,"share_count":0,"add_to_fav_user":0,"add_to_fav_count":0},{"ref_date":"2026-06-01","msgid":"1_2","title":"@SUM(A1)","int_page_read_user":2,"int_page_read_count":2,"ori_page_read_user":0,"ori_page_read_count":0,"share_user":0,"share_count":0,"add_to_fav_user":0,"add_to_fav_count":0}]}"#;
+    let import = [
+        "import",
+        "--appid",
+        "wx1",
+        "--endpoint",
+        "getarticlesummary",
+        "-",
+    ];
+    let (code, _, err) = run(&db, &import, Some(body)).await;
+    assert_eq!(code, 0, "{err}");
+    let export = |format: &'static str| {
+        let db = db.clone();
+        async move {
+            let args = [
+                "export",
+                "--appid",
+                "wx1",
+                "--endpoint",
+                "getarticlesummary",
+                "--from",
+                "2026-06-01",
+                "--to",
+                "2026-06-01",
+                "--format",
+                format,
+            ];
+            run(&db, &args, None).await.1
+        }
+    };
+    let csv = export("csv").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[1],
+        r#"2026-06-01,1_1,"'=HYPERLINK(""http://evil.example"",""x"")",,1,1,0,0,0,0,0,0"#
+    );
+    assert_eq!(lines[2], "2026-06-01,1_2,'@SUM(A1),,2,2,0,0,0,0,0,0");
+    assert!(export("ndjson").await.contains(r#""title":"=HYPERLINK("#));
+}

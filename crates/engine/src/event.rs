@@ -358,6 +358,10 @@ fn uint(obj: &Map<String, Value>, key: &str) -> Result<u64, EventError> {
     }
 }
 
+/// The largest figure a statistics row holds: import reads integers as `i64`, so the server
+/// never answers more than it would accept back.
+pub const MAX_STATISTIC: u64 = i64::MAX as u64;
+
 /// The event types.
 const TYPES: &str =
     "follow|unfollow|message|reply|publish|read|share|favorite|zaikan|like|comment|praise|leave";
@@ -440,7 +444,14 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
             msg_type: choice(&obj, "msg_type", MsgType::parse, MsgType::expected())?,
         },
         "reply" => Kind::Reply {
-            cost_ms: uint(&obj, "cost_ms")?,
+            cost_ms: match uint(&obj, "cost_ms")? {
+                ms if ms > MAX_STATISTIC => {
+                    return err(format!(
+                        "`cost_ms` must be at most {MAX_STATISTIC} (the largest figure a statistics row holds), not {ms}"
+                    ))
+                }
+                ms => ms,
+            },
             ok: match obj.get("ok") {
                 Some(Value::Bool(b)) => *b,
                 Some(v) => return err(format!("`ok` must be true or false, not {v}")),
@@ -649,7 +660,7 @@ mod fast {
                 openid: text(raw.openid)?,
             },
             "reply" => Kind::Reply {
-                cost_ms: raw.cost_ms?,
+                cost_ms: raw.cost_ms.filter(|ms| *ms <= super::MAX_STATISTIC)?,
                 ok: raw.ok?,
             },
             "publish" => {

@@ -205,11 +205,14 @@ pub(crate) struct Interface {
 }
 
 impl Interface {
+    /// Sums saturate at the largest figure a row holds (an import would refuse more), never
+    /// wrap.
     pub(crate) fn add(&mut self, cost_ms: u64, ok: bool) {
-        self.callbacks += 1;
-        self.fails += u64::from(!ok);
-        self.total += cost_ms;
-        self.max = self.max.max(cost_ms);
+        let cap = crate::event::MAX_STATISTIC;
+        self.callbacks = self.callbacks.saturating_add(1).min(cap);
+        self.fails = self.fails.saturating_add(u64::from(!ok)).min(cap);
+        self.total = self.total.saturating_add(cost_ms).min(cap);
+        self.max = self.max.max(cost_ms).min(cap);
     }
 }
 

@@ -14,7 +14,7 @@ const state = {
   generation: 0, // bumps on every redraw, so a slow fetch never draws over a newer view
 };
 // For tests and the curious: what is drawn, and when the first view was.
-window.__dc = { charts: () => state.charts, ready: false, firstView: null, errors: [] };
+window.__dc = { charts: () => state.charts, ready: false, firstView: null, errors: [], csv: (list) => csv(list) };
 
 const MSG_TYPES = { 1: "text", 2: "image", 3: "voice", 4: "video", 6: "link (3rd-party app)" };
 const INTERVALS = { 0: "0", 1: "1–5", 2: "6–10", 3: "over 10" };
@@ -120,8 +120,10 @@ function csv(list) {
   for (const r of list) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
   const cell = (v) => {
     if (v === undefined || v === null) return "";
-    const s = typeof v === "object" ? JSON.stringify(v) : String(v);
-    return /[",\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+    let s = typeof v === "object" ? JSON.stringify(v) : String(v);
+    // A text a spreadsheet would run as a formula (OWASP's CSV injection rule) starts with '.
+    if (typeof v === "string" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
+    return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
   };
   return [cols.join(","), ...list.map((r) => cols.map((c) => cell(r[c])).join(","))].join("\n") + "\n";
 }

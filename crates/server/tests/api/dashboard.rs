@@ -144,3 +144,38 @@ async fn the_page_knows_which_endpoints_are_retired() {
         ]
     );
 }
+
+/// Every dashboard answer limits what the page may do: its own scripts only, no framing, no
+/// referrer, no sniffing. The WeChat API's answers keep WeChat's headers.
+#[tokio::test]
+async fn the_dashboard_is_served_with_security_headers() {
+    let t = spawn_app().await;
+    for path in [
+        "/",
+        "/dashboard/app.js",
+        "/dashboard/app.css",
+        "/dashboard/echarts.min.js",
+        "/dashboard/meta.json",
+    ] {
+        let a = t.get(path).await;
+        assert_eq!(a.status, 200, "{path}");
+        let csp = a.headers["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+            "connect-src 'self'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-eval"), "{path}");
+        assert_eq!(a.headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(a.headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(a.headers["referrer-policy"], "no-referrer", "{path}");
+    }
+    let token = t.token().await;
+    let api = t
+        .datacube("getusersummary", &token, "2021-09-01", "2021-09-01")
+        .await;
+    assert!(!api.headers.contains_key("content-security-policy"));
+}

@@ -270,3 +270,62 @@ async fn quiet_days_get_their_follower_rows_as_days_go_by() {
         format!(r#"{{"list":[{}]}}"#, &imported[9..imported.len() - 2])
     );
 }
+
+/// Sums of reply times saturate at the largest figure an import accepts back, never wrap; a
+/// time past it is refused with the line named.
+#[tokio::test]
+async fn summed_statistics_saturate_and_are_importable_back() {
+    let t = spawn_app().await;
+    t.set_clock("2024-05-20T09:00:00+08:00").await;
+    let max = i64::MAX;
+    let body = [
+        line(
+            "r1",
+            &format!(
+                r#""type":"reply","time":"2024-05-06T09:10:01+08:00","cost_ms":{max},"ok":true"#
+            ),
+        ),
+        line(
+            "r2",
+            &format!(
+                r#""type":"reply","time":"2024-05-06T09:10:02+08:00","cost_ms":{max},"ok":true"#
+            ),
+        ),
+        line(
+            "r3",
+            r#""type":"reply","time":"2024-05-06T09:10:03+08:00","cost_ms":5,"ok":false"#,
+        ),
+        line(
+            "r4",
+            &format!(
+                r#""type":"reply","time":"2024-05-06T09:10:04+08:00","cost_ms":{},"ok":true"#,
+                u64::MAX
+            ),
+        ),
+    ]
+    .join("\n");
+    let report = ingest(&t, &body).await;
+    assert_eq!(report["accepted"], 3);
+    assert_eq!(report["rejected"][0]["line"], 4);
+    assert!(
+        report["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`cost_ms` must be at most 9223372036854775807"),
+        "{report}"
+    );
+    let token = t.token().await;
+    let day = t
+        .datacube("getinterfacesummary", &token, "2024-05-06", "2024-05-06")
+        .await;
+    assert_eq!(
+        day.body,
+        format!(
+            r#"{{"list":[{{"ref_date":"2024-05-06","callback_count":3,"fail_count":1,"total_time_cost":{max},"max_time_cost":{max}}}]}}"#
+        )
+    );
+    // What the server answers, its own import takes back.
+    let again = t.import("getinterfacesummary", &day.body).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["unchanged"], 1);
+}
