@@ -5,6 +5,7 @@
 //!
 //! Check orders follow the reference's §7; choices are in docs/compatibility.md.
 
+use crate::gate::Verdict;
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -153,12 +154,13 @@ async fn authenticate(
     match app
         .inner
         .secrets
-        .verify(secret, &component.secret_hash)
+        .check(appid, secret, &component.secret_hash)
         .await
     {
-        Ok(true) => Ok(component),
-        Ok(false) => Err(ErrCode::InvalidAppsecret),
-        Err(_) => Err(ErrCode::SystemError),
+        Verdict::Right => Ok(component),
+        Verdict::Wrong => Err(ErrCode::InvalidAppsecret),
+        Verdict::SlowDown => Err(ErrCode::MinuteQuotaReached),
+        Verdict::Busy => Err(ErrCode::SystemError),
     }
 }
 

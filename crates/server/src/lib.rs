@@ -10,7 +10,10 @@
 //! - [`import`]: WeChat answers into the statistics store.
 //! - [`ingest`]: events (NDJSON) into the store, and the statistics they change.
 //! - [`demo`]: generated demo statistics for `serve --demo`.
+//! - `component`: third-party platforms — the component APIs, ticket and authorization pushes.
+//! - `dashboard`: the dashboard's files, served from the binary, with their security headers.
 //! - [`clock`], [`config`], [`secret`]: the emulated clock, settings, secret hashing.
+//! - [`gate`]: known answers and throttles in front of the secret checks.
 //! - [`faults`]: injected error answers and latency (`serve --faults`).
 
 pub mod admin;
@@ -21,6 +24,7 @@ pub mod config;
 mod dashboard;
 pub mod demo;
 pub mod faults;
+pub mod gate;
 pub mod import;
 pub mod ingest;
 pub mod secret;

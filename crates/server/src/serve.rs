@@ -80,7 +80,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         if let Ok(permit) = connections.clone().try_acquire_owned() {
-            let conn = connection(&limits, stream, service(app.clone(), router.clone()), true);
+            let svc = service(app.clone(), router.clone(), peer.ip());
+            let conn = connection(&limits, stream, svc, true);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -198,6 +199,7 @@ where
 fn service(
     app: App,
     router: Router,
+    client: std::net::IpAddr,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = Response,
@@ -221,7 +223,9 @@ fn service(
             if path.starts_with("/admin/") || page {
                 router.oneshot(req).await
             } else {
-                Ok(crate::wechat::dispatch_request(app, req.map(axum::body::Body::new)).await)
+                // The client's address, for the secret checks' throttles.
+                let answer = crate::wechat::dispatch_request(app, req.map(axum::body::Body::new));
+                Ok(crate::gate::CLIENT.scope(client, answer).await)
             }
         }
     })

@@ -14,6 +14,7 @@ use rand::RngCore;
 use crate::cache::ResponseCache;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::gate::SecretGate;
 use crate::secret::SecretChecker;
 
 /// How long a cached token or account is trusted before it is read again. Changes made by
@@ -41,8 +42,9 @@ pub(crate) struct Inner {
     grants: RwLock<GrantCache>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) answers: ResponseCache,
-    /// Secret checks run on a few dedicated threads (argon2 is slow and memory-hungry).
-    pub(crate) secrets: SecretChecker,
+    /// Secret checks: known answers and throttles in front of a few dedicated threads (argon2
+    /// is slow and memory-hungry).
+    pub(crate) secrets: SecretGate,
 }
 
 impl App {
@@ -59,7 +61,7 @@ impl App {
                 accounts: RwLock::default(),
                 grants: RwLock::default(),
                 in_flight: AtomicUsize::new(0),
-                secrets: SecretChecker::new(cores, 64),
+                secrets: SecretGate::new(SecretChecker::new(cores, 64)),
             }),
         }
     }

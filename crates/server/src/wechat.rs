@@ -2,6 +2,7 @@
 //! and `/datacube/<name>`. Every answer is HTTP 200 with compact JSON; errors carry WeChat's
 //! code and errmsg with a request id.
 
+use crate::gate::Verdict;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -256,11 +257,18 @@ async fn authenticate(app: &App, appid: &str, secret: &str) -> Result<(), Respon
         Ok(None) => return Err(app.wechat_error(ErrCode::InvalidAppid)),
         Err(e) => return Err(app.internal("account lookup failed", &e)),
     };
-    match app.inner.secrets.verify(secret, &account.secret_hash).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(app.wechat_error(ErrCode::InvalidAppsecret)),
+    match app
+        .inner
+        .secrets
+        .check(appid, secret, &account.secret_hash)
+        .await
+    {
+        Verdict::Right => Ok(()),
+        Verdict::Wrong => Err(app.wechat_error(ErrCode::InvalidAppsecret)),
+        // Too many wrong secrets lately from this client or for this account.
+        Verdict::SlowDown => Err(app.wechat_error(ErrCode::MinuteQuotaReached)),
         // Too many sign-ins waiting: WeChat's "busy, retry".
-        Err(_) => Err(app.wechat_error(ErrCode::SystemError)),
+        Verdict::Busy => Err(app.wechat_error(ErrCode::SystemError)),
     }
 }
 

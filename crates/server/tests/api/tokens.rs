@@ -1,6 +1,8 @@
 //! Access tokens (reference §4): rotation with a 5-minute overlap, expiry, stable_token,
 //! force_refresh, isolation of the two families, persistence across restarts.
 
+use std::time::Duration;
+
 use crate::helpers::*;
 
 const RANGE: (&str, &str) = ("2021-09-01", "2021-09-07");
@@ -184,4 +186,126 @@ async fn tokens_look_real_are_unique_and_survive_a_restart() {
     assert_eq!(works(&t2, &stable_token).await, 0);
     assert_eq!(stable(&t2, false).await.0, stable_token);
     drop(dir);
+}
+
+/// Guessers from another address, 150 at a time: the right secret's owner, starting with them
+/// and cold, still gets its tokens at once; the guessers are slowed down to a handful of
+/// checks a minute (45011 past them).
+async fn flood(t: &TestApp, attacker: &str, seconds: u64) -> (u64, u64, Vec<Duration>, u64) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (wrong, slowed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut guessers = Vec::new();
+    for i in 0..150 {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .local_address(attacker.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap();
+        let url = t.url("/cgi-bin/token");
+        let (stop, wrong, slowed) = (stop.clone(), wrong.clone(), slowed.clone());
+        guessers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let answer = client
+                    .get(format!(
+                        "{url}?grant_type=client_credential&appid={APPID}&secret=guess-{i}-{n}"
+                    ))
+                    .send()
+                    .await;
+                let Ok(answer) = answer else { continue };
+                let code = answer
+                    .json::<serde_json::Value>()
+                    .await
+                    .map_or(0, |v| v["errcode"].as_i64().unwrap_or(0));
+                match code {
+                    40125 => wrong.fetch_add(1, Ordering::Relaxed),
+                    45011 => slowed.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+            }
+        }));
+    }
+    // The owner, from 127.0.0.1: ten clients asking again and again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    let mut owners = Vec::new();
+    for _ in 0..10 {
+        let url = t.url(&format!(
+            "/cgi-bin/token?grant_type=client_credential&appid={APPID}&secret={SECRET}"
+        ));
+        owners.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let mut times = Vec::new();
+            while std::time::Instant::now() < deadline {
+                let started = std::time::Instant::now();
+                let ok = match client.get(&url).send().await {
+                    Ok(a) => a.text().await.unwrap_or_default().contains("access_token"),
+                    Err(_) => false,
+                };
+                times.push(if ok { started.elapsed() } else { Duration::MAX });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            times
+        }));
+    }
+    let mut times = Vec::new();
+    for o in owners {
+        times.extend(o.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut requests = 0;
+    for g in guessers {
+        let _ = g.await;
+        requests += 1;
+    }
+    assert_eq!(requests, 150);
+    let total = wrong.load(Ordering::Relaxed) + slowed.load(Ordering::Relaxed);
+    (
+        wrong.load(Ordering::Relaxed),
+        slowed.load(Ordering::Relaxed),
+        times,
+        total,
+    )
+}
+
+fn served_within_a_second(times: &[Duration]) -> f64 {
+    times
+        .iter()
+        .filter(|t| **t <= Duration::from_secs(1))
+        .count() as f64
+        / times.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_secrets_starves_no_one_and_is_slowed_down() {
+    // The owner asks ~2,000 times: more than a day's quota of tokens.
+    let t = spawn_app_with(|c| c.token_daily_quota = 1_000_000).await;
+    let (wrong, slowed, times, total) = flood(&t, "127.0.0.2", 20).await;
+    let share = served_within_a_second(&times);
+    assert!(times.len() > 100, "{} owner requests", times.len());
+    let failed = times.iter().filter(|t| **t == Duration::MAX).count();
+    let slowest = times.iter().filter(|t| **t != Duration::MAX).max();
+    assert!(
+        share >= 0.95,
+        "{:.1} % of the owner's {} requests got a token within 1 s ({failed} failed; slowest {slowest:?})",
+        share * 100.0,
+        times.len()
+    );
+    // One address: ten guesses checked in a minute, the rest answered 45011 at once.
+    assert!(wrong <= 10, "{wrong} guesses were checked");
+    assert!(slowed > 1000, "{slowed} of {total} guesses slowed down");
+}
+
+/// The same flood from the owner's own address: the owner, known from before, is still
+/// answered at once (a right secret is answered from memory, never throttled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_owner_is_answered_through_a_flood_from_its_own_address() {
+    let t = spawn_app_with(|c| c.token_daily_quota = 1_000_000).await;
+    t.token().await;
+    let (wrong, _, times, _) = flood(&t, "127.0.0.1", 5).await;
+    let share = served_within_a_second(&times);
+    assert!(share >= 0.95, "{:.1} % within 1 s", share * 100.0);
+    assert!(wrong <= 10, "{wrong}");
 }
