@@ -384,6 +384,22 @@ struct ProxyArgs {
     /// workers); the default is one per CPU.
     #[arg(long, env = "DATACUBE_PROXY_WORKERS")]
     workers: Option<usize>,
+    /// Client connections at once; at the limit the one waiting longest on its client is
+    /// closed, or a new one answered 503 [default: half the open-file limit, at most 4096].
+    #[arg(long, env = "DATACUBE_PROXY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's head.
+    #[arg(long, default_value_t = 5.0)]
+    header_timeout: f64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, default_value_t = 5.0)]
+    body_timeout: f64,
+    /// Seconds a kept connection may stay idle between requests.
+    #[arg(long, default_value_t = 15.0)]
+    idle_timeout: f64,
+    /// The largest request body in bytes (a WeChat push is a few KB); past it: 413.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body: usize,
     #[command(flatten)]
     db: DatabaseArg,
     /// Emulated "now" (RFC 3339): the events' times.
@@ -1136,9 +1152,33 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
         Some(k) => Some(datacube_push::AesKey::from_encoding_key(k).context("--aes-key")?),
         None => None,
     };
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        bail!("--timeout must be a positive number of seconds");
+    for (flag, seconds) in [
+        ("--timeout", args.timeout),
+        ("--header-timeout", args.header_timeout),
+        ("--body-timeout", args.body_timeout),
+        ("--idle-timeout", args.idle_timeout),
+    ] {
+        if !(seconds > 0.0 && seconds <= 3600.0) {
+            return Err(Exit::usage(format!(
+                "{flag} must be a number of seconds, more than 0 and at most 3600"
+            )));
+        }
     }
+    if args.max_connections == Some(0) || args.max_body == 0 {
+        return Err(Exit::usage(
+            "--max-connections and --max-body must be at least 1",
+        ));
+    }
+    let limits = datacube_push::proxy::Limits {
+        header_timeout: Duration::from_secs_f64(args.header_timeout),
+        body_timeout: Duration::from_secs_f64(args.body_timeout),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        max_body: args.max_body,
+        max_connections: args
+            .max_connections
+            .unwrap_or_else(datacube_push::proxy::default_max_connections),
+        ..datacube_push::proxy::Limits::default()
+    };
     let store = open(&args.db.database)?;
     if store.account(&args.appid).await?.is_none() {
         bail!(
@@ -1172,6 +1212,7 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
         token: args.token.clone(),
         key,
         timeout: Duration::from_secs_f64(args.timeout),
+        limits,
     };
     datacube_push::proxy::serve_workers(listeners, config, recorder.clone(), now, shutdown).await?;
     let recorded = recorder.finish().await?;

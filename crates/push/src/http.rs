@@ -1,12 +1,15 @@
 //! A lean HTTP/1.1 client connection for `push`: one task owns one connection and sends its
 //! requests one after the other, as WeChat's pushers do. No pool, no channels between tasks:
 //! at tens of thousands of pushes a second, the hand-offs of a general client cost more than
-//! the requests (BENCHMARKS.md). Responses are parsed with `httparse`; bodies by
+//! the requests (BENCHMARKS.md). Responses are parsed with `httparse`, framed by
+//! [`crate::http1`] (the proxy's rules: ambiguous framing refused); bodies by
 //! `Content-Length`, chunked, or up to the end of the connection.
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::http1;
 
 /// Response heads larger than this are refused.
 const MAX_HEAD: usize = 64 * 1024;
@@ -70,40 +73,28 @@ impl Conn {
     }
 
     async fn read_answer(&mut self) -> Result<Answer, HttpError> {
-        // The head.
-        let (status, head_len, length, chunked, mut keep_alive) = loop {
+        // The head (1xx answers come before the real one).
+        let (status, framed) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(&self.buf) {
                 Ok(httparse::Status::Complete(len)) => {
                     let status = resp.code.unwrap_or(0);
                     let http10 = resp.version == Some(0);
-                    let (mut length, mut chunked, mut close) = (None, false, http10);
-                    for h in resp.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            length = std::str::from_utf8(h.value)
-                                .ok()
-                                .and_then(|v| v.trim().parse::<usize>().ok());
-                            if length.is_none() {
-                                return Err(HttpError::Parse("a bad Content-Length".into()));
-                            }
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                            chunked = h.value.eq_ignore_ascii_case(b"chunked");
-                        } else if h.name.eq_ignore_ascii_case("connection") {
-                            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-                            if v.contains("close") {
-                                close = true;
-                            } else if v.contains("keep-alive") {
-                                close = false;
-                            }
-                        }
-                    }
-                    // 1xx answers come before the real one.
+                    let framed = http1::framing(
+                        resp.headers,
+                        http10,
+                        http1::Message::Response {
+                            status,
+                            to_head: false,
+                        },
+                    )
+                    .map_err(|e| HttpError::Parse(e.to_string()))?;
+                    self.buf.advance(len);
                     if (100..200).contains(&status) {
-                        self.buf.advance(len);
                         continue;
                     }
-                    break (status, len, length, chunked, !close);
+                    break (status, framed);
                 }
                 Ok(httparse::Status::Partial) => {
                     if self.buf.len() > MAX_HEAD {
@@ -116,79 +107,55 @@ impl Conn {
                 Err(e) => return Err(HttpError::Parse(e.to_string())),
             }
         };
-        self.buf.advance(head_len);
-        // The body.
-        let body = if status == 204 || status == 304 {
-            Bytes::new()
-        } else if chunked {
-            self.read_chunked().await?
-        } else if let Some(n) = length {
-            if n > MAX_BODY {
-                return Err(HttpError::TooLarge(MAX_BODY));
-            }
-            while self.buf.len() < n {
-                if self.fill().await? == 0 {
-                    return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        let eof = || HttpError::Io(std::io::ErrorKind::UnexpectedEof.into());
+        let body = match framed.framing {
+            http1::Framing::None => Bytes::new(),
+            http1::Framing::Length(n) => {
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= MAX_BODY)
+                    .ok_or(HttpError::TooLarge(MAX_BODY))?;
+                while self.buf.len() < n {
+                    if self.fill().await? == 0 {
+                        return Err(eof());
+                    }
                 }
+                self.buf.split_to(n).freeze()
             }
-            self.buf.split_to(n).freeze()
-        } else {
-            // Up to the end of the connection.
-            keep_alive = false;
-            while self.fill().await? > 0 {
-                if self.buf.len() > MAX_BODY {
-                    return Err(HttpError::TooLarge(MAX_BODY));
+            http1::Framing::Chunked => {
+                let mut at = 0;
+                let end = loop {
+                    match http1::chunked_end(&self.buf, at) {
+                        http1::ChunkScan::Done(end) => break end,
+                        http1::ChunkScan::More(next) => at = next,
+                        http1::ChunkScan::Bad(why) => return Err(HttpError::Parse(why.into())),
+                    }
+                    if self.buf.len() > MAX_BODY + MAX_HEAD {
+                        return Err(HttpError::TooLarge(MAX_BODY));
+                    }
+                    if self.fill().await? == 0 {
+                        return Err(eof());
+                    }
+                };
+                let raw = self.buf.split_to(end);
+                Bytes::from(
+                    http1::dechunk(&raw).ok_or_else(|| HttpError::Parse("a bad chunk".into()))?,
+                )
+            }
+            http1::Framing::Close => {
+                while self.fill().await? > 0 {
+                    if self.buf.len() > MAX_BODY {
+                        return Err(HttpError::TooLarge(MAX_BODY));
+                    }
                 }
+                self.buf.split().freeze()
             }
-            self.buf.split().freeze()
         };
         Ok(Answer {
             status,
             body,
-            keep_alive,
+            keep_alive: framed.keep_alive,
         })
-    }
-
-    async fn read_chunked(&mut self) -> Result<Bytes, HttpError> {
-        let mut body = BytesMut::new();
-        loop {
-            let (size_len, size) = loop {
-                match httparse::parse_chunk_size(&self.buf) {
-                    Ok(httparse::Status::Complete((len, size))) => break (len, size as usize),
-                    Ok(httparse::Status::Partial) => {
-                        if self.fill().await? == 0 {
-                            return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                        }
-                    }
-                    Err(_) => return Err(HttpError::Parse("a bad chunk size".into())),
-                }
-            };
-            self.buf.advance(size_len);
-            if size == 0 {
-                // Trailers, then the final CRLF.
-                loop {
-                    if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                        let line_empty = at == 0;
-                        self.buf.advance(at + 2);
-                        if line_empty {
-                            return Ok(body.freeze());
-                        }
-                    } else if self.fill().await? == 0 {
-                        return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                    }
-                }
-            }
-            if body.len() + size > MAX_BODY {
-                return Err(HttpError::TooLarge(MAX_BODY));
-            }
-            while self.buf.len() < size + 2 {
-                if self.fill().await? == 0 {
-                    return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                }
-            }
-            body.extend_from_slice(&self.buf[..size]);
-            self.buf.advance(size + 2);
-        }
     }
 }
 
