@@ -492,3 +492,211 @@ async fn the_proxy_reconnects_when_the_upstream_dropped_a_kept_connection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An upstream that answers every request `success` and counts what it received.
+async fn counting_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut buf = [0u8; 8192];
+                    match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => {
+                            counted.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                            let reply = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuccess";
+                            if s.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), received)
+}
+
+/// Sends `raw` on a new connection to the proxy and reads what comes back until it closes.
+async fn exchange_raw(addr: &str, raw: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The classic request-smuggling framings — CL.TE, TE.CL, TE.TE, two lengths, a signed
+/// length — are refused with 400 and the connection closed; the upstream never sees a byte of
+/// them. A plainly chunked request still goes through.
+#[tokio::test]
+async fn the_proxy_refuses_ambiguous_framing() {
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    let (upstream, received) = counting_upstream().await;
+    let (_proxy, addr) = proxy(&db, &upstream, &[]).await;
+    let smuggled = "GPOST /admin HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (name, head) in [
+        ("CL.TE", "Content-Length: 6\r\nTransfer-Encoding: chunked"),
+        ("TE.CL", "Transfer-Encoding: chunked\r\nContent-Length: 6"),
+        (
+            "TE.TE twice",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: x",
+        ),
+        ("TE.TE list", "Transfer-Encoding: chunked, identity"),
+        ("TE.TE obfuscated", "Transfer-Encoding: xchunked"),
+        ("TE.TE space", "Transfer-Encoding : chunked"),
+        ("two lengths", "Content-Length: 6\r\nContent-Length: 40"),
+        ("a signed length", "Content-Length: +6"),
+    ] {
+        let raw = format!("POST /wechat HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n0\r\n\r\n{smuggled}");
+        let answer = exchange_raw(&addr, raw.as_bytes()).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{name}: {answer:?}"
+        );
+        assert_eq!(
+            answer.matches("HTTP/1.1").count(),
+            1,
+            "{name}: one answer, then closed"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        received.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing went upstream"
+    );
+    let plain = "POST /wechat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\n<xm>\r\n0\r\n\r\n";
+    let answer = exchange_raw(&addr, plain.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(answer.ends_with("success"), "{answer:?}");
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// 5,000 idle connections and 5,000 that send half a body and stall, against a proxy limited
+/// to 1,024 open files: pushes are still answered within a second each, its memory stays
+/// bounded and comes back down once they are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_keeps_answering_under_idle_and_half_sent_floods() {
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    let (upstream, _) = counting_upstream().await;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 1024 && exec {BIN} proxy --listen 127.0.0.1:0 --workers 1 --upstream {upstream} --appid {APPID}"
+        ))
+        .env("DATACUBE_DATABASE", &db)
+        .env("DATACUBE_CLOCK", PUSH_CLOCK)
+        .env("DATACUBE_LOG", "error")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let addr = line
+        .strip_prefix("datacube proxy on http://")
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let push = |addr: String| async move {
+        let started = std::time::Instant::now();
+        let body = "<xml><MsgType><![CDATA[text]]></MsgType></xml>";
+        let raw = format!(
+            "POST /wechat?signature=s&timestamp=1&nonce=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), exchange_raw(&addr, raw.as_bytes()))
+                .await
+                .unwrap_or_default();
+        let ok = answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("success");
+        if !ok {
+            eprintln!("push answered {answer:?} after {:?}", started.elapsed());
+        }
+        (ok, started.elapsed())
+    };
+    let (ok, _) = push(addr.clone()).await;
+    assert!(ok, "a push is answered");
+    let before = rss_mib(pid);
+
+    // The flood: connections that send nothing, and connections that send a head and half a
+    // body, then wait.
+    let mut held = Vec::new();
+    let mut opening = tokio::task::JoinSet::new();
+    for i in 0..10_000 {
+        let addr = addr.clone();
+        opening.spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+            if i % 2 == 1 {
+                let head = "POST /wechat?signature=s&timestamp=1&nonce=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n";
+                s.write_all(head.as_bytes()).await.ok()?;
+                s.write_all(&[b'x'; 30_000]).await.ok()?;
+            }
+            Some(s)
+        });
+        if opening.len() >= 500 {
+            while let Some(s) = opening.join_next().await {
+                held.extend(s.ok().flatten());
+                if opening.len() < 250 {
+                    break;
+                }
+            }
+        }
+    }
+    while let Some(s) = opening.join_next().await {
+        held.extend(s.ok().flatten());
+    }
+    let held_count = held.len();
+    assert!(
+        held_count > 5_000,
+        "{held_count} attacking connections opened"
+    );
+    // Pushes are answered, each within a second, while the flood holds its connections.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let (ok, took) = push(addr.clone()).await;
+        assert!(ok, "a push during the flood was answered");
+        slowest = slowest.max(took);
+    }
+    assert!(slowest < Duration::from_secs(1), "slowest push {slowest:?}");
+    let during = rss_mib(pid);
+    assert!(
+        during < 200.0,
+        "{during:.0} MiB during the flood (was {before:.0})"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_mib(pid);
+    assert!(
+        after < before + 40.0,
+        "{after:.0} MiB after the flood, {before:.0} before ({during:.0} during)"
+    );
+    eprintln!(
+        "proxy under a flood of {} connections: slowest push {slowest:?}; RSS {before:.0} MiB before, {during:.0} during, {after:.0} after",
+        held_count
+    );
+    let (ok, _) = push(addr.clone()).await;
+    assert!(ok, "a push after the flood is answered");
+    let _ = child.start_kill();
+}

@@ -139,9 +139,6 @@ const RECENT: usize = 65_536;
 /// Events handed over at once when this many wait.
 const OUTBOX: usize = 4096;
 
-/// A connection waiting on its client less than this is not closed to make room.
-const EVICT_AFTER: Duration = Duration::from_millis(100);
-
 /// The client connections: how many are open, and which wait on their client (idle, or
 /// sending a head or body) since when — those can be closed to make room.
 pub(crate) struct Slots {
@@ -169,21 +166,23 @@ impl Slots {
     fn take(self: &Arc<Self>) -> Option<Slot> {
         let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if s.open >= self.max {
+            // Its client has had the longest to send; a request under way is never cut.
             let oldest = s.waiting.keys().next().copied()?;
-            if oldest.0.elapsed() < EVICT_AFTER {
-                return None;
-            }
             if let Some(evict) = s.waiting.remove(&oldest) {
                 evict.notify_one();
             }
         }
         s.open += 1;
         s.next += 1;
+        // A new connection waits on its client from the start (it may not even have been
+        // polled yet when the next one needs room).
+        let (id, now, evict) = (s.next, Instant::now(), Arc::new(Notify::new()));
+        s.waiting.insert((now, id), evict.clone());
         Some(Slot {
             slots: self.clone(),
-            id: s.next,
-            evict: Arc::new(Notify::new()),
-            since: Mutex::new(None),
+            id,
+            evict,
+            since: Mutex::new(Some(now)),
         })
     }
 }
@@ -201,13 +200,13 @@ impl Slot {
     /// Marks the connection as waiting on its client (it may be closed to make room) until
     /// [`Slot::busy`].
     fn waiting(&self) {
-        let now = Instant::now();
         let mut s = self.slots.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = since.replace(now) {
-            s.waiting.remove(&(old, self.id));
+        if since.is_none() {
+            let now = Instant::now();
+            *since = Some(now);
+            s.waiting.insert((now, self.id), self.evict.clone());
         }
-        s.waiting.insert((now, self.id), self.evict.clone());
     }
 
     /// The connection has a request under way: it is not closed to make room.
