@@ -49,7 +49,7 @@ enum Command {
     /// Import a WeChat answer (`{"list":[…]}`) for one endpoint into the statistics store.
     Import(ImportArgs),
     /// Ingest events (NDJSON, one per line) and compute the statistics they change.
-    Ingest(IngestArgs),
+    Ingest(cmd::ingest::IngestArgs),
     /// Generate a deterministic stream of realistic events for an account and ingest it.
     Demo(DemoArgs),
     /// Act as WeChat toward a developer's server: verify its URL, push user messages, judge
@@ -271,21 +271,6 @@ struct ImportArgs {
     strict: bool,
     #[command(flatten)]
     db: DatabaseArg,
-}
-
-#[derive(Args)]
-struct IngestArgs {
-    /// NDJSON file of events, or `-` for standard input.
-    file: String,
-    #[command(flatten)]
-    db: DatabaseArg,
-    /// Emulated "now" (RFC 3339): daily rows reach the day before it.
-    #[arg(long, env = "DATACUBE_CLOCK")]
-    clock: Option<jiff::Timestamp>,
-    /// Lines per transaction; each batch is durable once counted (a batch cut short by a crash
-    /// can be resent: ids make it safe).
-    #[arg(long, default_value_t = 100_000)]
-    batch: usize,
 }
 
 #[derive(Args)]
@@ -557,7 +542,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Import(args) => import_file(args).await,
-        Command::Ingest(args) => ingest_file(args).await,
+        Command::Ingest(args) => cmd::ingest::run(args).await,
         Command::Demo(args) => demo_events(args).await,
         Command::Push(args) => push(args).await,
         Command::Proxy(args) => proxy(args).await,
@@ -845,122 +830,6 @@ async fn import_file(args: ImportArgs) -> Result<()> {
         report.updated,
         report.unchanged
     );
-    Ok(())
-}
-
-/// Rejected lines shown on stderr before the rest are only counted.
-const SHOWN_REJECTIONS: usize = 100;
-
-async fn ingest_file(args: IngestArgs) -> Result<()> {
-    use std::io::BufRead;
-    let store = open(&args.db.database)?;
-    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
-    let yesterday = add_days(datacube_api::date::china_date(clock.unix()), -1);
-    let (reader, size): (Box<dyn BufRead>, Option<u64>) = if args.file == "-" {
-        (Box::new(std::io::BufReader::new(std::io::stdin())), None)
-    } else {
-        let file =
-            std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file))?;
-        let size = file.metadata().ok().map(|m| m.len());
-        (
-            Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
-            size,
-        )
-    };
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = size.map_or_else(
-            indicatif::ProgressBar::new_spinner,
-            indicatif::ProgressBar::new,
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {bytes}/{total_bytes} {wide_bar} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let mut report = datacube_server::ingest::IngestReport::default();
-    let mut known = datacube_server::ingest::KnownAccounts::default();
-    let batch_lines = args.batch.max(1);
-    // A batch's lines, read into one buffer: (line number, start, end) of each.
-    let mut block: Vec<u8> = Vec::new();
-    let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(batch_lines);
-    let mut number = 0usize;
-    let mut storing: Option<tokio::task::JoinHandle<Result<_, datacube_store::StoreError>>> = None;
-    let mut reader = reader;
-    loop {
-        block.clear();
-        spans.clear();
-        let mut eof = false;
-        while spans.len() < batch_lines {
-            let start = block.len();
-            let n = reader
-                .read_until(b'\n', &mut block)
-                .context("reading events")?;
-            if n == 0 {
-                eof = true;
-                break;
-            }
-            number += 1;
-            spans.push((number, start, block.len()));
-        }
-        progress.inc(block.len() as u64);
-        if !spans.is_empty() {
-            let mut lines: Vec<(usize, &str)> = Vec::with_capacity(spans.len());
-            for &(line, start, end) in &spans {
-                match std::str::from_utf8(&block[start..end]) {
-                    Ok(text) => lines.push((line, text)),
-                    Err(_) => report.rejected.push(datacube_server::ingest::Rejected {
-                        line,
-                        reason: "not UTF-8 text".into(),
-                    }),
-                }
-            }
-            // Parse this batch while the previous one is being stored.
-            let parsed = datacube_server::ingest::parse_lines(&store, &lines, &mut known).await?;
-            if let Some(previous) = storing.take() {
-                let (done, _) = previous.await.context("storing events")??;
-                report.merge(done);
-                progress.set_message(format!("{} accepted", report.accepted));
-            }
-            let store = store.clone();
-            storing = Some(tokio::spawn(async move {
-                parsed.store(&store, yesterday).await
-            }));
-        }
-        if eof {
-            break;
-        }
-    }
-    if let Some(previous) = storing.take() {
-        let (done, _) = previous.await.context("storing events")??;
-        report.merge(done);
-    }
-    progress.finish_and_clear();
-    for r in report.rejected.iter().take(SHOWN_REJECTIONS) {
-        eprintln!("line {}: {}", r.line, r.reason);
-    }
-    if report.rejected.len() > SHOWN_REJECTIONS {
-        eprintln!(
-            "… and {} more rejected lines",
-            report.rejected.len() - SHOWN_REJECTIONS
-        );
-    }
-    println!(
-        "{} accepted, {} duplicates, {} rejected",
-        report.accepted,
-        report.duplicates,
-        report.rejected.len()
-    );
-    if !report.rejected.is_empty() {
-        bail!(
-            "{} lines were rejected (the others were stored)",
-            report.rejected.len()
-        );
-    }
     Ok(())
 }
 

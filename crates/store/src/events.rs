@@ -103,7 +103,7 @@ struct Decode {
     kind: Kind,
 }
 
-fn encode_into(event: &Event, out: &mut Vec<u8>) {
+pub(crate) fn encode_into(event: &Event, out: &mut Vec<u8>) {
     let item = Encode {
         id: event.id.as_deref(),
         time: event.time,
@@ -140,6 +140,18 @@ fn plain_chunk(appid: &str, codec: i64, data: Vec<u8>) -> Result<Vec<u8>> {
         ZSTD => crate::codec::decompress(&data, &format!("an event chunk of {appid}")),
         _ => Ok(data),
     }
+}
+
+/// Decodes one event encoded by [`encode_into`] (and nothing after it).
+pub(crate) fn decode_one(appid: &str, data: &[u8]) -> Result<Event> {
+    let d = postcard::from_bytes::<Decode>(data)
+        .map_err(|e| crate::StoreError::Corrupt(format!("a sorted event of {appid}: {e}")))?;
+    Ok(Event {
+        appid: appid.to_owned(),
+        id: d.id,
+        time: d.time,
+        kind: d.kind,
+    })
 }
 
 fn decode_all(appid: &str, mut data: &[u8], out: &mut Vec<Event>) -> Result<()> {
@@ -600,21 +612,112 @@ pub(crate) fn store_batch(
 pub(crate) fn store_batch_deferred(tx: &dyn Db, batch: &mut Batch) -> Result<Vec<bool>> {
     let (accepted, appended) = append(tx, batch)?;
     for (appid, appended) in &appended {
-        for (class, span) in appended.touched.spans.iter().enumerate() {
-            if let Some((lo, hi)) = span {
-                tx.exec(
-                    "INSERT INTO stat_pending (appid, class, lo, hi) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (appid, class) DO UPDATE SET
-                         lo = CASE WHEN excluded.lo < stat_pending.lo
-                                   THEN excluded.lo ELSE stat_pending.lo END,
-                         hi = CASE WHEN excluded.hi > stat_pending.hi
-                                   THEN excluded.hi ELSE stat_pending.hi END",
-                    p![appid, class, date_to_epoch_day(*lo), date_to_epoch_day(*hi)],
-                )?;
-            }
-        }
+        mark_pending(tx, appid, &appended.touched)?;
     }
     Ok(accepted)
+}
+
+/// Marks the periods `touched` of `appid` as pending (see [`flush_pending`]).
+fn mark_pending(tx: &dyn Db, appid: &str, touched: &Touched) -> Result<()> {
+    for (class, span) in touched.spans.iter().enumerate() {
+        if let Some((lo, hi)) = span {
+            tx.exec(
+                "INSERT INTO stat_pending (appid, class, lo, hi) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (appid, class) DO UPDATE SET
+                     lo = CASE WHEN excluded.lo < stat_pending.lo
+                               THEN excluded.lo ELSE stat_pending.lo END,
+                     hi = CASE WHEN excluded.hi > stat_pending.hi
+                               THEN excluded.hi ELSE stat_pending.hi END",
+                p![appid, class, date_to_epoch_day(*lo), date_to_epoch_day(*hi)],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores one batch of a bulk load (see [`crate::bulk`]), inside `tx`. The batch holds
+/// accounts in turn, each whole unless its events began in an earlier batch (it is then in
+/// `spread`) or go on in the next one (it is `partial`):
+///
+/// - an account held whole is recomputed at once, from the batch's events and the stored
+///   ones, as [`store_batch`] does;
+/// - the periods of a spread or partial account are marked pending, in this transaction, and
+///   once its last events are in (the account is in `spread` but is not `partial`), every
+///   period marked is recomputed from the store, once.
+///
+/// Returns, for each event, whether it was accepted, and the spread accounts that are now
+/// complete (recomputed).
+pub(crate) fn store_bulk(
+    tx: &dyn Db,
+    batch: &mut Batch,
+    yesterday: Date,
+    partial: Option<&str>,
+    spread: &FxHashSet<String>,
+    mut changed: impl FnMut(&str) -> Result<()>,
+) -> Result<(Vec<bool>, Vec<String>)> {
+    let (accepted, appended) = append(tx, batch)?;
+    for account in &batch.accounts {
+        let appid = account.appid.as_str();
+        let Some(appended) = appended.get(appid) else {
+            continue;
+        };
+        if partial == Some(appid) || spread.contains(appid) {
+            mark_pending(tx, appid, &appended.touched)?;
+        } else {
+            recompute(tx, account, appended, yesterday)?;
+            changed(appid)?;
+        }
+    }
+    // Accounts come one after another: a spread account that does not go on is complete.
+    let mut complete = Vec::new();
+    for appid in spread {
+        if partial != Some(appid.as_str()) {
+            if recompute_pending(tx, appid, yesterday)? {
+                changed(appid)?;
+            }
+            complete.push(appid.clone());
+        }
+    }
+    Ok((accepted, complete))
+}
+
+/// Recomputes, from the stored events, every period of `appid` marked pending, and clears the
+/// marks; returns whether any was marked.
+pub(crate) fn recompute_pending(tx: &dyn Db, appid: &str, yesterday: Date) -> Result<bool> {
+    let mut touched = Touched::default();
+    tx.each(
+        "SELECT class, lo, hi FROM stat_pending WHERE appid = ?1",
+        p![appid],
+        &mut |row| {
+            let (class, lo, hi) = (row.int(0)?, row.int(1)?, row.int(2)?);
+            let span = &mut touched.spans[(class.max(0) as usize).min(CLASSES - 1)];
+            *span = union(*span, Some((epoch_day_to_date(lo), epoch_day_to_date(hi))));
+            Ok(())
+        },
+    )?;
+    if touched.overall().is_none() {
+        return Ok(false);
+    }
+    let own = AccountBatch {
+        appid: appid.to_owned(),
+        classes: Default::default(),
+    };
+    let appended = Appended {
+        touched,
+        own_chunks: FxHashSet::default(),
+    };
+    recompute_but(tx, &own, &appended, yesterday, &[])?;
+    tx.exec("DELETE FROM stat_pending WHERE appid = ?1", p![appid])?;
+    Ok(true)
+}
+
+/// The accounts with periods marked pending.
+pub(crate) fn pending_accounts(tx: &dyn Db) -> Result<Vec<String>> {
+    tx.all(
+        "SELECT DISTINCT appid FROM stat_pending ORDER BY appid",
+        p![],
+        |r| Ok(r.text(0)?.to_owned()),
+    )
 }
 
 /// Recomputes every pending period (see [`store_batch_deferred`]) and clears the marks;

@@ -16,6 +16,7 @@
 //! PostgreSQL, which answers over the network, on the blocking pool too.
 
 mod accounts;
+pub mod bulk;
 mod codec;
 mod components;
 mod days;
@@ -28,6 +29,8 @@ mod sync;
 pub mod testing;
 
 use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashSet;
 
 use datacube_api::row::Row;
 use datacube_api::Endpoint;
@@ -82,6 +85,9 @@ pub enum StoreError {
     /// A blocking task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(String),
+    /// Sorting a bulk load's events through temporary files failed (disk full, say).
+    #[error("{0}")]
+    Spill(String),
 }
 
 /// An error and its causes in one line; PostgreSQL's own message where there is one.
@@ -280,6 +286,15 @@ pub struct IngestOutcome {
     pub accepted: Vec<bool>,
 }
 
+/// What a bulk load ([`Store::ingest_sorted`]) stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkOutcome {
+    /// Events stored and counted.
+    pub accepted: u64,
+    /// Events whose id had been accepted before, or came earlier in the load: ignored.
+    pub duplicates: u64,
+}
+
 /// The database behind a [`Store`].
 enum Backend {
     Sqlite(sqlite::Sqlite),
@@ -452,6 +467,67 @@ impl Inner {
             std::thread::spawn(move || drop(batch));
         }
         Ok(IngestOutcome { accepted })
+    }
+
+    /// Stores a bulk load (see [`bulk`]): the sorted events are cut into batches of about
+    /// `batch` events, each stored in one transaction, while the next is decoded and prepared
+    /// on a thread of its own. Statistics left pending by an earlier load that was cut short
+    /// are recomputed first.
+    pub(crate) fn ingest_sorted(
+        &self,
+        sorted: bulk::Sorted,
+        yesterday: Date,
+        batch: usize,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<BulkOutcome> {
+        let leftovers = self.read(events::pending_accounts)?;
+        for appid in leftovers {
+            self.write(|tx| {
+                if events::recompute_pending(tx, &appid, yesterday)? {
+                    accounts::bump_change(tx, &appid)?;
+                }
+                Ok(())
+            })?;
+        }
+        let (send, parts) = std::sync::mpsc::sync_channel::<Result<bulk::Part>>(1);
+        std::thread::scope(|scope| {
+            let producer = std::thread::Builder::new()
+                .name("datacube-bulk".into())
+                .spawn_scoped(scope, move || bulk::produce(sorted, batch.max(1), &send))
+                .map_err(|e| StoreError::Task(format!("no thread for a bulk load: {e}")))?;
+            let mut outcome = BulkOutcome::default();
+            let mut spread: FxHashSet<String> = FxHashSet::default();
+            for part in parts {
+                let bulk::Part { mut batch, partial } = part?;
+                let (accepted, complete) = self.write(|tx| {
+                    events::store_bulk(
+                        tx,
+                        &mut batch,
+                        yesterday,
+                        partial.as_deref(),
+                        &spread,
+                        |a| accounts::bump_change(tx, a),
+                    )
+                })?;
+                for appid in complete {
+                    spread.remove(&appid);
+                }
+                if let Some(appid) = partial {
+                    spread.insert(appid);
+                }
+                let taken = accepted.iter().filter(|a| **a).count() as u64;
+                outcome.accepted += taken;
+                outcome.duplicates += accepted.len() as u64 - taken;
+                progress(outcome.accepted + outcome.duplicates);
+                if batch.len() >= 10_000 {
+                    std::thread::spawn(move || drop(batch));
+                }
+            }
+            producer
+                .join()
+                .map_err(|_| StoreError::Task("the bulk load's reader panicked".into()))?;
+            Ok(outcome)
+        })
     }
 
     /// How many times the live tallies were built from the stored events.
@@ -856,6 +932,23 @@ impl Store {
     /// work and can run on any thread while the store writes the previous batch).
     pub async fn ingest_batch(&self, batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
         self.run(move |s| s.ingest(batch, yesterday)).await
+    }
+
+    /// Stores the events of a bulk load, sorted by a [`bulk::Sorter`], in batches of about
+    /// `batch` events: each account's statistics are computed once, after its last event is
+    /// stored, whatever the order the events came in. Each batch is one transaction; an
+    /// account whose events take several batches has its periods marked pending in the same
+    /// transactions, so that a load cut short leaves nothing stale: the next bulk load, or
+    /// `serve`, recomputes them. `progress` is told how many events were stored so far.
+    pub async fn ingest_sorted(
+        &self,
+        sorted: bulk::Sorted,
+        yesterday: Date,
+        batch: usize,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<BulkOutcome> {
+        self.run(move |s| s.ingest_sorted(sorted, yesterday, batch, &progress))
+            .await
     }
 
     /// Stores events now and their statistics later: the periods they touch are marked, in the

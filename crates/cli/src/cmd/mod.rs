@@ -1,3 +1,4 @@
 //! The commands that have outgrown `main.rs`, one module each.
 
+pub mod ingest;
 pub mod sync;

@@ -1,0 +1,349 @@
+//! `datacube ingest`: a file of events (NDJSON) in any order, loaded in bulk.
+//!
+//! Two passes. The first reads the file in blocks, parses the lines on every core and sorts
+//! the events by account and day in bounded memory (`datacube_store::bulk`: sorted runs
+//! written to temporary files past `--memory`). The second stores them account after account,
+//! in batches of about `--batch` events, each one transaction, and computes each account's
+//! statistics once. So the cost is one pass over the events whatever their order: an account
+//! after another, one time-ordered stream of all accounts, or none.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Read as _};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use datacube_server::clock::Clock;
+use datacube_server::ingest::Rejected;
+use datacube_store::bulk::{Piece, Sorter};
+use datacube_store::Store;
+
+use crate::{open, DatabaseArg, Exit};
+
+#[derive(Args)]
+pub struct IngestArgs {
+    /// NDJSON file of events, or `-` for standard input. Any order: events are sorted by
+    /// account and day before they are stored.
+    file: String,
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Emulated "now" (RFC 3339): daily rows reach the day before it.
+    #[arg(long, env = "DATACUBE_CLOCK")]
+    clock: Option<jiff::Timestamp>,
+    /// Events per transaction, about (an account's events stay together up to twice this).
+    /// A load cut short keeps the transactions done; run the same command again: ids make it
+    /// safe, and statistics left pending are recomputed.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
+    /// Memory for sorting events, in MiB; past it, sorted runs go to temporary files.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    memory: u64,
+    /// Where sorted runs go past `--memory` (unnamed files, gone when datacube exits).
+    /// Default: $TMPDIR, else /tmp.
+    #[arg(long)]
+    temp_dir: Option<PathBuf>,
+}
+
+/// How many rejected lines are printed (all are counted).
+const SHOWN_REJECTIONS: usize = 100;
+/// The size of the blocks the file is read and parsed in.
+const BLOCK: usize = 4 << 20;
+
+pub async fn run(args: IngestArgs) -> Result<()> {
+    let temp_dir = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if !temp_dir.is_dir() {
+        return Err(Exit::usage(format!(
+            "--temp-dir {}: not a directory",
+            temp_dir.display()
+        )));
+    }
+    let (reader, size): (Box<dyn BufRead + Send>, Option<u64>) = if args.file == "-" {
+        (Box::new(std::io::BufReader::new(std::io::stdin())), None)
+    } else {
+        let file =
+            std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (
+            Box::new(std::io::BufReader::with_capacity(BLOCK, file)),
+            size,
+        )
+    };
+    let store = open(&args.db.database)?;
+    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
+    let yesterday = datacube_api::date::add_days(datacube_api::date::china_date(clock.unix()), -1);
+    let bar = progress(size);
+    let memory = usize::try_from(args.memory << 20).unwrap_or(usize::MAX);
+
+    // Pass 1: read, parse, sort.
+    let sorting = {
+        let (store, bar) = (store.clone(), bar.clone());
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            sort_file(
+                reader,
+                &store,
+                &runtime,
+                Sorter::new(memory, temp_dir),
+                &bar,
+            )
+        })
+    };
+    let (sorted, mut rejected) = sorting.await.context("reading events")??;
+
+    // Pass 2: store.
+    bar.set_length(sorted.len());
+    bar.set_position(0);
+    bar.set_style(style("{spinner} stored {pos}/{len} events {wide_bar}"));
+    let outcome = {
+        let bar = bar.clone();
+        let batch = usize::try_from(args.batch).unwrap_or(usize::MAX);
+        store
+            .ingest_sorted(sorted, yesterday, batch, move |n| bar.set_position(n))
+            .await
+            .context("storing events")?
+    };
+    bar.finish_and_clear();
+
+    rejected.sort_by_key(|r| r.line);
+    for r in rejected.iter().take(SHOWN_REJECTIONS) {
+        eprintln!("line {}: {}", r.line, r.reason);
+    }
+    if rejected.len() > SHOWN_REJECTIONS {
+        eprintln!(
+            "… and {} more rejected lines",
+            rejected.len() - SHOWN_REJECTIONS
+        );
+    }
+    println!(
+        "{} accepted, {} duplicates, {} rejected",
+        outcome.accepted,
+        outcome.duplicates,
+        rejected.len()
+    );
+    if !rejected.is_empty() {
+        return Err(Exit::code(
+            3,
+            format!(
+                "{} lines were rejected (the others were stored)",
+                rejected.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+fn progress(size: Option<u64>) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = size.map_or_else(
+        indicatif::ProgressBar::new_spinner,
+        indicatif::ProgressBar::new,
+    );
+    bar.set_style(style("{spinner} read {bytes}/{total_bytes} {wide_bar}"));
+    bar
+}
+
+/// The longest line taken; a longer one is rejected (and skipped without being held).
+const MAX_LINE: usize = 16 << 20;
+
+/// A block of whole lines, and the number of its first line; or, `oversized`, the number of
+/// a line longer than [`MAX_LINE`] (its bytes skipped).
+struct Block {
+    first: u64,
+    bytes: Vec<u8>,
+    oversized: bool,
+}
+
+/// Reads `reader` in blocks of whole lines, parses them on every core, and sorts the events
+/// of known accounts; the others lines are returned as rejected.
+fn sort_file(
+    mut reader: Box<dyn BufRead + Send>,
+    store: &Store,
+    runtime: &tokio::runtime::Handle,
+    mut sorter: Sorter,
+    bar: &indicatif::ProgressBar,
+) -> Result<(datacube_store::bulk::Sorted, Vec<Rejected>)> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+    let (blocks_tx, blocks_rx) = mpsc::sync_channel::<Block>(workers);
+    let blocks_rx = Arc::new(Mutex::new(blocks_rx));
+    let (pieces_tx, pieces_rx) = mpsc::sync_channel::<(Piece, Vec<Rejected>)>(workers);
+    let mut rejected: Vec<Rejected> = Vec::new();
+    let mut known: HashMap<String, bool> = HashMap::new();
+    std::thread::scope(|scope| -> Result<()> {
+        let read = std::thread::Builder::new()
+            .name("datacube-read".into())
+            .spawn_scoped(scope, move || read_blocks(&mut reader, &blocks_tx, bar))
+            .context("starting the reader")?;
+        for _ in 0..workers {
+            let (blocks_rx, pieces_tx) = (blocks_rx.clone(), pieces_tx.clone());
+            std::thread::Builder::new()
+                .name("datacube-parse".into())
+                .spawn_scoped(scope, move || loop {
+                    let block = match blocks_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(block) = block else { return };
+                    if pieces_tx.send(parse_block(&block)).is_err() {
+                        return;
+                    }
+                })
+                .context("starting a parser")?;
+        }
+        drop(pieces_tx);
+        // Here: the accounts checked, the events taken by the sorter.
+        let mut outcome = Ok(());
+        for (piece, bad) in pieces_rx.iter() {
+            if outcome.is_err() {
+                // Drain, so that the reader and the parsers end.
+                continue;
+            }
+            rejected.extend(bad);
+            outcome = (|| -> Result<()> {
+                for appid in piece.appids() {
+                    if !known.contains_key(appid) {
+                        let exists = runtime.block_on(store.account(appid))?.is_some();
+                        known.insert(appid.clone(), exists);
+                    }
+                }
+                sorter.add(
+                    piece,
+                    |appid| known.get(appid).copied().unwrap_or(false),
+                    |line, appid| {
+                        rejected.push(Rejected {
+                            line: line as usize,
+                            reason: format!(
+                                "no account {appid}; add it first (datacube account add)"
+                            ),
+                        })
+                    },
+                )?;
+                Ok(())
+            })();
+        }
+        let read = read
+            .join()
+            .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+        outcome?;
+        read
+    })?;
+    Ok((sorter.finish()?, rejected))
+}
+
+/// Reads blocks of about [`BLOCK`] bytes, each cut after a newline, numbering lines.
+fn read_blocks(
+    reader: &mut Box<dyn BufRead + Send>,
+    blocks: &mpsc::SyncSender<Block>,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let mut next_line = 1u64;
+    let mut carry: Vec<u8> = Vec::new();
+    // Skipping the rest of an oversized line.
+    let mut skipping = false;
+    loop {
+        let mut bytes = std::mem::take(&mut carry);
+        let before = bytes.len();
+        bytes.reserve(BLOCK);
+        let n = reader
+            .by_ref()
+            .take(BLOCK as u64)
+            .read_to_end(&mut bytes)
+            .context("reading events")?;
+        bar.inc(n as u64);
+        let eof = n == 0;
+        if skipping {
+            match bytes.iter().position(|b| *b == b'\n') {
+                Some(at) => {
+                    bytes.drain(..=at);
+                    skipping = false;
+                }
+                None if eof => return Ok(()),
+                None => continue,
+            }
+        }
+        if !eof {
+            // Cut after the last newline; the rest goes with the next block.
+            match bytes[before.min(bytes.len())..]
+                .iter()
+                .rposition(|b| *b == b'\n')
+            {
+                Some(at) => carry = bytes.split_off(before.min(bytes.len()) + at + 1),
+                None if bytes.len() > MAX_LINE => {
+                    let first = next_line;
+                    next_line += 1;
+                    skipping = true;
+                    let block = Block {
+                        first,
+                        bytes: Vec::new(),
+                        oversized: true,
+                    };
+                    if blocks.send(block).is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                None => {
+                    carry = bytes;
+                    continue;
+                }
+            }
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64
+            + u64::from(bytes.last() != Some(&b'\n'));
+        let first = next_line;
+        next_line += lines;
+        let block = Block {
+            first,
+            bytes,
+            oversized: false,
+        };
+        if blocks.send(block).is_err() || eof {
+            return Ok(());
+        }
+    }
+}
+
+/// Parses a block's lines: the events into a piece, the bad lines with their reason.
+fn parse_block(block: &Block) -> (Piece, Vec<Rejected>) {
+    let mut piece = Piece::new();
+    let mut rejected = Vec::new();
+    if block.oversized {
+        rejected.push(Rejected {
+            line: block.first as usize,
+            reason: format!("longer than {} MiB", MAX_LINE >> 20),
+        });
+        return (piece, rejected);
+    }
+    let mut line = block.first;
+    for raw in block.bytes.split_inclusive(|b| *b == b'\n') {
+        let number = line;
+        line += 1;
+        let reason = match std::str::from_utf8(raw) {
+            Err(_) => "not UTF-8 text".to_owned(),
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => match datacube_engine::parse_line(text) {
+                Ok(event) => match piece.push(number, &event) {
+                    Ok(()) => continue,
+                    Err(reason) => reason,
+                },
+                Err(e) => e.to_string(),
+            },
+        };
+        rejected.push(Rejected {
+            line: number as usize,
+            reason,
+        });
+    }
+    (piece, rejected)
+}
