@@ -1,41 +1,51 @@
 #!/usr/bin/env bash
-# Ingest benchmark (issue 3): datacube ingests ~10 million mixed events from an NDJSON file;
-# anchor: DuckDB (PyPI) computing the daily rollups (GROUP BY with distinct counts) from the
-# same file into a database file, in the same session.
+# Ingest benchmark (issues 3 and 19): `datacube ingest` of EVENTS mixed events of ACCOUNTS
+# accounts over the year 2025 (bench/gen_events.py: every kind of event, the 2025 ones too,
+# each with an id), in three arrival orders of the same events:
 #
-#   bench/ingest.sh            # ACCOUNTS=30 (≈ 330,000 events each) by default
-#   SECOND_YEAR=1 bench/ingest.sh   # then also a second year of the same accounts on top:
-#                                   # does ingesting get slower or bigger with history kept?
+#   account  account after account, each in time order
+#   time     one time-ordered stream, every account interleaved (`sort` of the lines)
+#   random   no order (`shuf`)
+#
+# Anchor: DuckDB (PyPI) computing the matching daily/hourly rollups (GROUP BY with distinct
+# counts) from the same file into a database file, run just before datacube on each order.
+# Wall time and peak RSS (GNU time's max RSS) of both; then the statistics of the three
+# orders are compared (identical, byte for byte) and one account's against DuckDB's.
+#
+#   bench/ingest.sh                          # ACCOUNTS=100 EVENTS=10000000
+#   EVENTS=20000000 bench/ingest.sh          # growth
+#   ORDERS="random" bench/ingest.sh          # one order only
+#   DATABASE=postgres://postgres@127.0.0.1:5432/bench_ingest bench/ingest.sh
+#       # on PostgreSQL: the database is dropped and created for each order (psql)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-ACCOUNTS=${ACCOUNTS:-30}
+ACCOUNTS=${ACCOUNTS:-100}
+EVENTS=${EVENTS:-10000000}
+ORDERS=${ORDERS:-account time random}
 work=${WORK:-/tmp/datacube-ingest-bench}
 mkdir -p "$work"
 cd "$root"
 cargo build --release -q -p datacube
 bin=$root/target/release/datacube
 clock=2026-01-01T10:00:00+08:00
-events="$work/events.ndjson"
-if [ ! -s "$events" ] || [ "$(cat "$work/accounts" 2>/dev/null)" != "$ACCOUNTS" ]; then
-  echo "generating events for $ACCOUNTS accounts…"
-  : >"$events"
-  for i in $(seq 1 "$ACCOUNTS"); do
-    "$bin" demo --appid "$(printf 'wxingest%010d' "$i")" --seed "$i" --days 365 --clock "$clock" --output - >>"$events"
-  done
-  echo "$ACCOUNTS" >"$work/accounts"
+tag="$ACCOUNTS-$EVENTS"
+if [ ! -s "$work/account-$tag.ndjson" ]; then
+  echo "generating $EVENTS events of $ACCOUNTS accounts…"
+  rm -f "$work"/*-"$tag".ndjson
+  python3 bench/gen_events.py "$ACCOUNTS" "$EVENTS" 19 >"$work/account-$tag.ndjson.tmp"
+  mv "$work/account-$tag.ndjson.tmp" "$work/account-$tag.ndjson"
+  LC_ALL=C sort -S 4G --parallel=2 -T "$work" "$work/account-$tag.ndjson" >"$work/time-$tag.ndjson"
+  shuf --random-source=<(yes 19) "$work/account-$tag.ndjson" >"$work/random-$tag.ndjson"
 fi
-echo "events: $(wc -l <"$events") lines, $(du -h "$events" | cut -f1)"
+echo "events: $(wc -l <"$work/account-$tag.ndjson") lines, $(du -h "$work/account-$tag.ndjson" | cut -f1) per order"
 
 venv="$root/target/duckdb-venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check duckdb
 fi
+echo "DuckDB $("$venv/bin/python" -c 'import duckdb; print(duckdb.__version__)'), datacube $("$bin" --version)"
 
-# DuckDB: the same file to daily rollups, stored in a database file. (Days and hours in integer
-# arithmetic: epoch() is a DOUBLE, and a DOUBLE cast to INTEGER rounds, which put every event
-# after noon in the next day until the cross-check at the end caught it.)
-rm -f "$work/duck.db" "$work/duck.db.wal"
 cat >"$work/duck.py" <<'PY'
 import sys, duckdb
 events, db = sys.argv[1], sys.argv[2]
@@ -76,40 +86,47 @@ con.execute("CHECKPOINT")
 print("duckdb rows:", sum(con.execute(f"SELECT count(*) FROM {n}").fetchone()[0] for n in rollups))
 con.close()
 PY
-echo; echo "== DuckDB $("$venv/bin/python" -c 'import duckdb; print(duckdb.__version__)')"
-/usr/bin/time -f "duckdb: %e s wall, %M KB max RSS" "$venv/bin/python" "$work/duck.py" "$events" "$work/duck.db"
 
-# datacube: accounts, then one `datacube ingest` of the whole file.
-rm -f "$work/datacube.db" "$work/datacube.db-wal" "$work/datacube.db-shm"
-export DATACUBE_DATABASE="sqlite://$work/datacube.db" DATACUBE_LOG=warn
-for i in $(seq 1 "$ACCOUNTS"); do
-  "$bin" account add --appid "$(printf 'wxingest%010d' "$i")" --secret bench >/dev/null
-done
-echo; echo "== datacube ingest"
-/usr/bin/time -f "datacube: %e s wall, %M KB max RSS" "$bin" ingest --clock "$clock" "$events" &
-# Peak anonymous memory (heap), sampled: max RSS above also counts the database pages mapped.
-anon=0
-while kill -0 $! 2>/dev/null; do
-  pid=$(pgrep -n -f "datacube ingest --clock" || true)
-  a=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-  [ "${a:-0}" -gt "$anon" ] && anon=$a
-  sleep 0.5
-done
-wait $!
-echo "datacube: peak anonymous RSS (sampled every 0.5 s): $anon KB"
-echo "stored rows: $(sqlite3 "$work/datacube.db" 'select sum(n) from stat_day'), events with ids: $(sqlite3 "$work/datacube.db" 'select sum(ids) from event_app')"
+database=${DATABASE:-}
+fresh_database() { # $1: order
+  if [ -n "$database" ]; then
+    local name=${database##*/} admin=${database%/*}/postgres
+    psql -q "$admin" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
+    echo "$database"
+  else
+    rm -f "$work/datacube-$1.db" "$work/datacube-$1.db-wal" "$work/datacube-$1.db-shm"
+    echo "sqlite://$work/datacube-$1.db"
+  fi
+}
+seconds() { awk '/^wall/ {print $2}' "$1"; }
+peak() { awk '/^wall/ {print $3}' "$1"; }
 
-# Both computed the same figures: datacube's answers through its own API, for one account,
-# against DuckDB's rollups (daily messages per type, daily int-page reads over all scenes).
-"$bin" serve --listen 127.0.0.1:18282 --clock "$clock" >"$work/serve.out" 2>&1 &
-serve_pid=$!
-trap 'kill $serve_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-"$venv/bin/python" - "$work/duck.db" <<'PY'
+export DATACUBE_LOG=warn
+rm -f "$work"/stats-*.md5
+declare -A results
+for order in $ORDERS; do
+  events="$work/$order-$tag.ndjson"
+  echo; echo "== $order"
+  rm -f "$work/duck-$order.db" "$work/duck-$order.db.wal"
+  /usr/bin/time -f "wall %e %M" -o "$work/duck.time" "$venv/bin/python" "$work/duck.py" "$events" "$work/duck-$order.db"
+  echo "duckdb:   $(seconds "$work/duck.time") s, peak RSS $(( $(peak "$work/duck.time") / 1024 )) MiB"
+  export DATACUBE_DATABASE=$(fresh_database "$order")
+  for i in $(seq 1 "$ACCOUNTS"); do
+    "$bin" account add --appid "$(printf 'wxbench%011d' "$i")" --secret bench-secret-0001 >/dev/null
+  done
+  /usr/bin/time -f "wall %e %M" -o "$work/datacube.time" "$bin" ingest --clock "$clock" "$events"
+  echo "datacube: $(seconds "$work/datacube.time") s, peak RSS $(( $(peak "$work/datacube.time") / 1024 )) MiB"
+  results[$order]="$(seconds "$work/duck.time") $(peak "$work/duck.time") $(seconds "$work/datacube.time") $(peak "$work/datacube.time")"
+
+  # The same figures: one account's answers through datacube's own API against DuckDB's rollups.
+  "$bin" serve --listen 127.0.0.1:18282 --clock "$clock" >"$work/serve.out" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 1 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+"$venv/bin/python" - "$work/duck-$order.db" "http://127.0.0.1:18282" wxbench00000000001 <<'PY'
 import datetime, json, sys, urllib.request, duckdb
-base, appid = "http://127.0.0.1:18282", "wxingest0000000001"
+base, appid = sys.argv[2], sys.argv[3]
 token = json.load(urllib.request.urlopen(
-    f"{base}/cgi-bin/token?grant_type=client_credential&appid={appid}&secret=bench"))["access_token"]
+    f"{base}/cgi-bin/token?grant_type=client_credential&appid={appid}&secret=bench-secret-0001"))["access_token"]
 def rows(endpoint, span, first, last):
     out, d = [], first
     while d <= last:
@@ -148,28 +165,24 @@ assert dc_read == duck_read, "getuserread differs from DuckDB's read_all"
 assert dc_scene == duck_scene, "getarticleread differs from DuckDB's published_scene"
 print(f"cross-check: {len(dc_msg)} message rows, {len(dc_read)} read days and {len(dc_scene)} getarticleread scene counts of {appid} equal DuckDB's")
 PY
-
-if [ "${SECOND_YEAR:-0}" = 1 ]; then
-  kill $serve_pid 2>/dev/null || true
-  events2="$work/events2.ndjson"
-  if [ ! -s "$events2" ] || [ "$(cat "$work/accounts2" 2>/dev/null)" != "$ACCOUNTS" ]; then
-    : >"$events2"
-    for i in $(seq 1 "$ACCOUNTS"); do
-      "$bin" demo --appid "$(printf 'wxingest%010d' "$i")" --seed $((i + 100)) --days 365 \
-        --clock 2027-01-01T10:00:00+08:00 --output - >>"$events2"
-    done
-    echo "$ACCOUNTS" >"$work/accounts2"
+  kill $serve_pid; wait $serve_pid 2>/dev/null || true
+  # Every statistic of every account, to compare the orders.
+  if [ -z "$database" ]; then
+    sqlite3 "$work/datacube-$order.db" "SELECT appid, endpoint, ref_date, n, rows FROM stat_day ORDER BY 1, 2, 3" | md5sum | cut -d' ' -f1 >"$work/stats-$order.md5"
+  else
+    psql -qtA "$database" -c "SELECT appid, endpoint, ref_date, n, rows FROM stat_day ORDER BY 1, 2, 3" | md5sum | cut -d' ' -f1 >"$work/stats-$order.md5"
   fi
-  echo; echo "== datacube ingest of a second year ($(wc -l <"$events2") lines) on top of the first"
-  /usr/bin/time -f "datacube, second year: %e s wall, %M KB max RSS" \
-    "$bin" ingest --clock 2027-01-01T10:00:00+08:00 "$events2" &
-  anon=0
-  while kill -0 $! 2>/dev/null; do
-    pid=$(pgrep -n -f "datacube ingest --clock 2027" || true)
-    a=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-    [ "${a:-0}" -gt "$anon" ] && anon=$a
-    sleep 0.5
-  done
-  wait $!
-  echo "datacube, second year: peak anonymous RSS (sampled every 0.5 s): $anon KB"
+  echo "statistics: $(cat "$work/stats-$order.md5") ($([ -z "$database" ] && sqlite3 "$work/datacube-$order.db" 'SELECT sum(n) FROM stat_day' || psql -qtA "$database" -c 'SELECT sum(n) FROM stat_day') rows)"
+done
+
+echo; echo "== summary ($EVENTS events, $ACCOUNTS accounts${database:+, PostgreSQL})"
+echo "| order | datacube | DuckDB | ratio | peak RSS datacube / DuckDB |"
+echo "|---|---:|---:|---:|---:|"
+for order in $ORDERS; do
+  read -r ds dm cs cm <<<"${results[$order]}"
+  echo "| $order | $cs s | $ds s | $(awk -v a="$cs" -v b="$ds" 'BEGIN {printf "%.2f", a / b}')× | $((cm / 1024)) / $((dm / 1024)) MiB |"
+done
+if [ "$(cat "$work"/stats-*.md5 | sort -u | wc -l)" != 1 ]; then
+  echo "the statistics differ between orders:"; cat "$work"/stats-*.md5; exit 1
 fi
+echo "every order gave the same statistics"

@@ -284,7 +284,10 @@ async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
     std::fs::write(&file, &events).unwrap();
     let file = file.to_str().unwrap();
     let (code, out, err) = run(&db, &["ingest", file], None).await;
-    assert_eq!(code, 1, "a rejected line makes the exit code 1");
+    assert_eq!(
+        code, 3,
+        "a rejected line makes the run partial: exit code 3"
+    );
     assert_eq!(out, "3 accepted, 0 duplicates, 1 rejected\n");
     assert!(err.contains("line 2: `ok` is missing"), "{err}");
     // Resending the same lines: the ids were accepted before.
@@ -328,7 +331,7 @@ async fn ingest_numbers_lines_across_batches() {
         None,
     )
     .await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 3, "rejected lines: partial success");
     assert_eq!(out, "4 accepted, 0 duplicates, 2 rejected\n");
     assert!(err.contains("line 4: not UTF-8 text"), "{err}");
     assert!(err.contains("line 6: `appid` is missing"), "{err}");

@@ -402,6 +402,71 @@ impl Sorted {
     }
 }
 
+/// One batch of a bulk load, prepared; `partial` is the account whose events go on in the
+/// next batch, if any.
+pub(crate) struct Part {
+    pub(crate) batch: crate::Batch,
+    pub(crate) partial: Option<String>,
+}
+
+/// Decodes the sorted events and cuts them into batches of about `batch` events: at an
+/// account's end once the batch is full; an account is kept whole up to twice `batch`
+/// events (the accounts before it are sent on their own when it grows past that), and only
+/// an account that alone holds more is cut, every twice `batch`. Sends each batch, prepared,
+/// and the last one even when empty (it completes the account before it); stops when the
+/// receiver is gone.
+pub(crate) fn produce(mut sorted: Sorted, batch: usize, send: &SyncSender<Result<Part>>) {
+    let mut run = || -> Result<()> {
+        let mut events: Vec<Event> = Vec::with_capacity(2 * batch.min(1 << 20));
+        let mut current: Option<u32> = None;
+        // Where the current account's events begin in `events`.
+        let mut start = 0;
+        let emit = |events: Vec<Event>, partial: Option<String>| -> Result<bool> {
+            let part = Part {
+                batch: crate::Batch::prepare(events)?,
+                partial,
+            };
+            Ok(send.send(Ok(part)).is_ok())
+        };
+        loop {
+            let Some((account, event)) = sorted.next_event()? else {
+                emit(events, None)?;
+                return Ok(());
+            };
+            if current != Some(account) {
+                current = Some(account);
+                if events.len() >= batch {
+                    let full =
+                        std::mem::replace(&mut events, Vec::with_capacity(2 * batch.min(1 << 20)));
+                    if !emit(full, None)? {
+                        return Ok(());
+                    }
+                }
+                start = events.len();
+            } else if events.len() >= 2 * batch {
+                let sent = if start > 0 {
+                    // The whole accounts before this one.
+                    let rest = events.split_off(start);
+                    let whole = std::mem::replace(&mut events, rest);
+                    start = 0;
+                    emit(whole, None)?
+                } else {
+                    let full =
+                        std::mem::replace(&mut events, Vec::with_capacity(2 * batch.min(1 << 20)));
+                    emit(full, Some(event.appid.clone()))?
+                };
+                if !sent {
+                    return Ok(());
+                }
+            }
+            events.push(event);
+        }
+    };
+    if let Err(e) = run() {
+        let _ = send.send(Err(e));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,52 +542,5 @@ mod tests {
         });
         let expected: Vec<Event> = expected.into_iter().map(|(_, e)| e).collect();
         assert_eq!(out, expected);
-    }
-}
-
-/// One batch of a bulk load, prepared; `partial` is the account whose events go on in the
-/// next batch, if any.
-pub(crate) struct Part {
-    pub(crate) batch: crate::Batch,
-    pub(crate) partial: Option<String>,
-}
-
-/// Decodes the sorted events and cuts them into batches of about `batch` events: at an
-/// account's end once the batch is full, or within an account that alone fills one. Sends
-/// each batch, prepared, and the last one even when empty (it completes the account before
-/// it); stops when the receiver is gone.
-pub(crate) fn produce(mut sorted: Sorted, batch: usize, send: &SyncSender<Result<Part>>) {
-    let mut run = || -> Result<()> {
-        let mut events: Vec<Event> = Vec::new();
-        let mut current: Option<u32> = None;
-        loop {
-            let Some((account, event)) = sorted.next_event()? else {
-                let batch = crate::Batch::prepare(events)?;
-                let _ = send.send(Ok(Part {
-                    batch,
-                    partial: None,
-                }));
-                return Ok(());
-            };
-            let cut = if current != Some(account) {
-                current = Some(account);
-                (events.len() >= batch).then_some(None)
-            } else {
-                (events.len() >= batch).then(|| Some(event.appid.clone()))
-            };
-            if let Some(partial) = cut {
-                let part = Part {
-                    batch: crate::Batch::prepare(std::mem::take(&mut events))?,
-                    partial,
-                };
-                if send.send(Ok(part)).is_err() {
-                    return Ok(());
-                }
-            }
-            events.push(event);
-        }
-    };
-    if let Err(e) = run() {
-        let _ = send.send(Err(e));
     }
 }

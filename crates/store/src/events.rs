@@ -473,9 +473,14 @@ impl Batch {
 impl ClassBatch {
     /// The events of `range` that are taken, encoded and compressed.
     fn encode(&self, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
+        self.encode_taken(&self.take, range)
+    }
+
+    /// The events of `range` that `take` says, encoded and compressed.
+    fn encode_taken(&self, take: &[bool], range: std::ops::Range<usize>) -> Result<Vec<u8>> {
         let mut data = Vec::new();
         for k in range {
-            if self.take[k] {
+            if take[k] {
                 encode_into(&self.events[k], &mut data);
             }
         }
@@ -497,10 +502,22 @@ pub(crate) fn append(
     tx: &dyn Db,
     batch: &mut Batch,
 ) -> Result<(Vec<bool>, BTreeMap<String, Appended>)> {
-    let mut accepted = vec![false; batch.len];
+    let (takes, appended) = store_events(tx, batch)?;
+    Ok((keep_taken(batch, takes), appended))
+}
+
+/// Which events of each class of an account were stored (not duplicates).
+type Takes = [Vec<bool>; CLASSES];
+
+/// Stores the events of a prepared batch that are not duplicates (by id, per account, against
+/// the store and earlier in the batch), leaving the batch as it is. Returns, per account,
+/// which events were stored, and what was stored for each account that stored any.
+fn store_events(tx: &dyn Db, batch: &Batch) -> Result<(Vec<Takes>, BTreeMap<String, Appended>)> {
+    let mut takes = Vec::with_capacity(batch.accounts.len());
     let mut out = BTreeMap::new();
-    for account in &mut batch.accounts {
+    for account in &batch.accounts {
         let appid = account.appid.as_str();
+        let mut take: Takes = account.classes.each_ref().map(|c| c.take.clone());
         // Ids against the index.
         let mut candidates: Vec<Candidate> = Vec::new();
         for (ci, c) in account.classes.iter().enumerate() {
@@ -517,15 +534,15 @@ pub(crate) fn append(
         }
         if !candidates.is_empty() {
             let fresh = dedup_ids(tx, appid, &account.classes, candidates)?;
-            for c in &mut account.classes {
+            for (c, take) in account.classes.iter().zip(take.iter_mut()) {
                 for (k, hash) in c.hashes.iter().enumerate() {
                     if hash.is_some() {
-                        c.take[k] = false;
+                        take[k] = false;
                     }
                 }
             }
             for (class, index) in fresh {
-                account.classes[class as usize].take[index as usize] = true;
+                take[class as usize][index as usize] = true;
             }
         }
         // Chunks, re-encoded where the index found duplicates.
@@ -533,10 +550,11 @@ pub(crate) fn append(
             touched: Touched::default(),
             own_chunks: FxHashSet::default(),
         };
-        for (ci, c) in account.classes.iter_mut().enumerate() {
+        for (ci, c) in account.classes.iter().enumerate() {
             let class = Class::from_index(ci as u32);
+            let take = &take[ci];
             for chunk in &c.chunks {
-                let taken = c.take[chunk.range.clone()].iter().filter(|t| **t).count();
+                let taken = take[chunk.range.clone()].iter().filter(|t| **t).count();
                 if taken == 0 {
                     continue;
                 }
@@ -545,11 +563,11 @@ pub(crate) fn append(
                 let packed = if chunk
                     .range
                     .clone()
-                    .all(|k| c.hashes[k].is_none() || c.take[k])
+                    .all(|k| c.hashes[k].is_none() || take[k])
                 {
                     &chunk.packed
                 } else {
-                    reencoded = c.encode(chunk.range.clone())?;
+                    reencoded = c.encode_taken(take, chunk.range.clone())?;
                     &reencoded
                 };
                 let seq = tx.int(
@@ -560,19 +578,6 @@ pub(crate) fn append(
                 appended.own_chunks.insert(seq);
                 appended.touched.add(class, epoch_day_to_date(chunk.day));
             }
-            // Keep only the accepted events: the recompute counts them from here.
-            let mut k = 0;
-            let take = std::mem::take(&mut c.take);
-            let pos = std::mem::take(&mut c.pos);
-            c.events.retain(|_| {
-                let keep = take[k];
-                if keep {
-                    accepted[pos[k] as usize] = true;
-                }
-                k += 1;
-                keep
-            });
-            c.chunks.clear();
         }
         if !appended.own_chunks.is_empty() {
             // Known as an account with events (see `carry_forward`).
@@ -583,8 +588,47 @@ pub(crate) fn append(
             )?;
             out.insert(appid.to_owned(), appended);
         }
+        takes.push(take);
     }
-    Ok((accepted, out))
+    Ok((takes, out))
+}
+
+/// Keeps in `batch` only the events stored (`takes`, from [`store_events`]): the recompute
+/// counts them from there. Returns, for each event of the batch, whether it was stored.
+fn keep_taken(batch: &mut Batch, takes: Vec<Takes>) -> Vec<bool> {
+    let mut accepted = vec![false; batch.len];
+    for (account, take) in batch.accounts.iter_mut().zip(takes) {
+        for (c, take) in account.classes.iter_mut().zip(take) {
+            let mut k = 0;
+            let pos = std::mem::take(&mut c.pos);
+            c.events.retain(|_| {
+                let keep = take[k];
+                if keep {
+                    accepted[pos[k] as usize] = true;
+                }
+                k += 1;
+                keep
+            });
+            c.take = Vec::new();
+            c.chunks.clear();
+        }
+    }
+    accepted
+}
+
+/// Whether every event of `account` would be stored unless the store knows its id already
+/// (no duplicate within the batch), and the periods it would then touch.
+fn touched_if_new(account: &AccountBatch) -> Option<Touched> {
+    let mut touched = Touched::default();
+    for (ci, c) in account.classes.iter().enumerate() {
+        if c.take.iter().any(|t| !t) {
+            return None;
+        }
+        for chunk in &c.chunks {
+            touched.add(Class::from_index(ci as u32), epoch_day_to_date(chunk.day));
+        }
+    }
+    Some(touched)
 }
 
 /// Stores a prepared batch and recomputes the statistics it touches, inside `tx`; returns,
@@ -640,7 +684,10 @@ fn mark_pending(tx: &dyn Db, appid: &str, touched: &Touched) -> Result<()> {
 /// `spread`) or go on in the next one (it is `partial`):
 ///
 /// - an account held whole is recomputed at once, from the batch's events and the stored
-///   ones, as [`store_batch`] does;
+///   ones, as [`store_batch`] does — but, when it has many events, its computations run while
+///   the batch is being stored, on the assumption that none of its events is a duplicate
+///   (the usual case of a bulk load: a first load, or new events); one that turns out to have
+///   a duplicate is recomputed afterwards, from what was stored;
 /// - the periods of a spread or partial account are marked pending, in this transaction, and
 ///   once its last events are in (the account is in `spread` but is not `partial`), every
 ///   period marked is recomputed from the store, once.
@@ -655,16 +702,63 @@ pub(crate) fn store_bulk(
     spread: &FxHashSet<String>,
     mut changed: impl FnMut(&str) -> Result<()>,
 ) -> Result<(Vec<bool>, Vec<String>)> {
-    let (accepted, appended) = append(tx, batch)?;
+    let whole = |appid: &str| partial != Some(appid) && !spread.contains(appid);
+    // The accounts computed ahead: loaded now, before anything of the batch is stored.
+    let nothing = FxHashSet::default();
+    let mut ahead: Vec<(usize, Loaded)> = Vec::new();
+    for (i, account) in batch.accounts.iter().enumerate() {
+        let events: usize = account.classes.iter().map(|c| c.events.len()).sum();
+        if !whole(&account.appid) || events < PARALLEL_FROM {
+            continue;
+        }
+        let Some(touched) = touched_if_new(account) else {
+            continue;
+        };
+        if let Some(loaded) = load_for(tx, &account.appid, &touched, &nothing, yesterday, &[])? {
+            ahead.push((i, loaded));
+        }
+    }
+    let (takes, appended, computed) = {
+        let jobs: Vec<Job> = ahead
+            .iter()
+            .flat_map(|(i, loaded)| loaded.jobs(&batch.accounts[*i]))
+            .collect();
+        // Whether an account's computations hold: none of its events was a duplicate.
+        let holds = |takes: &[Takes], appid: &str| {
+            batch
+                .accounts
+                .iter()
+                .position(|a| a.appid == appid)
+                .is_some_and(|i| takes[i].iter().all(|t| t.iter().all(|t| *t)))
+        };
+        let mut computed: FxHashSet<String> = FxHashSet::default();
+        let stored = &*batch;
+        let (takes, appended) = with_jobs(
+            &jobs,
+            true,
+            || store_events(tx, stored),
+            |(takes, _), job, days| {
+                if holds(takes, job.appid) {
+                    job.write(tx, days?)?;
+                    computed.insert(job.appid.to_owned());
+                }
+                Ok(())
+            },
+        )?;
+        (takes, appended, computed)
+    };
+    let accepted = keep_taken(batch, takes);
     for account in &batch.accounts {
         let appid = account.appid.as_str();
         let Some(appended) = appended.get(appid) else {
             continue;
         };
-        if partial == Some(appid) || spread.contains(appid) {
+        if !whole(appid) {
             mark_pending(tx, appid, &appended.touched)?;
         } else {
-            recompute(tx, account, appended, yesterday)?;
+            if !computed.contains(appid) {
+                recompute(tx, account, appended, yesterday)?;
+            }
             changed(appid)?;
         }
     }
@@ -1278,16 +1372,21 @@ fn compact(tx: &dyn Db, appid: &str, class: Class, day: i64, seqs: &[i64]) -> Re
 
 /// One computation of a recompute: the endpoints it builds from which events, and the dates
 /// of each endpoint's rows it replaces.
+/// One computation of a recompute: endpoints of one account from some of its events.
 struct Job<'a> {
+    appid: &'a str,
     parts: Vec<&'a [Event]>,
     window: (Date, Date),
     replaces: Vec<(Endpoint, (Date, Date))>,
 }
 
+/// A job's days to write, one list per endpoint it replaces.
+type Days = Vec<Vec<crate::days::StoredDay>>;
+
 impl Job<'_> {
     /// Computes the rows and prepares the days to write (compressing them): everything but
     /// the writing, so that it can run beside other jobs.
-    fn run(&self) -> Result<Vec<Vec<crate::days::StoredDay>>> {
+    fn run(&self) -> Result<Days> {
         let wanted: Vec<Endpoint> = self.replaces.iter().map(|(e, _)| *e).collect();
         let computed = datacube_engine::rollup::compute_parts(
             &self.parts,
@@ -1303,10 +1402,92 @@ impl Job<'_> {
             })
             .collect()
     }
+
+    /// Writes what [`Job::run`] computed, inside `tx`.
+    fn write(&self, tx: &dyn Db, days: Days) -> Result<()> {
+        for ((endpoint, range), days) in self.replaces.iter().zip(days) {
+            crate::days::replace(tx, self.appid, *endpoint, *range, days)?;
+        }
+        Ok(())
+    }
+
+    fn events(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
 }
 
 /// Below this many events, a recompute runs its jobs on the calling thread.
 const PARALLEL_FROM: usize = 20_000;
+
+/// Runs `jobs` — on worker threads, the largest first, when `parallel` — while this thread
+/// does `meanwhile`; then hands each job's outcome to `done`, with what `meanwhile` returned,
+/// as soon as both are there. Without `parallel`, `meanwhile` runs first, then each job here.
+fn with_jobs<T>(
+    jobs: &[Job],
+    parallel: bool,
+    meanwhile: impl FnOnce() -> Result<T>,
+    mut done: impl FnMut(&T, &Job, Result<Days>) -> Result<()>,
+) -> Result<T> {
+    if !parallel || jobs.is_empty() {
+        let before = meanwhile()?;
+        for job in jobs {
+            done(&before, job, job.run())?;
+        }
+        return Ok(before);
+    }
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].events()));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+        .min(jobs.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (send, results) = std::sync::mpsc::channel::<(usize, Result<Days>)>();
+        for _ in 0..workers {
+            let (send, order, next, stop) = (send.clone(), &order, &next, &stop);
+            let spawned = std::thread::Builder::new()
+                .name("datacube-compute".into())
+                .spawn_scoped(scope, move || {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    while !stop.load(Relaxed) {
+                        let Some(&i) = order.get(next.fetch_add(1, Relaxed)) else {
+                            return;
+                        };
+                        // A computation panics only on a bug: the scope passes it on.
+                        if send.send((i, jobs[i].run())).is_err() {
+                            return;
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                // No thread to be had: the jobs left are run here, below.
+                break;
+            }
+        }
+        drop(send);
+        let outcome = (|| {
+            let before = meanwhile()?;
+            for (i, days) in results.iter() {
+                done(&before, &jobs[i], days)?;
+            }
+            // Jobs no worker took: no thread could be started, or a worker panicked (the
+            // scope passes the panic on when it ends).
+            let taken = next
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .min(order.len());
+            for &i in &order[taken..] {
+                done(&before, &jobs[i], jobs[i].run())?;
+            }
+            Ok(before)
+        })();
+        if outcome.is_err() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        outcome
+    })
+}
 
 /// Recomputes the statistics of `appid` that a batch touching `touched` can change, replacing
 /// the stored rows, inside `tx`. Each class is recomputed over the periods it feeds:
@@ -1336,8 +1517,59 @@ fn recompute_but(
     yesterday: Date,
     elsewhere: &[Class],
 ) -> Result<()> {
-    let appid = own.appid.as_str();
-    let touched = &appended.touched;
+    let Some(loaded) = load_for(
+        tx,
+        &own.appid,
+        &appended.touched,
+        &appended.own_chunks,
+        yesterday,
+        elsewhere,
+    )?
+    else {
+        return Ok(());
+    };
+    let jobs = loaded.jobs(own);
+    let events: usize = jobs.iter().map(Job::events).sum();
+    with_jobs(
+        &jobs,
+        events >= PARALLEL_FROM && jobs.len() > 1,
+        || Ok(()),
+        |(), job, days| job.write(tx, days?),
+    )
+}
+
+/// What a recompute of one account rewrites, and the stored events it computes from (its
+/// batch's own events aside).
+struct Loaded {
+    u0: Option<Date>,
+    u1: Date,
+    /// The touched days of messages, and the whole weeks and months around them.
+    messages_window: Option<((Date, Date), (Date, Date))>,
+    replies_window: Option<(Date, Date)>,
+    /// Sends whose figures may change, all of them and getarticletotal's.
+    sends: Option<(Date, Date)>,
+    total_sends: Option<(Date, Date)>,
+    articles: Option<(Date, Date)>,
+    history: Vec<Event>,
+    messages: Vec<Event>,
+    replies: Vec<Event>,
+    publishes: Vec<Event>,
+    reads: Vec<Event>,
+}
+
+/// Articles: sends are followed for 30 days (getarticletotaldetail).
+const TRACKED: i64 = datacube_api::endpoint::PUBLISHED_WINDOW_DAYS - 1;
+
+/// Plans the recompute of `appid` for events on the days `touched` and loads the stored
+/// events it needs, but those of the chunks `skip` (the batch's own). `None`: nothing touched.
+fn load_for(
+    tx: &dyn Db,
+    appid: &str,
+    touched: &Touched,
+    skip: &FxHashSet<i64>,
+    yesterday: Date,
+    elsewhere: &[Class],
+) -> Result<Option<Loaded>> {
     let here = |class: Class| {
         if elsewhere.contains(&class) {
             None
@@ -1345,10 +1577,8 @@ fn recompute_but(
             touched.get(class)
         }
     };
-    let skip = &appended.own_chunks;
-    let mine = |class: Class| own.classes[class as usize].events.as_slice();
     let Some((lo, hi)) = touched.overall() else {
-        return Ok(());
+        return Ok(None);
     };
     let follows = touched.get(Class::Follow);
     let articles = union(touched.get(Class::Article), touched.get(Class::Publish));
@@ -1372,7 +1602,6 @@ fn recompute_but(
     // Articles: sends whose figures may have changed are those from 29 days before the touched
     // days (getarticletotaldetail follows a send for 30 days, getarticletotal for 7), and
     // every send from 29 days before a touched follow on (target_user, read_subscribe_user).
-    const TRACKED: i64 = datacube_api::endpoint::PUBLISHED_WINDOW_DAYS - 1;
     let sends = union(
         articles.map(|(a, b)| (add_days(a, -TRACKED), b)),
         follows.map(|(f, _)| (add_days(f, -TRACKED), u1)),
@@ -1412,121 +1641,124 @@ fn recompute_but(
         )?;
     }
 
-    // What to compute.
-    let mut jobs: Vec<Job> = Vec::new();
-    if let Some(u0) = u0 {
-        jobs.push(Job {
-            parts: vec![&history, mine(Class::Follow)],
-            window: (u0, u1),
-            replaces: vec![
-                (Endpoint::GetUserSummary, (u0, u1)),
-                (Endpoint::GetUserCumulate, (u0, u1)),
-            ],
-        });
-    }
-    if let (Some(span), Some(window)) = (here(Class::Message), message_window) {
-        jobs.push(Job {
-            parts: vec![&messages, mine(Class::Message)],
-            window,
-            replaces: class_endpoints(Class::Message, span),
-        });
-    }
-    if let Some(range) = here(Class::Reply) {
-        jobs.push(Job {
-            parts: vec![&replies, mine(Class::Reply)],
-            window: range,
-            replaces: class_endpoints(Class::Reply, range),
-        });
-    }
-    if let Some((t0, t1)) = sends {
-        let window = (t0, add_days(t1, TRACKED));
-        if let Some((a_lo, a_hi)) = articles {
-            // Reads and shares, of all articles and per article and day: no sends, no
-            // followers.
+    Ok(Some(Loaded {
+        u0,
+        u1,
+        messages_window: here(Class::Message).zip(message_window),
+        replies_window: here(Class::Reply),
+        sends,
+        total_sends,
+        articles,
+        history,
+        messages,
+        replies,
+        publishes,
+        reads,
+    }))
+}
+
+impl Loaded {
+    /// The computations of the recompute, from these events and the batch's own (`own`).
+    fn jobs<'a>(&'a self, own: &'a AccountBatch) -> Vec<Job<'a>> {
+        let appid = own.appid.as_str();
+        let mine = |class: Class| own.classes[class as usize].events.as_slice();
+        let Loaded {
+            u0,
+            u1,
+            messages_window,
+            replies_window,
+            sends,
+            total_sends,
+            articles,
+            history,
+            messages,
+            replies,
+            publishes,
+            reads,
+        } = self;
+        let (u1, sends, total_sends, articles) = (*u1, *sends, *total_sends, *articles);
+        let mut jobs: Vec<Job> = Vec::new();
+        if let Some(u0) = *u0 {
             jobs.push(Job {
-                parts: vec![&reads, mine(Class::Article)],
-                window: (a_lo, a_hi),
-                replaces: [
-                    Endpoint::GetUserRead,
-                    Endpoint::GetUserReadHour,
-                    Endpoint::GetUserShare,
-                    Endpoint::GetUserShareHour,
-                    Endpoint::GetArticleRead,
-                    Endpoint::GetArticleShare,
-                ]
-                .into_iter()
-                .map(|e| (e, (a_lo, a_hi)))
-                .collect(),
-            });
-        }
-        let with_sends = vec![
-            &history[..],
-            mine(Class::Follow),
-            &publishes,
-            mine(Class::Publish),
-            &reads,
-            mine(Class::Article),
-        ];
-        if let Some((a_lo, a_hi)) = articles {
-            // Titles and send days; no followers.
-            jobs.push(Job {
-                parts: with_sends[2..].to_vec(),
-                window: (add_days(a_lo, -6), add_days(a_hi, 6)),
+                appid,
+                parts: vec![history, mine(Class::Follow)],
+                window: (u0, u1),
                 replaces: vec![
-                    (Endpoint::GetArticleSummary, (a_lo, add_days(a_hi, 6))),
-                    (Endpoint::GetBizSummary, (a_lo, a_hi)),
+                    (Endpoint::GetUserSummary, (u0, u1)),
+                    (Endpoint::GetUserCumulate, (u0, u1)),
                 ],
             });
         }
-        jobs.push(Job {
-            parts: with_sends,
-            window,
-            replaces: vec![
-                (Endpoint::GetArticleTotal, total_sends.unwrap_or((t0, t1))),
-                (Endpoint::GetArticleTotalDetail, (t0, t1)),
-            ],
-        });
-    }
-
-    // Compute.
-    let events: usize = history.len()
-        + messages.len()
-        + replies.len()
-        + reads.len()
-        + own.classes.iter().map(|c| c.events.len()).sum::<usize>();
-    let computed: Vec<Result<Vec<Vec<crate::days::StoredDay>>>> =
-        if events >= PARALLEL_FROM && jobs.len() > 1 {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = jobs[1..]
-                    .iter()
-                    .map(|job| {
-                        std::thread::Builder::new()
-                            .name("datacube-compute".into())
-                            .spawn_scoped(scope, move || job.run())
-                    })
-                    .collect();
-                let mut out = vec![jobs[0].run()];
-                for (job, h) in jobs[1..].iter().zip(handles) {
-                    out.push(match h {
-                        // A computation panics only on a bug; pass it on as it is.
-                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                        // No thread to be had: compute here.
-                        Err(_) => job.run(),
-                    });
-                }
-                out
-            })
-        } else {
-            jobs.iter().map(Job::run).collect()
-        };
-
-    // Write.
-    for (job, days) in jobs.iter().zip(computed) {
-        for ((endpoint, range), days) in job.replaces.iter().zip(days?) {
-            crate::days::replace(tx, appid, *endpoint, *range, days)?;
+        if let Some((span, window)) = *messages_window {
+            jobs.push(Job {
+                appid,
+                parts: vec![messages, mine(Class::Message)],
+                window,
+                replaces: class_endpoints(Class::Message, span),
+            });
         }
+        if let Some(range) = *replies_window {
+            jobs.push(Job {
+                appid,
+                parts: vec![replies, mine(Class::Reply)],
+                window: range,
+                replaces: class_endpoints(Class::Reply, range),
+            });
+        }
+        if let Some((t0, t1)) = sends {
+            let window = (t0, add_days(t1, TRACKED));
+            if let Some((a_lo, a_hi)) = articles {
+                // Reads and shares, of all articles and per article and day: no sends, no
+                // followers.
+                jobs.push(Job {
+                    appid,
+                    parts: vec![reads, mine(Class::Article)],
+                    window: (a_lo, a_hi),
+                    replaces: [
+                        Endpoint::GetUserRead,
+                        Endpoint::GetUserReadHour,
+                        Endpoint::GetUserShare,
+                        Endpoint::GetUserShareHour,
+                        Endpoint::GetArticleRead,
+                        Endpoint::GetArticleShare,
+                    ]
+                    .into_iter()
+                    .map(|e| (e, (a_lo, a_hi)))
+                    .collect(),
+                });
+            }
+            let with_sends = vec![
+                &history[..],
+                mine(Class::Follow),
+                publishes,
+                mine(Class::Publish),
+                reads,
+                mine(Class::Article),
+            ];
+            if let Some((a_lo, a_hi)) = articles {
+                // Titles and send days; no followers.
+                jobs.push(Job {
+                    appid,
+                    parts: with_sends[2..].to_vec(),
+                    window: (add_days(a_lo, -6), add_days(a_hi, 6)),
+                    replaces: vec![
+                        (Endpoint::GetArticleSummary, (a_lo, add_days(a_hi, 6))),
+                        (Endpoint::GetBizSummary, (a_lo, a_hi)),
+                    ],
+                });
+            }
+            jobs.push(Job {
+                appid,
+                parts: with_sends,
+                window,
+                replaces: vec![
+                    (Endpoint::GetArticleTotal, total_sends.unwrap_or((t0, t1))),
+                    (Endpoint::GetArticleTotalDetail, (t0, t1)),
+                ],
+            });
+        }
+        jobs
     }
-    Ok(())
 }
 
 /// Extends the daily follower rows (getusersummary's `user_source` 0 row and getusercumulate)
@@ -1560,6 +1792,7 @@ pub(crate) fn carry_forward(
             &mut history,
         )?;
         let job = Job {
+            appid: &appid,
             parts: vec![&history],
             window: range,
             replaces: vec![
@@ -1567,9 +1800,7 @@ pub(crate) fn carry_forward(
                 (Endpoint::GetUserCumulate, range),
             ],
         };
-        for ((endpoint, range), days) in job.replaces.iter().zip(job.run()?) {
-            crate::days::replace(tx, &appid, *endpoint, *range, days)?;
-        }
+        job.write(tx, job.run()?)?;
         changed(&appid)?;
         extended += 1;
     }

@@ -489,7 +489,7 @@ impl Inner {
                 Ok(())
             })?;
         }
-        let (send, parts) = std::sync::mpsc::sync_channel::<Result<bulk::Part>>(1);
+        let (send, parts) = std::sync::mpsc::sync_channel::<Result<bulk::Part>>(2);
         std::thread::scope(|scope| {
             let producer = std::thread::Builder::new()
                 .name("datacube-bulk".into())

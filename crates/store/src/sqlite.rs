@@ -42,9 +42,23 @@ impl Sqlite {
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         // WAL: readers never wait for the writer, and a commit is durable once it returns.
-        let mode: String = writer
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(open_err)?;
+        // Switching needs the file to itself: when another connection is switching it at
+        // the same moment, SQLite answers "busy" at once (its busy handler cannot help a
+        // lock upgrade), so try again for a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mode: String = loop {
+            match writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        5 + u64::from(std::process::id() % 7) * 3,
+                    ));
+                }
+                other => break other.map_err(open_err)?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(mode, "SQLite did not switch to WAL mode");
         }

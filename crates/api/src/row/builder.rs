@@ -106,14 +106,19 @@ impl RowBuilder {
                 }
             }
             Val::Hour(h) => {
-                let _ = write!(self.json, "{}", u32::from(h) * 100);
+                self.json
+                    .push_str(itoa::Buffer::new().format(u32::from(h) * 100));
                 self.ref_hour = i16::from(h);
             }
             Val::Int(n) => {
-                let _ = write!(self.json, "{n}");
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(n);
+                self.json.push_str(digits);
                 if field.key {
+                    // Zero-padded to u64's 20 digits, so that keys sort as numbers.
                     push_key_sep(&mut self.key);
-                    let _ = write!(self.key, "{n:020}");
+                    self.key.extend(std::iter::repeat_n('0', 20 - digits.len()));
+                    self.key.push_str(digits);
                 }
             }
             Val::Text(t) => {

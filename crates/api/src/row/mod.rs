@@ -455,7 +455,21 @@ fn push_key_sep(key: &mut String) {
 }
 
 fn push_date(out: &mut String, d: Date) {
-    let _ = write!(out, "\"{:04}-{:02}-{:02}\"", d.year(), d.month(), d.day());
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if !(0..=9999).contains(&y) {
+        let _ = write!(out, "\"{y:04}-{m:02}-{day:02}\"");
+        return;
+    }
+    // `"YYYY-MM-DD"` digit by digit: this runs for every row built.
+    let (y, m, day) = (y as u16, m as u8, day as u8);
+    let digit = |n: u16| char::from(b'0' + (n % 10) as u8);
+    out.push('"');
+    out.extend([digit(y / 1000), digit(y / 100), digit(y / 10), digit(y)]);
+    out.push('-');
+    out.extend([digit(u16::from(m) / 10), digit(u16::from(m))]);
+    out.push('-');
+    out.extend([digit(u16::from(day) / 10), digit(u16::from(day))]);
+    out.push('"');
 }
 
 /// The array of cumulative snapshots of `endpoint`'s rows, if it has one: getarticletotal's

@@ -77,6 +77,7 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     let memory = usize::try_from(args.memory << 20).unwrap_or(usize::MAX);
 
     // Pass 1: read, parse, sort.
+    let started = std::time::Instant::now();
     let sorting = {
         let (store, bar) = (store.clone(), bar.clone());
         let runtime = tokio::runtime::Handle::current();
@@ -90,7 +91,14 @@ pub async fn run(args: IngestArgs) -> Result<()> {
             )
         })
     };
-    let (sorted, mut rejected) = sorting.await.context("reading events")??;
+    let (sorted, runs, mut rejected) = sorting.await.context("reading events")??;
+    tracing::info!(
+        events = sorted.len(),
+        runs,
+        seconds = started.elapsed().as_secs_f64(),
+        "events read and sorted"
+    );
+    let started = std::time::Instant::now();
 
     // Pass 2: store.
     bar.set_length(sorted.len());
@@ -105,6 +113,12 @@ pub async fn run(args: IngestArgs) -> Result<()> {
             .context("storing events")?
     };
     bar.finish_and_clear();
+    tracing::info!(
+        accepted = outcome.accepted,
+        duplicates = outcome.duplicates,
+        seconds = started.elapsed().as_secs_f64(),
+        "events stored and statistics computed"
+    );
 
     rejected.sort_by_key(|r| r.line);
     for r in rejected.iter().take(SHOWN_REJECTIONS) {
@@ -170,7 +184,7 @@ fn sort_file(
     runtime: &tokio::runtime::Handle,
     mut sorter: Sorter,
     bar: &indicatif::ProgressBar,
-) -> Result<(datacube_store::bulk::Sorted, Vec<Rejected>)> {
+) -> Result<(datacube_store::bulk::Sorted, usize, Vec<Rejected>)> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
     let (blocks_tx, blocks_rx) = mpsc::sync_channel::<Block>(workers);
     let blocks_rx = Arc::new(Mutex::new(blocks_rx));
@@ -235,7 +249,8 @@ fn sort_file(
         outcome?;
         read
     })?;
-    Ok((sorter.finish()?, rejected))
+    let runs = sorter.runs();
+    Ok((sorter.finish()?, runs, rejected))
 }
 
 /// Reads blocks of about [`BLOCK`] bytes, each cut after a newline, numbering lines.
@@ -260,7 +275,7 @@ fn read_blocks(
         bar.inc(n as u64);
         let eof = n == 0;
         if skipping {
-            match bytes.iter().position(|b| *b == b'\n') {
+            match memchr::memchr(b'\n', &bytes) {
                 Some(at) => {
                     bytes.drain(..=at);
                     skipping = false;
@@ -271,10 +286,7 @@ fn read_blocks(
         }
         if !eof {
             // Cut after the last newline; the rest goes with the next block.
-            match bytes[before.min(bytes.len())..]
-                .iter()
-                .rposition(|b| *b == b'\n')
-            {
+            match memchr::memrchr(b'\n', &bytes[before.min(bytes.len())..]) {
                 Some(at) => carry = bytes.split_off(before.min(bytes.len()) + at + 1),
                 None if bytes.len() > MAX_LINE => {
                     let first = next_line;
@@ -299,7 +311,7 @@ fn read_blocks(
         if bytes.is_empty() {
             return Ok(());
         }
-        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64
+        let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64
             + u64::from(bytes.last() != Some(&b'\n'));
         let first = next_line;
         next_line += lines;
@@ -326,7 +338,11 @@ fn parse_block(block: &Block) -> (Piece, Vec<Rejected>) {
         return (piece, rejected);
     }
     let mut line = block.first;
-    for raw in block.bytes.split_inclusive(|b| *b == b'\n') {
+    let mut rest = &block.bytes[..];
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |at| at + 1);
+        let raw = &rest[..end];
+        rest = &rest[end..];
         let number = line;
         line += 1;
         let reason = match std::str::from_utf8(raw) {
