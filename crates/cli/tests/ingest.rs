@@ -65,7 +65,9 @@ async fn all_answers(db: &str, accounts: &[String], days: u32) -> Vec<(String, S
     let served = serve(db, &[]).await;
     let clock: jiff::Timestamp = CLOCK.parse().unwrap();
     let yesterday = add_days(china_date(clock.as_second()), -1);
+    // From the first of the month of the demo's first day: monthly rows are dated the 1st.
     let first = add_days(yesterday, -i64::from(days));
+    let first = first.first_of_month();
     let mut out = Vec::new();
     for appid in accounts {
         for (label, answer) in answers(

@@ -346,6 +346,9 @@ fn parse_block(block: &Block) -> (Piece, Vec<Rejected>) {
         let number = line;
         line += 1;
         let reason = match std::str::from_utf8(raw) {
+            // The reader cuts a line longer than this when it sees no end of it; one whose
+            // end came in the same read is caught here.
+            _ if raw.len() > MAX_LINE => format!("longer than {} MiB", MAX_LINE >> 20),
             Err(_) => "not UTF-8 text".to_owned(),
             Ok(text) if text.trim().is_empty() => continue,
             Ok(text) => match datacube_engine::parse_line(text) {
