@@ -63,6 +63,9 @@ enum Command {
     Sync(cmd::sync::SyncArgs),
     /// Write stored statistics of one endpoint as CSV, NDJSON or WeChat's JSON.
     Export(ExportArgs),
+    /// Ask a running server whether it is ready (`GET /readyz`): exit 0 ready, 1 not. For a
+    /// container's HEALTHCHECK.
+    Healthcheck(cmd::healthcheck::HealthcheckArgs),
 }
 
 #[derive(Args)]
@@ -543,6 +546,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Import(args) => import_file(args).await,
         Command::Ingest(args) => cmd::ingest::run(args).await,
+        Command::Healthcheck(args) => cmd::healthcheck::run(args).await,
         Command::Demo(args) => demo_events(args).await,
         Command::Push(args) => push(args).await,
         Command::Proxy(args) => proxy(args).await,

@@ -12,6 +12,7 @@
 //! - [`demo`]: generated demo statistics for `serve --demo`.
 //! - `component`: third-party platforms — the component APIs, ticket and authorization pushes.
 //! - `dashboard`: the dashboard's files, served from the binary, with their security headers.
+//! - `health`: `/healthz` and `/readyz`, for orchestrators.
 //! - [`clock`], [`config`], [`secret`]: the emulated clock, settings, secret hashing.
 //! - [`gate`]: known answers and throttles in front of the secret checks.
 //! - [`faults`]: injected error answers and latency (`serve --faults`).
@@ -25,6 +26,7 @@ mod dashboard;
 pub mod demo;
 pub mod faults;
 pub mod gate;
+pub mod health;
 pub mod import;
 pub mod ingest;
 pub mod secret;

@@ -29,6 +29,7 @@ const OVERFLOW_CONNECTIONS: usize = 64;
 pub fn router(app: App) -> Router {
     crate::admin::routes()
         .merge(crate::dashboard::routes())
+        .merge(crate::health::routes())
         .fallback(crate::wechat::dispatch)
         .with_state(app)
 }
@@ -216,9 +217,12 @@ fn service(
                 return Ok(overloaded(&app));
             }
             // The WeChat API is the hot path: straight to its handler; the router only for
-            // the admin API and the dashboard.
+            // the admin API, the dashboard and the health checks.
             let path = req.uri().path();
-            let page = (path == "/" || path.starts_with("/dashboard/"))
+            let page = (path == "/"
+                || path.starts_with("/dashboard/")
+                || path == "/healthz"
+                || path == "/readyz")
                 && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
             if path.starts_with("/admin/") || page {
                 router.oneshot(req).await

@@ -635,6 +635,11 @@ impl Store {
             .await
     }
 
+    /// Whether the database answers a query (readiness checks).
+    pub async fn ping(&self) -> Result<()> {
+        self.read(|db| db.int("SELECT 1", db::p![]).map(drop)).await
+    }
+
     /// The account with this appid.
     pub async fn account(&self, appid: &str) -> Result<Option<AccountRecord>> {
         let appid = appid.to_owned();

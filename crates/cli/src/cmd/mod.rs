@@ -1,4 +1,5 @@
 //! The commands that have outgrown `main.rs`, one module each.
 
+pub mod healthcheck;
 pub mod ingest;
 pub mod sync;

@@ -1,0 +1,84 @@
+//! `datacube healthcheck`: asks a running server whether it is ready (`GET /readyz`), for a
+//! container's `HEALTHCHECK` (no curl needed in the image) or a script. Exit 0 ready, 1 not
+//! (the reason on stderr), 2 usage error. Opens no database.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::Exit;
+
+#[derive(Args)]
+pub struct HealthcheckArgs {
+    /// The URL to check. Default: `/readyz` at the address `serve` listens on
+    /// (`DATACUBE_LISTEN`; 0.0.0.0 and :: are asked on loopback).
+    #[arg(long)]
+    url: Option<String>,
+    /// The address `serve` listens on, when `--url` is not given.
+    #[arg(long, env = "DATACUBE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    timeout: u64,
+}
+
+pub async fn run(args: HealthcheckArgs) -> Result<()> {
+    let url = match args.url {
+        Some(url) => reqwest::Url::parse(&url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| Exit::usage(format!("--url {url}: not an http(s) URL")))?,
+        None => {
+            let mut addr = args.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr.ip() {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                });
+            }
+            reqwest::Url::parse(&format!("http://{addr}/readyz"))
+                .map_err(|e| Exit::usage(format!("--listen {addr}: {e}")))?
+        }
+    };
+    let shown = format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    ) + url.path();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.timeout))
+        .build()?;
+    let answer = client.get(url).send().await;
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            let why = if e.is_timeout() {
+                format!("no answer within {} s", args.timeout)
+            } else if e.is_connect() {
+                "cannot connect".to_owned()
+            } else {
+                "the request failed".to_owned()
+            };
+            return Err(Exit::code(1, format!("{shown}: {why}")));
+        }
+    };
+    let status = answer.status();
+    let body = answer.text().await.unwrap_or_default();
+    let json = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default();
+    // WeChat's paths answer 200 to anything (an error code in the body): only a health
+    // answer counts.
+    let healthy = matches!(json["status"].as_str(), Some("ready" | "ok"));
+    if status.is_success() && healthy {
+        println!("{shown}: ready");
+        return Ok(());
+    }
+    let reason = match json["reason"].as_str() {
+        Some(reason) => reason.to_owned(),
+        None if status.is_success() => "not a health answer (is this datacube's /readyz?)".into(),
+        None => body.chars().take(200).collect(),
+    };
+    Err(Exit::code(1, format!("{shown}: HTTP {status}: {reason}")))
+}

@@ -1,0 +1,48 @@
+//! Health checks for orchestrators — compose's `service_healthy`, Kubernetes probes,
+//! testcontainers' wait strategies, `datacube healthcheck`. They are not WeChat's paths, so
+//! they answer plain HTTP statuses instead of WeChat's 40066 (see compatibility.md):
+//!
+//! - `GET /healthz`: 200 while the process serves;
+//! - `GET /readyz`: 200 when the database answers (migrations are done before the server
+//!   listens), else 503 with the reason.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::state::App;
+
+/// How long `/readyz` waits for the database.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub(crate) fn routes() -> Router<App> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    let reason = match tokio::time::timeout(READY_TIMEOUT, app.store().ping()).await {
+        Ok(Ok(())) => return Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(e)) => format!("the database does not answer: {e}"),
+        Err(_) => format!(
+            "the database did not answer within {} s",
+            READY_TIMEOUT.as_secs()
+        ),
+    };
+    tracing::warn!(%reason, "not ready");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "unavailable", "reason": reason})),
+    )
+        .into_response()
+}
