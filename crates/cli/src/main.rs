@@ -157,6 +157,10 @@ struct ServeArgs {
     /// How errmsg ends: `rid` (` rid: …`, today's datacube form), `comma-rid` or `none`.
     #[arg(long, env = "DATACUBE_ERRMSG_SUFFIX", default_value = "rid", value_parser = parse_suffix)]
     errmsg_suffix: SuffixStyle,
+    /// No log line per request (by default one at info: method, path without the query,
+    /// appid, endpoint, errcode, status, latency).
+    #[arg(long, env = "DATACUBE_NO_REQUEST_LOG")]
+    no_request_log: bool,
     /// Datacube answers kept in memory, retired as soon as their account's statistics change
     /// (within 0.1 s when another process wrote them); 0 turns the cache off.
     #[arg(long, env = "DATACUBE_RESPONSE_CACHE", default_value_t = Config::default().response_cache)]
@@ -586,6 +590,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         },
         faults: args.faults.clone().unwrap_or_default(),
         ticket_interval: Duration::from_secs(args.ticket_interval.max(1)),
+        request_log: !args.no_request_log,
     };
     if !config.faults.is_empty() {
         tracing::warn!("faults are injected: some answers are errors or late on purpose");

@@ -237,3 +237,152 @@ async fn healthcheck_names_what_is_wrong() {
     }
     drop(dir);
 }
+
+/// Starts `serve --demo` with logs at info on stderr (text or JSON); returns the child, its
+/// base URL and the demo account's secret.
+async fn serve_logging(
+    db: &str,
+    json: bool,
+    extra: &[&str],
+) -> (tokio::process::Child, String, String, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = datacube(db);
+    cmd.env("DATACUBE_LOG", "info")
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--demo",
+            "--demo-days",
+            "3",
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if json {
+        cmd.env("DATACUBE_LOG_FORMAT", "json");
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut base, mut appid, mut secret) = (None, None, None);
+    while base.is_none() || secret.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .expect("serve starts")
+            .unwrap()
+            .expect("serve prints its address and the demo account");
+        if let Some(a) = line.strip_prefix("datacube is serving the WeChat API on ") {
+            base = Some(a.to_owned());
+        }
+        for word in line.split(|c: char| c.is_whitespace() || c == '&' || c == '?' || c == '\'') {
+            if let Some(v) = word.strip_prefix("appid=") {
+                appid = Some(v.to_owned());
+            }
+            if let Some(v) = word.strip_prefix("secret=") {
+                secret = Some(v.to_owned());
+            }
+        }
+    }
+    (child, base.unwrap(), appid.unwrap(), secret.unwrap())
+}
+
+async fn stderr_of(mut child: tokio::process::Child) -> String {
+    use tokio::io::AsyncReadExt;
+    let _ = child.start_kill();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    let _ = child.wait().await;
+    err
+}
+
+async fn some_requests(base: &str, appid: &str, secret: &str) -> String {
+    let token = access_token(base, appid, secret).await;
+    let body = datacube_post(
+        base,
+        &token,
+        "getusersummary",
+        r#"{"begin_date":"2026-06-10","end_date":"2026-06-12"}"#,
+    )
+    .await;
+    assert!(body.starts_with("{\"list\""), "{body}");
+    post(format!("{base}/datacube/nope?access_token={token}"), "{}").await;
+    get(&format!("{base}/readyz")).await;
+    token
+}
+
+#[tokio::test]
+async fn every_request_is_logged_once_without_its_token_or_secret() {
+    let (_dir, db) = temp_db();
+    let (child, base, appid, secret) = serve_logging(&db, false, &[]).await;
+    let token = some_requests(&base, &appid, &secret).await;
+    let err = stderr_of(child).await;
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("datacube::request"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    let expect = [
+        (
+            "method=GET path=\"/cgi-bin/token\"",
+            "endpoint=\"-\" errcode=\"0\" status=200",
+        ),
+        (
+            "method=POST path=\"/datacube/getusersummary\"",
+            "endpoint=\"getusersummary\" errcode=\"0\" status=200",
+        ),
+        (
+            "method=POST path=\"/datacube/nope\"",
+            "endpoint=\"-\" errcode=\"40066\" status=200",
+        ),
+        ("method=GET path=\"/readyz\"", "errcode=\"-\" status=200"),
+    ];
+    for (line, (head, tail)) in lines.iter().zip(expect) {
+        assert!(line.contains(head) && line.contains(tail), "{line}");
+        assert!(line.contains(" ms="), "{line}");
+    }
+    assert!(
+        lines[0].contains(&format!("appid=\"{appid}\"")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(&format!("appid=\"{appid}\"")),
+        "{}",
+        lines[1]
+    );
+    assert!(!err.contains(&token), "the access token is never logged");
+    assert!(!err.contains(&secret), "the secret is never logged");
+
+    // JSON lines, with the same fields.
+    let (_dir, db) = temp_db();
+    let (child, base, appid, secret) = serve_logging(&db, true, &[]).await;
+    let token = some_requests(&base, &appid, &secret).await;
+    let err = stderr_of(child).await;
+    let logged: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "datacube::request")
+        .collect();
+    assert_eq!(logged.len(), 4, "{err}");
+    assert_eq!(
+        logged[1]["fields"]["endpoint"], "getusersummary",
+        "{}",
+        logged[1]
+    );
+    assert_eq!(logged[1]["fields"]["appid"], appid.as_str());
+    assert_eq!(logged[1]["fields"]["status"], 200);
+    assert!(!err.contains(&token) && !err.contains(&secret));
+
+    // Off.
+    let (_dir, db) = temp_db();
+    let (child, base, appid, secret) = serve_logging(&db, false, &["--no-request-log"]).await;
+    some_requests(&base, &appid, &secret).await;
+    let err = stderr_of(child).await;
+    assert!(!err.contains("datacube::request"), "{err}");
+}

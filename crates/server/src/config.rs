@@ -28,6 +28,8 @@ pub struct Config {
     pub faults: crate::faults::Faults,
     /// How often components' verify tickets are pushed (WeChat: every 10 minutes).
     pub ticket_interval: Duration,
+    /// One log line per request, at info (`datacube::request`).
+    pub request_log: bool,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             limits: Limits::default(),
             faults: crate::faults::Faults::default(),
             ticket_interval: Duration::from_secs(600),
+            request_log: true,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::header::CONNECTION;
 use axum::http::HeaderValue;
@@ -216,21 +216,87 @@ fn service(
             if before >= app.config().limits.max_in_flight {
                 return Ok(overloaded(&app));
             }
-            // The WeChat API is the hot path: straight to its handler; the router only for
-            // the admin API, the dashboard and the health checks.
-            let path = req.uri().path();
-            let page = (path == "/"
-                || path.starts_with("/dashboard/")
-                || path == "/healthz"
-                || path == "/readyz")
-                && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
-            if path.starts_with("/admin/") || page {
-                router.oneshot(req).await
-            } else {
-                // The client's address, for the secret checks' throttles.
-                let answer = crate::wechat::dispatch_request(app, req.map(axum::body::Body::new));
-                Ok(crate::gate::CLIENT.scope(client, answer).await)
+            let logged = (app.config().request_log
+                && tracing::enabled!(target: "datacube::request", tracing::Level::INFO))
+            .then(|| (Instant::now(), req.method().clone(), req.uri().clone()));
+            let answer = answer(app.clone(), router, client, req).await;
+            if let Some((started, method, uri)) = logged {
+                log_request(&method, &uri, &answer, started.elapsed());
             }
+            Ok(answer)
         }
     })
+}
+
+/// Answers one request. The WeChat API is the hot path: straight to its handler; the router
+/// only for the admin API, the dashboard and the health checks.
+async fn answer(
+    app: App,
+    router: Router,
+    client: std::net::IpAddr,
+    req: hyper::Request<Incoming>,
+) -> Response {
+    let path = req.uri().path();
+    let page =
+        (path == "/" || path.starts_with("/dashboard/") || path == "/healthz" || path == "/readyz")
+            && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+    if path.starts_with("/admin/") || page {
+        match router.oneshot(req).await {
+            Ok(answer) => answer,
+            Err(never) => match never {},
+        }
+    } else {
+        // The client's address, for the secret checks' throttles.
+        let answer = crate::wechat::dispatch_request(app, req.map(axum::body::Body::new));
+        crate::gate::CLIENT.scope(client, answer).await
+    }
+}
+
+/// The request log: one line per request — never the query (it carries the access token)
+/// nor any header (the admin token).
+fn log_request(method: &hyper::Method, uri: &hyper::Uri, answer: &Response, took: Duration) {
+    let path = uri.path();
+    // A hostile client's path is not worth more than this.
+    let path = match path.char_indices().nth(200) {
+        Some((at, _)) => &path[..at],
+        None => path,
+    };
+    let endpoint = path
+        .strip_prefix("/datacube/")
+        .and_then(datacube_api::Endpoint::from_name)
+        .map_or("-", |e| e.name());
+    // A token request names its account in the query (only a plausible appid is shown).
+    let asked = (path == "/cgi-bin/token")
+        .then(|| uri.query())
+        .flatten()
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "appid")
+                .map(|(_, v)| v.into_owned())
+        })
+        .filter(|a| {
+            (1..=64).contains(&a.len())
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    let appid = match answer.extensions().get::<crate::wechat::AnsweredFor>() {
+        Some(a) => a.0.as_str(),
+        None => asked.as_deref().unwrap_or("-"),
+    };
+    let errcode = answer
+        .headers()
+        .get("logicret")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info!(
+        target: "datacube::request",
+        %method,
+        path,
+        appid,
+        endpoint,
+        errcode,
+        status = answer.status().as_u16(),
+        ms = %format_args!("{:.3}", took.as_secs_f64() * 1000.0),
+        "request"
+    );
 }

@@ -107,8 +107,27 @@ pub(crate) async fn dispatch_request(app: App, req: Request) -> Response {
     }
 }
 
+/// The account a WeChat API request was answered for, once its token was known: a response
+/// extension, for the request log.
+#[derive(Clone)]
+pub(crate) struct AnsweredFor(pub(crate) String);
+
 /// `POST /datacube/<name>?access_token=…`, checked in the order of reference §2.5.
 async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
+    let mut appid = None;
+    let mut answer = datacube_checked(app, endpoint, req, &mut appid).await;
+    if let Some(appid) = appid {
+        answer.extensions_mut().insert(AnsweredFor(appid));
+    }
+    answer
+}
+
+async fn datacube_checked(
+    app: App,
+    endpoint: Endpoint,
+    req: Request,
+    answered_for: &mut Option<String>,
+) -> Response {
     if req.method() != Method::POST {
         return app.wechat_error(ErrCode::RequirePost);
     }
@@ -121,6 +140,7 @@ async fn datacube(app: App, endpoint: Endpoint, req: Request) -> Response {
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
         Err(e) => return app.internal("token lookup failed", &e),
     };
+    *answered_for = Some(record.appid.clone());
     // A component's own token is not an account's (61014, as on other account APIs).
     if record.kind == TokenKind::Component {
         return app.wechat_error(ErrCode::ComponentTokenRequired);
