@@ -230,6 +230,15 @@ enum AccountCommand {
         #[command(flatten)]
         db: DatabaseArg,
     },
+    /// Remove an account and everything of it: events, statistics, tokens, quotas, sync
+    /// records, the grants it gave. Running servers forget it within a second.
+    Remove {
+        /// The account's AppID.
+        #[arg(long)]
+        appid: String,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -529,6 +538,14 @@ async fn run(cli: Cli) -> Result<()> {
             db,
         }) => account_add(&db.database, appid, secret, !unverified).await,
         Command::Account(AccountCommand::List { db }) => account_list(&db.database).await,
+        Command::Account(AccountCommand::Remove { appid, db }) => {
+            let store = open(&db.database)?;
+            if !store.remove_account(&appid).await? {
+                return Err(Exit::code(1, format!("no account {appid}")));
+            }
+            println!("removed account {appid} and its data");
+            Ok(())
+        }
         Command::Component(ComponentCommand::Add {
             appid,
             secret,
@@ -591,13 +608,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         faults: args.faults.clone().unwrap_or_default(),
         ticket_interval: Duration::from_secs(args.ticket_interval.max(1)),
         request_log: !args.no_request_log,
+        demo_days: args.demo.then_some(args.demo_days),
     };
     if !config.faults.is_empty() {
         tracing::warn!("faults are injected: some answers are errors or late on purpose");
     }
     let shutdown = shutdown_signal()?;
     let demo_note = if args.demo {
-        Some(setup_demo(&store, &clock, args.demo_days).await?)
+        Some(
+            demo::setup(&store, &clock, args.demo_days)
+                .await
+                .context("generating demo events")?,
+        )
     } else {
         None
     };
@@ -649,33 +671,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
         let _ = handle.await;
     }
     Ok(())
-}
-
-/// Creates (or resets) the demo account and fills it; returns the first and last day.
-async fn setup_demo(store: &Store, clock: &Clock, days: u32) -> Result<(Date, Date)> {
-    let hash = tokio::task::spawn_blocking(|| secret::hash_secret(demo::DEMO_SECRET)).await?;
-    store
-        .put_account(AccountRecord {
-            appid: demo::DEMO_APPID.into(),
-            secret_hash: hash,
-            verified: true,
-            created_at: clock.unix(),
-        })
-        .await?;
-    // Generate up to yesterday, so that the data is there the moment it becomes ready.
-    let last = add_days(datacube_api::date::china_date(clock.unix()), -1);
-    let days = days.clamp(1, 3650);
-    let report = demo::seed(store, demo::DEMO_APPID, last, days, 2026, last)
-        .await
-        .context("generating demo events")?;
-    tracing::info!(
-        new_events = report.accepted,
-        already_there = report.duplicates,
-        days,
-        "demo statistics ready"
-    );
-    let first = add_days(last, -(i64::from(days) - 1)).max(datacube_api::date::FIRST_DAY);
-    Ok((first, last))
 }
 
 /// Registers SIGINT and SIGTERM handlers now (so a signal that arrives while the server starts

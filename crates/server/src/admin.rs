@@ -26,6 +26,11 @@ use crate::wechat::{read_body, BodyError};
 pub(crate) fn routes() -> Router<App> {
     Router::new()
         .route("/admin/accounts", get(list_accounts).post(add_account))
+        .route(
+            "/admin/accounts/{appid}",
+            axum::routing::delete(remove_account),
+        )
+        .route("/admin/reset", post(reset))
         .route("/admin/clock", get(get_clock).post(set_clock))
         .route("/admin/import", post(import))
         .route("/admin/events", post(events))
@@ -146,6 +151,67 @@ async fn list_accounts(State(app): State<App>, req: Request) -> Response {
         Ok(accounts) => Json(accounts.iter().map(account_json).collect::<Vec<_>>()).into_response(),
         Err(e) => internal(&e),
     }
+}
+
+/// `DELETE /admin/accounts/<appid>`: the account and everything of it.
+async fn remove_account(
+    State(app): State<App>,
+    Path(appid): Path<String>,
+    req: Request,
+) -> Response {
+    if let Err(resp) = admit(&app, req).await {
+        return resp;
+    }
+    match app.store().remove_account(&appid).await {
+        Ok(true) => {
+            app.forget_all_of(&appid);
+            tracing::info!(appid, "account removed");
+            Json(json!({ "removed": appid })).into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no account {appid}")),
+        Err(e) => internal(&e),
+    }
+}
+
+/// `POST /admin/reset`: events, statistics, tokens, quotas, sync records, components'
+/// tickets and codes go; accounts, components and grants stay unless `{"accounts":true}`.
+/// The demo account of `serve --demo` is made again.
+async fn reset(State(app): State<App>, req: Request) -> Response {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Reset {
+        #[serde(default)]
+        accounts: bool,
+    }
+    let body = match admit(&app, req).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    let asked: Reset = if body.iter().all(u8::is_ascii_whitespace) {
+        Reset::default()
+    } else {
+        match parse_json(&body) {
+            Ok(asked) => asked,
+            Err(resp) => return resp,
+        }
+    };
+    let cleared = match app.store().reset(asked.accounts).await {
+        Ok(n) => n,
+        Err(e) => return internal(&e),
+    };
+    app.forget_everything();
+    let demo = match app.config().demo_days {
+        Some(days) => match crate::demo::setup(app.store(), app.clock(), days).await {
+            Ok(_) => {
+                app.forget_everything();
+                true
+            }
+            Err(e) => return internal(&e),
+        },
+        None => false,
+    };
+    tracing::info!(accounts = asked.accounts, cleared, demo, "reset");
+    Json(json!({ "reset": true, "accounts_removed": asked.accounts, "demo": demo })).into_response()
 }
 
 async fn add_account(State(app): State<App>, req: Request) -> Response {

@@ -27,6 +27,8 @@ pub(crate) struct ResponseCache {
     max: usize,
     entries: RwLock<HashMap<Key, (u64, Bytes)>>,
     generations: RwLock<HashMap<String, u64>>,
+    /// Added to every generation: bumped to retire every answer at once.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl ResponseCache {
@@ -36,6 +38,7 @@ impl ResponseCache {
             max,
             entries: RwLock::default(),
             generations: RwLock::default(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -45,12 +48,14 @@ impl ResponseCache {
 
     /// The current generation of `appid`'s statistics. Read it before reading the store.
     pub(crate) fn generation(&self, appid: &str) -> u64 {
-        self.generations
+        let own = self
+            .generations
             .read()
             .expect("generations")
             .get(appid)
             .copied()
-            .unwrap_or(0)
+            .unwrap_or(0);
+        own + self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The cached answer, if it is of the current generation.
@@ -74,6 +79,12 @@ impl ResponseCache {
             entries.clear();
         }
         entries.insert(key, (generation, body));
+    }
+
+    /// Retires every cached answer.
+    pub(crate) fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.entries.write().expect("response cache").clear();
     }
 
     /// Retires every cached answer of `appid`.

@@ -30,6 +30,8 @@ pub struct Config {
     pub ticket_interval: Duration,
     /// One log line per request, at info (`datacube::request`).
     pub request_log: bool,
+    /// `serve --demo`: the demo account's days, rebuilt by `POST /admin/reset`.
+    pub demo_days: Option<u32>,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             faults: crate::faults::Faults::default(),
             ticket_interval: Duration::from_secs(600),
             request_log: true,
+            demo_days: None,
         }
     }
 }

@@ -1,8 +1,11 @@
 //! Demo data for `serve --demo` and `datacube demo`: a deterministic stream of realistic events
 //! (`datacube_engine::demo`), counted through the same ingestion path as `datacube ingest`.
 
-use datacube_store::{Store, StoreError};
+use datacube_api::date::add_days;
+use datacube_store::{AccountRecord, Store, StoreError};
 use jiff::civil::Date;
+
+use crate::clock::Clock;
 
 use crate::ingest::{ingest_lines, IngestReport, KnownAccounts};
 
@@ -10,6 +13,34 @@ use crate::ingest::{ingest_lines, IngestReport, KnownAccounts};
 pub const DEMO_APPID: &str = "wx6461746163756265";
 /// The demo account's secret, printed by `serve --demo`. Public: demo use only.
 pub const DEMO_SECRET: &str = "64656d6f5f7365637265745f32303236";
+
+/// Creates (or resets) the demo account and fills it with `days` days up to yesterday by
+/// `clock`; returns the first and last day.
+pub async fn setup(store: &Store, clock: &Clock, days: u32) -> Result<(Date, Date), StoreError> {
+    let hash = tokio::task::spawn_blocking(|| crate::secret::hash_secret(DEMO_SECRET))
+        .await
+        .map_err(|e| StoreError::Task(format!("hashing the demo secret: {e}")))?;
+    store
+        .put_account(AccountRecord {
+            appid: DEMO_APPID.into(),
+            secret_hash: hash,
+            verified: true,
+            created_at: clock.unix(),
+        })
+        .await?;
+    // Generate up to yesterday, so that the data is there the moment it becomes ready.
+    let last = add_days(datacube_api::date::china_date(clock.unix()), -1);
+    let days = days.clamp(1, 3650);
+    let report = seed(store, DEMO_APPID, last, days, 2026, last).await?;
+    tracing::info!(
+        new_events = report.accepted,
+        already_there = report.duplicates,
+        days,
+        "demo statistics ready"
+    );
+    let first = add_days(last, -(i64::from(days) - 1)).max(datacube_api::date::FIRST_DAY);
+    Ok((first, last))
+}
 
 /// Lines per ingestion transaction.
 const BATCH: usize = 20_000;

@@ -209,6 +209,32 @@ impl App {
             .expect("account cache")
             .remove(appid);
     }
+
+    /// Forgets everything cached of `appid` (removed): the account, its tokens, the grants it
+    /// gave, its answers. (Other instances forget within a second: tokens and accounts are
+    /// cached that long, answers until the change log says.)
+    pub(crate) fn forget_all_of(&self, appid: &str) {
+        self.forget_account(appid);
+        self.inner
+            .tokens
+            .write()
+            .expect("token cache")
+            .retain(|_, (_, rec)| rec.appid != appid);
+        self.inner
+            .grants
+            .write()
+            .expect("grant cache")
+            .retain(|(_, authorizer), _| authorizer != appid);
+        self.inner.answers.invalidate(appid);
+    }
+
+    /// Forgets everything cached (after a reset).
+    pub(crate) fn forget_everything(&self) {
+        self.inner.accounts.write().expect("account cache").clear();
+        self.inner.tokens.write().expect("token cache").clear();
+        self.inner.grants.write().expect("grant cache").clear();
+        self.inner.answers.invalidate_all();
+    }
 }
 
 /// A new access token: unguessable (128 bytes from the thread's CSPRNG, seeded by the OS) and

@@ -23,6 +23,7 @@ mod days;
 mod db;
 mod events;
 mod postgres;
+mod reset;
 mod schema;
 mod sqlite;
 mod sync;
@@ -633,6 +634,38 @@ impl Store {
     pub async fn put_account(&self, account: AccountRecord) -> Result<()> {
         self.run(move |s| s.write(|tx| accounts::add_account(tx, &account, true)))
             .await
+    }
+
+    /// Clears events, statistics, tokens, quotas, sync records and components' tickets and
+    /// codes — what tests accumulate; with `accounts`, the accounts, components and grants
+    /// too. Returns how many accounts had data cleared (their change is logged).
+    pub async fn reset(&self, accounts: bool) -> Result<usize> {
+        self.run(move |s| {
+            let mut live = s
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let done = s.write(|tx| reset::reset(tx, accounts));
+            // The live tallies counted events that are gone (or, on failure, may not be).
+            *live = Default::default();
+            done
+        })
+        .await
+    }
+
+    /// Removes an account and everything of it; returns whether it existed.
+    pub async fn remove_account(&self, appid: &str) -> Result<bool> {
+        let appid = appid.to_owned();
+        self.run(move |s| {
+            let mut live = s
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let done = s.write(|tx| reset::remove_account(tx, &appid));
+            *live = Default::default();
+            done
+        })
+        .await
     }
 
     /// Whether the database answers a query (readiness checks).

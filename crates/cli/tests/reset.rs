@@ -1,0 +1,199 @@
+//! Resetting a server between tests (`POST /admin/reset`) and removing accounts
+//! (`DELETE /admin/accounts/<appid>`, `datacube account remove`).
+
+mod common;
+
+use common::*;
+
+const ADMIN: &str = "admin-token-for-reset-tests";
+const DEMO: (&str, &str) = (
+    datacube_server::demo::DEMO_APPID,
+    datacube_server::demo::DEMO_SECRET,
+);
+const OTHER: (&str, &str) = ("wxbbbb000000000002", "other-secret-1234");
+const WEEK: &str = r#"{"begin_date":"2026-06-08","end_date":"2026-06-14"}"#;
+
+fn replies() -> String {
+    (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"type":"reply","appid":"{}","id":"r{i}","time":"2026-06-1{}T09:00:00+08:00","cost_ms":{},"ok":true}}"#,
+                OTHER.0,
+                i % 5,
+                100 + i
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn admin(method: reqwest::Method, url: String, body: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(ADMIN)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+async fn errcode(body: &str) -> i64 {
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["errcode"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn reset_clears_data_keeps_accounts_and_rebuilds_the_demo() {
+    let (_dir, db) = temp_db();
+    let served = serve(
+        &db,
+        &["--demo", "--demo-days", "30", "--admin-token", ADMIN],
+    )
+    .await;
+    let base = &served.base;
+    let demo_token = access_token(base, DEMO.0, DEMO.1).await;
+    let demo_before = datacube_post(base, &demo_token, "getupstreammsg", WEEK).await;
+    assert!(demo_before.starts_with("{\"list\":[{"), "{demo_before}");
+
+    let (status, _) = admin(
+        reqwest::Method::POST,
+        format!("{base}/admin/accounts"),
+        &format!(r#"{{"appid":"{}","secret":"{}"}}"#, OTHER.0, OTHER.1),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, v) = admin(
+        reqwest::Method::POST,
+        format!("{base}/admin/events"),
+        &replies(),
+    )
+    .await;
+    assert_eq!((status, v["accepted"].as_u64()), (200, Some(20)));
+    let other_token = access_token(base, OTHER.0, OTHER.1).await;
+    let other_before = datacube_post(base, &other_token, "getinterfacesummary", WEEK).await;
+    assert!(other_before.starts_with("{\"list\":[{"), "{other_before}");
+
+    let (status, v) = admin(reqwest::Method::POST, format!("{base}/admin/reset"), "").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["demo"], true);
+
+    // Tokens are gone; accounts stay; statistics are gone; ids are forgotten.
+    let answer = datacube_post(base, &other_token, "getinterfacesummary", WEEK).await;
+    assert_eq!(errcode(&answer).await, 40001, "{answer}");
+    let other_token = access_token(base, OTHER.0, OTHER.1).await;
+    let answer = datacube_post(base, &other_token, "getinterfacesummary", WEEK).await;
+    assert_eq!(answer, r#"{"list":[]}"#);
+    let (_, v) = admin(
+        reqwest::Method::POST,
+        format!("{base}/admin/events"),
+        &replies(),
+    )
+    .await;
+    assert_eq!(v["accepted"], 20, "the same ids are new again: {v}");
+    let answer = datacube_post(base, &other_token, "getinterfacesummary", WEEK).await;
+    assert_eq!(answer, other_before, "the same events, the same answer");
+    // The demo is there again, the same.
+    let demo_token = access_token(base, DEMO.0, DEMO.1).await;
+    let demo_after = datacube_post(base, &demo_token, "getupstreammsg", WEEK).await;
+    assert_eq!(demo_after, demo_before);
+
+    // With the accounts: OTHER is gone, the demo is made again.
+    let (status, _) = admin(
+        reqwest::Method::POST,
+        format!("{base}/admin/reset"),
+        r#"{"accounts":true}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body = token(base, OTHER.0, OTHER.1).await.text().await.unwrap();
+    assert_eq!(errcode(&body).await, 40013, "{body}");
+    access_token(base, DEMO.0, DEMO.1).await;
+    // A body it does not know is refused, naming the field.
+    let (status, v) = admin(
+        reqwest::Method::POST,
+        format!("{base}/admin/reset"),
+        r#"{"acounts":true}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().contains("acounts"), "{v}");
+}
+
+#[tokio::test]
+async fn accounts_are_removed_with_everything_of_them() {
+    let (_dir, db) = temp_db();
+    add_account(&db, OTHER.0, OTHER.1).await;
+    add_account(&db, "wxcccc000000000003", "third-secret-123").await;
+    let served = serve(&db, &["--admin-token", ADMIN]).await;
+    let base = &served.base;
+    let (_, v) = admin(
+        reqwest::Method::POST,
+        format!("{base}/admin/events"),
+        &replies(),
+    )
+    .await;
+    assert_eq!(v["accepted"], 20);
+    let t = access_token(base, OTHER.0, OTHER.1).await;
+
+    let (status, v) = admin(
+        reqwest::Method::DELETE,
+        format!("{base}/admin/accounts/{}", OTHER.0),
+        "",
+    )
+    .await;
+    assert_eq!((status, v["removed"].as_str()), (200, Some(OTHER.0)));
+    let answer = datacube_post(base, &t, "getinterfacesummary", WEEK).await;
+    assert_eq!(
+        errcode(&answer).await,
+        40001,
+        "its token went with it: {answer}"
+    );
+    let body = token(base, OTHER.0, OTHER.1).await.text().await.unwrap();
+    assert_eq!(errcode(&body).await, 40013, "{body}");
+    let (status, v) = admin(
+        reqwest::Method::DELETE,
+        format!("{base}/admin/accounts/{}", OTHER.0),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404, "{v}");
+
+    // Added again: no statistics, and its old events' ids are new.
+    add_account(&db, OTHER.0, OTHER.1).await;
+    let t = access_token(base, OTHER.0, OTHER.1).await;
+    let answer = datacube_post(base, &t, "getinterfacesummary", WEEK).await;
+    assert_eq!(answer, r#"{"list":[]}"#);
+    let (_, v) = admin(
+        reqwest::Method::POST,
+        format!("{base}/admin/events"),
+        &replies(),
+    )
+    .await;
+    assert_eq!(v["accepted"], 20);
+
+    // From the command line.
+    let (code, out, err) = run(
+        &db,
+        &["account", "remove", "--appid", "wxcccc000000000003"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "removed account wxcccc000000000003 and its data\n");
+    let (code, _, err) = run(
+        &db,
+        &["account", "remove", "--appid", "wxcccc000000000003"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no account wxcccc000000000003"), "{err}");
+    let (_, out, _) = run(&db, &["account", "list"], None).await;
+    assert!(
+        out.contains(OTHER.0) && !out.contains("wxcccc000000000003"),
+        "{out}"
+    );
+}
