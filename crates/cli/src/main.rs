@@ -140,6 +140,10 @@ struct ServeArgs {
     /// Days of demo statistics, ending at the last ready day.
     #[arg(long, env = "DATACUBE_DEMO_DAYS", default_value_t = 365)]
     demo_days: u32,
+    /// Load fixtures at start (and after `POST /admin/reset`): `accounts.json`, `*.ndjson`
+    /// events and `<appid>/<endpoint>.json` WeChat answers.
+    #[arg(long, env = "DATACUBE_SEED")]
+    seed: Option<std::path::PathBuf>,
     /// Daily quota of /cgi-bin/token per account (45009 past it).
     #[arg(long, env = "DATACUBE_TOKEN_QUOTA", default_value_t = datacube_api::token::DEFAULT_TOKEN_DAILY_QUOTA)]
     token_quota: u32,
@@ -582,6 +586,14 @@ fn open(url: &DatabaseUrl) -> Result<Store> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     check_admin_token(args.admin_token.as_deref())?;
+    if let Some(dir) = &args.seed {
+        if !dir.is_dir() {
+            return Err(Exit::usage(format!(
+                "--seed {}: not a directory",
+                dir.display()
+            )));
+        }
+    }
     let mirror = args
         .mirror
         .as_deref()
@@ -609,6 +621,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ticket_interval: Duration::from_secs(args.ticket_interval.max(1)),
         request_log: !args.no_request_log,
         demo_days: args.demo.then_some(args.demo_days),
+        seed: args.seed.clone(),
     };
     if !config.faults.is_empty() {
         tracing::warn!("faults are injected: some answers are errors or late on purpose");
@@ -623,6 +636,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
+    if let Some(dir) = &args.seed {
+        let now = clock.unix();
+        let yesterday = add_days(datacube_api::date::china_date(now), -1);
+        let report = datacube_server::seed::load(&store, dir, now, yesterday)
+            .await
+            .map_err(|e| anyhow::anyhow!("--seed: {e}"))?;
+        tracing::info!(
+            dir = %dir.display(),
+            accounts = report.accounts,
+            events = report.accepted,
+            already_there = report.duplicates,
+            imports = report.imports,
+            "seed loaded"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

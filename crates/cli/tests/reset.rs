@@ -197,3 +197,87 @@ async fn accounts_are_removed_with_everything_of_them() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn seed_fixtures_are_loaded_at_start_and_again_after_a_reset() {
+    let (_dir, db) = temp_db();
+    let seed = root().join("fixtures/seed");
+    let seed = seed.to_str().unwrap();
+    let args = ["--seed", seed, "--admin-token", ADMIN];
+    let served = serve(&db, &args).await;
+    let base = served.base.clone();
+    let t = access_token(&base, "wx5eed000000000001", "seed-secret-for-tests-1").await;
+    let week = r#"{"begin_date":"2026-06-01","end_date":"2026-06-02"}"#;
+    let replies = datacube_post(&base, &t, "getinterfacesummary", week).await;
+    assert_eq!(
+        replies,
+        r#"{"list":[{"ref_date":"2026-06-01","callback_count":2,"fail_count":1,"total_time_cost":600,"max_time_cost":480},{"ref_date":"2026-06-02","callback_count":1,"fail_count":0,"total_time_cost":75,"max_time_cost":75}]}"#
+    );
+    let imported = datacube_post(
+        &base,
+        &t,
+        "getusersummary",
+        r#"{"begin_date":"2026-05-01","end_date":"2026-05-01"}"#,
+    )
+    .await;
+    assert_eq!(
+        imported,
+        r#"{"list":[{"ref_date":"2026-05-01","user_source":0,"new_user":12,"cancel_user":3},{"ref_date":"2026-05-01","user_source":30,"new_user":4,"cancel_user":0}]}"#
+    );
+    let t2 = access_token(&base, "wx5eed000000000002", "seed-secret-for-tests-2").await;
+    let unverified = datacube_post(&base, &t2, "getinterfacesummary", week).await;
+    assert_eq!(errcode(&unverified).await, 48001, "{unverified}");
+
+    // After a reset (accounts too), the fixtures are there again, the same.
+    let (status, v) = admin(
+        reqwest::Method::POST,
+        format!("{base}/admin/reset"),
+        r#"{"accounts":true}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &v["seeded"]),
+        (200, &serde_json::json!(true)),
+        "{v}"
+    );
+    let t = access_token(&base, "wx5eed000000000001", "seed-secret-for-tests-1").await;
+    assert_eq!(
+        datacube_post(&base, &t, "getinterfacesummary", week).await,
+        replies
+    );
+    drop(served);
+
+    // A restart on the same database adds nothing twice.
+    let served = serve(&db, &args).await;
+    let t = access_token(
+        &served.base,
+        "wx5eed000000000001",
+        "seed-secret-for-tests-1",
+    )
+    .await;
+    assert_eq!(
+        datacube_post(&served.base, &t, "getinterfacesummary", week).await,
+        replies
+    );
+
+    // A seed that is not a directory is a usage error, before anything is opened; a bad
+    // fixture names its file and line.
+    let (code, _, err) = run(&db, &["serve", "--seed", "/nonexistent/seed"], None).await;
+    assert_eq!(code, 2, "{err}");
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("events.ndjson"), "{\"type\":\"poke\"}\n").unwrap();
+    let (code, _, err) = run(
+        &db,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--seed",
+            bad.path().to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("events.ndjson: line 1:"), "{err}");
+}

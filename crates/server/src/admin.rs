@@ -210,8 +210,33 @@ async fn reset(State(app): State<App>, req: Request) -> Response {
         },
         None => false,
     };
-    tracing::info!(accounts = asked.accounts, cleared, demo, "reset");
-    Json(json!({ "reset": true, "accounts_removed": asked.accounts, "demo": demo })).into_response()
+    let seeded = match &app.config().seed {
+        Some(dir) => {
+            let now = app.clock().unix();
+            let yesterday = datacube_api::date::add_days(datacube_api::date::china_date(now), -1);
+            match crate::seed::load(app.store(), dir, now, yesterday).await {
+                Ok(_) => {
+                    app.forget_everything();
+                    true
+                }
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("reset done, but the seed failed: {e}"),
+                    )
+                }
+            }
+        }
+        None => false,
+    };
+    tracing::info!(accounts = asked.accounts, cleared, demo, seeded, "reset");
+    Json(json!({
+        "reset": true,
+        "accounts_removed": asked.accounts,
+        "demo": demo,
+        "seeded": seeded,
+    }))
+    .into_response()
 }
 
 async fn add_account(State(app): State<App>, req: Request) -> Response {

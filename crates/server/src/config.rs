@@ -32,6 +32,8 @@ pub struct Config {
     pub request_log: bool,
     /// `serve --demo`: the demo account's days, rebuilt by `POST /admin/reset`.
     pub demo_days: Option<u32>,
+    /// `serve --seed`: fixtures loaded at start and by `POST /admin/reset`.
+    pub seed: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             ticket_interval: Duration::from_secs(600),
             request_log: true,
             demo_days: None,
+            seed: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`import`]: WeChat answers into the statistics store.
 //! - [`ingest`]: events (NDJSON) into the store, and the statistics they change.
 //! - [`demo`]: generated demo statistics for `serve --demo`.
+//! - [`seed`]: fixtures loaded by `serve --seed`.
 //! - `component`: third-party platforms — the component APIs, ticket and authorization pushes.
 //! - `dashboard`: the dashboard's files, served from the binary, with their security headers.
 //! - `health`: `/healthz` and `/readyz`, for orchestrators.
@@ -30,6 +31,7 @@ pub mod health;
 pub mod import;
 pub mod ingest;
 pub mod secret;
+pub mod seed;
 mod serve;
 mod state;
 mod wechat;
