@@ -28,7 +28,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "datacube",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("DATACUBE_COMMIT"), ")"),
     about = "A self-hosted WeChat datacube statistics server"
 )]
 struct Cli {

@@ -386,3 +386,24 @@ async fn every_request_is_logged_once_without_its_token_or_secret() {
     let err = stderr_of(child).await;
     assert!(!err.contains("datacube::request"), "{err}");
 }
+
+/// `datacube --version` names the commit it was built from.
+#[tokio::test]
+async fn the_version_names_the_commit() {
+    let (code, out, _) = run("sqlite://unused", &["--version"], None).await;
+    assert_eq!(code, 0);
+    let version = out.trim();
+    assert!(
+        version.starts_with(&format!("datacube {} (commit ", env!("CARGO_PKG_VERSION")))
+            && version.ends_with(')'),
+        "{version}"
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(root())
+        .output();
+    if let Some(head) = head.ok().filter(|o| o.status.success()) {
+        let head = String::from_utf8(head.stdout).unwrap();
+        assert!(version.contains(head.trim()), "{version} vs HEAD {head}");
+    }
+}
