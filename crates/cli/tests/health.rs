@@ -45,6 +45,12 @@ fn run_ok(mut c: StdCommand, what: &str) {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(|_| {})
+    }
+
+    /// A cluster whose data directory `setup` may add to before it starts (as root, the
+    /// files are handed to the `postgres` user afterwards).
+    fn start_with(setup: impl FnOnce(&std::path::Path)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("pg");
         std::fs::create_dir(&data).unwrap();
@@ -65,6 +71,10 @@ impl Cluster {
             "--no-sync",
         ]);
         run_ok(initdb, "initdb");
+        setup(&data);
+        let mut chown = StdCommand::new("chown");
+        chown.args(["-R", "postgres:", data.to_str().unwrap()]);
+        let _ = chown.output();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -405,5 +415,146 @@ async fn the_version_names_the_commit() {
     if let Some(head) = head.ok().filter(|o| o.status.success()) {
         let head = String::from_utf8(head.stdout).unwrap();
         assert!(version.contains(head.trim()), "{version} vs HEAD {head}");
+    }
+}
+
+/// `openssl` with `args`, in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let mut c = StdCommand::new("openssl");
+    c.current_dir(dir).args(args);
+    run_ok(c, &format!("openssl {args:?}"));
+}
+
+/// A CA (`ca.pem`), a server certificate it signs for the name `db.example` only
+/// (`server.pem`, `server.key`), and an unrelated CA (`other-ca.pem`), in `dir`.
+fn certificates(dir: &std::path::Path) {
+    for (name, subject) in [
+        ("ca", "/CN=datacube test CA"),
+        ("other-ca", "/CN=another CA"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                subject,
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=db.example",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:db.example\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn tls_to_postgresql_follows_libpq_sslmode() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let cluster = Cluster::start_with(|data| {
+        std::fs::copy(certs.path().join("server.pem"), data.join("server.crt")).unwrap();
+        std::fs::copy(certs.path().join("server.key"), data.join("server.key")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        // TLS only, over TCP.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+    });
+    let ca = certs.path().join("ca.pem");
+    let other = certs.path().join("other-ca.pem");
+    let url = |query: String| format!("{}?{query}", cluster.url("pw-tls-never-shown"));
+    let try_url = |url: String| async move {
+        let (code, out, err) = run(&url, &["account", "list"], None).await;
+        (code, out + &err)
+    };
+
+    for ok in [
+        url("sslmode=require".into()),
+        url(format!("sslmode=verify-ca&sslrootcert={}", ca.display())),
+        // libpq's default, prefer: encrypted when the server offers it.
+        cluster.url("pw-tls-never-shown"),
+    ] {
+        let (code, out) = try_url(ok.clone()).await;
+        assert_eq!(code, 0, "{ok}: {out}");
+    }
+    let refused = [
+        (
+            url(format!("sslmode=verify-full&sslrootcert={}", ca.display())),
+            "certificate not valid for name \"127.0.0.1\"",
+        ),
+        (
+            url(format!(
+                "sslmode=verify-full&sslrootcert={}",
+                other.display()
+            )),
+            "UnknownIssuer",
+        ),
+        (
+            url(format!("sslmode=require&sslrootcert={}", other.display())),
+            "UnknownIssuer",
+        ),
+        (url("sslmode=disable".into()), "no encryption"),
+        (
+            url("sslmode=bogus".into()),
+            "expected disable, prefer, require, verify-ca or verify-full",
+        ),
+    ];
+    for (bad, why) in refused {
+        let (code, out) = try_url(bad.clone()).await;
+        assert_eq!(code, 1, "{bad}: {out}");
+        assert!(out.contains(why), "{bad}: {out}");
+        assert!(!out.contains("pw-tls-never-shown"), "{out}");
     }
 }

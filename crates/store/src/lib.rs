@@ -28,6 +28,7 @@ mod schema;
 mod sqlite;
 mod sync;
 pub mod testing;
+mod tls;
 
 use std::sync::{Arc, Mutex};
 

@@ -197,9 +197,12 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    fn connect(config: &postgres::Config) -> std::result::Result<Conn, postgres::Error> {
+    fn connect(
+        config: &postgres::Config,
+        tls: &crate::tls::Tls,
+    ) -> std::result::Result<Conn, postgres::Error> {
         Ok(Conn {
-            client: Some(config.connect(postgres::NoTls)?),
+            client: Some(tls.connect(config)?),
             prepared: Prepared::new(),
         })
     }
@@ -216,6 +219,7 @@ impl Conn {
 /// A PostgreSQL database.
 pub(crate) struct Postgres {
     config: postgres::Config,
+    tls: crate::tls::Tls,
     writer: Mutex<Option<Conn>>,
     readers: Mutex<Readers>,
     /// Signalled when a reader connection is returned or closed.
@@ -249,14 +253,17 @@ impl Postgres {
             url: shown.clone(),
             cause: e,
         };
-        let config: postgres::Config = url.parse().map_err(|e| open_err(Box::new(e)))?;
+        let (url, tls) = crate::tls::from_url(url).map_err(|e| open_err(e.into()))?;
+        let mut config: postgres::Config = url.parse().map_err(|e| open_err(Box::new(e)))?;
+        config.ssl_mode(tls.pg_mode());
         let writer = off_runtime(|| -> Result<Conn> {
-            let mut conn = Conn::connect(&config).map_err(|e| open_err(Box::new(e)))?;
+            let mut conn = Conn::connect(&config, &tls).map_err(|e| open_err(Box::new(e)))?;
             migrate(&mut conn, &shown)?;
             Ok(conn)
         })?;
         Ok(Postgres {
             config,
+            tls,
             writer: Mutex::new(Some(writer)),
             readers: Mutex::new(Readers::default()),
             returned: Condvar::new(),
@@ -274,7 +281,7 @@ impl Postgres {
                 if readers.open < readers_max() {
                     readers.open += 1;
                     drop(readers);
-                    match Conn::connect(&self.config) {
+                    match Conn::connect(&self.config, &self.tls) {
                         Ok(c) => break c,
                         Err(e) => {
                             self.closed();
@@ -332,7 +339,7 @@ impl Postgres {
             .as_ref()
             .is_none_or(|c| c.client.as_ref().is_none_or(postgres::Client::is_closed))
         {
-            *slot = Some(Conn::connect(&self.config)?);
+            *slot = Some(Conn::connect(&self.config, &self.tls)?);
         }
         let conn = slot.as_mut().expect("just connected");
         let (client, prepared) = conn.parts();
