@@ -558,3 +558,123 @@ async fn tls_to_postgresql_follows_libpq_sslmode() {
         assert!(!out.contains("pw-tls-never-shown"), "{out}");
     }
 }
+
+/// Real Prometheus (Debian's `prometheus`, installed by `scripts/test`) scrapes `/metrics`
+/// while requests of known outcomes are sent; PromQL over its HTTP API gives the same counts.
+#[tokio::test]
+async fn prometheus_scrapes_request_counts_by_errcode() {
+    let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+    assert!(
+        std::path::Path::new(&prometheus).exists(),
+        "{prometheus} is missing: apt-get install prometheus (scripts/test does it as root), or set PROMETHEUS"
+    );
+    let (_dir, db) = temp_db();
+    add_account(&db, "wxaaaa000000000001", "s3cret-metrics").await;
+    let served = serve(&db, &[]).await;
+    let base = served.base.clone();
+
+    // Prometheus, scraping every 200 ms.
+    let work = tempfile::tempdir().unwrap();
+    let target = base.trim_start_matches("http://");
+    std::fs::write(
+        work.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: datacube\n    \
+             static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut prom = tokio::process::Command::new(&prometheus)
+        .arg(format!(
+            "--config.file={}",
+            work.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            work.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // Known traffic: 5 tokens and 4 answers (0), 3 bad tokens (40001), 2 unknown paths (40066).
+    let mut token = String::new();
+    for _ in 0..5 {
+        token = access_token(&base, "wxaaaa000000000001", "s3cret-metrics").await;
+    }
+    let week = r#"{"begin_date":"2026-06-01","end_date":"2026-06-07"}"#;
+    for _ in 0..4 {
+        let body = datacube_post(&base, &token, "getusersummary", week).await;
+        assert!(body.starts_with("{\"list\""), "{body}");
+    }
+    for _ in 0..3 {
+        datacube_post(&base, "not-a-token", "getusersummary", week).await;
+    }
+    for _ in 0..2 {
+        post(format!("{base}/datacube/nothing"), "{}").await;
+    }
+    let expected: std::collections::BTreeMap<String, f64> =
+        [("0", 9.0), ("40001", 3.0), ("40066", 2.0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+
+    let query = "sum by (errcode) (datacube_requests_total{api!=\"metrics\"})";
+    let started = std::time::Instant::now();
+    let mut last = serde_json::Value::Null;
+    loop {
+        let answer = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .query(&[("query", query)])
+            .send()
+            .await;
+        if let Ok(answer) = answer {
+            last = answer.json().await.unwrap_or_default();
+            let got: std::collections::BTreeMap<String, f64> = last["data"]["result"]
+                .as_array()
+                .map(|series| {
+                    series
+                        .iter()
+                        .map(|s| {
+                            (
+                                s["metric"]["errcode"].as_str().unwrap_or("").to_owned(),
+                                s["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if got == expected {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "Prometheus never saw {expected:?}: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The latency histogram and the token counter are there too.
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .query(&[(
+            "query",
+            "sum(datacube_request_duration_seconds_count{api=\"getusersummary\"}) + sum(datacube_tokens_issued_total)",
+        )])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["data"]["result"][0]["value"][1], "12", "{answer}");
+    let _ = prom.start_kill();
+}

@@ -456,6 +456,14 @@ async fn events(State(app): State<App>, req: Request) -> Response {
             for appid in &changed {
                 app.statistics_changed(appid);
             }
+            for (outcome, n) in [
+                ("accepted", report.accepted),
+                ("duplicate", report.duplicates),
+                ("rejected", report.rejected.len()),
+            ] {
+                metrics::counter!("datacube_events_total", "outcome" => outcome)
+                    .increment(n as u64);
+            }
             Json(report).into_response()
         }
         Err(e) => internal(&e),

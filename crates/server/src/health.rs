@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::render))
 }
 
 async fn healthz() -> Response {

@@ -14,6 +14,7 @@
 //! - `component`: third-party platforms — the component APIs, ticket and authorization pushes.
 //! - `dashboard`: the dashboard's files, served from the binary, with their security headers.
 //! - `health`: `/healthz` and `/readyz`, for orchestrators.
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`clock`], [`config`], [`secret`]: the emulated clock, settings, secret hashing.
 //! - [`gate`]: known answers and throttles in front of the secret checks.
 //! - [`faults`]: injected error answers and latency (`serve --faults`).
@@ -30,6 +31,7 @@ pub mod gate;
 pub mod health;
 pub mod import;
 pub mod ingest;
+pub mod metrics;
 pub mod secret;
 pub mod seed;
 mod serve;

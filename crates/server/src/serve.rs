@@ -216,12 +216,21 @@ fn service(
             if before >= app.config().limits.max_in_flight {
                 return Ok(overloaded(&app));
             }
+            let started = Instant::now();
+            let api = crate::metrics::api_of(req.uri().path());
             let logged = (app.config().request_log
                 && tracing::enabled!(target: "datacube::request", tracing::Level::INFO))
-            .then(|| (Instant::now(), req.method().clone(), req.uri().clone()));
+            .then(|| (req.method().clone(), req.uri().clone()));
             let answer = answer(app.clone(), router, client, req).await;
-            if let Some((started, method, uri)) = logged {
-                log_request(&method, &uri, &answer, started.elapsed());
+            let took = started.elapsed();
+            let errcode = answer
+                .headers()
+                .get("logicret")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            crate::metrics::request(api, errcode, answer.status().as_u16(), took);
+            if let Some((method, uri)) = logged {
+                log_request(&method, &uri, &answer, took);
             }
             Ok(answer)
         }
@@ -237,9 +246,12 @@ async fn answer(
     req: hyper::Request<Incoming>,
 ) -> Response {
     let path = req.uri().path();
-    let page =
-        (path == "/" || path.starts_with("/dashboard/") || path == "/healthz" || path == "/readyz")
-            && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+    let page = (path == "/"
+        || path.starts_with("/dashboard/")
+        || path == "/healthz"
+        || path == "/readyz"
+        || path == "/metrics")
+        && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
     if path.starts_with("/admin/") || page {
         match router.oneshot(req).await {
             Ok(answer) => answer,

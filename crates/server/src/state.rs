@@ -50,6 +50,8 @@ pub(crate) struct Inner {
 impl App {
     /// A server state over `store`, reading time from `clock`.
     pub fn new(store: Store, clock: Clock, config: Config) -> App {
+        // The metrics recorder, before anything is recorded.
+        crate::metrics::handle();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         App {
             inner: Arc::new(Inner {

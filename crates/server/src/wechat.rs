@@ -234,8 +234,10 @@ pub(crate) async fn answer(
         ready,
     };
     if let Some(body) = answers.get(&key) {
+        metrics::counter!("datacube_response_cache_total", "result" => "hit").increment(1);
         return wechat_response(body, 0);
     }
+    metrics::counter!("datacube_response_cache_total", "result" => "miss").increment(1);
     let generation = answers.generation(appid);
     match app.store().list_body(appid, endpoint, begin, end).await {
         Ok(body) => {
@@ -345,6 +347,7 @@ async fn token(app: App, req: Request) -> Response {
     match issued {
         Ok(Issued::Token { token, expires_in }) => {
             tracing::debug!(appid, "issued an access token");
+            metrics::counter!("datacube_tokens_issued_total", "kind" => "basic").increment(1);
             wechat_response(token_body(&token, expires_in), 0)
         }
         Ok(Issued::QuotaExceeded) => app.wechat_error(ErrCode::DailyQuotaReached),
@@ -395,6 +398,7 @@ async fn stable_token(app: App, req: Request) -> Response {
     app.forget_tokens(&appid, TokenKind::Stable);
     match issued {
         Ok(Issued::Token { token, expires_in }) => {
+            metrics::counter!("datacube_tokens_issued_total", "kind" => "stable").increment(1);
             wechat_response(token_body(&token, expires_in), 0)
         }
         Ok(Issued::QuotaExceeded) => app.wechat_error(ErrCode::DailyQuotaReached),

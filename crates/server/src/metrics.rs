@@ -1,0 +1,102 @@
+//! Prometheus metrics at `GET /metrics` (text format 0.0.4), recorded with the `metrics`
+//! crate into one process-wide recorder:
+//!
+//! - `datacube_requests_total{api,errcode,status}` and
+//!   `datacube_request_duration_seconds{api}` (a histogram): every request; `api` is the
+//!   datacube endpoint's name, or `token`, `stable_token`, `component`, `admin`, `dashboard`,
+//!   `health`, `metrics`, `other`; `errcode` is WeChat's (`LogicRet`), `-` outside its API;
+//! - `datacube_tokens_issued_total{kind}`: access tokens issued (`basic`, `stable`);
+//! - `datacube_events_total{outcome}`: events posted to `/admin/events` — `accepted`,
+//!   `duplicate`, `rejected`;
+//! - `datacube_response_cache_total{result}`: datacube answers from the cache (`hit`) or
+//!   the store (`miss`).
+//!
+//! Labels come from fixed sets, never from what a client sends, so a client cannot make the
+//! number of series grow.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's recorder, installed on first use (`None` if another recorder was).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("datacube_request_duration_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0,
+                    ],
+                )
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            // Histograms are folded in by upkeep; run it now and then.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("datacube-metrics".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// `GET /metrics`.
+pub(crate) async fn render() -> Response {
+    match handle() {
+        Some(h) => (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no metrics recorder in this process\n",
+        )
+            .into_response(),
+    }
+}
+
+/// What part of the API a path is, for the `api` label.
+pub(crate) fn api_of(path: &str) -> &'static str {
+    if let Some(name) = path.strip_prefix("/datacube/") {
+        return datacube_api::Endpoint::from_name(name).map_or("other", |e| e.name());
+    }
+    match path {
+        "/cgi-bin/token" => "token",
+        "/cgi-bin/stable_token" => "stable_token",
+        "/healthz" | "/readyz" => "health",
+        "/metrics" => "metrics",
+        "/" => "dashboard",
+        _ if path.starts_with("/cgi-bin/component/") => "component",
+        _ if path.starts_with("/admin/") => "admin",
+        _ if path.starts_with("/dashboard/") => "dashboard",
+        _ => "other",
+    }
+}
+
+/// Records one request.
+pub(crate) fn request(api: &'static str, errcode: Option<i32>, status: u16, took: Duration) {
+    let errcode = errcode.map_or_else(|| "-".to_owned(), |c| c.to_string());
+    metrics::counter!(
+        "datacube_requests_total",
+        "api" => api,
+        "errcode" => errcode,
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!("datacube_request_duration_seconds", "api" => api)
+        .record(took.as_secs_f64());
+}
