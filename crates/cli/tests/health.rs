@@ -678,3 +678,51 @@ async fn prometheus_scrapes_request_counts_by_errcode() {
     assert_eq!(answer["data"]["result"][0]["value"][1], "12", "{answer}");
     let _ = prom.start_kill();
 }
+
+/// `/metrics` counts quota refusals and events, in Prometheus' text format.
+#[tokio::test]
+async fn metrics_count_quota_refusals_and_events() {
+    let (_dir, db) = temp_db();
+    add_account(&db, "wxaaaa000000000001", "s3cret-metrics").await;
+    let admin = "admin-token-for-metrics";
+    let served = serve(&db, &["--api-quota", "1", "--admin-token", admin]).await;
+    let base = &served.base;
+    let token = access_token(base, "wxaaaa000000000001", "s3cret-metrics").await;
+    let week = r#"{"begin_date":"2026-06-01","end_date":"2026-06-07"}"#;
+    datacube_post(base, &token, "getusersummary", week).await;
+    let refused = datacube_post(base, &token, "getusersummary", week).await;
+    assert!(refused.contains("45009"), "{refused}");
+    let events = (0..3)
+        .map(|i| {
+            format!(
+                r#"{{"type":"reply","appid":"wxaaaa000000000001","id":"m{i}","time":"2026-06-01T09:00:00+08:00","cost_ms":5,"ok":true}}"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n{\"type\":\"poke\"}";
+    let r = reqwest::Client::new()
+        .post(format!("{base}/admin/events"))
+        .bearer_auth(admin)
+        .body(events)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    for line in [
+        "datacube_quota_refusals_total{api=\"getusersummary\"} 1",
+        "datacube_events_total{outcome=\"accepted\"} 3",
+        "datacube_events_total{outcome=\"rejected\"} 1",
+        "datacube_ingest_seconds_count 1",
+        "datacube_tokens_issued_total{kind=\"basic\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+}

@@ -451,8 +451,11 @@ async fn events(State(app): State<App>, req: Request) -> Response {
     let yesterday =
         datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
     let mut known = crate::ingest::KnownAccounts::default();
+    let started = std::time::Instant::now();
     match crate::ingest::ingest_lines(app.store(), &lines, yesterday, &mut known).await {
         Ok((report, changed)) => {
+            // Storing the events and recomputing the periods they touch.
+            metrics::histogram!("datacube_ingest_seconds").record(started.elapsed().as_secs_f64());
             for appid in &changed {
                 app.statistics_changed(appid);
             }

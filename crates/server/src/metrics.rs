@@ -9,7 +9,13 @@
 //! - `datacube_events_total{outcome}`: events posted to `/admin/events` — `accepted`,
 //!   `duplicate`, `rejected`;
 //! - `datacube_response_cache_total{result}`: datacube answers from the cache (`hit`) or
-//!   the store (`miss`).
+//!   the store (`miss`);
+//! - `datacube_quota_refusals_total{api}`: 45009 answers (a datacube endpoint's daily quota,
+//!   or `token` / `stable_token`'s);
+//! - `datacube_secret_checks_throttled_total`: token requests refused 45011 by the
+//!   wrong-secret throttles;
+//! - `datacube_ingest_seconds`: a `POST /admin/events` batch stored and its statistics
+//!   recomputed (a histogram).
 //!
 //! Labels come from fixed sets, never from what a client sends, so a client cannot make the
 //! number of series grow.

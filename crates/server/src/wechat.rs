@@ -217,7 +217,11 @@ pub(crate) async fn answer(
             .await
         {
             Ok(true) => {}
-            Ok(false) => return app.wechat_error(ErrCode::DailyQuotaReached),
+            Ok(false) => {
+                metrics::counter!("datacube_quota_refusals_total", "api" => endpoint.name())
+                    .increment(1);
+                return app.wechat_error(ErrCode::DailyQuotaReached);
+            }
             Err(e) => return app.internal("quota update failed", &e),
         }
     }
@@ -288,7 +292,10 @@ async fn authenticate(app: &App, appid: &str, secret: &str) -> Result<(), Respon
         Verdict::Right => Ok(()),
         Verdict::Wrong => Err(app.wechat_error(ErrCode::InvalidAppsecret)),
         // Too many wrong secrets lately from this client or for this account.
-        Verdict::SlowDown => Err(app.wechat_error(ErrCode::MinuteQuotaReached)),
+        Verdict::SlowDown => {
+            metrics::counter!("datacube_secret_checks_throttled_total").increment(1);
+            Err(app.wechat_error(ErrCode::MinuteQuotaReached))
+        }
         // Too many sign-ins waiting: WeChat's "busy, retry".
         Verdict::Busy => Err(app.wechat_error(ErrCode::SystemError)),
     }
@@ -350,7 +357,10 @@ async fn token(app: App, req: Request) -> Response {
             metrics::counter!("datacube_tokens_issued_total", "kind" => "basic").increment(1);
             wechat_response(token_body(&token, expires_in), 0)
         }
-        Ok(Issued::QuotaExceeded) => app.wechat_error(ErrCode::DailyQuotaReached),
+        Ok(Issued::QuotaExceeded) => {
+            metrics::counter!("datacube_quota_refusals_total", "api" => "token").increment(1);
+            app.wechat_error(ErrCode::DailyQuotaReached)
+        }
         Err(e) => app.internal("issuing a token failed", &e),
     }
 }
@@ -401,7 +411,11 @@ async fn stable_token(app: App, req: Request) -> Response {
             metrics::counter!("datacube_tokens_issued_total", "kind" => "stable").increment(1);
             wechat_response(token_body(&token, expires_in), 0)
         }
-        Ok(Issued::QuotaExceeded) => app.wechat_error(ErrCode::DailyQuotaReached),
+        Ok(Issued::QuotaExceeded) => {
+            metrics::counter!("datacube_quota_refusals_total", "api" => "stable_token")
+                .increment(1);
+            app.wechat_error(ErrCode::DailyQuotaReached)
+        }
         Err(e) => app.internal("issuing a stable token failed", &e),
     }
 }
