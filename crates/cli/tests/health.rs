@@ -75,11 +75,7 @@ impl Cluster {
         let mut chown = StdCommand::new("chown");
         chown.args(["-R", "postgres:", data.to_str().unwrap()]);
         let _ = chown.output();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let cluster = Cluster {
             _dir: dir,
             data,
@@ -559,6 +555,19 @@ async fn tls_to_postgresql_follows_libpq_sslmode() {
     }
 }
 
+/// A PromQL query over Prometheus' HTTP API (`Null` while it does not answer yet).
+async fn promql(port: u16, query: &str) -> serde_json::Value {
+    match reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+    {
+        Ok(answer) => answer.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
 /// Real Prometheus (Debian's `prometheus`, installed by `scripts/test`) scrapes `/metrics`
 /// while requests of known outcomes are sent; PromQL over its HTTP API gives the same counts.
 #[tokio::test]
@@ -584,11 +593,7 @@ async fn prometheus_scrapes_request_counts_by_errcode() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut prom = tokio::process::Command::new(&prometheus)
         .arg(format!(
             "--config.file={}",
@@ -629,32 +634,21 @@ async fn prometheus_scrapes_request_counts_by_errcode() {
 
     let query = "sum by (errcode) (datacube_requests_total{api!=\"metrics\"})";
     let started = std::time::Instant::now();
-    let mut last = serde_json::Value::Null;
     loop {
-        let answer = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
-            .query(&[("query", query)])
-            .send()
-            .await;
-        if let Ok(answer) = answer {
-            last = answer.json().await.unwrap_or_default();
-            let got: std::collections::BTreeMap<String, f64> = last["data"]["result"]
-                .as_array()
-                .map(|series| {
-                    series
-                        .iter()
-                        .map(|s| {
-                            (
-                                s["metric"]["errcode"].as_str().unwrap_or("").to_owned(),
-                                s["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            if got == expected {
-                break;
-            }
+        let last = promql(port, query).await;
+        let got: std::collections::BTreeMap<String, f64> = last["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["metric"]["errcode"].as_str().unwrap_or("").to_owned(),
+                    s["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0),
+                )
+            })
+            .collect();
+        if got == expected {
+            break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -663,18 +657,11 @@ async fn prometheus_scrapes_request_counts_by_errcode() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // The latency histogram and the token counter are there too.
-    let answer: serde_json::Value = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/api/v1/query"))
-        .query(&[(
-            "query",
-            "sum(datacube_request_duration_seconds_count{api=\"getusersummary\"}) + sum(datacube_tokens_issued_total)",
-        )])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = promql(
+        port,
+        "sum(datacube_request_duration_seconds_count{api=\"getusersummary\"}) + sum(datacube_tokens_issued_total)",
+    )
+    .await;
     assert_eq!(answer["data"]["result"][0]["value"][1], "12", "{answer}");
     let _ = prom.start_kill();
 }

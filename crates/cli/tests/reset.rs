@@ -27,6 +27,18 @@ fn replies() -> String {
         .join("\n")
 }
 
+/// `POST /admin/events` of [`replies`]; the answer.
+async fn post_replies(base: &str) -> serde_json::Value {
+    let (status, v) = admin(
+        reqwest::Method::POST,
+        format!("{base}/admin/events"),
+        &replies(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
 async fn admin(method: reqwest::Method, url: String, body: &str) -> (u16, serde_json::Value) {
     let r = reqwest::Client::new()
         .request(method, url)
@@ -39,7 +51,7 @@ async fn admin(method: reqwest::Method, url: String, body: &str) -> (u16, serde_
     (status, r.json().await.unwrap_or_default())
 }
 
-async fn errcode(body: &str) -> i64 {
+fn errcode(body: &str) -> i64 {
     serde_json::from_str::<serde_json::Value>(body).unwrap()["errcode"]
         .as_i64()
         .unwrap_or(0)
@@ -65,13 +77,8 @@ async fn reset_clears_data_keeps_accounts_and_rebuilds_the_demo() {
     )
     .await;
     assert_eq!(status, 201);
-    let (status, v) = admin(
-        reqwest::Method::POST,
-        format!("{base}/admin/events"),
-        &replies(),
-    )
-    .await;
-    assert_eq!((status, v["accepted"].as_u64()), (200, Some(20)));
+    let v = post_replies(base).await;
+    assert_eq!(v["accepted"], 20);
     let other_token = access_token(base, OTHER.0, OTHER.1).await;
     let other_before = datacube_post(base, &other_token, "getinterfacesummary", WEEK).await;
     assert!(other_before.starts_with("{\"list\":[{"), "{other_before}");
@@ -82,16 +89,11 @@ async fn reset_clears_data_keeps_accounts_and_rebuilds_the_demo() {
 
     // Tokens are gone; accounts stay; statistics are gone; ids are forgotten.
     let answer = datacube_post(base, &other_token, "getinterfacesummary", WEEK).await;
-    assert_eq!(errcode(&answer).await, 40001, "{answer}");
+    assert_eq!(errcode(&answer), 40001, "{answer}");
     let other_token = access_token(base, OTHER.0, OTHER.1).await;
     let answer = datacube_post(base, &other_token, "getinterfacesummary", WEEK).await;
     assert_eq!(answer, r#"{"list":[]}"#);
-    let (_, v) = admin(
-        reqwest::Method::POST,
-        format!("{base}/admin/events"),
-        &replies(),
-    )
-    .await;
+    let v = post_replies(base).await;
     assert_eq!(v["accepted"], 20, "the same ids are new again: {v}");
     let answer = datacube_post(base, &other_token, "getinterfacesummary", WEEK).await;
     assert_eq!(answer, other_before, "the same events, the same answer");
@@ -109,7 +111,7 @@ async fn reset_clears_data_keeps_accounts_and_rebuilds_the_demo() {
     .await;
     assert_eq!(status, 200);
     let body = token(base, OTHER.0, OTHER.1).await.text().await.unwrap();
-    assert_eq!(errcode(&body).await, 40013, "{body}");
+    assert_eq!(errcode(&body), 40013, "{body}");
     access_token(base, DEMO.0, DEMO.1).await;
     // A body it does not know is refused, naming the field.
     let (status, v) = admin(
@@ -129,12 +131,7 @@ async fn accounts_are_removed_with_everything_of_them() {
     add_account(&db, "wxcccc000000000003", "third-secret-123").await;
     let served = serve(&db, &["--admin-token", ADMIN]).await;
     let base = &served.base;
-    let (_, v) = admin(
-        reqwest::Method::POST,
-        format!("{base}/admin/events"),
-        &replies(),
-    )
-    .await;
+    let v = post_replies(base).await;
     assert_eq!(v["accepted"], 20);
     let t = access_token(base, OTHER.0, OTHER.1).await;
 
@@ -146,13 +143,9 @@ async fn accounts_are_removed_with_everything_of_them() {
     .await;
     assert_eq!((status, v["removed"].as_str()), (200, Some(OTHER.0)));
     let answer = datacube_post(base, &t, "getinterfacesummary", WEEK).await;
-    assert_eq!(
-        errcode(&answer).await,
-        40001,
-        "its token went with it: {answer}"
-    );
+    assert_eq!(errcode(&answer), 40001, "its token went with it: {answer}");
     let body = token(base, OTHER.0, OTHER.1).await.text().await.unwrap();
-    assert_eq!(errcode(&body).await, 40013, "{body}");
+    assert_eq!(errcode(&body), 40013, "{body}");
     let (status, v) = admin(
         reqwest::Method::DELETE,
         format!("{base}/admin/accounts/{}", OTHER.0),
@@ -166,12 +159,7 @@ async fn accounts_are_removed_with_everything_of_them() {
     let t = access_token(base, OTHER.0, OTHER.1).await;
     let answer = datacube_post(base, &t, "getinterfacesummary", WEEK).await;
     assert_eq!(answer, r#"{"list":[]}"#);
-    let (_, v) = admin(
-        reqwest::Method::POST,
-        format!("{base}/admin/events"),
-        &replies(),
-    )
-    .await;
+    let v = post_replies(base).await;
     assert_eq!(v["accepted"], 20);
 
     // From the command line.
@@ -226,7 +214,7 @@ async fn seed_fixtures_are_loaded_at_start_and_again_after_a_reset() {
     );
     let t2 = access_token(&base, "wx5eed000000000002", "seed-secret-for-tests-2").await;
     let unverified = datacube_post(&base, &t2, "getinterfacesummary", week).await;
-    assert_eq!(errcode(&unverified).await, 48001, "{unverified}");
+    assert_eq!(errcode(&unverified), 48001, "{unverified}");
 
     // After a reset (accounts too), the fixtures are there again, the same.
     let (status, v) = admin(

@@ -452,14 +452,6 @@ async fn token_json(base: &str, appid: &str, secret: &str) -> serde_json::Value 
     token(base, appid, secret).await.json().await.unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An admin token too short to resist guessing, or of white space only, is a usage error that
 /// does not repeat it; an empty one leaves the admin API off.
 #[tokio::test]
