@@ -4,6 +4,7 @@
 # response bytes as a static file, one after the other on this machine.
 #
 #   bench/serve.sh              # DUR=20s DB=/tmp/datacube-bench.db by default
+#   BIN=/tmp/datacube-old bench/serve.sh   # another build of datacube, for a before/after
 # Needs Debian's wrk and nginx-light (apt-get install wrk nginx-light).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +19,7 @@ trap cleanup EXIT
 cd "$root"
 cargo build --release -q -p datacube
 cargo build --release -q -p datacube-server --example bench_fill
-bin=$root/target/release/datacube
+bin=${BIN:-$root/target/release/datacube}
 if [ ! -s "$DB" ]; then
   echo "filling $DB (1,000 accounts × 1,096 days; about two minutes)…"
   target/release/examples/bench_fill "sqlite://$DB" 1000 1096 2025-12-31

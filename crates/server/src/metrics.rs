@@ -20,12 +20,15 @@
 //! Labels come from fixed sets, never from what a client sends, so a client cannot make the
 //! number of series grow.
 
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -93,16 +96,47 @@ pub(crate) fn api_of(path: &str) -> &'static str {
     }
 }
 
+thread_local! {
+    /// Each thread's handles, by label values: looking a metric up by its labels costs more
+    /// than a request's answer from the cache (the label sets are small and fixed).
+    static REQUESTS: RefCell<HashMap<(&'static str, Option<i32>, u16), Counter>> =
+        RefCell::default();
+    static LATENCIES: RefCell<HashMap<&'static str, Histogram>> = RefCell::default();
+}
+
 /// Records one request.
 pub(crate) fn request(api: &'static str, errcode: Option<i32>, status: u16, took: Duration) {
-    let errcode = errcode.map_or_else(|| "-".to_owned(), |c| c.to_string());
-    metrics::counter!(
-        "datacube_requests_total",
-        "api" => api,
-        "errcode" => errcode,
-        "status" => status.to_string()
-    )
-    .increment(1);
-    metrics::histogram!("datacube_request_duration_seconds", "api" => api)
-        .record(took.as_secs_f64());
+    REQUESTS.with(|requests| {
+        requests
+            .borrow_mut()
+            .entry((api, errcode, status))
+            .or_insert_with(|| {
+                let errcode = errcode.map_or_else(|| "-".to_owned(), |c| c.to_string());
+                metrics::counter!(
+                    "datacube_requests_total",
+                    "api" => api,
+                    "errcode" => errcode,
+                    "status" => status.to_string()
+                )
+            })
+            .increment(1);
+    });
+    LATENCIES.with(|latencies| {
+        latencies
+            .borrow_mut()
+            .entry(api)
+            .or_insert_with(
+                || metrics::histogram!("datacube_request_duration_seconds", "api" => api),
+            )
+            .record(took.as_secs_f64());
+    });
+}
+
+/// Counts a datacube answer from the response cache (`hit`) or from the store.
+pub(crate) fn response_cache(hit: bool) {
+    static HIT: LazyLock<Counter> =
+        LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "hit"));
+    static MISS: LazyLock<Counter> =
+        LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "miss"));
+    if hit { &*HIT } else { &*MISS }.increment(1);
 }

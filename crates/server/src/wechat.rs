@@ -238,10 +238,10 @@ pub(crate) async fn answer(
         ready,
     };
     if let Some(body) = answers.get(&key) {
-        metrics::counter!("datacube_response_cache_total", "result" => "hit").increment(1);
+        crate::metrics::response_cache(true);
         return wechat_response(body, 0);
     }
-    metrics::counter!("datacube_response_cache_total", "result" => "miss").increment(1);
+    crate::metrics::response_cache(false);
     let generation = answers.generation(appid);
     match app.store().list_body(appid, endpoint, begin, end).await {
         Ok(body) => {
