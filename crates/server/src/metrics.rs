@@ -96,11 +96,13 @@ pub(crate) fn api_of(path: &str) -> &'static str {
     }
 }
 
+/// A request's label values: api, errcode, HTTP status.
+type RequestLabels = (&'static str, Option<i32>, u16);
+
 thread_local! {
     /// Each thread's handles, by label values: looking a metric up by its labels costs more
     /// than a request's answer from the cache (the label sets are small and fixed).
-    static REQUESTS: RefCell<HashMap<(&'static str, Option<i32>, u16), Counter>> =
-        RefCell::default();
+    static REQUESTS: RefCell<HashMap<RequestLabels, Counter>> = RefCell::default();
     static LATENCIES: RefCell<HashMap<&'static str, Histogram>> = RefCell::default();
 }
 
