@@ -140,5 +140,6 @@ pub(crate) fn response_cache(hit: bool) {
         LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "hit"));
     static MISS: LazyLock<Counter> =
         LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "miss"));
-    if hit { &*HIT } else { &*MISS }.increment(1);
+    let counter: &Counter = if hit { &HIT } else { &MISS };
+    counter.increment(1);
 }
