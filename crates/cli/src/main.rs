@@ -659,7 +659,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "datacube is serving the WeChat API on http://{addr}");
     if let Some((first, last)) = demo_note {
-        let host = addr.to_string();
+        // 0.0.0.0 or :: (as in the container image): the line to paste asks on loopback.
+        let host = cmd::healthcheck::on_loopback(addr).to_string();
         let _ = writeln!(
             out,
             "\ndemo account: appid {app}  secret {secret}\n\

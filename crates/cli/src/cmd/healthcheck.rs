@@ -24,6 +24,17 @@ pub struct HealthcheckArgs {
     timeout: u64,
 }
 
+/// The address to ask a server listening on `addr` at: the same, but loopback for 0.0.0.0 and ::.
+pub fn on_loopback(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    addr
+}
+
 pub async fn run(args: HealthcheckArgs) -> Result<()> {
     let url = match args.url {
         Some(url) => reqwest::Url::parse(&url)
@@ -31,13 +42,7 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
             .ok_or_else(|| Exit::usage(format!("--url {url}: not an http(s) URL")))?,
         None => {
-            let mut addr = args.listen;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(match addr.ip() {
-                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                });
-            }
+            let addr = on_loopback(args.listen);
             reqwest::Url::parse(&format!("http://{addr}/readyz"))
                 .map_err(|e| Exit::usage(format!("--listen {addr}: {e}")))?
         }
