@@ -187,6 +187,10 @@ struct ServeArgs {
     /// at its scheduled time, into this server's database, by this server's clock.
     #[arg(long, env = "DATACUBE_MIRROR")]
     mirror: Option<std::path::PathBuf>,
+    /// Serve `/metrics` (with `/healthz` and `/readyz`) on this address instead of the WeChat
+    /// API's, for a port only Prometheus and the orchestrator reach.
+    #[arg(long, env = "DATACUBE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// An admin token: at least 16 characters, none of them white space (an empty one leaves the
@@ -362,6 +366,10 @@ struct PushArgs {
     /// Emulated "now" (RFC 3339): the pushes' CreateTime and the events' times.
     #[arg(long, env = "DATACUBE_CLOCK")]
     clock: Option<jiff::Timestamp>,
+    /// Serve `GET /metrics` on this address while pushing (deliveries by verdict, their time
+    /// cost, messages answered and failed).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -410,6 +418,10 @@ struct ProxyArgs {
     /// Emulated "now" (RFC 3339): the events' times.
     #[arg(long, env = "DATACUBE_CLOCK")]
     clock: Option<jiff::Timestamp>,
+    /// Serve `GET /metrics` on this address (callbacks by verdict, their time cost,
+    /// connections refused).
+    #[arg(long, env = "DATACUBE_PROXY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_mode(s: &str) -> Result<datacube_push::Mode, String> {
@@ -622,6 +634,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         request_log: !args.no_request_log,
         demo_days: args.demo.then_some(args.demo_days),
         seed: args.seed.clone(),
+        metrics_on_main: args.metrics_listen.is_none(),
     };
     if !config.faults.is_empty() {
         tracing::warn!("faults are injected: some answers are errors or late on purpose");
@@ -655,8 +668,23 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match args.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("--metrics-listen: cannot listen on {at}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(%addr, database = %args.db.database, admin = config.admin_token.is_some(), "datacube serving");
     let mut out = std::io::stdout().lock();
+    if let Some(l) = &metrics_listener {
+        let _ = writeln!(
+            out,
+            "datacube metrics on http://{}/metrics",
+            l.local_addr()?
+        );
+    }
     let _ = writeln!(out, "datacube is serving the WeChat API on http://{addr}");
     if let Some((first, last)) = demo_note {
         // 0.0.0.0 or :: (as in the container image): the line to paste asks on loopback.
@@ -691,7 +719,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         (stop, wake, handle)
     });
     let app = App::new(store, clock, config);
+    let internal = metrics_listener.map(|l| {
+        tokio::spawn(datacube_server::serve_internal(
+            l,
+            app.clone(),
+            std::future::pending(),
+        ))
+    });
     datacube_server::serve(listener, app, shutdown).await?;
+    if let Some(internal) = internal {
+        internal.abort();
+    }
     if let Some((stop, wake, handle)) = daemon {
         // The run under way, if any, ends after its calls in flight (each bounded by its
         // timeouts) and is recorded as interrupted.
@@ -907,6 +945,23 @@ async fn demo_events(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--metrics-listen` of `push` and `proxy`: `GET /metrics` on `at`, announced on stdout,
+/// served until the process ends.
+async fn metrics_endpoint(at: Option<SocketAddr>) -> Result<()> {
+    let Some(at) = at else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("--metrics-listen: cannot listen on {at}"))?;
+    println!(
+        "datacube metrics on http://{}/metrics",
+        listener.local_addr()?
+    );
+    tokio::spawn(datacube_server::metrics::serve_alone(listener));
+    Ok(())
+}
+
 async fn push(args: PushArgs) -> Result<()> {
     use datacube_push::driver::{self, Config, Stats};
     use std::sync::atomic::Ordering;
@@ -931,6 +986,7 @@ async fn push(args: PushArgs) -> Result<()> {
             args.appid
         );
     }
+    metrics_endpoint(args.metrics_listen).await?;
     let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
     let now: datacube_push::recorder::Now = {
         let clock = clock.clone();
@@ -1088,6 +1144,7 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
             args.appid
         );
     }
+    metrics_endpoint(args.metrics_listen).await?;
     let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
     let now: datacube_push::recorder::Now = {
         let clock = clock.clone();

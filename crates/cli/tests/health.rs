@@ -712,4 +712,59 @@ async fn metrics_count_quota_refusals_and_events() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
+    // The store's waits: reads (the account, the statistics) and writes (token, events).
+    for op in ["read", "write"] {
+        let count = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("datacube_db_wait_seconds_count{{op=\"{op}\"}} "))
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(count >= 2, "{op} waits: {count} in:\n{text}");
+    }
+}
+
+/// `--metrics-listen`: `/metrics`, `/healthz` and `/readyz` on an address of their own, and no
+/// `/metrics` on the WeChat API's.
+#[tokio::test]
+async fn metrics_on_an_address_of_their_own() {
+    let (_dir, db) = temp_db();
+    add_account(&db, "wxaaaa000000000002", "s3cret-metrics-2").await;
+    let served = serve(&db, &["--metrics-listen", "127.0.0.1:0"]).await;
+    let metrics = served
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("datacube metrics on "))
+        .expect("serve announces the metrics address")
+        .to_owned();
+    assert_ne!(
+        metrics,
+        format!("{}/metrics", served.base),
+        "an address of their own"
+    );
+    access_token(&served.base, "wxaaaa000000000002", "s3cret-metrics-2").await;
+    let r = reqwest::get(&metrics).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "datacube_requests_total{api=\"token\",errcode=\"0\",status=\"200\"} 1"),
+        "{text}"
+    );
+    let internal = metrics.trim_end_matches("/metrics");
+    let ready = reqwest::get(format!("{internal}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
+    // The WeChat API's address answers /metrics as WeChat answers a path it does not know.
+    let main = reqwest::get(format!("{}/metrics", served.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !main.contains("# TYPE") && main.contains("\"errcode\""),
+        "{main}"
+    );
 }

@@ -536,6 +536,31 @@ async fn serve_mirror_runs_once_a_day_and_retries_a_failed_run() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(all, expected_runs);
     assert_eq!(runs(&base, ADMIN).await, expected_runs, "one run a day");
+    // The same runs on /metrics, for an alert on a mirror that stopped succeeding.
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let runs_by = |outcome: &str| {
+        sample(
+            &text,
+            &format!("datacube_sync_runs_total{{mirror=\"daily\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!((runs_by("ok"), runs_by("failed")), (5.0, 1.0), "{text}");
+    assert!(
+        sample(&text, "datacube_sync_rows_total{mirror=\"daily\"}") > 0.0,
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "datacube_sync_last_success_timestamp_seconds{mirror=\"daily\"}"
+        ) > 1.7e9,
+        "{text}"
+    );
 
     // The mirror answers as the upstream for the days mirrored.
     let endpoints = [

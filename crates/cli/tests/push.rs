@@ -260,6 +260,16 @@ async fn push_refuses_a_server_that_fails_verification() {
 
 /// Starts `datacube proxy` in front of `upstream`; returns it and its address.
 async fn proxy(db: &str, upstream: &str, extra: &[&str]) -> (Child, String) {
+    let (child, addr, _) = proxy_and_metrics(db, upstream, extra).await;
+    (child, addr)
+}
+
+/// As [`proxy`], and the address of its `/metrics` when `extra` asks for one.
+async fn proxy_and_metrics(
+    db: &str,
+    upstream: &str,
+    extra: &[&str],
+) -> (Child, String, Option<String>) {
     let mut child = Command::new(BIN)
         .env("DATACUBE_DATABASE", db)
         .env("DATACUBE_CLOCK", PUSH_CLOCK)
@@ -279,18 +289,25 @@ async fn proxy(db: &str, upstream: &str, extra: &[&str]) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines
-        .next_line()
-        .await
-        .unwrap()
-        .expect("proxy prints its address");
-    let addr = line
-        .strip_prefix("datacube proxy on http://")
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("unexpected: {line}"))
-        .to_owned();
+    let mut metrics = None;
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("proxy prints its address");
+        if let Some(url) = line.strip_prefix("datacube metrics on ") {
+            metrics = Some(url.to_owned());
+            continue;
+        }
+        break line
+            .strip_prefix("datacube proxy on http://")
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_else(|| panic!("unexpected: {line}"))
+            .to_owned();
+    };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    (child, addr, metrics)
 }
 
 /// Reads one HTTP/1.1 message (head and Content-Length body) from `stream`.
@@ -398,12 +415,22 @@ async fn the_proxy_records_what_push_records() {
     add_account(&push_db, APPID, SECRET).await;
     add_account(&proxy_db, APPID, SECRET).await;
     let server = dev_server(TOKEN, AES_KEY, APPID).await;
-    let (_proxy, addr) = proxy(
+    let (_proxy, addr, metrics) = proxy_and_metrics(
         &proxy_db,
         &format!("http://127.0.0.1:{}", server.port),
-        &["--token", TOKEN, "--aes-key", AES_KEY, "--timeout", "4.5"],
+        &[
+            "--token",
+            TOKEN,
+            "--aes-key",
+            AES_KEY,
+            "--timeout",
+            "4.5",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
     )
     .await;
+    let metrics = metrics.expect("proxy announces its /metrics");
     let url = format!("http://{addr}/wechat");
     let plain = push(&push_db, &url, "plain", &["--count", "25"]).await;
     let safe = push(&push_db, &url, "safe", &["--count", "25"]).await;
@@ -449,6 +476,23 @@ async fn the_proxy_records_what_push_records() {
             assert_eq!(counts(&d_msg), want);
             let max = p_day[0]["max_time_cost"].as_u64().unwrap();
             assert!((4500..5000).contains(&max), "the proxy's limit: {p_day}");
+            // The same callbacks, counted for Prometheus: 50 answered, 3 HTTP 500s (the
+            // handler that raises), 3 timeouts (the proxy's own 504).
+            let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+            let callbacks = |verdict: &str| {
+                sample(
+                    &text,
+                    &format!("datacube_callbacks_total{{source=\"proxy\",verdict=\"{verdict}\"}}"),
+                )
+            };
+            assert_eq!(callbacks("answered"), 50.0, "{text}");
+            assert_eq!(callbacks("status"), 3.0, "{text}");
+            assert_eq!(callbacks("timeout"), 3.0, "{text}");
+            assert_eq!(
+                sample(&text, "datacube_callback_seconds_count{source=\"proxy\"}"),
+                56.0,
+                "{text}"
+            );
             return;
         }
         last = Some((p_day, p_msg));
@@ -699,4 +743,52 @@ async fn the_proxy_keeps_answering_under_idle_and_half_sent_floods() {
     let (ok, _) = push(addr.clone()).await;
     assert!(ok, "a push after the flood is answered");
     let _ = child.start_kill();
+}
+
+/// `push --metrics-listen`: a long run can be watched from Prometheus while it goes on.
+#[tokio::test]
+async fn push_serves_metrics_while_it_runs() {
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    let server = dev_server(TOKEN, AES_KEY, APPID).await;
+    let url = format!("http://127.0.0.1:{}/wechat", server.port);
+    let mut child = Command::new(BIN)
+        .env("DATACUBE_DATABASE", &db)
+        .env("DATACUBE_LOG", "warn")
+        .args(["push", "--appid", APPID, "--url", &url, "--token", TOKEN])
+        .args(["--clock", PUSH_CLOCK, "--text", "hello", "--rate", "4"])
+        .args(["--count", "12", "--metrics-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().expect("push prints");
+    let metrics = line
+        .strip_prefix("datacube metrics on ")
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+        .to_owned();
+    // Twelve messages at four a second: about three seconds. Halfway, some are counted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    let answered = sample(
+        &text,
+        "datacube_callbacks_total{source=\"push\",verdict=\"answered\"}",
+    );
+    let messages = sample(&text, "datacube_push_messages_total{outcome=\"answered\"}");
+    assert!(
+        (1.0..12.0).contains(&answered) && messages <= answered,
+        "halfway: {answered} callbacks, {messages} messages in:\n{text}"
+    );
+    assert!(text.contains("datacube_callback_seconds_bucket{source=\"push\",le=\"0.1\"}"));
+    let mut report = String::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        report.push_str(&l);
+        report.push('\n');
+    }
+    assert!(child.wait().await.unwrap().success());
+    assert!(
+        report.contains("answered 12, failed 0 (12 deliveries)"),
+        "{report}"
+    );
 }

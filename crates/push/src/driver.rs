@@ -645,6 +645,7 @@ pub async fn run(
                         },
                     });
                     answered |= verdict.ok();
+                    crate::metrics::callback("push", &verdict, cost);
                     let retried = verdict.retried();
                     match local.verdicts.get_mut(&verdict) {
                         Some(n) => *n += 1,
@@ -656,6 +657,7 @@ pub async fn run(
                         break;
                     }
                 }
+                crate::metrics::message(answered);
                 if answered {
                     stats.answered.fetch_add(1, Ordering::Relaxed);
                 } else {

@@ -10,11 +10,13 @@
 //! - [`driver`]: `datacube push` — datacube as WeChat toward a developer's server.
 //! - [`proxy`]: `datacube proxy` — between WeChat and the developer's server, recording.
 //! - [`recorder`]: what `push` and `proxy` see, stored as events through the ingestion path.
+//! - [`metrics`]: what they count for Prometheus (`--metrics-listen`).
 
 pub mod crypto;
 pub mod driver;
 pub mod http;
 pub mod http1;
+pub mod metrics;
 pub mod proxy;
 pub mod recorder;
 pub mod sign;

@@ -398,6 +398,18 @@ impl Verdict {
         )
     }
 
+    /// The verdict's kind, without its detail (a metric's label): `answered`, `timeout`,
+    /// `unreachable`, `status`, `malformed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Verdict::Answered(_) => "answered",
+            Verdict::Timeout => "timeout",
+            Verdict::Unreachable(_) => "unreachable",
+            Verdict::Status(_) => "status",
+            Verdict::Malformed(_) => "malformed",
+        }
+    }
+
     /// A short label for reports.
     pub fn label(&self) -> String {
         match self {

@@ -34,6 +34,9 @@ pub struct Config {
     pub demo_days: Option<u32>,
     /// `serve --seed`: fixtures loaded at start and by `POST /admin/reset`.
     pub seed: Option<std::path::PathBuf>,
+    /// `GET /metrics` on the WeChat API's address; off when `serve --metrics-listen` gives it
+    /// an address of its own ([`crate::serve_internal`]).
+    pub metrics_on_main: bool,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             faults: crate::faults::Faults::default(),
             ticket_interval: Duration::from_secs(600),
             request_log: true,
+            metrics_on_main: true,
             demo_days: None,
             seed: None,
         }

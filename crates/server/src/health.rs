@@ -20,11 +20,16 @@ use crate::state::App;
 /// How long `/readyz` waits for the database.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(crate) fn routes() -> Router<App> {
-    Router::new()
+/// `/healthz` and `/readyz`, and `/metrics` when `metrics`.
+pub(crate) fn routes(metrics: bool) -> Router<App> {
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/readyz", get(readyz));
+    if metrics {
+        router.route("/metrics", get(crate::metrics::render))
+    } else {
+        router
+    }
 }
 
 async fn healthz() -> Response {

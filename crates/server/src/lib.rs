@@ -38,5 +38,5 @@ mod serve;
 mod state;
 mod wechat;
 
-pub use serve::{router, serve};
+pub use serve::{router, serve, serve_internal};
 pub use state::{new_token, App};

@@ -15,7 +15,14 @@
 //! - `datacube_secret_checks_throttled_total`: token requests refused 45011 by the
 //!   wrong-secret throttles;
 //! - `datacube_ingest_seconds`: a `POST /admin/events` batch stored and its statistics
-//!   recomputed (a histogram).
+//!   recomputed (a histogram);
+//! - `datacube_db_wait_seconds{op}`: how long a `read` waited for a connection, or a `write`
+//!   for its turn (recorded by the store);
+//! - `datacube_sync_runs_total{mirror,outcome}`, `datacube_sync_rows_total{mirror}` and
+//!   `datacube_sync_last_success_timestamp_seconds{mirror}`: `serve --mirror`'s runs;
+//! - `push` and `proxy` (with `--metrics-listen`): `datacube_callbacks_total{source,verdict}`,
+//!   `datacube_callback_seconds{source}`, `datacube_push_messages_total{outcome}`,
+//!   `datacube_proxy_refused_total{reason}` (`datacube_push::metrics`).
 //!
 //! Labels come from fixed sets, never from what a client sends, so a client cannot make the
 //! number of series grow.
@@ -38,6 +45,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
+                // Every other histogram: waits, ingest batches, callbacks (WeChat's limit is 5 s).
+                .set_buckets(&[
+                    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ])
+                .ok()?
                 .set_buckets_for_metric(
                     Matcher::Full("datacube_request_duration_seconds".into()),
                     &[
@@ -60,6 +73,14 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             Some(handle)
         })
         .as_ref()
+}
+
+/// Serves `GET /metrics` alone on `listener`, for the commands that are not `serve`
+/// (`push`, `proxy`: `--metrics-listen`); runs until the process ends.
+pub async fn serve_alone(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    handle();
+    let router = axum::Router::new().route("/metrics", axum::routing::get(render));
+    axum::serve(listener, router).await
 }
 
 /// `GET /metrics`.

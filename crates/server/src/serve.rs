@@ -29,7 +29,7 @@ const OVERFLOW_CONNECTIONS: usize = 64;
 pub fn router(app: App) -> Router {
     crate::admin::routes()
         .merge(crate::dashboard::routes())
-        .merge(crate::health::routes())
+        .merge(crate::health::routes(app.config().metrics_on_main))
         .fallback(crate::wechat::dispatch)
         .with_state(app)
 }
@@ -48,6 +48,20 @@ fn overloaded(app: &App) -> Response {
     resp.headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
     resp
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` of `app` on an address of their own
+/// (`serve --metrics-listen`: a port Prometheus and the orchestrator reach, the WeChat API's
+/// kept for clients), until `shutdown` completes.
+pub async fn serve_internal(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = crate::health::routes(true).with_state(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish
@@ -250,7 +264,7 @@ async fn answer(
         || path.starts_with("/dashboard/")
         || path == "/healthz"
         || path == "/readyz"
-        || path == "/metrics")
+        || (path == "/metrics" && app.config().metrics_on_main))
         && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
     if path.starts_with("/admin/") || page {
         match router.oneshot(req).await {

@@ -12,6 +12,14 @@ use std::collections::HashMap;
 
 use crate::{Result, StoreError};
 
+/// Records how long a read waited for a connection, or a write for its turn (the writer
+/// connection and the write lock): `datacube_db_wait_seconds{op}`, a histogram, through the
+/// `metrics` facade (kept only where a recorder is installed: `serve`, `--metrics-listen`).
+pub(crate) fn waited(op: &'static str, since: std::time::Instant) {
+    metrics::histogram!("datacube_db_wait_seconds", "op" => op)
+        .record(since.elapsed().as_secs_f64());
+}
+
 /// A parameter or a column value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum V<'a> {

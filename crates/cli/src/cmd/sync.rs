@@ -363,6 +363,16 @@ fn log_report(report: &RunReport, json: bool) {
         }
     }
     let outcome = report.outcome.as_str();
+    // For `serve --mirror`'s /metrics (the mirror names come from its configuration).
+    let mirror = report.mirror.clone();
+    metrics::counter!("datacube_sync_runs_total", "mirror" => mirror.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::counter!("datacube_sync_rows_total", "mirror" => mirror.clone())
+        .increment(report.rows_stored);
+    if report.outcome.exit_code() == 0 {
+        metrics::gauge!("datacube_sync_last_success_timestamp_seconds", "mirror" => mirror)
+            .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+    }
     if report.outcome.exit_code() == 0 {
         tracing::info!(mirror = %report.mirror, outcome, rows = report.rows_stored, "mirror run done");
     } else {

@@ -259,3 +259,11 @@ pub async fn answers(
     }
     out
 }
+
+/// The value of the sample `name` (with its labels, as Prometheus' text format writes them)
+/// in `text`, 0 when it is absent.
+pub fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}

@@ -78,11 +78,13 @@ pub(super) async fn serve(state: Arc<State>, stream: TcpStream, slot: Slot) {
                 break;
             }
             Err(Cut::Failed(ProxyError::TooLarge)) => {
+                crate::metrics::refused("too_large");
                 let _ = client.stream.write_all(TOO_LARGE).await;
                 break;
             }
             Err(Cut::Failed(e)) => {
                 tracing::debug!(error = %e, "a request refused");
+                crate::metrics::refused("bad_request");
                 let _ = client.stream.write_all(BAD_REQUEST).await;
                 break;
             }
@@ -90,6 +92,7 @@ pub(super) async fn serve(state: Arc<State>, stream: TcpStream, slot: Slot) {
         let started = Instant::now();
         let framing = request.head.framed.framing;
         if matches!(framing, Framing::Length(n) if n > limits.max_body as u64) {
+            crate::metrics::refused("too_large");
             let _ = client.stream.write_all(TOO_LARGE).await;
             break;
         }
@@ -113,14 +116,17 @@ pub(super) async fn serve(state: Arc<State>, stream: TcpStream, slot: Slot) {
         let body = match body {
             Ok(Some(b)) => b,
             Ok(None) | Err(Cut::Failed(ProxyError::TooLarge)) => {
+                crate::metrics::refused("too_large");
                 let _ = client.stream.write_all(TOO_LARGE).await;
                 break;
             }
             Err(Cut::Late) => {
+                crate::metrics::refused("timeout");
                 let _ = client.stream.write_all(REQUEST_TIMEOUT).await;
                 break;
             }
             Err(Cut::Failed(ProxyError::Malformed(_))) => {
+                crate::metrics::refused("bad_request");
                 let _ = client.stream.write_all(BAD_REQUEST).await;
                 break;
             }

@@ -434,6 +434,7 @@ async fn serve_with(
             None => {
                 // Every slot busy with a request under way: say so, and close.
                 tracing::warn!(%peer, "connection limit reached; answering 503");
+                crate::metrics::refused("busy");
                 connections.spawn(async move {
                     let _ = tokio::time::timeout(
                         Duration::from_secs(1),

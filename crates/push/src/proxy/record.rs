@@ -103,6 +103,7 @@ fn delivery_events(
             ok: verdict.ok(),
         },
     });
+    crate::metrics::callback("proxy", &verdict, std::time::Duration::from_millis(cost_ms));
     tracing::debug!(verdict = %verdict.label(), cost_ms, "push proxied");
 }
 
