@@ -187,8 +187,9 @@ struct ServeArgs {
     /// at its scheduled time, into this server's database, by this server's clock.
     #[arg(long, env = "DATACUBE_MIRROR")]
     mirror: Option<std::path::PathBuf>,
-    /// Serve `/metrics` (with `/healthz` and `/readyz`) on this address instead of the WeChat
-    /// API's, for a port only Prometheus and the orchestrator reach.
+    /// Serve `/metrics` on this address instead of the WeChat API's (with `/healthz` and
+    /// `/readyz`, which stay on the API's too), for a port only Prometheus and the
+    /// orchestrator reach.
     #[arg(long, env = "DATACUBE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 }
