@@ -11,13 +11,17 @@
 # HEALTHCHECK asks the server's /readyz with `datacube healthcheck` (no curl in the image).
 #
 # Builds with docker (BuildKit) or podman/buildah; podman needs `--format docker` to keep the
-# HEALTHCHECK (the OCI image format has no health check). `--target prebuilt` skips the compiler and
-# packs a binary built elsewhere for the same Debian release: `DATACUBE_BINARY` names it inside
-# the build context (docker build --target prebuilt --build-arg DATACUBE_BINARY=… DIR).
+# HEALTHCHECK (the OCI image format has no health check). `--build-arg DATACUBE_COMMIT=$(git
+# rev-parse --short=12 HEAD)` puts the commit in `datacube --version`. `--target prebuilt` skips
+# the compiler and packs a binary built elsewhere for Debian 12: `DATACUBE_BINARY` names it
+# inside the build context (docker build -f Dockerfile --target prebuilt DIR, DIR holding
+# `datacube`). RUST_IMAGE and BASE_IMAGE choose other images of the same Debian release (the
+# binary links the base's glibc).
 
-ARG DEBIAN=bookworm
+ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
+ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
-FROM docker.io/library/rust:1.95-${DEBIAN} AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
 # The commit `datacube --version` shows (.git is not part of the build context).
@@ -27,7 +31,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     DATACUBE_COMMIT="${DATACUBE_COMMIT}" cargo build --release --locked --bin datacube \
     && install -D target/release/datacube /out/datacube
 
-FROM docker.io/library/debian:${DEBIAN}-slim AS base
+FROM ${BASE_IMAGE} AS base
 RUN useradd --uid 10001 --user-group --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin datacube \
     && install -d -m 0750 -o datacube -g datacube /data

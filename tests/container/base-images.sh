@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
-# Builds, from Debian's packages, the base images the Dockerfile names, for machines that reach
-# Debian's mirror but no image registry (this project's test machines). Each is made only when
-# podman does not have it yet:
-#   docker.io/library/debian:bookworm-slim  — mmdebstrap's minbase without documentation, as
-#                                             Debian's own slim image is made
-#   docker.io/library/rust:1.95-bookworm    — only with --rust: the slim base with gcc and this
+# Builds, from Debian's packages, stand-ins for the base images the Dockerfile names (passed to
+# it as RUST_IMAGE and BASE_IMAGE), for machines that reach Debian's mirror but no image
+# registry (this project's test machines). They are named under localhost/datacube-base/, never
+# as the official images, and each is made only when podman does not have it yet:
+#   localhost/datacube-base/debian:bookworm-slim — mmdebstrap's minbase without documentation,
+#                                             as Debian's own slim image is made
+#   localhost/datacube-base/rust:1.95-bookworm — only with --rust: the slim base with gcc and this
 #                                             machine's Rust toolchain, where the official image
 #                                             keeps it (/usr/local/{rustup,cargo}), and the
 #                                             certificate authorities this machine trusts
 #                                             (its egress to crates.io may pass a proxy)
-#   localhost/postgres:15-bookworm         — only with --postgres: Debian's PostgreSQL 15 with an
+#   localhost/datacube-base/postgres:15-bookworm — only with --postgres: Debian's PostgreSQL 15 with an
 #                                             entrypoint that takes the official postgres image's
 #                                             variables (postgres-entrypoint.sh), for compose.yaml
 #                                             (POSTGRES_IMAGE)
 # Usage: tests/container/base-images.sh [--rust] [--postgres]
 set -euo pipefail
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-slim=docker.io/library/debian:bookworm-slim
-rust=docker.io/library/rust:1.95-bookworm
-postgres=localhost/postgres:15-bookworm
+slim=localhost/datacube-base/debian:bookworm-slim
+rust=localhost/datacube-base/rust:1.95-bookworm
+postgres=localhost/datacube-base/postgres:15-bookworm
 here=$(cd "$(dirname "$0")" && pwd)
 want_rust=false want_postgres=false
 for arg in "$@"; do

@@ -35,7 +35,9 @@ export CONTAINERS_CONF="$work/containers.conf"
 commit=$(git -C "$root" rev-parse --short=12 HEAD)
 image=localhost/datacube:test
 # --format docker: the OCI format has no HEALTHCHECK.
-build=(podman build --quiet --format docker --network host --build-arg "DATACUBE_COMMIT=$commit" -t "$image")
+build=(podman build --quiet --format docker --network host --build-arg "DATACUBE_COMMIT=$commit"
+  --build-arg RUST_IMAGE=localhost/datacube-base/rust:1.95-bookworm
+  --build-arg BASE_IMAGE=localhost/datacube-base/debian:bookworm-slim -t "$image")
 start=$(date +%s)
 if [ -n "${IMAGE_BINARY:-}" ]; then
   "$here/base-images.sh"
@@ -54,7 +56,6 @@ if ! "$venv/bin/podman-compose" --version 2>/dev/null | grep -q 'podman-compose 
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'podman-compose==1.6.0'
 fi
 "$here/base-images.sh" --postgres
-podman tag "$image" localhost/datacube:latest
 
 IMAGE="$image" COMMIT="$commit" COMPOSE="$venv/bin/podman-compose" \
-  POSTGRES_IMAGE=localhost/postgres:15-bookworm python3 "$here/test_image.py"
+  POSTGRES_IMAGE=localhost/datacube-base/postgres:15-bookworm python3 "$here/test_image.py"

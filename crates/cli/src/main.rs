@@ -369,7 +369,7 @@ struct PushArgs {
     clock: Option<jiff::Timestamp>,
     /// Serve `GET /metrics` on this address while pushing (deliveries by verdict, their time
     /// cost, messages answered and failed).
-    #[arg(long)]
+    #[arg(long, env = "DATACUBE_PUSH_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 }
 
@@ -721,11 +721,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     });
     let app = App::new(store, clock, config);
     let internal = metrics_listener.map(|l| {
-        tokio::spawn(datacube_server::serve_internal(
-            l,
-            app.clone(),
-            std::future::pending(),
-        ))
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = datacube_server::serve_internal(l, app, std::future::pending()).await {
+                tracing::error!(error = %e, "the metrics endpoint stopped");
+            }
+        })
     });
     datacube_server::serve(listener, app, shutdown).await?;
     if let Some(internal) = internal {
@@ -959,7 +960,13 @@ async fn metrics_endpoint(at: Option<SocketAddr>) -> Result<()> {
         "datacube metrics on http://{}/metrics",
         listener.local_addr()?
     );
-    tokio::spawn(datacube_server::metrics::serve_alone(listener));
+    // The recorder before the first push is counted.
+    datacube_server::metrics::handle();
+    tokio::spawn(async move {
+        if let Err(e) = datacube_server::metrics::serve_alone(listener).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
     Ok(())
 }
 

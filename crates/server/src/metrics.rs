@@ -16,8 +16,9 @@
 //!   wrong-secret throttles;
 //! - `datacube_ingest_seconds`: a `POST /admin/events` batch stored and its statistics
 //!   recomputed (a histogram);
-//! - `datacube_db_wait_seconds{op}`: how long a `read` waited for a connection, or a `write`
-//!   for its turn (recorded by the store);
+//! - `datacube_db_wait_seconds{op}`: how long a `read` took to get a connection, or a `write`
+//!   its turn (opening a connection and the round trips of taking the write lock included;
+//!   recorded by the store);
 //! - `datacube_sync_runs_total{mirror,outcome}`, `datacube_sync_rows_total{mirror}` and
 //!   `datacube_sync_last_success_timestamp_seconds{mirror}`: `serve --mirror`'s runs;
 //! - `push` and `proxy` (with `--metrics-listen`): `datacube_callbacks_total{source,verdict}`,

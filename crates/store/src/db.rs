@@ -12,12 +12,29 @@ use std::collections::HashMap;
 
 use crate::{Result, StoreError};
 
-/// Records how long a read waited for a connection, or a write for its turn (the writer
-/// connection and the write lock): `datacube_db_wait_seconds{op}`, a histogram, through the
+/// How long a read took to get a connection, or a write its turn (the writer connection and the
+/// write lock), opening a connection and the round trips included: recorded when dropped —
+/// also when getting it failed — as `datacube_db_wait_seconds{op}`, a histogram, through the
 /// `metrics` facade (kept only where a recorder is installed: `serve`, `--metrics-listen`).
-pub(crate) fn waited(op: &'static str, since: std::time::Instant) {
-    metrics::histogram!("datacube_db_wait_seconds", "op" => op)
-        .record(since.elapsed().as_secs_f64());
+pub(crate) struct Waiting {
+    op: &'static str,
+    since: std::time::Instant,
+}
+
+impl Waiting {
+    pub(crate) fn start(op: &'static str) -> Waiting {
+        Waiting {
+            op,
+            since: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        metrics::histogram!("datacube_db_wait_seconds", "op" => self.op)
+            .record(self.since.elapsed().as_secs_f64());
+    }
 }
 
 /// A parameter or a column value.

@@ -272,7 +272,7 @@ impl Postgres {
 
     /// Runs `f` on a reader connection (autocommit: each statement sees the latest commit).
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        let asked = std::time::Instant::now();
+        let waiting = crate::db::Waiting::start("read");
         let mut conn = {
             let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
             loop {
@@ -296,7 +296,7 @@ impl Postgres {
                     .unwrap_or_else(|p| p.into_inner());
             }
         };
-        crate::db::waited("read", asked);
+        drop(waiting);
         let out = {
             let (client, prepared) = conn.parts();
             let db = PgDb {
@@ -333,7 +333,7 @@ impl Postgres {
     /// Runs `f` in a transaction that holds the store's write lock, committed if `f`
     /// succeeds.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        let asked = std::time::Instant::now();
+        let waiting = crate::db::Waiting::start("write");
         let mut slot = self
             .writer
             .lock()
@@ -348,7 +348,7 @@ impl Postgres {
         let (client, prepared) = conn.parts();
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-        crate::db::waited("write", asked);
+        drop(waiting);
         let db = PgDb {
             client: PgClient::Transaction(tx).into(),
             prepared: prepared.into(),

@@ -74,7 +74,7 @@ impl Sqlite {
     /// Runs `f` on a reader connection (outside any transaction: each statement sees the
     /// latest commit).
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        let asked = std::time::Instant::now();
+        let waiting = crate::db::Waiting::start("read");
         let conn = self.readers.lock().expect("reader pool").pop();
         let conn = match conn {
             Some(c) => c,
@@ -84,7 +84,7 @@ impl Sqlite {
                 c
             }
         };
-        crate::db::waited("read", asked);
+        drop(waiting);
         let out = f(&conn);
         let mut pool = self.readers.lock().expect("reader pool");
         if pool.len() < READER_POOL {
@@ -96,13 +96,13 @@ impl Sqlite {
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`: one writer at a time, also across
     /// processes), committed if `f` succeeds.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        let asked = std::time::Instant::now();
+        let waiting = crate::db::Waiting::start("write");
         let mut conn = self
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::db::waited("write", asked);
+        drop(waiting);
         let out = f(&*tx)?;
         tx.commit()?;
         Ok(out)

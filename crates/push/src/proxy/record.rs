@@ -32,15 +32,7 @@ pub(super) async fn record(
     let query = request.target.split_once('?').map_or("", |(_, q)| q);
     let time = (state.now)().as_second();
     let mut events = Vec::with_capacity(2);
-    delivery_events(
-        state,
-        query,
-        &body,
-        reply,
-        cost.as_millis() as u64,
-        time,
-        &mut events,
-    );
+    delivery_events(state, query, &body, reply, cost, time, &mut events);
     if events.is_empty() {
         return;
     }
@@ -63,10 +55,11 @@ fn delivery_events(
     query: &str,
     body: &[u8],
     reply: Reply,
-    cost_ms: u64,
+    cost: std::time::Duration,
     time: i64,
     events: &mut Vec<Event>,
 ) {
+    let cost_ms = cost.as_millis() as u64;
     let config = &state.config;
     let Some(seen) = read_push(config, query, body) else {
         return;
@@ -103,7 +96,7 @@ fn delivery_events(
             ok: verdict.ok(),
         },
     });
-    crate::metrics::callback("proxy", &verdict, std::time::Duration::from_millis(cost_ms));
+    crate::metrics::callback("proxy", &verdict, cost);
     tracing::debug!(verdict = %verdict.label(), cost_ms, "push proxied");
 }
 
