@@ -5,194 +5,109 @@
 
 use std::fmt;
 
-/// A WeChat error code. `code()` and `message()` are the table; nothing else holds these facts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrCode {
+/// Declares [`ErrCode`] from its table: one line per code — the variant, the numeric
+/// `errcode` and the `errmsg` text WeChat sends today (before the request-id suffix).
+macro_rules! error_codes {
+    ($($(#[doc = $doc:expr])* $name:ident = $code:literal, $message:literal;)*) => {
+        /// A WeChat error code. The table below is the only place these facts live.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrCode {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        const COUNT: usize = [$(ErrCode::$name),*].len();
+
+        impl ErrCode {
+            /// Every code, for tables and tests.
+            pub const ALL: [ErrCode; COUNT] = [$(ErrCode::$name),*];
+
+            /// The numeric `errcode`.
+            pub const fn code(self) -> i32 {
+                match self {
+                    $(ErrCode::$name => $code,)*
+                }
+            }
+
+            /// The `errmsg` text before the request-id suffix, as WeChat sends it today.
+            pub const fn message(self) -> &'static str {
+                match self {
+                    $(ErrCode::$name => $message,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     /// -1: busy; the caller should retry. Also datacube's answer to overload and to any
     /// unexpected internal failure.
-    SystemError,
+    SystemError = -1, "system error";
     /// 40001: unknown, superseded or foreign access_token.
-    InvalidCredential,
+    InvalidCredential = 40001, "invalid credential, access_token is invalid or not latest";
     /// 40002: grant_type is not `client_credential`.
-    InvalidGrantType,
+    InvalidGrantType = 40002, "invalid grant_type";
     /// 40013: no account has this appid.
-    InvalidAppid,
+    InvalidAppid = 40013, "invalid appid";
     /// 40066: the path names no API.
-    InvalidUrl,
+    InvalidUrl = 40066, "invalid url";
     /// 40125: the secret does not match the appid.
-    InvalidAppsecret,
+    InvalidAppsecret = 40125, "invalid appsecret";
     /// 41001: no access_token parameter.
-    AccessTokenMissing,
+    AccessTokenMissing = 41001, "access_token missing";
     /// 41002: no appid parameter.
-    AppidMissing,
+    AppidMissing = 41002, "appid missing";
     /// 41004: no secret parameter.
-    AppsecretMissing,
+    AppsecretMissing = 41004, "appsecret missing";
     /// 42001: the access_token is past its lifetime.
-    AccessTokenExpired,
+    AccessTokenExpired = 42001, "access_token expired";
     /// 43002: a POST-only API was called with another method.
-    RequirePost,
+    RequirePost = 43002, "require POST method";
     /// 44002: the POST body is empty.
-    EmptyPostData,
+    EmptyPostData = 44002, "empty post data";
     /// 45009: the daily quota of this API is used up.
-    DailyQuotaReached,
+    DailyQuotaReached = 45009, "reach max api daily quota limit";
     /// 45011: the per-minute quota of this API is used up.
-    MinuteQuotaReached,
+    MinuteQuotaReached = 45011, "api minute-quota reach limit, must slower, retry next minute";
     /// 47001: the body is not the JSON the API expects (non-datacube APIs).
-    DataFormatError,
+    DataFormatError = 47001, "data format error";
     /// 47009: the API was taken offline (the six old article endpoints since 2026; reference
     /// 2025 §8).
-    ApiOffline,
+    ApiOffline = 47009, "this api is offline, please use the new api";
     /// 48001: the account may not call this API (datacube: unverified accounts).
-    ApiUnauthorized,
+    ApiUnauthorized = 48001, "api unauthorized";
     /// 61500: a datacube body or date is malformed.
-    DateFormatError,
+    DateFormatError = 61500, "date format error";
     /// 61501: a datacube date range is not allowed.
-    DateRangeError,
+    DateRangeError = 61501, "date range error";
     /// 61503: the data of that day is not computed yet (listed by WeChat, not observed).
-    DataNotReady,
-    // Third-party platforms (component reference §5).
+    DataNotReady = 61503, "data not ready, please try later";
+    // Third-party platforms (component reference §5); the real strings, with single spaces
+    // (WxJava's enum has double ones).
     /// 41018: api_component_token without `component_appid`.
-    ComponentAppidMissing,
+    ComponentAppidMissing = 41018, "missing component_appid";
     /// 61003: the account has not authorized (or no longer authorizes) this component.
-    ComponentNotAuthorized,
+    ComponentNotAuthorized = 61003, "component is not authorized by this account";
     /// 61005: the component_verify_ticket is older than 12 hours.
-    TicketExpired,
+    TicketExpired = 61005, "component ticket is expired";
     /// 61006: the component_verify_ticket is empty or unknown.
-    TicketInvalid,
+    TicketInvalid = 61006, "component ticket is invalid";
     /// 61007: the account did not grant the permission set that holds the API.
-    ApiUnauthorizedToComponent,
+    ApiUnauthorizedToComponent = 61007, "api is unauthorized to component";
     /// 61009: unknown or foreign authorization code (or a pre-auth code passed as one).
-    CodeInvalid,
+    CodeInvalid = 61009, "code is invalid";
     /// 61010: the authorization code expired or was used.
-    CodeExpired,
+    CodeExpired = 61010, "code is expired";
     /// 61011: `component_appid` is not a third-party platform.
-    InvalidComponent,
+    InvalidComponent = 61011, "invalid component";
     /// 61014: a component token where an account's token belongs, or the reverse.
-    ComponentTokenRequired,
+    ComponentTokenRequired = 61014, "must use component token for component api";
     /// 61023: the authorizer_refresh_token is wrong, revoked or superseded.
-    RefreshTokenInvalid,
+    RefreshTokenInvalid = 61023, "refresh_token is invalid";
     /// 61024: `/cgi-bin/token` asked with a component's appid.
-    ComponentMustUseComponentToken,
+    ComponentMustUseComponentToken = 61024, "must use api(api_component_token) to get token for component acct";
 }
 
 impl ErrCode {
-    /// Every code, for tables and tests.
-    pub const ALL: [ErrCode; 31] = [
-        ErrCode::SystemError,
-        ErrCode::InvalidCredential,
-        ErrCode::InvalidGrantType,
-        ErrCode::InvalidAppid,
-        ErrCode::InvalidUrl,
-        ErrCode::InvalidAppsecret,
-        ErrCode::AccessTokenMissing,
-        ErrCode::AppidMissing,
-        ErrCode::AppsecretMissing,
-        ErrCode::AccessTokenExpired,
-        ErrCode::RequirePost,
-        ErrCode::EmptyPostData,
-        ErrCode::DailyQuotaReached,
-        ErrCode::MinuteQuotaReached,
-        ErrCode::DataFormatError,
-        ErrCode::ApiOffline,
-        ErrCode::ApiUnauthorized,
-        ErrCode::DateFormatError,
-        ErrCode::DateRangeError,
-        ErrCode::DataNotReady,
-        ErrCode::ComponentAppidMissing,
-        ErrCode::ComponentNotAuthorized,
-        ErrCode::TicketExpired,
-        ErrCode::TicketInvalid,
-        ErrCode::ApiUnauthorizedToComponent,
-        ErrCode::CodeInvalid,
-        ErrCode::CodeExpired,
-        ErrCode::InvalidComponent,
-        ErrCode::ComponentTokenRequired,
-        ErrCode::RefreshTokenInvalid,
-        ErrCode::ComponentMustUseComponentToken,
-    ];
-
-    /// The numeric `errcode`.
-    pub const fn code(self) -> i32 {
-        match self {
-            ErrCode::SystemError => -1,
-            ErrCode::InvalidCredential => 40001,
-            ErrCode::InvalidGrantType => 40002,
-            ErrCode::InvalidAppid => 40013,
-            ErrCode::InvalidUrl => 40066,
-            ErrCode::InvalidAppsecret => 40125,
-            ErrCode::AccessTokenMissing => 41001,
-            ErrCode::AppidMissing => 41002,
-            ErrCode::AppsecretMissing => 41004,
-            ErrCode::AccessTokenExpired => 42001,
-            ErrCode::RequirePost => 43002,
-            ErrCode::EmptyPostData => 44002,
-            ErrCode::DailyQuotaReached => 45009,
-            ErrCode::MinuteQuotaReached => 45011,
-            ErrCode::DataFormatError => 47001,
-            ErrCode::ApiOffline => 47009,
-            ErrCode::ApiUnauthorized => 48001,
-            ErrCode::DateFormatError => 61500,
-            ErrCode::DateRangeError => 61501,
-            ErrCode::DataNotReady => 61503,
-            ErrCode::ComponentAppidMissing => 41018,
-            ErrCode::ComponentNotAuthorized => 61003,
-            ErrCode::TicketExpired => 61005,
-            ErrCode::TicketInvalid => 61006,
-            ErrCode::ApiUnauthorizedToComponent => 61007,
-            ErrCode::CodeInvalid => 61009,
-            ErrCode::CodeExpired => 61010,
-            ErrCode::InvalidComponent => 61011,
-            ErrCode::ComponentTokenRequired => 61014,
-            ErrCode::RefreshTokenInvalid => 61023,
-            ErrCode::ComponentMustUseComponentToken => 61024,
-        }
-    }
-
-    /// The `errmsg` text before the request-id suffix, as WeChat sends it today.
-    pub const fn message(self) -> &'static str {
-        match self {
-            ErrCode::SystemError => "system error",
-            ErrCode::InvalidCredential => {
-                "invalid credential, access_token is invalid or not latest"
-            }
-            ErrCode::InvalidGrantType => "invalid grant_type",
-            ErrCode::InvalidAppid => "invalid appid",
-            ErrCode::InvalidUrl => "invalid url",
-            ErrCode::InvalidAppsecret => "invalid appsecret",
-            ErrCode::AccessTokenMissing => "access_token missing",
-            ErrCode::AppidMissing => "appid missing",
-            ErrCode::AppsecretMissing => "appsecret missing",
-            ErrCode::AccessTokenExpired => "access_token expired",
-            ErrCode::RequirePost => "require POST method",
-            ErrCode::EmptyPostData => "empty post data",
-            ErrCode::DailyQuotaReached => "reach max api daily quota limit",
-            ErrCode::MinuteQuotaReached => {
-                "api minute-quota reach limit, must slower, retry next minute"
-            }
-            ErrCode::DataFormatError => "data format error",
-            ErrCode::ApiOffline => "this api is offline, please use the new api",
-            ErrCode::ApiUnauthorized => "api unauthorized",
-            ErrCode::DateFormatError => "date format error",
-            ErrCode::DateRangeError => "date range error",
-            ErrCode::DataNotReady => "data not ready, please try later",
-            // The real strings (single spaces; WxJava's enum has double ones): component
-            // reference §5.
-            ErrCode::ComponentAppidMissing => "missing component_appid",
-            ErrCode::ComponentNotAuthorized => "component is not authorized by this account",
-            ErrCode::TicketExpired => "component ticket is expired",
-            ErrCode::TicketInvalid => "component ticket is invalid",
-            ErrCode::ApiUnauthorizedToComponent => "api is unauthorized to component",
-            ErrCode::CodeInvalid => "code is invalid",
-            ErrCode::CodeExpired => "code is expired",
-            ErrCode::InvalidComponent => "invalid component",
-            ErrCode::ComponentTokenRequired => "must use component token for component api",
-            ErrCode::RefreshTokenInvalid => "refresh_token is invalid",
-            ErrCode::ComponentMustUseComponentToken => {
-                "must use api(api_component_token) to get token for component acct"
-            }
-        }
-    }
-
     /// The code whose numeric value is `code`, if datacube knows it.
     pub fn from_code(code: i32) -> Option<ErrCode> {
         ErrCode::ALL.into_iter().find(|c| c.code() == code)

@@ -83,7 +83,8 @@ async fn accounts_are_added_listed_and_never_show_their_secret() {
         None,
     )
     .await;
-    assert_eq!(code, 1);
+    // A usage error, as the README says (this asserted 1 before the commands were split).
+    assert_eq!(code, 2);
     assert!(err.contains("may only contain"), "{err}");
     run(
         &db,
@@ -196,8 +197,12 @@ async fn cli_imports_are_idempotent_and_refuse_bad_bodies_whole() {
         None,
     )
     .await;
-    assert_eq!(code, 1);
-    assert!(err.contains("unknown endpoint \"getnothing\""), "{err}");
+    // A usage error, as the README says (this asserted 1 before the commands were split).
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("\"getnothing\" is not a datacube endpoint"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -561,4 +566,126 @@ async fn csv_exports_neutralise_formulas() {
     );
     assert_eq!(lines[2], "2026-06-01,1_2,'@SUM(A1),,2,2,0,0,0,0,0,0");
     assert!(export("ndjson").await.contains(r#""title":"=HYPERLINK("#));
+}
+
+/// Usage errors of every command exit 2 with a message naming the flag, before anything is
+/// opened (the database file is never created), and never repeat a secret given on the line.
+#[tokio::test]
+async fn usage_errors_exit_2_naming_the_flag_before_anything_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("never.db").display());
+    let key = "a-wrong-aes-key-that-must-not-be-shown";
+    let push = [
+        "push",
+        "--appid",
+        "wx0000000000000001",
+        "--url",
+        "http://127.0.0.1:9/",
+    ];
+    let push = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut args = push.to_vec();
+        args.extend_from_slice(&["--token", "t0ken"]);
+        args.extend_from_slice(extra);
+        args
+    };
+    let proxy = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut args = vec!["proxy", "--appid", "wx0000000000000001"];
+        args.extend_from_slice(&["--upstream", "http://127.0.0.1:9"]);
+        args.extend_from_slice(extra);
+        args
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (push(&["--count", "1", "--timeout", "0"]), "--timeout"),
+        (push(&["--count", "1", "--timeout", "soon"]), "--timeout"),
+        (push(&[]), "--count"),
+        (push(&["--count", "1", "--mode", "safe"]), "--aes-key"),
+        (
+            push(&[
+                "--count",
+                "1",
+                "--aes-key",
+                "a-wrong-aes-key-that-must-not-be-shown",
+            ]),
+            "--aes-key",
+        ),
+        (proxy(&["--workers", "0"]), "--workers"),
+        (proxy(&["--idle-timeout", "0"]), "--idle-timeout"),
+        (
+            vec![
+                "proxy",
+                "--appid",
+                "wx0000000000000001",
+                "--upstream",
+                "https://x",
+            ],
+            "--upstream",
+        ),
+        (
+            vec![
+                "export",
+                "--appid",
+                "wx0000000000000001",
+                "--endpoint",
+                "getusersummary",
+            ]
+            .into_iter()
+            .chain(["--from", "2024-05-02", "--to", "2024-05-01"])
+            .collect(),
+            "--from",
+        ),
+        (
+            vec!["export", "--appid", "wx1", "--endpoint", "getnothing"]
+                .into_iter()
+                .chain(["--from", "2024-05-01", "--to", "2024-05-01"])
+                .collect(),
+            "--endpoint",
+        ),
+        (
+            vec![
+                "import",
+                "--appid",
+                "wx0000000000000001",
+                "--endpoint",
+                "nope",
+                "x.json",
+            ],
+            "--endpoint",
+        ),
+        (
+            vec![
+                "import",
+                "--appid",
+                "not an appid",
+                "--endpoint",
+                "getusersummary",
+                "x.json",
+            ],
+            "--appid",
+        ),
+        (
+            vec![
+                "account",
+                "add",
+                "--appid",
+                "not an appid",
+                "--secret",
+                "s3cret-long-enough",
+            ],
+            "appid",
+        ),
+        (
+            vec!["demo", "--appid", "wx1", "--clock", "yesterday"],
+            "--clock",
+        ),
+    ];
+    for (args, flag) in &cases {
+        let (code, out, err) = run(&db, args, None).await;
+        assert_eq!(code, 2, "{args:?}: {err}{out}");
+        assert!(err.contains(flag), "{args:?} names {flag}: {err}");
+        assert!(!err.contains(key), "{args:?} repeats the key: {err}");
+    }
+    assert!(
+        !dir.path().join("never.db").exists(),
+        "nothing opened on a usage error"
+    );
 }

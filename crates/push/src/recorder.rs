@@ -6,8 +6,9 @@
 //! batch recomputes the periods it touches from all their stored events (for the current
 //! day, everything recorded so far today): growing batches keep that work proportional to the
 //! events, not to their square. Events are stored with their statistics deferred
-//! ([`Store::ingest_deferred`]) and the statistics recomputed every second or so — less often
-//! when recomputing takes long — and once more at the end; a crash in between leaves the
+//! ([`Store::ingest_deferred`]) every 200 ms and the statistics recomputed every 2 s at the
+//! soonest — less often when recomputing takes long (ten times its last duration, at most every
+//! 30 s) — and once more at the end; a crash in between leaves the
 //! periods marked, and `datacube serve` recomputes them. At most [`PENDING`] events wait beside
 //! the batch being stored (plus [`QUEUE`] handovers in the queue); past that, recording waits:
 //! never unbounded memory, never a lost event.

@@ -10,6 +10,12 @@
 //! - `sqlite`: the embedded backend (WAL mode, one writer, a pool of readers).
 //! - `postgres`: the shared backend, for several instances over one database.
 //! - `schema` (and `postgres`'s own list): the migrations, applied automatically at open.
+//! - `codec`: zstd compression of stored blobs (event chunks, large days of rows), one context
+//!   per thread.
+//! - [`bulk`]: `datacube ingest`'s external sort — events in any order, within a memory budget.
+//! - `reset`: `POST /admin/reset` and the removal of an account with everything of it.
+//! - `tls`: TLS to PostgreSQL, as libpq's `sslmode` and `sslrootcert` say.
+//! - [`testing`]: databases for tests (an SQLite file, or a fresh PostgreSQL database).
 //!
 //! Writes run on tokio's blocking pool. On SQLite the reads of the serving hot path (a token,
 //! [`Store::list_body`]: one indexed read each) run inline on the caller's thread; on

@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use datacube_server::clock::Clock;
 use datacube_server::ingest::Rejected;
 use datacube_store::bulk::{Piece, Sorter};
 use datacube_store::Store;
 
-use crate::{open, DatabaseArg, Exit};
+use crate::args::{ClockArg, DatabaseArg};
+use crate::{open, Exit};
 
 #[derive(Args)]
 pub struct IngestArgs {
@@ -29,9 +29,8 @@ pub struct IngestArgs {
     file: String,
     #[command(flatten)]
     db: DatabaseArg,
-    /// Emulated "now" (RFC 3339): daily rows reach the day before it.
-    #[arg(long, env = "DATACUBE_CLOCK")]
-    clock: Option<jiff::Timestamp>,
+    #[command(flatten)]
+    clock: ClockArg,
     /// Events per transaction, about (an account's events stay together up to twice this).
     /// A load cut short keeps the transactions done; run the same command again: ids make it
     /// safe, and statistics left pending are recomputed.
@@ -71,8 +70,8 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         )
     };
     let store = open(&args.db.database)?;
-    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
-    let yesterday = datacube_api::date::add_days(datacube_api::date::china_date(clock.unix()), -1);
+    let clock = args.clock.clock();
+    let yesterday = ClockArg::yesterday(&clock);
     let bar = progress(size);
     let memory = usize::try_from(args.memory << 20).unwrap_or(usize::MAX);
 

@@ -19,7 +19,9 @@ use datacube_server::clock::Clock;
 use datacube_store::Store;
 use jiff::civil::Date;
 
-use crate::{open, parse_day, parse_endpoint, shutdown_signal, DatabaseArg, Exit};
+use crate::args::{parse_day, parse_endpoint, ClockArg, DatabaseArg};
+use crate::cmd::serve::shutdown_signal;
+use crate::{open, Exit};
 
 #[derive(Args)]
 pub struct SyncArgs {
@@ -112,10 +114,8 @@ pub struct SyncArgs {
     report: ReportFormat,
     #[command(flatten)]
     db: DatabaseArg,
-    /// Emulated "now" (RFC 3339): which day is the last ready one; with `--daemon`, when runs
-    /// are due. It advances with real time.
-    #[arg(long, env = "DATACUBE_CLOCK")]
-    clock: Option<jiff::Timestamp>,
+    #[command(flatten)]
+    clock: ClockArg,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -289,7 +289,7 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     }
     let mirror = mirror_of(&args)?;
     let store = open(&args.db.database)?;
-    let clock = args.clock.map_or_else(Clock::real, Clock::starting_at);
+    let clock = args.clock.clock();
     let (mut ctx, wake) = context(store, &clock)?;
     if args.dry_run {
         return dry_run(&mirror, &ctx).await;
@@ -410,7 +410,7 @@ async fn dry_run(mirror: &Mirror, ctx: &Context) -> Result<()> {
 async fn status(args: &SyncArgs, mirror: Option<String>) -> Result<()> {
     let store = open(&args.db.database)?;
     let runs = store.sync_runs(mirror.as_deref(), 20).await?;
-    let now = args.clock.unwrap_or_else(jiff::Timestamp::now).as_second();
+    let now = args.clock.now().as_second();
     let text = if args.report == ReportFormat::Json {
         let list: Vec<serde_json::Value> = runs.iter().map(run_json).collect();
         serde_json::to_string_pretty(&list)? + "\n"
@@ -421,10 +421,7 @@ async fn status(args: &SyncArgs, mirror: Option<String>) -> Result<()> {
     };
     // `datacube sync --status | head -3` is not an error.
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other?,
-    }
+    super::reader_gone_is_fine(out.write_all(text.as_bytes()).and_then(|()| out.flush()))?;
     let Some(newest) = runs.first() else {
         return Ok(());
     };

@@ -1,0 +1,88 @@
+//! Argument groups and value parsers that several commands share.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use datacube_api::date::add_days;
+use datacube_api::Endpoint;
+use datacube_server::clock::Clock;
+use datacube_store::DatabaseUrl;
+use jiff::civil::Date;
+
+pub fn parse_day(s: &str) -> Result<Date, String> {
+    datacube_api::date::parse_date(s).ok_or_else(|| format!("{s:?} is not a YYYY-MM-DD date"))
+}
+
+pub fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    Endpoint::from_name(s.trim()).ok_or_else(|| {
+        format!(
+            "{s:?} is not a datacube endpoint (one of {})",
+            Endpoint::ALL.map(|e| e.name()).join(", ")
+        )
+    })
+}
+
+#[derive(Args)]
+pub struct DatabaseArg {
+    /// Database URL; created and migrated automatically (never shown with its password).
+    #[arg(
+        long,
+        env = "DATACUBE_DATABASE",
+        hide_env_values = true,
+        default_value = "sqlite://datacube.db"
+    )]
+    pub database: DatabaseUrl,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 1h: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))
+}
+
+/// `--clock`: an emulated "now" instead of the real clock, for tests and demos.
+#[derive(Args)]
+pub struct ClockArg {
+    /// Emulated "now" (RFC 3339, e.g. 2024-05-01T09:00:00+08:00) instead of the real clock:
+    /// which day is yesterday and which are ready, and the times of what is recorded.
+    #[arg(long = "clock", env = "DATACUBE_CLOCK", value_name = "TIME")]
+    pub at: Option<jiff::Timestamp>,
+}
+
+impl ClockArg {
+    /// The clock: emulated from `--clock` (moving on from it), else the real one.
+    pub fn clock(&self) -> Clock {
+        self.at.map_or_else(Clock::real, Clock::starting_at)
+    }
+
+    /// "Now", once.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.at.unwrap_or_else(jiff::Timestamp::now)
+    }
+
+    /// Yesterday in China time by `clock`: the newest day whose statistics are complete.
+    pub fn yesterday(clock: &Clock) -> Date {
+        add_days(datacube_api::date::china_date(clock.unix()), -1)
+    }
+}
+
+/// Seconds, more than 0 and at most an hour (`--timeout` and the like).
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        Ok(_) => Err("more than 0 and at most 3600 seconds, please".to_owned()),
+        Err(_) => Err(format!("{s:?} is not a number of seconds")),
+    }
+}
+
+/// An EncodingAESKey given on the command line, checked after parsing (clap's messages would
+/// repeat the key): a usage error names the flag, never the value.
+pub fn aes_key(key: Option<&str>) -> anyhow::Result<Option<datacube_push::AesKey>> {
+    key.map(|k| {
+        datacube_push::AesKey::from_encoding_key(k)
+            .map_err(|e| crate::Exit::usage(format!("--aes-key: {e}")))
+    })
+    .transpose()
+}

@@ -1,0 +1,129 @@
+//! `datacube proxy`: between WeChat and a developer's server, recording the pushes.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::args::{aes_key, parse_seconds, ClockArg, DatabaseArg};
+use crate::{open, Exit};
+
+#[derive(Args)]
+pub struct ProxyArgs {
+    /// Address to listen on (where WeChat's pushes arrive).
+    #[arg(long, env = "DATACUBE_PROXY_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// The developer's server, http://host:port (a path prefix is kept).
+    #[arg(long)]
+    upstream: String,
+    /// The account the pushes are for (it must exist; its statistics get the events).
+    #[arg(long)]
+    appid: String,
+    /// The server's token: pushes whose signature does not verify are not recorded, and
+    /// encrypted replies' MsgSignature is checked.
+    #[arg(long, env = "DATACUBE_PUSH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The EncodingAESKey: safe-mode pushes and encrypted replies are read.
+    #[arg(long, env = "DATACUBE_PUSH_AES_KEY", hide_env_values = true)]
+    aes_key: Option<String>,
+    /// Seconds the upstream has to answer before the proxy answers 504 (WeChat waits 5).
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    timeout: f64,
+    /// Event loops, each on a thread of its own with its own listening socket (as nginx's
+    /// workers); the default is one per CPU.
+    #[arg(long, env = "DATACUBE_PROXY_WORKERS")]
+    workers: Option<usize>,
+    /// Client connections at once; at the limit the one waiting longest on its client is
+    /// closed, or a new one answered 503 [default: half the open-file limit, at most 4096].
+    #[arg(long, env = "DATACUBE_PROXY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's head.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    header_timeout: f64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    body_timeout: f64,
+    /// Seconds a kept connection may stay idle between requests.
+    #[arg(long, default_value_t = 15.0, value_parser = parse_seconds)]
+    idle_timeout: f64,
+    /// The largest request body in bytes (a WeChat push is a few KB); past it: 413.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body: usize,
+    #[command(flatten)]
+    db: DatabaseArg,
+    #[command(flatten)]
+    clock: ClockArg,
+    /// Serve `GET /metrics` on this address (callbacks by verdict, their time cost,
+    /// connections refused).
+    #[arg(long, env = "DATACUBE_PROXY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+pub async fn run(args: ProxyArgs) -> Result<()> {
+    use std::sync::Arc;
+    let upstream: hyper::Uri = args
+        .upstream
+        .parse()
+        .ok()
+        .filter(|u: &hyper::Uri| u.scheme_str() == Some("http") && u.authority().is_some())
+        .ok_or_else(|| {
+            Exit::usage(format!(
+                "--upstream must be http://host:port (TLS ends before the proxy); got {:?}",
+                args.upstream
+            ))
+        })?;
+    let key = aes_key(args.aes_key.as_deref())?;
+    if args.max_connections == Some(0) || args.max_body == 0 || args.workers == Some(0) {
+        return Err(Exit::usage(
+            "--max-connections, --max-body and --workers must be at least 1",
+        ));
+    }
+    let limits = datacube_push::proxy::Limits {
+        header_timeout: Duration::from_secs_f64(args.header_timeout),
+        body_timeout: Duration::from_secs_f64(args.body_timeout),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        max_body: args.max_body,
+        max_connections: args
+            .max_connections
+            .unwrap_or_else(datacube_push::proxy::default_max_connections),
+        ..datacube_push::proxy::Limits::default()
+    };
+    let store = open(&args.db.database)?;
+    super::account_must_exist(&store, &args.appid).await?;
+    super::push::metrics_endpoint(args.metrics_listen).await?;
+    let clock = args.clock.clock();
+    let now: datacube_push::recorder::Now = {
+        let clock = clock.clone();
+        Arc::new(move || clock.now())
+    };
+    let recorder = datacube_push::recorder::Recorder::start(store, now.clone());
+    let shutdown = super::serve::shutdown_signal()?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let listeners = datacube_push::proxy::bind_workers(args.listen, workers)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listeners[0].local_addr()?;
+    println!(
+        "datacube proxy on http://{addr} → {upstream}, recording for {}",
+        args.appid
+    );
+    std::io::stdout().flush().ok();
+    let config = datacube_push::proxy::ProxyConfig {
+        upstream,
+        appid: args.appid.clone(),
+        token: args.token.clone(),
+        key,
+        timeout: Duration::from_secs_f64(args.timeout),
+        limits,
+    };
+    datacube_push::proxy::serve_workers(listeners, config, recorder.clone(), now, shutdown).await?;
+    let recorded = recorder.finish().await?;
+    println!(
+        "recorded {} events in {} ({} already there)",
+        recorded.accepted, args.db.database, recorded.duplicates
+    );
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! `datacube serve`: the WeChat API, the admin API, the dashboard and the health checks.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use datacube_api::date::{add_days, format_date};
+use datacube_api::SuffixStyle;
+use datacube_server::config::{Config, Limits};
+use datacube_server::{demo, App};
+
+use crate::args::{ClockArg, DatabaseArg};
+use crate::{open, Exit};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DATACUBE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Bearer token of the admin API (`/admin/…`); the admin API is disabled when unset.
+    #[arg(long, env = "DATACUBE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    #[command(flatten)]
+    clock: ClockArg,
+    /// Create the demo account and fill it with a year of statistics.
+    #[arg(long)]
+    demo: bool,
+    /// Days of demo statistics, ending at the last ready day.
+    #[arg(long, env = "DATACUBE_DEMO_DAYS", default_value_t = 365)]
+    demo_days: u32,
+    /// Load fixtures at start (and after `POST /admin/reset`): `accounts.json`, `*.ndjson`
+    /// events and `<appid>/<endpoint>.json` WeChat answers.
+    #[arg(long, env = "DATACUBE_SEED")]
+    seed: Option<std::path::PathBuf>,
+    /// Daily quota of /cgi-bin/token per account (45009 past it).
+    #[arg(long, env = "DATACUBE_TOKEN_QUOTA", default_value_t = datacube_api::token::DEFAULT_TOKEN_DAILY_QUOTA)]
+    token_quota: u32,
+    /// Daily quota of each datacube endpoint per account (45009 past it); unlimited when unset.
+    #[arg(long, env = "DATACUBE_API_QUOTA")]
+    api_quota: Option<u32>,
+    /// Answer the six old article endpoints (getarticlesummary, getarticletotal,
+    /// getuserread[hour], getusershare[hour]) with 47009 `this api is offline, please use the
+    /// new api`, as WeChat does since 2026.
+    #[arg(long, env = "DATACUBE_RETIRE_LEGACY_ARTICLES")]
+    retire_legacy_articles: bool,
+    /// Seconds between the verify-ticket pushes to components' event URLs (WeChat: 600).
+    #[arg(long, env = "DATACUBE_TICKET_INTERVAL", default_value_t = 600)]
+    ticket_interval: u64,
+    /// How errmsg ends.
+    #[arg(
+        long,
+        env = "DATACUBE_ERRMSG_SUFFIX",
+        default_value = "rid",
+        value_enum
+    )]
+    errmsg_suffix: SuffixArg,
+    /// No log line per request (by default one at info: method, path without the query,
+    /// appid, endpoint, errcode, status, latency).
+    #[arg(long, env = "DATACUBE_NO_REQUEST_LOG")]
+    no_request_log: bool,
+    /// Datacube answers kept in memory, retired as soon as their account's statistics change
+    /// (within 0.1 s when another process wrote them); 0 turns the cache off.
+    #[arg(long, env = "DATACUBE_RESPONSE_CACHE", default_value_t = Config::default().response_cache)]
+    response_cache: usize,
+    /// Connections served at once; past it new connections get `-1` and are closed.
+    #[arg(long, env = "DATACUBE_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Requests handled at once; past it requests are answered `-1 system error`.
+    #[arg(long, env = "DATACUBE_MAX_IN_FLIGHT", default_value_t = Limits::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Seconds a connection may take to send a request head, and may stay idle between requests.
+    #[arg(long, env = "DATACUBE_IDLE_TIMEOUT", default_value_t = Limits::default().idle_timeout.as_secs())]
+    idle_timeout: u64,
+    /// Inject faults: rules `TARGET:EFFECT@RATE` separated by commas, e.g.
+    /// `*:-1@5%,getuserreadhour:45011@0.02,*:+20ms@0.1,token:-1@1%` (TARGET an endpoint, * or
+    /// token; EFFECT an error code or +delay).
+    #[arg(long, env = "DATACUBE_FAULTS", value_parser = parse_faults)]
+    faults: Option<datacube_server::faults::Faults>,
+    /// Mirror what this configuration names (TOML; see `datacube sync --config`) every day
+    /// at its scheduled time, into this server's database, by this server's clock.
+    #[arg(long, env = "DATACUBE_MIRROR")]
+    mirror: Option<std::path::PathBuf>,
+    /// Serve `/metrics` on this address instead of the WeChat API's (with `/healthz` and
+    /// `/readyz`, which stay on the API's too), for a port only Prometheus and the
+    /// orchestrator reach.
+    #[arg(long, env = "DATACUBE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+/// An admin token: at least 16 characters, none of them white space (an empty one leaves the
+/// admin API off). Checked after parsing, not by clap, whose messages repeat the value.
+fn check_admin_token(token: Option<&str>) -> Result<()> {
+    match token {
+        Some(s)
+            if !s.is_empty() && (s.chars().count() < 16 || s.chars().any(char::is_whitespace)) =>
+        {
+            Err(Exit::usage(
+                "--admin-token: an admin token is at least 16 characters, none of them white \
+                 space (e.g. `openssl rand -hex 16`)",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn parse_faults(s: &str) -> Result<datacube_server::faults::Faults, String> {
+    datacube_server::faults::Faults::parse(s)
+}
+
+/// `--errmsg-suffix`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SuffixArg {
+    /// ` rid: …`, today's datacube form.
+    Rid,
+    /// `, rid: …`.
+    CommaRid,
+    /// Nothing (old documentation examples).
+    None,
+}
+
+impl From<SuffixArg> for SuffixStyle {
+    fn from(suffix: SuffixArg) -> SuffixStyle {
+        match suffix {
+            SuffixArg::Rid => SuffixStyle::Rid,
+            SuffixArg::CommaRid => SuffixStyle::CommaRid,
+            SuffixArg::None => SuffixStyle::None,
+        }
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    check_admin_token(args.admin_token.as_deref())?;
+    if let Some(dir) = &args.seed {
+        if !dir.is_dir() {
+            return Err(Exit::usage(format!(
+                "--seed {}: not a directory",
+                dir.display()
+            )));
+        }
+    }
+    let mirror = args
+        .mirror
+        .as_deref()
+        .map(super::sync::serve_mirror)
+        .transpose()?;
+    let store = open(&args.db.database)?;
+    let clock = args.clock.clock();
+    let config = Config {
+        admin_token: args.admin_token.filter(|t| !t.is_empty()),
+        token_daily_quota: args.token_quota,
+        api_daily_quota: args.api_quota,
+        retire_legacy_articles: args.retire_legacy_articles,
+        suffix: args.errmsg_suffix.into(),
+        response_cache: args.response_cache,
+        limits: Limits {
+            max_connections: args.max_connections.max(1),
+            max_in_flight: args.max_in_flight.max(1),
+            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            ..Limits::default()
+        },
+        faults: args.faults.clone().unwrap_or_default(),
+        ticket_interval: Duration::from_secs(args.ticket_interval.max(1)),
+        request_log: !args.no_request_log,
+        demo_days: args.demo.then_some(args.demo_days),
+        seed: args.seed.clone(),
+        metrics_on_main: args.metrics_listen.is_none(),
+    };
+    if !config.faults.is_empty() {
+        tracing::warn!("faults are injected: some answers are errors or late on purpose");
+    }
+    let shutdown = shutdown_signal()?;
+    let demo_note = if args.demo {
+        Some(
+            demo::setup(&store, &clock, args.demo_days)
+                .await
+                .context("generating demo events")?,
+        )
+    } else {
+        None
+    };
+    if let Some(dir) = &args.seed {
+        let report =
+            datacube_server::seed::load(&store, dir, clock.unix(), ClockArg::yesterday(&clock))
+                .await
+                .map_err(|e| anyhow::anyhow!("--seed: {e}"))?;
+        tracing::info!(
+            dir = %dir.display(),
+            accounts = report.accounts,
+            events = report.accepted,
+            already_there = report.duplicates,
+            imports = report.imports,
+            "seed loaded"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics_listener = match args.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("--metrics-listen: cannot listen on {at}"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(%addr, database = %args.db.database, admin = config.admin_token.is_some(), "datacube serving");
+    let mut out = std::io::stdout().lock();
+    if let Some(l) = &metrics_listener {
+        let _ = writeln!(
+            out,
+            "datacube metrics on http://{}/metrics",
+            l.local_addr()?
+        );
+    }
+    let _ = writeln!(out, "datacube is serving the WeChat API on http://{addr}");
+    if let Some((first, last)) = demo_note {
+        // 0.0.0.0 or :: (as in the container image): the line to paste asks on loopback.
+        let host = super::healthcheck::on_loopback(addr).to_string();
+        let _ = writeln!(
+            out,
+            "\ndemo account: appid {app}  secret {secret}\n\
+             statistics from {first} to {last} (yesterday appears after 08:00 China time)\n\n\
+             try:\n  curl -s \"http://{host}/datacube/getusersummary?access_token=$(curl -s \
+             'http://{host}/cgi-bin/token?grant_type=client_credential&appid={app}&secret={secret}' \
+             | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\" \
+             -d '{{\"begin_date\":\"{b}\",\"end_date\":\"{last}\"}}'\n",
+            app = demo::DEMO_APPID,
+            secret = demo::DEMO_SECRET,
+            first = format_date(first),
+            last = format_date(last),
+            b = format_date(add_days(last, -6).max(first)),
+        );
+    }
+    let _ = out.flush();
+    drop(out);
+    let daemon = mirror.map(|mirror| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let handle = super::sync::spawn_daemon(
+            mirror,
+            store.clone(),
+            clock.clone(),
+            stop.clone(),
+            wake.clone(),
+        );
+        (stop, wake, handle)
+    });
+    let app = App::new(store, clock, config);
+    let internal = metrics_listener.map(|l| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = datacube_server::serve_internal(l, app, std::future::pending()).await {
+                tracing::error!(error = %e, "the metrics endpoint stopped");
+            }
+        })
+    });
+    datacube_server::serve(listener, app, shutdown).await?;
+    if let Some(internal) = internal {
+        internal.abort();
+    }
+    if let Some((stop, wake, handle)) = daemon {
+        // The run under way, if any, ends after its calls in flight (each bounded by its
+        // timeouts) and is recorded as interrupted.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        wake.notify_one();
+        let _ = handle.await;
+    }
+    Ok(())
+}
+
+/// Registers SIGINT and SIGTERM handlers now (so a signal that arrives while the server starts
+/// is not lost) and returns a future that completes on the first of them.
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C received");
+        })
+    }
+}
