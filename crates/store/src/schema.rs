@@ -67,7 +67,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
     // 4: the event log (crate::events): events kept compactly per account, class and China day,
     // and a de-duplication index of their ids. The events of version 3's `event` table are
-    // moved here by `events::move_v3_events`, which then drops that table.
+    // moved here by `move_v3_events` (below), which then drops that table.
     r#"
     CREATE TABLE event_chunk (
         seq   INTEGER PRIMARY KEY,
@@ -192,3 +192,38 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX sync_run_by_mirror ON sync_run (mirror, id);
     "#,
 ];
+
+/// Moves the events of the version-3 `event` table (JSON lines) into the event log, a page at
+/// a time, and drops the table. Their statistics were computed when they were accepted.
+pub(crate) fn move_v3_events(tx: &rusqlite::Connection) -> crate::Result<()> {
+    const PAGE: i64 = 50_000;
+    let mut after = i64::MIN;
+    loop {
+        let mut page: Vec<(i64, String)> = Vec::new();
+        {
+            let mut stmt =
+                tx.prepare("SELECT seq, body FROM event WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+            let mut rows = stmt.query(rusqlite::params![after, PAGE])?;
+            while let Some(row) = rows.next()? {
+                page.push((row.get(0)?, row.get(1)?));
+            }
+        }
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        after = last;
+        let events: Vec<datacube_engine::Event> = page
+            .iter()
+            .filter_map(|(_, body)| match datacube_engine::parse_line(body) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::error!(error = %e, "a stored event no longer parses; left out");
+                    None
+                }
+            })
+            .collect();
+        crate::events::append(tx, &mut crate::events::Batch::prepare(events)?)?;
+    }
+    tx.execute_batch("DROP TABLE event")?;
+    Ok(())
+}

@@ -142,7 +142,7 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
             conn.execute_batch(sql)?;
         }
         if version < 4 {
-            crate::events::move_v3_events(conn)?;
+            crate::schema::move_v3_events(conn)?;
         }
         if version < 5 {
             crate::days::move_v4_rows(conn)?;

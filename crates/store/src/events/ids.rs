@@ -1,0 +1,375 @@
+//! De-duplication by event id: per account, the 64-bit hashes of the ids in buckets (by the
+//! hash's top bits, doubling as the account grows) and deltas merged into them; a hash that is
+//! found is confirmed against the ids stored in that day's chunks.
+
+use crate::db::{p, Db};
+use crate::Result;
+use rustc_hash::FxHashSet;
+use std::collections::HashMap;
+
+use super::*;
+
+/// The id index doubles its buckets when they hold more than this many ids on average.
+#[cfg(not(test))]
+pub(super) const BUCKET_TARGET: u64 = 512;
+
+#[cfg(test)]
+pub(super) const BUCKET_TARGET: u64 = 4;
+
+pub(super) const MAX_BUCKET_BITS: u32 = 24;
+
+/// The id index's deltas are merged into its buckets when there are this many.
+#[cfg(not(test))]
+pub(super) const MAX_DELTAS: usize = 8;
+
+#[cfg(test)]
+pub(super) const MAX_DELTAS: usize = 3;
+
+/// The deltas are merged into the buckets once they hold at least 1/DELTA_SHARE of the ids
+/// (else among themselves).
+pub(super) const DELTA_SHARE: u64 = 8;
+
+/// One id index entry: the hash (8 bytes) and the event's day × 8 + class (4 bytes).
+pub(super) const ENTRY: usize = 12;
+
+#[cfg(not(test))]
+pub(super) fn id_hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
+/// Under test, 16 hash values spread over the whole range: ids collide all the time, so that
+/// every found hash must be confirmed against the stored ids, and buckets split.
+#[cfg(test)]
+pub(super) fn id_hash(id: &str) -> u64 {
+    (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) & 0xF) * 0x1111_1111_1111_1111
+}
+
+pub(super) fn tag(day: i64, class: Class) -> u32 {
+    // Days from 1970 to 9998 (the event format's range) fit with room to spare.
+    (day as u32) * 8 + class as u32
+}
+
+pub(super) fn untag(tag: u32) -> (i64, Class) {
+    (i64::from(tag / 8), Class::from_index(tag % 8))
+}
+
+pub(super) fn bucket_of(hash: u64, bits: u32) -> i64 {
+    if bits == 0 {
+        0
+    } else {
+        (hash >> (64 - bits)) as i64
+    }
+}
+
+/// In a sorted entries blob, from entry `at` on: the tags of the entries with `hash`, and the
+/// first entry whose hash is not below it (binary search: a few ids against a large level).
+pub(super) fn entries_from(blob: &[u8], at: usize, hash: u64) -> (Vec<u32>, usize) {
+    let n = blob.len() / ENTRY;
+    let hash_at = |i: usize| {
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&blob[i * ENTRY..i * ENTRY + 8]);
+        u64::from_le_bytes(h)
+    };
+    let (mut lo, mut hi) = (at.min(n), n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if hash_at(mid) < hash {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let tags = (lo..n)
+        .take_while(|i| hash_at(*i) == hash)
+        .map(|i| {
+            let mut t = [0u8; 4];
+            t.copy_from_slice(&blob[i * ENTRY + 8..(i + 1) * ENTRY]);
+            u32::from_le_bytes(t)
+        })
+        .collect();
+    (tags, lo)
+}
+
+pub(super) fn read_entries(blob: &[u8]) -> Vec<(u64, u32)> {
+    blob.chunks_exact(ENTRY)
+        .map(|c| {
+            let mut h = [0u8; 8];
+            let mut t = [0u8; 4];
+            h.copy_from_slice(&c[..8]);
+            t.copy_from_slice(&c[8..]);
+            (u64::from_le_bytes(h), u32::from_le_bytes(t))
+        })
+        .collect()
+}
+
+pub(super) fn write_entries(entries: &[(u64, u32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * ENTRY);
+    for (h, t) in entries {
+        out.extend_from_slice(&h.to_le_bytes());
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    out
+}
+
+/// An id to look up in the index: its hash, the tag of its event's day and class, and where
+/// the event is in the account's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Candidate {
+    pub(super) hash: u64,
+    pub(super) tag: u32,
+    pub(super) class: u8,
+    pub(super) index: u32,
+}
+
+/// Checks `candidates` (ids distinct within the batch) against the account's id index, adds
+/// the new ones to it, and returns where their events are: (class, index).
+///
+/// The index has two levels: buckets by hash (`event_id`), and deltas (`event_id_delta`), one
+/// per batch, holding the batch's new ids. A batch searches the buckets its ids fall in and
+/// the deltas (binary search in the stored bytes), and writes one delta. When there are
+/// [`MAX_DELTAS`] deltas, they are merged into the buckets if they hold at least
+/// 1/[`DELTA_SHARE`] of the ids — a large batch thus rewrites the whole index (its ids fall in
+/// every bucket) only one time in [`MAX_DELTAS`] — and otherwise the newest deltas are merged
+/// together: small batches (a live recording, every 200 ms) must not cost the whole index
+/// each, nor rewrite it every few batches.
+pub(super) fn dedup_ids(
+    tx: &dyn Db,
+    appid: &str,
+    classes: &[ClassBatch; CLASSES],
+    mut candidates: Vec<Candidate>,
+) -> Result<Vec<(u8, u32)>> {
+    let (bits, mut count): (u32, u64) = tx
+        .opt(
+            "SELECT id_bits, ids FROM event_app WHERE appid = ?1",
+            p![appid],
+            |r| Ok((r.int(0)? as u32, r.int(1)? as u64)),
+        )?
+        .unwrap_or((0, 0));
+    candidates.sort_unstable();
+    // The deltas as stored (sorted entries), searched in place.
+    let deltas: Vec<(i64, Vec<u8>)> = tx.all(
+        "SELECT seq, data FROM event_id_delta WHERE appid = ?1 ORDER BY seq",
+        p![appid],
+        |r| Ok((r.int(0)?, r.blob(1)?.to_vec())),
+    )?;
+    // Ids already stored, by (day, class): loaded only to confirm a hash that was found.
+    let mut stored_ids: HashMap<u32, FxHashSet<String>> = HashMap::new();
+    let mut fresh = Vec::with_capacity(candidates.len());
+    let mut added: Vec<(u64, u32)> = Vec::with_capacity(candidates.len());
+    let mut delta_at = vec![0usize; deltas.len()];
+    let mut start = 0;
+    while start < candidates.len() {
+        let bucket = bucket_of(candidates[start].hash, bits);
+        let end = start
+            + candidates[start..]
+                .iter()
+                .take_while(|c| bucket_of(c.hash, bits) == bucket)
+                .count();
+        let bucket_blob: Vec<u8> = tx
+            .opt(
+                "SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2",
+                p![appid, bucket],
+                |r| Ok(r.blob(0)?.to_vec()),
+            )?
+            .unwrap_or_default();
+        let mut bucket_at = 0;
+        for c in &candidates[start..end] {
+            let hash = c.hash;
+            // Read only when a hash is found: the events are far apart in memory.
+            let id = || {
+                classes[c.class as usize].events[c.index as usize]
+                    .id
+                    .as_deref()
+            };
+            let mut duplicate = false;
+            // Candidates and every level (the bucket, each delta) are sorted by hash: one cursor
+            // per level moves forward, by binary search (a level may be large beside a small
+            // batch). Equal hashes stay under the cursor: the next candidate may share one.
+            let levels = std::iter::once((&bucket_blob, &mut bucket_at))
+                .chain(
+                    deltas
+                        .iter()
+                        .zip(delta_at.iter_mut())
+                        .map(|((_, d), at)| (d, at)),
+                )
+                .map(|(level, at)| {
+                    let (tags, next) = entries_from(level, *at, hash);
+                    *at = next;
+                    tags
+                });
+            'levels: for tags in levels {
+                for stored_tag in tags {
+                    let ids = match stored_ids.entry(stored_tag) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(ids_of(tx, appid, stored_tag)?)
+                        }
+                    };
+                    if id().is_some_and(|id| ids.contains(id)) {
+                        duplicate = true;
+                        break 'levels;
+                    }
+                }
+            }
+            if !duplicate {
+                added.push((hash, c.tag));
+                fresh.push((c.class, c.index));
+            }
+        }
+        start = end;
+    }
+    if !added.is_empty() {
+        // `added` is in hash order already: candidates were sorted.
+        let own_delta = tx.int(
+            "INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2) RETURNING seq",
+            p![appid, &write_entries(&added)],
+        )?;
+        count += added.len() as u64;
+        tx.exec(
+            "INSERT INTO event_app (appid, id_bits, ids) VALUES (?1, ?2, ?3)
+             ON CONFLICT (appid) DO UPDATE SET ids = excluded.ids",
+            p![appid, bits, count],
+        )?;
+        if deltas.len() + 1 >= MAX_DELTAS {
+            let pending: usize =
+                deltas.iter().map(|(_, d)| d.len() / ENTRY).sum::<usize>() + added.len();
+            if pending as u64 * DELTA_SHARE >= count {
+                let parsed: Vec<Vec<(u64, u32)>> =
+                    deltas.iter().map(|(_, d)| read_entries(d)).collect();
+                let mut levels: Vec<&[(u64, u32)]> = parsed.iter().map(|d| &d[..]).collect();
+                levels.push(&added);
+                merge_deltas(tx, appid, bits, count, &levels)?;
+            } else {
+                // Few ids beside the buckets (small batches, a live recording): rewriting
+                // every bucket for them would cost the whole index each time. The newest
+                // deltas are merged together instead.
+                let mut sizes: Vec<(i64, i64)> = deltas
+                    .iter()
+                    .map(|(seq, d)| (*seq, (d.len() / ENTRY) as i64))
+                    .collect();
+                sizes.push((own_delta, added.len() as i64));
+                let from = newest_run(&sizes);
+                let mut merged: Vec<(u64, u32)> = Vec::new();
+                for (_, d) in &deltas[from..] {
+                    merged.extend(read_entries(d));
+                }
+                merged.extend_from_slice(&added);
+                merged.sort_unstable();
+                for (seq, _) in &sizes[from..] {
+                    tx.exec("DELETE FROM event_id_delta WHERE seq = ?1", p![*seq])?;
+                }
+                tx.exec(
+                    "INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2)",
+                    p![appid, &write_entries(&merged)],
+                )?;
+            }
+        }
+    }
+    Ok(fresh)
+}
+
+/// Merges the deltas (`levels`, each sorted by hash) into the buckets, one bucket at a time,
+/// and drops them. The buckets are doubled first while they would hold too many ids on
+/// average, so that the merge writes each bucket once, in its final layout.
+pub(super) fn merge_deltas(
+    tx: &dyn Db,
+    appid: &str,
+    bits: u32,
+    count: u64,
+    levels: &[&[(u64, u32)]],
+) -> Result<()> {
+    let mut bits = bits;
+    let mut new_bits = bits;
+    while count > BUCKET_TARGET << new_bits && new_bits < MAX_BUCKET_BITS {
+        new_bits += 1;
+    }
+    if new_bits != bits {
+        split_buckets(tx, appid, bits, new_bits)?;
+        tx.exec(
+            "UPDATE event_app SET id_bits = ?2 WHERE appid = ?1",
+            p![appid, new_bits],
+        )?;
+        bits = new_bits;
+    }
+    let mut at = vec![0usize; levels.len()];
+    // Each time, the next bucket any level has entries for.
+    while let Some(bucket) = levels
+        .iter()
+        .zip(&at)
+        .filter_map(|(l, i)| l.get(*i).map(|e| bucket_of(e.0, bits)))
+        .min()
+    {
+        let blob: Option<Vec<u8>> = tx.opt(
+            "SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2",
+            p![appid, bucket],
+            |r| Ok(r.blob(0)?.to_vec()),
+        )?;
+        let mut entries = blob.as_deref().map(read_entries).unwrap_or_default();
+        for (level, i) in levels.iter().zip(at.iter_mut()) {
+            let n = level[*i..]
+                .iter()
+                .take_while(|e| bucket_of(e.0, bits) == bucket)
+                .count();
+            entries.extend_from_slice(&level[*i..*i + n]);
+            *i += n;
+        }
+        entries.sort_unstable();
+        tx.exec(
+            "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT (appid, bucket) DO UPDATE SET data = excluded.data",
+            p![appid, bucket, &write_entries(&entries)],
+        )?;
+    }
+    tx.exec("DELETE FROM event_id_delta WHERE appid = ?1", p![appid])?;
+    Ok(())
+}
+
+/// Re-buckets an account's id index from `2^bits` to `2^new_bits` buckets, one old bucket at
+/// a time (highest first, so that new numbers never meet an old bucket not yet split).
+pub(super) fn split_buckets(tx: &dyn Db, appid: &str, bits: u32, new_bits: u32) -> Result<()> {
+    let old: Vec<i64> = tx.all(
+        "SELECT bucket FROM event_id WHERE appid = ?1 ORDER BY bucket DESC",
+        p![appid],
+        |r| r.int(0),
+    )?;
+    for bucket in old {
+        let blob: Vec<u8> = tx.one(
+            "SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2",
+            p![appid, bucket],
+            |r| Ok(r.blob(0)?.to_vec()),
+        )?;
+        tx.exec(
+            "DELETE FROM event_id WHERE appid = ?1 AND bucket = ?2",
+            p![appid, bucket],
+        )?;
+        let entries = read_entries(&blob);
+        let mut start = 0;
+        while start < entries.len() {
+            let b = bucket_of(entries[start].0, new_bits);
+            debug_assert_eq!(b >> (new_bits - bits), bucket);
+            let end = start
+                + entries[start..]
+                    .iter()
+                    .take_while(|e| bucket_of(e.0, new_bits) == b)
+                    .count();
+            tx.exec(
+                "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)",
+                p![appid, b, &write_entries(&entries[start..end])],
+            )?;
+            start = end;
+        }
+    }
+    Ok(())
+}
+
+/// The ids of an account's stored events of one day and class.
+pub(super) fn ids_of(tx: &dyn Db, appid: &str, stored_tag: u32) -> Result<FxHashSet<String>> {
+    let (day, class) = untag(stored_tag);
+    let mut events = Vec::new();
+    tx.each(
+        "SELECT codec, data FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day = ?3",
+        p![appid, class as i64, day],
+        &mut |row| decode_chunk(appid, row.int(0)?, row.blob(1)?, &mut events),
+    )?;
+    Ok(events.into_iter().filter_map(|e| e.id).collect())
+}

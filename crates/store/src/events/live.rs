@@ -1,0 +1,286 @@
+//! Statistics deferred while recording (`push`, `proxy`): pending periods, and the live tallies
+//! of messages and replies that absorb only the chunks stored since the last refresh.
+
+use crate::db::{p, Db};
+use crate::Result;
+use datacube_api::date::{add_days, date_to_epoch_day, epoch_day_to_date, monday_of};
+use datacube_api::endpoint::Group;
+use datacube_api::{Endpoint, Period};
+use jiff::civil::Date;
+use rustc_hash::FxHashSet;
+use std::collections::{BTreeMap, HashMap};
+
+use super::*;
+
+/// Recomputes, from the stored events, every period of `appid` marked pending, and clears the
+/// marks; returns whether any was marked.
+pub(crate) fn recompute_pending(tx: &dyn Db, appid: &str, yesterday: Date) -> Result<bool> {
+    let mut touched = Touched::default();
+    tx.each(
+        "SELECT class, lo, hi FROM stat_pending WHERE appid = ?1",
+        p![appid],
+        &mut |row| {
+            let (class, lo, hi) = (row.int(0)?, row.int(1)?, row.int(2)?);
+            let span = &mut touched.spans[(class.max(0) as usize).min(CLASSES - 1)];
+            *span = union(*span, Some((epoch_day_to_date(lo), epoch_day_to_date(hi))));
+            Ok(())
+        },
+    )?;
+    if touched.overall().is_none() {
+        return Ok(false);
+    }
+    let own = AccountBatch {
+        appid: appid.to_owned(),
+        classes: Default::default(),
+    };
+    let appended = Appended {
+        touched,
+        own_chunks: FxHashSet::default(),
+    };
+    recompute_but(tx, &own, &appended, yesterday, &[])?;
+    tx.exec("DELETE FROM stat_pending WHERE appid = ?1", p![appid])?;
+    Ok(true)
+}
+
+/// The accounts with periods marked pending.
+pub(crate) fn pending_accounts(tx: &dyn Db) -> Result<Vec<String>> {
+    tx.all(
+        "SELECT DISTINCT appid FROM stat_pending ORDER BY appid",
+        p![],
+        |r| Ok(r.text(0)?.to_owned()),
+    )
+}
+
+/// Recomputes every pending period (see [`store_batch_deferred`]) and clears the marks;
+/// `changed` is called for each account. Returns the accounts recomputed.
+///
+/// Messages and replies — what `push` and `proxy` record, all day long — are not recomputed
+/// from their day's events but answered from live tallies (`live`) that absorb only the
+/// chunks stored since the last flush; the other classes are recomputed as a batch would.
+pub(crate) fn flush_pending(
+    tx: &dyn Db,
+    yesterday: Date,
+    live: &mut LiveTallies,
+    mut changed: impl FnMut(&str) -> Result<()>,
+) -> Result<usize> {
+    let mut pending: BTreeMap<String, Touched> = BTreeMap::new();
+    tx.each(
+        "SELECT appid, class, lo, hi FROM stat_pending",
+        p![],
+        &mut |row| {
+            let (class, lo, hi) = (row.int(1)?, row.int(2)?, row.int(3)?);
+            let touched = pending.entry(row.text(0)?.to_owned()).or_default();
+            let span = &mut touched.spans[(class as usize).min(CLASSES - 1)];
+            *span = union(*span, Some((epoch_day_to_date(lo), epoch_day_to_date(hi))));
+            Ok(())
+        },
+    )?;
+    for (appid, touched) in &pending {
+        for class in LIVE_CLASSES {
+            if let Some(span) = touched.get(class) {
+                live.refresh(tx, appid, class, span)?;
+            }
+        }
+        let own = AccountBatch {
+            appid: appid.clone(),
+            classes: Default::default(),
+        };
+        let appended = Appended {
+            touched: *touched,
+            own_chunks: FxHashSet::default(),
+        };
+        recompute_but(tx, &own, &appended, yesterday, &LIVE_CLASSES)?;
+        changed(appid)?;
+    }
+    if !pending.is_empty() {
+        tx.exec("DELETE FROM stat_pending", p![])?;
+    }
+    Ok(pending.len())
+}
+
+/// The classes [`flush_pending`] answers from live tallies.
+pub(super) const LIVE_CLASSES: [Class; 2] = [Class::Message, Class::Reply];
+
+/// The whole weeks and months around `lo..=hi`: what a message tally must hold to answer
+/// the week and month rows of those days.
+pub(super) fn whole_periods((lo, hi): (Date, Date)) -> (Date, Date) {
+    (
+        monday_of(lo).min(lo.first_of_month()),
+        add_days(monday_of(hi), 6).max(hi.last_of_month()),
+    )
+}
+
+/// The endpoints of the message or reply class, each with the dates of its rows that days `lo..=hi` feed.
+pub(super) fn class_endpoints(
+    class: Class,
+    (lo, hi): (Date, Date),
+) -> Vec<(Endpoint, (Date, Date))> {
+    let group = match class {
+        Class::Message => Group::Message,
+        _ => Group::Interface,
+    };
+    Endpoint::ALL
+        .iter()
+        .copied()
+        .filter(|e| e.group() == group)
+        .map(|e| {
+            let range = match e.period() {
+                Period::Day | Period::Hour => (lo, hi),
+                Period::Week => (monday_of(lo), monday_of(hi)),
+                Period::Month => (lo.first_of_month(), hi.first_of_month()),
+            };
+            (e, range)
+        })
+        .collect()
+}
+
+/// One account's live tally of one class: the chunks of days `window` it has absorbed are
+/// those with `seq <= max_seq`, `chunks` of them.
+pub(super) struct LiveState {
+    pub(super) window: (i64, i64),
+    pub(super) max_seq: i64,
+    pub(super) chunks: i64,
+    pub(super) tally: datacube_engine::live::Live,
+}
+
+/// Live tallies of messages and replies, by account and class, for [`flush_pending`]. Kept
+/// by the store for the life of the process; they follow the database, whoever writes to it:
+/// new chunks are absorbed by their `seq`, and a tally whose chunks changed otherwise (a day
+/// merged by another writer) is rebuilt from the stored events.
+#[derive(Default)]
+pub(crate) struct LiveTallies {
+    pub(super) states: HashMap<(String, Class), LiveState>,
+    /// Tallies (re)built from the stored events.
+    pub(crate) rebuilds: u64,
+}
+
+/// The most days a live tally holds (when a refresh asks for other days, a tally grows to
+/// hold them up to this span, else it starts over on the days asked for).
+pub(super) const LIVE_DAYS: i64 = 75;
+
+impl LiveTallies {
+    /// Brings the tally of (`appid`, `class`) up to date with the stored chunks, and writes
+    /// the rows of the endpoints that days `span` feed.
+    pub(super) fn refresh(
+        &mut self,
+        tx: &dyn Db,
+        appid: &str,
+        class: Class,
+        span: (Date, Date),
+    ) -> Result<()> {
+        let (w0, w1) = whole_periods(span);
+        let window = (date_to_epoch_day(w0), date_to_epoch_day(w1));
+        let key = (appid.to_owned(), class);
+        let usable = match self.states.get(&key) {
+            Some(s) if s.window.0 <= window.0 && s.window.1 >= window.1 => {
+                let n = tx.int(
+                    "SELECT COUNT(*) FROM event_chunk
+                     WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 AND seq <= ?5",
+                    p![appid, class as i64, s.window.0, s.window.1, s.max_seq],
+                )?;
+                n == s.chunks
+            }
+            _ => false,
+        };
+        if !usable {
+            // Rebuilt over the window asked for, and the one held too when both fit in about
+            // two months: a late event for last week must not make this week's tally start over
+            // and over.
+            let window = match self.states.get(&key) {
+                Some(s) if s.window.1.max(window.1) - s.window.0.min(window.0) < LIVE_DAYS => {
+                    (s.window.0.min(window.0), s.window.1.max(window.1))
+                }
+                _ => window,
+            };
+            self.rebuilds += 1;
+            self.states.insert(
+                key.clone(),
+                LiveState {
+                    window,
+                    max_seq: 0,
+                    chunks: 0,
+                    tally: datacube_engine::live::Live::new(),
+                },
+            );
+        }
+        let state = self.states.get_mut(&key).expect("just ensured");
+        let mut events = Vec::new();
+        let (from_seq, window) = (state.max_seq, state.window);
+        tx.each(
+            "SELECT seq, codec, data FROM event_chunk
+             WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4 AND seq > ?5
+             ORDER BY seq",
+            p![appid, class as i64, window.0, window.1, from_seq],
+            &mut |row| {
+                let seq = row.int(0)?;
+                events.clear();
+                decode_chunk(appid, row.int(1)?, row.blob(2)?, &mut events)?;
+                for e in &events {
+                    state.tally.absorb(e);
+                }
+                state.max_seq = state.max_seq.max(seq);
+                state.chunks += 1;
+                Ok(())
+            },
+        )?;
+        // Days recorded in many small chunks are merged (a few at a time, see
+        // `compact_newest`); every chunk of the window is absorbed now, so the tally stays
+        // valid and only its bookkeeping is taken again.
+        let crowded: Vec<i64> = tx.all(
+            "SELECT day FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4
+             GROUP BY day HAVING COUNT(*) >= ?5",
+            p![appid, class as i64, window.0, window.1, COMPACT_AT],
+            |r| r.int(0),
+        )?;
+        if !crowded.is_empty() {
+            for day in crowded {
+                compact_newest(tx, appid, class, day)?;
+            }
+            (state.chunks, state.max_seq) = tx.one(
+                "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM event_chunk
+                 WHERE appid = ?1 AND class = ?2 AND day BETWEEN ?3 AND ?4",
+                p![appid, class as i64, window.0, window.1],
+                |r| Ok((r.int(0)?, r.int(1)?)),
+            )?;
+        }
+        for (endpoint, range) in class_endpoints(class, span) {
+            let rows = state.tally.rows(endpoint, range);
+            let days = crate::days::prepare_days(&rows, range)?;
+            crate::days::replace(tx, appid, endpoint, range, days)?;
+        }
+        Ok(())
+    }
+}
+
+/// Merges the newest chunks of one day: the last two, and older ones while each is no larger
+/// than the newer ones together. A day recorded in many small chunks so ends up in a few
+/// chunks of geometrically growing size, and each event is rewritten a logarithmic number of
+/// times, where merging the whole day each time would rewrite a busy day again and again.
+pub(super) fn compact_newest(tx: &dyn Db, appid: &str, class: Class, day: i64) -> Result<()> {
+    let chunks: Vec<(i64, i64)> = tx.all(
+        "SELECT seq, length(data) FROM event_chunk WHERE appid = ?1 AND class = ?2 AND day = ?3
+         ORDER BY seq",
+        p![appid, class as i64, day],
+        |r| Ok((r.int(0)?, r.int(1)?)),
+    )?;
+    if chunks.len() < 2 {
+        return Ok(());
+    }
+    let from = newest_run(&chunks);
+    let seqs: Vec<i64> = chunks[from..].iter().map(|c| c.0).collect();
+    compact(tx, appid, class, day, &seqs)
+}
+
+/// Of parts in age order, each `(seq, size)` (at least two), where the run to merge starts:
+/// the last two, and older ones while each is no larger than the newer ones together. Parts
+/// merged this way grow geometrically, so each item is rewritten a logarithmic number of
+/// times.
+pub(super) fn newest_run(parts: &[(i64, i64)]) -> usize {
+    let mut from = parts.len() - 2;
+    let mut newer: i64 = parts[from..].iter().map(|p| p.1).sum();
+    while from > 0 && parts[from - 1].1 <= newer {
+        from -= 1;
+        newer += parts[from].1;
+    }
+    from
+}
