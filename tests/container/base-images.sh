@@ -39,23 +39,29 @@ slim_opts=(
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
 )
 
+# A Debian 12 root file system as a tarball: the slim options, then the image's own.
+rootfs() {
+  local tar=$1
+  shift
+  mmdebstrap "${slim_opts[@]}" "$@" bookworm "$tar" "$mirror" >"$work/log" 2>&1 \
+    || { cat "$work/log" >&2; exit 1; }
+}
+
 if ! podman image exists "$slim"; then
   echo "building $slim from Debian's packages…"
-  mmdebstrap "${slim_opts[@]}" bookworm "$work/slim.tar" "$mirror" >"$work/log" 2>&1 \
-    || { cat "$work/log" >&2; exit 1; }
+  rootfs "$work/slim.tar"
   podman import --quiet --change 'CMD ["bash"]' "$work/slim.tar" "$slim" >/dev/null
 fi
 
 if $want_rust && ! podman image exists "$rust"; then
   echo "building $rust from Debian's packages and this machine's toolchain…"
   toolchain="$(rustc --print sysroot)"
-  mmdebstrap "${slim_opts[@]}" --include=gcc,libc6-dev,git,ca-certificates \
+  rootfs "$work/rust.tar" --include=gcc,libc6-dev,git,ca-certificates \
     --customize-hook='copy-in /usr/local/share/ca-certificates /usr/local/share' \
     --customize-hook='chroot "$1" update-ca-certificates >/dev/null' \
     --customize-hook="mkdir -p \$1/usr/local/rustup/toolchains \$1/usr/local/cargo/bin" \
     --customize-hook="cp -a $toolchain \$1/usr/local/rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu" \
-    --customize-hook="for t in cargo rustc rustdoc; do ln -s /usr/local/rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu/bin/\$t \$1/usr/local/cargo/bin/\$t; done" \
-    bookworm "$work/rust.tar" "$mirror" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
+    --customize-hook="for t in cargo rustc rustdoc; do ln -s /usr/local/rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu/bin/\$t \$1/usr/local/cargo/bin/\$t; done"
   podman import --quiet \
     --change 'ENV RUSTUP_HOME=/usr/local/rustup' --change 'ENV CARGO_HOME=/usr/local/cargo' \
     --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -64,12 +70,11 @@ fi
 
 if $want_postgres && ! podman image exists "$postgres"; then
   echo "building $postgres from Debian's packages…"
-  mmdebstrap "${slim_opts[@]}" --include=postgresql-15 --skip=cleanup/run \
+  rootfs "$work/postgres.tar" --include=postgresql-15 --skip=cleanup/run \
     --customize-hook='chroot "$1" pg_dropcluster 15 main' \
     --customize-hook="copy-in $here/postgres-entrypoint.sh /usr/local/bin" \
     --customize-hook='chroot "$1" install -d -o postgres -g postgres -m 2775 /var/run/postgresql' \
-    --customize-hook='chroot "$1" install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data' \
-    bookworm "$work/postgres.tar" "$mirror" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
+    --customize-hook='chroot "$1" install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data'
   podman import --quiet \
     --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV PGDATA=/var/lib/postgresql/data' --change 'USER postgres' \

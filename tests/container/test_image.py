@@ -129,6 +129,18 @@ EVENTS = "\n".join(
 ).encode()
 
 
+def add_our_account(base):
+    """Our account and its events, through the admin API."""
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    account = json.dumps({"appid": APPID, "secret": SECRET, "verified": True}).encode()
+    status, body = http(
+        "POST", f"{base}/admin/accounts", account, {**auth, "Content-Type": "application/json"}
+    )
+    assert status == 201, (status, body)
+    status, body = http("POST", f"{base}/admin/events", EVENTS, auth)
+    assert status == 200 and json.loads(body)["accepted"] == 6, (status, body)
+
+
 def our_figures(base):
     """Our account's answers, checked against the events, and the raw bodies."""
     tok = token(base, APPID, SECRET)
@@ -173,15 +185,12 @@ def sqlite_on_a_volume():
     status, body = http("GET", f"{base}/readyz")
     assert status == 200 and json.loads(body)["status"] == "ready", body
     seed = seed_figures(base)
-    auth = {"Authorization": f"Bearer {ADMIN}"}
     account = json.dumps({"appid": APPID, "secret": SECRET, "verified": True}).encode()
-    json_body = {"Content-Type": "application/json"}
-    status, body = http("POST", f"{base}/admin/accounts", account, json_body)
+    status, body = http(
+        "POST", f"{base}/admin/accounts", account, {"Content-Type": "application/json"}
+    )
     assert status == 401, f"the admin API without its token: {status} {body!r}"
-    status, body = http("POST", f"{base}/admin/accounts", account, {**auth, **json_body})
-    assert status == 201, (status, body)
-    status, body = http("POST", f"{base}/admin/events", EVENTS, auth)
-    assert status == 200 and json.loads(body)["accepted"] == 6, (status, body)
+    add_our_account(base)
     tok, ours = our_figures(base)
 
     # As the image says: an unprivileged user, the data in the volume, the commit it was built from.
@@ -241,15 +250,7 @@ def postgres(url):
     name = f"{TAG}-pg"
     run(name, IMAGE, network="host", env=env)
     wait_healthy(name)
-    auth = {"Authorization": f"Bearer {ADMIN}"}
-    status, _ = http(
-        "POST", f"{base}/admin/accounts",
-        json.dumps({"appid": APPID, "secret": SECRET, "verified": True}).encode(),
-        {**auth, "Content-Type": "application/json"},
-    )
-    assert status == 201, (status, _)
-    status, body = http("POST", f"{base}/admin/events", EVENTS, auth)
-    assert status == 200 and json.loads(body)["accepted"] == 6, body
+    add_our_account(base)
     _, ours = our_figures(base)
     podman("rm", "--force", "--volumes", name)
     name = f"{TAG}-pg2"
@@ -297,15 +298,7 @@ def compose(tool):
         demo_token = token(base, DEMO_APPID, DEMO_SECRET)
         demo = datacube(base, demo_token, "getusersummary", *week)
         assert len(json.loads(demo)["list"]) >= 7, demo
-        auth = {"Authorization": f"Bearer {ADMIN}"}
-        status, body = http(
-            "POST", f"{base}/admin/accounts",
-            json.dumps({"appid": APPID, "secret": SECRET, "verified": True}).encode(),
-            {**auth, "Content-Type": "application/json"},
-        )
-        assert status == 201, (status, body)
-        status, body = http("POST", f"{base}/admin/events", EVENTS, auth)
-        assert status == 200 and json.loads(body)["accepted"] == 6, (status, body)
+        add_our_account(base)
         _, ours = our_figures(base)
         compose_run("down")
         up()
