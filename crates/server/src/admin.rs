@@ -2,11 +2,7 @@
 //! `{"error": "…"}` bodies), guarded by `Authorization: Bearer <admin token>`; disabled when no
 //! admin token is configured.
 
-// Handlers return `Result<_, Response>` as axum handlers do; the size of `Response` does not
-// matter on these cold paths.
-#![allow(clippy::result_large_err)]
-
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -67,52 +63,95 @@ fn internal(err: &dyn std::error::Error) -> Response {
     )
 }
 
-/// Checks the bearer token; reads the body as JSON of type `T` when asked.
-async fn admit(app: &App, req: Request) -> Result<axum::body::Bytes, Response> {
-    let Some(expected) = app.config().admin_token.as_deref() else {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            "the admin API is disabled: start serve with --admin-token or DATACUBE_ADMIN_TOKEN",
-        ));
-    };
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if constant_time_eq(given, expected) => {}
-        Some(_) => return Err(error(StatusCode::UNAUTHORIZED, "wrong admin token")),
-        None => {
-            return Err(error(
-                StatusCode::UNAUTHORIZED,
-                "missing header `Authorization: Bearer <admin token>`",
-            ))
+/// An admin API error: its status and message, answered as `{"error": "…"}`.
+#[derive(Debug)]
+pub(crate) struct AdminError {
+    status: StatusCode,
+    message: String,
+}
+
+impl AdminError {
+    fn new(status: StatusCode, message: impl Into<String>) -> AdminError {
+        AdminError {
+            status,
+            message: message.into(),
         }
     }
-    let limits = &app.config().limits;
-    match read_body(
-        req.into_body(),
-        limits.admin_body_limit,
-        limits.body_timeout,
-    )
-    .await
-    {
-        Ok(body) => Ok(body),
-        Err(BodyError::TooLarge) => Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {} bytes", limits.admin_body_limit),
-        )),
-        Err(BodyError::Broken) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "the request body was cut off or too slow",
-        )),
+
+    fn internal(err: &dyn std::error::Error) -> AdminError {
+        tracing::error!(error = %err, "admin request failed");
+        AdminError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {err}"),
+        )
     }
 }
 
-fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Response> {
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        error(self.status, self.message)
+    }
+}
+
+/// A request the admin token admits, with its body read (within the admin body limit and
+/// time): the extractor every admin handler takes last. Without an admin token configured the
+/// whole API answers 404.
+pub(crate) struct Admitted(axum::body::Bytes);
+
+impl axum::extract::FromRequest<App> for Admitted {
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, app: &App) -> Result<Admitted, AdminError> {
+        let Some(expected) = app.config().admin_token.as_deref() else {
+            return Err(AdminError::new(
+                StatusCode::NOT_FOUND,
+                "the admin API is disabled: start serve with --admin-token or DATACUBE_ADMIN_TOKEN",
+            ));
+        };
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(given) if constant_time_eq(given, expected) => {}
+            Some(_) => {
+                return Err(AdminError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "wrong admin token",
+                ))
+            }
+            None => {
+                return Err(AdminError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing header `Authorization: Bearer <admin token>`",
+                ))
+            }
+        }
+        let limits = &app.config().limits;
+        match read_body(
+            req.into_body(),
+            limits.admin_body_limit,
+            limits.body_timeout,
+        )
+        .await
+        {
+            Ok(body) => Ok(Admitted(body)),
+            Err(BodyError::TooLarge) => Err(AdminError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {} bytes", limits.admin_body_limit),
+            )),
+            Err(BodyError::Broken) => Err(AdminError::new(
+                StatusCode::BAD_REQUEST,
+                "the request body was cut off or too slow",
+            )),
+        }
+    }
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+        .map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 /// Checks an appid: 1–64 characters of `[A-Za-z0-9_-]` (real ones are `wx` + 16 hex digits).
@@ -143,10 +182,7 @@ fn account_json(a: &AccountRecord) -> serde_json::Value {
     json!({ "appid": a.appid, "verified": a.verified, "created_at": a.created_at })
 }
 
-async fn list_accounts(State(app): State<App>, req: Request) -> Response {
-    if let Err(resp) = admit(&app, req).await {
-        return resp;
-    }
+async fn list_accounts(State(app): State<App>, _: Admitted) -> Response {
     match app.store().accounts().await {
         Ok(accounts) => Json(accounts.iter().map(account_json).collect::<Vec<_>>()).into_response(),
         Err(e) => internal(&e),
@@ -157,11 +193,8 @@ async fn list_accounts(State(app): State<App>, req: Request) -> Response {
 async fn remove_account(
     State(app): State<App>,
     Path(appid): Path<String>,
-    req: Request,
+    _: Admitted,
 ) -> Response {
-    if let Err(resp) = admit(&app, req).await {
-        return resp;
-    }
     match app.store().remove_account(&appid).await {
         Ok(true) => {
             app.forget_all_of(&appid);
@@ -176,23 +209,19 @@ async fn remove_account(
 /// `POST /admin/reset`: events, statistics, tokens, quotas, sync records, components'
 /// tickets and codes go; accounts, components and grants stay unless `{"accounts":true}`.
 /// The demo account of `serve --demo` is made again.
-async fn reset(State(app): State<App>, req: Request) -> Response {
+async fn reset(State(app): State<App>, Admitted(body): Admitted) -> Response {
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct Reset {
         #[serde(default)]
         accounts: bool,
     }
-    let body = match admit(&app, req).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
     let asked: Reset = if body.iter().all(u8::is_ascii_whitespace) {
         Reset::default()
     } else {
         match parse_json(&body) {
             Ok(asked) => asked,
-            Err(resp) => return resp,
+            Err(e) => return e.into_response(),
         }
     };
     let cleared = match app.store().reset(asked.accounts).await {
@@ -239,7 +268,7 @@ async fn reset(State(app): State<App>, req: Request) -> Response {
     .into_response()
 }
 
-async fn add_account(State(app): State<App>, req: Request) -> Response {
+async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Response {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct NewAccount {
@@ -251,13 +280,9 @@ async fn add_account(State(app): State<App>, req: Request) -> Response {
     fn yes() -> bool {
         true
     }
-    let body = match admit(&app, req).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
     let new: NewAccount = match parse_json(&body) {
         Ok(new) => new,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     if let Err(msg) = check_appid(&new.appid).and_then(|()| check_secret(&new.secret)) {
         return error(StatusCode::BAD_REQUEST, msg);
@@ -299,25 +324,18 @@ fn clock_json(app: &App) -> Response {
     Json(json!({ "now": now.to_string(), "unix": now.as_second() })).into_response()
 }
 
-async fn get_clock(State(app): State<App>, req: Request) -> Response {
-    match admit(&app, req).await {
-        Ok(_) => clock_json(&app),
-        Err(resp) => resp,
-    }
+async fn get_clock(State(app): State<App>, _: Admitted) -> Response {
+    clock_json(&app)
 }
 
-async fn set_clock(State(app): State<App>, req: Request) -> Response {
+async fn set_clock(State(app): State<App>, Admitted(body): Admitted) -> Response {
     #[derive(Deserialize)]
     struct SetClock {
         now: String,
     }
-    let body = match admit(&app, req).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
     let set: SetClock = match parse_json(&body) {
         Ok(set) => set,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match set.now.parse::<jiff::Timestamp>() {
         Ok(now) => {
@@ -332,12 +350,12 @@ async fn set_clock(State(app): State<App>, req: Request) -> Response {
     }
 }
 
-async fn import(State(app): State<App>, req: Request) -> Response {
-    let query = req.uri().query().unwrap_or_default().to_owned();
-    let body = match admit(&app, req).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
+async fn import(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    Admitted(body): Admitted,
+) -> Response {
+    let query = query.unwrap_or_default();
     let param = |key: &str| {
         form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == key)
@@ -389,11 +407,8 @@ async fn import(State(app): State<App>, req: Request) -> Response {
 
 /// `GET /admin/sync/runs?mirror=NAME&limit=N`: the newest runs of `datacube sync` (one-shot
 /// and daemon, of this database), newest first, each with its report.
-async fn sync_runs(State(app): State<App>, req: Request) -> Response {
-    let query = req.uri().query().unwrap_or_default().to_owned();
-    if let Err(resp) = admit(&app, req).await {
-        return resp;
-    }
+async fn sync_runs(State(app): State<App>, RawQuery(query): RawQuery, _: Admitted) -> Response {
+    let query = query.unwrap_or_default();
     let param = |key: &str| {
         form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == key)
@@ -439,11 +454,7 @@ async fn sync_runs(State(app): State<App>, req: Request) -> Response {
 
 /// `POST /admin/events`: an NDJSON body of events. Good lines are stored and counted in one
 /// transaction; bad lines are reported with their number and reason.
-async fn events(State(app): State<App>, req: Request) -> Response {
-    let body = match admit(&app, req).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
+async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text");
     };
@@ -476,12 +487,13 @@ async fn events(State(app): State<App>, req: Request) -> Response {
 /// `POST /admin/datacube/<name>?appid=…` with a datacube body: the account's answer as
 /// `/datacube/<name>` gives it, without an access token (the dashboard signed in with the admin
 /// token reads every account this way) and without taking the account's API quota.
-async fn datacube(State(app): State<App>, Path(name): Path<String>, req: Request) -> Response {
-    let query = req.uri().query().unwrap_or_default().to_owned();
-    let body = match admit(&app, req).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
+async fn datacube(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    Admitted(body): Admitted,
+) -> Response {
+    let query = query.unwrap_or_default();
     let Some(endpoint) = Endpoint::from_name(&name) else {
         return unknown_endpoint(StatusCode::NOT_FOUND, &name);
     };
@@ -527,17 +539,14 @@ fn component_json(c: &datacube_store::ComponentRecord) -> serde_json::Value {
     json!({ "appid": c.appid, "event_url": c.event_url, "created_at": c.created_at })
 }
 
-async fn list_components(State(app): State<App>, req: Request) -> Response {
-    if let Err(resp) = admit(&app, req).await {
-        return resp;
-    }
+async fn list_components(State(app): State<App>, _: Admitted) -> Response {
     match app.store().components().await {
         Ok(list) => Json(list.iter().map(component_json).collect::<Vec<_>>()).into_response(),
         Err(e) => internal(&e),
     }
 }
 
-async fn add_component(State(app): State<App>, req: Request) -> Response {
+async fn add_component(State(app): State<App>, Admitted(body): Admitted) -> Response {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct NewComponent {
@@ -547,13 +556,9 @@ async fn add_component(State(app): State<App>, req: Request) -> Response {
         aes_key: String,
         event_url: Option<String>,
     }
-    let body = match admit(&app, req).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
     let new: NewComponent = match parse_json(&body) {
         Ok(new) => new,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     if let Err(msg) = check_appid(&new.appid)
         .and_then(|()| check_secret(&new.secret))
@@ -587,26 +592,26 @@ async fn add_component(State(app): State<App>, req: Request) -> Response {
     }
 }
 
-async fn component_of(app: &App, appid: &str) -> Result<datacube_store::ComponentRecord, Response> {
+async fn component_of(
+    app: &App,
+    appid: &str,
+) -> Result<datacube_store::ComponentRecord, AdminError> {
     match app.store().component(appid).await {
         Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(error(
+        Ok(None) => Err(AdminError::new(
             StatusCode::NOT_FOUND,
             format!("no component {appid}"),
         )),
-        Err(e) => Err(internal(&e)),
+        Err(e) => Err(AdminError::internal(&e)),
     }
 }
 
 /// Issues a component_verify_ticket now and pushes it to the component's event URL (WeChat
 /// pushes one every 10 minutes); without an event URL the ticket is only answered here.
-async fn push_ticket(State(app): State<App>, Path(appid): Path<String>, req: Request) -> Response {
-    if let Err(resp) = admit(&app, req).await {
-        return resp;
-    }
+async fn push_ticket(State(app): State<App>, Path(appid): Path<String>, _: Admitted) -> Response {
     let component = match component_of(&app, &appid).await {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match crate::component::push_ticket(&app, &component).await {
         Ok((ticket, pushed)) => Json(json!({
@@ -621,7 +626,11 @@ async fn push_ticket(State(app): State<App>, Path(appid): Path<String>, req: Req
 
 /// The authorization step, without a browser: an account grants permission sets to a
 /// component. Answers the authorization code (also pushed as `authorized`).
-async fn grant(State(app): State<App>, Path(appid): Path<String>, req: Request) -> Response {
+async fn grant(
+    State(app): State<App>,
+    Path(appid): Path<String>,
+    Admitted(body): Admitted,
+) -> Response {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct NewGrant {
@@ -629,17 +638,13 @@ async fn grant(State(app): State<App>, Path(appid): Path<String>, req: Request) 
         func_ids: Vec<u32>,
         pre_auth_code: Option<String>,
     }
-    let body = match admit(&app, req).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
     let new: NewGrant = match parse_json(&body) {
         Ok(new) => new,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let component = match component_of(&app, &appid).await {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match app.store().account(&new.authorizer_appid).await {
         Ok(Some(_)) => {}
@@ -692,14 +697,11 @@ async fn grant(State(app): State<App>, Path(appid): Path<String>, req: Request) 
 async fn revoke(
     State(app): State<App>,
     Path((appid, authorizer)): Path<(String, String)>,
-    req: Request,
+    _: Admitted,
 ) -> Response {
-    if let Err(resp) = admit(&app, req).await {
-        return resp;
-    }
     let component = match component_of(&app, &appid).await {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match crate::component::unauthorize(&app, &component, &authorizer).await {
         Ok((false, _)) => error(
