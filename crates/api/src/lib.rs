@@ -6,14 +6,17 @@
 //! - [`row`]: row shapes, validation and the canonical JSON datacube stores and serves.
 //! - [`error`]: WeChat's error codes, `errmsg` texts and the request-id suffix.
 //! - [`token`]: access-token lifetimes and limits.
+//! - [`account`]: an account's AppID and AppSecret, checked ([`Appid`], [`Secret`]).
 //!
 //! Start with [`endpoint::Endpoint`]; every other piece hangs off it.
 
+pub mod account;
 pub mod date;
 pub mod endpoint;
 pub mod error;
 pub mod row;
 pub mod token;
 
+pub use account::{Appid, Secret};
 pub use endpoint::{Endpoint, Generation, Group, Period};
 pub use error::{ErrCode, Rid, SuffixStyle};

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use datacube_api::Endpoint;
+use datacube_api::{Appid, Endpoint, Secret};
 use datacube_store::{AccountRecord, StoreError};
 use serde::Deserialize;
 use serde_json::json;
@@ -154,30 +154,6 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AdminError> {
         .map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
-/// Checks an appid: 1–64 characters of `[A-Za-z0-9_-]` (real ones are `wx` + 16 hex digits).
-pub fn check_appid(appid: &str) -> Result<(), String> {
-    if appid.is_empty() || appid.len() > 64 {
-        return Err(format!("appid {appid:?} must be 1 to 64 characters"));
-    }
-    if !appid
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(format!(
-            "appid {appid:?} may only contain letters, digits, `_` and `-`"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a secret: 1–128 visible ASCII characters.
-pub fn check_secret(secret: &str) -> Result<(), String> {
-    if secret.is_empty() || secret.len() > 128 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("secret must be 1 to 128 visible ASCII characters".into());
-    }
-    Ok(())
-}
-
 fn account_json(a: &AccountRecord) -> serde_json::Value {
     json!({ "appid": a.appid, "verified": a.verified, "created_at": a.created_at })
 }
@@ -284,7 +260,7 @@ async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Respon
         Ok(new) => new,
         Err(e) => return e.into_response(),
     };
-    if let Err(msg) = check_appid(&new.appid).and_then(|()| check_secret(&new.secret)) {
+    if let Err(msg) = Appid::parse(&new.appid).and(Secret::parse(&new.secret)) {
         return error(StatusCode::BAD_REQUEST, msg);
     }
     let secret = new.secret;
@@ -364,7 +340,7 @@ async fn import(
     let Some(appid) = param("appid") else {
         return error(StatusCode::BAD_REQUEST, "missing query parameter `appid`");
     };
-    if let Err(msg) = check_appid(&appid) {
+    if let Err(msg) = Appid::parse(&appid) {
         return error(StatusCode::BAD_REQUEST, msg);
     }
     let Some(name) = param("endpoint") else {
@@ -560,9 +536,13 @@ async fn add_component(State(app): State<App>, Admitted(body): Admitted) -> Resp
         Ok(new) => new,
         Err(e) => return e.into_response(),
     };
-    if let Err(msg) = check_appid(&new.appid)
-        .and_then(|()| check_secret(&new.secret))
-        .and_then(|()| check_component_keys(&new.token, &new.aes_key, new.event_url.as_deref()))
+    if let Err(msg) = Appid::parse(&new.appid)
+        .and(Secret::parse(&new.secret))
+        .and(check_component_keys(
+            &new.token,
+            &new.aes_key,
+            new.event_url.as_deref(),
+        ))
     {
         return error(StatusCode::BAD_REQUEST, msg);
     }

@@ -68,8 +68,8 @@ pub async fn load(
         let list: Vec<Account> =
             serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", shown(&accounts)))?;
         for a in list {
-            crate::admin::check_appid(&a.appid)
-                .and_then(|()| crate::admin::check_secret(&a.secret))
+            datacube_api::Appid::parse(&a.appid)
+                .and(datacube_api::Secret::parse(&a.secret))
                 .map_err(|e| format!("{}: {e}", shown(&accounts)))?;
             let found = store
                 .account(&a.appid)
@@ -132,7 +132,7 @@ pub async fn load(
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_owned();
-        crate::admin::check_appid(&appid).map_err(|e| format!("{}: {e}", shown(account)))?;
+        datacube_api::Appid::parse(&appid).map_err(|e| format!("{}: {e}", shown(account)))?;
         let mut bodies: Vec<PathBuf> = std::fs::read_dir(account)
             .map_err(|e| format!("{}: {e}", shown(account)))?
             .filter_map(|e| e.ok().map(|e| e.path()))

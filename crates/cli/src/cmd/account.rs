@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
+use datacube_api::{Appid, Secret};
 use datacube_server::{admin, secret};
 use datacube_store::{AccountRecord, DatabaseUrl, StoreError};
 
@@ -125,7 +126,7 @@ async fn account_add(
     secret: String,
     verified: bool,
 ) -> Result<()> {
-    if let Err(msg) = admin::check_appid(&appid).and_then(|()| admin::check_secret(&secret)) {
+    if let Err(msg) = Appid::parse(&appid).and(Secret::parse(&secret)) {
         return Err(Exit::usage(msg));
     }
     let store = open(url)?;
@@ -161,9 +162,14 @@ async fn component_add(
     aes_key: String,
     event_url: Option<String>,
 ) -> Result<()> {
-    if let Err(msg) = admin::check_appid(&appid)
-        .and_then(|()| admin::check_secret(&secret))
-        .and_then(|()| admin::check_component_keys(&token, &aes_key, event_url.as_deref()))
+    if let Err(msg) =
+        Appid::parse(&appid)
+            .and(Secret::parse(&secret))
+            .and(admin::check_component_keys(
+                &token,
+                &aes_key,
+                event_url.as_deref(),
+            ))
     {
         return Err(Exit::usage(msg));
     }

@@ -5,7 +5,7 @@ use std::io::Read;
 use anyhow::{Context, Result};
 use clap::Args;
 use datacube_api::Endpoint;
-use datacube_server::{admin, import};
+use datacube_server::import;
 
 use crate::args::{parse_endpoint, DatabaseArg};
 use crate::{open, Exit};
@@ -29,7 +29,7 @@ pub struct ImportArgs {
 }
 
 pub async fn run(args: ImportArgs) -> Result<()> {
-    admin::check_appid(&args.appid).map_err(|e| Exit::usage(format!("--appid: {e}")))?;
+    datacube_api::Appid::parse(&args.appid).map_err(|e| Exit::usage(format!("--appid: {e}")))?;
     let endpoint = args.endpoint;
     let body = if args.file == "-" {
         let mut buf = Vec::new();
