@@ -18,10 +18,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use datacube_api::date::format_date;
-use datacube_api::Endpoint;
+use datacube_api::{Endpoint, ErrCode};
 use jiff::civil::Date;
 use rand::Rng;
 use serde::de::DeserializeOwned;
+
+/// 40164: the caller's IP is not in the account's whitelist (WeChat answers it for tokens;
+/// datacube never does, so it is not in [`ErrCode`]'s table).
+const IP_NOT_WHITELISTED: i64 = 40164;
+
+/// The error code an answer carries, if datacube's table knows it.
+fn known(code: i64) -> Option<ErrCode> {
+    i32::try_from(code).ok().and_then(ErrCode::from_code)
+}
+
+/// 40001 (invalid or superseded) or 42001 (expired): a new token may help, once.
+fn token_expired(code: i64) -> bool {
+    matches!(
+        known(code),
+        Some(ErrCode::InvalidCredential | ErrCode::AccessTokenExpired)
+    )
+}
 
 /// WeChat's API host.
 pub const WECHAT: &str = "https://api.weixin.qq.com";
@@ -401,26 +418,38 @@ impl Client {
             let why = match self.exchange(api, request, &[&self.config.secret]).await? {
                 Attempt::Done(text) => {
                     let answer = crate::answer::object(api, &text)?;
-                    match crate::answer::errcode(&answer) {
-                        0 => {
-                            let token = crate::answer::text_field(api, &answer, "access_token")?;
-                            let expires_in = crate::answer::lifetime(answer.get("expires_in"));
-                            return Ok((token, expires_in));
-                        }
-                        -1 => "-1 system error".to_owned(),
-                        45009 => {
+                    let code = crate::answer::errcode(&answer);
+                    if code == 0 {
+                        let token = crate::answer::text_field(api, &answer, "access_token")?;
+                        let expires_in = crate::answer::lifetime(answer.get("expires_in"));
+                        return Ok((token, expires_in));
+                    }
+                    match known(code) {
+                        Some(ErrCode::SystemError) => ErrCode::SystemError.to_string(),
+                        Some(ErrCode::DailyQuotaReached) => {
                             return Err(ClientError::QuotaExhausted {
                                 api: api.into(),
                                 errmsg: crate::answer::errmsg(&answer),
                             })
                         }
-                        code @ (40013 | 40125 | 40164 | 41002 | 41004) => {
+                        Some(
+                            ErrCode::InvalidAppid
+                            | ErrCode::InvalidAppsecret
+                            | ErrCode::AppidMissing
+                            | ErrCode::AppsecretMissing,
+                        ) => {
                             return Err(ClientError::Credentials {
                                 code,
                                 errmsg: crate::answer::errmsg(&answer),
                             })
                         }
-                        code => {
+                        None if code == IP_NOT_WHITELISTED => {
+                            return Err(ClientError::Credentials {
+                                code,
+                                errmsg: crate::answer::errmsg(&answer),
+                            })
+                        }
+                        _ => {
                             return Err(ClientError::Api {
                                 api: api.into(),
                                 code,
@@ -463,7 +492,9 @@ impl Client {
                     let answer = crate::answer::object(&api, &text)?;
                     match crate::answer::errcode(&answer) {
                         0 => return Ok(answer),
-                        -1 => "-1 system error".to_owned(),
+                        code if known(code) == Some(ErrCode::SystemError) => {
+                            ErrCode::SystemError.to_string()
+                        }
                         code => {
                             return Err(ClientError::Api {
                                 api,
@@ -555,10 +586,7 @@ impl Client {
                 .await;
             let v = match answer {
                 Ok(v) => v,
-                Err(ClientError::Api {
-                    code: 40001 | 42001,
-                    ..
-                }) if !renewed => {
+                Err(ClientError::Api { code, .. }) if token_expired(code) && !renewed => {
                     renewed = true;
                     component = self.component_token(a, Some(&component)).await?;
                     continue;
@@ -621,14 +649,19 @@ impl Client {
                     )?;
                     return Ok((token, crate::answer::lifetime(v.get("expires_in"))));
                 }
-                Err(ClientError::Api {
-                    code: 40001 | 42001,
-                    ..
-                }) if !renewed => {
+                Err(ClientError::Api { code, .. }) if token_expired(code) && !renewed => {
                     component = self.component_token(a, Some(&component)).await?;
                 }
                 Err(ClientError::Api { code, errmsg, .. })
-                    if matches!(code, 61003 | 61023 | 40125 | 61011) =>
+                    if matches!(
+                        known(code),
+                        Some(
+                            ErrCode::ComponentNotAuthorized
+                                | ErrCode::RefreshTokenInvalid
+                                | ErrCode::InvalidAppsecret
+                                | ErrCode::InvalidComponent
+                        )
+                    ) =>
                 {
                     return Err(ClientError::Credentials { code, errmsg })
                 }
@@ -692,26 +725,30 @@ impl Client {
             let answer = crate::answer::object(&api, &text)?;
             let code = crate::answer::errcode(&answer);
             let errmsg = crate::answer::errmsg(&answer);
-            match code {
-                0 => return Ok(text),
+            if code == 0 {
+                return Ok(text);
+            }
+            match known(code) {
                 // Invalid or expired: one new token, once per call.
-                40001 | 42001 if !renewed => {
+                _ if token_expired(code) && !renewed => {
                     renewed = true;
                     token = self.renew_token(&token).await?;
                 }
-                -1 if attempts < self.config.retries => {
+                Some(ErrCode::SystemError) if attempts < self.config.retries => {
                     self.pause(attempts).await?;
                     attempts += 1;
                 }
-                45011 if slowdowns < self.config.slow_down_retries => {
+                Some(ErrCode::MinuteQuotaReached) if slowdowns < self.config.slow_down_retries => {
                     let wait =
                         self.backoff(slowdowns, self.config.slow_down, Duration::from_secs(60));
                     tracing::info!(%api, ?wait, "45011: per-minute quota; slowing down");
                     self.sleep(wait).await?;
                     slowdowns += 1;
                 }
-                45009 => return Err(ClientError::QuotaExhausted { api, errmsg }),
-                code => return Err(ClientError::Api { api, code, errmsg }),
+                Some(ErrCode::DailyQuotaReached) => {
+                    return Err(ClientError::QuotaExhausted { api, errmsg })
+                }
+                _ => return Err(ClientError::Api { api, code, errmsg }),
             }
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             *retried += 1;
