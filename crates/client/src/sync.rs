@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use datacube_api::date::{add_days, days_between, format_date, monday_of};
 use datacube_api::row::{NewFields, Row};
-use datacube_api::{Endpoint, Generation, Period};
+use datacube_api::{Endpoint, ErrCode, Generation, Period};
 use datacube_store::Store;
 use jiff::civil::Date;
 
@@ -203,6 +203,66 @@ struct Part {
     new_fields: BTreeSet<String>,
 }
 
+impl Part {
+    fn new(endpoint: Endpoint, windows: usize) -> Part {
+        Part {
+            report: EndpointReport {
+                endpoint: endpoint.name().to_owned(),
+                status: EndpointStatus::Done,
+                windows: windows as u64,
+                windows_done: 0,
+                calls: 0,
+                retries: 0,
+                rows_stored: 0,
+                rows_skipped: 0,
+                skipped: Vec::new(),
+                new_fields: Vec::new(),
+                error: None,
+            },
+            closed: false,
+            new_fields: BTreeSet::new(),
+        }
+    }
+
+    /// One window stored: its rows, the rows dated outside it (the first few named), the new
+    /// fields it brought.
+    fn window_done(&mut self, window: Window, (begin, end): (Date, Date)) {
+        self.report.windows_done += 1;
+        self.report.rows_stored += window.stored as u64;
+        self.report.rows_skipped += window.outside.len() as u64;
+        for d in window.outside {
+            if self.report.skipped.len() < SKIPPED_NAMED {
+                self.report.skipped.push(format!(
+                    "{} (asked {}..{})",
+                    format_date(d),
+                    format_date(begin),
+                    format_date(end)
+                ));
+            }
+        }
+        self.new_fields.extend(window.new_fields);
+    }
+
+    /// Its report at the end of the run: the status of an endpoint still open follows from
+    /// its windows, the account's error and an interruption.
+    fn finish(&mut self, account_failed: bool, interrupted: bool) -> EndpointReport {
+        let mut r = self.report.clone();
+        r.new_fields = self.new_fields.iter().cloned().collect();
+        if !self.closed {
+            r.status = match () {
+                _ if r.windows == 0 => EndpointStatus::UpToDate,
+                _ if r.windows_done == r.windows => EndpointStatus::Done,
+                _ if account_failed => EndpointStatus::NotAsked,
+                _ if interrupted => EndpointStatus::Interrupted,
+                // Unreachable in practice: every window is taken unless one of the above.
+                _ => EndpointStatus::Interrupted,
+            };
+        }
+        self.closed = true;
+        r
+    }
+}
+
 /// Runs `plan` for `appid`: at most `options.concurrency` calls at once, the windows of all
 /// endpoints taken in turn. An endpoint whose call fails for good (after its retries), or that
 /// the upstream closes (47009, 61007), is asked no more; the others go on. What stops the
@@ -239,25 +299,7 @@ pub async fn run(
     let parts: Arc<Vec<std::sync::Mutex<Part>>> = Arc::new(
         plan.endpoints
             .iter()
-            .map(|(endpoint, windows)| {
-                std::sync::Mutex::new(Part {
-                    report: EndpointReport {
-                        endpoint: endpoint.name().to_owned(),
-                        status: EndpointStatus::Done,
-                        windows: windows.len() as u64,
-                        windows_done: 0,
-                        calls: 0,
-                        retries: 0,
-                        rows_stored: 0,
-                        rows_skipped: 0,
-                        skipped: Vec::new(),
-                        new_fields: Vec::new(),
-                        error: None,
-                    },
-                    closed: false,
-                    new_fields: BTreeSet::new(),
-                })
-            })
+            .map(|(endpoint, windows)| std::sync::Mutex::new(Part::new(*endpoint, windows.len())))
             .collect(),
     );
     let endpoints: Arc<Vec<Endpoint>> = Arc::new(plan.endpoints.iter().map(|(e, _)| *e).collect());
@@ -309,38 +351,21 @@ pub async fn run(
                 p.report.retries += retried;
                 match outcome {
                     Ok(window) => {
-                        p.report.windows_done += 1;
-                        p.report.rows_stored += window.stored as u64;
-                        p.report.rows_skipped += window.outside.len() as u64;
-                        for d in window.outside {
-                            if p.report.skipped.len() < SKIPPED_NAMED {
-                                p.report.skipped.push(format!(
-                                    "{} (asked {}..{})",
-                                    format_date(d),
-                                    format_date(begin),
-                                    format_date(end)
-                                ));
-                            }
-                        }
-                        p.new_fields.extend(window.new_fields);
+                        let stored = window.stored;
+                        p.window_done(window, (begin, end));
                         drop(p);
-                        progress.window_done(endpoint, window.stored);
+                        progress.window_done(endpoint, stored);
                     }
                     // 47009: this endpoint is offline upstream (WeChat's old article
                     // endpoints since 2026); 61007: read as a third-party platform without
                     // the endpoint's permission set. The other endpoints go on.
-                    Err(SyncError::Client(ClientError::Api {
-                        code: code @ (47009 | 61007),
-                        errmsg,
-                        ..
-                    })) => {
+                    Err(SyncError::Client(ClientError::Api { code, errmsg, .. }))
+                        if closed_upstream(code).is_some() =>
+                    {
                         if !p.closed {
                             p.closed = true;
-                            p.report.status = if code == 47009 {
-                                EndpointStatus::Offline
-                            } else {
-                                EndpointStatus::Unauthorized
-                            };
+                            p.report.status =
+                                closed_upstream(code).unwrap_or(EndpointStatus::Failed);
                             p.report.error = Some(format!("{code} {errmsg}"));
                         }
                     }
@@ -390,19 +415,7 @@ pub async fn run(
     };
     for part in parts.iter() {
         let Ok(mut p) = part.lock() else { continue };
-        let mut r = p.report.clone();
-        r.new_fields = p.new_fields.iter().cloned().collect();
-        if !p.closed {
-            r.status = match () {
-                _ if r.windows == 0 => EndpointStatus::UpToDate,
-                _ if r.windows_done == r.windows => EndpointStatus::Done,
-                _ if report.error.is_some() => EndpointStatus::NotAsked,
-                _ if interrupted => EndpointStatus::Interrupted,
-                // Unreachable in practice: every window is taken unless one of the above.
-                _ => EndpointStatus::Interrupted,
-            };
-        }
-        p.closed = true;
+        let r = p.finish(report.error.is_some(), interrupted);
         report.calls += r.calls;
         report.retries += r.retries;
         report.rows_stored += r.rows_stored;
@@ -411,6 +424,16 @@ pub async fn run(
     }
     report.settle();
     report
+}
+
+/// The status of an endpoint the upstream closed: 47009 (offline: WeChat's old article
+/// endpoints since 2026) or 61007 (read as a third-party platform without its permission set).
+fn closed_upstream(code: i64) -> Option<EndpointStatus> {
+    match i32::try_from(code).ok().and_then(ErrCode::from_code)? {
+        ErrCode::ApiOffline => Some(EndpointStatus::Offline),
+        ErrCode::ApiUnauthorizedToComponent => Some(EndpointStatus::Unauthorized),
+        _ => None,
+    }
 }
 
 /// Answers up to this size are validated on the async thread that received them.

@@ -99,6 +99,10 @@ fn time_on(rng: &mut StdRng, day: Date) -> i64 {
     date_to_epoch_day(day) * 86_400 - CHINA_OFFSET_SECONDS + hour * 3600 + rng.random_range(0..3600)
 }
 
+fn openid(n: u64) -> String {
+    format!("oDemo{n:08}")
+}
+
 fn rfc3339(unix: i64) -> String {
     jiff::Timestamp::from_second(unix)
         .map(|t| {
@@ -135,7 +139,6 @@ pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
     let mut gone: Vec<u64> = Vec::new();
     let mut next_openid = 0u64;
     let mut msg_data_id = 2_247_483_649u64;
-    let openid = |n: u64| format!("oDemo{n:08}");
     let mut day = first;
     let mut i = 0u32;
     while day <= last {
@@ -236,78 +239,17 @@ pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
                             time_on(&mut rng, read_day)
                         };
                         let scene = *pick(&mut rng, &READ_SCENES);
-                        push(
-                            &mut out,
-                            t,
-                            json!({"type": "read", "msgid": msgid, "openid": who,
-                            "page": "int", "scene": scene}),
-                        );
-                        if rng.random_bool(0.15) {
-                            push(
-                                &mut out,
-                                t + 5,
-                                json!({"type": "read", "msgid": msgid, "openid": who,
-                                "page": "int", "scene": scene}),
-                            );
-                        }
-                        if rng.random_bool(0.03) {
-                            push(
-                                &mut out,
-                                t + 60,
-                                json!({"type": "read", "msgid": msgid, "openid": who,
-                                "page": "ori", "scene": scene}),
-                            );
-                        }
-                        if rng.random_bool(0.05) {
-                            let to = *pick(
-                                &mut rng,
-                                &[("friends", 0.6), ("feed", 0.35), ("other", 0.05)],
-                            );
-                            let from = match scene {
-                                "session" => "session",
-                                "feed" => "feed",
-                                _ => "other",
-                            };
-                            push(
-                                &mut out,
-                                t + 90,
-                                json!({"type": "share", "msgid": msgid, "openid": who,
-                                "scene": to, "from": from}),
-                            );
-                        }
-                        if rng.random_bool(0.02) {
-                            push(
-                                &mut out,
-                                t + 120,
-                                json!({"type": "favorite", "msgid": msgid, "openid": who}),
-                            );
-                        }
+                        read_in_first_week(&mut rng, &mut push, &mut out, t, &msgid, &who, scene);
                         reactions(&mut extra, &mut push_extra, &mut out, t, &msgid, &who);
                     }
                 }
-                // The long tail the 2025 endpoints follow for 30 days: recommendation and
-                // search bring readers after the first week.
-                for k in DECAY.len() as i64..30 {
-                    let read_day = add_days(day, k);
-                    if read_day > last {
-                        break;
-                    }
-                    for _ in 0..count(&mut extra, reach * 0.004) {
-                        let who = openid(followers[extra.random_range(0..followers.len())]);
-                        let t = time_on(&mut extra, read_day);
-                        let scene = *pick(
-                            &mut extra,
-                            &[("recommend", 0.5), ("souyisou", 0.3), ("home", 0.2)],
-                        );
-                        push_extra(
-                            &mut out,
-                            t,
-                            json!({"type": "read", "msgid": msgid, "openid": who,
-                            "page": "int", "scene": scene}),
-                        );
-                        reactions(&mut extra, &mut push_extra, &mut out, t, &msgid, &who);
-                    }
-                }
+                let tail = Send {
+                    day,
+                    last,
+                    reach,
+                    msgid: &msgid,
+                };
+                long_tail(&mut extra, &mut push_extra, &mut out, &tail, &followers);
             }
             msg_data_id += 1;
         }
@@ -316,6 +258,104 @@ pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
     }
     out.sort_by_key(|(t, _)| *t);
     out.into_iter().map(|(_, line)| line).collect()
+}
+
+/// A reader of a send's first week: the read, sometimes again, sometimes the original page, a
+/// share (to friends, Moments or elsewhere, from where it was read), a favourite.
+fn read_in_first_week(
+    rng: &mut StdRng,
+    push: &mut impl FnMut(&mut Vec<(i64, String)>, i64, serde_json::Value),
+    out: &mut Vec<(i64, String)>,
+    t: i64,
+    msgid: &str,
+    who: &str,
+    scene: &str,
+) {
+    push(
+        out,
+        t,
+        json!({"type": "read", "msgid": msgid, "openid": who,
+        "page": "int", "scene": scene}),
+    );
+    if rng.random_bool(0.15) {
+        push(
+            out,
+            t + 5,
+            json!({"type": "read", "msgid": msgid, "openid": who,
+            "page": "int", "scene": scene}),
+        );
+    }
+    if rng.random_bool(0.03) {
+        push(
+            out,
+            t + 60,
+            json!({"type": "read", "msgid": msgid, "openid": who,
+            "page": "ori", "scene": scene}),
+        );
+    }
+    if rng.random_bool(0.05) {
+        let to = *pick(rng, &[("friends", 0.6), ("feed", 0.35), ("other", 0.05)]);
+        let from = match scene {
+            "session" => "session",
+            "feed" => "feed",
+            _ => "other",
+        };
+        push(
+            out,
+            t + 90,
+            json!({"type": "share", "msgid": msgid, "openid": who,
+            "scene": to, "from": from}),
+        );
+    }
+    if rng.random_bool(0.02) {
+        push(
+            out,
+            t + 120,
+            json!({"type": "favorite", "msgid": msgid, "openid": who}),
+        );
+    }
+}
+
+/// One article of a send, for the readers it brings.
+struct Send<'a> {
+    day: Date,
+    /// The last day generated.
+    last: Date,
+    /// Readers on the send day.
+    reach: f64,
+    msgid: &'a str,
+}
+
+/// The long tail the 2025 endpoints follow for 30 days: recommendation and search bring
+/// readers after the first week.
+fn long_tail(
+    extra: &mut StdRng,
+    push_extra: &mut impl FnMut(&mut Vec<(i64, String)>, i64, serde_json::Value),
+    out: &mut Vec<(i64, String)>,
+    send: &Send,
+    followers: &[u64],
+) {
+    for k in DECAY.len() as i64..30 {
+        let read_day = add_days(send.day, k);
+        if read_day > send.last {
+            break;
+        }
+        for _ in 0..count(extra, send.reach * 0.004) {
+            let who = openid(followers[extra.random_range(0..followers.len())]);
+            let t = time_on(extra, read_day);
+            let scene = *pick(
+                extra,
+                &[("recommend", 0.5), ("souyisou", 0.3), ("home", 0.2)],
+            );
+            push_extra(
+                out,
+                t,
+                json!({"type": "read", "msgid": send.msgid, "openid": who,
+                "page": "int", "scene": scene}),
+            );
+            reactions(extra, push_extra, out, t, send.msgid, &who);
+        }
+    }
 }
 
 /// What a reader does besides reading, for the 2025 endpoints: leaves the page after a while

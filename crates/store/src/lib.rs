@@ -15,6 +15,9 @@
 //! - [`bulk`]: `datacube ingest`'s external sort — events in any order, within a memory budget.
 //! - `reset`: `POST /admin/reset` and the removal of an account with everything of it.
 //! - `tls`: TLS to PostgreSQL, as libpq's `sslmode` and `sslrootcert` say.
+//! - `records`: what the store keeps and answers (accounts, components, grants, tokens, write
+//!   outcomes); `url`: database URLs that never show their password.
+//! - `inner`: the blocking work behind [`Store`]'s methods.
 //! - [`testing`]: databases for tests (an SQLite file, or a fresh PostgreSQL database).
 //!
 //! Writes run on tokio's blocking pool. On SQLite the reads of the serving hot path (a token,
@@ -28,13 +31,16 @@ mod components;
 mod days;
 mod db;
 mod events;
+mod inner;
 mod postgres;
+mod records;
 mod reset;
 mod schema;
 mod sqlite;
 mod sync;
 pub mod testing;
 mod tls;
+mod url;
 
 use std::sync::{Arc, Mutex};
 
@@ -45,7 +51,12 @@ use datacube_api::Endpoint;
 use jiff::civil::Date;
 
 pub use events::Batch;
+pub use records::{
+    AccountRecord, BulkOutcome, ComponentRecord, Grant, IngestOutcome, Issued, TokenKind,
+    TokenRecord, TokenStatus, UpsertReport,
+};
 pub use sync::SyncRun;
+pub use url::{redacted, DatabaseUrl};
 
 use crate::db::Db;
 
@@ -139,169 +150,7 @@ fn postgres_message(e: &::postgres::Error) -> String {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// An Official Account known to datacube. The secret is kept only as a hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountRecord {
-    /// `wx…`
-    pub appid: String,
-    /// PHC string of the secret's hash (argon2id).
-    pub secret_hash: String,
-    /// Unverified accounts get 48001 from every datacube endpoint.
-    pub verified: bool,
-    /// Unix seconds (emulated clock).
-    pub created_at: i64,
-}
-
-/// Which API issued a token; the families are isolated from each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TokenKind {
-    /// `GET /cgi-bin/token`: every call issues a new token.
-    Basic,
-    /// `POST /cgi-bin/stable_token`: the same token until 5 minutes before expiry.
-    Stable,
-    /// A third-party platform's `component_access_token` (`appid` is the component's).
-    Component,
-    /// An `authorizer_access_token`: a component acting for the account `appid`.
-    Authorizer,
-}
-
-impl TokenKind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Basic => "basic",
-            TokenKind::Stable => "stable",
-            TokenKind::Component => "component",
-            TokenKind::Authorizer => "authorizer",
-        }
-    }
-    pub(crate) fn parse(s: &str) -> TokenKind {
-        match s {
-            "stable" => TokenKind::Stable,
-            "component" => TokenKind::Component,
-            "authorizer" => TokenKind::Authorizer,
-            _ => TokenKind::Basic,
-        }
-    }
-}
-
-/// A third-party platform (component).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ComponentRecord {
-    /// Its appid.
-    pub appid: String,
-    /// Its AppSecret, hashed.
-    pub secret_hash: String,
-    /// The Token of its pushes (signatures).
-    pub token: String,
-    /// Its EncodingAESKey (43 characters).
-    pub aes_key: String,
-    /// Where tickets and authorization events are pushed (授权事件接收URL).
-    pub event_url: Option<String>,
-    /// Unix seconds.
-    pub created_at: i64,
-}
-
-/// An account's authorization of a component: the permission sets it granted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    /// The component.
-    pub component: String,
-    /// The account (authorizer).
-    pub authorizer: String,
-    /// The `funcscope_category` ids granted, in the order given.
-    pub sets: Vec<u32>,
-    /// The `authorizer_refresh_token`; a new authorization replaces it.
-    pub refresh_token: String,
-    /// Unix seconds.
-    pub auth_time: i64,
-}
-
 pub use components::CodeUse;
-
-/// A stored access token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
-    /// The token string.
-    pub token: String,
-    /// Whose it is.
-    pub appid: String,
-    /// Which API issued it.
-    pub kind: TokenKind,
-    /// Unix seconds.
-    pub issued_at: i64,
-    /// Unix seconds; from then on the token answers 42001.
-    pub expires_at: i64,
-    /// Unix seconds; from then on the token answers 40001 (superseded or force-refreshed).
-    pub invalid_after: Option<i64>,
-    /// For an authorizer token, the component acting for the account.
-    pub component: Option<String>,
-}
-
-/// What a token is worth at a given moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenStatus {
-    /// Usable.
-    Valid,
-    /// Replaced by a newer token and past the hand-over: 40001.
-    Superseded,
-    /// Past its lifetime: 42001.
-    Expired,
-}
-
-impl TokenRecord {
-    /// The token's status at `now`.
-    pub fn status(&self, now: i64) -> TokenStatus {
-        if self.invalid_after.is_some_and(|t| now >= t) {
-            TokenStatus::Superseded
-        } else if now >= self.expires_at {
-            TokenStatus::Expired
-        } else {
-            TokenStatus::Valid
-        }
-    }
-}
-
-/// The answer of a token API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Issued {
-    /// A token and its remaining lifetime in seconds.
-    Token {
-        /// The token.
-        token: String,
-        /// `expires_in`.
-        expires_in: i64,
-    },
-    /// The daily quota is used up: 45009.
-    QuotaExceeded,
-}
-
-/// How an import changed the store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UpsertReport {
-    /// Rows whose key was new.
-    pub inserted: usize,
-    /// Rows that replaced a different row with the same key.
-    pub updated: usize,
-    /// Rows identical to the stored ones.
-    pub unchanged: usize,
-}
-
-/// What ingesting a batch of events did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IngestOutcome {
-    /// For each event of the batch, in order: `true` if accepted, `false` if its id had been
-    /// accepted before (a duplicate).
-    pub accepted: Vec<bool>,
-}
-
-/// What a bulk load ([`Store::ingest_sorted`]) stored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BulkOutcome {
-    /// Events stored and counted.
-    pub accepted: u64,
-    /// Events whose id had been accepted before, or came earlier in the load: ignored.
-    pub duplicates: u64,
-}
 
 /// The database behind a [`Store`].
 enum Backend {
@@ -335,256 +184,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
-}
-
-/// `url` without its passwords, for messages: the userinfo's (`postgres://u:***@host/db`),
-/// a `password=` query parameter's (`?password=***`), and in a libpq key=value string
-/// (`host=h password=*** dbname=d`) too.
-pub fn redacted(url: &str) -> String {
-    let Some(scheme) = url.find("://") else {
-        return redacted_keywords(url);
-    };
-    let (main, query) = match url.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match main.rfind('@').filter(|at| *at > scheme) {
-        Some(at) => {
-            let userinfo = &main[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***{}", &main[..scheme + 3 + colon], &main[at..]),
-                None => main.to_owned(),
-            }
-        }
-        None => main.to_owned(),
-    };
-    if let Some(query) = query {
-        out.push('?');
-        let params: Vec<String> = query
-            .split('&')
-            .map(|param| match param.split_once('=') {
-                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
-                _ => param.to_owned(),
-            })
-            .collect();
-        out.push_str(&params.join("&"));
-    }
-    out
-}
-
-/// A libpq `key=value` connection string with the values of password keys replaced.
-fn redacted_keywords(s: &str) -> String {
-    if !s.contains('=') {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(eq) = rest.find('=') {
-        let key = &rest[..eq];
-        out.push_str(key);
-        out.push('=');
-        let after = &rest[eq + 1..];
-        // A value runs to the next space, or is quoted ('a b', with \' escapes).
-        let end = if let Some(quoted) = after.strip_prefix('\'') {
-            let mut escaped = false;
-            let close = quoted
-                .char_indices()
-                .find(|&(_, c)| {
-                    let stop = c == '\'' && !escaped;
-                    escaped = c == '\\' && !escaped;
-                    stop
-                })
-                .map_or(after.len(), |(i, _)| i + 2);
-            close
-        } else {
-            after.find(' ').unwrap_or(after.len())
-        };
-        if key.trim().to_ascii_lowercase().contains("password") {
-            out.push_str("***");
-        } else {
-            out.push_str(&after[..end]);
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A database URL. `Display` and `Debug` show it without its password ([`redacted`]), so that
-/// no message or log line can print one by accident; [`DatabaseUrl::expose`] gives it whole.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    /// The URL, password included: to open the database with, nothing else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for DatabaseUrl {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> std::result::Result<DatabaseUrl, Self::Err> {
-        Ok(DatabaseUrl(s.to_owned()))
-    }
-}
-
-impl std::fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&redacted(&self.0))
-    }
-}
-
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DatabaseUrl({self})")
-    }
-}
-
-impl Inner {
-    fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.read(f),
-            Backend::Postgres(p) => p.read(f),
-        }
-    }
-
-    fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.write(f),
-            Backend::Postgres(p) => p.write(f),
-        }
-    }
-
-    pub(crate) fn ingest(&self, mut batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
-        let accepted = self.write(|tx| {
-            events::store_batch(tx, &mut batch, yesterday, |appid| {
-                accounts::bump_change(tx, appid)
-            })
-        })?;
-        // Freeing a large batch's events takes a while: not on the writer's time.
-        if batch.len() >= 10_000 {
-            std::thread::spawn(move || drop(batch));
-        }
-        Ok(IngestOutcome { accepted })
-    }
-
-    pub(crate) fn ingest_deferred(&self, mut batch: Batch) -> Result<IngestOutcome> {
-        let accepted = self.write(|tx| events::store_batch_deferred(tx, &mut batch))?;
-        if batch.len() >= 10_000 {
-            std::thread::spawn(move || drop(batch));
-        }
-        Ok(IngestOutcome { accepted })
-    }
-
-    /// Stores a bulk load (see [`bulk`]): the sorted events are cut into batches of about
-    /// `batch` events, each stored in one transaction, while the next is decoded and prepared
-    /// on a thread of its own. Statistics left pending by an earlier load that was cut short
-    /// are recomputed first.
-    pub(crate) fn ingest_sorted(
-        &self,
-        sorted: bulk::Sorted,
-        yesterday: Date,
-        batch: usize,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<BulkOutcome> {
-        let leftovers = self.read(events::pending_accounts)?;
-        for appid in leftovers {
-            self.write(|tx| {
-                if events::recompute_pending(tx, &appid, yesterday)? {
-                    accounts::bump_change(tx, &appid)?;
-                }
-                Ok(())
-            })?;
-        }
-        let (send, parts) = std::sync::mpsc::sync_channel::<Result<bulk::Part>>(2);
-        std::thread::scope(|scope| {
-            let producer = std::thread::Builder::new()
-                .name("datacube-bulk".into())
-                .spawn_scoped(scope, move || bulk::produce(sorted, batch.max(1), &send))
-                .map_err(|e| StoreError::Task(format!("no thread for a bulk load: {e}")))?;
-            let mut outcome = BulkOutcome::default();
-            let mut spread: FxHashSet<String> = FxHashSet::default();
-            for part in parts {
-                let bulk::Part { mut batch, partial } = part?;
-                let (accepted, complete) = self.write(|tx| {
-                    events::store_bulk(
-                        tx,
-                        &mut batch,
-                        yesterday,
-                        partial.as_deref(),
-                        &spread,
-                        |a| accounts::bump_change(tx, a),
-                    )
-                })?;
-                for appid in complete {
-                    spread.remove(&appid);
-                }
-                if let Some(appid) = partial {
-                    spread.insert(appid);
-                }
-                let taken = accepted.iter().filter(|a| **a).count() as u64;
-                outcome.accepted += taken;
-                outcome.duplicates += accepted.len() as u64 - taken;
-                progress(outcome.accepted + outcome.duplicates);
-                if batch.len() >= 10_000 {
-                    std::thread::spawn(move || drop(batch));
-                }
-            }
-            producer
-                .join()
-                .map_err(|_| StoreError::Task("the bulk load's reader panicked".into()))?;
-            Ok(outcome)
-        })
-    }
-
-    /// How many times the live tallies were built from the stored events.
-    #[cfg(test)]
-    pub(crate) fn live_rebuilds(&self) -> u64 {
-        self.live.lock().map_or(0, |l| l.rebuilds)
-    }
-
-    pub(crate) fn flush_pending(&self, yesterday: Date) -> Result<usize> {
-        // Usually nothing is pending: look before taking the write lock.
-        let any = self.read(|db| db.int("SELECT COUNT(*) FROM stat_pending", db::p![]))?;
-        if any == 0 {
-            return Ok(0);
-        }
-        let mut live = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let done = self.write(|tx| {
-            events::flush_pending(tx, yesterday, &mut live, |appid| {
-                accounts::bump_change(tx, appid)
-            })
-        });
-        if done.is_err() {
-            // The tallies may count what the rolled-back transaction merged: start over.
-            *live = Default::default();
-        }
-        done
-    }
-
-    #[cfg(test)]
-    pub(crate) fn list_rows_into(
-        &self,
-        appid: &str,
-        endpoint: Endpoint,
-        begin: Date,
-        end: Date,
-        out: &mut String,
-    ) -> Result<usize> {
-        self.read(|db| days::list_into(db, appid, endpoint, begin, end, out))
-    }
-}
-
-impl Inner {
-    pub(crate) fn carry_forward(&self, yesterday: Date) -> Result<usize> {
-        self.write(|tx| {
-            events::carry_forward(tx, yesterday, |appid| accounts::bump_change(tx, appid))
-        })
-    }
 }
 
 impl Store {

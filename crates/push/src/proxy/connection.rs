@@ -8,7 +8,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::record::record;
-use super::wire::{read_request_head, read_response_head, stream_through, ProxyError, Side};
+use super::wire::{
+    read_request_head, read_response_head, stream_through, Head, ProxyError, RequestHead, Side,
+};
 use super::{Reply, Slot, State, INSPECT_LIMIT, MAX_ANSWER_HEAD, MAX_CHUNKED};
 use crate::http1::Framing;
 use crate::xml::Verdict;
@@ -134,39 +136,10 @@ pub(super) async fn serve(state: Arc<State>, stream: TcpStream, slot: Slot) {
         };
         let limit = state.config.timeout;
         let to_head = request.method == "HEAD";
-        let exchange = tokio::time::timeout(limit, async {
-            // A kept connection the upstream has meanwhile closed fails before any answer:
-            // then the request goes once more on a new connection.
-            for attempt in 0..2 {
-                let reused = upstream.is_some();
-                let up = match &mut upstream {
-                    Some(u) => u,
-                    none => none.insert(Side::new(
-                        TcpStream::connect(&state.addr)
-                            .await
-                            .map_err(ProxyError::Io)?,
-                    )),
-                };
-                let sent = async {
-                    // Head and body in one write: one segment, one wake-up upstream.
-                    let mut out = Vec::with_capacity(request.head.bytes.len() + body.len());
-                    out.extend_from_slice(&request.head.bytes);
-                    out.extend_from_slice(&body);
-                    up.stream.write_all(&out).await?;
-                    read_response_head(up, to_head, MAX_ANSWER_HEAD).await
-                }
-                .await;
-                match sent {
-                    Err(ProxyError::Io(_) | ProxyError::Closed)
-                        if reused && attempt == 0 && up.buf.is_empty() =>
-                    {
-                        upstream = None;
-                    }
-                    other => return other,
-                }
-            }
-            Err(ProxyError::Closed)
-        })
+        let exchange = tokio::time::timeout(
+            limit,
+            send_upstream(&state, &mut upstream, &request, &body, to_head),
+        )
         .await;
         let (status, head) = match exchange {
             Ok(Ok(answer)) => answer,
@@ -195,43 +168,7 @@ pub(super) async fn serve(state: Arc<State>, stream: TcpStream, slot: Slot) {
         };
         // The answer goes back as it came; its body is held when small enough to judge.
         let Some(up) = upstream.as_mut() else { break };
-        let answered = async {
-            let held = match head.framed.framing {
-                Framing::Length(n) if n > INSPECT_LIMIT as u64 => {
-                    client.stream.write_all(&head.bytes).await?;
-                    stream_through(up, &mut client.stream, n).await?;
-                    None
-                }
-                framing => {
-                    let limit = if framing == Framing::Close {
-                        INSPECT_LIMIT
-                    } else {
-                        MAX_CHUNKED
-                    };
-                    match up.read_body(framing, limit).await? {
-                        // Head and body in one write.
-                        Some(b) => {
-                            let mut out = Vec::with_capacity(head.bytes.len() + b.len());
-                            out.extend_from_slice(&head.bytes);
-                            out.extend_from_slice(&b);
-                            client.stream.write_all(&out).await?;
-                            Some(b)
-                        }
-                        // An answer to the end of the connection, longer than is held:
-                        // passed on as it comes.
-                        None => {
-                            client.stream.write_all(&head.bytes).await?;
-                            client.stream.write_all(&up.buf).await?;
-                            up.buf.clear();
-                            tokio::io::copy(&mut up.stream, &mut client.stream).await?;
-                            None
-                        }
-                    }
-                }
-            };
-            Ok::<_, ProxyError>(held)
-        }
-        .await;
+        let answered = pass_answer(up, &mut client.stream, &head).await;
         let failed = answered.is_err();
         if failed || !head.framed.keep_alive {
             upstream = None;
@@ -248,4 +185,88 @@ pub(super) async fn serve(state: Arc<State>, stream: TcpStream, slot: Slot) {
             break;
         }
     }
+}
+
+/// Passes the upstream's answer (its head already read) back to the client as it came, and
+/// returns its body when it is small enough to be judged.
+async fn pass_answer(
+    up: &mut Side,
+    client: &mut TcpStream,
+    head: &Head,
+) -> Result<Option<Vec<u8>>, ProxyError> {
+    let held = match head.framed.framing {
+        Framing::Length(n) if n > INSPECT_LIMIT as u64 => {
+            client.write_all(&head.bytes).await?;
+            stream_through(up, client, n).await?;
+            None
+        }
+        framing => {
+            let limit = if framing == Framing::Close {
+                INSPECT_LIMIT
+            } else {
+                MAX_CHUNKED
+            };
+            match up.read_body(framing, limit).await? {
+                // Head and body in one write.
+                Some(b) => {
+                    let mut out = Vec::with_capacity(head.bytes.len() + b.len());
+                    out.extend_from_slice(&head.bytes);
+                    out.extend_from_slice(&b);
+                    client.write_all(&out).await?;
+                    Some(b)
+                }
+                // An answer to the end of the connection, longer than is held:
+                // passed on as it comes.
+                None => {
+                    client.write_all(&head.bytes).await?;
+                    client.write_all(&up.buf).await?;
+                    up.buf.clear();
+                    tokio::io::copy(&mut up.stream, client).await?;
+                    None
+                }
+            }
+        }
+    };
+    Ok(held)
+}
+
+/// Sends the request (head and body) upstream on the kept connection, or a new one, and reads
+/// the answer's head. A kept connection the upstream has meanwhile closed fails before any
+/// answer: then the request goes once more on a new connection.
+async fn send_upstream(
+    state: &State,
+    upstream: &mut Option<Side>,
+    request: &RequestHead,
+    body: &[u8],
+    to_head: bool,
+) -> Result<(u16, Head), ProxyError> {
+    for attempt in 0..2 {
+        let reused = upstream.is_some();
+        let up = match &mut *upstream {
+            Some(u) => u,
+            none => none.insert(Side::new(
+                TcpStream::connect(&state.addr)
+                    .await
+                    .map_err(ProxyError::Io)?,
+            )),
+        };
+        let sent = async {
+            // Head and body in one write: one segment, one wake-up upstream.
+            let mut out = Vec::with_capacity(request.head.bytes.len() + body.len());
+            out.extend_from_slice(&request.head.bytes);
+            out.extend_from_slice(body);
+            up.stream.write_all(&out).await?;
+            read_response_head(up, to_head, MAX_ANSWER_HEAD).await
+        }
+        .await;
+        match sent {
+            Err(ProxyError::Io(_) | ProxyError::Closed)
+                if reused && attempt == 0 && up.buf.is_empty() =>
+            {
+                *upstream = None;
+            }
+            other => return other,
+        }
+    }
+    Err(ProxyError::Closed)
 }

@@ -1,0 +1,150 @@
+//! The blocking work behind [`Store`]'s methods: reads and write transactions on either
+//! backend, and the steps of ingestion that hold them.
+
+use super::*;
+
+impl Inner {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(f),
+            Backend::Postgres(p) => p.read(f),
+        }
+    }
+
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.write(f),
+            Backend::Postgres(p) => p.write(f),
+        }
+    }
+
+    pub(crate) fn ingest(&self, mut batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
+        let accepted = self.write(|tx| {
+            events::store_batch(tx, &mut batch, yesterday, |appid| {
+                accounts::bump_change(tx, appid)
+            })
+        })?;
+        // Freeing a large batch's events takes a while: not on the writer's time.
+        if batch.len() >= 10_000 {
+            std::thread::spawn(move || drop(batch));
+        }
+        Ok(IngestOutcome { accepted })
+    }
+
+    pub(crate) fn ingest_deferred(&self, mut batch: Batch) -> Result<IngestOutcome> {
+        let accepted = self.write(|tx| events::store_batch_deferred(tx, &mut batch))?;
+        if batch.len() >= 10_000 {
+            std::thread::spawn(move || drop(batch));
+        }
+        Ok(IngestOutcome { accepted })
+    }
+
+    /// Stores a bulk load (see [`bulk`]): the sorted events are cut into batches of about
+    /// `batch` events, each stored in one transaction, while the next is decoded and prepared
+    /// on a thread of its own. Statistics left pending by an earlier load that was cut short
+    /// are recomputed first.
+    pub(crate) fn ingest_sorted(
+        &self,
+        sorted: bulk::Sorted,
+        yesterday: Date,
+        batch: usize,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<BulkOutcome> {
+        let leftovers = self.read(events::pending_accounts)?;
+        for appid in leftovers {
+            self.write(|tx| {
+                if events::recompute_pending(tx, &appid, yesterday)? {
+                    accounts::bump_change(tx, &appid)?;
+                }
+                Ok(())
+            })?;
+        }
+        let (send, parts) = std::sync::mpsc::sync_channel::<Result<bulk::Part>>(2);
+        std::thread::scope(|scope| {
+            let producer = std::thread::Builder::new()
+                .name("datacube-bulk".into())
+                .spawn_scoped(scope, move || bulk::produce(sorted, batch.max(1), &send))
+                .map_err(|e| StoreError::Task(format!("no thread for a bulk load: {e}")))?;
+            let mut outcome = BulkOutcome::default();
+            let mut spread: FxHashSet<String> = FxHashSet::default();
+            for part in parts {
+                let bulk::Part { mut batch, partial } = part?;
+                let (accepted, complete) = self.write(|tx| {
+                    events::store_bulk(
+                        tx,
+                        &mut batch,
+                        yesterday,
+                        partial.as_deref(),
+                        &spread,
+                        |a| accounts::bump_change(tx, a),
+                    )
+                })?;
+                for appid in complete {
+                    spread.remove(&appid);
+                }
+                if let Some(appid) = partial {
+                    spread.insert(appid);
+                }
+                let taken = accepted.iter().filter(|a| **a).count() as u64;
+                outcome.accepted += taken;
+                outcome.duplicates += accepted.len() as u64 - taken;
+                progress(outcome.accepted + outcome.duplicates);
+                if batch.len() >= 10_000 {
+                    std::thread::spawn(move || drop(batch));
+                }
+            }
+            producer
+                .join()
+                .map_err(|_| StoreError::Task("the bulk load's reader panicked".into()))?;
+            Ok(outcome)
+        })
+    }
+
+    /// How many times the live tallies were built from the stored events.
+    #[cfg(test)]
+    pub(crate) fn live_rebuilds(&self) -> u64 {
+        self.live.lock().map_or(0, |l| l.rebuilds)
+    }
+
+    pub(crate) fn flush_pending(&self, yesterday: Date) -> Result<usize> {
+        // Usually nothing is pending: look before taking the write lock.
+        let any = self.read(|db| db.int("SELECT COUNT(*) FROM stat_pending", db::p![]))?;
+        if any == 0 {
+            return Ok(0);
+        }
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = self.write(|tx| {
+            events::flush_pending(tx, yesterday, &mut live, |appid| {
+                accounts::bump_change(tx, appid)
+            })
+        });
+        if done.is_err() {
+            // The tallies may count what the rolled-back transaction merged: start over.
+            *live = Default::default();
+        }
+        done
+    }
+
+    #[cfg(test)]
+    pub(crate) fn list_rows_into(
+        &self,
+        appid: &str,
+        endpoint: Endpoint,
+        begin: Date,
+        end: Date,
+        out: &mut String,
+    ) -> Result<usize> {
+        self.read(|db| days::list_into(db, appid, endpoint, begin, end, out))
+    }
+}
+
+impl Inner {
+    pub(crate) fn carry_forward(&self, yesterday: Date) -> Result<usize> {
+        self.write(|tx| {
+            events::carry_forward(tx, yesterday, |appid| accounts::bump_change(tx, appid))
+        })
+    }
+}
