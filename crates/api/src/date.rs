@@ -350,6 +350,43 @@ mod tests {
     }
 
     proptest! {
+        /// The hand-written calendar arithmetic agrees with jiff's, both ways, over every
+        /// date of years 1 to 9999.
+        #[test]
+        fn epoch_days_agree_with_jiff(days in -719_162i64..2_932_897) {
+            let epoch = date(1970, 1, 1);
+            let expected = epoch.checked_add(days.days()).unwrap();
+            prop_assert_eq!(epoch_day_to_date(days), expected);
+            prop_assert_eq!(date_to_epoch_day(expected), days);
+            prop_assert_eq!(days_between(epoch, expected), days);
+            prop_assert_eq!(add_days(epoch, days), expected);
+        }
+
+        /// China time is UTC+8 all year (no daylight saving): day and hour agree with jiff's
+        /// zoned time, and the last ready day is yesterday from 08:00 on.
+        #[test]
+        fn china_time_agrees_with_jiff(unix in -62_135_596_800i64..253_402_300_799) {
+            let zoned = jiff::Timestamp::from_second(unix)
+                .unwrap()
+                .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)));
+            let (day, hour) = china_date_hour(unix);
+            prop_assert_eq!(day, zoned.date());
+            prop_assert_eq!(i64::from(hour), i64::from(zoned.hour()));
+            let back = if zoned.hour() >= 8 { 1 } else { 2 };
+            prop_assert_eq!(last_ready_day(unix), add_days(zoned.date(), -back));
+        }
+
+        /// WeChat's `YYYY-MM-DD` round-trips; the Monday of a week is a Monday, at most six
+        /// days before.
+        #[test]
+        fn dates_format_parse_and_find_their_monday(days in -719_162i64..2_932_897) {
+            let d = epoch_day_to_date(days);
+            prop_assert_eq!(parse_date(&format_date(d)), Some(d));
+            let monday = monday_of(d);
+            prop_assert!(is_monday(monday));
+            prop_assert!((0..7).contains(&days_between(monday, d)));
+        }
+
         /// The span rule, against its plain-language statement: at most `max_span` calendar
         /// days inclusive, begin not after end, end before today.
         #[test]
