@@ -62,6 +62,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()?;
+            datacube_store::record_waits();
             // Histograms are folded in by upkeep; run it now and then.
             let upkeep = handle.clone();
             std::thread::Builder::new()

@@ -12,28 +12,50 @@ use std::collections::HashMap;
 
 use crate::{Result, StoreError};
 
+/// Whether a metrics recorder is installed ([`record_waits`]): until then waits are not
+/// timed at all (the commands without `/metrics`).
+static RECORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts recording `datacube_db_wait_seconds`: called once the process has installed its
+/// metrics recorder (handles taken before it would count nowhere).
+pub fn record_waits() {
+    RECORDING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+thread_local! {
+    /// Each thread's histogram handles, `read` and `write`: a lookup by label on every store
+    /// call costs more than the cached answers it sits beside.
+    static WAITS: [metrics::Histogram; 2] = [
+        metrics::histogram!("datacube_db_wait_seconds", "op" => "read"),
+        metrics::histogram!("datacube_db_wait_seconds", "op" => "write"),
+    ];
+}
+
 /// How long a read took to get a connection, or a write its turn (the writer connection and the
 /// write lock), opening a connection and the round trips included: recorded when dropped —
-/// also when getting it failed — as `datacube_db_wait_seconds{op}`, a histogram, through the
-/// `metrics` facade (kept only where a recorder is installed: `serve`, `--metrics-listen`).
+/// also when getting it failed — as `datacube_db_wait_seconds{op}`, a histogram, once a
+/// recorder is installed (`serve`, `--metrics-listen`).
 pub(crate) struct Waiting {
-    op: &'static str,
-    since: std::time::Instant,
+    write: bool,
+    since: Option<std::time::Instant>,
 }
 
 impl Waiting {
     pub(crate) fn start(op: &'static str) -> Waiting {
+        let timed = RECORDING.load(std::sync::atomic::Ordering::Relaxed);
         Waiting {
-            op,
-            since: std::time::Instant::now(),
+            write: op == "write",
+            since: timed.then(std::time::Instant::now),
         }
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        metrics::histogram!("datacube_db_wait_seconds", "op" => self.op)
-            .record(self.since.elapsed().as_secs_f64());
+        if let Some(since) = self.since {
+            let seconds = since.elapsed().as_secs_f64();
+            WAITS.with(|w| w[usize::from(self.write)].record(seconds));
+        }
     }
 }
 

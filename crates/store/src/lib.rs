@@ -50,6 +50,7 @@ use datacube_api::row::Row;
 use datacube_api::Endpoint;
 use jiff::civil::Date;
 
+pub use db::record_waits;
 pub use events::Batch;
 pub use records::{
     AccountRecord, BulkOutcome, ComponentRecord, Grant, IngestOutcome, Issued, TokenKind,

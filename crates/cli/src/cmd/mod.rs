@@ -1,4 +1,8 @@
-//! One module per command: its arguments and what it does.
+//! One module per command: its arguments and what it does; here, what several share.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
 
 pub mod account;
 pub mod demo;
@@ -26,4 +30,51 @@ pub fn reader_gone_is_fine(written: std::io::Result<()>) -> std::io::Result<()> 
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
+}
+
+/// Registers SIGINT and SIGTERM handlers now (so a signal that arrives while the server starts
+/// is not lost) and returns a future that completes on the first of them.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C received");
+        })
+    }
+}
+
+/// `--metrics-listen` of `push` and `proxy`: `GET /metrics` on `at`, announced on stdout,
+/// served until the process ends.
+pub async fn metrics_endpoint(at: Option<SocketAddr>) -> anyhow::Result<()> {
+    let Some(at) = at else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("--metrics-listen: cannot listen on {at}"))?;
+    println!(
+        "datacube metrics on http://{}/metrics",
+        listener.local_addr()?
+    );
+    // The recorder before the first push is counted.
+    datacube_server::metrics::handle();
+    tokio::spawn(async move {
+        if let Err(e) = datacube_server::metrics::serve_alone(listener).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    Ok(())
 }

@@ -92,14 +92,14 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
     };
     let store = open(&args.db.database)?;
     super::account_must_exist(&store, &args.appid).await?;
-    super::push::metrics_endpoint(args.metrics_listen).await?;
+    super::metrics_endpoint(args.metrics_listen).await?;
     let clock = args.clock.clock();
     let now: datacube_push::recorder::Now = {
         let clock = clock.clone();
         Arc::new(move || clock.now())
     };
     let recorder = datacube_push::recorder::Recorder::start(store, now.clone());
-    let shutdown = super::serve::shutdown_signal()?;
+    let shutdown = super::shutdown_signal()?;
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));

@@ -83,29 +83,6 @@ impl From<ModeArg> for datacube_push::Mode {
     }
 }
 
-/// `--metrics-listen` of `push` and `proxy`: `GET /metrics` on `at`, announced on stdout,
-/// served until the process ends.
-pub async fn metrics_endpoint(at: Option<SocketAddr>) -> Result<()> {
-    let Some(at) = at else {
-        return Ok(());
-    };
-    let listener = tokio::net::TcpListener::bind(at)
-        .await
-        .with_context(|| format!("--metrics-listen: cannot listen on {at}"))?;
-    println!(
-        "datacube metrics on http://{}/metrics",
-        listener.local_addr()?
-    );
-    // The recorder before the first push is counted.
-    datacube_server::metrics::handle();
-    tokio::spawn(async move {
-        if let Err(e) = datacube_server::metrics::serve_alone(listener).await {
-            tracing::error!(error = %e, "the metrics endpoint stopped");
-        }
-    });
-    Ok(())
-}
-
 pub async fn run(args: PushArgs) -> Result<()> {
     use datacube_push::driver::{self, Config, Stats};
     use std::sync::atomic::Ordering;
@@ -124,7 +101,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
     }
     let store = open(&args.db.database)?;
     super::account_must_exist(&store, &args.appid).await?;
-    metrics_endpoint(args.metrics_listen).await?;
+    super::metrics_endpoint(args.metrics_listen).await?;
     let clock = args.clock.clock();
     let now: datacube_push::recorder::Now = {
         let clock = clock.clone();

@@ -172,7 +172,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if !config.faults.is_empty() {
         tracing::warn!("faults are injected: some answers are errors or late on purpose");
     }
-    let shutdown = shutdown_signal()?;
+    let shutdown = super::shutdown_signal()?;
     let demo_note = if args.demo {
         Some(
             demo::setup(&store, &clock, args.demo_days)
@@ -271,28 +271,4 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let _ = handle.await;
     }
     Ok(())
-}
-
-/// Registers SIGINT and SIGTERM handlers now (so a signal that arrives while the server starts
-/// is not lost) and returns a future that completes on the first of them.
-pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        Ok(async move {
-            tokio::select! {
-                _ = int.recv() => tracing::info!("SIGINT received"),
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("Ctrl-C received");
-        })
-    }
 }

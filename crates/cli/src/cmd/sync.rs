@@ -19,8 +19,8 @@ use datacube_server::clock::Clock;
 use datacube_store::Store;
 use jiff::civil::Date;
 
+use super::shutdown_signal;
 use crate::args::{parse_day, parse_endpoint, ClockArg, DatabaseArg};
-use crate::cmd::serve::shutdown_signal;
 use crate::{open, Exit};
 
 #[derive(Args)]
