@@ -5,11 +5,9 @@
 //! Needs PostgreSQL (`DATACUBE_TEST_POSTGRES`, which `scripts/test` sets); reported as ignored
 //! without it.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const APPID: &str = "wxtwin0000000000001";

@@ -1,9 +1,7 @@
 //! Resetting a server between tests (`POST /admin/reset`) and removing accounts
 //! (`DELETE /admin/accounts/<appid>`, `datacube account remove`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const ADMIN: &str = "admin-token-for-reset-tests";
 const DEMO: (&str, &str) = (

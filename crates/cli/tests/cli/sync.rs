@@ -2,15 +2,13 @@
 //! mirror: the same answers byte for byte; the fewest calls; nothing fetched twice; resumable
 //! after SIGINT and SIGKILL; `datacube export`.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use datacube_api::date::{add_days, format_date, parse_date};
 use datacube_api::Endpoint;
-use tokio::io::{AsyncBufReadExt, BufReader};
+
 use tokio::process::Command;
 
 const DEMO_APPID: &str = "wx6461746163756265";
@@ -22,39 +20,12 @@ const DAYS: i64 = 45;
 const FAULTS: &str = "*:-1@5%,*:45011@1%,*:+1ms@5%,token:-1@30%";
 
 async fn serve_at(db: &str, extra: &[&str]) -> Served {
-    let mut child = Command::new(BIN)
-        .env("DATACUBE_DATABASE", db)
-        .env("DATACUBE_CLOCK", NOW)
-        .env("DATACUBE_LOG", "error")
-        .env_remove("DATACUBE_LISTEN")
-        .env_remove("DATACUBE_FAULTS")
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    Serve::new(db)
+        .clock(NOW)
+        .log("error")
         .args(extra)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("serve prints its address");
-            if let Some(a) = line.strip_prefix("datacube is serving the WeChat API on ") {
-                return a.to_owned();
-            }
-        }
-    })
-    .await
-    .expect("serve starts");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Served {
-        child,
-        base,
-        stdout: Vec::new(),
-    }
+        .start()
+        .await
 }
 
 fn first_day() -> String {
@@ -140,7 +111,7 @@ async fn answers(base: &str) -> Vec<(String, String)> {
 async fn answers_of(base: &str, endpoints: &[Endpoint]) -> Vec<(String, String)> {
     let first = parse_date(&first_day()).unwrap();
     let last = parse_date("2026-06-14").unwrap();
-    common::answers(base, (DEMO_APPID, DEMO_SECRET), endpoints, (first, last)).await
+    crate::common::answers(base, (DEMO_APPID, DEMO_SECRET), endpoints, (first, last)).await
 }
 
 #[tokio::test]
@@ -344,13 +315,7 @@ async fn an_interrupted_sync_resumes_without_loss_or_doubling() {
             .spawn()
             .unwrap();
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let pid = child.id().unwrap().to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
+        kill(&child, signal);
         let out = child.wait_with_output().await.unwrap();
         assert!(!out.status.success(), "{signal}: the sync was cut short");
         if signal == "-INT" {

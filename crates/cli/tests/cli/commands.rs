@@ -1,10 +1,8 @@
 //! The real `datacube` binary, as a user runs it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::process::Command;
 
 const SUMMARY: &str = r#"{"list":[{"ref_date":"2021-09-01","user_source":0,"new_user":3,"cancel_user":5},{"ref_date":"2021-09-01","user_source":1,"new_user":6,"cancel_user":1},{"ref_date":"2021-09-01","user_source":17,"new_user":3,"cancel_user":0},{"ref_date":"2021-09-01","user_source":30,"new_user":149,"cancel_user":1},{"ref_date":"2021-09-02","user_source":0,"new_user":1,"cancel_user":2}]}"#;
@@ -123,14 +121,13 @@ async fn accounts_are_added_listed_and_never_show_their_secret() {
     }
     // The unverified account gets 48001 from datacube endpoints.
     let served = serve(&db, &[]).await;
-    let t = &access_token(&served.base, "wxbbbb000000000002", "other").await;
-    let body = datacube_post(
-        &served.base,
-        t,
-        "getusersummary",
-        r#"{"begin_date":"2026-06-01","end_date":"2026-06-07"}"#,
-    )
-    .await;
+    let body = served
+        .datacube(
+            ("wxbbbb000000000002", "other"),
+            "getusersummary",
+            ("2026-06-01", "2026-06-07"),
+        )
+        .await;
     assert!(
         body.starts_with(r#"{"errcode":48001,"errmsg":"api unauthorized rid: "#),
         "{body}"
@@ -207,8 +204,7 @@ async fn cli_imports_are_idempotent_and_refuse_bad_bodies_whole() {
 
 #[tokio::test]
 async fn a_running_server_sees_rows_imported_by_the_cli() {
-    let (dir, db) = temp_db();
-    add_account(&db, "wxaaaa000000000001", "s3cret").await;
+    let (dir, db) = db_with_account().await;
     let served = serve(&db, &[]).await;
     let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
     let url = format!("{}/datacube/getusersummary?access_token={t}", served.base);
@@ -250,13 +246,7 @@ async fn a_running_server_sees_rows_imported_by_the_cli() {
 async fn sigterm_stops_the_server_cleanly() {
     let (_dir, db) = temp_db();
     let mut served = serve(&db, &[]).await;
-    let pid = served.child.id().unwrap().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
+    kill(&served.child, "-TERM");
     let exit = tokio::time::timeout(Duration::from_secs(15), served.child.wait())
         .await
         .expect("exits after SIGTERM")
@@ -276,8 +266,7 @@ async fn an_unsupported_database_url_is_named() {
 
 #[tokio::test]
 async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
-    let (dir, db) = temp_db();
-    add_account(&db, "wxaaaa000000000001", "s3cret").await;
+    let (dir, db) = db_with_account().await;
     let events = [
         r#"{"type":"reply","appid":"wxaaaa000000000001","id":"1","time":"2026-06-01T09:00:00+08:00","cost_ms":200,"ok":true}"#,
         r#"{"type":"reply","appid":"wxaaaa000000000001","id":"2","time":"2026-06-01T09:30:00+08:00","cost_ms":5002}"#,
@@ -299,14 +288,9 @@ async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
     let (_, out, _) = run(&db, &["ingest", "-"], Some(&events)).await;
     assert_eq!(out, "0 accepted, 3 duplicates, 1 rejected\n");
     let served = serve(&db, &[]).await;
-    let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
-    let body = datacube_post(
-        &served.base,
-        t,
-        "getinterfacesummary",
-        r#"{"begin_date":"2026-06-01","end_date":"2026-06-02"}"#,
-    )
-    .await;
+    let body = served
+        .datacube(ACCOUNT, "getinterfacesummary", ("2026-06-01", "2026-06-02"))
+        .await;
     assert_eq!(
         body,
         r#"{"list":[{"ref_date":"2026-06-01","callback_count":2,"fail_count":1,"total_time_cost":600,"max_time_cost":400},{"ref_date":"2026-06-02","callback_count":1,"fail_count":0,"total_time_cost":100,"max_time_cost":100}]}"#
@@ -317,8 +301,7 @@ async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
 /// not UTF-8 and a last line without a newline.
 #[tokio::test]
 async fn ingest_numbers_lines_across_batches() {
-    let (dir, db) = temp_db();
-    add_account(&db, "wxaaaa000000000001", "s3cret").await;
+    let (dir, db) = db_with_account().await;
     let reply = |id: u32| {
         format!(
             r#"{{"type":"reply","appid":"wxaaaa000000000001","id":"{id}","time":"2026-06-01T09:00:00+08:00","cost_ms":{id},"ok":true}}"#
@@ -341,14 +324,9 @@ async fn ingest_numbers_lines_across_batches() {
     assert!(err.contains("line 4: not UTF-8 text"), "{err}");
     assert!(err.contains("line 6: `appid` is missing"), "{err}");
     let served = serve(&db, &[]).await;
-    let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
-    let body = datacube_post(
-        &served.base,
-        t,
-        "getinterfacesummary",
-        r#"{"begin_date":"2026-06-01","end_date":"2026-06-01"}"#,
-    )
-    .await;
+    let body = served
+        .datacube(ACCOUNT, "getinterfacesummary", ("2026-06-01", "2026-06-01"))
+        .await;
     assert_eq!(
         body,
         r#"{"list":[{"ref_date":"2026-06-01","callback_count":4,"fail_count":0,"total_time_cost":10,"max_time_cost":4}]}"#
@@ -373,8 +351,7 @@ fn reply_batch(batch: usize) -> String {
 #[tokio::test]
 async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
     use rand::{Rng, SeedableRng};
-    let (_dir, db) = temp_db();
-    add_account(&db, "wxaaaa000000000001", "s3cret").await;
+    let (_dir, db) = db_with_account().await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let client = reqwest::Client::new();
     let mut next_batch = 0usize;
@@ -411,12 +388,7 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
             }
         });
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
-        let pid = served.child.id().unwrap().to_string();
-        Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .await
-            .unwrap();
+        kill(&served.child, "-KILL");
         let _ = served.child.wait().await;
         let (acked, in_flight) = sender.await.unwrap();
         acknowledged.extend(acked);
@@ -463,14 +435,9 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
     }
     // Every batch sent is now in, once.
     let batches = acknowledged.len() + unacknowledged.len();
-    let t = &access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
-    let body = datacube_post(
-        &served.base,
-        t,
-        "getinterfacesummary",
-        r#"{"begin_date":"2026-06-01","end_date":"2026-06-10"}"#,
-    )
-    .await;
+    let body = served
+        .datacube(ACCOUNT, "getinterfacesummary", ("2026-06-01", "2026-06-10"))
+        .await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let total: u64 = v["list"]
         .as_array()

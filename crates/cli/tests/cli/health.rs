@@ -1,13 +1,11 @@
 //! Health checks: `/healthz`, `/readyz` and `datacube healthcheck`, against a PostgreSQL
 //! cluster this test starts (and stops) itself.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// A PostgreSQL cluster of the test's own: `initdb` into a temporary directory (as the
 /// `postgres` user when the test runs as root, which PostgreSQL refuses), on a free port.
@@ -251,45 +249,17 @@ async fn serve_logging(
     json: bool,
     extra: &[&str],
 ) -> (tokio::process::Child, String, String, String) {
-    use tokio::io::AsyncBufReadExt;
-    let mut cmd = datacube(db);
-    cmd.env("DATACUBE_LOG", "info")
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--demo",
-            "--demo-days",
-            "3",
-        ])
+    let mut serve = Serve::new(db)
+        .args(&["--demo", "--demo-days", "3"])
         .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .log("info")
+        .stderr();
     if json {
-        cmd.env("DATACUBE_LOG_FORMAT", "json");
+        serve = serve.env("DATACUBE_LOG_FORMAT", "json");
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut base, mut appid, mut secret) = (None, None, None);
-    while base.is_none() || secret.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-            .await
-            .expect("serve starts")
-            .unwrap()
-            .expect("serve prints its address and the demo account");
-        if let Some(a) = line.strip_prefix("datacube is serving the WeChat API on ") {
-            base = Some(a.to_owned());
-        }
-        for word in line.split(|c: char| c.is_whitespace() || c == '&' || c == '?' || c == '\'') {
-            if let Some(v) = word.strip_prefix("appid=") {
-                appid = Some(v.to_owned());
-            }
-            if let Some(v) = word.strip_prefix("secret=") {
-                secret = Some(v.to_owned());
-            }
-        }
-    }
-    (child, base.unwrap(), appid.unwrap(), secret.unwrap())
+    let served = serve.start().await;
+    let (appid, secret) = served.demo_account();
+    (served.child, served.base, appid, secret)
 }
 
 async fn stderr_of(mut child: tokio::process::Child) -> String {

@@ -6,12 +6,10 @@
 //! any stdout, stderr or log line. With SQLite, and again with a PostgreSQL URL when the run
 //! is on PostgreSQL.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const APP_SECRET: &str = "SENTINELappsecret0123456789abcdef";
 const COMPONENT_SECRET: &str = "SENTINELcomponentsecret00000001";
@@ -238,27 +236,13 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
         .await;
 
         // serve, at trace, with calls that carry the secret, tokens and the admin token.
-        let mut server = datacube(db)
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN])
-            .env("DATACUBE_LOG", "trace")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap());
-        let mut first = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut first),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        let base = first
-            .trim()
-            .strip_prefix("datacube is serving the WeChat API on ")
-            .unwrap_or_else(|| panic!("{first}"))
-            .to_owned();
+        let server = Serve::new(db)
+            .args(&["--admin-token", ADMIN])
+            .log("trace")
+            .stderr()
+            .start()
+            .await;
+        let base = server.base.clone();
         let token = access_token(&base, APPID, APP_SECRET).await;
         tokens.push(token.clone());
         datacube_post(
@@ -355,12 +339,8 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
             &[],
         )
         .await;
-        let pid = server.id().unwrap().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let out = server.wait_with_output().await.unwrap();
+        kill(&server.child, "-TERM");
+        let out = server.child.wait_with_output().await.unwrap();
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(log.contains("datacube serving"), "{log}");
         if db.starts_with("postgres") {
@@ -370,11 +350,11 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
             );
         }
         seen.add(&on("serve (stderr)"), log);
-        let mut rest = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut lines, &mut rest)
-            .await
-            .unwrap();
-        seen.add(&on("serve (stdout)"), rest);
+        let rest = server.later.await.unwrap();
+        seen.add(
+            &on("serve (stdout)"),
+            server.stdout.join("\n") + "\n" + &rest,
+        );
 
         // push to the developer's server directly and through proxy, in safe mode.
         let dev = dev_server(PUSH_TOKEN, AES_KEY, APPID).await;
@@ -428,11 +408,7 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
         let through = push(format!("http://127.0.0.1:{port}/wechat"));
         let through: Vec<&str> = through.iter().map(String::as_str).collect();
         seen.run(&on("push through proxy"), db, &through, &[]).await;
-        let pid = proxy.id().unwrap().to_string();
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap();
+        kill(&proxy, "-INT");
         let out = tokio::time::timeout(Duration::from_secs(20), proxy.wait_with_output())
             .await
             .unwrap()

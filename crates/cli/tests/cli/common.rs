@@ -1,5 +1,4 @@
-//! Helpers shared by the binary's test files: run the real `datacube`, serve, call the API.
-#![allow(dead_code)]
+//! Helpers shared by the test modules: run the real `datacube`, serve it ([`Serve`]), call the API.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -23,51 +22,176 @@ pub fn datacube(db: &str) -> Command {
     cmd
 }
 
+/// A running `datacube serve`, killed when dropped.
 pub struct Served {
     pub child: Child,
     pub base: String,
+    /// What it printed up to its address line (and, with `--demo`, the demo banner after it).
     pub stdout: Vec<String>,
+    /// What it prints after that, whole once it exits.
+    pub later: tokio::task::JoinHandle<String>,
 }
 
-/// Starts `datacube serve` on a free port; returns once it prints its address.
-pub async fn serve(db: &str, extra: &[&str]) -> Served {
-    let mut child = datacube(db)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stdout = Vec::new();
-    let base = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("serve printed its address");
-            stdout.push(line.clone());
-            if let Some(addr) = line.strip_prefix("datacube is serving the WeChat API on ") {
-                return addr.to_owned();
+impl Served {
+    /// The demo account's appid and secret, read from the curl line of the `--demo` banner.
+    pub fn demo_account(&self) -> (String, String) {
+        let (mut appid, mut secret) = (None, None);
+        for word in self
+            .stdout
+            .iter()
+            .flat_map(|l| l.split(|c: char| c.is_whitespace() || "&?'".contains(c)))
+        {
+            if let Some(v) = word.strip_prefix("appid=") {
+                appid = Some(v.to_owned());
+            }
+            if let Some(v) = word.strip_prefix("secret=") {
+                secret = Some(v.to_owned());
             }
         }
-    })
-    .await
-    .expect("serve starts");
-    // The demo banner follows the address line.
-    if extra.contains(&"--demo") {
-        while let Ok(Ok(Some(line))) =
-            tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
-        {
-            stdout.push(line);
+        (
+            appid.expect("the banner names the demo appid"),
+            secret.expect("the banner names the demo secret"),
+        )
+    }
+
+    /// Everything the server writes to stderr from now on (after [`Serve::stderr`]), collected
+    /// until it exits.
+    pub fn stderr_log(&mut self) -> tokio::task::JoinHandle<String> {
+        let stderr = self
+            .child
+            .stderr
+            .take()
+            .expect("Serve::stderr() was asked for");
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut all = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        })
+    }
+}
+
+/// How a test starts `datacube serve` on a free port: the database, then any flags, clock,
+/// log level and environment; [`Serve::start`] returns once it prints its address.
+pub struct Serve {
+    cmd: Command,
+    demo: bool,
+}
+
+impl Serve {
+    pub fn new(db: &str) -> Serve {
+        let mut cmd = datacube(db);
+        cmd.env_remove("DATACUBE_FAULTS")
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        Serve { cmd, demo: false }
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Serve {
+        self.demo |= args.contains(&"--demo");
+        self.cmd.args(args);
+        self
+    }
+
+    /// The server's clock (`DATACUBE_CLOCK`; [`CLOCK`] unless set).
+    pub fn clock(mut self, clock: &str) -> Serve {
+        self.cmd.env("DATACUBE_CLOCK", clock);
+        self
+    }
+
+    /// `DATACUBE_LOG` (`warn` unless set).
+    pub fn log(mut self, level: &str) -> Serve {
+        self.cmd.env("DATACUBE_LOG", level);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Serve {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Keeps stderr piped, for [`Served::stderr_log`] or `child.stderr`.
+    pub fn stderr(mut self) -> Serve {
+        self.cmd.stderr(Stdio::piped());
+        self
+    }
+
+    pub async fn start(mut self) -> Served {
+        let mut child = self.cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = Vec::new();
+        let base = tokio::time::timeout(Duration::from_secs(120), async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("serve printed its address");
+                stdout.push(line.clone());
+                if let Some(addr) = line.strip_prefix("datacube is serving the WeChat API on ") {
+                    return addr.to_owned();
+                }
+            }
+        })
+        .await
+        .expect("serve starts");
+        // The demo banner follows the address line.
+        if self.demo {
+            while let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+            {
+                stdout.push(line);
+            }
+        }
+        // Whatever it prints later is read at once, so that it never blocks on a full pipe.
+        let later = tokio::spawn(async move {
+            let mut all = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        Served {
+            child,
+            base,
+            stdout,
+            later,
         }
     }
-    Served {
-        child,
-        base,
-        stdout,
+}
+
+/// The account most tests add.
+pub const ACCOUNT: (&str, &str) = ("wxaaaa000000000001", "s3cret");
+
+/// A fresh database that holds [`ACCOUNT`].
+pub async fn db_with_account() -> (tempfile::TempDir, String) {
+    let (dir, db) = temp_db();
+    add_account(&db, ACCOUNT.0, ACCOUNT.1).await;
+    (dir, db)
+}
+
+impl Served {
+    /// The answer of `endpoint` over `begin..=end` for an account, with a token of its own.
+    pub async fn datacube(
+        &self,
+        (appid, secret): (&str, &str),
+        endpoint: &str,
+        (begin, end): (&str, &str),
+    ) -> String {
+        let token = access_token(&self.base, appid, secret).await;
+        let body = format!(r#"{{"begin_date":"{begin}","end_date":"{end}"}}"#);
+        datacube_post(&self.base, &token, endpoint, &body).await
     }
+}
+
+/// `datacube serve` with these flags and the defaults of [`Serve`].
+pub async fn serve(db: &str, extra: &[&str]) -> Served {
+    Serve::new(db).args(extra).start().await
 }
 
 pub async fn run(db: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
@@ -266,4 +390,14 @@ pub fn sample(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Sends a signal to a running child as `kill` does (`"-TERM"`, `"-INT"`, `"-KILL"`).
+pub fn kill(child: &Child, signal: &str) {
+    let pid = child.id().expect("the child still runs").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
 }

@@ -2,13 +2,11 @@
 //! (PyPI, installed into `target/wechatpy-venv` by the test itself) written as its users write
 //! them (`tests/push/server.py`), in plaintext, compatible and safe mode.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -63,7 +61,7 @@ fn types(report: &str) -> BTreeMap<String, u64> {
 
 /// Statistics of 2024-05-01 through the WeChat API of a server on `db`.
 async fn day_figures(db: &str) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
-    let served = serve_with_clock(db, READ_CLOCK).await;
+    let served = Serve::new(db).clock(READ_CLOCK).start().await;
     let token = access_token(&served.base, APPID, SECRET).await;
     let body = r#"{"begin_date":"2024-05-01","end_date":"2024-05-01"}"#;
     let get = |endpoint: &'static str| {
@@ -78,35 +76,6 @@ async fn day_figures(db: &str) -> (serde_json::Value, serde_json::Value, serde_j
         get("getinterfacesummaryhour").await,
         get("getupstreammsg").await,
     )
-}
-
-async fn serve_with_clock(db: &str, clock: &str) -> Served {
-    let mut child = Command::new(BIN)
-        .env("DATACUBE_DATABASE", db)
-        .env("DATACUBE_CLOCK", clock)
-        .env("DATACUBE_LOG", "warn")
-        .env_remove("DATACUBE_LISTEN")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("serve prints its address");
-        if let Some(a) = line.strip_prefix("datacube is serving the WeChat API on ") {
-            break a.to_owned();
-        }
-    };
-    Served {
-        child,
-        base,
-        stdout: Vec::new(),
-    }
 }
 
 /// Messages of a run, by getupstreammsg's msg_type (location has none).
@@ -395,7 +364,7 @@ async fn the_proxy_passes_bytes_unchanged_both_ways() {
 }
 
 async fn day_figures_on(db: &str, day: &str) -> serde_json::Value {
-    let served = serve_with_clock(db, READ_CLOCK).await;
+    let served = Serve::new(db).clock(READ_CLOCK).start().await;
     let token = access_token(&served.base, APPID, SECRET).await;
     let text = datacube_post(
         &served.base,

@@ -1,21 +1,20 @@
-//! `datacube sync` against an upstream that misbehaves (tests/mirror/upstream.rs), in front of
+//! `datacube sync` against an upstream that misbehaves ([`upstream`]), in front of
 //! a real `datacube serve --demo`: rows in any order, new fields, rows outside their window,
 //! HTTP errors, HTML, answers that never end or never start, answers over the limit, odd token
 //! lifetimes, broken endpoints; wrong secrets; `--strict`; the daily daemon (`serve --mirror`,
 //! `sync --config --daemon`) with its recorded runs.
 
-mod common;
 #[path = "mirror/upstream.rs"]
 mod upstream;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use datacube_api::date::parse_date;
 use datacube_api::Endpoint;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use upstream::{expected, Hostile, Mode};
+
+use self::upstream::{expected, Hostile, Mode};
 
 const DEMO_APPID: &str = "wx6461746163756265";
 const DEMO_SECRET: &str = "64656d6f5f7365637265745f32303236";
@@ -451,32 +450,15 @@ async fn serve_mirror_runs_once_a_day_and_retries_a_failed_run() {
     // 08:40 on the 15th: the 15th's run is due; the daemon catches up at once.
     let start = "2026-06-15T08:40:00+08:00";
     set_clock(&up.base, ADMIN, start).await;
-    let mut mirror = datacube(&mirror_db)
-        .args(["serve", "--listen", "127.0.0.1:0", "--mirror", config])
-        .args(["--admin-token", ADMIN, "--clock", start])
+    let mut mirror = Serve::new(&mirror_db)
+        .args(&["--mirror", config, "--admin-token", ADMIN, "--clock", start])
         .env("DAILY_MIRROR_SECRET", DEMO_SECRET)
-        .env("DATACUBE_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(mirror.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next_line().await.unwrap().unwrap();
-        if let Some(a) = line.strip_prefix("datacube is serving the WeChat API on ") {
-            break a.to_owned();
-        }
-    };
-    let stderr = mirror.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        let mut err = BufReader::new(stderr).lines();
-        let mut all = String::new();
-        while let Ok(Some(line)) = err.next_line().await {
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+        .log("info")
+        .stderr()
+        .start()
+        .await;
+    let base = mirror.base.clone();
+    let log = mirror.stderr_log();
     let ok = |slot: &str| {
         let slot = slot.to_owned();
         move |r: &[(String, i64, String)]| r.iter().any(|(s, _, o)| *s == slot && o == "ok")
@@ -580,13 +562,8 @@ async fn serve_mirror_runs_once_a_day_and_retries_a_failed_run() {
 
     // SIGTERM between runs: the server and its daemon stop at once, cleanly.
     let stopped = Instant::now();
-    let pid = mirror.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(10), mirror.wait())
+    kill(&mirror.child, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), mirror.child.wait())
         .await
         .expect("stops within seconds")
         .unwrap();
@@ -658,12 +635,7 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopped = Instant::now();
-    let pid = daemon.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    kill(&daemon, "-TERM");
     let out = tokio::time::timeout(Duration::from_secs(10), daemon.wait_with_output())
         .await
         .expect("stops within seconds")
@@ -895,13 +867,8 @@ async fn a_run_stops_at_once_and_a_dead_run_is_told() {
             assert!(Instant::now() < deadline, "the sync made no call");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let pid = child.id().unwrap().to_string();
         let signalled = Instant::now();
-        let killed = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        kill(&child, signal);
         let out = child.wait_with_output().await.unwrap();
         assert!(
             signalled.elapsed() < Duration::from_secs(2),

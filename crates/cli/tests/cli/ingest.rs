@@ -3,9 +3,7 @@
 //! runs and batches, with resends and duplicates; and a load killed at any point completes,
 //! exactly once, when the same command is run again.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use datacube_api::date::{add_days, china_date};
 use datacube_api::Endpoint;
 use rand::rngs::StdRng;
@@ -299,14 +297,13 @@ async fn rejected_lines_are_named_in_order_and_the_rest_stored() {
     assert!(named[1].starts_with("line 4: longer than 16 MiB"), "{err}");
     assert!(named[2].starts_with("line 6: "), "{err}");
     let served = serve(&db, &[]).await;
-    let t = &access_token(&served.base, &accounts[0], SECRET).await;
-    let body = datacube_post(
-        &served.base,
-        t,
-        "getinterfacesummary",
-        r#"{"begin_date":"2026-06-01","end_date":"2026-06-03"}"#,
-    )
-    .await;
+    let body = served
+        .datacube(
+            (&accounts[0], SECRET),
+            "getinterfacesummary",
+            ("2026-06-01", "2026-06-03"),
+        )
+        .await;
     assert_eq!(
         body,
         r#"{"list":[{"ref_date":"2026-06-01","callback_count":2,"fail_count":0,"total_time_cost":6,"max_time_cost":4},{"ref_date":"2026-06-02","callback_count":1,"fail_count":0,"total_time_cost":3,"max_time_cost":3},{"ref_date":"2026-06-03","callback_count":1,"fail_count":0,"total_time_cost":1,"max_time_cost":1}]}"#

@@ -1,0 +1,15 @@
+//! The real `datacube` binary, as a user runs it: one test binary, one module per part of the
+//! command line, sharing the helpers of [`common`] (among them [`common::Serve`], the one way
+//! these tests start `datacube serve`).
+
+mod common;
+
+mod commands;
+mod health;
+mod ingest;
+mod instances;
+mod mirror;
+mod push;
+mod reset;
+mod secrets;
+mod sync;
