@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand::RngCore;
+
 /// An AppID: 1–64 characters of `[A-Za-z0-9_-]` (real ones are `wx` and 16 hex digits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Appid(String);
@@ -61,9 +65,42 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The PHC string of `secret`'s argon2id hash, with a fresh random salt.
+pub fn hash_secret(secret: &str) -> String {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt");
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .expect("argon2 with default parameters cannot fail")
+        .to_string()
+}
+
+/// Whether `secret` matches `hash` (a PHC string made by [`hash_secret`]).
+pub fn verify_secret(secret: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_verify_only_their_secret_and_never_contain_it() {
+        let h = hash_secret("0123456789abcdef0123456789abcdef");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(!h.contains("0123456789abcdef"));
+        assert!(verify_secret("0123456789abcdef0123456789abcdef", &h));
+        assert!(!verify_secret("0123456789abcdef0123456789abcdeF", &h));
+        assert!(!verify_secret("x", "not a hash"));
+        assert_ne!(h, hash_secret("0123456789abcdef0123456789abcdef"), "salted");
+    }
 
     #[test]
     fn appids_and_secrets_are_checked_and_secrets_never_shown() {

@@ -228,15 +228,7 @@ impl Endpoint {
     /// The six article endpoints WeChat took offline in 2026 (they answer 47009 there; reference
     /// 2025 §6, §8): getarticlesummary, getarticletotal, getuserread[hour], getusershare[hour].
     pub const fn is_legacy_article(self) -> bool {
-        matches!(
-            self,
-            Endpoint::GetArticleSummary
-                | Endpoint::GetArticleTotal
-                | Endpoint::GetUserRead
-                | Endpoint::GetUserReadHour
-                | Endpoint::GetUserShare
-                | Endpoint::GetUserShareHour
-        )
+        matches!(self.group(), Group::Article) && matches!(self.generation(), Generation::Classic)
     }
 
     /// The family, which fixes the permission set.
@@ -292,6 +284,26 @@ impl std::fmt::Display for Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legacy_article_endpoints_are_the_six_taken_offline() {
+        let legacy: Vec<&str> = Endpoint::ALL
+            .iter()
+            .filter(|e| e.is_legacy_article())
+            .map(|e| e.name())
+            .collect();
+        assert_eq!(
+            legacy,
+            [
+                "getarticlesummary",
+                "getarticletotal",
+                "getuserread",
+                "getuserreadhour",
+                "getusershare",
+                "getusersharehour"
+            ]
+        );
+    }
 
     #[test]
     fn names_and_ids_are_unique_and_round_trip() {

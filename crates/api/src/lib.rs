@@ -1,4 +1,5 @@
-//! The facts of WeChat's datacube API, as data: no I/O here.
+//! The facts of WeChat's datacube API, as data and pure functions: no I/O here (the clock and
+//! new tokens read the system's time and randomness, nothing else).
 //!
 //! # Layout
 //! - [`endpoint`]: the 21 endpoints (17 of 2014, four of 2025) — name, maximum span, period, permission set, row shape.
@@ -6,11 +7,14 @@
 //! - [`row`]: row shapes, validation and the canonical JSON datacube stores and serves.
 //! - [`error`]: WeChat's error codes, `errmsg` texts and the request-id suffix.
 //! - [`token`]: access-token lifetimes and limits.
-//! - [`account`]: an account's AppID and AppSecret, checked ([`Appid`], [`Secret`]).
+//! - [`account`]: an account's AppID and AppSecret, checked ([`Appid`], [`Secret`]), and the
+//!   argon2id hashes secrets are kept as.
+//! - [`clock`]: "now", real or emulated (`--clock`, `POST /admin/clock`).
 //!
 //! Start with [`endpoint::Endpoint`]; every other piece hangs off it.
 
 pub mod account;
+pub mod clock;
 pub mod date;
 pub mod endpoint;
 pub mod error;

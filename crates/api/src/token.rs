@@ -22,3 +22,18 @@ pub const STABLE_DAILY_QUOTA: u32 = 500_000;
 
 /// The only `grant_type` both token APIs accept.
 pub const GRANT_TYPE: &str = "client_credential";
+
+/// A new access token: unguessable (128 bytes from the thread's CSPRNG, seeded by the OS) and
+/// shaped like WeChat's: an era number, `_`, then URL-safe base64 (about 175 characters).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 128];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let mut token = String::with_capacity(180);
+    token.push_str("98_");
+    base64::Engine::encode_string(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        bytes,
+        &mut token,
+    );
+    token
+}

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
+use datacube_api::clock::Clock;
 use datacube_api::date::add_days;
 use datacube_api::Endpoint;
-use datacube_server::clock::Clock;
 use datacube_store::DatabaseUrl;
 use jiff::civil::Date;
 

@@ -42,6 +42,7 @@ impl EndpointStatus {
 }
 
 /// One endpoint of one account in a run.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointReport {
     /// The endpoint's name.
@@ -69,7 +70,6 @@ pub struct EndpointReport {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub new_fields: Vec<String>,
     /// Why it failed (or the code that closed it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -129,6 +129,7 @@ impl Outcome {
 }
 
 /// One account in a run.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountReport {
     /// Its appid.
@@ -136,10 +137,8 @@ pub struct AccountReport {
     /// How it ended.
     pub outcome: Outcome,
     /// What stopped the whole account (credentials, the token API), if anything did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What happened to the local account, in words (added, its secret updated), if anything.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_account: Option<String>,
     /// How long it took, in seconds.
     #[serde(default)]
@@ -200,6 +199,7 @@ impl AccountReport {
 }
 
 /// A whole run.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     /// The mirror's name (a configuration's `name`); empty for a one-shot sync with flags.
@@ -216,7 +216,6 @@ pub struct RunReport {
     pub outcome: Outcome,
     /// What stopped the run before any account (a third-party platform's list of accounts
     /// could not be read…).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Notes for people: how many accounts authorized a component…
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

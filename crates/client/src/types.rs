@@ -229,6 +229,7 @@ pub struct ArticleShare {
 }
 
 /// getbizsummary's `detail` (the fields only SDK transcriptions list are optional).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BizSummaryDetail {
     pub read_user: u64,
@@ -237,13 +238,9 @@ pub struct BizSummaryDetail {
     pub zaikan_user: u64,
     pub like_user: u64,
     pub comment_count: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection_user: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_ori_page_user: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_page_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_subscribe_user: Option<u64>,
 }
 
@@ -272,46 +269,36 @@ pub enum JumpPositions {
 
 /// One snapshot of getarticletotaldetail's `detail_list`: cumulative from the publish day to
 /// `stat_date` (do not add snapshots up).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishedDetail {
     pub stat_date: String,
     pub read_user: u64,
     pub read_user_source: Vec<SceneUsers>,
     pub share_user: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zaikan_user: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub like_user: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection_user: Option<u64>,
     /// Tips, in fen (1/100 yuan).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub praise_money: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_subscribe_user: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_delivery_rate: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_finish_rate: Option<f64>,
     /// Minutes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_avg_activetime: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_jump_position: Option<JumpPositions>,
 }
 
 /// getarticletotaldetail (2025): an article published on `ref_date`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArticleTotalDetail2025 {
     pub ref_date: String,
     pub msgid: String,
     /// 0 published with notification, 1 without.
     pub publish_type: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_url: Option<String>,
     pub detail_list: Vec<PublishedDetail>,
 }

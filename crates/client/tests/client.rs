@@ -3,9 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
+use datacube_api::clock::Clock;
 use datacube_client::types::{GetUserCumulate, GetUserSummary};
 use datacube_client::{Client, ClientConfig, ClientError};
-use datacube_server::clock::Clock;
 use datacube_server::config::Config;
 use datacube_server::faults::Faults;
 use datacube_server::App;
@@ -35,7 +35,7 @@ async fn server_on(faults: &str, now: &str, last: jiff::civil::Date) -> Server {
     store
         .add_account(AccountRecord {
             appid: APPID.into(),
-            secret_hash: datacube_server::secret::hash_secret(SECRET),
+            secret_hash: datacube_api::account::hash_secret(SECRET),
             verified: true,
             created_at: 0,
         })

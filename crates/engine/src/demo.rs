@@ -271,27 +271,17 @@ fn read_in_first_week(
     who: &str,
     scene: &str,
 ) {
-    push(
-        out,
-        t,
-        json!({"type": "read", "msgid": msgid, "openid": who,
-        "page": "int", "scene": scene}),
-    );
+    let mut read = |out: &mut Vec<(i64, String)>, t: i64, page: &str| {
+        let read =
+            json!({"type": "read", "msgid": msgid, "openid": who, "page": page, "scene": scene});
+        push(out, t, read);
+    };
+    read(out, t, "int");
     if rng.random_bool(0.15) {
-        push(
-            out,
-            t + 5,
-            json!({"type": "read", "msgid": msgid, "openid": who,
-            "page": "int", "scene": scene}),
-        );
+        read(out, t + 5, "int");
     }
     if rng.random_bool(0.03) {
-        push(
-            out,
-            t + 60,
-            json!({"type": "read", "msgid": msgid, "openid": who,
-            "page": "ori", "scene": scene}),
-        );
+        read(out, t + 60, "ori");
     }
     if rng.random_bool(0.05) {
         let to = *pick(rng, &[("friends", 0.6), ("feed", 0.35), ("other", 0.05)]);

@@ -179,14 +179,19 @@ impl Kind {
     /// The article an article event (a read, share, favourite, like, comment, tip or leave)
     /// is about.
     pub fn article(&self) -> Option<&str> {
+        self.article_and_reader().map(|(msgid, _)| msgid)
+    }
+
+    /// An article event's article and the user behind it.
+    pub fn article_and_reader(&self) -> Option<(&str, &str)> {
         match self {
-            Kind::Read { msgid, .. }
-            | Kind::Share { msgid, .. }
-            | Kind::Favorite { msgid, .. }
-            | Kind::Like { msgid, .. }
-            | Kind::Comment { msgid, .. }
-            | Kind::Praise { msgid, .. }
-            | Kind::Leave { msgid, .. } => Some(msgid),
+            Kind::Read { msgid, openid, .. }
+            | Kind::Share { msgid, openid, .. }
+            | Kind::Favorite { msgid, openid, .. }
+            | Kind::Like { msgid, openid, .. }
+            | Kind::Comment { msgid, openid, .. }
+            | Kind::Praise { msgid, openid, .. }
+            | Kind::Leave { msgid, openid, .. } => Some((msgid, openid)),
             _ => None,
         }
     }

@@ -611,19 +611,12 @@ fn published(
             .iter()
             .filter(|e| day_of(e) >= from && day_of(e) <= to)
         {
-            let Some(m) = e.kind.article() else { continue };
+            let Some((m, openid)) = e.kind.article_and_reader() else {
+                continue;
+            };
             if msgid.is_none_or(|x| x == m) && pick(&e.kind) {
                 n += 1;
-                users.insert(match &e.kind {
-                    Kind::Read { openid, .. }
-                    | Kind::Share { openid, .. }
-                    | Kind::Favorite { openid, .. }
-                    | Kind::Like { openid, .. }
-                    | Kind::Comment { openid, .. }
-                    | Kind::Praise { openid, .. }
-                    | Kind::Leave { openid, .. } => openid.as_str(),
-                    _ => unreachable!(),
-                });
+                users.insert(openid);
             }
         }
         (users.len(), n)

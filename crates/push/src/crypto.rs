@@ -158,6 +158,27 @@ impl AesKey {
     }
 }
 
+/// Checks a component's push settings: a 43-character EncodingAESKey, a Token of 3–32
+/// letters and digits (WeChat's rules), an http(s) event URL.
+pub fn check_component_keys(
+    token: &str,
+    aes_key: &str,
+    event_url: Option<&str>,
+) -> Result<(), String> {
+    if !(3..=32).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("token must be 3 to 32 letters and digits".into());
+    }
+    AesKey::from_encoding_key(aes_key).map_err(|e| format!("aes_key: {e}"))?;
+    if let Some(url) = event_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "event_url {url:?} must be an http:// or https:// URL"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -4,11 +4,11 @@
 //!
 //! cargo run --release -p datacube-server --example bench_fill -- sqlite:///tmp/bench.db 1000 1096
 
+use datacube_api::account::hash_secret;
 use datacube_api::date::{add_days, format_date, parse_date};
 use datacube_api::row::NewFields;
 use datacube_api::Endpoint;
-use datacube_server::import::import_body;
-use datacube_server::secret::hash_secret;
+use datacube_store::import::import_body;
 use datacube_store::{AccountRecord, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

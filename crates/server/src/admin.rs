@@ -13,10 +13,12 @@ use datacube_store::{AccountRecord, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::import::{import_body, ImportError};
-use crate::secret::{constant_time_eq, hash_secret};
+use crate::secret::constant_time_eq;
+use crate::seed::NewAccount;
 use crate::state::App;
 use crate::wechat::{read_body, BodyError};
+use datacube_api::account::hash_secret;
+use datacube_store::import::{import_body, ImportError};
 
 /// The admin routes.
 pub(crate) fn routes() -> Router<App> {
@@ -244,18 +246,19 @@ async fn reset(State(app): State<App>, Admitted(body): Admitted) -> Response {
     .into_response()
 }
 
+/// `secret`'s hash, made off the async threads (argon2 takes tens of milliseconds).
+async fn hashed(secret: String) -> Result<String, Response> {
+    tokio::task::spawn_blocking(move || hash_secret(&secret))
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "hashing the secret failed",
+            )
+        })
+}
+
 async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct NewAccount {
-        appid: String,
-        secret: String,
-        #[serde(default = "yes")]
-        verified: bool,
-    }
-    fn yes() -> bool {
-        true
-    }
     let new: NewAccount = match parse_json(&body) {
         Ok(new) => new,
         Err(e) => return e.into_response(),
@@ -263,12 +266,9 @@ async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Respon
     if let Err(msg) = Appid::parse(&new.appid).and(Secret::parse(&new.secret)) {
         return error(StatusCode::BAD_REQUEST, msg);
     }
-    let secret = new.secret;
-    let Ok(hash) = tokio::task::spawn_blocking(move || hash_secret(&secret)).await else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "hashing the secret failed",
-        );
+    let hash = match hashed(new.secret).await {
+        Ok(hash) => hash,
+        Err(refused) => return refused,
     };
     let record = AccountRecord {
         appid: new.appid,
@@ -437,9 +437,9 @@ async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
     let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
     let yesterday =
         datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
-    let mut known = crate::ingest::KnownAccounts::default();
+    let mut known = datacube_store::ingest::KnownAccounts::default();
     let started = std::time::Instant::now();
-    match crate::ingest::ingest_lines(app.store(), &lines, yesterday, &mut known).await {
+    match datacube_store::ingest::ingest_lines(app.store(), &lines, yesterday, &mut known).await {
         Ok((report, changed)) => {
             // Storing the events and recomputing the periods they touch.
             metrics::histogram!("datacube_ingest_seconds").record(started.elapsed().as_secs_f64());
@@ -489,28 +489,6 @@ async fn datacube(
 
 // ---- third-party platforms ----
 
-/// Checks a component's push settings: a 43-character EncodingAESKey, a Token of 3–32
-/// letters and digits (WeChat's rules), an http(s) event URL.
-pub fn check_component_keys(
-    token: &str,
-    aes_key: &str,
-    event_url: Option<&str>,
-) -> Result<(), String> {
-    if !(3..=32).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err("token must be 3 to 32 letters and digits".into());
-    }
-    datacube_push::crypto::AesKey::from_encoding_key(aes_key)
-        .map_err(|e| format!("aes_key: {e}"))?;
-    if let Some(url) = event_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "event_url {url:?} must be an http:// or https:// URL"
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn component_json(c: &datacube_store::ComponentRecord) -> serde_json::Value {
     json!({ "appid": c.appid, "event_url": c.event_url, "created_at": c.created_at })
 }
@@ -538,7 +516,7 @@ async fn add_component(State(app): State<App>, Admitted(body): Admitted) -> Resp
     };
     if let Err(msg) = Appid::parse(&new.appid)
         .and(Secret::parse(&new.secret))
-        .and(check_component_keys(
+        .and(datacube_push::crypto::check_component_keys(
             &new.token,
             &new.aes_key,
             new.event_url.as_deref(),
@@ -546,12 +524,9 @@ async fn add_component(State(app): State<App>, Admitted(body): Admitted) -> Resp
     {
         return error(StatusCode::BAD_REQUEST, msg);
     }
-    let secret = new.secret;
-    let Ok(hash) = tokio::task::spawn_blocking(move || hash_secret(&secret)).await else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "hashing the secret failed",
-        );
+    let hash = match hashed(new.secret).await {
+        Ok(hash) => hash,
+        Err(refused) => return refused,
     };
     let record = datacube_store::ComponentRecord {
         appid: new.appid,

@@ -16,8 +16,9 @@ use datacube_store::{CodeUse, ComponentRecord, Grant, TokenKind, TokenStatus};
 use rand::RngCore;
 use serde_json::{json, Value};
 
-use crate::state::{new_token, App};
+use crate::state::App;
 use crate::wechat::{query_param, read_json_body, wechat_response};
+use datacube_api::token::new_token;
 
 /// A verify ticket is good for a component token for 12 hours.
 pub const TICKET_LIFETIME: i64 = 12 * 3600;

@@ -5,9 +5,9 @@ use datacube_api::date::add_days;
 use datacube_store::{AccountRecord, Store, StoreError};
 use jiff::civil::Date;
 
-use crate::clock::Clock;
+use datacube_api::clock::Clock;
 
-use crate::ingest::{ingest_lines, IngestReport, KnownAccounts};
+use datacube_store::ingest::{ingest_lines, IngestReport, KnownAccounts};
 
 /// The demo account's appid (`wx` + "datacube" in hex).
 pub const DEMO_APPID: &str = "wx6461746163756265";
@@ -17,7 +17,7 @@ pub const DEMO_SECRET: &str = "64656d6f5f7365637265745f32303236";
 /// Creates (or resets) the demo account and fills it with `days` days up to yesterday by
 /// `clock`; returns the first and last day.
 pub async fn setup(store: &Store, clock: &Clock, days: u32) -> Result<(Date, Date), StoreError> {
-    let hash = tokio::task::spawn_blocking(|| crate::secret::hash_secret(DEMO_SECRET))
+    let hash = tokio::task::spawn_blocking(|| datacube_api::account::hash_secret(DEMO_SECRET))
         .await
         .map_err(|e| StoreError::Task(format!("hashing the demo secret: {e}")))?;
     store

@@ -228,7 +228,7 @@ fn forget_oldest<K: Eq + std::hash::Hash + Copy, V>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::hash_secret;
+    use datacube_api::account::hash_secret;
 
     fn gate() -> (SecretGate, String) {
         (

@@ -7,21 +7,18 @@
 //! - `wechat`: the WeChat API handlers, in WeChat's order of checks.
 //! - `cache`: datacube answers, retired per account when its statistics change.
 //! - [`admin`]: accounts, the clock, imports over HTTP.
-//! - [`import`]: WeChat answers into the statistics store.
-//! - [`ingest`]: events (NDJSON) into the store, and the statistics they change.
 //! - [`demo`]: generated demo statistics for `serve --demo`.
 //! - [`seed`]: fixtures loaded by `serve --seed`.
 //! - `component`: third-party platforms — the component APIs, ticket and authorization pushes.
 //! - `dashboard`: the dashboard's files, served from the binary, with their security headers.
 //! - `health`: `/healthz` and `/readyz`, for orchestrators.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
-//! - [`clock`], [`config`], [`secret`]: the emulated clock, settings, secret hashing.
+//! - [`config`], [`secret`]: settings, and secrets checked on a bounded set of threads.
 //! - [`gate`]: known answers and throttles in front of the secret checks.
 //! - [`faults`]: injected error answers and latency (`serve --faults`).
 
 pub mod admin;
 mod cache;
-pub mod clock;
 mod component;
 pub mod config;
 mod dashboard;
@@ -29,8 +26,6 @@ pub mod demo;
 pub mod faults;
 pub mod gate;
 pub mod health;
-pub mod import;
-pub mod ingest;
 pub mod metrics;
 pub mod secret;
 pub mod seed;
@@ -39,4 +34,4 @@ mod state;
 mod wechat;
 
 pub use serve::{router, serve, serve_internal};
-pub use state::{new_token, App};
+pub use state::App;

@@ -1,34 +1,12 @@
-//! AppSecrets are stored as argon2id hashes and compared through them; never kept in clear.
+//! AppSecrets are stored as argon2id hashes ([`datacube_api::account::hash_secret`]) and
+//! checked here, on a bounded set of threads; never kept in clear.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use rand::RngCore;
 use tokio::sync::oneshot;
-
-/// The PHC string of `secret`'s argon2id hash, with a fresh random salt.
-pub fn hash_secret(secret: &str) -> String {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt");
-    Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .expect("argon2 with default parameters cannot fail")
-        .to_string()
-}
-
-/// Whether `secret` matches `hash` (a PHC string made by [`hash_secret`]).
-pub fn verify_secret(secret: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
 
 type Job = (String, String, oneshot::Sender<bool>);
 
@@ -130,17 +108,7 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hashes_verify_only_their_secret_and_never_contain_it() {
-        let h = hash_secret("0123456789abcdef0123456789abcdef");
-        assert!(h.starts_with("$argon2id$"));
-        assert!(!h.contains("0123456789abcdef"));
-        assert!(verify_secret("0123456789abcdef0123456789abcdef", &h));
-        assert!(!verify_secret("0123456789abcdef0123456789abcdeF", &h));
-        assert!(!verify_secret("x", "not a hash"));
-        assert_ne!(h, hash_secret("0123456789abcdef0123456789abcdef"), "salted");
-    }
+    use datacube_api::account::hash_secret;
 
     #[test]
     fn reused_memory_gives_the_same_verdicts() {

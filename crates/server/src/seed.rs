@@ -13,11 +13,25 @@
 use std::path::{Path, PathBuf};
 
 use datacube_api::Endpoint;
+use datacube_store::ingest::{ingest_lines, KnownAccounts};
 use datacube_store::{AccountRecord, Store};
 use jiff::civil::Date;
 use serde::Deserialize;
 
-use crate::ingest::{ingest_lines, KnownAccounts};
+/// An account as the admin API (`POST /admin/accounts`) and a seed's `accounts.json` give it:
+/// verified unless it says otherwise.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewAccount {
+    pub appid: String,
+    pub secret: String,
+    #[serde(default = "verified_by_default")]
+    pub verified: bool,
+}
+
+fn verified_by_default() -> bool {
+    true
+}
 
 /// What a seed directory brought.
 #[derive(Debug, Default)]
@@ -53,19 +67,8 @@ pub async fn load(
     // Accounts.
     let accounts = dir.join("accounts.json");
     if accounts.is_file() {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Account {
-            appid: String,
-            secret: String,
-            #[serde(default = "yes")]
-            verified: bool,
-        }
-        fn yes() -> bool {
-            true
-        }
         let text = std::fs::read(&accounts).map_err(|e| format!("{}: {e}", shown(&accounts)))?;
-        let list: Vec<Account> =
+        let list: Vec<NewAccount> =
             serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", shown(&accounts)))?;
         for a in list {
             datacube_api::Appid::parse(&a.appid)
@@ -79,9 +82,10 @@ pub async fn load(
                 continue;
             }
             let secret = a.secret;
-            let hash = tokio::task::spawn_blocking(move || crate::secret::hash_secret(&secret))
-                .await
-                .map_err(|e| format!("hashing a secret: {e}"))?;
+            let hash =
+                tokio::task::spawn_blocking(move || datacube_api::account::hash_secret(&secret))
+                    .await
+                    .map_err(|e| format!("hashing a secret: {e}"))?;
             store
                 .put_account(AccountRecord {
                     appid: a.appid,
@@ -151,7 +155,7 @@ pub async fn load(
                 )
             })?;
             let body = std::fs::read(&file).map_err(|e| format!("{}: {e}", shown(&file)))?;
-            crate::import::import_body(
+            datacube_store::import::import_body(
                 store,
                 &appid,
                 endpoint,

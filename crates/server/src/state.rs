@@ -5,17 +5,16 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use datacube_api::error::{error_body, Rid};
 use datacube_api::ErrCode;
 use datacube_store::{AccountRecord, Store, TokenKind, TokenRecord};
 use rand::RngCore;
 
 use crate::cache::ResponseCache;
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::gate::SecretGate;
 use crate::secret::SecretChecker;
+use datacube_api::clock::Clock;
 
 /// How long a cached token or account is trusted before it is read again. Changes made by
 /// another process on the same database (the CLI, another instance) are seen within this.
@@ -237,15 +236,4 @@ impl App {
         self.inner.grants.write().expect("grant cache").clear();
         self.inner.answers.invalidate_all();
     }
-}
-
-/// A new access token: unguessable (128 bytes from the thread's CSPRNG, seeded by the OS) and
-/// shaped like WeChat's: an era number, `_`, then URL-safe base64 (about 175 characters).
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 128];
-    rand::rng().fill_bytes(&mut bytes);
-    let mut token = String::with_capacity(180);
-    token.push_str("98_");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut token);
-    token
 }

@@ -19,7 +19,8 @@ use datacube_store::{Issued, TokenKind, TokenStatus};
 use http_body_util::{BodyExt, Limited};
 
 use crate::cache::Key;
-use crate::state::{new_token, App};
+use crate::state::App;
+use datacube_api::token::new_token;
 
 /// `Content-Type` of every WeChat API answer (`encoding=`, not `charset=`, as WeChat sends it).
 const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; encoding=utf-8");

@@ -12,6 +12,8 @@
 //! - `schema` (and `postgres`'s own list): the migrations, applied automatically at open.
 //! - `codec`: zstd compression of stored blobs (event chunks, large days of rows), one context
 //!   per thread.
+//! - [`import`]: WeChat answers (a file, an admin upload) into the statistics.
+//! - [`ingest`]: event lines into the store, each rejected one named.
 //! - [`bulk`]: `datacube ingest`'s external sort — events in any order, within a memory budget.
 //! - `reset`: `POST /admin/reset` and the removal of an account with everything of it.
 //! - `tls`: TLS to PostgreSQL, as libpq's `sslmode` and `sslrootcert` say.
@@ -31,6 +33,8 @@ mod components;
 mod days;
 mod db;
 mod events;
+pub mod import;
+pub mod ingest;
 mod inner;
 mod postgres;
 mod records;

@@ -13,7 +13,7 @@
 use std::sync::{Condvar, Mutex};
 
 use crate::db::{Db, PgClient, PgDb, Prepared};
-use crate::{Result, StoreError};
+use crate::{schema, Result, StoreError};
 
 /// The advisory lock every write transaction takes (an arbitrary 64-bit key: "datacube").
 const WRITE_LOCK: i64 = 0x6461_7461_6375_6265;
@@ -38,12 +38,20 @@ fn readers_max() -> usize {
     })
 }
 
-/// Migrations of the PostgreSQL schema; `PG_MIGRATIONS[i]` takes it from version `i` to
-/// `i + 1` (recorded in `datacube_schema`). Version 1 is the layout of SQLite's version 6.
-/// Never edit an entry that has shipped: add a new one (and its SQLite twin in `schema`).
-const PG_MIGRATIONS: &[&str] = &[
-    // 1: everything, keyed by appid first (see docs/postgres.md on distributing it).
-    r#"
+/// Migrations of the PostgreSQL schema; entry `i` takes it from version `i` to `i + 1`
+/// (recorded in `datacube_schema`). Version 1 is the layout of SQLite's version 6; later ones
+/// are SQLite's, in PostgreSQL's types ([`schema::for_postgres`]). Never edit an entry that
+/// has shipped: add a new one.
+fn pg_migrations() -> [std::borrow::Cow<'static, str>; 3] {
+    [
+        PG_LAYOUT_1.into(),
+        schema::for_postgres(schema::COMPONENTS).into(),
+        schema::for_postgres(schema::SYNC_RUNS).into(),
+    ]
+}
+
+/// Version 1: everything, keyed by appid first (see docs/postgres.md on distributing it).
+const PG_LAYOUT_1: &str = r#"
     CREATE TABLE account (
         appid        TEXT PRIMARY KEY,
         secret_hash  TEXT NOT NULL,
@@ -122,62 +130,7 @@ const PG_MIGRATIONS: &[&str] = &[
         hi       BIGINT NOT NULL,
         PRIMARY KEY (appid, endpoint, lo)
     );
-    "#,
-    // 2: third-party platforms (SQLite's version 7).
-    r#"
-    CREATE TABLE component (
-        appid       TEXT PRIMARY KEY,
-        secret_hash TEXT NOT NULL,
-        token       TEXT NOT NULL,            -- the push Token
-        aes_key     TEXT NOT NULL,            -- the EncodingAESKey (43 characters)
-        event_url   TEXT,                     -- 授权事件接收URL: tickets and authorization pushes
-        created_at  BIGINT NOT NULL
-    );
-    CREATE TABLE component_ticket (
-        ticket    TEXT PRIMARY KEY,
-        component TEXT NOT NULL,
-        issued_at BIGINT NOT NULL
-    );
-    CREATE INDEX component_ticket_by_component ON component_ticket (component, issued_at);
-    -- Pre-auth codes and authorization codes: single use.
-    CREATE TABLE component_code (
-        code       TEXT PRIMARY KEY,
-        kind       TEXT NOT NULL,             -- 'preauth' | 'auth'
-        component  TEXT NOT NULL,
-        authorizer TEXT,
-        expires_at BIGINT NOT NULL,
-        used       BIGINT NOT NULL DEFAULT 0
-    );
-    -- An account's authorization of a component: the permission sets granted.
-    CREATE TABLE component_grant (
-        component     TEXT NOT NULL,
-        authorizer    TEXT NOT NULL,
-        sets          TEXT NOT NULL,          -- funcscope_category ids, comma-separated, in order
-        refresh_token TEXT NOT NULL,
-        auth_time     BIGINT NOT NULL,
-        PRIMARY KEY (component, authorizer)
-    );
-    -- Component tokens (kind 'component', appid = the component) and authorizer tokens (kind
-    -- 'authorizer', appid = the account, component = the component acting for it).
-    ALTER TABLE token ADD COLUMN component TEXT;
-    "#,
-    // 3: the runs of `datacube sync` (SQLite's version 8).
-    r#"
-    CREATE TABLE sync_run (
-        id       BIGSERIAL PRIMARY KEY,
-        mirror   TEXT NOT NULL,               -- the mirror's name; '' for a one-shot sync
-        slot     TEXT,                        -- a daemon's scheduled China day; NULL one-shot
-        attempt  BIGINT NOT NULL,              -- 1 for a slot's first try
-        started  BIGINT NOT NULL,              -- Unix seconds, by the (emulated) clock
-        beat     BIGINT NOT NULL,              -- the last sign of life of the run under way
-        finished BIGINT,                       -- NULL while it runs (or if it died)
-        outcome  TEXT,                        -- 'ok' | 'partial' | 'failed' | 'interrupted'
-        report   TEXT                         -- the run report, JSON
-    );
-    CREATE UNIQUE INDEX sync_run_slot ON sync_run (mirror, slot, attempt);
-    CREATE INDEX sync_run_by_mirror ON sync_run (mirror, id);
-    "#,
-];
+    "#;
 
 /// One connection and the statements it has prepared. Dropped off any async thread (the
 /// `postgres` crate blocks on its own runtime when closing).
@@ -382,7 +335,7 @@ fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
         let version: i64 = client
             .query_one("SELECT version FROM datacube_schema", &[])?
             .get(0);
-        let known = PG_MIGRATIONS.len() as i64;
+        let known = pg_migrations().len() as i64;
         if version > known {
             return Err(StoreError::TooNew {
                 found: version,
@@ -391,7 +344,7 @@ fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
         }
         if version < known {
             let mut tx = client.transaction()?;
-            for sql in &PG_MIGRATIONS[version as usize..] {
+            for sql in &pg_migrations()[version as usize..] {
                 tx.batch_execute(sql)?;
             }
             tx.execute("UPDATE datacube_schema SET version = $1", &[&known])?;

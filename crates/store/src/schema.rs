@@ -136,61 +136,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO event_app (appid, id_bits, ids) SELECT DISTINCT appid, 0, 0 FROM event_chunk;
     "#,
     // 7: third-party platforms (components): their tickets, codes, grants and tokens.
-    r#"
-    CREATE TABLE component (
-        appid       TEXT PRIMARY KEY,
-        secret_hash TEXT NOT NULL,
-        token       TEXT NOT NULL,            -- the push Token
-        aes_key     TEXT NOT NULL,            -- the EncodingAESKey (43 characters)
-        event_url   TEXT,                     -- 授权事件接收URL: tickets and authorization pushes
-        created_at  INTEGER NOT NULL
-    );
-    CREATE TABLE component_ticket (
-        ticket    TEXT PRIMARY KEY,
-        component TEXT NOT NULL,
-        issued_at INTEGER NOT NULL
-    );
-    CREATE INDEX component_ticket_by_component ON component_ticket (component, issued_at);
-    -- Pre-auth codes and authorization codes: single use.
-    CREATE TABLE component_code (
-        code       TEXT PRIMARY KEY,
-        kind       TEXT NOT NULL,             -- 'preauth' | 'auth'
-        component  TEXT NOT NULL,
-        authorizer TEXT,
-        expires_at INTEGER NOT NULL,
-        used       INTEGER NOT NULL DEFAULT 0
-    );
-    -- An account's authorization of a component: the permission sets granted.
-    CREATE TABLE component_grant (
-        component     TEXT NOT NULL,
-        authorizer    TEXT NOT NULL,
-        sets          TEXT NOT NULL,          -- funcscope_category ids, comma-separated, in order
-        refresh_token TEXT NOT NULL,
-        auth_time     INTEGER NOT NULL,
-        PRIMARY KEY (component, authorizer)
-    );
-    -- Component tokens (kind 'component', appid = the component) and authorizer tokens (kind
-    -- 'authorizer', appid = the account, component = the component acting for it).
-    ALTER TABLE token ADD COLUMN component TEXT;
-    "#,
+    COMPONENTS,
     // 8: the runs of `datacube sync` (one-shot and daemon), each with its report. A daemon's
     // run takes its (mirror, slot, attempt) first, so that instances sharing a database run
     // each scheduled mirror once.
-    r#"
-    CREATE TABLE sync_run (
-        id       INTEGER PRIMARY KEY,
-        mirror   TEXT NOT NULL,               -- the mirror's name; '' for a one-shot sync
-        slot     TEXT,                        -- a daemon's scheduled China day; NULL one-shot
-        attempt  INTEGER NOT NULL,              -- 1 for a slot's first try
-        started  INTEGER NOT NULL,              -- Unix seconds, by the (emulated) clock
-        beat     INTEGER NOT NULL,              -- the last sign of life of the run under way
-        finished INTEGER,                       -- NULL while it runs (or if it died)
-        outcome  TEXT,                        -- 'ok' | 'partial' | 'failed' | 'interrupted'
-        report   TEXT                         -- the run report, JSON
-    );
-    CREATE UNIQUE INDEX sync_run_slot ON sync_run (mirror, slot, attempt);
-    CREATE INDEX sync_run_by_mirror ON sync_run (mirror, id);
-    "#,
+    SYNC_RUNS,
 ];
 
 /// Moves the events of the version-3 `event` table (JSON lines) into the event log, a page at
@@ -226,4 +176,68 @@ pub(crate) fn move_v3_events(tx: &rusqlite::Connection) -> crate::Result<()> {
     }
     tx.execute_batch("DROP TABLE event")?;
     Ok(())
+}
+
+/// Version 7 (PostgreSQL's 2, through [`for_postgres`]): third-party platforms.
+pub(crate) const COMPONENTS: &str = r#"
+    CREATE TABLE component (
+        appid       TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        token       TEXT NOT NULL,            -- the push Token
+        aes_key     TEXT NOT NULL,            -- the EncodingAESKey (43 characters)
+        event_url   TEXT,                     -- 授权事件接收URL: tickets and authorization pushes
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE component_ticket (
+        ticket    TEXT PRIMARY KEY,
+        component TEXT NOT NULL,
+        issued_at INTEGER NOT NULL
+    );
+    CREATE INDEX component_ticket_by_component ON component_ticket (component, issued_at);
+    -- Pre-auth codes and authorization codes: single use.
+    CREATE TABLE component_code (
+        code       TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,             -- 'preauth' | 'auth'
+        component  TEXT NOT NULL,
+        authorizer TEXT,
+        expires_at INTEGER NOT NULL,
+        used       INTEGER NOT NULL DEFAULT 0
+    );
+    -- An account's authorization of a component: the permission sets granted.
+    CREATE TABLE component_grant (
+        component     TEXT NOT NULL,
+        authorizer    TEXT NOT NULL,
+        sets          TEXT NOT NULL,          -- funcscope_category ids, comma-separated, in order
+        refresh_token TEXT NOT NULL,
+        auth_time     INTEGER NOT NULL,
+        PRIMARY KEY (component, authorizer)
+    );
+    -- Component tokens (kind 'component', appid = the component) and authorizer tokens (kind
+    -- 'authorizer', appid = the account, component = the component acting for it).
+    ALTER TABLE token ADD COLUMN component TEXT;
+    "#;
+
+/// Version 8 (PostgreSQL's 3, through [`for_postgres`]): the runs of `datacube sync`.
+pub(crate) const SYNC_RUNS: &str = r#"
+    CREATE TABLE sync_run (
+        id       INTEGER PRIMARY KEY,
+        mirror   TEXT NOT NULL,               -- the mirror's name; '' for a one-shot sync
+        slot     TEXT,                        -- a daemon's scheduled China day; NULL one-shot
+        attempt  INTEGER NOT NULL,              -- 1 for a slot's first try
+        started  INTEGER NOT NULL,              -- Unix seconds, by the (emulated) clock
+        beat     INTEGER NOT NULL,              -- the last sign of life of the run under way
+        finished INTEGER,                       -- NULL while it runs (or if it died)
+        outcome  TEXT,                        -- 'ok' | 'partial' | 'failed' | 'interrupted'
+        report   TEXT                         -- the run report, JSON
+    );
+    CREATE UNIQUE INDEX sync_run_slot ON sync_run (mirror, slot, attempt);
+    CREATE INDEX sync_run_by_mirror ON sync_run (mirror, id);
+    "#;
+
+/// A migration written for SQLite, in PostgreSQL's types: 64-bit integers, and a generated
+/// key for `INTEGER PRIMARY KEY`.
+pub(crate) fn for_postgres(sqlite: &str) -> String {
+    sqlite
+        .replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use datacube_api::{Appid, Secret};
-use datacube_server::{admin, secret};
+use datacube_push::crypto::check_component_keys;
 use datacube_store::{AccountRecord, DatabaseUrl, StoreError};
 
 use crate::args::DatabaseArg;
@@ -130,7 +130,8 @@ async fn account_add(
         return Err(Exit::usage(msg));
     }
     let store = open(url)?;
-    let hash = tokio::task::spawn_blocking(move || secret::hash_secret(&secret)).await?;
+    let hash =
+        tokio::task::spawn_blocking(move || datacube_api::account::hash_secret(&secret)).await?;
     let record = AccountRecord {
         appid: appid.clone(),
         secret_hash: hash,
@@ -162,19 +163,15 @@ async fn component_add(
     aes_key: String,
     event_url: Option<String>,
 ) -> Result<()> {
-    if let Err(msg) =
-        Appid::parse(&appid)
-            .and(Secret::parse(&secret))
-            .and(admin::check_component_keys(
-                &token,
-                &aes_key,
-                event_url.as_deref(),
-            ))
+    if let Err(msg) = Appid::parse(&appid)
+        .and(Secret::parse(&secret))
+        .and(check_component_keys(&token, &aes_key, event_url.as_deref()))
     {
         return Err(Exit::usage(msg));
     }
     let store = open(url)?;
-    let hash = tokio::task::spawn_blocking(move || secret::hash_secret(&secret)).await?;
+    let hash =
+        tokio::task::spawn_blocking(move || datacube_api::account::hash_secret(&secret)).await?;
     let record = datacube_store::ComponentRecord {
         appid: appid.clone(),
         secret_hash: hash,

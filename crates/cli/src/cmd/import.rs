@@ -5,7 +5,7 @@ use std::io::Read;
 use anyhow::{Context, Result};
 use clap::Args;
 use datacube_api::Endpoint;
-use datacube_server::import;
+use datacube_store::import;
 
 use crate::args::{parse_endpoint, DatabaseArg};
 use crate::{open, Exit};

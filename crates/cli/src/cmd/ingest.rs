@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use datacube_server::ingest::Rejected;
 use datacube_store::bulk::{Piece, Sorter};
+use datacube_store::ingest::Rejected;
 use datacube_store::Store;
 
 use crate::args::{ClockArg, DatabaseArg};

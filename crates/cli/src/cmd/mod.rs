@@ -23,6 +23,21 @@ pub async fn account_must_exist(store: &datacube_store::Store, appid: &str) -> a
     Ok(())
 }
 
+/// What `push` and `proxy` record into: the store (which must have the account `appid`), the
+/// metrics endpoint if asked for, and "now" by the command's clock.
+pub async fn recording_for(
+    db: &crate::args::DatabaseArg,
+    appid: &str,
+    metrics_listen: Option<SocketAddr>,
+    clock: &crate::args::ClockArg,
+) -> anyhow::Result<(datacube_store::Store, datacube_push::recorder::Now)> {
+    let store = crate::open(&db.database)?;
+    account_must_exist(&store, appid).await?;
+    metrics_endpoint(metrics_listen).await?;
+    let clock = clock.clock();
+    Ok((store, std::sync::Arc::new(move || clock.now())))
+}
+
 /// What writing to standard output ended with: a reader that went away (`datacube … | head`)
 /// is not an error.
 pub fn reader_gone_is_fine(written: std::io::Result<()>) -> std::io::Result<()> {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::args::{aes_key, parse_seconds, ClockArg, DatabaseArg};
-use crate::{open, Exit};
+use crate::Exit;
 
 #[derive(Args)]
 pub struct ProxyArgs {
@@ -62,7 +62,6 @@ pub struct ProxyArgs {
 }
 
 pub async fn run(args: ProxyArgs) -> Result<()> {
-    use std::sync::Arc;
     let upstream: hyper::Uri = args
         .upstream
         .parse()
@@ -90,14 +89,8 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
             .unwrap_or_else(datacube_push::proxy::default_max_connections),
         ..datacube_push::proxy::Limits::default()
     };
-    let store = open(&args.db.database)?;
-    super::account_must_exist(&store, &args.appid).await?;
-    super::metrics_endpoint(args.metrics_listen).await?;
-    let clock = args.clock.clock();
-    let now: datacube_push::recorder::Now = {
-        let clock = clock.clone();
-        Arc::new(move || clock.now())
-    };
+    let (store, now) =
+        super::recording_for(&args.db, &args.appid, args.metrics_listen, &args.clock).await?;
     let recorder = datacube_push::recorder::Recorder::start(store, now.clone());
     let shutdown = super::shutdown_signal()?;
     let workers = args

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::args::{aes_key, parse_duration, parse_seconds, ClockArg, DatabaseArg};
-use crate::{open, Exit};
+use crate::Exit;
 
 #[derive(Args)]
 pub struct PushArgs {
@@ -99,14 +99,8 @@ pub async fn run(args: PushArgs) -> Result<()> {
             "--mode compat and safe encrypt: give the EncodingAESKey with --aes-key",
         ));
     }
-    let store = open(&args.db.database)?;
-    super::account_must_exist(&store, &args.appid).await?;
-    super::metrics_endpoint(args.metrics_listen).await?;
-    let clock = args.clock.clock();
-    let now: datacube_push::recorder::Now = {
-        let clock = clock.clone();
-        Arc::new(move || clock.now())
-    };
+    let (store, now) =
+        super::recording_for(&args.db, &args.appid, args.metrics_listen, &args.clock).await?;
     let config = Arc::new(Config {
         original_id: args
             .original_id

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
+use datacube_api::clock::Clock;
 use datacube_api::date::format_date;
 use datacube_api::Endpoint;
 use datacube_client::mirror::{
     self, AccountSource, ComponentSource, Context, LocalSecrets, Mirror, Secret,
 };
 use datacube_client::report::{Level, RunReport};
-use datacube_server::clock::Clock;
 use datacube_store::Store;
 use jiff::civil::Date;
 
@@ -155,13 +155,13 @@ struct ServerSecrets;
 
 impl LocalSecrets for ServerSecrets {
     fn hash(&self, secret: &str) -> String {
-        datacube_server::secret::hash_secret(secret)
+        datacube_api::account::hash_secret(secret)
     }
     fn verify(&self, secret: &str, hash: &str) -> bool {
-        datacube_server::secret::verify_secret(secret, hash)
+        datacube_api::account::verify_secret(secret, hash)
     }
     fn random(&self) -> String {
-        datacube_server::new_token()
+        datacube_api::token::new_token()
     }
 }
 

@@ -367,20 +367,12 @@ pub fn compute_parts<'a>(
         let openid = match &event.kind {
             Kind::Follow { openid, .. } | Kind::Unfollow { openid } => openid,
             Kind::Message { openid, .. } if messages.wanted() => openid,
-            Kind::Read { openid, .. }
-            | Kind::Share { openid, .. }
-            | Kind::Favorite { openid, .. }
-            | Kind::Like { openid, .. }
-            | Kind::Comment { openid, .. }
-            | Kind::Praise { openid, .. }
-            | Kind::Leave { openid, .. }
-                if w_articles =>
-            {
-                openid
-            }
             Kind::Reply { .. } | Kind::Publish { .. } | Kind::Published { .. } => "",
-            // A class whose endpoints are not wanted.
-            _ => continue,
+            kind => match kind.article_and_reader() {
+                Some((_, openid)) if w_articles => openid,
+                // A class whose endpoints are not wanted.
+                _ => continue,
+            },
         };
         let user = if openid.is_empty() {
             0

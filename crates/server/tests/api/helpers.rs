@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use datacube_server::clock::Clock;
+use datacube_api::clock::Clock;
 use datacube_server::config::Config;
 use datacube_server::App;
 use datacube_store::Store;

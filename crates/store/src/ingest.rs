@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use datacube_store::{Store, StoreError};
+use crate::{Store, StoreError};
 use jiff::civil::Date;
 use serde::Serialize;
 
@@ -58,7 +58,7 @@ pub struct Parsed {
     /// The accounts of the good events, and which one each event is of, in order.
     appids: Vec<String>,
     account_of: Vec<u32>,
-    batch: datacube_store::Batch,
+    batch: crate::Batch,
     rejected: Vec<Rejected>,
 }
 
@@ -157,7 +157,7 @@ pub async fn parse_lines<L: AsRef<str>>(
     Ok(Parsed {
         appids,
         account_of,
-        batch: datacube_store::Batch::prepare(events)?,
+        batch: crate::Batch::prepare(events)?,
         rejected,
     })
 }

@@ -1,8 +1,8 @@
 //! Importing WeChat answers (`{"list":[…]}`) into the statistics store.
 
+use crate::{Store, StoreError, UpsertReport};
 use datacube_api::row::{parse_list, ListError, NewFields};
 use datacube_api::Endpoint;
-use datacube_store::{Store, StoreError, UpsertReport};
 
 /// Why an import stored nothing.
 #[derive(Debug, thiserror::Error)]
