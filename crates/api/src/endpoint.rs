@@ -293,15 +293,9 @@ mod tests {
             .map(|e| e.name())
             .collect();
         assert_eq!(
-            legacy,
-            [
-                "getarticlesummary",
-                "getarticletotal",
-                "getuserread",
-                "getuserreadhour",
-                "getusershare",
-                "getusersharehour"
-            ]
+            legacy.join(" "),
+            "getarticlesummary getarticletotal getuserread getuserreadhour getusershare \
+             getusersharehour"
         );
     }
 

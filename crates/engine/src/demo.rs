@@ -113,28 +113,31 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Adds an event to `out`, stamped with the account, the next id of its series
+/// (`demo-<seed>-<series><n>`) and its time.
+fn stamper<'a>(
+    appid: &'a str,
+    seed: u64,
+    series: &'static str,
+) -> impl FnMut(&mut Vec<(i64, String)>, i64, serde_json::Value) + 'a {
+    let mut n = 0u64;
+    move |out, time, mut v| {
+        n += 1;
+        v["appid"] = json!(appid);
+        v["id"] = json!(format!("demo-{seed}-{series}{n}"));
+        v["time"] = json!(rfc3339(time));
+        out.push((time, v.to_string()));
+    }
+}
+
 /// `days` days of activity for `appid`, ending on `last`, as NDJSON lines in time order.
 pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut extra = StdRng::seed_from_u64(seed ^ 0x2025_1101);
-    let mut extra_n = 0u64;
-    let mut push_extra = |out: &mut Vec<(i64, String)>, time: i64, mut v: serde_json::Value| {
-        extra_n += 1;
-        v["appid"] = json!(appid);
-        v["id"] = json!(format!("demo-{seed}-p{extra_n}"));
-        v["time"] = json!(rfc3339(time));
-        out.push((time, v.to_string()));
-    };
+    let mut push_extra = stamper(appid, seed, "p");
     let first = add_days(last, -(i64::from(days.max(1)) - 1));
     let mut out: Vec<(i64, String)> = Vec::new();
-    let mut n = 0u64;
-    let mut push = |out: &mut Vec<(i64, String)>, time: i64, mut v: serde_json::Value| {
-        n += 1;
-        v["appid"] = json!(appid);
-        v["id"] = json!(format!("demo-{seed}-{n}"));
-        v["time"] = json!(rfc3339(time));
-        out.push((time, v.to_string()));
-    };
+    let mut push = stamper(appid, seed, "");
     let mut followers: Vec<u64> = Vec::new();
     let mut gone: Vec<u64> = Vec::new();
     let mut next_openid = 0u64;

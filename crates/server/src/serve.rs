@@ -81,19 +81,11 @@ pub async fn serve(
     let tickets = tokio::spawn(crate::component::push_tickets(app.clone()));
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
+        let Some((stream, peer)) =
+            datacube_push::http1::accept_until(&listener, shutdown.as_mut()).await
+        else {
+            break;
         };
-        let _ = stream.set_nodelay(true);
         if let Ok(permit) = connections.clone().try_acquire_owned() {
             let svc = service(app.clone(), router.clone(), peer.ip());
             let conn = connection(&limits, stream, svc, true);

@@ -23,7 +23,72 @@ const CACHE_TTL: Duration = Duration::from_secs(1);
 /// Cached entries beyond this are dropped wholesale; the cache refills from the database.
 const CACHE_MAX: usize = 100_000;
 
-type GrantCache = HashMap<(String, String), (Instant, Option<Arc<Vec<u32>>>)>;
+/// Values read from the database, trusted for [`CACHE_TTL`]; dropped wholesale past
+/// [`CACHE_MAX`] entries.
+struct Recent<K, V>(RwLock<HashMap<K, (Instant, V)>>);
+
+impl<K, V> Default for Recent<K, V> {
+    fn default() -> Self {
+        Recent(RwLock::default())
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V: Clone> Recent<K, V> {
+    /// The value of `key`, if it was read less than [`CACHE_TTL`] ago.
+    fn fresh<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
+        let cache = self.0.read().expect("cache lock");
+        let (at, value) = cache.get(key)?;
+        (at.elapsed() < CACHE_TTL).then(|| value.clone())
+    }
+
+    fn put(&self, key: K, value: V) {
+        let mut cache = self.0.write().expect("cache lock");
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now(), value));
+    }
+
+    fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let mut cache = self.0.write().expect("cache lock");
+        cache.retain(|k, (_, v)| keep(k, v));
+    }
+
+    fn remove<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
+        self.0.write().expect("cache lock").remove(key);
+    }
+
+    fn clear(&self) {
+        self.0.write().expect("cache lock").clear();
+    }
+}
+
+impl<V> Recent<String, Arc<V>> {
+    /// The record of `key`: cached, or read by `load` (and cached if there is one).
+    async fn through(
+        &self,
+        key: &str,
+        load: impl std::future::Future<Output = datacube_store::Result<Option<V>>>,
+    ) -> datacube_store::Result<Option<Arc<V>>> {
+        if let Some(cached) = self.fresh(key) {
+            return Ok(Some(cached));
+        }
+        let Some(record) = load.await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        self.put(key.to_owned(), record.clone());
+        Ok(Some(record))
+    }
+}
 
 /// A running server's state. Cheap to clone.
 #[derive(Clone)]
@@ -35,10 +100,10 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) clock: Clock,
     pub(crate) config: Config,
-    tokens: RwLock<HashMap<String, (Instant, Arc<TokenRecord>)>>,
-    accounts: RwLock<HashMap<String, (Instant, Arc<AccountRecord>)>>,
+    tokens: Recent<String, Arc<TokenRecord>>,
+    accounts: Recent<String, Arc<AccountRecord>>,
     /// The permission sets of (component, authorizer) grants, `None` for no grant.
-    grants: RwLock<GrantCache>,
+    grants: Recent<(String, String), Option<Arc<Vec<u32>>>>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) answers: ResponseCache,
     /// Secret checks: known answers and throttles in front of a few dedicated threads (argon2
@@ -58,9 +123,9 @@ impl App {
                 store,
                 clock,
                 config,
-                tokens: RwLock::default(),
-                accounts: RwLock::default(),
-                grants: RwLock::default(),
+                tokens: Recent::default(),
+                accounts: Recent::default(),
+                grants: Recent::default(),
                 in_flight: AtomicUsize::new(0),
                 secrets: SecretGate::new(SecretChecker::new(cores, 64)),
             }),
@@ -98,30 +163,15 @@ impl App {
         &self,
         token: &str,
     ) -> datacube_store::Result<Option<Arc<TokenRecord>>> {
-        if let Some((at, rec)) = self.inner.tokens.read().expect("token cache").get(token) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(rec.clone()));
-            }
-        }
-        let Some(rec) = self.inner.store.token(token).await? else {
-            return Ok(None);
-        };
-        let rec = Arc::new(rec);
-        let mut cache = self.inner.tokens.write().expect("token cache");
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(token.to_owned(), (Instant::now(), rec.clone()));
-        Ok(Some(rec))
+        let store = &self.inner.store;
+        self.inner.tokens.through(token, store.token(token)).await
     }
 
     /// Forgets cached tokens of `appid` and `kind` (a new token changes the older ones).
     pub(crate) fn forget_tokens(&self, appid: &str, kind: TokenKind) {
         self.inner
             .tokens
-            .write()
-            .expect("token cache")
-            .retain(|_, (_, rec)| rec.appid != appid || rec.kind != kind);
+            .retain(|_, rec| rec.appid != appid || rec.kind != kind);
     }
 
     /// The permission sets `authorizer` granted `component`, `None` when there is no grant;
@@ -132,10 +182,8 @@ impl App {
         authorizer: &str,
     ) -> datacube_store::Result<Option<Arc<Vec<u32>>>> {
         let key = (component.to_owned(), authorizer.to_owned());
-        if let Some((at, sets)) = self.inner.grants.read().expect("grant cache").get(&key) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(sets.clone());
-            }
+        if let Some(sets) = self.inner.grants.fresh(&key) {
+            return Ok(sets);
         }
         let sets = self
             .inner
@@ -143,11 +191,7 @@ impl App {
             .grant(component, authorizer)
             .await?
             .map(|g| Arc::new(g.sets));
-        let mut cache = self.inner.grants.write().expect("grant cache");
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(key, (Instant::now(), sets.clone()));
+        self.inner.grants.put(key, sets.clone());
         Ok(sets)
     }
 
@@ -155,8 +199,6 @@ impl App {
     pub(crate) fn forget_grant(&self, component: &str, authorizer: &str) {
         self.inner
             .grants
-            .write()
-            .expect("grant cache")
             .remove(&(component.to_owned(), authorizer.to_owned()));
     }
 
@@ -164,9 +206,7 @@ impl App {
     pub(crate) fn forget_authorizer_tokens(&self, appid: &str) {
         self.inner
             .tokens
-            .write()
-            .expect("token cache")
-            .retain(|_, (_, rec)| rec.appid != appid || rec.kind != TokenKind::Authorizer);
+            .retain(|_, rec| rec.appid != appid || rec.kind != TokenKind::Authorizer);
     }
 
     /// The account, from the cache or the database.
@@ -174,27 +214,11 @@ impl App {
         &self,
         appid: &str,
     ) -> datacube_store::Result<Option<Arc<AccountRecord>>> {
-        if let Some((at, rec)) = self
-            .inner
+        let store = &self.inner.store;
+        self.inner
             .accounts
-            .read()
-            .expect("account cache")
-            .get(appid)
-        {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(rec.clone()));
-            }
-        }
-        let Some(rec) = self.inner.store.account(appid).await? else {
-            return Ok(None);
-        };
-        let rec = Arc::new(rec);
-        let mut cache = self.inner.accounts.write().expect("account cache");
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(appid.to_owned(), (Instant::now(), rec.clone()));
-        Ok(Some(rec))
+            .through(appid, store.account(appid))
+            .await
     }
 
     /// Retires the cached answers of `appid` (its statistics changed).
@@ -204,11 +228,7 @@ impl App {
 
     /// Forgets a cached account (after the admin API changed it).
     pub(crate) fn forget_account(&self, appid: &str) {
-        self.inner
-            .accounts
-            .write()
-            .expect("account cache")
-            .remove(appid);
+        self.inner.accounts.remove(appid);
     }
 
     /// Forgets everything cached of `appid` (removed): the account, its tokens, the grants it
@@ -216,24 +236,18 @@ impl App {
     /// cached that long, answers until the change log says.)
     pub(crate) fn forget_all_of(&self, appid: &str) {
         self.forget_account(appid);
-        self.inner
-            .tokens
-            .write()
-            .expect("token cache")
-            .retain(|_, (_, rec)| rec.appid != appid);
+        self.inner.tokens.retain(|_, rec| rec.appid != appid);
         self.inner
             .grants
-            .write()
-            .expect("grant cache")
             .retain(|(_, authorizer), _| authorizer != appid);
         self.inner.answers.invalidate(appid);
     }
 
     /// Forgets everything cached (after a reset).
     pub(crate) fn forget_everything(&self) {
-        self.inner.accounts.write().expect("account cache").clear();
-        self.inner.tokens.write().expect("token cache").clear();
-        self.inner.grants.write().expect("grant cache").clear();
+        self.inner.accounts.clear();
+        self.inner.tokens.clear();
+        self.inner.grants.clear();
         self.inner.answers.invalidate_all();
     }
 }

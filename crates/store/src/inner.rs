@@ -128,16 +128,13 @@ impl Inner {
         done
     }
 
+    /// Every stored row of `endpoint`, comma-separated in WeChat's order, and how many.
     #[cfg(test)]
-    pub(crate) fn list_rows_into(
-        &self,
-        appid: &str,
-        endpoint: Endpoint,
-        begin: Date,
-        end: Date,
-        out: &mut String,
-    ) -> Result<usize> {
-        self.read(|db| days::list_into(db, appid, endpoint, begin, end, out))
+    pub(crate) fn all_rows(&self, appid: &str, endpoint: Endpoint) -> Result<(String, usize)> {
+        let (first, last) = (jiff::civil::date(1970, 1, 1), jiff::civil::date(9999, 1, 1));
+        let mut out = String::new();
+        let n = self.read(|db| days::list_into(db, appid, endpoint, first, last, &mut out))?;
+        Ok((out, n))
     }
 }
 

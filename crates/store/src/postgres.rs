@@ -336,13 +336,7 @@ fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
             .query_one("SELECT version FROM datacube_schema", &[])?
             .get(0);
         let known = pg_migrations().len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew {
-                found: version,
-                known,
-            });
-        }
-        if version < known {
+        if schema::pending(version, known)? {
             let mut tx = client.transaction()?;
             for sql in &pg_migrations()[version as usize..] {
                 tx.batch_execute(sql)?;

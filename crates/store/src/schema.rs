@@ -234,6 +234,15 @@ pub(crate) const SYNC_RUNS: &str = r#"
     CREATE INDEX sync_run_by_mirror ON sync_run (mirror, id);
     "#;
 
+/// Whether a schema at version `found` needs migrating to `known`; one newer than this binary
+/// knows is an error.
+pub(crate) fn pending(found: i64, known: i64) -> crate::Result<bool> {
+    if found > known {
+        return Err(crate::StoreError::TooNew { found, known });
+    }
+    Ok(found < known)
+}
+
 /// A migration written for SQLite, in PostgreSQL's types: 64-bit integers, and a generated
 /// key for `INTEGER PRIMARY KEY`.
 pub(crate) fn for_postgres(sqlite: &str) -> String {

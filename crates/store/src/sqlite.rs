@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::db::Db;
-use crate::schema::MIGRATIONS;
+use crate::schema::{self, MIGRATIONS};
 use crate::{Result, StoreError};
 
 /// Reader connections kept for reuse; more are opened under load and closed afterwards.
@@ -112,13 +112,7 @@ impl Sqlite {
 fn migrate(conn: &Connection, url: &str) -> Result<()> {
     let known = MIGRATIONS.len() as i64;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > known {
-        return Err(StoreError::TooNew {
-            found: version,
-            known,
-        });
-    }
-    if version == known {
+    if !schema::pending(version, known)? {
         return Ok(());
     }
     // All pending migrations in one transaction; the data moves of earlier layouts run after
@@ -128,13 +122,7 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
     let apply = || -> Result<i64> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > known {
-            return Err(StoreError::TooNew {
-                found: version,
-                known,
-            });
-        }
-        if version == known {
+        if !schema::pending(version, known)? {
             conn.execute_batch("COMMIT")?;
             return Ok(known);
         }

@@ -416,12 +416,8 @@ async fn events_acknowledged_before_a_sigkill_are_counted_exactly_once() {
             .post(format!("{}/admin/events", served.base))
             .bearer_auth("adm-token-for-tests")
             .body(reply_batch(batch))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .answer_json()
+            .await;
         let (accepted, duplicates) = (
             v["accepted"].as_u64().unwrap(),
             v["duplicates"].as_u64().unwrap(),

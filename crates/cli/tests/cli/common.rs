@@ -257,6 +257,17 @@ pub async fn token(base: &str, appid: &str, secret: &str) -> reqwest::Response {
     .unwrap()
 }
 
+/// Sending a request and reading its answer as JSON, in one step.
+pub trait AnswerJson {
+    fn answer_json(self) -> impl std::future::Future<Output = serde_json::Value>;
+}
+
+impl AnswerJson for reqwest::RequestBuilder {
+    async fn answer_json(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
+
 pub async fn post(url: String, body: &str) -> String {
     reqwest::Client::new()
         .post(url)

@@ -60,12 +60,8 @@ async fn stable_token(base: &str, appid: &str, secret: &str) -> String {
             serde_json::json!({"grant_type":"client_credential","appid":appid,"secret":secret})
                 .to_string(),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     v["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("no stable token: {v}"))

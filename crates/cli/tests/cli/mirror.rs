@@ -364,12 +364,8 @@ async fn runs(base: &str, admin: &str) -> Vec<(String, i64, String)> {
     let v: serde_json::Value = reqwest::Client::new()
         .get(format!("{base}/admin/sync/runs?limit=100"))
         .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let mut out: Vec<(String, i64, String)> = v["runs"]
         .as_array()
         .unwrap()

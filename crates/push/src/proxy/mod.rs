@@ -415,18 +415,11 @@ async fn serve_with(
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let (mut stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
+        let Some((mut stream, peer)) =
+            crate::http1::accept_until(&listener, shutdown.as_mut()).await
+        else {
+            break;
         };
-        let _ = stream.set_nodelay(true);
         match slots.take() {
             Some(slot) => {
                 connections.spawn(connection::serve(state.clone(), stream, slot));

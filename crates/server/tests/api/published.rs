@@ -1,7 +1,7 @@
 //! The 2025 endpoints over HTTP: the `{"list":[…],"is_delay":…}` envelope, an empty list for a
 //! day without change, snapshots up to the last ready day, `is_delay` while the 30-day window
 //! is open, the spans, the 2025-11-01 floor, and imports of the shapes sources disagree on.
-//! The events are the engine's hand-computed scenario (crates/engine/tests/published.rs).
+//! The events are the engine's hand-computed scenario (crates/engine/tests/scenarios/published.rs).
 
 use crate::helpers::*;
 

@@ -106,16 +106,7 @@ mod tests {
     }
 
     fn stored(store: &Inner, appid: &str, endpoint: Endpoint) -> Vec<String> {
-        let mut out = String::new();
-        let n = store
-            .list_rows_into(
-                appid,
-                endpoint,
-                date(1970, 1, 1),
-                date(9999, 1, 1),
-                &mut out,
-            )
-            .unwrap();
+        let (out, n) = store.all_rows(appid, endpoint).unwrap();
         let list: Vec<serde_json::Value> = serde_json::from_str(&format!("[{out}]")).unwrap();
         assert_eq!(list.len(), n);
         list.iter().map(|v| v.to_string()).collect()
@@ -170,16 +161,7 @@ mod tests {
             .unwrap()
             .inner;
         for endpoint in Endpoint::ALL.iter().copied() {
-            let mut got = String::new();
-            store
-                .list_rows_into(
-                    "wxa",
-                    endpoint,
-                    date(1970, 1, 1),
-                    date(9999, 1, 1),
-                    &mut got,
-                )
-                .unwrap();
+            let (got, _) = store.all_rows("wxa", endpoint).unwrap();
             let want: Vec<&str> = computed
                 .get(&endpoint)
                 .map(|rows| rows.iter().map(|r| r.json.as_str()).collect())

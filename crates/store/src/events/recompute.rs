@@ -309,25 +309,17 @@ impl Loaded {
         let appid = own.appid.as_str();
         let mine = |class: Class| own.classes[class as usize].events.as_slice();
         let Loaded {
-            u0,
             u1,
-            messages_window,
-            replies_window,
             sends,
             total_sends,
             articles,
-            history,
-            messages,
-            replies,
-            publishes,
-            reads,
-        } = self;
-        let (u1, sends, total_sends, articles) = (*u1, *sends, *total_sends, *articles);
+            ..
+        } = *self;
         let mut jobs: Vec<Job> = Vec::new();
-        if let Some(u0) = *u0 {
+        if let Some(u0) = self.u0 {
             jobs.push(Job {
                 appid,
-                parts: vec![history, mine(Class::Follow)],
+                parts: vec![&self.history, mine(Class::Follow)],
                 window: (u0, u1),
                 replaces: vec![
                     (Endpoint::GetUserSummary, (u0, u1)),
@@ -335,18 +327,18 @@ impl Loaded {
                 ],
             });
         }
-        if let Some((span, window)) = *messages_window {
+        if let Some((span, window)) = self.messages_window {
             jobs.push(Job {
                 appid,
-                parts: vec![messages, mine(Class::Message)],
+                parts: vec![&self.messages, mine(Class::Message)],
                 window,
                 replaces: class_endpoints(Class::Message, span),
             });
         }
-        if let Some(range) = *replies_window {
+        if let Some(range) = self.replies_window {
             jobs.push(Job {
                 appid,
-                parts: vec![replies, mine(Class::Reply)],
+                parts: vec![&self.replies, mine(Class::Reply)],
                 window: range,
                 replaces: class_endpoints(Class::Reply, range),
             });
@@ -358,7 +350,7 @@ impl Loaded {
                 // followers.
                 jobs.push(Job {
                     appid,
-                    parts: vec![reads, mine(Class::Article)],
+                    parts: vec![&self.reads, mine(Class::Article)],
                     window: (a_lo, a_hi),
                     replaces: [
                         Endpoint::GetUserRead,
@@ -374,11 +366,11 @@ impl Loaded {
                 });
             }
             let with_sends = vec![
-                &history[..],
+                &self.history[..],
                 mine(Class::Follow),
-                publishes,
+                &self.publishes,
                 mine(Class::Publish),
-                reads,
+                &self.reads,
                 mine(Class::Article),
             ];
             if let Some((a_lo, a_hi)) = articles {

@@ -10,23 +10,14 @@
 use std::collections::BTreeMap;
 
 use datacube_api::Endpoint;
-use datacube_engine::{compute, parse_line};
 use jiff::civil::date;
 
 /// The scenario (also ingested by the server's tests).
-const EVENTS: &str = include_str!("data/published.ndjson");
+const EVENTS: &str = include_str!("../data/published.ndjson");
 
 /// Every endpoint's rows for 11-03..11-06.
 fn rows() -> BTreeMap<Endpoint, Vec<String>> {
-    let events: Vec<_> = EVENTS
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| parse_line(l).unwrap())
-        .collect();
-    compute(&events, date(2025, 11, 3), date(2025, 11, 6))
-        .into_iter()
-        .map(|(e, rows)| (e, rows.into_iter().map(|r| r.json).collect()))
-        .collect()
+    super::rows(EVENTS, date(2025, 11, 3), date(2025, 11, 6))
 }
 
 fn of(r: &BTreeMap<Endpoint, Vec<String>>, e: Endpoint) -> Vec<&str> {
@@ -126,13 +117,8 @@ fn total_detail_has_cumulative_snapshots_from_the_publish_day() {
 
 #[test]
 fn total_detail_follows_an_article_for_thirty_days() {
-    let events: Vec<_> = EVENTS
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| parse_line(l).unwrap())
-        .collect();
-    let rows = compute(&events, date(2025, 11, 3), date(2026, 1, 31));
-    let row = &rows[&Endpoint::GetArticleTotalDetail][0].json;
+    let rows = super::rows(EVENTS, date(2025, 11, 3), date(2026, 1, 31));
+    let row = &rows[&Endpoint::GetArticleTotalDetail][0];
     assert_eq!(row.matches("\"stat_date\"").count(), 30);
     assert!(row.contains("\"stat_date\":\"2025-12-02\""), "the 30th day");
     assert!(!row.contains("\"stat_date\":\"2025-12-03\""));

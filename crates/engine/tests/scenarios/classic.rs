@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use datacube_api::Endpoint;
-use datacube_engine::{compute, parse_line};
 use jiff::civil::date;
 
 const EVENTS: &str = r#"
@@ -41,15 +40,7 @@ const EVENTS: &str = r#"
 "#;
 
 fn rows() -> BTreeMap<Endpoint, Vec<String>> {
-    let events: Vec<_> = EVENTS
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| parse_line(l).unwrap())
-        .collect();
-    compute(&events, date(2024, 5, 6), date(2024, 5, 13))
-        .into_iter()
-        .map(|(e, rows)| (e, rows.into_iter().map(|r| r.json).collect()))
-        .collect()
+    super::rows(EVENTS, date(2024, 5, 6), date(2024, 5, 13))
 }
 
 fn on(rows: &[String], day: &str) -> Vec<String> {
