@@ -257,22 +257,18 @@ mod tests {
     fn request_bodies() {
         assert_eq!(parse_request(b""), Err(ErrCode::EmptyPostData));
         for bad in [
-            &b"begin_date=2014-12-01&end_date=2014-12-01"[..],
-            b"{}",
-            b"[]",
-            b"null",
-            b" ",
-            br#"{"begin_date":"2014-12-01"}"#,
-            br#"{"begin_date":20141201,"end_date":"2014-12-01"}"#,
-            br#"{"begin_date":"2014-12-01","end_date":"2014-12-32"}"#,
-            br#"{"begin_date":"2014-12-01","end_date":"2014-12-01""#,
+            "begin_date=2014-12-01&end_date=2014-12-01",
+            "{}",
+            "[]",
+            "null",
+            " ",
+            r#"{"begin_date":"2014-12-01"}"#,
+            r#"{"begin_date":20141201,"end_date":"2014-12-01"}"#,
+            r#"{"begin_date":"2014-12-01","end_date":"2014-12-32"}"#,
+            r#"{"begin_date":"2014-12-01","end_date":"2014-12-01""#,
         ] {
-            assert_eq!(
-                parse_request(bad),
-                Err(ErrCode::DateFormatError),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            let answer = parse_request(bad.as_bytes());
+            assert_eq!(answer, Err(ErrCode::DateFormatError), "{bad}");
         }
         assert_eq!(
             parse_request(br#"{"begin_date": "2014-12-02", "end_date": "2014-12-07", "x": 1}"#),
@@ -309,44 +305,24 @@ mod tests {
 
     #[test]
     fn week_and_month_rows_are_served_once_complete() {
-        let range = DateRange {
-            begin: date(2014, 11, 1),
-            end: date(2014, 11, 5),
+        use Endpoint::{GetUpstreamMsgMonth as Month, GetUpstreamMsgWeek as Week};
+        let served = |endpoint, (begin, end), today| {
+            served_labels(endpoint, DateRange { begin, end }, today)
         };
         // The documented example: on 12-01, 11-01..11-05 returns November's row.
-        assert_eq!(
-            served_labels(Endpoint::GetUpstreamMsgMonth, range, date(2014, 11, 30)),
-            Some((date(2014, 11, 1), date(2014, 11, 1)))
-        );
-        assert_eq!(
-            served_labels(Endpoint::GetUpstreamMsgMonth, range, date(2014, 11, 29)),
-            None
-        );
-        let range = DateRange {
-            begin: date(2015, 3, 1),
-            end: date(2015, 3, 5),
-        };
-        assert_eq!(
-            served_labels(Endpoint::GetUpstreamMsgMonth, range, date(2015, 3, 31)),
-            Some((date(2015, 3, 1), date(2015, 3, 1)))
-        );
-        assert_eq!(
-            served_labels(Endpoint::GetUpstreamMsgMonth, range, date(2015, 3, 30)),
-            None
-        );
+        let nov = (date(2014, 11, 1), date(2014, 11, 5));
+        let nov_row = Some((date(2014, 11, 1), date(2014, 11, 1)));
+        assert_eq!(served(Month, nov, date(2014, 11, 30)), nov_row);
+        assert_eq!(served(Month, nov, date(2014, 11, 29)), None);
+        let march = (date(2015, 3, 1), date(2015, 3, 5));
+        let march_row = Some((date(2015, 3, 1), date(2015, 3, 1)));
+        assert_eq!(served(Month, march, date(2015, 3, 31)), march_row);
+        assert_eq!(served(Month, march, date(2015, 3, 30)), None);
         // Week of Monday 2014-12-08 ends Sunday 2014-12-14.
-        let range = DateRange {
-            begin: date(2014, 12, 8),
-            end: date(2014, 12, 13),
-        };
-        assert_eq!(
-            served_labels(Endpoint::GetUpstreamMsgWeek, range, date(2014, 12, 13)),
-            None
-        );
-        assert_eq!(
-            served_labels(Endpoint::GetUpstreamMsgWeek, range, date(2014, 12, 14)),
-            Some((date(2014, 12, 8), date(2014, 12, 8)))
-        );
+        let week = (date(2014, 12, 8), date(2014, 12, 13));
+        let week_row = Some((date(2014, 12, 8), date(2014, 12, 8)));
+        assert_eq!(served(Week, week, date(2014, 12, 13)), None);
+        assert_eq!(served(Week, week, date(2014, 12, 14)), week_row);
     }
 
     proptest! {

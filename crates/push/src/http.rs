@@ -217,21 +217,17 @@ mod tests {
     #[tokio::test]
     async fn ambiguous_answers_are_refused() {
         for raw in [
-            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..],
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\nsuccess!",
-            b"HTTP/1.1 200 OK\r\nContent-Length: +7\r\n\r\nsuccess",
-            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\nsuccess\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\nsuccess!",
+            "HTTP/1.1 200 OK\r\nContent-Length: +7\r\n\r\nsuccess",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\nsuccess\r\n0\r\n\r\n",
         ] {
-            let e = answer_with(raw).await;
-            assert!(
-                matches!(e, Err(HttpError::Parse(_))),
-                "{}: {e:?}",
-                String::from_utf8_lossy(raw)
-            );
+            let e = answer_with(raw.as_bytes()).await;
+            assert!(matches!(e, Err(HttpError::Parse(_))), "{raw:?}: {e:?}");
         }
     }
 }

@@ -228,21 +228,31 @@ fn func_info(sets: &[u32]) -> Value {
     )
 }
 
+/// Uses up a single-use code of `kind` issued to `component`: 61009 if unknown, 61010 if
+/// expired or used; the account it names, if any.
+async fn use_code(
+    app: &App,
+    code: &str,
+    kind: &'static str,
+    component: &str,
+    now: i64,
+) -> Result<Option<String>, ErrCode> {
+    match app.store().use_code(code, kind, component, now).await {
+        Ok(CodeUse::Used(authorizer)) => Ok(authorizer),
+        Ok(CodeUse::Unknown) => Err(ErrCode::CodeInvalid),
+        Ok(CodeUse::Expired) => Err(ErrCode::CodeExpired),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 /// `api_query_auth`: the authorization code (61009 unknown, 61010 expired or used) for its
 /// grant: a first authorizer token, the refresh token, `func_info`.
 async fn query_auth(app: App, component: ComponentRecord, body: Value) -> Answer {
     let code = text(&body, "authorization_code").ok_or(ErrCode::CodeInvalid)?;
     let now = app.clock().unix();
-    let authorizer = match app
-        .store()
-        .use_code(code, "auth", &component.appid, now)
-        .await
-        .map_err(internal)?
-    {
-        CodeUse::Unknown => return Err(ErrCode::CodeInvalid),
-        CodeUse::Expired => return Err(ErrCode::CodeExpired),
-        CodeUse::Used(authorizer) => authorizer.ok_or(ErrCode::CodeInvalid)?,
-    };
+    let authorizer = use_code(&app, code, "auth", &component.appid, now)
+        .await?
+        .ok_or(ErrCode::CodeInvalid)?;
     let grant = app
         .store()
         .grant(&component.appid, &authorizer)
@@ -498,16 +508,7 @@ pub(crate) async fn authorize(
 ) -> Result<Authorized, ErrCode> {
     let now = app.clock().unix();
     if let Some(pre) = pre_auth_code {
-        match app
-            .store()
-            .use_code(pre, "preauth", &component.appid, now)
-            .await
-            .map_err(internal)?
-        {
-            CodeUse::Unknown => return Err(ErrCode::CodeInvalid),
-            CodeUse::Expired => return Err(ErrCode::CodeExpired),
-            CodeUse::Used(_) => {}
-        }
+        use_code(app, pre, "preauth", &component.appid, now).await?;
     }
     let before = app
         .store()

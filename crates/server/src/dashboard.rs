@@ -21,26 +21,40 @@ const APP_CSS: &str = include_str!("../assets/dashboard/app.css");
 const ECHARTS: &str = include_str!("../assets/vendor/echarts/echarts.min.js");
 const ECHARTS_VERSION: &str = include_str!("../assets/vendor/echarts/VERSION");
 
+/// The embedded files: path, content type, body, and whether it never changes (the vendored
+/// chart library, cached for long).
+const ASSETS: [(&str, &str, &str, bool); 4] = [
+    ("/", "text/html; charset=utf-8", INDEX, false),
+    (
+        "/dashboard/app.js",
+        "text/javascript; charset=utf-8",
+        APP_JS,
+        false,
+    ),
+    (
+        "/dashboard/app.css",
+        "text/css; charset=utf-8",
+        APP_CSS,
+        false,
+    ),
+    (
+        "/dashboard/echarts.min.js",
+        "text/javascript; charset=utf-8",
+        ECHARTS,
+        true,
+    ),
+];
+
 /// The dashboard's routes.
 pub(crate) fn routes() -> Router<App> {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX, false) }),
-        )
-        .route(
-            "/dashboard/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS, false) }),
-        )
-        .route(
-            "/dashboard/app.css",
-            get(|| async { asset("text/css; charset=utf-8", APP_CSS, false) }),
-        )
-        .route(
-            "/dashboard/echarts.min.js",
-            get(|| async { asset("text/javascript; charset=utf-8", ECHARTS, true) }),
-        )
-        .route("/dashboard/meta.json", get(meta))
+    let mut router = Router::new().route("/dashboard/meta.json", get(meta));
+    for (path, content_type, body, immutable) in ASSETS {
+        router = router.route(
+            path,
+            get(move || async move { asset(content_type, body, immutable) }),
+        );
+    }
+    router
 }
 
 /// What every dashboard answer carries: the page runs only its own scripts, talks only to

@@ -66,10 +66,9 @@ pub(crate) fn issue_basic_token(
     daily_quota: u32,
 ) -> Result<Issued> {
     let day = format_date(china_date(now));
-    if quota_used(tx, appid, "token", &day)? >= u64::from(daily_quota) {
+    if !take(tx, appid, "token", &day, u64::from(daily_quota), now)? {
         return Ok(Issued::QuotaExceeded);
     }
-    quota_bump(tx, appid, "token", &day, 1, now)?;
     // The previous tokens stay valid for the hand-over, then answer 40001.
     tx.exec(
         "UPDATE token SET invalid_after = ?3
@@ -91,10 +90,16 @@ pub(crate) fn stable_token(
     force_refresh: bool,
 ) -> Result<Issued> {
     let day = format_date(china_date(now));
-    if quota_used(tx, appid, "stable_token", &day)? >= u64::from(STABLE_DAILY_QUOTA) {
+    if !take(
+        tx,
+        appid,
+        "stable_token",
+        &day,
+        u64::from(STABLE_DAILY_QUOTA),
+        now,
+    )? {
         return Ok(Issued::QuotaExceeded);
     }
-    quota_bump(tx, appid, "stable_token", &day, 1, now)?;
     let current: Option<TokenRecord> = tx.opt(
         "SELECT token, appid, kind, issued_at, expires_at, invalid_after, component FROM token
          WHERE appid = ?1 AND kind = 'stable' AND invalid_after IS NULL AND expires_at > ?2
@@ -162,11 +167,15 @@ pub(crate) fn quota_take(
     day: Date,
     limit: u64,
 ) -> Result<bool> {
-    let day = format_date(day);
-    if quota_used(tx, appid, api, &day)? >= limit {
+    take(tx, appid, api, &format_date(day), limit, 0)
+}
+
+/// Takes one use of `api` on `day` (at `now`) if fewer than `limit` were taken.
+fn take(tx: &dyn Db, appid: &str, api: &str, day: &str, limit: u64, now: i64) -> Result<bool> {
+    if quota_used(tx, appid, api, day)? >= limit {
         return Ok(false);
     }
-    quota_bump(tx, appid, api, &day, 1, 0)?;
+    quota_bump(tx, appid, api, day, 1, now)?;
     Ok(true)
 }
 

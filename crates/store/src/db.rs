@@ -507,6 +507,14 @@ impl Db for PgDb<'_> {
     }
 }
 
+/// The mutex's guard, also after a thread panicked holding it: the connections behind the
+/// store's mutexes stay usable (a transaction a panic left open is rolled back on drop).
+pub(crate) fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

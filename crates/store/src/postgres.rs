@@ -227,7 +227,7 @@ impl Postgres {
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         let waiting = crate::db::Waiting::start("read");
         let mut conn = {
-            let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut readers = crate::db::locked(&self.readers);
             loop {
                 if let Some(c) = readers.idle.pop() {
                     break c;
@@ -267,7 +267,7 @@ impl Postgres {
             drop(conn);
             self.closed();
         } else {
-            let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut readers = crate::db::locked(&self.readers);
             readers.idle.push(conn);
             drop(readers);
             self.returned.notify_one();
@@ -277,7 +277,7 @@ impl Postgres {
 
     /// A reader connection was closed (or failed to open): another may be opened.
     fn closed(&self) {
-        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut readers = crate::db::locked(&self.readers);
         readers.open -= 1;
         drop(readers);
         self.returned.notify_one();
@@ -287,10 +287,7 @@ impl Postgres {
     /// succeeds.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         let waiting = crate::db::Waiting::start("write");
-        let mut slot = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = crate::db::locked(&self.writer);
         if slot
             .as_ref()
             .is_none_or(|c| c.client.as_ref().is_none_or(postgres::Client::is_closed))

@@ -97,10 +97,7 @@ impl Sqlite {
     /// processes), committed if `f` succeeds.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         let waiting = crate::db::Waiting::start("write");
-        let mut conn = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut conn = crate::db::locked(&self.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         drop(waiting);
         let out = f(&*tx)?;

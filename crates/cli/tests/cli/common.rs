@@ -337,6 +337,25 @@ pub struct DevServer {
     pub port: u16,
 }
 
+impl DevServer {
+    /// Where it answers pushes.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/wechat", self.port)
+    }
+}
+
+/// `datacube push` for `appid` to the developer's server at `url` with the push `token`, and
+/// further flags: its exit code, stdout and stderr.
+pub async fn push_to(
+    db: &str,
+    (appid, url, token): (&str, &str, &str),
+    extra: &[&str],
+) -> (i32, String, String) {
+    let mut args = vec!["push", "--appid", appid, "--url", url, "--token", token];
+    args.extend_from_slice(extra);
+    run(db, &args, None).await
+}
+
 /// The developer's server of `tests/push/server.py` (wechatpy), for this token, key and appid.
 pub async fn dev_server(token: &str, aes_key: &str, appid: &str) -> DevServer {
     let mut child = Command::new(python())

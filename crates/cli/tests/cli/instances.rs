@@ -244,31 +244,20 @@ async fn two_instances_on_one_postgres_behave_as_one_service() {
 
     // `datacube push` against a developer's server (wechatpy), recording as it goes.
     let server = dev_server(PUSH_TOKEN, PUSH_AES_KEY, APPID).await;
-    let url = format!("http://127.0.0.1:{}/wechat", server.port);
-    let (code, out, err) = run(
-        &db,
-        &[
-            "push",
-            "--appid",
-            APPID,
-            "--url",
-            &url,
-            "--token",
-            PUSH_TOKEN,
-            "--aes-key",
-            PUSH_AES_KEY,
-            "--mode",
-            "plain",
-            "--clock",
-            "2026-06-12T10:00:00+08:00",
-            "--rate",
-            "0",
-            "--count",
-            "20",
-        ],
-        None,
-    )
-    .await;
+    let url = server.url();
+    let flags = [
+        "--aes-key",
+        PUSH_AES_KEY,
+        "--mode",
+        "plain",
+        "--rate",
+        "0",
+        "--count",
+        "20",
+        "--clock",
+        "2026-06-12T10:00:00+08:00",
+    ];
+    let (code, out, err) = push_to(&db, (APPID, &url, PUSH_TOKEN), &flags).await;
     assert_eq!(code, 0, "{err}\n{out}");
     let since = Instant::now();
     visible_on_all(

@@ -105,7 +105,7 @@ async fn push_scenario(mode: &str) {
     let (_dir, db) = temp_db();
     add_account(&db, APPID, SECRET).await;
     let server = dev_server(TOKEN, AES_KEY, APPID).await;
-    let url = format!("http://127.0.0.1:{}/wechat", server.port);
+    let url = server.url();
 
     let hello = push(
         &db,
@@ -191,33 +191,15 @@ async fn push_refuses_a_server_that_fails_verification() {
     let (_dir, db) = temp_db();
     add_account(&db, APPID, SECRET).await;
     let server = dev_server(TOKEN, AES_KEY, APPID).await;
-    let url = format!("http://127.0.0.1:{}/wechat", server.port);
-    let (code, _, err) = run(
-        &db,
-        &[
-            "push",
-            "--appid",
-            APPID,
-            "--url",
-            &url,
-            "--token",
-            "wrong-token",
-            "--count",
-            "1",
-        ],
-        None,
-    )
-    .await;
+    let url = server.url();
+    let (code, _, err) = push_to(&db, (APPID, &url, "wrong-token"), &["--count", "1"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("did not pass URL verification"), "{err}");
     assert!(err.contains("HTTP 403"), "{err}");
-    let (code, _, err) = run(
+    let (code, _, err) = push_to(
         &db,
-        &[
-            "push", "--appid", APPID, "--url", &url, "--token", TOKEN, "--mode", "safe", "--count",
-            "1",
-        ],
-        None,
+        (APPID, &url, TOKEN),
+        &["--mode", "safe", "--count", "1"],
     )
     .await;
     // A usage error, found before anything is opened (this asserted 1 before the commands
@@ -738,7 +720,7 @@ async fn push_serves_metrics_while_it_runs() {
     let (_dir, db) = temp_db();
     add_account(&db, APPID, SECRET).await;
     let server = dev_server(TOKEN, AES_KEY, APPID).await;
-    let url = format!("http://127.0.0.1:{}/wechat", server.port);
+    let url = server.url();
     let mut child = Command::new(BIN)
         .env("DATACUBE_DATABASE", &db)
         .env("DATACUBE_LOG", "warn")

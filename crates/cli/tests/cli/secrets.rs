@@ -375,7 +375,7 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
                 "5".into(),
             ]
         };
-        let direct = push(format!("http://127.0.0.1:{}/wechat", dev.port));
+        let direct = push(dev.url());
         let direct: Vec<&str> = direct.iter().map(String::as_str).collect();
         assert_eq!(seen.run(&on("push"), db, &direct, &[]).await, 0);
         let unreachable = push("http://127.0.0.1:9/wechat".into());

@@ -97,6 +97,13 @@ mod tests {
     use rusqlite::{params, Connection};
     use std::collections::BTreeMap;
 
+    /// A fresh database of its own (named `name`), and the store's blocking side over it.
+    fn fresh(name: &str) -> (tempfile::TempDir, std::sync::Arc<Inner>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(&crate::testing::fresh_database(dir.path(), name));
+        (dir, store.unwrap().inner)
+    }
+
     /// A computed row as [`stored`] gives it back: both sides through `serde_json::Value`, so
     /// that key order compares equal.
     fn as_stored(row: &datacube_api::row::Row) -> String {
@@ -263,10 +270,7 @@ mod tests {
     /// whole stream once the pending periods are recomputed — and nothing before.
     #[test]
     fn deferred_statistics_catch_up_when_flushed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::Store::open(&crate::testing::fresh_database(dir.path(), "d"))
-            .unwrap()
-            .inner;
+        let (_dir, store) = fresh("d");
         let last = date(2024, 4, 30);
         let events: Vec<Event> = datacube_engine::demo::events("wxa", last, 20, 5)
             .iter()
@@ -306,10 +310,7 @@ mod tests {
     /// stored so far, and busy days stay in a few chunks.
     #[test]
     fn live_tallies_follow_small_batches_merges_and_other_writers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::Store::open(&crate::testing::fresh_database(dir.path(), "l"))
-            .unwrap()
-            .inner;
+        let (_dir, store) = fresh("l");
         let last = date(2024, 4, 30);
         let mut events: Vec<Event> = datacube_engine::demo::events("wxa", last, 40, 7)
             .iter()
@@ -429,10 +430,7 @@ mod tests {
         let yesterday = date(2024, 4, 30);
         for seed in 0..3u64 {
             let mut rng = StdRng::seed_from_u64(seed);
-            let dir = tempfile::tempdir().unwrap();
-            let store = crate::Store::open(&crate::testing::fresh_database(dir.path(), "t"))
-                .unwrap()
-                .inner;
+            let (_dir, store) = fresh("t");
             let mut all: Vec<Event> = Vec::new();
             for (appid, days) in [("wxa", 45), ("wxb", 20)] {
                 let last = add_days(yesterday, -rng.random_range(0..10));
