@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datacube_api::date::{add_days, days_between, format_date, monday_of};
 use datacube_api::row::{NewFields, Row};
@@ -280,9 +280,44 @@ pub async fn run(
     stop: Arc<AtomicBool>,
     progress: Arc<dyn Progress>,
 ) -> AccountReport {
-    let last_ready = plan.last_ready.unwrap_or(EARLIEST);
-    // Round-robin over the endpoints, so that every endpoint moves on together.
-    let mut queue: Vec<(usize, (Date, Date))> = Vec::with_capacity(plan.calls());
+    let token_calls_before = client.counters.token_calls.load(Ordering::Relaxed);
+    let run = Arc::new(Run {
+        client,
+        store,
+        appid: appid.to_owned(),
+        queue: round_robin(plan),
+        next: AtomicU64::new(0),
+        endpoints: plan.endpoints.iter().map(|(e, _)| *e).collect(),
+        parts: plan
+            .endpoints
+            .iter()
+            .map(|(endpoint, windows)| Mutex::new(Part::new(*endpoint, windows.len())))
+            .collect(),
+        last_ready: plan.last_ready.unwrap_or(EARLIEST),
+        strict: options.strict,
+        account_error: Mutex::default(),
+        stop,
+        progress,
+    });
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..options.concurrency.max(1) {
+        workers.spawn(run.clone().work());
+    }
+    while let Some(joined) = workers.join_next().await {
+        // A worker that panicked is a bug; its account stops with it named, rather than
+        // passing for an interruption.
+        if let Err(e) = joined {
+            run.stop_account(format!("internal error: a sync worker failed: {e}"));
+        }
+    }
+    let token_calls = run.client.counters.token_calls.load(Ordering::Relaxed) - token_calls_before;
+    run.report(token_calls)
+}
+
+/// The windows of every endpoint, round-robin, so that every endpoint moves on together:
+/// (the endpoint's place in the plan, the window).
+fn round_robin(plan: &Plan) -> Vec<(usize, (Date, Date))> {
+    let mut queue = Vec::with_capacity(plan.calls());
     let longest = plan
         .endpoints
         .iter()
@@ -296,134 +331,143 @@ pub async fn run(
             }
         }
     }
-    let parts: Arc<Vec<std::sync::Mutex<Part>>> = Arc::new(
-        plan.endpoints
-            .iter()
-            .map(|(endpoint, windows)| std::sync::Mutex::new(Part::new(*endpoint, windows.len())))
-            .collect(),
-    );
-    let endpoints: Arc<Vec<Endpoint>> = Arc::new(plan.endpoints.iter().map(|(e, _)| *e).collect());
-    let next = Arc::new(AtomicU64::new(0));
-    let queue = Arc::new(queue);
-    let account_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-    let token_calls_before = client.counters.token_calls.load(Ordering::Relaxed);
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..options.concurrency.max(1) {
-        let (client, store, appid) = (client.clone(), store.clone(), appid.to_owned());
-        let (queue, next, parts, endpoints, account_error, stop, progress) = (
-            queue.clone(),
-            next.clone(),
-            parts.clone(),
-            endpoints.clone(),
-            account_error.clone(),
-            stop.clone(),
-            progress.clone(),
-        );
-        workers.spawn(async move {
-            loop {
-                if stop.load(Ordering::Relaxed)
-                    || account_error.lock().map_or(true, |e| e.is_some())
-                {
-                    return;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(&(at, (begin, end))) = queue.get(i) else {
-                    return;
-                };
-                let part = &parts[at];
-                let endpoint = endpoints[at];
-                if part.lock().map_or(true, |p| p.closed) {
-                    continue;
-                }
-                let mut retried = 0;
-                let outcome = mirror_one(
-                    &client,
-                    &store,
-                    &appid,
-                    (endpoint, begin, end),
-                    last_ready,
-                    options.strict,
-                    &mut retried,
-                )
-                .await;
-                let Ok(mut p) = part.lock() else { return };
-                p.report.calls += 1;
-                p.report.retries += retried;
-                match outcome {
-                    Ok(window) => {
-                        let stored = window.stored;
-                        p.window_done(window, (begin, end));
-                        drop(p);
-                        progress.window_done(endpoint, stored);
-                    }
-                    // 47009: this endpoint is offline upstream (WeChat's old article
-                    // endpoints since 2026); 61007: read as a third-party platform without
-                    // the endpoint's permission set. The other endpoints go on.
-                    Err(SyncError::Client(ClientError::Api { code, errmsg, .. }))
-                        if closed_upstream(code).is_some() =>
-                    {
-                        if !p.closed {
-                            p.closed = true;
-                            p.report.status =
-                                closed_upstream(code).unwrap_or(EndpointStatus::Failed);
-                            p.report.error = Some(format!("{code} {errmsg}"));
-                        }
-                    }
-                    // Stopped (SIGINT, SIGTERM): the window is left for the next run.
-                    Err(SyncError::Client(ClientError::Interrupted)) => return,
-                    Err(SyncError::Client(e)) if e.stops_the_account() => {
-                        drop(p);
-                        if let Ok(mut a) = account_error.lock() {
-                            a.get_or_insert(e.to_string());
-                        }
-                        return;
-                    }
-                    Err(e) => {
-                        if !p.closed {
-                            p.closed = true;
-                            p.report.status = EndpointStatus::Failed;
-                            p.report.error = Some(e.to_string());
-                        }
-                    }
-                }
+    queue
+}
+
+/// One account's run, shared by its workers.
+struct Run {
+    client: Arc<Client>,
+    store: Store,
+    appid: String,
+    /// The calls to make, taken in order: `next` is the first not taken yet.
+    queue: Vec<(usize, (Date, Date))>,
+    next: AtomicU64,
+    endpoints: Vec<Endpoint>,
+    parts: Vec<Mutex<Part>>,
+    last_ready: Date,
+    strict: bool,
+    /// What stopped the whole account, if anything did.
+    account_error: Mutex<Option<String>>,
+    stop: Arc<AtomicBool>,
+    progress: Arc<dyn Progress>,
+}
+
+impl Run {
+    /// A worker: takes the next call until none is left, or the run or the account stops.
+    async fn work(self: Arc<Self>) {
+        loop {
+            if self.stop.load(Ordering::Relaxed)
+                || self.account_error.lock().map_or(true, |e| e.is_some())
+            {
+                return;
             }
-        });
-    }
-    while let Some(joined) = workers.join_next().await {
-        // A worker that panicked is a bug; its account stops with it named, rather than
-        // passing for an interruption.
-        if let Err(e) = joined {
-            if let Ok(mut a) = account_error.lock() {
-                a.get_or_insert(format!("internal error: a sync worker failed: {e}"));
+            let i = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+            let Some(&(at, window)) = self.queue.get(i) else {
+                return;
+            };
+            if self.parts[at].lock().map_or(true, |p| p.closed) {
+                continue;
+            }
+            let mut retried = 0;
+            let outcome = mirror_one(
+                &self.client,
+                &self.store,
+                &self.appid,
+                (self.endpoints[at], window.0, window.1),
+                self.last_ready,
+                self.strict,
+                &mut retried,
+            )
+            .await;
+            if !self.settle(at, window, retried, outcome) {
+                return;
             }
         }
     }
-    let error = account_error.lock().ok().and_then(|mut e| e.take());
-    let interrupted = stop.load(Ordering::Relaxed);
-    let mut report = AccountReport {
-        appid: appid.to_owned(),
-        outcome: Outcome::Ok,
-        error,
-        local_account: None,
-        seconds: 0.0,
-        calls: 0,
-        retries: 0,
-        token_calls: client.counters.token_calls.load(Ordering::Relaxed) - token_calls_before,
-        rows_stored: 0,
-        rows_skipped: 0,
-        endpoints: Vec::new(),
-    };
-    for part in parts.iter() {
-        let Ok(mut p) = part.lock() else { continue };
-        let r = p.finish(report.error.is_some(), interrupted);
-        report.calls += r.calls;
-        report.retries += r.retries;
-        report.rows_stored += r.rows_stored;
-        report.rows_skipped += r.rows_skipped;
-        report.endpoints.push(r);
+
+    /// Records the outcome of a call for the endpoint at `at`; false when the worker stops
+    /// (the run was interrupted, or the account stopped).
+    fn settle(
+        &self,
+        at: usize,
+        window: (Date, Date),
+        retried: u64,
+        outcome: Result<Window, SyncError>,
+    ) -> bool {
+        let Ok(mut p) = self.parts[at].lock() else {
+            return false;
+        };
+        p.report.calls += 1;
+        p.report.retries += retried;
+        let error = match outcome {
+            Ok(done) => {
+                let stored = done.stored;
+                p.window_done(done, window);
+                drop(p);
+                self.progress.window_done(self.endpoints[at], stored);
+                return true;
+            }
+            // 47009: this endpoint is offline upstream (WeChat's old article endpoints since
+            // 2026); 61007: read as a third-party platform without the endpoint's permission
+            // set. The other endpoints go on.
+            Err(SyncError::Client(ClientError::Api { code, errmsg, .. }))
+                if closed_upstream(code).is_some() =>
+            {
+                let status = closed_upstream(code).unwrap_or(EndpointStatus::Failed);
+                (status, format!("{code} {errmsg}"))
+            }
+            // Stopped (SIGINT, SIGTERM): the window is left for the next run.
+            Err(SyncError::Client(ClientError::Interrupted)) => return false,
+            Err(SyncError::Client(e)) if e.stops_the_account() => {
+                drop(p);
+                self.stop_account(e.to_string());
+                return false;
+            }
+            Err(e) => (EndpointStatus::Failed, e.to_string()),
+        };
+        if !p.closed {
+            p.closed = true;
+            (p.report.status, p.report.error) = (error.0, Some(error.1));
+        }
+        true
     }
-    report.settle();
-    report
+
+    /// Stops the whole account, for this reason (the first given stays).
+    fn stop_account(&self, why: String) {
+        if let Ok(mut error) = self.account_error.lock() {
+            error.get_or_insert(why);
+        }
+    }
+
+    /// The account's report, its endpoints' figures added up.
+    fn report(&self, token_calls: u64) -> AccountReport {
+        let error = self.account_error.lock().ok().and_then(|mut e| e.take());
+        let interrupted = self.stop.load(Ordering::Relaxed);
+        let mut report = AccountReport {
+            appid: self.appid.clone(),
+            outcome: Outcome::Ok,
+            error,
+            local_account: None,
+            seconds: 0.0,
+            calls: 0,
+            retries: 0,
+            token_calls,
+            rows_stored: 0,
+            rows_skipped: 0,
+            endpoints: Vec::new(),
+        };
+        for part in &self.parts {
+            let Ok(mut p) = part.lock() else { continue };
+            let r = p.finish(report.error.is_some(), interrupted);
+            report.calls += r.calls;
+            report.retries += r.retries;
+            report.rows_stored += r.rows_stored;
+            report.rows_skipped += r.rows_skipped;
+            report.endpoints.push(r);
+        }
+        report.settle();
+        report
+    }
 }
 
 /// The status of an endpoint the upstream closed: 47009 (offline: WeChat's old article
