@@ -242,8 +242,8 @@ pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
                             time_on(&mut rng, read_day)
                         };
                         let scene = *pick(&mut rng, &READ_SCENES);
-                        read_in_first_week(&mut rng, &mut push, &mut out, t, &msgid, &who, scene);
-                        reactions(&mut extra, &mut push_extra, &mut out, t, &msgid, &who);
+                        read_in_first_week(&mut rng, &mut push, &mut out, (t, &msgid, &who), scene);
+                        reactions(&mut extra, &mut push_extra, &mut out, (t, &msgid, &who));
                     }
                 }
                 let tail = Send {
@@ -269,9 +269,7 @@ fn read_in_first_week(
     rng: &mut StdRng,
     push: &mut impl FnMut(&mut Vec<(i64, String)>, i64, serde_json::Value),
     out: &mut Vec<(i64, String)>,
-    t: i64,
-    msgid: &str,
-    who: &str,
+    (t, msgid, who): (i64, &str, &str),
     scene: &str,
 ) {
     let mut read = |out: &mut Vec<(i64, String)>, t: i64, page: &str| {
@@ -346,7 +344,7 @@ fn long_tail(
                 json!({"type": "read", "msgid": send.msgid, "openid": who,
                 "page": "int", "scene": scene}),
             );
-            reactions(extra, push_extra, out, t, send.msgid, &who);
+            reactions(extra, push_extra, out, (t, send.msgid, &who));
         }
     }
 }
@@ -357,9 +355,7 @@ fn reactions(
     rng: &mut StdRng,
     push: &mut impl FnMut(&mut Vec<(i64, String)>, i64, serde_json::Value),
     out: &mut Vec<(i64, String)>,
-    t: i64,
-    msgid: &str,
-    who: &str,
+    (t, msgid, who): (i64, &str, &str),
 ) {
     if rng.random_bool(0.7) {
         // Half read to the end; the others leave anywhere.

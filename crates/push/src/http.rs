@@ -184,26 +184,17 @@ mod tests {
 
     #[tokio::test]
     async fn answers_of_every_framing_are_read() {
-        let a = answer_with(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuccess")
-            .await
-            .unwrap();
-        assert_eq!(
-            (a.status, &a.body[..], a.keep_alive),
-            (200, &b"success"[..], true)
-        );
-        let a = answer_with(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nsucc\r\n3;x=y\r\ness\r\n0\r\nX-T: 1\r\n\r\n")
-            .await
-            .unwrap();
-        assert_eq!((a.status, &a.body[..]), (200, &b"success"[..]));
-        let a = answer_with(b"HTTP/1.0 500 Oops\r\n\r\nboom").await.unwrap();
-        assert_eq!(
-            (a.status, &a.body[..], a.keep_alive),
-            (500, &b"boom"[..], false)
-        );
-        let a = answer_with(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-            .await
-            .unwrap();
-        assert!(!a.keep_alive);
+        // The answer, then its status, body and whether the connection stays open.
+        for (raw, status, body, keep_alive) in [
+            (&b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuccess"[..], 200, &b"success"[..], true),
+            (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nsucc\r\n3;x=y\r\ness\r\n0\r\nX-T: 1\r\n\r\n", 200, b"success", true),
+            (b"HTTP/1.0 500 Oops\r\n\r\nboom", 500, b"boom", false),
+            (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 200, b"", false),
+        ] {
+            let a = answer_with(raw).await.unwrap();
+            let shown = String::from_utf8_lossy(raw);
+            assert_eq!((a.status, &a.body[..], a.keep_alive), (status, body, keep_alive), "{shown}");
+        }
         assert!(answer_with(b"SSH-2.0-OpenSSH\r\n\r\n").await.is_err());
         assert!(
             answer_with(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort")

@@ -11,6 +11,18 @@ use std::time::Duration;
 
 use crate::common::*;
 
+/// `datacube export` of two days of getusersummary.
+const EXPORT: [&str; 9] = [
+    "export",
+    "--appid",
+    APPID,
+    "--endpoint",
+    "getusersummary",
+    "--from",
+    "2026-06-01",
+    "--to",
+    "2026-06-02",
+];
 const APP_SECRET: &str = "SENTINELappsecret0123456789abcdef";
 const COMPONENT_SECRET: &str = "SENTINELcomponentsecret00000001";
 const TICKET: &str = "SENTINELticket0001";
@@ -140,17 +152,7 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
             "-",
         ],
         &["ingest", "-"],
-        &[
-            "export",
-            "--appid",
-            APPID,
-            "--endpoint",
-            "getusersummary",
-            "--from",
-            "2026-06-01",
-            "--to",
-            "2026-06-02",
-        ],
+        &EXPORT,
         &[
             "sync",
             "--appid",
@@ -217,23 +219,7 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
             &[],
         )
         .await;
-        seen.run(
-            &on("export"),
-            db,
-            &[
-                "export",
-                "--appid",
-                APPID,
-                "--endpoint",
-                "getusersummary",
-                "--from",
-                "2026-06-01",
-                "--to",
-                "2026-06-02",
-            ],
-            &[],
-        )
-        .await;
+        seen.run(&on("export"), db, &EXPORT, &[]).await;
 
         // serve, at trace, with calls that carry the secret, tokens and the admin token.
         let server = Serve::new(db)

@@ -168,82 +168,6 @@ async fn a_mirror_answers_like_the_original_and_syncs_only_what_changes() {
 
     // export: WeChat's body, NDJSON, CSV.
     let from = first_day();
-    let (code, json, err) = run(
-        &mirror_db,
-        &[
-            "export",
-            "--appid",
-            DEMO_APPID,
-            "--endpoint",
-            "getusersummary",
-            "--from",
-            &from,
-            "--to",
-            "2026-06-14",
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(code, 0, "{err}");
-    let mut whole = String::new();
-    for (what, a) in &want {
-        if what.starts_with("getusersummary ") {
-            let inner = &a[9..a.len() - 2];
-            if !inner.is_empty() {
-                if !whole.is_empty() {
-                    whole.push(',');
-                }
-                whole.push_str(inner);
-            }
-        }
-    }
-    assert_eq!(json.trim_end(), format!("{{\"list\":[{whole}]}}"));
-    let (_, ndjson, _) = run(
-        &mirror_db,
-        &[
-            "export",
-            "--appid",
-            DEMO_APPID,
-            "--endpoint",
-            "getusersummary",
-            "--from",
-            &from,
-            "--to",
-            "2026-06-14",
-            "--format",
-            "ndjson",
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(ndjson.lines().count(), json.matches("\"ref_date\"").count());
-    let (_, csv, _) = run(
-        &mirror_db,
-        &[
-            "export",
-            "--appid",
-            DEMO_APPID,
-            "--endpoint",
-            "getarticletotal",
-            "--from",
-            &from,
-            "--to",
-            "2026-06-14",
-            "--format",
-            "csv",
-        ],
-        None,
-    )
-    .await;
-    let mut lines = csv.lines();
-    assert!(lines
-        .next()
-        .unwrap()
-        .starts_with("ref_date,msgid,title,user_source,stat_date,target_user,int_page_read_user"));
-    assert!(lines.count() > DAYS as usize, "a line per detail: {csv}");
-
-    // The 2025 endpoints: a line per snapshot, the `detail` object's fields as columns, the
-    // nested lists as JSON; WeChat's body with `is_delay`.
     let export = |endpoint: &'static str, format: &'static str| {
         let (db, from) = (mirror_db.clone(), from.clone());
         async move {
@@ -271,6 +195,32 @@ async fn a_mirror_answers_like_the_original_and_syncs_only_what_changes() {
             out
         }
     };
+    let json = export("getusersummary", "json").await;
+    let mut whole = String::new();
+    for (what, a) in &want {
+        if what.starts_with("getusersummary ") {
+            let inner = &a[9..a.len() - 2];
+            if !inner.is_empty() {
+                if !whole.is_empty() {
+                    whole.push(',');
+                }
+                whole.push_str(inner);
+            }
+        }
+    }
+    assert_eq!(json.trim_end(), format!("{{\"list\":[{whole}]}}"));
+    let ndjson = export("getusersummary", "ndjson").await;
+    assert_eq!(ndjson.lines().count(), json.matches("\"ref_date\"").count());
+    let csv = export("getarticletotal", "csv").await;
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("ref_date,msgid,title,user_source,stat_date,target_user,int_page_read_user"));
+    assert!(lines.count() > DAYS as usize, "a line per detail: {csv}");
+
+    // The 2025 endpoints: a line per snapshot, the `detail` object's fields as columns, the
+    // nested lists as JSON; WeChat's body with `is_delay`.
     let csv = export("getarticletotaldetail", "csv").await;
     let mut lines = csv.lines();
     assert_eq!(

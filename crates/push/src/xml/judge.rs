@@ -283,36 +283,28 @@ mod tests {
         let inner = "<xml><ToUserName><![CDATA[oUser]]></ToUserName><FromUserName><![CDATA[gh_1]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content></xml>";
         let encrypt = key.encrypt(inner, "wxabb8e5e80f591861");
         let sig = sign::msg_signature("tok", "1700000000", "n1", &encrypt);
+        let judged = |body: &str, mode| judge_body(body.as_bytes(), &expect(mode, Some(&key)));
         let reply = format!("<xml>\n<Encrypt><![CDATA[{encrypt}]]></Encrypt>\n<MsgSignature><![CDATA[{sig}]]></MsgSignature>\n<TimeStamp>1700000000</TimeStamp>\n<Nonce><![CDATA[n1]]></Nonce>\n</xml>");
         for mode in [Mode::Safe, Mode::Compat] {
-            assert_eq!(
-                judge_body(reply.as_bytes(), &expect(mode, Some(&key))),
-                Verdict::Answered("text".into())
-            );
+            assert_eq!(judged(&reply, mode), Verdict::Answered("text".into()));
         }
         let bad_sig = reply.replace(&sig, &"0".repeat(40));
         assert!(matches!(
-            judge_body(bad_sig.as_bytes(), &expect(Mode::Safe, Some(&key))),
+            judged(&bad_sig, Mode::Safe),
             Verdict::Malformed(w) if w.contains("MsgSignature does not verify")
         ));
-        assert!(matches!(
-            judge_body(reply.as_bytes(), &expect(Mode::Plain, Some(&key))),
-            Verdict::Malformed(_)
-        ));
+        assert!(matches!(judged(&reply, Mode::Plain), Verdict::Malformed(_)));
         let other_app = key.encrypt(inner, "wx0000000000000000");
         let sig2 = sign::msg_signature("tok", "1", "n", &other_app);
         let reply2 = format!("<xml><Encrypt>{other_app}</Encrypt><MsgSignature>{sig2}</MsgSignature><TimeStamp>1</TimeStamp><Nonce>n</Nonce></xml>");
         assert!(matches!(
-            judge_body(reply2.as_bytes(), &expect(Mode::Safe, Some(&key))),
+            judged(&reply2, Mode::Safe),
             Verdict::Malformed(w) if w.contains("wx0000000000000000")
         ));
         // Safe mode refuses a plaintext reply; compatible mode takes it.
-        assert!(matches!(
-            judge_body(inner.as_bytes(), &expect(Mode::Safe, Some(&key))),
-            Verdict::Malformed(_)
-        ));
+        assert!(matches!(judged(&inner, Mode::Safe), Verdict::Malformed(_)));
         assert_eq!(
-            judge_body(inner.as_bytes(), &expect(Mode::Compat, Some(&key))),
+            judged(&inner, Mode::Compat),
             Verdict::Answered("text".into())
         );
     }

@@ -3,6 +3,11 @@
 use super::*;
 use serde_json::json;
 
+/// Why `canonicalize` refuses `value` as a row of `endpoint`.
+fn refused(endpoint: Endpoint, value: Value) -> RowError {
+    canonicalize(endpoint, &value).expect_err("the row is refused")
+}
+
 #[test]
 fn rows_are_reordered_into_wechat_field_order() {
     let row = canonicalize(
@@ -20,46 +25,41 @@ fn rows_are_reordered_into_wechat_field_order() {
 
 #[test]
 fn missing_unknown_and_mistyped_fields_are_named() {
-    let e = canonicalize(
+    let e = refused(
         Endpoint::GetUserSummary,
-        &json!({"ref_date": "2021-09-01", "user_source": 0, "new_user": 3}),
-    )
-    .unwrap_err();
+        json!({"ref_date": "2021-09-01", "user_source": 0, "new_user": 3}),
+    );
     assert_eq!(e.field.as_deref(), Some("cancel_user"));
-    let e = canonicalize(
+    let e = refused(
         Endpoint::GetUserCumulate,
-        &json!({"ref_date": "2021-09-01", "cumulate_user": 3, "new_user": 1}),
-    )
-    .unwrap_err();
+        json!({"ref_date": "2021-09-01", "cumulate_user": 3, "new_user": 1}),
+    );
     assert_eq!(e.field.as_deref(), Some("new_user"));
     assert!(
         e.message.contains("getusercumulate has no such field"),
         "{e}"
     );
-    let e = canonicalize(
+    let e = refused(
         Endpoint::GetInterfaceSummary,
-        &json!({"ref_date": "2021-09-01", "callback_count": 1.5, "fail_count": 0,
+        json!({"ref_date": "2021-09-01", "callback_count": 1.5, "fail_count": 0,
                 "total_time_cost": 1, "max_time_cost": 1}),
-    )
-    .unwrap_err();
+    );
     assert_eq!(e.field.as_deref(), Some("callback_count"));
-    let e = canonicalize(
+    let e = refused(
         Endpoint::GetInterfaceSummaryHour,
-        &json!({"ref_date": "2021-09-01", "ref_hour": 150, "callback_count": 1,
+        json!({"ref_date": "2021-09-01", "ref_hour": 150, "callback_count": 1,
                 "fail_count": 0, "total_time_cost": 1, "max_time_cost": 1}),
-    )
-    .unwrap_err();
+    );
     assert_eq!(e.field.as_deref(), Some("ref_hour"));
 }
 
 #[test]
 fn nested_details_errors_name_the_path() {
-    let e = canonicalize(
+    let e = refused(
         Endpoint::GetArticleTotal,
-        &json!({"ref_date": "2022-08-19", "msgid": "2247485082_1", "title": "t",
+        json!({"ref_date": "2022-08-19", "msgid": "2247485082_1", "title": "t",
                 "details": [{"stat_date": "2022-08-19", "target_user": 1}]}),
-    )
-    .unwrap_err();
+    );
     assert_eq!(e.field.as_deref(), Some("details[0].int_page_read_user"));
 }
 

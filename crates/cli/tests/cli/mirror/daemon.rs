@@ -338,44 +338,24 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
     assert!(text.contains(", failed in "), "{text}");
 
     // Usage errors exit 2, naming what is wrong.
+    let one = ["sync", "--appid", "wx1", "--secret", "s"];
     for (args, says) in [
-        (vec!["sync", "--daemon"], "--config"),
+        (&["sync", "--daemon"][..], "--config"),
         (
-            vec!["sync", "--config", "/nonexistent/mirror.toml"],
+            &["sync", "--config", "/nonexistent/mirror.toml"],
             "/nonexistent/mirror.toml",
         ),
+        (&[&one[..], &["--timeout", "0"]].concat(), "--timeout"),
         (
-            vec!["sync", "--appid", "wx1", "--secret", "s", "--timeout", "0"],
-            "--timeout",
-        ),
-        (
-            vec![
-                "sync",
-                "--appid",
-                "wx1",
-                "--secret",
-                "s",
-                "--max-answer",
-                "12 parsecs",
-            ],
+            &[&one[..], &["--max-answer", "12 parsecs"]].concat(),
             "unit",
         ),
         (
-            vec![
-                "sync",
-                "--appid",
-                "wx1",
-                "--secret",
-                "s",
-                "--from",
-                "2026-06-02",
-                "--to",
-                "2026-06-01",
-            ],
+            &[&one[..], &["--from", "2026-06-02", "--to", "2026-06-01"]].concat(),
             "--from is after --to",
         ),
     ] {
-        let (code, _, err) = run(&mirror_db, &args, None).await;
+        let (code, _, err) = run(&mirror_db, args, None).await;
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
