@@ -6,7 +6,8 @@
 //! - [`xml`]: push bodies byte for byte as WeChat writes them, and replies judged as WeChat
 //!   judges them.
 //! - [`http1`]: HTTP/1.1 framing (RFC 9112 §6), ambiguous framing refused — one parser for
-//!   [`http`] (`push`'s client connection) and [`proxy`].
+//!   [`http`] (`push`'s client connection) and [`proxy`]; and the accept loop of [`proxy`]
+//!   and of datacube's HTTP server.
 //! - [`driver`]: `datacube push` — datacube as WeChat toward a developer's server.
 //! - [`proxy`]: `datacube proxy` — between WeChat and the developer's server, recording.
 //! - [`recorder`]: what `push` and `proxy` see, stored as events through the ingestion path.

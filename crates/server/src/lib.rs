@@ -2,8 +2,10 @@
 //! `/datacube/<name>`) answered byte for byte as WeChat does, and the admin API (`/admin`).
 //!
 //! # Layout
-//! - [`serve()`]: the accept loop — takes a bound listener and a shutdown future.
-//! - [`App`]: shared state (store, clock, settings, caches).
+//! - `serve` ([`serve()`]): the accept loop — takes a bound listener and a shutdown future —
+//!   the change-log watcher and the day roller.
+//! - `state` ([`App`]): shared state (store, clock, settings, the caches of tokens, accounts
+//!   and grants).
 //! - `wechat`: the WeChat API handlers, in WeChat's order of checks.
 //! - `cache`: datacube answers, retired per account when its statistics change.
 //! - [`admin`]: accounts, the clock, imports over HTTP.

@@ -302,9 +302,9 @@ mod tests {
             Verdict::Malformed(w) if w.contains("wx0000000000000000")
         ));
         // Safe mode refuses a plaintext reply; compatible mode takes it.
-        assert!(matches!(judged(&inner, Mode::Safe), Verdict::Malformed(_)));
+        assert!(matches!(judged(inner, Mode::Safe), Verdict::Malformed(_)));
         assert_eq!(
-            judged(&inner, Mode::Compat),
+            judged(inner, Mode::Compat),
             Verdict::Answered("text".into())
         );
     }
