@@ -67,12 +67,10 @@ pub(super) fn published(
             .iter()
             .filter(|e| day_of(e) >= from && day_of(e) <= to)
         {
-            let Some((m, openid)) = e.kind.article_and_reader() else {
-                continue;
-            };
+            let Some(m) = e.kind.article() else { continue };
             if msgid.is_none_or(|x| x == m) && pick(&e.kind) {
                 n += 1;
-                users.insert(openid);
+                users.insert(reader(&e.kind));
             }
         }
         (users.len(), n)
@@ -246,5 +244,20 @@ pub(super) fn published(
         out.entry(Endpoint::GetArticleTotalDetail)
             .or_default()
             .push(row);
+    }
+}
+
+/// The user behind an article event, read by the reference itself (the engine has a helper
+/// for it; the reference does not rely on it).
+fn reader(kind: &Kind) -> &str {
+    match kind {
+        Kind::Read { openid, .. }
+        | Kind::Share { openid, .. }
+        | Kind::Favorite { openid, .. }
+        | Kind::Like { openid, .. }
+        | Kind::Comment { openid, .. }
+        | Kind::Praise { openid, .. }
+        | Kind::Leave { openid, .. } => openid,
+        other => unreachable!("not an article event: {other:?}"),
     }
 }
