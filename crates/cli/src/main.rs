@@ -12,7 +12,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use datacube_store::{DatabaseUrl, Store};
 
@@ -191,7 +191,15 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Opens (creating and migrating) the database of `--database`.
+/// Opens (creating and migrating) the database of `--database`. The error names the database
+/// once (the store's own errors mostly name it already).
 fn open(url: &DatabaseUrl) -> Result<Store> {
-    Store::open(url.expose()).with_context(|| format!("opening the database {url}"))
+    Store::open(url.expose()).map_err(|e| {
+        let shown = url.to_string();
+        if e.to_string().contains(&shown) {
+            anyhow::Error::new(e)
+        } else {
+            anyhow::Error::new(e).context(format!("opening the database {shown}"))
+        }
+    })
 }

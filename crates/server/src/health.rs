@@ -4,7 +4,7 @@
 //!
 //! - `GET /healthz`: 200 while the process serves;
 //! - `GET /readyz`: 200 when the database answers (migrations are done before the server
-//!   listens), else 503 with the reason.
+//!   listens), else 503 with the reason — also once shutdown began.
 
 use std::time::Duration;
 
@@ -37,6 +37,15 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(app): State<App>) -> Response {
+    if app.draining() {
+        // Shutting down: an orchestrator must send no more traffic here (the internal
+        // listener of `--metrics-listen` still answers while open requests finish).
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": "shutting down"})),
+        )
+            .into_response();
+    }
     let reason = match tokio::time::timeout(READY_TIMEOUT, app.store().ping()).await {
         Ok(Ok(())) => return Json(json!({"status": "ready"})).into_response(),
         Ok(Err(e)) => format!("the database does not answer: {e}"),

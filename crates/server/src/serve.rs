@@ -113,6 +113,7 @@ pub async fn serve(
             drop(stream);
         }
     }
+    app.start_draining();
     drop(listener);
     watcher.abort();
     days.abort();

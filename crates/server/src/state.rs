@@ -1,7 +1,7 @@
 //! The shared state of a running server: store, clock, settings and small caches.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     /// The permission sets of (component, authorizer) grants, `None` for no grant.
     grants: Recent<(String, String), Option<Arc<Vec<u32>>>>,
     pub(crate) in_flight: AtomicUsize,
+    /// Set once shutdown began: no new connections, open requests finishing.
+    draining: AtomicBool,
     pub(crate) answers: ResponseCache,
     /// Secret checks: known answers and throttles in front of a few dedicated threads (argon2
     /// is slow and memory-hungry).
@@ -127,9 +129,20 @@ impl App {
                 accounts: Recent::default(),
                 grants: Recent::default(),
                 in_flight: AtomicUsize::new(0),
+                draining: AtomicBool::new(false),
                 secrets: SecretGate::new(SecretChecker::new(cores, 64)),
             }),
         }
+    }
+
+    /// Marks the server as shutting down (`/readyz` answers 503 from now on).
+    pub(crate) fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown began.
+    pub(crate) fn draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
     }
 
     /// The store.

@@ -264,6 +264,29 @@ async fn an_unsupported_database_url_is_named() {
     );
 }
 
+/// A database that cannot be opened is named once, its password hidden.
+#[tokio::test]
+async fn an_unreachable_database_is_named_once_without_its_password() {
+    let url = "postgres://someone:pw-never-shown@127.0.0.1:1/nowhere";
+    let (code, _, err) = run(url, &["account", "list"], None).await;
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("127.0.0.1:1/nowhere").count(), 1, "{err}");
+    assert!(
+        err.contains("postgres://someone:***@127.0.0.1:1/nowhere"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-never-shown"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!("sqlite://{}/missing-dir/x.db", dir.path().display());
+    let (code, _, err) = run(&file, &["account", "list"], None).await;
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.matches("missing-dir/x.db").count(),
+        2,
+        "the URL and the file: {err}"
+    );
+}
+
 #[tokio::test]
 async fn ingest_counts_events_reports_bad_lines_and_dedups_resends() {
     let (dir, db) = db_with_account().await;

@@ -738,3 +738,54 @@ async fn metrics_on_an_address_of_their_own() {
         "{main}"
     );
 }
+
+/// Once shutdown began, `/readyz` on the `--metrics-listen` address (which stays up while
+/// open requests finish) answers 503, so that an orchestrator sends no more traffic.
+#[tokio::test]
+async fn readiness_ends_when_shutdown_begins() {
+    use tokio::io::AsyncWriteExt;
+    let (_dir, db) = temp_db();
+    let mut served = serve(&db, &["--metrics-listen", "127.0.0.1:0"]).await;
+    let internal = served
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("datacube metrics on "))
+        .expect("serve announces the metrics address")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let ready = || async {
+        let r = reqwest::get(format!("{internal}/readyz")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    // A request under way: its body not all sent, so the server drains instead of exiting.
+    let addr = served.base.trim_start_matches("http://").to_owned();
+    let mut open = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    open.write_all(
+        b"POST /cgi-bin/stable_token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    kill(&served.child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (status, body) = loop {
+        let (status, body) = ready().await;
+        if status != 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
+    assert!(
+        served.child.try_wait().unwrap().is_none(),
+        "still draining the open request"
+    );
+    drop(open);
+    let exit = tokio::time::timeout(Duration::from_secs(15), served.child.wait())
+        .await
+        .expect("exits once the open request is gone")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
