@@ -191,15 +191,8 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Opens (creating and migrating) the database of `--database`. The error names the database
-/// once (the store's own errors mostly name it already).
+/// Opens (creating and migrating) the database of `--database`; an error names it (without its
+/// password).
 fn open(url: &DatabaseUrl) -> Result<Store> {
-    Store::open(url.expose()).map_err(|e| {
-        let shown = url.to_string();
-        if e.to_string().contains(&shown) {
-            anyhow::Error::new(e)
-        } else {
-            anyhow::Error::new(e).context(format!("opening the database {shown}"))
-        }
-    })
+    Ok(Store::open(url.expose())?)
 }

@@ -196,16 +196,14 @@ impl Store {
     /// `sqlite:PATH` or `sqlite:///ABSOLUTE/PATH` for an SQLite file, or
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`) for PostgreSQL.
     pub fn open(url: &str) -> Result<Store> {
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres(Box::new(postgres::Postgres::open(url)?))
-        } else {
-            let path = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
-            Backend::Sqlite(sqlite::Sqlite::open(path, url)?)
-        };
+        let backend = Self::backend(url).map_err(|e| match e {
+            // Every error names the database, once and without its password.
+            e @ (StoreError::Open { .. } | StoreError::UnsupportedUrl(_)) => e,
+            other => StoreError::Open {
+                url: redacted(url),
+                cause: Box::new(other),
+            },
+        })?;
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
@@ -213,6 +211,19 @@ impl Store {
                 live: Mutex::new(Default::default()),
             }),
         })
+    }
+
+    /// The backend `url` names, opened and migrated.
+    fn backend(url: &str) -> Result<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Backend::Postgres(Box::new(postgres::Postgres::open(url)?)));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| StoreError::UnsupportedUrl(redacted(url)))?;
+        Ok(Backend::Sqlite(sqlite::Sqlite::open(path, url)?))
     }
 
     /// Runs blocking work on tokio's blocking pool.
@@ -682,6 +693,27 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    /// A database made by a newer datacube is refused, the database named.
+    #[test]
+    fn a_newer_schema_is_refused_naming_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("newer.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 999")
+            .unwrap();
+        let url = format!("sqlite://{}", path.display());
+        let Err(e) = super::Store::open(&url) else {
+            panic!("opened a database of schema version 999");
+        };
+        let message = e.to_string();
+        assert!(
+            message.starts_with(&format!("cannot open database {url}: ")),
+            "{message}"
+        );
+        assert!(message.contains("version 999 is newer"), "{message}");
+    }
+
     #[test]
     fn passwords_are_left_out_of_urls_in_messages() {
         assert_eq!(

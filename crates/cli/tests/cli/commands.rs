@@ -262,6 +262,10 @@ async fn an_unsupported_database_url_is_named() {
         err.contains("unsupported database URL \"mysql://localhost/x\""),
         "{err}"
     );
+    let (code, _, err) = run("mysql://me:pw-never-shown@h/x", &["account", "list"], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("\"mysql://me:***@h/x\""), "{err}");
+    assert!(!err.contains("pw-never-shown"), "{err}");
 }
 
 /// A database that cannot be opened is named once, its password hidden.

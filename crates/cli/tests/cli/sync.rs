@@ -172,26 +172,12 @@ async fn a_mirror_answers_like_the_original_and_syncs_only_what_changes() {
     let export = |endpoint: &'static str, format: &'static str| {
         let (db, from) = (mirror_db.clone(), from.clone());
         async move {
-            let (code, out, err) = run(
-                &db,
-                &[
-                    "export",
-                    "--appid",
-                    DEMO_APPID,
-                    "--endpoint",
-                    endpoint,
-                    "--from",
-                    &from,
-                    "--to",
-                    "2026-06-14",
-                    "--clock",
-                    NOW,
-                    "--format",
-                    if format.is_empty() { "json" } else { format },
-                ][..if format.is_empty() { 11 } else { 13 }],
-                None,
-            )
-            .await;
+            let mut args = vec!["export", "--appid", DEMO_APPID, "--endpoint", endpoint];
+            args.extend(["--from", &from, "--to", "2026-06-14", "--clock", NOW]);
+            if !format.is_empty() {
+                args.extend(["--format", format]);
+            }
+            let (code, out, err) = run(&db, &args, None).await;
             assert_eq!(code, 0, "{err}");
             out
         }
