@@ -95,6 +95,16 @@ impl IntoResponse for AdminError {
     }
 }
 
+/// Whether `headers` carry the admin token (`Authorization: Bearer …`).
+pub(crate) fn shows_admin_token(app: &App, headers: &axum::http::HeaderMap) -> bool {
+    let expected = app.config().admin_token.as_deref();
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    matches!((given, expected), (Some(g), Some(e)) if constant_time_eq(g, e))
+}
+
 /// A request the admin token admits, with its body read (within the admin body limit and
 /// time): the extractor every admin handler takes last. Without an admin token configured the
 /// whole API answers 404.

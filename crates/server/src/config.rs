@@ -59,23 +59,32 @@ impl Default for Config {
     }
 }
 
-/// Resource limits. Past them the server answers WeChat's `-1 system error` or closes the
-/// connection; it never queues without bound.
+/// Resource limits (`crate::edge` says how they are kept). Past them the server answers
+/// WeChat's `-1 system error` or closes the connection; it never queues without bound.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Open connections served at once. Up to 64 more get one `-1` answer and are closed;
-    /// beyond that, new connections are closed at once.
+    /// Open connections at once. Past it, the connection that has waited longest on its client
+    /// (sending, or idle) is closed to make room; only when every one is busy with a request is
+    /// a new one refused (up to 64 get one `-1` answer, the rest are closed at once).
     pub max_connections: usize,
-    /// Requests handled at once; more are answered `-1 system error` at once.
+    /// Open connections from one client address; past it, that address's connection that has
+    /// waited longest makes room.
+    pub max_connections_per_address: usize,
+    /// Requests handled at once (counted once their body is whole); more are answered
+    /// `-1 system error` at once. The health checks are not counted.
     pub max_in_flight: usize,
+    /// Requests handled at once from one client address.
+    pub max_in_flight_per_address: usize,
     /// Largest body of a WeChat API request (a datacube body is about 50 bytes).
     pub body_limit: usize,
     /// Largest body of an admin request (imports).
     pub admin_body_limit: usize,
-    /// A connection must send a complete request head within this time, both when it opens and
-    /// between keep-alive requests (so it is also the idle timeout).
+    /// A request head must arrive whole within this time of the connection's start, or of its
+    /// first byte after an idle wait.
+    pub header_timeout: Duration,
+    /// A kept-alive connection may wait this long for its next request.
     pub idle_timeout: Duration,
-    /// A request body must arrive within this time.
+    /// A request body must arrive within this time, plus a second per MiB received.
     pub body_timeout: Duration,
     /// How long shutdown waits for open requests to finish.
     pub shutdown_grace: Duration,
@@ -85,11 +94,14 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 4096,
+            max_connections_per_address: 2048,
             max_in_flight: 1024,
+            max_in_flight_per_address: 512,
             body_limit: 64 * 1024,
             admin_body_limit: 256 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            body_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -4,6 +4,7 @@
 //! # Layout
 //! - `serve` ([`serve()`]): the accept loop — takes a bound listener and a shutdown future —
 //!   the change-log watcher and the day roller.
+//! - `edge`: what one client may take — connections, requests, deadlines — and who makes room.
 //! - `state` ([`App`]): shared state (store, clock, settings, the caches of tokens, accounts
 //!   and grants).
 //! - `wechat`: the WeChat API handlers, in WeChat's order of checks.
@@ -25,6 +26,7 @@ mod component;
 pub mod config;
 mod dashboard;
 pub mod demo;
+mod edge;
 pub mod faults;
 pub mod gate;
 pub mod health;

@@ -1,9 +1,9 @@
-//! The accept loop: bounded connections, a bounded number of requests in flight, header and
-//! idle timeouts, graceful shutdown. Overload is answered with WeChat's `-1 system error`.
+//! The accept loop and each request's way through the edge ([`crate::edge`]: bounded
+//! connections and requests, header, body and idle deadlines), graceful shutdown. Overload is
+//! answered with WeChat's `-1 system error`.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,11 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
+use crate::edge::{Conn, Edge, Phase, Prefetched, Watched};
 use crate::state::App;
 
 /// Connections past `max_connections` that still get a `-1` answer before being closed.
@@ -32,15 +33,6 @@ pub fn router(app: App) -> Router {
         .merge(crate::health::routes(app.config().metrics_on_main))
         .fallback(crate::wechat::dispatch)
         .with_state(app)
-}
-
-/// Decrements the in-flight count when a request is done, however it ends.
-struct InFlight(App);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 fn overloaded(app: &App) -> Response {
@@ -65,7 +57,7 @@ pub async fn serve_internal(
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish
-/// (up to the configured grace period).
+/// (up to the configured grace period). What each client may take is kept by [`Edge`].
 pub async fn serve(
     listener: TcpListener,
     app: App,
@@ -74,11 +66,12 @@ pub async fn serve(
     let limits = app.config().limits.clone();
     let router = router(app.clone());
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let edge = Edge::new(limits.clone());
     let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
     let watcher = tokio::spawn(watch_changes(app.clone()));
     let days = tokio::spawn(roll_days(app.clone()));
     let tickets = tokio::spawn(crate::component::push_tickets(app.clone()));
+    let sweeper = tokio::spawn(edge.clone().sweep());
     tokio::pin!(shutdown);
     loop {
         let Some((stream, peer)) =
@@ -86,31 +79,48 @@ pub async fn serve(
         else {
             break;
         };
-        if let Ok(permit) = connections.clone().try_acquire_owned() {
-            let svc = service(app.clone(), router.clone(), peer.ip());
-            let conn = connection(&limits, stream, svc, true);
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+        match edge.admit(peer.ip()) {
+            Ok(admitted) => {
+                let conn = admitted.0.clone();
+                let svc = service(app.clone(), router.clone(), conn.clone());
+                let io = Watched {
+                    io: stream,
+                    conn: conn.clone(),
+                };
+                let http = graceful.watch(connection(io, svc, true, None));
+                tokio::spawn(async move {
+                    tokio::select! {
+                        ended = http => if let Err(e) = ended {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        },
+                        why = conn.must_close() => {
+                            tracing::debug!(%peer, reason = why.label(), "connection closed by the limits");
+                        }
+                    }
+                    drop(admitted);
+                });
+            }
+            // Every connection (of the server, or of this address) busy with a request: a
+            // few get an answer — the health checks theirs, the rest `-1` — and are closed.
+            Err(_) => {
+                if let Ok(permit) = overflow.clone().try_acquire_owned() {
+                    let (app, router) = (app.clone(), router.clone());
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                        let (app, router) = (app.clone(), router.clone());
+                        async move {
+                            if is_health(&req) {
+                                return Ok::<_, Infallible>(route(router, req).await);
+                            }
+                            Ok(overloaded(&app))
+                        }
+                    });
+                    let conn = connection(stream, svc, false, Some(limits.header_timeout));
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                        drop(permit);
+                    });
                 }
-                drop(permit);
-            });
-        } else if let Ok(permit) = overflow.clone().try_acquire_owned() {
-            tracing::warn!(%peer, "connection limit reached; answering -1 and closing");
-            let app = app.clone();
-            let svc = hyper::service::service_fn(move |_req: hyper::Request<Incoming>| {
-                let resp = overloaded(&app);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let conn = connection(&limits, stream, svc, false);
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                drop(permit);
-            });
-        } else {
-            tracing::warn!(%peer, "connection limit reached; closing at once");
-            drop(stream);
+            }
         }
     }
     app.start_draining();
@@ -118,6 +128,7 @@ pub async fn serve(
     watcher.abort();
     days.abort();
     tickets.abort();
+    sweeper.abort();
     tracing::info!("shutting down: no new connections; waiting for open requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -126,6 +137,23 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// `GET /healthz` or `/readyz`: answered whatever the load.
+fn is_health<B>(req: &hyper::Request<B>) -> bool {
+    matches!(req.uri().path(), "/healthz" | "/readyz")
+        && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD)
+}
+
+async fn route<B>(router: Router, req: hyper::Request<B>) -> Response
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    match router.oneshot(req.map(axum::body::Body::new)).await {
+        Ok(answer) => answer,
+        Err(never) => match never {},
+    }
 }
 
 /// Polls the store's change log and retires the cached answers of accounts whose statistics
@@ -184,30 +212,40 @@ async fn roll_days(app: App) {
     }
 }
 
-fn connection<S>(
-    limits: &crate::config::Limits,
-    stream: TcpStream,
+fn connection<I, S>(
+    io: I,
     svc: S,
     keep_alive: bool,
-) -> http1::Connection<TokioIo<TcpStream>, S>
+    header_timeout: Option<Duration>,
+) -> http1::Connection<TokioIo<I>, S>
 where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible>,
 {
     http1::Builder::new()
         .timer(TokioTimer::new())
-        // hyper restarts this timer whenever a connection waits for its next request, so it is
-        // both the header timeout and the keep-alive idle timeout.
-        .header_read_timeout(limits.idle_timeout)
+        // The edge keeps the connection's deadlines (hyper's timer would count a head from
+        // the end of the previous answer, and is on by default).
+        .header_read_timeout(header_timeout)
         .title_case_headers(true)
         .keep_alive(keep_alive)
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(stream), svc)
+        .serve_connection(TokioIo::new(io), svc)
+}
+
+/// Back to idle when a request's answer is ready, however the handling ended.
+struct IdleAfter(Arc<Conn>);
+
+impl Drop for IdleAfter {
+    fn drop(&mut self) {
+        self.0.enter(Phase::Idle);
+    }
 }
 
 fn service(
     app: App,
     router: Router,
-    client: std::net::IpAddr,
+    conn: Arc<Conn>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = Response,
@@ -215,20 +253,38 @@ fn service(
     Future = impl Future<Output = Result<Response, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let app = app.clone();
-        let router = router.clone();
+        let (app, router, conn) = (app.clone(), router.clone(), conn.clone());
         async move {
-            let before = app.inner.in_flight.fetch_add(1, Ordering::Relaxed);
-            let _guard = InFlight(app.clone());
-            if before >= app.config().limits.max_in_flight {
-                return Ok(overloaded(&app));
-            }
+            // The body first, whole (within its limit): until then the request holds no slot.
+            let limit = body_limit(&app, &req);
+            let (parts, body) = req.into_parts();
+            let body = crate::edge::prefetch(body, limit, &conn).await;
+            let req = hyper::Request::from_parts(parts, body);
+            conn.enter(Phase::Busy);
+            let _idle = IdleAfter(conn.clone());
+            let slot = if is_health(&req) {
+                None
+            } else {
+                match conn.take_slot(&app.inner.in_flight) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        crate::metrics::request(
+                            crate::metrics::api_of(req.uri().path()),
+                            Some(-1),
+                            200,
+                            Duration::ZERO,
+                        );
+                        return Ok(overloaded(&app));
+                    }
+                }
+            };
             let started = Instant::now();
             let api = crate::metrics::api_of(req.uri().path());
             let logged = (app.config().request_log
                 && tracing::enabled!(target: "datacube::request", tracing::Level::INFO))
             .then(|| (req.method().clone(), req.uri().clone()));
-            let answer = answer(app.clone(), router, client, req).await;
+            let answer = answer(app.clone(), router, conn.ip(), req).await;
+            drop(slot);
             let took = started.elapsed();
             let errcode = answer
                 .headers()
@@ -244,13 +300,26 @@ fn service(
     })
 }
 
+/// The most body the edge reads of a request: the admin API's limit for a request that shows
+/// the admin token, the WeChat API's otherwise (a handler refuses what is larger).
+fn body_limit<B>(app: &App, req: &hyper::Request<B>) -> usize {
+    let limits = &app.config().limits;
+    if req.uri().path().starts_with("/admin/")
+        && crate::admin::shows_admin_token(app, req.headers())
+    {
+        limits.admin_body_limit
+    } else {
+        limits.body_limit
+    }
+}
+
 /// Answers one request. The WeChat API is the hot path: straight to its handler; the router
 /// only for the admin API, the dashboard and the health checks.
 async fn answer(
     app: App,
     router: Router,
     client: std::net::IpAddr,
-    req: hyper::Request<Incoming>,
+    req: hyper::Request<Prefetched>,
 ) -> Response {
     let path = req.uri().path();
     let page = (path == "/"
@@ -260,10 +329,7 @@ async fn answer(
         || (path == "/metrics" && app.config().metrics_on_main))
         && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
     if path.starts_with("/admin/") || page {
-        match router.oneshot(req).await {
-            Ok(answer) => answer,
-            Err(never) => match never {},
-        }
+        route(router, req).await
     } else {
         // The client's address, for the secret checks' throttles.
         let answer = crate::wechat::dispatch_request(app, req.map(axum::body::Body::new));

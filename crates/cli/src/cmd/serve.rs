@@ -66,13 +66,30 @@ pub struct ServeArgs {
     /// (within 0.1 s when another process wrote them); 0 turns the cache off.
     #[arg(long, env = "DATACUBE_RESPONSE_CACHE", default_value_t = Config::default().response_cache)]
     response_cache: usize,
-    /// Connections served at once; past it new connections get `-1` and are closed.
+    /// Connections open at once; past it the connection that has waited longest on its client
+    /// (sending, or idle) is closed to make room, and a new one is refused (`-1`) only when
+    /// every one is busy with a request.
     #[arg(long, env = "DATACUBE_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
-    /// Requests handled at once; past it requests are answered `-1 system error`.
+    /// Connections open at once from one client address (default: half of --max-connections);
+    /// past it, that address's longest-waiting connection makes room. Behind a load balancer
+    /// every client has its address: raise it to --max-connections.
+    #[arg(long, env = "DATACUBE_MAX_CONNECTIONS_PER_ADDRESS")]
+    max_connections_per_address: Option<usize>,
+    /// Requests handled at once, counted once their body has arrived; past it requests are
+    /// answered `-1 system error` (the health checks are always answered).
     #[arg(long, env = "DATACUBE_MAX_IN_FLIGHT", default_value_t = Limits::default().max_in_flight)]
     max_in_flight: usize,
-    /// Seconds a connection may take to send a request head, and may stay idle between requests.
+    /// Requests handled at once from one client address (default: half of --max-in-flight).
+    #[arg(long, env = "DATACUBE_MAX_IN_FLIGHT_PER_ADDRESS")]
+    max_in_flight_per_address: Option<usize>,
+    /// Seconds a request head may take, from the connection's start or its first byte.
+    #[arg(long, env = "DATACUBE_HEADER_TIMEOUT", default_value_t = Limits::default().header_timeout.as_secs())]
+    header_timeout: u64,
+    /// Seconds a request body may take (plus one per MiB received).
+    #[arg(long, env = "DATACUBE_BODY_TIMEOUT", default_value_t = Limits::default().body_timeout.as_secs())]
+    body_timeout: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
     #[arg(long, env = "DATACUBE_IDLE_TIMEOUT", default_value_t = Limits::default().idle_timeout.as_secs())]
     idle_timeout: u64,
     /// Inject faults: rules `TARGET:EFFECT@RATE` separated by commas, e.g.
@@ -158,7 +175,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         response_cache: args.response_cache,
         limits: Limits {
             max_connections: args.max_connections.max(1),
+            max_connections_per_address: args
+                .max_connections_per_address
+                .unwrap_or(args.max_connections / 2)
+                .max(1),
             max_in_flight: args.max_in_flight.max(1),
+            max_in_flight_per_address: args
+                .max_in_flight_per_address
+                .unwrap_or(args.max_in_flight / 2)
+                .max(1),
+            header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            body_timeout: Duration::from_secs(args.body_timeout.max(1)),
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             ..Limits::default()
         },

@@ -1,0 +1,677 @@
+//! `serve`'s edge: what one client may take of the server — time, bytes, connections,
+//! requests — and what happens past each bound. Every client is hostile in timing; none may
+//! hold what another needs.
+//!
+//! - **Phases and deadlines.** A connection is always in one phase: sending a request head
+//!   (from its start, or from the first byte after an idle wait), sending a body, busy (its
+//!   request is being answered), or idle between requests. A watchdog closes it when the phase
+//!   outlasts its bound: the header timeout, the body timeout (plus a second per MiB received,
+//!   so that a large admin import at 1 MiB/s or faster always fits, while a trickle never
+//!   extends anything), the idle timeout — looked at by one sweep over the connections every
+//!   100 ms. hyper's own header timer is off: this one counts the head from its first byte,
+//!   and the idle wait apart.
+//! - **In flight only when whole.** A request counts against `--max-in-flight` (and its
+//!   address's share) only once its body has arrived whole: the edge reads it first. A client
+//!   sending slowly holds a connection, never a request slot.
+//! - **Room is made, not refused.** Past `--max-connections`, or past its address's share, a
+//!   new connection takes the place of the connection that has waited longest on its client
+//!   (sending a head or body, or idle) — that one is closed. A request under way is never cut;
+//!   only when every connection is busy is a new one refused (`-1`, then closed).
+//! - **Health answers whatever the load.** `/healthz` and `/readyz` skip the in-flight limits,
+//!   and are answered even on a refused connection.
+//! - **Refusals are counted, and logged at most once per [`LOG_EVERY`]** (one line with the
+//!   counts), never once per connection: a flood cannot flood the log.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+use crate::config::Limits;
+
+/// Refusals and closings are logged at most this often (one line with the counts).
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How often deadlines are looked at: a connection is closed at most this late.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// A body arriving at least this fast (bytes a second) never reaches its deadline: each byte
+/// received extends it by `1 / MIN_BODY_RATE` s.
+const MIN_BODY_RATE: u64 = 1 << 20;
+
+/// Where a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Sending a request head.
+    Head = 0,
+    /// Sending a request body.
+    Body = 1,
+    /// Its request is being answered.
+    Busy = 2,
+    /// Between requests.
+    Idle = 3,
+}
+
+impl Phase {
+    fn from_bits(bits: u64) -> Phase {
+        match bits & 3 {
+            0 => Phase::Head,
+            1 => Phase::Body,
+            2 => Phase::Busy,
+            _ => Phase::Idle,
+        }
+    }
+}
+
+/// Why a connection was closed or refused by the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    HeaderTimeout,
+    BodyTimeout,
+    IdleTimeout,
+    /// Closed to make room for a new connection.
+    Evicted,
+    /// Refused: every connection busy.
+    Full,
+    /// Refused: every connection of its address busy.
+    AddressFull,
+}
+
+impl Closed {
+    const ALL: [Closed; 6] = [
+        Closed::HeaderTimeout,
+        Closed::BodyTimeout,
+        Closed::IdleTimeout,
+        Closed::Evicted,
+        Closed::Full,
+        Closed::AddressFull,
+    ];
+
+    /// The metrics label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Closed::HeaderTimeout => "header_timeout",
+            Closed::BodyTimeout => "body_timeout",
+            Closed::IdleTimeout => "idle_timeout",
+            Closed::Evicted => "evicted",
+            Closed::Full => "full",
+            Closed::AddressFull => "address_full",
+        }
+    }
+
+    fn refused(self) -> bool {
+        matches!(self, Closed::Full | Closed::AddressFull)
+    }
+}
+
+/// One client connection's state, shared by its watchdog, its reads and its requests.
+pub(crate) struct Conn {
+    id: u64,
+    ip: IpAddr,
+    /// The phase (low 2 bits) and since when, in ms since the edge started (the rest).
+    state: AtomicU64,
+    /// Extra body time earned by bytes received (ms), in the current body phase.
+    credit_ms: AtomicU64,
+    /// Requests of its address in flight.
+    address_in_flight: Arc<AtomicUsize>,
+    /// Why the edge closed it (a [`Closed`] + 1), 0 while open.
+    closed_for: AtomicU8,
+    evict: Notify,
+    edge: Arc<Edge>,
+}
+
+struct Address {
+    open: usize,
+    in_flight: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    conns: HashMap<u64, Arc<Conn>>,
+    addresses: HashMap<IpAddr, Address>,
+}
+
+/// The connections of one server, and the bounds they share.
+pub(crate) struct Edge {
+    limits: Limits,
+    epoch: Instant,
+    registry: Mutex<Registry>,
+    /// Closings and refusals since the last log line, by [`Closed`].
+    unlogged: [AtomicU64; 6],
+    /// When the last summary was logged (ms since `epoch`, plus one; 0: never).
+    logged_at: AtomicU64,
+}
+
+impl Edge {
+    pub(crate) fn new(limits: Limits) -> Arc<Edge> {
+        Arc::new(Edge {
+            limits,
+            epoch: Instant::now(),
+            registry: Mutex::default(),
+            unlogged: Default::default(),
+            logged_at: AtomicU64::new(0),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for a new connection from `ip`: a free one, or that of the connection (of the
+    /// same address, when the address is at its share) that has waited longest on its client,
+    /// which is told to close.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Closed> {
+        let per_address = self.limits.max_connections_per_address.max(1);
+        let mut r = self.registry();
+        let open_here = r.addresses.get(&ip).map_or(0, |a| a.open);
+        if open_here >= per_address {
+            if !r.evict_oldest(|c| c.ip == ip) {
+                drop(r);
+                self.closed(Closed::AddressFull);
+                return Err(Closed::AddressFull);
+            }
+            self.note(Closed::Evicted);
+        } else if r.conns.len() >= self.limits.max_connections.max(1) {
+            if !r.evict_oldest(|_| true) {
+                drop(r);
+                self.closed(Closed::Full);
+                return Err(Closed::Full);
+            }
+            self.note(Closed::Evicted);
+        }
+        r.next += 1;
+        let id = r.next;
+        let address = r.addresses.entry(ip).or_insert_with(|| Address {
+            open: 0,
+            in_flight: Arc::default(),
+        });
+        address.open += 1;
+        let conn = Arc::new(Conn {
+            id,
+            ip,
+            state: AtomicU64::new(pack(Phase::Head, self.now_ms())),
+            credit_ms: AtomicU64::new(0),
+            address_in_flight: address.in_flight.clone(),
+            closed_for: AtomicU8::new(0),
+            evict: Notify::new(),
+            edge: self.clone(),
+        });
+        r.conns.insert(id, conn.clone());
+        let open = r.conns.len();
+        drop(r);
+        metrics::gauge!("datacube_connections_open").set(open as f64);
+        Ok(Admitted(conn))
+    }
+
+    /// Closes every connection whose phase outlasted its bound, every [`SWEEP_EVERY`], until
+    /// dropped: one pass over the connections instead of a timer each (whose deadline would
+    /// have to move at every phase).
+    pub(crate) async fn sweep(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = self.now_ms();
+            let mut r = self.registry();
+            let late: Vec<(u64, Closed)> = r
+                .conns
+                .values()
+                .filter_map(|c| c.deadline(&self.limits).map(|d| (c.id, d)))
+                .filter(|(_, (deadline, _))| *deadline <= now)
+                .map(|(id, (_, why))| (id, why))
+                .collect();
+            for (id, why) in &late {
+                r.close(*id, *why);
+            }
+            drop(r);
+            for (_, why) in late {
+                self.closed(why);
+            }
+        }
+    }
+
+    /// Counts a closing or refusal (and the metric).
+    fn note(&self, why: Closed) {
+        metrics::counter!("datacube_connections_closed_total", "reason" => why.label())
+            .increment(1);
+        self.unlogged[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// [`Edge::note`], and the summary line if none was logged for [`LOG_EVERY`].
+    pub(crate) fn closed(&self, why: Closed) {
+        self.note(why);
+        let now = self.now_ms() + 1;
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if last != 0 && now - last < LOG_EVERY.as_millis() as u64 {
+            return;
+        }
+        if self
+            .logged_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let counts: Vec<(Closed, u64)> = Closed::ALL
+            .iter()
+            .map(|c| (*c, self.unlogged[*c as usize].swap(0, Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let refused: u64 = counts
+            .iter()
+            .filter(|(c, _)| c.refused())
+            .map(|x| x.1)
+            .sum();
+        let summary = counts
+            .iter()
+            .map(|(c, n)| format!("{} {n}", c.label()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let open = self.registry().conns.len();
+        if refused > 0 {
+            tracing::warn!(
+                open,
+                "connections refused or closed by the limits: {summary}"
+            );
+        } else {
+            tracing::info!(open, "connections closed by the limits: {summary}");
+        }
+    }
+}
+
+impl Registry {
+    /// Closes the connection (among those `eligible`) that has waited longest on its client;
+    /// false when every eligible one is busy.
+    fn evict_oldest(&mut self, eligible: impl Fn(&Conn) -> bool) -> bool {
+        let oldest = self
+            .conns
+            .values()
+            .filter(|c| eligible(c))
+            .filter_map(|c| {
+                let state = c.state.load(Ordering::Relaxed);
+                (Phase::from_bits(state) != Phase::Busy).then_some((state >> 2, c.id))
+            })
+            .min();
+        let Some((_, id)) = oldest else {
+            return false;
+        };
+        self.close(id, Closed::Evicted);
+        true
+    }
+
+    /// Tells connection `id` to close, for `why`; it no longer counts.
+    fn close(&mut self, id: u64, why: Closed) {
+        if let Some(conn) = self.forget(id) {
+            conn.closed_for.store(why as u8 + 1, Ordering::Relaxed);
+            conn.evict.notify_one();
+        }
+    }
+
+    fn forget(&mut self, id: u64) -> Option<Arc<Conn>> {
+        let conn = self.conns.remove(&id)?;
+        if let Some(a) = self.addresses.get_mut(&conn.ip) {
+            a.open -= 1;
+            if a.open == 0 {
+                self.addresses.remove(&conn.ip);
+            }
+        }
+        Some(conn)
+    }
+}
+
+fn pack(phase: Phase, ms: u64) -> u64 {
+    (ms << 2) | phase as u64
+}
+
+/// A connection's place at the edge; given back when dropped.
+pub(crate) struct Admitted(pub(crate) Arc<Conn>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let edge = &self.0.edge;
+        let mut r = edge.registry();
+        r.forget(self.0.id);
+        let open = r.conns.len();
+        drop(r);
+        metrics::gauge!("datacube_connections_open").set(open as f64);
+    }
+}
+
+impl Conn {
+    pub(crate) fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::from_bits(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Enters `phase` from now.
+    pub(crate) fn enter(&self, phase: Phase) {
+        if phase == Phase::Body {
+            self.credit_ms.store(0, Ordering::Relaxed);
+        }
+        self.state
+            .store(pack(phase, self.edge.now_ms()), Ordering::Relaxed);
+    }
+
+    /// Bytes of a body arrived: its deadline moves by what they earned.
+    fn received(&self, bytes: usize) {
+        let ms = (bytes as u64).saturating_mul(1000) / MIN_BODY_RATE;
+        self.credit_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// When its current phase must end, and why (`None` while busy: an answer under way is
+    /// never cut).
+    fn deadline(&self, limits: &Limits) -> Option<(u64, Closed)> {
+        let state = self.state.load(Ordering::Relaxed);
+        let since = state >> 2;
+        let (bound, why) = match Phase::from_bits(state) {
+            Phase::Head => (limits.header_timeout, Closed::HeaderTimeout),
+            Phase::Body => (
+                limits.body_timeout + Duration::from_millis(self.credit_ms.load(Ordering::Relaxed)),
+                Closed::BodyTimeout,
+            ),
+            Phase::Idle => (limits.idle_timeout, Closed::IdleTimeout),
+            Phase::Busy => return None,
+        };
+        Some((since + bound.as_millis() as u64, why))
+    }
+
+    /// Resolves when the connection must close — its phase outlasted its bound, or it was
+    /// closed to make room — with why.
+    pub(crate) async fn must_close(&self) -> Closed {
+        loop {
+            let notified = self.evict.notified();
+            if let Some(why) = self.closed_for() {
+                return why;
+            }
+            notified.await;
+        }
+    }
+
+    fn closed_for(&self) -> Option<Closed> {
+        match self.closed_for.load(Ordering::Relaxed) {
+            0 => None,
+            n => Closed::ALL.get(usize::from(n) - 1).copied(),
+        }
+    }
+
+    /// Takes a request slot of the server and of this connection's address, if both have
+    /// room; the slot is given back when the returned guard drops.
+    pub(crate) fn take_slot<'a>(&'a self, server: &'a AtomicUsize) -> Option<Slot<'a>> {
+        let limits = &self.edge.limits;
+        let before = server.fetch_add(1, Ordering::Relaxed);
+        let here = self.address_in_flight.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot {
+            server,
+            address: &self.address_in_flight,
+        };
+        (before < limits.max_in_flight && here < limits.max_in_flight_per_address.max(1))
+            .then_some(slot)
+    }
+}
+
+/// A request slot, given back when dropped.
+pub(crate) struct Slot<'a> {
+    server: &'a AtomicUsize,
+    address: &'a AtomicUsize,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.server.fetch_sub(1, Ordering::Relaxed);
+        self.address.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection's socket, watched: the first byte after an idle wait starts a head.
+pub(crate) struct Watched<T> {
+    pub(crate) io: T,
+    pub(crate) conn: Arc<Conn>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before && self.conn.phase() == Phase::Idle {
+            self.conn.enter(Phase::Head);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Reads a request's body, at most `limit + 1` bytes (one more than allowed tells a handler
+/// it was too large), while the connection is in its body phase. What was read is handed on as
+/// the request's body; a body cut off is handed on as a failing one.
+pub(crate) async fn prefetch(body: Incoming, limit: usize, conn: &Conn) -> Prefetched {
+    if body.is_end_stream() {
+        return Prefetched::default();
+    }
+    conn.enter(Phase::Body);
+    let take = limit.saturating_add(1);
+    let hint = body.size_hint().exact().unwrap_or(0).min(take as u64) as usize;
+    let mut buf = BytesMut::with_capacity(hint.min(16 << 20));
+    let mut body = body;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                conn.received(data.len());
+                let room = take - buf.len();
+                buf.extend_from_slice(&data[..data.len().min(room)]);
+                if buf.len() >= take {
+                    break;
+                }
+            }
+            Some(Err(_)) => {
+                return Prefetched {
+                    data: Some(buf.freeze()),
+                    broken: true,
+                }
+            }
+        }
+    }
+    Prefetched {
+        data: Some(buf.freeze()),
+        broken: false,
+    }
+}
+
+/// A request body the edge has read (or tried to).
+#[derive(Default)]
+pub(crate) struct Prefetched {
+    data: Option<Bytes>,
+    /// The client stopped sending before the end.
+    broken: bool,
+}
+
+impl hyper::body::Body for Prefetched {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some(data) = self.data.take().filter(|d| !d.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if std::mem::take(&mut self.broken) {
+            return Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the request body was cut off",
+            ))));
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.as_ref().is_none_or(Bytes::is_empty) && !self.broken
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.data, self.broken) {
+            (data, false) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max: usize, per_address: usize) -> Limits {
+        Limits {
+            max_connections: max,
+            max_connections_per_address: per_address,
+            ..Limits::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_longest_waiting_connection_makes_room_and_busy_ones_are_never_cut() {
+        let edge = Edge::new(limits(3, 10));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let a = edge.admit(ip).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let b = edge.admit(ip).unwrap();
+        let c = edge.admit(ip).unwrap();
+        a.0.enter(Phase::Busy);
+        // Full: b waited longest among those not busy.
+        let d = edge.admit(ip).unwrap();
+        assert_eq!(b.0.must_close().await, Closed::Evicted);
+        for conn in [&c, &d] {
+            conn.0.enter(Phase::Busy);
+        }
+        // Every one busy: refused.
+        assert_eq!(edge.admit(ip).err(), Some(Closed::Full));
+        drop(b);
+        assert_eq!(
+            edge.registry().conns.len(),
+            3,
+            "the evicted one is not counted twice"
+        );
+        drop(c);
+        assert!(edge.admit(ip).is_ok(), "room again");
+    }
+
+    #[tokio::test]
+    async fn an_address_at_its_share_makes_room_among_its_own() {
+        let edge = Edge::new(limits(10, 2));
+        let (one, two): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let other = edge.admit(two).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let a = edge.admit(one).unwrap();
+        let b = edge.admit(one).unwrap();
+        let _c = edge.admit(one).unwrap();
+        // `a` made room, not the other address's older connection.
+        assert_eq!(a.0.must_close().await, Closed::Evicted);
+        b.0.enter(Phase::Busy);
+        _c.0.enter(Phase::Busy);
+        assert_eq!(edge.admit(one).err(), Some(Closed::AddressFull));
+        assert!(edge.admit(two).is_ok());
+        drop(other);
+    }
+
+    #[tokio::test]
+    async fn a_head_is_closed_at_its_deadline_and_an_idle_wait_at_its_own() {
+        let edge = Edge::new(Limits {
+            header_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_millis(600),
+            ..Limits::default()
+        });
+        let sweeper = tokio::spawn(edge.clone().sweep());
+        let a = edge.admit("10.0.0.1".parse().unwrap()).unwrap();
+        let started = Instant::now();
+        assert_eq!(a.0.must_close().await, Closed::HeaderTimeout);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let b = edge.admit("10.0.0.1".parse().unwrap()).unwrap();
+        b.0.enter(Phase::Idle);
+        let started = Instant::now();
+        assert_eq!(b.0.must_close().await, Closed::IdleTimeout);
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        // Busy: never cut.
+        let c = edge.admit("10.0.0.1".parse().unwrap()).unwrap();
+        c.0.enter(Phase::Busy);
+        let waited = tokio::time::timeout(Duration::from_millis(900), c.0.must_close()).await;
+        assert!(waited.is_err());
+        sweeper.abort();
+    }
+
+    #[tokio::test]
+    async fn request_slots_are_bounded_per_server_and_per_address() {
+        let edge = Edge::new(Limits {
+            max_in_flight: 3,
+            max_in_flight_per_address: 2,
+            ..Limits::default()
+        });
+        let server = AtomicUsize::new(0);
+        let a = edge.admit("10.0.0.1".parse().unwrap()).unwrap();
+        let b = edge.admit("10.0.0.2".parse().unwrap()).unwrap();
+        let s1 = a.0.take_slot(&server).unwrap();
+        let s2 = a.0.take_slot(&server).unwrap();
+        assert!(a.0.take_slot(&server).is_none(), "the address's share");
+        let s3 = b.0.take_slot(&server).unwrap();
+        assert!(b.0.take_slot(&server).is_none(), "the server's limit");
+        drop((s1, s2, s3));
+        assert_eq!(server.load(Ordering::Relaxed), 0);
+        assert!(b.0.take_slot(&server).is_some());
+    }
+}
