@@ -224,22 +224,23 @@ impl Part {
         }
     }
 
-    /// One window stored: its rows, the rows dated outside it (the first few named), the new
+    /// One window stored: its rows, the rows dated outside it (the earliest few named), the new
     /// fields it brought.
     fn window_done(&mut self, window: Window, (begin, end): (Date, Date)) {
         self.report.windows_done += 1;
         self.report.rows_stored += window.stored as u64;
         self.report.rows_skipped += window.outside.len() as u64;
+        // The earliest few, whatever order the windows finish in (they run side by side).
         for d in window.outside {
-            if self.report.skipped.len() < SKIPPED_NAMED {
-                self.report.skipped.push(format!(
-                    "{} (asked {}..{})",
-                    format_date(d),
-                    format_date(begin),
-                    format_date(end)
-                ));
-            }
+            self.report.skipped.push(format!(
+                "{} (asked {}..{})",
+                format_date(d),
+                format_date(begin),
+                format_date(end)
+            ));
         }
+        self.report.skipped.sort_unstable();
+        self.report.skipped.truncate(SKIPPED_NAMED);
         self.new_fields.extend(window.new_fields);
     }
 

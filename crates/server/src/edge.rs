@@ -180,20 +180,21 @@ impl Edge {
         let per_address = self.limits.max_connections_per_address.max(1);
         let mut r = self.registry();
         let open_here = r.addresses.get(&ip).map_or(0, |a| a.open);
+        let mut evicted = false;
         if open_here >= per_address {
             if !r.evict_oldest(|c| c.ip == ip) {
                 drop(r);
                 self.closed(Closed::AddressFull);
                 return Err(Closed::AddressFull);
             }
-            self.note(Closed::Evicted);
+            evicted = true;
         } else if r.conns.len() >= self.limits.max_connections.max(1) {
             if !r.evict_oldest(|_| true) {
                 drop(r);
                 self.closed(Closed::Full);
                 return Err(Closed::Full);
             }
-            self.note(Closed::Evicted);
+            evicted = true;
         }
         r.next += 1;
         let id = r.next;
@@ -216,6 +217,9 @@ impl Edge {
         let open = r.conns.len();
         drop(r);
         metrics::gauge!("datacube_connections_open").set(open as f64);
+        if evicted {
+            self.closed(Closed::Evicted);
+        }
         Ok(Admitted(conn))
     }
 

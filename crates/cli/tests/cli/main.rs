@@ -6,6 +6,7 @@ mod common;
 
 mod commands;
 mod health;
+mod hostile;
 mod ingest;
 mod instances;
 mod mirror;
