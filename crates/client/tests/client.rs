@@ -38,6 +38,7 @@ async fn server_on(faults: &str, now: &str, last: jiff::civil::Date) -> Server {
             secret_hash: datacube_api::account::hash_secret(SECRET),
             verified: true,
             created_at: 0,
+            incarnation: 0, // drawn by the store
         })
         .await
         .unwrap();

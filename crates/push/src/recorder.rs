@@ -45,7 +45,7 @@ enum Job {
 }
 
 enum Done {
-    Stored(Vec<bool>),
+    Stored(datacube_store::IngestOutcome),
     Flushed(std::time::Duration),
 }
 
@@ -53,7 +53,7 @@ impl Job {
     async fn done(&mut self) -> StoreResult<Done> {
         let task = |e: tokio::task::JoinError| datacube_store::StoreError::Task(e.to_string());
         match self {
-            Job::Store(h) => Ok(Done::Stored(h.await.map_err(task)??.accepted)),
+            Job::Store(h) => Ok(Done::Stored(h.await.map_err(task)??)),
             Job::Flush(h, started) => {
                 h.await.map_err(task)??;
                 Ok(Done::Flushed(started.elapsed()))
@@ -74,6 +74,8 @@ pub struct Recorded {
     pub duplicates: usize,
     /// Transactions.
     pub batches: usize,
+    /// Events refused because the account was removed while recording.
+    pub gone: usize,
 }
 
 /// A running recorder. Cheap to clone; [`Recorder::finish`] on the last one waits for the
@@ -88,8 +90,13 @@ pub struct Recorder {
 type Task = JoinHandle<Result<Recorded, datacube_store::StoreError>>;
 
 impl Recorder {
-    /// Starts recording into `store`; daily rows reach the day before `now()`.
-    pub fn start(store: Store, now: Now) -> Recorder {
+    /// Starts recording into `store` for `account`; daily rows reach the day before `now()`.
+    /// Once the account is removed (or removed and added again: another incarnation), its
+    /// events are refused — logged once as an error, counted in [`Recorded::gone`] — and what
+    /// comes later is dropped: nothing is left behind for an account that is gone.
+    pub fn start(store: Store, now: Now, account: &datacube_store::AccountRecord) -> Recorder {
+        let fence = vec![(account.appid.clone(), account.incarnation)];
+        let appid = account.appid.clone();
         let (tx, mut rx) = mpsc::channel::<Vec<Event>>(QUEUE);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
@@ -105,7 +112,13 @@ impl Recorder {
             let mut every = FLUSH_MIN;
             let mut last_flush = tokio::time::Instant::now();
             let mut last_store = tokio::time::Instant::now();
+            let mut gone = false;
             loop {
+                if gone && !pending.is_empty() {
+                    recorded.gone += pending.iter().map(Vec::len).sum::<usize>();
+                    pending.clear();
+                    waiting = 0;
+                }
                 let ending = (stopping || closed) && pending.is_empty();
                 if job.is_none() {
                     if dirty && (ending || last_flush.elapsed() >= every) {
@@ -126,10 +139,11 @@ impl Recorder {
                             || last_store.elapsed() >= STORE_EVERY)
                     {
                         let (store, parts) = (store.clone(), std::mem::take(&mut pending));
+                        let fence = fence.clone();
                         waiting = 0;
                         last_store = tokio::time::Instant::now();
                         job = Some(Job::Store(tokio::spawn(async move {
-                            store.ingest_deferred_parts(parts).await
+                            store.ingest_deferred_parts(parts, fence).await
                         })));
                     }
                 }
@@ -158,11 +172,24 @@ impl Recorder {
                     done = async { job.as_mut().expect("guarded").done().await }, if job.is_some() => {
                         job = None;
                         match done? {
-                            Done::Stored(accepted) => {
+                            Done::Stored(outcome) => {
+                                let accepted = outcome.accepted;
                                 tracing::debug!(events = accepted.len(), "events stored");
                                 let n = accepted.iter().filter(|a| **a).count();
+                                if outcome.gone.is_empty() {
+                                    recorded.duplicates += accepted.len() - n;
+                                } else {
+                                    recorded.gone += accepted.len() - n;
+                                    if !gone {
+                                        tracing::error!(
+                                            appid,
+                                            "the account was removed: its events are no longer recorded"
+                                        );
+                                        metrics::counter!("datacube_recording_refused_total").increment(1);
+                                    }
+                                    gone = true;
+                                }
                                 recorded.accepted += n;
-                                recorded.duplicates += accepted.len() - n;
                                 recorded.batches += 1;
                                 dirty = true;
                             }

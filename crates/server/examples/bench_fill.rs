@@ -35,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 secret_hash: hash.clone(),
                 verified: true,
                 created_at: 0,
+                incarnation: 0, // drawn by the store
             })
             .await?;
         let mut bodies: Vec<(Endpoint, Vec<String>)> = vec![

@@ -285,6 +285,7 @@ async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Respon
         secret_hash: hash,
         verified: new.verified,
         created_at: app.clock().unix(),
+        incarnation: 0, // drawn by the store
     };
     match app.store().add_account(record.clone()).await {
         Ok(()) => {
@@ -459,7 +460,7 @@ async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
             for (outcome, n) in [
                 ("accepted", report.accepted),
                 ("duplicate", report.duplicates),
-                ("rejected", report.rejected.len()),
+                ("rejected", report.rejected_total),
             ] {
                 metrics::counter!("datacube_events_total", "outcome" => outcome)
                     .increment(n as u64);
@@ -494,7 +495,7 @@ async fn datacube(
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no account {appid}")),
         Err(e) => return internal(&e),
     }
-    crate::wechat::answer(&app, endpoint, &appid, &body, false).await
+    crate::wechat::answer(&app, endpoint, &appid, &body, None).await
 }
 
 // ---- third-party platforms ----

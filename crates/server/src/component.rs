@@ -16,7 +16,7 @@ use datacube_store::{CodeUse, ComponentRecord, Grant, TokenKind, TokenStatus};
 use rand::RngCore;
 use serde_json::{json, Value};
 
-use crate::state::App;
+use crate::state::{App, SecretOf};
 use crate::wechat::{query_param, read_json_body, wechat_response};
 use datacube_api::token::new_token;
 
@@ -132,6 +132,15 @@ fn text<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// A grant ended (or its account was removed) while its token was being issued: 61003, as if
+/// it had ended a moment before.
+fn grant_gone_or_internal(e: datacube_store::StoreError) -> ErrCode {
+    match e {
+        datacube_store::StoreError::AccountGone(_) => ErrCode::ComponentNotAuthorized,
+        e => internal(e),
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ErrCode {
     tracing::error!(error = %e, "component request failed");
     ErrCode::SystemError
@@ -158,9 +167,12 @@ async fn authenticate(
         .check(appid, secret, &component.secret_hash)
         .await
     {
-        Verdict::Right => Ok(component),
+        Verdict::Right => {
+            app.upgrade_secret(SecretOf::Component, appid, &component.secret_hash, secret)
+                .await;
+            Ok(component)
+        }
         Verdict::Wrong => Err(ErrCode::InvalidAppsecret),
-        Verdict::SlowDown => Err(ErrCode::MinuteQuotaReached),
         Verdict::Busy => Err(ErrCode::SystemError),
     }
 }
@@ -263,7 +275,7 @@ async fn query_auth(app: App, component: ComponentRecord, body: Value) -> Answer
     app.store()
         .issue_component_token(&component.appid, Some(&authorizer), &token, now)
         .await
-        .map_err(internal)?;
+        .map_err(grant_gone_or_internal)?;
     Ok(json!({"authorization_info": {
         "authorizer_appid": authorizer,
         "authorizer_access_token": token,
@@ -300,7 +312,7 @@ async fn authorizer_token(app: App, component: ComponentRecord, body: Value) -> 
             app.clock().unix(),
         )
         .await
-        .map_err(internal)?;
+        .map_err(grant_gone_or_internal)?;
     Ok(json!({
         "authorizer_access_token": token,
         "expires_in": datacube_api::token::LIFETIME_SECONDS,

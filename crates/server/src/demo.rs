@@ -26,6 +26,7 @@ pub async fn setup(store: &Store, clock: &Clock, days: u32) -> Result<(Date, Dat
             secret_hash: hash,
             verified: true,
             created_at: clock.unix(),
+            incarnation: 0, // drawn by the store
         })
         .await?;
     // Generate up to yesterday, so that the data is there the moment it becomes ready.

@@ -358,10 +358,6 @@ impl Drop for Admitted {
 }
 
 impl Conn {
-    pub(crate) fn ip(&self) -> IpAddr {
-        self.ip
-    }
-
     fn phase(&self) -> Phase {
         Phase::from_bits(self.state.load(Ordering::Relaxed))
     }

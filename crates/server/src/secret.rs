@@ -1,5 +1,6 @@
-//! AppSecrets are stored as argon2id hashes ([`datacube_api::account::hash_secret`]) and
-//! checked here, on a bounded set of threads; never kept in clear.
+//! AppSecrets stored as argon2id hashes by older versions (this one stores fast hashes:
+//! [`datacube_api::account::hash_secret`]) are checked here, on a bounded set of threads,
+//! until their first right check upgrades them; never kept in clear.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -108,7 +109,7 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datacube_api::account::hash_secret;
+    use datacube_api::account::legacy_hash_secret as hash_secret;
 
     #[test]
     fn reused_memory_gives_the_same_verdicts() {

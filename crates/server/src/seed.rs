@@ -92,6 +92,7 @@ pub async fn load(
                     secret_hash: hash,
                     verified: a.verified,
                     created_at: now,
+                    incarnation: 0, // drawn by the store
                 })
                 .await
                 .map_err(|e| format!("{}: {e}", shown(&accounts)))?;

@@ -157,19 +157,28 @@ where
 }
 
 /// Polls the store's change log and retires the cached answers of accounts whose statistics
-/// changed — also when another process (the CLI, another instance) wrote them.
+/// changed — also when another process (the CLI, another instance) wrote them — and forgets
+/// everything cached of an account that was removed, or removed and added again (its tokens
+/// stop working here within a poll, whichever instance removed it).
 async fn watch_changes(app: App) {
     // Until the log has been read once, every change is unknown: the first read retires the
     // answers of every account it lists.
     let mut seen: Option<i64> = None;
+    // The incarnation each account was at its last change seen here.
+    let mut incarnations: std::collections::HashMap<String, Option<i64>> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
         match app.store().changes_since(seen.unwrap_or(0)).await {
             Ok(changes) => {
                 let mut last = seen.unwrap_or(0);
-                for (appid, seq) in changes {
-                    app.statistics_changed(&appid);
+                for (appid, seq, incarnation) in changes {
+                    let before = incarnations.insert(appid.clone(), incarnation);
+                    if incarnation.is_none() || before != Some(incarnation) {
+                        app.forget_all_of(&appid);
+                    } else {
+                        app.statistics_changed(&appid);
+                    }
                     last = last.max(seq);
                 }
                 seen = Some(last);
@@ -283,7 +292,7 @@ fn service(
             let logged = (app.config().request_log
                 && tracing::enabled!(target: "datacube::request", tracing::Level::INFO))
             .then(|| (req.method().clone(), req.uri().clone()));
-            let answer = answer(app.clone(), router, conn.ip(), req).await;
+            let answer = answer(app.clone(), router, req).await;
             drop(slot);
             let took = started.elapsed();
             let errcode = answer
@@ -315,12 +324,7 @@ fn body_limit<B>(app: &App, req: &hyper::Request<B>) -> usize {
 
 /// Answers one request. The WeChat API is the hot path: straight to its handler; the router
 /// only for the admin API, the dashboard and the health checks.
-async fn answer(
-    app: App,
-    router: Router,
-    client: std::net::IpAddr,
-    req: hyper::Request<Prefetched>,
-) -> Response {
+async fn answer(app: App, router: Router, req: hyper::Request<Prefetched>) -> Response {
     let path = req.uri().path();
     let page = (path == "/"
         || path.starts_with("/dashboard/")
@@ -331,9 +335,7 @@ async fn answer(
     if path.starts_with("/admin/") || page {
         route(router, req).await
     } else {
-        // The client's address, for the secret checks' throttles.
-        let answer = crate::wechat::dispatch_request(app, req.map(axum::body::Body::new));
-        crate::gate::CLIENT.scope(client, answer).await
+        crate::wechat::dispatch_request(app, req.map(axum::body::Body::new)).await
     }
 }
 

@@ -90,6 +90,13 @@ impl<V> Recent<String, Arc<V>> {
     }
 }
 
+/// Whose secret a hash is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SecretOf {
+    Account,
+    Component,
+}
+
 /// A running server's state. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -108,8 +115,7 @@ pub(crate) struct Inner {
     /// Set once shutdown began: no new connections, open requests finishing.
     draining: AtomicBool,
     pub(crate) answers: ResponseCache,
-    /// Secret checks: known answers and throttles in front of a few dedicated threads (argon2
-    /// is slow and memory-hungry).
+    /// Secret checks (fast hashes inline; argon2 hashes of older versions on a few threads).
     pub(crate) secrets: SecretGate,
 }
 
@@ -232,6 +238,38 @@ impl App {
             .accounts
             .through(appid, store.account(appid))
             .await
+    }
+
+    /// Replaces the argon2 hash `old` an older datacube stored for `appid`'s secret with a fast
+    /// one, now that `secret` was found right (nothing to do for a fast hash). Only if the
+    /// stored hash is still `old`: a secret changed meanwhile stays changed. A failure is
+    /// logged; the sign-in goes on.
+    pub(crate) async fn upgrade_secret(&self, of: SecretOf, appid: &str, old: &str, secret: &str) {
+        if datacube_api::account::is_fast(old) {
+            return;
+        }
+        let new = datacube_api::account::hash_secret(secret);
+        let store = self.store();
+        let done = match of {
+            SecretOf::Account => store.upgrade_account_secret(appid, old, &new).await,
+            SecretOf::Component => store.upgrade_component_secret(appid, old, &new).await,
+        };
+        match done {
+            Ok(true) => {
+                self.forget_account(appid);
+                tracing::info!(appid, "secret hash upgraded from argon2 to HMAC-SHA-256");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(appid, error = %e, "upgrading a secret hash failed"),
+        }
+    }
+
+    /// The answer to a sign-in whose account was removed (or removed and added again) while
+    /// it was checked: WeChat's "busy, retry" — the retry is checked against what is there now.
+    pub(crate) fn account_gone(&self, appid: &str) -> axum::response::Response {
+        tracing::info!(appid, "the account was removed during a sign-in");
+        self.forget_all_of(appid);
+        self.wechat_error(ErrCode::SystemError)
     }
 
     /// Retires the cached answers of `appid` (its statistics changed).

@@ -15,11 +15,11 @@ use datacube_api::date::{check_range, china_date, last_ready_day, parse_request,
 use datacube_api::row::{answer_body, is_delay, trim_snapshots};
 use datacube_api::token::GRANT_TYPE;
 use datacube_api::{Endpoint, ErrCode};
-use datacube_store::{Issued, TokenKind, TokenStatus};
+use datacube_store::{AccountRecord, Issued, StoreError, TokenKind, TokenStatus};
 use http_body_util::{BodyExt, Limited};
 
 use crate::cache::Key;
-use crate::state::App;
+use crate::state::{App, SecretOf};
 use datacube_api::token::new_token;
 
 /// `Content-Type` of every WeChat API answer (`encoding=`, not `charset=`, as WeChat sends it).
@@ -163,13 +163,13 @@ async fn datacube_checked(
         }
         _ => None,
     };
-    match app.account(&record.appid).await {
-        Ok(Some(account)) if account.verified => {}
+    let account = match app.account(&record.appid).await {
+        Ok(Some(account)) if account.verified => account,
         Ok(Some(_)) => return app.wechat_error(ErrCode::ApiUnauthorized),
         // The account was removed after the token was issued.
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
         Err(e) => return app.internal("account lookup failed", &e),
-    }
+    };
     // The permission set of the endpoint's family must be among those granted.
     if granted.is_some_and(|sets| !sets.contains(&endpoint.group().permission_set())) {
         return app.wechat_error(ErrCode::ApiUnauthorizedToComponent);
@@ -184,18 +184,19 @@ async fn datacube_checked(
         Err(BodyError::TooLarge) => return app.wechat_error_close(ErrCode::DateFormatError),
         Err(BodyError::Broken) => return app.wechat_error_close(ErrCode::SystemError),
     };
-    answer(&app, endpoint, &record.appid, &body, true).await
+    answer(&app, endpoint, &record.appid, &body, Some(&account)).await
 }
 
 /// The answer to a datacube request for `appid`, once the caller may read its statistics:
-/// the body's dates checked as WeChat checks them, the daily quota taken (when `quota`: not
-/// for the admin API), the rows.
+/// the body's dates checked as WeChat checks them, the daily quota of `quota` taken (the
+/// account's, as the incarnation it was when the token was checked; none for the admin API),
+/// the rows.
 pub(crate) async fn answer(
     app: &App,
     endpoint: Endpoint,
     appid: &str,
     body: &[u8],
-    quota: bool,
+    quota: Option<&AccountRecord>,
 ) -> Response {
     // An offline API answers so whatever the body (checked after the token and the account,
     // as every API-specific answer is; see docs/compatibility.md).
@@ -210,11 +211,11 @@ pub(crate) async fn answer(
     if let Err(code) = check_range(endpoint, range, china_date(now)) {
         return app.wechat_error(code);
     }
-    if let Some(limit) = app.config().api_daily_quota.filter(|_| quota) {
+    if let (Some(limit), Some(account)) = (app.config().api_daily_quota, quota) {
         let api = format!("datacube/{}", endpoint.name());
         match app
             .store()
-            .quota_take(appid, &api, china_date(now), u64::from(limit))
+            .quota_take(account, &api, china_date(now), u64::from(limit))
             .await
         {
             Ok(true) => {}
@@ -222,6 +223,11 @@ pub(crate) async fn answer(
                 metrics::counter!("datacube_quota_refusals_total", "api" => endpoint.name())
                     .increment(1);
                 return app.wechat_error(ErrCode::DailyQuotaReached);
+            }
+            // Removed since its token was checked: the token is gone with it.
+            Err(StoreError::AccountGone(_)) => {
+                app.forget_all_of(appid);
+                return app.wechat_error(ErrCode::InvalidCredential);
             }
             Err(e) => return app.internal("quota update failed", &e),
         }
@@ -273,8 +279,13 @@ fn token_body(token: &str, expires_in: i64) -> String {
     format!(r#"{{"access_token":"{token}","expires_in":{expires_in}}}"#)
 }
 
-/// Checks an appid and secret: 40013 for an unknown appid, 40125 for a wrong secret.
-async fn authenticate(app: &App, appid: &str, secret: &str) -> Result<(), Response> {
+/// Checks an appid and secret: 40013 for an unknown appid, 40125 for a wrong secret. Returns
+/// the account.
+async fn authenticate(
+    app: &App,
+    appid: &str,
+    secret: &str,
+) -> Result<std::sync::Arc<AccountRecord>, Response> {
     let account = match app.account(appid).await {
         Ok(Some(account)) => account,
         // A component's appid: it gets its token from api_component_token.
@@ -290,14 +301,13 @@ async fn authenticate(app: &App, appid: &str, secret: &str) -> Result<(), Respon
         .check(appid, secret, &account.secret_hash)
         .await
     {
-        Verdict::Right => Ok(()),
-        Verdict::Wrong => Err(app.wechat_error(ErrCode::InvalidAppsecret)),
-        // Too many wrong secrets lately from this client or for this account.
-        Verdict::SlowDown => {
-            metrics::counter!("datacube_secret_checks_throttled_total").increment(1);
-            Err(app.wechat_error(ErrCode::MinuteQuotaReached))
+        Verdict::Right => {
+            app.upgrade_secret(SecretOf::Account, appid, &account.secret_hash, secret)
+                .await;
+            Ok(account)
         }
-        // Too many sign-ins waiting: WeChat's "busy, retry".
+        Verdict::Wrong => Err(app.wechat_error(ErrCode::InvalidAppsecret)),
+        // Too many argon2 checks waiting: WeChat's "busy, retry".
         Verdict::Busy => Err(app.wechat_error(ErrCode::SystemError)),
     }
 }
@@ -342,14 +352,15 @@ async fn token(app: App, req: Request) -> Response {
     let Some(secret) = secret else {
         return app.wechat_error(ErrCode::AppsecretMissing);
     };
-    if let Err(resp) = authenticate(&app, &appid, &secret).await {
-        return resp;
-    }
+    let account = match authenticate(&app, &appid, &secret).await {
+        Ok(account) => account,
+        Err(resp) => return resp,
+    };
     let now = app.clock().unix();
     let quota = app.config().token_daily_quota;
     let issued = app
         .store()
-        .issue_basic_token(&appid, new_token(), now, quota)
+        .issue_basic_token(&account, new_token(), now, quota)
         .await;
     app.forget_tokens(&appid, TokenKind::Basic);
     match issued {
@@ -362,6 +373,7 @@ async fn token(app: App, req: Request) -> Response {
             metrics::counter!("datacube_quota_refusals_total", "api" => "token").increment(1);
             app.wechat_error(ErrCode::DailyQuotaReached)
         }
+        Err(StoreError::AccountGone(_)) => app.account_gone(&appid),
         Err(e) => app.internal("issuing a token failed", &e),
     }
 }
@@ -398,13 +410,14 @@ async fn stable_token(app: App, req: Request) -> Response {
     let Some(secret) = request.secret.filter(|s| !s.is_empty()) else {
         return app.wechat_error(ErrCode::AppsecretMissing);
     };
-    if let Err(resp) = authenticate(&app, &appid, &secret).await {
-        return resp;
-    }
+    let account = match authenticate(&app, &appid, &secret).await {
+        Ok(account) => account,
+        Err(resp) => return resp,
+    };
     let now = app.clock().unix();
     let issued = app
         .store()
-        .stable_token(&appid, new_token(), now, request.force_refresh)
+        .stable_token(&account, new_token(), now, request.force_refresh)
         .await;
     app.forget_tokens(&appid, TokenKind::Stable);
     match issued {
@@ -417,6 +430,7 @@ async fn stable_token(app: App, req: Request) -> Response {
                 .increment(1);
             app.wechat_error(ErrCode::DailyQuotaReached)
         }
+        Err(StoreError::AccountGone(_)) => app.account_gone(&appid),
         Err(e) => app.internal("issuing a stable token failed", &e),
     }
 }

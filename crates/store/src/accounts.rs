@@ -24,18 +24,61 @@ pub(crate) fn add_account(db: &dyn Db, a: &AccountRecord, replace: bool) -> Resu
     if exists && !replace {
         return Err(StoreError::AccountExists(a.appid.clone()));
     }
+    // A new incarnation for a new account; a replaced secret keeps the account's.
+    let incarnation = rand::random_range(1..i64::MAX);
     db.exec(
-        "INSERT INTO account (appid, secret_hash, verified, created_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO account (appid, secret_hash, verified, created_at, incarnation)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (appid) DO UPDATE SET secret_hash = excluded.secret_hash,
                                            verified = excluded.verified",
-        p![&a.appid, &a.secret_hash, a.verified, a.created_at],
+        p![
+            &a.appid,
+            &a.secret_hash,
+            a.verified,
+            a.created_at,
+            incarnation
+        ],
     )?;
     Ok(())
 }
 
+/// Refuses a write for `appid` unless the account exists — as `incarnation`, when given —
+/// now, inside the write's transaction: what began before a removal ends with nothing
+/// written ([`StoreError::AccountGone`]).
+pub(crate) fn fence(tx: &dyn Db, appid: &str, incarnation: Option<i64>) -> Result<()> {
+    let current = tx.opt(
+        "SELECT incarnation FROM account WHERE appid = ?1",
+        p![appid],
+        |r| r.int(0),
+    )?;
+    match (current, incarnation) {
+        (Some(now), Some(then)) if now != then => Err(StoreError::AccountGone(appid.to_owned())),
+        (Some(_), _) => Ok(()),
+        (None, _) => Err(StoreError::AccountGone(appid.to_owned())),
+    }
+}
+
+/// Replaces the secret hash of account (or, with `component`, component) `appid` by `new` if
+/// it is still `old`; returns whether it was.
+pub(crate) fn replace_secret_hash(
+    component: bool,
+    db: &dyn Db,
+    appid: &str,
+    old: &str,
+    new: &str,
+) -> Result<bool> {
+    let sql = if component {
+        "UPDATE component SET secret_hash = ?3 WHERE appid = ?1 AND secret_hash = ?2"
+    } else {
+        "UPDATE account SET secret_hash = ?3 WHERE appid = ?1 AND secret_hash = ?2"
+    };
+    Ok(db.exec(sql, p![appid, old, new])? > 0)
+}
+
 pub(crate) fn account(db: &dyn Db, appid: &str) -> Result<Option<AccountRecord>> {
     db.opt(
-        "SELECT appid, secret_hash, verified, created_at FROM account WHERE appid = ?1",
+        "SELECT appid, secret_hash, verified, created_at, incarnation FROM account
+         WHERE appid = ?1",
         p![appid],
         account_from_row,
     )
@@ -43,7 +86,8 @@ pub(crate) fn account(db: &dyn Db, appid: &str) -> Result<Option<AccountRecord>>
 
 pub(crate) fn accounts(db: &dyn Db) -> Result<Vec<AccountRecord>> {
     db.all(
-        "SELECT appid, secret_hash, verified, created_at FROM account ORDER BY appid",
+        "SELECT appid, secret_hash, verified, created_at, incarnation FROM account
+         ORDER BY appid",
         p![],
         account_from_row,
     )
@@ -60,11 +104,12 @@ pub(crate) fn token(db: &dyn Db, token: &str) -> Result<Option<TokenRecord>> {
 
 pub(crate) fn issue_basic_token(
     tx: &dyn Db,
-    appid: &str,
+    (appid, incarnation): (&str, i64),
     token: String,
     now: i64,
     daily_quota: u32,
 ) -> Result<Issued> {
+    fence(tx, appid, Some(incarnation))?;
     let day = format_date(china_date(now));
     if !take(tx, appid, "token", &day, u64::from(daily_quota), now)? {
         return Ok(Issued::QuotaExceeded);
@@ -84,11 +129,12 @@ pub(crate) fn issue_basic_token(
 
 pub(crate) fn stable_token(
     tx: &dyn Db,
-    appid: &str,
+    (appid, incarnation): (&str, i64),
     candidate: String,
     now: i64,
     force_refresh: bool,
 ) -> Result<Issued> {
+    fence(tx, appid, Some(incarnation))?;
     let day = format_date(china_date(now));
     if !take(
         tx,
@@ -162,11 +208,12 @@ pub(crate) fn stable_token(
 /// Takes one use of `api` if fewer than `limit` were taken on `day`.
 pub(crate) fn quota_take(
     tx: &dyn Db,
-    appid: &str,
+    (appid, incarnation): (&str, i64),
     api: &str,
     day: Date,
     limit: u64,
 ) -> Result<bool> {
+    fence(tx, appid, Some(incarnation))?;
     take(tx, appid, api, &format_date(day), limit, 0)
 }
 
@@ -192,12 +239,15 @@ pub(crate) fn bump_change(tx: &dyn Db, appid: &str) -> Result<()> {
     Ok(())
 }
 
-/// Accounts whose statistics changed after change `seq`, with their latest change number.
-pub(crate) fn changes_since(db: &dyn Db, seq: i64) -> Result<Vec<(String, i64)>> {
+/// Accounts whose statistics changed after change `seq`, with their latest change number and
+/// the incarnation the account is now (`None`: removed).
+pub(crate) fn changes_since(db: &dyn Db, seq: i64) -> Result<Vec<(String, i64, Option<i64>)>> {
     db.all(
-        "SELECT appid, seq FROM stat_change WHERE seq > ?1 ORDER BY seq",
+        "SELECT c.appid, c.seq, a.incarnation FROM stat_change c
+         LEFT JOIN account a ON a.appid = c.appid
+         WHERE c.seq > ?1 ORDER BY c.seq",
         p![seq],
-        |r| Ok((r.text(0)?.to_owned(), r.int(1)?)),
+        |r| Ok((r.text(0)?.to_owned(), r.int(1)?, r.opt_int(2)?)),
     )
 }
 
@@ -207,6 +257,7 @@ fn account_from_row(r: &dyn DbRow) -> Result<AccountRecord> {
         secret_hash: r.text(1)?.to_owned(),
         verified: r.int(2)? != 0,
         created_at: r.int(3)?,
+        incarnation: r.int(4)?,
     })
 }
 

@@ -95,6 +95,12 @@ pub(crate) fn issue_token(
     token: &str,
     now: i64,
 ) -> Result<()> {
+    // An authorizer's token only while its grant stands (a removed account has none).
+    if let (TokenKind::Authorizer, Some(component)) = (kind, component) {
+        if grant(tx, component, appid)?.is_none() {
+            return Err(crate::StoreError::AccountGone(appid.to_owned()));
+        }
+    }
     tx.exec(
         "INSERT INTO token (token, appid, kind, issued_at, expires_at, component)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -179,6 +185,7 @@ fn grant_from_row(r: &dyn DbRow) -> Result<Grant> {
 
 /// Records (or replaces) `authorizer`'s grant of `sets` to `component`.
 pub(crate) fn put_grant(tx: &dyn Db, g: &Grant) -> Result<()> {
+    crate::accounts::fence(tx, &g.authorizer, None)?;
     let sets = g
         .sets
         .iter()

@@ -1,19 +1,92 @@
 //! Ingesting events (NDJSON): each line is parsed and checked; the good lines of a batch are
 //! stored and counted in one transaction, the bad ones are reported with their line number.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use crate::{Store, StoreError};
 use jiff::civil::Date;
 use serde::Serialize;
 
 /// One refused line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Rejected {
     /// 1-based line number in the input.
     pub line: usize,
     /// What is wrong with it.
     pub reason: String,
+}
+
+/// Rejected lines named in a report at most; the others are counted.
+pub const NAMED_REJECTIONS: usize = 1000;
+/// A reason is cut to this many characters (it may quote the line).
+const REASON_CHARS: usize = 300;
+
+/// Refused lines: every one counted, the first `named` of them (by line number, whatever
+/// order they come in) kept with their reason — memory stays bounded however many lines are
+/// bad.
+#[derive(Debug, Clone)]
+pub struct Rejections {
+    named: usize,
+    kept: BinaryHeap<Rejected>,
+    total: usize,
+}
+
+impl Default for Rejections {
+    fn default() -> Rejections {
+        Rejections::keeping(NAMED_REJECTIONS)
+    }
+}
+
+impl Rejections {
+    /// Keeping the first `named` lines' reasons.
+    pub fn keeping(named: usize) -> Rejections {
+        Rejections {
+            named,
+            kept: BinaryHeap::new(),
+            total: 0,
+        }
+    }
+
+    /// Line `line` is refused for `reason`.
+    pub fn push(&mut self, line: usize, reason: impl Into<String>) {
+        self.total += 1;
+        if self.kept.len() >= self.named && self.kept.peek().is_some_and(|r| r.line < line) {
+            return;
+        }
+        let mut reason = reason.into();
+        if let Some((cut, _)) = reason.char_indices().nth(REASON_CHARS) {
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        self.kept.push(Rejected { line, reason });
+        if self.kept.len() > self.named {
+            self.kept.pop();
+        }
+    }
+
+    /// Every line refused so far.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The lines kept, by line number.
+    pub fn named(&self) -> Vec<Rejected> {
+        self.kept.clone().into_sorted_vec()
+    }
+
+    /// Adds `other`'s.
+    pub fn merge(&mut self, other: Rejections) {
+        let more = other.total - other.kept.len();
+        for r in other.kept {
+            self.push(r.line, r.reason);
+        }
+        self.total += more;
+    }
 }
 
 /// What an ingestion did.
@@ -23,8 +96,10 @@ pub struct IngestReport {
     pub accepted: usize,
     /// Events whose `id` had been accepted before: ignored.
     pub duplicates: usize,
-    /// Lines refused, with the reason.
+    /// Lines refused, with the reason: the first [`NAMED_REJECTIONS`] of them.
     pub rejected: Vec<Rejected>,
+    /// Lines refused in all.
+    pub rejected_total: usize,
 }
 
 impl IngestReport {
@@ -32,13 +107,19 @@ impl IngestReport {
     pub fn merge(&mut self, other: IngestReport) {
         self.accepted += other.accepted;
         self.duplicates += other.duplicates;
-        self.rejected.extend(other.rejected);
+        let mut rejected = Rejections::default();
+        for r in self.rejected.drain(..).chain(other.rejected) {
+            rejected.push(r.line, r.reason);
+        }
+        self.rejected = rejected.named();
+        self.rejected_total += other.rejected_total;
     }
 }
 
-/// Whether accounts exist, remembered across batches.
+/// The accounts seen, remembered across batches: the incarnation each was when first seen,
+/// `None` for an appid with no account.
 #[derive(Debug, Default)]
-pub struct KnownAccounts(HashMap<String, bool>);
+pub struct KnownAccounts(HashMap<String, Option<i64>>);
 
 /// Ingests one batch of numbered lines (blank lines are skipped). Returns the report and the
 /// accounts whose statistics changed.
@@ -55,11 +136,13 @@ pub async fn ingest_lines<L: AsRef<str>>(
 /// A batch parsed, checked and prepared for storing, not stored yet.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    /// The accounts of the good events, and which one each event is of, in order.
+    /// The accounts of the good events, and which one each event is of, in order, and its
+    /// line.
     appids: Vec<String>,
     account_of: Vec<u32>,
+    lines: Vec<usize>,
     batch: crate::Batch,
-    rejected: Vec<Rejected>,
+    rejected: Rejections,
 }
 
 impl Parsed {
@@ -71,13 +154,28 @@ impl Parsed {
     ) -> Result<(IngestReport, BTreeSet<String>), StoreError> {
         let (appids, account_of) = (self.appids, self.account_of);
         let outcome = store.ingest_batch(self.batch, yesterday).await?;
-        let mut report = IngestReport {
-            rejected: self.rejected,
-            ..IngestReport::default()
-        };
+        let mut rejected = self.rejected;
+        let mut report = IngestReport::default();
         let mut changed = BTreeSet::new();
-        for (account, accepted) in account_of.into_iter().zip(outcome.accepted) {
-            if accepted {
+        let gone: Vec<usize> = appids
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| outcome.gone.contains(a))
+            .map(|(i, _)| i)
+            .collect();
+        for ((account, accepted), line) in
+            account_of.into_iter().zip(outcome.accepted).zip(self.lines)
+        {
+            if gone.contains(&(account as usize)) {
+                // Removed (or removed and added again) while this batch was on its way.
+                rejected.push(
+                    line,
+                    format!(
+                        "account {} was removed before its events were stored",
+                        appids[account as usize]
+                    ),
+                );
+            } else if accepted {
                 report.accepted += 1;
                 if let Some(appid) = appids.get(account as usize) {
                     if !changed.contains(appid) {
@@ -88,6 +186,8 @@ impl Parsed {
                 report.duplicates += 1;
             }
         }
+        report.rejected = rejected.named();
+        report.rejected_total = rejected.total();
         Ok((report, changed))
     }
 }
@@ -100,7 +200,8 @@ pub async fn parse_lines<L: AsRef<str>>(
     known: &mut KnownAccounts,
 ) -> Result<Parsed, StoreError> {
     let mut events = Vec::with_capacity(lines.len());
-    let mut rejected = Vec::new();
+    let mut numbers = Vec::with_capacity(lines.len());
+    let mut rejected = Rejections::default();
     for (number, line) in lines {
         let line = line.as_ref();
         if line.trim().is_empty() {
@@ -109,32 +210,30 @@ pub async fn parse_lines<L: AsRef<str>>(
         let event = match datacube_engine::parse_line(line) {
             Ok(event) => event,
             Err(e) => {
-                rejected.push(Rejected {
-                    line: *number,
-                    reason: e.to_string(),
-                });
+                rejected.push(*number, e.to_string());
                 continue;
             }
         };
-        let exists = match known.0.get(&event.appid) {
-            Some(exists) => *exists,
+        let incarnation = match known.0.get(&event.appid) {
+            Some(incarnation) => *incarnation,
             None => {
-                let exists = store.account(&event.appid).await?.is_some();
-                known.0.insert(event.appid.clone(), exists);
-                exists
+                let incarnation = store.account(&event.appid).await?.map(|a| a.incarnation);
+                known.0.insert(event.appid.clone(), incarnation);
+                incarnation
             }
         };
-        if !exists {
-            rejected.push(Rejected {
-                line: *number,
-                reason: format!(
+        if incarnation.is_none() {
+            rejected.push(
+                *number,
+                format!(
                     "no account {}; add it first (datacube account add)",
                     event.appid
                 ),
-            });
+            );
             continue;
         }
         events.push(event);
+        numbers.push(*number);
     }
     let mut appids: Vec<String> = Vec::new();
     let mut index: HashMap<String, u32> = HashMap::new();
@@ -154,10 +253,16 @@ pub async fn parse_lines<L: AsRef<str>>(
             i
         })
         .collect();
+    // Stored only for the accounts as they were when their events were checked.
+    let fence: Vec<(String, i64)> = appids
+        .iter()
+        .filter_map(|a| Some((a.clone(), known.0.get(a).copied().flatten()?)))
+        .collect();
     Ok(Parsed {
         appids,
         account_of,
-        batch: crate::Batch::prepare(events)?,
+        lines: numbers,
+        batch: crate::Batch::prepare(events)?.fenced(fence),
         rejected,
     })
 }

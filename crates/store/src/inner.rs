@@ -24,19 +24,21 @@ impl Inner {
                 accounts::bump_change(tx, appid)
             })
         })?;
+        let gone = batch.gone().to_vec();
         // Freeing a large batch's events takes a while: not on the writer's time.
         if batch.len() >= 10_000 {
             std::thread::spawn(move || drop(batch));
         }
-        Ok(IngestOutcome { accepted })
+        Ok(IngestOutcome { accepted, gone })
     }
 
     pub(crate) fn ingest_deferred(&self, mut batch: Batch) -> Result<IngestOutcome> {
         let accepted = self.write(|tx| events::store_batch_deferred(tx, &mut batch))?;
+        let gone = batch.gone().to_vec();
         if batch.len() >= 10_000 {
             std::thread::spawn(move || drop(batch));
         }
-        Ok(IngestOutcome { accepted })
+        Ok(IngestOutcome { accepted, gone })
     }
 
     /// Stores a bulk load (see [`bulk`]): the sorted events are cut into batches of about
@@ -46,6 +48,7 @@ impl Inner {
     pub(crate) fn ingest_sorted(
         &self,
         sorted: bulk::Sorted,
+        fence: &std::collections::HashMap<String, i64>,
         yesterday: Date,
         batch: usize,
         progress: &(dyn Fn(u64) + Sync),
@@ -68,7 +71,8 @@ impl Inner {
             let mut outcome = BulkOutcome::default();
             let mut spread: FxHashSet<String> = FxHashSet::default();
             for part in parts {
-                let bulk::Part { mut batch, partial } = part?;
+                let bulk::Part { batch, partial } = part?;
+                let mut batch = batch.fenced_from(fence);
                 let (accepted, complete) = self.write(|tx| {
                     events::store_bulk(
                         tx,
@@ -86,8 +90,10 @@ impl Inner {
                     spread.insert(appid);
                 }
                 let taken = accepted.iter().filter(|a| **a).count() as u64;
+                let gone = batch.gone_events as u64;
                 outcome.accepted += taken;
-                outcome.duplicates += accepted.len() as u64 - taken;
+                outcome.gone += gone;
+                outcome.duplicates += accepted.len() as u64 - taken - gone;
                 progress(outcome.accepted + outcome.duplicates);
                 if batch.len() >= 10_000 {
                     std::thread::spawn(move || drop(batch));

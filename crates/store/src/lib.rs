@@ -93,6 +93,9 @@ pub enum StoreError {
     /// An account with this appid exists already.
     #[error("account {0} already exists")]
     AccountExists(String),
+    /// The account a write was for was removed (or removed and added again) meanwhile.
+    #[error("account {0} was removed")]
+    AccountGone(String),
     /// The appid is the other kind's: accounts and components never share one.
     #[error("{0} is {1}; an appid belongs to one account or one component")]
     AppidInUse(String, &'static str),
@@ -308,6 +311,27 @@ impl Store {
             .await
     }
 
+    /// Replaces `appid`'s secret hash by `new` if it is still `old`; returns whether it was.
+    pub async fn upgrade_account_secret(&self, appid: &str, old: &str, new: &str) -> Result<bool> {
+        let (appid, old, new) = (appid.to_owned(), old.to_owned(), new.to_owned());
+        self.run(move |s| {
+            s.write(|tx| accounts::replace_secret_hash(false, tx, &appid, &old, &new))
+        })
+        .await
+    }
+
+    /// [`Store::upgrade_account_secret`] for a component.
+    pub async fn upgrade_component_secret(
+        &self,
+        appid: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool> {
+        let (appid, old, new) = (appid.to_owned(), old.to_owned(), new.to_owned());
+        self.run(move |s| s.write(|tx| accounts::replace_secret_hash(true, tx, &appid, &old, &new)))
+            .await
+    }
+
     /// The component with this appid.
     pub async fn component(&self, appid: &str) -> Result<Option<ComponentRecord>> {
         let appid = appid.to_owned();
@@ -430,32 +454,39 @@ impl Store {
 
     /// `/cgi-bin/token`: stores `token` as the account's newest basic token, leaving the
     /// previous ones valid for the 5-minute hand-over, unless the daily quota is used up.
+    /// The account `account` names, as the incarnation it is, must still be there
+    /// ([`StoreError::AccountGone`]).
     pub async fn issue_basic_token(
         &self,
-        appid: &str,
+        account: &AccountRecord,
         token: String,
         now: i64,
         daily_quota: u32,
     ) -> Result<Issued> {
-        let appid = appid.to_owned();
+        let (appid, incarnation) = (account.appid.clone(), account.incarnation);
         self.run(move |s| {
-            s.write(|tx| accounts::issue_basic_token(tx, &appid, token, now, daily_quota))
+            s.write(|tx| {
+                accounts::issue_basic_token(tx, (&appid, incarnation), token, now, daily_quota)
+            })
         })
         .await
     }
 
     /// `/cgi-bin/stable_token`: the current stable token, or `candidate` as a new one when
     /// there is none, it is within 5 minutes of expiry, or a forced refresh is allowed.
+    /// Fenced as [`Store::issue_basic_token`] is.
     pub async fn stable_token(
         &self,
-        appid: &str,
+        account: &AccountRecord,
         candidate: String,
         now: i64,
         force_refresh: bool,
     ) -> Result<Issued> {
-        let appid = appid.to_owned();
+        let (appid, incarnation) = (account.appid.clone(), account.incarnation);
         self.run(move |s| {
-            s.write(|tx| accounts::stable_token(tx, &appid, candidate, now, force_refresh))
+            s.write(|tx| {
+                accounts::stable_token(tx, (&appid, incarnation), candidate, now, force_refresh)
+            })
         })
         .await
     }
@@ -468,10 +499,21 @@ impl Store {
 
     /// Takes one use of `api` by `appid` on China-time `day` if fewer than `limit` were taken;
     /// returns whether it was taken. Counted in the database, so every instance shares it.
-    pub async fn quota_take(&self, appid: &str, api: &str, day: Date, limit: u64) -> Result<bool> {
-        let (appid, api) = (appid.to_owned(), api.to_owned());
-        self.run(move |s| s.write(|tx| accounts::quota_take(tx, &appid, &api, day, limit)))
-            .await
+    /// The account must still be there, as the incarnation `account` is
+    /// ([`StoreError::AccountGone`]).
+    pub async fn quota_take(
+        &self,
+        account: &AccountRecord,
+        api: &str,
+        day: Date,
+        limit: u64,
+    ) -> Result<bool> {
+        let (appid, incarnation, api) =
+            (account.appid.clone(), account.incarnation, api.to_owned());
+        self.run(move |s| {
+            s.write(|tx| accounts::quota_take(tx, (&appid, incarnation), &api, day, limit))
+        })
+        .await
     }
 
     /// Mirrors one answer of `datacube sync`: the stored rows of `endpoint` dated in `window`
@@ -490,6 +532,7 @@ impl Store {
             days::sort_rows(&mut rows);
             let days = days::prepare_days(&rows, window)?;
             s.write(|tx| {
+                accounts::fence(tx, &appid, None)?;
                 days::replace(tx, &appid, endpoint, window, days)?;
                 if let Some(last) = final_through.filter(|l| *l >= window.0) {
                     sync::mark_final(tx, &appid, endpoint, (window.0, last.min(window.1)))?;
@@ -566,6 +609,7 @@ impl Store {
         let appid = appid.to_owned();
         self.run(move |s| {
             s.write(|tx| {
+                accounts::fence(tx, &appid, None)?;
                 let report = days::upsert(tx, &appid, endpoint, &rows)?;
                 if report.inserted + report.updated > 0 {
                     accounts::bump_change(tx, &appid)?;
@@ -600,14 +644,19 @@ impl Store {
     /// account whose events take several batches has its periods marked pending in the same
     /// transactions, so that a load cut short leaves nothing stale: the next bulk load, or
     /// `serve`, recomputes them. `progress` is told how many events were stored so far.
+    ///
+    /// The events of an account are stored only while it is the incarnation `fence` names
+    /// (an account it does not name must exist): an account removed during the load gets
+    /// nothing more ([`BulkOutcome::gone`]).
     pub async fn ingest_sorted(
         &self,
         sorted: bulk::Sorted,
+        fence: std::collections::HashMap<String, i64>,
         yesterday: Date,
         batch: usize,
         progress: impl Fn(u64) + Send + Sync + 'static,
     ) -> Result<BulkOutcome> {
-        self.run(move |s| s.ingest_sorted(sorted, yesterday, batch, &progress))
+        self.run(move |s| s.ingest_sorted(sorted, &fence, yesterday, batch, &progress))
             .await
     }
 
@@ -624,13 +673,18 @@ impl Store {
     }
 
     /// [`Store::ingest_deferred`] of events handed over in parts (joined on the blocking
-    /// thread, not the caller's).
+    /// thread, not the caller's), stored only for the accounts still the incarnations `fence`
+    /// names ([`Batch::fenced`]).
     pub async fn ingest_deferred_parts(
         &self,
         parts: Vec<Vec<datacube_engine::Event>>,
+        fence: Vec<(String, i64)>,
     ) -> Result<IngestOutcome> {
-        self.run(move |s| s.ingest_deferred(Batch::prepare(parts.into_iter().flatten().collect())?))
-            .await
+        self.run(move |s| {
+            let events = parts.into_iter().flatten().collect();
+            s.ingest_deferred(Batch::prepare(events)?.fenced(fence))
+        })
+        .await
     }
 
     /// Recomputes the statistics of every period marked by [`Store::ingest_deferred`];
@@ -648,8 +702,9 @@ impl Store {
     }
 
     /// Accounts whose statistics changed after change number `seq`, with their latest change
-    /// number, oldest first (one indexed read).
-    pub async fn changes_since(&self, seq: i64) -> Result<Vec<(String, i64)>> {
+    /// number and the incarnation the account is now (`None`: removed), oldest first (one
+    /// indexed read). A removal is a change.
+    pub async fn changes_since(&self, seq: i64) -> Result<Vec<(String, i64, Option<i64>)>> {
         self.read(move |db| accounts::changes_since(db, seq)).await
     }
 

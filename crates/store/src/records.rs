@@ -6,12 +6,17 @@
 pub struct AccountRecord {
     /// `wx…`
     pub appid: String,
-    /// PHC string of the secret's hash (argon2id).
+    /// The secret's hash (`datacube_api::account::hash_secret`; argon2id from older
+    /// versions).
     pub secret_hash: String,
     /// Unverified accounts get 48001 from every datacube endpoint.
     pub verified: bool,
     /// Unix seconds (emulated clock).
     pub created_at: i64,
+    /// Which incarnation of the appid this is: drawn by the store when the account is added
+    /// (what is given is ignored), kept when its secret is replaced. A write begun for one
+    /// incarnation is refused once it is gone ([`crate::StoreError::AccountGone`]).
+    pub incarnation: i64,
 }
 
 /// Which API issued a token; the families are isolated from each other.
@@ -150,8 +155,11 @@ pub struct UpsertReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestOutcome {
     /// For each event of the batch, in order: `true` if accepted, `false` if its id had been
-    /// accepted before (a duplicate).
+    /// accepted before (a duplicate) or its account is in [`IngestOutcome::gone`].
     pub accepted: Vec<bool>,
+    /// Accounts whose events were refused: removed (or removed and added again) before the
+    /// batch was stored.
+    pub gone: Vec<String>,
 }
 
 /// What a bulk load ([`Store::ingest_sorted`]) stored.
@@ -161,4 +169,6 @@ pub struct BulkOutcome {
     pub accepted: u64,
     /// Events whose id had been accepted before, or came earlier in the load: ignored.
     pub duplicates: u64,
+    /// Events refused because their account was removed during the load.
+    pub gone: u64,
 }

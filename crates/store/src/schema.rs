@@ -141,6 +141,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // run takes its (mirror, slot, attempt) first, so that instances sharing a database run
     // each scheduled mirror once.
     SYNC_RUNS,
+    // 9: accounts' incarnations, fencing writes against a removal (crate::accounts::fence).
+    INCARNATIONS,
 ];
 
 /// Moves the events of the version-3 `event` table (JSON lines) into the event log, a page at
@@ -172,11 +174,19 @@ pub(crate) fn move_v3_events(tx: &rusqlite::Connection) -> crate::Result<()> {
                 }
             })
             .collect();
-        crate::events::append(tx, &mut crate::events::Batch::prepare(events)?)?;
+        crate::events::append(tx, &mut crate::events::Batch::prepare(events)?.unchecked())?;
     }
     tx.execute_batch("DROP TABLE event")?;
     Ok(())
 }
+
+/// Version 9 (PostgreSQL's 4, through [`for_postgres`]): which incarnation of an appid an
+/// account is — a random number drawn when it is added, so that a write begun for an account
+/// that was removed (and perhaps added again) meanwhile is refused. Accounts of older versions
+/// are incarnation 0.
+pub(crate) const INCARNATIONS: &str = r#"
+    ALTER TABLE account ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0;
+"#;
 
 /// Version 7 (PostgreSQL's 2, through [`for_postgres`]): third-party platforms.
 pub(crate) const COMPONENTS: &str = r#"

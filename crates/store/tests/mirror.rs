@@ -44,10 +44,23 @@ fn rows(endpoint: Endpoint) -> Vec<Row> {
         .rows
 }
 
-fn store() -> (tempfile::TempDir, Store) {
+/// A fresh store with the accounts the tests mirror (rows of no account are refused).
+async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let url = datacube_store::testing::fresh_database(dir.path(), "mirror");
     let store = Store::open(&url).unwrap();
+    for appid in ["wxsorted", "wxshuffled", "wx1"] {
+        store
+            .add_account(datacube_store::AccountRecord {
+                appid: appid.into(),
+                secret_hash: String::new(),
+                verified: true,
+                created_at: 0,
+                incarnation: 0,
+            })
+            .await
+            .unwrap();
+    }
     (dir, store)
 }
 
@@ -72,7 +85,7 @@ proptest! {
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let (_dir, store) = store();
+            let (_dir, store) = store().await;
             for (endpoint, shuffled) in [
                 (Endpoint::GetUserSummary, summary),
                 (Endpoint::GetUserReadHour, hourly),
@@ -100,7 +113,7 @@ proptest! {
 
 #[tokio::test]
 async fn rows_dated_outside_the_window_are_not_stored() {
-    let (_dir, store) = store();
+    let (_dir, store) = store().await;
     let mut list = rows(Endpoint::GetUserSummary);
     list.reverse();
     // The window is the first three days: the other four are outside it.

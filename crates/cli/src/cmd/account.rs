@@ -137,6 +137,7 @@ async fn account_add(
         secret_hash: hash,
         verified,
         created_at: jiff::Timestamp::now().as_second(),
+        incarnation: 0, // drawn by the store
     };
     match store.add_account(record).await {
         Ok(()) => {

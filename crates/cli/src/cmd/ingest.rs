@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use datacube_store::bulk::{Piece, Sorter};
-use datacube_store::ingest::Rejected;
+use datacube_store::ingest::Rejections;
 use datacube_store::Store;
 
 use crate::args::{ClockArg, DatabaseArg};
@@ -45,7 +45,7 @@ pub struct IngestArgs {
     temp_dir: Option<PathBuf>,
 }
 
-/// How many rejected lines are printed (all are counted).
+/// How many rejected lines are printed and kept in memory (all are counted).
 const SHOWN_REJECTIONS: usize = 100;
 /// The size of the blocks the file is read and parsed in.
 const BLOCK: usize = 4 << 20;
@@ -90,7 +90,7 @@ pub async fn run(args: IngestArgs) -> Result<()> {
             )
         })
     };
-    let (sorted, runs, mut rejected) = sorting.await.context("reading events")??;
+    let (sorted, fence, runs, rejected) = sorting.await.context("reading events")??;
     tracing::info!(
         events = sorted.len(),
         runs,
@@ -107,7 +107,9 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         let bar = bar.clone();
         let batch = usize::try_from(args.batch).unwrap_or(usize::MAX);
         store
-            .ingest_sorted(sorted, yesterday, batch, move |n| bar.set_position(n))
+            .ingest_sorted(sorted, fence, yesterday, batch, move |n| {
+                bar.set_position(n)
+            })
             .await
             .context("storing events")?
     };
@@ -119,29 +121,31 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         "events stored and statistics computed"
     );
 
-    rejected.sort_by_key(|r| r.line);
-    for r in rejected.iter().take(SHOWN_REJECTIONS) {
+    let shown = rejected.named();
+    for r in &shown {
         eprintln!("line {}: {}", r.line, r.reason);
     }
-    if rejected.len() > SHOWN_REJECTIONS {
+    if rejected.total() > shown.len() {
         eprintln!(
             "… and {} more rejected lines",
-            rejected.len() - SHOWN_REJECTIONS
+            rejected.total() - shown.len()
         );
     }
+    if outcome.gone > 0 {
+        eprintln!(
+            "{} events not stored: their account was removed during the load",
+            outcome.gone
+        );
+    }
+    let rejected = rejected.total() + usize::try_from(outcome.gone).unwrap_or(usize::MAX);
     println!(
         "{} accepted, {} duplicates, {} rejected",
-        outcome.accepted,
-        outcome.duplicates,
-        rejected.len()
+        outcome.accepted, outcome.duplicates, rejected
     );
-    if !rejected.is_empty() {
+    if rejected > 0 {
         return Err(Exit::code(
             3,
-            format!(
-                "{} lines were rejected (the others were stored)",
-                rejected.len()
-            ),
+            format!("{rejected} lines were rejected (the others were stored)"),
         ));
     }
     Ok(())
@@ -183,13 +187,19 @@ fn sort_file(
     runtime: &tokio::runtime::Handle,
     mut sorter: Sorter,
     bar: &indicatif::ProgressBar,
-) -> Result<(datacube_store::bulk::Sorted, usize, Vec<Rejected>)> {
+) -> Result<(
+    datacube_store::bulk::Sorted,
+    HashMap<String, i64>,
+    usize,
+    Rejections,
+)> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
     let (blocks_tx, blocks_rx) = mpsc::sync_channel::<Block>(workers);
     let blocks_rx = Arc::new(Mutex::new(blocks_rx));
-    let (pieces_tx, pieces_rx) = mpsc::sync_channel::<(Piece, Vec<Rejected>)>(workers);
-    let mut rejected: Vec<Rejected> = Vec::new();
-    let mut known: HashMap<String, bool> = HashMap::new();
+    let (pieces_tx, pieces_rx) = mpsc::sync_channel::<(Piece, Rejections)>(workers);
+    let mut rejected = Rejections::keeping(SHOWN_REJECTIONS);
+    // Each account's incarnation when first seen (`None`: no such account).
+    let mut known: HashMap<String, Option<i64>> = HashMap::new();
     std::thread::scope(|scope| -> Result<()> {
         let read = std::thread::Builder::new()
             .name("datacube-read".into())
@@ -219,24 +229,22 @@ fn sort_file(
                 // Drain, so that the reader and the parsers end.
                 continue;
             }
-            rejected.extend(bad);
+            rejected.merge(bad);
             outcome = (|| -> Result<()> {
                 for appid in piece.appids() {
                     if !known.contains_key(appid) {
-                        let exists = runtime.block_on(store.account(appid))?.is_some();
-                        known.insert(appid.clone(), exists);
+                        let account = runtime.block_on(store.account(appid))?;
+                        known.insert(appid.clone(), account.map(|a| a.incarnation));
                     }
                 }
                 sorter.add(
                     piece,
-                    |appid| known.get(appid).copied().unwrap_or(false),
+                    |appid| known.get(appid).is_some_and(Option::is_some),
                     |line, appid| {
-                        rejected.push(Rejected {
-                            line: line as usize,
-                            reason: format!(
-                                "no account {appid}; add it first (datacube account add)"
-                            ),
-                        })
+                        rejected.push(
+                            line as usize,
+                            format!("no account {appid}; add it first (datacube account add)"),
+                        )
                     },
                 )?;
                 Ok(())
@@ -249,7 +257,12 @@ fn sort_file(
         read
     })?;
     let runs = sorter.runs();
-    Ok((sorter.finish()?, runs, rejected))
+    // Stored only for the accounts as they were when their events were read.
+    let fence = known
+        .into_iter()
+        .filter_map(|(appid, incarnation)| Some((appid, incarnation?)))
+        .collect();
+    Ok((sorter.finish()?, fence, runs, rejected))
 }
 
 /// Reads blocks of about [`BLOCK`] bytes, each cut after a newline, numbering lines.
@@ -325,15 +338,16 @@ fn read_blocks(
     }
 }
 
-/// Parses a block's lines: the events into a piece, the bad lines with their reason.
-fn parse_block(block: &Block) -> (Piece, Vec<Rejected>) {
+/// Parses a block's lines: the events into a piece, the bad lines with their reason (the
+/// first few kept, all counted).
+fn parse_block(block: &Block) -> (Piece, Rejections) {
     let mut piece = Piece::new();
-    let mut rejected = Vec::new();
+    let mut rejected = Rejections::keeping(SHOWN_REJECTIONS);
     if block.oversized {
-        rejected.push(Rejected {
-            line: block.first as usize,
-            reason: format!("longer than {} MiB", MAX_LINE >> 20),
-        });
+        rejected.push(
+            block.first as usize,
+            format!("longer than {} MiB", MAX_LINE >> 20),
+        );
         return (piece, rejected);
     }
     let mut line = block.first;
@@ -358,10 +372,7 @@ fn parse_block(block: &Block) -> (Piece, Vec<Rejected>) {
                 Err(e) => e.to_string(),
             },
         };
-        rejected.push(Rejected {
-            line: number as usize,
-            reason,
-        });
+        rejected.push(number as usize, reason);
     }
     (piece, rejected)
 }

@@ -15,27 +15,50 @@ pub mod push;
 pub mod serve;
 pub mod sync;
 
-/// Fails unless the database has the account `appid` (the commands that record for one).
-pub async fn account_must_exist(store: &datacube_store::Store, appid: &str) -> anyhow::Result<()> {
-    if store.account(appid).await?.is_none() {
-        anyhow::bail!("no account {appid}; add it first with `datacube account add`");
+/// The account `appid`; fails unless the database has it (the commands that record for one).
+pub async fn account_must_exist(
+    store: &datacube_store::Store,
+    appid: &str,
+) -> anyhow::Result<datacube_store::AccountRecord> {
+    match store.account(appid).await? {
+        Some(account) => Ok(account),
+        None => anyhow::bail!("no account {appid}; add it first with `datacube account add`"),
     }
-    Ok(())
 }
 
-/// What `push` and `proxy` record into: the store (which must have the account `appid`), the
+/// What `push` and `proxy` record with: a recorder into the store (which must have the
+/// account `appid`; it records for that account as it is now, see [`Recorder::start`]), the
 /// metrics endpoint if asked for, and "now" by the command's clock.
+///
+/// [`Recorder::start`]: datacube_push::recorder::Recorder::start
 pub async fn recording_for(
     db: &crate::args::DatabaseArg,
     appid: &str,
     metrics_listen: Option<SocketAddr>,
     clock: &crate::args::ClockArg,
-) -> anyhow::Result<(datacube_store::Store, datacube_push::recorder::Now)> {
+) -> anyhow::Result<(
+    datacube_push::recorder::Recorder,
+    datacube_push::recorder::Now,
+)> {
     let store = crate::open(&db.database)?;
-    account_must_exist(&store, appid).await?;
+    let account = account_must_exist(&store, appid).await?;
     metrics_endpoint(metrics_listen).await?;
     let clock = clock.clock();
-    Ok((store, std::sync::Arc::new(move || clock.now())))
+    let now: datacube_push::recorder::Now = std::sync::Arc::new(move || clock.now());
+    let recorder = datacube_push::recorder::Recorder::start(store, now.clone(), &account);
+    Ok((recorder, now))
+}
+
+/// The end of `push` or `proxy`: partial success (exit 3) when `gone` events were refused
+/// because the account was removed while they recorded.
+pub fn account_removed_while_recording(appid: &str, gone: usize) -> anyhow::Result<()> {
+    if gone == 0 {
+        return Ok(());
+    }
+    Err(crate::Exit::code(
+        3,
+        format!("{gone} events not recorded: account {appid} was removed while recording"),
+    ))
 }
 
 /// What writing to standard output ended with: a reader that went away (`datacube … | head`)

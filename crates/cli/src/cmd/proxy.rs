@@ -89,9 +89,8 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
             .unwrap_or_else(datacube_push::proxy::default_max_connections),
         ..datacube_push::proxy::Limits::default()
     };
-    let (store, now) =
+    let (recorder, now) =
         super::recording_for(&args.db, &args.appid, args.metrics_listen, &args.clock).await?;
-    let recorder = datacube_push::recorder::Recorder::start(store, now.clone());
     let shutdown = super::shutdown_signal()?;
     let workers = args
         .workers
@@ -118,5 +117,5 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         "recorded {} events in {} ({} already there)",
         recorded.accepted, args.db.database, recorded.duplicates
     );
-    Ok(())
+    super::account_removed_while_recording(&args.appid, recorded.gone)
 }

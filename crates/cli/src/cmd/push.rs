@@ -99,7 +99,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
             "--mode compat and safe encrypt: give the EncodingAESKey with --aes-key",
         ));
     }
-    let (store, now) =
+    let (recorder, now) =
         super::recording_for(&args.db, &args.appid, args.metrics_listen, &args.clock).await?;
     let config = Arc::new(Config {
         original_id: args
@@ -123,7 +123,6 @@ pub async fn run(args: PushArgs) -> Result<()> {
     let client = driver::http_client(config.concurrency)?;
     driver::verify_url(&client, &config, &now).await?;
     eprintln!("{} passed URL verification", config.url);
-    let recorder = datacube_push::recorder::Recorder::start(store, now.clone());
     let stats = Arc::new(Stats::default());
     let started = std::time::Instant::now();
     let line = |s: &Stats, elapsed: f64| {
@@ -200,5 +199,5 @@ pub async fn run(args: PushArgs) -> Result<()> {
         "  recorded {} events in {} ({} already there)",
         recorded.accepted, args.db.database, recorded.duplicates
     );
-    Ok(())
+    super::account_removed_while_recording(&args.appid, recorded.gone)
 }

@@ -71,7 +71,11 @@ fn trickle(
 }
 
 /// What an honest client saw: how long each of its calls took (`None`: failed).
-async fn honest_client(base: &str, (appid, secret): (&str, &str), for_how_long: Duration) -> Vec<Option<Duration>> {
+async fn honest_client(
+    base: &str,
+    (appid, secret): (&str, &str),
+    for_how_long: Duration,
+) -> Vec<Option<Duration>> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -97,12 +101,17 @@ async fn honest_client(base: &str, (appid, secret): (&str, &str), for_how_long: 
         let Some(token) = token else { continue };
         let at = Instant::now();
         let stats = client
-            .post(format!("{base}/datacube/getusersummary?access_token={token}"))
+            .post(format!(
+                "{base}/datacube/getusersummary?access_token={token}"
+            ))
             .body(r#"{"begin_date":"2026-06-01","end_date":"2026-06-07"}"#)
             .send()
             .await;
         let ok = match stats {
-            Ok(answer) => answer.text().await.is_ok_and(|t| t.starts_with(r#"{"list":["#)),
+            Ok(answer) => answer
+                .text()
+                .await
+                .is_ok_and(|t| t.starts_with(r#"{"list":["#)),
             Err(_) => false,
         };
         took.push(ok.then(|| at.elapsed()));
@@ -177,10 +186,7 @@ async fn slow_bodies_and_slow_heads_take_nothing_from_an_honest_client() {
     kill(&served.child, "-TERM");
     let _ = served.child.wait().await;
     let log = log.await.unwrap();
-    let lines = log
-        .lines()
-        .filter(|l| l.contains("by the limits"))
-        .count();
+    let lines = log.lines().filter(|l| l.contains("by the limits")).count();
     assert!(
         (1..=5).contains(&lines),
         "closings summed up every 10 s, not logged one by one: {lines} lines\n{}",

@@ -419,6 +419,7 @@ async fn local_account(
             created_at: existing
                 .as_ref()
                 .map_or_else(|| (ctx.now)().as_second(), |a| a.created_at),
+            incarnation: 0, // drawn by the store
         })
         .await?;
     Ok(Some(said.to_owned()))

@@ -32,7 +32,7 @@ async fn ingested_events_are_served_and_resending_changes_nothing() {
     let report = ingest(&t, &batch()).await;
     assert_eq!(
         report,
-        serde_json::json!({"accepted": 7, "duplicates": 0, "rejected": []})
+        serde_json::json!({"accepted": 7, "duplicates": 0, "rejected": [], "rejected_total": 0})
     );
     let token = t.token().await;
     let summary = t
@@ -65,7 +65,7 @@ async fn ingested_events_are_served_and_resending_changes_nothing() {
     let report = ingest(&t, &batch()).await;
     assert_eq!(
         report,
-        serde_json::json!({"accepted": 0, "duplicates": 7, "rejected": []})
+        serde_json::json!({"accepted": 0, "duplicates": 7, "rejected": [], "rejected_total": 0})
     );
     assert_eq!(
         t.datacube("getinterfacesummary", &token, "2024-05-01", "2024-05-19")

@@ -46,6 +46,23 @@ pub(super) fn union(a: Option<(Date, Date)>, b: Option<(Date, Date)>) -> Option<
 pub struct Batch {
     pub(super) len: usize,
     pub(super) accounts: Vec<AccountBatch>,
+    /// Which accounts' events may be stored (see [`fence`]).
+    pub(super) fence: Fence,
+    /// Accounts whose events were refused by the fence, and how many events they had.
+    pub(super) gone: Vec<String>,
+    pub(crate) gone_events: usize,
+}
+
+/// What a batch's accounts must be when it is stored.
+#[derive(Debug, Default)]
+pub(super) enum Fence {
+    /// Each must exist.
+    #[default]
+    Exists,
+    /// Each must exist as the incarnation given (where one is given).
+    Incarnations(rustc_hash::FxHashMap<String, i64>),
+    /// Nothing is checked (a migration moving stored events).
+    Unchecked,
 }
 
 #[derive(Debug)]
@@ -219,7 +236,40 @@ impl Batch {
                 }
             }
         }
-        Ok(Batch { len, accounts })
+        Ok(Batch {
+            len,
+            accounts,
+            fence: Fence::Exists,
+            gone: Vec::new(),
+            gone_events: 0,
+        })
+    }
+
+    /// The batch, to be stored only for the accounts that are still, when it is stored, the
+    /// incarnations `incarnations` names (those it does not name must exist): events begun
+    /// for an account removed meanwhile — and perhaps added again — are refused.
+    pub fn fenced(mut self, incarnations: impl IntoIterator<Item = (String, i64)>) -> Batch {
+        self.fence = Fence::Incarnations(incarnations.into_iter().collect());
+        self
+    }
+
+    /// [`Batch::fenced`] with the incarnations `incarnations` names of the batch's accounts.
+    pub(crate) fn fenced_from(
+        self,
+        incarnations: &std::collections::HashMap<String, i64>,
+    ) -> Batch {
+        let mine: Vec<(String, i64)> = self
+            .accounts
+            .iter()
+            .filter_map(|a| Some((a.appid.clone(), *incarnations.get(&a.appid)?)))
+            .collect();
+        self.fenced(mine)
+    }
+
+    /// The batch, stored whatever its accounts (a migration's move of stored events).
+    pub(crate) fn unchecked(mut self) -> Batch {
+        self.fence = Fence::Unchecked;
+        self
     }
 
     /// How many events the batch holds.
@@ -230,6 +280,11 @@ impl Batch {
     /// Whether the batch holds no event.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The accounts whose events the fence refused when the batch was stored.
+    pub(crate) fn gone(&self) -> &[String] {
+        &self.gone
     }
 }
 
@@ -263,14 +318,44 @@ pub(crate) struct Appended {
 }
 
 /// Stores a prepared batch: duplicates (by id, per account, against the store and earlier in
-/// the batch) are left out, and dropped from the batch. Returns, for each event, whether it
-/// was accepted, and what was stored for each account.
+/// the batch) are left out, and dropped from the batch, and so are the events of accounts the
+/// fence refuses. Returns, for each event, whether it was accepted, and what was stored for
+/// each account.
 pub(crate) fn append(
     tx: &dyn Db,
     batch: &mut Batch,
 ) -> Result<(Vec<bool>, BTreeMap<String, Appended>)> {
+    fence(tx, batch)?;
     let (takes, appended) = store_events(tx, batch)?;
     Ok((keep_taken(batch, takes), appended))
+}
+
+/// Sets aside, inside the writing transaction, the events of every account of `batch` its
+/// fence refuses — removed, or removed and added again, since the batch was checked — and
+/// names those accounts in `batch.gone`: nothing of theirs is stored.
+pub(super) fn fence(tx: &dyn Db, batch: &mut Batch) -> Result<()> {
+    if matches!(batch.fence, Fence::Unchecked) {
+        return Ok(());
+    }
+    for account in &mut batch.accounts {
+        let expected = match &batch.fence {
+            Fence::Incarnations(map) => map.get(&account.appid).copied(),
+            _ => None,
+        };
+        match crate::accounts::fence(tx, &account.appid, expected) {
+            Ok(()) => continue,
+            Err(crate::StoreError::AccountGone(_)) => {}
+            Err(e) => return Err(e),
+        }
+        for c in &mut account.classes {
+            batch.gone_events += c.events.len();
+            c.take.fill(false);
+            c.hashes.fill(None);
+            c.chunks.clear();
+        }
+        batch.gone.push(account.appid.clone());
+    }
+    Ok(())
 }
 
 /// Which events of each class of an account were stored (not duplicates).
@@ -472,6 +557,7 @@ pub(crate) fn store_bulk(
     spread: &FxHashSet<String>,
     mut changed: impl FnMut(&str) -> Result<()>,
 ) -> Result<(Vec<bool>, Vec<String>)> {
+    fence(tx, batch)?;
     let whole = |appid: &str| partial != Some(appid) && !spread.contains(appid);
     // The accounts computed ahead: loaded now, before anything of the batch is stored.
     let nothing = FxHashSet::default();

@@ -97,11 +97,30 @@ mod tests {
     use rusqlite::{params, Connection};
     use std::collections::BTreeMap;
 
-    /// A fresh database of its own (named `name`), and the store's blocking side over it.
+    /// A fresh database of its own (named `name`) with the accounts `wxa` and `wxb`, and the
+    /// store's blocking side over it.
     fn fresh(name: &str) -> (tempfile::TempDir, std::sync::Arc<Inner>) {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::Store::open(&crate::testing::fresh_database(dir.path(), name));
-        (dir, store.unwrap().inner)
+        let inner = store.unwrap().inner;
+        with_accounts(&inner);
+        (dir, inner)
+    }
+
+    /// Adds the accounts the tests' events are of (events of no account are refused).
+    fn with_accounts(inner: &Inner) {
+        for appid in ["wxa", "wxb"] {
+            let account = crate::AccountRecord {
+                appid: appid.into(),
+                secret_hash: String::new(),
+                verified: true,
+                created_at: 0,
+                incarnation: 0,
+            };
+            inner
+                .write(|tx| crate::accounts::add_account(tx, &account, true))
+                .unwrap();
+        }
     }
 
     /// A computed row as [`stored`] gives it back: both sides through `serde_json::Value`, so
@@ -231,6 +250,7 @@ mod tests {
         let store = crate::Store::open(&format!("sqlite://{}", path.display()))
             .unwrap()
             .inner;
+        with_accounts(&store);
         store
             .ingest(Batch::prepare(new.to_vec()).unwrap(), last)
             .unwrap();
