@@ -223,6 +223,31 @@ async fn proxy_and_metrics(
     upstream: &str,
     extra: &[&str],
 ) -> (Child, String, Option<String>) {
+    start_proxy(db, upstream, extra, Stdio::inherit()).await
+}
+
+/// As [`proxy`], with what it writes to stderr, whole once it exits.
+async fn proxy_with_log(
+    db: &str,
+    upstream: &str,
+    extra: &[&str],
+) -> (Child, String, tokio::task::JoinHandle<String>) {
+    let (mut child, addr, _) = start_proxy(db, upstream, extra, Stdio::piped()).await;
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all).await;
+        all
+    });
+    (child, addr, log)
+}
+
+async fn start_proxy(
+    db: &str,
+    upstream: &str,
+    extra: &[&str],
+    stderr: Stdio,
+) -> (Child, String, Option<String>) {
     let mut child = Command::new(BIN)
         .env("DATACUBE_DATABASE", db)
         .env("DATACUBE_CLOCK", PUSH_CLOCK)
@@ -238,6 +263,7 @@ async fn proxy_and_metrics(
         ])
         .args(extra)
         .stdout(Stdio::piped())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -452,6 +478,62 @@ async fn the_proxy_records_what_push_records() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the proxy's figures never matched: {last:?}, want {want:?}");
+}
+
+/// An account removed (and added again) while a proxy records for it: the proxy goes on
+/// passing pushes, records nothing more — the new account has nothing of the old — says so,
+/// and exits 3.
+#[tokio::test]
+async fn a_running_proxy_records_nothing_for_a_removed_account() {
+    let (_dir, push_db) = temp_db();
+    let (_dir2, proxy_db) = temp_db();
+    add_account(&push_db, APPID, SECRET).await;
+    add_account(&proxy_db, APPID, SECRET).await;
+    let server = dev_server(TOKEN, AES_KEY, APPID).await;
+    let upstream = format!("http://127.0.0.1:{}", server.port);
+    let (mut proxy, addr, log) = proxy_with_log(&proxy_db, &upstream, &["--token", TOKEN]).await;
+    let url = format!("http://{addr}/wechat");
+    push(&push_db, &url, "plain", &["--count", "10"]).await;
+    let mut recorded = false;
+    for _ in 0..50 {
+        let (day, _, _) = day_figures(&proxy_db).await;
+        if day[0]["callback_count"] == 10 {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recorded, "the proxy records while the account is there");
+    for args in [
+        &["account", "remove", "--appid", APPID][..],
+        &["account", "add", "--appid", APPID, "--secret", SECRET],
+    ] {
+        let (code, _, err) = run(&proxy_db, args, None).await;
+        assert_eq!(code, 0, "{err}");
+    }
+    // Pushes still pass through to the developer's server.
+    let after = push(&push_db, &url, "plain", &["--count", "10"]).await;
+    assert!(
+        after.contains("answered 10") || after.contains("10 answered"),
+        "{after}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kill(&proxy, "-TERM");
+    let status = proxy.wait().await.unwrap();
+    let log = log.await.unwrap();
+    assert_eq!(status.code(), Some(3), "{log}");
+    assert!(log.contains("the account was removed"), "{log}");
+    // Each push is a callback and a message.
+    assert!(
+        log.contains(&format!(
+            "20 events not recorded: account {APPID} was removed"
+        )),
+        "{log}"
+    );
+    let (day, hours, messages) = day_figures(&proxy_db).await;
+    assert_eq!(day, serde_json::json!([]), "{day}");
+    assert_eq!(hours, serde_json::json!([]), "{hours}");
+    assert_eq!(messages, serde_json::json!([]), "{messages}");
 }
 
 /// An upstream that closes each connection after one answer (without saying so, as a server

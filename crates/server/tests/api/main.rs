@@ -10,4 +10,5 @@ mod fuzz;
 mod helpers;
 mod limits;
 mod published;
+mod removal;
 mod tokens;
