@@ -8,8 +8,9 @@
 //! - [`error`]: WeChat's error codes, `errmsg` texts and the request-id suffix.
 //! - [`token`]: access-token lifetimes and limits.
 //! - [`account`]: an account's AppID and AppSecret, checked ([`Appid`], [`Secret`]), and the
-//!   argon2id hashes secrets are kept as.
+//!   hashes secrets are kept as.
 //! - [`clock`]: "now", real or emulated (`--clock`, `POST /admin/clock`).
+//! - [`text`]: text from outside, bounded and escaped for messages, secrets blanked.
 //!
 //! Start with [`endpoint::Endpoint`]; every other piece hangs off it.
 
@@ -19,6 +20,7 @@ pub mod date;
 pub mod endpoint;
 pub mod error;
 pub mod row;
+pub mod text;
 pub mod token;
 
 pub use account::{Appid, Secret};

@@ -112,36 +112,7 @@ pub(crate) async fn exchange(
     })
 }
 
-/// The first bytes of a body, quoted (control characters escaped), for messages; `secrets`
-/// blanked out.
-pub(crate) fn snippet(body: &[u8], secrets: &[&str]) -> String {
-    let mut text = String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(s, "***");
-    }
-    let cut: String = text.chars().take(100).collect();
-    let more = body.len() > 4096 || cut.len() < text.len();
-    format!("{cut:?}{}", if more { "…" } else { "" })
-}
-
-/// Text from outside (an `errmsg`, a header), for messages and reports: at most 200
-/// characters, control characters escaped — a hostile upstream cannot forge lines or fill a
-/// report.
-pub(crate) fn clean(text: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == 200 {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub(crate) use datacube_api::text::{clean, snippet};
 
 /// A transport error in words, with its causes, without the URL.
 fn describe(e: &reqwest::Error, limits: Limits) -> String {

@@ -401,8 +401,10 @@ pub(crate) async fn push(
         "<xml><AppId><![CDATA[{}]]></AppId><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>",
         component.appid
     );
+    // WeChat posts to the URL given, and nowhere else.
     let client = reqwest::Client::builder()
         .timeout(PUSH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())?;
     let resp = client
@@ -420,14 +422,34 @@ pub(crate) async fn push(
         .await
         .map_err(|e| format!("pushing to {url}: {e}"))?;
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if status.is_success() && text.trim() == "success" {
+    // `success` is all that is wanted: a little more is read, to quote it, and no more.
+    let (answer, _) = read_at_most(resp, ANSWER_READ).await;
+    if status.is_success() && answer.trim_ascii() == b"success" {
         Ok(())
     } else {
         Err(format!(
-            "{url} answered HTTP {status} {text:?}, not \"success\""
+            "{url} answered HTTP {status} {}, not \"success\"",
+            datacube_api::text::snippet(&answer, &[])
         ))
     }
+}
+
+/// How much of an event URL's answer is read.
+const ANSWER_READ: usize = 1024;
+
+/// At most `limit` bytes of `resp`'s body — what arrived before it failed or timed out — and
+/// whether there was more.
+async fn read_at_most(mut resp: reqwest::Response, limit: usize) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return (body, true);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    (body, false)
 }
 
 /// The push plaintext: `<xml>` and the first element on one line, one element per line,

@@ -53,8 +53,11 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
         url.host_str().unwrap_or(""),
         url.port().map(|p| format!(":{p}")).unwrap_or_default()
     ) + url.path();
+    // The server asked, directly: no redirect followed, no proxy from the environment.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.timeout))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .build()?;
     let answer = client.get(url).send().await;
     let answer = match answer {
@@ -71,8 +74,8 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
         }
     };
     let status = answer.status();
-    let body = answer.text().await.unwrap_or_default();
-    let json = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default();
+    let body = read_at_most(answer, MAX_ANSWER).await;
+    let json = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
     // WeChat's paths answer 200 to anything (an error code in the body): only a health
     // answer counts.
     let healthy = matches!(json["status"].as_str(), Some("ready" | "ok"));
@@ -80,10 +83,29 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
         println!("{shown}: ready");
         return Ok(());
     }
+    // What the server says is quoted, bounded and escaped: it cannot forge lines or send
+    // terminal escapes.
     let reason = match json["reason"].as_str() {
-        Some(reason) => reason.to_owned(),
+        Some(reason) => datacube_api::text::clean(reason),
         None if status.is_success() => "not a health answer (is this datacube's /readyz?)".into(),
-        None => body.chars().take(200).collect(),
+        None => datacube_api::text::snippet(&body, &[]),
     };
     Err(Exit::code(1, format!("{shown}: HTTP {status}: {reason}")))
+}
+
+/// A health answer is a few dozen bytes; more than this is not read.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// At most `limit` bytes of the answer's body (what arrived before it failed or timed out).
+async fn read_at_most(mut answer: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = answer.chunk().await {
+        let room = limit - body.len();
+        if chunk.len() >= room {
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    body
 }

@@ -242,6 +242,90 @@ async fn healthcheck_names_what_is_wrong() {
     drop(dir);
 }
 
+/// A server that answers every connection with `answer` (then, with `stream`, megabytes of
+/// body without end); returns its address.
+async fn hostile_health(answer: &'static [u8], stream: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = s.read(&mut head).await;
+                let _ = s.write_all(answer).await;
+                let block = vec![b'x'; 1 << 20];
+                while stream && s.write_all(&block).await.is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
+/// `healthcheck` against answers a hostile or broken server might give: a redirect is not
+/// followed, an endless body is read 64 KiB, a reason with terminal escapes and line breaks is
+/// quoted escaped, and a proxy in the environment is not used.
+#[tokio::test]
+async fn healthcheck_takes_no_more_than_it_needs_and_repeats_nothing_raw() {
+    let check = |url: String, env: Option<(&'static str, &'static str)>| async move {
+        let mut cmd = datacube("sqlite://unused");
+        cmd.args(["healthcheck", "--url", &url, "--timeout", "3"]);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // A redirect to a server that would say "ready": not followed.
+    let ready = hostile_health(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 18\r\n\r\n{\"status\":\"ready\"}",
+        false,
+    )
+    .await;
+    let location: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://{ready}/readyz\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_boxed_str(),
+    );
+    let redirect = hostile_health(location.as_bytes(), false).await;
+    let (code, out) = check(format!("http://{redirect}/readyz"), None).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("HTTP 302"), "{out}");
+    // An endless body: read 64 KiB, answered within the timeout.
+    let endless = hostile_health(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", true).await;
+    let started = Instant::now();
+    let (code, out) = check(format!("http://{endless}/readyz"), None).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.len() < 1000, "{} bytes: {}", out.len(), &out[..300]);
+    // A reason with an escape sequence and a forged line.
+    let forged = hostile_health(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 64\r\n\r\n{\"status\":\"x\",\"reason\":\"\\u001b[2Jok\\nready: all good\"}      ",
+        false,
+    )
+    .await;
+    let (code, out) = check(format!("http://{forged}/readyz"), None).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(!out.contains("\nready: all good"), "one line: {out:?}");
+    // A proxy in the environment that does not exist: the server is asked directly.
+    let (code, out) = check(
+        format!("http://{ready}/readyz"),
+        Some(("HTTP_PROXY", "http://127.0.0.1:9")),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+}
+
 /// Starts `serve --demo` with logs at info on stderr (text or JSON); returns the child, its
 /// base URL and the demo account's secret.
 async fn serve_logging(

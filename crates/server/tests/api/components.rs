@@ -525,3 +525,57 @@ async fn instances_on_one_database_push_tickets_in_turn() {
     tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
     assert_eq!(r.tickets.lock().unwrap().len(), 1);
 }
+
+/// An event URL that answers 200 and then streams 1 MiB chunks without end: datacube reads a
+/// kilobyte of it, no more, and says what it got in a short, escaped message at once.
+#[tokio::test]
+async fn a_streaming_event_url_is_read_a_kilobyte_and_quoted_briefly() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicU64::new(0));
+    {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 8192];
+            let _ = s.read(&mut head).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            let mut chunk = b"100000\r\n".to_vec();
+            chunk.extend(std::iter::repeat_n(b'\x1b', 1 << 20));
+            chunk.extend_from_slice(b"\r\n");
+            while s.write_all(&chunk).await.is_ok() {
+                sent.fetch_add(1 << 20, Ordering::Relaxed);
+            }
+        });
+    }
+    let t = spawn_app().await;
+    t.set_clock("2026-01-10T09:00:00+08:00").await;
+    add_component(&t, Some(&url)).await;
+    let started = std::time::Instant::now();
+    let a = t
+        .admin_post(&format!("/admin/components/{C}/ticket"), "")
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let error = a.json()["push_error"].as_str().unwrap().to_owned();
+    assert!(
+        error.len() <= 1024,
+        "{} bytes: {}",
+        error.len(),
+        &error[..200]
+    );
+    assert!(error.contains("\\u{1b}"), "escaped: {error}");
+    assert!(error.contains("HTTP 200"), "{error}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "answered at once: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(sent < 64 << 20, "{} MiB were taken in", sent >> 20);
+}
