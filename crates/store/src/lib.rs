@@ -793,6 +793,33 @@ mod tests {
             super::redacted("host=db password=hunter2"),
             "host=db password=***"
         );
+        // Every form the driver reads a password from.
+        for (url, secret) in [
+            ("postgres://u:Hunter?2secret@h/db", "2secret"),
+            ("postgres://u:Hunter#2secret@h/db", "2secret"),
+            (
+                "postgres://u:p@ss/word@h:5432/db?sslmode=require",
+                "ss/word",
+            ),
+            ("postgresql://u:a%3Fb%40c@h/db", "a%3Fb"),
+            ("postgres://u@h/db?pass%77ord=Hunter2", "Hunter2"),
+            ("postgres://u@h/db?PASSWORD=Hunter2&x=1", "Hunter2"),
+            ("postgres://u@h/db?ssl%70assword=Hunter2", "Hunter2"),
+            ("host=h password = Hunter2 dbname=d", "Hunter2"),
+            ("host=h password= 'Hunter 2' dbname=d", "Hunter"),
+            ("host=h password=Hun\\ ter2 dbname=d", "ter2"),
+        ] {
+            let shown = super::redacted(url);
+            assert!(!shown.contains(secret), "{url} → {shown}");
+        }
+        assert_eq!(
+            super::redacted("postgres://u:Hunter?2secret@h/db?sslmode=require"),
+            "postgres://u:***@h/db?sslmode=require"
+        );
+        assert_eq!(
+            super::redacted("host=h password = 'a b' dbname=d"),
+            "host=h password=*** dbname=d"
+        );
         let url: super::DatabaseUrl = "postgres://u:hunter2@h/db".parse().unwrap();
         assert_eq!(
             format!("{url} {url:?}"),

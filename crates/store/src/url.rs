@@ -1,32 +1,40 @@
 //! Database URLs, never shown with their passwords.
 
-/// `url` without its passwords, for messages: the userinfo's (`postgres://u:***@host/db`),
-/// a `password=` query parameter's (`?password=***`), and in a libpq key=value string
-/// (`host=h password=*** dbname=d`) too.
+/// `url` without its passwords, for messages — read as PostgreSQL's driver reads it, so that
+/// nothing it would take for a password is shown: the userinfo's (`postgres://u:***@host/db`;
+/// the driver ends the userinfo at the first `@`, but a password typed with `@`, `?`, `#` or `/`
+/// in it is hidden whole: everything up to the last `@`), a query parameter whose
+/// percent-decoded key names a password (`?password=***`, `?pass%77ord=***`,
+/// `?sslpassword=***`), and the values of a libpq `key=value` string
+/// (`host=h password=*** dbname=d`, spaces around `=` and quotes allowed).
 pub fn redacted(url: &str) -> String {
     let Some(scheme) = url.find("://") else {
         return redacted_keywords(url);
     };
-    let (main, query) = match url.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match main.rfind('@').filter(|at| *at > scheme) {
+    let after = scheme + 3;
+    // The authority's userinfo, if it has a password: from the first `:` to the last `@`.
+    let (head, rest) = match url.rfind('@').filter(|at| *at >= after) {
         Some(at) => {
-            let userinfo = &main[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***{}", &main[..scheme + 3 + colon], &main[at..]),
-                None => main.to_owned(),
-            }
+            let userinfo = &url[after..at];
+            let shown = match userinfo.find(':') {
+                Some(colon) => format!("{}:***", &userinfo[..colon]),
+                None => userinfo.to_owned(),
+            };
+            (format!("{}{shown}@", &url[..after]), &url[at + 1..])
         }
-        None => main.to_owned(),
+        None => (url[..after].to_owned(), &url[after..]),
     };
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    let mut out = head + main;
     if let Some(query) = query {
         out.push('?');
         let params: Vec<String> = query
             .split('&')
             .map(|param| match param.split_once('=') {
-                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                Some((k, _)) if names_password(&percent_decoded(k)) => format!("{k}=***"),
                 _ => param.to_owned(),
             })
             .collect();
@@ -35,42 +43,102 @@ pub fn redacted(url: &str) -> String {
     out
 }
 
-/// A libpq `key=value` connection string with the values of password keys replaced.
+/// Whether a connection parameter's key names a password (`password`, `sslpassword`, any
+/// case).
+fn names_password(key: &str) -> bool {
+    key.trim().to_ascii_lowercase().contains("password")
+}
+
+/// `s` with its `%XX` escapes decoded (as the driver decodes keys); invalid escapes kept.
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A libpq `key=value` connection string, read as libpq reads it (white space around `=`,
+/// values quoted `'…'` with `\` escapes, or bare with `\` escapes), written back with the
+/// values of password keys replaced by `***`.
 fn redacted_keywords(s: &str) -> String {
     if !s.contains('=') {
         return s.to_owned();
     }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(eq) = rest.find('=') {
-        let key = &rest[..eq];
-        out.push_str(key);
-        out.push('=');
-        let after = &rest[eq + 1..];
-        // A value runs to the next space, or is quoted ('a b', with \' escapes).
-        let end = if let Some(quoted) = after.strip_prefix('\'') {
-            let mut escaped = false;
-            let close = quoted
-                .char_indices()
-                .find(|&(_, c)| {
-                    let stop = c == '\'' && !escaped;
-                    escaped = c == '\\' && !escaped;
-                    stop
-                })
-                .map_or(after.len(), |(i, _)| i + 2);
-            close
-        } else {
-            after.find(' ').unwrap_or(after.len())
-        };
-        if key.trim().to_ascii_lowercase().contains("password") {
-            out.push_str("***");
-        } else {
-            out.push_str(&after[..end]);
+    let chars: Vec<char> = s.chars().collect();
+    let mut pairs: Vec<String> = Vec::new();
+    let mut i = 0;
+    let skip_space = |i: &mut usize| {
+        while *i < chars.len() && chars[*i].is_whitespace() {
+            *i += 1;
         }
-        rest = &after[end..];
+    };
+    loop {
+        skip_space(&mut i);
+        if i >= chars.len() {
+            break;
+        }
+        let start = i;
+        while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
+            i += 1;
+        }
+        let key: String = chars[start..i].iter().collect();
+        skip_space(&mut i);
+        if i >= chars.len() || chars[i] != '=' {
+            // Not a key=value string after all: show the key alone, nothing after it.
+            pairs.push(key);
+            break;
+        }
+        i += 1;
+        skip_space(&mut i);
+        let mut value = String::new();
+        if i < chars.len() && chars[i] == '\'' {
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    i += 1;
+                }
+                value.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+        } else {
+            while i < chars.len() && !chars[i].is_whitespace() {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    i += 1;
+                }
+                value.push(chars[i]);
+                i += 1;
+            }
+        }
+        if names_password(&key) {
+            pairs.push(format!("{key}=***"));
+        } else if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c == '\'') {
+            pairs.push(format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
+        } else {
+            pairs.push(format!("{key}={value}"));
+        }
     }
-    out.push_str(rest);
-    out
+    pairs.join(" ")
 }
 
 /// A database URL. `Display` and `Debug` show it without its password ([`redacted`]), so that

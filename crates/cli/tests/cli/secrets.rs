@@ -32,7 +32,9 @@ const PUSH_TOKEN: &str = "SENTINELpushtoken";
 /// 43 characters, as an EncodingAESKey is.
 const AES_KEY: &str = "SENTINELaeskeyabcdefghijklmnopqrstuvwxyz012";
 const ADMIN: &str = "SENTINELadmintoken0123456789";
-const DB_PASSWORD: &str = "SENTINELdbpassword";
+/// With `?` and `#` in it, as a generated password may have: typed raw into a URL, the driver
+/// still reads it whole (its userinfo ends at the first `@`).
+const DB_PASSWORD: &str = "SENTINEL?db#password";
 const APPID: &str = "wx00000000000005e1";
 
 /// Every output seen, with what produced it.
@@ -137,7 +139,25 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
         let code = seen.run(&args.join(" "), UNREACHABLE_DB, &args, &env).await;
         assert_eq!(code, 0);
     }
-    // Every command against a database it cannot reach.
+    // Every command against a database it cannot reach, named in every form the driver reads
+    // a password from.
+    for bad in [
+        UNREACHABLE_DB,
+        "postgres://dc:SENTINEL?dbpassword@127.0.0.1:9/datacube",
+        "postgresql://dc:SENTINEL#db/password@127.0.0.1:9/datacube?sslmode=disable",
+        "postgres://dc@127.0.0.1:9/datacube?pass%77ord=SENTINELdbpassword",
+        "host=127.0.0.1 port=9 password = SENTINELdbpassword dbname=datacube",
+    ] {
+        let code = seen
+            .run(
+                &format!("account list on {bad:.12}"),
+                bad,
+                &["account", "list"],
+                &[],
+            )
+            .await;
+        assert_ne!(code, 0, "{bad}");
+    }
     let bad = UNREACHABLE_DB;
     for args in [
         &["account", "add", "--appid", APPID, "--secret", APP_SECRET][..],
