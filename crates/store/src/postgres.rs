@@ -197,6 +197,27 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     }
 }
 
+/// `sslmode=prefer` (libpq's default, and datacube's) falls back to plaintext when the
+/// server offers no TLS: allowed, but said once, when the database is opened.
+fn warn_if_plaintext(conn: &mut Conn, shown: &str) {
+    let (client, _) = conn.parts();
+    let encrypted = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .ok()
+        .and_then(|row| row.try_get::<_, bool>(0).ok());
+    if encrypted == Some(false) {
+        tracing::warn!(
+            database = %shown,
+            "the connection to PostgreSQL is not encrypted: the server offers no TLS and \
+             sslmode=prefer (the default) allows plaintext; add ?sslmode=require to refuse it, \
+             or ?sslmode=disable to say plaintext is intended"
+        );
+    }
+}
+
 impl Postgres {
     /// Connects to `url` (`postgres://user@host:port/database`) and brings the schema up to
     /// date.
@@ -212,6 +233,9 @@ impl Postgres {
         config.ssl_mode(tls.pg_mode());
         let writer = off_runtime(|| -> Result<Conn> {
             let mut conn = Conn::connect(&config, &tls).map_err(|e| open_err(Box::new(e)))?;
+            if tls.mode == crate::tls::SslMode::Prefer {
+                warn_if_plaintext(&mut conn, &shown);
+            }
             migrate(&mut conn, &shown)?;
             Ok(conn)
         })?;

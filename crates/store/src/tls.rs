@@ -42,10 +42,8 @@ pub(crate) struct Tls {
 /// Takes `sslmode` and `sslrootcert` out of `url`'s query (the `postgres` crate knows neither
 /// `verify-ca` nor `verify-full`); returns the URL without them and how to connect.
 pub(crate) fn from_url(url: &str) -> Result<(String, Tls), String> {
-    let (main, query) = match url.split_once('?') {
-        Some((m, q)) => (m, q),
-        None => (url, ""),
-    };
+    let (main, query) = crate::url::split_query(url);
+    let query = query.unwrap_or("");
     let (mut mode, mut root) = (None, None);
     let mut kept = Vec::new();
     for param in query.split('&').filter(|p| !p.is_empty()) {
@@ -109,7 +107,9 @@ impl Tls {
     }
 }
 
-fn percent_decoded(value: &str) -> String {
+/// `value` with its `%XX` escapes decoded (as the driver decodes keys and values); invalid
+/// escapes kept.
+pub(crate) fn percent_decoded(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

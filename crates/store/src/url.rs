@@ -34,7 +34,9 @@ pub fn redacted(url: &str) -> String {
         let params: Vec<String> = query
             .split('&')
             .map(|param| match param.split_once('=') {
-                Some((k, _)) if names_password(&percent_decoded(k)) => format!("{k}=***"),
+                Some((k, _)) if names_password(&crate::tls::percent_decoded(k)) => {
+                    format!("{k}=***")
+                }
                 _ => param.to_owned(),
             })
             .collect();
@@ -49,29 +51,15 @@ fn names_password(key: &str) -> bool {
     key.trim().to_ascii_lowercase().contains("password")
 }
 
-/// `s` with its `%XX` escapes decoded (as the driver decodes keys); invalid escapes kept.
-fn percent_decoded(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
+/// A URL's main part and its query: the query begins at the first `?` after the userinfo (a
+/// password may hold a `?`; the driver's userinfo ends at the first `@`, a password typed with
+/// an `@` at the last).
+pub(crate) fn split_query(url: &str) -> (&str, Option<&str>) {
+    let from = url.rfind('@').map_or(0, |at| at + 1);
+    match url[from..].find('?') {
+        Some(q) => (&url[..from + q], Some(&url[from + q + 1..])),
+        None => (url, None),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A libpq `key=value` connection string, read as libpq reads it (white space around `=`,

@@ -160,6 +160,16 @@ async fn wait_ready(base: &str, status: u16) -> serde_json::Value {
 async fn readyz_follows_the_database_and_healthz_the_process() {
     const PASSWORD: &str = "pw-never-shown-7731";
     let cluster = Cluster::start();
+    // The cluster offers no TLS: libpq's default, prefer, falls back to plaintext — said once;
+    // with sslmode=disable it is what was asked, and nothing is said.
+    let (code, _, err) = run(&cluster.url(PASSWORD), &["account", "list"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not encrypted"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    let plain = format!("{}?sslmode=disable", cluster.url(PASSWORD));
+    let (code, _, err) = run(&plain, &["account", "list"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("not encrypted"), "{err}");
     let served = serve(&cluster.url(PASSWORD), &[]).await;
     let base = served.base.clone();
 
@@ -578,7 +588,17 @@ async fn tls_to_postgresql_follows_libpq_sslmode() {
     ] {
         let (code, out) = try_url(ok.clone()).await;
         assert_eq!(code, 0, "{ok}: {out}");
+        assert!(!out.contains("not encrypted"), "{ok}: {out}");
     }
+    // A password with a `?` in it does not hide the query: sslmode=disable is still read (and
+    // refused by this server, which wants TLS).
+    let (code, out) = try_url(format!(
+        "{}?sslmode=disable",
+        cluster.url("pw?tls-never-shown")
+    ))
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no encryption"), "{out}");
     let refused = [
         (
             url(format!("sslmode=verify-full&sslrootcert={}", ca.display())),
