@@ -42,13 +42,16 @@ pub(crate) fn errcode(answer: &serde_json::Map<String, Value>) -> i64 {
     }
 }
 
-/// `errmsg`, cleaned for messages (see [`crate::http::clean`]).
-pub(crate) fn errmsg(answer: &serde_json::Map<String, Value>) -> String {
-    match answer.get("errmsg") {
-        Some(Value::String(s)) => crate::http::clean(s),
-        Some(other) if !other.is_null() => crate::http::clean(&other.to_string()),
-        _ => String::new(),
-    }
+/// `errmsg`, cleaned for messages (see [`crate::http::clean`]), with `secrets` blanked: an
+/// upstream may echo the request (its URL carries the secret or the token), and what it says
+/// is printed and stored in the run's report.
+pub(crate) fn errmsg(answer: &serde_json::Map<String, Value>, secrets: &[&str]) -> String {
+    let text = match answer.get("errmsg") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) if !other.is_null() => other.to_string(),
+        _ => return String::new(),
+    };
+    crate::http::clean(&datacube_api::text::blank(&text, secrets))
 }
 
 /// A string field the answer must have (a token): its value, or an error that names the

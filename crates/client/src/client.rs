@@ -429,7 +429,7 @@ impl Client {
                         Some(ErrCode::DailyQuotaReached) => {
                             return Err(ClientError::QuotaExhausted {
                                 api: api.into(),
-                                errmsg: crate::answer::errmsg(&answer),
+                                errmsg: crate::answer::errmsg(&answer, &[&self.config.secret]),
                             })
                         }
                         Some(
@@ -440,20 +440,20 @@ impl Client {
                         ) => {
                             return Err(ClientError::Credentials {
                                 code,
-                                errmsg: crate::answer::errmsg(&answer),
+                                errmsg: crate::answer::errmsg(&answer, &[&self.config.secret]),
                             })
                         }
                         None if code == IP_NOT_WHITELISTED => {
                             return Err(ClientError::Credentials {
                                 code,
-                                errmsg: crate::answer::errmsg(&answer),
+                                errmsg: crate::answer::errmsg(&answer, &[&self.config.secret]),
                             })
                         }
                         _ => {
                             return Err(ClientError::Api {
                                 api: api.into(),
                                 code,
-                                errmsg: crate::answer::errmsg(&answer),
+                                errmsg: crate::answer::errmsg(&answer, &[&self.config.secret]),
                             })
                         }
                     }
@@ -499,7 +499,7 @@ impl Client {
                             return Err(ClientError::Api {
                                 api,
                                 code,
-                                errmsg: crate::answer::errmsg(&answer),
+                                errmsg: crate::answer::errmsg(&answer, secrets),
                             })
                         }
                     }
@@ -724,7 +724,7 @@ impl Client {
             }
             let answer = crate::answer::object(&api, &text)?;
             let code = crate::answer::errcode(&answer);
-            let errmsg = crate::answer::errmsg(&answer);
+            let errmsg = crate::answer::errmsg(&answer, &[&token, &self.config.secret]);
             if code == 0 {
                 return Ok(text);
             }

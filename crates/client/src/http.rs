@@ -151,7 +151,8 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// `url` for people: its password, if any, replaced by `***`.
+/// `url` for people: its password, if any, replaced by `***` — also in a URL that does not
+/// parse (everything between the user's `:` and the last `@` is taken for the password).
 pub fn redacted_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
@@ -159,8 +160,15 @@ pub fn redacted_url(url: &str) -> String {
             u.as_str().trim_end_matches('/').to_owned()
         }
         Ok(_) => url.to_owned(),
-        Err(_) if url.contains('@') => "(an upstream URL that does not parse)".to_owned(),
-        Err(_) => url.to_owned(),
+        Err(_) => {
+            let after = url.find("://").map_or(0, |s| s + 3);
+            let at = url.rfind('@').filter(|at| *at >= after);
+            let colon = at.and_then(|at| url[after..at].find(':').map(|c| after + c));
+            match (colon, at) {
+                (Some(colon), Some(at)) => format!("{}:***{}", &url[..colon], &url[at..]),
+                _ => url.to_owned(),
+            }
+        }
     }
 }
 
@@ -198,5 +206,14 @@ mod tests {
             redacted_url("https://api.weixin.qq.com"),
             "https://api.weixin.qq.com"
         );
+        // A URL that does not parse still keeps its password to itself.
+        for bad in [
+            "http://u:PASS?WORD@ho st:80",
+            "http://u:PASSWORD@host:99999",
+            "ftp://u:PASS@WORD@host",
+        ] {
+            let shown = redacted_url(bad);
+            assert!(!shown.contains("PASS"), "{bad} → {shown}");
+        }
     }
 }

@@ -28,6 +28,16 @@ fn range() -> (jiff::civil::Date, jiff::civil::Date) {
 
 /// `datacube sync` of the demo account from `upstream`, with tight limits.
 async fn sync(db: &str, upstream: &str, extra: &[&str]) -> (i32, String, String, Duration) {
+    sync_with_secret(db, upstream, DEMO_SECRET, extra).await
+}
+
+/// [`sync`] with another secret.
+async fn sync_with_secret(
+    db: &str,
+    upstream: &str,
+    secret: &str,
+    extra: &[&str],
+) -> (i32, String, String, Duration) {
     let started = Instant::now();
     let out = datacube(db)
         .args(["sync", "--appid", DEMO_APPID, "--upstream", upstream])
@@ -41,7 +51,7 @@ async fn sync(db: &str, upstream: &str, extra: &[&str]) -> (i32, String, String,
             "1",
         ])
         .args(extra)
-        .env("DATACUBE_SECRET", DEMO_SECRET)
+        .env("DATACUBE_SECRET", secret)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
@@ -427,6 +437,27 @@ async fn hostile_answers_never_leak_forge_or_redirect() {
         endpoint_report(&report, "getusercumulate")["status"],
         "done"
     );
+
+    // An upstream that echoes the request in its errmsg: the secret, as sent (percent-encoded)
+    // and decoded, is blanked from what sync prints and stores.
+    hostile.set(|m| m.echo_request = true);
+    let (_d4, echo_db) = temp_db();
+    let secret = "SENTINEL+echo/secret=1";
+    let (code, out, err, _) = sync_with_secret(
+        &echo_db,
+        &hostile.base,
+        secret,
+        &[&only[..], &["--report", "json"]].concat(),
+    )
+    .await;
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("invalid appsecret, request GET"), "{err}");
+    let runs = run(&echo_db, &["sync", "--status"], None).await;
+    for text in [&out, &err, &runs.1, &runs.2] {
+        assert!(!text.contains("SENTINEL"), "{text}");
+        assert!(!text.contains("SENTINEL%2Becho"), "{text}");
+    }
+    hostile.set(|m| m.echo_request = false);
 
     // A token answer that cannot be read is named, never quoted (it holds the token).
     hostile.set(|m| m.expires_in = Some("1e400"));

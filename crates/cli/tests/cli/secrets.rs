@@ -158,6 +158,25 @@ async fn no_command_shows_a_secret_at_any_log_level_or_in_any_error() {
             .await;
         assert_ne!(code, 0, "{bad}");
     }
+    // An upstream URL that does not parse, with a password in it.
+    for upstream in [
+        "http://proxy:SENTINELupstreampw@ho st:80",
+        "http://proxy:SENTINEL?upstreampw@host:99999",
+    ] {
+        let sync = [
+            "sync",
+            "--appid",
+            APPID,
+            "--secret",
+            APP_SECRET,
+            "--upstream",
+            upstream,
+        ];
+        let code = seen
+            .run("sync, bad upstream URL", UNREACHABLE_DB, &sync, &[])
+            .await;
+        assert_eq!(code, 2, "{upstream}");
+    }
     let bad = UNREACHABLE_DB;
     for args in [
         &["account", "add", "--appid", APPID, "--secret", APP_SECRET][..],

@@ -306,9 +306,10 @@ fn one_secret(
 
 /// `https://…` or `http://…`, without a trailing slash.
 pub fn check_upstream(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("upstream {url:?}: {e}"))?;
+    let shown = crate::http::redacted_url(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("upstream {shown:?}: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(format!("upstream {url:?}: an http:// or https:// URL"));
+        return Err(format!("upstream {shown:?}: an http:// or https:// URL"));
     }
     Ok(url.trim_end_matches('/').to_owned())
 }

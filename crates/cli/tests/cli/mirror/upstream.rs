@@ -44,6 +44,9 @@ pub struct Mode {
     pub hang: bool,
     /// The body of `api_get_authorizer_list`, instead of the upstream's.
     pub authorizer_list: Option<String>,
+    /// Token requests answer 40125 with an errmsg that echoes the request (the secret in its
+    /// query, as sent and decoded), and datacube calls 40001 echoing the token.
+    pub echo_request: bool,
 }
 
 /// The running upstream.
@@ -150,6 +153,25 @@ impl Shared {
                 self.listed.fetch_add(1, Ordering::Relaxed);
                 return respond(&mut conn, "200 OK", "application/json", list.as_bytes()).await;
             }
+        }
+        if mode.echo_request && path == "/cgi-bin/token" {
+            let decoded: String = reqwest::Url::parse(&format!("http://x/?{query}"))
+                .unwrap()
+                .query_pairs()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            let echo = serde_json::json!({
+                "errcode": 40125,
+                "errmsg": format!("invalid appsecret, request GET {path}?{query} ({decoded})"),
+            });
+            return respond(
+                &mut conn,
+                "200 OK",
+                "application/json",
+                echo.to_string().as_bytes(),
+            )
+            .await;
         }
         if path.starts_with("/cgi-bin/") {
             let request = if method == "GET" {
