@@ -108,7 +108,47 @@ pub fn load(path: &Path) -> Result<Mirror, String> {
             path.display()
         )
     })?;
-    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let mirror = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    warn_if_others_can_read(path, &text);
+    Ok(mirror)
+}
+
+/// Keys whose value, given inline, is a secret.
+const SECRET_KEYS: [&str; 4] = ["secret", "ticket", "token", "refresh_token"];
+
+/// A configuration that holds secrets inline should be readable by its owner alone: said once,
+/// when it is read (the file is the operator's; datacube does not change it).
+fn warn_if_others_can_read(path: &Path, text: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fn inline(v: &toml::Value) -> bool {
+            match v {
+                toml::Value::Table(t) => t
+                    .iter()
+                    .any(|(k, v)| (SECRET_KEYS.contains(&k.as_str()) && v.is_str()) || inline(v)),
+                toml::Value::Array(a) => a.iter().any(inline),
+                _ => false,
+            }
+        }
+        let Ok(table) = toml::from_str::<toml::Table>(text) else {
+            return;
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o044 != 0 && inline(&toml::Value::Table(table)) {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the mirror configuration holds secrets inline and other users can read it: \
+                 chmod 600 it, or give them with secret_env / secret_file"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, text, SECRET_KEYS);
 }
 
 /// The mirror's name in the configuration at `path`, without resolving its secrets (for

@@ -333,6 +333,37 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
     assert!(!err.contains(DEMO_SECRET), "{err}");
+    assert!(
+        !err.contains("other users can read it"),
+        "no inline secret: {err}"
+    );
+    // The secret inline, in a file others can read: said; readable by its owner alone: not.
+    let inline = dir.path().join("inline.toml");
+    std::fs::write(
+        &inline,
+        std::fs::read_to_string(down).unwrap().replace(
+            "secret_env = \"DAILY_MIRROR_SECRET\"",
+            &format!("secret = \"{DEMO_SECRET}\""),
+        ),
+    )
+    .unwrap();
+    for (mode, warned) in [(0o644, true), (0o600, false)] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&inline, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (code, _, err) = run(
+            &mirror_db,
+            &["sync", "--config", inline.to_str().unwrap()],
+            None,
+        )
+        .await;
+        assert_eq!(code, 1, "{err}");
+        assert_eq!(
+            err.contains("other users can read it"),
+            warned,
+            "{mode:o}: {err}"
+        );
+        assert!(!err.contains(DEMO_SECRET), "{err}");
+    }
     let (code, text, _) = run(&mirror_db, &["sync", "--status", "--config", down], None).await;
     assert_eq!(code, 1, "{text}");
     assert!(text.contains(", failed in "), "{text}");
