@@ -349,13 +349,18 @@ pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Dat
             changed = true;
             match kind {
                 Kind::Follow { .. } => tally.add(SUBSCRIBE, *user),
-                Kind::Praise { fen, .. } => praise = praise.saturating_add(*fen),
+                // Sums saturate at the largest figure a row holds (an import would refuse more).
+                Kind::Praise { fen, .. } => {
+                    praise = praise.saturating_add(*fen).min(crate::event::MAX_STATISTIC)
+                }
                 Kind::Leave {
                     active_ms: ms,
                     progress,
                     ..
                 } => {
-                    active_ms = active_ms.saturating_add(*ms);
+                    active_ms = active_ms
+                        .saturating_add(*ms)
+                        .min(crate::event::MAX_STATISTIC);
                     let p = furthest.entry(*user).or_default();
                     *p = (*p).max(*progress);
                 }

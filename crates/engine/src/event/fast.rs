@@ -169,12 +169,12 @@ pub(super) fn parse(line: &str) -> Option<Event> {
         "praise" => Kind::Praise {
             msgid: text(raw.msgid)?,
             openid: text(raw.openid)?,
-            fen: raw.money?,
+            fen: raw.money.filter(|n| *n <= super::MAX_STATISTIC)?,
         },
         "leave" => Kind::Leave {
             msgid: text(raw.msgid)?,
             openid: text(raw.openid)?,
-            active_ms: raw.active_ms?,
+            active_ms: raw.active_ms.filter(|n| *n <= super::MAX_STATISTIC)?,
             progress: u8::try_from(raw.progress?).ok().filter(|p| *p <= 100)?,
         },
         _ => return None,

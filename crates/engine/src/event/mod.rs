@@ -369,6 +369,17 @@ fn uint(obj: &Map<String, Value>, key: &str) -> Result<u64, EventError> {
 /// never answers more than it would accept back.
 pub const MAX_STATISTIC: u64 = i64::MAX as u64;
 
+/// A figure that is summed into a statistic (`cost_ms`, `money`, `active_ms`): a
+/// non-negative integer up to [`MAX_STATISTIC`].
+fn figure(obj: &Map<String, Value>, key: &str) -> Result<u64, EventError> {
+    match uint(obj, key)? {
+        n if n > MAX_STATISTIC => err(format!(
+            "`{key}` must be at most {MAX_STATISTIC} (the largest figure a statistics row holds), not {n}"
+        )),
+        n => Ok(n),
+    }
+}
+
 /// The event types.
 const TYPES: &str =
     "follow|unfollow|message|reply|publish|read|share|favorite|zaikan|like|comment|praise|leave";
@@ -451,14 +462,7 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
             msg_type: choice(&obj, "msg_type", MsgType::parse, MsgType::expected())?,
         },
         "reply" => Kind::Reply {
-            cost_ms: match uint(&obj, "cost_ms")? {
-                ms if ms > MAX_STATISTIC => {
-                    return err(format!(
-                        "`cost_ms` must be at most {MAX_STATISTIC} (the largest figure a statistics row holds), not {ms}"
-                    ))
-                }
-                ms => ms,
-            },
+            cost_ms: figure(&obj, "cost_ms")?,
             ok: match obj.get("ok") {
                 Some(Value::Bool(b)) => *b,
                 Some(v) => return err(format!("`ok` must be true or false, not {v}")),
@@ -519,12 +523,12 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
         "praise" => Kind::Praise {
             msgid: msgid()?,
             openid: openid()?,
-            fen: uint(&obj, "money")?,
+            fen: figure(&obj, "money")?,
         },
         "leave" => Kind::Leave {
             msgid: msgid()?,
             openid: openid()?,
-            active_ms: uint(&obj, "active_ms")?,
+            active_ms: figure(&obj, "active_ms")?,
             progress: match uint(&obj, "progress")? {
                 p @ 0..=100 => p as u8,
                 p => return err(format!("`progress` is a percentage, 0 to 100, not {p}")),

@@ -176,3 +176,75 @@ async fn imports_take_what_the_sources_disagree_on_and_name_what_is_wrong() {
     assert_eq!(a.status, 422);
     assert!(a.body.contains("detail.read_user"), "{}", a.body);
 }
+
+/// Tips and reading times sum to at most the largest figure an import takes back; one past it
+/// is refused with its line named, and what is answered imports back unchanged.
+#[tokio::test]
+async fn tips_and_reading_times_saturate_and_import_back() {
+    let t = with_scenario("2025-11-07T09:00:00+08:00").await;
+    let max = i64::MAX;
+    let event = |id: &str, rest: String| {
+        format!(
+            r#"{{"appid":"{APPID}","id":"{id}","time":"2025-11-04T10:00:00+08:00","msgid":"2247490098_1",{rest}}}"#
+        )
+    };
+    let body = [
+        event(
+            "p1",
+            format!(r#""type":"praise","openid":"o7","money":{max}"#),
+        ),
+        event(
+            "p2",
+            format!(r#""type":"praise","openid":"o8","money":{max}"#),
+        ),
+        event(
+            "p3",
+            format!(r#""type":"praise","openid":"o9","money":{}"#, u64::MAX),
+        ),
+        event(
+            "l1",
+            format!(r#""type":"leave","openid":"o7","active_ms":{max},"progress":50"#),
+        ),
+        event(
+            "l2",
+            format!(r#""type":"leave","openid":"o8","active_ms":{max},"progress":50"#),
+        ),
+        event(
+            "l3",
+            format!(
+                r#""type":"leave","openid":"o9","active_ms":{},"progress":50"#,
+                u64::MAX
+            ),
+        ),
+    ]
+    .join("\n");
+    let a = t.admin_post("/admin/events", &body).await;
+    let report = a.json();
+    assert_eq!(report["accepted"], 4, "{report}");
+    let lines: Vec<u64> = report["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 6], "{report}");
+    assert!(
+        report["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`money` must be at most 9223372036854775807"),
+        "{report}"
+    );
+    let token = t.token().await;
+    let detail = t
+        .datacube("getarticletotaldetail", &token, "2025-11-03", "2025-11-03")
+        .await;
+    assert!(
+        detail.body.contains(&format!(r#""praise_money":{max}"#)),
+        "{}",
+        detail.body
+    );
+    // What the server answers, its own import takes back.
+    let again = t.import("getarticletotaldetail", &detail.body).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+}
