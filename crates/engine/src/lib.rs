@@ -19,5 +19,5 @@ pub mod live;
 mod published;
 pub mod rollup;
 
-pub use event::{parse_line, Event, EventError, Kind};
+pub use event::{parse_line, Event, EventError, Kind, MAX_LINE};
 pub use rollup::{compute, compute_some};

@@ -66,8 +66,8 @@ pub async fn load(
 
     // Accounts.
     let accounts = dir.join("accounts.json");
-    if accounts.is_file() {
-        let text = std::fs::read(&accounts).map_err(|e| format!("{}: {e}", shown(&accounts)))?;
+    if std::fs::symlink_metadata(&accounts).is_ok() {
+        let text = read_bounded(&accounts, MAX_ACCOUNTS_FILE)?;
         let list: Vec<NewAccount> =
             serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", shown(&accounts)))?;
         for a in list {
@@ -100,21 +100,19 @@ pub async fn load(
         }
     }
 
-    // Events.
+    // Events, a batch of lines at a time (a file is never held whole).
     let mut known = KnownAccounts::default();
     for file in entries
         .iter()
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "ndjson"))
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
     {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", shown(file)))?;
-        let lines: Vec<(usize, &str)> = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l))
-            .filter(|(_, l)| !l.trim().is_empty())
-            .collect();
-        for chunk in lines.chunks(BATCH) {
-            let (done, _) = ingest_lines(store, chunk, yesterday, &mut known)
+        let mut lines = LineReader::open(file)?;
+        loop {
+            let chunk = lines.next_batch(BATCH)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let (done, _) = ingest_lines(store, &chunk, yesterday, &mut known)
                 .await
                 .map_err(|e| format!("{}: {e}", shown(file)))?;
             if let Some(bad) = done.rejected.first() {
@@ -143,6 +141,7 @@ pub async fn load(
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect();
+        // (Each read below refuses what is not a regular file.)
         bodies.sort();
         for file in bodies {
             let name = file
@@ -155,7 +154,7 @@ pub async fn load(
                     shown(&file)
                 )
             })?;
-            let body = std::fs::read(&file).map_err(|e| format!("{}: {e}", shown(&file)))?;
+            let body = read_bounded(&file, MAX_BODY_FILE)?;
             datacube_store::import::import_body(
                 store,
                 &appid,
@@ -169,4 +168,87 @@ pub async fn load(
         }
     }
     Ok(report)
+}
+
+/// The largest `accounts.json` read.
+const MAX_ACCOUNTS_FILE: u64 = 16 << 20;
+/// The largest WeChat answer read (the admin API's body limit).
+const MAX_BODY_FILE: u64 = 256 << 20;
+
+/// Opens `path` for reading if it is a regular file (a FIFO, a device or a socket by a
+/// fixture's name is an error, not skipped and not waited on).
+fn open_regular(path: &Path) -> Result<std::fs::File, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))
+}
+
+/// The whole of a regular file of at most `limit` bytes.
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let mut body = Vec::new();
+    open_regular(path)?
+        .take(limit + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if body.len() as u64 > limit {
+        return Err(format!("{shown}: larger than {} MiB", limit >> 20));
+    }
+    Ok(body)
+}
+
+/// An NDJSON file read a batch of numbered, non-blank lines at a time, each line at most
+/// [`datacube_engine::MAX_LINE`] bytes.
+struct LineReader {
+    path: PathBuf,
+    reader: std::io::BufReader<std::fs::File>,
+    line: usize,
+}
+
+impl LineReader {
+    fn open(path: &Path) -> Result<LineReader, String> {
+        Ok(LineReader {
+            path: path.to_owned(),
+            reader: std::io::BufReader::new(open_regular(path)?),
+            line: 0,
+        })
+    }
+
+    fn next_batch(&mut self, n: usize) -> Result<Vec<(usize, String)>, String> {
+        use std::io::{BufRead as _, Read as _};
+        let shown = self.path.display();
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while out.len() < n {
+            buf.clear();
+            let max = datacube_engine::MAX_LINE as u64;
+            let read = (&mut self.reader)
+                .take(max + 2)
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| format!("{shown}: {e}"))?;
+            if read == 0 {
+                break;
+            }
+            self.line += 1;
+            let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if text.len() as u64 > max {
+                return Err(format!(
+                    "{shown}: line {}: longer than {} MiB",
+                    self.line,
+                    max >> 20
+                ));
+            }
+            let text = std::str::from_utf8(text)
+                .map_err(|_| format!("{shown}: line {}: not UTF-8 text", self.line))?;
+            if !text.trim().is_empty() {
+                out.push((self.line, text.to_owned()));
+            }
+        }
+        Ok(out)
+    }
 }

@@ -169,7 +169,7 @@ fn progress(size: Option<u64>) -> indicatif::ProgressBar {
 }
 
 /// The longest line taken; a longer one is rejected (and skipped without being held).
-const MAX_LINE: usize = 16 << 20;
+const MAX_LINE: usize = datacube_engine::MAX_LINE;
 
 /// A block of whole lines, and the number of its first line; or, `oversized`, the number of
 /// a line longer than [`MAX_LINE`] (its bytes skipped).

@@ -266,4 +266,44 @@ async fn seed_fixtures_are_loaded_at_start_and_again_after_a_reset() {
     .await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("events.ndjson: line 1:"), "{err}");
+
+    // A FIFO by a fixture's name is named, not skipped nor waited on; a line past 16 MiB is
+    // named without being held.
+    let serve_seed = |dir: std::path::PathBuf| {
+        let db = db.clone();
+        async move {
+            let seed = dir.to_str().unwrap().to_owned();
+            tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                run(
+                    &db,
+                    &["serve", "--listen", "127.0.0.1:0", "--seed", &seed],
+                    None,
+                ),
+            )
+            .await
+            .expect("serve does not wait on the fixture")
+        }
+    };
+    let fifo = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(fifo.path().join("accounts.json"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (code, _, err) = serve_seed(fifo.path().to_owned()).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("accounts.json: not a regular file"), "{err}");
+    let long = tempfile::tempdir().unwrap();
+    let line = format!(
+        "{{\"type\":\"follow\",\"appid\":\"wx5eed000000000001\",\"time\":\"2026-06-01T10:00:00+08:00\",\"source\":0,\"openid\":\"{}\"}}\n",
+        "o".repeat(17 << 20)
+    );
+    std::fs::write(long.path().join("events.ndjson"), format!("\n{line}")).unwrap();
+    let (code, _, err) = serve_seed(long.path().to_owned()).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("events.ndjson: line 2: longer than 16 MiB"),
+        "{err}"
+    );
 }

@@ -398,12 +398,19 @@ fn published(msgid: String, title: String, publish_type: Option<u8>, url: Option
     }
 }
 
+/// The longest event line taken (an event is a few hundred bytes): a longer one is refused
+/// before it is parsed, wherever it comes from.
+pub const MAX_LINE: usize = 16 << 20;
+
 /// Parses one NDJSON line into an event.
 ///
 /// Well-formed lines take a fast path that deserializes straight into the event's fields;
 /// anything it does not accept goes through the general parser, which gives the same event
 /// or says what is wrong.
 pub fn parse_line(line: &str) -> Result<Event, EventError> {
+    if line.len() > MAX_LINE {
+        return err(format!("longer than {} MiB", MAX_LINE >> 20));
+    }
     match fast::parse(line) {
         Some(event) => Ok(event),
         None => parse_slow(line),

@@ -329,3 +329,28 @@ async fn summed_statistics_saturate_and_are_importable_back() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["unchanged"], 1);
 }
+
+/// A line past 16 MiB (a 17 MiB openid) is refused with its number, whatever it holds; many
+/// bad lines are all counted and the first thousand named.
+#[tokio::test]
+async fn long_lines_are_refused_and_bad_lines_counted_not_all_named() {
+    let t = spawn_app().await;
+    t.set_clock("2024-05-20T09:00:00+08:00").await;
+    let long = line(
+        "l1",
+        &format!(
+            r#""type":"follow","time":"2024-05-06T09:00:00+08:00","openid":"{}","source":0"#,
+            "o".repeat(17 << 20)
+        ),
+    );
+    let mut body = vec![long];
+    body.extend((0..5000).map(|i| format!("not an event {i}")));
+    let report = ingest(&t, &body.join("\n")).await;
+    assert_eq!(report["accepted"], 0);
+    assert_eq!(report["rejected_total"], 5001);
+    let named = report["rejected"].as_array().unwrap();
+    assert_eq!(named.len(), 1000);
+    assert_eq!(named[0]["line"], 1);
+    assert_eq!(named[0]["reason"], "longer than 16 MiB");
+    assert_eq!(named[999]["line"], 1000);
+}
