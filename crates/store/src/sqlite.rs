@@ -35,6 +35,7 @@ impl Sqlite {
             url: url.to_owned(),
             cause: Box::new(source),
         };
+        owner_only(path);
         let writer = Connection::open(path).map_err(open_err)?;
         // Another process may be creating the same file: wait for its locks, as every
         // connection does.
@@ -104,6 +105,39 @@ impl Sqlite {
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// The database holds live access tokens: a new file is made readable and writable by its
+/// owner alone (SQLite gives its `-wal` and `-shm` files the database file's mode), and an
+/// existing one that others can read is said once.
+fn owner_only(path: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if path.starts_with(':') || path.starts_with("file:") {
+            return;
+        }
+        // An empty file is a new database to SQLite; another process creating it at the same
+        // moment is fine.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path,
+                    mode = format!("{mode:o}"),
+                    "the database file (with live access tokens) can be read by other users: \
+                     chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn migrate(conn: &Connection, url: &str) -> Result<()> {

@@ -679,3 +679,28 @@ async fn usage_errors_exit_2_naming_the_flag_before_anything_is_opened() {
         "nothing opened on a usage error"
     );
 }
+
+/// The SQLite database holds live tokens: made readable by its owner alone, with its `-wal`
+/// and `-shm` files; one that others can read is said.
+#[tokio::test]
+async fn a_new_sqlite_database_is_readable_by_its_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("owner.db");
+    let db = format!("sqlite://{}", path.display());
+    add_account(&db, "wxaaaa000000000001", "s3cret").await;
+    let served = serve(&db, &[]).await;
+    access_token(&served.base, "wxaaaa000000000001", "s3cret").await;
+    for name in ["owner.db", "owner.db-wal", "owner.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}: {:o}", mode & 0o777);
+    }
+    drop(served);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(&db, &["account", "list"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("can be read by other users"), "{err}");
+}
