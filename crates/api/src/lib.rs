@@ -6,6 +6,7 @@
 //! - [`date`]: China time, the request body, the span rule, readiness, week/month labels.
 //! - [`row`]: row shapes, validation and the canonical JSON datacube stores and serves.
 //! - [`error`]: WeChat's error codes, `errmsg` texts and the request-id suffix.
+//! - [`json`]: the one rule for a key given twice.
 //! - [`token`]: access-token lifetimes and limits.
 //! - [`account`]: an account's AppID and AppSecret, checked ([`Appid`], [`Secret`]), and the
 //!   hashes secrets are kept as.
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod date;
 pub mod endpoint;
 pub mod error;
+pub mod json;
 pub mod row;
 pub mod text;
 pub mod token;

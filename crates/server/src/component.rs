@@ -56,6 +56,18 @@ pub(crate) async fn dispatch(app: App, name: &str, req: Request) -> Response {
 
 type Answer = Result<String, ErrCode>;
 
+/// The keys the component APIs read from their bodies (given twice: 47001).
+const KEYS: [&str; 8] = [
+    "component_appid",
+    "component_appsecret",
+    "component_verify_ticket",
+    "authorization_code",
+    "authorizer_appid",
+    "authorizer_refresh_token",
+    "offset",
+    "count",
+];
+
 fn answer(app: &App, result: Answer) -> Response {
     match result {
         Ok(body) => wechat_response(body, 0),
@@ -68,7 +80,7 @@ where
     F: FnOnce(App, Value) -> Fut,
     Fut: std::future::Future<Output = Answer>,
 {
-    match read_json_body(&app, req).await {
+    match read_json_body(&app, req, &KEYS).await {
         Ok(body) => {
             let result = f(app.clone(), body).await;
             answer(&app, result)
@@ -86,9 +98,16 @@ where
     Fut: std::future::Future<Output = Answer>,
 {
     let query = req.uri().query();
-    let token = query_param(query, "component_access_token")
+    let (Ok(component_token), Ok(token)) = (
+        query_param(query, "component_access_token"),
+        query_param(query, "access_token"),
+    ) else {
+        // Two tokens: neither is taken.
+        return app.wechat_error(ErrCode::InvalidCredential);
+    };
+    let token = component_token
         .filter(|t| !t.is_empty())
-        .or_else(|| query_param(query, "access_token").filter(|t| !t.is_empty()));
+        .or_else(|| token.filter(|t| !t.is_empty()));
     let Some(token) = token else {
         return app.wechat_error(ErrCode::AccessTokenMissing);
     };
@@ -110,7 +129,7 @@ where
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
         Err(e) => return app.internal("component lookup failed", &e),
     };
-    let body = match read_json_body(&app, req).await {
+    let body = match read_json_body(&app, req, &KEYS).await {
         Ok(body) => body,
         Err(resp) => return resp,
     };

@@ -12,8 +12,11 @@
 //!   the store (`miss`);
 //! - `datacube_quota_refusals_total{api}`: 45009 answers (a datacube endpoint's daily quota,
 //!   or `token` / `stable_token`'s);
-//! - `datacube_secret_checks_throttled_total`: token requests refused 45011 by the
-//!   wrong-secret throttles;
+//! - `datacube_secret_checks_total{verdict}`: secret checks, `right`, `wrong` or `busy` (the
+//!   queue of argon2 checks of older versions full);
+//! - `datacube_connections_open`, `datacube_connections_closed_total{reason}`: connections the
+//!   edge closed (`header_timeout`, `body_timeout`, `idle_timeout`, `evicted`) or refused
+//!   (`full`, `address_full`);
 //! - `datacube_ingest_seconds`: a `POST /admin/events` batch stored and its statistics
 //!   recomputed (a histogram);
 //! - `datacube_db_wait_seconds{op}`: how long a `read` took to get a connection, or a `write`

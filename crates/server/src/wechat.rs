@@ -75,12 +75,30 @@ pub(crate) async fn read_body(
     }
 }
 
-/// The first value of `key` in a query string, percent-decoded.
-pub(crate) fn query_param(query: Option<&str>, key: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
+/// The value of `key` in a query string, percent-decoded; `Err` when it is given twice (the
+/// rule of [`datacube_api::json`] for queries too: which one would count is not guessed).
+pub(crate) fn query_param(query: Option<&str>, key: &str) -> Result<Option<String>, Repeated> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k == key {
+            if found.is_some() {
+                return Err(Repeated);
+            }
+            found = Some(v.into_owned());
+        }
+    }
+    Ok(found)
 }
+
+/// A query parameter given twice.
+#[derive(Debug)]
+pub(crate) struct Repeated;
+
+/// The keys of a stable_token request.
+const STABLE_KEYS: [&str; 4] = ["grant_type", "appid", "secret", "force_refresh"];
 
 /// Everything outside `/admin`: the WeChat API. Unknown paths answer 40066 `invalid url`, as
 /// api.weixin.qq.com does.
@@ -132,8 +150,12 @@ async fn datacube_checked(
     if req.method() != Method::POST {
         return app.wechat_error(ErrCode::RequirePost);
     }
-    let Some(token) = query_param(req.uri().query(), "access_token").filter(|t| !t.is_empty())
-    else {
+    let token = match query_param(req.uri().query(), "access_token") {
+        Ok(token) => token.filter(|t| !t.is_empty()),
+        // Two tokens: neither is taken.
+        Err(_) => return app.wechat_error(ErrCode::InvalidCredential),
+    };
+    let Some(token) = token else {
         return app.wechat_error(ErrCode::AccessTokenMissing);
     };
     let record = match app.token(&token).await {
@@ -313,8 +335,13 @@ async fn authenticate(
 }
 
 /// The JSON object of a POST (stable_token, the component APIs): 43002 for another method,
-/// 44002 empty, 47001 not a JSON object (or too large: the connection is closed then).
-pub(crate) async fn read_json_body(app: &App, req: Request) -> Result<serde_json::Value, Response> {
+/// 44002 empty, 47001 not a JSON object, or one of the `known` keys given twice (see
+/// [`datacube_api::json`]; too large: the connection is closed then).
+pub(crate) async fn read_json_body(
+    app: &App,
+    req: Request,
+    known: &[&str],
+) -> Result<serde_json::Value, Response> {
     if req.method() != Method::POST {
         return Err(app.wechat_error(ErrCode::RequirePost));
     }
@@ -326,6 +353,9 @@ pub(crate) async fn read_json_body(app: &App, req: Request) -> Result<serde_json
     };
     if body.is_empty() {
         return Err(app.wechat_error(ErrCode::EmptyPostData));
+    }
+    if datacube_api::json::repeated_key(&body, known).is_some() {
+        return Err(app.wechat_error(ErrCode::DataFormatError));
     }
     match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(v @ serde_json::Value::Object(_)) => Ok(v),
@@ -340,9 +370,20 @@ async fn token(app: App, req: Request) -> Response {
         return faulty;
     }
     let query = req.uri().query();
-    let grant_type = query_param(query, "grant_type");
-    let appid = query_param(query, "appid").filter(|s| !s.is_empty());
-    let secret = query_param(query, "secret").filter(|s| !s.is_empty());
+    // A parameter given twice is refused with the error of that parameter being wrong.
+    let Ok(grant_type) = query_param(query, "grant_type") else {
+        return app.wechat_error(ErrCode::InvalidGrantType);
+    };
+    let Ok(appid) = query_param(query, "appid") else {
+        return app.wechat_error(ErrCode::InvalidAppid);
+    };
+    let Ok(secret) = query_param(query, "secret") else {
+        return app.wechat_error(ErrCode::InvalidAppsecret);
+    };
+    let (appid, secret) = (
+        appid.filter(|s| !s.is_empty()),
+        secret.filter(|s| !s.is_empty()),
+    );
     if grant_type.as_deref() != Some(GRANT_TYPE) {
         return app.wechat_error(ErrCode::InvalidGrantType);
     }
@@ -394,7 +435,7 @@ async fn stable_token(app: App, req: Request) -> Response {
         #[serde(default)]
         force_refresh: bool,
     }
-    let request = match read_json_body(&app, req).await {
+    let request = match read_json_body(&app, req, &STABLE_KEYS).await {
         Ok(body) => match serde_json::from_value::<StableRequest>(body) {
             Ok(request) => request,
             Err(_) => return app.wechat_error(ErrCode::DataFormatError),

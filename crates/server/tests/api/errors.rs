@@ -470,3 +470,58 @@ async fn retired_article_endpoints_answer_47009() {
         );
     }
 }
+
+/// One rule for a key given twice, everywhere (docs/compatibility.md): a key datacube reads,
+/// given twice, is refused with the error of that key being wrong; others are ignored.
+#[tokio::test]
+async fn a_key_given_twice_is_refused_everywhere_it_is_read() {
+    let t = spawn_app().await;
+    let now = t.unix();
+    let token_url = |q: &str| format!("/cgi-bin/token?grant_type=client_credential&{q}");
+    let twice_appid = token_url(&format!("appid={APPID}&appid={APPID}&secret={SECRET}"));
+    assert_wechat_error(&t.get(&twice_appid).await, 40013, now);
+    let twice_secret = token_url(&format!("appid={APPID}&secret={SECRET}&secret=x"));
+    assert_wechat_error(&t.get(&twice_secret).await, 40125, now);
+    let twice_grant = format!(
+        "/cgi-bin/token?grant_type=client_credential&grant_type=client_credential&appid={APPID}&secret={SECRET}"
+    );
+    assert_wechat_error(&t.get(&twice_grant).await, 40002, now);
+    // An unknown parameter given twice is ignored.
+    let other = token_url(&format!("appid={APPID}&secret={SECRET}&x=1&x=2"));
+    assert!(t.get(&other).await.body.contains("access_token"));
+    let token = t.token().await;
+    let body = r#"{"begin_date":"2021-09-01","end_date":"2021-09-07"}"#;
+    let a = t
+        .post(
+            &format!("/datacube/getusersummary?access_token={token}&access_token={token}"),
+            body,
+        )
+        .await;
+    assert_wechat_error(&a, 40001, now);
+    let a = t
+        .post(
+            &format!("/datacube/getusersummary?access_token={token}"),
+            r#"{"begin_date":"2021-09-01","end_date":"2021-09-07","end_date":"2021-09-03"}"#,
+        )
+        .await;
+    assert_wechat_error(&a, 61500, now);
+    let t = &t;
+    let stable = |body: String| async move { t.post("/cgi-bin/stable_token", &body).await };
+    let a = stable(format!(
+        r#"{{"grant_type":"client_credential","appid":"{APPID}","secret":"x","secret":"{SECRET}"}}"#
+    ))
+    .await;
+    assert_wechat_error(&a, 47001, now);
+    let a = stable(format!(
+        r#"{{"grant_type":"client_credential","appid":"{APPID}","secret":"{SECRET}","note":1,"note":2}}"#
+    ))
+    .await;
+    assert!(a.body.contains("access_token"), "{}", a.body);
+    // An event: the line is refused, named.
+    let line = format!(
+        r#"{{"type":"follow","appid":"{APPID}","time":"2021-09-01T10:00:00+08:00","time":"2021-09-02T10:00:00+08:00","openid":"o1","source":0}}"#
+    );
+    let report = t.admin_post("/admin/events", &line).await.json();
+    assert_eq!(report["accepted"], 0, "{report}");
+    assert_eq!(report["rejected"][0]["reason"], "`time` is given twice");
+}
