@@ -439,18 +439,25 @@ async fn sync_runs(State(app): State<App>, RawQuery(query): RawQuery, _: Admitte
     }
 }
 
-/// `POST /admin/events`: an NDJSON body of events. Good lines are stored and counted in one
-/// transaction; bad lines are reported with their number and reason.
+/// `POST /admin/events`: an NDJSON body of events. Bad lines are reported with their number
+/// and reason. A body up to [`ONE_TRANSACTION`] is stored and counted in one transaction; a
+/// larger one is loaded as `datacube ingest` loads a file — sorted in bounded memory, stored in
+/// transactions of [`BULK_BATCH`] events — so that memory stays bounded whatever its size.
 async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text");
-    };
-    let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
     let yesterday =
         datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
-    let mut known = datacube_store::ingest::KnownAccounts::default();
     let started = std::time::Instant::now();
-    match datacube_store::ingest::ingest_lines(app.store(), &lines, yesterday, &mut known).await {
+    let done = if body.len() > ONE_TRANSACTION {
+        events_in_bulk(&app, body, yesterday).await
+    } else {
+        let Ok(text) = std::str::from_utf8(&body) else {
+            return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text");
+        };
+        let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
+        let mut known = datacube_store::ingest::KnownAccounts::default();
+        datacube_store::ingest::ingest_lines(app.store(), &lines, yesterday, &mut known).await
+    };
+    match done {
         Ok((report, changed)) => {
             // Storing the events and recomputing the periods they touch.
             metrics::histogram!("datacube_ingest_seconds").record(started.elapsed().as_secs_f64());
@@ -469,6 +476,60 @@ async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
         }
         Err(e) => internal(&e),
     }
+}
+
+/// The largest body of events stored in one transaction.
+const ONE_TRANSACTION: usize = 16 << 20;
+/// Events per transaction of a larger body.
+const BULK_BATCH: usize = 200_000;
+/// Memory for sorting a larger body's events (past it, sorted runs go to temporary files).
+const BULK_MEMORY: usize = 128 << 20;
+
+/// A large body of events, loaded in bulk: the report, and the accounts it was for.
+async fn events_in_bulk(
+    app: &App,
+    body: axum::body::Bytes,
+    yesterday: jiff::civil::Date,
+) -> datacube_store::Result<(
+    datacube_store::ingest::IngestReport,
+    std::collections::BTreeSet<String>,
+)> {
+    let store = app.store().clone();
+    let runtime = tokio::runtime::Handle::current();
+    let loaded = tokio::task::spawn_blocking(move || {
+        datacube_store::load::read_and_sort(
+            Box::new(std::io::Cursor::new(body)),
+            &store,
+            &runtime,
+            datacube_store::bulk::Sorter::new(BULK_MEMORY, std::env::temp_dir()),
+            datacube_store::ingest::NAMED_REJECTIONS,
+            &|_| {},
+        )
+    })
+    .await
+    .map_err(|e| datacube_store::StoreError::Task(e.to_string()))??;
+    let changed: std::collections::BTreeSet<String> = loaded.fence.keys().cloned().collect();
+    let outcome = app
+        .store()
+        .ingest_sorted(loaded.sorted, loaded.fence, yesterday, BULK_BATCH, |_| {})
+        .await?;
+    let mut rejected = loaded.rejected;
+    if outcome.gone > 0 {
+        rejected.push(
+            0,
+            format!(
+                "{} events: their account was removed before they were stored",
+                outcome.gone
+            ),
+        );
+    }
+    let report = datacube_store::ingest::IngestReport {
+        accepted: outcome.accepted as usize,
+        duplicates: outcome.duplicates as usize,
+        rejected: rejected.named(),
+        rejected_total: rejected.total() - usize::from(outcome.gone > 0) + outcome.gone as usize,
+    };
+    Ok((report, changed))
 }
 
 /// `POST /admin/datacube/<name>?appid=…` with a datacube body: the account's answer as

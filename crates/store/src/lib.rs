@@ -36,6 +36,7 @@ mod events;
 pub mod import;
 pub mod ingest;
 mod inner;
+pub mod load;
 mod postgres;
 mod records;
 mod reset;
@@ -112,6 +113,9 @@ pub enum StoreError {
     /// A blocking task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(String),
+    /// Reading a stream of events failed.
+    #[error("reading events: {0}")]
+    Read(String),
     /// Sorting a bulk load's events through temporary files failed (disk full, say).
     #[error("{0}")]
     Spill(String),

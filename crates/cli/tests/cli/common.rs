@@ -431,3 +431,22 @@ pub fn kill(child: &Child, signal: &str) {
         .unwrap();
     assert!(sent.success(), "kill {signal} {pid}");
 }
+
+/// A process's memory now (`VmRSS`), in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A process's peak memory so far (`VmHWM`), in MiB.
+pub fn peak_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+fn status_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -676,15 +676,6 @@ async fn the_proxy_refuses_ambiguous_framing() {
     );
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// 5,000 idle connections and 5,000 that send half a body and stall, against a proxy limited
 /// to 1,024 open files: pushes are still answered within a second each, its memory stays
 /// bounded and comes back down once they are gone.
