@@ -388,6 +388,10 @@ async fn import(
         Err(e @ ImportError::Invalid { .. }) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }
+        Err(ImportError::Store(e @ datacube_store::StoreError::AccountGone(_))) => error(
+            StatusCode::CONFLICT,
+            format!("{e} while its rows were imported"),
+        ),
         Err(ImportError::Store(e)) => internal(&e),
     }
 }

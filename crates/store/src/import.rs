@@ -31,7 +31,9 @@ pub struct Imported {
 
 /// Validates every row of `body` and upserts them in one transaction: all rows or none.
 /// Importing the same body twice changes nothing. A field no shape lists is kept where it
-/// came, or refused with the whole body, as `new` says.
+/// came, or refused with the whole body, as `new` says. Rows for an appid with no account are
+/// kept for the account to come; rows for an account that is removed while they are
+/// imported are refused ([`StoreError::AccountGone`]).
 pub async fn import_body(
     store: &Store,
     appid: &str,
@@ -39,13 +41,16 @@ pub async fn import_body(
     body: &[u8],
     new: NewFields,
 ) -> Result<Imported, ImportError> {
+    let fence = store.account(appid).await?.map(|a| a.incarnation);
     // Up to 256 MiB of JSON to validate: CPU work, off the async threads.
     let owned = body.to_vec();
     let parsed = tokio::task::spawn_blocking(move || parse_list(endpoint, &owned, new))
         .await
         .map_err(|e| ImportError::Store(StoreError::Task(e.to_string())))?
         .map_err(|error| ImportError::Invalid { endpoint, error })?;
-    let report = store.upsert_rows(appid, endpoint, parsed.rows).await?;
+    let report = store
+        .upsert_rows(appid, endpoint, parsed.rows, fence)
+        .await?;
     Ok(Imported {
         report,
         new_fields: parsed.new_fields.into_iter().collect(),

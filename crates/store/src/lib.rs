@@ -604,16 +604,22 @@ impl Store {
     }
 
     /// Upserts rows of one endpoint for one account, all or nothing.
+    ///
+    /// With `fence`, the account must still be that incarnation ([`StoreError::AccountGone`]);
+    /// without, the rows are stored whether or not the account exists (yet).
     pub async fn upsert_rows(
         &self,
         appid: &str,
         endpoint: Endpoint,
         rows: Vec<Row>,
+        fence: Option<i64>,
     ) -> Result<UpsertReport> {
         let appid = appid.to_owned();
         self.run(move |s| {
             s.write(|tx| {
-                accounts::fence(tx, &appid, None)?;
+                if fence.is_some() {
+                    accounts::fence(tx, &appid, fence)?;
+                }
                 let report = days::upsert(tx, &appid, endpoint, &rows)?;
                 if report.inserted + report.updated > 0 {
                     accounts::bump_change(tx, &appid)?;

@@ -166,7 +166,12 @@ mod tests {
         let outcome = store.ingest(events("wxgone"), yesterday).await.unwrap();
         assert_eq!(outcome.gone, vec!["wxgone".to_owned()]);
         let upsert = store
-            .upsert_rows("wxgone", Endpoint::GetUserSummary, vec![])
+            .upsert_rows(
+                "wxgone",
+                Endpoint::GetUserSummary,
+                vec![],
+                Some(new.incarnation),
+            )
             .await;
         assert!(
             matches!(upsert, Err(StoreError::AccountGone(_))),

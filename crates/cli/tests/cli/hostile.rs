@@ -183,6 +183,22 @@ async fn slow_bodies_and_slow_heads_take_nothing_from_an_honest_client() {
     assert!(bodies >= 1_100 && heads >= 4_000, "{bodies} {heads}");
     // The attackers' connections were closed (and reopened) all along.
     assert!(bodies + heads > 5_100 * 2, "{bodies} + {heads} opened");
+    // Counted for Prometheus, by reason.
+    let metrics = reqwest::get(format!("{}/metrics", served.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let closed = |reason: &str| {
+        sample(
+            &metrics,
+            &format!("datacube_connections_closed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert!(closed("evicted") > 1000.0, "{metrics}");
+    let open = sample(&metrics, "datacube_connections_open");
+    assert!((1.0..=4096.0).contains(&open), "{open}");
     kill(&served.child, "-TERM");
     let _ = served.child.wait().await;
     let log = log.await.unwrap();
