@@ -61,7 +61,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether it is shorter than WeChat's 32 characters: a chosen secret that short may be
+    /// guessed, as nothing slows guesses down (see docs/compatibility.md).
+    pub fn is_short(&self) -> bool {
+        self.0.len() < SHORTEST_SAFE
+    }
 }
+
+/// The length of WeChat's AppSecrets (32 hex digits: 128 bits).
+pub const SHORTEST_SAFE: usize = 32;
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

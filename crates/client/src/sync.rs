@@ -282,9 +282,17 @@ pub async fn run(
     progress: Arc<dyn Progress>,
 ) -> AccountReport {
     let token_calls_before = client.counters.token_calls.load(Ordering::Relaxed);
+    // Mirrored for the account as it is now: removed during the run, it gets nothing more.
+    let fence = store
+        .account(appid)
+        .await
+        .ok()
+        .flatten()
+        .map(|a| a.incarnation);
     let run = Arc::new(Run {
         client,
         store,
+        fence,
         appid: appid.to_owned(),
         queue: round_robin(plan),
         next: AtomicU64::new(0),
@@ -339,6 +347,8 @@ fn round_robin(plan: &Plan) -> Vec<(usize, (Date, Date))> {
 struct Run {
     client: Arc<Client>,
     store: Store,
+    /// The local account's incarnation when the run began.
+    fence: Option<i64>,
     appid: String,
     /// The calls to make, taken in order: `next` is the first not taken yet.
     queue: Vec<(usize, (Date, Date))>,
@@ -372,7 +382,7 @@ impl Run {
             let mut retried = 0;
             let outcome = mirror_one(
                 &self.client,
-                &self.store,
+                (&self.store, self.fence),
                 &self.appid,
                 (self.endpoints[at], window.0, window.1),
                 self.last_ready,
@@ -496,7 +506,7 @@ struct Window {
 
 async fn mirror_one(
     client: &Client,
-    store: &Store,
+    (store, fence): (&Store, Option<i64>),
     appid: &str,
     (endpoint, begin, end): (Endpoint, Date, Date),
     last_ready: Date,
@@ -545,7 +555,7 @@ async fn mirror_one(
     // `"is_delay":true`: the upstream says the window may still change.
     let final_through = (!delayed).then(|| final_through(endpoint, last_ready));
     store
-        .mirror_window(appid, endpoint, (begin, end), rows, final_through)
+        .mirror_window(appid, endpoint, (begin, end), rows, final_through, fence)
         .await?;
     Ok(Window {
         stored,

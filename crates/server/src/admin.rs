@@ -273,8 +273,16 @@ async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Respon
         Ok(new) => new,
         Err(e) => return e.into_response(),
     };
-    if let Err(msg) = Appid::parse(&new.appid).and(Secret::parse(&new.secret)) {
-        return error(StatusCode::BAD_REQUEST, msg);
+    let secret = match Appid::parse(&new.appid).and(Secret::parse(&new.secret)) {
+        Ok(secret) => secret,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    if secret.is_short() {
+        tracing::warn!(
+            appid = new.appid,
+            "a secret shorter than 32 characters can be guessed (sign-ins are not slowed down): \
+             use 32 random characters, as WeChat's are"
+        );
     }
     let hash = match hashed(new.secret).await {
         Ok(hash) => hash,

@@ -560,6 +560,13 @@ pub(crate) async fn authorize(
     pre_auth_code: Option<&str>,
 ) -> Result<Authorized, ErrCode> {
     let now = app.clock().unix();
+    // The account as it is now: removed before its grant is stored, it gets none.
+    let incarnation = app
+        .store()
+        .account(authorizer)
+        .await
+        .map_err(internal)?
+        .map(|a| a.incarnation);
     if let Some(pre) = pre_auth_code {
         use_code(app, pre, "preauth", &component.appid, now).await?;
     }
@@ -570,22 +577,25 @@ pub(crate) async fn authorize(
         .map_err(internal)?;
     let refresh_token = random_code("refreshtoken@@@", 43);
     app.store()
-        .put_grant(Grant {
-            component: component.appid.clone(),
-            authorizer: authorizer.to_owned(),
-            sets,
-            refresh_token: refresh_token.clone(),
-            auth_time: now,
-        })
+        .put_grant(
+            Grant {
+                component: component.appid.clone(),
+                authorizer: authorizer.to_owned(),
+                sets,
+                refresh_token: refresh_token.clone(),
+                auth_time: now,
+            },
+            incarnation,
+        )
         .await
-        .map_err(internal)?;
+        .map_err(grant_gone_or_internal)?;
     app.forget_grant(&component.appid, authorizer);
     let code = random_code("queryauthcode@@@", 86);
     let expires = now + AUTH_CODE_LIFETIME;
     app.store()
         .new_code(&code, "auth", &component.appid, Some(authorizer), expires)
         .await
-        .map_err(internal)?;
+        .map_err(grant_gone_or_internal)?;
     let info_type = if before.is_some() {
         "updateauthorized"
     } else {

@@ -4,19 +4,24 @@
 //!
 //! - **Phases and deadlines.** A connection is always in one phase: sending a request head
 //!   (from its start, or from the first byte after an idle wait), sending a body, busy (its
-//!   request is being answered), or idle between requests. A watchdog closes it when the phase
+//!   request is being answered), taking its answer, or idle between requests. A watchdog closes it when the phase
 //!   outlasts its bound: the header timeout, the body timeout (plus a second per MiB received,
 //!   so that a large admin import at 1 MiB/s or faster always fits, while a trickle never
-//!   extends anything), the idle timeout — looked at by one sweep over the connections every
-//!   100 ms. hyper's own header timer is off: this one counts the head from its first byte,
+//!   extends anything), the idle timeout, and for taking an answer the idle timeout too (a
+//!   client that never reads holds nothing for long) — looked at by one sweep over the
+//!   connections every 100 ms. hyper's own header timer is off: this one counts the head from its first byte,
 //!   and the idle wait apart.
 //! - **In flight only when whole.** A request counts against `--max-in-flight` (and its
 //!   address's share) only once its body has arrived whole: the edge reads it first. A client
 //!   sending slowly holds a connection, never a request slot.
-//! - **Room is made, not refused.** Past `--max-connections`, or past its address's share, a
-//!   new connection takes the place of the connection that has waited longest on its client
-//!   (sending a head or body, or idle) — that one is closed. A request under way is never cut;
-//!   only when every connection is busy is a new one refused (`-1`, then closed).
+//! - **Room is made, not refused.** Past `--max-connections` a new connection takes the place
+//!   of a connection waiting on its client (sending a head or body, or idle) of the address
+//!   that holds the most connections — the one of them that has waited longest, which is
+//!   closed; past its own address's share, of its own address's. A request under way, or an
+//!   answer being taken, is never cut (a phase changes and a connection is closed by one
+//!   compare-and-swap, so neither can overtake the other); only when every connection is
+//!   busy is a new one refused (`-1`, then closed). Addresses are counted as clients are: an
+//!   IPv6 client by its /64, an IPv4-mapped one by its IPv4 address.
 //! - **Health answers whatever the load.** `/healthz` and `/readyz` skip the in-flight limits,
 //!   and are answered even on a refused connection.
 //! - **Refusals are counted, and logged at most once per [`LOG_EVERY`]** (one line with the
@@ -61,16 +66,28 @@ pub(crate) enum Phase {
     Busy = 2,
     /// Between requests.
     Idle = 3,
+    /// Taking its answer.
+    Send = 4,
 }
 
+/// The state of a connection the edge closed (in place of a phase).
+const CLOSED: u64 = 7;
+
 impl Phase {
-    fn from_bits(bits: u64) -> Phase {
-        match bits & 3 {
-            0 => Phase::Head,
-            1 => Phase::Body,
-            2 => Phase::Busy,
-            _ => Phase::Idle,
+    fn from_bits(bits: u64) -> Option<Phase> {
+        match bits & 7 {
+            0 => Some(Phase::Head),
+            1 => Some(Phase::Body),
+            2 => Some(Phase::Busy),
+            3 => Some(Phase::Idle),
+            4 => Some(Phase::Send),
+            _ => None,
         }
+    }
+
+    /// Whether a connection in this phase may be closed to make room: it waits on its client.
+    fn evictable(self) -> bool {
+        matches!(self, Phase::Head | Phase::Body | Phase::Idle)
     }
 }
 
@@ -115,14 +132,16 @@ impl Closed {
     }
 }
 
-/// One client connection's state, shared by its watchdog, its reads and its requests.
+/// One client connection's state, shared by the sweep, its reads and its requests.
 pub(crate) struct Conn {
     id: u64,
+    /// Its address, as counted ([`group`]).
     ip: IpAddr,
-    /// The phase (low 2 bits) and since when, in ms since the edge started (the rest).
+    /// The phase (low 3 bits; [`CLOSED`] once closed) and since when, in ms since the edge
+    /// started (the rest).
     state: AtomicU64,
-    /// Extra body time earned by bytes received (ms), in the current body phase.
-    credit_ms: AtomicU64,
+    /// Bytes of the body received in the current body phase.
+    body_bytes: AtomicU64,
     /// Requests of its address in flight.
     address_in_flight: Arc<AtomicUsize>,
     /// Why the edge closed it (a [`Closed`] + 1), 0 while open.
@@ -141,6 +160,20 @@ struct Registry {
     next: u64,
     conns: HashMap<u64, Arc<Conn>>,
     addresses: HashMap<IpAddr, Address>,
+}
+
+/// The address a client is counted under: an IPv6 client by its /64 (one host's share of the
+/// addresses it may use), an IPv4-mapped IPv6 address as the IPv4 one.
+pub(crate) fn group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !((1u128 << 64) - 1),
+            )),
+        },
+    }
 }
 
 /// The connections of one server, and the bounds they share.
@@ -173,23 +206,24 @@ impl Edge {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A place for a new connection from `ip`: a free one, or that of the connection (of the
-    /// same address, when the address is at its share) that has waited longest on its client,
-    /// which is told to close.
+    /// A place for a new connection from `ip`: a free one, or that of a connection waiting on
+    /// its client — of the address holding the most connections, or, when `ip`'s address is at
+    /// its share, of its own — which is told to close.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Closed> {
+        let ip = group(ip);
         let per_address = self.limits.max_connections_per_address.max(1);
         let mut r = self.registry();
         let open_here = r.addresses.get(&ip).map_or(0, |a| a.open);
         let mut evicted = false;
         if open_here >= per_address {
-            if !r.evict_oldest(|c| c.ip == ip) {
+            if !r.evict(Some(ip)) {
                 drop(r);
                 self.closed(Closed::AddressFull);
                 return Err(Closed::AddressFull);
             }
             evicted = true;
         } else if r.conns.len() >= self.limits.max_connections.max(1) {
-            if !r.evict_oldest(|_| true) {
+            if !r.evict(None) {
                 drop(r);
                 self.closed(Closed::Full);
                 return Err(Closed::Full);
@@ -207,16 +241,15 @@ impl Edge {
             id,
             ip,
             state: AtomicU64::new(pack(Phase::Head, self.now_ms())),
-            credit_ms: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
             address_in_flight: address.in_flight.clone(),
             closed_for: AtomicU8::new(0),
             evict: Notify::new(),
             edge: self.clone(),
         });
         r.conns.insert(id, conn.clone());
-        let open = r.conns.len();
+        metrics::gauge!("datacube_connections_open").set(r.conns.len() as f64);
         drop(r);
-        metrics::gauge!("datacube_connections_open").set(open as f64);
         if evicted {
             self.closed(Closed::Evicted);
         }
@@ -233,18 +266,24 @@ impl Edge {
             tick.tick().await;
             let now = self.now_ms();
             let mut r = self.registry();
-            let late: Vec<(u64, Closed)> = r
+            let late: Vec<(u64, u64, Closed)> = r
                 .conns
                 .values()
-                .filter_map(|c| c.deadline(&self.limits).map(|d| (c.id, d)))
-                .filter(|(_, (deadline, _))| *deadline <= now)
-                .map(|(id, (_, why))| (id, why))
+                .filter_map(|c| {
+                    let state = c.state.load(Ordering::Relaxed);
+                    let (deadline, why) = c.deadline(state, &self.limits)?;
+                    (deadline <= now).then_some((c.id, state, why))
+                })
                 .collect();
-            for (id, why) in &late {
-                r.close(*id, *why);
+            let mut closed = Vec::with_capacity(late.len());
+            for (id, state, why) in late {
+                // Only if it is still in that phase (it may just have moved on).
+                if r.close(id, state, why) {
+                    closed.push(why);
+                }
             }
             drop(r);
-            for (_, why) in late {
+            for why in closed {
                 self.closed(why);
             }
         }
@@ -262,7 +301,7 @@ impl Edge {
         self.note(why);
         let now = self.now_ms() + 1;
         let last = self.logged_at.load(Ordering::Relaxed);
-        if last != 0 && now - last < LOG_EVERY.as_millis() as u64 {
+        if last != 0 && now.saturating_sub(last) < LOG_EVERY.as_millis() as u64 {
             return;
         }
         if self
@@ -300,31 +339,65 @@ impl Edge {
 }
 
 impl Registry {
-    /// Closes the connection (among those `eligible`) that has waited longest on its client;
-    /// false when every eligible one is busy.
-    fn evict_oldest(&mut self, eligible: impl Fn(&Conn) -> bool) -> bool {
-        let oldest = self
-            .conns
-            .values()
-            .filter(|c| eligible(c))
-            .filter_map(|c| {
+    /// Closes a connection waiting on its client to make room: of `address`, or else of the
+    /// address holding the most connections (among those with one waiting) — the one that has
+    /// waited longest. False when there is none.
+    fn evict(&mut self, address: Option<IpAddr>) -> bool {
+        // A few tries: a connection may move on between the look and the close.
+        for _ in 0..4 {
+            // Per address: its oldest connection waiting on its client.
+            let mut oldest: HashMap<IpAddr, (u64, u64, u64)> = HashMap::new();
+            for c in self.conns.values() {
+                if address.is_some_and(|a| a != c.ip) {
+                    continue;
+                }
                 let state = c.state.load(Ordering::Relaxed);
-                (Phase::from_bits(state) != Phase::Busy).then_some((state >> 2, c.id))
-            })
-            .min();
-        let Some((_, id)) = oldest else {
-            return false;
-        };
-        self.close(id, Closed::Evicted);
-        true
+                if !Phase::from_bits(state).is_some_and(Phase::evictable) {
+                    continue;
+                }
+                let candidate = (state >> 3, c.id, state);
+                let entry = oldest.entry(c.ip).or_insert(candidate);
+                if candidate < *entry {
+                    *entry = candidate;
+                }
+            }
+            let heaviest = oldest
+                .iter()
+                .max_by_key(|(ip, (since, _, _))| {
+                    (
+                        self.addresses.get(*ip).map_or(0, |a| a.open),
+                        std::cmp::Reverse(*since),
+                    )
+                })
+                .map(|(_, victim)| *victim);
+            let Some((_, id, state)) = heaviest else {
+                return false;
+            };
+            if self.close(id, state, Closed::Evicted) {
+                return true;
+            }
+        }
+        false
     }
 
-    /// Tells connection `id` to close, for `why`; it no longer counts.
-    fn close(&mut self, id: u64, why: Closed) {
+    /// Closes connection `id` for `why` if its state is still `state` (one compare-and-swap:
+    /// a request that began meanwhile is not cut); it no longer counts then.
+    fn close(&mut self, id: u64, state: u64, why: Closed) -> bool {
+        let Some(conn) = self.conns.get(&id) else {
+            return false;
+        };
+        if conn
+            .state
+            .compare_exchange(state, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
         if let Some(conn) = self.forget(id) {
             conn.closed_for.store(why as u8 + 1, Ordering::Relaxed);
             conn.evict.notify_one();
         }
+        true
     }
 
     fn forget(&mut self, id: u64) -> Option<Arc<Conn>> {
@@ -335,12 +408,13 @@ impl Registry {
                 self.addresses.remove(&conn.ip);
             }
         }
+        metrics::gauge!("datacube_connections_open").set(self.conns.len() as f64);
         Some(conn)
     }
 }
 
 fn pack(phase: Phase, ms: u64) -> u64 {
-    (ms << 2) | phase as u64
+    (ms << 3) | phase as u64
 }
 
 /// A connection's place at the edge; given back when dropped.
@@ -348,47 +422,60 @@ pub(crate) struct Admitted(pub(crate) Arc<Conn>);
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let edge = &self.0.edge;
-        let mut r = edge.registry();
-        r.forget(self.0.id);
-        let open = r.conns.len();
-        drop(r);
-        metrics::gauge!("datacube_connections_open").set(open as f64);
+        self.0.edge.registry().forget(self.0.id);
     }
 }
 
 impl Conn {
-    fn phase(&self) -> Phase {
+    fn phase(&self) -> Option<Phase> {
         Phase::from_bits(self.state.load(Ordering::Relaxed))
     }
 
-    /// Enters `phase` from now.
-    pub(crate) fn enter(&self, phase: Phase) {
+    /// Enters `phase` from now; false when the connection was closed (nothing more may start
+    /// on it).
+    pub(crate) fn enter(&self, phase: Phase) -> bool {
         if phase == Phase::Body {
-            self.credit_ms.store(0, Ordering::Relaxed);
+            self.body_bytes.store(0, Ordering::Relaxed);
         }
-        self.state
-            .store(pack(phase, self.edge.now_ms()), Ordering::Relaxed);
+        let new = pack(phase, self.edge.now_ms());
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            if current == CLOSED {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                current,
+                new,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
     }
 
-    /// Bytes of a body arrived: its deadline moves by what they earned.
+    /// Bytes of a body arrived: its deadline moves by what they earned, counted over the whole
+    /// body (so that small reads earn as much as large ones).
     fn received(&self, bytes: usize) {
-        let ms = (bytes as u64).saturating_mul(1000) / MIN_BODY_RATE;
-        self.credit_ms.fetch_add(ms, Ordering::Relaxed);
+        self.body_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// When its current phase must end, and why (`None` while busy: an answer under way is
-    /// never cut).
-    fn deadline(&self, limits: &Limits) -> Option<(u64, Closed)> {
-        let state = self.state.load(Ordering::Relaxed);
-        let since = state >> 2;
-        let (bound, why) = match Phase::from_bits(state) {
+    /// When the phase of `state` must end, and why (`None` while busy: an answer under way is
+    /// never cut; nor a closed connection).
+    fn deadline(&self, state: u64, limits: &Limits) -> Option<(u64, Closed)> {
+        let since = state >> 3;
+        let (bound, why) = match Phase::from_bits(state)? {
             Phase::Head => (limits.header_timeout, Closed::HeaderTimeout),
-            Phase::Body => (
-                limits.body_timeout + Duration::from_millis(self.credit_ms.load(Ordering::Relaxed)),
-                Closed::BodyTimeout,
-            ),
-            Phase::Idle => (limits.idle_timeout, Closed::IdleTimeout),
+            Phase::Body => {
+                let earned =
+                    self.body_bytes.load(Ordering::Relaxed).saturating_mul(1000) / MIN_BODY_RATE;
+                (
+                    limits.body_timeout + Duration::from_millis(earned),
+                    Closed::BodyTimeout,
+                )
+            }
+            Phase::Idle | Phase::Send => (limits.idle_timeout, Closed::IdleTimeout),
             Phase::Busy => return None,
         };
         Some((since + bound.as_millis() as u64, why))
@@ -455,7 +542,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before && self.conn.phase() == Phase::Idle {
+        if buf.filled().len() > before && self.conn.phase() == Some(Phase::Idle) {
             self.conn.enter(Phase::Head);
         }
         polled
@@ -499,7 +586,12 @@ pub(crate) async fn prefetch(body: Incoming, limit: usize, conn: &Conn) -> Prefe
     if body.is_end_stream() {
         return Prefetched::default();
     }
-    conn.enter(Phase::Body);
+    if !conn.enter(Phase::Body) {
+        return Prefetched {
+            data: None,
+            broken: true,
+        };
+    }
     let take = limit.saturating_add(1);
     let hint = body.size_hint().exact().unwrap_or(0).min(take as u64) as usize;
     let mut buf = BytesMut::with_capacity(hint.min(16 << 20));
@@ -529,6 +621,52 @@ pub(crate) async fn prefetch(body: Incoming, limit: usize, conn: &Conn) -> Prefe
     Prefetched {
         data: Some(buf.freeze()),
         broken: false,
+    }
+}
+
+/// `answer`, with the connection in its send phase until the answer's body has been written
+/// (or dropped): idle, and so a candidate to make room, only then.
+pub(crate) fn sending(
+    conn: &Arc<Conn>,
+    answer: axum::response::Response,
+) -> axum::response::Response {
+    conn.enter(Phase::Send);
+    let guard = IdleWhenSent(conn.clone());
+    answer.map(|body| axum::body::Body::new(Sent { body, _idle: guard }))
+}
+
+/// Sets its connection idle when dropped.
+struct IdleWhenSent(Arc<Conn>);
+
+impl Drop for IdleWhenSent {
+    fn drop(&mut self) {
+        self.0.enter(Phase::Idle);
+    }
+}
+
+/// An answer's body, with the guard that marks its end.
+struct Sent {
+    body: axum::body::Body,
+    _idle: IdleWhenSent,
+}
+
+impl hyper::body::Body for Sent {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -654,6 +792,47 @@ mod tests {
         let waited = tokio::time::timeout(Duration::from_millis(900), c.0.must_close()).await;
         assert!(waited.is_err());
         sweeper.abort();
+    }
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_and_ipv6_64() {
+        let g = |s: &str| group(s.parse().unwrap()).to_string();
+        assert_eq!(g("10.0.0.1"), "10.0.0.1");
+        assert_eq!(g("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(g("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(g("2001:db8:1:2::1"), g("2001:db8:1:2:ffff::9"));
+        assert_ne!(g("2001:db8:1:2::1"), g("2001:db8:1:3::1"));
+    }
+
+    #[tokio::test]
+    async fn room_is_made_from_the_address_holding_the_most_connections() {
+        let edge = Edge::new(limits(4, 10));
+        let (honest, flood): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        // An honest upload, older than every connection of the flood.
+        let upload = edge.admit(honest).unwrap();
+        upload.0.enter(Phase::Body);
+        let f: Vec<_> = (0..3).map(|_| edge.admit(flood).unwrap()).collect();
+        let newcomer = edge.admit(flood).unwrap();
+        // The flood's oldest made room, not the older upload.
+        assert_eq!(f[0].0.must_close().await, Closed::Evicted);
+        assert_eq!(upload.0.phase(), Some(Phase::Body));
+        drop(newcomer);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_began_a_request_is_not_closed_by_a_look_taken_before() {
+        let edge = Edge::new(limits(1, 1));
+        let a = edge.admit("10.0.0.1".parse().unwrap()).unwrap();
+        let seen = a.0.state.load(Ordering::Relaxed);
+        assert!(a.0.enter(Phase::Busy));
+        // The look said Head; the request began since: not closed.
+        assert!(!edge.registry().close(a.0.id, seen, Closed::Evicted));
+        assert!(a.0.enter(Phase::Idle));
+        let seen = a.0.state.load(Ordering::Relaxed);
+        assert!(edge.registry().close(a.0.id, seen, Closed::Evicted));
+        // Closed: nothing more begins on it.
+        assert!(!a.0.enter(Phase::Busy));
     }
 
     #[tokio::test]

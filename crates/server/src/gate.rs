@@ -10,10 +10,14 @@
 //! An argon2 hash stored by an older datacube (~20 ms of a core and 19 MiB a check) is checked
 //! on a few threads behind a bounded queue ([`SecretChecker`]; full: `-1`, WeChat's "busy,
 //! retry"), with the verdicts of the last 10 minutes answered from memory — a keyed BLAKE2b
-//! digest of (appid, stored hash, secret), under a random key that never leaves the process.
-//! Its first right check replaces it with a fast hash (see `App::upgrade_secret`).
+//! digest of (appid, stored hash, secret), under a random key that never leaves the process;
+//! right verdicts apart from wrong ones, so that a flood of wrong guesses cannot push the
+//! owner's out. At most [`PER_APPID`] checks of one appid wait at once (more: `-1`): a flood
+//! against one account leaves the queue to the others. Its first right check replaces the
+//! hash with a fast one (see `App::upgrade_secret`), and then none of this applies.
 //!
-//! Memory is bounded: at most [`MAX_KNOWN`] digests; past them the oldest half is dropped.
+//! Memory is bounded: at most [`MAX_KNOWN`] digests of each kind; past them the oldest half is
+//! dropped.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,8 +30,10 @@ use crate::secret::SecretChecker;
 
 /// How long a verdict on an argon2 hash is remembered after its last use.
 const REMEMBER: Duration = Duration::from_secs(600);
-/// Digests remembered at most.
+/// Digests remembered at most (right ones, and wrong ones).
 const MAX_KNOWN: usize = 100_000;
+/// Argon2 checks of one appid waiting or under way at most.
+const PER_APPID: usize = 2;
 
 /// A gate's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,16 +56,19 @@ impl Verdict {
     }
 }
 
-struct Known {
-    right: bool,
-    used: Instant,
-}
-
 /// Secret checks: fast hashes inline, argon2 hashes behind known answers and a bounded queue.
 pub struct SecretGate {
     checker: SecretChecker,
     key: [u8; 32],
-    known: Mutex<HashMap<[u8; 32], Known>>,
+    memory: Mutex<Memory>,
+}
+
+#[derive(Default)]
+struct Memory {
+    right: HashMap<[u8; 32], Instant>,
+    wrong: HashMap<[u8; 32], Instant>,
+    /// Argon2 checks under way, by appid.
+    checking: HashMap<String, usize>,
 }
 
 impl SecretGate {
@@ -70,7 +79,7 @@ impl SecretGate {
         SecretGate {
             checker,
             key,
-            known: Mutex::default(),
+            memory: Mutex::default(),
         }
     }
 
@@ -101,30 +110,57 @@ impl SecretGate {
         let digest = self.digest(appid, hash, secret);
         let now = Instant::now();
         {
-            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(k) = known.get_mut(&digest) {
-                if now.duration_since(k.used) < REMEMBER {
-                    k.used = now;
-                    return if k.right {
-                        Verdict::Right
-                    } else {
-                        Verdict::Wrong
-                    };
+            let mut guard = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            let m = &mut *guard;
+            for (known, verdict) in [
+                (&mut m.right, Verdict::Right),
+                (&mut m.wrong, Verdict::Wrong),
+            ] {
+                if let Some(used) = known.get_mut(&digest) {
+                    if now.duration_since(*used) < REMEMBER {
+                        *used = now;
+                        return verdict;
+                    }
                 }
             }
+            let checking = m.checking.entry(appid.to_owned()).or_default();
+            if *checking >= PER_APPID {
+                return Verdict::Busy;
+            }
+            *checking += 1;
         }
-        let Ok(right) = self.checker.verify(secret, hash).await else {
+        let under_way = Checking(self, appid);
+        let checked = self.checker.verify(secret, hash).await;
+        drop(under_way);
+        let mut guard = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let m = &mut *guard;
+        let Ok(right) = checked else {
             return Verdict::Busy;
         };
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let known = if right { &mut m.right } else { &mut m.wrong };
         if known.len() >= MAX_KNOWN {
-            forget_oldest(&mut known, |k| k.used);
+            forget_oldest(known, |used| *used);
         }
-        known.insert(digest, Known { right, used: now });
+        known.insert(digest, now);
         if right {
             Verdict::Right
         } else {
             Verdict::Wrong
+        }
+    }
+}
+
+/// An argon2 check of an appid under way: counted until dropped, however its request ends.
+struct Checking<'a>(&'a SecretGate, &'a str);
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        let mut m = self.0.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.checking.get_mut(self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.checking.remove(self.1);
+            }
         }
     }
 }
@@ -190,6 +226,34 @@ mod tests {
             g.check("wx1", "the-right-secret", &other).await,
             Verdict::Wrong
         );
+    }
+
+    #[tokio::test]
+    async fn a_flood_against_one_legacy_account_leaves_the_queue_to_the_others() {
+        let g = std::sync::Arc::new(gate());
+        let (one, two) = (legacy_hash_secret("one"), legacy_hash_secret("two"));
+        let flood: Vec<_> = (0..20)
+            .map(|i| {
+                let (g, h) = (g.clone(), one.clone());
+                tokio::spawn(async move { g.check("wx1", &format!("guess{i}"), &h).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // The other account's owner waits behind two checks of wx1 at most, not twenty.
+        let started = Instant::now();
+        assert_eq!(g.check("wx2", "two", &two).await, Verdict::Right);
+        let took = started.elapsed();
+        let mut busy = 0;
+        for f in flood {
+            busy += usize::from(f.await.unwrap() == Verdict::Busy);
+        }
+        assert!(busy >= 15, "{busy} of 20 guesses turned away");
+        let one_check = {
+            let started = Instant::now();
+            g.check("wx3", "x", &legacy_hash_secret("y")).await;
+            started.elapsed()
+        };
+        assert!(took < one_check * 6, "{took:?}, one check {one_check:?}");
     }
 
     #[test]

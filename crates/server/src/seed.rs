@@ -179,11 +179,18 @@ const MAX_BODY_FILE: u64 = 256 << 20;
 /// fixture's name is an error, not skipped and not waited on).
 fn open_regular(path: &Path) -> Result<std::fs::File, String> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Opened without waiting (a FIFO's open waits for a writer), then looked at: what is
+    // read is what was checked.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|e| format!("{shown}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{shown}: not a regular file"));
     }
-    std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))
+    Ok(file)
 }
 
 /// The whole of a regular file of at most `limit` bytes.

@@ -128,14 +128,15 @@ pub async fn serve(
     watcher.abort();
     days.abort();
     tickets.abort();
-    sweeper.abort();
     tracing::info!("shutting down: no new connections; waiting for open requests");
+    // (The deadlines still hold while open requests finish.)
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("grace period over; closing the remaining connections");
         }
     }
+    sweeper.abort();
     Ok(())
 }
 
@@ -242,15 +243,6 @@ where
         .serve_connection(TokioIo::new(io), svc)
 }
 
-/// Back to idle when a request's answer is ready, however the handling ended.
-struct IdleAfter(Arc<Conn>);
-
-impl Drop for IdleAfter {
-    fn drop(&mut self) {
-        self.0.enter(Phase::Idle);
-    }
-}
-
 fn service(
     app: App,
     router: Router,
@@ -269,8 +261,10 @@ fn service(
             let (parts, body) = req.into_parts();
             let body = crate::edge::prefetch(body, limit, &conn).await;
             let req = hyper::Request::from_parts(parts, body);
-            conn.enter(Phase::Busy);
-            let _idle = IdleAfter(conn.clone());
+            if !conn.enter(Phase::Busy) {
+                // Closed by the edge while its body came: nothing is started.
+                return Ok(overloaded(&app));
+            }
             let slot = if is_health(&req) {
                 None
             } else {
@@ -283,7 +277,7 @@ fn service(
                             200,
                             Duration::ZERO,
                         );
-                        return Ok(overloaded(&app));
+                        return Ok(crate::edge::sending(&conn, overloaded(&app)));
                     }
                 }
             };
@@ -304,7 +298,7 @@ fn service(
             if let Some((method, uri)) = logged {
                 log_request(&method, &uri, &answer, took);
             }
-            Ok(answer)
+            Ok(crate::edge::sending(&conn, answer))
         }
     })
 }

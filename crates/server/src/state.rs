@@ -115,6 +115,8 @@ pub(crate) struct Inner {
     /// Set once shutdown began: no new connections, open requests finishing.
     draining: AtomicBool,
     pub(crate) answers: ResponseCache,
+    /// `/readyz`'s last check of the database.
+    pub(crate) ready: crate::health::LastCheck,
     /// Secret checks (fast hashes inline; argon2 hashes of older versions on a few threads).
     pub(crate) secrets: SecretGate,
 }
@@ -128,6 +130,7 @@ impl App {
         App {
             inner: Arc::new(Inner {
                 answers: ResponseCache::new(config.response_cache),
+                ready: Default::default(),
                 store,
                 clock,
                 config,

@@ -124,6 +124,10 @@ pub(crate) fn new_code(
     authorizer: Option<&str>,
     expires_at: i64,
 ) -> Result<()> {
+    // An authorizer's code only while the account is there (a removal takes its codes).
+    if let Some(authorizer) = authorizer {
+        crate::accounts::fence(tx, authorizer, None)?;
+    }
     tx.exec(
         "INSERT INTO component_code (code, kind, component, authorizer, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -184,8 +188,8 @@ fn grant_from_row(r: &dyn DbRow) -> Result<Grant> {
 }
 
 /// Records (or replaces) `authorizer`'s grant of `sets` to `component`.
-pub(crate) fn put_grant(tx: &dyn Db, g: &Grant) -> Result<()> {
-    crate::accounts::fence(tx, &g.authorizer, None)?;
+pub(crate) fn put_grant(tx: &dyn Db, g: &Grant, incarnation: Option<i64>) -> Result<()> {
+    crate::accounts::fence(tx, &g.authorizer, incarnation)?;
     let sets = g
         .sets
         .iter()

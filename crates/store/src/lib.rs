@@ -424,9 +424,10 @@ impl Store {
             .await
     }
 
-    /// Records (or replaces) a grant.
-    pub async fn put_grant(&self, grant: Grant) -> Result<()> {
-        self.run(move |s| s.write(|tx| components::put_grant(tx, &grant)))
+    /// Records (or replaces) a grant, if its authorizer is still the incarnation
+    /// `incarnation` (or, without one, still exists; [`StoreError::AccountGone`]).
+    pub async fn put_grant(&self, grant: Grant, incarnation: Option<i64>) -> Result<()> {
+        self.run(move |s| s.write(|tx| components::put_grant(tx, &grant, incarnation)))
             .await
     }
 
@@ -522,7 +523,8 @@ impl Store {
 
     /// Mirrors one answer of `datacube sync`: the stored rows of `endpoint` dated in `window`
     /// are replaced by `rows` (canonical rows, as imports make them, in any order), and the
-    /// window's days up to `final_through` are recorded as final — in one transaction.
+    /// window's days up to `final_through` are recorded as final — in one transaction. The
+    /// account must exist — as the incarnation `fence`, when given ([`StoreError::AccountGone`]).
     pub async fn mirror_window(
         &self,
         appid: &str,
@@ -530,13 +532,14 @@ impl Store {
         window: (Date, Date),
         mut rows: Vec<Row>,
         final_through: Option<Date>,
+        fence: Option<i64>,
     ) -> Result<()> {
         let appid = appid.to_owned();
         self.run(move |s| {
             days::sort_rows(&mut rows);
             let days = days::prepare_days(&rows, window)?;
             s.write(|tx| {
-                accounts::fence(tx, &appid, None)?;
+                accounts::fence(tx, &appid, fence)?;
                 days::replace(tx, &appid, endpoint, window, days)?;
                 if let Some(last) = final_through.filter(|l| *l >= window.0) {
                     sync::mark_final(tx, &appid, endpoint, (window.0, last.min(window.1)))?;
@@ -825,6 +828,32 @@ mod tests {
         assert_eq!(
             super::redacted("postgres://u:Hunter?2secret@h/db?sslmode=require"),
             "postgres://u:***@h/db?sslmode=require"
+        );
+        // An `@` in a parameter's value is not the userinfo's.
+        assert_eq!(
+            super::redacted("postgres://app@db/stats?password=Hunter2&application_name=svc@prod"),
+            "postgres://app@db/stats?password=***&application_name=svc@prod"
+        );
+        assert_eq!(
+            super::redacted("postgres://u:p@h?application_name=a@b&sslmode=require"),
+            "postgres://u:***@h?application_name=a@b&sslmode=require"
+        );
+        assert_eq!(
+            crate::url::split_query(
+                "postgres://u:p@h/db?sslmode=require&application_name=ops@corp"
+            ),
+            (
+                "postgres://u:p@h/db",
+                Some("sslmode=require&application_name=ops@corp")
+            )
+        );
+        assert_eq!(
+            crate::url::split_query("postgres://u:Hunter?2secret@h/db?sslmode=require"),
+            ("postgres://u:Hunter?2secret@h/db", Some("sslmode=require"))
+        );
+        assert_eq!(
+            crate::url::split_query("postgres://h/db?sslmode=require"),
+            ("postgres://h/db", Some("sslmode=require"))
         );
         assert_eq!(
             super::redacted("host=h password = 'a b' dbname=d"),

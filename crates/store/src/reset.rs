@@ -7,7 +7,7 @@ use crate::db::{p, Db};
 use crate::Result;
 
 /// What an account's rows are kept in, by `appid`.
-const PER_ACCOUNT: [&str; 10] = [
+const PER_ACCOUNT: [&str; 11] = [
     "DELETE FROM event_chunk WHERE appid = ?1",
     "DELETE FROM event_id WHERE appid = ?1",
     "DELETE FROM event_id_delta WHERE appid = ?1",
@@ -18,6 +18,7 @@ const PER_ACCOUNT: [&str; 10] = [
     "DELETE FROM sync_final WHERE appid = ?1",
     "DELETE FROM token WHERE appid = ?1",
     "DELETE FROM component_grant WHERE authorizer = ?1",
+    "DELETE FROM component_code WHERE authorizer = ?1",
 ];
 
 /// What a reset clears: everything but accounts and components.

@@ -1,37 +1,62 @@
 //! Database URLs, never shown with their passwords.
 
-/// `url` without its passwords, for messages — read as PostgreSQL's driver reads it, so that
-/// nothing it would take for a password is shown: the userinfo's (`postgres://u:***@host/db`;
-/// the driver ends the userinfo at the first `@`, but a password typed with `@`, `?`, `#` or `/`
-/// in it is hidden whole: everything up to the last `@`), a query parameter whose
-/// percent-decoded key names a password (`?password=***`, `?pass%77ord=***`,
-/// `?sslpassword=***`), and the values of a libpq `key=value` string
-/// (`host=h password=*** dbname=d`, spaces around `=` and quotes allowed).
+/// Where a URL's parts are, as PostgreSQL's driver finds them: its userinfo runs from after
+/// `scheme://` to the first `@`, and its query from the next `?`. A password typed with an `@`
+/// in it (the driver would fail on it) is taken whole: the userinfo then ends at the last `@`
+/// before the query.
+struct Parts {
+    /// Just after `://`.
+    after: usize,
+    /// The `@` ending the userinfo, if there is one.
+    at: Option<usize>,
+    /// The `?` beginning the query, if there is one.
+    query: Option<usize>,
+}
+
+fn parts(url: &str) -> Option<Parts> {
+    let after = url.find("://")? + 3;
+    let first_at = url[after..].find('@').map(|i| after + i);
+    let from = first_at.map_or(after, |at| at + 1);
+    let query = url[from..].find('?').map(|i| from + i);
+    let at = first_at.map(|first| {
+        url[first..query.unwrap_or(url.len())]
+            .rfind('@')
+            .map_or(first, |i| first + i)
+    });
+    Some(Parts { after, at, query })
+}
+
+/// `url` without its passwords, for messages — read as PostgreSQL's driver reads it
+/// ([`Parts`]), so that nothing it would take for a password is shown: the userinfo's
+/// (`postgres://u:***@host/db`, a password with `?`, `#`, `/` or `@` in it hidden whole), a
+/// query parameter whose percent-decoded key names a password (`?password=***`,
+/// `?pass%77ord=***`, `?sslpassword=***`; looked for after every `?` and `&`, wherever it
+/// stands), and the values of a libpq `key=value` string (`host=h password=*** dbname=d`,
+/// spaces around `=` and quotes allowed).
 pub fn redacted(url: &str) -> String {
-    let Some(scheme) = url.find("://") else {
+    let Some(p) = parts(url) else {
         return redacted_keywords(url);
     };
-    let after = scheme + 3;
-    // The authority's userinfo, if it has a password: from the first `:` to the last `@`.
-    let (head, rest) = match url.rfind('@').filter(|at| *at >= after) {
+    let (head, rest) = match p.at {
         Some(at) => {
-            let userinfo = &url[after..at];
+            let userinfo = &url[p.after..at];
             let shown = match userinfo.find(':') {
                 Some(colon) => format!("{}:***", &userinfo[..colon]),
                 None => userinfo.to_owned(),
             };
-            (format!("{}{shown}@", &url[..after]), &url[at + 1..])
+            (format!("{}{shown}@", &url[..p.after]), &url[at + 1..])
         }
-        None => (url[..after].to_owned(), &url[after..]),
+        None => (url[..p.after].to_owned(), &url[p.after..]),
     };
-    let (main, query) = match rest.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (rest, None),
-    };
-    let mut out = head + main;
-    if let Some(query) = query {
-        out.push('?');
-        let params: Vec<String> = query
+    // Every `key=value` after a `?` or an `&`: the query's, and any a mistyped URL has
+    // elsewhere.
+    let mut out = head;
+    let mut first = true;
+    for piece in rest.split('?') {
+        if !std::mem::take(&mut first) {
+            out.push('?');
+        }
+        let params: Vec<String> = piece
             .split('&')
             .map(|param| match param.split_once('=') {
                 Some((k, _)) if names_password(&crate::tls::percent_decoded(k)) => {
@@ -51,14 +76,18 @@ fn names_password(key: &str) -> bool {
     key.trim().to_ascii_lowercase().contains("password")
 }
 
-/// A URL's main part and its query: the query begins at the first `?` after the userinfo (a
-/// password may hold a `?`; the driver's userinfo ends at the first `@`, a password typed with
-/// an `@` at the last).
+/// A URL's main part and its query, where the driver finds them ([`Parts`]: a `?` in a
+/// password does not begin the query, one in a parameter's value does not end it).
 pub(crate) fn split_query(url: &str) -> (&str, Option<&str>) {
-    let from = url.rfind('@').map_or(0, |at| at + 1);
-    match url[from..].find('?') {
-        Some(q) => (&url[..from + q], Some(&url[from + q + 1..])),
-        None => (url, None),
+    match parts(url).and_then(|p| p.query) {
+        Some(q) => (&url[..q], Some(&url[q + 1..])),
+        None => match url.find("://") {
+            Some(_) => (url, None),
+            None => match url.split_once('?') {
+                Some((m, q)) => (m, Some(q)),
+                None => (url, None),
+            },
+        },
     }
 }
 

@@ -92,11 +92,11 @@ proptest! {
             ] {
                 let sorted = rows(endpoint);
                 store
-                    .mirror_window("wxsorted", endpoint, window(endpoint), sorted.clone(), None)
+                    .mirror_window("wxsorted", endpoint, window(endpoint), sorted.clone(), None, None)
                     .await
                     .unwrap();
                 store
-                    .mirror_window("wxshuffled", endpoint, window(endpoint), shuffled, None)
+                    .mirror_window("wxshuffled", endpoint, window(endpoint), shuffled, None, None)
                     .await
                     .unwrap();
                 let want = stored(&store, "wxsorted", endpoint).await;
@@ -119,7 +119,7 @@ async fn rows_dated_outside_the_window_are_not_stored() {
     // The window is the first three days: the other four are outside it.
     let window = (BEGIN, add_days(BEGIN, 2));
     store
-        .mirror_window("wx1", Endpoint::GetUserSummary, window, list, None)
+        .mirror_window("wx1", Endpoint::GetUserSummary, window, list, None, None)
         .await
         .unwrap();
     let (_, n) = stored(&store, "wx1", Endpoint::GetUserSummary).await;

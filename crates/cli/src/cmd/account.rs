@@ -126,8 +126,13 @@ async fn account_add(
     secret: String,
     verified: bool,
 ) -> Result<()> {
-    if let Err(msg) = Appid::parse(&appid).and(Secret::parse(&secret)) {
-        return Err(Exit::usage(msg));
+    match Appid::parse(&appid).and(Secret::parse(&secret)) {
+        Err(msg) => return Err(Exit::usage(msg)),
+        Ok(parsed) if parsed.is_short() => eprintln!(
+            "warning: a secret shorter than 32 characters can be guessed (sign-ins are not \
+             slowed down): use 32 random characters, as WeChat's are"
+        ),
+        Ok(_) => {}
     }
     let store = open(url)?;
     let hash =

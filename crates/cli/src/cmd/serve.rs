@@ -71,16 +71,18 @@ pub struct ServeArgs {
     /// every one is busy with a request.
     #[arg(long, env = "DATACUBE_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
-    /// Connections open at once from one client address (default: half of --max-connections);
-    /// past it, that address's longest-waiting connection makes room. Behind a load balancer
-    /// every client has its address: raise it to --max-connections.
+    /// Connections open at once from one client address — an IPv6 client counted by its /64
+    /// (default: half of --max-connections); past it, that address's longest-waiting
+    /// connection makes room. Behind a load balancer every client comes from the balancer's
+    /// address: raise it to --max-connections.
     #[arg(long, env = "DATACUBE_MAX_CONNECTIONS_PER_ADDRESS")]
     max_connections_per_address: Option<usize>,
     /// Requests handled at once, counted once their body has arrived; past it requests are
     /// answered `-1 system error` (the health checks are always answered).
     #[arg(long, env = "DATACUBE_MAX_IN_FLIGHT", default_value_t = Limits::default().max_in_flight)]
     max_in_flight: usize,
-    /// Requests handled at once from one client address (default: half of --max-in-flight).
+    /// Requests handled at once from one client address (default: half of --max-in-flight;
+    /// behind a load balancer, raise it to --max-in-flight).
     #[arg(long, env = "DATACUBE_MAX_IN_FLIGHT_PER_ADDRESS")]
     max_in_flight_per_address: Option<usize>,
     /// Seconds a request head may take, from the connection's start or its first byte.

@@ -111,7 +111,8 @@ async fn past_the_connection_limit_the_longest_waiting_connection_makes_room() {
         .await
         .unwrap()
         .unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).contains(r#"{"status":"ok"}"#));
+    let got = String::from_utf8_lossy(&buf[..n]);
+    assert!(got.contains(r#"{"status":"ok"}"#), "{got}");
 }
 
 #[tokio::test]
