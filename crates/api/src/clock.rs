@@ -38,6 +38,16 @@ impl Clock {
         self.now().as_second()
     }
 
+    /// Whether it reads real time (no offset).
+    pub fn is_real(&self) -> bool {
+        self.offset_ms.load(Ordering::Relaxed) == 0
+    }
+
+    /// Back to real time.
+    pub fn set_real(&self) {
+        self.offset_ms.store(0, Ordering::Relaxed);
+    }
+
     /// Moves the clock so that it reads `now` at this instant.
     pub fn set(&self, now: Timestamp) {
         let offset = now.as_millisecond() - Timestamp::now().as_millisecond();

@@ -22,14 +22,12 @@ use datacube_store::import::{import_body, ImportError};
 
 /// The admin routes.
 pub(crate) fn routes() -> Router<App> {
-    Router::new()
+    crate::control::routes()
         .route("/admin/accounts", get(list_accounts).post(add_account))
         .route(
             "/admin/accounts/{appid}",
             axum::routing::delete(remove_account),
         )
-        .route("/admin/reset", post(reset))
-        .route("/admin/clock", get(get_clock).post(set_clock))
         .route("/admin/import", post(import))
         .route("/admin/events", post(events))
         .route("/admin/datacube/{name}", post(datacube))
@@ -46,7 +44,7 @@ pub(crate) fn routes() -> Router<App> {
         )
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -57,7 +55,7 @@ fn unknown_endpoint(status: StatusCode, name: &str) -> Response {
     )
 }
 
-fn internal(err: &dyn std::error::Error) -> Response {
+pub(crate) fn internal(err: &dyn std::error::Error) -> Response {
     tracing::error!(error = %err, "admin request failed");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,7 +71,7 @@ pub(crate) struct AdminError {
 }
 
 impl AdminError {
-    fn new(status: StatusCode, message: impl Into<String>) -> AdminError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> AdminError {
         AdminError {
             status,
             message: message.into(),
@@ -108,7 +106,7 @@ pub(crate) fn shows_admin_token(app: &App, headers: &axum::http::HeaderMap) -> b
 /// A request the admin token admits, with its body read (within the admin body limit and
 /// time): the extractor every admin handler takes last. Without an admin token configured the
 /// whole API answers 404.
-pub(crate) struct Admitted(axum::body::Bytes);
+pub(crate) struct Admitted(pub(crate) axum::body::Bytes);
 
 impl axum::extract::FromRequest<App> for Admitted {
     type Rejection = AdminError;
@@ -161,7 +159,7 @@ impl axum::extract::FromRequest<App> for Admitted {
     }
 }
 
-fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AdminError> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body)
         .map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
@@ -192,68 +190,6 @@ async fn remove_account(
         Ok(false) => error(StatusCode::NOT_FOUND, format!("no account {appid}")),
         Err(e) => internal(&e),
     }
-}
-
-/// `POST /admin/reset`: events, statistics, tokens, quotas, sync records, components'
-/// tickets and codes go; accounts, components and grants stay unless `{"accounts":true}`.
-/// The demo account of `serve --demo` is made again.
-async fn reset(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    #[derive(Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct Reset {
-        #[serde(default)]
-        accounts: bool,
-    }
-    let asked: Reset = if body.iter().all(u8::is_ascii_whitespace) {
-        Reset::default()
-    } else {
-        match parse_json(&body) {
-            Ok(asked) => asked,
-            Err(e) => return e.into_response(),
-        }
-    };
-    let cleared = match app.store().reset(asked.accounts).await {
-        Ok(n) => n,
-        Err(e) => return internal(&e),
-    };
-    app.forget_everything();
-    let demo = match app.config().demo_days {
-        Some(days) => match crate::demo::setup(app.store(), app.clock(), days).await {
-            Ok(_) => {
-                app.forget_everything();
-                true
-            }
-            Err(e) => return internal(&e),
-        },
-        None => false,
-    };
-    let seeded = match &app.config().seed {
-        Some(dir) => {
-            let now = app.clock().unix();
-            let yesterday = datacube_api::date::add_days(datacube_api::date::china_date(now), -1);
-            match crate::seed::load(app.store(), dir, now, yesterday).await {
-                Ok(_) => {
-                    app.forget_everything();
-                    true
-                }
-                Err(e) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("reset done, but the seed failed: {e}"),
-                    )
-                }
-            }
-        }
-        None => false,
-    };
-    tracing::info!(accounts = asked.accounts, cleared, demo, seeded, "reset");
-    Json(json!({
-        "reset": true,
-        "accounts_removed": asked.accounts,
-        "demo": demo,
-        "seeded": seeded,
-    }))
-    .into_response()
 }
 
 /// `secret`'s hash, made off the async threads (argon2 takes tens of milliseconds).
@@ -311,37 +247,6 @@ async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Respon
         ),
         Err(e @ StoreError::AppidInUse(..)) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e) => internal(&e),
-    }
-}
-
-fn clock_json(app: &App) -> Response {
-    let now = app.clock().now();
-    Json(json!({ "now": now.to_string(), "unix": now.as_second() })).into_response()
-}
-
-async fn get_clock(State(app): State<App>, _: Admitted) -> Response {
-    clock_json(&app)
-}
-
-async fn set_clock(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    #[derive(Deserialize)]
-    struct SetClock {
-        now: String,
-    }
-    let set: SetClock = match parse_json(&body) {
-        Ok(set) => set,
-        Err(e) => return e.into_response(),
-    };
-    match set.now.parse::<jiff::Timestamp>() {
-        Ok(now) => {
-            app.clock().set(now);
-            tracing::info!(now = %now, "clock moved");
-            clock_json(&app)
-        }
-        Err(e) => error(
-            StatusCode::BAD_REQUEST,
-            format!("`now` must be an RFC 3339 instant such as 2024-05-01T08:00:00+08:00: {e}"),
-        ),
     }
 }
 

@@ -24,8 +24,10 @@ pub struct Config {
     pub response_cache: usize,
     /// Limits that keep the server up.
     pub limits: Limits,
-    /// Injected faults (`--faults`); none by default.
+    /// Injected faults (`--faults`); none by default. `/admin/faults` changes them at run time.
     pub faults: crate::faults::Faults,
+    /// The seed of the faults' random stream (`--faults-seed`); a random one when unset.
+    pub faults_seed: Option<u64>,
     /// How often components' verify tickets are pushed (WeChat: every 10 minutes).
     pub ticket_interval: Duration,
     /// One log line per request, at info (`datacube::request`).
@@ -50,6 +52,7 @@ impl Default for Config {
             response_cache: 10_000,
             limits: Limits::default(),
             faults: crate::faults::Faults::default(),
+            faults_seed: None,
             ticket_interval: Duration::from_secs(600),
             request_log: true,
             metrics_on_main: true,

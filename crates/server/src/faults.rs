@@ -1,22 +1,31 @@
-//! Fault injection (`serve --faults SPEC`): WeChat's error answers and added latency at chosen
-//! rates, to test clients — datacube's own `sync`, and users' code — against a flaky WeChat.
+//! Fault injection (`serve --faults SPEC`, and at run time `/admin/faults`): WeChat's error
+//! answers and added latency, to test clients — datacube's own `sync`, and users' code — against
+//! a flaky WeChat. Deterministic when a test needs it: by counts, or by a seed.
 //!
-//! A spec is rules separated by commas, each `TARGET:EFFECT@RATE`:
+//! A spec is rules separated by commas, each `TARGET:EFFECT@WHEN`:
 //! - TARGET: an endpoint name (`getusersummary`), `*` for every datacube endpoint, or `token`
 //!   for `/cgi-bin/token` and `/cgi-bin/stable_token`;
-//! - EFFECT: a WeChat error code datacube knows (`-1`, `45009`, `45011`, `61503`, …), or an
-//!   added delay `+200ms` / `+1s`;
-//! - RATE: the probability that a request gets it, `0.05` or `5%`.
+//! - EFFECT: a WeChat error code datacube knows (`-1`, `40001`, `45009`, `45011`, `61503`, …),
+//!   or an added delay `+200ms` / `+1s`;
+//! - WHEN: a probability, `0.05` or `5%` (drawn from the injector's random stream, seeded with
+//!   `--faults-seed` or the admin API's `seed` for a reproducible run); `first3` — the next
+//!   three calls the rule applies to, then never; or `after3` — every call after the next three.
 //!
 //! `*:-1@5%,getuserreadhour:45011@0.02,*:+20ms@0.1` answers 5 % of datacube calls `-1`, 2 % of
-//! getuserreadhour calls `45011`, and delays 10 % of calls by 20 ms. Rules are drawn one by one:
-//! delays add up, and the first error drawn is the answer. A faulty answer is given after the
-//! access token is checked and before the request counts against a quota.
+//! getuserreadhour calls `45011`, and delays 10 % of calls by 20 ms;
+//! `getusersummary:-1@first2` fails the next two calls of getusersummary and lets the third
+//! through — the test a retry loop needs. Rules are looked at one by one, each counting the
+//! calls it applies to: delays add up, and the first error drawn is the answer. A faulty answer
+//! is given after the access token is checked and before the request counts against a quota.
 
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use datacube_api::{Endpoint, ErrCode};
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// What a rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +47,17 @@ pub enum Effect {
     Delay(Duration),
 }
 
+/// Which of the calls a rule applies to it hits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum When {
+    /// Each with this probability, 0 to 1.
+    Chance(f64),
+    /// The first N.
+    First(u64),
+    /// Every one after the first N.
+    After(u64),
+}
+
 /// One rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rule {
@@ -45,8 +65,8 @@ pub struct Rule {
     pub target: Target,
     /// What.
     pub effect: Effect,
-    /// How often, 0 to 1.
-    pub rate: f64,
+    /// When.
+    pub when: When,
 }
 
 /// A set of rules; empty means no faults.
@@ -70,10 +90,13 @@ impl Faults {
         let mut rules = Vec::new();
         for rule in spec.split(',').map(str::trim).filter(|r| !r.is_empty()) {
             let bad = |why: &str| {
-                format!("fault rule {rule:?}: {why} (TARGET:EFFECT@RATE, e.g. *:-1@5%)")
+                format!(
+                    "fault rule {rule:?}: {why} (TARGET:EFFECT@WHEN, e.g. *:-1@5% or \
+                     getusersummary:-1@first2)"
+                )
             };
             let (target, rest) = rule.split_once(':').ok_or_else(|| bad("no ':'"))?;
-            let (effect, rate) = rest.split_once('@').ok_or_else(|| bad("no '@RATE'"))?;
+            let (effect, when) = rest.split_once('@').ok_or_else(|| bad("no '@WHEN'"))?;
             let target = match target.trim() {
                 "*" => Target::Datacube,
                 "token" => Target::Token,
@@ -95,17 +118,13 @@ impl Faults {
                     })?)
                 }
             };
-            let rate = match rate.trim().strip_suffix('%') {
-                Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
-                None => rate.trim().parse::<f64>(),
-            }
-            .ok()
-            .filter(|r| (0.0..=1.0).contains(r))
-            .ok_or_else(|| bad("the rate is a probability, 0 to 1 or 0% to 100%"))?;
+            let when = parse_when(when.trim()).ok_or_else(|| {
+                bad("WHEN is a probability (0 to 1, or 0% to 100%), firstN or afterN")
+            })?;
             rules.push(Rule {
                 target,
                 effect,
-                rate,
+                when,
             });
         }
         Ok(Faults { rules })
@@ -116,31 +135,25 @@ impl Faults {
         self.rules.is_empty()
     }
 
-    /// Draws the faults of a request to `endpoint` (`None`: a token API).
-    pub fn draw(&self, endpoint: Option<Endpoint>) -> Drawn {
-        let mut drawn = Drawn::default();
-        if self.rules.is_empty() {
-            return drawn;
-        }
-        let mut rng = rand::rng();
-        for rule in &self.rules {
-            let applies = match (rule.target, endpoint) {
-                (Target::Datacube, Some(_)) | (Target::Token, None) => true,
-                (Target::Endpoint(e), Some(got)) => e == got,
-                _ => false,
-            };
-            if !applies || !rng.random_bool(rule.rate) {
-                continue;
-            }
-            match rule.effect {
-                Effect::Delay(d) => drawn.delay += d,
-                Effect::Error(code) => {
-                    drawn.error.get_or_insert(code);
-                }
-            }
-        }
-        drawn
+    /// The rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
     }
+}
+
+fn parse_when(s: &str) -> Option<When> {
+    if let Some(n) = s.strip_prefix("first") {
+        return n.parse().ok().map(When::First);
+    }
+    if let Some(n) = s.strip_prefix("after") {
+        return n.parse().ok().map(When::After);
+    }
+    match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+        None => s.parse::<f64>().ok(),
+    }
+    .filter(|r| (0.0..=1.0).contains(r))
+    .map(When::Chance)
 }
 
 fn parse_delay(s: &str) -> Option<Duration> {
@@ -152,28 +165,180 @@ fn parse_delay(s: &str) -> Option<Duration> {
     (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs))
 }
 
+impl fmt::Display for Rule {
+    /// The rule in the spec's grammar.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.target {
+            Target::Datacube => f.write_str("*")?,
+            Target::Token => f.write_str("token")?,
+            Target::Endpoint(e) => f.write_str(e.name())?,
+        }
+        match self.effect {
+            Effect::Error(code) => write!(f, ":{}", code.code())?,
+            Effect::Delay(d) => write!(f, ":+{}ms", d.as_millis())?,
+        }
+        match self.when {
+            When::Chance(p) => write!(f, "@{p}"),
+            When::First(n) => write!(f, "@first{n}"),
+            When::After(n) => write!(f, "@after{n}"),
+        }
+    }
+}
+
+impl Rule {
+    fn applies(&self, endpoint: Option<Endpoint>) -> bool {
+        match (self.target, endpoint) {
+            (Target::Datacube, Some(_)) | (Target::Token, None) => true,
+            (Target::Endpoint(e), Some(got)) => e == got,
+            _ => false,
+        }
+    }
+}
+
+/// A rule in force, and how many calls it has applied to.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// The rule.
+    pub rule: Rule,
+    /// Calls it applied to so far.
+    pub calls: u64,
+}
+
+/// The faults a running server injects: rules that change at run time (`/admin/faults`), each
+/// counting its calls, and one random stream for the probabilities — seeded, so that a run
+/// can be replayed.
+pub struct Injector {
+    /// Whether any rule is in force (the hot path looks at nothing else otherwise).
+    active: AtomicBool,
+    state: Mutex<State>,
+}
+
+struct State {
+    rules: Vec<Live>,
+    seed: Option<u64>,
+    rng: StdRng,
+}
+
+impl Injector {
+    /// An injector with `faults`, its probabilities drawn from `seed` (a random one if none).
+    pub fn new(faults: &Faults, seed: Option<u64>) -> Injector {
+        let injector = Injector {
+            active: AtomicBool::new(false),
+            state: Mutex::new(State {
+                rules: Vec::new(),
+                seed,
+                rng: rng_of(seed),
+            }),
+        };
+        injector.replace(faults, seed);
+        injector
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts `faults` in force instead of the rules before, counting from zero; with `seed`,
+    /// the random stream starts again from it.
+    pub fn replace(&self, faults: &Faults, seed: Option<u64>) {
+        let mut s = self.state();
+        s.rules = faults
+            .rules
+            .iter()
+            .map(|rule| Live {
+                rule: *rule,
+                calls: 0,
+            })
+            .collect();
+        if seed.is_some() {
+            s.seed = seed;
+            s.rng = rng_of(seed);
+        }
+        self.active.store(!s.rules.is_empty(), Ordering::Relaxed);
+    }
+
+    /// Adds `faults` after the rules in force.
+    pub fn add(&self, faults: &Faults) {
+        let mut s = self.state();
+        s.rules.extend(faults.rules.iter().map(|rule| Live {
+            rule: *rule,
+            calls: 0,
+        }));
+        self.active.store(!s.rules.is_empty(), Ordering::Relaxed);
+    }
+
+    /// The rules in force with their counts, and the seed of the random stream.
+    pub fn snapshot(&self) -> (Vec<Live>, Option<u64>) {
+        let s = self.state();
+        (s.rules.clone(), s.seed)
+    }
+
+    /// Draws the faults of a request to `endpoint` (`None`: a token API).
+    pub fn draw(&self, endpoint: Option<Endpoint>) -> Drawn {
+        let mut drawn = Drawn::default();
+        if !self.active.load(Ordering::Relaxed) {
+            return drawn;
+        }
+        let mut guard = self.state();
+        let s = &mut *guard;
+        for live in s.rules.iter_mut().filter(|l| l.rule.applies(endpoint)) {
+            let call = live.calls;
+            live.calls += 1;
+            let hit = match live.rule.when {
+                When::Chance(p) => s.rng.random_bool(p),
+                When::First(n) => call < n,
+                When::After(n) => call >= n,
+            };
+            if !hit {
+                continue;
+            }
+            match live.rule.effect {
+                Effect::Delay(d) => drawn.delay += d,
+                Effect::Error(code) => {
+                    drawn.error.get_or_insert(code);
+                }
+            }
+        }
+        drawn
+    }
+}
+
+fn rng_of(seed: Option<u64>) -> StdRng {
+    match seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_os_rng(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn specs_parse_and_bad_ones_are_named() {
-        let f =
-            Faults::parse("*:-1@5%, getuserreadhour:45011@0.02,*:+20ms@0.1,token:+1s@1").unwrap();
-        assert_eq!(f.rules.len(), 4);
+        let f = Faults::parse(
+            "*:-1@5%, getuserreadhour:45011@0.02,*:+20ms@0.1,token:+1s@1,getusersummary:40001@first2,*:-1@after3",
+        )
+        .unwrap();
+        assert_eq!(f.rules.len(), 6);
         assert_eq!(f.rules[0].effect, Effect::Error(ErrCode::SystemError));
-        assert!((f.rules[0].rate - 0.05).abs() < 1e-12);
+        assert!(matches!(f.rules[0].when, When::Chance(p) if (p - 0.05).abs() < 1e-12));
         assert_eq!(
             f.rules[1].target,
             Target::Endpoint(Endpoint::GetUserReadHour)
         );
         assert_eq!(f.rules[2].effect, Effect::Delay(Duration::from_millis(20)));
         assert_eq!(f.rules[3].effect, Effect::Delay(Duration::from_secs(1)));
+        assert_eq!(f.rules[4].when, When::First(2));
+        assert_eq!(f.rules[5].when, When::After(3));
+        assert_eq!(f.rules[4].to_string(), "getusersummary:40001@first2");
+        assert_eq!(f.rules[2].to_string(), "*:+20ms@0.1");
         for (spec, why) in [
             ("getfoo:-1@1", "not a datacube endpoint"),
             ("*:12345@1", "not an error code datacube knows"),
             ("*:-1@2", "probability"),
-            ("*:-1", "no '@RATE'"),
+            ("*:-1@firstx", "firstN"),
+            ("*:-1", "no '@WHEN'"),
             ("*:+fast@1", "a delay is"),
         ] {
             let e = Faults::parse(spec).unwrap_err();
@@ -183,18 +348,60 @@ mod tests {
     }
 
     #[test]
-    fn draws_follow_targets_and_rates() {
+    fn draws_follow_targets_counts_and_rates() {
         let f = Faults::parse("getusersummary:45009@1,*:+5ms@1,token:-1@1").unwrap();
-        let d = f.draw(Some(Endpoint::GetUserSummary));
+        let i = Injector::new(&f, None);
+        let d = i.draw(Some(Endpoint::GetUserSummary));
         assert_eq!(d.error, Some(ErrCode::DailyQuotaReached));
         assert_eq!(d.delay, Duration::from_millis(5));
-        let d = f.draw(Some(Endpoint::GetUserRead));
+        let d = i.draw(Some(Endpoint::GetUserRead));
         assert_eq!(d.error, None);
-        assert_eq!(f.draw(None).error, Some(ErrCode::SystemError));
-        let half = Faults::parse("*:-1@50%").unwrap();
+        assert_eq!(i.draw(None).error, Some(ErrCode::SystemError));
+        let half = Injector::new(&Faults::parse("*:-1@50%").unwrap(), None);
         let hits = (0..4000)
             .filter(|_| half.draw(Some(Endpoint::GetUserRead)).error.is_some())
             .count();
         assert!((1700..2300).contains(&hits), "{hits}");
+        // The next two calls, then none; every call after the next three.
+        let counted = Injector::new(
+            &Faults::parse("getusersummary:-1@first2,getusercumulate:45011@after3").unwrap(),
+            None,
+        );
+        let summary: Vec<bool> = (0..5)
+            .map(|_| counted.draw(Some(Endpoint::GetUserSummary)).error.is_some())
+            .collect();
+        assert_eq!(summary, [true, true, false, false, false]);
+        let cumulate: Vec<bool> = (0..5)
+            .map(|_| {
+                counted
+                    .draw(Some(Endpoint::GetUserCumulate))
+                    .error
+                    .is_some()
+            })
+            .collect();
+        assert_eq!(cumulate, [false, false, false, true, true]);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_faults() {
+        let f = Faults::parse("*:-1@30%").unwrap();
+        let run = |seed| {
+            let i = Injector::new(&f, Some(seed));
+            (0..200)
+                .map(|_| i.draw(Some(Endpoint::GetUserRead)).error.is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+        // Replacing the rules with a seed starts the stream again.
+        let i = Injector::new(&f, Some(7));
+        let first: Vec<bool> = (0..50)
+            .map(|_| i.draw(Some(Endpoint::GetUserRead)).error.is_some())
+            .collect();
+        i.replace(&f, Some(7));
+        let again: Vec<bool> = (0..50)
+            .map(|_| i.draw(Some(Endpoint::GetUserRead)).error.is_some())
+            .collect();
+        assert_eq!(first, again);
     }
 }

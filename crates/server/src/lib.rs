@@ -9,7 +9,8 @@
 //!   and grants).
 //! - `wechat`: the WeChat API handlers, in WeChat's order of checks.
 //! - `cache`: datacube answers, retired per account when its statistics change.
-//! - [`admin`]: accounts, the clock, imports over HTTP.
+//! - [`admin`]: accounts, imports, events over HTTP; `control`: what a test suite drives —
+//!   reset, the clock, faults at run time.
 //! - [`demo`]: generated demo statistics for `serve --demo`.
 //! - [`seed`]: fixtures loaded by `serve --seed`.
 //! - `component`: third-party platforms — the component APIs, ticket and authorization pushes.
@@ -24,6 +25,7 @@ pub mod admin;
 mod cache;
 mod component;
 pub mod config;
+mod control;
 mod dashboard;
 pub mod demo;
 mod edge;

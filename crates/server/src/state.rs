@@ -117,6 +117,10 @@ pub(crate) struct Inner {
     pub(crate) answers: ResponseCache,
     /// `/readyz`'s last check of the database.
     pub(crate) ready: crate::health::LastCheck,
+    /// The faults injected (`--faults`, `/admin/faults`).
+    pub(crate) faults: crate::faults::Injector,
+    /// Where the clock started (`None`: real time), for `POST /admin/reset {"clock":true}`.
+    clock_start: Option<jiff::Timestamp>,
     /// Secret checks (fast hashes inline; argon2 hashes of older versions on a few threads).
     pub(crate) secrets: SecretGate,
 }
@@ -131,6 +135,8 @@ impl App {
             inner: Arc::new(Inner {
                 answers: ResponseCache::new(config.response_cache),
                 ready: Default::default(),
+                faults: crate::faults::Injector::new(&config.faults, config.faults_seed),
+                clock_start: (!clock.is_real()).then(|| clock.now()),
                 store,
                 clock,
                 config,
@@ -141,6 +147,14 @@ impl App {
                 draining: AtomicBool::new(false),
                 secrets: SecretGate::new(SecretChecker::new(cores, 64)),
             }),
+        }
+    }
+
+    /// Puts the clock back where it started (real time, if it was).
+    pub(crate) fn restart_clock(&self) {
+        match self.inner.clock_start {
+            Some(start) => self.inner.clock.set(start),
+            None => self.inner.clock.set_real(),
         }
     }
 

@@ -284,13 +284,10 @@ pub(crate) async fn answer(
     }
 }
 
-/// Faults injected by `--faults`: waits for a drawn delay, and returns the drawn error's answer.
+/// Faults injected (`--faults`, `/admin/faults`): waits for a drawn delay, and returns the drawn
+/// error's answer.
 async fn injected(app: &App, endpoint: Option<Endpoint>) -> Option<Response> {
-    let faults = &app.config().faults;
-    if faults.is_empty() {
-        return None;
-    }
-    let drawn = faults.draw(endpoint);
+    let drawn = app.inner.faults.draw(endpoint);
     if !drawn.delay.is_zero() {
         tokio::time::sleep(drawn.delay).await;
     }

@@ -17,6 +17,13 @@ pub(crate) struct Sqlite {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// For `sqlite::memory:`: the directory of the file, removed with the store.
+    _ephemeral: Option<tempfile::TempDir>,
+}
+
+/// Whether `path` asks for an in-memory database (`sqlite::memory:`, `sqlite://:memory:`).
+pub(crate) fn is_memory(path: &str) -> bool {
+    path == ":memory:"
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -29,12 +36,37 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 impl Sqlite {
-    /// Opens or creates the file at `path` and brings its schema up to date.
+    /// Opens or creates the file at `path` and brings its schema up to date. `:memory:` is a
+    /// database of this process alone, in a file of its own in memory (`/dev/shm` where there
+    /// is one, else the temporary directory) removed when the store is dropped: SQLite's own
+    /// in-memory databases are one per connection, and datacube reads on several.
     pub(crate) fn open(path: &str, url: &str) -> Result<Sqlite> {
         let open_err = |source| StoreError::Open {
             url: url.to_owned(),
             cause: Box::new(source),
         };
+        let ephemeral = if is_memory(path) {
+            let shm = std::path::Path::new("/dev/shm");
+            let dir = if shm.is_dir() {
+                tempfile::Builder::new().prefix("datacube-").tempdir_in(shm)
+            } else {
+                tempfile::Builder::new().prefix("datacube-").tempdir()
+            }
+            .map_err(|e| StoreError::Open {
+                url: url.to_owned(),
+                cause: Box::new(e),
+            })?;
+            Some(dir)
+        } else {
+            None
+        };
+        let file = ephemeral.as_ref().map(|dir| {
+            dir.path()
+                .join("datacube.db")
+                .to_string_lossy()
+                .into_owned()
+        });
+        let path = file.as_deref().unwrap_or(path);
         owner_only(path);
         let writer = Connection::open(path).map_err(open_err)?;
         // Another process may be creating the same file: wait for its locks, as every
@@ -69,6 +101,7 @@ impl Sqlite {
             path: PathBuf::from(path),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            _ephemeral: ephemeral,
         })
     }
 

@@ -12,8 +12,9 @@ use crate::Exit;
 
 #[derive(Args)]
 pub struct HealthcheckArgs {
-    /// The URL to check. Default: `/readyz` at the address `serve` listens on
-    /// (`DATACUBE_LISTEN`; 0.0.0.0 and :: are asked on loopback).
+    /// The URL to check (a server's address alone, `http://host:port`, asks its `/readyz`).
+    /// Default: `/readyz` at the address `serve` listens on (`DATACUBE_LISTEN`; 0.0.0.0 and ::
+    /// are asked on loopback).
     #[arg(long)]
     url: Option<String>,
     /// The address `serve` listens on, when `--url` is not given.
@@ -37,10 +38,17 @@ pub fn on_loopback(mut addr: SocketAddr) -> SocketAddr {
 
 pub async fn run(args: HealthcheckArgs) -> Result<()> {
     let url = match args.url {
-        Some(url) => reqwest::Url::parse(&url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| Exit::usage(format!("--url {url}: not an http(s) URL")))?,
+        Some(url) => {
+            let mut parsed = reqwest::Url::parse(&url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                .ok_or_else(|| Exit::usage(format!("--url {url}: not an http(s) URL")))?;
+            // The server's address alone (what people type): its readiness check.
+            if parsed.path() == "/" {
+                parsed.set_path("/readyz");
+            }
+            parsed
+        }
         None => {
             let addr = on_loopback(args.listen);
             reqwest::Url::parse(&format!("http://{addr}/readyz"))

@@ -94,11 +94,17 @@ pub struct ServeArgs {
     /// Seconds a kept-alive connection may wait for its next request.
     #[arg(long, env = "DATACUBE_IDLE_TIMEOUT", default_value_t = Limits::default().idle_timeout.as_secs())]
     idle_timeout: u64,
-    /// Inject faults: rules `TARGET:EFFECT@RATE` separated by commas, e.g.
-    /// `*:-1@5%,getuserreadhour:45011@0.02,*:+20ms@0.1,token:-1@1%` (TARGET an endpoint, * or
-    /// token; EFFECT an error code or +delay).
+    /// Inject faults: rules `TARGET:EFFECT@WHEN` separated by commas, e.g.
+    /// `*:-1@5%,getuserreadhour:45011@0.02,*:+20ms@0.1,getusersummary:-1@first2` (TARGET an
+    /// endpoint, * or token; EFFECT an error code or +delay; WHEN a probability, firstN for the
+    /// next N calls, afterN for every call after the next N). `/admin/faults` changes them
+    /// while serving.
     #[arg(long, env = "DATACUBE_FAULTS", value_parser = parse_faults)]
     faults: Option<datacube_server::faults::Faults>,
+    /// The seed of the faults' random draws: the same seed, the same faults (a random one
+    /// when unset).
+    #[arg(long, env = "DATACUBE_FAULTS_SEED")]
+    faults_seed: Option<u64>,
     /// Mirror what this configuration names (TOML; see `datacube sync --config`) every day
     /// at its scheduled time, into this server's database, by this server's clock.
     #[arg(long, env = "DATACUBE_MIRROR")]
@@ -192,6 +198,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             ..Limits::default()
         },
         faults: args.faults.clone().unwrap_or_default(),
+        faults_seed: args.faults_seed,
         ticket_interval: Duration::from_secs(args.ticket_interval.max(1)),
         request_log: !args.no_request_log,
         demo_days: args.demo.then_some(args.demo_days),

@@ -707,3 +707,23 @@ async fn a_new_sqlite_database_is_readable_by_its_owner_alone() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("can be read by other users"), "{err}");
 }
+
+/// `sqlite::memory:`: a database of the server alone, gone when it exits — tokens, events and
+/// statistics work on it as on a file.
+#[tokio::test]
+async fn an_in_memory_database_serves_tokens_and_statistics() {
+    let served = Serve::new("sqlite::memory:")
+        .args(&["--demo", "--demo-days", "10"])
+        .start()
+        .await;
+    let (appid, secret) = served.demo_account();
+    let token = access_token(&served.base, &appid, &secret).await;
+    let body = r#"{"begin_date":"2026-06-08","end_date":"2026-06-14"}"#;
+    let summary = datacube_post(&served.base, &token, "getusersummary", body).await;
+    assert!(
+        summary.starts_with(r#"{"list":[{"ref_date":"2026-06-08""#),
+        "{summary}"
+    );
+    let cumulate = datacube_post(&served.base, &token, "getusercumulate", body).await;
+    assert_eq!(cumulate.matches("ref_date").count(), 7, "{cumulate}");
+}

@@ -183,6 +183,10 @@ async fn readyz_follows_the_database_and_healthz_the_process() {
     let (code, out) = healthcheck(&base).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, format!("{base}/readyz: ready\n"));
+    // The address alone, as people type it: its /readyz is asked.
+    let (code, out, err) = run("sqlite://unused", &["healthcheck", "--url", &base], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("{base}/readyz: ready\n"));
 
     // The database goes away: not ready, with the reason; the process is still healthy.
     cluster.down();

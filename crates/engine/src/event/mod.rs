@@ -449,8 +449,12 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
     if let Some(key) = datacube_api::json::repeated_key(line.as_bytes(), &KEYS) {
         return err(format!("`{key}` is given twice"));
     }
-    let Value::Object(obj) = value else {
-        return err("an event must be a JSON object");
+    let obj = match value {
+        Value::Object(obj) => obj,
+        Value::Array(_) => return err(
+            "an event must be a JSON object, not an array: events are NDJSON, one object per line",
+        ),
+        _ => return err("an event must be a JSON object"),
     };
     let kind_name = text(&obj, "type")?;
     let appid = text(&obj, "appid")?.to_owned();

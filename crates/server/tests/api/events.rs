@@ -354,3 +354,15 @@ async fn long_lines_are_refused_and_bad_lines_counted_not_all_named() {
     assert_eq!(named[0]["reason"], "longer than 16 MiB");
     assert_eq!(named[999]["line"], 1000);
 }
+
+/// A JSON array posted as events: the line is refused with a hint that events are NDJSON.
+#[tokio::test]
+async fn a_json_array_of_events_is_told_events_are_ndjson() {
+    let t = spawn_app().await;
+    let body = format!(
+        r#"[{{"type":"follow","appid":"{APPID}","time":"2024-05-06T09:00:00+08:00","openid":"o1","source":0}}]"#
+    );
+    let report = ingest(&t, &body).await;
+    let why = report["rejected"][0]["reason"].as_str().unwrap();
+    assert!(why.contains("NDJSON, one object per line"), "{why}");
+}

@@ -2,6 +2,7 @@
 //! file, driven over real HTTP.
 
 mod components;
+mod control;
 mod dashboard;
 mod endpoints;
 mod errors;
