@@ -137,8 +137,13 @@ pub fn parse_request(body: &[u8]) -> Result<DateRange, ErrCode> {
         #[serde(borrow)]
         end_date: Option<std::borrow::Cow<'a, str>>,
     }
+    // Only an object: serde's derived reader would take a sequence too
+    // (`["2026-11-02","2026-11-02"]`).
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ErrCode::DateFormatError);
+    }
     // Fast path: the usual two-key object of strings. A body that fails to deserialize into
-    // it (wrong types, not an object, not JSON) is a format error either way.
+    // it (wrong types, not JSON) is a format error either way.
     let parsed: Body = serde_json::from_slice(body).map_err(|_| ErrCode::DateFormatError)?;
     let begin = parsed
         .begin_date
@@ -266,6 +271,9 @@ mod tests {
             r#"{"begin_date":20141201,"end_date":"2014-12-01"}"#,
             r#"{"begin_date":"2014-12-01","end_date":"2014-12-32"}"#,
             r#"{"begin_date":"2014-12-01","end_date":"2014-12-01""#,
+            // A sequence in place of the object (serde's derived reader takes one).
+            r#"["2014-12-01","2014-12-01"]"#,
+            r#" ["2014-12-01","2014-12-01"]"#,
         ] {
             let answer = parse_request(bad.as_bytes());
             assert_eq!(answer, Err(ErrCode::DateFormatError), "{bad}");

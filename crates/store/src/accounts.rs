@@ -146,15 +146,19 @@ pub(crate) fn stable_token(
     )? {
         return Ok(Issued::QuotaExceeded);
     }
+    // The current one: issued by now (a token issued when the emulated clock stood later is
+    // not current once it was moved back) and not expired.
     let current: Option<TokenRecord> = tx.opt(
         "SELECT token, appid, kind, issued_at, expires_at, invalid_after, component FROM token
          WHERE appid = ?1 AND kind = 'stable' AND invalid_after IS NULL AND expires_at > ?2
+           AND issued_at <= ?2
          ORDER BY issued_at DESC, rowid DESC LIMIT 1",
         p![appid, now],
         token_from_row,
     )?;
+    // Never more than a token's lifetime, whatever the clock did.
     let reuse = |t: TokenRecord| Issued::Token {
-        expires_in: t.expires_at - now,
+        expires_in: (t.expires_at - now).clamp(0, LIFETIME_SECONDS),
         token: t.token,
     };
     let outcome = if force_refresh {

@@ -331,6 +331,76 @@ pub(crate) fn list_into(
     Ok(n)
 }
 
+/// Quiet days (no event) stored after an account's last event day; the days after them, up to
+/// yesterday, are answered without being stored ([`quiet_tail`]) — so that moving the clock
+/// centuries on costs nothing until a day is asked for, and then only that window.
+pub(crate) const QUIET_STORED: i64 = 366;
+
+/// The rows of the days `begin..=end` after the last stored day of an account with events, for
+/// getusersummary and getusercumulate: quiet days — nobody followed or left, the followers as
+/// on the last stored day — byte for byte as they would be stored. Appended to `out` after
+/// `listed` rows; returns how many. `end` must be a day the caller may serve (at most the last
+/// ready day).
+pub(crate) fn quiet_tail(
+    conn: &dyn Db,
+    appid: &str,
+    endpoint: Endpoint,
+    (begin, end): (Date, Date),
+    listed: usize,
+    out: &mut String,
+) -> Result<usize> {
+    if !matches!(
+        endpoint,
+        Endpoint::GetUserSummary | Endpoint::GetUserCumulate
+    ) {
+        return Ok(0);
+    }
+    let Some((_, last)) = bounds(conn, appid, Endpoint::GetUserCumulate)? else {
+        return Ok(0);
+    };
+    if end <= last {
+        return Ok(0);
+    }
+    let with_events = conn
+        .opt(
+            "SELECT 1 FROM event_app WHERE appid = ?1",
+            p![appid],
+            |_| Ok(()),
+        )?
+        .is_some();
+    if !with_events {
+        return Ok(0);
+    }
+    let cumulate = if endpoint == Endpoint::GetUserCumulate {
+        let mut text = String::new();
+        list_into(conn, appid, endpoint, last, last, &mut text)?;
+        let row: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| corrupt(appid, &format!("the last cumulate row: {e}")))?;
+        row["cumulate_user"].as_i64().unwrap_or(0)
+    } else {
+        0
+    };
+    let mut n = 0;
+    let mut day = datacube_api::date::add_days(last, 1).max(begin);
+    while day <= end {
+        if listed + n > 0 {
+            out.push(',');
+        }
+        let date = format_date(day);
+        match endpoint {
+            Endpoint::GetUserSummary => out.push_str(&format!(
+                r#"{{"ref_date":"{date}","user_source":0,"new_user":0,"cancel_user":0}}"#
+            )),
+            _ => out.push_str(&format!(
+                r#"{{"ref_date":"{date}","user_source":0,"cumulate_user":{cumulate}}}"#
+            )),
+        }
+        n += 1;
+        day = datacube_api::date::add_days(day, 1);
+    }
+    Ok(n)
+}
+
 /// The first and last date with rows of `endpoint`.
 pub(crate) fn bounds(
     conn: &dyn Db,

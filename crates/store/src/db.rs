@@ -463,6 +463,39 @@ fn pg_params<'p>(params: &'p [V<'_>]) -> Vec<&'p (dyn postgres::types::ToSql + S
         .collect()
 }
 
+/// Whether a parameter is text with a NUL character — which PostgreSQL's text cannot hold
+/// (`22021 invalid byte sequence`), where SQLite's can.
+fn holds_nul(params: &[V<'_>]) -> bool {
+    params
+        .iter()
+        .any(|p| matches!(p, V::Text(s) if s.contains('\0')))
+}
+
+/// `params` with each NUL of a text replaced by U+FFFE, a noncharacter no stored identifier
+/// holds: a lookup by a value with a NUL then finds nothing — an access token, appid, code…
+/// holding one is unknown, as on SQLite, not a database error — an aggregate gives its empty
+/// answer, and an update or delete by it changes nothing.
+fn nul_free(params: &[V<'_>]) -> Vec<String> {
+    params
+        .iter()
+        .map(|p| match p {
+            V::Text(s) => s.replace('\0', "\u{FFFE}"),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+fn with_texts<'a>(params: &[V<'a>], texts: &'a [String]) -> Vec<V<'a>> {
+    params
+        .iter()
+        .zip(texts)
+        .map(|(p, t)| match p {
+            V::Text(_) => V::Text(t),
+            other => *other,
+        })
+        .collect()
+}
+
 /// Rows per `INSERT` on PostgreSQL (its limit is 65,535 parameters a statement).
 const PG_ROWS_PER_INSERT: usize = 500;
 
@@ -485,6 +518,15 @@ impl Db for PgDb<'_> {
         Ok(())
     }
     fn exec(&self, sql: &'static str, params: &[V<'_>]) -> Result<u64> {
+        if holds_nul(params) {
+            if sql.trim_start().starts_with("INSERT") {
+                return Err(StoreError::Corrupt(
+                    "a text with a NUL character cannot be stored".into(),
+                ));
+            }
+            let texts = nul_free(params);
+            return self.exec(sql, &with_texts(params, &texts));
+        }
         let stmt = self.statement(sql)?;
         Ok(self
             .client
@@ -497,6 +539,10 @@ impl Db for PgDb<'_> {
         params: &[V<'_>],
         f: &mut dyn FnMut(&dyn DbRow) -> Result<()>,
     ) -> Result<()> {
+        if holds_nul(params) {
+            let texts = nul_free(params);
+            return self.each(sql, &with_texts(params, &texts), f);
+        }
         let stmt = self.statement(sql)?;
         // Materialized first, so that `f` may run statements of its own.
         let rows = self.client.borrow_mut().query(&stmt, &pg_params(params))?;

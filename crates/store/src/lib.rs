@@ -739,7 +739,10 @@ impl Store {
         .await
     }
 
-    /// The success body `{"list":[…]}` for a range (see [`Store::list_rows`]).
+    /// The success body `{"list":[…]}` for a range (see [`Store::list_rows`]), with the quiet
+    /// days after what is stored of an account with events (getusersummary, getusercumulate:
+    /// days past `days::QUIET_STORED` after its last event are not stored). `end` must be at
+    /// most the last ready day.
     pub async fn list_body(
         &self,
         appid: &str,
@@ -751,7 +754,8 @@ impl Store {
         self.read(move |db| {
             let mut out = String::with_capacity(4096);
             out.push_str("{\"list\":[");
-            days::list_into(db, &appid, endpoint, begin, end, &mut out)?;
+            let n = days::list_into(db, &appid, endpoint, begin, end, &mut out)?;
+            days::quiet_tail(db, &appid, endpoint, (begin, end), n, &mut out)?;
             out.push_str("]}");
             Ok(out)
         })

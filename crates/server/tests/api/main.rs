@@ -10,6 +10,7 @@ mod events;
 mod fuzz;
 mod helpers;
 mod limits;
+mod oddities;
 mod published;
 mod removal;
 mod tokens;

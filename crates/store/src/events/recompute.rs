@@ -229,9 +229,12 @@ pub(super) fn load_for(
     let follows = touched.get(Class::Follow);
     let articles = union(touched.get(Class::Article), touched.get(Class::Publish));
 
-    // Followers.
+    // Followers: up to yesterday, but no more than QUIET_STORED days past the batch's last
+    // (what lies beyond is served as quiet days: crate::days::quiet_tail).
     let stored = crate::days::bounds(tx, appid, Endpoint::GetUserCumulate)?;
-    let u1 = hi.max(yesterday).max(stored.map_or(hi, |s| s.1));
+    let u1 = hi
+        .max(yesterday.min(add_days(hi, crate::days::QUIET_STORED)))
+        .max(stored.map_or(hi, |s| s.1));
     let mut u0: Option<Date> = follows.map(|f| f.0);
     match stored {
         None => u0 = Some(lo),
@@ -400,7 +403,8 @@ impl Loaded {
 }
 
 /// Extends the daily follower rows (getusersummary's `user_source` 0 row and getusercumulate)
-/// of every account with events up to `yesterday`, so that days without events have their
+/// of every account with events up to `yesterday` (at most [`crate::days::QUIET_STORED`] days
+/// past its last event), so that days without events have their
 /// rows too. Accounts whose statistics were only imported have no events and are left alone.
 /// `changed` is called for each account extended; returns how many were.
 pub(crate) fn carry_forward(
@@ -416,10 +420,24 @@ pub(crate) fn carry_forward(
         let Some((_, last)) = crate::days::bounds(tx, &appid, Endpoint::GetUserCumulate)? else {
             continue;
         };
-        if last >= yesterday {
+        // Quiet days are stored up to QUIET_STORED past the account's last event, not to a
+        // yesterday centuries on: a far clock jump costs a bounded write, once.
+        let Some(last_event) = tx.one(
+            "SELECT MAX(day) FROM event_chunk WHERE appid = ?1",
+            p![&appid],
+            |r| r.opt_int(0),
+        )?
+        else {
+            continue;
+        };
+        let through = yesterday.min(add_days(
+            datacube_api::date::epoch_day_to_date(last_event),
+            crate::days::QUIET_STORED,
+        ));
+        if last >= through {
             continue;
         }
-        let range = (add_days(last, 1), yesterday);
+        let range = (add_days(last, 1), through);
         let mut history = Vec::new();
         load(
             tx,
