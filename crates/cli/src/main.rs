@@ -78,6 +78,8 @@ enum Command {
     /// Ask a running server whether it is ready (`GET /readyz`): exit 0 ready, 1 not. For a
     /// container's HEALTHCHECK.
     Healthcheck(cmd::healthcheck::HealthcheckArgs),
+    /// Print the API's description (OpenAPI 3.1), as a server answers it at /openapi.json.
+    Openapi(cmd::openapi::OpenapiArgs),
 }
 
 /// Puts the calling thread in the background: SCHED_IDLE where there is one (a thread that
@@ -203,6 +205,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Proxy(args) => cmd::proxy::run(args).await,
         Command::Sync(args) => cmd::sync::sync(args).await,
         Command::Export(args) => cmd::export::run(args).await,
+        Command::Openapi(args) => cmd::openapi::run(args).await,
     }
 }
 

@@ -6,12 +6,13 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use datacube_api::{Appid, Endpoint, Secret};
 use datacube_store::{AccountRecord, StoreError};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::secret::constant_time_eq;
 use crate::seed::NewAccount;
@@ -20,32 +21,37 @@ use crate::wechat::{read_body, BodyError};
 use datacube_api::account::hash_secret;
 use datacube_store::import::{import_body, ImportError};
 
-/// The admin routes.
-pub(crate) fn routes() -> Router<App> {
+/// The admin routes, each with its description.
+pub(crate) fn routes() -> OpenApiRouter<App> {
     crate::control::routes()
-        .route("/admin/accounts", get(list_accounts).post(add_account))
-        .route(
-            "/admin/accounts/{appid}",
-            axum::routing::delete(remove_account),
-        )
-        .route("/admin/import", post(import))
-        .route("/admin/events", post(events))
-        .route("/admin/datacube/{name}", post(datacube))
-        .route("/admin/sync/runs", get(sync_runs))
-        .route(
-            "/admin/components",
-            get(list_components).post(add_component),
-        )
-        .route("/admin/components/{appid}/ticket", post(push_ticket))
-        .route("/admin/components/{appid}/grants", post(grant))
-        .route(
-            "/admin/components/{appid}/grants/{authorizer}",
-            axum::routing::delete(revoke),
-        )
+        .routes(routes!(list_accounts, add_account))
+        .routes(routes!(remove_account))
+        .routes(routes!(import))
+        .routes(routes!(events))
+        .routes(routes!(datacube))
+        .routes(routes!(sync_runs))
+        .routes(routes!(list_components, add_component))
+        .routes(routes!(push_ticket))
+        .routes(routes!(grant))
+        .routes(routes!(revoke))
+}
+
+/// What every admin error answers: its HTTP status, and this.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminError)]
+pub(crate) struct Problem {
+    /// What is wrong, for a person.
+    error: String,
 }
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    (
+        status,
+        Json(Problem {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 fn unknown_endpoint(status: StatusCode, name: &str) -> Response {
@@ -159,23 +165,73 @@ impl axum::extract::FromRequest<App> for Admitted {
     }
 }
 
+/// The admin API's JSON bodies are objects: serde's derived readers would also take an array
+/// of the fields in order (`[]` for a struct of defaults), which no description allows.
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AdminError> {
+    if body.trim_ascii_start().starts_with(b"[") {
+        return Err(AdminError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid JSON body: a JSON object is expected, not an array",
+        ));
+    }
     serde_json::from_slice(body)
         .map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
-fn account_json(a: &AccountRecord) -> serde_json::Value {
-    json!({ "appid": a.appid, "verified": a.verified, "created_at": a.created_at })
+/// An account (its secret is never shown).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Account {
+    appid: String,
+    /// Unverified accounts answer 48001 on the datacube endpoints.
+    verified: bool,
+    /// When it was added, Unix seconds by the emulated clock.
+    created_at: i64,
 }
 
+impl From<&AccountRecord> for Account {
+    fn from(a: &AccountRecord) -> Account {
+        Account {
+            appid: a.appid.clone(),
+            verified: a.verified,
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// The accounts.
+#[utoipa::path(get, path = "/admin/accounts", tag = "Admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every account, by appid.", body = [Account]),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "The admin API is disabled (no admin token configured).", body = Problem),
+    ))]
 async fn list_accounts(State(app): State<App>, _: Admitted) -> Response {
     match app.store().accounts().await {
-        Ok(accounts) => Json(accounts.iter().map(account_json).collect::<Vec<_>>()).into_response(),
+        Ok(accounts) => {
+            Json(accounts.iter().map(Account::from).collect::<Vec<_>>()).into_response()
+        }
         Err(e) => internal(&e),
     }
 }
 
-/// `DELETE /admin/accounts/<appid>`: the account and everything of it.
+/// What removing an account answers.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Removed {
+    /// The appid removed.
+    removed: String,
+}
+
+/// Removes an account and everything of it: events, statistics, tokens, grants. A write for it
+/// already under way stores nothing (docs/compatibility.md, Tokens).
+#[utoipa::path(delete, path = "/admin/accounts/{appid}", tag = "Admin",
+    security(("admin_token" = [])),
+    params(("appid" = String, Path, description = "The account's appid.")),
+    responses(
+        (status = 200, description = "Removed.", body = Removed),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "No such account (or the admin API is disabled).", body = Problem),
+    ))]
 async fn remove_account(
     State(app): State<App>,
     Path(appid): Path<String>,
@@ -185,7 +241,7 @@ async fn remove_account(
         Ok(true) => {
             app.forget_all_of(&appid);
             tracing::info!(appid, "account removed");
-            Json(json!({ "removed": appid })).into_response()
+            Json(Removed { removed: appid }).into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, format!("no account {appid}")),
         Err(e) => internal(&e),
@@ -204,6 +260,20 @@ async fn hashed(secret: String) -> Result<String, Response> {
         })
 }
 
+/// Adds an account. Its secret is stored hashed and never shown again; one shorter than 32
+/// characters is warned about in the log.
+#[utoipa::path(post, path = "/admin/accounts", tag = "Admin",
+    security(("admin_token" = [])),
+    request_body = NewAccount,
+    responses(
+        (status = 201, description = "Added.", body = Account,
+            links(("RemoveAccount" = (operation_id = "remove_account",
+                parameters(("appid" = "$response.body#/appid")))))),
+        (status = 400, description = "Not JSON, an unknown field, or an appid or secret that is not one.", body = Problem),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "The admin API is disabled.", body = Problem),
+        (status = 409, description = "The appid is taken (by an account or a component).", body = Problem),
+    ))]
 async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Response {
     let new: NewAccount = match parse_json(&body) {
         Ok(new) => new,
@@ -239,7 +309,7 @@ async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Respon
                 verified = record.verified,
                 "account added"
             );
-            (StatusCode::CREATED, Json(account_json(&record))).into_response()
+            (StatusCode::CREATED, Json(Account::from(&record))).into_response()
         }
         Err(StoreError::AccountExists(appid)) => error(
             StatusCode::CONFLICT,
@@ -250,6 +320,37 @@ async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Respon
     }
 }
 
+/// What an import did.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Imported {
+    /// Rows whose key was new.
+    inserted: usize,
+    /// Rows that replaced a different row with the same key.
+    updated: usize,
+    /// Rows identical to those stored.
+    unchanged: usize,
+    /// Fields no shape lists, kept as sent (`url`, `details[].url`).
+    new_fields: Vec<String>,
+}
+
+/// Imports an answer of WeChat's (`{"list":[…]}`) as an endpoint's rows: all of them or none.
+#[utoipa::path(post, path = "/admin/import", tag = "Admin",
+    security(("admin_token" = [])),
+    params(
+        ("appid" = String, Query, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The account the rows are of."),
+        ("endpoint" = String, Query, description = "The endpoint they answer (`getusersummary`)."),
+        ("strict" = Option<bool>, Query, description = "Refuse rows with fields no shape lists (they are kept by default)."),
+    ),
+    request_body(content = Object, content_type = "application/json",
+        description = "An answer as WeChat gives it: `{\"list\":[…]}`."),
+    responses(
+        (status = 200, description = "Imported.", body = Imported),
+        (status = 400, description = "A parameter missing or wrong.", body = Problem),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "The admin API is disabled.", body = Problem),
+        (status = 409, description = "The account was removed meanwhile.", body = Problem),
+        (status = 422, description = "A row that does not fit the endpoint's shape, named.", body = Problem),
+    ))]
 async fn import(
     State(app): State<App>,
     RawQuery(query): RawQuery,
@@ -290,12 +391,12 @@ async fn import(
         Ok(imported) => {
             app.statistics_changed(&appid);
             let report = imported.report;
-            Json(json!({
-            "inserted": report.inserted,
-            "updated": report.updated,
-            "unchanged": report.unchanged,
-            "new_fields": imported.new_fields,
-            }))
+            Json(Imported {
+                inserted: report.inserted,
+                updated: report.updated,
+                unchanged: report.unchanged,
+                new_fields: imported.new_fields,
+            })
             .into_response()
         }
         Err(e @ ImportError::Invalid { .. }) => {
@@ -309,8 +410,48 @@ async fn import(
     }
 }
 
-/// `GET /admin/sync/runs?mirror=NAME&limit=N`: the newest runs of `datacube sync` (one-shot
-/// and daemon, of this database), newest first, each with its report.
+/// The newest runs of `datacube sync`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SyncRuns {
+    runs: Vec<SyncRun>,
+}
+
+/// One run of `datacube sync`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SyncRun {
+    /// Its number, in the order runs started.
+    id: i64,
+    /// The mirror's name (a daemon's configuration); empty for a one-shot sync.
+    mirror: String,
+    /// The China day a daemon's run was scheduled for; null for a one-shot sync.
+    slot: Option<String>,
+    /// 1 for a slot's first try, 2 for its first retry…
+    attempt: i64,
+    /// Unix seconds.
+    started: i64,
+    /// Unix seconds; null while it runs (or if its process died).
+    finished: Option<i64>,
+    /// `complete`, `partial`, `failed` or `interrupted`; null while it runs.
+    outcome: Option<String>,
+    /// The run's report, as `datacube sync --json` prints it.
+    #[schema(value_type = Option<Object>)]
+    report: Option<serde_json::Value>,
+}
+
+/// The newest runs of `datacube sync` (one-shot and daemon, of this database), newest first,
+/// each with its report.
+#[utoipa::path(get, path = "/admin/sync/runs", tag = "Admin",
+    security(("admin_token" = [])),
+    params(
+        ("mirror" = Option<String>, Query, description = "Only this mirror's runs."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "How many (20)."),
+    ),
+    responses(
+        (status = 200, description = "The runs, newest first.", body = SyncRuns),
+        (status = 400, description = "`limit` out of range.", body = Problem),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "The admin API is disabled.", body = Problem),
+    ))]
 async fn sync_runs(State(app): State<App>, RawQuery(query): RawQuery, _: Admitted) -> Response {
     let query = query.unwrap_or_default();
     let param = |key: &str| {
@@ -331,35 +472,82 @@ async fn sync_runs(State(app): State<App>, RawQuery(query): RawQuery, _: Admitte
     let mirror = param("mirror");
     match app.store().sync_runs(mirror.as_deref(), limit).await {
         Ok(runs) => {
-            let runs: Vec<serde_json::Value> = runs
+            let runs = runs
                 .into_iter()
-                .map(|r| {
-                    let report = r
+                .map(|r| SyncRun {
+                    report: r
                         .report
                         .as_deref()
-                        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
-                    json!({
-                        "id": r.id,
-                        "mirror": r.mirror,
-                        "slot": r.slot,
-                        "attempt": r.attempt,
-                        "started": r.started,
-                        "finished": r.finished,
-                        "outcome": r.outcome,
-                        "report": report,
-                    })
+                        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+                    id: r.id,
+                    mirror: r.mirror,
+                    slot: r.slot,
+                    attempt: r.attempt,
+                    started: r.started,
+                    finished: r.finished,
+                    outcome: r.outcome,
                 })
                 .collect();
-            Json(json!({ "runs": runs })).into_response()
+            Json(SyncRuns { runs }).into_response()
         }
         Err(e) => internal(&e),
     }
 }
 
-/// `POST /admin/events`: an NDJSON body of events. Bad lines are reported with their number
-/// and reason. A body up to [`ONE_TRANSACTION`] is stored and counted in one transaction; a
-/// larger one is loaded as `datacube ingest` loads a file — sorted in bounded memory, stored in
-/// transactions of [`BULK_BATCH`] events — so that memory stays bounded whatever its size.
+/// What posting events did.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EventsReport {
+    /// Events stored and counted.
+    accepted: usize,
+    /// Events whose `id` had been accepted before: ignored.
+    duplicates: usize,
+    /// Lines refused, with the reason: the first 1000 of them by line number.
+    rejected: Vec<RejectedLine>,
+    /// Lines refused in all.
+    rejected_total: usize,
+}
+
+/// A line refused.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RejectedLine {
+    /// 1-based line number in the body (0: events refused as a whole, named in `reason`).
+    line: usize,
+    /// What is wrong with it.
+    reason: String,
+}
+
+impl From<datacube_store::ingest::IngestReport> for EventsReport {
+    fn from(report: datacube_store::ingest::IngestReport) -> EventsReport {
+        EventsReport {
+            accepted: report.accepted,
+            duplicates: report.duplicates,
+            rejected: report
+                .rejected
+                .into_iter()
+                .map(|r| RejectedLine {
+                    line: r.line,
+                    reason: r.reason,
+                })
+                .collect(),
+            rejected_total: report.rejected_total,
+        }
+    }
+}
+
+/// Events, one JSON object per line (docs/events.md): stored and counted, bad lines named with
+/// their number and reason (the good ones are kept). A body up to 16 MiB is stored in one
+/// transaction; a larger one is loaded as `datacube ingest` loads a file, in bounded memory.
+#[utoipa::path(post, path = "/admin/events", tag = "Admin",
+    security(("admin_token" = [])),
+    request_body(content = Option<String>, content_type = "application/x-ndjson",
+        description = "NDJSON: `{\"type\":\"follow\",\"appid\":\"wx…\",\"openid\":\"o…\",\"time\":\"2026-11-30T09:00:00+08:00\"}` per line."),
+    responses(
+        (status = 200, description = "What was stored, and each line refused.", body = EventsReport),
+        (status = 400, description = "The body is not UTF-8.", body = Problem),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "The admin API is disabled.", body = Problem),
+        (status = 413, description = "Larger than `--admin-body-limit`.", body = Problem),
+    ))]
 async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
     let yesterday =
         datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
@@ -389,7 +577,7 @@ async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
                 metrics::counter!("datacube_events_total", "outcome" => outcome)
                     .increment(n as u64);
             }
-            Json(report).into_response()
+            Json(EventsReport::from(report)).into_response()
         }
         Err(e) => internal(&e),
     }
@@ -449,9 +637,23 @@ async fn events_in_bulk(
     Ok((report, changed))
 }
 
-/// `POST /admin/datacube/<name>?appid=…` with a datacube body: the account's answer as
-/// `/datacube/<name>` gives it, without an access token (the dashboard signed in with the admin
-/// token reads every account this way) and without taking the account's API quota.
+/// An account's statistics as `/datacube/{name}` answers them, without its access token (the
+/// dashboard signed in with the admin token reads every account so) and without taking its
+/// API quota.
+#[utoipa::path(post, path = "/admin/datacube/{name}", tag = "Admin",
+    security(("admin_token" = [])),
+    params(
+        ("name" = String, Path, description = "The endpoint."),
+        ("appid" = String, Query, description = "The account."),
+    ),
+    request_body = crate::openapi::DatacubeRequest,
+    responses(
+        (status = 200, description = "The endpoint's answer, as WeChat gives it (errors too: HTTP 200 with an errcode).",
+            body = ref("#/components/schemas/AnyDatacubeAnswer")),
+        (status = 400, description = "No `appid`.", body = Problem),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "No such endpoint or account (or the admin API is disabled).", body = Problem),
+    ))]
 async fn datacube(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -478,27 +680,78 @@ async fn datacube(
 
 // ---- third-party platforms ----
 
-fn component_json(c: &datacube_store::ComponentRecord) -> serde_json::Value {
-    json!({ "appid": c.appid, "event_url": c.event_url, "created_at": c.created_at })
+/// A third-party platform (its secret, token and key are never shown).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Component {
+    appid: String,
+    /// Where its tickets and authorization events are pushed.
+    event_url: Option<String>,
+    /// When it was added, Unix seconds by the emulated clock.
+    created_at: i64,
 }
 
+impl From<&datacube_store::ComponentRecord> for Component {
+    fn from(c: &datacube_store::ComponentRecord) -> Component {
+        Component {
+            appid: c.appid.clone(),
+            event_url: c.event_url.clone(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// The third-party platforms.
+#[utoipa::path(get, path = "/admin/components", tag = "Admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every component, by appid.", body = [Component]),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "The admin API is disabled.", body = Problem),
+    ))]
 async fn list_components(State(app): State<App>, _: Admitted) -> Response {
     match app.store().components().await {
-        Ok(list) => Json(list.iter().map(component_json).collect::<Vec<_>>()).into_response(),
+        Ok(list) => Json(list.iter().map(Component::from).collect::<Vec<_>>()).into_response(),
         Err(e) => internal(&e),
     }
 }
 
+/// A third-party platform to add.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewComponent {
+    /// 1 to 64 letters, digits, `_` and `-`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    appid: String,
+    /// Its AppSecret (component_appsecret): 1 to 128 visible ASCII characters.
+    #[schema(pattern = "^[!-~]{1,128}$")]
+    secret: String,
+    /// The token its pushes are signed with: 3 to 32 letters and digits.
+    #[schema(pattern = "^[A-Za-z0-9]{3,32}$")]
+    token: String,
+    /// Its EncodingAESKey: 43 letters and digits.
+    #[schema(pattern = "^[A-Za-z0-9]{43}$")]
+    aes_key: String,
+    /// Where tickets and authorization events are pushed (none: only answered here).
+    #[schema(pattern = "^https?://")]
+    event_url: Option<String>,
+}
+
+/// Adds a third-party platform.
+#[utoipa::path(post, path = "/admin/components", tag = "Admin",
+    security(("admin_token" = [])),
+    request_body = NewComponent,
+    responses(
+        (status = 201, description = "Added.", body = Component,
+            links(
+                ("PushTicket" = (operation_id = "push_ticket", parameters(("appid" = "$response.body#/appid")))),
+                ("Grant" = (operation_id = "grant", parameters(("appid" = "$response.body#/appid")))),
+            )),
+        (status = 400, description = "Not JSON, an unknown field, or a value that is not one.", body = Problem),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "The admin API is disabled.", body = Problem),
+        (status = 409, description = "The appid is taken.", body = Problem),
+    ))]
 async fn add_component(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct NewComponent {
-        appid: String,
-        secret: String,
-        token: String,
-        aes_key: String,
-        event_url: Option<String>,
-    }
     let new: NewComponent = match parse_json(&body) {
         Ok(new) => new,
         Err(e) => return e.into_response(),
@@ -526,7 +779,7 @@ async fn add_component(State(app): State<App>, Admitted(body): Admitted) -> Resp
         created_at: app.clock().unix(),
     };
     match app.store().add_component(record.clone()).await {
-        Ok(()) => (StatusCode::CREATED, Json(component_json(&record))).into_response(),
+        Ok(()) => (StatusCode::CREATED, Json(Component::from(&record))).into_response(),
         Err(StoreError::AccountExists(appid)) => error(
             StatusCode::CONFLICT,
             format!("component {appid} already exists"),
@@ -550,38 +803,149 @@ async fn component_of(
     }
 }
 
+/// A ticket issued.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TicketIssued {
+    /// The component_verify_ticket.
+    ticket: String,
+    /// Whether the event URL answered `success`.
+    pushed: bool,
+    /// Why not (null when pushed).
+    push_error: Option<String>,
+}
+
 /// Issues a component_verify_ticket now and pushes it to the component's event URL (WeChat
 /// pushes one every 10 minutes); without an event URL the ticket is only answered here.
+#[utoipa::path(post, path = "/admin/components/{appid}/ticket", tag = "Admin",
+    security(("admin_token" = [])),
+    params(("appid" = String, Path, description = "The component.")),
+    responses(
+        (status = 200, description = "The ticket, and whether its push was answered.", body = TicketIssued),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "No such component (or the admin API is disabled).", body = Problem),
+    ))]
 async fn push_ticket(State(app): State<App>, Path(appid): Path<String>, _: Admitted) -> Response {
     let component = match component_of(&app, &appid).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
     match crate::component::push_ticket(&app, &component).await {
-        Ok((ticket, pushed)) => Json(json!({
-            "ticket": ticket,
-            "pushed": pushed.is_ok(),
-            "push_error": pushed.err(),
-        }))
+        Ok((ticket, pushed)) => Json(TicketIssued {
+            ticket,
+            pushed: pushed.is_ok(),
+            push_error: pushed.err(),
+        })
         .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
+/// An authorization to give.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewGrant {
+    /// The account that authorizes.
+    authorizer_appid: String,
+    /// The permission sets it grants (1 messages, 2 users, 3 interface, 7 articles, …).
+    #[serde(deserialize_with = "integral::list_u32")]
+    #[schema(value_type = Vec<PermissionSet>, example = json!([1, 2, 3, 7]))]
+    func_ids: Vec<u32>,
+    /// The pre-auth code the authorization page was opened with (none: as if one were).
+    pre_auth_code: Option<String>,
+}
+
+/// Integers as JSON Schema counts them: `7` and `7.0` alike (a number with no fraction is an
+/// integer), within the type's range.
+pub(crate) mod integral {
+    use serde::{Deserialize, Deserializer};
+
+    fn of<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        value: serde_json::Number,
+    ) -> Result<T, D::Error> {
+        let whole = match (value.as_u64(), value.as_f64()) {
+            (Some(n), _) => Some(n),
+            (None, Some(f)) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => {
+                Some(f as u64)
+            }
+            _ => None,
+        };
+        whole
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| serde::de::Error::custom(format!("{value} is not an integer in range")))
+    }
+
+    /// A `u32`.
+    pub(crate) fn list_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+        Vec::<serde_json::Number>::deserialize(d)?
+            .into_iter()
+            .map(of::<D, u32>)
+            .collect()
+    }
+
+    /// An optional integer from 0 to 2⁶³−1.
+    pub(crate) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => of::<D, i64>(n).map(|n: i64| Some(n as u64)),
+        }
+    }
+}
+
+/// A permission set's id: 1 to 4294967295 (`func_ids`).
+pub(crate) struct PermissionSet;
+
+impl utoipa::PartialSchema for PermissionSet {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                utoipa::openapi::schema::KnownFormat::Int64,
+            )))
+            .minimum(Some(1))
+            .maximum(Some(u32::MAX))
+            .into()
+    }
+}
+
+impl ToSchema for PermissionSet {}
+
+/// An authorization given.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Granted {
+    /// For `api_query_auth` (single use).
+    authorization_code: String,
+    /// Its lifetime, seconds (3600).
+    expires_in: i64,
+    authorizer_refresh_token: String,
+    /// `authorized`, or `updateauthorized` when the account had authorized before.
+    info_type: String,
+    /// Whether the event URL answered `success`.
+    pushed: bool,
+    /// Why not (null when pushed).
+    push_error: Option<String>,
+}
+
 /// The authorization step, without a browser: an account grants permission sets to a
 /// component. Answers the authorization code (also pushed as `authorized`).
+#[utoipa::path(post, path = "/admin/components/{appid}/grants", tag = "Admin",
+    security(("admin_token" = [])),
+    params(("appid" = String, Path, description = "The component.")),
+    request_body = NewGrant,
+    responses(
+        (status = 200, description = "The authorization code, and whether its push was answered.", body = Granted,
+            links(("Revoke" = (operation_id = "revoke", parameters(
+                ("appid" = "$request.path.appid"),
+                ("authorizer" = "$request.body#/authorizer_appid")))))),
+        (status = 400, description = "Not JSON, or a permission set 0.", body = Problem),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "No such component (or the admin API is disabled).", body = Problem),
+        (status = 409, description = "No such account (it must be added first), or a pre-auth code unknown, used or expired.", body = Problem),
+    ))]
 async fn grant(
     State(app): State<App>,
     Path(appid): Path<String>,
     Admitted(body): Admitted,
 ) -> Response {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct NewGrant {
-        authorizer_appid: String,
-        func_ids: Vec<u32>,
-        pre_auth_code: Option<String>,
-    }
     let new: NewGrant = match parse_json(&body) {
         Ok(new) => new,
         Err(e) => return e.into_response(),
@@ -592,10 +956,14 @@ async fn grant(
     };
     match app.store().account(&new.authorizer_appid).await {
         Ok(Some(_)) => {}
+        // The component is there (the path's resource); the account the body names is not.
         Ok(None) => {
             return error(
-                StatusCode::NOT_FOUND,
-                format!("no account {}", new.authorizer_appid),
+                StatusCode::CONFLICT,
+                format!(
+                    "no account {}: add it before it can authorize a component",
+                    new.authorizer_appid
+                ),
             )
         }
         Err(e) => return internal(&e),
@@ -621,23 +989,45 @@ async fn grant(
     )
     .await
     {
-        Ok(done) => Json(json!({
-            "authorization_code": done.code,
-            "expires_in": crate::component::AUTH_CODE_LIFETIME,
-            "authorizer_refresh_token": done.refresh_token,
-            "info_type": done.info_type,
-            "pushed": done.pushed.is_ok(),
-            "push_error": done.pushed.err(),
-        }))
+        Ok(done) => Json(Granted {
+            authorization_code: done.code,
+            expires_in: crate::component::AUTH_CODE_LIFETIME,
+            authorizer_refresh_token: done.refresh_token,
+            info_type: done.info_type.to_owned(),
+            pushed: done.pushed.is_ok(),
+            push_error: done.pushed.err(),
+        })
         .into_response(),
+        // Well formed, but unknown, used or expired: a conflict with what the server holds.
         Err(code) => error(
-            StatusCode::BAD_REQUEST,
+            StatusCode::CONFLICT,
             format!("pre_auth_code refused: {} {}", code.code(), code.message()),
         ),
     }
 }
 
+/// An authorization ended.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Revoked {
+    revoked: bool,
+    /// Whether the event URL answered `success` to `unauthorized`.
+    pushed: bool,
+    /// Why not (null when pushed).
+    push_error: Option<String>,
+}
+
 /// Ends an account's authorization of a component (its tokens die; `unauthorized` pushed).
+#[utoipa::path(delete, path = "/admin/components/{appid}/grants/{authorizer}", tag = "Admin",
+    security(("admin_token" = [])),
+    params(
+        ("appid" = String, Path, description = "The component."),
+        ("authorizer" = String, Path, description = "The account that authorized it."),
+    ),
+    responses(
+        (status = 200, description = "Ended.", body = Revoked),
+        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
+        (status = 404, description = "No such component, or no such authorization (or the admin API is disabled).", body = Problem),
+    ))]
 async fn revoke(
     State(app): State<App>,
     Path((appid, authorizer)): Path<(String, String)>,
@@ -652,11 +1042,11 @@ async fn revoke(
             StatusCode::NOT_FOUND,
             format!("{authorizer} has not authorized {appid}"),
         ),
-        Ok((true, pushed)) => Json(json!({
-            "revoked": true,
-            "pushed": pushed.is_ok(),
-            "push_error": pushed.err(),
-        }))
+        Ok((true, pushed)) => Json(Revoked {
+            revoked: true,
+            pushed: pushed.is_ok(),
+            push_error: pushed.err(),
+        })
         .into_response(),
         Err(code) => error(StatusCode::INTERNAL_SERVER_ERROR, code.message()),
     }

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use datacube_api::ErrCode;
 use datacube_store::{CodeUse, ComponentRecord, Grant, TokenKind, TokenStatus};
 use rand::RngCore;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::state::{App, SecretOf};
 use crate::wechat::{query_param, read_json_body, wechat_response};
@@ -40,18 +40,207 @@ fn random_code(prefix: &str, n: usize) -> String {
     s
 }
 
+/// The component APIs datacube answers (`/cgi-bin/component/<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    ComponentToken,
+    StartPushTicket,
+    CreatePreauthcode,
+    QueryAuth,
+    AuthorizerToken,
+    AuthorizerInfo,
+    AuthorizerList,
+}
+
+impl Api {
+    /// Every one, in the order of the authorization flow.
+    pub(crate) const ALL: [Api; 7] = [
+        Api::ComponentToken,
+        Api::StartPushTicket,
+        Api::CreatePreauthcode,
+        Api::QueryAuth,
+        Api::AuthorizerToken,
+        Api::AuthorizerInfo,
+        Api::AuthorizerList,
+    ];
+
+    /// The path segment after `/cgi-bin/component/`.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Api::ComponentToken => "api_component_token",
+            Api::StartPushTicket => "api_start_push_ticket",
+            Api::CreatePreauthcode => "api_create_preauthcode",
+            Api::QueryAuth => "api_query_auth",
+            Api::AuthorizerToken => "api_authorizer_token",
+            Api::AuthorizerInfo => "api_get_authorizer_info",
+            Api::AuthorizerList => "api_get_authorizer_list",
+        }
+    }
+
+    /// A name for its schemas in the API's description (`QueryAuth`).
+    pub(crate) fn schema_name(self) -> String {
+        format!("{self:?}")
+    }
+
+    /// Whether it is called with the component's token (the first two sign in with the
+    /// component's secret).
+    pub(crate) const fn needs_token(self) -> bool {
+        !matches!(self, Api::ComponentToken | Api::StartPushTicket)
+    }
+
+    fn from_name(name: &str) -> Option<Api> {
+        Api::ALL.into_iter().find(|api| api.name() == name)
+    }
+}
+
 /// `/cgi-bin/component/<name>`.
 pub(crate) async fn dispatch(app: App, name: &str, req: Request) -> Response {
-    match name {
-        "api_component_token" => post_json(app, req, component_token).await,
-        "api_start_push_ticket" => post_json(app, req, start_push_ticket).await,
-        "api_create_preauthcode" => with_token(app, req, create_preauthcode).await,
-        "api_query_auth" => with_token(app, req, query_auth).await,
-        "api_authorizer_token" => with_token(app, req, authorizer_token).await,
-        "api_get_authorizer_info" => with_token(app, req, authorizer_info).await,
-        "api_get_authorizer_list" => with_token(app, req, authorizer_list).await,
-        _ => app.wechat_error(ErrCode::InvalidUrl),
+    let Some(api) = Api::from_name(name) else {
+        return app.wechat_error(ErrCode::InvalidUrl);
+    };
+    match api {
+        Api::ComponentToken => post_json(app, req, component_token).await,
+        Api::StartPushTicket => post_json(app, req, start_push_ticket).await,
+        Api::CreatePreauthcode => with_token(app, req, create_preauthcode).await,
+        Api::QueryAuth => with_token(app, req, query_auth).await,
+        Api::AuthorizerToken => with_token(app, req, authorizer_token).await,
+        Api::AuthorizerInfo => with_token(app, req, authorizer_info).await,
+        Api::AuthorizerList => with_token(app, req, authorizer_list).await,
     }
+}
+
+/// The answers of the component APIs, in the field order of WeChat's examples (component
+/// reference §2).
+pub(crate) mod answers {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// `api_component_token`'s answer.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct ComponentToken {
+        pub(crate) component_access_token: String,
+        /// Seconds (7200).
+        pub(crate) expires_in: i64,
+    }
+
+    /// `api_create_preauthcode`'s answer.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct PreAuthCode {
+        pub(crate) pre_auth_code: String,
+        /// Seconds (1800).
+        pub(crate) expires_in: i64,
+    }
+
+    /// A permission set granted: `{"funcscope_category":{"id":N}}`.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct FuncInfo {
+        pub(crate) funcscope_category: FuncScope,
+    }
+
+    /// A permission set's id (1 messages, 2 users, 3 interface, 7 articles, …).
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct FuncScope {
+        pub(crate) id: u32,
+    }
+
+    /// `api_query_auth`'s answer.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct QueryAuth {
+        pub(crate) authorization_info: QueryAuthInfo,
+    }
+
+    /// What an authorization code gave.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct QueryAuthInfo {
+        pub(crate) authorizer_appid: String,
+        pub(crate) authorizer_access_token: String,
+        /// Seconds (7200).
+        pub(crate) expires_in: i64,
+        pub(crate) authorizer_refresh_token: String,
+        /// The permission sets granted, in the order granted.
+        pub(crate) func_info: Vec<FuncInfo>,
+    }
+
+    /// `api_authorizer_token`'s answer.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct AuthorizerToken {
+        pub(crate) authorizer_access_token: String,
+        /// Seconds (7200).
+        pub(crate) expires_in: i64,
+        /// The refresh token sent, echoed.
+        pub(crate) authorizer_refresh_token: String,
+    }
+
+    /// `api_get_authorizer_info`'s answer.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct AuthorizerInfo {
+        pub(crate) authorizer_info: AuthorizerAccount,
+        pub(crate) authorization_info: Authorization,
+    }
+
+    /// The authorizer account.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct AuthorizerAccount {
+        /// datacube answers the appid.
+        pub(crate) nick_name: String,
+        pub(crate) head_img: String,
+        /// 2: a service account.
+        pub(crate) service_type_info: TypeId,
+        /// 0 verified (微信认证), -1 not verified.
+        pub(crate) verify_type_info: TypeId,
+        /// The original id, `gh_…`.
+        pub(crate) user_name: String,
+        pub(crate) principal_name: String,
+        pub(crate) business_info: BusinessInfo,
+        pub(crate) alias: String,
+        pub(crate) qrcode_url: String,
+    }
+
+    /// `{"id": N}`.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct TypeId {
+        pub(crate) id: i32,
+    }
+
+    /// Features of the account (0 or 1 each; datacube answers 0).
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct BusinessInfo {
+        pub(crate) open_store: u8,
+        pub(crate) open_scan: u8,
+        pub(crate) open_pay: u8,
+        pub(crate) open_card: u8,
+        pub(crate) open_shake: u8,
+    }
+
+    /// An authorization.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct Authorization {
+        pub(crate) authorizer_appid: String,
+        pub(crate) authorizer_refresh_token: String,
+        pub(crate) func_info: Vec<FuncInfo>,
+    }
+
+    /// `api_get_authorizer_list`'s answer.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct AuthorizerList {
+        /// How many accounts authorized the component.
+        pub(crate) total_count: usize,
+        pub(crate) list: Vec<Authorizer>,
+    }
+
+    /// One authorizer.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct Authorizer {
+        pub(crate) authorizer_appid: String,
+        pub(crate) refresh_token: String,
+        /// When it authorized, Unix seconds.
+        pub(crate) auth_time: i64,
+    }
+}
+
+/// `value` as an answer's body.
+fn answer_of<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 type Answer = Result<String, ErrCode>;
@@ -216,7 +405,10 @@ async fn component_token(app: App, body: Value) -> Answer {
         .issue_component_token(&component.appid, None, &token, now)
         .await
         .map_err(internal)?;
-    Ok(json!({"component_access_token": token, "expires_in": datacube_api::token::LIFETIME_SECONDS}).to_string())
+    Ok(answer_of(&answers::ComponentToken {
+        component_access_token: token,
+        expires_in: datacube_api::token::LIFETIME_SECONDS,
+    }))
 }
 
 /// `api_start_push_ticket` (`component_secret`, not `component_appsecret`): pushes a ticket now.
@@ -247,16 +439,19 @@ async fn create_preauthcode(app: App, component: ComponentRecord, _: Value) -> A
         )
         .await
         .map_err(internal)?;
-    Ok(json!({"pre_auth_code": code, "expires_in": PREAUTH_LIFETIME}).to_string())
+    Ok(answer_of(&answers::PreAuthCode {
+        pre_auth_code: code,
+        expires_in: PREAUTH_LIFETIME,
+    }))
 }
 
 /// `func_info`: one `{"funcscope_category":{"id":N}}` per granted set, in the order granted.
-fn func_info(sets: &[u32]) -> Value {
-    Value::Array(
-        sets.iter()
-            .map(|id| json!({"funcscope_category": {"id": id}}))
-            .collect(),
-    )
+fn func_info(sets: &[u32]) -> Vec<answers::FuncInfo> {
+    sets.iter()
+        .map(|&id| answers::FuncInfo {
+            funcscope_category: answers::FuncScope { id },
+        })
+        .collect()
 }
 
 /// Uses up a single-use code of `kind` issued to `component`: 61009 if unknown, 61010 if
@@ -295,14 +490,15 @@ async fn query_auth(app: App, component: ComponentRecord, body: Value) -> Answer
         .issue_component_token(&component.appid, Some(&authorizer), &token, now)
         .await
         .map_err(grant_gone_or_internal)?;
-    Ok(json!({"authorization_info": {
-        "authorizer_appid": authorizer,
-        "authorizer_access_token": token,
-        "expires_in": datacube_api::token::LIFETIME_SECONDS,
-        "authorizer_refresh_token": grant.refresh_token,
-        "func_info": func_info(&grant.sets),
-    }})
-    .to_string())
+    Ok(answer_of(&answers::QueryAuth {
+        authorization_info: answers::QueryAuthInfo {
+            authorizer_appid: authorizer,
+            authorizer_access_token: token,
+            expires_in: datacube_api::token::LIFETIME_SECONDS,
+            authorizer_refresh_token: grant.refresh_token.clone(),
+            func_info: func_info(&grant.sets),
+        },
+    }))
 }
 
 /// The grant of the body's `authorizer_appid` to `component`: 61003 when there is none.
@@ -332,12 +528,11 @@ async fn authorizer_token(app: App, component: ComponentRecord, body: Value) -> 
         )
         .await
         .map_err(grant_gone_or_internal)?;
-    Ok(json!({
-        "authorizer_access_token": token,
-        "expires_in": datacube_api::token::LIFETIME_SECONDS,
-        "authorizer_refresh_token": grant.refresh_token,
-    })
-    .to_string())
+    Ok(answer_of(&answers::AuthorizerToken {
+        authorizer_access_token: token,
+        expires_in: datacube_api::token::LIFETIME_SECONDS,
+        authorizer_refresh_token: grant.refresh_token,
+    }))
 }
 
 /// `api_get_authorizer_info`: the account (a verified service account unless it is not
@@ -351,25 +546,32 @@ async fn authorizer_info(app: App, component: ComponentRecord, body: Value) -> A
         .map_err(internal)?
         .is_some_and(|a| a.verified);
     let user_name = datacube_push::driver::default_original_id(&grant.authorizer);
-    Ok(json!({
-        "authorizer_info": {
-            "nick_name": grant.authorizer,
-            "head_img": "",
-            "service_type_info": {"id": 2},
-            "verify_type_info": {"id": if verified { 0 } else { -1 }},
-            "user_name": user_name,
-            "principal_name": "",
-            "business_info": {"open_store": 0, "open_scan": 0, "open_pay": 0, "open_card": 0, "open_shake": 0},
-            "alias": "",
-            "qrcode_url": "",
+    Ok(answer_of(&answers::AuthorizerInfo {
+        authorizer_info: answers::AuthorizerAccount {
+            nick_name: grant.authorizer.clone(),
+            head_img: String::new(),
+            service_type_info: answers::TypeId { id: 2 },
+            verify_type_info: answers::TypeId {
+                id: if verified { 0 } else { -1 },
+            },
+            user_name,
+            principal_name: String::new(),
+            business_info: answers::BusinessInfo {
+                open_store: 0,
+                open_scan: 0,
+                open_pay: 0,
+                open_card: 0,
+                open_shake: 0,
+            },
+            alias: String::new(),
+            qrcode_url: String::new(),
         },
-        "authorization_info": {
-            "authorizer_appid": grant.authorizer,
-            "authorizer_refresh_token": grant.refresh_token,
-            "func_info": func_info(&grant.sets),
+        authorization_info: answers::Authorization {
+            func_info: func_info(&grant.sets),
+            authorizer_appid: grant.authorizer,
+            authorizer_refresh_token: grant.refresh_token,
         },
-    })
-    .to_string())
+    }))
 }
 
 /// `api_get_authorizer_list` (`offset`, `count` ≤ 500).
@@ -385,13 +587,20 @@ async fn authorizer_list(app: App, component: ComponentRecord, body: Value) -> A
         .grants(&component.appid)
         .await
         .map_err(internal)?;
-    let list: Vec<Value> = grants
+    let list = grants
         .iter()
         .skip(offset)
         .take(count)
-        .map(|g| json!({"authorizer_appid": g.authorizer, "refresh_token": g.refresh_token, "auth_time": g.auth_time}))
+        .map(|g| answers::Authorizer {
+            authorizer_appid: g.authorizer.clone(),
+            refresh_token: g.refresh_token.clone(),
+            auth_time: g.auth_time,
+        })
         .collect();
-    Ok(json!({"total_count": grants.len(), "list": list}).to_string())
+    Ok(answer_of(&answers::AuthorizerList {
+        total_count: grants.len(),
+        list,
+    }))
 }
 
 // ---- pushes to the component's event URL ----

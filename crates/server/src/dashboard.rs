@@ -6,12 +6,14 @@
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use datacube_api::date::{format_date, last_ready_day};
 use datacube_api::endpoint::{Group, Period};
 use datacube_api::Endpoint;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::App;
 
@@ -21,40 +23,42 @@ const APP_CSS: &str = include_str!("../assets/dashboard/app.css");
 const ECHARTS: &str = include_str!("../assets/vendor/echarts/echarts.min.js");
 const ECHARTS_VERSION: &str = include_str!("../assets/vendor/echarts/VERSION");
 
-/// The embedded files: path, content type, body, and whether it never changes (the vendored
-/// chart library, cached for long).
-const ASSETS: [(&str, &str, &str, bool); 4] = [
-    ("/", "text/html; charset=utf-8", INDEX, false),
-    (
-        "/dashboard/app.js",
-        "text/javascript; charset=utf-8",
-        APP_JS,
-        false,
-    ),
-    (
-        "/dashboard/app.css",
-        "text/css; charset=utf-8",
-        APP_CSS,
-        false,
-    ),
-    (
-        "/dashboard/echarts.min.js",
-        "text/javascript; charset=utf-8",
-        ECHARTS,
-        true,
-    ),
-];
-
 /// The dashboard's routes.
-pub(crate) fn routes() -> Router<App> {
-    let mut router = Router::new().route("/dashboard/meta.json", get(meta));
-    for (path, content_type, body, immutable) in ASSETS {
-        router = router.route(
-            path,
-            get(move || async move { asset(content_type, body, immutable) }),
-        );
-    }
-    router
+pub(crate) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(app_js))
+        .routes(routes!(app_css))
+        .routes(routes!(echarts))
+        .routes(routes!(meta))
+}
+
+/// The dashboard's page.
+#[utoipa::path(get, path = "/", tag = "Dashboard",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)))]
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX, false)
+}
+
+/// The dashboard's script.
+#[utoipa::path(get, path = "/dashboard/app.js", tag = "Dashboard",
+    responses((status = 200, description = "The script.", content_type = "text/javascript", body = String)))]
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS, false)
+}
+
+/// The dashboard's style.
+#[utoipa::path(get, path = "/dashboard/app.css", tag = "Dashboard",
+    responses((status = 200, description = "The style.", content_type = "text/css", body = String)))]
+async fn app_css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS, false)
+}
+
+/// The chart library (Apache ECharts, vendored; cached for a day).
+#[utoipa::path(get, path = "/dashboard/echarts.min.js", tag = "Dashboard",
+    responses((status = 200, description = "The library.", content_type = "text/javascript", body = String)))]
+async fn echarts() -> Response {
+    asset("text/javascript; charset=utf-8", ECHARTS, true)
 }
 
 /// What every dashboard answer carries: the page runs only its own scripts, talks only to
@@ -73,7 +77,7 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("cross-origin-opener-policy", "same-origin"),
 ];
 
-fn secured(mut response: Response) -> Response {
+pub(crate) fn secured(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         headers.insert(
@@ -94,39 +98,65 @@ fn asset(content_type: &'static str, body: &'static str, long: bool) -> Response
     secured(([(CONTENT_TYPE, content_type), (CACHE_CONTROL, cache)], body).into_response())
 }
 
+/// What the dashboard needs to know.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Meta {
+    /// The last day with statistics (yesterday from 08:00 China time).
+    #[schema(format = Date)]
+    last_ready: String,
+    /// Whether the admin API is enabled (the page may sign in with the admin token).
+    admin: bool,
+    /// The version of the chart library.
+    echarts: &'static str,
+    endpoints: Vec<EndpointMeta>,
+}
+
+/// An endpoint, as the dashboard charts it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EndpointMeta {
+    name: &'static str,
+    /// Its maximum span, days: a longer range is fetched in chunks of it.
+    span: i32,
+    /// `day`, `hour`, `week` or `month`.
+    period: &'static str,
+    /// Whether it answers 47009 on this server (`--retire-legacy-articles`).
+    offline: bool,
+    /// `user`, `article`, `message` or `interface`.
+    group: &'static str,
+}
+
 /// What the page needs to know: the last day with statistics, and each endpoint's span (a
 /// longer range is fetched in chunks of it).
+#[utoipa::path(get, path = "/dashboard/meta.json", tag = "Dashboard",
+    responses((status = 200, description = "The dashboard's settings.", body = Meta)))]
 async fn meta(State(app): State<App>) -> Response {
-    let endpoints: Vec<_> = Endpoint::ALL
+    let endpoints = Endpoint::ALL
         .iter()
-        .map(|e| {
-            json!({
-                "name": e.name(),
-                "span": e.max_span(),
-                "period": match e.period() {
-                    Period::Day => "day",
-                    Period::Hour => "hour",
-                    Period::Week => "week",
-                    Period::Month => "month",
-                },
-                // Answers 47009 on this server (`--retire-legacy-articles`).
-                "offline": e.is_legacy_article() && app.config().retire_legacy_articles,
-                "group": match e.group() {
-                    Group::User => "user",
-                    Group::Article => "article",
-                    Group::Message => "message",
-                    Group::Interface => "interface",
-                },
-            })
+        .map(|e| EndpointMeta {
+            name: e.name(),
+            span: e.max_span(),
+            period: match e.period() {
+                Period::Day => "day",
+                Period::Hour => "hour",
+                Period::Week => "week",
+                Period::Month => "month",
+            },
+            offline: e.is_legacy_article() && app.config().retire_legacy_articles,
+            group: match e.group() {
+                Group::User => "user",
+                Group::Article => "article",
+                Group::Message => "message",
+                Group::Interface => "interface",
+            },
         })
         .collect();
     secured(
-        Json(json!({
-            "last_ready": format_date(last_ready_day(app.clock().unix())),
-            "admin": app.config().admin_token.is_some(),
-            "echarts": ECHARTS_VERSION.trim(),
-            "endpoints": endpoints,
-        }))
+        Json(Meta {
+            last_ready: format_date(last_ready_day(app.clock().unix())),
+            admin: app.config().admin_token.is_some(),
+            echarts: ECHARTS_VERSION.trim(),
+            endpoints,
+        })
         .into_response(),
     )
 }

@@ -88,7 +88,7 @@ impl Faults {
     /// Parses a spec; the error names the rule at fault and why.
     pub fn parse(spec: &str) -> Result<Faults, String> {
         let mut rules = Vec::new();
-        for rule in spec.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        for rule in spec.split(',').map(spaced).filter(|r| !r.is_empty()) {
             let bad = |why: &str| {
                 format!(
                     "fault rule {rule:?}: {why} (TARGET:EFFECT@WHEN, e.g. *:-1@5% or \
@@ -97,28 +97,29 @@ impl Faults {
             };
             let (target, rest) = rule.split_once(':').ok_or_else(|| bad("no ':'"))?;
             let (effect, when) = rest.split_once('@').ok_or_else(|| bad("no '@WHEN'"))?;
-            let target = match target.trim() {
+            let target = match spaced(target) {
                 "*" => Target::Datacube,
                 "token" => Target::Token,
                 name => Target::Endpoint(Endpoint::from_name(name).ok_or_else(|| {
                     bad(&format!("{name:?} is not a datacube endpoint, * or token"))
                 })?),
             };
-            let effect = match effect.trim() {
-                e if e.starts_with('+') => Effect::Delay(
-                    parse_delay(&e[1..])
-                        .ok_or_else(|| bad("a delay is +N ms or +N s, e.g. +200ms"))?,
+            let effect = match spaced(effect) {
+                e if e.starts_with('+') => Effect::Delay(parse_delay(&e[1..]).ok_or_else(|| {
+                    bad("a delay is +N ms (up to 7 digits) or +N s (up to 4 digits and 3 decimals), e.g. +200ms")
+                })?),
+                e => Effect::Error(
+                    ErrCode::ALL
+                        .into_iter()
+                        .find(|c| c.code().to_string() == e)
+                        .ok_or_else(|| {
+                            bad(&format!(
+                                "{e:?} is not an error code datacube knows, nor a +delay"
+                            ))
+                        })?,
                 ),
-                e => {
-                    let code: i32 = e
-                        .parse()
-                        .map_err(|_| bad(&format!("{e:?} is not an error code or +delay")))?;
-                    Effect::Error(ErrCode::from_code(code).ok_or_else(|| {
-                        bad(&format!("{code} is not an error code datacube knows"))
-                    })?)
-                }
             };
-            let when = parse_when(when.trim()).ok_or_else(|| {
+            let when = parse_when(spaced(when)).ok_or_else(|| {
                 bad("WHEN is a probability (0 to 1, or 0% to 100%), firstN or afterN")
             })?;
             rules.push(Rule {
@@ -128,6 +129,22 @@ impl Faults {
             });
         }
         Ok(Faults { rules })
+    }
+
+    /// The grammar of a spec as an ECMA-262 regular expression (for the API's description):
+    /// exactly the specs [`Faults::parse`] takes.
+    pub fn pattern() -> String {
+        let mut targets = vec![r"\*".to_owned(), "token".to_owned()];
+        targets.extend(Endpoint::ALL.iter().map(|e| e.name().to_owned()));
+        let codes: Vec<String> = ErrCode::ALL.iter().map(|c| c.code().to_string()).collect();
+        let rule = format!(
+            " *({}) *: *({}|\\+[0-9]{{1,7}}ms|\\+[0-9]{{1,4}}(\\.[0-9]{{1,3}})?s) *@ *\
+             ((first|after)[0-9]{{1,18}}|0(\\.[0-9]{{1,9}})?|1(\\.0{{1,9}})?|\
+             ([0-9]{{1,2}}(\\.[0-9]{{1,9}})?|100(\\.0{{1,9}})?)%) *",
+            targets.join("|"),
+            codes.join("|"),
+        );
+        format!("^ *({rule})?(,( *|{rule}))*$")
     }
 
     /// Whether there are no rules.
@@ -141,28 +158,48 @@ impl Faults {
     }
 }
 
+/// `s` without the spaces around it (only spaces: the grammar has no other blanks).
+fn spaced(s: &str) -> &str {
+    s.trim_matches(' ')
+}
+
+/// Whether `s` is 1 to `max` ASCII digits.
+fn digits(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `whole` or `whole.fraction`: the whole part 1 to `max_whole` digits, the fraction 1 to
+/// `max_fraction`.
+fn decimal(s: &str, max_whole: usize, max_fraction: usize) -> Option<f64> {
+    let ok = match s.split_once('.') {
+        Some((whole, fraction)) => digits(whole, max_whole) && digits(fraction, max_fraction),
+        None => digits(s, max_whole),
+    };
+    ok.then(|| s.parse().ok()).flatten()
+}
+
 fn parse_when(s: &str) -> Option<When> {
     if let Some(n) = s.strip_prefix("first") {
-        return n.parse().ok().map(When::First);
+        return digits(n, 18).then(|| n.parse().ok().map(When::First))?;
     }
     if let Some(n) = s.strip_prefix("after") {
-        return n.parse().ok().map(When::After);
+        return digits(n, 18).then(|| n.parse().ok().map(When::After))?;
     }
     match s.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
-        None => s.parse::<f64>().ok(),
+        Some(p) => decimal(p, 3, 9).map(|p| p / 100.0),
+        None => decimal(s, 1, 9),
     }
     .filter(|r| (0.0..=1.0).contains(r))
     .map(When::Chance)
 }
 
+/// `N ms` (up to 7 digits) or `N s` (up to 4 digits and 3 decimals): at most about 2.8 hours.
 fn parse_delay(s: &str) -> Option<Duration> {
-    let s = s.trim();
     if let Some(ms) = s.strip_suffix("ms") {
-        return ms.trim().parse::<u64>().ok().map(Duration::from_millis);
+        return digits(ms, 7).then(|| ms.parse().ok().map(Duration::from_millis))?;
     }
-    let secs = s.strip_suffix('s')?.trim().parse::<f64>().ok()?;
-    (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs))
+    let secs = decimal(s.strip_suffix('s')?, 4, 3)?;
+    Some(Duration::from_secs_f64(secs))
 }
 
 impl fmt::Display for Rule {
@@ -345,6 +382,45 @@ mod tests {
             assert!(e.contains(why), "{spec}: {e}");
         }
         assert!(Faults::parse("").unwrap().is_empty());
+        // Numbers are written as the grammar says, and bounded: no float forms, no signs, no
+        // delay a `Duration` cannot hold (`+1e300s` panicked).
+        for spec in [
+            "*:+1e300s@1",
+            "*:+99999999ms@1",
+            "*:-1@inf",
+            "*:-1@.5",
+            "*:-1@first+2",
+            "*:+40001@1",
+            "*:040001@1",
+            "*:-1@NaN",
+            "*:-1@1e-1",
+            "*:-1@\t1",
+        ] {
+            assert!(Faults::parse(spec).is_err(), "{spec}");
+        }
+        assert_eq!(
+            Faults::parse("*:+9999.999s@1").unwrap().rules[0].effect,
+            Effect::Delay(Duration::from_millis(9_999_999))
+        );
+        assert_eq!(Faults::parse(" , *:-1@100% ,").unwrap().rules.len(), 1);
+    }
+
+    proptest::proptest! {
+        /// The grammar the API's description gives (`Faults::pattern`) is the one the parser
+        /// takes: every spec it generates parses, and any string over the grammar's alphabet
+        /// parses exactly when it matches.
+        #[test]
+        fn the_described_grammar_is_the_parsed_one(
+            spec in proptest::string::string_regex(
+                Faults::pattern().trim_start_matches('^').trim_end_matches('$'),
+            )
+            .unwrap(),
+            near in "[ ,:@*+.%0-9a-z-]{0,40}",
+        ) {
+            let re = regex::Regex::new(&Faults::pattern()).unwrap();
+            proptest::prop_assert!(Faults::parse(&spec).is_ok(), "{spec:?}: {:?}", Faults::parse(&spec));
+            proptest::prop_assert_eq!(Faults::parse(&near).is_ok(), re.is_match(&near), "{:?}", near);
+        }
     }
 
     #[test]

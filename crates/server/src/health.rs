@@ -11,9 +11,11 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::App;
 
@@ -49,38 +51,70 @@ async fn database_ready(app: &App) -> Result<(), String> {
 }
 
 /// `/healthz` and `/readyz`, and `/metrics` when `metrics`.
-pub(crate) fn routes(metrics: bool) -> Router<App> {
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+pub(crate) fn routes(metrics: bool) -> OpenApiRouter<App> {
+    let router = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz));
     if metrics {
-        router.route("/metrics", get(crate::metrics::render))
+        router.routes(routes!(crate::metrics::render))
     } else {
         router
     }
 }
 
-async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+/// The process serves, or is ready.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    status: &'static str,
 }
 
+/// Not ready.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NotReady {
+    /// `unavailable`.
+    status: &'static str,
+    /// Why: the database does not answer, or the server is shutting down.
+    reason: String,
+}
+
+/// Whether the process serves (for liveness probes): answered whatever the load.
+#[utoipa::path(get, path = "/healthz", tag = "Health",
+    responses((status = 200, description = "It serves.", body = Health)))]
+async fn healthz() -> Response {
+    Json(Health { status: "ok" }).into_response()
+}
+
+/// Whether the database answers (for readiness probes, compose's `service_healthy`): checked
+/// once a second at most, answered whatever the load.
+#[utoipa::path(get, path = "/readyz", tag = "Health",
+    responses(
+        (status = 200, description = "Ready.", body = Health),
+        (status = 503, description = "Not ready, and why.", body = NotReady),
+    ))]
 async fn readyz(State(app): State<App>) -> Response {
     if app.draining() {
         // Shutting down: an orchestrator must send no more traffic here (the internal
         // listener of `--metrics-listen` still answers while open requests finish).
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "reason": "shutting down"})),
+            Json(NotReady {
+                status: "unavailable",
+                reason: "shutting down".into(),
+            }),
         )
             .into_response();
     }
     let Err(reason) = database_ready(&app).await else {
-        return Json(json!({"status": "ready"})).into_response();
+        return Json(Health { status: "ready" }).into_response();
     };
     tracing::warn!(%reason, "not ready");
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "unavailable", "reason": reason})),
+        Json(NotReady {
+            status: "unavailable",
+            reason,
+        }),
     )
         .into_response()
 }

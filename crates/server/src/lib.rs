@@ -16,6 +16,7 @@
 //! - `component`: third-party platforms — the component APIs, ticket and authorization pushes.
 //! - `dashboard`: the dashboard's files, served from the binary, with their security headers.
 //! - `health`: `/healthz` and `/readyz`, for orchestrators.
+//! - [`openapi`]: the API described in OpenAPI 3.1 (`/openapi.json`), and its page (`/docs`).
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`config`], [`secret`]: settings, and secrets checked on a bounded set of threads.
 //! - [`gate`]: known answers and throttles in front of the secret checks.
@@ -33,6 +34,7 @@ pub mod faults;
 pub mod gate;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod secret;
 pub mod seed;
 mod serve;

@@ -88,7 +88,13 @@ pub async fn serve_alone(listener: tokio::net::TcpListener) -> std::io::Result<(
     axum::serve(listener, router).await
 }
 
-/// `GET /metrics`.
+/// Prometheus' text format: requests, answers by errcode, tokens, connections, ingestion,
+/// the database's waits (`serve --metrics-listen` moves it to an address of its own).
+#[utoipa::path(get, path = "/metrics", tag = "Health",
+    responses(
+        (status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 503, description = "The metrics recorder could not start.", content_type = "text/plain", body = String),
+    ))]
 pub(crate) async fn render() -> Response {
     match handle() {
         Some(h) => (
@@ -115,6 +121,8 @@ pub(crate) fn api_of(path: &str) -> &'static str {
         "/healthz" | "/readyz" => "health",
         "/metrics" => "metrics",
         "/" => "dashboard",
+        "/openapi.json" | "/docs" => "reference",
+        _ if path.starts_with("/docs/") => "reference",
         _ if path.starts_with("/cgi-bin/component/") => "component",
         _ if path.starts_with("/admin/") => "admin",
         _ if path.starts_with("/dashboard/") => "dashboard",

@@ -20,12 +20,19 @@ use serde::Deserialize;
 
 /// An account as the admin API (`POST /admin/accounts`) and a seed's `accounts.json` give it:
 /// verified unless it says otherwise.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewAccount {
+    /// 1 to 64 letters, digits, `_` and `-` (WeChat's: `wx` and 16 hexadecimal digits).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "wx5b0f1c0a9e2d4c11")]
     pub appid: String,
+    /// Its AppSecret: 1 to 128 visible ASCII characters (WeChat's: 32 random ones; a shorter
+    /// one is warned about).
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub secret: String,
+    /// Unverified accounts answer 48001 on the datacube endpoints (default true).
     #[serde(default = "verified_by_default")]
+    #[schema(default = true)]
     pub verified: bool,
 }
 
@@ -68,8 +75,22 @@ pub async fn load(
     let accounts = dir.join("accounts.json");
     if std::fs::symlink_metadata(&accounts).is_ok() {
         let text = read_bounded(&accounts, MAX_ACCOUNTS_FILE)?;
-        let list: Vec<NewAccount> =
+        // Each account an object (serde would also read one from an array of its fields).
+        let values: Vec<serde_json::Value> =
             serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", shown(&accounts)))?;
+        let list = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                serde_json::Value::Object(_) => serde_json::from_value::<NewAccount>(v)
+                    .map_err(|e| format!("{}: account {}: {e}", shown(&accounts), i + 1)),
+                _ => Err(format!(
+                    "{}: account {} is not a JSON object",
+                    shown(&accounts),
+                    i + 1
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         for a in list {
             datacube_api::Appid::parse(&a.appid)
                 .and(datacube_api::Secret::parse(&a.secret))

@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::edge::{Conn, Edge, Phase, Prefetched, Watched};
 use crate::state::App;
@@ -26,13 +27,19 @@ use crate::state::App;
 /// Connections past `max_connections` that still get a `-1` answer before being closed.
 const OVERFLOW_CONNECTIONS: usize = 64;
 
-/// The whole HTTP application: the admin API and, for every other path, the WeChat API.
+/// The whole HTTP application: the admin API, health checks, the dashboard and the API's
+/// description, and for every other path the WeChat API.
 pub fn router(app: App) -> Router {
+    let (router, _) = described_routes(app.config().metrics_on_main).split_for_parts();
+    router.fallback(crate::wechat::dispatch).with_state(app)
+}
+
+/// The router's routes, each with its description (`/metrics` when `metrics`).
+pub(crate) fn described_routes(metrics: bool) -> OpenApiRouter<App> {
     crate::admin::routes()
         .merge(crate::dashboard::routes())
-        .merge(crate::health::routes(app.config().metrics_on_main))
-        .fallback(crate::wechat::dispatch)
-        .with_state(app)
+        .merge(crate::health::routes(metrics))
+        .merge(crate::openapi::routes())
 }
 
 fn overloaded(app: &App) -> Response {
@@ -50,7 +57,8 @@ pub async fn serve_internal(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = crate::health::routes(true).with_state(app);
+    let (router, _) = crate::health::routes(true).split_for_parts();
+    let router = router.with_state(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
@@ -317,15 +325,18 @@ fn body_limit<B>(app: &App, req: &hyper::Request<B>) -> usize {
 }
 
 /// Answers one request. The WeChat API is the hot path: straight to its handler; the router
-/// only for the admin API, the dashboard and the health checks.
+/// only for the admin API, the dashboard, the API's description and the health checks (a test
+/// walks the description: every path in it is answered, and nothing else).
 async fn answer(app: App, router: Router, req: hyper::Request<Prefetched>) -> Response {
     let path = req.uri().path();
-    let page = (path == "/"
+    let page = path == "/"
         || path.starts_with("/dashboard/")
+        || path == "/openapi.json"
+        || path == "/docs"
+        || path.starts_with("/docs/")
         || path == "/healthz"
         || path == "/readyz"
-        || (path == "/metrics" && app.config().metrics_on_main))
-        && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+        || (path == "/metrics" && app.config().metrics_on_main);
     if path.starts_with("/admin/") || page {
         route(router, req).await
     } else {

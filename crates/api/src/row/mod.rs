@@ -66,6 +66,9 @@ pub struct Field {
 /// The fields of one endpoint's rows, in WeChat's order.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Shape {
+    /// A name for descriptions of the API (OpenAPI schema names): `UserSummaryRow`,
+    /// `SceneUsers`.
+    pub name: &'static str,
     /// Top-level fields.
     pub fields: &'static [Field],
 }
@@ -117,6 +120,7 @@ macro_rules! counters {
 const C: [Field; 8] = counters!();
 
 static USER_SUMMARY: Shape = Shape {
+    name: "UserSummaryRow",
     fields: &[
         REF_DATE,
         key("user_source", Kind::Int),
@@ -125,9 +129,11 @@ static USER_SUMMARY: Shape = Shape {
     ],
 };
 static USER_CUMULATE: Shape = Shape {
+    name: "UserCumulateRow",
     fields: &[REF_DATE, USER_SOURCE_0, req("cumulate_user", Kind::Int)],
 };
 static ARTICLE_SUMMARY: Shape = Shape {
+    name: "ArticleSummaryRow",
     fields: &[
         REF_DATE,
         key("msgid", Kind::Text),
@@ -144,6 +150,7 @@ static ARTICLE_SUMMARY: Shape = Shape {
     ],
 };
 static ARTICLE_TOTAL: Shape = Shape {
+    name: "ArticleTotalRow",
     fields: &[
         REF_DATE,
         key("msgid", Kind::Text),
@@ -155,6 +162,7 @@ static ARTICLE_TOTAL: Shape = Shape {
 /// getarticletotal `details[]`, in the order of the 2022 real response; the kanyikan and
 /// souyisou pairs were added later and their position is unconfirmed (reference §8 row 16).
 pub static ARTICLE_TOTAL_DETAIL: Shape = Shape {
+    name: "ArticleTotalSnapshot",
     fields: &[
         req("stat_date", Kind::Date),
         req("target_user", Kind::Int),
@@ -189,6 +197,7 @@ pub static ARTICLE_TOTAL_DETAIL: Shape = Shape {
     ],
 };
 static USER_READ: Shape = Shape {
+    name: "UserReadRow",
     fields: &[
         REF_DATE,
         key("user_source", Kind::Int),
@@ -203,6 +212,7 @@ static USER_READ: Shape = Shape {
     ],
 };
 static USER_READ_HOUR: Shape = Shape {
+    name: "UserReadHourRow",
     fields: &[
         REF_DATE,
         REF_HOUR,
@@ -220,6 +230,7 @@ static USER_READ_HOUR: Shape = Shape {
     ],
 };
 static USER_SHARE: Shape = Shape {
+    name: "UserShareRow",
     fields: &[
         REF_DATE,
         USER_SOURCE_0,
@@ -229,6 +240,7 @@ static USER_SHARE: Shape = Shape {
     ],
 };
 static USER_SHARE_HOUR: Shape = Shape {
+    name: "UserShareHourRow",
     fields: &[
         REF_DATE,
         REF_HOUR,
@@ -239,6 +251,7 @@ static USER_SHARE_HOUR: Shape = Shape {
     ],
 };
 static UPSTREAM_MSG: Shape = Shape {
+    name: "UpstreamMsgRow",
     fields: &[
         REF_DATE,
         USER_SOURCE_0,
@@ -248,6 +261,7 @@ static UPSTREAM_MSG: Shape = Shape {
     ],
 };
 static UPSTREAM_MSG_HOUR: Shape = Shape {
+    name: "UpstreamMsgHourRow",
     fields: &[
         REF_DATE,
         REF_HOUR,
@@ -258,6 +272,7 @@ static UPSTREAM_MSG_HOUR: Shape = Shape {
     ],
 };
 static UPSTREAM_MSG_DIST: Shape = Shape {
+    name: "UpstreamMsgDistRow",
     fields: &[
         REF_DATE,
         USER_SOURCE_0,
@@ -266,6 +281,7 @@ static UPSTREAM_MSG_DIST: Shape = Shape {
     ],
 };
 static INTERFACE_SUMMARY: Shape = Shape {
+    name: "InterfaceSummaryRow",
     fields: &[
         REF_DATE,
         req("callback_count", Kind::Int),
@@ -275,6 +291,7 @@ static INTERFACE_SUMMARY: Shape = Shape {
     ],
 };
 static INTERFACE_SUMMARY_HOUR: Shape = Shape {
+    name: "InterfaceSummaryHourRow",
     fields: &[
         REF_DATE,
         REF_HOUR,
@@ -291,14 +308,17 @@ static INTERFACE_SUMMARY_HOUR: Shape = Shape {
 
 /// `read_user_source[]`: readers by scene; `scene_desc` is a Chinese label (§1).
 pub static SCENE_USERS: Shape = Shape {
+    name: "SceneUsers",
     fields: &[req("user_count", Kind::Int), req("scene_desc", Kind::Text)],
 };
 /// `read_jump_position[]`: the share of readers who left in each fifth of the article.
 pub static JUMP_POSITION: Shape = Shape {
+    name: "JumpPosition",
     fields: &[req("position", Kind::Int), req("rate", Kind::Float)],
 };
 /// getarticleread's `detail`.
 pub static ARTICLE_READ_DETAIL: Shape = Shape {
+    name: "ArticleReadDetail",
     fields: &[
         req("read_user", Kind::Int),
         req("read_user_source", Kind::List(&SCENE_USERS)),
@@ -306,10 +326,12 @@ pub static ARTICLE_READ_DETAIL: Shape = Shape {
 };
 /// getarticleshare's `detail`.
 pub static ARTICLE_SHARE_DETAIL: Shape = Shape {
+    name: "ArticleShareDetail",
     fields: &[req("share_user", Kind::Int)],
 };
 /// getbizsummary's `detail`.
 pub static BIZ_SUMMARY_DETAIL: Shape = Shape {
+    name: "BizSummaryDetail",
     fields: &[
         req("read_user", Kind::Int),
         req("read_user_source", Kind::List(&SCENE_USERS)),
@@ -326,6 +348,7 @@ pub static BIZ_SUMMARY_DETAIL: Shape = Shape {
 };
 /// getarticletotaldetail's `detail_list[]`: cumulative from the publish day to `stat_date`.
 pub static PUBLISHED_DETAIL: Shape = Shape {
+    name: "PublishedSnapshot",
     fields: &[
         req("stat_date", Kind::Date),
         req("read_user", Kind::Int),
@@ -344,6 +367,7 @@ pub static PUBLISHED_DETAIL: Shape = Shape {
     ],
 };
 static ARTICLE_READ: Shape = Shape {
+    name: "ArticleReadRow",
     fields: &[
         REF_DATE,
         key("msgid", Kind::Text),
@@ -351,6 +375,7 @@ static ARTICLE_READ: Shape = Shape {
     ],
 };
 static ARTICLE_SHARE: Shape = Shape {
+    name: "ArticleShareRow",
     fields: &[
         REF_DATE,
         key("msgid", Kind::Text),
@@ -358,9 +383,11 @@ static ARTICLE_SHARE: Shape = Shape {
     ],
 };
 static BIZ_SUMMARY: Shape = Shape {
+    name: "BizSummaryRow",
     fields: &[REF_DATE, req("detail", Kind::Object(&BIZ_SUMMARY_DETAIL))],
 };
 static ARTICLE_TOTAL_DETAIL_2025: Shape = Shape {
+    name: "ArticleTotalDetailRow",
     fields: &[
         REF_DATE,
         key("msgid", Kind::Text),

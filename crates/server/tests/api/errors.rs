@@ -172,16 +172,6 @@ async fn every_datacube_error_code_in_its_envelope() {
             40066,
             "invalid url",
         ),
-        // GET / is the dashboard (tests/api/dashboard.rs); anything else there is WeChat's.
-        ("root", "POST", "/".into(), "", 40066, "invalid url"),
-        (
-            "dashboard post",
-            "POST",
-            "/dashboard/app.js".into(),
-            "",
-            40066,
-            "invalid url",
-        ),
     ];
     for (what, method, path, body, code, text) in cases {
         let req = t
@@ -196,6 +186,25 @@ async fn every_datacube_error_code_in_its_envelope() {
         };
         let got = assert_wechat_error(&a, code, t.unix());
         assert_eq!(got, text, "{what}");
+    }
+    // datacube's own paths (the dashboard, its description, health checks) answer a method
+    // they do not take as HTTP does: 405 and the methods they take.
+    for (method, path) in [
+        ("POST", "/"),
+        ("POST", "/dashboard/app.js"),
+        ("DELETE", "/openapi.json"),
+        ("PUT", "/docs"),
+        ("POST", "/healthz"),
+        ("TRACE", "/readyz"),
+    ] {
+        let resp = t
+            .client
+            .request(method.parse().unwrap(), t.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(resp.headers()["allow"], "GET,HEAD", "{method} {path}");
     }
     // 45009 after the configured daily quota; refused requests did not count.
     for _ in 0..2 {

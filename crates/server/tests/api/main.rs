@@ -4,6 +4,7 @@
 mod components;
 mod control;
 mod dashboard;
+mod described;
 mod endpoints;
 mod errors;
 mod events;
@@ -11,6 +12,7 @@ mod fuzz;
 mod helpers;
 mod limits;
 mod oddities;
+mod openapi;
 mod published;
 mod removal;
 mod tokens;
