@@ -3,7 +3,8 @@
 # the npm registry, installed under target/), against `datacube serve --demo`. Signs in both
 # ways, opens every view, checks that every chart drew data and that the page logged no error,
 # downloads a CSV, changes the range, looks at it on a phone-sized screen, saves screenshots to
-# target/dashboard-screenshots/ and prints how long the first view took.
+# target/dashboard-screenshots/ and prints how long the first view took; then opens the API
+# reference (/docs) from its link and checks that it lists every operation of /openapi.json.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

@@ -206,6 +206,43 @@ function watch(page, errors) {
     check(/40001|40125|invalid/.test(message), `a wrong secret says: ${message}`);
     await bad.close();
 
+    // The API reference: reached from the dashboard's link, it lists every operation of
+    // /openapi.json — under the page's Content-Security-Policy, with nothing fetched elsewhere.
+    const ref = await browser.newContext();
+    const p5 = await ref.newPage();
+    const refErrors = [];
+    watch(p5, refErrors);
+    const outside = [];
+    p5.on("request", (r) => {
+      if (!r.url().startsWith(base) && !r.url().startsWith("data:")) outside.push(r.url());
+    });
+    await p5.goto(base + "/");
+    await p5.click("#api-docs");
+    await p5.waitForURL(base + "/docs");
+    const described = await (await fetch(base + "/openapi.json")).json();
+    const operationIds = Object.values(described.paths).flatMap((item) =>
+      Object.values(item).map((op) => op.operationId),
+    );
+    check(operationIds.length > 60, `the description lists only ${operationIds.length} operations`);
+    await p5.waitForFunction(
+      (n) => document.querySelectorAll(".opblock").length === n,
+      operationIds.length,
+      { timeout: 30000 },
+    );
+    const shownIds = await p5.$$eval(".opblock .opblock-summary-operation-id", (els) =>
+      els.map((e) => e.textContent.trim()),
+    );
+    const missing = operationIds.filter((id) => !shownIds.includes(id));
+    check(missing.length === 0, `the reference page does not list ${missing.join(", ")}`);
+    // One operation opened: its errcodes are there to read.
+    await p5.click("#operations-Users-getusersummary .opblock-summary");
+    await p5.waitForSelector("#operations-Users-getusersummary .responses-wrapper", { timeout: 10000 });
+    await p5.screenshot({ path: path.join(shots, "docs.png"), fullPage: false });
+    check(refErrors.length === 0, `the reference page logged errors: ${refErrors.join("; ")}`);
+    check(outside.length === 0, `the reference page fetched from elsewhere: ${outside.join(", ")}`);
+    report.referenceOperations = shownIds.length;
+    await ref.close();
+
     console.log("dashboard: " + JSON.stringify(report));
     console.log(`dashboard: first view interactive ${report.firstViewMs} ms after signing in (page loaded in ${report.pageLoadMs} ms); screenshots in ${shots}`);
   } finally {

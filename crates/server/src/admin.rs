@@ -222,8 +222,10 @@ pub(crate) struct Removed {
     removed: String,
 }
 
-/// Removes an account and everything of it: events, statistics, tokens, grants. A write for it
-/// already under way stores nothing (docs/compatibility.md, Tokens).
+/// Removes an account and everything of it.
+///
+/// Its events, statistics, tokens and grants go. A write for it already under way stores
+/// nothing (docs/compatibility.md, Tokens).
 #[utoipa::path(delete, path = "/admin/accounts/{appid}", tag = "Admin",
     security(("admin_token" = [])),
     params(("appid" = String, Path, description = "The account's appid.")),
@@ -260,8 +262,10 @@ async fn hashed(secret: String) -> Result<String, Response> {
         })
 }
 
-/// Adds an account. Its secret is stored hashed and never shown again; one shorter than 32
-/// characters is warned about in the log.
+/// Adds an account.
+///
+/// Its secret is stored hashed and never shown again; one shorter than 32 characters is warned
+/// about in the log.
 #[utoipa::path(post, path = "/admin/accounts", tag = "Admin",
     security(("admin_token" = [])),
     request_body = NewAccount,
@@ -333,7 +337,9 @@ pub(crate) struct Imported {
     new_fields: Vec<String>,
 }
 
-/// Imports an answer of WeChat's (`{"list":[…]}`) as an endpoint's rows: all of them or none.
+/// Imports an answer of WeChat's as an endpoint's rows.
+///
+/// The body is `{"list":[…]}` as WeChat answers it; all its rows are stored, or none.
 #[utoipa::path(post, path = "/admin/import", tag = "Admin",
     security(("admin_token" = [])),
     params(
@@ -438,8 +444,9 @@ pub(crate) struct SyncRun {
     report: Option<serde_json::Value>,
 }
 
-/// The newest runs of `datacube sync` (one-shot and daemon, of this database), newest first,
-/// each with its report.
+/// The newest runs of `datacube sync`.
+///
+/// One-shot and daemon runs of this database, newest first, each with its report.
 #[utoipa::path(get, path = "/admin/sync/runs", tag = "Admin",
     security(("admin_token" = [])),
     params(
@@ -534,9 +541,11 @@ impl From<datacube_store::ingest::IngestReport> for EventsReport {
     }
 }
 
-/// Events, one JSON object per line (docs/events.md): stored and counted, bad lines named with
-/// their number and reason (the good ones are kept). A body up to 16 MiB is stored in one
-/// transaction; a larger one is loaded as `datacube ingest` loads a file, in bounded memory.
+/// Stores events and counts them into the statistics.
+///
+/// One JSON object per line (docs/events.md); bad lines are named with their number and
+/// reason, the good ones kept. A body up to 16 MiB is stored in one transaction; a larger one
+/// is loaded as `datacube ingest` loads a file, in bounded memory.
 #[utoipa::path(post, path = "/admin/events", tag = "Admin",
     security(("admin_token" = [])),
     request_body(content = Option<String>, content_type = "application/x-ndjson",
@@ -637,9 +646,10 @@ async fn events_in_bulk(
     Ok((report, changed))
 }
 
-/// An account's statistics as `/datacube/{name}` answers them, without its access token (the
-/// dashboard signed in with the admin token reads every account so) and without taking its
-/// API quota.
+/// Reads an account's statistics as `/datacube/{name}` answers them.
+///
+/// Without its access token (the dashboard signed in with the admin token reads every account
+/// so) and without taking its API quota.
 #[utoipa::path(post, path = "/admin/datacube/{name}", tag = "Admin",
     security(("admin_token" = [])),
     params(
@@ -814,8 +824,10 @@ pub(crate) struct TicketIssued {
     push_error: Option<String>,
 }
 
-/// Issues a component_verify_ticket now and pushes it to the component's event URL (WeChat
-/// pushes one every 10 minutes); without an event URL the ticket is only answered here.
+/// Issues a component_verify_ticket now.
+///
+/// It is pushed to the component's event URL (WeChat pushes one every 10 minutes); without an
+/// event URL the ticket is only answered here.
 #[utoipa::path(post, path = "/admin/components/{appid}/ticket", tag = "Admin",
     security(("admin_token" = [])),
     params(("appid" = String, Path, description = "The component.")),
@@ -925,8 +937,10 @@ pub(crate) struct Granted {
     push_error: Option<String>,
 }
 
-/// The authorization step, without a browser: an account grants permission sets to a
-/// component. Answers the authorization code (also pushed as `authorized`).
+/// An account authorizes a component.
+///
+/// The authorization step, without a browser: the account grants permission sets. Answers the
+/// authorization code (also pushed as `authorized`).
 #[utoipa::path(post, path = "/admin/components/{appid}/grants", tag = "Admin",
     security(("admin_token" = [])),
     params(("appid" = String, Path, description = "The component.")),
@@ -1016,7 +1030,9 @@ pub(crate) struct Revoked {
     push_error: Option<String>,
 }
 
-/// Ends an account's authorization of a component (its tokens die; `unauthorized` pushed).
+/// Ends an account's authorization of a component.
+///
+/// Its authorizer tokens die; `unauthorized` is pushed.
 #[utoipa::path(delete, path = "/admin/components/{appid}/grants/{authorizer}", tag = "Admin",
     security(("admin_token" = [])),
     params(

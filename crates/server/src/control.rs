@@ -53,8 +53,9 @@ pub(crate) struct ResetDone {
     seeded: bool,
 }
 
-/// Everything a test leaves behind: events, statistics, tokens, quotas, sync records,
-/// components' tickets and codes go; accounts, components and grants stay unless
+/// Removes everything a test leaves behind.
+///
+/// Events, statistics, tokens, quotas, sync records, components' tickets and codes go; accounts, components and grants stay unless
 /// `{"accounts":true}`. The demo account of `serve --demo` is made again, and `--seed`'s
 /// fixtures loaded again.
 #[utoipa::path(post, path = "/admin/reset", tag = "Admin",
@@ -241,8 +242,10 @@ fn rfc3339(text: &str) -> Result<jiff::Timestamp, String> {
     .map_err(|e| format!("{}: {e}", bad()))
 }
 
-/// Moves the emulated clock (it runs on from there). Quiet days it passes are stored up to a
-/// year past each account's last event (docs/compatibility.md).
+/// Moves the emulated clock.
+///
+/// It runs on from there. Quiet days it passes are stored up to a year past each account's
+/// last event (docs/compatibility.md).
 #[utoipa::path(post, path = "/admin/clock", tag = "Admin",
     security(("admin_token" = [])),
     request_body = SetClock,
@@ -313,7 +316,8 @@ pub(crate) struct SetFaults {
 }
 
 /// Fault rules to add (a seed is given with PUT, which starts the stream again).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // A description: the body is read as `SetFaults`, to name a seed given here.
 pub(crate) struct AddFaults {
     /// Rules separated by commas, each `TARGET:EFFECT@WHEN`; empty: none.
@@ -340,8 +344,9 @@ async fn get_faults(State(app): State<App>, _: Admitted) -> Response {
     faults_json(&app)
 }
 
-/// These rules instead of those in force, counting from zero (and, with a seed, the random
-/// stream from it).
+/// Puts these fault rules in force instead of those there.
+///
+/// Each counts from zero; with a seed, the random stream starts again from it.
 #[utoipa::path(put, path = "/admin/faults", tag = "Admin",
     security(("admin_token" = [])),
     request_body = SetFaults,
@@ -362,7 +367,7 @@ async fn put_faults(State(app): State<App>, Admitted(body): Admitted) -> Respons
     }
 }
 
-/// These rules after those in force.
+/// Adds these fault rules after those in force.
 #[utoipa::path(post, path = "/admin/faults", tag = "Admin",
     security(("admin_token" = [])),
     request_body = AddFaults,
@@ -389,7 +394,7 @@ async fn add_faults(State(app): State<App>, Admitted(body): Admitted) -> Respons
     }
 }
 
-/// No faults.
+/// Removes every fault rule.
 #[utoipa::path(delete, path = "/admin/faults", tag = "Admin",
     security(("admin_token" = [])),
     responses(

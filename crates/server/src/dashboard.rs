@@ -125,8 +125,10 @@ pub(crate) struct EndpointMeta {
     group: &'static str,
 }
 
-/// What the page needs to know: the last day with statistics, and each endpoint's span (a
-/// longer range is fetched in chunks of it).
+/// What the dashboard needs to know.
+///
+/// The last day with statistics, and each endpoint's span (a longer range is fetched in
+/// chunks of it).
 #[utoipa::path(get, path = "/dashboard/meta.json", tag = "Dashboard",
     responses((status = 200, description = "The dashboard's settings.", body = Meta)))]
 async fn meta(State(app): State<App>) -> Response {

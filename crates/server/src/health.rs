@@ -78,15 +78,19 @@ pub(crate) struct NotReady {
     reason: String,
 }
 
-/// Whether the process serves (for liveness probes): answered whatever the load.
+/// Whether the process serves.
+///
+/// For liveness probes: answered whatever the load.
 #[utoipa::path(get, path = "/healthz", tag = "Health",
     responses((status = 200, description = "It serves.", body = Health)))]
 async fn healthz() -> Response {
     Json(Health { status: "ok" }).into_response()
 }
 
-/// Whether the database answers (for readiness probes, compose's `service_healthy`): checked
-/// once a second at most, answered whatever the load.
+/// Whether the server is ready: its database answers.
+///
+/// For readiness probes and compose's `service_healthy`: checked once a second at most,
+/// answered whatever the load.
 #[utoipa::path(get, path = "/readyz", tag = "Health",
     responses(
         (status = 200, description = "Ready.", body = Health),

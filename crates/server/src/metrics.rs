@@ -88,8 +88,10 @@ pub async fn serve_alone(listener: tokio::net::TcpListener) -> std::io::Result<(
     axum::serve(listener, router).await
 }
 
-/// Prometheus' text format: requests, answers by errcode, tokens, connections, ingestion,
-/// the database's waits (`serve --metrics-listen` moves it to an address of its own).
+/// The metrics, in Prometheus' text format.
+///
+/// Requests, answers by errcode, tokens, connections, ingestion, the database's waits
+/// (`serve --metrics-listen` moves them to an address of their own).
 #[utoipa::path(get, path = "/metrics", tag = "Health",
     responses(
         (status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String),

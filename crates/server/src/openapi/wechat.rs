@@ -196,7 +196,7 @@ fn tag(endpoint: Endpoint) -> &'static str {
 }
 
 /// The tags of WeChat's paths, in the order they are shown, with what they hold.
-pub(super) const TAGS: [(&str, &str); 8] = [
+pub(super) const TAGS: [(&str, &str); 7] = [
     ("Tokens", "An account's access token: `/cgi-bin/token` and `/cgi-bin/stable_token`."),
     ("Users", "用户分析: followers."),
     ("Articles", "图文分析: the article statistics of 2014 (WeChat retired them in 2026; `serve --retire-legacy-articles` answers them 47009 as WeChat does)."),
@@ -204,7 +204,6 @@ pub(super) const TAGS: [(&str, &str); 8] = [
     ("Messages", "消息分析: messages users sent to the account."),
     ("Interface", "接口分析: how fast the account's own server answered pushed messages."),
     ("Components", "第三方平台: component tokens, authorizations, authorizer tokens."),
-    ("Errors", "Every WeChat error datacube answers, HTTP 200 with `errcode` and `errmsg`."),
 ];
 
 /// The schema of the errors `codes`, named `name`: an `errcode` among them, and its `errmsg`
