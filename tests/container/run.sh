@@ -44,8 +44,8 @@ if [ -n "${IMAGE_BINARY:-}" ]; then
   cp "$IMAGE_BINARY" "$work/datacube"
   "${build[@]}" --target prebuilt -f "$root/Dockerfile" "$work" >/dev/null
 else
-  "$here/base-images.sh" --rust
-  "${build[@]}" "$root" >/dev/null
+  # As README says: the one command that builds the image offline.
+  "$root/scripts/container-image" "$image"
 fi
 echo "  image built in $(( $(date +%s) - start )) s"
 

@@ -8,7 +8,9 @@ Run by tests/container/run.sh (which prepares podman and the base images); the e
   IMAGE               the image to test (run.sh builds it)
   COMMIT              the commit `datacube --version` must show in it
   CONTAINER_SCENARIOS which to run (default "volume compose"):
-    volume    SQLite in a volume, seed fixtures, restart, a new container on the volume
+    volume    SQLite in a volume, seed fixtures, restart, a new container on the volume; then
+              `serve --listen 0.0.0.0:9000` healthy through the image's own HEALTHCHECK, and a
+              host directory uid 10001 cannot write, named as such
     compose   compose.yaml with COMPOSE (a podman-compose), IMAGE as its DATACUBE_IMAGE,
               PostgreSQL from POSTGRES_IMAGE
     postgres  the image on CONTAINER_POSTGRES (a fresh database), on the host's network
@@ -237,6 +239,38 @@ def sqlite_on_a_volume():
     print("  restart and a new container on the volume: every answer identical")
 
 
+def listen_and_data():
+    # --listen on another port: the HEALTHCHECK (`datacube healthcheck`, which reads
+    # DATACUBE_LISTEN=0.0.0.0:8080) asks where serve actually listens.
+    port = free_port()
+    name = f"{TAG}-listen"
+    podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:9000", IMAGE,
+           "serve", "--listen", "0.0.0.0:9000")
+    made.append(("container", name))
+    wait_healthy(name)
+    status, body = http("GET", f"http://127.0.0.1:{port}/readyz")
+    assert status == 200, body
+    print("  serve --listen 0.0.0.0:9000: healthy by the image's own HEALTHCHECK")
+
+    # A host directory the image's user (uid 10001) cannot write, mounted on /data: said so.
+    host = Path(f"/tmp/{TAG}-data")
+    host.mkdir(mode=0o755)
+    try:
+        os.chown(host, 0, 0)
+        name = f"{TAG}-unwritable"
+        podman("run", "--name", name, "-v", f"{host}:/data", IMAGE, "serve", check=False)
+        made.append(("container", name))
+        code = podman("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip()
+        logs = podman("logs", name, check=False)
+        said = logs.stdout + logs.stderr
+        assert code == "1", f"exit code {code}: {said}"
+        assert "/data is not writable by uid 10001" in said, said
+        assert "chown 10001 /data" in said, said
+        print("  an unwritable /data: named, with uid 10001")
+    finally:
+        host.rmdir()
+
+
 def postgres(url):
     """The same image on PostgreSQL (compose.yaml's setup), on the host's network."""
     port = free_port()
@@ -338,6 +372,7 @@ def main():
     try:
         if "volume" in scenarios:
             sqlite_on_a_volume()
+            listen_and_data()
         if "compose" in scenarios:
             compose(os.environ["COMPOSE"])
         if "postgres" in scenarios:

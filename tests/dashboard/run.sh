@@ -32,7 +32,12 @@ cargo build --quiet -p datacube
 bin="$root/target/debug/datacube"
 work=$(mktemp -d)
 server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+mirror_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+  [ -n "$mirror_pid" ] && kill "$mirror_pid" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 DATACUBE_DATABASE="${DASHBOARD_DATABASE:-sqlite://$work/dashboard.db}" DATACUBE_LOG=warn \
@@ -49,7 +54,33 @@ base=$(sed -n 's/^datacube is serving the WeChat API on //p' "$work/serve.out")
 appid=$(sed -n 's/^demo account: appid \([^ ]*\) .*/\1/p' "$work/serve.out")
 secret=$(sed -n 's/^demo account: .*secret \([^ ]*\).*/\1/p' "$work/serve.out")
 
+# A mirror of the demo account and of one the upstream does not know (its secret refused), for
+# the Mirror view.
+cat >"$work/mirror.toml" <<EOF
+name = "agency"
+upstream = "$base"
+from = "2026-06-01"
+endpoints = ["getusersummary", "getusercumulate"]
+[[account]]
+appid = "$appid"
+secret_env = "DASHBOARD_DEMO_SECRET"
+[[account]]
+appid = "wxbbbb000000000404"
+secret = "a-secret-the-upstream-never-saw"
+EOF
+chmod 600 "$work/mirror.toml"
+DATACUBE_DATABASE="sqlite://$work/mirror.db" DATACUBE_LOG=warn DASHBOARD_DEMO_SECRET="$secret" \
+  "$bin" serve --listen 127.0.0.1:0 --mirror "$work/mirror.toml" --admin-token dashboard-admin-token \
+  --clock 2026-06-15T10:00:00+08:00 >"$work/mirror.out" &
+mirror_pid=$!
+for _ in $(seq 1 300); do
+  grep -q 'datacube is serving' "$work/mirror.out" 2>/dev/null && break
+  sleep 0.1
+done
+mirror=$(sed -n 's/^datacube is serving the WeChat API on //p' "$work/mirror.out")
+[ -n "$mirror" ] || { echo "datacube serve --mirror did not start"; cat "$work/mirror.out"; exit 1; }
+
 shots="$root/target/dashboard-screenshots"
 mkdir -p "$shots"
 PLAYWRIGHT="$node_dir/node_modules/playwright-core" node "$here/test.cjs" \
-  "$base" "$chromium" "$shots" "$appid" "$secret" dashboard-admin-token
+  "$base" "$chromium" "$shots" "$appid" "$secret" dashboard-admin-token "$mirror"

@@ -5,7 +5,7 @@ const fs = require("fs");
 const path = require("path");
 const { chromium } = require(process.env.PLAYWRIGHT);
 
-const [base, executablePath, shots, appid, secret, adminToken] = process.argv.slice(2);
+const [base, executablePath, shots, appid, secret, adminToken, mirrorBase] = process.argv.slice(2);
 const VIEWS = {
   followers: ["followers-cumulate", "followers-channels"],
   messages: ["messages-types", "messages-heatmap", "messages-distribution"],
@@ -205,6 +205,55 @@ function watch(page, errors) {
     const message = await p4.textContent("#signin-error");
     check(/40001|40125|invalid/.test(message), `a wrong secret says: ${message}`);
     await bad.close();
+
+    // The Mirror view of `serve --mirror` (administrator): each account's state — the one whose
+    // secret was refused named, with the advice — the runs, and Run now.
+    const mirrored = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const p6 = await mirrored.newPage();
+    const mirrorErrors = [];
+    watch(p6, mirrorErrors);
+    await p6.goto(mirrorBase + "/");
+    await p6.fill('#admin-form input[name="token"]', adminToken);
+    await p6.click('#admin-form button[type="submit"]');
+    await waitReady(p6, "followers");
+    check(await p6.isVisible("#mirror-tab"), "the administrator of serve --mirror has no Mirror tab");
+    // Until the first run has ended (it starts with the server).
+    const accountStates = async () =>
+      p6.$$eval('table[data-table="accounts"] tbody tr', (rows) =>
+        rows.map((r) => [...r.querySelectorAll("td")].map((td) => td.textContent.trim())),
+      );
+    let states = [];
+    for (let i = 0; i < 60; i++) {
+      await p6.click('#tabs button[data-view="mirror"]');
+      await waitReady(p6, "mirror");
+      states = await accountStates();
+      if (states.length === 2 && states.every((row) => row[1] !== "never")) break;
+      await p6.waitForTimeout(1000);
+    }
+    check(states.length === 2, `the Mirror view lists ${states.length} accounts: ${JSON.stringify(states)}`);
+    const demoRow = states.find((row) => row[0] === appid);
+    const refusedRow = states.find((row) => row[0] === "wxbbbb000000000404");
+    check(demoRow && demoRow[1] === "ok", `the demo account's state: ${JSON.stringify(demoRow)}`);
+    check(
+      refusedRow && refusedRow[1] === "credentials" && /fix the secret of wxbbbb000000000404/.test(refusedRow[4]),
+      `the refused account's state: ${JSON.stringify(refusedRow)}`,
+    );
+    const facts = await p6.textContent(".facts");
+    check(/Next attempt: 2026-06-16T08:30:00\+08:00/.test(facts), `the next attempt: ${facts}`);
+    const runsBefore = await p6.$$eval('table[data-table="runs"] tbody tr', (rows) => rows.length);
+    await p6.click('button[data-run=""]');
+    await p6.waitForFunction(() => window.__dc.lastRun !== undefined, null, { timeout: 15000 });
+    const lastRun = await p6.evaluate(() => window.__dc.lastRun);
+    check(lastRun.status === 202, `Run now answered ${JSON.stringify(lastRun)}`);
+    await p6.waitForFunction(
+      (n) => document.querySelectorAll('table[data-table="runs"] tbody tr').length === n + 1,
+      runsBefore,
+      { timeout: 30000 },
+    );
+    await p6.screenshot({ path: path.join(shots, "mirror.png"), fullPage: true });
+    check(mirrorErrors.length === 0, `the Mirror view logged errors: ${mirrorErrors.join("; ")}`);
+    report.mirrorAccounts = states.length;
+    await mirrored.close();
 
     // The API reference: reached from the dashboard's link, it lists every operation of
     // /openapi.json — under the page's Content-Security-Policy, with nothing fetched elsewhere.

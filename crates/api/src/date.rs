@@ -102,6 +102,18 @@ pub fn format_date(date: Date) -> String {
     format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
 }
 
+/// An instant in China time, to the second: `2026-12-03T08:30:00+08:00` — how datacube
+/// writes every time it shows (reports, `sync --status`, the admin API).
+pub fn china_time(t: jiff::Timestamp) -> String {
+    let zoned = t.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)));
+    zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// [`china_time`] of Unix seconds (out of jiff's range: the number as it is).
+pub fn china_time_of(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix).map_or_else(|_| unix.to_string(), china_time)
+}
+
 /// The Monday of the week containing `date`.
 pub fn monday_of(date: Date) -> Date {
     let back = i64::from(date.weekday().to_monday_zero_offset());

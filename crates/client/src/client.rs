@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 /// 40164: the caller's IP is not in the account's whitelist (WeChat answers it for tokens;
 /// datacube never does, so it is not in [`ErrCode`]'s table).
-const IP_NOT_WHITELISTED: i64 = 40164;
+pub(crate) const IP_NOT_WHITELISTED: i64 = 40164;
 
 /// The error code an answer carries, if datacube's table knows it.
 fn known(code: i64) -> Option<ErrCode> {
@@ -432,8 +432,10 @@ impl Client {
                                 errmsg: crate::answer::errmsg(&answer, &[&self.config.secret]),
                             })
                         }
+                        // 40001 from the token API: "AppSecret错误或者AppSecret不属于这个公众号".
                         Some(
-                            ErrCode::InvalidAppid
+                            ErrCode::InvalidCredential
+                            | ErrCode::InvalidAppid
                             | ErrCode::InvalidAppsecret
                             | ErrCode::AppidMissing
                             | ErrCode::AppsecretMissing,
@@ -463,7 +465,7 @@ impl Client {
             if attempt >= self.config.retries {
                 return Err(self.gave_up(api, why));
             }
-            tracing::debug!(%api, %why, "token request failed; retrying");
+            tracing::debug!(appid = %self.config.appid, %api, %why, "token request failed; retrying");
             self.pause(attempt).await?;
             attempt += 1;
         }
@@ -710,7 +712,7 @@ impl Client {
                     if attempts >= self.config.retries {
                         return Err(self.gave_up(&api, why));
                     }
-                    tracing::debug!(%api, %why, "datacube call failed; retrying");
+                    tracing::debug!(appid = %self.config.appid, %api, %why, "datacube call failed; retrying");
                     self.pause(attempts).await?;
                     attempts += 1;
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -741,7 +743,7 @@ impl Client {
                 Some(ErrCode::MinuteQuotaReached) if slowdowns < self.config.slow_down_retries => {
                     let wait =
                         self.backoff(slowdowns, self.config.slow_down, Duration::from_secs(60));
-                    tracing::info!(%api, ?wait, "45011: per-minute quota; slowing down");
+                    tracing::info!(appid = %self.config.appid, %api, ?wait, "45011: per-minute quota; slowing down");
                     self.sleep(wait).await?;
                     slowdowns += 1;
                 }

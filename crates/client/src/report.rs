@@ -60,6 +60,10 @@ pub struct EndpointReport {
     pub retries: u64,
     /// Rows stored.
     pub rows_stored: u64,
+    /// Of those, rows not stored so before (new, or changed since an earlier run): what the
+    /// run added to the mirror.
+    #[serde(default)]
+    pub rows_changed: u64,
     /// Rows the upstream answered dated outside the window asked: not stored.
     pub rows_skipped: u64,
     /// The first few of those, each as `ref_date (asked begin..end)`.
@@ -85,16 +89,30 @@ pub enum Outcome {
     Failed,
     /// Stopped by a signal; run again to resume.
     Interrupted,
+    /// An account only: the token API refused its appid or secret (40001, 40013, 40125…).
+    /// Not retried — running again cannot fix a secret — and told apart in the report, the
+    /// metrics and the advice.
+    Credentials,
 }
 
 impl Outcome {
-    /// The name stored and shown: `ok`, `partial`, `failed`, `interrupted`.
+    /// Every outcome, for metrics present from the first scrape.
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::Partial,
+        Outcome::Failed,
+        Outcome::Interrupted,
+        Outcome::Credentials,
+    ];
+
+    /// The name stored and shown: `ok`, `partial`, `failed`, `interrupted`, `credentials`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
             Outcome::Partial => "partial",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
+            Outcome::Credentials => "credentials",
         }
     }
 
@@ -104,23 +122,27 @@ impl Outcome {
         match self {
             Outcome::Ok => 0,
             Outcome::Partial | Outcome::Interrupted => 3,
-            Outcome::Failed => 1,
+            Outcome::Failed | Outcome::Credentials => 1,
         }
     }
 
     /// The outcome of parts that ended so (an empty list is [`Outcome::Ok`]).
     pub fn of(parts: impl IntoIterator<Item = Outcome>) -> Outcome {
         let (mut ok, mut bad, mut interrupted) = (false, false, false);
+        // Whether every part that failed failed for its credentials.
+        let mut refused = true;
         for p in parts {
             match p {
                 Outcome::Ok => ok = true,
-                Outcome::Partial => (ok, bad) = (true, true),
-                Outcome::Failed => bad = true,
+                Outcome::Partial => (ok, bad, refused) = (true, true, false),
+                Outcome::Failed => (bad, refused) = (true, false),
+                Outcome::Credentials => bad = true,
                 Outcome::Interrupted => interrupted = true,
             }
         }
         match (ok, bad, interrupted) {
             (_, _, true) => Outcome::Interrupted,
+            (false, true, _) if refused => Outcome::Credentials,
             (true, true, _) => Outcome::Partial,
             (false, true, _) => Outcome::Failed,
             _ => Outcome::Ok,
@@ -151,6 +173,9 @@ pub struct AccountReport {
     pub token_calls: u64,
     /// Rows stored.
     pub rows_stored: u64,
+    /// Of those, rows new or changed.
+    #[serde(default)]
+    pub rows_changed: u64,
     /// Rows dated outside their window, not stored.
     pub rows_skipped: u64,
     /// Per endpoint, in the order asked.
@@ -170,8 +195,17 @@ impl AccountReport {
             retries: 0,
             token_calls: 0,
             rows_stored: 0,
+            rows_changed: 0,
             rows_skipped: 0,
             endpoints: Vec::new(),
+        }
+    }
+
+    /// An account whose appid or secret the token API refused.
+    pub fn refused(appid: &str, error: String) -> AccountReport {
+        AccountReport {
+            outcome: Outcome::Credentials,
+            ..AccountReport::failed(appid, error)
         }
     }
 
@@ -217,6 +251,10 @@ pub struct RunReport {
     /// What stopped the run before any account (a third-party platform's list of accounts
     /// could not be read…).
     pub error: Option<String>,
+    /// The one account a run asked for mirrored (`POST /admin/sync/run` with an appid); absent
+    /// for a run of every account.
+    #[serde(default)]
+    pub only: Option<String>,
     /// Notes for people: how many accounts authorized a component…
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -228,6 +266,9 @@ pub struct RunReport {
     pub token_calls: u64,
     /// Rows stored.
     pub rows_stored: u64,
+    /// Of those, rows new or changed: what `datacube_sync_rows_total` counts.
+    #[serde(default)]
+    pub rows_changed: u64,
     /// Rows not stored: dated outside their window.
     pub rows_skipped: u64,
     /// Per account.
@@ -243,12 +284,14 @@ impl RunReport {
             self.retries,
             self.token_calls,
             self.rows_stored,
+            self.rows_changed,
             self.rows_skipped,
         ) = (
             sum(|a| a.calls),
             sum(|a| a.retries),
             sum(|a| a.token_calls),
             sum(|a| a.rows_stored),
+            sum(|a| a.rows_changed),
             sum(|a| a.rows_skipped),
         );
         self.outcome = if self.error.is_some() && self.accounts.is_empty() {
@@ -260,6 +303,18 @@ impl RunReport {
             }
             outcome
         };
+    }
+
+    /// Whether running again could mirror more: something failed other than an account's
+    /// credentials (which only a new secret fixes).
+    pub fn retriable(&self) -> bool {
+        self.error.is_some()
+            || self.accounts.iter().any(|a| {
+                matches!(
+                    a.outcome,
+                    Outcome::Partial | Outcome::Failed | Outcome::Interrupted
+                )
+            })
     }
 
     /// The endpoints that did not complete, as `appid endpoint: error`.
@@ -328,10 +383,13 @@ impl AccountReport {
         }
         let windows: u64 = self.endpoints.iter().map(|e| e.windows).sum();
         let done: u64 = self.endpoints.iter().map(|e| e.windows_done).sum();
-        out.push((
+        let appid = &self.appid;
+        // An account stopped before any endpoint was planned has nothing synced to tell.
+        if self.error.is_none() || !self.endpoints.is_empty() {
+            out.push((
             Level::Info,
             format!(
-                "synced {done} of {windows} from {upstream}: {} calls ({} retries, {} token requests), {} rows stored in {:.1} s ({:.0} rows/s)",
+                "{appid}: synced {done} of {windows} from {upstream}: {} calls ({} retries, {} token requests), {} rows stored in {:.1} s ({:.0} rows/s)",
                 self.calls,
                 self.retries,
                 self.token_calls,
@@ -340,8 +398,9 @@ impl AccountReport {
                 self.rows_stored as f64 / self.seconds.max(0.001)
             ),
         ));
+        }
         for e in &self.endpoints {
-            let name = &e.endpoint;
+            let name = format!("{appid} {}", e.endpoint);
             for field in &e.new_fields {
                 out.push((Level::Warn, format!("{name}: new field {field:?} kept")));
             }
@@ -406,9 +465,12 @@ mod tests {
         assert_eq!(Outcome::of([Failed, Failed]), Failed);
         assert_eq!(Outcome::of([Partial]), Partial);
         assert_eq!(Outcome::of([Ok, Interrupted]), Interrupted);
+        assert_eq!(Outcome::of([Credentials, Credentials]), Credentials);
+        assert_eq!(Outcome::of([Credentials, Failed]), Failed);
+        assert_eq!(Outcome::of([Ok, Credentials]), Partial);
         assert_eq!(
-            [Ok, Partial, Failed, Interrupted].map(Outcome::exit_code),
-            [0, 3, 1, 3]
+            [Ok, Partial, Failed, Interrupted, Credentials].map(Outcome::exit_code),
+            [0, 3, 1, 3, 1]
         );
     }
 }

@@ -214,6 +214,7 @@ impl Part {
                 calls: 0,
                 retries: 0,
                 rows_stored: 0,
+                rows_changed: 0,
                 rows_skipped: 0,
                 skipped: Vec::new(),
                 new_fields: Vec::new(),
@@ -229,6 +230,7 @@ impl Part {
     fn window_done(&mut self, window: Window, (begin, end): (Date, Date)) {
         self.report.windows_done += 1;
         self.report.rows_stored += window.stored as u64;
+        self.report.rows_changed += window.changed;
         self.report.rows_skipped += window.outside.len() as u64;
         // The earliest few, whatever order the windows finish in (they run side by side).
         for d in window.outside {
@@ -464,6 +466,7 @@ impl Run {
             retries: 0,
             token_calls,
             rows_stored: 0,
+            rows_changed: 0,
             rows_skipped: 0,
             endpoints: Vec::new(),
         };
@@ -473,6 +476,7 @@ impl Run {
             report.calls += r.calls;
             report.retries += r.retries;
             report.rows_stored += r.rows_stored;
+            report.rows_changed += r.rows_changed;
             report.rows_skipped += r.rows_skipped;
             report.endpoints.push(r);
         }
@@ -498,6 +502,8 @@ const INLINE_PARSE: usize = 64 << 10;
 struct Window {
     /// Rows stored.
     stored: usize,
+    /// Of those, rows new or changed.
+    changed: u64,
     /// The `ref_date` of each row dated outside the window (not stored).
     outside: Vec<Date>,
     /// Fields no shape lists, kept.
@@ -554,11 +560,12 @@ async fn mirror_one(
     let stored = rows.len();
     // `"is_delay":true`: the upstream says the window may still change.
     let final_through = (!delayed).then(|| final_through(endpoint, last_ready));
-    store
+    let changed = store
         .mirror_window(appid, endpoint, (begin, end), rows, final_through, fence)
         .await?;
     Ok(Window {
         stored,
+        changed,
         outside: outside.into_iter().map(|r| r.ref_date).collect(),
         new_fields: parsed.new_fields,
     })

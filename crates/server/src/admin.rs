@@ -30,6 +30,8 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(events))
         .routes(routes!(datacube))
         .routes(routes!(sync_runs))
+        .routes(routes!(crate::mirror::run_now))
+        .routes(routes!(crate::mirror::mirror_state))
         .routes(routes!(list_components, add_component))
         .routes(routes!(push_ticket))
         .routes(routes!(grant))
@@ -433,11 +435,15 @@ pub(crate) struct SyncRun {
     slot: Option<String>,
     /// 1 for a slot's first try, 2 for its first retry…
     attempt: i64,
-    /// Unix seconds.
-    started: i64,
-    /// Unix seconds; null while it runs (or if its process died).
-    finished: Option<i64>,
-    /// `complete`, `partial`, `failed` or `interrupted`; null while it runs.
+    /// When it started, in China time (`2026-12-07T08:30:00+08:00`), as its report and
+    /// `datacube sync --status` give it.
+    #[schema(format = DateTime)]
+    started: String,
+    /// When it ended; null while it runs (or if its process died).
+    #[schema(format = DateTime)]
+    finished: Option<String>,
+    /// `ok`, `partial`, `failed`, `interrupted`, or `credentials` (the token API refused the
+    /// secret of every account that failed); null while it runs.
     outcome: Option<String>,
     /// The run's report, as `datacube sync --json` prints it.
     #[schema(value_type = Option<Object>)]
@@ -490,8 +496,8 @@ async fn sync_runs(State(app): State<App>, RawQuery(query): RawQuery, _: Admitte
                     mirror: r.mirror,
                     slot: r.slot,
                     attempt: r.attempt,
-                    started: r.started,
-                    finished: r.finished,
+                    started: datacube_api::date::china_time_of(r.started),
+                    finished: r.finished.map(datacube_api::date::china_time_of),
                     outcome: r.outcome,
                 })
                 .collect();

@@ -39,6 +39,8 @@ pub struct Config {
     /// `GET /metrics` on the WeChat API's address; off when `serve --metrics-listen` gives it
     /// an address of its own ([`crate::serve_internal`]).
     pub metrics_on_main: bool,
+    /// `serve --mirror`: the daemon that `POST /admin/sync/run` asks.
+    pub mirror: Option<crate::mirror::MirrorHandle>,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             metrics_on_main: true,
             demo_days: None,
             seed: None,
+            mirror: None,
         }
     }
 }

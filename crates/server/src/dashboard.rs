@@ -106,6 +106,8 @@ pub(crate) struct Meta {
     last_ready: String,
     /// Whether the admin API is enabled (the page may sign in with the admin token).
     admin: bool,
+    /// Whether the server runs a mirror (`serve --mirror`): the administrator's Mirror view.
+    mirror: bool,
     /// The version of the chart library.
     echarts: &'static str,
     endpoints: Vec<EndpointMeta>,
@@ -156,6 +158,7 @@ async fn meta(State(app): State<App>) -> Response {
         Json(Meta {
             last_ready: format_date(last_ready_day(app.clock().unix())),
             admin: app.config().admin_token.is_some(),
+            mirror: app.config().mirror.is_some() && app.config().admin_token.is_some(),
             echarts: ECHARTS_VERSION.trim(),
             endpoints,
         })

@@ -105,6 +105,16 @@ pub(crate) enum Closed {
     AddressFull,
 }
 
+/// Every [`Closed::label`], for metrics present at zero.
+pub(crate) const CLOSE_REASONS: [&str; 6] = [
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "evicted",
+    "full",
+    "address_full",
+];
+
 impl Closed {
     const ALL: [Closed; 6] = [
         Closed::HeaderTimeout,
@@ -115,7 +125,7 @@ impl Closed {
         Closed::AddressFull,
     ];
 
-    /// The metrics label.
+    /// The metrics label ([`CLOSE_REASONS`] lists them all).
     pub(crate) fn label(self) -> &'static str {
         match self {
             Closed::HeaderTimeout => "header_timeout",

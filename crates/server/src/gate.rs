@@ -46,6 +46,9 @@ pub enum Verdict {
     Busy,
 }
 
+/// Every verdict's label, for metrics present at zero.
+pub(crate) const VERDICTS: [&str; 3] = ["right", "wrong", "busy"];
+
 impl Verdict {
     fn label(self) -> &'static str {
         match self {

@@ -18,6 +18,7 @@
 //! - `health`: `/healthz` and `/readyz`, for orchestrators.
 //! - [`openapi`]: the API described in OpenAPI 3.1 (`/openapi.json`), and its page (`/docs`).
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
+//! - [`mirror`]: `POST /admin/sync/run`, asking `serve --mirror`'s daemon to run now.
 //! - [`config`], [`secret`]: settings, and secrets checked on a bounded set of threads.
 //! - [`gate`]: known answers and throttles in front of the secret checks.
 //! - [`faults`]: injected error answers and latency (`serve --faults`).
@@ -34,6 +35,7 @@ pub mod faults;
 pub mod gate;
 pub mod health;
 pub mod metrics;
+pub mod mirror;
 pub mod openapi;
 pub mod secret;
 pub mod seed;

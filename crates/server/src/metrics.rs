@@ -22,14 +22,19 @@
 //! - `datacube_db_wait_seconds{op}`: how long a `read` took to get a connection, or a `write`
 //!   its turn (opening a connection and the round trips of taking the write lock included;
 //!   recorded by the store);
-//! - `datacube_sync_runs_total{mirror,outcome}`, `datacube_sync_rows_total{mirror}` and
-//!   `datacube_sync_last_success_timestamp_seconds{mirror}`: `serve --mirror`'s runs;
+//! - `datacube_ready`: 1 when `/readyz` would answer ready, checked every 5 seconds;
+//! - `datacube_sync_runs_total{mirror,outcome}`, `datacube_sync_rows_total{mirror}` (rows new
+//!   or changed), `datacube_sync_last_success_timestamp_seconds{mirror}`, and per account of
+//!   the configuration `datacube_sync_account_last_success_timestamp_seconds{mirror,appid}` and
+//!   `datacube_sync_account_outcome{mirror,appid,outcome}`: `serve --mirror`'s runs, present
+//!   at zero from the start;
 //! - `push` and `proxy` (with `--metrics-listen`): `datacube_callbacks_total{source,verdict}`,
 //!   `datacube_callback_seconds{source}`, `datacube_push_messages_total{outcome}`,
 //!   `datacube_proxy_refused_total{reason}` (`datacube_push::metrics`).
 //!
 //! Labels come from fixed sets, never from what a client sends, so a client cannot make the
-//! number of series grow.
+//! number of series grow. Every family has its `# HELP`; the series of fixed label sets are
+//! there at zero from the first scrape. `deploy/prometheus/` has alerting rules on them.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -65,6 +70,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()?;
+            describe();
             datacube_store::record_waits();
             // Histograms are folded in by upkeep; run it now and then.
             let upkeep = handle.clone();
@@ -78,6 +84,129 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             Some(handle)
         })
         .as_ref()
+}
+
+/// `# HELP` for every family, and the series of fixed label sets present from the first
+/// scrape at zero — so that `increase()` sees the first event and an alert on a series that
+/// never moved can fire.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "datacube_requests_total",
+        "Requests answered, by API, WeChat errcode (- outside its API) and HTTP status."
+    );
+    describe_histogram!(
+        "datacube_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer a request, by API."
+    );
+    describe_counter!(
+        "datacube_tokens_issued_total",
+        "Access tokens issued, by kind (basic, stable)."
+    );
+    describe_counter!(
+        "datacube_events_total",
+        "Events posted to /admin/events, by outcome (accepted, duplicate, rejected)."
+    );
+    describe_counter!(
+        "datacube_response_cache_total",
+        "Datacube answers from the response cache (hit) or the store (miss)."
+    );
+    describe_counter!(
+        "datacube_quota_refusals_total",
+        "45009 answers: a daily quota used up, by API (an endpoint, token, stable_token)."
+    );
+    describe_counter!(
+        "datacube_secret_checks_total",
+        "AppSecret checks, by verdict (right, wrong, busy)."
+    );
+    describe_gauge!(
+        "datacube_connections_open",
+        "Connections open to the server."
+    );
+    describe_counter!(
+        "datacube_connections_closed_total",
+        "Connections the edge closed or refused, by reason."
+    );
+    describe_histogram!(
+        "datacube_ingest_seconds",
+        Unit::Seconds,
+        "A POST /admin/events batch stored and its statistics recomputed."
+    );
+    describe_histogram!(
+        "datacube_db_wait_seconds",
+        Unit::Seconds,
+        "Time a read waited for a connection or a write for its turn, by op."
+    );
+    describe_gauge!(
+        "datacube_ready",
+        "1 when the server is ready (its database answers, as /readyz says), 0 when not."
+    );
+    describe_counter!(
+        "datacube_sync_runs_total",
+        "Runs of serve --mirror, by mirror and outcome (ok, partial, failed, interrupted, credentials)."
+    );
+    describe_counter!(
+        "datacube_sync_rows_total",
+        "Statistics rows a mirror stored new or changed, by mirror (a row fetched again unchanged is not counted)."
+    );
+    describe_gauge!(
+        "datacube_sync_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "When a mirror's last complete run ended (Unix seconds); 0 until it has one."
+    );
+    describe_gauge!(
+        "datacube_sync_account_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "When each mirrored account was last mirrored completely (Unix seconds); 0 until it was."
+    );
+    describe_gauge!(
+        "datacube_sync_account_outcome",
+        "Each mirrored account's last outcome: 1 on the series of that outcome (never, ok, partial, failed, interrupted, credentials), 0 on the others."
+    );
+    describe_counter!(
+        "datacube_callbacks_total",
+        "Pushes to a developer's server judged, by source and verdict."
+    );
+    describe_histogram!(
+        "datacube_callback_seconds",
+        Unit::Seconds,
+        "Time a developer's server took to answer a push, by source."
+    );
+    describe_counter!(
+        "datacube_push_messages_total",
+        "Messages datacube push sent, by outcome."
+    );
+    describe_counter!(
+        "datacube_proxy_refused_total",
+        "Requests datacube proxy refused, by reason."
+    );
+    describe_counter!(
+        "datacube_recording_refused_total",
+        "Pushes not recorded because their account was removed."
+    );
+    for kind in ["basic", "stable"] {
+        metrics::counter!("datacube_tokens_issued_total", "kind" => kind).absolute(0);
+    }
+    for outcome in ["accepted", "duplicate", "rejected"] {
+        metrics::counter!("datacube_events_total", "outcome" => outcome).absolute(0);
+    }
+    for result in ["hit", "miss"] {
+        metrics::counter!("datacube_response_cache_total", "result" => result).absolute(0);
+    }
+    let apis = datacube_api::Endpoint::ALL
+        .iter()
+        .map(|e| e.name())
+        .chain(["token", "stable_token"]);
+    for api in apis {
+        metrics::counter!("datacube_quota_refusals_total", "api" => api).absolute(0);
+    }
+    for verdict in crate::gate::VERDICTS {
+        metrics::counter!("datacube_secret_checks_total", "verdict" => verdict).absolute(0);
+    }
+    for reason in crate::edge::CLOSE_REASONS {
+        metrics::counter!("datacube_connections_closed_total", "reason" => reason).absolute(0);
+    }
 }
 
 /// Serves `GET /metrics` alone on `listener`, for the commands that are not `serve`

@@ -64,6 +64,26 @@ pub async fn serve_internal(
         .await
 }
 
+/// Keeps the SQL views' last ready day (`docs/sql.md`) on the emulated clock's — recorded when
+/// it changes (the clock set, a day gone by), looked at every 5 seconds — or on the database
+/// server's own when the clock is real.
+async fn view_clock(app: App) {
+    let mut written: Option<Option<jiff::civil::Date>> = None;
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let clock = app.clock();
+        let now = (!clock.is_real()).then(|| datacube_api::date::last_ready_day(clock.unix()));
+        if written != Some(now) {
+            match app.store().set_view_clock(now).await {
+                Ok(()) => written = Some(now),
+                Err(e) => tracing::warn!(error = %e, "cannot record the views' clock"),
+            }
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish
 /// (up to the configured grace period). What each client may take is kept by [`Edge`].
 pub async fn serve(
@@ -80,6 +100,8 @@ pub async fn serve(
     let days = tokio::spawn(roll_days(app.clone()));
     let tickets = tokio::spawn(crate::component::push_tickets(app.clone()));
     let sweeper = tokio::spawn(edge.clone().sweep());
+    let readiness = tokio::spawn(crate::health::watch_readiness(app.clone()));
+    let view_clock = tokio::spawn(view_clock(app.clone()));
     tokio::pin!(shutdown);
     loop {
         let Some((stream, peer)) =
@@ -132,6 +154,13 @@ pub async fn serve(
         }
     }
     app.start_draining();
+    readiness.abort();
+    view_clock.abort();
+    // An emulated clock's day leaves with the server: the views follow the real one again.
+    if !app.clock().is_real() {
+        let _ = app.store().set_view_clock(None).await;
+    }
+    metrics::gauge!("datacube_ready").set(0.0);
     drop(listener);
     watcher.abort();
     days.abort();

@@ -45,32 +45,35 @@ fn encode<'a>(rows: impl Iterator<Item = (i32, &'a str, &'a str)>) -> (String, V
     (text, postcard::to_allocvec(&entries).unwrap_or_default(), n)
 }
 
-/// Days whose rows take at least this many bytes are stored compressed (`rows` a zstd BLOB
-/// instead of TEXT, `keys` zstd too). Smaller ones stay plain, so that serving them is a copy.
-const COMPRESS_AT: usize = 1024;
-
-/// Whether stored rows are compressed: a zstd frame (never the start of JSON text). SQLite
-/// keeps plain rows as TEXT and compressed ones as a BLOB; PostgreSQL keeps both as `bytea`.
-fn compressed(rows: V<'_>) -> bool {
-    matches!(rows, V::Blob(b) if b.starts_with(&ZSTD_MAGIC))
-}
-
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-/// A stored day's rows text, plain or compressed.
+/// A stored day's rows text: TEXT on SQLite, `bytea` on PostgreSQL, JSON either way — what
+/// the SQL views read (crate::views). Days written before version 10 (PostgreSQL 5) may have
+/// been zstd; the migration made them plain ([`make_plain`]), and one an older instance still
+/// writes during a rolling upgrade is read all the same.
 fn rows_text<'a>(appid: &str, rows: V<'a>) -> Result<std::borrow::Cow<'a, str>> {
     match rows {
-        V::Blob(b) if compressed(rows) => {
-            let plain = crate::codec::decompress(b, &format!("statistics rows of {appid}"))?;
-            Ok(std::borrow::Cow::Owned(
-                String::from_utf8(plain).map_err(|e| corrupt(appid, &e.to_string()))?,
-            ))
-        }
         V::Text(t) => Ok(std::borrow::Cow::Borrowed(t)),
-        V::Blob(b) => Ok(std::borrow::Cow::Borrowed(
-            std::str::from_utf8(b).map_err(|e| corrupt(appid, &e.to_string()))?,
-        )),
+        V::Blob(b) if b.starts_with(&ZSTD_MAGIC) => {
+            let plain = crate::codec::decompress(b, &format!("statistics rows of {appid}"))?;
+            String::from_utf8(plain)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| corrupt(appid, &e.to_string()))
+        }
+        V::Blob(b) => std::str::from_utf8(b)
+            .map(std::borrow::Cow::Borrowed)
+            .map_err(|e| corrupt(appid, &e.to_string())),
         _ => Err(corrupt(appid, "rows are neither text nor bytes")),
+    }
+}
+
+/// A stored day's keys, plain (or zstd, written by an older instance beside its rows).
+fn keys_of<'a>(appid: &str, keys: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+    if keys.starts_with(&ZSTD_MAGIC) {
+        Ok(std::borrow::Cow::Owned(crate::codec::decompress(
+            keys,
+            &format!("statistics keys of {appid}"),
+        )?))
+    } else {
+        Ok(std::borrow::Cow::Borrowed(keys))
     }
 }
 
@@ -94,46 +97,66 @@ fn decode(appid: &str, text: &str, keys: &[u8]) -> Result<DayRows> {
 }
 
 /// One day of one endpoint's rows, ready to store: its date, its row count, the rows' text
-/// (compressed when large) and their keys.
+/// and their keys.
 pub(crate) struct StoredDay {
     date: String,
     n: i64,
-    rows: StoredRows,
+    rows: String,
     keys: Vec<u8>,
 }
 
-/// A day's rows text, as stored.
-enum StoredRows {
-    Plain(String),
-    Zstd(Vec<u8>),
-}
-
-impl StoredRows {
-    fn value(&self) -> V<'_> {
-        match self {
-            StoredRows::Plain(t) => V::Text(t),
-            StoredRows::Zstd(b) => V::Blob(b),
-        }
-    }
-}
-
 impl StoredDay {
-    fn new(date: String, (text, keys, n): (String, Vec<u8>, i64)) -> Result<StoredDay> {
-        let (rows, keys) = if text.len() >= COMPRESS_AT {
-            (
-                StoredRows::Zstd(crate::codec::compress(text.as_bytes())?),
-                crate::codec::compress(&keys)?,
-            )
-        } else {
-            (StoredRows::Plain(text), keys)
-        };
-        Ok(StoredDay {
+    fn new(date: String, (rows, keys, n): (String, Vec<u8>, i64)) -> StoredDay {
+        StoredDay {
             date,
             n,
             rows,
             keys,
-        })
+        }
     }
+}
+
+/// The zstd frame's magic number, at the start of a day version 6 to 9 compressed.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Makes plain every day stored compressed (versions 6 to 9 kept days of 1 KiB or more as
+/// zstd, which SQL cannot read): `compressed` selects `appid, endpoint, ref_date, rows, keys`
+/// of at most a batch of the candidates (the backend's own test of the magic number, with a
+/// `LIMIT`), asked again until none is left — memory bounded by the batch. Returns how many.
+pub(crate) fn make_plain(db: &dyn Db, compressed: &'static str) -> Result<usize> {
+    let mut total = 0;
+    loop {
+        let n = make_plain_batch(db, compressed)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}
+
+fn make_plain_batch(db: &dyn Db, compressed: &'static str) -> Result<usize> {
+    let mut days: Vec<(String, i64, String, String, Vec<u8>)> = Vec::new();
+    db.each(compressed, &[], &mut |r| {
+        let appid = r.text(0)?.to_owned();
+        let rows = r.blob(3)?;
+        if !rows.starts_with(&ZSTD_MAGIC) {
+            return Ok(());
+        }
+        let what = format!("statistics rows of {appid}");
+        let text = String::from_utf8(crate::codec::decompress(rows, &what)?)
+            .map_err(|e| corrupt(&appid, &e.to_string()))?;
+        let keys = keys_of(&appid, r.blob(4)?)?.into_owned();
+        days.push((appid, r.int(1)?, r.text(2)?.to_owned(), text, keys));
+        Ok(())
+    })?;
+    for (appid, endpoint, date, rows, keys) in &days {
+        db.exec(
+            "UPDATE stat_day SET rows = ?4, keys = ?5
+             WHERE appid = ?1 AND endpoint = ?2 AND ref_date = ?3",
+            p![appid, *endpoint, date, rows.as_str(), keys.as_slice()],
+        )?;
+    }
+    Ok(days.len())
 }
 
 /// Writes days of one endpoint: each replaces the stored day (a day without rows deletes
@@ -152,7 +175,7 @@ fn write_days(db: &dyn Db, appid: &str, endpoint: Endpoint, days: &[StoredDay]) 
                 V::from(endpoint.id()),
                 V::from(&day.date),
                 V::from(day.n),
-                day.rows.value(),
+                V::from(&day.rows),
                 V::from(&day.keys),
             ]);
         }
@@ -182,7 +205,7 @@ pub(crate) fn prepare_days(rows: &[Row], (from, to): (Date, Date)) -> Result<Vec
                 day.iter()
                     .map(|r| (i32::from(r.ref_hour), r.key.as_str(), r.json.as_str())),
             );
-            StoredDay::new(format_date(day[0].ref_date), encoded)
+            Ok(StoredDay::new(format_date(day[0].ref_date), encoded))
         })
         .collect()
 }
@@ -215,6 +238,47 @@ pub(crate) fn replace(
     write_days(conn, appid, endpoint, &days)
 }
 
+/// [`replace`], returning how many of the new rows were not stored so before (new, or
+/// changed): a window mirrored again counts only what it changed. One more read of the
+/// range — for the mirror, not for the events' recompute.
+pub(crate) fn replace_counting(
+    conn: &dyn Db,
+    appid: &str,
+    endpoint: Endpoint,
+    (from, to): (Date, Date),
+    days: Vec<StoredDay>,
+) -> Result<u64> {
+    let mut before: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
+    conn.each(
+        "SELECT ref_date, rows, keys FROM stat_day
+         WHERE appid = ?1 AND endpoint = ?2 AND ref_date BETWEEN ?3 AND ?4",
+        p![appid, endpoint.id(), &format_date(from), &format_date(to)],
+        &mut |r| {
+            let rows = rows_text(appid, r.get(1)?)?.into_owned();
+            let keys = keys_of(appid, r.blob(2)?)?.into_owned();
+            before.insert(r.text(0)?.to_owned(), (rows, keys));
+            Ok(())
+        },
+    )?;
+    let mut changed = 0u64;
+    for day in &days {
+        match before.get(&day.date) {
+            Some((rows, _)) if *rows == day.rows => {}
+            Some((rows, keys)) => {
+                let old = decode(appid, rows, keys)?;
+                let new = decode(appid, &day.rows, &day.keys)?;
+                changed += new
+                    .iter()
+                    .filter(|(key, json)| old.get(*key) != Some(*json))
+                    .count() as u64;
+            }
+            None => changed += day.n as u64,
+        }
+    }
+    replace(conn, appid, endpoint, (from, to), days)?;
+    Ok(changed)
+}
+
 /// Imports rows: each replaces the stored row with its natural key, if any.
 pub(crate) fn upsert(
     conn: &dyn Db,
@@ -229,18 +293,11 @@ pub(crate) fn upsert(
         by_day.entry(row.ref_date).or_default().push(row);
     }
     let stored_day = |r: &dyn crate::db::DbRow, rows_at: usize| -> Result<DayRows> {
-        let rows = r.get(rows_at)?;
-        let keys = r.blob(rows_at + 1)?;
-        let text = rows_text(appid, rows)?;
-        let keys = if compressed(rows) {
-            std::borrow::Cow::Owned(crate::codec::decompress(
-                keys,
-                &format!("statistics keys of {appid}"),
-            )?)
-        } else {
-            std::borrow::Cow::Borrowed(keys)
-        };
-        decode(appid, &text, &keys)
+        decode(
+            appid,
+            &rows_text(appid, r.get(rows_at)?)?,
+            &keys_of(appid, r.blob(rows_at + 1)?)?,
+        )
     };
     // The stored days, read in one query when the import's days are close together (a
     // round trip per day costs a networked database more than the rows themselves).
@@ -296,7 +353,7 @@ pub(crate) fn upsert(
                 day.iter()
                     .map(|((hour, key), json)| (*hour, key.as_str(), json.as_str())),
             );
-            changed_days.push(StoredDay::new(date, encoded)?);
+            changed_days.push(StoredDay::new(date, encoded));
         }
     }
     write_days(conn, appid, endpoint, &changed_days)?;
@@ -432,7 +489,7 @@ pub(crate) fn move_v4_rows(conn: &rusqlite::Connection) -> Result<()> {
             conn,
             &key.0,
             endpoint,
-            &[StoredDay::new(key.2.clone(), encoded)?],
+            &[StoredDay::new(key.2.clone(), encoded)],
         )
     };
     let mut stmt = conn.prepare(

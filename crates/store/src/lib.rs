@@ -10,8 +10,7 @@
 //! - `sqlite`: the embedded backend (WAL mode, one writer, a pool of readers).
 //! - `postgres`: the shared backend, for several instances over one database.
 //! - `schema` (and `postgres`'s own list): the migrations, applied automatically at open.
-//! - `codec`: zstd compression of stored blobs (event chunks, large days of rows), one context
-//!   per thread.
+//! - `codec`: zstd compression of event chunks, one context per thread.
 //! - [`import`]: WeChat answers (a file, an admin upload) into the statistics.
 //! - [`ingest`]: event lines into the store, each rejected one named.
 //! - [`bulk`]: `datacube ingest`'s external sort — events in any order, within a memory budget.
@@ -20,6 +19,7 @@
 //! - `records`: what the store keeps and answers (accounts, components, grants, tokens, write
 //!   outcomes); `url`: database URLs that never show their password.
 //! - `inner`: the blocking work behind [`Store`]'s methods.
+//! - [`views`]: the statistics as SQL views (`wechat_<endpoint>`), created by the migrations.
 //! - [`testing`]: databases for tests (an SQLite file, or a fresh PostgreSQL database).
 //!
 //! Writes run on tokio's blocking pool. On SQLite the reads of the serving hot path (a token,
@@ -46,6 +46,7 @@ mod sync;
 pub mod testing;
 mod tls;
 mod url;
+pub mod views;
 
 use std::sync::{Arc, Mutex};
 
@@ -525,6 +526,7 @@ impl Store {
     /// are replaced by `rows` (canonical rows, as imports make them, in any order), and the
     /// window's days up to `final_through` are recorded as final — in one transaction. The
     /// account must exist — as the incarnation `fence`, when given ([`StoreError::AccountGone`]).
+    /// Returns how many of `rows` were not stored so before (new or changed).
     pub async fn mirror_window(
         &self,
         appid: &str,
@@ -533,18 +535,39 @@ impl Store {
         mut rows: Vec<Row>,
         final_through: Option<Date>,
         fence: Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let appid = appid.to_owned();
         self.run(move |s| {
             days::sort_rows(&mut rows);
             let days = days::prepare_days(&rows, window)?;
             s.write(|tx| {
                 accounts::fence(tx, &appid, fence)?;
-                days::replace(tx, &appid, endpoint, window, days)?;
+                let changed = days::replace_counting(tx, &appid, endpoint, window, days)?;
                 if let Some(last) = final_through.filter(|l| *l >= window.0) {
                     sync::mark_final(tx, &appid, endpoint, (window.0, last.min(window.1)))?;
                 }
-                accounts::bump_change(tx, &appid)
+                accounts::bump_change(tx, &appid)?;
+                Ok(changed)
+            })
+        })
+        .await
+    }
+
+    /// Records the last ready day of an emulated clock for the SQL views (`docs/sql.md`), so
+    /// that they answer up to it as the API does; `None` (a real clock): the database
+    /// server's own clock.
+    pub async fn set_view_clock(&self, last_ready: Option<Date>) -> Result<()> {
+        self.run(move |s| {
+            s.write(|tx| {
+                match last_ready {
+                    Some(day) => tx.exec(
+                        "INSERT INTO view_clock (id, last_ready) VALUES (1, ?1)
+                         ON CONFLICT (id) DO UPDATE SET last_ready = excluded.last_ready",
+                        db::p![&datacube_api::date::format_date(day)],
+                    ),
+                    None => tx.exec("DELETE FROM view_clock", db::p![]),
+                }
+                .map(|_| ())
             })
         })
         .await

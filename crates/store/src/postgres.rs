@@ -42,14 +42,18 @@ fn readers_max() -> usize {
 /// (recorded in `datacube_schema`). Version 1 is the layout of SQLite's version 6; later ones
 /// are SQLite's, in PostgreSQL's types ([`schema::for_postgres`]). Never edit an entry that
 /// has shipped: add a new one.
-fn pg_migrations() -> [std::borrow::Cow<'static, str>; 4] {
+fn pg_migrations() -> [std::borrow::Cow<'static, str>; 5] {
     [
         PG_LAYOUT_1.into(),
         schema::for_postgres(schema::COMPONENTS).into(),
         schema::for_postgres(schema::SYNC_RUNS).into(),
         schema::for_postgres(schema::INCARNATIONS).into(),
+        schema::for_postgres(schema::STAT_VIEWS).into(),
     ]
 }
+
+/// The PostgreSQL version from which the views exist (SQLite's [`schema::VIEWS_SINCE`]).
+const VIEWS_SINCE: i64 = 5;
 
 /// Version 1: everything, keyed by appid first (see docs/postgres.md on distributing it).
 const PG_LAYOUT_1: &str = r#"
@@ -342,7 +346,7 @@ fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
         url: url.to_owned(),
         cause: Box::new(e),
     };
-    let (client, _) = conn.parts();
+    let (client, prepared) = conn.parts();
     // Instances starting together: one migrates, the others wait and find it done.
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
@@ -364,6 +368,22 @@ fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
                 tx.batch_execute(sql)?;
             }
             tx.execute("UPDATE datacube_schema SET version = $1", &[&known])?;
+            if version < VIEWS_SINCE {
+                tx.batch_execute(&crate::views::script(crate::views::Dialect::Postgres))?;
+                let db = PgDb {
+                    client: PgClient::Transaction(tx).into(),
+                    prepared: (&mut *prepared).into(),
+                };
+                crate::days::make_plain(
+                    &db,
+                    "SELECT appid, endpoint, ref_date, rows, keys FROM stat_day
+                     WHERE substring(rows from 1 for 4) = decode('28b52ffd', 'hex') LIMIT 256",
+                )?;
+                tx = match db.client.into_inner() {
+                    PgClient::Transaction(tx) => tx,
+                    PgClient::Client(_) => unreachable!("a migration runs in a transaction"),
+                };
+            }
             tx.commit()?;
             tracing::info!(from = version, to = known, "database migrated");
         }

@@ -143,7 +143,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     SYNC_RUNS,
     // 9: accounts' incarnations, fencing writes against a removal (crate::accounts::fence).
     INCARNATIONS,
+    // 10: the statistics as SQL views (crate::views), run after the schema changes; days
+    // stored compressed are made plain first (days::make_plain).
+    STAT_VIEWS,
 ];
+
+/// Version 10 (PostgreSQL's 5): the statistics as SQL views. The views themselves are
+/// generated from the row shapes ([`crate::views::script`]) and created after the last
+/// migration's schema change; a later migration that changes them runs the script again.
+pub(crate) const STAT_VIEWS: &str = r#"
+    -- The last ready day of an emulated clock (`serve --clock`), which the views answer up to
+    -- as the API does; none: the database server's clock.
+    CREATE TABLE view_clock (
+        id         INTEGER PRIMARY KEY,
+        last_ready TEXT NOT NULL
+    );
+"#;
+
+/// The SQLite version from which the views exist.
+pub(crate) const VIEWS_SINCE: i64 = 10;
 
 /// Moves the events of the version-3 `event` table (JSON lines) into the event log, a page at
 /// a time, and drops the table. Their statistics were computed when they were accepted.

@@ -41,9 +41,12 @@ impl Sqlite {
     /// is one, else the temporary directory) removed when the store is dropped: SQLite's own
     /// in-memory databases are one per connection, and datacube reads on several.
     pub(crate) fn open(path: &str, url: &str) -> Result<Sqlite> {
-        let open_err = |source| StoreError::Open {
+        let open_err = |source: rusqlite::Error| StoreError::Open {
             url: url.to_owned(),
-            cause: Box::new(source),
+            cause: match unwritable(path, &source) {
+                Some(why) => why.into(),
+                None => Box::new(source),
+            },
         };
         let ephemeral = if is_memory(path) {
             let shm = std::path::Path::new("/dev/shm");
@@ -173,6 +176,91 @@ fn owner_only(path: &str) {
     let _ = path;
 }
 
+/// Why SQLite could not open or create `path`, when the reason is the file's or its directory's
+/// permissions (SQLite says only "unable to open database file"): who may write there, and who
+/// this process is — in the container image, uid 10001, which a host directory mounted on
+/// `/data` must let write.
+fn unwritable(path: &str, error: &rusqlite::Error) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let rusqlite::Error::SqliteFailure(e, _) = error else {
+            return None;
+        };
+        if !matches!(
+            e.code,
+            rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::PermissionDenied
+        ) {
+            return None;
+        }
+        let file = std::path::Path::new(path);
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        // The owner of /proc/self is this process's effective uid (Linux).
+        let me = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
+        let who = me.map_or_else(|| "this process".to_owned(), |uid| format!("uid {uid}"));
+        // Whether this process may create files in the directory (the database, and beside it
+        // its -wal and -shm): a probe file of its own, created exclusively (no symlink
+        // followed, nothing of anyone else's touched) and removed at once.
+        let probe = dir.join(format!(".datacube-write-check-{}", std::process::id()));
+        let dir_writable = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map(|_| {
+                let _ = std::fs::remove_file(&probe);
+            })
+            .is_ok();
+        let file_writable = match std::fs::metadata(file) {
+            Ok(_) => std::fs::OpenOptions::new().write(true).open(file).is_ok(),
+            Err(_) => true,
+        };
+        let (name, meta) = if !dir_writable {
+            match std::fs::metadata(dir) {
+                Ok(m) => (format!("the directory {}", dir.display()), m),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Some(format!(
+                        "the directory {} does not exist (datacube creates the database file, not its directory)",
+                        dir.display()
+                    ))
+                }
+                Err(e) => return Some(format!("the directory {}: {e}", dir.display())),
+            }
+        } else if !file_writable {
+            match std::fs::metadata(file) {
+                Ok(m) => (file.display().to_string(), m),
+                Err(_) => return None,
+            }
+        } else {
+            // A writable place with another cause (a full disk…): SQLite's own words.
+            return None;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        // The directory too: SQLite writes its -wal and -shm files beside the database.
+        let fix = match me {
+            Some(uid) => format!(
+                "give {who} the right to write there and in its directory (chown {uid} {}, or a mode that lets it write) or run datacube as the owner",
+                dir.display()
+            ),
+            None => "make it and its directory writable by the user datacube runs as".to_owned(),
+        };
+        Some(format!(
+            "{name} is not writable by {who} (it belongs to uid {}, mode {mode:o}): {fix}; \
+             in the container image datacube runs as uid 10001",
+            meta.uid()
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, error);
+        None
+    }
+}
+
 fn migrate(conn: &Connection, url: &str) -> Result<()> {
     let known = MIGRATIONS.len() as i64;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -198,6 +286,14 @@ fn migrate(conn: &Connection, url: &str) -> Result<()> {
         }
         if version < 5 {
             crate::days::move_v4_rows(conn)?;
+        }
+        if version < schema::VIEWS_SINCE {
+            crate::days::make_plain(
+                conn,
+                "SELECT appid, endpoint, ref_date, rows, keys FROM stat_day
+                 WHERE typeof(rows) = 'blob' AND substr(rows, 1, 4) = x'28b52ffd' LIMIT 256",
+            )?;
+            conn.execute_batch(&crate::views::script(crate::views::Dialect::Sqlite))?;
         }
         conn.pragma_update(None, "user_version", known)?;
         conn.execute_batch("COMMIT")?;

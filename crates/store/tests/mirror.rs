@@ -125,3 +125,37 @@ async fn rows_dated_outside_the_window_are_not_stored() {
     let (_, n) = stored(&store, "wx1", Endpoint::GetUserSummary).await;
     assert_eq!(n, 3 * 8);
 }
+
+#[tokio::test]
+async fn a_window_mirrored_again_counts_only_the_rows_it_changed() {
+    let (_dir, store) = store().await;
+    let list = rows(Endpoint::GetUserSummary);
+    let n = list.len() as u64;
+    let window = (BEGIN, add_days(BEGIN, 6));
+    let mirror = |rows: Vec<Row>| {
+        let store = store.clone();
+        async move {
+            store
+                .mirror_window("wx1", Endpoint::GetUserSummary, window, rows, None, None)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(mirror(list.clone()).await, n, "all new");
+    assert_eq!(
+        mirror(list.clone()).await,
+        0,
+        "the same rows again: nothing changed"
+    );
+    let mut changed = list.clone();
+    changed[3].json = changed[3].json.replace("\"new_user\":", "\"new_user\":1");
+    assert_ne!(changed[3].json, list[3].json);
+    assert_eq!(mirror(changed).await, 1, "one row changed");
+    let mut fewer = list.clone();
+    fewer.pop();
+    assert_eq!(
+        mirror(fewer).await,
+        1,
+        "the changed row back; a row gone counts nothing"
+    );
+}

@@ -13,13 +13,14 @@ use crate::Exit;
 #[derive(Args)]
 pub struct HealthcheckArgs {
     /// The URL to check (a server's address alone, `http://host:port`, asks its `/readyz`).
-    /// Default: `/readyz` at the address `serve` listens on (`DATACUBE_LISTEN`; 0.0.0.0 and ::
-    /// are asked on loopback).
+    /// Default: `/readyz` at the address `serve` listens on — the one a running `serve` of this
+    /// user recorded (whatever its `--listen`), else `DATACUBE_LISTEN`, else 127.0.0.1:8080
+    /// (0.0.0.0 and :: are asked on loopback).
     #[arg(long)]
     url: Option<String>,
     /// The address `serve` listens on, when `--url` is not given.
-    #[arg(long, env = "DATACUBE_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     timeout: u64,
@@ -50,7 +51,19 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
             parsed
         }
         None => {
-            let addr = on_loopback(args.listen);
+            let listen = match args.listen {
+                Some(addr) => addr,
+                None => match recorded() {
+                    Some(addr) => addr,
+                    None => match std::env::var("DATACUBE_LISTEN") {
+                        Ok(v) => v.parse().map_err(|e| {
+                            Exit::usage(format!("DATACUBE_LISTEN={v}: not an address: {e}"))
+                        })?,
+                        Err(_) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+                    },
+                },
+            };
+            let addr = on_loopback(listen);
             reqwest::Url::parse(&format!("http://{addr}/readyz"))
                 .map_err(|e| Exit::usage(format!("--listen {addr}: {e}")))?
         }
@@ -99,6 +112,77 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
         None => datacube_api::text::snippet(&body, &[]),
     };
     Err(Exit::code(1, format!("{shown}: HTTP {status}: {reason}")))
+}
+
+/// Where a running `serve` records the address it listens on, for `healthcheck` with no
+/// address (a container's HEALTHCHECK follows `serve --listen` so): a directory of this user's
+/// own in the temporary directory, named by the effective uid (the owner of `/proc/self`).
+fn record_dir() -> Option<std::path::PathBuf> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self").ok()?.uid();
+        Some(std::env::temp_dir().join(format!("datacube-{uid}")))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// The address a running `serve` recorded, if its process still runs.
+fn recorded() -> Option<SocketAddr> {
+    let dir = record_dir()?;
+    #[cfg(unix)]
+    {
+        // Only a directory of our own, not writable by others, is believed.
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::symlink_metadata(&dir).ok()?;
+        let me = std::fs::metadata("/proc/self").ok()?.uid();
+        if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+            return None;
+        }
+    }
+    let text = std::fs::read_to_string(dir.join("serve.addr")).ok()?;
+    let (addr, pid) = text.trim().split_once(' ')?;
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    alive.then(|| addr.parse().ok()).flatten()
+}
+
+/// Records `addr` as the address this `serve` listens on (see [`recorded`]); the record is
+/// removed when the returned guard drops. Nothing is recorded where that cannot be done safely.
+pub fn record(addr: SocketAddr) -> Option<Recorded> {
+    let dir = record_dir()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        let meta = std::fs::symlink_metadata(&dir).ok()?;
+        let me = std::fs::metadata("/proc/self").ok()?.uid();
+        if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+            return None;
+        }
+    }
+    let pid = std::process::id();
+    let temp = dir.join(format!("serve.addr.{pid}"));
+    std::fs::write(&temp, format!("{addr} {pid}\n")).ok()?;
+    std::fs::rename(&temp, dir.join("serve.addr")).ok()?;
+    Some(Recorded {
+        file: dir.join("serve.addr"),
+        mine: format!("{addr} {pid}\n"),
+    })
+}
+
+/// A recorded address, removed on drop (when it is still this process's).
+pub struct Recorded {
+    file: std::path::PathBuf,
+    mine: String,
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.file).is_ok_and(|t| t == self.mine) {
+            let _ = std::fs::remove_file(&self.file);
+        }
+    }
 }
 
 /// A health answer is a few dozen bytes; more than this is not read.

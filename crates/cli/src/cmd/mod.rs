@@ -10,6 +10,7 @@ pub mod export;
 pub mod healthcheck;
 pub mod import;
 pub mod ingest;
+pub mod mirror_metrics;
 pub mod openapi;
 pub mod proxy;
 pub mod push;

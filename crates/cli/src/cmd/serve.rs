@@ -170,11 +170,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let mirror = args
         .mirror
         .as_deref()
-        .map(super::sync::serve_mirror)
+        .map(|path| super::sync::serve_mirror(path).map(|m| (m, path.to_owned())))
         .transpose()?;
     let store = open(&args.db.database)?;
     let clock = args.clock.clock();
-    let config = Config {
+    let mut config = Config {
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
         token_daily_quota: args.token_quota,
         api_daily_quota: args.api_quota,
@@ -203,6 +203,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         request_log: !args.no_request_log,
         demo_days: args.demo.then_some(args.demo_days),
         seed: args.seed.clone(),
+        mirror: None,
         metrics_on_main: args.metrics_listen.is_none(),
     };
     if !config.faults.is_empty() {
@@ -236,6 +237,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // For `datacube healthcheck` with no address (a container's HEALTHCHECK): whatever --listen.
+    let _recorded = super::healthcheck::record(addr);
     let metrics_listener = match args.metrics_listen {
         Some(at) => Some(
             tokio::net::TcpListener::bind(at)
@@ -277,13 +280,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let daemon = mirror.map(|mirror| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-        let handle = super::sync::spawn_daemon(
+        let (handle, runner) = super::sync::spawn_daemon(
             mirror,
             store.clone(),
             clock.clone(),
             stop.clone(),
             wake.clone(),
         );
+        config.mirror = Some(runner);
         (stop, wake, handle)
     });
     let app = App::new(store, clock, config);

@@ -225,6 +225,7 @@ fn flag_sources(args: &SyncArgs, m: &mut Mirror) -> Result<()> {
         m.accounts.push(AccountSource {
             appid: appid.clone(),
             secret: Secret(secret.clone()),
+            secret_from: "--secret (or DATACUBE_SECRET)".to_owned(),
         });
         return Ok(());
     };
@@ -296,13 +297,15 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     }
     if args.daemon {
         let json = args.report == ReportFormat::Json;
-        mirror::daemon(mirror, ctx, wake, |report| log_report(report, json)).await;
+        mirror::daemon(mirror, ctx, wake, None, |report| log_report(report, json)).await;
         return Ok(());
     }
     if std::io::stderr().is_terminal() {
-        ctx.progress = Some(Arc::new(|plan: &datacube_client::sync::Plan| {
-            Arc::new(Bars::new(plan)) as Arc<dyn datacube_client::sync::Progress>
-        }));
+        ctx.progress = Some(Arc::new(
+            |appid: &str, plan: &datacube_client::sync::Plan| {
+                Arc::new(Bars::new(appid, plan)) as Arc<dyn datacube_client::sync::Progress>
+            },
+        ));
     }
     let report = mirror::run_once(&mirror, &ctx, None)
         .await?
@@ -342,10 +345,25 @@ fn print_report(report: &RunReport, format: ReportFormat) -> Result<()> {
             report.outcome.as_str()
         )
     };
-    Err(Exit::code(
-        code,
-        format!("{what}; run the same command again to resume"),
-    ))
+    // Running again resumes what failed on the way; it cannot fix a refused secret.
+    let refused: Vec<&str> = report
+        .accounts
+        .iter()
+        .filter(|a| a.outcome == datacube_client::report::Outcome::Credentials)
+        .map(|a| a.appid.as_str())
+        .collect();
+    let advice = match (report.retriable(), refused.is_empty()) {
+        (_, true) => "run the same command again to resume".to_owned(),
+        (true, false) => format!(
+            "fix the credentials of {} (above), then run the same command again to resume",
+            refused.join(", ")
+        ),
+        (false, _) => format!(
+            "fix the credentials of {} (above); running again without it changes nothing",
+            refused.join(", ")
+        ),
+    };
+    Err(Exit::code(code, format!("{what}; {advice}")))
 }
 
 /// A daemon's run, in its log.
@@ -364,15 +382,7 @@ fn log_report(report: &RunReport, json: bool) {
     }
     let outcome = report.outcome.as_str();
     // For `serve --mirror`'s /metrics (the mirror names come from its configuration).
-    let mirror = report.mirror.clone();
-    metrics::counter!("datacube_sync_runs_total", "mirror" => mirror.clone(), "outcome" => outcome)
-        .increment(1);
-    metrics::counter!("datacube_sync_rows_total", "mirror" => mirror.clone())
-        .increment(report.rows_stored);
-    if report.outcome.exit_code() == 0 {
-        metrics::gauge!("datacube_sync_last_success_timestamp_seconds", "mirror" => mirror)
-            .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
-    }
+    super::mirror_metrics::record(report);
     if report.outcome.exit_code() == 0 {
         tracing::info!(mirror = %report.mirror, outcome, rows = report.rows_stored, "mirror run done");
     } else {
@@ -430,6 +440,7 @@ async fn status(args: &SyncArgs, mirror: Option<String>) -> Result<()> {
         None if dead(newest, now) => (1, "stopped without finishing (its process died)"),
         None => (0, ""),
         Some("failed") => (1, "did not complete"),
+        Some("credentials") => (1, "was refused its credentials"),
         Some(_) => (3, "did not complete"),
     };
     if code == 0 {
@@ -448,7 +459,7 @@ fn dead(run: &datacube_store::SyncRun, now: i64) -> bool {
 }
 
 fn when(unix: i64) -> String {
-    jiff::Timestamp::from_second(unix).map_or_else(|_| unix.to_string(), mirror::china_time)
+    datacube_api::date::china_time_of(unix)
 }
 
 fn run_line(run: &datacube_store::SyncRun, now: i64) -> String {
@@ -516,10 +527,10 @@ struct Bars {
 }
 
 impl Bars {
-    fn new(plan: &datacube_client::sync::Plan) -> Bars {
+    fn new(appid: &str, plan: &datacube_client::sync::Plan) -> Bars {
         let multi = indicatif::MultiProgress::new();
         let style =
-            indicatif::ProgressStyle::with_template("{prefix:>24} {wide_bar} {pos}/{len} {msg}")
+            indicatif::ProgressStyle::with_template("{prefix:>44} {wide_bar} {pos}/{len} {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         let mut bars = std::collections::HashMap::new();
         for (endpoint, windows) in &plan.endpoints {
@@ -528,7 +539,7 @@ impl Bars {
             }
             let bar = multi.add(indicatif::ProgressBar::new(windows.len() as u64));
             bar.set_style(style.clone());
-            bar.set_prefix(endpoint.name());
+            bar.set_prefix(format!("{appid} {}", endpoint.name()));
             bars.insert(*endpoint, bar);
         }
         Bars {
@@ -563,14 +574,18 @@ pub fn serve_mirror(path: &std::path::Path) -> Result<Mirror> {
     mirror::config::load(path).map_err(Exit::usage)
 }
 
-/// Starts the daemon of `mirror` on `store` and `clock`; `stop` ends it.
+/// Starts the daemon of `mirror` (read from `path`) on `store` and `clock`; `stop` ends it.
+/// The handle lets `POST /admin/sync/run` ask it for a run now, the file read again first.
 pub fn spawn_daemon(
-    mirror: Mirror,
+    (mirror, path): (Mirror, std::path::PathBuf),
     store: Store,
     clock: Clock,
     stop: Arc<AtomicBool>,
     wake: Arc<tokio::sync::Notify>,
-) -> tokio::task::JoinHandle<()> {
+) -> (
+    tokio::task::JoinHandle<()>,
+    datacube_server::mirror::MirrorHandle,
+) {
     let ctx = Context {
         store,
         now: Arc::new(move || clock.now()),
@@ -578,7 +593,100 @@ pub fn spawn_daemon(
         stop,
         progress: None,
     };
-    tokio::spawn(mirror::daemon(mirror, ctx, wake, |report| {
-        log_report(report, false)
-    }))
+    // The recorder first: series registered before it would be lost.
+    datacube_server::metrics::handle();
+    super::mirror_metrics::register(&mirror);
+    {
+        let (store, name) = (ctx.store.clone(), mirror.name.clone());
+        tokio::spawn(async move { super::mirror_metrics::seed(&store, &name).await });
+    }
+    // One request waits at most: a second one while a run is under way is told so at once.
+    let (requests, received) = tokio::sync::mpsc::channel(1);
+    let info = Arc::new(std::sync::Mutex::new(mirror::DaemonInfo::of(&mirror)));
+    let on_demand = mirror::OnDemand {
+        info: info.clone(),
+        requests: received,
+        reload: Some(Box::new(move || {
+            let fresh = mirror::config::load(&path)?;
+            super::mirror_metrics::register(&fresh);
+            Ok(fresh)
+        })),
+    };
+    let handle = tokio::spawn(mirror::daemon(
+        mirror,
+        ctx,
+        wake,
+        Some(on_demand),
+        |report| log_report(report, false),
+    ));
+    (
+        handle,
+        datacube_server::mirror::MirrorHandle(Arc::new(Runner { requests, info })),
+    )
+}
+
+/// `POST /admin/sync/run`'s way to the daemon.
+struct Runner {
+    requests: tokio::sync::mpsc::Sender<mirror::RunRequest>,
+    info: Arc<std::sync::Mutex<mirror::DaemonInfo>>,
+}
+
+impl datacube_server::mirror::MirrorRunner for Runner {
+    fn state(&self) -> datacube_server::mirror::DaemonState {
+        let info = self.info.lock().map(|i| i.clone()).unwrap_or_default();
+        datacube_server::mirror::DaemonState {
+            name: info.name,
+            schedule: info.schedule,
+            accounts: info.accounts,
+            next: info.next,
+        }
+    }
+
+    fn run_now(
+        &self,
+        appid: Option<String>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<
+                        datacube_server::mirror::RunStarted,
+                        datacube_server::mirror::RunRefused,
+                    >,
+                > + Send
+                + '_,
+        >,
+    > {
+        use datacube_server::mirror::{RunRefused, RunStarted};
+        Box::pin(async move {
+            let busy = || {
+                RunRefused::Busy("a run of the mirror is under way; ask again when it ends".into())
+            };
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.requests
+                .try_send(mirror::RunRequest {
+                    appid: appid.clone(),
+                    reply,
+                })
+                .map_err(|_| busy())?;
+            // The daemon answers at once unless a run of its schedule is under way.
+            match tokio::time::timeout(std::time::Duration::from_secs(10), answer).await {
+                Ok(Ok(Ok(started))) => Ok(RunStarted {
+                    id: started.id,
+                    mirror: started.mirror,
+                    slot: started.slot,
+                    attempt: started.attempt,
+                    appid,
+                }),
+                Ok(Ok(Err(mirror::Refused::UnknownAccount(a)))) => {
+                    Err(RunRefused::UnknownAccount(a))
+                }
+                Ok(Ok(Err(mirror::Refused::Busy(why)))) => Err(RunRefused::Busy(why)),
+                Ok(Ok(Err(mirror::Refused::Configuration(why)))) => {
+                    Err(RunRefused::Configuration(why))
+                }
+                Ok(Err(_)) => Err(RunRefused::Busy("the mirror daemon has stopped".into())),
+                Err(_) => Err(busy()),
+            }
+        })
+    }
 }

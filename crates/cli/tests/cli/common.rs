@@ -450,3 +450,94 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// Real Prometheus (Debian's `prometheus`, installed by `scripts/test`; `PROMETHEUS` names
+/// another) scraping `base`'s `/metrics` every 200 ms, with `rules` loaded; stopped on drop.
+pub struct Prometheus {
+    /// Its HTTP API's port on 127.0.0.1.
+    pub port: u16,
+    _work: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl Prometheus {
+    pub fn start(base: &str, rules: &[&std::path::Path]) -> Prometheus {
+        let prometheus =
+            std::env::var("PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+        assert!(
+            std::path::Path::new(&prometheus).exists(),
+            "{prometheus} is missing: apt-get install prometheus (scripts/test does it as root), or set PROMETHEUS"
+        );
+        let work = tempfile::tempdir().unwrap();
+        let target = base.trim_start_matches("http://");
+        let rule_files: String = rules
+            .iter()
+            .map(|r| format!("  - '{}'\n", r.display()))
+            .collect();
+        let config = work.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 200ms\n  evaluation_interval: 200ms\n\
+                 rule_files:\n{rule_files}scrape_configs:\n  - job_name: datacube\n    \
+                 static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = tokio::process::Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Prometheus {
+            port,
+            _work: work,
+            _child: child,
+        }
+    }
+
+    /// A PromQL query's result list, once it has `want` series (or after 60 s, failing).
+    pub async fn wait_for(
+        &self,
+        query: &str,
+        want: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let started = std::time::Instant::now();
+        loop {
+            let answer = promql(self.port, query).await;
+            let result = answer["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if want(&result) {
+                return result;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "Prometheus never answered {query} as wanted: {answer}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// A PromQL query over Prometheus' HTTP API (`Null` while it does not answer yet).
+pub async fn promql(port: u16, query: &str) -> serde_json::Value {
+    match reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+    {
+        Ok(answer) => answer.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
+}

@@ -633,60 +633,17 @@ async fn tls_to_postgresql_follows_libpq_sslmode() {
     }
 }
 
-/// A PromQL query over Prometheus' HTTP API (`Null` while it does not answer yet).
-async fn promql(port: u16, query: &str) -> serde_json::Value {
-    match reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/api/v1/query"))
-        .query(&[("query", query)])
-        .send()
-        .await
-    {
-        Ok(answer) => answer.json().await.unwrap_or_default(),
-        Err(_) => serde_json::Value::Null,
-    }
-}
-
 /// Real Prometheus (Debian's `prometheus`, installed by `scripts/test`) scrapes `/metrics`
 /// while requests of known outcomes are sent; PromQL over its HTTP API gives the same counts.
 #[tokio::test]
 async fn prometheus_scrapes_request_counts_by_errcode() {
-    let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".into());
-    assert!(
-        std::path::Path::new(&prometheus).exists(),
-        "{prometheus} is missing: apt-get install prometheus (scripts/test does it as root), or set PROMETHEUS"
-    );
     let (_dir, db) = temp_db();
     add_account(&db, "wxaaaa000000000001", "s3cret-metrics").await;
     let served = serve(&db, &[]).await;
     let base = served.base.clone();
 
-    // Prometheus, scraping every 200 ms.
-    let work = tempfile::tempdir().unwrap();
-    let target = base.trim_start_matches("http://");
-    std::fs::write(
-        work.path().join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: datacube\n    \
-             static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut prom = tokio::process::Command::new(&prometheus)
-        .arg(format!(
-            "--config.file={}",
-            work.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            work.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let prom = Prometheus::start(&base, &[]);
+    let port = prom.port;
 
     // Known traffic: 5 tokens and 4 answers (0), 3 bad tokens (40001), 2 unknown paths (40066).
     let mut token = String::new();
@@ -741,7 +698,6 @@ async fn prometheus_scrapes_request_counts_by_errcode() {
     )
     .await;
     assert_eq!(answer["data"]["result"][0]["value"][1], "12", "{answer}");
-    let _ = prom.start_kill();
 }
 
 /// `/metrics` counts quota refusals and events, in Prometheus' text format.
@@ -896,4 +852,43 @@ async fn readiness_ends_when_shutdown_begins() {
         .expect("exits once the open request is gone")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+/// `datacube healthcheck` with no address asks the one a running `serve` listens on, whatever
+/// its `--listen` (a container's HEALTHCHECK, `serve --listen 0.0.0.0:9000`); once that server
+/// is gone, `DATACUBE_LISTEN` again.
+#[tokio::test]
+async fn healthcheck_follows_the_address_serve_listens_on() {
+    let (dir, db) = temp_db();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let tmp = tmp.to_str().unwrap().to_owned();
+    let served = Serve::new(&db).env("TMPDIR", &tmp).start().await;
+    let check = || {
+        datacube(&db)
+            .env("TMPDIR", &tmp)
+            .env("DATACUBE_LISTEN", "127.0.0.1:9")
+            .arg("healthcheck")
+            .output()
+    };
+    let out = check().await.unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!("{}/readyz: ready", served.base)),
+        "{said}"
+    );
+    drop(served);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = check().await.unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        if said.contains("http://127.0.0.1:9/readyz: cannot connect") {
+            assert_eq!(out.status.code(), Some(1));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{said}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -14,3 +14,4 @@ mod push;
 mod reset;
 mod secrets;
 mod sync;
+mod views;

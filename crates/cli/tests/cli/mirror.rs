@@ -4,7 +4,9 @@
 //! lifetimes, broken endpoints; wrong secrets; `--strict`; the daily daemon (`serve --mirror`,
 //! `sync --config --daemon`) with its recorded runs.
 
+mod accounts;
 mod daemon;
+mod on_demand;
 mod upstream;
 
 use std::process::Stdio;
@@ -159,7 +161,9 @@ async fn a_hostile_upstream_is_mirrored_row_for_row_and_its_failures_stay_its_ow
         "{dist:#}"
     );
     assert_eq!(dist["calls"], 1, "not asked again after it failed");
-    assert!(err.contains("error: getusershare: failed: datacube/getusershare: HTTP 502"));
+    assert!(err.contains(&format!(
+        "error: {DEMO_APPID} getusershare: failed: datacube/getusershare: HTTP 502"
+    )));
 
     let working: Vec<Endpoint> = Endpoint::ALL
         .into_iter()
@@ -207,8 +211,10 @@ async fn a_hostile_upstream_is_mirrored_row_for_row_and_its_failures_stay_its_ow
         ]
     );
     assert_eq!(
-        err.matches("warning: getarticletotal: new field \"url\" kept")
-            .count(),
+        err.matches(&format!(
+            "warning: {DEMO_APPID} getarticletotal: new field \"url\" kept"
+        ))
+        .count(),
         1,
         "{err}"
     );

@@ -87,7 +87,10 @@ fn planned_for(dry: &str, endpoint: &str) -> u64 {
 }
 
 fn made(report: &str) -> (u64, u64) {
-    let after = report
+    let line = report
+        .strip_prefix(&format!("{DEMO_APPID}: "))
+        .unwrap_or_else(|| panic!("the summary names its account: {report}"));
+    let after = line
         .split(": ")
         .nth(1)
         .unwrap_or_else(|| panic!("{report}"));
@@ -351,13 +354,13 @@ async fn endpoints_answering_47009_are_asked_no_more() {
     for e in LEGACY_ARTICLES {
         let said: Vec<&str> = out
             .lines()
-            .filter(|l| l.starts_with(&format!("{e}: the upstream answered 47009")))
+            .filter(|l| l.starts_with(&format!("{DEMO_APPID} {e}: the upstream answered 47009")))
             .collect();
         assert_eq!(said.len(), 1, "said once for {e}: {out}");
     }
     // Every window of the other endpoints was mirrored.
     let synced: u64 = out
-        .strip_prefix("synced ")
+        .strip_prefix(&format!("{DEMO_APPID}: synced "))
         .and_then(|r| r.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{out}"));
@@ -481,7 +484,7 @@ async fn a_third_party_platform_mirrors_the_accounts_that_authorized_it() {
     for e in &articles {
         let said = stdout
             .lines()
-            .filter(|l| l.starts_with(&format!("{e}: the upstream answered 61007")))
+            .filter(|l| l.starts_with(&format!("{DEMO_APPID} {e}: the upstream answered 61007")))
             .count();
         assert_eq!(said, 1, "{e}: {stdout}");
     }

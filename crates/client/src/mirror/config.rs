@@ -249,6 +249,11 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
                 "{at}: an appid is 1 to 64 letters, digits, `_` or `-`"
             ));
         }
+        let secret_from = match (&a.secret_env, &a.secret_file) {
+            (Some(var), _) => format!("{at}'s secret_env, {var}"),
+            (None, Some(path)) => format!("{at}'s secret_file, {path}"),
+            (None, None) => format!("{at}'s secret"),
+        };
         let secret = one_secret(&at, "secret", a.secret, a.secret_env, a.secret_file)?
             .ok_or_else(|| format!("{at}: give secret, secret_env or secret_file"))?;
         if m.accounts.iter().any(|b| b.appid == a.appid) {
@@ -257,6 +262,7 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
         m.accounts.push(AccountSource {
             appid: a.appid,
             secret,
+            secret_from,
         });
     }
     if let Some(c) = file.component {

@@ -14,8 +14,90 @@ use datacube_api::date::{add_days, china_date, format_date};
 use jiff::civil::Date;
 use jiff::Timestamp;
 
-use super::{run_once, Context, Mirror};
+use super::{claim, run_claimed, run_once, Context, Mirror};
 use crate::report::RunReport;
+
+/// A request to run now (`POST /admin/sync/run`): the whole mirror, or one account. Answered
+/// as soon as the run is recorded as started (or refused).
+pub struct RunRequest {
+    /// One account; every account when `None`.
+    pub appid: Option<String>,
+    /// Where the answer goes.
+    pub reply: tokio::sync::oneshot::Sender<Result<Started, Refused>>,
+}
+
+/// A run started on request.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// Its number in the store.
+    pub id: i64,
+    /// The mirror's name.
+    pub mirror: String,
+    /// Its slot: the day's, or `day appid` for one account's run.
+    pub slot: String,
+    /// Its attempt within the slot.
+    pub attempt: i64,
+}
+
+/// Why a run asked for was not started.
+#[derive(Debug, Clone)]
+pub enum Refused {
+    /// The appid is no account of the mirror.
+    UnknownAccount(String),
+    /// A run is under way, here or on another instance.
+    Busy(String),
+    /// The configuration, read again, is wrong (the one in use stays).
+    Configuration(String),
+}
+
+/// Reads the mirror's configuration again (its file), for a run asked for.
+pub type Reload = Box<dyn Fn() -> Result<Mirror, String> + Send + Sync>;
+
+/// What a daemon is asked besides its schedule: runs now, and how to read its configuration
+/// again before them; and where it tells what it knows of itself.
+pub struct OnDemand {
+    /// Runs asked for.
+    pub requests: tokio::sync::mpsc::Receiver<RunRequest>,
+    /// The configuration read again before each; `None` keeps the one given.
+    pub reload: Option<Reload>,
+    /// Kept current by the daemon.
+    pub info: std::sync::Arc<std::sync::Mutex<DaemonInfo>>,
+}
+
+/// What a daemon knows of itself, for its admin API and dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonInfo {
+    /// The mirror's name.
+    pub name: String,
+    /// Its daily time, `HH:MM` China time.
+    pub schedule: String,
+    /// The accounts its configuration names.
+    pub accounts: Vec<String>,
+    /// When it looks next.
+    pub next: Option<Timestamp>,
+}
+
+impl DaemonInfo {
+    /// What `mirror` says of itself, with the next attempt unknown.
+    pub fn of(mirror: &Mirror) -> DaemonInfo {
+        DaemonInfo {
+            name: mirror.name.clone(),
+            schedule: format!("{:02}:{:02}", mirror.schedule.0, mirror.schedule.1),
+            accounts: mirror
+                .accounts
+                .iter()
+                .map(|a| a.appid.clone())
+                .chain(
+                    mirror
+                        .component
+                        .iter()
+                        .flat_map(|c| c.authorizers.iter().map(|(a, _)| a.clone())),
+                )
+                .collect(),
+            next: None,
+        }
+    }
+}
 
 /// An attempt not finished whose last sign of life (every 30 s while it runs) is older than
 /// this (by the run's clock) is taken for dead: its process stopped without recording an end.
@@ -100,7 +182,18 @@ async fn decide(
         (None, _) if now.as_second() - last.beat > STALE => next(now),
         // Under way here or on another instance: look again in a while.
         (None, _) => Decision::At(now + jiff::SignedDuration::from_secs(30)),
-        (Some(_), Some("ok")) => Decision::Done,
+        (Some(_), Some("ok" | "credentials")) => Decision::Done,
+        // Only accounts whose secret was refused failed: a new secret, not a retry, fixes
+        // them (the run after the configuration changes, or the next day's).
+        (Some(_), Some("partial"))
+            if last
+                .report
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<RunReport>(r).ok())
+                .is_some_and(|r| !r.retriable()) =>
+        {
+            Decision::Done
+        }
         (Some(_), Some("interrupted")) => next(now),
         (Some(finished), _) => {
             let wait = retry_wait(mirror, slot, last.attempt);
@@ -114,9 +207,10 @@ async fn decide(
 /// report. A run under way when `stop` is set ends after its calls in flight, recorded as
 /// interrupted.
 pub async fn daemon(
-    mirror: Mirror,
+    mut mirror: Mirror,
     ctx: Context,
     wake: std::sync::Arc<tokio::sync::Notify>,
+    mut on_demand: Option<OnDemand>,
     each: impl Fn(&RunReport),
 ) {
     let stopped = || ctx.stop.load(Ordering::Relaxed);
@@ -126,6 +220,9 @@ pub async fn daemon(
         schedule = %format!("{:02}:{:02} China time", mirror.schedule.0, mirror.schedule.1),
         "mirror daemon started"
     );
+    // The next attempt, said when it changes (a run under way elsewhere is looked at every
+    // 30 s: that is no news).
+    let mut said: Option<Timestamp> = None;
     while !stopped() {
         let now = (ctx.now)();
         let slot = format_date(current_slot(now, mirror.schedule));
@@ -137,11 +234,12 @@ pub async fn daemon(
                     Ok(None) => {
                         tracing::info!(%slot, attempt, "another instance took this run");
                         let later = now + jiff::SignedDuration::from_secs(5);
-                        wait_until(&ctx, &wake, later).await;
+                        wait_until(&ctx, &wake, later, None).await;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot record the mirror run");
-                        wait_until(&ctx, &wake, now + jiff::SignedDuration::from_secs(30)).await;
+                        wait_until(&ctx, &wake, now + jiff::SignedDuration::from_secs(30), None)
+                            .await;
                     }
                 }
                 continue;
@@ -153,26 +251,153 @@ pub async fn daemon(
                 now + jiff::SignedDuration::from_secs(30)
             }
         };
-        wait_until(&ctx, &wake, until).await;
+        if let Some(o) = &on_demand {
+            if let Ok(mut info) = o.info.lock() {
+                info.next = Some(until);
+            }
+        }
+        if said.is_none_or(|at| until.duration_since(at).as_secs().abs() > 300) {
+            tracing::info!(
+                mirror = %mirror.name,
+                next = %datacube_api::date::china_time(until),
+                "next mirror attempt"
+            );
+            said = Some(until);
+        }
+        let requests = on_demand.as_mut().map(|o| &mut o.requests);
+        if let Some(request) = wait_until(&ctx, &wake, until, requests).await {
+            if let Some(o) = &on_demand {
+                run_asked(&mut mirror, &ctx, request, o, &each).await;
+            }
+            said = None;
+        }
     }
     tracing::info!(mirror = %mirror.name, "mirror daemon stopped");
 }
 
+/// A run asked for: the configuration read again, the run recorded under the day's slot (or
+/// `day appid`) with the next attempt — so that instances asked at once run it once — the
+/// answer sent, then the run.
+async fn run_asked(
+    mirror: &mut Mirror,
+    ctx: &Context,
+    RunRequest { appid, reply }: RunRequest,
+    on_demand: &OnDemand,
+    each: &impl Fn(&RunReport),
+) {
+    if reply.is_closed() {
+        return; // the caller gave up waiting
+    }
+    if let Some(reload) = &on_demand.reload {
+        match reload() {
+            Ok(fresh) => {
+                if let Ok(mut info) = on_demand.info.lock() {
+                    *info = DaemonInfo {
+                        next: info.next,
+                        ..DaemonInfo::of(&fresh)
+                    };
+                }
+                *mirror = fresh;
+            }
+            Err(e) => {
+                let _ = reply.send(Err(Refused::Configuration(e)));
+                return;
+            }
+        }
+    }
+    if let Some(a) = appid.as_deref().filter(|a| !mirror.may_reach(a)) {
+        let _ = reply.send(Err(Refused::UnknownAccount(a.to_owned())));
+        return;
+    }
+    let now = (ctx.now)();
+    let day = format_date(current_slot(now, mirror.schedule));
+    // A run of the mirror under way, here or elsewhere (a fresh sign of life), whatever its
+    // slot: not two at once.
+    match ctx.store.sync_runs(Some(&mirror.name), 50).await {
+        Ok(runs) => {
+            if let Some(busy) = runs
+                .iter()
+                .find(|r| r.finished.is_none() && now.as_second() - r.beat <= STALE)
+            {
+                let _ = reply.send(Err(Refused::Busy(format!(
+                    "run #{} of mirror {} is under way",
+                    busy.id, mirror.name
+                ))));
+                return;
+            }
+        }
+        Err(e) => {
+            let _ = reply.send(Err(Refused::Busy(format!("cannot read the runs: {e}"))));
+            return;
+        }
+    }
+    let slot = match &appid {
+        Some(a) => format!("{day} {a}"),
+        None => day,
+    };
+    let attempt = match ctx.store.sync_slot_run(&mirror.name, &slot).await {
+        Ok(last) => last.map_or(1, |r| r.attempt + 1),
+        Err(e) => {
+            let _ = reply.send(Err(Refused::Busy(format!("cannot read the runs: {e}"))));
+            return;
+        }
+    };
+    if reply.is_closed() {
+        return; // the caller gave up waiting: nothing is claimed for an answer nobody reads
+    }
+    let claimed = match claim(mirror, ctx, Some((&slot, attempt))).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            let _ = reply.send(Err(Refused::Busy(
+                "another instance started this run first".into(),
+            )));
+            return;
+        }
+        Err(e) => {
+            let _ = reply.send(Err(Refused::Busy(format!("cannot record the run: {e}"))));
+            return;
+        }
+    };
+    tracing::info!(mirror = %mirror.name, %slot, attempt, run = claimed.id, "mirror run asked for, starting");
+    let _ = reply.send(Ok(Started {
+        id: claimed.id,
+        mirror: mirror.name.clone(),
+        slot,
+        attempt,
+    }));
+    match run_claimed(mirror, ctx, claimed, appid.as_deref()).await {
+        Ok(report) => each(&report),
+        Err(e) => tracing::error!(error = %e, "cannot record the mirror run"),
+    }
+}
+
 /// Sleeps until the run's clock reads `until`, looking at it every second (it may be moved),
-/// or until stopped.
-async fn wait_until(ctx: &Context, wake: &tokio::sync::Notify, until: Timestamp) {
+/// or until stopped, or until a run is asked for (returned).
+async fn wait_until(
+    ctx: &Context,
+    wake: &tokio::sync::Notify,
+    until: Timestamp,
+    mut requests: Option<&mut tokio::sync::mpsc::Receiver<RunRequest>>,
+) -> Option<RunRequest> {
     loop {
         if ctx.stop.load(Ordering::Relaxed) {
-            return;
+            return None;
         }
         let left = until.as_millisecond() - (ctx.now)().as_millisecond();
         if left <= 0 {
-            return;
+            return None;
         }
         let nap = Duration::from_millis(left.clamp(1, 1000) as u64);
+        let asked = async {
+            match requests.as_deref_mut() {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(nap) => {}
             () = wake.notified() => {}
+            Some(request) = asked => return Some(request),
         }
     }
 }

@@ -27,7 +27,9 @@ use crate::client::{Authorizer, Client, ClientConfig, TokenApi};
 use crate::report::{AccountReport, Outcome, RunReport};
 use crate::sync::{self, Options, Plan, Progress};
 
-pub use daemon::{daemon, next_slot, STALE};
+pub use daemon::{
+    daemon, next_slot, DaemonInfo, OnDemand, Refused, Reload, RunRequest, Started, STALE,
+};
 
 /// A secret: never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,6 +48,20 @@ pub struct AccountSource {
     pub appid: String,
     /// Its AppSecret.
     pub secret: Secret,
+    /// Where the secret was given, for a person to fix it (`account[1] (wx…)'s secret_env,
+    /// ACME_SECRET`, `--secret`): never the secret itself.
+    pub secret_from: String,
+}
+
+impl Mirror {
+    /// Whether `appid` may be one of the accounts a run reaches: one the configuration names,
+    /// or any when a third-party platform's authorizers are read from the upstream.
+    pub fn may_reach(&self, appid: &str) -> bool {
+        self.accounts.iter().any(|a| a.appid == appid)
+            || self.component.as_ref().is_some_and(|c| {
+                c.authorizers.is_empty() || c.authorizers.iter().any(|(a, _)| a == appid)
+            })
+    }
 }
 
 /// A third-party platform whose authorizers are mirrored with authorizer tokens.
@@ -184,6 +200,8 @@ pub struct Target {
     pub appid: String,
     /// Its own secret, or how a component reads it.
     pub access: Access,
+    /// Where its credentials were given ([`AccountSource::secret_from`]), or the component's.
+    pub secret_from: String,
 }
 
 /// How an account is read.
@@ -207,7 +225,7 @@ pub trait LocalSecrets: Send + Sync {
 }
 
 /// Makes the progress display of an account's plan.
-pub type ProgressFor = Arc<dyn Fn(&Plan) -> Arc<dyn Progress> + Send + Sync>;
+pub type ProgressFor = Arc<dyn Fn(&str, &Plan) -> Arc<dyn Progress> + Send + Sync>;
 
 /// What a run works with.
 #[derive(Clone)]
@@ -243,6 +261,7 @@ pub async fn targets(
         .map(|a| Target {
             appid: a.appid.clone(),
             access: Access::Secret(a.secret.clone()),
+            secret_from: a.secret_from.clone(),
         })
         .collect();
     let mut notes = Vec::new();
@@ -289,6 +308,7 @@ pub async fn targets(
             out.push(Target {
                 appid,
                 access: Access::Component(authorizer(refresh)),
+                secret_from: format!("the component {}", c.appid),
             });
         }
     }
@@ -337,7 +357,26 @@ pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> 
         Err(e) => return AccountReport::failed(appid, e.to_string()),
     };
     if let Err(e) = client.access_token().await {
-        let mut report = AccountReport::failed(appid, e.to_string());
+        let mut report = match &e {
+            crate::ClientError::Credentials { code, .. } => {
+                // What fixes it, by what was refused and how the account is read.
+                let advice = match (&target.access, *code) {
+                    (_, crate::client::IP_NOT_WHITELISTED) => format!(
+                        "add this machine's address to the IP allow list of {appid} (or of the component)"
+                    ),
+                    (Access::Component(_), _) => format!(
+                        "check the credentials of {} (secret, ticket or token) and its authorization by {appid}",
+                        target.secret_from
+                    ),
+                    (Access::Secret(_), _) => format!(
+                        "fix the secret of {appid} (given as {})",
+                        target.secret_from
+                    ),
+                };
+                AccountReport::refused(appid, format!("{e}; {advice}"))
+            }
+            _ => AccountReport::failed(appid, e.to_string()),
+        };
         if matches!(e, crate::ClientError::Interrupted) {
             report.outcome = Outcome::Interrupted;
         }
@@ -354,7 +393,7 @@ pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> 
     let progress = ctx
         .progress
         .as_ref()
-        .map_or_else(|| Arc::new(()) as Arc<dyn Progress>, |p| p(&plan));
+        .map_or_else(|| Arc::new(()) as Arc<dyn Progress>, |p| p(appid, &plan));
     let mut report = sync::run(
         client.clone(),
         ctx.store.clone(),
@@ -433,6 +472,27 @@ pub async fn run_once(
     ctx: &Context,
     slot: Option<(&str, i64)>,
 ) -> Result<Option<RunReport>, StoreError> {
+    match claim(mirror, ctx, slot).await? {
+        Some(claimed) => run_claimed(mirror, ctx, claimed, None).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A run recorded as started, not run yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Claimed {
+    /// Its number in the store.
+    pub id: i64,
+    started: Timestamp,
+}
+
+/// Records the start of a run of `mirror` (with `slot` and attempt for a daemon's run);
+/// `None` when another instance on the database took this slot and attempt first.
+pub async fn claim(
+    mirror: &Mirror,
+    ctx: &Context,
+    slot: Option<(&str, i64)>,
+) -> Result<Option<Claimed>, StoreError> {
     let started = (ctx.now)();
     let id = ctx
         .store
@@ -443,7 +503,16 @@ pub async fn run_once(
             started.as_second(),
         )
         .await?;
-    let Some(id) = id else { return Ok(None) };
+    Ok(id.map(|id| Claimed { id, started }))
+}
+
+/// Runs a claimed run — every account, or `only` that one — and records its end.
+pub async fn run_claimed(
+    mirror: &Mirror,
+    ctx: &Context,
+    Claimed { id, started }: Claimed,
+    only: Option<&str>,
+) -> Result<RunReport, StoreError> {
     // A sign of life every 30 s, so that a run whose process died is told from a long one.
     let beat = {
         let (store, now) = (ctx.store.clone(), ctx.now.clone());
@@ -465,18 +534,27 @@ pub async fn run_once(
         seconds: 0.0,
         outcome: Outcome::Ok,
         error: None,
+        only: only.map(str::to_owned),
         notes: Vec::new(),
         calls: 0,
         retries: 0,
         token_calls: 0,
         rows_stored: 0,
+        rows_changed: 0,
         rows_skipped: 0,
         accounts: Vec::new(),
     };
     match targets(mirror, &ctx.stop).await {
         Ok((targets, notes)) => {
             report.notes = notes;
-            for target in &targets {
+            let targets: Vec<&Target> = targets
+                .iter()
+                .filter(|t| only.is_none_or(|appid| t.appid == appid))
+                .collect();
+            if let (Some(appid), true) = (only, targets.is_empty()) {
+                report.error = Some(format!("{appid} is no account this mirror reaches"));
+            }
+            for target in targets {
                 if ctx.stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let mut a = AccountReport::failed(&target.appid, "not reached".into());
                     a.outcome = Outcome::Interrupted;
@@ -499,11 +577,7 @@ pub async fn run_once(
     ctx.store
         .finish_sync_run(id, finished.as_second(), report.outcome.as_str(), json)
         .await?;
-    Ok(Some(report))
+    Ok(report)
 }
 
-/// `2026-12-03T08:30:00+08:00`.
-pub fn china_time(t: Timestamp) -> String {
-    let zoned = t.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)));
-    zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
-}
+pub use datacube_api::date::china_time;

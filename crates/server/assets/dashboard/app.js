@@ -360,6 +360,99 @@ const views = {
     };
   },
 
+  // `serve --mirror` (administrator only): each account's state — those that never synced
+  // too — the next attempt, the runs, and a button that runs the mirror (or one account) now.
+  async mirror() {
+    const auth = { headers: { Authorization: "Bearer " + state.auth.token } };
+    const get = async (path) => {
+      const r = await fetch(path, auth);
+      const j = await r.json();
+      if (!r.ok) throw new ApiError(`${path}: ${j.error || r.status}`);
+      return j;
+    };
+    const mirror = await get("/admin/sync/mirror");
+    const runs = await get(`/admin/sync/runs?limit=20&mirror=${encodeURIComponent(mirror.mirror)}`);
+    return () => {
+      const status = (text, cls) => {
+        const span = document.createElement("span");
+        span.className = "badge " + (cls || text);
+        span.textContent = text;
+        return span;
+      };
+      const table = (p, headers, items, row) => {
+        const t = document.createElement("table");
+        const head = document.createElement("tr");
+        for (const h of headers) {
+          const th = document.createElement("th");
+          th.textContent = h;
+          head.appendChild(th);
+        }
+        t.createTHead().appendChild(head);
+        const body = document.createElement("tbody");
+        for (const item of items) {
+          const tr = document.createElement("tr");
+          for (const cell of row(item)) {
+            const td = document.createElement("td");
+            if (cell instanceof Node) td.appendChild(cell);
+            else td.textContent = cell ?? "";
+            tr.appendChild(td);
+          }
+          body.appendChild(tr);
+        }
+        t.appendChild(body);
+        p.appendChild(t);
+        return t;
+      };
+      const runNow = (appid) => {
+        const b = document.createElement("button");
+        b.textContent = appid ? "Run" : "Run now";
+        b.dataset.run = appid || "";
+        b.title = appid ? `Mirror ${appid} now` : "Read the configuration again and mirror every account now";
+        b.addEventListener("click", async () => {
+          b.disabled = true;
+          const r = await fetch("/admin/sync/run", {
+            method: "POST",
+            headers: { Authorization: "Bearer " + state.auth.token, "Content-Type": "application/json" },
+            body: JSON.stringify(appid ? { appid } : {}),
+          });
+          const j = await r.json();
+          $("status").textContent = r.ok ? `Run #${j.id} started (${j.slot}, attempt ${j.attempt})` : `Not started: ${j.error}`;
+          window.__dc.lastRun = { status: r.status, answer: j };
+          setTimeout(() => { if (state.view === "mirror") draw(); }, 1500);
+        });
+        return b;
+      };
+      let p = panel(`Mirror ${mirror.mirror}`, null, [], true);
+      p.dataset.mirror = mirror.mirror;
+      const facts = document.createElement("p");
+      facts.className = "facts";
+      facts.textContent = `Every day at ${mirror.schedule} China time. Next attempt: ${mirror.next_attempt || "not planned"}.` +
+        (mirror.running ? ` Run #${mirror.running} is under way.` : "");
+      p.appendChild(facts);
+      p.querySelector(".panel-head").appendChild(runNow(null));
+      table(p, ["Account", "Last outcome", "Last run", "Last success", "Last error", ""], mirror.accounts, (a) => [
+        a.appid,
+        status(a.outcome),
+        a.last_run || "never",
+        a.last_success || "never",
+        a.error || "",
+        runNow(a.appid),
+      ]).dataset.table = "accounts";
+      p = panel("Runs, newest first", null, [], true);
+      if (!runs.runs.length) empty(p, "No runs yet.");
+      else
+        table(p, ["#", "Day", "Attempt", "Started", "Outcome", "Rows new or changed", "Failures"], runs.runs, (r) => [
+          String(r.id),
+          r.slot || "(sync)",
+          String(r.attempt),
+          r.started,
+          status(r.outcome || "running"),
+          r.report ? String(r.report.rows_changed ?? r.report.rows_stored ?? "") : "",
+          r.report ? (r.report.accounts || []).filter((a) => a.outcome !== "ok").map((a) => `${a.appid}: ${a.outcome}`).join("; ") : "",
+        ]).dataset.table = "runs";
+    };
+  },
+
   // The 2025 "published content" endpoints (WeChat's only article statistics since it took the
   // old ones offline in 2026): data from 2025-11-01 on.
   async published(from, to) {
@@ -545,8 +638,11 @@ async function enterBoard() {
     select.value = a.appid;
     $("account-pick").hidden = false;
     $("who").textContent = "administrator";
+    $("mirror-tab").hidden = !state.meta.mirror;
   } else {
     $("account-pick").hidden = true;
+    $("mirror-tab").hidden = true;
+    if (state.view === "mirror") state.view = "followers";
     $("who").textContent = a.appid;
   }
   saveSession();

@@ -16,7 +16,7 @@ async fn set_clock(base: &str, admin: &str, now: &str) {
 }
 
 /// The runs a server's admin API lists, oldest first: (slot, attempt, outcome).
-async fn runs(base: &str, admin: &str) -> Vec<(String, i64, String)> {
+pub(super) async fn runs(base: &str, admin: &str) -> Vec<(String, i64, String)> {
     let v: serde_json::Value = reqwest::Client::new()
         .get(format!("{base}/admin/sync/runs?limit=100"))
         .bearer_auth(admin)
@@ -39,7 +39,7 @@ async fn runs(base: &str, admin: &str) -> Vec<(String, i64, String)> {
 }
 
 /// Waits until the runs satisfy `done`; returns them.
-async fn wait_runs(
+pub(super) async fn wait_runs(
     base: &str,
     admin: &str,
     what: &str,
@@ -56,7 +56,7 @@ async fn wait_runs(
     }
 }
 
-fn mirror_config(dir: &std::path::Path, upstream: &str) -> std::path::PathBuf {
+pub(super) fn mirror_config(dir: &std::path::Path, upstream: &str) -> std::path::PathBuf {
     let path = dir.join("mirror.toml");
     std::fs::write(
         &path,
@@ -82,7 +82,7 @@ secret_env = "DAILY_MIRROR_SECRET"
     path
 }
 
-const ADMIN: &str = "mirror-admin-token";
+pub(super) const ADMIN: &str = "mirror-admin-token";
 
 /// `serve --mirror`: one run per day at 08:30 China time as the emulated clock moves across
 /// several mornings, a failed run retried after its jittered delay, every run recorded, and
