@@ -235,7 +235,7 @@ function watch(page, errors) {
     const refusedRow = states.find((row) => row[0] === "wxbbbb000000000404");
     check(demoRow && demoRow[1] === "ok", `the demo account's state: ${JSON.stringify(demoRow)}`);
     check(
-      refusedRow && refusedRow[1] === "credentials" && /fix the secret of wxbbbb000000000404/.test(refusedRow[4]),
+      refusedRow && refusedRow[1] === "credentials" && /check the appid wxbbbb000000000404/.test(refusedRow[4]),
       `the refused account's state: ${JSON.stringify(refusedRow)}`,
     );
     const facts = await p6.textContent(".facts");

@@ -368,6 +368,10 @@ pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> 
                         "check the credentials of {} (secret, ticket or token) and its authorization by {appid}",
                         target.secret_from
                     ),
+                    // 40013, 41002: the upstream knows no such appid.
+                    (Access::Secret(_), 40013 | 41002) => format!(
+                        "check the appid {appid}: the upstream knows no such account"
+                    ),
                     (Access::Secret(_), _) => format!(
                         "fix the secret of {appid} (given as {})",
                         target.secret_from
