@@ -99,6 +99,9 @@ impl DaemonInfo {
     }
 }
 
+/// Runs asked for within this many seconds of one another (by the run's clock) are one run.
+pub const AT_ONCE: i64 = 5;
+
 /// An attempt not finished whose last sign of life (every 30 s while it runs) is older than
 /// this (by the run's clock) is taken for dead: its process stopped without recording an end.
 pub const STALE: i64 = 300;
@@ -311,18 +314,31 @@ async fn run_asked(
     }
     let now = (ctx.now)();
     let day = format_date(current_slot(now, mirror.schedule));
+    let slot = match &appid {
+        Some(a) => format!("{day} {a}"),
+        None => day,
+    };
     // A run of the mirror under way, here or elsewhere (a fresh sign of life), whatever its
-    // slot: not two at once.
+    // slot: not two at once. And one of this slot that started moments ago answers requests
+    // made "at once" — on several instances, or a button pressed twice — which its own may
+    // have finished before they are read.
     match ctx.store.sync_runs(Some(&mirror.name), 50).await {
         Ok(runs) => {
-            if let Some(busy) = runs
-                .iter()
-                .find(|r| r.finished.is_none() && now.as_second() - r.beat <= STALE)
-            {
-                let _ = reply.send(Err(Refused::Busy(format!(
-                    "run #{} of mirror {} is under way",
-                    busy.id, mirror.name
-                ))));
+            let busy = runs.iter().find(|r| {
+                (r.finished.is_none() && now.as_second() - r.beat <= STALE)
+                    || (r.slot.as_deref() == Some(slot.as_str())
+                        && (now.as_second() - r.started).abs() < AT_ONCE)
+            });
+            if let Some(busy) = busy {
+                let why = if busy.finished.is_none() {
+                    format!("run #{} of mirror {} is under way", busy.id, mirror.name)
+                } else {
+                    format!(
+                        "run #{} of mirror {} started less than {AT_ONCE} s ago",
+                        busy.id, mirror.name
+                    )
+                };
+                let _ = reply.send(Err(Refused::Busy(why)));
                 return;
             }
         }
@@ -331,10 +347,6 @@ async fn run_asked(
             return;
         }
     }
-    let slot = match &appid {
-        Some(a) => format!("{day} {a}"),
-        None => day,
-    };
     let attempt = match ctx.store.sync_slot_run(&mirror.name, &slot).await {
         Ok(last) => last.map_or(1, |r| r.attempt + 1),
         Err(e) => {
