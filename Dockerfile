@@ -26,9 +26,14 @@ WORKDIR /src
 COPY . .
 # The commit `datacube --version` shows (.git is not part of the build context).
 ARG DATACUBE_COMMIT=unknown
+# The target cache is shared by every build on the machine, whatever tree it came from: cargo
+# judges freshness by modification times, so this tree's sources are made the newest (a build
+# from another checkout, with older times but other contents, would otherwise be taken as this
+# one's). The dependencies stay cached.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    DATACUBE_COMMIT="${DATACUBE_COMMIT}" cargo build --release --locked --bin datacube \
+    find crates -type f -exec touch {} + \
+    && DATACUBE_COMMIT="${DATACUBE_COMMIT}" cargo build --release --locked --bin datacube \
     && install -D target/release/datacube /out/datacube
 
 FROM ${BASE_IMAGE} AS base
