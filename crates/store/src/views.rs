@@ -295,14 +295,21 @@ impl View {
             ),
             Generation::Classic => String::new(),
         };
+        // Snapshots in a list are trimmed as the API trims them; a lone object (accepted as a
+        // list of one) is kept as it is, as the API keeps it.
+        let list = self.list.as_deref().unwrap_or_default();
         let until = match (dialect, self.dated) {
             (_, false) => format!("{period}{first}"),
-            (Dialect::Sqlite, true) => {
-                format!("{period}{first} AND json_extract(e.value, '$.stat_date') <= {ready}")
-            }
-            (Dialect::Postgres, true) => {
-                format!("{period}{first} AND (e.value ->> 'stat_date') <= {ready}")
-            }
+            (Dialect::Sqlite, true) => format!(
+                "{period}{first} AND (json_type(r.value, '{}') <> 'array' \
+                 OR json_extract(e.value, '$.stat_date') <= {ready})",
+                sqlite_path(list)
+            ),
+            (Dialect::Postgres, true) => format!(
+                "{period}{first} AND (jsonb_typeof(r.value #> '{}') <> 'array' \
+                 OR (e.value ->> 'stat_date') <= {ready})",
+                pg_path(list)
+            ),
         };
         let from = match (dialect, &self.list) {
             (Dialect::Sqlite, None) => format!(

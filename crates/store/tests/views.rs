@@ -194,3 +194,108 @@ async fn compressed_days_are_made_plain_by_the_migration_and_read_by_the_views()
         .unwrap();
     assert_eq!(again, before, "a compressed day is still answered");
 }
+
+/// Article snapshots dated after the last ready day are not shown, as the API trims them; a
+/// lone object where a list is expected (accepted as a list of one) is kept whole, as the API
+/// keeps it — in the row's JSON column and in the list's own view alike.
+#[tokio::test]
+async fn the_views_trim_snapshots_as_the_api_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = datacube_store::testing::fresh_database(dir.path(), "snapshots");
+    let snapshot = |day: &str| {
+        format!(
+            r#"{{"stat_date":"{day}","target_user":10,"int_page_read_user":1,"int_page_read_count":1,"ori_page_read_user":0,"ori_page_read_count":0,"share_user":0,"share_count":0,"add_to_fav_user":0,"add_to_fav_count":0}}"#
+        )
+    };
+    let body = format!(
+        r#"{{"list":[{{"ref_date":"{DAY}","msgid":"1000_1","title":"a","details":[{},{},{}]}},{{"ref_date":"{DAY}","msgid":"1000_2","title":"b","details":{}}}]}}"#,
+        snapshot("2026-05-04"),
+        snapshot("2026-05-05"),
+        snapshot("2026-05-06"),
+        snapshot("2026-05-06"),
+    );
+    let rows = parse_list(
+        Endpoint::GetArticleTotal,
+        body.as_bytes(),
+        NewFields::Refuse,
+    )
+    .unwrap()
+    .rows;
+    let store = Store::open(&url).unwrap();
+    store
+        .upsert_rows(APPID, Endpoint::GetArticleTotal, rows, None)
+        .await
+        .unwrap();
+    // The last ready day is the 5th: the 6th's snapshots are not answered yet.
+    let last_ready = date(2026, 5, 5);
+    store.set_view_clock(Some(last_ready)).await.unwrap();
+    let listed = store
+        .list_body(APPID, Endpoint::GetArticleTotal, DAY, DAY)
+        .await
+        .unwrap();
+    let answered =
+        datacube_api::row::trim_snapshots(Endpoint::GetArticleTotal, &listed, last_ready).unwrap();
+    let answered: serde_json::Value = serde_json::from_str(&answered).unwrap();
+    let details: Vec<serde_json::Value> = answered["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["details"].clone())
+        .collect();
+    assert_eq!(details[0].as_array().unwrap().len(), 2, "{answered}");
+    assert!(details[1].is_object(), "{answered}");
+
+    let url2 = url.clone();
+    let (json_columns, elements): (Vec<serde_json::Value>, i64) = std::thread::spawn(move || {
+        match url2.strip_prefix("sqlite://") {
+            Some(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let json: Vec<serde_json::Value> = conn
+                    .prepare("SELECT details FROM wechat_getarticletotal WHERE appid = ?1 ORDER BY msgid")
+                    .unwrap()
+                    .query_map([APPID], |r| r.get::<_, String>(0))
+                    .unwrap()
+                    .map(|t| serde_json::from_str(&t.unwrap()).unwrap())
+                    .collect();
+                let n = conn
+                    .query_row(
+                        "SELECT count(*) FROM wechat_getarticletotal_details WHERE appid = ?1",
+                        [APPID],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (json, n)
+            }
+            None => {
+                let mut client = postgres::Client::connect(&url2, postgres::NoTls).unwrap();
+                let json: Vec<serde_json::Value> = client
+                    .query(
+                        "SELECT details::text FROM wechat_getarticletotal WHERE appid = $1 ORDER BY msgid",
+                        &[&APPID],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
+                    .collect();
+                let n = client
+                    .query_one(
+                        "SELECT count(*) FROM wechat_getarticletotal_details WHERE appid = $1",
+                        &[&APPID],
+                    )
+                    .unwrap()
+                    .get(0);
+                (json, n)
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        json_columns, details,
+        "the rows' JSON columns are the API's"
+    );
+    assert_eq!(
+        elements, 3,
+        "two snapshots of the list, and the lone object"
+    );
+}
