@@ -169,6 +169,16 @@ impl axum::extract::FromRequest<App> for Admitted {
 
 /// The admin API's JSON bodies are objects: serde's derived readers would also take an array
 /// of the fields in order (`[]` for a struct of defaults), which no description allows.
+/// A body that may be empty (or `null`): what it says, or `T`'s default.
+pub(crate) fn parse_optional_json<'a, T: Deserialize<'a> + Default>(
+    body: &'a [u8],
+) -> Result<T, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    Ok(parse_json::<Option<T>>(body)?.unwrap_or_default())
+}
+
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AdminError> {
     if body.trim_ascii_start().starts_with(b"[") {
         return Err(AdminError::new(

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admin::{error, internal, parse_json, AdminError, Admitted, Problem};
+use crate::admin::{
+    error, internal, parse_json, parse_optional_json, AdminError, Admitted, Problem,
+};
 use crate::faults::Faults;
 use crate::state::App;
 
@@ -69,13 +71,9 @@ pub(crate) struct ResetDone {
     ))]
 async fn reset(State(app): State<App>, Admitted(body): Admitted) -> Response {
     // No body, or `null`: nothing but the data.
-    let asked: Reset = if body.iter().all(u8::is_ascii_whitespace) {
-        Reset::default()
-    } else {
-        match parse_json::<Option<Reset>>(&body) {
-            Ok(asked) => asked.unwrap_or_default(),
-            Err(e) => return e.into_response(),
-        }
+    let asked: Reset = match parse_optional_json(&body) {
+        Ok(asked) => asked,
+        Err(e) => return e.into_response(),
     };
     if asked.clock {
         app.restart_clock();

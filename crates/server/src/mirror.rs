@@ -12,7 +12,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::admin::{error, parse_json, Admitted, Problem};
+use crate::admin::{error, parse_optional_json, Admitted, Problem};
 use crate::state::App;
 
 /// A run started now.
@@ -57,6 +57,9 @@ pub struct DaemonState {
     pub next: Option<jiff::Timestamp>,
 }
 
+/// What [`MirrorRunner::run_now`] answers, in time.
+pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<RunStarted, RunRefused>> + Send + 'a>>;
+
 /// What runs the mirror now, for the admin API.
 pub trait MirrorRunner: Send + Sync {
     /// The daemon's state.
@@ -64,10 +67,7 @@ pub trait MirrorRunner: Send + Sync {
 
     /// Reads the configuration again, then starts a run of the whole mirror (or of `appid`
     /// alone) now — once, whichever instances are asked — and answers when it has started.
-    fn run_now(
-        &self,
-        appid: Option<String>,
-    ) -> Pin<Box<dyn Future<Output = Result<RunStarted, RunRefused>> + Send + '_>>;
+    fn run_now(&self, appid: Option<String>) -> RunFuture<'_>;
 }
 
 /// The mirror daemon beside the server (`serve --mirror`), if any.
@@ -107,13 +107,9 @@ pub(crate) struct RunNow {
         (status = 422, description = "The configuration file, read again, is wrong (the one in use stays).", body = Problem),
     ))]
 pub(crate) async fn run_now(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    let asked: RunNow = if body.iter().all(u8::is_ascii_whitespace) {
-        RunNow::default()
-    } else {
-        match parse_json::<Option<RunNow>>(&body) {
-            Ok(asked) => asked.unwrap_or_default(),
-            Err(e) => return e.into_response(),
-        }
+    let asked: RunNow = match parse_optional_json(&body) {
+        Ok(asked) => asked,
+        Err(e) => return e.into_response(),
     };
     if let Some(appid) = asked.appid.as_deref() {
         if datacube_api::Appid::parse(appid).is_err() {

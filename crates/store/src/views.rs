@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 
-use datacube_api::row::{Field, Kind, Shape};
+use datacube_api::row::{Kind, Shape};
 use datacube_api::{Endpoint, Generation, Period};
 
 /// The SQL a view is written in.
@@ -123,7 +123,7 @@ pub fn all() -> Vec<View> {
         let shape = endpoint.shape();
         let mut columns = vec![appid()];
         let mut lists = Vec::new();
-        flatten(shape, &[], &mut columns, &mut lists, Source::Row);
+        flatten(shape, &[], &mut columns, &mut lists, false);
         out.push(View {
             name: format!("wechat_{}", endpoint.name()),
             endpoint,
@@ -143,7 +143,7 @@ pub fn all() -> Vec<View> {
                 .cloned()
                 .collect();
             let mut nested = Vec::new();
-            flatten(element, &[], &mut columns, &mut nested, Source::Element);
+            flatten(element, &[], &mut columns, &mut nested, true);
             // Lists within an element stay JSON columns (`detail_list[].read_user_source`).
             out.push(View {
                 name: format!("wechat_{}_{}", endpoint.name(), path[path.len() - 1]),
@@ -185,15 +185,15 @@ fn is_key(shape: &Shape, name: &str) -> bool {
 
 type ListAt = (Vec<&'static str>, &'static Shape);
 
-/// The columns of `shape`'s fields under `prefix`: scalars as typed columns, objects
-/// flattened, lists as JSON columns (each also noted in `lists`, when at a row's top or in
-/// its object).
+/// The columns of `shape`'s fields under `prefix` — of a list's `element`, or of the row —:
+/// scalars as typed columns, objects flattened, lists as JSON columns (each also noted in
+/// `lists`, when at a row's top or in its object).
 fn flatten(
     shape: &'static Shape,
     prefix: &[&'static str],
     columns: &mut Vec<Column>,
     lists: &mut Vec<ListAt>,
-    source: fn(Vec<&'static str>) -> Source,
+    element: bool,
 ) {
     for field in shape.fields {
         let mut path = prefix.to_vec();
@@ -201,40 +201,29 @@ fn flatten(
         let mut dated = false;
         let ty = match field.kind {
             Kind::Object(inner) => {
-                flatten(inner, &path, columns, lists, source);
+                flatten(inner, &path, columns, lists, element);
                 continue;
             }
-            Kind::List(element) => {
-                lists.push((path.clone(), element));
-                dated = is_dated(element);
+            Kind::List(inner) => {
+                lists.push((path.clone(), inner));
+                dated = is_dated(inner);
                 ColumnType::Json
             }
             kind => scalar(kind),
         };
-        let source = if field.name == "ref_date" && prefix.is_empty() && is_row(source) {
-            Source::RefDate
-        } else {
-            source(path.clone())
+        let source = match (element, field.name == "ref_date" && prefix.is_empty()) {
+            (true, _) => Source::Element(path.clone()),
+            (false, true) => Source::RefDate,
+            (false, false) => Source::Row(path.clone()),
         };
         columns.push(Column {
+            name: field.name,
+            ty,
+            path,
+            required: field.required,
             dated,
-            ..column(field, ty, path, source)
+            source,
         });
-    }
-}
-
-fn is_row(source: fn(Vec<&'static str>) -> Source) -> bool {
-    matches!(source(Vec::new()), Source::Row(_))
-}
-
-fn column(field: &Field, ty: ColumnType, path: Vec<&'static str>, source: Source) -> Column {
-    Column {
-        name: field.name,
-        ty,
-        path,
-        required: field.required,
-        dated: false,
-        source,
     }
 }
 

@@ -128,18 +128,32 @@ fn record_dir() -> Option<std::path::PathBuf> {
     None
 }
 
+/// Whether `dir` is a directory of this user's own that nobody else may write in: only then is
+/// a record in it written or believed (a symlink or another user's directory is neither).
+fn own_dir(dir: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (Ok(meta), Ok(me)) = (
+            std::fs::symlink_metadata(dir),
+            std::fs::metadata("/proc/self"),
+        ) else {
+            return false;
+        };
+        meta.is_dir() && meta.uid() == me.uid() && meta.permissions().mode() & 0o022 == 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        false
+    }
+}
+
 /// The address a running `serve` recorded, if its process still runs.
 fn recorded() -> Option<SocketAddr> {
     let dir = record_dir()?;
-    #[cfg(unix)]
-    {
-        // Only a directory of our own, not writable by others, is believed.
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let meta = std::fs::symlink_metadata(&dir).ok()?;
-        let me = std::fs::metadata("/proc/self").ok()?.uid();
-        if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
-            return None;
-        }
+    if !own_dir(&dir) {
+        return None;
     }
     let text = std::fs::read_to_string(dir.join("serve.addr")).ok()?;
     let (addr, pid) = text.trim().split_once(' ')?;
@@ -153,13 +167,11 @@ pub fn record(addr: SocketAddr) -> Option<Recorded> {
     let dir = record_dir()?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-        let meta = std::fs::symlink_metadata(&dir).ok()?;
-        let me = std::fs::metadata("/proc/self").ok()?.uid();
-        if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
-            return None;
-        }
+    }
+    if !own_dir(&dir) {
+        return None;
     }
     let pid = std::process::id();
     let temp = dir.join(format!("serve.addr.{pid}"));

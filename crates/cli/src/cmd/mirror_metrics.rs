@@ -70,13 +70,7 @@ pub fn register(mirror: &Mirror) {
             had
         })
         .unwrap_or(true);
-    let configured = mirror.accounts.iter().map(|a| a.appid.as_str()).chain(
-        mirror
-            .component
-            .iter()
-            .flat_map(|c| c.authorizers.iter().map(|(appid, _)| appid.as_str())),
-    );
-    for appid in configured {
+    for appid in mirror.named_accounts() {
         tracked(&name, appid);
     }
     if known {

@@ -642,20 +642,7 @@ impl datacube_server::mirror::MirrorRunner for Runner {
         }
     }
 
-    fn run_now(
-        &self,
-        appid: Option<String>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = Result<
-                        datacube_server::mirror::RunStarted,
-                        datacube_server::mirror::RunRefused,
-                    >,
-                > + Send
-                + '_,
-        >,
-    > {
+    fn run_now(&self, appid: Option<String>) -> datacube_server::mirror::RunFuture<'_> {
         use datacube_server::mirror::{RunRefused, RunStarted};
         Box::pin(async move {
             let busy = || {

@@ -83,17 +83,7 @@ impl DaemonInfo {
         DaemonInfo {
             name: mirror.name.clone(),
             schedule: format!("{:02}:{:02}", mirror.schedule.0, mirror.schedule.1),
-            accounts: mirror
-                .accounts
-                .iter()
-                .map(|a| a.appid.clone())
-                .chain(
-                    mirror
-                        .component
-                        .iter()
-                        .flat_map(|c| c.authorizers.iter().map(|(a, _)| a.clone())),
-                )
-                .collect(),
+            accounts: mirror.named_accounts().map(str::to_owned).collect(),
             next: None,
         }
     }

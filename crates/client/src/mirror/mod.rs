@@ -54,13 +54,24 @@ pub struct AccountSource {
 }
 
 impl Mirror {
+    /// The accounts the configuration names: its own, then a third-party platform's listed
+    /// authorizers.
+    pub fn named_accounts(&self) -> impl Iterator<Item = &str> {
+        self.accounts.iter().map(|a| a.appid.as_str()).chain(
+            self.component
+                .iter()
+                .flat_map(|c| c.authorizers.iter().map(|(appid, _)| appid.as_str())),
+        )
+    }
+
     /// Whether `appid` may be one of the accounts a run reaches: one the configuration names,
     /// or any when a third-party platform's authorizers are read from the upstream.
     pub fn may_reach(&self, appid: &str) -> bool {
-        self.accounts.iter().any(|a| a.appid == appid)
-            || self.component.as_ref().is_some_and(|c| {
-                c.authorizers.is_empty() || c.authorizers.iter().any(|(a, _)| a == appid)
-            })
+        self.named_accounts().any(|a| a == appid)
+            || self
+                .component
+                .as_ref()
+                .is_some_and(|c| c.authorizers.is_empty())
     }
 }
 

@@ -9,24 +9,39 @@ const OTHER: &str = "wxbbbb000000000031";
 const OTHER_SECRET: &str = "the-right-secret-of-the-other-0031";
 const ADMIN: &str = "accounts-admin-token-0123456789";
 
-#[tokio::test]
-async fn a_wrong_secret_is_named_with_its_account_and_not_called_a_retry() {
-    let (_d1, up_db) = temp_db();
-    add_account(&up_db, OTHER, OTHER_SECRET).await;
-    let up = serve(&up_db, &["--demo", "--demo-days", "10"]).await;
-    let (dir, mirror_db) = temp_db();
-    let config = dir.path().join("mirror.toml");
+/// A demo server that also knows OTHER (with OTHER_SECRET); its database lives as long as it.
+async fn upstream_with_other() -> ((tempfile::TempDir, Served), String) {
+    let (dir, db) = temp_db();
+    add_account(&db, OTHER, OTHER_SECRET).await;
+    let up = serve(&db, &["--demo", "--demo-days", "10"]).await;
+    let base = up.base.clone();
+    ((dir, up), base)
+}
+
+/// A mirror configuration of the demo account and OTHER, each secret from its own variable
+/// (DEMO_SECRET_FOR_TEST, OTHER_SECRET_FOR_TEST), of `endpoints` from 2026-06-05.
+fn two_accounts(dir: &std::path::Path, upstream: &str, endpoints: &[&str]) -> std::path::PathBuf {
+    let config = dir.join("mirror.toml");
+    let endpoints: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
     std::fs::write(
         &config,
         format!(
-            "name = \"agency\"\nupstream = \"{}\"\nfrom = \"2026-06-05\"\n\
-             endpoints = [\"getusersummary\", \"getusercumulate\"]\n\
+            "name = \"agency\"\nupstream = \"{upstream}\"\nfrom = \"2026-06-05\"\n\
+             endpoints = [{}]\n\
              [[account]]\nappid = \"{DEMO_APPID}\"\nsecret_env = \"DEMO_SECRET_FOR_TEST\"\n\
              [[account]]\nappid = \"{OTHER}\"\nsecret_env = \"OTHER_SECRET_FOR_TEST\"\n",
-            up.base
+            endpoints.join(", ")
         ),
     )
     .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_named_with_its_account_and_not_called_a_retry() {
+    let (_up, up_base) = upstream_with_other().await;
+    let (dir, mirror_db) = temp_db();
+    let config = two_accounts(dir.path(), &up_base, &["getusersummary", "getusercumulate"]);
     let config = config.to_str().unwrap();
     let out = datacube(&mirror_db)
         .args(["sync", "--config", config, "--report", "json"])
@@ -119,7 +134,7 @@ async fn a_wrong_secret_is_named_with_its_account_and_not_called_a_retry() {
             "--appid",
             OTHER,
             "--upstream",
-            &up.base,
+            &up_base,
             "--from",
             "2026-06-05",
         ])
@@ -146,22 +161,9 @@ async fn a_wrong_secret_is_named_with_its_account_and_not_called_a_retry() {
 /// and every family of `/metrics` has its `# HELP`.
 #[tokio::test]
 async fn prometheus_names_the_account_whose_secret_was_refused() {
-    let (_d1, up_db) = temp_db();
-    add_account(&up_db, OTHER, OTHER_SECRET).await;
-    let up = serve(&up_db, &["--demo", "--demo-days", "10"]).await;
+    let (_up, up_base) = upstream_with_other().await;
     let (dir, mirror_db) = temp_db();
-    let config = dir.path().join("mirror.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "name = \"agency\"\nupstream = \"{}\"\nfrom = \"2026-06-05\"\n\
-             endpoints = [\"getusersummary\"]\n\
-             [[account]]\nappid = \"{DEMO_APPID}\"\nsecret_env = \"DEMO_SECRET_FOR_TEST\"\n\
-             [[account]]\nappid = \"{OTHER}\"\nsecret_env = \"OTHER_SECRET_FOR_TEST\"\n",
-            up.base
-        ),
-    )
-    .unwrap();
+    let config = two_accounts(dir.path(), &up_base, &["getusersummary"]);
     let served = Serve::new(&mirror_db)
         .args(&["--mirror", config.to_str().unwrap(), "--admin-token", ADMIN])
         .env("DEMO_SECRET_FOR_TEST", DEMO_SECRET)
