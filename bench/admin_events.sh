@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Live ingestion benchmark (issue 19): `POST /admin/events` with small time-ordered batches —
-# the shape of a service forwarding its events as they happen. EVENTS events of ACCOUNTS
-# accounts (bench/gen_events.py, sorted by time) are posted in batches of BATCH lines, one
-# after the other on one keep-alive connection, to a fresh `datacube serve` on SQLite; each
-# binary given is run ROUNDS times, alternating. Prints the wall time and the batch latency
-# (median, p99) of each run.
+# Live ingestion benchmark (issues 19 and 31): `POST /admin/events` with small time-ordered
+# batches of today's events — the shape of a service forwarding its events as they happen —
+# to an account with a year of history (`datacube demo --days 365`) and to a new account, in
+# batches of 100 and of 1,000 lines, one after the other on one keep-alive connection. Each
+# backend (SQLite, PostgreSQL) gets a fresh database; each binary given is run ROUNDS times,
+# alternating. Then CONCURRENT posters, each to an account of its own, against one poster
+# alone: whether posters to different accounts wait for each other. Prints events/s and the
+# batch latency (median, p99) of each run.
 #
 #   bench/admin_events.sh                               # target/release/datacube
 #   bench/admin_events.sh /tmp/datacube-old target/release/datacube   # before / after
+#   BACKENDS=sqlite EVENTS=20000 bench/admin_events.sh
+# PostgreSQL: PG (default postgres://postgres@127.0.0.1:5432), where the database
+# dcbench_live is dropped and created for each run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-ACCOUNTS=${ACCOUNTS:-10}
-EVENTS=${EVENTS:-200000}
-BATCH=${BATCH:-100}
-ROUNDS=${ROUNDS:-2}
+EVENTS=${EVENTS:-50000}
+ROUNDS=${ROUNDS:-1}
+BACKENDS=${BACKENDS:-sqlite postgres}
+CONCURRENT=${CONCURRENT:-4}
+PG=${PG:-postgres://postgres@127.0.0.1:5432}
+NOW=2026-03-02T10:00:00+08:00
+YEAR=wxbenchyear000001
+NEW=wxbenchnew0000001
 work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
@@ -23,42 +32,115 @@ if [ $# = 0 ]; then
   cargo build --release -q -p datacube
   set -- "$root/target/release/datacube"
 fi
-python3 bench/gen_events.py "$ACCOUNTS" "$EVENTS" 7 | LC_ALL=C sort -S 1G >"$work/events.ndjson"
-echo "$(wc -l <"$work/events.ndjson") events of $ACCOUNTS accounts, batches of $BATCH lines"
 token=bench-admin-token-0123456789
 export DATACUBE_LOG=warn
 
+fresh() {  # backend: a fresh database's URL
+  case $1 in
+    sqlite) rm -f "$work"/db*; echo "sqlite://$work/db" ;;
+    postgres)
+      psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS dcbench_live" 2>/dev/null
+      psql -q "$PG/postgres" -c "CREATE DATABASE dcbench_live"
+      echo "$PG/dcbench_live" ;;
+  esac
+}
+
 for round in $(seq 1 "$ROUNDS"); do
-  for bin in "$@"; do
-    rm -f "$work"/db*
-    for i in $(seq 1 "$ACCOUNTS"); do
-      "$bin" account add --database "sqlite://$work/db" --appid "$(printf 'wxbench%011d' "$i")" \
-        --secret bench-secret-0001 >/dev/null
-    done
-    DATACUBE_LOG=warn "$bin" serve --database "sqlite://$work/db" --listen 127.0.0.1:18383 \
-      --clock 2026-01-01T10:00:00+08:00 --admin-token "$token" >"$work/serve.out" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-    printf '%s: ' "$bin"
-    python3 - "$work/events.ndjson" "$BATCH" "$token" <<'PY'
-import http.client, json, statistics, sys, time
-path, batch, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-lines = open(path, "rb").read().splitlines(keepends=True)
-conn = http.client.HTTPConnection("127.0.0.1", 18383)
-latencies, accepted = [], 0
-started = time.perf_counter()
-for i in range(0, len(lines), batch):
-    body = b"".join(lines[i:i + batch])
-    t = time.perf_counter()
-    conn.request("POST", "/admin/events", body, {"Authorization": f"Bearer {token}"})
-    answer = conn.getresponse().read()
-    latencies.append(time.perf_counter() - t)
-    accepted += json.loads(answer)["accepted"]
-wall = time.perf_counter() - started
-latencies.sort()
-print(f"{wall:.2f} s, {accepted} accepted, batch median {statistics.median(latencies) * 1000:.2f} ms, "
-      f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms")
+  for backend in $BACKENDS; do
+    for bin in "$@"; do
+      db=$(fresh "$backend")
+      accounts=("$YEAR" "$NEW")
+      for i in $(seq 1 "$CONCURRENT"); do accounts+=("$(printf 'wxbenchpar%07d' "$i")"); done
+      for a in "${accounts[@]}"; do
+        "$bin" account add --database "$db" --appid "$a" --secret bench-secret-0001 >/dev/null
+      done
+      "$bin" demo --database "$db" --appid "$YEAR" --days 365 --clock "$NOW" >/dev/null
+      "$bin" serve --database "$db" --listen 127.0.0.1:18383 --clock "$NOW" \
+        --admin-token "$token" >"$work/serve.out" 2>&1 &
+      pid=$!
+      for _ in $(seq 1 100); do grep -q serving "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+      echo "== $backend, $bin (round $round)"
+      python3 - "$token" "$EVENTS" "$CONCURRENT" "$YEAR" "$NEW" "${accounts[@]:2}" <<'PY'
+import datetime, http.client, json, random, statistics, sys, threading, time
+token, total, concurrent, year, new = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+parallel = sys.argv[6:]
+china = datetime.timezone(datetime.timedelta(hours=8))
+day = int(datetime.datetime(2026, 3, 2, tzinfo=china).timestamp())
+serial = [0]
+
+def events(appid, n, seed):
+    """n of today's events of appid, in time order, each with an id of its own."""
+    rng = random.Random(seed)
+    serial[0] += 1
+    run = serial[0]
+    times = sorted(day + rng.randrange(10 * 3600) for _ in range(n))
+    msgid = f"2247499{run:03d}_1"
+    out = [json.dumps({"type": "publish", "appid": appid, "id": f"b{run}-p",
+                       "time": datetime.datetime.fromtimestamp(day, china).isoformat(),
+                       "msgid": msgid, "title": "bench"}).encode() + b"\n"]
+    for i, t in enumerate(times[1:]):
+        stamp = datetime.datetime.fromtimestamp(t, china).isoformat()
+        e = {"appid": appid, "id": f"b{run}-{i}", "time": stamp}
+        openid = f"o{rng.randrange(5000):05d}"
+        r = rng.random()
+        if r < 0.10:
+            e.update(type="follow", openid=openid, source=rng.choice([0, 1, 30, 43]))
+        elif r < 0.13:
+            e.update(type="unfollow", openid=openid)
+        elif r < 0.48:
+            e.update(type="message", openid=openid, msg_type=rng.choice(["text", "image", "voice"]))
+        elif r < 0.78:
+            e.update(type="reply", cost_ms=rng.randrange(50, 3000), ok=rng.random() < 0.98)
+        elif r < 0.98:
+            e.update(type="read", openid=openid, msgid=msgid, page="int", scene="session")
+        else:
+            e.update(type="share", openid=openid, msgid=msgid, scene="friends", **{"from": "session"})
+        out.append(json.dumps(e, ensure_ascii=False).encode() + b"\n")
+    return out
+
+def post(lines, batch, latencies):
+    conn = http.client.HTTPConnection("127.0.0.1", 18383)
+    accepted = 0
+    for i in range(0, len(lines), batch):
+        body = b"".join(lines[i:i + batch])
+        t = time.perf_counter()
+        conn.request("POST", "/admin/events", body, {"Authorization": f"Bearer {token}"})
+        answer = conn.getresponse().read()
+        latencies.append(time.perf_counter() - t)
+        report = json.loads(answer)
+        assert report.get("rejected_total", 0) == 0, report
+        accepted += report["accepted"]
+    return accepted
+
+def show(label, n, wall, latencies):
+    latencies.sort()
+    print(f"{label}: {n / wall:,.0f} events/s, batch median {statistics.median(latencies) * 1000:.2f} ms, "
+          f"p99 {latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000:.2f} ms", flush=True)
+
+for batch in (100, 1000):
+    for name, appid in (("year of history", year), ("new account", new)):
+        lines = events(appid, total, batch)
+        latencies = []
+        started = time.perf_counter()
+        accepted = post(lines, batch, latencies)
+        wall = time.perf_counter() - started
+        assert accepted == len(lines), (accepted, len(lines))
+        show(f"  batch {batch:>5}, {name:<15}", accepted, wall, latencies)
+
+# Posters to different accounts: one alone, then `concurrent` at once (batches of 100).
+batch = 100
+for k in (1, concurrent):
+    streams = [events(parallel[i], total // concurrent, 7_000 + i) for i in range(k)]
+    latencies = [[] for _ in range(k)]
+    threads = [threading.Thread(target=post, args=(streams[i], batch, latencies[i])) for i in range(k)]
+    started = time.perf_counter()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    wall = time.perf_counter() - started
+    show(f"  {k} poster(s) to {k} account(s), batch {batch}", sum(map(len, streams)), wall,
+         [x for l in latencies for x in l])
 PY
-    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+      kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+    done
   done
 done

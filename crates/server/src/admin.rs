@@ -585,7 +585,15 @@ async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
         };
         let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
         let mut known = datacube_store::ingest::KnownAccounts::default();
-        datacube_store::ingest::ingest_lines(app.store(), &lines, yesterday, &mut known).await
+        // Stored at once, counted when first read: a batch costs what it holds.
+        match datacube_store::ingest::parse_lines(app.store(), &lines, &mut known).await {
+            Ok(parsed) => {
+                parsed
+                    .store(app.store(), datacube_store::ingest::Recompute::WhenRead)
+                    .await
+            }
+            Err(e) => Err(e),
+        }
     };
     match done {
         Ok((report, changed)) => {

@@ -228,17 +228,18 @@ async fn watch_changes(app: App) {
 
 /// Keeps computed statistics complete as days go by: whenever the China day (by the server's
 /// clock) changes, accounts with events get their daily follower rows up to yesterday, also
-/// for days without any event; and statistics left pending (events stored by `push` or
-/// `proxy` whose periods were not recomputed yet, say after a crash) are recomputed.
+/// for days without any event; and statistics pending (live events, `POST /admin/events`,
+/// and those stored by `push` or `proxy` whose periods were not recomputed yet) are
+/// recomputed once they are readable: late events at once, today's when the day is ready
+/// (answers settle what they may show themselves; this keeps the SQL views current).
 async fn roll_days(app: App) {
     let mut filled: Option<jiff::civil::Date> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        let yesterday =
-            datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
-        // Statistics left pending by a recorder that stopped before recomputing them.
-        if let Err(e) = app.store().flush_pending(yesterday).await {
+        let datacube_store::Settle { ready, yesterday } =
+            datacube_store::Settle::at(app.clock().unix());
+        if let Err(e) = app.store().flush_readable(ready, yesterday).await {
             tracing::warn!(error = %e, "recomputing pending statistics failed");
         }
         if filled == Some(yesterday) {

@@ -272,7 +272,13 @@ pub(crate) async fn answer(
     }
     crate::metrics::response_cache(false);
     let generation = answers.generation(appid);
-    match app.store().list_body(appid, endpoint, begin, end).await {
+    // Live events still pending that this answer may show are counted first.
+    let settle = datacube_store::Settle::at(now);
+    match app
+        .store()
+        .list_body(appid, endpoint, (begin, end), Some(settle))
+        .await
+    {
         Ok(body) => {
             let body = trim_snapshots(endpoint, &body, ready).unwrap_or(body);
             let body = answer_body(endpoint, body, is_delay(endpoint, begin, ready));

@@ -121,8 +121,8 @@ impl IngestReport {
 #[derive(Debug, Default)]
 pub struct KnownAccounts(HashMap<String, Option<i64>>);
 
-/// Ingests one batch of numbered lines (blank lines are skipped). Returns the report and the
-/// accounts whose statistics changed.
+/// Ingests one batch of numbered lines (blank lines are skipped), its statistics recomputed
+/// in the same transaction. Returns the report and the accounts whose statistics changed.
 pub async fn ingest_lines<L: AsRef<str>>(
     store: &Store,
     lines: &[(usize, L)],
@@ -130,7 +130,17 @@ pub async fn ingest_lines<L: AsRef<str>>(
     known: &mut KnownAccounts,
 ) -> Result<(IngestReport, BTreeSet<String>), StoreError> {
     let parsed = parse_lines(store, lines, known).await?;
-    parsed.store(store, yesterday).await
+    parsed.store(store, Recompute::Now { yesterday }).await
+}
+
+/// When the statistics of a batch's events are recomputed.
+#[derive(Debug, Clone, Copy)]
+pub enum Recompute {
+    /// In the transaction that stores them: their periods are fresh when it commits, at a
+    /// cost that grows with the account's history (followers from the first follow on).
+    Now { yesterday: Date },
+    /// When they can first be read (see [`Store::ingest_live`]): a batch costs what it holds.
+    WhenRead,
 }
 
 /// A batch parsed, checked and prepared for storing, not stored yet.
@@ -150,10 +160,13 @@ impl Parsed {
     pub async fn store(
         self,
         store: &Store,
-        yesterday: Date,
+        recompute: Recompute,
     ) -> Result<(IngestReport, BTreeSet<String>), StoreError> {
         let (appids, account_of) = (self.appids, self.account_of);
-        let outcome = store.ingest_batch(self.batch, yesterday).await?;
+        let outcome = match recompute {
+            Recompute::Now { yesterday } => store.ingest_batch(self.batch, yesterday).await?,
+            Recompute::WhenRead => store.ingest_live(self.batch).await?,
+        };
         let mut rejected = self.rejected;
         let mut report = IngestReport::default();
         let mut changed = BTreeSet::new();

@@ -20,7 +20,7 @@ impl Inner {
 
     pub(crate) fn ingest(&self, mut batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
         let accepted = self.write(|tx| {
-            events::store_batch(tx, &mut batch, yesterday, |appid| {
+            events::store_batch(tx, &mut batch, yesterday, &self.ids, |appid| {
                 accounts::bump_change(tx, appid)
             })
         })?;
@@ -32,8 +32,22 @@ impl Inner {
         Ok(IngestOutcome { accepted, gone })
     }
 
-    pub(crate) fn ingest_deferred(&self, mut batch: Batch) -> Result<IngestOutcome> {
-        let accepted = self.write(|tx| events::store_batch_deferred(tx, &mut batch))?;
+    /// Stores `batch` with its statistics pending (see [`Store::ingest_deferred`]); with
+    /// `log_changes`, each account that stored events is in the change log at once (servers
+    /// drop its cached answers, whose next reading settles what is pending).
+    pub(crate) fn ingest_deferred(
+        &self,
+        mut batch: Batch,
+        log_changes: bool,
+    ) -> Result<IngestOutcome> {
+        let accepted = self.write(|tx| {
+            events::store_batch_deferred(tx, &mut batch, &self.ids, |appid| {
+                if log_changes {
+                    accounts::bump_change(tx, appid)?;
+                }
+                Ok(())
+            })
+        })?;
         let gone = batch.gone().to_vec();
         if batch.len() >= 10_000 {
             std::thread::spawn(move || drop(batch));
@@ -80,6 +94,7 @@ impl Inner {
                         yesterday,
                         partial.as_deref(),
                         &spread,
+                        &self.ids,
                         |a| accounts::bump_change(tx, a),
                     )
                 })?;
@@ -112,10 +127,23 @@ impl Inner {
         self.live.lock().map_or(0, |l| l.rebuilds)
     }
 
-    pub(crate) fn flush_pending(&self, yesterday: Date) -> Result<usize> {
-        // Usually nothing is pending: look before taking the write lock.
-        let any = self.read(|db| db.int("SELECT COUNT(*) FROM stat_pending", db::p![]))?;
-        if any == 0 {
+    pub(crate) fn flush_pending(&self, yesterday: Date, due: events::Due) -> Result<usize> {
+        // Usually nothing is due: look before taking the write lock.
+        let any = self.read(|db| match due {
+            events::Due::All => Ok(db.int("SELECT COUNT(*) FROM stat_pending", db::p![])? > 0),
+            events::Due::Through {
+                ready,
+                appid: Some(appid),
+            } => events::pending_through(db, appid, ready),
+            events::Due::Through { ready, appid: None } => Ok(db
+                .opt(
+                    "SELECT 1 FROM stat_pending WHERE lo <= ?1 LIMIT 1",
+                    db::p![datacube_api::date::date_to_epoch_day(ready)],
+                    |_| Ok(()),
+                )?
+                .is_some()),
+        })?;
+        if !any {
             return Ok(0);
         }
         let mut live = self
@@ -123,7 +151,7 @@ impl Inner {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let done = self.write(|tx| {
-            events::flush_pending(tx, yesterday, &mut live, |appid| {
+            events::flush_pending(tx, yesterday, due, &mut live, |appid| {
                 accounts::bump_change(tx, appid)
             })
         });
@@ -132,6 +160,53 @@ impl Inner {
             *live = Default::default();
         }
         done
+    }
+
+    /// The body `{"list":[…]}` of `endpoint`'s rows of `appid` from `begin` to `end` (see
+    /// [`Store::list_body`]); with `settle`, what is pending of the account and readable by
+    /// then is recomputed first.
+    pub(crate) fn list_body(
+        &self,
+        appid: &str,
+        endpoint: Endpoint,
+        (begin, end): (Date, Date),
+        settle: Option<Settle>,
+    ) -> Result<String> {
+        let body = |db: &dyn Db| -> Result<String> {
+            let mut out = String::with_capacity(4096);
+            out.push_str("{\"list\":[");
+            let n = days::list_into(db, appid, endpoint, begin, end, &mut out)?;
+            days::quiet_tail(db, appid, endpoint, (begin, end), n, &mut out)?;
+            out.push_str("]}");
+            Ok(out)
+        };
+        let Some(settle) = settle else {
+            return self.read(body);
+        };
+        // One read when nothing is pending (the usual case): the check is in its transaction.
+        let settled = self.read(|db| {
+            if events::pending_through(db, appid, settle.ready)? {
+                Ok(None)
+            } else {
+                body(db).map(Some)
+            }
+        })?;
+        if let Some(body) = settled {
+            return Ok(body);
+        }
+        self.settle(appid, settle)?;
+        self.read(body)
+    }
+
+    /// Recomputes what is pending of `appid` and readable by `settle.ready`.
+    pub(crate) fn settle(&self, appid: &str, settle: Settle) -> Result<usize> {
+        self.flush_pending(
+            settle.yesterday,
+            events::Due::Through {
+                ready: settle.ready,
+                appid: Some(appid),
+            },
+        )
     }
 
     /// Every stored row of `endpoint`, comma-separated in WeChat's order, and how many.

@@ -57,7 +57,26 @@ use datacube_api::Endpoint;
 use jiff::civil::Date;
 
 pub use db::record_waits;
-pub use events::Batch;
+pub use events::{Batch, Due};
+
+/// When an answer is read: the last day it may show (`last_ready_day`) and yesterday (the
+/// last day follower rows reach), both China time. Statistics pending for days up to `ready`
+/// are recomputed before it is read ([`Store::list_body`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Settle {
+    pub ready: Date,
+    pub yesterday: Date,
+}
+
+impl Settle {
+    /// At `unix` seconds.
+    pub fn at(unix: i64) -> Settle {
+        Settle {
+            ready: datacube_api::date::last_ready_day(unix),
+            yesterday: datacube_api::date::add_days(datacube_api::date::china_date(unix), -1),
+        }
+    }
+}
 pub use records::{
     AccountRecord, BulkOutcome, ComponentRecord, Grant, IngestOutcome, Issued, TokenKind,
     TokenRecord, TokenStatus, UpsertReport,
@@ -179,6 +198,8 @@ pub(crate) struct Inner {
     /// Live message and reply tallies for [`Store::flush_pending`] (taken with a write
     /// transaction open).
     live: Mutex<events::LiveTallies>,
+    /// The id index's deltas this process has read or written.
+    ids: events::IdCache,
 }
 
 /// The storage handle: SQLite or PostgreSQL, cheap to clone.
@@ -217,6 +238,7 @@ impl Store {
                 backend,
                 url: redacted(url),
                 live: Mutex::new(Default::default()),
+                ids: Default::default(),
             }),
         })
     }
@@ -704,8 +726,18 @@ impl Store {
         &self,
         events: Vec<datacube_engine::Event>,
     ) -> Result<IngestOutcome> {
-        self.run(move |s| s.ingest_deferred(Batch::prepare(events)?))
+        self.run(move |s| s.ingest_deferred(Batch::prepare(events)?, false))
             .await
+    }
+
+    /// Stores a batch of live events (`POST /admin/events`): the events at once, durable and
+    /// counted exactly once when this returns, their statistics pending — recomputed when
+    /// they can first be read: before an answer that may show them ([`Store::list_body`] with
+    /// a [`Settle`]), or by [`Store::flush_pending`] with [`Due::Through`] as days become
+    /// readable. What a batch costs is what it holds, not the account's history. Each account
+    /// that stored events is in the change log at once.
+    pub async fn ingest_live(&self, batch: Batch) -> Result<IngestOutcome> {
+        self.run(move |s| s.ingest_deferred(batch, true)).await
     }
 
     /// [`Store::ingest_deferred`] of events handed over in parts (joined on the blocking
@@ -718,7 +750,7 @@ impl Store {
     ) -> Result<IngestOutcome> {
         self.run(move |s| {
             let events = parts.into_iter().flatten().collect();
-            s.ingest_deferred(Batch::prepare(events)?.fenced(fence))
+            s.ingest_deferred(Batch::prepare(events)?.fenced(fence), false)
         })
         .await
     }
@@ -726,7 +758,22 @@ impl Store {
     /// Recomputes the statistics of every period marked by [`Store::ingest_deferred`];
     /// returns how many accounts.
     pub async fn flush_pending(&self, yesterday: Date) -> Result<usize> {
-        self.run(move |s| s.flush_pending(yesterday)).await
+        self.run(move |s| s.flush_pending(yesterday, Due::All))
+            .await
+    }
+
+    /// Recomputes the pending periods of every account with one on or before `ready` (see
+    /// [`Due::Through`]): what answers up to `ready` may show. Returns how many accounts.
+    pub async fn flush_readable(&self, ready: Date, yesterday: Date) -> Result<usize> {
+        self.run(move |s| s.flush_pending(yesterday, Due::Through { ready, appid: None }))
+            .await
+    }
+
+    /// Recomputes what is pending of `appid` and may show in an answer by `settle.ready`
+    /// (what [`Store::list_body`] does before reading). Returns 1 if anything was.
+    pub async fn settle(&self, appid: &str, settle: Settle) -> Result<usize> {
+        let appid = appid.to_owned();
+        self.run(move |s| s.settle(&appid, settle)).await
     }
 
     /// Extends the daily follower rows of every account with events up to `yesterday` (China
@@ -765,24 +812,19 @@ impl Store {
     /// The success body `{"list":[…]}` for a range (see [`Store::list_rows`]), with the quiet
     /// days after what is stored of an account with events (getusersummary, getusercumulate:
     /// days past `days::QUIET_STORED` after its last event are not stored). `end` must be at
-    /// most the last ready day.
+    /// most the last ready day. With `settle`, the statistics of live events still pending
+    /// that may show by `settle.ready` are recomputed first, so that the answer reflects every
+    /// event accepted before it ([`Store::ingest_live`]).
     pub async fn list_body(
         &self,
         appid: &str,
         endpoint: Endpoint,
-        begin: Date,
-        end: Date,
+        (begin, end): (Date, Date),
+        settle: Option<Settle>,
     ) -> Result<String> {
         let appid = appid.to_owned();
-        self.read(move |db| {
-            let mut out = String::with_capacity(4096);
-            out.push_str("{\"list\":[");
-            let n = days::list_into(db, &appid, endpoint, begin, end, &mut out)?;
-            days::quiet_tail(db, &appid, endpoint, (begin, end), n, &mut out)?;
-            out.push_str("]}");
-            Ok(out)
-        })
-        .await
+        self.run(move |s| s.list_body(&appid, endpoint, (begin, end), settle))
+            .await
     }
 }
 

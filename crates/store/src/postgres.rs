@@ -42,13 +42,14 @@ fn readers_max() -> usize {
 /// (recorded in `datacube_schema`). Version 1 is the layout of SQLite's version 6; later ones
 /// are SQLite's, in PostgreSQL's types ([`schema::for_postgres`]). Never edit an entry that
 /// has shipped: add a new one.
-fn pg_migrations() -> [std::borrow::Cow<'static, str>; 5] {
+fn pg_migrations() -> [std::borrow::Cow<'static, str>; 6] {
     [
         PG_LAYOUT_1.into(),
         schema::for_postgres(schema::COMPONENTS).into(),
         schema::for_postgres(schema::SYNC_RUNS).into(),
         schema::for_postgres(schema::INCARNATIONS).into(),
         schema::for_postgres(schema::STAT_VIEWS).into(),
+        schema::for_postgres(schema::DELTA_STAMPS).into(),
     ]
 }
 

@@ -146,7 +146,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 10: the statistics as SQL views (crate::views), run after the schema changes; days
     // stored compressed are made plain first (days::make_plain).
     STAT_VIEWS,
+    // 11: each id delta stamped when written, so that a process may keep the deltas it has
+    // read (crate::events::IdCache).
+    DELTA_STAMPS,
 ];
+
+/// Version 11 (PostgreSQL's 6): a random stamp per id delta, 0 for those written before; the
+/// index that lists an account's deltas holds it, so that listing them reads no delta.
+pub(crate) const DELTA_STAMPS: &str = r#"
+    ALTER TABLE event_id_delta ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX event_id_delta_by_app;
+    CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq, stamp);
+"#;
 
 /// Version 10 (PostgreSQL's 5): the statistics as SQL views. The views themselves are
 /// generated from the row shapes ([`crate::views::script`]) and created after the last
@@ -192,7 +203,11 @@ pub(crate) fn move_v3_events(tx: &rusqlite::Connection) -> crate::Result<()> {
                 }
             })
             .collect();
-        crate::events::append(tx, &mut crate::events::Batch::prepare(events)?.unchecked())?;
+        crate::events::append(
+            tx,
+            &mut crate::events::Batch::prepare(events)?.unchecked(),
+            &crate::events::IdCache::default(),
+        )?;
     }
     tx.execute_batch("DROP TABLE event")?;
     Ok(())

@@ -168,7 +168,7 @@ async fn compressed_days_are_made_plain_by_the_migration_and_read_by_the_views()
         .await
         .unwrap();
     let before = store
-        .list_body(APPID, Endpoint::GetUserReadHour, DAY, DAY)
+        .list_body(APPID, Endpoint::GetUserReadHour, (DAY, DAY), None)
         .await
         .unwrap();
     assert_eq!(in_the_view(&url), (n, true), "stored plain, shown whole");
@@ -177,7 +177,7 @@ async fn compressed_days_are_made_plain_by_the_migration_and_read_by_the_views()
     back_to_compressed(&url, false);
     let store = Store::open(&url).unwrap();
     let after = store
-        .list_body(APPID, Endpoint::GetUserReadHour, DAY, DAY)
+        .list_body(APPID, Endpoint::GetUserReadHour, (DAY, DAY), None)
         .await
         .unwrap();
     assert_eq!(after, before, "the same answer after the migration");
@@ -189,7 +189,7 @@ async fn compressed_days_are_made_plain_by_the_migration_and_read_by_the_views()
     back_to_compressed(&url, true);
     let store = Store::open(&url).unwrap();
     let again = store
-        .list_body(APPID, Endpoint::GetUserReadHour, DAY, DAY)
+        .list_body(APPID, Endpoint::GetUserReadHour, (DAY, DAY), None)
         .await
         .unwrap();
     assert_eq!(again, before, "a compressed day is still answered");
@@ -230,7 +230,7 @@ async fn the_views_trim_snapshots_as_the_api_does() {
     let last_ready = date(2026, 5, 5);
     store.set_view_clock(Some(last_ready)).await.unwrap();
     let listed = store
-        .list_body(APPID, Endpoint::GetArticleTotal, DAY, DAY)
+        .list_body(APPID, Endpoint::GetArticleTotal, (DAY, DAY), None)
         .await
         .unwrap();
     let answered =

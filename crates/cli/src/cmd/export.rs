@@ -58,12 +58,23 @@ pub async fn run(args: ExportArgs) -> Result<()> {
     }
     let store = open(&args.db.database)?;
     let endpoint = args.endpoint;
+    let now = args.clock.now();
+    let ready = datacube_api::date::last_ready_day(now.as_second());
+    // Live events still pending that the rows asked for may show are counted first.
+    let settle = datacube_store::Settle::at(now.as_second());
+    store
+        .settle(
+            &args.appid,
+            datacube_store::Settle {
+                ready: settle.ready.max(args.to),
+                ..settle
+            },
+        )
+        .await?;
     let (rows, _) = store
         .list_rows(&args.appid, endpoint, args.from, args.to)
         .await?;
     // As `serve` would answer now: snapshots up to the last ready day.
-    let now = args.clock.now();
-    let ready = datacube_api::date::last_ready_day(now.as_second());
     let body = list_body([rows.as_str()].into_iter().filter(|r| !r.is_empty()));
     let body = trim_snapshots(endpoint, &body, ready).unwrap_or(body);
     let top: std::collections::BTreeMap<&str, &serde_json::value::RawValue> =

@@ -11,15 +11,15 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
-const SECRET: &str = "s3cret-for-tests";
+pub(crate) const SECRET: &str = "s3cret-for-tests";
 
-fn appids(n: usize) -> Vec<String> {
+pub(crate) fn appids(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("wxaaaa0000000000{i:02}")).collect()
 }
 
 /// `days` days of demo activity (every kind of event, the 2025 ones too) of each account,
 /// account after account, each in time order.
-async fn demo_lines(db: &str, accounts: &[String], days: u32) -> Vec<String> {
+pub(crate) async fn demo_lines(db: &str, accounts: &[String], days: u32) -> Vec<String> {
     let mut lines = Vec::new();
     for appid in accounts {
         let days = days.to_string();
@@ -35,12 +35,12 @@ async fn demo_lines(db: &str, accounts: &[String], days: u32) -> Vec<String> {
     lines
 }
 
-fn time_of(line: &str) -> jiff::Timestamp {
+pub(crate) fn time_of(line: &str) -> jiff::Timestamp {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     v["time"].as_str().unwrap().parse().unwrap()
 }
 
-async fn fresh(accounts: &[String]) -> (tempfile::TempDir, String) {
+pub(crate) async fn fresh(accounts: &[String]) -> (tempfile::TempDir, String) {
     let (dir, db) = temp_db();
     for appid in accounts {
         add_account(&db, appid, SECRET).await;
@@ -59,7 +59,7 @@ async fn ingest(db: &str, dir: &std::path::Path, name: &str, lines: &[String], e
 }
 
 /// Every endpoint's answers for every account, call by call over the demo's days.
-async fn all_answers(db: &str, accounts: &[String], days: u32) -> Vec<(String, String)> {
+pub(crate) async fn all_answers(db: &str, accounts: &[String], days: u32) -> Vec<(String, String)> {
     let served = serve(db, &[]).await;
     let clock: jiff::Timestamp = CLOCK.parse().unwrap();
     let yesterday = add_days(china_date(clock.as_second()), -1);
@@ -83,7 +83,7 @@ async fn all_answers(db: &str, accounts: &[String], days: u32) -> Vec<(String, S
 }
 
 /// Asserts that every endpoint answered rows somewhere (so that equal answers mean something).
-fn assert_every_endpoint_has_rows(answers: &[(String, String)]) {
+pub(crate) fn assert_every_endpoint_has_rows(answers: &[(String, String)]) {
     for endpoint in Endpoint::ALL {
         let prefix = format!(" {endpoint} ");
         assert!(
@@ -95,7 +95,7 @@ fn assert_every_endpoint_has_rows(answers: &[(String, String)]) {
     }
 }
 
-fn assert_same(what: &str, expected: &[(String, String)], got: &[(String, String)]) {
+pub(crate) fn assert_same(what: &str, expected: &[(String, String)], got: &[(String, String)]) {
     assert_eq!(expected.len(), got.len(), "{what}: as many answers");
     for ((label, want), (_, answer)) in expected.iter().zip(got) {
         assert_eq!(want, answer, "{what}: {label}");
@@ -189,7 +189,7 @@ async fn every_order_and_every_split_gives_the_same_answers_byte_for_byte() {
 }
 
 /// `N accepted, N duplicates, N rejected` → (accepted, duplicates).
-fn counts(out: &str) -> (u64, u64) {
+pub(crate) fn counts(out: &str) -> (u64, u64) {
     let numbers: Vec<u64> = out
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())

@@ -9,6 +9,7 @@ mod health;
 mod hostile;
 mod ingest;
 mod instances;
+mod live;
 mod mirror;
 mod push;
 mod reset;

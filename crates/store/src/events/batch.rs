@@ -324,9 +324,10 @@ pub(crate) struct Appended {
 pub(crate) fn append(
     tx: &dyn Db,
     batch: &mut Batch,
+    cache: &IdCache,
 ) -> Result<(Vec<bool>, BTreeMap<String, Appended>)> {
     fence(tx, batch)?;
-    let (takes, appended) = store_events(tx, batch)?;
+    let (takes, appended) = store_events(tx, batch, cache)?;
     Ok((keep_taken(batch, takes), appended))
 }
 
@@ -367,6 +368,7 @@ pub(super) type Takes = [Vec<bool>; CLASSES];
 pub(super) fn store_events(
     tx: &dyn Db,
     batch: &Batch,
+    cache: &IdCache,
 ) -> Result<(Vec<Takes>, BTreeMap<String, Appended>)> {
     let mut takes = Vec::with_capacity(batch.accounts.len());
     let mut out = BTreeMap::new();
@@ -388,7 +390,7 @@ pub(super) fn store_events(
             }
         }
         if !candidates.is_empty() {
-            let fresh = dedup_ids(tx, appid, &account.classes, candidates)?;
+            let fresh = dedup_ids(tx, appid, &account.classes, candidates, cache)?;
             for (c, take) in account.classes.iter().zip(take.iter_mut()) {
                 for (k, hash) in c.hashes.iter().enumerate() {
                     if hash.is_some() {
@@ -493,9 +495,10 @@ pub(crate) fn store_batch(
     tx: &dyn Db,
     batch: &mut Batch,
     yesterday: Date,
+    cache: &IdCache,
     mut changed: impl FnMut(&str) -> Result<()>,
 ) -> Result<Vec<bool>> {
-    let (accepted, appended) = append(tx, batch)?;
+    let (accepted, appended) = append(tx, batch, cache)?;
     for account in &batch.accounts {
         if let Some(appended) = appended.get(&account.appid) {
             recompute(tx, account, appended, yesterday)?;
@@ -507,11 +510,17 @@ pub(crate) fn store_batch(
 
 /// Stores a prepared batch without recomputing statistics: the periods it touched are marked
 /// pending (in the same transaction) for [`flush_pending`]. Returns, for each event, whether
-/// it was accepted.
-pub(crate) fn store_batch_deferred(tx: &dyn Db, batch: &mut Batch) -> Result<Vec<bool>> {
-    let (accepted, appended) = append(tx, batch)?;
+/// it was accepted. `changed` is called for each account that stored events.
+pub(crate) fn store_batch_deferred(
+    tx: &dyn Db,
+    batch: &mut Batch,
+    cache: &IdCache,
+    mut changed: impl FnMut(&str) -> Result<()>,
+) -> Result<Vec<bool>> {
+    let (accepted, appended) = append(tx, batch, cache)?;
     for (appid, appended) in &appended {
         mark_pending(tx, appid, &appended.touched)?;
+        changed(appid)?;
     }
     Ok(accepted)
 }
@@ -555,6 +564,7 @@ pub(crate) fn store_bulk(
     yesterday: Date,
     partial: Option<&str>,
     spread: &FxHashSet<String>,
+    cache: &IdCache,
     mut changed: impl FnMut(&str) -> Result<()>,
 ) -> Result<(Vec<bool>, Vec<String>)> {
     fence(tx, batch)?;
@@ -592,7 +602,7 @@ pub(crate) fn store_bulk(
         let (takes, appended) = with_jobs(
             &jobs,
             true,
-            || store_events(tx, stored),
+            || store_events(tx, stored, cache),
             |(takes, _), job, days| {
                 if holds(takes, job.appid) {
                     job.write(tx, days?)?;

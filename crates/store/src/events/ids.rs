@@ -111,6 +111,129 @@ pub(super) fn write_entries(entries: &[(u64, u32)]) -> Vec<u8> {
     out
 }
 
+/// The id index's deltas as last read or written, by account and `seq`, each with the random
+/// `stamp` it was written with: a batch lists its account's deltas (seq and stamp, from the
+/// index alone) and reads only those it does not hold, where reading every delta whole each
+/// time would cost a small batch in proportion to the account's history. Deltas are never
+/// changed once written, and a seq SQLite gives again after a delete comes with another
+/// stamp, so what is held is what is stored, whoever wrote it. Bounded: past [`CACHE_BYTES`]
+/// it starts over.
+#[derive(Default)]
+pub(crate) struct IdCache {
+    held: std::sync::Mutex<IdCacheInner>,
+}
+
+#[derive(Default)]
+struct IdCacheInner {
+    accounts: HashMap<String, HashMap<i64, (i64, std::sync::Arc<[u8]>)>>,
+    bytes: usize,
+}
+
+/// The most bytes of deltas an [`IdCache`] holds.
+const CACHE_BYTES: usize = 64 << 20;
+
+impl IdCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdCacheInner> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The deltas of `appid`, in seq order: those held, the others read (and then held).
+    fn deltas(&self, tx: &dyn Db, appid: &str) -> Result<Vec<(i64, std::sync::Arc<[u8]>)>> {
+        let listed: Vec<(i64, i64)> = tx.all(
+            "SELECT seq, stamp FROM event_id_delta WHERE appid = ?1 ORDER BY seq",
+            p![appid],
+            |r| Ok((r.int(0)?, r.int(1)?)),
+        )?;
+        let mut out = Vec::with_capacity(listed.len());
+        {
+            let mut held = self.lock();
+            let inner = &mut *held;
+            if let Some(mine) = inner.accounts.get_mut(appid) {
+                // Deltas merged away since.
+                mine.retain(|seq, (stamp, blob)| {
+                    let keep = listed.contains(&(*seq, *stamp));
+                    if !keep {
+                        inner.bytes -= blob.len();
+                    }
+                    keep
+                });
+            }
+        }
+        for (seq, stamp) in listed {
+            let held = self
+                .lock()
+                .accounts
+                .get(appid)
+                .and_then(|m| m.get(&seq))
+                .filter(|(s, _)| *s == stamp && stamp != 0)
+                .map(|(_, blob)| blob.clone());
+            let blob = match held {
+                Some(blob) => blob,
+                None => {
+                    let blob: std::sync::Arc<[u8]> = tx.one(
+                        "SELECT data FROM event_id_delta WHERE seq = ?1",
+                        p![seq],
+                        |r| Ok(r.blob(0)?.into()),
+                    )?;
+                    let stamp = if stamp == 0 {
+                        // Written before stamps were: stamped now (this is a write).
+                        let stamp = new_stamp();
+                        tx.exec(
+                            "UPDATE event_id_delta SET stamp = ?2 WHERE seq = ?1",
+                            p![seq, stamp],
+                        )?;
+                        stamp
+                    } else {
+                        stamp
+                    };
+                    self.hold(appid, seq, stamp, blob.clone());
+                    blob
+                }
+            };
+            out.push((seq, blob));
+        }
+        Ok(out)
+    }
+
+    /// Writes a delta of `appid` and holds it.
+    fn write(&self, tx: &dyn Db, appid: &str, data: Vec<u8>) -> Result<i64> {
+        let stamp = new_stamp();
+        let seq = tx.int(
+            "INSERT INTO event_id_delta (appid, data, stamp) VALUES (?1, ?2, ?3) RETURNING seq",
+            p![appid, &data, stamp],
+        )?;
+        self.hold(appid, seq, stamp, data.into());
+        Ok(seq)
+    }
+
+    fn hold(&self, appid: &str, seq: i64, stamp: i64, blob: std::sync::Arc<[u8]>) {
+        debug_assert_ne!(stamp, 0);
+        if stamp == 0 {
+            return;
+        }
+        let mut held = self.lock();
+        if held.bytes + blob.len() > CACHE_BYTES {
+            *held = IdCacheInner::default();
+        }
+        held.bytes += blob.len();
+        let before = held
+            .accounts
+            .entry(appid.to_owned())
+            .or_default()
+            .insert(seq, (stamp, blob));
+        if let Some((_, old)) = before {
+            held.bytes -= old.len();
+        }
+    }
+}
+
+/// A delta's stamp: random, never 0 (the stamp of deltas written before stamps were).
+fn new_stamp() -> i64 {
+    rand::random::<i64>() | 1
+}
+
 /// An id to look up in the index: its hash, the tag of its event's day and class, and where
 /// the event is in the account's batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,6 +260,7 @@ pub(super) fn dedup_ids(
     appid: &str,
     classes: &[ClassBatch; CLASSES],
     mut candidates: Vec<Candidate>,
+    cache: &IdCache,
 ) -> Result<Vec<(u8, u32)>> {
     let (bits, mut count): (u32, u64) = tx
         .opt(
@@ -147,11 +271,7 @@ pub(super) fn dedup_ids(
         .unwrap_or((0, 0));
     candidates.sort_unstable();
     // The deltas as stored (sorted entries), searched in place.
-    let deltas: Vec<(i64, Vec<u8>)> = tx.all(
-        "SELECT seq, data FROM event_id_delta WHERE appid = ?1 ORDER BY seq",
-        p![appid],
-        |r| Ok((r.int(0)?, r.blob(1)?.to_vec())),
-    )?;
+    let deltas = cache.deltas(tx, appid)?;
     // Ids already stored, by (day, class): loaded only to confirm a hash that was found.
     let mut stored_ids: HashMap<u32, FxHashSet<String>> = HashMap::new();
     let mut fresh = Vec::with_capacity(candidates.len());
@@ -185,12 +305,12 @@ pub(super) fn dedup_ids(
             // Candidates and every level (the bucket, each delta) are sorted by hash: one cursor
             // per level moves forward, by binary search (a level may be large beside a small
             // batch). Equal hashes stay under the cursor: the next candidate may share one.
-            let levels = std::iter::once((&bucket_blob, &mut bucket_at))
+            let levels = std::iter::once((&bucket_blob[..], &mut bucket_at))
                 .chain(
                     deltas
                         .iter()
                         .zip(delta_at.iter_mut())
-                        .map(|((_, d), at)| (d, at)),
+                        .map(|((_, d), at)| (&**d, at)),
                 )
                 .map(|(level, at)| {
                     let (tags, next) = entries_from(level, *at, hash);
@@ -220,10 +340,7 @@ pub(super) fn dedup_ids(
     }
     if !added.is_empty() {
         // `added` is in hash order already: candidates were sorted.
-        let own_delta = tx.int(
-            "INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2) RETURNING seq",
-            p![appid, &write_entries(&added)],
-        )?;
+        let own_delta = cache.write(tx, appid, write_entries(&added))?;
         count += added.len() as u64;
         tx.exec(
             "INSERT INTO event_app (appid, id_bits, ids) VALUES (?1, ?2, ?3)
@@ -258,10 +375,7 @@ pub(super) fn dedup_ids(
                 for (seq, _) in &sizes[from..] {
                     tx.exec("DELETE FROM event_id_delta WHERE seq = ?1", p![*seq])?;
                 }
-                tx.exec(
-                    "INSERT INTO event_id_delta (appid, data) VALUES (?1, ?2)",
-                    p![appid, &write_entries(&merged)],
-                )?;
+                cache.write(tx, appid, write_entries(&merged))?;
             }
         }
     }

@@ -51,8 +51,30 @@ pub(crate) fn pending_accounts(tx: &dyn Db) -> Result<Vec<String>> {
     )
 }
 
-/// Recomputes every pending period (see [`store_batch_deferred`]) and clears the marks;
-/// `changed` is called for each account. Returns the accounts recomputed.
+/// Which pending statistics a flush recomputes.
+#[derive(Debug, Clone, Copy)]
+pub enum Due<'a> {
+    /// Every period pending.
+    All,
+    /// Every period pending of the accounts (of `appid` alone, when given) with a period
+    /// pending on or before `ready`: what an answer for days up to `ready` may show. Periods
+    /// of later days only — today's, say — change nothing that can be read yet, and wait.
+    Through { ready: Date, appid: Option<&'a str> },
+}
+
+/// Whether `appid` has a period pending on or before `ready` (see [`Due::Through`]).
+pub(crate) fn pending_through(db: &dyn Db, appid: &str, ready: Date) -> Result<bool> {
+    Ok(db
+        .opt(
+            "SELECT 1 FROM stat_pending WHERE appid = ?1 AND lo <= ?2 LIMIT 1",
+            p![appid, date_to_epoch_day(ready)],
+            |_| Ok(()),
+        )?
+        .is_some())
+}
+
+/// Recomputes the pending periods `due` names (see [`store_batch_deferred`]) and clears
+/// their marks; `changed` is called for each account. Returns the accounts recomputed.
 ///
 /// Messages and replies — what `push` and `proxy` record, all day long — are not recomputed
 /// from their day's events but answered from live tallies (`live`) that absorb only the
@@ -60,16 +82,46 @@ pub(crate) fn pending_accounts(tx: &dyn Db) -> Result<Vec<String>> {
 pub(crate) fn flush_pending(
     tx: &dyn Db,
     yesterday: Date,
+    due: Due,
     live: &mut LiveTallies,
     mut changed: impl FnMut(&str) -> Result<()>,
 ) -> Result<usize> {
+    let accounts: Option<FxHashSet<String>> = match due {
+        Due::All => None,
+        Due::Through { ready, appid } => {
+            let mut due = FxHashSet::default();
+            match appid {
+                Some(appid) => {
+                    if pending_through(tx, appid, ready)? {
+                        due.insert(appid.to_owned());
+                    }
+                }
+                None => tx.each(
+                    "SELECT DISTINCT appid FROM stat_pending WHERE lo <= ?1",
+                    p![date_to_epoch_day(ready)],
+                    &mut |row| {
+                        due.insert(row.text(0)?.to_owned());
+                        Ok(())
+                    },
+                )?,
+            }
+            if due.is_empty() {
+                return Ok(0);
+            }
+            Some(due)
+        }
+    };
     let mut pending: BTreeMap<String, Touched> = BTreeMap::new();
     tx.each(
         "SELECT appid, class, lo, hi FROM stat_pending",
         p![],
         &mut |row| {
+            let appid = row.text(0)?;
+            if accounts.as_ref().is_some_and(|a| !a.contains(appid)) {
+                return Ok(());
+            }
             let (class, lo, hi) = (row.int(1)?, row.int(2)?, row.int(3)?);
-            let touched = pending.entry(row.text(0)?.to_owned()).or_default();
+            let touched = pending.entry(appid.to_owned()).or_default();
             let span = &mut touched.spans[(class as usize).min(CLASSES - 1)];
             *span = union(*span, Some((epoch_day_to_date(lo), epoch_day_to_date(hi))));
             Ok(())
@@ -90,10 +142,8 @@ pub(crate) fn flush_pending(
             own_chunks: FxHashSet::default(),
         };
         recompute_but(tx, &own, &appended, yesterday, &LIVE_CLASSES)?;
+        tx.exec("DELETE FROM stat_pending WHERE appid = ?1", p![appid])?;
         changed(appid)?;
-    }
-    if !pending.is_empty() {
-        tx.exec("DELETE FROM stat_pending", p![])?;
     }
     Ok(pending.len())
 }

@@ -35,7 +35,11 @@ use datacube_engine::Kind;
 pub use batch::Batch;
 pub(crate) use batch::{append, store_batch, store_batch_deferred, store_bulk, Appended, Touched};
 pub(crate) use chunk::{decode_one, encode_into};
-pub(crate) use live::{flush_pending, pending_accounts, recompute_pending, LiveTallies};
+pub(crate) use ids::IdCache;
+pub use live::Due;
+pub(crate) use live::{
+    flush_pending, pending_accounts, pending_through, recompute_pending, LiveTallies,
+};
 pub(crate) use recompute::carry_forward;
 use {batch::*, chunk::*, ids::*, live::*, recompute::*};
 
@@ -298,14 +302,14 @@ mod tests {
             .collect();
         for chunk in events.chunks(997) {
             let out = store
-                .ingest_deferred(Batch::prepare(chunk.to_vec()).unwrap())
+                .ingest_deferred(Batch::prepare(chunk.to_vec()).unwrap(), false)
                 .unwrap();
             assert!(out.accepted.iter().all(|a| *a));
         }
         assert!(stored(&store, "wxa", Endpoint::GetUpstreamMsg).is_empty());
-        assert_eq!(store.flush_pending(last).unwrap(), 1);
+        assert_eq!(store.flush_pending(last, Due::All).unwrap(), 1);
         assert_eq!(
-            store.flush_pending(last).unwrap(),
+            store.flush_pending(last, Due::All).unwrap(),
             0,
             "nothing left pending"
         );
@@ -367,7 +371,7 @@ mod tests {
                     at += 2;
                     stored_so_far.extend(batch.iter().cloned());
                     store
-                        .ingest_deferred(Batch::prepare(batch).unwrap())
+                        .ingest_deferred(Batch::prepare(batch).unwrap(), false)
                         .unwrap();
                 }
             }
@@ -388,12 +392,12 @@ mod tests {
                 store.ingest(Batch::prepare(batch).unwrap(), last).unwrap();
             } else {
                 store
-                    .ingest_deferred(Batch::prepare(batch).unwrap())
+                    .ingest_deferred(Batch::prepare(batch).unwrap(), false)
                     .unwrap();
             }
             if burst || rng.random_bool(0.3) || at == events.len() {
                 flushes += 1;
-                store.flush_pending(last).unwrap();
+                store.flush_pending(last, Due::All).unwrap();
                 let first = stored_so_far
                     .iter()
                     .map(|e| china_date(e.time))
