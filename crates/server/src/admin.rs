@@ -557,11 +557,14 @@ impl From<datacube_store::ingest::IngestReport> for EventsReport {
     }
 }
 
-/// Stores events and counts them into the statistics.
+/// Stores events; their statistics are counted when they can first be read.
 ///
 /// One JSON object per line (docs/events.md); bad lines are named with their number and
-/// reason, the good ones kept. A body up to 16 MiB is stored in one transaction; a larger one
-/// is loaded as `datacube ingest` loads a file, in bounded memory.
+/// reason, the good ones kept. A body up to 16 MiB is stored in one transaction, with the
+/// periods it touches marked pending: every answer counts what it may show before it is
+/// given, and today's figures are counted when the day becomes readable — a batch costs what
+/// it holds, not the account's history. A larger body is loaded as `datacube ingest` loads a
+/// file, in bounded memory, its statistics computed at once.
 #[utoipa::path(post, path = "/admin/events", tag = "Admin",
     security(("admin_token" = [])),
     request_body(content = Option<String>, content_type = "application/x-ndjson",

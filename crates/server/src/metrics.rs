@@ -17,8 +17,11 @@
 //! - `datacube_connections_open`, `datacube_connections_closed_total{reason}`: connections the
 //!   edge closed (`header_timeout`, `body_timeout`, `idle_timeout`, `evicted`) or refused
 //!   (`full`, `address_full`);
-//! - `datacube_ingest_seconds`: a `POST /admin/events` batch stored and its statistics
-//!   recomputed (a histogram);
+//! - `datacube_ingest_seconds`: a `POST /admin/events` batch stored, its statistics pending
+//!   (a histogram);
+//! - `datacube_recompute_seconds{trigger}`: pending statistics recomputed, before an `answer`,
+//!   as their day became `readable`, or `all` of them (`push`, `proxy`) — a histogram,
+//!   recorded by the store;
 //! - `datacube_db_wait_seconds{op}`: how long a `read` took to get a connection, or a `write`
 //!   its turn (opening a connection and the round trips of taking the write lock included;
 //!   recorded by the store);
@@ -131,7 +134,12 @@ fn describe() {
     describe_histogram!(
         "datacube_ingest_seconds",
         Unit::Seconds,
-        "A POST /admin/events batch stored and its statistics recomputed."
+        "A POST /admin/events batch stored, its statistics pending."
+    );
+    describe_histogram!(
+        "datacube_recompute_seconds",
+        Unit::Seconds,
+        "Pending statistics recomputed: before an answer, as their day became readable, or all (push, proxy)."
     );
     describe_histogram!(
         "datacube_db_wait_seconds",

@@ -146,6 +146,7 @@ impl Inner {
         if !any {
             return Ok(0);
         }
+        let started = std::time::Instant::now();
         let mut live = self
             .live
             .lock()
@@ -158,6 +159,15 @@ impl Inner {
         if done.is_err() {
             // The tallies may count what the rolled-back transaction merged: start over.
             *live = Default::default();
+        }
+        if matches!(done, Ok(n) if n > 0) {
+            let trigger = match due {
+                events::Due::All => "all",
+                events::Due::Through { appid: Some(_), .. } => "answer",
+                events::Due::Through { appid: None, .. } => "readable",
+            };
+            metrics::histogram!("datacube_recompute_seconds", "trigger" => trigger)
+                .record(started.elapsed().as_secs_f64());
         }
         done
     }

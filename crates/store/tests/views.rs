@@ -70,8 +70,15 @@ fn back_to_compressed(url: &str, only_compress: bool) {
             for v in views {
                 conn.execute_batch(&format!("DROP VIEW {v}")).unwrap();
             }
-            conn.execute_batch("DROP TABLE view_clock; PRAGMA user_version = 9;")
-                .unwrap();
+            // And version 11's stamps of the id index's deltas.
+            conn.execute_batch(
+                "DROP TABLE view_clock;
+                 DROP INDEX event_id_delta_by_app;
+                 ALTER TABLE event_id_delta DROP COLUMN stamp;
+                 CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq);
+                 PRAGMA user_version = 9;",
+            )
+            .unwrap();
         }
         None => {
             let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -103,7 +110,13 @@ fn back_to_compressed(url: &str, only_compress: bool) {
                 client.batch_execute(&format!("DROP VIEW {v}")).unwrap();
             }
             client
-                .batch_execute("DROP TABLE view_clock; UPDATE datacube_schema SET version = 4;")
+                .batch_execute(
+                    "DROP TABLE view_clock;
+                     DROP INDEX event_id_delta_by_app;
+                     ALTER TABLE event_id_delta DROP COLUMN stamp;
+                     CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq);
+                     UPDATE datacube_schema SET version = 4;",
+                )
                 .unwrap();
         }
     })

@@ -140,7 +140,11 @@ impl IdCache {
     }
 
     /// The deltas of `appid`, in seq order: those held, the others read (and then held).
-    fn deltas(&self, tx: &dyn Db, appid: &str) -> Result<Vec<(i64, std::sync::Arc<[u8]>)>> {
+    pub(super) fn deltas(
+        &self,
+        tx: &dyn Db,
+        appid: &str,
+    ) -> Result<Vec<(i64, std::sync::Arc<[u8]>)>> {
         let listed: Vec<(i64, i64)> = tx.all(
             "SELECT seq, stamp FROM event_id_delta WHERE appid = ?1 ORDER BY seq",
             p![appid],
@@ -198,7 +202,7 @@ impl IdCache {
     }
 
     /// Writes a delta of `appid` and holds it.
-    fn write(&self, tx: &dyn Db, appid: &str, data: Vec<u8>) -> Result<i64> {
+    pub(super) fn write(&self, tx: &dyn Db, appid: &str, data: Vec<u8>) -> Result<i64> {
         let stamp = new_stamp();
         let seq = tx.int(
             "INSERT INTO event_id_delta (appid, data, stamp) VALUES (?1, ?2, ?3) RETURNING seq",

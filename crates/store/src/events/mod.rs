@@ -650,4 +650,50 @@ mod tests {
         let entries = vec![(1, 2), (u64::MAX, u32::MAX)];
         assert_eq!(read_entries(&write_entries(&entries)), entries);
     }
+
+    /// The id deltas a process holds are those stored, whoever wrote them: a delta deleted and
+    /// another written under the same seq (SQLite gives a seq again after a delete) is read
+    /// again, and one written before deltas were stamped is stamped, then held.
+    #[test]
+    fn held_deltas_are_what_is_stored() {
+        let (_dir, inner) = fresh("held");
+        let cache = IdCache::default();
+        let held = |tx: &dyn crate::db::Db| -> crate::Result<Vec<(i64, Vec<(u64, u32)>)>> {
+            Ok(cache
+                .deltas(tx, "wxa")?
+                .iter()
+                .map(|(seq, d)| (*seq, read_entries(d)))
+                .collect())
+        };
+        inner
+            .write(|tx| {
+                let seq = cache.write(tx, "wxa", write_entries(&[(1, 8)]))?;
+                assert_eq!(held(tx)?, vec![(seq, vec![(1, 8)])]);
+                // Another writer: the delta merged away, a new one under the same seq, written
+                // before stamps (0).
+                tx.exec("DELETE FROM event_id_delta WHERE seq = ?1", p![seq])?;
+                tx.exec(
+                    "INSERT INTO event_id_delta (seq, appid, data) VALUES (?1, 'wxa', ?2)",
+                    p![seq, &write_entries(&[(2, 16)])],
+                )?;
+                assert_eq!(held(tx)?, vec![(seq, vec![(2, 16)])]);
+                let stamp = tx.int(
+                    "SELECT stamp FROM event_id_delta WHERE seq = ?1",
+                    p![seq],
+                )?;
+                assert_ne!(stamp, 0, "stamped when first read");
+                // And again, under a stamp of its own.
+                tx.exec("DELETE FROM event_id_delta WHERE seq = ?1", p![seq])?;
+                tx.exec(
+                    "INSERT INTO event_id_delta (seq, appid, data, stamp) VALUES (?1, 'wxa', ?2, ?3)",
+                    p![seq, &write_entries(&[(3, 24)]), stamp + 2],
+                )?;
+                assert_eq!(held(tx)?, vec![(seq, vec![(3, 24)])]);
+                // Gone: nothing held for it.
+                tx.exec("DELETE FROM event_id_delta WHERE appid = 'wxa'", p![])?;
+                assert_eq!(held(tx)?, vec![]);
+                Ok(())
+            })
+            .unwrap();
+    }
 }
