@@ -125,9 +125,12 @@ pub(crate) struct IdCache {
 
 #[derive(Default)]
 struct IdCacheInner {
-    accounts: HashMap<String, HashMap<i64, (i64, std::sync::Arc<[u8]>)>>,
+    accounts: HashMap<String, Held>,
     bytes: usize,
 }
+
+/// One account's deltas held: by seq, the stamp and the stored bytes.
+type Held = HashMap<i64, (i64, std::sync::Arc<[u8]>)>;
 
 /// The most bytes of deltas an [`IdCache`] holds.
 const CACHE_BYTES: usize = 64 << 20;

@@ -658,7 +658,8 @@ mod tests {
     fn held_deltas_are_what_is_stored() {
         let (_dir, inner) = fresh("held");
         let cache = IdCache::default();
-        let held = |tx: &dyn crate::db::Db| -> crate::Result<Vec<(i64, Vec<(u64, u32)>)>> {
+        type Deltas = Vec<(i64, Vec<(u64, u32)>)>;
+        let held = |tx: &dyn crate::db::Db| -> crate::Result<Deltas> {
             Ok(cache
                 .deltas(tx, "wxa")?
                 .iter()
