@@ -119,6 +119,11 @@ def show(label, n, wall, latencies):
     print(f"{label}: {n / wall:,.0f} events/s, batch median {statistics.median(latencies) * 1000:.2f} ms, "
           f"p99 {latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000:.2f} ms", flush=True)
 
+# Warm-up, not measured: a server that has run a while (its caches of each account's id
+# index filled), as a service forwarding its events all day meets it.
+for appid in (year, new):
+    post(events(appid, 2000, 1), 100, [])
+
 for batch in (100, 1000):
     for name, appid in (("year of history", year), ("new account", new)):
         lines = events(appid, total, batch)
@@ -128,6 +133,24 @@ for batch in (100, 1000):
         wall = time.perf_counter() - started
         assert accepted == len(lines), (accepted, len(lines))
         show(f"  batch {batch:>5}, {name:<15}", accepted, wall, latencies)
+
+# The next day at 08:00, today's statistics become readable: the first answer for each
+# account waits for its day to be counted (all that was posted above, at once). The clock
+# then goes back to where it was.
+conn = http.client.HTTPConnection("127.0.0.1", 18383)
+def clock(now):
+    conn.request("POST", "/admin/clock", json.dumps({"now": now}), {"Authorization": f"Bearer {token}"})
+    conn.getresponse().read()
+clock("2026-03-03T08:00:01+08:00")
+for name, appid in (("year of history", year), ("new account", new)):
+    t = time.perf_counter()
+    conn.request("POST", f"/admin/datacube/getusersummary?appid={appid}",
+                 json.dumps({"begin_date": "2026-03-02", "end_date": "2026-03-02"}),
+                 {"Authorization": f"Bearer {token}"})
+    answer = json.loads(conn.getresponse().read())
+    assert answer.get("list"), answer
+    print(f"  the day becomes readable, {name:<15}: first answer in {(time.perf_counter() - t) * 1000:.0f} ms")
+clock("2026-03-02T10:00:00+08:00")
 
 # Late events: 5 % of each batch dated one to three days back, whose periods are readable
 # at once (recomputed before the next answer, or by the server within 250 ms).
@@ -150,21 +173,6 @@ for k in (1, concurrent):
     wall = time.perf_counter() - started
     show(f"  {k} poster(s) to {k} account(s), batch {batch}", sum(map(len, streams)), wall,
          [x for l in latencies for x in l])
-
-# The next day at 08:00, today's statistics become readable: the first answer for each
-# account waits for its day to be counted (all that was posted above, at once).
-conn = http.client.HTTPConnection("127.0.0.1", 18383)
-conn.request("POST", "/admin/clock", json.dumps({"now": "2026-03-03T08:00:01+08:00"}),
-             {"Authorization": f"Bearer {token}"})
-conn.getresponse().read()
-for name, appid in (("year of history", year), ("new account", new)):
-    t = time.perf_counter()
-    conn.request("POST", f"/admin/datacube/getusersummary?appid={appid}",
-                 json.dumps({"begin_date": "2026-03-02", "end_date": "2026-03-02"}),
-                 {"Authorization": f"Bearer {token}"})
-    answer = json.loads(conn.getresponse().read())
-    assert answer.get("list"), answer
-    print(f"  the day becomes readable, {name:<15}: first answer in {(time.perf_counter() - t) * 1000:.0f} ms")
 PY
       kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
     done

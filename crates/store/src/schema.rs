@@ -146,14 +146,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 10: the statistics as SQL views (crate::views), run after the schema changes; days
     // stored compressed are made plain first (days::make_plain).
     STAT_VIEWS,
-    // 11: each id delta stamped when written, so that a process may keep the deltas it has
-    // read (crate::events::IdCache).
+    // 11: the id index stamped (each delta when written, the buckets whenever rewritten), so
+    // that a process may keep what it has read (crate::events::IdCache).
     DELTA_STAMPS,
 ];
 
-/// Version 11 (PostgreSQL's 6): a random stamp per id delta, 0 for those written before; the
-/// index that lists an account's deltas holds it, so that listing them reads no delta.
+/// Version 11 (PostgreSQL's 6): a random stamp per id delta, 0 for those written before (the
+/// index that lists an account's deltas holds it, so that listing them reads no delta), and
+/// one per account's buckets, changed whenever they are rewritten (0: not stamped yet).
 pub(crate) const DELTA_STAMPS: &str = r#"
+    ALTER TABLE event_app ADD COLUMN id_stamp INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE event_id_delta ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;
     DROP INDEX event_id_delta_by_app;
     CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq, stamp);

@@ -75,6 +75,7 @@ fn back_to_compressed(url: &str, only_compress: bool) {
                 "DROP TABLE view_clock;
                  DROP INDEX event_id_delta_by_app;
                  ALTER TABLE event_id_delta DROP COLUMN stamp;
+                 ALTER TABLE event_app DROP COLUMN id_stamp;
                  CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq);
                  PRAGMA user_version = 9;",
             )
@@ -114,6 +115,7 @@ fn back_to_compressed(url: &str, only_compress: bool) {
                     "DROP TABLE view_clock;
                      DROP INDEX event_id_delta_by_app;
                      ALTER TABLE event_id_delta DROP COLUMN stamp;
+                     ALTER TABLE event_app DROP COLUMN id_stamp;
                      CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq);
                      UPDATE datacube_schema SET version = 4;",
                 )

@@ -61,8 +61,10 @@ pub(super) fn bucket_of(hash: u64, bits: u32) -> i64 {
     }
 }
 
-/// In a sorted entries blob, from entry `at` on: the tags of the entries with `hash`, and the
-/// first entry whose hash is not below it (binary search: a few ids against a large level).
+/// In a sorted entries blob, from entry `at` on (every entry before it has a smaller hash):
+/// the tags of the entries with `hash`, and the first entry whose hash is not below it.
+/// Galloping from `at`, then a binary search: sorted ids against a large level probe it near
+/// where the last one stopped (few cache misses), a few ids against it in a logarithm.
 pub(super) fn entries_from(blob: &[u8], at: usize, hash: u64) -> (Vec<u32>, usize) {
     let n = blob.len() / ENTRY;
     let hash_at = |i: usize| {
@@ -70,7 +72,14 @@ pub(super) fn entries_from(blob: &[u8], at: usize, hash: u64) -> (Vec<u32>, usiz
         h.copy_from_slice(&blob[i * ENTRY..i * ENTRY + 8]);
         u64::from_le_bytes(h)
     };
-    let (mut lo, mut hi) = (at.min(n), n);
+    let mut lo = at.min(n);
+    let mut bound = 1;
+    // Every entry before `lo` is below `hash`.
+    while lo + bound <= n && hash_at(lo + bound - 1) < hash {
+        lo += bound;
+        bound *= 2;
+    }
+    let mut hi = (lo + bound).min(n);
     while lo < hi {
         let mid = (lo + hi) / 2;
         if hash_at(mid) < hash {
@@ -111,13 +120,20 @@ pub(super) fn write_entries(entries: &[(u64, u32)]) -> Vec<u8> {
     out
 }
 
-/// The id index's deltas as last read or written, by account and `seq`, each with the random
-/// `stamp` it was written with: a batch lists its account's deltas (seq and stamp, from the
-/// index alone) and reads only those it does not hold, where reading every delta whole each
-/// time would cost a small batch in proportion to the account's history. Deltas are never
-/// changed once written, and a seq SQLite gives again after a delete comes with another
-/// stamp, so what is held is what is stored, whoever wrote it. Bounded: past [`CACHE_BYTES`]
-/// it starts over.
+/// The id index as last read or written, by account, so that what a small batch costs does
+/// not grow with the account's history (reading every delta whole, and a bucket per id, each
+/// time):
+///
+/// - deltas by `seq`, each with the random `stamp` it was written with: a batch lists its
+///   account's deltas (seq and stamp, from an index alone) and reads only those it does not
+///   hold. Deltas are never changed once written, and a seq SQLite gives again after a delete
+///   comes with another stamp;
+/// - buckets, as of the account's index stamp (`event_app.id_stamp`), which every rewrite of
+///   the buckets (a merge, a split) changes: held buckets are used while the stamp is theirs.
+///
+/// So what is held is what is stored, whoever wrote it (another process, another instance),
+/// and a transaction rolled back leaves only stamps no row has. Bounded: past
+/// [`CACHE_BYTES`] it starts over.
 #[derive(Default)]
 pub(crate) struct IdCache {
     held: std::sync::Mutex<IdCacheInner>,
@@ -129,11 +145,40 @@ struct IdCacheInner {
     bytes: usize,
 }
 
-/// One account's deltas held: by seq, the stamp and the stored bytes.
-type Held = HashMap<i64, (i64, std::sync::Arc<[u8]>)>;
+/// One account's index held.
+#[derive(Default)]
+struct Held {
+    /// By seq: the stamp and the stored bytes.
+    deltas: HashMap<i64, (i64, std::sync::Arc<[u8]>)>,
+    /// The index stamp the buckets are of (0: none held).
+    stamp: i64,
+    /// By bucket number: the stored bytes (empty: no such bucket).
+    buckets: HashMap<i64, std::sync::Arc<[u8]>>,
+}
 
-/// The most bytes of deltas an [`IdCache`] holds.
+/// The most bytes of deltas and buckets an [`IdCache`] holds.
 const CACHE_BYTES: usize = 64 << 20;
+
+impl IdCacheInner {
+    /// Makes room for `bytes` more: everything is let go when they would not fit.
+    fn room(&mut self, bytes: usize) {
+        if self.bytes + bytes > CACHE_BYTES {
+            *self = IdCacheInner::default();
+        }
+    }
+
+    /// The buckets of `appid` held, as of index stamp `stamp`: kept if they were of `from`,
+    /// else let go.
+    fn set_buckets(&mut self, appid: &str, from: i64, stamp: i64) {
+        let mine = self.accounts.entry(appid.to_owned()).or_default();
+        if mine.stamp != from || stamp == 0 {
+            let freed: usize = mine.buckets.values().map(|b| b.len()).sum();
+            mine.buckets.clear();
+            self.bytes -= freed;
+        }
+        mine.stamp = stamp;
+    }
+}
 
 impl IdCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, IdCacheInner> {
@@ -159,7 +204,7 @@ impl IdCache {
             let inner = &mut *held;
             if let Some(mine) = inner.accounts.get_mut(appid) {
                 // Deltas merged away since.
-                mine.retain(|seq, (stamp, blob)| {
+                mine.deltas.retain(|seq, (stamp, blob)| {
                     let keep = listed.contains(&(*seq, *stamp));
                     if !keep {
                         inner.bytes -= blob.len();
@@ -173,7 +218,7 @@ impl IdCache {
                 .lock()
                 .accounts
                 .get(appid)
-                .and_then(|m| m.get(&seq))
+                .and_then(|m| m.deltas.get(&seq))
                 .filter(|(s, _)| *s == stamp && stamp != 0)
                 .map(|(_, blob)| blob.clone());
             let blob = match held {
@@ -221,17 +266,99 @@ impl IdCache {
             return;
         }
         let mut held = self.lock();
-        if held.bytes + blob.len() > CACHE_BYTES {
-            *held = IdCacheInner::default();
-        }
+        held.room(blob.len());
         held.bytes += blob.len();
         let before = held
             .accounts
             .entry(appid.to_owned())
             .or_default()
+            .deltas
             .insert(seq, (stamp, blob));
         if let Some((_, old)) = before {
             held.bytes -= old.len();
+        }
+    }
+
+    /// Bucket `bucket` of `appid`'s index, whose stamp is `stamp`: held, or read (and then
+    /// held, unless the stamp is 0: an index no merge has stamped yet).
+    fn bucket(
+        &self,
+        tx: &dyn Db,
+        appid: &str,
+        stamp: i64,
+        bucket: i64,
+    ) -> Result<std::sync::Arc<[u8]>> {
+        if stamp != 0 {
+            let held = self.lock();
+            if let Some(blob) = held
+                .accounts
+                .get(appid)
+                .filter(|h| h.stamp == stamp)
+                .and_then(|h| h.buckets.get(&bucket))
+            {
+                return Ok(blob.clone());
+            }
+        }
+        let blob: std::sync::Arc<[u8]> = tx
+            .opt(
+                "SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2",
+                p![appid, bucket],
+                |r| Ok(r.blob(0)?.into()),
+            )?
+            .unwrap_or_else(|| std::sync::Arc::from(&[][..]));
+        if stamp != 0 {
+            let mut held = self.lock();
+            held.room(blob.len());
+            held.set_buckets(appid, stamp, stamp);
+            held.bytes += blob.len();
+            let mine = held.accounts.entry(appid.to_owned()).or_default();
+            if let Some(old) = mine.buckets.insert(bucket, blob.clone()) {
+                held.bytes -= old.len();
+            }
+        }
+        Ok(blob)
+    }
+
+    /// [`IdCache::bucket`] of each of `buckets`, in their order (one look at what is held).
+    fn buckets(
+        &self,
+        tx: &dyn Db,
+        appid: &str,
+        stamp: i64,
+        buckets: &[i64],
+    ) -> Result<Vec<std::sync::Arc<[u8]>>> {
+        let mut out: Vec<Option<std::sync::Arc<[u8]>>> = vec![None; buckets.len()];
+        if stamp != 0 {
+            let held = self.lock();
+            if let Some(mine) = held.accounts.get(appid).filter(|h| h.stamp == stamp) {
+                for (slot, bucket) in out.iter_mut().zip(buckets) {
+                    *slot = mine.buckets.get(bucket).cloned();
+                }
+            }
+        }
+        out.into_iter()
+            .zip(buckets)
+            .map(|(held, bucket)| match held {
+                Some(blob) => Ok(blob),
+                None => self.bucket(tx, appid, stamp, *bucket),
+            })
+            .collect()
+    }
+
+    /// The buckets of `appid` were rewritten, from the index stamped `old` to the one stamped
+    /// `new`: those in `written` are now what they hold; with `all`, every other is unknown.
+    fn rebucketed(&self, appid: &str, (old, new): (i64, i64), written: Vec<(i64, Vec<u8>)>, all: bool) {
+        let mut held = self.lock();
+        let size: usize = written.iter().map(|(_, b)| b.len()).sum();
+        held.room(size);
+        held.set_buckets(appid, old, if all { 0 } else { new });
+        held.set_buckets(appid, new, new);
+        for (bucket, blob) in written {
+            held.bytes += blob.len();
+            let mine = held.accounts.entry(appid.to_owned()).or_default();
+            if let Some(old) = mine.buckets.insert(bucket, blob.into()) {
+                held.bytes -= old.len();
+            }
         }
     }
 }
@@ -269,13 +396,24 @@ pub(super) fn dedup_ids(
     mut candidates: Vec<Candidate>,
     cache: &IdCache,
 ) -> Result<Vec<(u8, u32)>> {
-    let (bits, mut count): (u32, u64) = tx
+    let (bits, mut count, stamp): (u32, u64, i64) = tx
         .opt(
-            "SELECT id_bits, ids FROM event_app WHERE appid = ?1",
+            "SELECT id_bits, ids, id_stamp FROM event_app WHERE appid = ?1",
             p![appid],
-            |r| Ok((r.int(0)? as u32, r.int(1)? as u64)),
+            |r| Ok((r.int(0)? as u32, r.int(1)? as u64, r.int(2)?)),
         )?
-        .unwrap_or((0, 0));
+        .unwrap_or((0, 0, 0));
+    // An index written before stamps were: stamped now, so that its buckets may be held.
+    let stamp = if stamp == 0 && count > 0 {
+        let stamp = new_stamp();
+        tx.exec(
+            "UPDATE event_app SET id_stamp = ?2 WHERE appid = ?1",
+            p![appid, stamp],
+        )?;
+        stamp
+    } else {
+        stamp
+    };
     candidates.sort_unstable();
     // The deltas as stored (sorted entries), searched in place.
     let deltas = cache.deltas(tx, appid)?;
@@ -284,6 +422,9 @@ pub(super) fn dedup_ids(
     let mut fresh = Vec::with_capacity(candidates.len());
     let mut added: Vec<(u64, u32)> = Vec::with_capacity(candidates.len());
     let mut delta_at = vec![0usize; deltas.len()];
+    let mut wanted: Vec<i64> = candidates.iter().map(|c| bucket_of(c.hash, bits)).collect();
+    wanted.dedup();
+    let mut blobs = cache.buckets(tx, appid, stamp, &wanted)?.into_iter();
     let mut start = 0;
     while start < candidates.len() {
         let bucket = bucket_of(candidates[start].hash, bits);
@@ -292,13 +433,7 @@ pub(super) fn dedup_ids(
                 .iter()
                 .take_while(|c| bucket_of(c.hash, bits) == bucket)
                 .count();
-        let bucket_blob: Vec<u8> = tx
-            .opt(
-                "SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2",
-                p![appid, bucket],
-                |r| Ok(r.blob(0)?.to_vec()),
-            )?
-            .unwrap_or_default();
+        let bucket_blob = blobs.next().expect("a bucket for each group of candidates");
         let mut bucket_at = 0;
         for c in &candidates[start..end] {
             let hash = c.hash;
@@ -362,7 +497,7 @@ pub(super) fn dedup_ids(
                     deltas.iter().map(|(_, d)| read_entries(d)).collect();
                 let mut levels: Vec<&[(u64, u32)]> = parsed.iter().map(|d| &d[..]).collect();
                 levels.push(&added);
-                merge_deltas(tx, appid, bits, count, &levels)?;
+                merge_deltas(tx, appid, (bits, stamp), count, &levels, cache)?;
             } else {
                 // Few ids beside the buckets (small batches, a live recording): rewriting
                 // every bucket for them would cost the whole index each time. The newest
@@ -395,16 +530,18 @@ pub(super) fn dedup_ids(
 pub(super) fn merge_deltas(
     tx: &dyn Db,
     appid: &str,
-    bits: u32,
+    (bits, stamp): (u32, i64),
     count: u64,
     levels: &[&[(u64, u32)]],
+    cache: &IdCache,
 ) -> Result<()> {
     let mut bits = bits;
     let mut new_bits = bits;
     while count > BUCKET_TARGET << new_bits && new_bits < MAX_BUCKET_BITS {
         new_bits += 1;
     }
-    if new_bits != bits {
+    let split = new_bits != bits;
+    if split {
         split_buckets(tx, appid, bits, new_bits)?;
         tx.exec(
             "UPDATE event_app SET id_bits = ?2 WHERE appid = ?1",
@@ -413,6 +550,7 @@ pub(super) fn merge_deltas(
         bits = new_bits;
     }
     let mut at = vec![0usize; levels.len()];
+    let mut written = Vec::new();
     // Each time, the next bucket any level has entries for.
     while let Some(bucket) = levels
         .iter()
@@ -420,12 +558,9 @@ pub(super) fn merge_deltas(
         .filter_map(|(l, i)| l.get(*i).map(|e| bucket_of(e.0, bits)))
         .min()
     {
-        let blob: Option<Vec<u8>> = tx.opt(
-            "SELECT data FROM event_id WHERE appid = ?1 AND bucket = ?2",
-            p![appid, bucket],
-            |r| Ok(r.blob(0)?.to_vec()),
-        )?;
-        let mut entries = blob.as_deref().map(read_entries).unwrap_or_default();
+        // Split: the buckets held are of the old layout.
+        let blob = cache.bucket(tx, appid, if split { 0 } else { stamp }, bucket)?;
+        let mut entries = read_entries(&blob);
         for (level, i) in levels.iter().zip(at.iter_mut()) {
             let n = level[*i..]
                 .iter()
@@ -435,13 +570,21 @@ pub(super) fn merge_deltas(
             *i += n;
         }
         entries.sort_unstable();
+        let data = write_entries(&entries);
         tx.exec(
             "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)
              ON CONFLICT (appid, bucket) DO UPDATE SET data = excluded.data",
-            p![appid, bucket, &write_entries(&entries)],
+            p![appid, bucket, &data],
         )?;
+        written.push((bucket, data));
     }
     tx.exec("DELETE FROM event_id_delta WHERE appid = ?1", p![appid])?;
+    let new_stamp = new_stamp();
+    tx.exec(
+        "UPDATE event_app SET id_stamp = ?2 WHERE appid = ?1",
+        p![appid, new_stamp],
+    )?;
+    cache.rebucketed(appid, (stamp, new_stamp), written, split);
     Ok(())
 }
 

@@ -651,6 +651,39 @@ mod tests {
         assert_eq!(read_entries(&write_entries(&entries)), entries);
     }
 
+    /// Searching a level from a cursor finds what a scan of the whole level finds: the tags of
+    /// the hash, and where the first entry not below it is — for sorted lookups that move the
+    /// cursor, far apart and close together, with repeated hashes.
+    #[test]
+    fn a_level_searched_from_a_cursor_is_searched_whole() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for _ in 0..200 {
+            let n = rng.random_range(0..3_000);
+            let spread = rng.random_range(1..100_000u64);
+            let mut entries: Vec<(u64, u32)> = (0..n)
+                .map(|_| (rng.random_range(0..spread), rng.random()))
+                .collect();
+            entries.sort_unstable();
+            let level = write_entries(&entries);
+            let mut lookups: Vec<u64> = (0..rng.random_range(1..500))
+                .map(|_| rng.random_range(0..spread + 2))
+                .collect();
+            lookups.sort_unstable();
+            let mut at = 0;
+            for hash in lookups {
+                let (tags, next) = entries_from(&level, at, hash);
+                let first = entries.partition_point(|e| e.0 < hash);
+                let want: Vec<u32> = entries[first..]
+                    .iter()
+                    .take_while(|e| e.0 == hash)
+                    .map(|e| e.1)
+                    .collect();
+                assert_eq!((tags, next), (want, first), "{hash} from {at}");
+                at = next;
+            }
+        }
+    }
+
     /// The id deltas a process holds are those stored, whoever wrote them: a delta deleted and
     /// another written under the same seq (SQLite gives a seq again after a delete) is read
     /// again, and one written before deltas were stamped is stamped, then held.
