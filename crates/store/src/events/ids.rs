@@ -63,8 +63,13 @@ pub(super) fn bucket_of(hash: u64, bits: u32) -> i64 {
 
 /// In a sorted entries blob, from entry `at` on (every entry before it has a smaller hash):
 /// the tags of the entries with `hash`, and the first entry whose hash is not below it.
-/// Galloping from `at`, then a binary search: sorted ids against a large level probe it near
-/// where the last one stopped (few cache misses), a few ids against it in a logarithm.
+///
+/// Hashes are uniform, so where `hash` lies is guessed from the hashes at both ends of what
+/// is left (interpolation), then found by galloping from the guess, both ways, and a binary
+/// search: a few probes close together, where a binary search of a large level (a bucket, a
+/// delta of tens of thousands) would miss the processor's cache at each of its steps. The
+/// guess only decides where to start, so the answer holds for any hashes (tests collide them
+/// on purpose).
 pub(super) fn entries_from(blob: &[u8], at: usize, hash: u64) -> (Vec<u32>, usize) {
     let n = blob.len() / ENTRY;
     let hash_at = |i: usize| {
@@ -72,14 +77,45 @@ pub(super) fn entries_from(blob: &[u8], at: usize, hash: u64) -> (Vec<u32>, usiz
         h.copy_from_slice(&blob[i * ENTRY..i * ENTRY + 8]);
         u64::from_le_bytes(h)
     };
-    let mut lo = at.min(n);
-    let mut bound = 1;
-    // Every entry before `lo` is below `hash`.
-    while lo + bound <= n && hash_at(lo + bound - 1) < hash {
-        lo += bound;
-        bound *= 2;
+    let start = at.min(n);
+    // The answer is in [lo, hi]: every entry before `lo` is below `hash`, the one at `hi` (if
+    // any) is not.
+    let (mut lo, mut hi) = (start, n);
+    if n - start > 16 {
+        let (first, last) = (hash_at(start), hash_at(n - 1));
+        if hash <= first {
+            hi = start;
+        } else if hash > last {
+            lo = n;
+        } else {
+            let span = u128::from(last - first).max(1);
+            let guess =
+                start + (u128::from(hash - first) * (n - 1 - start) as u128 / span) as usize;
+            let mut step = 1;
+            if hash_at(guess) < hash {
+                lo = guess + 1;
+                while lo + step <= n && hash_at(lo + step - 1) < hash {
+                    lo += step;
+                    step *= 2;
+                }
+                hi = (lo + step).min(n);
+            } else {
+                hi = guess;
+                while hi >= start + step && hash_at(hi - step) >= hash {
+                    hi -= step;
+                    step *= 2;
+                }
+                lo = hi.saturating_sub(step).max(start);
+            }
+        }
+    } else {
+        let mut step = 1;
+        while lo + step <= n && hash_at(lo + step - 1) < hash {
+            lo += step;
+            step *= 2;
+        }
+        hi = (lo + step).min(n);
     }
-    let mut hi = (lo + bound).min(n);
     while lo < hi {
         let mid = (lo + hi) / 2;
         if hash_at(mid) < hash {
@@ -320,7 +356,7 @@ impl IdCache {
     }
 
     /// [`IdCache::bucket`] of each of `buckets`, in their order (one look at what is held).
-    fn buckets(
+    pub(super) fn buckets(
         &self,
         tx: &dyn Db,
         appid: &str,
@@ -347,7 +383,13 @@ impl IdCache {
 
     /// The buckets of `appid` were rewritten, from the index stamped `old` to the one stamped
     /// `new`: those in `written` are now what they hold; with `all`, every other is unknown.
-    fn rebucketed(&self, appid: &str, (old, new): (i64, i64), written: Vec<(i64, Vec<u8>)>, all: bool) {
+    fn rebucketed(
+        &self,
+        appid: &str,
+        (old, new): (i64, i64),
+        written: Vec<(i64, Vec<u8>)>,
+        all: bool,
+    ) {
         let mut held = self.lock();
         let size: usize = written.iter().map(|(_, b)| b.len()).sum();
         held.room(size);
@@ -513,7 +555,7 @@ pub(super) fn dedup_ids(
                     merged.extend(read_entries(d));
                 }
                 merged.extend_from_slice(&added);
-                merged.sort_unstable();
+                merged.sort(); // sorted runs, merged
                 for (seq, _) in &sizes[from..] {
                     tx.exec("DELETE FROM event_id_delta WHERE seq = ?1", p![*seq])?;
                 }
@@ -569,7 +611,7 @@ pub(super) fn merge_deltas(
             entries.extend_from_slice(&level[*i..*i + n]);
             *i += n;
         }
-        entries.sort_unstable();
+        entries.sort(); // sorted runs, merged
         let data = write_entries(&entries);
         tx.exec(
             "INSERT INTO event_id (appid, bucket, data) VALUES (?1, ?2, ?3)

@@ -730,4 +730,90 @@ mod tests {
             })
             .unwrap();
     }
+
+    /// The buckets a process holds are used while its account's index stamp is theirs, read
+    /// again under another stamp (another writer rewrote them), and never held unstamped.
+    #[test]
+    fn held_buckets_follow_the_index_stamp() {
+        let (_dir, inner) = fresh("buckets");
+        let cache = IdCache::default();
+        inner
+            .write(|tx| {
+                tx.exec(
+                    "INSERT INTO event_id (appid, bucket, data) VALUES ('wxa', 0, ?1)",
+                    p![&write_entries(&[(1, 8)])],
+                )?;
+                let read = |stamp: i64| -> crate::Result<Vec<Vec<(u64, u32)>>> {
+                    Ok(cache
+                        .buckets(tx, "wxa", stamp, &[0, 1])?
+                        .iter()
+                        .map(|b| read_entries(b))
+                        .collect())
+                };
+                assert_eq!(read(7)?, vec![vec![(1, 8)], vec![]]);
+                let rewrite = |entries: &[(u64, u32)]| {
+                    tx.exec(
+                        "UPDATE event_id SET data = ?1 WHERE appid = 'wxa' AND bucket = 0",
+                        p![&write_entries(entries)],
+                    )
+                };
+                rewrite(&[(2, 16)])?;
+                assert_eq!(read(7)?[0], vec![(1, 8)], "held under its stamp");
+                assert_eq!(read(9)?[0], vec![(2, 16)], "read again under another");
+                rewrite(&[(3, 24)])?;
+                assert_eq!(read(0)?[0], vec![(3, 24)], "unstamped: read");
+                rewrite(&[(4, 32)])?;
+                assert_eq!(read(0)?[0], vec![(4, 32)], "unstamped: never held");
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Two processes writing one account by turns — each holding the index it read, the other
+    /// merging and splitting its buckets meanwhile (ids collide all the time under test) —
+    /// never take an id twice, nor refuse a new one.
+    #[test]
+    fn two_writers_by_turns_take_each_id_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::testing::fresh_database(dir.path(), "turns");
+        let one = crate::Store::open(&url).unwrap().inner;
+        with_accounts(&one);
+        let other = crate::Store::open(&url).unwrap().inner;
+        let mut rng = StdRng::seed_from_u64(23);
+        let reply = |id: String, time: i64| Event {
+            appid: "wxa".into(),
+            id: Some(id),
+            time,
+            kind: Kind::Reply {
+                cost_ms: 10,
+                ok: true,
+            },
+        };
+        let mut sent: Vec<Event> = Vec::new();
+        let mut accepted = 0;
+        for round in 0..80 {
+            let store = if rng.random_bool(0.5) { &one } else { &other };
+            let new: Vec<Event> = (0..rng.random_range(1..60))
+                .map(|i| reply(format!("r{round}-{i}"), 1_714_000_000 + round * 3_600))
+                .collect();
+            let mut batch = new.clone();
+            for _ in 0..rng.random_range(0..10) {
+                if !sent.is_empty() {
+                    batch.push(sent[rng.random_range(0..sent.len())].clone());
+                }
+            }
+            let outcome = store
+                .ingest_deferred(Batch::prepare(batch).unwrap(), false)
+                .unwrap();
+            let taken = outcome.accepted.iter().filter(|a| **a).count();
+            assert_eq!(
+                taken,
+                new.len(),
+                "round {round}: the new ids, and only them"
+            );
+            accepted += taken;
+            sent.extend(new);
+        }
+        assert_eq!(accepted, sent.len());
+    }
 }
