@@ -64,13 +64,19 @@ pub(super) fn bucket_of(hash: u64, bits: u32) -> i64 {
 /// In a sorted entries blob, from entry `at` on (every entry before it has a smaller hash):
 /// the tags of the entries with `hash`, and the first entry whose hash is not below it.
 ///
-/// Hashes are uniform, so where `hash` lies is guessed from the hashes at both ends of what
-/// is left (interpolation), then found by galloping from the guess, both ways, and a binary
+/// Hashes are uniform, so where `hash` lies is guessed — from `span`, the range of hashes the
+/// blob covers when it is known (a bucket's), else from the hashes at both ends of what is
+/// left (interpolation) — then found by galloping from the guess, both ways, and a binary
 /// search: a few probes close together, where a binary search of a large level (a bucket, a
 /// delta of tens of thousands) would miss the processor's cache at each of its steps. The
 /// guess only decides where to start, so the answer holds for any hashes (tests collide them
 /// on purpose).
-pub(super) fn entries_from(blob: &[u8], at: usize, hash: u64) -> (Vec<u32>, usize) {
+pub(super) fn entries_from(
+    blob: &[u8],
+    at: usize,
+    hash: u64,
+    span: Option<(u64, u64)>,
+) -> (Vec<u32>, usize) {
     let n = blob.len() / ENTRY;
     let hash_at = |i: usize| {
         let mut h = [0u8; 8];
@@ -82,15 +88,28 @@ pub(super) fn entries_from(blob: &[u8], at: usize, hash: u64) -> (Vec<u32>, usiz
     // any) is not.
     let (mut lo, mut hi) = (start, n);
     if n - start > 16 {
-        let (first, last) = (hash_at(start), hash_at(n - 1));
-        if hash <= first {
-            hi = start;
-        } else if hash > last {
-            lo = n;
-        } else {
-            let span = u128::from(last - first).max(1);
-            let guess =
-                start + (u128::from(hash - first) * (n - 1 - start) as u128 / span) as usize;
+        let guess = match span {
+            Some((low, high)) => {
+                let width = u128::from(high.saturating_sub(low)).max(1);
+                let off = u128::from(hash.saturating_sub(low)).min(width);
+                Some(((off * (n - 1) as u128 / width) as usize).clamp(start, n - 1))
+            }
+            None => {
+                let (first, last) = (hash_at(start), hash_at(n - 1));
+                if hash <= first {
+                    hi = start;
+                    None
+                } else if hash > last {
+                    lo = n;
+                    None
+                } else {
+                    let width = u128::from(last - first).max(1);
+                    let off = u128::from(hash - first) * (n - 1 - start) as u128 / width;
+                    Some(start + off as usize)
+                }
+            }
+        };
+        if let Some(guess) = guess {
             let mut step = 1;
             if hash_at(guess) < hash {
                 lo = guess + 1;
@@ -184,12 +203,58 @@ struct IdCacheInner {
 /// One account's index held.
 #[derive(Default)]
 struct Held {
-    /// By seq: the stamp and the stored bytes.
-    deltas: HashMap<i64, (i64, std::sync::Arc<[u8]>)>,
+    /// By seq: the stamp and the delta.
+    deltas: HashMap<i64, (i64, std::sync::Arc<Level>)>,
     /// The index stamp the buckets are of (0: none held).
     stamp: i64,
     /// By bucket number: the stored bytes (empty: no such bucket).
     buckets: HashMap<i64, std::sync::Arc<[u8]>>,
+}
+
+/// A delta of the id index as held: its entries, and a filter of their hashes (two bits of
+/// sixteen per entry, a Bloom filter) that rules out all but about one in seventy hashes it
+/// does not hold without searching it — a batch checks each id against every delta, and a
+/// search probes memory far apart.
+pub(super) struct Level {
+    pub(super) data: std::sync::Arc<[u8]>,
+    filter: Vec<u64>,
+    mask: u64,
+}
+
+impl Level {
+    pub(super) fn new(data: std::sync::Arc<[u8]>) -> Level {
+        let n = data.len() / ENTRY;
+        let bits = (n * 16).next_power_of_two().max(64);
+        let mut level = Level {
+            data,
+            filter: vec![0; bits / 64],
+            mask: bits as u64 - 1,
+        };
+        for e in level.data.chunks_exact(ENTRY) {
+            let mut h = [0u8; 8];
+            h.copy_from_slice(&e[..8]);
+            for bit in level.bits(u64::from_le_bytes(h)) {
+                level.filter[(bit / 64) as usize] |= 1 << (bit % 64);
+            }
+        }
+        level
+    }
+
+    /// Two bits of the filter, from two parts of the hash (uniform: no hashing again).
+    fn bits(&self, hash: u64) -> [u64; 2] {
+        [hash & self.mask, hash.rotate_right(32) & self.mask]
+    }
+
+    /// Whether the delta may hold `hash` (never `false` when it does).
+    pub(super) fn may_hold(&self, hash: u64) -> bool {
+        self.bits(hash)
+            .iter()
+            .all(|bit| self.filter[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+
+    fn size(&self) -> usize {
+        self.data.len() + self.filter.len() * 8
+    }
 }
 
 /// The most bytes of deltas and buckets an [`IdCache`] holds.
@@ -228,7 +293,7 @@ impl IdCache {
         &self,
         tx: &dyn Db,
         appid: &str,
-    ) -> Result<Vec<(i64, std::sync::Arc<[u8]>)>> {
+    ) -> Result<Vec<(i64, std::sync::Arc<Level>)>> {
         let listed: Vec<(i64, i64)> = tx.all(
             "SELECT seq, stamp FROM event_id_delta WHERE appid = ?1 ORDER BY seq",
             p![appid],
@@ -240,10 +305,10 @@ impl IdCache {
             let inner = &mut *held;
             if let Some(mine) = inner.accounts.get_mut(appid) {
                 // Deltas merged away since.
-                mine.deltas.retain(|seq, (stamp, blob)| {
+                mine.deltas.retain(|seq, (stamp, level)| {
                     let keep = listed.contains(&(*seq, *stamp));
                     if !keep {
-                        inner.bytes -= blob.len();
+                        inner.bytes -= level.size();
                     }
                     keep
                 });
@@ -256,9 +321,9 @@ impl IdCache {
                 .get(appid)
                 .and_then(|m| m.deltas.get(&seq))
                 .filter(|(s, _)| *s == stamp && stamp != 0)
-                .map(|(_, blob)| blob.clone());
-            let blob = match held {
-                Some(blob) => blob,
+                .map(|(_, level)| level.clone());
+            let level = match held {
+                Some(level) => level,
                 None => {
                     let blob: std::sync::Arc<[u8]> = tx.one(
                         "SELECT data FROM event_id_delta WHERE seq = ?1",
@@ -276,11 +341,10 @@ impl IdCache {
                     } else {
                         stamp
                     };
-                    self.hold(appid, seq, stamp, blob.clone());
-                    blob
+                    self.hold(appid, seq, stamp, blob)
                 }
             };
-            out.push((seq, blob));
+            out.push((seq, level));
         }
         Ok(out)
     }
@@ -292,27 +356,34 @@ impl IdCache {
             "INSERT INTO event_id_delta (appid, data, stamp) VALUES (?1, ?2, ?3) RETURNING seq",
             p![appid, &data, stamp],
         )?;
+        // Held: the next batch searches it (a merge's result is often let go soon after).
         self.hold(appid, seq, stamp, data.into());
         Ok(seq)
     }
 
-    fn hold(&self, appid: &str, seq: i64, stamp: i64, blob: std::sync::Arc<[u8]>) {
+    /// Holds the delta `seq` of `appid`, stamped `stamp` (not 0), and gives it back.
+    fn hold(
+        &self,
+        appid: &str,
+        seq: i64,
+        stamp: i64,
+        blob: std::sync::Arc<[u8]>,
+    ) -> std::sync::Arc<Level> {
         debug_assert_ne!(stamp, 0);
-        if stamp == 0 {
-            return;
-        }
+        let level = std::sync::Arc::new(Level::new(blob));
         let mut held = self.lock();
-        held.room(blob.len());
-        held.bytes += blob.len();
+        held.room(level.size());
+        held.bytes += level.size();
         let before = held
             .accounts
             .entry(appid.to_owned())
             .or_default()
             .deltas
-            .insert(seq, (stamp, blob));
+            .insert(seq, (stamp, level.clone()));
         if let Some((_, old)) = before {
-            held.bytes -= old.len();
+            held.bytes -= old.size();
         }
+        level
     }
 
     /// Bucket `bucket` of `appid`'s index, whose stamp is `stamp`: held, or read (and then
@@ -476,6 +547,11 @@ pub(super) fn dedup_ids(
                 .take_while(|c| bucket_of(c.hash, bits) == bucket)
                 .count();
         let bucket_blob = blobs.next().expect("a bucket for each group of candidates");
+        // The hashes a bucket holds: its number is their top `bits` bits.
+        let bucket_span = (bits > 0).then(|| {
+            let low = (bucket as u64) << (64 - bits);
+            (low, low | (u64::MAX >> bits))
+        });
         let mut bucket_at = 0;
         for c in &candidates[start..end] {
             let hash = c.hash;
@@ -487,17 +563,19 @@ pub(super) fn dedup_ids(
             };
             let mut duplicate = false;
             // Candidates and every level (the bucket, each delta) are sorted by hash: one cursor
-            // per level moves forward, by binary search (a level may be large beside a small
-            // batch). Equal hashes stay under the cursor: the next candidate may share one.
-            let levels = std::iter::once((&bucket_blob[..], &mut bucket_at))
+            // per level moves forward (a level may be large beside a small batch); a delta whose
+            // filter rules the hash out is not searched (its cursor stays behind, which is
+            // fine). Equal hashes stay under the cursor: the next candidate may share one.
+            let levels = std::iter::once((&bucket_blob[..], &mut bucket_at, bucket_span))
                 .chain(
                     deltas
                         .iter()
                         .zip(delta_at.iter_mut())
-                        .map(|((_, d), at)| (&**d, at)),
+                        .filter(|((_, d), _)| d.may_hold(hash))
+                        .map(|((_, d), at)| (&d.data[..], at, None)),
                 )
-                .map(|(level, at)| {
-                    let (tags, next) = entries_from(level, *at, hash);
+                .map(|(level, at, span)| {
+                    let (tags, next) = entries_from(level, *at, hash, span);
                     *at = next;
                     tags
                 });
@@ -532,11 +610,14 @@ pub(super) fn dedup_ids(
             p![appid, bits, count],
         )?;
         if deltas.len() + 1 >= MAX_DELTAS {
-            let pending: usize =
-                deltas.iter().map(|(_, d)| d.len() / ENTRY).sum::<usize>() + added.len();
+            let pending: usize = deltas
+                .iter()
+                .map(|(_, d)| d.data.len() / ENTRY)
+                .sum::<usize>()
+                + added.len();
             if pending as u64 * DELTA_SHARE >= count {
                 let parsed: Vec<Vec<(u64, u32)>> =
-                    deltas.iter().map(|(_, d)| read_entries(d)).collect();
+                    deltas.iter().map(|(_, d)| read_entries(&d.data)).collect();
                 let mut levels: Vec<&[(u64, u32)]> = parsed.iter().map(|d| &d[..]).collect();
                 levels.push(&added);
                 merge_deltas(tx, appid, (bits, stamp), count, &levels, cache)?;
@@ -546,13 +627,13 @@ pub(super) fn dedup_ids(
                 // deltas are merged together instead.
                 let mut sizes: Vec<(i64, i64)> = deltas
                     .iter()
-                    .map(|(seq, d)| (*seq, (d.len() / ENTRY) as i64))
+                    .map(|(seq, d)| (*seq, (d.data.len() / ENTRY) as i64))
                     .collect();
                 sizes.push((own_delta, added.len() as i64));
                 let from = newest_run(&sizes);
                 let mut merged: Vec<(u64, u32)> = Vec::new();
                 for (_, d) in &deltas[from..] {
-                    merged.extend(read_entries(d));
+                    merged.extend(read_entries(&d.data));
                 }
                 merged.extend_from_slice(&added);
                 merged.sort(); // sorted runs, merged

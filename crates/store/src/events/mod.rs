@@ -671,7 +671,8 @@ mod tests {
             lookups.sort_unstable();
             let mut at = 0;
             for hash in lookups {
-                let (tags, next) = entries_from(&level, at, hash);
+                let span = (rng.random_bool(0.5)).then_some((0, spread + 2));
+                let (tags, next) = entries_from(&level, at, hash, span);
                 let first = entries.partition_point(|e| e.0 < hash);
                 let want: Vec<u32> = entries[first..]
                     .iter()
@@ -681,6 +682,23 @@ mod tests {
                 assert_eq!((tags, next), (want, first), "{hash} from {at}");
                 at = next;
             }
+        }
+    }
+
+    /// A delta's filter never rules out a hash it holds, and rules out nearly every other.
+    #[test]
+    fn a_delta_filter_keeps_every_hash_held() {
+        let mut rng = StdRng::seed_from_u64(8);
+        for n in [0, 1, 5, 100, 10_000] {
+            let mut entries: Vec<(u64, u32)> = (0..n).map(|_| (rng.random(), 0)).collect();
+            entries.sort_unstable();
+            let level = ids::Level::new(write_entries(&entries).into());
+            assert!(entries.iter().all(|e| level.may_hold(e.0)), "{n}");
+            let others = (0..10_000).filter(|_| level.may_hold(rng.random())).count();
+            assert!(
+                others < 300,
+                "{n} entries: {others} of 10,000 other hashes pass"
+            );
         }
     }
 
@@ -696,7 +714,7 @@ mod tests {
             Ok(cache
                 .deltas(tx, "wxa")?
                 .iter()
-                .map(|(seq, d)| (*seq, read_entries(d)))
+                .map(|(seq, d)| (*seq, read_entries(&d.data)))
                 .collect())
         };
         inner
