@@ -127,49 +127,57 @@ impl Inner {
         self.live.lock().map_or(0, |l| l.rebuilds)
     }
 
+    /// Recomputes the pending periods `due` names, one account per transaction: an account's
+    /// recompute holds the writer (and the live tallies) for its own time only — the answers
+    /// of other accounts settle meanwhile — and one that fails (logged, the first error
+    /// returned once the others are done) leaves the others to be flushed. Returns how many
+    /// accounts were.
     pub(crate) fn flush_pending(&self, yesterday: Date, due: events::Due) -> Result<usize> {
         // Usually nothing is due: look before taking the write lock.
-        let any = self.read(|db| match due {
-            events::Due::All => Ok(db.int("SELECT COUNT(*) FROM stat_pending", db::p![])? > 0),
-            events::Due::Through {
-                ready,
-                appid: Some(appid),
-            } => events::pending_through(db, appid, ready),
-            events::Due::Through { ready, appid: None } => Ok(db
-                .opt(
-                    "SELECT 1 FROM stat_pending WHERE lo <= ?1 LIMIT 1",
-                    db::p![datacube_api::date::date_to_epoch_day(ready)],
-                    |_| Ok(()),
-                )?
-                .is_some()),
-        })?;
-        if !any {
+        let accounts = self.read(|db| events::due_accounts(db, due))?;
+        if accounts.is_empty() {
             return Ok(0);
         }
-        let started = std::time::Instant::now();
-        let mut live = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let done = self.write(|tx| {
-            events::flush_pending(tx, yesterday, due, &mut live, |appid| {
-                accounts::bump_change(tx, appid)
-            })
-        });
-        if done.is_err() {
-            // The tallies may count what the rolled-back transaction merged: start over.
-            *live = Default::default();
+        let ready = match due {
+            events::Due::All => None,
+            events::Due::Through { ready, .. } => Some(ready),
+        };
+        let trigger = match due {
+            events::Due::All => "all",
+            events::Due::Through { appid: Some(_), .. } => "answer",
+            events::Due::Through { appid: None, .. } => "readable",
+        };
+        let (mut done, mut failed) = (0, None);
+        for appid in &accounts {
+            let started = std::time::Instant::now();
+            let mut live = self
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let flushed = self.write(|tx| {
+                events::flush_account(tx, yesterday, appid, ready, &mut live, |appid| {
+                    accounts::bump_change(tx, appid)
+                })
+            });
+            match flushed {
+                Ok(true) => {
+                    done += 1;
+                    metrics::histogram!("datacube_recompute_seconds", "trigger" => trigger)
+                        .record(started.elapsed().as_secs_f64());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    // The tallies may count what the rolled-back transaction merged.
+                    *live = Default::default();
+                    tracing::warn!(appid = %appid, error = %e, "recomputing pending statistics failed");
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        if matches!(done, Ok(n) if n > 0) {
-            let trigger = match due {
-                events::Due::All => "all",
-                events::Due::Through { appid: Some(_), .. } => "answer",
-                events::Due::Through { appid: None, .. } => "readable",
-            };
-            metrics::histogram!("datacube_recompute_seconds", "trigger" => trigger)
-                .record(started.elapsed().as_secs_f64());
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
         }
-        done
     }
 
     /// The body `{"list":[…]}` of `endpoint`'s rows of `appid` from `begin` to `end` (see
@@ -193,7 +201,9 @@ impl Inner {
         let Some(settle) = settle else {
             return self.read(body);
         };
-        // One read when nothing is pending (the usual case): the check is in its transaction.
+        // One read when nothing is pending (the usual case): the check comes first in it. (The
+        // statements of a read are not one snapshot: a flush committing between them is a
+        // race older than this check, left for the serving work.)
         let settled = self.read(|db| {
             if events::pending_through(db, appid, settle.ready)? {
                 Ok(None)

@@ -509,7 +509,7 @@ pub(crate) fn store_batch(
 }
 
 /// Stores a prepared batch without recomputing statistics: the periods it touched are marked
-/// pending (in the same transaction) for [`flush_pending`]. Returns, for each event, whether
+/// pending (in the same transaction) for [`flush_account`]. Returns, for each event, whether
 /// it was accepted. `changed` is called for each account that stored events.
 pub(crate) fn store_batch_deferred(
     tx: &dyn Db,
@@ -525,7 +525,7 @@ pub(crate) fn store_batch_deferred(
     Ok(accepted)
 }
 
-/// Marks the periods `touched` of `appid` as pending (see [`flush_pending`]).
+/// Marks the periods `touched` of `appid` as pending (see [`flush_account`]).
 pub(super) fn mark_pending(tx: &dyn Db, appid: &str, touched: &Touched) -> Result<()> {
     for (class, span) in touched.spans.iter().enumerate() {
         if let Some((lo, hi)) = span {

@@ -8,7 +8,7 @@ use datacube_api::endpoint::Group;
 use datacube_api::{Endpoint, Period};
 use jiff::civil::Date;
 use rustc_hash::FxHashSet;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::*;
 
@@ -73,82 +73,84 @@ pub(crate) fn pending_through(db: &dyn Db, appid: &str, ready: Date) -> Result<b
         .is_some())
 }
 
-/// Recomputes the pending periods `due` names (see [`store_batch_deferred`]) and clears
-/// their marks; `changed` is called for each account. Returns the accounts recomputed.
+/// The accounts with pending periods that `due` names, by appid.
+pub(crate) fn due_accounts(db: &dyn Db, due: Due) -> Result<Vec<String>> {
+    match due {
+        Due::All => db.all(
+            "SELECT DISTINCT appid FROM stat_pending ORDER BY appid",
+            p![],
+            |r| Ok(r.text(0)?.to_owned()),
+        ),
+        Due::Through {
+            ready,
+            appid: Some(appid),
+        } => Ok(if pending_through(db, appid, ready)? {
+            vec![appid.to_owned()]
+        } else {
+            Vec::new()
+        }),
+        Due::Through { ready, appid: None } => db.all(
+            "SELECT DISTINCT appid FROM stat_pending WHERE lo <= ?1 ORDER BY appid",
+            p![date_to_epoch_day(ready)],
+            |r| Ok(r.text(0)?.to_owned()),
+        ),
+    }
+}
+
+/// Recomputes every pending period of `appid` (see [`store_batch_deferred`]) — if it still
+/// has one on or before `ready`, when given (another writer may have done it) — and clears
+/// their marks; `changed` is called if it did. Returns whether it did.
 ///
 /// Messages and replies — what `push` and `proxy` record, all day long — are not recomputed
 /// from their day's events but answered from live tallies (`live`) that absorb only the
 /// chunks stored since the last flush; the other classes are recomputed as a batch would.
-pub(crate) fn flush_pending(
+pub(crate) fn flush_account(
     tx: &dyn Db,
     yesterday: Date,
-    due: Due,
+    appid: &str,
+    ready: Option<Date>,
     live: &mut LiveTallies,
     mut changed: impl FnMut(&str) -> Result<()>,
-) -> Result<usize> {
-    let accounts: Option<FxHashSet<String>> = match due {
-        Due::All => None,
-        Due::Through { ready, appid } => {
-            let mut due = FxHashSet::default();
-            match appid {
-                Some(appid) => {
-                    if pending_through(tx, appid, ready)? {
-                        due.insert(appid.to_owned());
-                    }
-                }
-                None => tx.each(
-                    "SELECT DISTINCT appid FROM stat_pending WHERE lo <= ?1",
-                    p![date_to_epoch_day(ready)],
-                    &mut |row| {
-                        due.insert(row.text(0)?.to_owned());
-                        Ok(())
-                    },
-                )?,
-            }
-            if due.is_empty() {
-                return Ok(0);
-            }
-            Some(due)
+) -> Result<bool> {
+    if let Some(ready) = ready {
+        if !pending_through(tx, appid, ready)? {
+            return Ok(false);
         }
-    };
-    let mut pending: BTreeMap<String, Touched> = BTreeMap::new();
+    }
+    let mut touched = Touched::default();
     tx.each(
-        "SELECT appid, class, lo, hi FROM stat_pending",
-        p![],
+        "SELECT class, lo, hi FROM stat_pending WHERE appid = ?1",
+        p![appid],
         &mut |row| {
-            let appid = row.text(0)?;
-            if accounts.as_ref().is_some_and(|a| !a.contains(appid)) {
-                return Ok(());
-            }
-            let (class, lo, hi) = (row.int(1)?, row.int(2)?, row.int(3)?);
-            let touched = pending.entry(appid.to_owned()).or_default();
-            let span = &mut touched.spans[(class as usize).min(CLASSES - 1)];
+            let (class, lo, hi) = (row.int(0)?, row.int(1)?, row.int(2)?);
+            let span = &mut touched.spans[(class.max(0) as usize).min(CLASSES - 1)];
             *span = union(*span, Some((epoch_day_to_date(lo), epoch_day_to_date(hi))));
             Ok(())
         },
     )?;
-    for (appid, touched) in &pending {
-        for class in LIVE_CLASSES {
-            if let Some(span) = touched.get(class) {
-                live.refresh(tx, appid, class, span)?;
-            }
-        }
-        let own = AccountBatch {
-            appid: appid.clone(),
-            classes: Default::default(),
-        };
-        let appended = Appended {
-            touched: *touched,
-            own_chunks: FxHashSet::default(),
-        };
-        recompute_but(tx, &own, &appended, yesterday, &LIVE_CLASSES)?;
-        tx.exec("DELETE FROM stat_pending WHERE appid = ?1", p![appid])?;
-        changed(appid)?;
+    if touched.overall().is_none() {
+        return Ok(false);
     }
-    Ok(pending.len())
+    for class in LIVE_CLASSES {
+        if let Some(span) = touched.get(class) {
+            live.refresh(tx, appid, class, span)?;
+        }
+    }
+    let own = AccountBatch {
+        appid: appid.to_owned(),
+        classes: Default::default(),
+    };
+    let appended = Appended {
+        touched,
+        own_chunks: FxHashSet::default(),
+    };
+    recompute_but(tx, &own, &appended, yesterday, &LIVE_CLASSES)?;
+    tx.exec("DELETE FROM stat_pending WHERE appid = ?1", p![appid])?;
+    changed(appid)?;
+    Ok(true)
 }
 
-/// The classes [`flush_pending`] answers from live tallies.
+/// The classes [`flush_account`] answers from live tallies.
 pub(super) const LIVE_CLASSES: [Class; 2] = [Class::Message, Class::Reply];
 
 /// The whole weeks and months around `lo..=hi`: what a message tally must hold to answer
@@ -193,7 +195,7 @@ pub(super) struct LiveState {
     pub(super) tally: datacube_engine::live::Live,
 }
 
-/// Live tallies of messages and replies, by account and class, for [`flush_pending`]. Kept
+/// Live tallies of messages and replies, by account and class, for [`flush_account`]. Kept
 /// by the store for the life of the process; they follow the database, whoever writes to it:
 /// new chunks are absorbed by their `seq`, and a tally whose chunks changed otherwise (a day
 /// merged by another writer) is rebuilt from the stored events.

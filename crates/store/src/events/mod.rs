@@ -12,7 +12,7 @@
 //! collision never drops an event.
 //!
 //! Recording (`push`, `proxy`) stores events with their statistics deferred and refreshes them
-//! every few seconds ([`flush_pending`]): messages and replies from live tallies that absorb
+//! every few seconds ([`flush_account`]): messages and replies from live tallies that absorb
 //! only the chunks stored since the last refresh, so that a refresh costs what arrived, not
 //! the day so far; a day recorded in many small chunks is merged a few chunks at a time.
 //!
@@ -38,7 +38,7 @@ pub(crate) use chunk::{decode_one, encode_into};
 pub(crate) use ids::IdCache;
 pub use live::Due;
 pub(crate) use live::{
-    flush_pending, pending_accounts, pending_through, recompute_pending, LiveTallies,
+    due_accounts, flush_account, pending_accounts, pending_through, recompute_pending, LiveTallies,
 };
 pub(crate) use recompute::carry_forward;
 use {batch::*, chunk::*, ids::*, live::*, recompute::*};
