@@ -589,14 +589,13 @@ async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
         let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
         let mut known = datacube_store::ingest::KnownAccounts::default();
         // Stored at once, counted when first read: a batch costs what it holds.
-        match datacube_store::ingest::parse_lines(app.store(), &lines, &mut known).await {
-            Ok(parsed) => {
-                parsed
-                    .store(app.store(), datacube_store::ingest::Recompute::WhenRead)
-                    .await
-            }
-            Err(e) => Err(e),
+        async {
+            datacube_store::ingest::parse_lines(app.store(), &lines, &mut known)
+                .await?
+                .store(app.store(), datacube_store::ingest::Recompute::WhenRead)
+                .await
         }
+        .await
     };
     match done {
         Ok((report, changed)) => {

@@ -67,7 +67,7 @@ impl Inner {
         batch: usize,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<BulkOutcome> {
-        let leftovers = self.read(events::pending_accounts)?;
+        let leftovers = self.read(|db| events::due_accounts(db, events::Due::All))?;
         for appid in leftovers {
             self.write(|tx| {
                 if events::recompute_pending(tx, &appid, yesterday)? {
@@ -135,49 +135,51 @@ impl Inner {
     pub(crate) fn flush_pending(&self, yesterday: Date, due: events::Due) -> Result<usize> {
         // Usually nothing is due: look before taking the write lock.
         let accounts = self.read(|db| events::due_accounts(db, due))?;
-        if accounts.is_empty() {
-            return Ok(0);
-        }
-        let ready = match due {
-            events::Due::All => None,
-            events::Due::Through { ready, .. } => Some(ready),
-        };
-        let trigger = match due {
-            events::Due::All => "all",
-            events::Due::Through { appid: Some(_), .. } => "answer",
-            events::Due::Through { appid: None, .. } => "readable",
+        let (ready, trigger) = match due {
+            events::Due::All => (None, "all"),
+            events::Due::Through(ready) => (Some(ready), "readable"),
         };
         let (mut done, mut failed) = (0, None);
         for appid in &accounts {
-            let started = std::time::Instant::now();
-            let mut live = self
-                .live
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let flushed = self.write(|tx| {
-                events::flush_account(tx, yesterday, appid, ready, &mut live, |appid| {
-                    accounts::bump_change(tx, appid)
-                })
-            });
-            match flushed {
-                Ok(true) => {
-                    done += 1;
-                    metrics::histogram!("datacube_recompute_seconds", "trigger" => trigger)
-                        .record(started.elapsed().as_secs_f64());
-                }
-                Ok(false) => {}
+            match self.flush_account(appid, ready, yesterday, trigger) {
+                Ok(flushed) => done += usize::from(flushed),
                 Err(e) => {
-                    // The tallies may count what the rolled-back transaction merged.
-                    *live = Default::default();
                     tracing::warn!(appid = %appid, error = %e, "recomputing pending statistics failed");
                     failed.get_or_insert(e);
                 }
             }
         }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(done),
+        failed.map_or(Ok(done), Err)
+    }
+
+    /// Recomputes every pending period of `appid` — if it has one on or before `ready`, when
+    /// given — in one transaction, timed as `datacube_recompute_seconds{trigger}`. Returns
+    /// whether it did.
+    fn flush_account(
+        &self,
+        appid: &str,
+        ready: Option<Date>,
+        yesterday: Date,
+        trigger: &'static str,
+    ) -> Result<bool> {
+        let started = std::time::Instant::now();
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let flushed = self.write(|tx| {
+            events::flush_account(tx, yesterday, appid, ready, Some(&mut live), |appid| {
+                accounts::bump_change(tx, appid)
+            })
+        });
+        match flushed {
+            Ok(true) => metrics::histogram!("datacube_recompute_seconds", "trigger" => trigger)
+                .record(started.elapsed().as_secs_f64()),
+            Ok(false) => {}
+            // The tallies may count what the rolled-back transaction merged: start over.
+            Err(_) => *live = Default::default(),
         }
+        flushed
     }
 
     /// The body `{"list":[…]}` of `endpoint`'s rows of `appid` from `begin` to `end` (see
@@ -218,15 +220,10 @@ impl Inner {
         self.read(body)
     }
 
-    /// Recomputes what is pending of `appid` and readable by `settle.ready`.
-    pub(crate) fn settle(&self, appid: &str, settle: Settle) -> Result<usize> {
-        self.flush_pending(
-            settle.yesterday,
-            events::Due::Through {
-                ready: settle.ready,
-                appid: Some(appid),
-            },
-        )
+    /// Recomputes what is pending of `appid` and readable by `settle.ready`; returns whether
+    /// anything was.
+    pub(crate) fn settle(&self, appid: &str, settle: Settle) -> Result<bool> {
+        self.flush_account(appid, Some(settle.ready), settle.yesterday, "answer")
     }
 
     /// Every stored row of `endpoint`, comma-separated in WeChat's order, and how many.

@@ -57,7 +57,7 @@ use datacube_api::Endpoint;
 use jiff::civil::Date;
 
 pub use db::record_waits;
-pub use events::{Batch, Due};
+pub use events::Batch;
 
 /// When an answer is read: the last day it may show (`last_ready_day`) and yesterday (the
 /// last day follower rows reach), both China time. Statistics pending for days up to `ready`
@@ -733,8 +733,7 @@ impl Store {
     /// Stores a batch of live events (`POST /admin/events`): the events at once, durable and
     /// counted exactly once when this returns, their statistics pending — recomputed when
     /// they can first be read: before an answer that may show them ([`Store::list_body`] with
-    /// a [`Settle`]), or by [`Store::flush_pending`] with [`Due::Through`] as days become
-    /// readable. What a batch costs is what it holds, not the account's history. Each account
+    /// a [`Settle`]), or by [`Store::flush_readable`] as days become readable. What a batch costs is what it holds, not the account's history. Each account
     /// that stored events is in the change log at once.
     pub async fn ingest_live(&self, batch: Batch) -> Result<IngestOutcome> {
         self.run(move |s| s.ingest_deferred(batch, true)).await
@@ -758,20 +757,21 @@ impl Store {
     /// Recomputes the statistics of every period marked by [`Store::ingest_deferred`];
     /// returns how many accounts.
     pub async fn flush_pending(&self, yesterday: Date) -> Result<usize> {
-        self.run(move |s| s.flush_pending(yesterday, Due::All))
+        self.run(move |s| s.flush_pending(yesterday, events::Due::All))
             .await
     }
 
-    /// Recomputes the pending periods of every account with one on or before `ready` (see
-    /// [`Due::Through`]): what answers up to `ready` may show. Returns how many accounts.
+    /// Recomputes the pending periods of every account with one on or before `ready`: what
+    /// answers up to `ready` may show (later days only — today's — wait). Returns how many
+    /// accounts.
     pub async fn flush_readable(&self, ready: Date, yesterday: Date) -> Result<usize> {
-        self.run(move |s| s.flush_pending(yesterday, Due::Through { ready, appid: None }))
+        self.run(move |s| s.flush_pending(yesterday, events::Due::Through(ready)))
             .await
     }
 
     /// Recomputes what is pending of `appid` and may show in an answer by `settle.ready`
-    /// (what [`Store::list_body`] does before reading). Returns 1 if anything was.
-    pub async fn settle(&self, appid: &str, settle: Settle) -> Result<usize> {
+    /// (what [`Store::list_body`] does before reading). Returns whether anything was.
+    pub async fn settle(&self, appid: &str, settle: Settle) -> Result<bool> {
         let appid = appid.to_owned();
         self.run(move |s| s.settle(&appid, settle)).await
     }

@@ -58,15 +58,14 @@ pub async fn run(args: ExportArgs) -> Result<()> {
     }
     let store = open(&args.db.database)?;
     let endpoint = args.endpoint;
-    let now = args.clock.now();
-    let ready = datacube_api::date::last_ready_day(now.as_second());
+    let settle = datacube_store::Settle::at(args.clock.now().as_second());
+    let ready = settle.ready;
     // Live events still pending that the rows asked for may show are counted first.
-    let settle = datacube_store::Settle::at(now.as_second());
     store
         .settle(
             &args.appid,
             datacube_store::Settle {
-                ready: settle.ready.max(args.to),
+                ready: ready.max(args.to),
                 ..settle
             },
         )

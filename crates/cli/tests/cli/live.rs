@@ -157,13 +157,13 @@ async fn a_stream_split_between_posts_and_ingest_runs_answers_as_one_bulk_load()
     );
 }
 
-/// The answer of `endpoint` for `appid` over `from..=to`, as a list of rows.
-async fn rows(
+/// The answer of `endpoint` over `from..=to`: each row's `ref_date` and its `field`.
+async fn by_day(
     base: &str,
     token: &str,
-    endpoint: &str,
+    (endpoint, field): (&str, &str),
     (from, to): (jiff::civil::Date, jiff::civil::Date),
-) -> Vec<serde_json::Value> {
+) -> Vec<(String, u64)> {
     let body = format!(
         r#"{{"begin_date":"{}","end_date":"{}"}}"#,
         format_date(from),
@@ -174,7 +174,14 @@ async fn rows(
     v["list"]
         .as_array()
         .unwrap_or_else(|| panic!("{endpoint} {body}: {answer}"))
-        .clone()
+        .iter()
+        .map(|r| {
+            (
+                r["ref_date"].as_str().unwrap().to_owned(),
+                r[field].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Batches of follows and replies on days from ten days back to today — late ones and today's
@@ -234,16 +241,13 @@ async fn an_answer_read_between_two_posts_counts_every_event_accepted_before_it(
         let ready = datacube_api::date::last_ready_day(now);
         // A week: getusercumulate's longest span.
         let window = (add_days(ready, -6), ready);
-        let cumulate: Vec<(String, u64)> = rows(&served.base, &token, "getusercumulate", window)
-            .await
-            .iter()
-            .map(|r| {
-                (
-                    r["ref_date"].as_str().unwrap().to_owned(),
-                    r["cumulate_user"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let cumulate = by_day(
+            &served.base,
+            &token,
+            ("getusercumulate", "cumulate_user"),
+            window,
+        )
+        .await;
         let mut expected = Vec::new();
         let mut d = window.0;
         while d <= window.1 {
@@ -256,16 +260,13 @@ async fn an_answer_read_between_two_posts_counts_every_event_accepted_before_it(
         let got: Vec<(String, u64)> = cumulate.into_iter().filter(|(_, n)| *n > 0).collect();
         assert_eq!(got, expected, "round {round}: getusercumulate");
 
-        let calls: Vec<(String, u64)> = rows(&served.base, &token, "getinterfacesummary", window)
-            .await
-            .iter()
-            .map(|r| {
-                (
-                    r["ref_date"].as_str().unwrap().to_owned(),
-                    r["callback_count"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let calls = by_day(
+            &served.base,
+            &token,
+            ("getinterfacesummary", "callback_count"),
+            window,
+        )
+        .await;
         let expected: Vec<(String, u64)> = replies
             .range(window.0..=window.1)
             .map(|(d, n)| (format_date(*d), *n))

@@ -356,7 +356,7 @@ impl IdCache {
             "INSERT INTO event_id_delta (appid, data, stamp) VALUES (?1, ?2, ?3) RETURNING seq",
             p![appid, &data, stamp],
         )?;
-        // Held: the next batch searches it (a merge's result is often let go soon after).
+        // Held: the next batch of the account searches it.
         self.hold(appid, seq, stamp, data.into());
         Ok(seq)
     }
@@ -481,6 +481,16 @@ fn new_stamp() -> i64 {
     rand::random::<i64>() | 1
 }
 
+/// Gives `appid`'s buckets a new stamp (they were rewritten, or never stamped), and returns it.
+fn restamp(tx: &dyn Db, appid: &str) -> Result<i64> {
+    let stamp = new_stamp();
+    tx.exec(
+        "UPDATE event_app SET id_stamp = ?2 WHERE appid = ?1",
+        p![appid, stamp],
+    )?;
+    Ok(stamp)
+}
+
 /// An id to look up in the index: its hash, the tag of its event's day and class, and where
 /// the event is in the account's batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -518,12 +528,7 @@ pub(super) fn dedup_ids(
         .unwrap_or((0, 0, 0));
     // An index written before stamps were: stamped now, so that its buckets may be held.
     let stamp = if stamp == 0 && count > 0 {
-        let stamp = new_stamp();
-        tx.exec(
-            "UPDATE event_app SET id_stamp = ?2 WHERE appid = ?1",
-            p![appid, stamp],
-        )?;
-        stamp
+        restamp(tx, appid)?
     } else {
         stamp
     };
@@ -702,11 +707,7 @@ pub(super) fn merge_deltas(
         written.push((bucket, data));
     }
     tx.exec("DELETE FROM event_id_delta WHERE appid = ?1", p![appid])?;
-    let new_stamp = new_stamp();
-    tx.exec(
-        "UPDATE event_app SET id_stamp = ?2 WHERE appid = ?1",
-        p![appid, new_stamp],
-    )?;
+    let new_stamp = restamp(tx, appid)?;
     cache.rebucketed(appid, (stamp, new_stamp), written, split);
     Ok(())
 }

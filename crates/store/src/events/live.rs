@@ -1,5 +1,6 @@
-//! Statistics deferred while recording (`push`, `proxy`): pending periods, and the live tallies
-//! of messages and replies that absorb only the chunks stored since the last refresh.
+//! Statistics deferred (live events posted to `/admin/events`, and what `push` and `proxy`
+//! record): pending periods, recomputed an account at a time when due, and the live tallies of
+//! messages and replies that absorb only the chunks stored since the last refresh.
 
 use crate::db::{p, Db};
 use crate::Result;
@@ -13,53 +14,20 @@ use std::collections::HashMap;
 use super::*;
 
 /// Recomputes, from the stored events, every period of `appid` marked pending, and clears the
-/// marks; returns whether any was marked.
+/// marks; returns whether any was marked (a bulk load's accounts: no live tallies).
 pub(crate) fn recompute_pending(tx: &dyn Db, appid: &str, yesterday: Date) -> Result<bool> {
-    let mut touched = Touched::default();
-    tx.each(
-        "SELECT class, lo, hi FROM stat_pending WHERE appid = ?1",
-        p![appid],
-        &mut |row| {
-            let (class, lo, hi) = (row.int(0)?, row.int(1)?, row.int(2)?);
-            let span = &mut touched.spans[(class.max(0) as usize).min(CLASSES - 1)];
-            *span = union(*span, Some((epoch_day_to_date(lo), epoch_day_to_date(hi))));
-            Ok(())
-        },
-    )?;
-    if touched.overall().is_none() {
-        return Ok(false);
-    }
-    let own = AccountBatch {
-        appid: appid.to_owned(),
-        classes: Default::default(),
-    };
-    let appended = Appended {
-        touched,
-        own_chunks: FxHashSet::default(),
-    };
-    recompute_but(tx, &own, &appended, yesterday, &[])?;
-    tx.exec("DELETE FROM stat_pending WHERE appid = ?1", p![appid])?;
-    Ok(true)
-}
-
-/// The accounts with periods marked pending.
-pub(crate) fn pending_accounts(tx: &dyn Db) -> Result<Vec<String>> {
-    tx.all(
-        "SELECT DISTINCT appid FROM stat_pending ORDER BY appid",
-        p![],
-        |r| Ok(r.text(0)?.to_owned()),
-    )
+    flush_account(tx, yesterday, appid, None, None, |_| Ok(()))
 }
 
 /// Which pending statistics a flush recomputes.
 #[derive(Debug, Clone, Copy)]
-pub enum Due<'a> {
+pub(crate) enum Due {
     /// Every period pending.
     All,
-    /// Every period pending of the accounts (of `appid` alone, when given) with a period
-    /// pending on or before `ready`: what an answer for days up to `ready` may show. Periods
-    /// of later days only — today's, say — change nothing that can be read yet, and wait.
-    Through { ready: Date, appid: Option<&'a str> },
+    /// Every period pending of the accounts with a period pending on or before the date: what
+    /// an answer for days up to it may show. Periods of later days only — today's, say —
+    /// change nothing that can be read yet, and wait.
+    Through(Date),
 }
 
 /// Whether `appid` has a period pending on or before `ready` (see [`Due::Through`]).
@@ -81,15 +49,7 @@ pub(crate) fn due_accounts(db: &dyn Db, due: Due) -> Result<Vec<String>> {
             p![],
             |r| Ok(r.text(0)?.to_owned()),
         ),
-        Due::Through {
-            ready,
-            appid: Some(appid),
-        } => Ok(if pending_through(db, appid, ready)? {
-            vec![appid.to_owned()]
-        } else {
-            Vec::new()
-        }),
-        Due::Through { ready, appid: None } => db.all(
+        Due::Through(ready) => db.all(
             "SELECT DISTINCT appid FROM stat_pending WHERE lo <= ?1 ORDER BY appid",
             p![date_to_epoch_day(ready)],
             |r| Ok(r.text(0)?.to_owned()),
@@ -101,15 +61,15 @@ pub(crate) fn due_accounts(db: &dyn Db, due: Due) -> Result<Vec<String>> {
 /// has one on or before `ready`, when given (another writer may have done it) — and clears
 /// their marks; `changed` is called if it did. Returns whether it did.
 ///
-/// Messages and replies — what `push` and `proxy` record, all day long — are not recomputed
-/// from their day's events but answered from live tallies (`live`) that absorb only the
+/// With `live`, messages and replies — what `push` and `proxy` record, all day long — are not
+/// recomputed from their day's events but answered from live tallies that absorb only the
 /// chunks stored since the last flush; the other classes are recomputed as a batch would.
 pub(crate) fn flush_account(
     tx: &dyn Db,
     yesterday: Date,
     appid: &str,
     ready: Option<Date>,
-    live: &mut LiveTallies,
+    mut live: Option<&mut LiveTallies>,
     mut changed: impl FnMut(&str) -> Result<()>,
 ) -> Result<bool> {
     if let Some(ready) = ready {
@@ -131,9 +91,11 @@ pub(crate) fn flush_account(
     if touched.overall().is_none() {
         return Ok(false);
     }
-    for class in LIVE_CLASSES {
-        if let Some(span) = touched.get(class) {
-            live.refresh(tx, appid, class, span)?;
+    if let Some(live) = live.as_deref_mut() {
+        for class in LIVE_CLASSES {
+            if let Some(span) = touched.get(class) {
+                live.refresh(tx, appid, class, span)?;
+            }
         }
     }
     let own = AccountBatch {
@@ -144,7 +106,8 @@ pub(crate) fn flush_account(
         touched,
         own_chunks: FxHashSet::default(),
     };
-    recompute_but(tx, &own, &appended, yesterday, &LIVE_CLASSES)?;
+    let elsewhere: &[Class] = if live.is_some() { &LIVE_CLASSES } else { &[] };
+    recompute_but(tx, &own, &appended, yesterday, elsewhere)?;
     tx.exec("DELETE FROM stat_pending WHERE appid = ?1", p![appid])?;
     changed(appid)?;
     Ok(true)

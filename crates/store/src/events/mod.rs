@@ -11,10 +11,12 @@
 //! hash that is found is confirmed against the ids stored in that day's chunks, so a hash
 //! collision never drops an event.
 //!
-//! Recording (`push`, `proxy`) stores events with their statistics deferred and refreshes them
-//! every few seconds ([`flush_account`]): messages and replies from live tallies that absorb
-//! only the chunks stored since the last refresh, so that a refresh costs what arrived, not
-//! the day so far; a day recorded in many small chunks is merged a few chunks at a time.
+//! Live events (`POST /admin/events`) are stored with their statistics deferred, recomputed
+//! when they can first be read (see `live`). Recording (`push`, `proxy`) defers them too and
+//! refreshes them every few seconds ([`flush_account`]): messages and replies from live
+//! tallies that absorb only the chunks stored since the last refresh, so that a refresh costs
+//! what arrived, not the day so far; a day recorded in many small chunks is merged a few
+//! chunks at a time.
 //!
 //! # Layout
 //! - `chunk`: a chunk's encoding and codecs; reading a day's chunks and merging them.
@@ -36,9 +38,8 @@ pub use batch::Batch;
 pub(crate) use batch::{append, store_batch, store_batch_deferred, store_bulk, Appended, Touched};
 pub(crate) use chunk::{decode_one, encode_into};
 pub(crate) use ids::IdCache;
-pub use live::Due;
 pub(crate) use live::{
-    due_accounts, flush_account, pending_accounts, pending_through, recompute_pending, LiveTallies,
+    due_accounts, flush_account, pending_through, recompute_pending, Due, LiveTallies,
 };
 pub(crate) use recompute::carry_forward;
 use {batch::*, chunk::*, ids::*, live::*, recompute::*};
