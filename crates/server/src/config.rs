@@ -41,6 +41,9 @@ pub struct Config {
     pub metrics_on_main: bool,
     /// `serve --mirror`: the daemon that `POST /admin/sync/run` asks.
     pub mirror: Option<crate::mirror::MirrorHandle>,
+    /// Event loops answering connections (`serve --threads`), each a thread of its own with
+    /// its own connections, as nginx's workers are; 0 means one per CPU.
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -61,6 +64,17 @@ impl Default for Config {
             demo_days: None,
             seed: None,
             mirror: None,
+            threads: 0,
+        }
+    }
+}
+
+impl Config {
+    /// How many event loops answer connections: [`Config::threads`], or one per CPU.
+    pub fn event_loops(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
         }
     }
 }

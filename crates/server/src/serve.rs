@@ -86,6 +86,16 @@ async fn view_clock(app: App) {
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish
 /// (up to the configured grace period). What each client may take is kept by [`Edge`].
+///
+/// Connections are accepted here (the edge admits or refuses each, as before any request of
+/// it is read) and each admitted one is handed to one of
+/// [`Config::event_loops`](crate::config::Config::event_loops) event loops, in turn: a thread
+/// with a single-threaded runtime that keeps its connections, as nginx's workers do — a
+/// request is read, answered and written on one thread, without waking another. Accepting
+/// stays on the caller's runtime, apart from the loops, so that a flood of connections busy
+/// on the loops never delays the accepting of others. The WeChat API is answered on the loop;
+/// everything else the router answers (the admin API, the dashboard) runs on the caller's
+/// runtime, so that a long import never holds a loop's other connections.
 pub async fn serve(
     listener: TcpListener,
     app: App,
@@ -96,12 +106,14 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let edge = Edge::new(limits.clone());
     let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
+    let loops = EventLoops::start(app.config().event_loops())?;
     let watcher = tokio::spawn(watch_changes(app.clone()));
     let days = tokio::spawn(roll_days(app.clone()));
     let tickets = tokio::spawn(crate::component::push_tickets(app.clone()));
     let sweeper = tokio::spawn(edge.clone().sweep());
     let readiness = tokio::spawn(crate::health::watch_readiness(app.clone()));
     let view_clock = tokio::spawn(view_clock(app.clone()));
+    let main = tokio::runtime::Handle::current();
     tokio::pin!(shutdown);
     loop {
         let Some((stream, peer)) =
@@ -111,14 +123,27 @@ pub async fn serve(
         };
         match edge.admit(peer.ip()) {
             Ok(admitted) => {
-                let conn = admitted.0.clone();
-                let svc = service(app.clone(), router.clone(), conn.clone());
-                let io = Watched {
-                    io: stream,
-                    conn: conn.clone(),
+                // Registered again on the loop's own reactor: its readiness wakes that thread.
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "an accepted connection failed");
+                        continue;
+                    }
                 };
-                let http = graceful.watch(connection(io, svc, true, None));
-                tokio::spawn(async move {
+                let (app, router, main) = (app.clone(), router.clone(), main.clone());
+                let graceful = graceful.watcher();
+                loops.next().spawn(async move {
+                    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                        return;
+                    };
+                    let conn = admitted.0.clone();
+                    let svc = service(app, router, main, conn.clone());
+                    let io = Watched {
+                        io: stream,
+                        conn: conn.clone(),
+                    };
+                    let http = graceful.watch(connection(io, svc, true, None));
                     tokio::select! {
                         ended = http => if let Err(e) = ended {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -173,8 +198,67 @@ pub async fn serve(
             tracing::warn!("grace period over; closing the remaining connections");
         }
     }
+    loops.stop().await;
     sweeper.abort();
     Ok(())
+}
+
+/// The event loops connections are handed to: threads, each running a single-threaded
+/// runtime until told to stop.
+struct EventLoops {
+    handles: Vec<tokio::runtime::Handle>,
+    next: std::sync::atomic::AtomicUsize,
+    stop: tokio::sync::watch::Sender<bool>,
+    stopped: Vec<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl EventLoops {
+    fn start(n: usize) -> std::io::Result<EventLoops> {
+        let (stop, told) = tokio::sync::watch::channel(false);
+        let (mut handles, mut stopped) = (Vec::new(), Vec::new());
+        for i in 0..n.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(runtime.handle().clone());
+            let (done, finished) = tokio::sync::oneshot::channel::<()>();
+            let mut told = told.clone();
+            std::thread::Builder::new()
+                .name(format!("datacube-loop-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let _ = told.wait_for(|stop| *stop).await;
+                    });
+                    // What is left (a connection past the grace period, a blocking store
+                    // call of a cut-off request) is dropped or ends on its own.
+                    runtime.shutdown_timeout(Duration::from_millis(100));
+                    drop(done);
+                })?;
+            stopped.push(finished);
+        }
+        Ok(EventLoops {
+            handles,
+            next: Default::default(),
+            stop,
+            stopped,
+        })
+    }
+
+    /// The loop the next connection goes to (in turn).
+    fn next(&self) -> &tokio::runtime::Handle {
+        let i = self
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.handles[i % self.handles.len()]
+    }
+
+    /// Stops every loop and waits for its thread to end.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for finished in self.stopped {
+            let _ = finished.await;
+        }
+    }
 }
 
 /// `GET /healthz` or `/readyz`: answered whatever the load.
@@ -284,6 +368,7 @@ where
 fn service(
     app: App,
     router: Router,
+    main: tokio::runtime::Handle,
     conn: Arc<Conn>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
@@ -293,6 +378,7 @@ fn service(
 > + Clone {
     hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let (app, router, conn) = (app.clone(), router.clone(), conn.clone());
+        let main = main.clone();
         async move {
             // The body first, whole (within its limit): until then the request holds no slot.
             let limit = body_limit(&app, &req);
@@ -324,7 +410,7 @@ fn service(
             let logged = (app.config().request_log
                 && tracing::enabled!(target: "datacube::request", tracing::Level::INFO))
             .then(|| (req.method().clone(), req.uri().clone()));
-            let answer = answer(app.clone(), router, req).await;
+            let answer = answer(app.clone(), router, &main, req).await;
             drop(slot);
             let took = started.elapsed();
             let errcode = answer
@@ -357,7 +443,12 @@ fn body_limit<B>(app: &App, req: &hyper::Request<B>) -> usize {
 /// Answers one request. The WeChat API is the hot path: straight to its handler; the router
 /// only for the admin API, the dashboard, the API's description and the health checks (a test
 /// walks the description: every path in it is answered, and nothing else).
-async fn answer(app: App, router: Router, req: hyper::Request<Prefetched>) -> Response {
+async fn answer(
+    app: App,
+    router: Router,
+    main: &tokio::runtime::Handle,
+    req: hyper::Request<Prefetched>,
+) -> Response {
     let path = req.uri().path();
     let page = path == "/"
         || path.starts_with("/dashboard/")
@@ -368,7 +459,11 @@ async fn answer(app: App, router: Router, req: hyper::Request<Prefetched>) -> Re
         || path == "/readyz"
         || (path == "/metrics" && app.config().metrics_on_main);
     if path.starts_with("/admin/") || page {
-        route(router, req).await
+        // On the main runtime: a long import or export holds none of this loop's connections.
+        match main.spawn(route(router, req)).await {
+            Ok(answer) => answer,
+            Err(e) => app.internal("a request's task failed", &e),
+        }
     } else {
         crate::wechat::dispatch_request(app, req.map(axum::body::Body::new)).await
     }

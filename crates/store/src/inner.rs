@@ -189,35 +189,45 @@ impl Inner {
         &self,
         appid: &str,
         endpoint: Endpoint,
-        (begin, end): (Date, Date),
+        range: (Date, Date),
         settle: Option<Settle>,
     ) -> Result<String> {
-        let body = |db: &dyn Db| -> Result<String> {
-            let mut out = String::with_capacity(4096);
-            out.push_str("{\"list\":[");
-            let n = days::list_into(db, appid, endpoint, begin, end, &mut out)?;
-            days::quiet_tail(db, appid, endpoint, (begin, end), n, &mut out)?;
-            out.push_str("]}");
-            Ok(out)
-        };
-        let Some(settle) = settle else {
-            return self.read(body);
-        };
-        // One read when nothing is pending (the usual case): the check comes first in it. (The
-        // statements of a read are not one snapshot: a flush committing between them is a
-        // race older than this check, left for the serving work.)
-        let settled = self.read(|db| {
-            if events::pending_through(db, appid, settle.ready)? {
-                Ok(None)
-            } else {
-                body(db).map(Some)
-            }
-        })?;
-        if let Some(body) = settled {
+        if let Some(body) = self.settled_body(appid, endpoint, range, settle)? {
             return Ok(body);
         }
-        self.settle(appid, settle)?;
-        self.read(body)
+        if let Some(settle) = settle {
+            self.settle(appid, settle)?;
+        }
+        self.snapshot(|db| body_of(db, appid, endpoint, range))
+    }
+
+    /// The body, read in one snapshot — unless something of the account readable by
+    /// `settle.ready` is still pending (`None`: [`Inner::list_body`] settles it first). One
+    /// read when nothing is (the usual case): the check comes first in it.
+    pub(crate) fn settled_body(
+        &self,
+        appid: &str,
+        endpoint: Endpoint,
+        range: (Date, Date),
+        settle: Option<Settle>,
+    ) -> Result<Option<String>> {
+        self.snapshot(|db| {
+            if let Some(settle) = settle {
+                if events::pending_through(db, appid, settle.ready)? {
+                    return Ok(None);
+                }
+            }
+            body_of(db, appid, endpoint, range).map(Some)
+        })
+    }
+
+    /// Runs `f` in one read snapshot: every statement sees the same commit (a flush committing
+    /// meanwhile is seen whole or not at all).
+    pub(crate) fn snapshot<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.snapshot(f),
+            Backend::Postgres(p) => p.snapshot(f),
+        }
     }
 
     /// Recomputes what is pending of `appid` and readable by `settle.ready`; returns whether
@@ -242,4 +252,14 @@ impl Inner {
             events::carry_forward(tx, yesterday, |appid| accounts::bump_change(tx, appid))
         })
     }
+}
+
+/// The body `{"list":[…]}` of `endpoint`'s rows of `appid` from `begin` to `end`.
+fn body_of(db: &dyn Db, appid: &str, endpoint: Endpoint, (begin, end): (Date, Date)) -> Result<String> {
+    let mut out = String::with_capacity(4096);
+    out.push_str("{\"list\":[");
+    let n = days::list_into(db, appid, endpoint, begin, end, &mut out)?;
+    days::quiet_tail(db, appid, endpoint, (begin, end), n, &mut out)?;
+    out.push_str("]}");
+    Ok(out)
 }

@@ -814,7 +814,8 @@ impl Store {
     /// days past `days::QUIET_STORED` after its last event are not stored). `end` must be at
     /// most the last ready day. With `settle`, the statistics of live events still pending
     /// that may show by `settle.ready` are recomputed first, so that the answer reflects every
-    /// event accepted before it ([`Store::ingest_live`]).
+    /// event accepted before it ([`Store::ingest_live`]). The rows are read in one snapshot;
+    /// on SQLite inline (a local indexed read) unless something must be recomputed first.
     pub async fn list_body(
         &self,
         appid: &str,
@@ -822,6 +823,14 @@ impl Store {
         (begin, end): (Date, Date),
         settle: Option<Settle>,
     ) -> Result<String> {
+        if let Backend::Sqlite(_) = &self.inner.backend {
+            if let Some(body) = self
+                .inner
+                .settled_body(appid, endpoint, (begin, end), settle)?
+            {
+                return Ok(body);
+            }
+        }
         let appid = appid.to_owned();
         self.run(move |s| s.list_body(&appid, endpoint, (begin, end), settle))
             .await

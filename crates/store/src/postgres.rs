@@ -255,6 +255,42 @@ impl Postgres {
 
     /// Runs `f` on a reader connection (autocommit: each statement sees the latest commit).
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        self.with_reader(|conn| {
+            let (client, prepared) = conn.parts();
+            let db = PgDb {
+                client: PgClient::Client(client).into(),
+                prepared: prepared.into(),
+            };
+            f(&db)
+        })
+    }
+
+    /// Runs `f` on a reader connection in one read-only `REPEATABLE READ` transaction: every
+    /// statement sees the same snapshot.
+    pub(crate) fn snapshot<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        self.with_reader(|conn| {
+            let (client, prepared) = conn.parts();
+            let tx = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let db = PgDb {
+                client: PgClient::Transaction(tx).into(),
+                prepared: prepared.into(),
+            };
+            let out = f(&db)?;
+            match db.client.into_inner() {
+                PgClient::Transaction(tx) => tx.commit()?,
+                PgClient::Client(_) => unreachable!("a snapshot runs in a transaction"),
+            }
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` with a reader connection of the pool (one is opened when none is idle, up to
+    /// the pool's size), then gives it back — unless it broke.
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let waiting = crate::db::Waiting::start("read");
         let mut conn = {
             let mut readers = crate::db::locked(&self.readers);
@@ -280,14 +316,7 @@ impl Postgres {
             }
         };
         drop(waiting);
-        let out = {
-            let (client, prepared) = conn.parts();
-            let db = PgDb {
-                client: PgClient::Client(client).into(),
-                prepared: prepared.into(),
-            };
-            f(&db)
-        };
+        let out = f(&mut conn);
         // A connection that broke is not reused.
         if conn
             .client

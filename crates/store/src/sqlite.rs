@@ -111,6 +111,11 @@ impl Sqlite {
     /// Runs `f` on a reader connection (outside any transaction: each statement sees the
     /// latest commit).
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        self.with_reader(|conn| f(conn))
+    }
+
+    /// Runs `f` with a reader connection of the pool (a new one when none is idle).
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let waiting = crate::db::Waiting::start("read");
         let conn = self.readers.lock().expect("reader pool").pop();
         let conn = match conn {
@@ -128,6 +133,18 @@ impl Sqlite {
             pool.push(conn);
         }
         out
+    }
+
+    /// Runs `f` on a reader connection in one read transaction: every statement sees the same
+    /// commit (and the WAL's read lock is taken once, not once per statement).
+    pub(crate) fn snapshot<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        self.with_reader(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let out = f(&*tx);
+            // Nothing was written: ending it either way only lets the snapshot go.
+            drop(tx);
+            out
+        })
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`: one writer at a time, also across

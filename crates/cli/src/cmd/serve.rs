@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// orchestrator reach.
     #[arg(long, env = "DATACUBE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Event loops answering connections, each a thread with connections of its own (as
+    /// nginx's `worker_processes`); one per CPU when unset.
+    #[arg(long, env = "DATACUBE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 /// An admin token: at least 16 characters, none of them white space (an empty one leaves the
@@ -205,6 +209,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         seed: args.seed.clone(),
         mirror: None,
         metrics_on_main: args.metrics_listen.is_none(),
+        threads: args.threads.map_or(0, usize::from),
     };
     if !config.faults.is_empty() {
         tracing::warn!("faults are injected: some answers are errors or late on purpose");
