@@ -26,10 +26,13 @@ pub(crate) fn is_memory(path: &str) -> bool {
     path == ":memory:"
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+fn configure(conn: &Connection, mapped: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // Reads through the page cache's mapping instead of a read() per page.
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    // The writer reads through the page cache's mapping instead of a read() per page. Readers
+    // do not: every page a mapping touches counts in the process's resident memory, so a
+    // server answering 1,000 accounts would show the whole file; a reader's own page cache
+    // (2 MB) is bounded.
+    conn.pragma_update(None, "mmap_size", if mapped { 1i64 << 30 } else { 0 })?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(())
@@ -98,7 +101,7 @@ impl Sqlite {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(mode, "SQLite did not switch to WAL mode");
         }
-        configure(&writer).map_err(open_err)?;
+        configure(&writer, true).map_err(open_err)?;
         migrate(&writer, url)?;
         Ok(Sqlite {
             path: PathBuf::from(path),
@@ -122,7 +125,7 @@ impl Sqlite {
             Some(c) => c,
             None => {
                 let c = Connection::open(&self.path)?;
-                configure(&c)?;
+                configure(&c, false)?;
                 c
             }
         };
