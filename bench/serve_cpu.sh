@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# CPU time, context switches and system calls per request (issue 32): datacube answering the
+# same cached request as bench/serve.sh, against nginx `return 200` of the same bytes, measured
+# with `perf stat` on the server's own threads while wrk runs, alternating twice.
+#
+#   bench/serve_cpu.sh                       # the release build
+#   BIN=/tmp/datacube-old bench/serve_cpu.sh
+# Needs perf, wrk, nginx-light and the store bench/serve.sh fills (DB=/tmp/datacube-bench.db).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+DB=${DB:-/tmp/datacube-bench.db}
+[ -s "$DB" ] || { echo "no store at $DB: run bench/serve.sh first"; exit 2; }
+bin=${BIN:-$root/target/release/datacube}
+work=$(mktemp -d); chmod a+rx "$work"
+DATACUBE_LOG=warn "$bin" serve --database "sqlite://$DB" --listen 127.0.0.1:18181 \
+  --clock 2026-01-01T10:00:00+08:00 >"$work/out" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; [ -s "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")"; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do grep -q serving "$work/out" 2>/dev/null && break; sleep 0.1; done
+token=$(curl -s "http://127.0.0.1:18181/cgi-bin/token?grant_type=client_credential&appid=wxbench00000000500&secret=bench-secret" \
+  | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+path="/datacube/getinterfacesummary?access_token=$token"
+body='{"begin_date":"2025-12-01","end_date":"2025-12-30"}'
+curl -s "http://127.0.0.1:18181$path" -d "$body" >"$work/resp.json"
+cat >"$work/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:18182;
+    location / { default_type "application/json; encoding=utf-8"; return 200 '$(cat "$work/resp.json")'; }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -e "$work/nginx.err"
+sleep 0.5
+cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+measure() {  # name port pids…
+  local name=$1 port=$2; shift 2
+  perf stat -e task-clock,context-switches,raw_syscalls:sys_enter -p "$(echo "$@" | tr ' ' ,)" \
+    -o "$work/$name.stat" -- sleep 8 &
+  local sp=$!
+  wrk -t2 -c64 -d8s -s "$work/post.lua" "http://127.0.0.1:$port$path" >"$work/$name.wrk"
+  wait $sp
+  local n; n=$(awk '/requests in/ {print $1}' "$work/$name.wrk")
+  printf '%-9s %10s req/s' "$name" "$(awk '/Requests\/sec/ {print $2}' "$work/$name.wrk")"
+  awk -v r="$n" '/task-clock/ {gsub(",","",$1); printf "  %6.2f µs CPU", $1*1000/r}
+    /context-switches/ {gsub(",","",$1); printf "  %5.3f switches", $1/r}
+    /sys_enter/ {gsub(",","",$1); printf "  %4.2f syscalls", $1/r}' "$work/$name.stat"
+  echo "  (per request)"
+}
+workers=$(pgrep -f "nginx: worker" | tr '\n' ' ')
+for _ in 1 2; do
+  measure nginx 18182 $workers
+  measure datacube 18181 $pid
+done
