@@ -246,9 +246,7 @@ impl EventLoops {
 
     /// The loop the next connection goes to (in turn).
     fn next(&self) -> &tokio::runtime::Handle {
-        let i = self
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         &self.handles[i % self.handles.len()]
     }
 

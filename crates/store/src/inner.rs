@@ -255,7 +255,12 @@ impl Inner {
 }
 
 /// The body `{"list":[…]}` of `endpoint`'s rows of `appid` from `begin` to `end`.
-fn body_of(db: &dyn Db, appid: &str, endpoint: Endpoint, (begin, end): (Date, Date)) -> Result<String> {
+fn body_of(
+    db: &dyn Db,
+    appid: &str,
+    endpoint: Endpoint,
+    (begin, end): (Date, Date),
+) -> Result<String> {
     let mut out = String::with_capacity(4096);
     out.push_str("{\"list\":[");
     let n = days::list_into(db, appid, endpoint, begin, end, &mut out)?;
