@@ -5,6 +5,9 @@ use std::time::Duration;
 use datacube_api::token::DEFAULT_TOKEN_DAILY_QUOTA;
 use datacube_api::SuffixStyle;
 
+/// `--stats-memory`'s default, in MiB.
+pub const DEFAULT_STATS_MEMORY_MIB: usize = 192;
+
 /// Everything `serve` can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,6 +25,9 @@ pub struct Config {
     pub suffix: SuffixStyle,
     /// Datacube answers kept in memory; 0 turns the cache off.
     pub response_cache: usize,
+    /// Bytes of statistics held in memory to answer ranges without reading the database
+    /// (`--stats-memory`); 0 reads the database for every answer not cached.
+    pub stats_memory: usize,
     /// Limits that keep the server up.
     pub limits: Limits,
     /// Injected faults (`--faults`); none by default. `/admin/faults` changes them at run time.
@@ -55,6 +61,7 @@ impl Default for Config {
             retire_legacy_articles: false,
             suffix: SuffixStyle::Rid,
             response_cache: 10_000,
+            stats_memory: DEFAULT_STATS_MEMORY_MIB << 20,
             limits: Limits::default(),
             faults: crate::faults::Faults::default(),
             faults_seed: None,

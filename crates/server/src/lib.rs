@@ -37,6 +37,7 @@ pub mod health;
 pub mod metrics;
 pub mod mirror;
 pub mod openapi;
+mod resident;
 pub mod secret;
 pub mod seed;
 mod serve;

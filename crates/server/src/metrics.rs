@@ -10,6 +10,8 @@
 //!   `duplicate`, `rejected`;
 //! - `datacube_response_cache_total{result}`: datacube answers from the cache (`hit`) or
 //!   the store (`miss`);
+//! - `datacube_resident_bytes`: statistics held in memory to answer ranges
+//!   (`--stats-memory`);
 //! - `datacube_quota_refusals_total{api}`: 45009 answers (a datacube endpoint's daily quota,
 //!   or `token` / `stable_token`'s);
 //! - `datacube_secret_checks_total{verdict}`: secret checks, `right`, `wrong` or `busy` (the
@@ -114,6 +116,11 @@ fn describe() {
     describe_counter!(
         "datacube_response_cache_total",
         "Datacube answers from the response cache (hit) or the store (miss)."
+    );
+    describe_gauge!(
+        "datacube_resident_bytes",
+        Unit::Bytes,
+        "Statistics held in memory to answer ranges without reading the database."
     );
     describe_counter!(
         "datacube_quota_refusals_total",

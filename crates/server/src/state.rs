@@ -115,6 +115,8 @@ pub(crate) struct Inner {
     /// Set once shutdown began: no new connections, open requests finishing.
     draining: AtomicBool,
     pub(crate) answers: ResponseCache,
+    /// Statistics held in memory to answer ranges (`--stats-memory`).
+    pub(crate) residents: crate::resident::Residents,
     /// `/readyz`'s last check of the database.
     pub(crate) ready: crate::health::LastCheck,
     /// The faults injected (`--faults`, `/admin/faults`).
@@ -134,6 +136,7 @@ impl App {
         App {
             inner: Arc::new(Inner {
                 answers: ResponseCache::new(config.response_cache),
+                residents: crate::resident::Residents::new(config.stats_memory),
                 ready: Default::default(),
                 faults: crate::faults::Injector::new(&config.faults, config.faults_seed),
                 clock_start: (!clock.is_real()).then(|| clock.now()),
@@ -292,6 +295,7 @@ impl App {
     /// Retires the cached answers of `appid` (its statistics changed).
     pub(crate) fn statistics_changed(&self, appid: &str) {
         self.inner.answers.invalidate(appid);
+        self.inner.residents.forget(appid);
     }
 
     /// Forgets a cached account (after the admin API changed it).
@@ -309,6 +313,7 @@ impl App {
             .grants
             .retain(|(_, authorizer), _| authorizer != appid);
         self.inner.answers.invalidate(appid);
+        self.inner.residents.forget(appid);
     }
 
     /// Forgets everything cached (after a reset).
@@ -317,5 +322,6 @@ impl App {
         self.inner.tokens.clear();
         self.inner.grants.clear();
         self.inner.answers.invalidate_all();
+        self.inner.residents.clear();
     }
 }

@@ -17,6 +17,7 @@ use datacube_api::token::GRANT_TYPE;
 use datacube_api::{Endpoint, ErrCode};
 use datacube_store::{AccountRecord, Issued, StoreError, TokenKind, TokenStatus};
 use http_body_util::{BodyExt, Limited};
+use jiff::civil::Date;
 
 use crate::cache::Key;
 use crate::state::{App, SecretOf};
@@ -305,13 +306,18 @@ pub(crate) async fn answer(
     }
     crate::metrics::response_cache(false);
     let generation = answers.generation(appid);
-    // Live events still pending that this answer may show are counted first.
+    // Live events still pending that this answer may show are counted first (by the store).
     let settle = datacube_store::Settle::at(now);
-    match app
-        .store()
-        .list_body(appid, endpoint, (begin, end), Some(settle))
-        .await
-    {
+    let held = resident_body(app, appid, endpoint, (begin, end), settle, generation).await;
+    let body = match held {
+        Some(body) => Ok(body),
+        None => {
+            app.store()
+                .list_body(appid, endpoint, (begin, end), Some(settle))
+                .await
+        }
+    };
+    match body {
         Ok(body) => {
             let body = trim_snapshots(endpoint, &body, ready).unwrap_or(body);
             let body = answer_body(endpoint, body, is_delay(endpoint, begin, ready));
@@ -321,6 +327,41 @@ pub(crate) async fn answer(
         }
         Err(e) => app.internal("reading statistics failed", &e),
     }
+}
+
+/// The body from the statistics held in memory ([`crate::resident`]), read from the store
+/// first if they are not held yet; `None` when the store must answer: nothing held, another
+/// request loading them, a load that failed, or live events of the account to count first.
+async fn resident_body(
+    app: &App,
+    appid: &str,
+    endpoint: Endpoint,
+    range: (Date, Date),
+    settle: datacube_store::Settle,
+    generation: u64,
+) -> Option<String> {
+    let residents = &app.inner.residents;
+    if !residents.enabled() {
+        return None;
+    }
+    let held = match residents.get(appid, endpoint, generation) {
+        Some(held) => held,
+        None => {
+            let _loading = residents.start_loading(appid, endpoint)?;
+            match app.store().resident(appid, endpoint).await {
+                Ok(loaded) => {
+                    let loaded = std::sync::Arc::new(loaded);
+                    residents.put(appid, generation, loaded.clone());
+                    loaded
+                }
+                Err(e) => {
+                    tracing::warn!(appid, endpoint = endpoint.name(), error = %e, "reading statistics into memory failed");
+                    return None;
+                }
+            }
+        }
+    };
+    (!held.pending_through(settle.ready)).then(|| held.body(range))
 }
 
 /// Faults injected (`--faults`, `/admin/faults`): waits for a drawn delay, and returns the drawn

@@ -406,18 +406,35 @@ pub(crate) fn quiet_tail(
     listed: usize,
     out: &mut String,
 ) -> Result<usize> {
+    match quiet(conn, appid, endpoint)? {
+        Some(quiet) if end > quiet.last => {
+            Ok(quiet_rows(endpoint, &quiet, (begin, end), listed, out))
+        }
+        _ => Ok(0),
+    }
+}
+
+/// What the quiet days after an account's stored ones say (see [`quiet_tail`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Quiet {
+    /// The last stored day of getusercumulate.
+    last: Date,
+    /// Its followers (getusercumulate; 0 for getusersummary).
+    cumulate: i64,
+}
+
+/// The quiet days of `endpoint` of `appid`, if its answers have any: getusersummary and
+/// getusercumulate of an account with events and stored follower days.
+pub(crate) fn quiet(conn: &dyn Db, appid: &str, endpoint: Endpoint) -> Result<Option<Quiet>> {
     if !matches!(
         endpoint,
         Endpoint::GetUserSummary | Endpoint::GetUserCumulate
     ) {
-        return Ok(0);
+        return Ok(None);
     }
     let Some((_, last)) = bounds(conn, appid, Endpoint::GetUserCumulate)? else {
-        return Ok(0);
+        return Ok(None);
     };
-    if end <= last {
-        return Ok(0);
-    }
     let with_events = conn
         .opt(
             "SELECT 1 FROM event_app WHERE appid = ?1",
@@ -426,7 +443,7 @@ pub(crate) fn quiet_tail(
         )?
         .is_some();
     if !with_events {
-        return Ok(0);
+        return Ok(None);
     }
     let cumulate = if endpoint == Endpoint::GetUserCumulate {
         let mut text = String::new();
@@ -437,8 +454,20 @@ pub(crate) fn quiet_tail(
     } else {
         0
     };
+    Ok(Some(Quiet { last, cumulate }))
+}
+
+/// Appends the quiet days of `begin..=end` after `quiet.last` to `out`, after `listed` rows;
+/// returns how many.
+pub(crate) fn quiet_rows(
+    endpoint: Endpoint,
+    quiet: &Quiet,
+    (begin, end): (Date, Date),
+    listed: usize,
+    out: &mut String,
+) -> usize {
     let mut n = 0;
-    let mut day = datacube_api::date::add_days(last, 1).max(begin);
+    let mut day = datacube_api::date::add_days(quiet.last, 1).max(begin);
     while day <= end {
         if listed + n > 0 {
             out.push(',');
@@ -449,13 +478,34 @@ pub(crate) fn quiet_tail(
                 r#"{{"ref_date":"{date}","user_source":0,"new_user":0,"cancel_user":0}}"#
             )),
             _ => out.push_str(&format!(
-                r#"{{"ref_date":"{date}","user_source":0,"cumulate_user":{cumulate}}}"#
+                r#"{{"ref_date":"{date}","user_source":0,"cumulate_user":{}}}"#,
+                quiet.cumulate
             )),
         }
         n += 1;
         day = datacube_api::date::add_days(day, 1);
     }
-    Ok(n)
+    n
+}
+
+/// Calls `f` with each stored day of `endpoint` of `appid` and its rows (comma-joined), in
+/// date order.
+pub(crate) fn each_day(
+    conn: &dyn Db,
+    appid: &str,
+    endpoint: Endpoint,
+    f: &mut dyn FnMut(Date, &str) -> Result<()>,
+) -> Result<()> {
+    conn.each(
+        "SELECT ref_date, rows FROM stat_day
+         WHERE appid = ?1 AND endpoint = ?2 ORDER BY ref_date",
+        p![appid, endpoint.id()],
+        &mut |row| {
+            let day = parse_date(row.text(0)?)
+                .ok_or_else(|| corrupt(appid, "a stored day that is not a date"))?;
+            f(day, &rows_text(appid, row.get(1)?)?)
+        },
+    )
 }
 
 /// The first and last date with rows of `endpoint`.

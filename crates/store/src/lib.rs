@@ -40,6 +40,7 @@ pub mod load;
 mod postgres;
 mod records;
 mod reset;
+mod resident;
 mod schema;
 mod sqlite;
 mod sync;
@@ -81,6 +82,7 @@ pub use records::{
     AccountRecord, BulkOutcome, ComponentRecord, Grant, IngestOutcome, Issued, TokenKind,
     TokenRecord, TokenStatus, UpsertReport,
 };
+pub use resident::Resident;
 pub use sync::SyncRun;
 pub use url::{redacted, DatabaseUrl};
 
@@ -833,6 +835,14 @@ impl Store {
         }
         let appid = appid.to_owned();
         self.run(move |s| s.list_body(&appid, endpoint, (begin, end), settle))
+            .await
+    }
+
+    /// `endpoint`'s statistics of `appid` as stored now, read in one snapshot, to answer
+    /// ranges from memory ([`Resident::body`] answers as [`Store::list_body`] does).
+    pub async fn resident(&self, appid: &str, endpoint: Endpoint) -> Result<Resident> {
+        let appid = appid.to_owned();
+        self.run(move |s| s.snapshot(|db| Resident::load(db, &appid, endpoint)))
             .await
     }
 }

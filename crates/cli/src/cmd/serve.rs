@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// orchestrator reach.
     #[arg(long, env = "DATACUBE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// MiB of statistics held in memory to answer ranges without reading the database (each
+    /// account's endpoint read once, until its statistics change); 0: read the database for
+    /// every answer the response cache does not hold.
+    #[arg(long, env = "DATACUBE_STATS_MEMORY", value_name = "MIB", default_value_t = datacube_server::config::DEFAULT_STATS_MEMORY_MIB)]
+    stats_memory: usize,
     /// Event loops answering connections, each a thread with connections of its own (as
     /// nginx's `worker_processes`); one per CPU when unset.
     #[arg(long, env = "DATACUBE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -185,6 +190,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         retire_legacy_articles: args.retire_legacy_articles,
         suffix: args.errmsg_suffix.into(),
         response_cache: args.response_cache,
+        stats_memory: args.stats_memory.saturating_mul(1 << 20),
         limits: Limits {
             max_connections: args.max_connections.max(1),
             max_connections_per_address: args

@@ -366,3 +366,86 @@ async fn a_json_array_of_events_is_told_events_are_ndjson() {
     let why = report["rejected"][0]["reason"].as_str().unwrap();
     assert!(why.contains("NDJSON, one object per line"), "{why}");
 }
+
+/// Many requests for statistics not held in memory yet, at once (one loads them, the others
+/// read the database meanwhile): every one is answered, each range as the database answers it
+/// (`--stats-memory 0`) — and a new event is in the next answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_reads_all_answer_as_the_database() {
+    let t = spawn_app_with(|c| c.response_cache = 0).await;
+    let plain = spawn_app_with(|c| {
+        c.response_cache = 0;
+        c.stats_memory = 0;
+    })
+    .await;
+    for app in [&t, &plain] {
+        app.set_clock("2024-05-20T09:00:00+08:00").await;
+        ingest(app, &batch()).await;
+    }
+    let (token, plain_token) = (t.token().await, plain.token().await);
+    let ranges: Vec<(String, String)> = (0..48)
+        .map(|i| {
+            let b = jiff::civil::date(2024, 5, 1) + jiff::Span::new().days(i % 12);
+            let e = b + jiff::Span::new().days(i % 7);
+            (b.to_string(), e.to_string())
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    for name in [
+        "getusersummary",
+        "getusercumulate",
+        "getinterfacesummary",
+        "getupstreammsg",
+    ] {
+        let url = t.url(&format!("/datacube/{name}?access_token={token}"));
+        let mut asked = tokio::task::JoinSet::new();
+        for (i, (b, e)) in ranges.iter().enumerate() {
+            let (client, url) = (client.clone(), url.clone());
+            let body = format!(r#"{{"begin_date":"{b}","end_date":"{e}"}}"#);
+            asked.spawn(async move {
+                let text = client
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                (i, text)
+            });
+        }
+        let answers = asked.join_all().await;
+        assert_eq!(answers.len(), ranges.len());
+        for (i, answer) in answers {
+            let (b, e) = &ranges[i];
+            let expected = plain.datacube(name, &plain_token, b, e).await;
+            assert!(
+                answer.starts_with(r#"{"list":["#),
+                "{name} {b}..{e}: {answer}"
+            );
+            assert_eq!(answer, expected.body, "{name} {b}..{e}");
+        }
+    }
+    // Held now; a new follow is in the next answer.
+    let before = t
+        .datacube("getusersummary", &token, "2024-05-09", "2024-05-09")
+        .await;
+    ingest(
+        &t,
+        &line(
+            "f9",
+            r#""type":"follow","time":"2024-05-09T09:00:00+08:00","openid":"o9","source":30"#,
+        ),
+    )
+    .await;
+    let after = t
+        .datacube("getusersummary", &token, "2024-05-09", "2024-05-09")
+        .await;
+    assert_ne!(before.body, after.body);
+    assert!(
+        after.body.contains(r#""user_source":30,"new_user":1"#),
+        "{}",
+        after.body
+    );
+}
