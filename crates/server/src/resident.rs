@@ -27,16 +27,18 @@ pub(crate) struct Residents {
     loading: Mutex<HashSet<(Box<str>, Endpoint)>>,
 }
 
-/// A load under way; dropped when it ends (loaded or not).
-pub(crate) struct Loading<'a> {
-    residents: &'a Residents,
+/// A load under way; dropped when it ends (loaded or not). It holds the server's state, so
+/// that it can end after the request that started it (a client gone meanwhile).
+pub(crate) struct Loading {
+    app: crate::App,
     key: Option<(Box<str>, Endpoint)>,
 }
 
-impl Drop for Loading<'_> {
+impl Drop for Loading {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.residents
+            let residents = &self.app.inner.residents;
+            residents
                 .loading
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -75,27 +77,44 @@ impl Residents {
     }
 
     /// Marks `endpoint` of `appid` as loading; `None` when another request loads it already.
-    pub(crate) fn start_loading(&self, appid: &str, endpoint: Endpoint) -> Option<Loading<'_>> {
+    pub(crate) fn start_loading(
+        app: &crate::App,
+        appid: &str,
+        endpoint: Endpoint,
+    ) -> Option<Loading> {
         let key = (Box::<str>::from(appid), endpoint);
-        let first = self
+        let first = app
+            .inner
+            .residents
             .loading
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.clone());
         // (The guard is released before a `Loading` exists: dropping one takes the lock.)
         first.then(|| Loading {
-            residents: self,
+            app: app.clone(),
             key: Some(key),
         })
     }
 
-    /// Holds `resident`, read at `generation`, in place of what was held of its endpoint.
-    pub(crate) fn put(&self, appid: &str, generation: u64, resident: Arc<Resident>) {
+    /// Holds `resident`, read at `generation`, in place of what was held of its endpoint —
+    /// unless `current` (the account's generation now, asked under the lock that
+    /// [`Residents::forget`] takes, after a change bumped it) says it changed meanwhile.
+    pub(crate) fn put(
+        &self,
+        appid: &str,
+        generation: u64,
+        resident: Arc<Resident>,
+        current: impl FnOnce() -> u64,
+    ) {
         let size = resident.size();
         if !self.enabled() || size > self.budget / 4 {
             return;
         }
         let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
+        if current() != generation {
+            return;
+        }
         if self.bytes.load(Ordering::Relaxed) + size > self.budget {
             let mut freed = 0;
             let goal = self.budget / 4 + size;
@@ -146,17 +165,17 @@ mod tests {
     /// neither waits on the other); once the load ends, the next may load.
     #[test]
     fn one_load_at_a_time_and_nobody_waits() {
-        let residents = Residents::new(1 << 20);
-        let first = residents.start_loading("wxa", Endpoint::GetUserSummary);
+        let store = datacube_store::Store::open("sqlite::memory:").unwrap();
+        let app = crate::App::new(
+            store,
+            datacube_api::clock::Clock::real(),
+            Default::default(),
+        );
+        let first = Residents::start_loading(&app, "wxa", Endpoint::GetUserSummary);
         assert!(first.is_some());
-        assert!(residents
-            .start_loading("wxa", Endpoint::GetUserSummary)
-            .is_none());
-        let other = residents.start_loading("wxa", Endpoint::GetUserCumulate);
-        assert!(other.is_some());
+        assert!(Residents::start_loading(&app, "wxa", Endpoint::GetUserSummary).is_none());
+        assert!(Residents::start_loading(&app, "wxa", Endpoint::GetUserCumulate).is_some());
         drop(first);
-        assert!(residents
-            .start_loading("wxa", Endpoint::GetUserSummary)
-            .is_some());
+        assert!(Residents::start_loading(&app, "wxa", Endpoint::GetUserSummary).is_some());
     }
 }

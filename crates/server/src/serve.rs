@@ -458,12 +458,24 @@ async fn answer(
         || (path == "/metrics" && app.config().metrics_on_main);
     if path.starts_with("/admin/") || page {
         // On the main runtime: a long import or export holds none of this loop's connections.
-        match main.spawn(route(router, req)).await {
+        // Cancelled with its request (a client gone, a connection the edge closed), as it
+        // would be on the loop.
+        let mut task = AbortOnDrop(main.spawn(route(router, req)));
+        match (&mut task.0).await {
             Ok(answer) => answer,
             Err(e) => app.internal("a request's task failed", &e),
         }
     } else {
         crate::wechat::dispatch_request(app, req.map(axum::body::Body::new)).await
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -347,12 +347,25 @@ async fn resident_body(
     let held = match residents.get(appid, endpoint, generation) {
         Some(held) => held,
         None => {
-            let _loading = residents.start_loading(appid, endpoint)?;
-            match app.store().resident(appid, endpoint).await {
-                Ok(loaded) => {
-                    let loaded = std::sync::Arc::new(loaded);
-                    residents.put(appid, generation, loaded.clone());
-                    loaded
+            let loading = crate::resident::Residents::start_loading(app, appid, endpoint)?;
+            // In a task of its own: a client gone meanwhile ends its request, not the load
+            // (which keeps the single-flight mark until it is done).
+            let (loader, id) = (app.clone(), appid.to_owned());
+            let load = tokio::spawn(async move {
+                let _loading = loading;
+                let loaded = std::sync::Arc::new(loader.store().resident(&id, endpoint).await?);
+                let answers = &loader.inner.answers;
+                loader
+                    .inner
+                    .residents
+                    .put(&id, generation, loaded.clone(), || answers.generation(&id));
+                Ok::<_, datacube_store::StoreError>(loaded)
+            });
+            match load.await {
+                Ok(Ok(loaded)) => loaded,
+                Ok(Err(e)) => {
+                    tracing::warn!(appid, endpoint = endpoint.name(), error = %e, "reading statistics into memory failed");
+                    return None;
                 }
                 Err(e) => {
                     tracing::warn!(appid, endpoint = endpoint.name(), error = %e, "reading statistics into memory failed");

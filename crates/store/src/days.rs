@@ -406,11 +406,9 @@ pub(crate) fn quiet_tail(
     listed: usize,
     out: &mut String,
 ) -> Result<usize> {
-    match quiet(conn, appid, endpoint)? {
-        Some(quiet) if end > quiet.last => {
-            Ok(quiet_rows(endpoint, &quiet, (begin, end), listed, out))
-        }
-        _ => Ok(0),
+    match quiet_after(conn, appid, endpoint, Some(end))? {
+        Some(quiet) => Ok(quiet_rows(endpoint, &quiet, (begin, end), listed, out)),
+        None => Ok(0),
     }
 }
 
@@ -426,6 +424,17 @@ pub(crate) struct Quiet {
 /// The quiet days of `endpoint` of `appid`, if its answers have any: getusersummary and
 /// getusercumulate of an account with events and stored follower days.
 pub(crate) fn quiet(conn: &dyn Db, appid: &str, endpoint: Endpoint) -> Result<Option<Quiet>> {
+    quiet_after(conn, appid, endpoint, None)
+}
+
+/// [`quiet`], or `None` at once when `end` is given and no quiet day comes by then (the last
+/// stored day is on or after it): an answer within the stored days costs no more queries.
+fn quiet_after(
+    conn: &dyn Db,
+    appid: &str,
+    endpoint: Endpoint,
+    end: Option<Date>,
+) -> Result<Option<Quiet>> {
     if !matches!(
         endpoint,
         Endpoint::GetUserSummary | Endpoint::GetUserCumulate
@@ -435,6 +444,9 @@ pub(crate) fn quiet(conn: &dyn Db, appid: &str, endpoint: Endpoint) -> Result<Op
     let Some((_, last)) = bounds(conn, appid, Endpoint::GetUserCumulate)? else {
         return Ok(None);
     };
+    if end.is_some_and(|end| end <= last) {
+        return Ok(None);
+    }
     let with_events = conn
         .opt(
             "SELECT 1 FROM event_app WHERE appid = ?1",

@@ -72,7 +72,10 @@ impl Resident {
 
     /// Memory held, in bytes (about).
     pub fn size(&self) -> usize {
-        std::mem::size_of::<Resident>() + self.text.capacity() + self.days.capacity() * 8
+        std::mem::size_of::<Resident>()
+            + self.text.capacity()
+            + self.days.capacity() * 8
+            + self.ends.capacity() * 4
     }
 
     /// The body `{"list":[…]}` of the rows dated `begin..=end`, as
