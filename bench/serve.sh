@@ -48,27 +48,9 @@ url="http://127.0.0.1:18181/datacube/getinterfacesummary?access_token=$token"
 curl -s "$url" -d "$body" >"$work/resp.json"
 echo "response: $(wc -c <"$work/resp.json") bytes, $(grep -o ref_date "$work/resp.json" | wc -l) rows"
 
-# nginx answering the same POST with the same bytes as a constant: `return 200 '…'` (the body
-# is compact JSON without single quotes or backslashes, so it goes in verbatim).
-grep -q "['\\\\]" "$work/resp.json" && { echo "the answer cannot be an nginx string"; exit 1; }
-cat >"$work/nginx.conf" <<NGINX
-worker_processes auto;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:18182;
-    location / {
-      default_type "application/json; encoding=utf-8";
-      return 200 '$(cat "$work/resp.json")';
-    }
-  }
-}
-NGINX
-nginx -c "$work/nginx.conf" -e "$work/nginx.err"
+# nginx answering the same POST with the same bytes as a constant (bench/nginx_constant.sh).
+. "$root/bench/nginx_constant.sh"
+start_nginx_constant "$work" 18182 "$work/resp.json"
 pids+=("$(cat "$work/nginx.pid")")
 cmp -s <(curl -s "http://127.0.0.1:18182/datacube/getinterfacesummary?access_token=$token" -d "$body") "$work/resp.json" \
   || { echo "nginx bytes differ"; exit 1; }

@@ -22,21 +22,8 @@ token=$(curl -s "http://127.0.0.1:18181/cgi-bin/token?grant_type=client_credenti
 path="/datacube/getinterfacesummary?access_token=$token"
 body='{"begin_date":"2025-12-01","end_date":"2025-12-30"}'
 curl -s "http://127.0.0.1:18181$path" -d "$body" >"$work/resp.json"
-cat >"$work/nginx.conf" <<NGINX
-worker_processes auto;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:18182;
-    location / { default_type "application/json; encoding=utf-8"; return 200 '$(cat "$work/resp.json")'; }
-  }
-}
-NGINX
-nginx -c "$work/nginx.conf" -e "$work/nginx.err"
+. "$root/bench/nginx_constant.sh"
+start_nginx_constant "$work" 18182 "$work/resp.json"
 sleep 0.5
 cat >"$work/post.lua" <<LUA
 wrk.method = "POST"

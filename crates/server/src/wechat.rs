@@ -361,12 +361,12 @@ async fn resident_body(
                     .put(&id, generation, loaded.clone(), || answers.generation(&id));
                 Ok::<_, datacube_store::StoreError>(loaded)
             });
-            match load.await {
-                Ok(Ok(loaded)) => loaded,
-                Ok(Err(e)) => {
-                    tracing::warn!(appid, endpoint = endpoint.name(), error = %e, "reading statistics into memory failed");
-                    return None;
-                }
+            let loaded = load
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))
+                .and_then(|loaded| loaded);
+            match loaded {
+                Ok(loaded) => loaded,
                 Err(e) => {
                     tracing::warn!(appid, endpoint = endpoint.name(), error = %e, "reading statistics into memory failed");
                     return None;

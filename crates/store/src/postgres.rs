@@ -275,16 +275,7 @@ impl Postgres {
                 .isolation_level(postgres::IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            let db = PgDb {
-                client: PgClient::Transaction(tx).into(),
-                prepared: prepared.into(),
-            };
-            let out = f(&db)?;
-            match db.client.into_inner() {
-                PgClient::Transaction(tx) => tx.commit()?,
-                PgClient::Client(_) => unreachable!("a snapshot runs in a transaction"),
-            }
-            Ok(out)
+            committed(tx, prepared, f)
         })
     }
 
@@ -358,17 +349,26 @@ impl Postgres {
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
         drop(waiting);
-        let db = PgDb {
-            client: PgClient::Transaction(tx).into(),
-            prepared: prepared.into(),
-        };
-        let out = f(&db)?;
-        match db.client.into_inner() {
-            PgClient::Transaction(tx) => tx.commit()?,
-            PgClient::Client(_) => unreachable!("a write runs in a transaction"),
-        }
-        Ok(out)
+        committed(tx, prepared, f)
     }
+}
+
+/// Runs `f` in `tx`, committed if `f` succeeds (rolled back when dropped otherwise).
+fn committed<T>(
+    tx: postgres::Transaction<'_>,
+    prepared: &mut Prepared,
+    f: impl FnOnce(&dyn Db) -> Result<T>,
+) -> Result<T> {
+    let db = PgDb {
+        client: PgClient::Transaction(tx).into(),
+        prepared: prepared.into(),
+    };
+    let out = f(&db)?;
+    match db.client.into_inner() {
+        PgClient::Transaction(tx) => tx.commit()?,
+        PgClient::Client(_) => unreachable!("built with a transaction"),
+    }
+    Ok(out)
 }
 
 fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
