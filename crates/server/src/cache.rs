@@ -7,7 +7,8 @@
 //! admin API invalidate at once.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use datacube_api::Endpoint;
@@ -26,9 +27,10 @@ pub(crate) struct Key {
 pub(crate) struct ResponseCache {
     max: usize,
     entries: RwLock<HashMap<Key, (u64, Bytes)>>,
-    generations: RwLock<HashMap<String, u64>>,
+    /// Each account's own count of changes (a cell the loops' hot answers watch).
+    generations: RwLock<HashMap<String, Arc<AtomicU64>>>,
     /// Added to every generation: bumped to retire every answer at once.
-    epoch: std::sync::atomic::AtomicU64,
+    epoch: AtomicU64,
 }
 
 impl ResponseCache {
@@ -38,7 +40,7 @@ impl ResponseCache {
             max,
             entries: RwLock::default(),
             generations: RwLock::default(),
-            epoch: std::sync::atomic::AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -53,14 +55,33 @@ impl ResponseCache {
             .read()
             .expect("generations")
             .get(appid)
-            .copied()
-            .unwrap_or(0);
-        own + self.epoch.load(std::sync::atomic::Ordering::Acquire)
+            .map_or(0, |own| own.load(Ordering::Acquire));
+        own + self.epoch.load(Ordering::Acquire)
     }
 
-    /// The cached answer, if it is of the current generation.
-    pub(crate) fn get(&self, key: &Key) -> Option<Bytes> {
-        let generation = self.generation(&key.appid);
+    /// `appid`'s own count of changes, to watch without a lock: [`Self::generation_by`] of
+    /// it equals [`Self::generation`] at every moment (both counts only grow, so one sum
+    /// means neither moved).
+    pub(crate) fn cell(&self, appid: &str) -> Arc<AtomicU64> {
+        let known = self
+            .generations
+            .read()
+            .expect("generations")
+            .get(appid)
+            .cloned();
+        known.unwrap_or_else(|| {
+            let mut generations = self.generations.write().expect("generations");
+            generations.entry(appid.to_owned()).or_default().clone()
+        })
+    }
+
+    /// The generation of the account whose [`Self::cell`] is `own`.
+    pub(crate) fn generation_by(&self, own: &AtomicU64) -> u64 {
+        own.load(Ordering::Acquire) + self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The cached answer, if it is of `generation`.
+    pub(crate) fn get_at(&self, key: &Key, generation: u64) -> Option<Bytes> {
         let entries = self.entries.read().expect("response cache");
         entries
             .get(key)
@@ -83,24 +104,25 @@ impl ResponseCache {
 
     /// Retires every cached answer.
     pub(crate) fn invalidate_all(&self) {
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.write().expect("response cache").clear();
     }
 
     /// Retires every cached answer of `appid`.
     pub(crate) fn invalidate(&self, appid: &str) {
-        *self
-            .generations
-            .write()
-            .expect("generations")
-            .entry(appid.to_owned())
-            .or_default() += 1;
+        self.cell(appid).fetch_add(1, Ordering::AcqRel);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl ResponseCache {
+        fn get(&self, key: &Key) -> Option<Bytes> {
+            self.get_at(key, self.generation(&key.appid))
+        }
+    }
 
     fn key(appid: &str) -> Key {
         Key {

@@ -688,6 +688,16 @@ pub(crate) struct Prefetched {
     broken: bool,
 }
 
+impl Prefetched {
+    /// The whole body, if it came whole.
+    pub(crate) fn whole(&self) -> Option<&[u8]> {
+        match (&self.data, self.broken) {
+            (_, true) => None,
+            (data, false) => Some(data.as_deref().unwrap_or_default()),
+        }
+    }
+}
+
 impl hyper::body::Body for Prefetched {
     type Data = Bytes;
     type Error = std::io::Error;

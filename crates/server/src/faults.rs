@@ -310,6 +310,11 @@ impl Injector {
         (s.rules.clone(), s.seed)
     }
 
+    /// Whether any fault may be drawn.
+    pub(crate) fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
     /// Draws the faults of a request to `endpoint` (`None`: a token API).
     pub fn draw(&self, endpoint: Option<Endpoint>) -> Drawn {
         let mut drawn = Drawn::default();

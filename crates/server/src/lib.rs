@@ -34,6 +34,7 @@ mod edge;
 pub mod faults;
 pub mod gate;
 pub mod health;
+mod hot;
 pub mod metrics;
 pub mod mirror;
 pub mod openapi;

@@ -226,6 +226,7 @@ impl EventLoops {
             std::thread::Builder::new()
                 .name(format!("datacube-loop-{i}"))
                 .spawn(move || {
+                    crate::hot::on_loop();
                     runtime.block_on(async move {
                         let _ = told.wait_for(|stop| *stop).await;
                     });
@@ -374,18 +375,21 @@ fn service(
     Error = Infallible,
     Future = impl Future<Output = Result<Response, Infallible>> + Send,
 > + Clone {
+    // One reference per connection, cloned per request: its count is touched by this
+    // connection's loop only (the App's, shared by every loop, is not touched by a hot answer).
+    let shared = Arc::new((app, router, main, conn));
     hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let (app, router, conn) = (app.clone(), router.clone(), conn.clone());
-        let main = main.clone();
+        let shared = shared.clone();
         async move {
+            let (app, router, main, conn) = &*shared;
             // The body first, whole (within its limit): until then the request holds no slot.
-            let limit = body_limit(&app, &req);
+            let limit = body_limit(app, &req);
             let (parts, body) = req.into_parts();
-            let body = crate::edge::prefetch(body, limit, &conn).await;
+            let body = crate::edge::prefetch(body, limit, conn).await;
             let req = hyper::Request::from_parts(parts, body);
             if !conn.enter(Phase::Busy) {
                 // Closed by the edge while its body came: nothing is started.
-                return Ok(overloaded(&app));
+                return Ok(overloaded(app));
             }
             let slot = if is_health(&req) {
                 None
@@ -399,7 +403,7 @@ fn service(
                             200,
                             Duration::ZERO,
                         );
-                        return Ok(crate::edge::sending(&conn, overloaded(&app)));
+                        return Ok(crate::edge::sending(conn, overloaded(app)));
                     }
                 }
             };
@@ -408,7 +412,10 @@ fn service(
             let logged = (app.config().request_log
                 && tracing::enabled!(target: "datacube::request", tracing::Level::INFO))
             .then(|| (req.method().clone(), req.uri().clone()));
-            let answer = answer(app.clone(), router, &main, req).await;
+            let answer = match crate::hot::answer(app, &req, logged.is_some()) {
+                Some(hot) => hot,
+                None => answer(app, router, main, req).await,
+            };
             drop(slot);
             let took = started.elapsed();
             let errcode = answer
@@ -420,7 +427,7 @@ fn service(
             if let Some((method, uri)) = logged {
                 log_request(&method, &uri, &answer, took);
             }
-            Ok(crate::edge::sending(&conn, answer))
+            Ok(crate::edge::sending(conn, answer))
         }
     })
 }
@@ -442,8 +449,8 @@ fn body_limit<B>(app: &App, req: &hyper::Request<B>) -> usize {
 /// only for the admin API, the dashboard, the API's description and the health checks (a test
 /// walks the description: every path in it is answered, and nothing else).
 async fn answer(
-    app: App,
-    router: Router,
+    app: &App,
+    router: &Router,
     main: &tokio::runtime::Handle,
     req: hyper::Request<Prefetched>,
 ) -> Response {
@@ -460,13 +467,13 @@ async fn answer(
         // On the main runtime: a long import or export holds none of this loop's connections.
         // Cancelled with its request (a client gone, a connection the edge closed), as it
         // would be on the loop.
-        let mut task = AbortOnDrop(main.spawn(route(router, req)));
+        let mut task = AbortOnDrop(main.spawn(route(router.clone(), req)));
         match (&mut task.0).await {
             Ok(answer) => answer,
             Err(e) => app.internal("a request's task failed", &e),
         }
     } else {
-        crate::wechat::dispatch_request(app, req.map(axum::body::Body::new)).await
+        crate::wechat::dispatch_request(app.clone(), req.map(axum::body::Body::new)).await
     }
 }
 

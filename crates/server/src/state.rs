@@ -1,7 +1,7 @@
 //! The shared state of a running server: store, clock, settings and small caches.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -40,9 +40,19 @@ impl<K: Eq + std::hash::Hash, V: Clone> Recent<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + std::hash::Hash + ?Sized,
     {
+        self.fresh_until(key).map(|(value, _)| value)
+    }
+
+    /// The value of `key` and until when it is trusted, if it still is.
+    fn fresh_until<Q>(&self, key: &Q) -> Option<(V, Instant)>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
         let cache = self.0.read().expect("cache lock");
         let (at, value) = cache.get(key)?;
-        (at.elapsed() < CACHE_TTL).then(|| value.clone())
+        let until = *at + CACHE_TTL;
+        (Instant::now() < until).then(|| (value.clone(), until))
     }
 
     fn put(&self, key: K, value: V) {
@@ -72,21 +82,23 @@ impl<K: Eq + std::hash::Hash, V: Clone> Recent<K, V> {
 }
 
 impl<V> Recent<String, Arc<V>> {
-    /// The record of `key`: cached, or read by `load` (and cached if there is one).
-    async fn through(
+    /// The record of `key` and until when it is trusted: cached, or read by `load` (and
+    /// cached if there is one).
+    async fn through_until(
         &self,
         key: &str,
         load: impl std::future::Future<Output = datacube_store::Result<Option<V>>>,
-    ) -> datacube_store::Result<Option<Arc<V>>> {
-        if let Some(cached) = self.fresh(key) {
+    ) -> datacube_store::Result<Option<(Arc<V>, Instant)>> {
+        if let Some(cached) = self.fresh_until(key) {
             return Ok(Some(cached));
         }
         let Some(record) = load.await? else {
             return Ok(None);
         };
         let record = Arc::new(record);
+        let until = Instant::now() + CACHE_TTL;
         self.put(key.to_owned(), record.clone());
-        Ok(Some(record))
+        Ok(Some((record, until)))
     }
 }
 
@@ -111,6 +123,9 @@ pub(crate) struct Inner {
     accounts: Recent<String, Arc<AccountRecord>>,
     /// The permission sets of (component, authorizer) grants, `None` for no grant.
     grants: Recent<(String, String), Option<Arc<Vec<u32>>>>,
+    /// Bumped whenever a cached token or account is forgotten: the loops' copies of their
+    /// hottest answers ([`crate::hot`]) hold while it stays the same.
+    pub(crate) forgotten: AtomicU64,
     pub(crate) in_flight: AtomicUsize,
     /// Set once shutdown began: no new connections, open requests finishing.
     draining: AtomicBool,
@@ -146,6 +161,7 @@ impl App {
                 tokens: Recent::default(),
                 accounts: Recent::default(),
                 grants: Recent::default(),
+                forgotten: AtomicU64::new(0),
                 in_flight: AtomicUsize::new(0),
                 draining: AtomicBool::new(false),
                 secrets: SecretGate::new(SecretChecker::new(cores, 64)),
@@ -202,8 +218,19 @@ impl App {
         &self,
         token: &str,
     ) -> datacube_store::Result<Option<Arc<TokenRecord>>> {
+        Ok(self.token_until(token).await?.map(|(record, _)| record))
+    }
+
+    /// [`Self::token`], with until when the cached record is trusted.
+    pub(crate) async fn token_until(
+        &self,
+        token: &str,
+    ) -> datacube_store::Result<Option<(Arc<TokenRecord>, Instant)>> {
         let store = &self.inner.store;
-        self.inner.tokens.through(token, store.token(token)).await
+        self.inner
+            .tokens
+            .through_until(token, store.token(token))
+            .await
     }
 
     /// Forgets cached tokens of `appid` and `kind` (a new token changes the older ones).
@@ -211,6 +238,7 @@ impl App {
         self.inner
             .tokens
             .retain(|_, rec| rec.appid != appid || rec.kind != kind);
+        self.forgot();
     }
 
     /// The permission sets `authorizer` granted `component`, `None` when there is no grant;
@@ -253,11 +281,24 @@ impl App {
         &self,
         appid: &str,
     ) -> datacube_store::Result<Option<Arc<AccountRecord>>> {
+        Ok(self.account_until(appid).await?.map(|(record, _)| record))
+    }
+
+    /// [`Self::account`], with until when the cached record is trusted.
+    pub(crate) async fn account_until(
+        &self,
+        appid: &str,
+    ) -> datacube_store::Result<Option<(Arc<AccountRecord>, Instant)>> {
         let store = &self.inner.store;
         self.inner
             .accounts
-            .through(appid, store.account(appid))
+            .through_until(appid, store.account(appid))
             .await
+    }
+
+    /// Marks cached tokens or accounts forgotten (the loops' hot answers no longer hold).
+    fn forgot(&self) {
+        self.inner.forgotten.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Replaces the argon2 hash `old` an older datacube stored for `appid`'s secret with a fast
@@ -301,6 +342,7 @@ impl App {
     /// Forgets a cached account (after the admin API changed it).
     pub(crate) fn forget_account(&self, appid: &str) {
         self.inner.accounts.remove(appid);
+        self.forgot();
     }
 
     /// Forgets everything cached of `appid` (removed): the account, its tokens, the grants it
@@ -323,5 +365,6 @@ impl App {
         self.inner.grants.clear();
         self.inner.answers.invalidate_all();
         self.inner.residents.clear();
+        self.forgot();
     }
 }

@@ -192,7 +192,9 @@ async fn datacube_checked(
     let Some(token) = token else {
         return app.wechat_error(ErrCode::AccessTokenMissing);
     };
-    let record = match app.token(&token).await {
+    // Read before the token: whatever is forgotten from now on retires what is learned here.
+    let forgotten = app.forgotten();
+    let (record, token_until) = match app.token_until(&token).await {
         Ok(Some(record)) => record,
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
         Err(e) => return app.internal("token lookup failed", &e),
@@ -219,8 +221,8 @@ async fn datacube_checked(
         }
         _ => None,
     };
-    let account = match app.account(&record.appid).await {
-        Ok(Some(account)) if account.verified => account,
+    let (account, account_until) = match app.account_until(&record.appid).await {
+        Ok(Some((account, until))) if account.verified => (account, until),
         Ok(Some(_)) => return app.wechat_error(ErrCode::ApiUnauthorized),
         // The account was removed after the token was issued.
         Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
@@ -234,13 +236,45 @@ async fn datacube_checked(
         return faulty;
     }
     let limits = &app.config().limits;
-    let body = match read_body(req.into_body(), limits.body_limit, limits.body_timeout).await {
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, limits.body_limit, limits.body_timeout).await {
         Ok(body) => body,
         // A datacube body is ~50 bytes of JSON; a huge one is a malformed body.
         Err(BodyError::TooLarge) => return app.wechat_error_close(ErrCode::DateFormatError),
         Err(BodyError::Broken) => return app.wechat_error_close(ErrCode::SystemError),
     };
-    answer(&app, endpoint, &record.appid, &body, Some(&account)).await
+    let mut hit = None;
+    let answer = answer_from(
+        &app,
+        endpoint,
+        &record.appid,
+        &body,
+        Some(&account),
+        &mut hit,
+    )
+    .await;
+    if let (Some(hit), Some(pq)) = (hit, parts.uri.path_and_query()) {
+        // Asked again: the loop keeps its own copy (crate::hot).
+        let learned = crate::hot::Learned {
+            token: record,
+            until: token_until.min(account_until),
+            forgotten,
+            generation: hit.generation,
+            days: hit.days,
+            answer: hit.body,
+        };
+        crate::hot::learn(&app, pq.as_str(), &body, learned);
+    }
+    answer
+}
+
+/// An answer the response cache gave.
+struct Hit {
+    body: Bytes,
+    /// The account's generation it is of.
+    generation: u64,
+    /// The China day and the last ready day it was answered at.
+    days: (Date, Date),
 }
 
 /// The answer to a datacube request for `appid`, once the caller may read its statistics:
@@ -253,6 +287,18 @@ pub(crate) async fn answer(
     appid: &str,
     body: &[u8],
     quota: Option<&AccountRecord>,
+) -> Response {
+    answer_from(app, endpoint, appid, body, quota, &mut None).await
+}
+
+/// [`answer`], telling in `hit` when the response cache gave it.
+async fn answer_from(
+    app: &App,
+    endpoint: Endpoint,
+    appid: &str,
+    body: &[u8],
+    quota: Option<&AccountRecord>,
+    hit: &mut Option<Hit>,
 ) -> Response {
     // An offline API answers so whatever the body (checked after the token and the account,
     // as every API-specific answer is; see docs/compatibility.md).
@@ -300,12 +346,17 @@ pub(crate) async fn answer(
         end,
         ready,
     };
-    if let Some(body) = answers.get(&key) {
+    let generation = answers.generation(appid);
+    if let Some(body) = answers.get_at(&key, generation) {
         crate::metrics::response_cache(true);
+        *hit = Some(Hit {
+            body: body.clone(),
+            generation,
+            days: (china_date(now), ready),
+        });
         return wechat_response(body, 0);
     }
     crate::metrics::response_cache(false);
-    let generation = answers.generation(appid);
     // Live events still pending that this answer may show are counted first (by the store).
     let settle = datacube_store::Settle::at(now);
     let held = resident_body(app, appid, endpoint, (begin, end), settle, generation).await;

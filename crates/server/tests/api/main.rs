@@ -10,6 +10,7 @@ mod errors;
 mod events;
 mod fuzz;
 mod helpers;
+mod hot;
 mod limits;
 mod oddities;
 mod openapi;

@@ -1,0 +1,117 @@
+//! Answers asked again and again: each event loop holds its own copy of its hottest answers
+//! (issue 32). Whatever changes, the next answer is what the whole path would give.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+const ASKED: usize = 6;
+
+/// The same request `ASKED` times on one connection (one loop): every answer equal (errors:
+/// the same code; each has its own request id).
+async fn asked_again(t: &TestApp, token: &str) -> Answer {
+    let first = t
+        .datacube("getusersummary", token, "2024-05-06", "2024-05-08")
+        .await;
+    for _ in 1..ASKED {
+        let again = t
+            .datacube("getusersummary", token, "2024-05-06", "2024-05-08")
+            .await;
+        assert_eq!(again.errcode(), first.errcode(), "{}", again.body);
+        if first.errcode() == 0 {
+            assert_eq!(again.body, first.body);
+        }
+    }
+    first
+}
+
+async fn follow(t: &TestApp, id: &str, source: u32) {
+    let line = json!({"id": id, "appid": APPID, "type": "follow",
+        "time": "2024-05-07T09:00:00+08:00", "openid": id, "source": source});
+    let a = t.admin_post("/admin/events", &line.to_string()).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[tokio::test]
+async fn a_hot_answer_follows_statistics_tokens_faults_the_clock_and_removal() {
+    let t = spawn_app().await;
+    t.set_clock("2024-05-20T09:00:00+08:00").await;
+    follow(&t, "o1", 30).await;
+    let token = t.token().await;
+    let hits = || async {
+        let metrics = t.get("/metrics").await.body;
+        metrics
+            .lines()
+            .find(|l| l.starts_with("datacube_response_cache_total{result=\"hit\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = hits().await;
+    let first = asked_again(&t, &token).await;
+    assert!(
+        first.body.contains(r#""user_source":30,"new_user":1"#),
+        "{}",
+        first.body
+    );
+    // Every answer after the first came from a cache (the loop's or the shared one).
+    assert_eq!(hits().await - before, ASKED as u64 - 1);
+
+    // New statistics: in the very next answer, and in every one after it.
+    follow(&t, "o2", 30).await;
+    let changed = asked_again(&t, &token).await;
+    assert!(
+        changed.body.contains(r#""user_source":30,"new_user":2"#),
+        "{}",
+        changed.body
+    );
+
+    // A fault set: drawn on the next request; cleared, the answer is back.
+    let set = t
+        .client
+        .put(t.url("/admin/faults"))
+        .bearer_auth(ADMIN)
+        .body(json!({"rules": "getusersummary:45009@first1"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let faulty = t
+        .datacube("getusersummary", &token, "2024-05-06", "2024-05-08")
+        .await;
+    assert_eq!(faulty.errcode(), 45009, "{}", faulty.body);
+    assert_eq!(asked_again(&t, &token).await.body, changed.body);
+
+    // A new token: the old one still answers for its hand-over, then is superseded (40001).
+    let newer = t.token().await;
+    assert_eq!(asked_again(&t, &token).await.body, changed.body);
+    t.set_clock("2024-05-20T09:06:00+08:00").await;
+    assert_eq!(asked_again(&t, &token).await.errcode(), 40001);
+    assert_eq!(asked_again(&t, &newer).await.body, changed.body);
+
+    // Expired: 42001.
+    t.set_clock("2024-05-20T11:07:00+08:00").await;
+    assert_eq!(asked_again(&t, &newer).await.errcode(), 42001);
+
+    // The clock back before the range ends: the dates are refused now (61500's range check).
+    let fresh = t.token().await;
+    assert_eq!(asked_again(&t, &fresh).await.body, changed.body);
+    t.set_clock("2024-05-08T09:00:00+08:00").await;
+    let early = t
+        .datacube("getusersummary", &fresh, "2024-05-06", "2024-05-08")
+        .await;
+    assert_ne!(early.errcode(), 0, "{}", early.body);
+    t.set_clock("2024-05-20T11:10:00+08:00").await;
+
+    // The account removed: its token is unknown at once.
+    let fresh = t.token().await;
+    assert_eq!(asked_again(&t, &fresh).await.body, changed.body);
+    let gone = t
+        .client
+        .delete(t.url(&format!("/admin/accounts/{APPID}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    assert_eq!(asked_again(&t, &fresh).await.errcode(), 40001);
+}
