@@ -7,7 +7,8 @@
 //! admin API invalidate at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::BuildHasher as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -24,13 +25,67 @@ pub(crate) struct Key {
     pub(crate) ready: Date,
 }
 
+/// The answers, and the order they were stored in (the oldest makes room).
+#[derive(Default)]
+struct Entries {
+    answers: HashMap<Key, (u64, Bytes)>,
+    order: std::collections::VecDeque<Key>,
+}
+
 pub(crate) struct ResponseCache {
     max: usize,
-    entries: RwLock<HashMap<Key, (u64, Bytes)>>,
+    entries: RwLock<Entries>,
     /// Each account's own count of changes (a cell the loops' hot answers watch).
     generations: RwLock<HashMap<String, Arc<AtomicU64>>>,
     /// Added to every generation: bumped to retire every answer at once.
     epoch: AtomicU64,
+    /// Answers asked for once since its last reset.
+    doorkeeper: Doorkeeper,
+}
+
+/// TinyLFU's doorkeeper: an answer is stored the second time it is asked for (within the
+/// doorkeeper's memory), so that a stream of one-off ranges neither costs a write to the
+/// cache each nor pushes out the answers that are asked again. One bit per hash, forgotten
+/// all at once when an eighth are set.
+struct Doorkeeper {
+    bits: Box<[AtomicU64]>,
+    set: AtomicUsize,
+    hasher: std::hash::RandomState,
+}
+
+impl Doorkeeper {
+    /// A doorkeeper for a cache of `max` answers: eight bits each.
+    fn new(max: usize) -> Doorkeeper {
+        let words = (max.saturating_mul(8) / 64)
+            .clamp(64, 1 << 20)
+            .next_power_of_two();
+        Doorkeeper {
+            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            set: AtomicUsize::new(0),
+            hasher: Default::default(),
+        }
+    }
+
+    /// Whether `key` was asked for before (since the last reset); it is from now on.
+    fn asked_before(&self, key: &Key) -> bool {
+        let hash = self.hasher.hash_one(key) as usize;
+        let word = &self.bits[(hash / 64) & (self.bits.len() - 1)];
+        let bit = 1u64 << (hash % 64);
+        // Read first: a bit already set costs no write to a shared line.
+        if word.load(Ordering::Relaxed) & bit != 0
+            || word.fetch_or(bit, Ordering::Relaxed) & bit != 0
+        {
+            return true;
+        }
+        // Reset when an eighth of the bits are set: at most one in eight one-offs gets in.
+        if self.set.fetch_add(1, Ordering::Relaxed) + 1 >= self.bits.len() * 8 {
+            for word in &self.bits {
+                word.store(0, Ordering::Relaxed);
+            }
+            self.set.store(0, Ordering::Relaxed);
+        }
+        false
+    }
 }
 
 impl ResponseCache {
@@ -41,6 +96,7 @@ impl ResponseCache {
             entries: RwLock::default(),
             generations: RwLock::default(),
             epoch: AtomicU64::new(0),
+            doorkeeper: Doorkeeper::new(max),
         }
     }
 
@@ -84,28 +140,37 @@ impl ResponseCache {
     pub(crate) fn get_at(&self, key: &Key, generation: u64) -> Option<Bytes> {
         let entries = self.entries.read().expect("response cache");
         entries
+            .answers
             .get(key)
             .filter(|(g, _)| *g == generation)
             .map(|(_, body)| body.clone())
     }
 
-    /// Stores an answer read at `generation` (a later invalidation makes it unreachable).
+    /// Stores an answer read at `generation` (a later invalidation makes it unreachable), if
+    /// it was asked for before.
     pub(crate) fn put(&self, key: Key, generation: u64, body: Bytes) {
-        if !self.enabled() {
+        if !self.enabled() || !self.doorkeeper.asked_before(&key) {
             return;
         }
         let mut entries = self.entries.write().expect("response cache");
-        if entries.len() >= self.max {
-            // Simple and bounded: start over. Hot answers come back on their next request.
-            entries.clear();
+        let Entries { answers, order } = &mut *entries;
+        if answers.len() >= self.max && !answers.contains_key(&key) {
+            // The oldest stored makes room (an answer asked for again comes back).
+            while let Some(oldest) = order.pop_front() {
+                if answers.remove(&oldest).is_some() {
+                    break;
+                }
+            }
         }
-        entries.insert(key, (generation, body));
+        if answers.insert(key.clone(), (generation, body)).is_none() {
+            order.push_back(key);
+        }
     }
 
     /// Retires every cached answer.
     pub(crate) fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.entries.write().expect("response cache").clear();
+        *self.entries.write().expect("response cache") = Entries::default();
     }
 
     /// Retires every cached answer of `appid`.
@@ -122,6 +187,12 @@ mod tests {
         fn get(&self, key: &Key) -> Option<Bytes> {
             self.get_at(key, self.generation(&key.appid))
         }
+
+        /// An answer asked for twice (stored the second time).
+        fn put_twice(&self, key: Key, generation: u64, body: Bytes) {
+            self.put(key.clone(), generation, body.clone());
+            self.put(key, generation, body);
+        }
     }
 
     fn key(appid: &str) -> Key {
@@ -137,8 +208,8 @@ mod tests {
     #[test]
     fn invalidation_retires_only_that_accounts_answers() {
         let cache = ResponseCache::new(10);
-        cache.put(key("a"), cache.generation("a"), Bytes::from_static(b"A"));
-        cache.put(key("b"), cache.generation("b"), Bytes::from_static(b"B"));
+        cache.put_twice(key("a"), cache.generation("a"), Bytes::from_static(b"A"));
+        cache.put_twice(key("b"), cache.generation("b"), Bytes::from_static(b"B"));
         cache.invalidate("a");
         assert_eq!(cache.get(&key("a")), None);
         assert_eq!(cache.get(&key("b")), Some(Bytes::from_static(b"B")));
@@ -149,7 +220,7 @@ mod tests {
         let cache = ResponseCache::new(10);
         let generation = cache.generation("a");
         cache.invalidate("a"); // a write lands while the answer is being read
-        cache.put(key("a"), generation, Bytes::from_static(b"old"));
+        cache.put_twice(key("a"), generation, Bytes::from_static(b"old"));
         assert_eq!(cache.get(&key("a")), None);
     }
 
@@ -157,11 +228,32 @@ mod tests {
     fn the_cache_stays_bounded_and_can_be_off() {
         let cache = ResponseCache::new(2);
         for i in 0..5 {
-            cache.put(key(&i.to_string()), 0, Bytes::new());
+            cache.put_twice(key(&i.to_string()), 0, Bytes::new());
         }
-        assert!(cache.entries.read().unwrap().len() <= 2);
+        assert!(cache.entries.read().unwrap().answers.len() <= 2);
         let off = ResponseCache::new(0);
-        off.put(key("a"), 0, Bytes::new());
+        off.put_twice(key("a"), 0, Bytes::new());
         assert_eq!(off.get(&key("a")), None);
+    }
+
+    #[test]
+    fn an_answer_is_stored_when_asked_for_again_and_few_one_offs_are() {
+        let cache = ResponseCache::new(100);
+        cache.put(key("hot"), 0, Bytes::from_static(b"H"));
+        assert_eq!(cache.get(&key("hot")), None, "asked for once: not stored");
+        cache.put(key("hot"), 0, Bytes::from_static(b"H"));
+        assert_eq!(cache.get(&key("hot")), Some(Bytes::from_static(b"H")));
+        // A stream of ranges asked for once each, far more than the cache holds: few are
+        // stored (only those the doorkeeper takes for another), and the cache stays bounded.
+        let mut stored = 0;
+        for i in 0..100_000 {
+            let once = key(&format!("once{i}"));
+            cache.put(once.clone(), 0, Bytes::new());
+            stored += usize::from(cache.get(&once).is_some());
+        }
+        assert!(stored < 100_000 / 8, "{stored} of 100,000 one-offs stored");
+        assert!(cache.entries.read().unwrap().answers.len() <= 100);
+        // The oldest made room, one at a time: the last stored are all there.
+        assert_eq!(cache.entries.read().unwrap().answers.len(), 100);
     }
 }

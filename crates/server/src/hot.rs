@@ -13,18 +13,28 @@
 //! - no fault injected and no daily quota (those requests always take the whole path).
 //!
 //! Otherwise the request takes the whole path, which learns the answer again.
+//!
+//! Each loop also knows, per access token it saw, the statistics held in memory it answered
+//! from ([`crate::resident`]): another range of them is answered on the loop too — the same
+//! checks, the body's dates checked as the whole path checks them, the rows sliced from the
+//! held copy as the whole path slices them — without the shared caches. Only answers are
+//! given so; anything else (an error to tell, statistics not held, live events pending) takes
+//! the whole path. The loop refers to held statistics weakly: what the server drops (a
+//! change, the memory budget) is gone from the loops too.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Instant;
 
 use axum::http::Method;
 use axum::response::Response;
 use bytes::Bytes;
-use datacube_api::date::{china_date, last_ready_day};
-use datacube_store::{TokenKind, TokenRecord, TokenStatus};
+use datacube_api::date::{check_range, china_date, last_ready_day, parse_request, served_labels};
+use datacube_api::row::{answer_body, is_delay, trim_snapshots};
+use datacube_api::Endpoint;
+use datacube_store::{Resident, Settle, TokenKind, TokenRecord, TokenStatus};
 use jiff::civil::Date;
 
 use crate::edge::Prefetched;
@@ -33,12 +43,15 @@ use crate::wechat::AnsweredFor;
 
 /// Answers held per loop.
 const PER_LOOP: usize = 1024;
+/// Access tokens known per loop.
+const TOKENS_PER_LOOP: usize = 4096;
 /// The largest answer held (a datacube answer over its longest span is far smaller).
 const LARGEST: usize = 64 * 1024;
 
 thread_local! {
     static TABLE: RefCell<HashMap<u64, Entry>> = RefCell::new(HashMap::new());
     static ON_LOOP: Cell<bool> = const { Cell::new(false) };
+    static TOKENS: RefCell<HashMap<Box<str>, Holder>> = RefCell::new(HashMap::new());
 }
 
 /// Keys the table: a process's own seed, so that no client can aim at another's entries.
@@ -49,14 +62,35 @@ pub(crate) fn on_loop() {
     ON_LOOP.set(true);
 }
 
-/// What the whole path checked to answer a request from the response cache.
-pub(crate) struct Learned {
+/// What the whole path checked of a request's access token and account.
+#[derive(Clone)]
+pub(crate) struct Checked {
     /// The access token's record.
     pub(crate) token: Arc<TokenRecord>,
     /// Until when the shared caches trust the token's and the account's records.
     pub(crate) until: Instant,
     /// [`App::forgotten`] before the token was looked up.
     pub(crate) forgotten: u64,
+}
+
+impl Checked {
+    /// Whether it still holds at `now` (the clock's).
+    fn holds(&self, app: &App, now: i64) -> bool {
+        self.forgotten == app.forgotten()
+            && Instant::now() < self.until
+            && self.token.status(now) == TokenStatus::Valid
+    }
+
+    /// Whether a loop may learn from it.
+    fn learnable(&self) -> bool {
+        ON_LOOP.get() && matches!(self.token.kind, TokenKind::Basic | TokenKind::Stable)
+    }
+}
+
+/// What the whole path checked to answer a request from the response cache.
+pub(crate) struct Learned {
+    /// The token and the account.
+    pub(crate) checked: Checked,
     /// The account's generation the answer is of.
     pub(crate) generation: u64,
     /// The China day and the last ready day of the answer.
@@ -77,12 +111,19 @@ struct Entry {
 impl Entry {
     fn holds(&self, app: &App, now: i64) -> bool {
         let l = &self.learned;
-        l.forgotten == app.forgotten()
+        l.checked.holds(app, now)
             && app.inner.answers.generation_by(&self.cell) == l.generation
-            && Instant::now() < l.until
-            && l.token.status(now) == TokenStatus::Valid
             && (china_date(now), last_ready_day(now)) == l.days
     }
+}
+
+/// What a loop knows of an access token: what the whole path checked, and the statistics
+/// held in memory it answered from, each with the account's generation it is of.
+struct Holder {
+    checked: Checked,
+    cell: Arc<AtomicU64>,
+    appid: Arc<str>,
+    held: Vec<(Endpoint, u64, Weak<Resident>)>,
 }
 
 /// Whether answers may be held on the loops now: the response cache on, no daily quota to
@@ -107,11 +148,27 @@ pub(crate) fn answer(app: &App, req: &hyper::Request<Prefetched>, log: bool) -> 
     if !ON_LOOP.get() || !enabled(app) {
         return None;
     }
-    let pq = req.uri().path_and_query()?.as_str().as_bytes();
     let body = req.body().whole()?;
-    let key = key(pq, body);
     let now = app.clock().unix();
-    let (answer, appid) = TABLE.with_borrow_mut(|table| {
+    let answered = exact(app, req, body, now).or_else(|| from_held(app, req, body, now))?;
+    let (answer, appid) = answered;
+    let mut resp = crate::wechat::wechat_response(answer, 0);
+    if log {
+        resp.extensions_mut().insert(AnsweredFor(appid.to_string()));
+    }
+    Some(resp)
+}
+
+/// The answer the loop holds for exactly this request.
+fn exact(
+    app: &App,
+    req: &hyper::Request<Prefetched>,
+    body: &[u8],
+    now: i64,
+) -> Option<(Bytes, Arc<str>)> {
+    let pq = req.uri().path_and_query()?.as_str().as_bytes();
+    let key = key(pq, body);
+    let answered = TABLE.with_borrow_mut(|table| {
         let entry = table.get(&key)?;
         let (p, b) = entry.request.split_at(entry.split);
         if p != pq || b != body {
@@ -124,20 +181,100 @@ pub(crate) fn answer(app: &App, req: &hyper::Request<Prefetched>, log: bool) -> 
         Some((entry.learned.answer.clone(), entry.appid.clone()))
     })?;
     crate::metrics::response_cache(true);
-    let mut resp = crate::wechat::wechat_response(answer, 0);
-    if log {
-        resp.extensions_mut().insert(AnsweredFor(appid.to_string()));
+    Some(answered)
+}
+
+/// The answer from statistics held in memory that this loop answered the token from before.
+fn from_held(
+    app: &App,
+    req: &hyper::Request<Prefetched>,
+    body: &[u8],
+    now: i64,
+) -> Option<(Bytes, Arc<str>)> {
+    if !app.inner.residents.enabled() {
+        return None;
     }
-    Some(resp)
+    let endpoint = Endpoint::from_name(req.uri().path().strip_prefix("/datacube/")?)?;
+    if endpoint.is_legacy_article() && app.config().retire_legacy_articles {
+        return None;
+    }
+    let token = crate::wechat::query_value(req.uri().query(), "access_token").ok()??;
+    let (resident, appid) = TOKENS.with_borrow_mut(|tokens| {
+        let holder = tokens.get_mut(&*token)?;
+        if !holder.checked.holds(app, now) {
+            tokens.remove(&*token);
+            return None;
+        }
+        let generation = app.inner.answers.generation_by(&holder.cell);
+        let at = holder.held.iter().position(|(e, _, _)| *e == endpoint)?;
+        let (_, held_at, weak) = &holder.held[at];
+        match weak.upgrade().filter(|_| *held_at == generation) {
+            Some(resident) => Some((resident, holder.appid.clone())),
+            None => {
+                holder.held.swap_remove(at);
+                None
+            }
+        }
+    })?;
+    let range = parse_request(body).ok()?;
+    check_range(endpoint, range, china_date(now)).ok()?;
+    let settle = Settle::at(now);
+    let ready = settle.ready;
+    let (begin, end) = served_labels(endpoint, range, ready)?;
+    if resident.pending_through(ready) {
+        return None;
+    }
+    // As the whole path renders an answer from held statistics.
+    let rows = resident.body((begin, end));
+    let rows = trim_snapshots(endpoint, &rows, ready).unwrap_or(rows);
+    let answer = answer_body(endpoint, rows, is_delay(endpoint, begin, ready));
+    crate::metrics::response_cache(false);
+    Some((Bytes::from(answer), appid))
+}
+
+/// Remembers, for `token`, that `endpoint`'s statistics held at `generation` answered it.
+pub(crate) fn learn_held(
+    app: &App,
+    token: &str,
+    checked: &Checked,
+    endpoint: Endpoint,
+    generation: u64,
+    resident: &Arc<Resident>,
+) {
+    if !checked.learnable() {
+        return;
+    }
+    let held = (endpoint, generation, Arc::downgrade(resident));
+    TOKENS.with_borrow_mut(|tokens| {
+        if let Some(holder) = tokens.get_mut(token) {
+            if holder.checked.forgotten == checked.forgotten
+                && Arc::ptr_eq(&holder.checked.token, &checked.token)
+            {
+                holder.checked.until = checked.until;
+                holder.held.retain(|(e, _, _)| *e != endpoint);
+                holder.held.push(held);
+                return;
+            }
+        }
+        if tokens.len() >= TOKENS_PER_LOOP && !tokens.contains_key(token) {
+            if let Some(any) = tokens.keys().next().cloned() {
+                tokens.remove(&any);
+            }
+        }
+        let appid = &checked.token.appid;
+        let holder = Holder {
+            checked: checked.clone(),
+            cell: app.inner.answers.cell(appid),
+            appid: appid.as_str().into(),
+            held: vec![held],
+        };
+        tokens.insert(token.into(), holder);
+    });
 }
 
 /// Holds `learned` as the answer to the request (`path_and_query`, `body`), on a loop.
 pub(crate) fn learn(app: &App, path_and_query: &str, body: &[u8], learned: Learned) {
-    let kind = learned.token.kind;
-    if !ON_LOOP.get()
-        || !matches!(kind, TokenKind::Basic | TokenKind::Stable)
-        || learned.answer.len() > LARGEST
-    {
+    if !learned.checked.learnable() || learned.answer.len() > LARGEST {
         return;
     }
     let pq = path_and_query.as_bytes();
@@ -148,8 +285,8 @@ pub(crate) fn learn(app: &App, path_and_query: &str, body: &[u8], learned: Learn
     let entry = Entry {
         request: request.into(),
         split: pq.len(),
-        cell: answers.cell(&learned.token.appid),
-        appid: learned.token.appid.as_str().into(),
+        cell: answers.cell(&learned.checked.token.appid),
+        appid: learned.checked.token.appid.as_str().into(),
         learned: Learned {
             // The loop's own copy: its count of references is touched by this thread only.
             answer: Bytes::copy_from_slice(&learned.answer),

@@ -181,10 +181,11 @@ async fn datacube_checked(
     req: Request,
     answered_for: &mut Option<String>,
 ) -> Response {
-    if req.method() != Method::POST {
+    let (parts, body) = req.into_parts();
+    if parts.method != Method::POST {
         return app.wechat_error(ErrCode::RequirePost);
     }
-    let token = match query_value(req.uri().query(), "access_token") {
+    let token = match query_value(parts.uri.query(), "access_token") {
         Ok(token) => token.filter(|t| !t.is_empty()),
         // Two tokens: neither is taken.
         Err(_) => return app.wechat_error(ErrCode::InvalidCredential),
@@ -236,36 +237,54 @@ async fn datacube_checked(
         return faulty;
     }
     let limits = &app.config().limits;
-    let (parts, body) = req.into_parts();
     let body = match read_body(body, limits.body_limit, limits.body_timeout).await {
         Ok(body) => body,
         // A datacube body is ~50 bytes of JSON; a huge one is a malformed body.
         Err(BodyError::TooLarge) => return app.wechat_error_close(ErrCode::DateFormatError),
         Err(BodyError::Broken) => return app.wechat_error_close(ErrCode::SystemError),
     };
-    let mut hit = None;
+    let mut source = Source::Store;
     let answer = answer_from(
         &app,
         endpoint,
         &record.appid,
         &body,
         Some(&account),
-        &mut hit,
+        &mut source,
     )
     .await;
-    if let (Some(hit), Some(pq)) = (hit, parts.uri.path_and_query()) {
-        // Asked again: the loop keeps its own copy (crate::hot).
-        let learned = crate::hot::Learned {
-            token: record,
-            until: token_until.min(account_until),
-            forgotten,
-            generation: hit.generation,
-            days: hit.days,
-            answer: hit.body,
-        };
-        crate::hot::learn(&app, pq.as_str(), &body, learned);
+    // What the loop may answer on its own next time (crate::hot).
+    let checked = crate::hot::Checked {
+        token: record,
+        until: token_until.min(account_until),
+        forgotten,
+    };
+    match (source, parts.uri.path_and_query()) {
+        (Source::Cached(hit), Some(pq)) => {
+            let learned = crate::hot::Learned {
+                checked,
+                generation: hit.generation,
+                days: hit.days,
+                answer: hit.body,
+            };
+            crate::hot::learn(&app, pq.as_str(), &body, learned);
+        }
+        (Source::Held(generation, resident), _) => {
+            crate::hot::learn_held(&app, &token, &checked, endpoint, generation, &resident);
+        }
+        _ => {}
     }
     answer
+}
+
+/// Where an answer came from.
+enum Source {
+    /// The response cache.
+    Cached(Hit),
+    /// The statistics held in memory, of the account's generation.
+    Held(u64, std::sync::Arc<datacube_store::Resident>),
+    /// The store, or nothing (an error).
+    Store,
 }
 
 /// An answer the response cache gave.
@@ -288,17 +307,17 @@ pub(crate) async fn answer(
     body: &[u8],
     quota: Option<&AccountRecord>,
 ) -> Response {
-    answer_from(app, endpoint, appid, body, quota, &mut None).await
+    answer_from(app, endpoint, appid, body, quota, &mut Source::Store).await
 }
 
-/// [`answer`], telling in `hit` when the response cache gave it.
+/// [`answer`], telling in `source` where it came from.
 async fn answer_from(
     app: &App,
     endpoint: Endpoint,
     appid: &str,
     body: &[u8],
     quota: Option<&AccountRecord>,
-    hit: &mut Option<Hit>,
+    source: &mut Source,
 ) -> Response {
     // An offline API answers so whatever the body (checked after the token and the account,
     // as every API-specific answer is; see docs/compatibility.md).
@@ -349,7 +368,7 @@ async fn answer_from(
     let generation = answers.generation(appid);
     if let Some(body) = answers.get_at(&key, generation) {
         crate::metrics::response_cache(true);
-        *hit = Some(Hit {
+        *source = Source::Cached(Hit {
             body: body.clone(),
             generation,
             days: (china_date(now), ready),
@@ -359,9 +378,13 @@ async fn answer_from(
     crate::metrics::response_cache(false);
     // Live events still pending that this answer may show are counted first (by the store).
     let settle = datacube_store::Settle::at(now);
-    let held = resident_body(app, appid, endpoint, (begin, end), settle, generation).await;
+    let held = resident(app, appid, endpoint, settle, generation).await;
     let body = match held {
-        Some(body) => Ok(body),
+        Some(held) => {
+            let body = held.body((begin, end));
+            *source = Source::Held(generation, held);
+            Ok(body)
+        }
         None => {
             app.store()
                 .list_body(appid, endpoint, (begin, end), Some(settle))
@@ -380,17 +403,16 @@ async fn answer_from(
     }
 }
 
-/// The body from the statistics held in memory ([`crate::resident`]), read from the store
+/// The statistics held in memory ([`crate::resident`]) to answer from, read from the store
 /// first if they are not held yet; `None` when the store must answer: nothing held, another
 /// request loading them, a load that failed, or live events of the account to count first.
-async fn resident_body(
+async fn resident(
     app: &App,
     appid: &str,
     endpoint: Endpoint,
-    range: (Date, Date),
     settle: datacube_store::Settle,
     generation: u64,
-) -> Option<String> {
+) -> Option<std::sync::Arc<datacube_store::Resident>> {
     let residents = &app.inner.residents;
     if !residents.enabled() {
         return None;
@@ -425,7 +447,7 @@ async fn resident_body(
             }
         }
     };
-    (!held.pending_through(settle.ready)).then(|| held.body(range))
+    (!held.pending_through(settle.ready)).then_some(held)
 }
 
 /// Faults injected (`--faults`, `/admin/faults`): waits for a drawn delay, and returns the drawn

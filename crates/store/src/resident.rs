@@ -70,6 +70,18 @@ impl Resident {
         self.pending_from.is_some_and(|from| from <= ready)
     }
 
+    /// How many stored days come before `day`. Most accounts have a row every day: then it is
+    /// arithmetic (a binary search over a year's days costs a cache miss a step).
+    fn position(&self, day: i64) -> usize {
+        let days = &self.days;
+        match (days.first(), days.last()) {
+            (Some(&first), Some(&last)) if last - first + 1 == days.len() as i64 => {
+                day.clamp(first, last + 1).abs_diff(first) as usize
+            }
+            _ => days.partition_point(|&d| d < day),
+        }
+    }
+
     /// Memory held, in bytes (about).
     pub fn size(&self) -> usize {
         std::mem::size_of::<Resident>()
@@ -82,8 +94,8 @@ impl Resident {
     /// [`crate::Store::list_body`] answers it (`end` at most the last ready day).
     pub fn body(&self, (begin, end): (Date, Date)) -> String {
         let (first, last) = (date_to_epoch_day(begin), date_to_epoch_day(end));
-        let from = self.days.partition_point(|&d| d < first);
-        let to = self.days.partition_point(|&d| d <= last);
+        let from = self.position(first);
+        let to = self.position(last.saturating_add(1));
         let rows = if from < to {
             let start = if from == 0 {
                 0
@@ -121,5 +133,40 @@ impl Resident {
     /// The endpoint.
     pub fn endpoint(&self) -> Endpoint {
         self.endpoint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn held(days: Vec<i64>) -> Resident {
+        Resident {
+            endpoint: Endpoint::GetUserSummary,
+            ends: (1..=days.len() as u32).collect(),
+            days,
+            text: String::new(),
+            quiet: None,
+            pending_from: None,
+        }
+    }
+
+    proptest! {
+        /// Dense days (arithmetic) and scattered ones (a search) place every day alike.
+        #[test]
+        fn a_day_is_placed_as_a_search_places_it(
+            start in -1000i64..30_000,
+            gaps in proptest::collection::vec(prop_oneof![4 => Just(1i64), 1 => 2i64..40], 0..400),
+            dense in any::<bool>(),
+            day in -2000i64..32_000,
+        ) {
+            let days: Vec<i64> = gaps
+                .iter()
+                .scan(start, |d, &g| { *d += if dense { 1 } else { g }; Some(*d) })
+                .collect();
+            let searched = days.partition_point(|&d| d < day);
+            prop_assert_eq!(held(days).position(day), searched);
+        }
     }
 }
