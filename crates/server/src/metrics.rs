@@ -43,7 +43,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::header::CONTENT_TYPE;
@@ -83,6 +83,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .name("datacube-metrics".into())
                 .spawn(move || loop {
                     std::thread::sleep(Duration::from_secs(5));
+                    fold();
                     upkeep.run_upkeep();
                 })
                 .ok()?;
@@ -245,7 +246,10 @@ pub(crate) async fn render() -> Response {
     match handle() {
         Some(h) => (
             [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            h.render(),
+            {
+                fold();
+                h.render()
+            },
         )
             .into_response(),
         None => (
@@ -279,20 +283,59 @@ pub(crate) fn api_of(path: &str) -> &'static str {
 /// A request's label values: api, errcode, HTTP status.
 type RequestLabels = (&'static str, Option<i32>, u16);
 
+/// Requests counted on one thread and not added to the shared metrics yet: every request
+/// adding to shared counters and histograms would write cache lines both event loops write
+/// (issue 32). Added every [`FOLD_EVERY`] requests of the thread, at every scrape, and by the
+/// upkeep every 5 s, so a scrape sees every request answered before it.
+#[derive(Default)]
+struct Shard {
+    requests: HashMap<RequestLabels, u64>,
+    latencies: HashMap<&'static str, Vec<f64>>,
+    /// Response cache hits and misses.
+    cache: [u64; 2],
+    counted: usize,
+}
+
+/// Requests a thread counts before adding them to the shared metrics.
+const FOLD_EVERY: usize = 512;
+
+/// Every thread's shard.
+static SHARDS: Mutex<Vec<Arc<Mutex<Shard>>>> = Mutex::new(Vec::new());
+
 thread_local! {
+    static SHARD: Arc<Mutex<Shard>> = {
+        let shard = Arc::new(Mutex::new(Shard::default()));
+        lock(&SHARDS).push(shard.clone());
+        shard
+    };
     /// Each thread's handles, by label values: looking a metric up by its labels costs more
     /// than a request's answer from the cache (the label sets are small and fixed).
     static REQUESTS: RefCell<HashMap<RequestLabels, Counter>> = RefCell::default();
     static LATENCIES: RefCell<HashMap<&'static str, Histogram>> = RefCell::default();
 }
 
-/// Records one request.
-pub(crate) fn request(api: &'static str, errcode: Option<i32>, status: u16, took: Duration) {
-    REQUESTS.with(|requests| {
-        requests
-            .borrow_mut()
-            .entry((api, errcode, status))
-            .or_insert_with(|| {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts on this thread's shard (its lock is this thread's alone but at a fold).
+fn counting(count: impl FnOnce(&mut Shard)) {
+    let fold = SHARD.with(|shard| {
+        let mut shard = lock(shard);
+        count(&mut shard);
+        shard.counted += 1;
+        (shard.counted >= FOLD_EVERY).then(|| std::mem::take(&mut *shard))
+    });
+    if let Some(counted) = fold {
+        add(counted);
+    }
+}
+
+/// Adds what a shard counted to the shared metrics.
+fn add(counted: Shard) {
+    REQUESTS.with_borrow_mut(|requests| {
+        for ((api, errcode, status), n) in counted.requests {
+            let counter = requests.entry((api, errcode, status)).or_insert_with(|| {
                 let errcode = errcode.map_or_else(|| "-".to_owned(), |c| c.to_string());
                 metrics::counter!(
                     "datacube_requests_total",
@@ -300,26 +343,63 @@ pub(crate) fn request(api: &'static str, errcode: Option<i32>, status: u16, took
                     "errcode" => errcode,
                     "status" => status.to_string()
                 )
-            })
-            .increment(1);
+            });
+            counter.increment(n);
+        }
     });
-    LATENCIES.with(|latencies| {
-        latencies
-            .borrow_mut()
-            .entry(api)
-            .or_insert_with(
+    LATENCIES.with_borrow_mut(|latencies| {
+        for (api, took) in counted.latencies {
+            let histogram = latencies.entry(api).or_insert_with(
                 || metrics::histogram!("datacube_request_duration_seconds", "api" => api),
-            )
-            .record(took.as_secs_f64());
+            );
+            for seconds in took {
+                histogram.record(seconds);
+            }
+        }
+    });
+    static HIT: LazyLock<Counter> =
+        LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "hit"));
+    static MISS: LazyLock<Counter> =
+        LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "miss"));
+    let [hits, misses] = counted.cache;
+    if hits > 0 {
+        HIT.increment(hits);
+    }
+    if misses > 0 {
+        MISS.increment(misses);
+    }
+}
+
+/// Adds what every thread counted to the shared metrics (before a scrape), and forgets the
+/// shards of threads that ended.
+pub(crate) fn fold() {
+    let shards: Vec<_> = {
+        let mut all = lock(&SHARDS);
+        let shards = all.clone();
+        // A live thread's shard is also referenced by the thread and by `shards`.
+        all.retain(|shard| Arc::strong_count(shard) > 2);
+        shards
+    };
+    for shard in shards {
+        let counted = std::mem::take(&mut *lock(&shard));
+        add(counted);
+    }
+}
+
+/// Records one request.
+pub(crate) fn request(api: &'static str, errcode: Option<i32>, status: u16, took: Duration) {
+    counting(|shard| {
+        *shard.requests.entry((api, errcode, status)).or_default() += 1;
+        shard
+            .latencies
+            .entry(api)
+            .or_default()
+            .push(took.as_secs_f64());
     });
 }
 
 /// Counts a datacube answer from the response cache (`hit`) or from the store.
 pub(crate) fn response_cache(hit: bool) {
-    static HIT: LazyLock<Counter> =
-        LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "hit"));
-    static MISS: LazyLock<Counter> =
-        LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "miss"));
-    let counter: &Counter = if hit { &HIT } else { &MISS };
-    counter.increment(1);
+    // Added with the thread's requests, or at the next scrape.
+    SHARD.with(|shard| lock(shard).cache[usize::from(!hit)] += 1);
 }

@@ -759,6 +759,63 @@ async fn metrics_count_quota_refusals_and_events() {
     }
 }
 
+/// Requests are counted per event loop and added up at every scrape: after 1,300 answers over
+/// eight connections (both loops, past several folds), the counters and the histogram say
+/// 1,300 exactly, and the response cache's hits and misses add up to it.
+#[tokio::test]
+async fn every_request_is_counted_exactly_across_loops() {
+    let (_dir, db) = temp_db();
+    add_account(&db, "wxaaaa000000000003", "s3cret-metrics-3").await;
+    let served = serve(&db, &["--metrics-listen", "127.0.0.1:0"]).await;
+    let metrics = served
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("datacube metrics on "))
+        .expect("serve announces the metrics address")
+        .to_owned();
+    let token = access_token(&served.base, "wxaaaa000000000003", "s3cret-metrics-3").await;
+    let url = format!(
+        "{}/datacube/getusercumulate?access_token={token}",
+        served.base
+    );
+    let mut asked = tokio::task::JoinSet::new();
+    for c in 0..8 {
+        let url = url.clone();
+        asked.spawn(async move {
+            // A client each: a connection each.
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            for i in 0..(if c < 4 { 163 } else { 162 }) {
+                let body = format!(
+                    r#"{{"begin_date":"2021-08-{:02}","end_date":"2021-08-20"}}"#,
+                    14 + i % 7
+                );
+                let r = client.post(&url).body(body).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        });
+    }
+    asked.join_all().await;
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert_eq!(
+        value(r#"datacube_requests_total{api="getusercumulate",errcode="0",status="200"}"#),
+        1300.0
+    );
+    assert_eq!(
+        value(r#"datacube_request_duration_seconds_count{api="getusercumulate"}"#),
+        1300.0
+    );
+    let (hits, misses) = (
+        value(r#"datacube_response_cache_total{result="hit"}"#),
+        value(r#"datacube_response_cache_total{result="miss"}"#),
+    );
+    assert_eq!(hits + misses, 1300.0, "{hits} hits, {misses} misses");
+}
+
 /// `--metrics-listen`: `/metrics`, `/healthz` and `/readyz` on an address of their own, and no
 /// `/metrics` on the WeChat API's.
 #[tokio::test]
