@@ -41,15 +41,20 @@ use crate::edge::Prefetched;
 use crate::state::App;
 use crate::wechat::AnsweredFor;
 
-/// Answers held per loop.
+/// Answers held per loop, at most.
 const PER_LOOP: usize = 1024;
+/// Bytes of requests and answers held per loop, at most.
+const BYTES_PER_LOOP: usize = 8 << 20;
 /// Access tokens known per loop.
 const TOKENS_PER_LOOP: usize = 4096;
 /// The largest answer held (a datacube answer over its longest span is far smaller).
 const LARGEST: usize = 64 * 1024;
+/// The largest request (path, query and body) whose answer is held: a datacube request is
+/// about 200 bytes; one padded to the body limit is answered, not held.
+const LARGEST_REQUEST: usize = 4096;
 
 thread_local! {
-    static TABLE: RefCell<HashMap<u64, Entry>> = RefCell::new(HashMap::new());
+    static TABLE: RefCell<Table> = RefCell::default();
     static ON_LOOP: Cell<bool> = const { Cell::new(false) };
     static TOKENS: RefCell<HashMap<Box<str>, Holder>> = RefCell::new(HashMap::new());
 }
@@ -99,6 +104,36 @@ pub(crate) struct Learned {
     pub(crate) answer: Bytes,
 }
 
+/// A loop's answers, within [`PER_LOOP`] and [`BYTES_PER_LOOP`].
+#[derive(Default)]
+struct Table {
+    entries: HashMap<u64, Entry>,
+    bytes: usize,
+}
+
+impl Table {
+    fn remove(&mut self, key: &u64) {
+        if let Some(gone) = self.entries.remove(key) {
+            self.bytes -= gone.size();
+        }
+    }
+
+    fn insert(&mut self, key: u64, entry: Entry) {
+        self.remove(&key);
+        while !self.entries.is_empty()
+            && (self.entries.len() >= PER_LOOP || self.bytes + entry.size() > BYTES_PER_LOOP)
+        {
+            // Any one makes room (the table's order is its hashes', keyed by the seed).
+            let Some(&any) = self.entries.keys().next() else {
+                break;
+            };
+            self.remove(&any);
+        }
+        self.bytes += entry.size();
+        self.entries.insert(key, entry);
+    }
+}
+
 struct Entry {
     /// Path and query, then the body.
     request: Box<[u8]>,
@@ -109,6 +144,10 @@ struct Entry {
 }
 
 impl Entry {
+    fn size(&self) -> usize {
+        self.request.len() + self.learned.answer.len()
+    }
+
     fn holds(&self, app: &App, now: i64) -> bool {
         let l = &self.learned;
         l.checked.holds(app, now)
@@ -169,7 +208,7 @@ fn exact(
     let pq = req.uri().path_and_query()?.as_str().as_bytes();
     let key = key(pq, body);
     let answered = TABLE.with_borrow_mut(|table| {
-        let entry = table.get(&key)?;
+        let entry = table.entries.get(&key)?;
         let (p, b) = entry.request.split_at(entry.split);
         if p != pq || b != body {
             return None;
@@ -274,10 +313,13 @@ pub(crate) fn learn_held(
 
 /// Holds `learned` as the answer to the request (`path_and_query`, `body`), on a loop.
 pub(crate) fn learn(app: &App, path_and_query: &str, body: &[u8], learned: Learned) {
-    if !learned.checked.learnable() || learned.answer.len() > LARGEST {
+    let pq = path_and_query.as_bytes();
+    if !learned.checked.learnable()
+        || learned.answer.len() > LARGEST
+        || pq.len() + body.len() > LARGEST_REQUEST
+    {
         return;
     }
-    let pq = path_and_query.as_bytes();
     let mut request = Vec::with_capacity(pq.len() + body.len());
     request.extend_from_slice(pq);
     request.extend_from_slice(body);
@@ -294,20 +336,61 @@ pub(crate) fn learn(app: &App, path_and_query: &str, body: &[u8], learned: Learn
         },
     };
     let key = key(pq, body);
-    TABLE.with_borrow_mut(|table| {
-        if table.len() >= PER_LOOP && !table.contains_key(&key) {
-            // Any one makes room (the table's order is its hashes', keyed by the seed).
-            if let Some(&any) = table.keys().next() {
-                table.remove(&any);
-            }
-        }
-        table.insert(key, entry);
-    });
+    TABLE.with_borrow_mut(|table| table.insert(key, entry));
 }
 
 impl App {
     /// How many times cached tokens or accounts were forgotten.
     pub(crate) fn forgotten(&self) -> u64 {
         self.inner.forgotten.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(request: usize, answer: usize) -> Entry {
+        let token = TokenRecord {
+            token: "t".into(),
+            appid: "wx".into(),
+            kind: TokenKind::Basic,
+            issued_at: 0,
+            expires_at: 7200,
+            invalid_after: None,
+            component: None,
+        };
+        Entry {
+            request: vec![b'r'; request].into(),
+            split: 0,
+            learned: Learned {
+                checked: Checked {
+                    token: Arc::new(token),
+                    until: Instant::now(),
+                    forgotten: 0,
+                },
+                generation: 0,
+                days: (Date::MIN, Date::MIN),
+                answer: Bytes::from(vec![b'a'; answer]),
+            },
+            cell: Arc::default(),
+            appid: "wx".into(),
+        }
+    }
+
+    #[test]
+    fn a_loops_table_stays_within_its_count_and_bytes() {
+        let mut table = Table::default();
+        for key in 0..3 * PER_LOOP as u64 {
+            table.insert(key, entry(100, 1000));
+        }
+        assert_eq!(table.entries.len(), PER_LOOP);
+        assert_eq!(table.bytes, PER_LOOP * 1100);
+        for key in 0..100 {
+            table.insert(key, entry(100, LARGEST));
+        }
+        assert!(table.bytes <= BYTES_PER_LOOP, "{}", table.bytes);
+        let held: usize = table.entries.values().map(Entry::size).sum();
+        assert_eq!(held, table.bytes);
     }
 }

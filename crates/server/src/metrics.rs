@@ -320,13 +320,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Counts on this thread's shard (its lock is this thread's alone but at a fold).
 fn counting(count: impl FnOnce(&mut Shard)) {
-    let fold = SHARD.with(|shard| {
+    // (A thread past its end counts nothing: nothing is answered then.)
+    let fold = SHARD.try_with(|shard| {
         let mut shard = lock(shard);
         count(&mut shard);
         shard.counted += 1;
         (shard.counted >= FOLD_EVERY).then(|| std::mem::take(&mut *shard))
     });
-    if let Some(counted) = fold {
+    if let Ok(Some(counted)) = fold {
         add(counted);
     }
 }
@@ -401,5 +402,5 @@ pub(crate) fn request(api: &'static str, errcode: Option<i32>, status: u16, took
 /// Counts a datacube answer from the response cache (`hit`) or from the store.
 pub(crate) fn response_cache(hit: bool) {
     // Added with the thread's requests, or at the next scrape.
-    SHARD.with(|shard| lock(shard).cache[usize::from(!hit)] += 1);
+    let _ = SHARD.try_with(|shard| lock(shard).cache[usize::from(!hit)] += 1);
 }
