@@ -24,7 +24,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::Instant;
 
@@ -188,6 +188,11 @@ pub(crate) fn answer(app: &App, req: &hyper::Request<Prefetched>, log: bool) -> 
         return None;
     }
     let body = req.body().whole()?;
+    // One byte past the limit tells the whole path the body was too large (an error, told
+    // there).
+    if body.len() > app.config().limits.body_limit {
+        return None;
+    }
     let now = app.clock().unix();
     let answered = exact(app, req, body, now).or_else(|| from_held(app, req, body, now))?;
     let (answer, appid) = answered;
@@ -337,13 +342,6 @@ pub(crate) fn learn(app: &App, path_and_query: &str, body: &[u8], learned: Learn
     };
     let key = key(pq, body);
     TABLE.with_borrow_mut(|table| table.insert(key, entry));
-}
-
-impl App {
-    /// How many times cached tokens or accounts were forgotten.
-    pub(crate) fn forgotten(&self) -> u64 {
-        self.inner.forgotten.load(Ordering::Acquire)
-    }
 }
 
 #[cfg(test)]

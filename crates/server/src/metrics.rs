@@ -321,20 +321,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Counts on this thread's shard (its lock is this thread's alone but at a fold).
 fn counting(count: impl FnOnce(&mut Shard)) {
     // (A thread past its end counts nothing: nothing is answered then.)
-    let fold = SHARD.try_with(|shard| {
+    let _ = SHARD.try_with(|shard| {
         let mut shard = lock(shard);
         count(&mut shard);
         shard.counted += 1;
-        (shard.counted >= FOLD_EVERY).then(|| std::mem::take(&mut *shard))
+        if shard.counted >= FOLD_EVERY {
+            // Added under the shard's lock: a scrape folding meanwhile waits for it.
+            add(std::mem::take(&mut *shard));
+        }
     });
-    if let Ok(Some(counted)) = fold {
-        add(counted);
-    }
 }
 
 /// Adds what a shard counted to the shared metrics.
 fn add(counted: Shard) {
-    REQUESTS.with_borrow_mut(|requests| {
+    let _ = REQUESTS.try_with(|requests| {
+        let mut requests = requests.borrow_mut();
         for ((api, errcode, status), n) in counted.requests {
             let counter = requests.entry((api, errcode, status)).or_insert_with(|| {
                 let errcode = errcode.map_or_else(|| "-".to_owned(), |c| c.to_string());
@@ -348,7 +349,8 @@ fn add(counted: Shard) {
             counter.increment(n);
         }
     });
-    LATENCIES.with_borrow_mut(|latencies| {
+    let _ = LATENCIES.try_with(|latencies| {
+        let mut latencies = latencies.borrow_mut();
         for (api, took) in counted.latencies {
             let histogram = latencies.entry(api).or_insert_with(
                 || metrics::histogram!("datacube_request_duration_seconds", "api" => api),
@@ -382,8 +384,8 @@ pub(crate) fn fold() {
         shards
     };
     for shard in shards {
-        let counted = std::mem::take(&mut *lock(&shard));
-        add(counted);
+        let mut shard = lock(&shard);
+        add(std::mem::take(&mut *shard));
     }
 }
 

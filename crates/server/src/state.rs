@@ -25,11 +25,11 @@ const CACHE_MAX: usize = 100_000;
 
 /// Values read from the database, trusted for [`CACHE_TTL`]; dropped wholesale past
 /// [`CACHE_MAX`] entries.
-struct Recent<K, V>(RwLock<HashMap<K, (Instant, V)>>);
+struct Recent<K, V>(RwLock<HashMap<K, (Instant, V)>>, AtomicU64);
 
 impl<K, V> Default for Recent<K, V> {
     fn default() -> Self {
-        Recent(RwLock::default())
+        Recent(RwLock::default(), AtomicU64::new(0))
     }
 }
 
@@ -59,6 +59,8 @@ impl<K: Eq + std::hash::Hash, V: Clone> Recent<K, V> {
         let mut cache = self.0.write().expect("cache lock");
         if cache.len() >= CACHE_MAX {
             cache.clear();
+            // What the loops learned from the records dropped no longer holds either.
+            self.1.fetch_add(1, Ordering::AcqRel);
         }
         cache.insert(key, (Instant::now(), value));
     }
@@ -296,9 +298,18 @@ impl App {
             .await
     }
 
-    /// Marks cached tokens or accounts forgotten (the loops' hot answers no longer hold).
+    /// Marks cached tokens or accounts forgotten (the loops' hot answers no longer hold); call
+    /// it after they are removed.
     fn forgot(&self) {
         self.inner.forgotten.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times cached tokens or accounts were forgotten (or dropped all at once).
+    pub(crate) fn forgotten(&self) -> u64 {
+        let i = &self.inner;
+        i.forgotten.load(Ordering::Acquire)
+            + i.tokens.1.load(Ordering::Acquire)
+            + i.accounts.1.load(Ordering::Acquire)
     }
 
     /// Replaces the argon2 hash `old` an older datacube stored for `appid`'s secret with a fast
@@ -349,13 +360,15 @@ impl App {
     /// gave, its answers. (Other instances forget within a second: tokens and accounts are
     /// cached that long, answers until the change log says.)
     pub(crate) fn forget_all_of(&self, appid: &str) {
-        self.forget_account(appid);
+        self.inner.accounts.remove(appid);
         self.inner.tokens.retain(|_, rec| rec.appid != appid);
         self.inner
             .grants
             .retain(|(_, authorizer), _| authorizer != appid);
         self.inner.answers.invalidate(appid);
         self.inner.residents.forget(appid);
+        // Last: a request that reads the new count finds none of the above cached.
+        self.forgot();
     }
 
     /// Forgets everything cached (after a reset).

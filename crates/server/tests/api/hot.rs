@@ -173,6 +173,22 @@ async fn other_ranges_of_held_statistics_answer_as_the_database() {
         compare(name, "2024-05-01".into(), "2024-05-30".into()).await;
         compare(name, "2024-5-1".into(), "2024-05-03".into()).await;
     }
+    // A body past the limit is refused as the whole path refuses it, even when what fits
+    // within the limit is a good request.
+    let padded = format!(
+        r#"{{"begin_date":"2024-05-06","end_date":"2024-05-08"}}{}"#,
+        " ".repeat(2 << 20)
+    );
+    let path = |token: &str| format!("/datacube/getusersummary?access_token={token}");
+    let got = t.post(&path(&token), &padded).await;
+    let want = plain.post(&path(&plain_token), &padded).await;
+    assert_ne!(want.errcode(), 0, "{}", want.body);
+    assert_eq!(got.errcode(), want.errcode(), "{}", got.body);
+    assert_eq!(
+        got.headers.get("connection"),
+        want.headers.get("connection")
+    );
+
     // A new follow on a day no range asked so far: in the next answer of a range with it.
     for app in [&t, &plain] {
         let line = json!({"id": "late", "appid": APPID, "type": "follow",
