@@ -116,7 +116,7 @@ fn describe() {
     );
     describe_counter!(
         "datacube_response_cache_total",
-        "Datacube answers from the response cache (hit) or the store (miss)."
+        "Datacube answers kept (hit: the response cache's or an event loop's copy) or rendered (miss: from statistics held in memory or the store)."
     );
     describe_gauge!(
         "datacube_resident_bytes",
