@@ -32,9 +32,8 @@ use axum::http::Method;
 use axum::response::Response;
 use bytes::Bytes;
 use datacube_api::date::{check_range, china_date, last_ready_day, parse_request, served_labels};
-use datacube_api::row::{answer_body, is_delay, trim_snapshots};
 use datacube_api::Endpoint;
-use datacube_store::{Resident, Settle, TokenKind, TokenRecord, TokenStatus};
+use datacube_store::{Resident, TokenKind, TokenRecord, TokenStatus};
 use jiff::civil::Date;
 
 use crate::edge::Prefetched;
@@ -140,7 +139,6 @@ struct Entry {
     split: usize,
     learned: Learned,
     cell: Arc<AtomicU64>,
-    appid: Arc<str>,
 }
 
 impl Entry {
@@ -161,7 +159,6 @@ impl Entry {
 struct Holder {
     checked: Checked,
     cell: Arc<AtomicU64>,
-    appid: Arc<str>,
     held: Vec<(Endpoint, u64, Weak<Resident>)>,
 }
 
@@ -194,13 +191,18 @@ pub(crate) fn answer(app: &App, req: &hyper::Request<Prefetched>, log: bool) -> 
         return None;
     }
     let now = app.clock().unix();
-    let answered = exact(app, req, body, now).or_else(|| from_held(app, req, body, now))?;
-    let (answer, appid) = answered;
+    let answered = exact(app, req, body, now, log).or_else(|| from_held(app, req, body, now, log));
+    let (answer, appid) = answered?;
     let mut resp = crate::wechat::wechat_response(answer, 0);
-    if log {
-        resp.extensions_mut().insert(AnsweredFor(appid.to_string()));
+    if let Some(appid) = appid {
+        resp.extensions_mut().insert(appid);
     }
     Some(resp)
+}
+
+/// The request log's name of the account (only when `log`).
+fn named(log: bool, token: &TokenRecord) -> Option<AnsweredFor> {
+    log.then(|| AnsweredFor(token.appid.clone()))
 }
 
 /// The answer the loop holds for exactly this request.
@@ -209,7 +211,8 @@ fn exact(
     req: &hyper::Request<Prefetched>,
     body: &[u8],
     now: i64,
-) -> Option<(Bytes, Arc<str>)> {
+    log: bool,
+) -> Option<(Bytes, Option<AnsweredFor>)> {
     let pq = req.uri().path_and_query()?.as_str().as_bytes();
     let key = key(pq, body);
     let answered = TABLE.with_borrow_mut(|table| {
@@ -222,7 +225,8 @@ fn exact(
             table.remove(&key);
             return None;
         }
-        Some((entry.learned.answer.clone(), entry.appid.clone()))
+        let named = named(log, &entry.learned.checked.token);
+        Some((entry.learned.answer.clone(), named))
     })?;
     crate::metrics::response_cache(true);
     Some(answered)
@@ -234,7 +238,8 @@ fn from_held(
     req: &hyper::Request<Prefetched>,
     body: &[u8],
     now: i64,
-) -> Option<(Bytes, Arc<str>)> {
+    log: bool,
+) -> Option<(Bytes, Option<AnsweredFor>)> {
     if !app.inner.residents.enabled() {
         return None;
     }
@@ -253,7 +258,7 @@ fn from_held(
         let at = holder.held.iter().position(|(e, _, _)| *e == endpoint)?;
         let (_, held_at, weak) = &holder.held[at];
         match weak.upgrade().filter(|_| *held_at == generation) {
-            Some(resident) => Some((resident, holder.appid.clone())),
+            Some(resident) => Some((resident, named(log, &holder.checked.token))),
             None => {
                 holder.held.swap_remove(at);
                 None
@@ -262,16 +267,12 @@ fn from_held(
     })?;
     let range = parse_request(body).ok()?;
     check_range(endpoint, range, china_date(now)).ok()?;
-    let settle = Settle::at(now);
-    let ready = settle.ready;
+    let ready = last_ready_day(now);
     let (begin, end) = served_labels(endpoint, range, ready)?;
     if resident.pending_through(ready) {
         return None;
     }
-    // As the whole path renders an answer from held statistics.
-    let rows = resident.body((begin, end));
-    let rows = trim_snapshots(endpoint, &rows, ready).unwrap_or(rows);
-    let answer = answer_body(endpoint, rows, is_delay(endpoint, begin, ready));
+    let answer = crate::wechat::rendered(endpoint, resident.body((begin, end)), begin, ready);
     crate::metrics::response_cache(false);
     Some((Bytes::from(answer), appid))
 }
@@ -305,11 +306,9 @@ pub(crate) fn learn_held(
                 tokens.remove(&any);
             }
         }
-        let appid = &checked.token.appid;
         let holder = Holder {
             checked: checked.clone(),
-            cell: app.inner.answers.cell(appid),
-            appid: appid.as_str().into(),
+            cell: app.inner.answers.cell(&checked.token.appid),
             held: vec![held],
         };
         tokens.insert(token.into(), holder);
@@ -333,7 +332,6 @@ pub(crate) fn learn(app: &App, path_and_query: &str, body: &[u8], learned: Learn
         request: request.into(),
         split: pq.len(),
         cell: answers.cell(&learned.checked.token.appid),
-        appid: learned.checked.token.appid.as_str().into(),
         learned: Learned {
             // The loop's own copy: its count of references is touched by this thread only.
             answer: Bytes::copy_from_slice(&learned.answer),
@@ -372,7 +370,6 @@ mod tests {
                 answer: Bytes::from(vec![b'a'; answer]),
             },
             cell: Arc::default(),
-            appid: "wx".into(),
         }
     }
 

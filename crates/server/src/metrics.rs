@@ -401,7 +401,7 @@ pub(crate) fn request(api: &'static str, errcode: Option<i32>, status: u16, took
     });
 }
 
-/// Counts a datacube answer from the response cache (`hit`) or from the store.
+/// Counts a datacube answer kept (`hit`: the response cache's or a loop's) or rendered.
 pub(crate) fn response_cache(hit: bool) {
     // Added with the thread's requests, or at the next scrape.
     let _ = SHARD.try_with(|shard| lock(shard).cache[usize::from(!hit)] += 1);

@@ -25,11 +25,18 @@ const CACHE_MAX: usize = 100_000;
 
 /// Values read from the database, trusted for [`CACHE_TTL`]; dropped wholesale past
 /// [`CACHE_MAX`] entries.
-struct Recent<K, V>(RwLock<HashMap<K, (Instant, V)>>, AtomicU64);
+struct Recent<K, V> {
+    entries: RwLock<HashMap<K, (Instant, V)>>,
+    /// How many times they were dropped wholesale.
+    cleared: AtomicU64,
+}
 
 impl<K, V> Default for Recent<K, V> {
     fn default() -> Self {
-        Recent(RwLock::default(), AtomicU64::new(0))
+        Recent {
+            entries: RwLock::default(),
+            cleared: AtomicU64::new(0),
+        }
     }
 }
 
@@ -49,24 +56,24 @@ impl<K: Eq + std::hash::Hash, V: Clone> Recent<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + std::hash::Hash + ?Sized,
     {
-        let cache = self.0.read().expect("cache lock");
+        let cache = self.entries.read().expect("cache lock");
         let (at, value) = cache.get(key)?;
         let until = *at + CACHE_TTL;
         (Instant::now() < until).then(|| (value.clone(), until))
     }
 
     fn put(&self, key: K, value: V) {
-        let mut cache = self.0.write().expect("cache lock");
+        let mut cache = self.entries.write().expect("cache lock");
         if cache.len() >= CACHE_MAX {
             cache.clear();
             // What the loops learned from the records dropped no longer holds either.
-            self.1.fetch_add(1, Ordering::AcqRel);
+            self.cleared.fetch_add(1, Ordering::AcqRel);
         }
         cache.insert(key, (Instant::now(), value));
     }
 
     fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        let mut cache = self.0.write().expect("cache lock");
+        let mut cache = self.entries.write().expect("cache lock");
         cache.retain(|k, (_, v)| keep(k, v));
     }
 
@@ -75,11 +82,11 @@ impl<K: Eq + std::hash::Hash, V: Clone> Recent<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + std::hash::Hash + ?Sized,
     {
-        self.0.write().expect("cache lock").remove(key);
+        self.entries.write().expect("cache lock").remove(key);
     }
 
     fn clear(&self) {
-        self.0.write().expect("cache lock").clear();
+        self.entries.write().expect("cache lock").clear();
     }
 }
 
@@ -308,8 +315,8 @@ impl App {
     pub(crate) fn forgotten(&self) -> u64 {
         let i = &self.inner;
         i.forgotten.load(Ordering::Acquire)
-            + i.tokens.1.load(Ordering::Acquire)
-            + i.accounts.1.load(Ordering::Acquire)
+            + i.tokens.cleared.load(Ordering::Acquire)
+            + i.accounts.cleared.load(Ordering::Acquire)
     }
 
     /// Replaces the argon2 hash `old` an older datacube stored for `appid`'s secret with a fast

@@ -393,14 +393,19 @@ async fn answer_from(
     };
     match body {
         Ok(body) => {
-            let body = trim_snapshots(endpoint, &body, ready).unwrap_or(body);
-            let body = answer_body(endpoint, body, is_delay(endpoint, begin, ready));
-            let body = Bytes::from(body);
+            let body = Bytes::from(rendered(endpoint, body, begin, ready));
             answers.put(key, generation, body.clone());
             wechat_response(body, 0)
         }
         Err(e) => app.internal("reading statistics failed", &e),
     }
+}
+
+/// The answer's body from its rows' `{"list":[…]}` (`begin`: its first label): snapshots past
+/// the last ready day trimmed, `is_delay` added where the endpoint has it.
+pub(crate) fn rendered(endpoint: Endpoint, rows: String, begin: Date, ready: Date) -> String {
+    let rows = trim_snapshots(endpoint, &rows, ready).unwrap_or(rows);
+    answer_body(endpoint, rows, is_delay(endpoint, begin, ready))
 }
 
 /// The statistics held in memory ([`crate::resident`]) to answer from, read from the store

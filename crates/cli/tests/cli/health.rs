@@ -759,6 +759,16 @@ async fn metrics_count_quota_refusals_and_events() {
     }
 }
 
+/// The `/metrics` address `serve --metrics-listen` announced.
+fn metrics_address(served: &Served) -> String {
+    served
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("datacube metrics on "))
+        .expect("serve announces the metrics address")
+        .to_owned()
+}
+
 /// Requests are counted per event loop and added up at every scrape: after 1,300 answers over
 /// eight connections (both loops, past several folds), the counters and the histogram say
 /// 1,300 exactly, and the response cache's hits and misses add up to it.
@@ -767,12 +777,7 @@ async fn every_request_is_counted_exactly_across_loops() {
     let (_dir, db) = temp_db();
     add_account(&db, "wxaaaa000000000003", "s3cret-metrics-3").await;
     let served = serve(&db, &["--metrics-listen", "127.0.0.1:0"]).await;
-    let metrics = served
-        .stdout
-        .iter()
-        .find_map(|l| l.strip_prefix("datacube metrics on "))
-        .expect("serve announces the metrics address")
-        .to_owned();
+    let metrics = metrics_address(&served);
     let token = access_token(&served.base, "wxaaaa000000000003", "s3cret-metrics-3").await;
     let url = format!(
         "{}/datacube/getusercumulate?access_token={token}",
@@ -823,12 +828,7 @@ async fn metrics_on_an_address_of_their_own() {
     let (_dir, db) = temp_db();
     add_account(&db, "wxaaaa000000000002", "s3cret-metrics-2").await;
     let served = serve(&db, &["--metrics-listen", "127.0.0.1:0"]).await;
-    let metrics = served
-        .stdout
-        .iter()
-        .find_map(|l| l.strip_prefix("datacube metrics on "))
-        .expect("serve announces the metrics address")
-        .to_owned();
+    let metrics = metrics_address(&served);
     assert_ne!(
         metrics,
         format!("{}/metrics", served.base),

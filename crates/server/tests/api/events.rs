@@ -373,11 +373,7 @@ async fn a_json_array_of_events_is_told_events_are_ndjson() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_reads_all_answer_as_the_database() {
     let t = spawn_app_with(|c| c.response_cache = 0).await;
-    let plain = spawn_app_with(|c| {
-        c.response_cache = 0;
-        c.stats_memory = 0;
-    })
-    .await;
+    let plain = spawn_holding_nothing().await;
     for app in [&t, &plain] {
         app.set_clock("2024-05-20T09:00:00+08:00").await;
         ingest(app, &batch()).await;

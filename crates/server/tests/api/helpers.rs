@@ -53,6 +53,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     app
 }
 
+/// A server that holds nothing in memory (no response cache, no statistics held): every answer
+/// read from the database, to compare the others with.
+pub async fn spawn_holding_nothing() -> TestApp {
+    spawn_app_with(|c| {
+        c.response_cache = 0;
+        c.stats_memory = 0;
+    })
+    .await
+}
+
 /// A server over an existing database (for restarts).
 pub async fn spawn_on(db_url: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
     spawn_on_at(db_url, NOW.parse().unwrap(), configure).await

@@ -25,9 +25,10 @@ async fn asked_again(t: &TestApp, token: &str) -> Answer {
     first
 }
 
-async fn follow(t: &TestApp, id: &str, source: u32) {
+/// A follow by `id` on 2024-05-`day`, posted live.
+async fn follow(t: &TestApp, id: &str, day: u32, source: u32) {
     let line = json!({"id": id, "appid": APPID, "type": "follow",
-        "time": "2024-05-07T09:00:00+08:00", "openid": id, "source": source});
+        "time": format!("2024-05-{day:02}T09:00:00+08:00"), "openid": id, "source": source});
     let a = t.admin_post("/admin/events", &line.to_string()).await;
     assert_eq!(a.status, 200, "{}", a.body);
 }
@@ -36,7 +37,7 @@ async fn follow(t: &TestApp, id: &str, source: u32) {
 async fn a_hot_answer_follows_statistics_tokens_faults_the_clock_and_removal() {
     let t = spawn_app().await;
     t.set_clock("2024-05-20T09:00:00+08:00").await;
-    follow(&t, "o1", 30).await;
+    follow(&t, "o1", 7, 30).await;
     let token = t.token().await;
     let counted = || async {
         let metrics = t.get("/metrics").await.body;
@@ -65,7 +66,7 @@ async fn a_hot_answer_follows_statistics_tokens_faults_the_clock_and_removal() {
     );
 
     // New statistics: in the very next answer, and in every one after it.
-    follow(&t, "o2", 30).await;
+    follow(&t, "o2", 7, 30).await;
     let changed = asked_again(&t, &token).await;
     assert!(
         changed.body.contains(r#""user_source":30,"new_user":2"#),
@@ -129,19 +130,11 @@ async fn a_hot_answer_follows_statistics_tokens_faults_the_clock_and_removal() {
 #[tokio::test]
 async fn other_ranges_of_held_statistics_answer_as_the_database() {
     let t = spawn_app().await;
-    let plain = spawn_app_with(|c| {
-        c.response_cache = 0;
-        c.stats_memory = 0;
-    })
-    .await;
+    let plain = spawn_holding_nothing().await;
     for app in [&t, &plain] {
         app.set_clock("2024-05-20T09:00:00+08:00").await;
-        for (i, day) in [6, 7, 9, 13].iter().enumerate() {
-            let line = json!({"id": format!("e{i}"), "appid": APPID, "type": "follow",
-                "time": format!("2024-05-{day:02}T09:00:00+08:00"), "openid": format!("o{i}"),
-                "source": 30});
-            let a = app.admin_post("/admin/events", &line.to_string()).await;
-            assert_eq!(a.status, 200, "{}", a.body);
+        for (i, day) in [6, 7, 9, 13].into_iter().enumerate() {
+            follow(app, &format!("o{i}"), day, 30).await;
         }
     }
     let (token, plain_token) = (t.token().await, plain.token().await);
@@ -177,7 +170,7 @@ async fn other_ranges_of_held_statistics_answer_as_the_database() {
     // within the limit is a good request.
     let padded = format!(
         r#"{{"begin_date":"2024-05-06","end_date":"2024-05-08"}}{}"#,
-        " ".repeat(2 << 20)
+        " ".repeat(200_000)
     );
     let path = |token: &str| format!("/datacube/getusersummary?access_token={token}");
     let got = t.post(&path(&token), &padded).await;
@@ -191,14 +184,7 @@ async fn other_ranges_of_held_statistics_answer_as_the_database() {
 
     // A new follow on a day no range asked so far: in the next answer of a range with it.
     for app in [&t, &plain] {
-        let line = json!({"id": "late", "appid": APPID, "type": "follow",
-            "time": "2024-05-11T09:00:00+08:00", "openid": "late", "source": 0});
-        assert_eq!(
-            app.admin_post("/admin/events", &line.to_string())
-                .await
-                .status,
-            200
-        );
+        follow(app, "late", 11, 0).await;
     }
     let after = compare("getusersummary", "2024-05-10".into(), "2024-05-12".into()).await;
     assert!(
