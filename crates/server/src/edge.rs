@@ -35,13 +35,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 
 use crate::config::Limits;
 
@@ -156,7 +153,8 @@ pub(crate) struct Conn {
     address_in_flight: Arc<AtomicUsize>,
     /// Why the edge closed it (a [`Closed`] + 1), 0 while open.
     closed_for: AtomicU8,
-    evict: Notify,
+    /// The task waiting for [`Conn::must_close`].
+    evict: atomic_waker::AtomicWaker,
     edge: Arc<Edge>,
 }
 
@@ -186,10 +184,28 @@ pub(crate) fn group(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Milliseconds of the monotonic clock, read cheaply: phases change five times a request and
+/// their deadlines are looked at every [`SWEEP_EVERY`], so the kernel's coarse clock (a few
+/// milliseconds' resolution, no hardware read) is precise enough.
+#[cfg(target_os = "linux")]
+fn coarse_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
+
+/// Milliseconds of the monotonic clock since the first call.
+#[cfg(not(target_os = "linux"))]
+fn coarse_ms() -> u64 {
+    static START: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+    START.elapsed().as_millis() as u64
+}
+
 /// The connections of one server, and the bounds they share.
 pub(crate) struct Edge {
     limits: Limits,
-    epoch: Instant,
+    /// [`coarse_ms`] when it started.
+    epoch: u64,
     registry: Mutex<Registry>,
     /// Closings and refusals since the last log line, by [`Closed`].
     unlogged: [AtomicU64; 6],
@@ -201,7 +217,7 @@ impl Edge {
     pub(crate) fn new(limits: Limits) -> Arc<Edge> {
         Arc::new(Edge {
             limits,
-            epoch: Instant::now(),
+            epoch: coarse_ms(),
             registry: Mutex::default(),
             unlogged: Default::default(),
             logged_at: AtomicU64::new(0),
@@ -209,7 +225,7 @@ impl Edge {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        coarse_ms().saturating_sub(self.epoch)
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -254,7 +270,7 @@ impl Edge {
             body_bytes: AtomicU64::new(0),
             address_in_flight: address.in_flight.clone(),
             closed_for: AtomicU8::new(0),
-            evict: Notify::new(),
+            evict: atomic_waker::AtomicWaker::new(),
             edge: self.clone(),
         });
         r.conns.insert(id, conn.clone());
@@ -404,8 +420,8 @@ impl Registry {
             return false;
         }
         if let Some(conn) = self.forget(id) {
-            conn.closed_for.store(why as u8 + 1, Ordering::Relaxed);
-            conn.evict.notify_one();
+            conn.closed_for.store(why as u8 + 1, Ordering::Release);
+            conn.evict.wake();
         }
         true
     }
@@ -493,18 +509,24 @@ impl Conn {
 
     /// Resolves when the connection must close — its phase outlasted its bound, or it was
     /// closed to make room — with why.
-    pub(crate) async fn must_close(&self) -> Closed {
-        loop {
-            let notified = self.evict.notified();
+    ///
+    /// (Polled at every wake of its connection's task: a check and a registration of the
+    /// task, no lock.)
+    pub(crate) fn must_close(&self) -> impl std::future::Future<Output = Closed> + '_ {
+        std::future::poll_fn(|cx| {
             if let Some(why) = self.closed_for() {
-                return why;
+                return Poll::Ready(why);
             }
-            notified.await;
-        }
+            self.evict.register(cx.waker());
+            match self.closed_for() {
+                Some(why) => Poll::Ready(why),
+                None => Poll::Pending,
+            }
+        })
     }
 
     fn closed_for(&self) -> Option<Closed> {
-        match self.closed_for.load(Ordering::Relaxed) {
+        match self.closed_for.load(Ordering::Acquire) {
             0 => None,
             n => Closed::ALL.get(usize::from(n) - 1).copied(),
         }
@@ -636,13 +658,13 @@ pub(crate) async fn prefetch(body: Incoming, limit: usize, conn: &Conn) -> Prefe
 
 /// `answer`, with the connection in its send phase until the answer's body has been written
 /// (or dropped): idle, and so a candidate to make room, only then.
-pub(crate) fn sending(
-    conn: &Arc<Conn>,
-    answer: axum::response::Response,
-) -> axum::response::Response {
+pub(crate) fn sending(conn: &Arc<Conn>, answer: axum::response::Response) -> hyper::Response<Sent> {
     conn.enter(Phase::Send);
     let guard = IdleWhenSent(conn.clone());
-    answer.map(|body| axum::body::Body::new(Sent { body, _idle: guard }))
+    answer.map(|body| Sent {
+        body,
+        _idle: Some(guard),
+    })
 }
 
 /// Sets its connection idle when dropped.
@@ -655,9 +677,16 @@ impl Drop for IdleWhenSent {
 }
 
 /// An answer's body, with the guard that marks its end.
-struct Sent {
+pub(crate) struct Sent {
     body: axum::body::Body,
-    _idle: IdleWhenSent,
+    _idle: Option<IdleWhenSent>,
+}
+
+impl Sent {
+    /// A body whose end marks nothing (its connection is closed already).
+    pub(crate) fn unguarded(body: axum::body::Body) -> Sent {
+        Sent { body, _idle: None }
+    }
 }
 
 impl hyper::body::Body for Sent {
@@ -732,6 +761,17 @@ impl hyper::body::Body for Prefetched {
 
 #[cfg(test)]
 mod tests {
+    /// How far behind the real clock [`coarse_ms`] may be.
+    fn coarse_resolution() -> Duration {
+        #[cfg(target_os = "linux")]
+        {
+            let t = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
+            Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+        }
+        #[cfg(not(target_os = "linux"))]
+        Duration::ZERO
+    }
+
     use super::*;
 
     fn limits(max: usize, per_address: usize) -> Limits {
@@ -796,16 +836,18 @@ mod tests {
             ..Limits::default()
         });
         let sweeper = tokio::spawn(edge.clone().sweep());
-        // (Deadlines are kept in whole milliseconds: one may come a millisecond early.)
-        let started = Instant::now();
+        // (Deadlines are kept in whole milliseconds of the coarse clock: one may come a
+        // millisecond and the clock's resolution early.)
+        let early = Duration::from_millis(1) + coarse_resolution();
+        let started = std::time::Instant::now();
         let a = edge.admit("10.0.0.1".parse().unwrap()).unwrap();
         assert_eq!(a.0.must_close().await, Closed::HeaderTimeout);
-        assert!(started.elapsed() >= Duration::from_millis(199));
+        assert!(started.elapsed() >= Duration::from_millis(200) - early);
         let b = edge.admit("10.0.0.1".parse().unwrap()).unwrap();
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         b.0.enter(Phase::Idle);
         assert_eq!(b.0.must_close().await, Closed::IdleTimeout);
-        assert!(started.elapsed() >= Duration::from_millis(599));
+        assert!(started.elapsed() >= Duration::from_millis(600) - early);
         // Busy: never cut.
         let c = edge.admit("10.0.0.1".parse().unwrap()).unwrap();
         c.0.enter(Phase::Busy);

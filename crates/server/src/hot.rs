@@ -56,6 +56,40 @@ thread_local! {
     static TABLE: RefCell<Table> = RefCell::default();
     static ON_LOOP: Cell<bool> = const { Cell::new(false) };
     static TOKENS: RefCell<HashMap<Box<str>, Holder>> = RefCell::new(HashMap::new());
+    /// The China day and the last ready day of a second ([`days`]).
+    static DAYS: Cell<(i64, Date, Date)> = const { Cell::new((i64::MIN, Date::MIN, Date::MIN)) };
+}
+
+/// The China day and the last ready day at `now` (the clock's, in seconds), computed once a
+/// second per loop.
+fn days(now: i64) -> (Date, Date) {
+    let (at, today, ready) = DAYS.get();
+    if at == now {
+        return (today, ready);
+    }
+    let (today, ready) = (china_date(now), last_ready_day(now));
+    DAYS.set((now, today, ready));
+    (today, ready)
+}
+
+/// The table's keys are hashes already (xxh3 under the process's seed): used as they are.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// Keys the table: a process's own seed, so that no client can aim at another's entries.
@@ -106,7 +140,7 @@ pub(crate) struct Learned {
 /// A loop's answers, within [`PER_LOOP`] and [`BYTES_PER_LOOP`].
 #[derive(Default)]
 struct Table {
-    entries: HashMap<u64, Entry>,
+    entries: HashMap<u64, Entry, std::hash::BuildHasherDefault<Prehashed>>,
     bytes: usize,
 }
 
@@ -150,7 +184,7 @@ impl Entry {
         let l = &self.learned;
         l.checked.holds(app, now)
             && app.inner.answers.generation_by(&self.cell) == l.generation
-            && (china_date(now), last_ready_day(now)) == l.days
+            && days(now) == l.days
     }
 }
 
@@ -266,8 +300,8 @@ fn from_held(
         }
     })?;
     let range = parse_request(body).ok()?;
-    check_range(endpoint, range, china_date(now)).ok()?;
-    let ready = last_ready_day(now);
+    let (today, ready) = days(now);
+    check_range(endpoint, range, today).ok()?;
     let (begin, end) = served_labels(endpoint, range, ready)?;
     if resident.pending_through(ready) {
         return None;

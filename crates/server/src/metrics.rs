@@ -42,7 +42,6 @@
 //! there at zero from the first scrape. `deploy/prometheus/` has alerting rules on them.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -51,6 +50,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use rustc_hash::FxHashMap;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -287,10 +287,12 @@ type RequestLabels = (&'static str, Option<i32>, u16);
 /// adding to shared counters and histograms would write cache lines both event loops write
 /// (issue 32). Added every [`FOLD_EVERY`] requests of the thread, at every scrape, and by the
 /// upkeep every 5 s, so a scrape sees every request answered before it.
+/// (Its maps' keys are ours — a fixed set of label values — so hashed by the fast hasher, and
+/// kept with their room when added.)
 #[derive(Default)]
 struct Shard {
-    requests: HashMap<RequestLabels, u64>,
-    latencies: HashMap<&'static str, Vec<f64>>,
+    requests: FxHashMap<RequestLabels, u64>,
+    latencies: FxHashMap<&'static str, Vec<f64>>,
     /// Response cache hits and misses.
     cache: [u64; 2],
     counted: usize,
@@ -310,8 +312,8 @@ thread_local! {
     };
     /// Each thread's handles, by label values: looking a metric up by its labels costs more
     /// than a request's answer from the cache (the label sets are small and fixed).
-    static REQUESTS: RefCell<HashMap<RequestLabels, Counter>> = RefCell::default();
-    static LATENCIES: RefCell<HashMap<&'static str, Histogram>> = RefCell::default();
+    static REQUESTS: RefCell<FxHashMap<RequestLabels, Counter>> = RefCell::default();
+    static LATENCIES: RefCell<FxHashMap<&'static str, Histogram>> = RefCell::default();
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -327,16 +329,17 @@ fn counting(count: impl FnOnce(&mut Shard)) {
         shard.counted += 1;
         if shard.counted >= FOLD_EVERY {
             // Added under the shard's lock: a scrape folding meanwhile waits for it.
-            add(std::mem::take(&mut *shard));
+            add(&mut shard);
         }
     });
 }
 
-/// Adds what a shard counted to the shared metrics.
-fn add(counted: Shard) {
+/// Adds what a shard counted to the shared metrics, and empties it.
+fn add(counted: &mut Shard) {
+    counted.counted = 0;
     let _ = REQUESTS.try_with(|requests| {
         let mut requests = requests.borrow_mut();
-        for ((api, errcode, status), n) in counted.requests {
+        for ((api, errcode, status), n) in counted.requests.drain() {
             let counter = requests.entry((api, errcode, status)).or_insert_with(|| {
                 let errcode = errcode.map_or_else(|| "-".to_owned(), |c| c.to_string());
                 metrics::counter!(
@@ -351,11 +354,14 @@ fn add(counted: Shard) {
     });
     let _ = LATENCIES.try_with(|latencies| {
         let mut latencies = latencies.borrow_mut();
-        for (api, took) in counted.latencies {
+        for (api, took) in counted.latencies.iter_mut() {
+            if took.is_empty() {
+                continue;
+            }
             let histogram = latencies.entry(api).or_insert_with(
-                || metrics::histogram!("datacube_request_duration_seconds", "api" => api),
+                || metrics::histogram!("datacube_request_duration_seconds", "api" => *api),
             );
-            for seconds in took {
+            for seconds in took.drain(..) {
                 histogram.record(seconds);
             }
         }
@@ -364,7 +370,7 @@ fn add(counted: Shard) {
         LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "hit"));
     static MISS: LazyLock<Counter> =
         LazyLock::new(|| metrics::counter!("datacube_response_cache_total", "result" => "miss"));
-    let [hits, misses] = counted.cache;
+    let [hits, misses] = std::mem::take(&mut counted.cache);
     if hits > 0 {
         HIT.increment(hits);
     }
@@ -384,8 +390,7 @@ pub(crate) fn fold() {
         shards
     };
     for shard in shards {
-        let mut shard = lock(&shard);
-        add(std::mem::take(&mut *shard));
+        add(&mut lock(&shard));
     }
 }
 
