@@ -100,6 +100,8 @@ pub(crate) enum Closed {
     Full,
     /// Refused: every connection of its address busy.
     AddressFull,
+    /// Waiting for a request when the server shut down.
+    Shutdown,
 }
 
 /// Every [`Closed::label`], for metrics present at zero.
@@ -113,13 +115,14 @@ pub(crate) const CLOSE_REASONS: [&str; 6] = [
 ];
 
 impl Closed {
-    const ALL: [Closed; 6] = [
+    const ALL: [Closed; 7] = [
         Closed::HeaderTimeout,
         Closed::BodyTimeout,
         Closed::IdleTimeout,
         Closed::Evicted,
         Closed::Full,
         Closed::AddressFull,
+        Closed::Shutdown,
     ];
 
     /// The metrics label ([`CLOSE_REASONS`] lists them all).
@@ -131,6 +134,7 @@ impl Closed {
             Closed::Evicted => "evicted",
             Closed::Full => "full",
             Closed::AddressFull => "address_full",
+            Closed::Shutdown => "shutdown",
         }
     }
 
@@ -153,6 +157,8 @@ pub(crate) struct Conn {
     address_in_flight: Arc<AtomicUsize>,
     /// Why the edge closed it (a [`Closed`] + 1), 0 while open.
     closed_for: AtomicU8,
+    /// Waiting for a request with none of its bytes read (told by the front).
+    waiting: std::sync::atomic::AtomicBool,
     /// The task waiting for [`Conn::must_close`].
     evict: atomic_waker::AtomicWaker,
     edge: Arc<Edge>,
@@ -208,7 +214,9 @@ pub(crate) struct Edge {
     epoch: u64,
     registry: Mutex<Registry>,
     /// Closings and refusals since the last log line, by [`Closed`].
-    unlogged: [AtomicU64; 6],
+    unlogged: [AtomicU64; 7],
+    /// Shutdown began: a connection waiting for a request is closed by the next sweep.
+    draining: std::sync::atomic::AtomicBool,
     /// When the last summary was logged (ms since `epoch`, plus one; 0: never).
     logged_at: AtomicU64,
 }
@@ -220,6 +228,7 @@ impl Edge {
             epoch: coarse_ms(),
             registry: Mutex::default(),
             unlogged: Default::default(),
+            draining: Default::default(),
             logged_at: AtomicU64::new(0),
         })
     }
@@ -270,6 +279,7 @@ impl Edge {
             body_bytes: AtomicU64::new(0),
             address_in_flight: address.in_flight.clone(),
             closed_for: AtomicU8::new(0),
+            waiting: Default::default(),
             evict: atomic_waker::AtomicWaker::new(),
             edge: self.clone(),
         });
@@ -292,11 +302,18 @@ impl Edge {
             tick.tick().await;
             let now = self.now_ms();
             let mut r = self.registry();
+            let draining = self.draining.load(Ordering::Acquire);
             let late: Vec<(u64, u64, Closed)> = r
                 .conns
                 .values()
                 .filter_map(|c| {
                     let state = c.state.load(Ordering::Relaxed);
+                    if draining
+                        && c.waiting.load(Ordering::Relaxed)
+                        && matches!(Phase::from_bits(state), Some(Phase::Head | Phase::Idle))
+                    {
+                        return Some((c.id, state, Closed::Shutdown));
+                    }
                     let (deadline, why) = c.deadline(state, &self.limits)?;
                     (deadline <= now).then_some((c.id, state, why))
                 })
@@ -309,10 +326,16 @@ impl Edge {
                 }
             }
             drop(r);
-            for why in closed {
+            for why in closed.into_iter().filter(|why| *why != Closed::Shutdown) {
                 self.closed(why);
             }
         }
+    }
+
+    /// Shutdown began: from the next sweep on, every connection waiting for a request (none
+    /// of its bytes read yet) is closed.
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Counts a closing or refusal (and the metric).
@@ -483,7 +506,7 @@ impl Conn {
 
     /// Bytes of a body arrived: its deadline moves by what they earned, counted over the whole
     /// body (so that small reads earn as much as large ones).
-    fn received(&self, bytes: usize) {
+    pub(crate) fn received(&self, bytes: usize) {
         self.body_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
@@ -505,6 +528,17 @@ impl Conn {
             Phase::Busy => return None,
         };
         Some((since + bound.as_millis() as u64, why))
+    }
+
+    /// Tells whether the connection waits for a request with none of its bytes read: then
+    /// shutdown closes it.
+    pub(crate) fn waiting(&self, waiting: bool) {
+        self.waiting.store(waiting, Ordering::Relaxed);
+    }
+
+    /// Whether the server is shutting down.
+    pub(crate) fn draining(&self) -> bool {
+        self.edge.draining.load(Ordering::Acquire)
     }
 
     /// Resolves when the connection must close — its phase outlasted its bound, or it was
@@ -582,6 +616,64 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// A connection with bytes read from it already: those first, then the rest (the front
+/// handing a connection to hyper, [`crate::front`]).
+pub(crate) struct Rewind<T> {
+    read: Bytes,
+    io: T,
+}
+
+impl<T> Rewind<T> {
+    pub(crate) fn new(read: Bytes, io: T) -> Rewind<T> {
+        Rewind { read, io }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -718,6 +810,14 @@ pub(crate) struct Prefetched {
 }
 
 impl Prefetched {
+    /// A body read whole.
+    pub(crate) fn read(data: Bytes) -> Prefetched {
+        Prefetched {
+            data: Some(data),
+            broken: false,
+        }
+    }
+
     /// The whole body, if it came whole.
     pub(crate) fn whole(&self) -> Option<&[u8]> {
         match (&self.data, self.broken) {

@@ -36,7 +36,6 @@ use datacube_api::Endpoint;
 use datacube_store::{Resident, TokenKind, TokenRecord, TokenStatus};
 use jiff::civil::Date;
 
-use crate::edge::Prefetched;
 use crate::state::App;
 use crate::wechat::AnsweredFor;
 
@@ -209,23 +208,31 @@ fn key(path_and_query: &[u8], body: &[u8]) -> u64 {
     xxh3_64_with_seed(body, xxh3_64_with_seed(path_and_query, *SEED))
 }
 
-/// The loop's held answer to `req`, if it still holds. `log`: the request log wants the
-/// account's name on the answer.
-pub(crate) fn answer(app: &App, req: &hyper::Request<Prefetched>, log: bool) -> Option<Response> {
-    if req.method() != Method::POST || !req.uri().path().starts_with("/datacube/") {
+/// The loop's held answer to a request — its method, target (path and query, as the
+/// client sent them) and body, if it came whole — if it still holds. `log`: the request log
+/// wants the account's name on the answer.
+pub(crate) fn answer(
+    app: &App,
+    method: &Method,
+    target: &str,
+    body: Option<&[u8]>,
+    log: bool,
+) -> Option<Response> {
+    if method != Method::POST || !target.starts_with("/datacube/") {
         return None;
     }
     if !ON_LOOP.get() || !enabled(app) {
         return None;
     }
-    let body = req.body().whole()?;
+    let body = body?;
     // One byte past the limit tells the whole path the body was too large (an error, told
     // there).
     if body.len() > app.config().limits.body_limit {
         return None;
     }
     let now = app.clock().unix();
-    let answered = exact(app, req, body, now, log).or_else(|| from_held(app, req, body, now, log));
+    let answered =
+        exact(app, target, body, now, log).or_else(|| from_held(app, target, body, now, log));
     let (answer, appid) = answered?;
     let mut resp = crate::wechat::wechat_response(answer, 0);
     if let Some(appid) = appid {
@@ -242,12 +249,12 @@ fn named(log: bool, token: &TokenRecord) -> Option<AnsweredFor> {
 /// The answer the loop holds for exactly this request.
 fn exact(
     app: &App,
-    req: &hyper::Request<Prefetched>,
+    target: &str,
     body: &[u8],
     now: i64,
     log: bool,
 ) -> Option<(Bytes, Option<AnsweredFor>)> {
-    let pq = req.uri().path_and_query()?.as_str().as_bytes();
+    let pq = target.as_bytes();
     let key = key(pq, body);
     let answered = TABLE.with_borrow_mut(|table| {
         let entry = table.entries.get(&key)?;
@@ -269,7 +276,7 @@ fn exact(
 /// The answer from statistics held in memory that this loop answered the token from before.
 fn from_held(
     app: &App,
-    req: &hyper::Request<Prefetched>,
+    target: &str,
     body: &[u8],
     now: i64,
     log: bool,
@@ -277,11 +284,15 @@ fn from_held(
     if !app.inner.residents.enabled() {
         return None;
     }
-    let endpoint = Endpoint::from_name(req.uri().path().strip_prefix("/datacube/")?)?;
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let endpoint = Endpoint::from_name(path.strip_prefix("/datacube/")?)?;
     if endpoint.is_legacy_article() && app.config().retire_legacy_articles {
         return None;
     }
-    let token = crate::wechat::query_value(req.uri().query(), "access_token").ok()??;
+    let token = crate::wechat::query_value(query, "access_token").ok()??;
     let (resident, appid) = TOKENS.with_borrow_mut(|tokens| {
         let holder = tokens.get_mut(&*token)?;
         if !holder.checked.holds(app, now) {

@@ -32,6 +32,7 @@ mod dashboard;
 pub mod demo;
 mod edge;
 pub mod faults;
+mod front;
 pub mod gate;
 pub mod health;
 mod hot;

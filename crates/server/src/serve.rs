@@ -15,7 +15,6 @@ use datacube_api::ErrCode;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
@@ -103,7 +102,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = app.config().limits.clone();
     let router = router(app.clone());
-    let graceful = GracefulShutdown::new();
+    // Turned true at shutdown: every connection closes once its answer is written (its
+    // receiver dropped when it ends).
+    let (drain, _) = tokio::sync::watch::channel(false);
     let edge = Edge::new(limits.clone());
     let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
     let loops = EventLoops::start(app.config().event_loops())?;
@@ -131,23 +132,24 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let (app, router, main) = (app.clone(), router.clone(), main.clone());
-                let graceful = graceful.watcher();
+                let shared = Shared {
+                    app: app.clone(),
+                    router: router.clone(),
+                    main: main.clone(),
+                    conn: admitted.0.clone(),
+                };
+                let drain = drain.subscribe();
                 loops.next().spawn(async move {
                     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
                         return;
                     };
-                    let conn = admitted.0.clone();
-                    let svc = service(app, router, main, conn.clone());
+                    let conn = shared.conn.clone();
                     let io = Watched {
                         io: stream,
                         conn: conn.clone(),
                     };
-                    let http = graceful.watch(connection(io, svc, true, None));
                     tokio::select! {
-                        ended = http => if let Err(e) = ended {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        },
+                        () = crate::front::serve(io, Arc::new(shared), drain) => {}
                         why = conn.must_close() => {
                             tracing::debug!(%peer, reason = why.label(), "connection closed by the limits");
                         }
@@ -192,8 +194,10 @@ pub async fn serve(
     tickets.abort();
     tracing::info!("shutting down: no new connections; waiting for open requests");
     // (The deadlines still hold while open requests finish.)
+    edge.drain();
+    drain.send_replace(true);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = drain.closed() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("grace period over; closing the remaining connections");
         }
@@ -343,7 +347,7 @@ async fn roll_days(app: App) {
     }
 }
 
-fn connection<I, S, B>(
+pub(crate) fn connection<I, S, B>(
     io: I,
     svc: S,
     keep_alive: bool,
@@ -372,72 +376,155 @@ where
         .serve_connection(TokioIo::new(io), svc)
 }
 
-fn service(
-    app: App,
-    router: Router,
-    main: tokio::runtime::Handle,
-    conn: Arc<Conn>,
+/// What every request of a connection is answered with: the server, its router, the main
+/// runtime (for the router's answers), and the connection's edge state. One reference per
+/// connection, cloned per request: its count is touched by this connection's loop only (the
+/// App's, shared by every loop, is not touched by an answer from the loop).
+pub(crate) struct Shared {
+    pub(crate) app: App,
+    pub(crate) router: Router,
+    pub(crate) main: tokio::runtime::Handle,
+    pub(crate) conn: Arc<Conn>,
+}
+
+/// The connection's requests as hyper hands them: each body read by the edge first, then
+/// [`respond`].
+pub(crate) fn service(
+    shared: Arc<Shared>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = hyper::Response<Sent>,
     Error = Infallible,
     Future = impl Future<Output = Result<hyper::Response<Sent>, Infallible>> + Send,
 > + Clone {
-    // One reference per connection, cloned per request: its count is touched by this
-    // connection's loop only (the App's, shared by every loop, is not touched by a hot answer).
-    let shared = Arc::new((app, router, main, conn));
     hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let shared = shared.clone();
         async move {
-            let (app, router, main, conn) = &*shared;
             // The body first, whole (within its limit): until then the request holds no slot.
-            let limit = body_limit(app, &req);
+            let limit = body_limit(&shared.app, &req);
             let (parts, body) = req.into_parts();
-            let body = crate::edge::prefetch(body, limit, conn).await;
+            let body = crate::edge::prefetch(body, limit, &shared.conn).await;
             let req = hyper::Request::from_parts(parts, body);
-            if !conn.enter(Phase::Busy) {
+            Ok(match respond(&shared, req).await {
+                Some(answer) => crate::edge::sending(&shared.conn, answer),
                 // Closed by the edge while its body came: nothing is started.
-                return Ok(overloaded(app).map(Sent::unguarded));
-            }
-            let slot = if is_health(&req) {
-                None
-            } else {
-                match conn.take_slot(&app.inner.in_flight) {
-                    Some(slot) => Some(slot),
-                    None => {
-                        crate::metrics::request(
-                            crate::metrics::api_of(req.uri().path()),
-                            Some(-1),
-                            200,
-                            Duration::ZERO,
-                        );
-                        return Ok(crate::edge::sending(conn, overloaded(app)));
-                    }
-                }
-            };
-            let started = Instant::now();
-            let api = crate::metrics::api_of(req.uri().path());
-            let logged = (app.config().request_log
-                && tracing::enabled!(target: "datacube::request", tracing::Level::INFO))
-            .then(|| (req.method().clone(), req.uri().clone()));
-            let answer = match crate::hot::answer(app, &req, logged.is_some()) {
-                Some(hot) => hot,
-                None => answer(app, router, main, req).await,
-            };
-            drop(slot);
-            let took = started.elapsed();
-            let errcode = answer
-                .headers()
-                .get("logicret")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            crate::metrics::request(api, errcode, answer.status().as_u16(), took);
-            if let Some((method, uri)) = logged {
-                log_request(&method, &uri, &answer, took);
-            }
-            Ok(crate::edge::sending(conn, answer))
+                None => overloaded(&shared.app).map(Sent::unguarded),
+            })
         }
     })
+}
+
+/// Answers a request whose body the edge has read: a request slot taken (but for the health
+/// checks), the loop's own answer or the whole path, metrics and the request log. `None` when
+/// the edge closed the connection meanwhile (nothing is started).
+pub(crate) async fn respond(shared: &Shared, req: hyper::Request<Prefetched>) -> Option<Response> {
+    let Shared {
+        app,
+        router,
+        main,
+        conn,
+    } = shared;
+    if !conn.enter(Phase::Busy) {
+        return None;
+    }
+    let path = req.uri().path();
+    let slot = if is_health(&req) {
+        None
+    } else {
+        match conn.take_slot(&app.inner.in_flight) {
+            Some(slot) => Some(slot),
+            None => return Some(refused(app, path)),
+        }
+    };
+    let started = Instant::now();
+    let api = crate::metrics::api_of(path);
+    let logged = logging(app).then(|| (req.method().clone(), req.uri().clone()));
+    let target = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+    let hot = crate::hot::answer(
+        app,
+        req.method(),
+        target,
+        req.body().whole(),
+        logged.is_some(),
+    );
+    let answer = match hot {
+        Some(hot) => hot,
+        None => answer(app, router, main, req).await,
+    };
+    drop(slot);
+    counted(api, &answer, started, logged);
+    Some(answer)
+}
+
+/// What became of a request the front asked the loop to answer.
+pub(crate) enum FromLoop {
+    Answered(Response),
+    /// For the whole path ([`respond`]).
+    Whole,
+    /// The edge closed the connection.
+    Closed,
+}
+
+/// The loop's own answer to a request the front read ([`crate::front`]), before the request
+/// is made: [`respond`]'s way for an answer the loop holds, nothing started otherwise.
+/// `target` is the path and query as sent, of bytes the http crate takes in a URI.
+pub(crate) fn respond_from_loop(
+    shared: &Shared,
+    method: &hyper::Method,
+    target: &str,
+    body: Option<&[u8]>,
+) -> FromLoop {
+    let Shared { app, conn, .. } = shared;
+    if method != hyper::Method::POST || !target.starts_with("/datacube/") {
+        return FromLoop::Whole;
+    }
+    if !conn.enter(Phase::Busy) {
+        return FromLoop::Closed;
+    }
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let Some(slot) = conn.take_slot(&app.inner.in_flight) else {
+        return FromLoop::Answered(refused(app, path));
+    };
+    let started = Instant::now();
+    let logged = logging(app)
+        .then(|| Some((method.clone(), hyper::Uri::try_from(target).ok()?)))
+        .flatten();
+    let Some(answer) = crate::hot::answer(app, method, target, body, logged.is_some()) else {
+        return FromLoop::Whole;
+    };
+    drop(slot);
+    counted(crate::metrics::api_of(path), &answer, started, logged);
+    FromLoop::Answered(answer)
+}
+
+/// Whether requests are logged.
+fn logging(app: &App) -> bool {
+    app.config().request_log && tracing::enabled!(target: "datacube::request", tracing::Level::INFO)
+}
+
+/// The answer when no request slot is free (counted).
+fn refused(app: &App, path: &str) -> Response {
+    crate::metrics::request(crate::metrics::api_of(path), Some(-1), 200, Duration::ZERO);
+    overloaded(app)
+}
+
+/// Counts `answer` in the metrics, and logs it when `logged`.
+fn counted(
+    api: &'static str,
+    answer: &Response,
+    started: Instant,
+    logged: Option<(hyper::Method, hyper::Uri)>,
+) {
+    let took = started.elapsed();
+    let errcode = answer
+        .headers()
+        .get("logicret")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    crate::metrics::request(api, errcode, answer.status().as_u16(), took);
+    if let Some((method, uri)) = logged {
+        log_request(&method, &uri, answer, took);
+    }
 }
 
 /// The most body the edge reads of a request: the admin API's limit for a request that shows
@@ -453,6 +540,21 @@ fn body_limit<B>(app: &App, req: &hyper::Request<B>) -> usize {
     }
 }
 
+/// Whether the router answers `path`: the admin API, the dashboard, the API's description, the
+/// health checks (and the metrics, when on the main address). Every other path is the WeChat
+/// API's.
+pub(crate) fn on_router(app: &App, path: &str) -> bool {
+    path.starts_with("/admin/")
+        || path == "/"
+        || path.starts_with("/dashboard/")
+        || path == "/openapi.json"
+        || path == "/docs"
+        || path.starts_with("/docs/")
+        || path == "/healthz"
+        || path == "/readyz"
+        || (path == "/metrics" && app.config().metrics_on_main)
+}
+
 /// Answers one request. The WeChat API is the hot path: straight to its handler; the router
 /// only for the admin API, the dashboard, the API's description and the health checks (a test
 /// walks the description: every path in it is answered, and nothing else).
@@ -462,16 +564,7 @@ async fn answer(
     main: &tokio::runtime::Handle,
     req: hyper::Request<Prefetched>,
 ) -> Response {
-    let path = req.uri().path();
-    let page = path == "/"
-        || path.starts_with("/dashboard/")
-        || path == "/openapi.json"
-        || path == "/docs"
-        || path.starts_with("/docs/")
-        || path == "/healthz"
-        || path == "/readyz"
-        || (path == "/metrics" && app.config().metrics_on_main);
-    if path.starts_with("/admin/") || page {
+    if on_router(app, req.uri().path()) {
         // On the main runtime: a long import or export holds none of this loop's connections.
         // Cancelled with its request (a client gone, a connection the edge closed), as it
         // would be on the loop.

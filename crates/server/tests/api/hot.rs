@@ -26,7 +26,7 @@ async fn asked_again(t: &TestApp, token: &str) -> Answer {
 }
 
 /// A follow by `id` on 2024-05-`day`, posted live.
-async fn follow(t: &TestApp, id: &str, day: u32, source: u32) {
+pub(crate) async fn follow(t: &TestApp, id: &str, day: u32, source: u32) {
     let line = json!({"id": id, "appid": APPID, "type": "follow",
         "time": format!("2024-05-{day:02}T09:00:00+08:00"), "openid": id, "source": source});
     let a = t.admin_post("/admin/events", &line.to_string()).await;

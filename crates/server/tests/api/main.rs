@@ -8,6 +8,7 @@ mod described;
 mod endpoints;
 mod errors;
 mod events;
+mod front;
 mod fuzz;
 mod helpers;
 mod hot;

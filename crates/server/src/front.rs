@@ -1,0 +1,450 @@
+//! The front: datacube's own HTTP/1.1 for the WeChat API (issue 32).
+//!
+//! A connection's requests are read here first. A request of the plain shape every WeChat
+//! client sends — HTTP/1.1, `GET` or `POST`, a path of the WeChat API, its body (if any)
+//! told by one `Content-Length` within the body limit, no `Transfer-Encoding`, `Expect` or
+//! `Upgrade`, a `Connection` header of `keep-alive` if any — is read, answered through the
+//! same way as every request ([`crate::serve::respond`]: slots, the loops' answers, metrics,
+//! the request log) and written here, with the bytes hyper would write (headers title-cased in
+//! their order, then `Content-Length`, then `Date`). That skips what hyper costs around an
+//! answer (its dispatcher, the body channel, the header map's writer), which is what kept
+//! cache hits below nginx's rate: a bare hyper server answering a constant measured 0.9×
+//! nginx (BENCHMARKS.md).
+//!
+//! Anything else — another method or version, a chunked or oversized body, a header the
+//! front does not take, a head it cannot parse or longer than [`MAX_HEAD`], the admin API and
+//! the pages — hands the connection to hyper with every byte not yet answered, untouched:
+//! hyper then serves it to its end exactly as it served every connection before (its errors,
+//! its limits). So no request is ever parsed two ways.
+
+use std::sync::Arc;
+
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::edge::{Phase, Prefetched, Rewind, Watched};
+use crate::serve::{FromLoop, Shared};
+
+/// The longest request head the front reads; a longer one goes to hyper (which refuses heads
+/// past its buffer).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// The most headers a request the front takes may have.
+const MAX_HEADERS: usize = 32;
+
+/// A request of the shape the front takes, as ranges of the bytes read.
+struct Head {
+    method: Method,
+    target: std::ops::Range<usize>,
+    headers: Vec<(HeaderName, std::ops::Range<usize>)>,
+    /// The head's length (its blank line included).
+    len: usize,
+    body: usize,
+}
+
+/// What became of the bytes read so far.
+enum Parsed {
+    /// A whole head the front takes.
+    Take(Head),
+    /// More bytes needed.
+    Partial,
+    /// hyper's to answer.
+    HandOver,
+}
+
+/// Serves connection `io` of `shared` until it closes, or hands it to hyper. At shutdown a
+/// connection waiting for a request is closed by the edge, and one answering closes after its
+/// answer, which says so; `drain` turns true then, for hyper's connections.
+pub(crate) async fn serve(
+    mut io: Watched<TcpStream>,
+    shared: Arc<Shared>,
+    drain: watch::Receiver<bool>,
+) {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out = Vec::with_capacity(8 * 1024);
+    loop {
+        let head = match parse(&shared, &buf) {
+            Parsed::Take(head) => head,
+            Parsed::HandOver => return hand_over(io, buf.freeze(), shared, drain).await,
+            Parsed::Partial => {
+                if buf.len() >= MAX_HEAD {
+                    return hand_over(io, buf.freeze(), shared, drain).await;
+                }
+                // Waiting for a request, none of it read: shutdown closes the connection here
+                // (the edge's next sweep).
+                let waiting = buf.is_empty();
+                if waiting {
+                    if shared.conn.draining() {
+                        return;
+                    }
+                    shared.conn.waiting(true);
+                }
+                let read = read_more(&mut io, &mut buf).await;
+                if waiting {
+                    shared.conn.waiting(false);
+                }
+                if !matches!(read, Ok(n) if n > 0) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let whole = head.len + head.body;
+        if buf.len() < whole {
+            // The body is still coming: the edge counts its bytes against its deadline.
+            if !shared.conn.enter(Phase::Body) {
+                return;
+            }
+            shared.conn.received(buf.len() - head.len);
+            while buf.len() < whole {
+                buf.reserve(whole - buf.len());
+                match io.read_buf(&mut buf).await {
+                    Ok(n) if n > 0 => shared.conn.received(n),
+                    _ => return,
+                }
+            }
+        }
+        let raw = buf.split_to(whole).freeze();
+        let target = std::str::from_utf8(&raw[head.target.clone()]).unwrap_or_default();
+        let from_loop = if plain(target) {
+            let body = (head.body > 0).then(|| &raw[head.len..]);
+            crate::serve::respond_from_loop(&shared, &head.method, target, body)
+        } else {
+            FromLoop::Whole
+        };
+        let answer = match from_loop {
+            FromLoop::Answered(answer) => answer,
+            FromLoop::Closed => return,
+            FromLoop::Whole => {
+                let Some(req) = request(&raw, head) else {
+                    // A target or header value httparse took and the http crate does not (hyper
+                    // refuses it): hyper's, with all that came after it.
+                    let mut unread = BytesMut::with_capacity(raw.len() + buf.len());
+                    unread.extend_from_slice(&raw);
+                    unread.extend_from_slice(&buf);
+                    return hand_over(io, unread.freeze(), shared, drain).await;
+                };
+                let Some(answer) = crate::serve::respond(&shared, req).await else {
+                    return;
+                };
+                answer
+            }
+        };
+        let closing = shared.conn.draining();
+        let Some(close) = encode(answer, closing, &mut out).await else {
+            return;
+        };
+        if !shared.conn.enter(Phase::Send) {
+            return;
+        }
+        let written = io.write_all(&out).await;
+        out.clear();
+        if written.is_err() || close {
+            let _ = io.shutdown().await;
+            return;
+        }
+        shared.conn.enter(Phase::Idle);
+        if !buf.is_empty() {
+            // The next request came with this one (pipelined): its head is under way.
+            shared.conn.enter(Phase::Head);
+        }
+    }
+}
+
+/// Resolves once shutdown began (or the server is gone).
+async fn drained(drain: &mut watch::Receiver<bool>) {
+    let _ = drain.wait_for(|d| *d).await;
+}
+
+/// Reads what came, into room for a few kilobytes at least.
+async fn read_more(io: &mut Watched<TcpStream>, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(8 * 1024);
+    }
+    io.read_buf(buf).await
+}
+
+/// The connection to hyper, with `read` (bytes read and not answered) first.
+async fn hand_over(
+    io: Watched<TcpStream>,
+    read: Bytes,
+    shared: Arc<Shared>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let svc = crate::serve::service(shared);
+    let http = crate::serve::connection(Rewind::new(read, io), svc, true, None);
+    tokio::pin!(http);
+    let ended = tokio::select! {
+        ended = http.as_mut() => ended,
+        () = drained(&mut drain) => {
+            http.as_mut().graceful_shutdown();
+            http.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Whether every byte of a request target is one the http crate takes in a path or query,
+/// so that the loop may look it up as sent (anything else is parsed first, as hyper does).
+fn plain(target: &str) -> bool {
+    target.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'/' | b'?'
+                    | b'='
+                    | b'&'
+                    | b'-'
+                    | b'_'
+                    | b'.'
+                    | b'~'
+                    | b'%'
+                    | b'+'
+                    | b':'
+                    | b'@'
+                    | b'!'
+                    | b'$'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b','
+                    | b';'
+            )
+    })
+}
+
+/// Looks at the bytes read: a whole head the front takes, a partial one, or hyper's.
+fn parse(shared: &Shared, buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::HandOver,
+    };
+    let method = match req.method {
+        Some("POST") => Method::POST,
+        Some("GET") => Method::GET,
+        _ => return Parsed::HandOver,
+    };
+    let Some(path) = req.path else {
+        return Parsed::HandOver;
+    };
+    if req.version != Some(1)
+        || !path.starts_with('/')
+        || crate::serve::on_router(&shared.app, path.split('?').next().unwrap_or(path))
+    {
+        return Parsed::HandOver;
+    }
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
+        start..start + s.len()
+    };
+    let mut body = None;
+    let mut named = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Parsed::HandOver;
+        };
+        if name == CONTENT_LENGTH {
+            let digits = h.value;
+            if body.is_some()
+                || digits.is_empty()
+                || digits.len() > 18
+                || !digits.iter().all(u8::is_ascii_digit)
+            {
+                return Parsed::HandOver;
+            }
+            let n = digits.iter().fold(0usize, |n, d| {
+                n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+            });
+            if n > shared.app.config().limits.body_limit {
+                return Parsed::HandOver;
+            }
+            body = Some(n);
+        } else if name == CONNECTION {
+            if !h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive") {
+                return Parsed::HandOver;
+            }
+        } else if matches!(
+            name.as_str(),
+            "transfer-encoding" | "expect" | "upgrade" | "te"
+        ) {
+            return Parsed::HandOver;
+        }
+        named.push((name, at(h.value)));
+    }
+    Parsed::Take(Head {
+        method,
+        target: at(path.as_bytes()),
+        headers: named,
+        len,
+        body: body.unwrap_or(0),
+    })
+}
+
+/// The request of `head` in `raw` (its head and body), as hyper would have made it.
+fn request(raw: &Bytes, head: Head) -> Option<hyper::Request<Prefetched>> {
+    let uri = Uri::from_maybe_shared(raw.slice(head.target)).ok()?;
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for (name, value) in head.headers {
+        let value = HeaderValue::from_maybe_shared(raw.slice(value)).ok()?;
+        headers.append(name, value);
+    }
+    let body = match head.body {
+        0 => Prefetched::default(),
+        _ => Prefetched::read(raw.slice(head.len..)),
+    };
+    let mut req = hyper::Request::new(body);
+    *req.method_mut() = head.method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Some(req)
+}
+
+/// Writes `answer` into `out` as hyper does (with `Connection: close` when `closing`, as
+/// hyper adds when it will close); whether the connection closes after it. `None` when its
+/// body failed.
+async fn encode(
+    answer: axum::response::Response,
+    closing: bool,
+    out: &mut Vec<u8>,
+) -> Option<bool> {
+    let (parts, body) = answer.into_parts();
+    let body = body.collect().await.ok()?.to_bytes();
+    let status = parts.status;
+    if status == axum::http::StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut close = closing;
+    let mut headers = parts.headers;
+    if closing {
+        match headers.entry(CONNECTION) {
+            axum::http::header::Entry::Occupied(mut entry) => {
+                if !entry
+                    .iter()
+                    .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+                {
+                    entry.append(HeaderValue::from_static("close"));
+                }
+            }
+            axum::http::header::Entry::Vacant(entry) => {
+                entry.insert(HeaderValue::from_static("close"));
+            }
+        }
+    }
+    let mut dated = false;
+    for (name, value) in &headers {
+        if name == CONTENT_LENGTH || name == axum::http::header::TRANSFER_ENCODING {
+            // (The front's answers never carry their own; the length written is the body's.)
+            continue;
+        }
+        if name == CONNECTION && value.as_bytes().eq_ignore_ascii_case(b"close") {
+            close = true;
+        }
+        dated |= name == DATE;
+        title_case(out, name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodiless = status.is_informational()
+        || status == axum::http::StatusCode::NO_CONTENT
+        || status == axum::http::StatusCode::NOT_MODIFIED;
+    if !bodiless {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !dated {
+        out.extend_from_slice(b"Date: ");
+        http_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !bodiless {
+        out.extend_from_slice(&body);
+    }
+    Some(close)
+}
+
+/// A header name as hyper writes it with title case on: upper case first and after a dash.
+fn title_case(out: &mut Vec<u8>, name: &[u8]) {
+    let mut prev = b'-';
+    for &c in name {
+        out.push(if prev == b'-' {
+            c.to_ascii_uppercase()
+        } else {
+            c
+        });
+        prev = c;
+    }
+}
+
+thread_local! {
+    /// The `Date` of the current second, formatted once a second per loop.
+    static HTTP_DATE: std::cell::RefCell<(u64, String)> = const {
+        std::cell::RefCell::new((u64::MAX, String::new()))
+    };
+}
+
+fn http_date(out: &mut Vec<u8>) {
+    let now = unix_seconds();
+    HTTP_DATE.with_borrow_mut(|(at, date)| {
+        if *at != now {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now);
+            *date = httpdate::fmt_http_date(t);
+            *at = now;
+        }
+        out.extend_from_slice(date.as_bytes());
+    });
+}
+
+/// The wall clock's second, read cheaply (the kernel's coarse clock on Linux).
+fn unix_seconds() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse).tv_sec as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_are_title_cased_as_hyper_does() {
+        for (name, cased) in [
+            ("content-type", "Content-Type"),
+            ("retkey", "Retkey"),
+            ("logicret", "Logicret"),
+            ("x--a", "X--A"),
+            ("-a", "-A"),
+        ] {
+            let mut out = Vec::new();
+            title_case(&mut out, name.as_bytes());
+            assert_eq!(String::from_utf8(out).unwrap(), cased);
+        }
+    }
+}
