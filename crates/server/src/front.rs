@@ -67,8 +67,17 @@ pub(crate) async fn serve(
 ) {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(8 * 1024);
+    // Bytes of a partial head looked at already: a head is parsed again only once an end of
+    // it may have come (a head sent a byte at a time is not parsed once per byte).
+    let mut scanned = 0;
     loop {
-        let head = match parse(&shared, &buf) {
+        let parsed = if may_end_head(&buf, scanned) {
+            parse(&shared, &buf)
+        } else {
+            Parsed::Partial
+        };
+        scanned = buf.len();
+        let head = match parsed {
             Parsed::Take(head) => head,
             Parsed::HandOver => return hand_over(io, buf.freeze(), shared, drain).await,
             Parsed::Partial => {
@@ -86,6 +95,9 @@ pub(crate) async fn serve(
                 }
                 let read = read_more(&mut io, &mut buf).await;
                 if waiting {
+                    // (A sweep that looked just before this may still close the connection:
+                    // a request sent as shutdown begins may meet a close, as on any server
+                    // closing idle connections; clients send it again.)
                     shared.conn.waiting(false);
                 }
                 if !matches!(read, Ok(n) if n > 0) {
@@ -110,10 +122,11 @@ pub(crate) async fn serve(
             }
         }
         let raw = buf.split_to(whole).freeze();
+        scanned = 0;
         let target = std::str::from_utf8(&raw[head.target.clone()]).unwrap_or_default();
         let from_loop = if plain(target) {
-            let body = (head.body > 0).then(|| &raw[head.len..]);
-            crate::serve::respond_from_loop(&shared, &head.method, target, body)
+            let body = &raw[head.len..];
+            crate::serve::respond_from_loop(&shared, &head.method, target, Some(body))
         } else {
             FromLoop::Whole
         };
@@ -176,12 +189,16 @@ async fn hand_over(
     shared: Arc<Shared>,
     mut drain: watch::Receiver<bool>,
 ) {
+    // Shutting down already: the request that came is answered, and says the connection
+    // closes (a graceful shutdown before hyper read it would close it unanswered).
+    let draining = shared.conn.draining();
     let svc = crate::serve::service(shared);
-    let http = crate::serve::connection(Rewind::new(read, io), svc, true, None);
+    let http = crate::serve::connection(Rewind::new(read, io), svc, !draining, None);
     tokio::pin!(http);
     let ended = tokio::select! {
+        biased;
         ended = http.as_mut() => ended,
-        () = drained(&mut drain) => {
+        () = drained(&mut drain), if !draining => {
             http.as_mut().graceful_shutdown();
             http.await
         }
@@ -189,6 +206,15 @@ async fn hand_over(
     if let Err(e) = ended {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// Whether the bytes from `scanned` on (with the three before, where an end may have begun)
+/// hold a head's end: a blank line.
+fn may_end_head(buf: &[u8], scanned: usize) -> bool {
+    let from = scanned.saturating_sub(3);
+    buf.get(from..).is_some_and(|new| {
+        new.windows(2).any(|w| w == b"\n\n") || new.windows(3).any(|w| w == b"\n\r\n")
+    })
 }
 
 /// Whether every byte of a request target is one the http crate takes in a path or query,
@@ -226,7 +252,8 @@ fn parse(shared: &Shared, buf: &[u8]) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Complete(_)) => return Parsed::HandOver,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::HandOver,
     };
@@ -238,8 +265,10 @@ fn parse(shared: &Shared, buf: &[u8]) -> Parsed {
     let Some(path) = req.path else {
         return Parsed::HandOver;
     };
+    // (A fragment is dropped by the http crate: what is before it would be the path.)
     if req.version != Some(1)
         || !path.starts_with('/')
+        || path.contains('#')
         || crate::serve::on_router(&shared.app, path.split('?').next().unwrap_or(path))
     {
         return Parsed::HandOver;
@@ -354,7 +383,7 @@ async fn encode(
             // (The front's answers never carry their own; the length written is the body's.)
             continue;
         }
-        if name == CONNECTION && value.as_bytes().eq_ignore_ascii_case(b"close") {
+        if name == CONNECTION && says_close(value) {
             close = true;
         }
         dated |= name == DATE;
@@ -381,6 +410,14 @@ async fn encode(
         out.extend_from_slice(&body);
     }
     Some(close)
+}
+
+/// Whether a `Connection` value has the `close` option (as hyper reads it).
+fn says_close(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
+        .any(|option| option.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// A header name as hyper writes it with title case on: upper case first and after a dash.

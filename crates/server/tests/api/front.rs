@@ -270,10 +270,23 @@ async fn shutdown_closes_waiting_connections_at_once_and_lets_an_answer_finish()
     // Half a request sent: it is answered, and says the connection closes.
     let mut half = TcpStream::connect(t.addr).await.unwrap();
     half.write_all(&request.as_bytes()[..20]).await.unwrap();
+    // And half a request for hyper (the front hands it over once it is whole).
+    let health = b"GET /healthz HTTP/1.1\r\nHost: d\r\n\r\n";
+    let mut half_hyper = TcpStream::connect(t.addr).await.unwrap();
+    half_hyper.write_all(&health[..10]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopped = tokio::spawn(t.stop());
     tokio::time::sleep(Duration::from_millis(300)).await;
     half.write_all(&request.as_bytes()[20..]).await.unwrap();
+    half_hyper.write_all(&health[10..]).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), half_hyper.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), half.read_to_end(&mut answer))
         .await
