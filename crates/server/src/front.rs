@@ -67,11 +67,12 @@ pub(crate) async fn serve(
 ) {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(8 * 1024);
-    // Bytes of a partial head looked at already: a head is parsed again only once an end of
-    // it may have come (a head sent a byte at a time is not parsed once per byte).
+    // Bytes of a partial head parsed already: it is parsed again only once its end may have
+    // come (a head sent a byte at a time is not parsed once per byte). New bytes are parsed
+    // at once.
     let mut scanned = 0;
     loop {
-        let parsed = if may_end_head(&buf, scanned) {
+        let parsed = if scanned == 0 || may_end_head(&buf, scanned) {
             parse(&shared, &buf)
         } else {
             Parsed::Partial
@@ -220,32 +221,25 @@ fn may_end_head(buf: &[u8], scanned: usize) -> bool {
 /// Whether every byte of a request target is one the http crate takes in a path or query,
 /// so that the loop may look it up as sent (anything else is parsed first, as hyper does).
 fn plain(target: &str) -> bool {
-    target.bytes().all(|b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'/' | b'?'
-                    | b'='
-                    | b'&'
-                    | b'-'
-                    | b'_'
-                    | b'.'
-                    | b'~'
-                    | b'%'
-                    | b'+'
-                    | b':'
-                    | b'@'
-                    | b'!'
-                    | b'$'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b','
-                    | b';'
-            )
-    })
+    target.bytes().all(|b| PLAIN[usize::from(b)])
 }
+
+/// The bytes [`plain`] takes: letters, digits and `/?=&-_.~%+:@!$'()*,;`.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"/?=&-_.~%+:@!$'()*,;";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// Looks at the bytes read: a whole head the front takes, a partial one, or hyper's.
 fn parse(shared: &Shared, buf: &[u8]) -> Parsed {
@@ -348,8 +342,23 @@ async fn encode(
     closing: bool,
     out: &mut Vec<u8>,
 ) -> Option<bool> {
-    let (parts, body) = answer.into_parts();
-    let body = body.collect().await.ok()?.to_bytes();
+    let (parts, mut body) = answer.into_parts();
+    // An answer's body is one frame of bytes: taken as it is (collected when it is not).
+    let body = match body.frame().await {
+        None => Bytes::new(),
+        Some(frame) => {
+            let first = frame.ok()?.into_data().unwrap_or_default();
+            if hyper::body::Body::is_end_stream(&body) {
+                first
+            } else {
+                let rest = body.collect().await.ok()?.to_bytes();
+                let mut whole = BytesMut::with_capacity(first.len() + rest.len());
+                whole.extend_from_slice(&first);
+                whole.extend_from_slice(&rest);
+                whole.freeze()
+            }
+        }
+    };
     let status = parts.status;
     if status == axum::http::StatusCode::OK {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
@@ -469,6 +478,22 @@ fn unix_seconds() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_targets_are_ones_the_http_crate_takes_as_they_are() {
+        for b in 0..=255u8 {
+            let target = format!("/datacube/x?access_token={}", b as char);
+            if plain(&target) {
+                let uri: Uri = target.parse().unwrap();
+                assert_eq!(uri.path_and_query().unwrap().as_str(), target);
+            }
+        }
+        assert!(plain(
+            "/datacube/getusersummary?access_token=98_aB-c.d~e%2B"
+        ));
+        assert!(!plain("/datacube/x?a=\"b\""));
+        assert!(!plain("/datacube/x#f"));
+    }
 
     #[test]
     fn header_names_are_title_cased_as_hyper_does() {

@@ -518,7 +518,7 @@ fn counted(
     let took = started.elapsed();
     let errcode = answer
         .headers()
-        .get("logicret")
+        .get(crate::wechat::LOGIC_RET)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     crate::metrics::request(api, errcode, answer.status().as_u16(), took);
@@ -620,7 +620,7 @@ fn log_request(method: &hyper::Method, uri: &hyper::Uri, answer: &Response, took
     };
     let errcode = answer
         .headers()
-        .get("logicret")
+        .get(crate::wechat::LOGIC_RET)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info!(

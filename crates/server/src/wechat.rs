@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{CONNECTION, CONTENT_TYPE};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
 use datacube_api::date::{check_range, china_date, last_ready_day, parse_request, served_labels};
@@ -26,14 +26,18 @@ use datacube_api::token::new_token;
 /// `Content-Type` of every WeChat API answer (`encoding=`, not `charset=`, as WeChat sends it).
 const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; encoding=utf-8");
 
+/// WeChat's own headers (names are case-insensitive: written title-cased, `Retkey`).
+const RET_KEY: HeaderName = HeaderName::from_static("retkey");
+pub(crate) const LOGIC_RET: HeaderName = HeaderName::from_static("logicret");
+
 /// An answer on the WeChat API: HTTP 200 and WeChat's headers around `body`.
 pub(crate) fn wechat_response(body: impl Into<Body>, logic_ret: i32) -> Response {
     let mut resp = Response::new(body.into());
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, JSON_CONTENT_TYPE);
-    h.insert("RetKey", HeaderValue::from_static("11"));
+    h.insert(RET_KEY, HeaderValue::from_static("11"));
     h.insert(
-        "LogicRet",
+        LOGIC_RET,
         match logic_ret {
             0 => HeaderValue::from_static("0"),
             code => HeaderValue::from(code),
