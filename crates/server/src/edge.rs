@@ -598,6 +598,9 @@ impl Drop for Slot<'_> {
 pub(crate) struct Watched<T> {
     pub(crate) io: T,
     pub(crate) conn: Arc<Conn>,
+    /// Bytes read from the socket already and not answered, read again first (the front
+    /// handing its connection to hyper, [`crate::front`]).
+    pub(crate) unread: Bytes,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
@@ -606,6 +609,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         if buf.filled().len() > before && self.conn.phase() == Some(Phase::Idle) {
@@ -616,64 +624,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
-
-/// A connection with bytes read from it already: those first, then the rest (the front
-/// handing a connection to hyper, [`crate::front`]).
-pub(crate) struct Rewind<T> {
-    read: Bytes,
-    io: T,
-}
-
-impl<T> Rewind<T> {
-    pub(crate) fn new(read: Bytes, io: T) -> Rewind<T> {
-        Rewind { read, io }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if !self.read.is_empty() {
-            let n = self.read.len().min(buf.remaining());
-            buf.put_slice(&self.read.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -861,6 +811,8 @@ impl hyper::body::Body for Prefetched {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// How far behind the real clock [`coarse_ms`] may be.
     fn coarse_resolution() -> Duration {
         #[cfg(target_os = "linux")]
@@ -871,8 +823,6 @@ mod tests {
         #[cfg(not(target_os = "linux"))]
         Duration::ZERO
     }
-
-    use super::*;
 
     fn limits(max: usize, per_address: usize) -> Limits {
         Limits {

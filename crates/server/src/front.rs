@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::edge::{Phase, Prefetched, Rewind, Watched};
+use crate::edge::{Phase, Prefetched, Watched};
 use crate::serve::{FromLoop, Shared};
 
 /// The longest request head the front reads; a longer one goes to hyper (which refuses heads
@@ -194,7 +194,8 @@ async fn hand_over(
     // closes (a graceful shutdown before hyper read it would close it unanswered).
     let draining = shared.conn.draining();
     let svc = crate::serve::service(shared);
-    let http = crate::serve::connection(Rewind::new(read, io), svc, !draining, None);
+    let io = Watched { unread: read, ..io };
+    let http = crate::serve::connection(io, svc, !draining, None);
     tokio::pin!(http);
     let ended = tokio::select! {
         biased;

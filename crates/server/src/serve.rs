@@ -102,8 +102,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = app.config().limits.clone();
     let router = router(app.clone());
-    // Turned true at shutdown: every connection closes once its answer is written (its
-    // receiver dropped when it ends).
+    // Turned true at shutdown, for the connections handed to hyper (the edge closes the
+    // front's waiting ones); its receivers, one per connection, tell when all have ended.
     let (drain, _) = tokio::sync::watch::channel(false);
     let edge = Edge::new(limits.clone());
     let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
@@ -147,6 +147,7 @@ pub async fn serve(
                     let io = Watched {
                         io: stream,
                         conn: conn.clone(),
+                        unread: bytes::Bytes::new(),
                     };
                     tokio::select! {
                         () = crate::front::serve(io, Arc::new(shared), drain) => {}
