@@ -231,16 +231,10 @@ fn take(tx: &dyn Db, appid: &str, api: &str, day: &str, limit: u64, now: i64) ->
 }
 
 /// Records that `appid`'s statistics changed: it gets the next change number, so servers
-/// (this process's and other instances') drop its cached answers. Writers are serialized
-/// (SQLite's single writer, PostgreSQL's store lock), so numbers are committed in order.
+/// (this process's and other instances') drop its cached answers. Numbers are committed in
+/// the order they are drawn ([`Db::log_change`]).
 pub(crate) fn bump_change(tx: &dyn Db, appid: &str) -> Result<()> {
-    tx.exec(
-        "INSERT INTO stat_change (appid, seq)
-         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM stat_change))
-         ON CONFLICT (appid) DO UPDATE SET seq = excluded.seq",
-        p![appid],
-    )?;
-    Ok(())
+    tx.log_change(appid)
 }
 
 /// Accounts whose statistics changed after change `seq`, with their latest change number and

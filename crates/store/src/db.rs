@@ -197,6 +197,10 @@ pub(crate) trait Db {
         width: usize,
         params: &[V<'_>],
     ) -> Result<()>;
+    /// Logs `appid`'s statistics as changed: the change log servers follow to drop what they
+    /// hold of it. On PostgreSQL the change's number is drawn at commit (see
+    /// [`crate::scope`]); SQLite, one writer at a time, draws it at once.
+    fn log_change(&self, appid: &str) -> Result<()>;
     /// Runs a query and calls `f` with each row, in order. `f` may use the connection.
     fn each(
         &self,
@@ -307,7 +311,16 @@ fn values_sql(head: &str, tail: &str, width: usize, rows: usize, mark: char) -> 
     sql
 }
 
+/// Logs one account's change with the next number (`?1`: the appid). Numbers are drawn by one
+/// writer at a time: SQLite's, or on PostgreSQL the holder of [`crate::scope::CHANGES`].
+pub(crate) const LOG_CHANGE: &str = "INSERT INTO stat_change (appid, seq)
+     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM stat_change))
+     ON CONFLICT (appid) DO UPDATE SET seq = excluded.seq";
+
 impl Db for rusqlite::Connection {
+    fn log_change(&self, appid: &str) -> Result<()> {
+        self.exec(LOG_CHANGE, p![appid]).map(drop)
+    }
     fn insert_many(
         &self,
         head: &'static str,
@@ -408,6 +421,18 @@ fn to_postgres(sql: &str) -> String {
 pub(crate) struct PgDb<'a> {
     pub(crate) client: RefCell<PgClient<'a>>,
     pub(crate) prepared: RefCell<&'a mut Prepared>,
+    /// Accounts whose change is logged at commit ([`Db::log_change`]).
+    pub(crate) changed: RefCell<std::collections::BTreeSet<String>>,
+}
+
+impl<'a> PgDb<'a> {
+    pub(crate) fn new(client: PgClient<'a>, prepared: &'a mut Prepared) -> PgDb<'a> {
+        PgDb {
+            client: client.into(),
+            prepared: prepared.into(),
+            changed: Default::default(),
+        }
+    }
 }
 
 /// What a [`PgDb`] runs statements on.
@@ -500,6 +525,14 @@ fn with_texts<'a>(params: &[V<'a>], texts: &'a [String]) -> Vec<V<'a>> {
 const PG_ROWS_PER_INSERT: usize = 500;
 
 impl Db for PgDb<'_> {
+    fn log_change(&self, appid: &str) -> Result<()> {
+        if matches!(&*self.client.borrow(), PgClient::Client(_)) {
+            // Outside a transaction nothing is held to a commit: at once.
+            return self.exec(LOG_CHANGE, p![appid]).map(drop);
+        }
+        self.changed.borrow_mut().insert(appid.to_owned());
+        Ok(())
+    }
     fn insert_many(
         &self,
         head: &'static str,

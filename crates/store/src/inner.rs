@@ -11,15 +11,21 @@ impl Inner {
         }
     }
 
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+    /// Runs `f` in a write transaction holding the locks of `scope` (on PostgreSQL; SQLite
+    /// has one writer at a time), committed if `f` succeeds.
+    pub(crate) fn write<T>(
+        &self,
+        scope: &Scope,
+        f: impl FnOnce(&dyn Db) -> Result<T>,
+    ) -> Result<T> {
         match &self.backend {
             Backend::Sqlite(s) => s.write(f),
-            Backend::Postgres(p) => p.write(f),
+            Backend::Postgres(p) => p.write(scope, f),
         }
     }
 
     pub(crate) fn ingest(&self, mut batch: Batch, yesterday: Date) -> Result<IngestOutcome> {
-        let accepted = self.write(|tx| {
+        let accepted = self.write(&Scope::accounts(batch.appids()), |tx| {
             events::store_batch(tx, &mut batch, yesterday, &self.ids, |appid| {
                 accounts::bump_change(tx, appid)
             })
@@ -40,7 +46,7 @@ impl Inner {
         mut batch: Batch,
         log_changes: bool,
     ) -> Result<IngestOutcome> {
-        let accepted = self.write(|tx| {
+        let accepted = self.write(&Scope::accounts(batch.appids()), |tx| {
             events::store_batch_deferred(tx, &mut batch, &self.ids, |appid| {
                 if log_changes {
                     accounts::bump_change(tx, appid)?;
@@ -69,7 +75,7 @@ impl Inner {
     ) -> Result<BulkOutcome> {
         let leftovers = self.read(|db| events::due_accounts(db, events::Due::All))?;
         for appid in leftovers {
-            self.write(|tx| {
+            self.write(&Scope::account(&appid), |tx| {
                 if events::recompute_pending(tx, &appid, yesterday)? {
                     accounts::bump_change(tx, &appid)?;
                 }
@@ -87,7 +93,10 @@ impl Inner {
             for part in parts {
                 let bulk::Part { batch, partial } = part?;
                 let mut batch = batch.fenced_from(fence);
-                let (accepted, complete) = self.write(|tx| {
+                // The batch's accounts, and those it may complete.
+                let scope =
+                    Scope::accounts(batch.appids().chain(spread.iter().map(String::as_str)));
+                let (accepted, complete) = self.write(&scope, |tx| {
                     events::store_bulk(
                         tx,
                         &mut batch,
@@ -124,7 +133,7 @@ impl Inner {
     /// How many times the live tallies were built from the stored events.
     #[cfg(test)]
     pub(crate) fn live_rebuilds(&self) -> u64 {
-        self.live.lock().map_or(0, |l| l.rebuilds)
+        self.live.rebuilds()
     }
 
     /// Recomputes the pending periods `due` names, one account per transaction: an account's
@@ -163,11 +172,9 @@ impl Inner {
         trigger: &'static str,
     ) -> Result<bool> {
         let started = std::time::Instant::now();
-        let mut live = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let flushed = self.write(|tx| {
+        let tallies = self.live.of(appid);
+        let mut live = crate::db::locked(&tallies);
+        let flushed = self.write(&Scope::account(appid), |tx| {
             events::flush_account(tx, yesterday, appid, ready, Some(&mut live), |appid| {
                 accounts::bump_change(tx, appid)
             })
@@ -247,10 +254,17 @@ impl Inner {
 }
 
 impl Inner {
+    /// Extends the daily follower rows of every account with events up to `yesterday` (see
+    /// [`events::carry_forward`]), one account per transaction; returns how many were.
     pub(crate) fn carry_forward(&self, yesterday: Date) -> Result<usize> {
-        self.write(|tx| {
-            events::carry_forward(tx, yesterday, |appid| accounts::bump_change(tx, appid))
-        })
+        let mut extended = 0;
+        for appid in self.read(events::with_events)? {
+            let done = self.write(&Scope::account(&appid), |tx| {
+                events::carry_forward(tx, yesterday, &appid)
+            })?;
+            extended += usize::from(done);
+        }
+        Ok(extended)
     }
 }
 

@@ -42,6 +42,7 @@ mod records;
 mod reset;
 mod resident;
 mod schema;
+mod scope;
 mod sqlite;
 mod sync;
 pub mod testing;
@@ -49,7 +50,7 @@ mod tls;
 mod url;
 pub mod views;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 
@@ -87,6 +88,7 @@ pub use sync::SyncRun;
 pub use url::{redacted, DatabaseUrl};
 
 use crate::db::Db;
+use crate::scope::Scope;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -197,9 +199,9 @@ pub(crate) struct Inner {
     backend: Backend,
     /// The URL as given, for messages (without a password).
     url: String,
-    /// Live message and reply tallies for [`Store::flush_pending`] (taken with a write
-    /// transaction open).
-    live: Mutex<events::LiveTallies>,
+    /// Live message and reply tallies for [`Store::flush_pending`], by account (each taken
+    /// with a write transaction of its account open).
+    live: events::LiveShelf,
     /// The id index's deltas this process has read or written.
     ids: events::IdCache,
 }
@@ -239,7 +241,7 @@ impl Store {
             inner: Arc::new(Inner {
                 backend,
                 url: redacted(url),
-                live: Mutex::new(Default::default()),
+                live: Default::default(),
                 ids: Default::default(),
             }),
         })
@@ -280,14 +282,22 @@ impl Store {
 
     /// Adds an account; fails with [`StoreError::AccountExists`] if the appid is taken.
     pub async fn add_account(&self, account: AccountRecord) -> Result<()> {
-        self.run(move |s| s.write(|tx| accounts::add_account(tx, &account, false)))
-            .await
+        self.run(move |s| {
+            s.write(&Scope::account(&account.appid), |tx| {
+                accounts::add_account(tx, &account, false)
+            })
+        })
+        .await
     }
 
     /// Adds an account or replaces the secret and verification of an existing one.
     pub async fn put_account(&self, account: AccountRecord) -> Result<()> {
-        self.run(move |s| s.write(|tx| accounts::add_account(tx, &account, true)))
-            .await
+        self.run(move |s| {
+            s.write(&Scope::account(&account.appid), |tx| {
+                accounts::add_account(tx, &account, true)
+            })
+        })
+        .await
     }
 
     /// Clears events, statistics, tokens, quotas, sync records and components' tickets and
@@ -295,13 +305,9 @@ impl Store {
     /// too. Returns how many accounts had data cleared (their change is logged).
     pub async fn reset(&self, accounts: bool) -> Result<usize> {
         self.run(move |s| {
-            let mut live = s
-                .live
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let done = s.write(|tx| reset::reset(tx, accounts));
+            let done = s.write(&Scope::whole(), |tx| reset::reset(tx, accounts));
             // The live tallies counted events that are gone (or, on failure, may not be).
-            *live = Default::default();
+            s.live.clear();
             done
         })
         .await
@@ -311,12 +317,14 @@ impl Store {
     pub async fn remove_account(&self, appid: &str) -> Result<bool> {
         let appid = appid.to_owned();
         self.run(move |s| {
-            let mut live = s
-                .live
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let done = s.write(|tx| reset::remove_account(tx, &appid));
+            let tallies = s.live.of(&appid);
+            let mut live = db::locked(&tallies);
+            let done = s.write(&Scope::account(&appid), |tx| {
+                reset::remove_account(tx, &appid)
+            });
             *live = Default::default();
+            drop(live);
+            s.live.forget(&appid);
             done
         })
         .await
@@ -336,15 +344,21 @@ impl Store {
 
     /// Adds a component.
     pub async fn add_component(&self, c: ComponentRecord) -> Result<()> {
-        self.run(move |s| s.write(|tx| components::add_component(tx, &c)))
-            .await
+        self.run(move |s| {
+            s.write(&Scope::account(&c.appid), |tx| {
+                components::add_component(tx, &c)
+            })
+        })
+        .await
     }
 
     /// Replaces `appid`'s secret hash by `new` if it is still `old`; returns whether it was.
     pub async fn upgrade_account_secret(&self, appid: &str, old: &str, new: &str) -> Result<bool> {
         let (appid, old, new) = (appid.to_owned(), old.to_owned(), new.to_owned());
         self.run(move |s| {
-            s.write(|tx| accounts::replace_secret_hash(false, tx, &appid, &old, &new))
+            s.write(&Scope::account(&appid), |tx| {
+                accounts::replace_secret_hash(false, tx, &appid, &old, &new)
+            })
         })
         .await
     }
@@ -357,8 +371,12 @@ impl Store {
         new: &str,
     ) -> Result<bool> {
         let (appid, old, new) = (appid.to_owned(), old.to_owned(), new.to_owned());
-        self.run(move |s| s.write(|tx| accounts::replace_secret_hash(true, tx, &appid, &old, &new)))
-            .await
+        self.run(move |s| {
+            s.write(&Scope::account(&appid), |tx| {
+                accounts::replace_secret_hash(true, tx, &appid, &old, &new)
+            })
+        })
+        .await
     }
 
     /// The component with this appid.
@@ -376,8 +394,12 @@ impl Store {
     /// Records a component_verify_ticket pushed at `now`.
     pub async fn add_ticket(&self, component: &str, ticket: &str, now: i64) -> Result<()> {
         let (c, t) = (component.to_owned(), ticket.to_owned());
-        self.run(move |s| s.write(|tx| components::add_ticket(tx, &c, &t, now)))
-            .await
+        self.run(move |s| {
+            s.write(&Scope::account(&c), |tx| {
+                components::add_ticket(tx, &c, &t, now)
+            })
+        })
+        .await
     }
 
     /// When `ticket` was pushed to `component`, if it was.
@@ -408,7 +430,8 @@ impl Store {
             token.to_owned(),
         );
         self.run(move |s| {
-            s.write(|tx| match &a {
+            let scope = Scope::accounts([Some(c.as_str()), a.as_deref()].into_iter().flatten());
+            s.write(&scope, |tx| match &a {
                 None => components::issue_token(tx, &c, None, TokenKind::Component, &t, now),
                 Some(a) => components::issue_token(tx, a, Some(&c), TokenKind::Authorizer, &t, now),
             })
@@ -431,7 +454,10 @@ impl Store {
             authorizer.map(str::to_owned),
         );
         self.run(move |s| {
-            s.write(|tx| components::new_code(tx, &code, kind, &c, a.as_deref(), expires_at))
+            let scope = Scope::accounts([Some(c.as_str()), a.as_deref()].into_iter().flatten());
+            s.write(&scope, |tx| {
+                components::new_code(tx, &code, kind, &c, a.as_deref(), expires_at)
+            })
         })
         .await
     }
@@ -445,15 +471,24 @@ impl Store {
         now: i64,
     ) -> Result<CodeUse> {
         let (code, c) = (code.to_owned(), component.to_owned());
-        self.run(move |s| s.write(|tx| components::use_code(tx, &code, kind, &c, now)))
-            .await
+        self.run(move |s| {
+            s.write(&Scope::account(&c), |tx| {
+                components::use_code(tx, &code, kind, &c, now)
+            })
+        })
+        .await
     }
 
     /// Records (or replaces) a grant, if its authorizer is still the incarnation
     /// `incarnation` (or, without one, still exists; [`StoreError::AccountGone`]).
     pub async fn put_grant(&self, grant: Grant, incarnation: Option<i64>) -> Result<()> {
-        self.run(move |s| s.write(|tx| components::put_grant(tx, &grant, incarnation)))
-            .await
+        self.run(move |s| {
+            s.write(
+                &Scope::accounts([grant.component.as_str(), grant.authorizer.as_str()]),
+                |tx| components::put_grant(tx, &grant, incarnation),
+            )
+        })
+        .await
     }
 
     /// `authorizer`'s grant to `component`, if it stands.
@@ -473,8 +508,12 @@ impl Store {
     /// Ends a grant and its tokens; whether there was one.
     pub async fn revoke_grant(&self, component: &str, authorizer: &str, now: i64) -> Result<bool> {
         let (c, a) = (component.to_owned(), authorizer.to_owned());
-        self.run(move |s| s.write(|tx| components::revoke(tx, &c, &a, now)))
-            .await
+        self.run(move |s| {
+            s.write(&Scope::accounts([c.as_str(), a.as_str()]), |tx| {
+                components::revoke(tx, &c, &a, now)
+            })
+        })
+        .await
     }
 
     /// Every account, by appid.
@@ -495,7 +534,7 @@ impl Store {
     ) -> Result<Issued> {
         let (appid, incarnation) = (account.appid.clone(), account.incarnation);
         self.run(move |s| {
-            s.write(|tx| {
+            s.write(&Scope::account(&appid), |tx| {
                 accounts::issue_basic_token(tx, (&appid, incarnation), token, now, daily_quota)
             })
         })
@@ -514,7 +553,7 @@ impl Store {
     ) -> Result<Issued> {
         let (appid, incarnation) = (account.appid.clone(), account.incarnation);
         self.run(move |s| {
-            s.write(|tx| {
+            s.write(&Scope::account(&appid), |tx| {
                 accounts::stable_token(tx, (&appid, incarnation), candidate, now, force_refresh)
             })
         })
@@ -541,7 +580,9 @@ impl Store {
         let (appid, incarnation, api) =
             (account.appid.clone(), account.incarnation, api.to_owned());
         self.run(move |s| {
-            s.write(|tx| accounts::quota_take(tx, (&appid, incarnation), &api, day, limit))
+            s.write(&Scope::account(&appid), |tx| {
+                accounts::quota_take(tx, (&appid, incarnation), &api, day, limit)
+            })
         })
         .await
     }
@@ -564,7 +605,7 @@ impl Store {
         self.run(move |s| {
             days::sort_rows(&mut rows);
             let days = days::prepare_days(&rows, window)?;
-            s.write(|tx| {
+            s.write(&Scope::account(&appid), |tx| {
                 accounts::fence(tx, &appid, fence)?;
                 let changed = days::replace_counting(tx, &appid, endpoint, window, days)?;
                 if let Some(last) = final_through.filter(|l| *l >= window.0) {
@@ -582,7 +623,7 @@ impl Store {
     /// server's own clock.
     pub async fn set_view_clock(&self, last_ready: Option<Date>) -> Result<()> {
         self.run(move |s| {
-            s.write(|tx| {
+            s.write(&Scope::named("view-clock"), |tx| {
                 match last_ready {
                     Some(day) => tx.exec(
                         "INSERT INTO view_clock (id, last_ready) VALUES (1, ?1)
@@ -615,14 +656,16 @@ impl Store {
     ) -> Result<Option<i64>> {
         let (mirror, slot) = (mirror.to_owned(), slot.map(str::to_owned));
         self.run(move |s| {
-            s.write(|tx| sync::start_run(tx, &mirror, slot.as_deref(), attempt, started))
+            s.write(&Scope::named(&format!("mirror:{mirror}")), |tx| {
+                sync::start_run(tx, &mirror, slot.as_deref(), attempt, started)
+            })
         })
         .await
     }
 
     /// A sign of life of run `id` at `now` (Unix seconds).
     pub async fn beat_sync_run(&self, id: i64, now: i64) -> Result<()> {
-        self.run(move |s| s.write(|tx| sync::beat_run(tx, id, now)))
+        self.run(move |s| s.write(&Scope::own_rows(), |tx| sync::beat_run(tx, id, now)))
             .await
     }
 
@@ -642,8 +685,12 @@ impl Store {
         report: String,
     ) -> Result<()> {
         let outcome = outcome.to_owned();
-        self.run(move |s| s.write(|tx| sync::finish_run(tx, id, finished, &outcome, &report)))
-            .await
+        self.run(move |s| {
+            s.write(&Scope::own_rows(), |tx| {
+                sync::finish_run(tx, id, finished, &outcome, &report)
+            })
+        })
+        .await
     }
 
     /// The newest `limit` runs of `datacube sync` (of one mirror, or of all), newest first.
@@ -666,7 +713,7 @@ impl Store {
     ) -> Result<UpsertReport> {
         let appid = appid.to_owned();
         self.run(move |s| {
-            s.write(|tx| {
+            s.write(&Scope::account(&appid), |tx| {
                 if fence.is_some() {
                     accounts::fence(tx, &appid, fence)?;
                 }

@@ -1,10 +1,12 @@
 //! The PostgreSQL backend: for several datacube instances over one database.
 //!
-//! Each process keeps one writer connection and a pool of reader connections. Write
-//! transactions take one transaction-scoped advisory lock ([`WRITE_LOCK`]) first, so that
-//! writers are serialized across every instance as SQLite serializes them across processes:
-//! token hand-overs, quotas, de-duplication by event id and the change numbers servers follow
-//! all rest on that (see `docs/postgres.md`). Readers never wait for it.
+//! Each process keeps a pool of writer connections and a pool of reader connections. A write
+//! transaction first takes the advisory locks of its [`Scope`] — the accounts it writes — so
+//! that writers of one account are serialized across every instance as SQLite serializes
+//! them across processes, while writers of different accounts never wait for each other:
+//! token hand-overs, quotas, de-duplication by event id rest on that, and the change numbers
+//! servers follow are drawn at commit under a lock of their own (see `docs/postgres.md`).
+//! Readers never wait for any of it.
 //!
 //! The `postgres` crate runs each connection on a small runtime of its own, so a connection is
 //! only used, opened and dropped on threads that are not running async tasks (the store runs
@@ -13,12 +15,20 @@
 use std::sync::{Condvar, Mutex};
 
 use crate::db::{Db, PgClient, PgDb, Prepared};
+use crate::scope::{Scope, CHANGES, GLOBAL, MIGRATE};
 use crate::{schema, Result, StoreError};
 
-/// The advisory lock every write transaction takes (an arbitrary 64-bit key: "datacube").
-const WRITE_LOCK: i64 = 0x6461_7461_6375_6265;
-/// The advisory lock held while migrating at start.
-const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
+/// A pool's size from the environment variable `var` (a positive number), else twice the
+/// CPUs, at least 2.
+fn pool_max(var: &str) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| {
+            2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        })
+}
 
 /// Reader connections a process opens at most (`DATACUBE_PG_READERS`; by default twice the
 /// CPUs, at least 2); a read waits for one beyond that. Opening a connection per read under
@@ -27,22 +37,22 @@ const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
 /// instances on this 2-CPU machine: p99 0.3–0.6 s with 8 readers each, 30–44 ms with 4).
 fn readers_max() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| {
-        std::env::var("DATACUBE_PG_READERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| {
-                2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
-            })
-    })
+    *MAX.get_or_init(|| pool_max("DATACUBE_PG_READERS"))
+}
+
+/// Writer connections a process opens at most (`DATACUBE_PG_WRITERS`, by default as many as
+/// readers): writes of different accounts run side by side, each on its own connection, and
+/// one waiting for an account's lock holds only its own.
+fn writers_max() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| pool_max("DATACUBE_PG_WRITERS"))
 }
 
 /// Migrations of the PostgreSQL schema; entry `i` takes it from version `i` to `i + 1`
 /// (recorded in `datacube_schema`). Version 1 is the layout of SQLite's version 6; later ones
 /// are SQLite's, in PostgreSQL's types ([`schema::for_postgres`]). Never edit an entry that
 /// has shipped: add a new one.
-fn pg_migrations() -> [std::borrow::Cow<'static, str>; 6] {
+fn pg_migrations() -> [std::borrow::Cow<'static, str>; 7] {
     [
         PG_LAYOUT_1.into(),
         schema::for_postgres(schema::COMPONENTS).into(),
@@ -50,13 +60,31 @@ fn pg_migrations() -> [std::borrow::Cow<'static, str>; 6] {
         schema::for_postgres(schema::INCARNATIONS).into(),
         schema::for_postgres(schema::STAT_VIEWS).into(),
         schema::for_postgres(schema::DELTA_STAMPS).into(),
+        PG_APPID_KEYS.into(),
     ]
 }
+
+/// Version 7: `appid` first in the primary key of every table that holds an account's data,
+/// so that the tables can be distributed by account (`docs/scaling.md`): the token table's
+/// key was the token, the two logs' their sequence. A token is looked up by itself through an
+/// index of its own (not unique: a distributed table's unique keys must hold the distribution
+/// column; tokens are long random strings). The delta log's old index is the key now, with the
+/// stamp included, so that listing an account's deltas still reads no delta.
+const PG_APPID_KEYS: &str = r#"
+    ALTER TABLE token DROP CONSTRAINT token_pkey;
+    ALTER TABLE token ADD PRIMARY KEY (appid, token);
+    CREATE INDEX token_by_token ON token (token);
+    ALTER TABLE event_chunk DROP CONSTRAINT event_chunk_pkey;
+    ALTER TABLE event_chunk ADD PRIMARY KEY (appid, seq);
+    ALTER TABLE event_id_delta DROP CONSTRAINT event_id_delta_pkey;
+    ALTER TABLE event_id_delta ADD PRIMARY KEY (appid, seq) INCLUDE (stamp);
+    DROP INDEX event_id_delta_by_app;
+    "#;
 
 /// The PostgreSQL version from which the views exist (SQLite's [`schema::VIEWS_SINCE`]).
 const VIEWS_SINCE: i64 = 5;
 
-/// Version 1: everything, keyed by appid first (see docs/postgres.md on distributing it).
+/// Version 1: everything, keyed by appid first but for the token and the two logs (version 7).
 const PG_LAYOUT_1: &str = r#"
     CREATE TABLE account (
         appid        TEXT PRIMARY KEY,
@@ -179,17 +207,81 @@ impl Conn {
 pub(crate) struct Postgres {
     config: postgres::Config,
     tls: crate::tls::Tls,
-    writer: Mutex<Option<Conn>>,
-    readers: Mutex<Readers>,
-    /// Signalled when a reader connection is returned or closed.
-    returned: Condvar,
+    writers: Pool,
+    readers: Pool,
 }
 
-/// The reader connections: idle ones, and how many are open in all.
+/// Connections of one kind: idle ones, and how many are open in all (at most `max`).
+struct Pool {
+    conns: Mutex<Conns>,
+    /// Signalled when a connection is returned or closed.
+    returned: Condvar,
+    max: usize,
+}
+
 #[derive(Default)]
-struct Readers {
+struct Conns {
     idle: Vec<Conn>,
     open: usize,
+}
+
+impl Pool {
+    fn new(max: usize, first: Option<Conn>) -> Pool {
+        let open = usize::from(first.is_some());
+        Pool {
+            conns: Mutex::new(Conns {
+                idle: first.into_iter().collect(),
+                open,
+            }),
+            returned: Condvar::new(),
+            max,
+        }
+    }
+
+    /// Runs `f` with a connection of the pool (one is opened when none is idle, up to the
+    /// pool's size; beyond, it waits for one), then gives it back — unless it broke.
+    fn with<T>(&self, db: &Postgres, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut conn = {
+            let mut conns = crate::db::locked(&self.conns);
+            loop {
+                if let Some(c) = conns.idle.pop() {
+                    break c;
+                }
+                if conns.open < self.max {
+                    conns.open += 1;
+                    drop(conns);
+                    match Conn::connect(&db.config, &db.tls) {
+                        Ok(c) => break c,
+                        Err(e) => {
+                            self.closed();
+                            return Err(e.into());
+                        }
+                    }
+                }
+                conns = self.returned.wait(conns).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let out = f(&mut conn);
+        // A connection that broke is not reused.
+        if conn
+            .client
+            .as_ref()
+            .is_some_and(postgres::Client::is_closed)
+        {
+            drop(conn);
+            self.closed();
+        } else {
+            crate::db::locked(&self.conns).idle.push(conn);
+            self.returned.notify_one();
+        }
+        out
+    }
+
+    /// A connection was closed (or failed to open): another may be opened.
+    fn closed(&self) {
+        crate::db::locked(&self.conns).open -= 1;
+        self.returned.notify_one();
+    }
 }
 
 /// Runs `f` on a thread of its own when called from an async task's thread, where the
@@ -247,9 +339,8 @@ impl Postgres {
         Ok(Postgres {
             config,
             tls,
-            writer: Mutex::new(Some(writer)),
-            readers: Mutex::new(Readers::default()),
-            returned: Condvar::new(),
+            writers: Pool::new(writers_max(), Some(writer)),
+            readers: Pool::new(readers_max(), None),
         })
     }
 
@@ -257,11 +348,7 @@ impl Postgres {
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         self.with_reader(|conn| {
             let (client, prepared) = conn.parts();
-            let db = PgDb {
-                client: PgClient::Client(client).into(),
-                prepared: prepared.into(),
-            };
-            f(&db)
+            f(&PgDb::new(PgClient::Client(client), prepared))
         })
     }
 
@@ -279,78 +366,58 @@ impl Postgres {
         })
     }
 
-    /// Runs `f` with a reader connection of the pool (one is opened when none is idle, up to
-    /// the pool's size), then gives it back — unless it broke.
+    /// Runs `f` with a reader connection, timed as a read's wait.
     fn with_reader<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let waiting = crate::db::Waiting::start("read");
-        let mut conn = {
-            let mut readers = crate::db::locked(&self.readers);
-            loop {
-                if let Some(c) = readers.idle.pop() {
-                    break c;
-                }
-                if readers.open < readers_max() {
-                    readers.open += 1;
-                    drop(readers);
-                    match Conn::connect(&self.config, &self.tls) {
-                        Ok(c) => break c,
-                        Err(e) => {
-                            self.closed();
-                            return Err(e.into());
-                        }
-                    }
-                }
-                readers = self
-                    .returned
-                    .wait(readers)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        drop(waiting);
-        let out = f(&mut conn);
-        // A connection that broke is not reused.
-        if conn
-            .client
-            .as_ref()
-            .is_some_and(postgres::Client::is_closed)
-        {
-            drop(conn);
-            self.closed();
-        } else {
-            let mut readers = crate::db::locked(&self.readers);
-            readers.idle.push(conn);
-            drop(readers);
-            self.returned.notify_one();
-        }
-        out
+        let mut waiting = Some(crate::db::Waiting::start("read"));
+        self.readers.with(self, |conn| {
+            drop(waiting.take());
+            f(conn)
+        })
     }
 
-    /// A reader connection was closed (or failed to open): another may be opened.
-    fn closed(&self) {
-        let mut readers = crate::db::locked(&self.readers);
-        readers.open -= 1;
-        drop(readers);
-        self.returned.notify_one();
-    }
-
-    /// Runs `f` in a transaction that holds the store's write lock, committed if `f`
-    /// succeeds.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+    /// Runs `f` in a transaction that holds the locks of `scope` (see [`crate::scope`]),
+    /// committed if `f` succeeds.
+    pub(crate) fn write<T>(
+        &self,
+        scope: &Scope,
+        f: impl FnOnce(&dyn Db) -> Result<T>,
+    ) -> Result<T> {
         let waiting = crate::db::Waiting::start("write");
-        let mut slot = crate::db::locked(&self.writer);
-        if slot
-            .as_ref()
-            .is_none_or(|c| c.client.as_ref().is_none_or(postgres::Client::is_closed))
-        {
-            *slot = Some(Conn::connect(&self.config, &self.tls)?);
-        }
-        let conn = slot.as_mut().expect("just connected");
-        let (client, prepared) = conn.parts();
-        let mut tx = client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-        drop(waiting);
-        committed(tx, prepared, f)
+        self.writers.with(self, |conn| {
+            let (client, prepared) = conn.parts();
+            let mut tx = client.transaction()?;
+            lock(&mut tx, scope)?;
+            drop(waiting);
+            committed(tx, prepared, f)
+        })
     }
+}
+
+/// Takes the advisory locks of `scope`, in the fixed order of [`crate::scope`].
+fn lock(tx: &mut postgres::Transaction<'_>, scope: &Scope) -> Result<()> {
+    if scope.is_whole() {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&GLOBAL])?;
+        return Ok(());
+    }
+    match scope.keys() {
+        [] => {
+            tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&GLOBAL])?;
+        }
+        // The usual write, one account: one round trip.
+        [key] => {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2)",
+                &[&GLOBAL, key],
+            )?;
+        }
+        keys => {
+            tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&GLOBAL])?;
+            for key in keys {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[key])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f` in `tx`, committed if `f` succeeds (rolled back when dropped otherwise).
@@ -359,11 +426,17 @@ fn committed<T>(
     prepared: &mut Prepared,
     f: impl FnOnce(&dyn Db) -> Result<T>,
 ) -> Result<T> {
-    let db = PgDb {
-        client: PgClient::Transaction(tx).into(),
-        prepared: prepared.into(),
-    };
+    let db = PgDb::new(PgClient::Transaction(tx), prepared);
     let out = f(&db)?;
+    let changed = db.changed.take();
+    if !changed.is_empty() {
+        // Numbers drawn under CHANGES, held to the commit: a server that has read number n
+        // has seen every commit with a smaller one.
+        db.exec("SELECT pg_advisory_xact_lock(?1)", crate::db::p![CHANGES])?;
+        for appid in &changed {
+            db.exec(crate::db::LOG_CHANGE, crate::db::p![appid])?;
+        }
+    }
     match db.client.into_inner() {
         PgClient::Transaction(tx) => tx.commit()?,
         PgClient::Client(_) => unreachable!("built with a transaction"),
@@ -379,7 +452,7 @@ fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
     let (client, prepared) = conn.parts();
     // Instances starting together: one migrates, the others wait and find it done.
     client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE])
         .map_err(open_err)?;
     let done = (|| -> Result<()> {
         client.batch_execute(
@@ -400,10 +473,7 @@ fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
             tx.execute("UPDATE datacube_schema SET version = $1", &[&known])?;
             if version < VIEWS_SINCE {
                 tx.batch_execute(&crate::views::script(crate::views::Dialect::Postgres))?;
-                let db = PgDb {
-                    client: PgClient::Transaction(tx).into(),
-                    prepared: (&mut *prepared).into(),
-                };
+                let db = PgDb::new(PgClient::Transaction(tx), prepared);
                 crate::days::make_plain(
                     &db,
                     "SELECT appid, endpoint, ref_date, rows, keys FROM stat_day
@@ -419,6 +489,6 @@ fn migrate(conn: &mut Conn, url: &str) -> Result<()> {
         }
         Ok(())
     })();
-    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK]);
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE]);
     done.and(unlocked.map(|_| ()).map_err(open_err))
 }

@@ -149,7 +149,34 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 11: the id index stamped (each delta when written, the buckets whenever rewritten), so
     // that a process may keep what it has read (crate::events::IdCache).
     DELTA_STAMPS,
+    // 12: the token table keyed by appid first, as every table of an account's data (the
+    // event and id logs are rowid tables: their key is the rowid, their index leads with appid).
+    TOKEN_BY_ACCOUNT,
 ];
+
+/// Version 12: the token table keyed by `(appid, token)` (it was the token), each token still
+/// unique by an index of its own; rowids kept (the newest token of a kind is the last one in
+/// rowid order when two share a second).
+pub(crate) const TOKEN_BY_ACCOUNT: &str = r#"
+    CREATE TABLE token_by_account (
+        token         TEXT NOT NULL,
+        appid         TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        issued_at     INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        invalid_after INTEGER,
+        component     TEXT,
+        PRIMARY KEY (appid, token)
+    );
+    INSERT INTO token_by_account
+        (rowid, token, appid, kind, issued_at, expires_at, invalid_after, component)
+        SELECT rowid, token, appid, kind, issued_at, expires_at, invalid_after, component
+        FROM token;
+    DROP TABLE token;
+    ALTER TABLE token_by_account RENAME TO token;
+    CREATE INDEX token_by_appid ON token (appid, kind, issued_at);
+    CREATE UNIQUE INDEX token_by_token ON token (token);
+"#;
 
 /// Version 11 (PostgreSQL's 6): a random stamp per id delta, 0 for those written before (the
 /// index that lists an account's deltas holds it, so that listing them reads no delta), and

@@ -151,7 +151,7 @@ impl Sqlite {
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`: one writer at a time, also across
-    /// processes), committed if `f` succeeds.
+    /// processes, whatever its scope), committed if `f` succeeds.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         let waiting = crate::db::Waiting::start("write");
         let mut conn = crate::db::locked(&self.writer);

@@ -112,8 +112,15 @@ fn back_to_compressed(url: &str, only_compress: bool) {
             }
             client
                 .batch_execute(
-                    "DROP TABLE view_clock;
-                     DROP INDEX event_id_delta_by_app;
+                    // Version 7's keys, then version 6's stamps.
+                    "ALTER TABLE token DROP CONSTRAINT token_pkey;
+                     ALTER TABLE token ADD PRIMARY KEY (token);
+                     DROP INDEX token_by_token;
+                     ALTER TABLE event_chunk DROP CONSTRAINT event_chunk_pkey;
+                     ALTER TABLE event_chunk ADD PRIMARY KEY (seq);
+                     ALTER TABLE event_id_delta DROP CONSTRAINT event_id_delta_pkey;
+                     ALTER TABLE event_id_delta ADD PRIMARY KEY (seq);
+                     DROP TABLE view_clock;
                      ALTER TABLE event_id_delta DROP COLUMN stamp;
                      ALTER TABLE event_app DROP COLUMN id_stamp;
                      CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq);

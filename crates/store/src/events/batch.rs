@@ -272,6 +272,11 @@ impl Batch {
         self
     }
 
+    /// The accounts the batch holds events of.
+    pub(crate) fn appids(&self) -> impl Iterator<Item = &str> {
+        self.accounts.iter().map(|a| a.appid.as_str())
+    }
+
     /// How many events the batch holds.
     pub fn len(&self) -> usize {
         self.len

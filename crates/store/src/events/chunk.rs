@@ -147,14 +147,17 @@ pub(super) fn compact(
     let mut merged = Vec::new();
     for seq in seqs {
         let (codec, data) = tx.one(
-            "SELECT codec, data FROM event_chunk WHERE seq = ?1",
-            p![*seq],
+            "SELECT codec, data FROM event_chunk WHERE appid = ?1 AND seq = ?2",
+            p![appid, *seq],
             |r| Ok((r.int(0)?, r.blob(1)?.to_vec())),
         )?;
         merged.extend_from_slice(&plain_chunk(appid, codec, data)?);
     }
     for seq in seqs {
-        tx.exec("DELETE FROM event_chunk WHERE seq = ?1", p![*seq])?;
+        tx.exec(
+            "DELETE FROM event_chunk WHERE appid = ?1 AND seq = ?2",
+            p![appid, *seq],
+        )?;
     }
     tx.exec(
         "INSERT INTO event_chunk (appid, class, day, data, codec) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -326,16 +326,16 @@ impl IdCache {
                 Some(level) => level,
                 None => {
                     let blob: std::sync::Arc<[u8]> = tx.one(
-                        "SELECT data FROM event_id_delta WHERE seq = ?1",
-                        p![seq],
+                        "SELECT data FROM event_id_delta WHERE appid = ?1 AND seq = ?2",
+                        p![appid, seq],
                         |r| Ok(r.blob(0)?.into()),
                     )?;
                     let stamp = if stamp == 0 {
                         // Written before stamps were: stamped now (this is a write).
                         let stamp = new_stamp();
                         tx.exec(
-                            "UPDATE event_id_delta SET stamp = ?2 WHERE seq = ?1",
-                            p![seq, stamp],
+                            "UPDATE event_id_delta SET stamp = ?3 WHERE appid = ?1 AND seq = ?2",
+                            p![appid, seq, stamp],
                         )?;
                         stamp
                     } else {
@@ -643,7 +643,10 @@ pub(super) fn dedup_ids(
                 merged.extend_from_slice(&added);
                 merged.sort(); // sorted runs, merged
                 for (seq, _) in &sizes[from..] {
-                    tx.exec("DELETE FROM event_id_delta WHERE seq = ?1", p![*seq])?;
+                    tx.exec(
+                        "DELETE FROM event_id_delta WHERE appid = ?1 AND seq = ?2",
+                        p![appid, *seq],
+                    )?;
                 }
                 cache.write(tx, appid, write_entries(&merged))?;
             }

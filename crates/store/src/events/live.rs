@@ -169,6 +169,49 @@ pub(crate) struct LiveTallies {
     pub(crate) rebuilds: u64,
 }
 
+/// Each account's [`LiveTallies`], behind a lock of its own: taken with the account's write
+/// transaction open, so that recomputing one account's statistics never waits for another's.
+#[derive(Default)]
+pub(crate) struct LiveShelf {
+    accounts: std::sync::Mutex<HashMap<String, std::sync::Arc<std::sync::Mutex<LiveTallies>>>>,
+}
+
+impl LiveShelf {
+    /// `appid`'s tallies (empty the first time).
+    pub(crate) fn of(&self, appid: &str) -> std::sync::Arc<std::sync::Mutex<LiveTallies>> {
+        let mut accounts = crate::db::locked(&self.accounts);
+        match accounts.get(appid) {
+            Some(t) => t.clone(),
+            None => {
+                let t = std::sync::Arc::<std::sync::Mutex<LiveTallies>>::default();
+                accounts.insert(appid.to_owned(), t.clone());
+                t
+            }
+        }
+    }
+
+    /// Forgets `appid`'s tallies (its events are gone).
+    pub(crate) fn forget(&self, appid: &str) {
+        crate::db::locked(&self.accounts).remove(appid);
+    }
+
+    /// Forgets every account's tallies. One in use meanwhile is checked against the stored
+    /// chunks at its next refresh, as any tally is (and so rebuilt).
+    pub(crate) fn clear(&self) {
+        crate::db::locked(&self.accounts).clear();
+    }
+
+    /// How many times tallies were built from the stored events, in all.
+    #[cfg(test)]
+    pub(crate) fn rebuilds(&self) -> u64 {
+        let accounts = crate::db::locked(&self.accounts);
+        accounts
+            .values()
+            .map(|t| crate::db::locked(t).rebuilds)
+            .sum()
+    }
+}
+
 /// The most days a live tally holds (when a refresh asks for other days, a tally grows to
 /// hold them up to this span, else it starts over on the days asked for).
 pub(super) const LIVE_DAYS: i64 = 75;

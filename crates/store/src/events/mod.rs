@@ -39,9 +39,9 @@ pub(crate) use batch::{append, store_batch, store_batch_deferred, store_bulk, Ap
 pub(crate) use chunk::{decode_one, encode_into};
 pub(crate) use ids::IdCache;
 pub(crate) use live::{
-    due_accounts, flush_account, pending_through, recompute_pending, Due, LiveTallies,
+    due_accounts, flush_account, pending_through, recompute_pending, Due, LiveShelf,
 };
-pub(crate) use recompute::carry_forward;
+pub(crate) use recompute::{carry_forward, with_events};
 use {batch::*, chunk::*, ids::*, live::*, recompute::*};
 
 /// Events are stored by class: the statistics of one class are recomputed from its events
@@ -123,7 +123,9 @@ mod tests {
                 incarnation: 0,
             };
             inner
-                .write(|tx| crate::accounts::add_account(tx, &account, true))
+                .write(&crate::Scope::account(appid), |tx| {
+                    crate::accounts::add_account(tx, &account, true)
+                })
                 .unwrap();
         }
     }
@@ -719,7 +721,7 @@ mod tests {
                 .collect())
         };
         inner
-            .write(|tx| {
+            .write(&crate::Scope::account("wxa"), |tx| {
                 let seq = cache.write(tx, "wxa", write_entries(&[(1, 8)]))?;
                 assert_eq!(held(tx)?, vec![(seq, vec![(1, 8)])]);
                 // Another writer: the delta merged away, a new one under the same seq, written
@@ -757,7 +759,7 @@ mod tests {
         let (_dir, inner) = fresh("buckets");
         let cache = IdCache::default();
         inner
-            .write(|tx| {
+            .write(&crate::Scope::account("wxa"), |tx| {
                 tx.exec(
                     "INSERT INTO event_id (appid, bucket, data) VALUES ('wxa', 0, ?1)",
                     p![&write_entries(&[(1, 8)])],

@@ -402,63 +402,59 @@ impl Loaded {
     }
 }
 
-/// Extends the daily follower rows (getusersummary's `user_source` 0 row and getusercumulate)
-/// of every account with events up to `yesterday` (at most [`crate::days::QUIET_STORED`] days
-/// past its last event), so that days without events have their
-/// rows too. Accounts whose statistics were only imported have no events and are left alone.
-/// `changed` is called for each account extended; returns how many were.
-pub(crate) fn carry_forward(
-    tx: &dyn Db,
-    yesterday: Date,
-    mut changed: impl FnMut(&str) -> Result<()>,
-) -> Result<usize> {
-    let appids: Vec<String> = tx.all("SELECT appid FROM event_app ORDER BY appid", p![], |r| {
+/// The accounts [`carry_forward`] looks at: those with events. Accounts whose statistics were
+/// only imported have none and are left alone.
+pub(crate) fn with_events(db: &dyn Db) -> Result<Vec<String>> {
+    db.all("SELECT appid FROM event_app ORDER BY appid", p![], |r| {
         Ok(r.text(0)?.to_owned())
-    })?;
-    let mut extended = 0;
-    for appid in appids {
-        let Some((_, last)) = crate::days::bounds(tx, &appid, Endpoint::GetUserCumulate)? else {
-            continue;
-        };
-        // Quiet days are stored up to QUIET_STORED past the account's last event, not to a
-        // yesterday centuries on: a far clock jump costs a bounded write, once.
-        let Some(last_event) = tx.one(
-            "SELECT MAX(day) FROM event_chunk WHERE appid = ?1",
-            p![&appid],
-            |r| r.opt_int(0),
-        )?
-        else {
-            continue;
-        };
-        let through = yesterday.min(add_days(
-            datacube_api::date::epoch_day_to_date(last_event),
-            crate::days::QUIET_STORED,
-        ));
-        if last >= through {
-            continue;
-        }
-        let range = (add_days(last, 1), through);
-        let mut history = Vec::new();
-        load(
-            tx,
-            &appid,
-            Class::Follow,
-            None,
-            &FxHashSet::default(),
-            &mut history,
-        )?;
-        let job = Job {
-            appid: &appid,
-            parts: vec![&history],
-            window: range,
-            replaces: vec![
-                (Endpoint::GetUserSummary, range),
-                (Endpoint::GetUserCumulate, range),
-            ],
-        };
-        job.write(tx, job.run()?)?;
-        changed(&appid)?;
-        extended += 1;
+    })
+}
+
+/// Extends `appid`'s daily follower rows (getusersummary's `user_source` 0 row and
+/// getusercumulate) up to `yesterday` (at most [`crate::days::QUIET_STORED`] days past its last
+/// event), so that days without events have their rows too. Returns whether it did (its
+/// change is then logged).
+pub(crate) fn carry_forward(tx: &dyn Db, yesterday: Date, appid: &str) -> Result<bool> {
+    let Some((_, last)) = crate::days::bounds(tx, appid, Endpoint::GetUserCumulate)? else {
+        return Ok(false);
+    };
+    // Quiet days are stored up to QUIET_STORED past the account's last event, not to a
+    // yesterday centuries on: a far clock jump costs a bounded write, once.
+    let Some(last_event) = tx.one(
+        "SELECT MAX(day) FROM event_chunk WHERE appid = ?1",
+        p![appid],
+        |r| r.opt_int(0),
+    )?
+    else {
+        return Ok(false);
+    };
+    let through = yesterday.min(add_days(
+        datacube_api::date::epoch_day_to_date(last_event),
+        crate::days::QUIET_STORED,
+    ));
+    if last >= through {
+        return Ok(false);
     }
-    Ok(extended)
+    let range = (add_days(last, 1), through);
+    let mut history = Vec::new();
+    load(
+        tx,
+        appid,
+        Class::Follow,
+        None,
+        &FxHashSet::default(),
+        &mut history,
+    )?;
+    let job = Job {
+        appid,
+        parts: vec![&history],
+        window: range,
+        replaces: vec![
+            (Endpoint::GetUserSummary, range),
+            (Endpoint::GetUserCumulate, range),
+        ],
+    };
+    job.write(tx, job.run()?)?;
+    crate::accounts::bump_change(tx, appid)?;
+    Ok(true)
 }
