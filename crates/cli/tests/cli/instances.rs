@@ -1,6 +1,7 @@
 //! Two `datacube serve` instances over one PostgreSQL database behave as one service: tokens,
 //! stable tokens, quotas, de-duplication by event id, and statistics written through either
-//! instance, `datacube ingest`, `push` or `sync`, seen from both within one second.
+//! instance, `datacube ingest`, `push` or `sync`, seen from both within one second. Writers of
+//! different accounts never wait for each other; writers of one account lose nothing.
 //!
 //! Needs PostgreSQL (`DATACUBE_TEST_POSTGRES`, which `scripts/test` sets); reported as ignored
 //! without it.
@@ -464,5 +465,233 @@ async fn a_third_party_platform_is_one_across_instances() {
             start.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Accounts of the bulk load in [`writers_of_other_accounts_never_wait_for_a_bulk_load`].
+const BULK_ACCOUNTS: usize = 12;
+/// Events per bulk account: with `--batch` below, each transaction holds several accounts for
+/// a second or more (the global write lock before per-account locks made every other writer
+/// wait that long).
+const BULK_EVENTS: usize = 40_000;
+/// The longest a one-event write of another account may take while the bulk load runs.
+const WRITE_WITHIN: Duration = Duration::from_millis(250);
+
+fn bulk_appid(i: usize) -> String {
+    format!("wxbulk{i:013}")
+}
+
+/// Whether another connection holds an account's write lock (an exclusive advisory lock)
+/// now: the bulk load is in one of its transactions.
+fn bulk_writing(db: &str) -> bool {
+    let db = db.to_owned();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        n > 0
+    })
+    .join()
+    .unwrap()
+}
+
+/// Writers of different accounts never wait for each other: while `datacube ingest` stores a
+/// long bulk load of twelve accounts, one-event writes of another account through two
+/// instances each return within 250 ms — and the bulk load's figures are exact.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set DATACUBE_TEST_POSTGRES (scripts/test does)"
+)]
+async fn writers_of_other_accounts_never_wait_for_a_bulk_load() {
+    let (dir, db) = temp_db();
+    assert!(db.starts_with("postgres://"), "{db}");
+    add_account(&db, APPID, SECRET).await;
+    for i in 0..BULK_ACCOUNTS {
+        add_account(&db, &bulk_appid(i), SECRET).await;
+    }
+    let a = instance(&db).await;
+    let b = instance(&db).await;
+
+    // Messages on 40 days, each with an id (the id index is part of a batch's work).
+    let path = dir.path().join("bulk.ndjson");
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        for i in 0..BULK_ACCOUNTS {
+            let appid = bulk_appid(i);
+            for n in 0..BULK_EVENTS {
+                writeln!(
+                    out,
+                    r#"{{"type":"message","appid":"{appid}","id":"b{n}","time":"2026-05-{:02}T{:02}:{:02}:00+08:00","openid":"o{}","msg_type":"text"}}"#,
+                    1 + n % 28,
+                    n % 24,
+                    n % 60,
+                    n % 5000
+                )
+                .unwrap();
+            }
+        }
+    }
+    let mut ingest = datacube(&db)
+        .args(["ingest", path.to_str().unwrap(), "--batch", "150000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let (mut samples, mut during, mut slowest) = (0, 0, Duration::ZERO);
+    let mut n = 0;
+    let started = Instant::now();
+    while ingest.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(600), "the bulk load ends");
+        let writing = bulk_writing(&db);
+        let base = if n % 2 == 0 { &a.base } else { &b.base };
+        let event = format!(
+            r#"{{"type":"message","appid":"{APPID}","id":"live-{n}","time":"2026-06-10T09:{:02}:00+08:00","openid":"o{n}","msg_type":"text"}}"#,
+            n % 60
+        );
+        let sent = Instant::now();
+        let v = admin_events(base, &event).await;
+        let took = sent.elapsed();
+        assert_eq!(v["accepted"], 1, "{v}");
+        n += 1;
+        // A sample counts when the bulk load held a lock before it and still does after.
+        if writing && bulk_writing(&db) {
+            during += 1;
+            slowest = slowest.max(took);
+        }
+        samples += 1;
+        assert!(
+            !writing || took <= WRITE_WITHIN,
+            "a one-event write took {took:?} while the bulk load was writing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = ingest.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{} accepted, 0 duplicates, 0 rejected\n", BULK_ACCOUNTS * BULK_EVENTS)
+    );
+    assert!(
+        during >= 10,
+        "{during} of {samples} writes were made while the bulk load held its locks: too few to tell"
+    );
+    eprintln!("{during} of {samples} writes during the bulk load's transactions; slowest {slowest:?}");
+
+    // Nothing lost on either side.
+    let token = stable_token(&a.base, APPID, SECRET).await;
+    let since = Instant::now();
+    visible_on_all(
+        &[(&a.base, &token), (&b.base, &token)],
+        "getupstreammsg",
+        "2026-06-10",
+        since,
+        "the one-event writes",
+        |l| field(l, "msg_count") == n as i64,
+    )
+    .await;
+    let bulk = stable_token(&a.base, &bulk_appid(BULK_ACCOUNTS - 1), SECRET).await;
+    let text = datacube_post(
+        &b.base,
+        &bulk,
+        "getupstreammsg",
+        r#"{"begin_date":"2026-05-01","end_date":"2026-05-07"}"#,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let per_day = BULK_EVENTS.div_ceil(28) as i64;
+    let counts: Vec<i64> = v["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["msg_count"].as_i64().unwrap())
+        .collect();
+    assert!(
+        counts.len() == 7 && counts.iter().all(|c| (per_day - 1..=per_day).contains(c)),
+        "{text}"
+    );
+}
+
+/// Four writers on two instances posting to one account at once lose nothing and count
+/// nothing twice: every event is accepted once, and the statistics hold them all.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set DATACUBE_TEST_POSTGRES (scripts/test does)"
+)]
+async fn four_writers_on_two_instances_lose_nothing() {
+    const WRITERS: usize = 4;
+    const BATCHES: usize = 25;
+    const PER_BATCH: usize = 20;
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    let a = instance(&db).await;
+    let b = instance(&db).await;
+    let bases = [a.base.clone(), b.base.clone()];
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let base = bases[w % 2].clone();
+        writers.push(tokio::spawn(async move {
+            let (mut accepted, mut duplicates) = (0, 0);
+            for k in 0..BATCHES {
+                // Each batch resends the previous writer's batch of the same number too: the
+                // same ids through another writer, often at the same moment.
+                let mut lines = Vec::new();
+                for owner in [w, (w + WRITERS - 1) % WRITERS] {
+                    for e in 0..PER_BATCH {
+                        lines.push(format!(
+                            r#"{{"type":"message","appid":"{APPID}","id":"w{owner}-{k}-{e}","time":"2026-06-{:02}T{:02}:{:02}:00+08:00","openid":"o{owner}{e}","msg_type":"text"}}"#,
+                            10 + (k + e) % 3,
+                            (e % 24),
+                            owner * 10 + k % 10
+                        ));
+                    }
+                }
+                let v = admin_events(&base, &lines.join("\n")).await;
+                accepted += v["accepted"].as_u64().unwrap();
+                duplicates += v["duplicates"].as_u64().unwrap();
+            }
+            (accepted, duplicates)
+        }));
+    }
+    let (mut accepted, mut duplicates) = (0, 0);
+    for w in writers {
+        let (a, d) = w.await.unwrap();
+        accepted += a;
+        duplicates += d;
+    }
+    let unique = (WRITERS * BATCHES * PER_BATCH) as u64;
+    assert_eq!(accepted, unique, "each event accepted once");
+    assert_eq!(duplicates, unique, "each resent event a duplicate");
+    let token = stable_token(&a.base, APPID, SECRET).await;
+    for base in &bases {
+        let text = datacube_post(
+            base,
+            &token,
+            "getupstreammsg",
+            r#"{"begin_date":"2026-06-10","end_date":"2026-06-12"}"#,
+        )
+        .await;
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let total: i64 = v["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["msg_count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, unique as i64, "every event counted on {base}: {text}");
     }
 }
