@@ -42,6 +42,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))
 }
 
+/// A duration as [`parse_duration`] reads it, or a bare number of seconds (`0`, `90`).
+pub fn parse_duration_or_seconds(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => parse_duration(s),
+    }
+}
+
 /// `--clock`: an emulated "now" instead of the real clock, for tests and demos.
 #[derive(Args)]
 pub struct ClockArg {

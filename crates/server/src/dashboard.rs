@@ -1,11 +1,14 @@
 //! The statistics dashboard at `/`: one page and its script, style and chart library, all
 //! embedded in the binary. The page signs in with an appid and secret (then reads through the
 //! WeChat API with a stable token, as any client) or with the admin token (then reads every
-//! account through `/admin/datacube/…`).
+//! account through `/admin/datacube/…`) — the latter only where the admin API is answered: on
+//! the `--admin-listen` address when there is one, whose token the main address's page never
+//! asks for.
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use datacube_api::date::{format_date, last_ready_day};
 use datacube_api::endpoint::{Group, Period};
@@ -22,6 +25,11 @@ const APP_JS: &str = include_str!("../assets/dashboard/app.js");
 const APP_CSS: &str = include_str!("../assets/dashboard/app.css");
 const ECHARTS: &str = include_str!("../assets/vendor/echarts/echarts.min.js");
 const ECHARTS_VERSION: &str = include_str!("../assets/vendor/echarts/VERSION");
+
+/// Marks the router of an address that does not answer the admin API (`serve --admin-listen`
+/// gave it one of its own): its dashboard offers no admin sign-in.
+#[derive(Clone, Copy)]
+pub(crate) struct AdminElsewhere;
 
 /// The dashboard's routes.
 pub(crate) fn routes() -> OpenApiRouter<App> {
@@ -104,9 +112,11 @@ pub(crate) struct Meta {
     /// The last day with statistics (yesterday from 08:00 China time).
     #[schema(format = Date)]
     last_ready: String,
-    /// Whether the admin API is enabled (the page may sign in with the admin token).
+    /// Whether the admin API is enabled on this address (the page may sign in with the admin
+    /// token): not on the main address when `serve --admin-listen` gives it one of its own.
     admin: bool,
-    /// Whether the server runs a mirror (`serve --mirror`): the administrator's Mirror view.
+    /// Whether the server runs a mirror (`serve --mirror`): the administrator's Mirror view
+    /// (only where `admin` is true).
     mirror: bool,
     /// The version of the chart library.
     echarts: &'static str,
@@ -133,7 +143,8 @@ pub(crate) struct EndpointMeta {
 /// chunks of it).
 #[utoipa::path(get, path = "/dashboard/meta.json", tag = "Dashboard",
     responses((status = 200, description = "The dashboard's settings.", body = Meta)))]
-async fn meta(State(app): State<App>) -> Response {
+async fn meta(State(app): State<App>, elsewhere: Option<Extension<AdminElsewhere>>) -> Response {
+    let admin = app.config().admin_token.is_some() && elsewhere.is_none();
     let endpoints = Endpoint::ALL
         .iter()
         .map(|e| EndpointMeta {
@@ -157,8 +168,8 @@ async fn meta(State(app): State<App>) -> Response {
     secured(
         Json(Meta {
             last_ready: format_date(last_ready_day(app.clock().unix())),
-            admin: app.config().admin_token.is_some(),
-            mirror: app.config().mirror.is_some() && app.config().admin_token.is_some(),
+            admin,
+            mirror: app.config().mirror.is_some() && admin,
             echarts: ECHARTS_VERSION.trim(),
             endpoints,
         })

@@ -264,7 +264,11 @@ fn parse(shared: &Shared, buf: &[u8]) -> Parsed {
     if req.version != Some(1)
         || !path.starts_with('/')
         || path.contains('#')
-        || crate::serve::on_router(&shared.app, path.split('?').next().unwrap_or(path))
+        || crate::serve::on_router(
+            &shared.app,
+            shared.admin,
+            path.split('?').next().unwrap_or(path),
+        )
     {
         return Parsed::HandOver;
     }

@@ -4,7 +4,8 @@
 //!
 //! - `GET /healthz`: 200 while the process serves;
 //! - `GET /readyz`: 200 when the database answers (migrations are done before the server
-//!   listens), else 503 with the reason — also once shutdown began.
+//!   serves), else 503 with the reason — also once shutdown began, and while the server waits
+//!   for its database to open ([`crate::waiting`]).
 
 use std::time::Duration;
 
@@ -86,7 +87,8 @@ pub(crate) struct Health {
 pub(crate) struct NotReady {
     /// `unavailable`.
     status: &'static str,
-    /// Why: the database does not answer, or the server is shutting down.
+    /// Why: the database does not answer (`database unavailable: …` while the server waits
+    /// for it to open at start), or the server is shutting down.
     reason: String,
 }
 
@@ -96,7 +98,24 @@ pub(crate) struct NotReady {
 #[utoipa::path(get, path = "/healthz", tag = "Health",
     responses((status = 200, description = "It serves.", body = Health)))]
 async fn healthz() -> Response {
+    alive()
+}
+
+/// `/healthz`'s answer.
+pub(crate) fn alive() -> Response {
     Json(Health { status: "ok" }).into_response()
+}
+
+/// `/readyz`'s answer when not ready, and why.
+pub(crate) fn not_ready(reason: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(NotReady {
+            status: "unavailable",
+            reason,
+        }),
+    )
+        .into_response()
 }
 
 /// Whether the server is ready: its database answers.
@@ -112,25 +131,11 @@ async fn readyz(State(app): State<App>) -> Response {
     if app.draining() {
         // Shutting down: an orchestrator must send no more traffic here (the internal
         // listener of `--metrics-listen` still answers while open requests finish).
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(NotReady {
-                status: "unavailable",
-                reason: "shutting down".into(),
-            }),
-        )
-            .into_response();
+        return not_ready("shutting down".into());
     }
     let Err(reason) = database_ready(&app).await else {
         return Json(Health { status: "ready" }).into_response();
     };
     tracing::warn!(%reason, "not ready");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(NotReady {
-            status: "unavailable",
-            reason,
-        }),
-    )
-        .into_response()
+    not_ready(reason)
 }

@@ -2,8 +2,11 @@
 //! `/datacube/<name>`) answered byte for byte as WeChat does, and the admin API (`/admin`).
 //!
 //! # Layout
-//! - `serve` ([`serve()`]): the accept loop — takes a bound listener and a shutdown future —
-//!   the change-log watcher and the day roller.
+//! - `serve` ([`serve()`], [`serve_on`]): the accept loop — takes bound listeners (the main
+//!   address, and the admin and metrics ones of their own) and a shutdown future — the
+//!   change-log watcher and the day roller.
+//! - [`waiting`]: what the addresses answer before the server serves (its database not open
+//!   yet: `serve --database-wait`).
 //! - `edge`: what one client may take — connections, requests, deadlines — and who makes room.
 //! - `state` ([`App`]): shared state (store, clock, settings, the caches of tokens, accounts
 //!   and grants).
@@ -44,7 +47,8 @@ pub mod secret;
 pub mod seed;
 mod serve;
 mod state;
+pub mod waiting;
 mod wechat;
 
-pub use serve::{router, serve, serve_internal};
+pub use serve::{router, serve, serve_internal, serve_on, Listeners};
 pub use state::App;

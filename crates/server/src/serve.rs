@@ -29,14 +29,38 @@ const OVERFLOW_CONNECTIONS: usize = 64;
 /// The whole HTTP application: the admin API, health checks, the dashboard and the API's
 /// description, and for every other path the WeChat API.
 pub fn router(app: App) -> Router {
-    let (router, _) = described_routes(app.config().metrics_on_main).split_for_parts();
-    router.fallback(crate::wechat::dispatch).with_state(app)
+    router_for(app, true)
+}
+
+/// The router of an address: [`router`], without the admin API's routes unless `admin` (the
+/// main address when `serve --admin-listen` gave the admin API one of its own: an admin path
+/// is then answered as every path the router does not know, by the WeChat API's 40066, and
+/// the dashboard there offers no admin sign-in).
+fn router_for(app: App, admin: bool) -> Router {
+    let metrics = app.config().metrics_on_main;
+    let routes = if admin {
+        described_routes(metrics)
+    } else {
+        public_routes(metrics)
+    };
+    let (router, _) = routes.split_for_parts();
+    let router = router.fallback(crate::wechat::dispatch);
+    let router = if admin {
+        router
+    } else {
+        router.layer(axum::Extension(crate::dashboard::AdminElsewhere))
+    };
+    router.with_state(app)
 }
 
 /// The router's routes, each with its description (`/metrics` when `metrics`).
 pub(crate) fn described_routes(metrics: bool) -> OpenApiRouter<App> {
-    crate::admin::routes()
-        .merge(crate::dashboard::routes())
+    crate::admin::routes().merge(public_routes(metrics))
+}
+
+/// [`described_routes`] but the admin API's.
+fn public_routes(metrics: bool) -> OpenApiRouter<App> {
+    crate::dashboard::routes()
         .merge(crate::health::routes(metrics))
         .merge(crate::openapi::routes())
 }
@@ -83,8 +107,92 @@ async fn view_clock(app: App) {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish
-/// (up to the configured grace period). What each client may take is kept by [`Edge`].
+/// The addresses a server answers on.
+pub struct Listeners {
+    /// `--listen`: the WeChat API, and everything else that has no address of its own.
+    pub main: TcpListener,
+    /// `--admin-listen`: the admin API, on this address only; it answers everything the main
+    /// address does too (the dashboard's account sign-in reads the WeChat API where the page
+    /// came from), and the main address then answers admin paths as a path it does not know.
+    pub admin: Option<TcpListener>,
+    /// `--metrics-listen`: `/metrics`, `/healthz` and `/readyz` ([`serve_internal`]); with
+    /// [`Config::metrics_on_main`](crate::config::Config::metrics_on_main) false, `/metrics`
+    /// answers there only.
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// The main address alone.
+    pub fn main(listener: TcpListener) -> Listeners {
+        Listeners {
+            main: listener,
+            admin: None,
+            metrics: None,
+        }
+    }
+}
+
+/// An address the accept loop takes connections on, and how it answers them.
+struct Address {
+    listener: TcpListener,
+    router: Router,
+    /// Whether it answers the admin API.
+    admin: bool,
+}
+
+/// The next connection on any of `listeners` (with `TCP_NODELAY` set) and which one it came
+/// to, or `None` once `shutdown` completes. Each call looks first at the listener after the
+/// one `turn` names, so that a flood on one address never keeps another's connections waiting.
+/// A failed accept — out of file descriptors and the like — is logged and tried again 50 ms
+/// later instead of spinning (as [`datacube_push::http1::accept_until`]).
+pub(crate) async fn accept_any<F: Future<Output = ()>>(
+    listeners: &[&TcpListener],
+    turn: &mut usize,
+    mut shutdown: std::pin::Pin<&mut F>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr, usize)> {
+    let n = listeners.len();
+    loop {
+        let first = *turn % n.max(1);
+        let accepted = std::future::poll_fn(|cx| {
+            for k in 0..n {
+                let i = (first + k) % n;
+                if let std::task::Poll::Ready(r) = listeners[i].poll_accept(cx) {
+                    return std::task::Poll::Ready((i, r));
+                }
+            }
+            std::task::Poll::Pending
+        });
+        tokio::select! {
+            (i, accepted) = accepted => match accepted {
+                Ok((stream, peer)) => {
+                    *turn = i + 1;
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer, i));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => return None,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes: [`serve_on`] with the main address
+/// alone.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_on(Listeners::main(listener), app, shutdown).await
+}
+
+/// Serves `app` on `listeners` until `shutdown` completes, then lets open requests finish
+/// (up to the configured grace period) on every address. What each client may take is kept by
+/// [`Edge`], one for all the addresses: the admin address's connections count in the same
+/// bounds as the others.
 ///
 /// Connections are accepted here (the edge admits or refuses each, as before any request of
 /// it is read) and each admitted one is handed to one of
@@ -95,13 +203,38 @@ async fn view_clock(app: App) {
 /// on the loops never delays the accepting of others. The WeChat API is answered on the loop;
 /// everything else the router answers (the admin API, the dashboard) runs on the caller's
 /// runtime, so that a long import never holds a loop's other connections.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve_on(
+    listeners: Listeners,
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = app.config().limits.clone();
-    let router = router(app.clone());
+    let Listeners {
+        main,
+        admin,
+        metrics,
+    } = listeners;
+    let mut addresses = vec![Address {
+        listener: main,
+        router: router_for(app.clone(), admin.is_none()),
+        admin: admin.is_none(),
+    }];
+    if let Some(listener) = admin {
+        addresses.push(Address {
+            listener,
+            router: router(app.clone()),
+            admin: true,
+        });
+    }
+    // Up while open requests finish (its `/readyz` says "shutting down"); ended with the loops.
+    let internal = metrics.map(|listener| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_internal(listener, app, std::future::pending()).await {
+                tracing::error!(error = %e, "the metrics endpoint stopped");
+            }
+        })
+    });
     // Turned true at shutdown, for the connections handed to hyper (the edge closes the
     // front's waiting ones); its receivers, one per connection, tell when all have ended.
     let (drain, _) = tokio::sync::watch::channel(false);
@@ -116,12 +249,14 @@ pub async fn serve(
     let view_clock = tokio::spawn(view_clock(app.clone()));
     let main = tokio::runtime::Handle::current();
     tokio::pin!(shutdown);
+    let listening: Vec<&TcpListener> = addresses.iter().map(|a| &a.listener).collect();
+    let mut turn = 0;
     loop {
-        let Some((stream, peer)) =
-            datacube_push::http1::accept_until(&listener, shutdown.as_mut()).await
+        let Some((stream, peer, at)) = accept_any(&listening, &mut turn, shutdown.as_mut()).await
         else {
             break;
         };
+        let address = &addresses[at];
         match edge.admit(peer.ip()) {
             Ok(admitted) => {
                 // Registered again on the loop's own reactor: its readiness wakes that thread.
@@ -134,7 +269,8 @@ pub async fn serve(
                 };
                 let shared = Shared {
                     app: app.clone(),
-                    router: router.clone(),
+                    router: address.router.clone(),
+                    admin: address.admin,
                     main: main.clone(),
                     conn: admitted.0.clone(),
                 };
@@ -162,7 +298,7 @@ pub async fn serve(
             // few get an answer — the health checks theirs, the rest `-1` — and are closed.
             Err(_) => {
                 if let Ok(permit) = overflow.clone().try_acquire_owned() {
-                    let (app, router) = (app.clone(), router.clone());
+                    let (app, router) = (app.clone(), address.router.clone());
                     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                         let (app, router) = (app.clone(), router.clone());
                         async move {
@@ -189,7 +325,8 @@ pub async fn serve(
         let _ = app.store().set_view_clock(None).await;
     }
     metrics::gauge!("datacube_ready").set(0.0);
-    drop(listener);
+    drop(listening);
+    drop(addresses);
     watcher.abort();
     days.abort();
     tickets.abort();
@@ -205,6 +342,9 @@ pub async fn serve(
     }
     loops.stop().await;
     sweeper.abort();
+    if let Some(internal) = internal {
+        internal.abort();
+    }
     Ok(())
 }
 
@@ -383,7 +523,10 @@ where
 /// App's, shared by every loop, is not touched by an answer from the loop).
 pub(crate) struct Shared {
     pub(crate) app: App,
+    /// The router of the address the connection came to.
     pub(crate) router: Router,
+    /// Whether that address answers the admin API (`serve --admin-listen` moves it).
+    pub(crate) admin: bool,
     pub(crate) main: tokio::runtime::Handle,
     pub(crate) conn: Arc<Conn>,
 }
@@ -402,7 +545,7 @@ pub(crate) fn service(
         let shared = shared.clone();
         async move {
             // The body first, whole (within its limit): until then the request holds no slot.
-            let limit = body_limit(&shared.app, &req);
+            let limit = body_limit(&shared, &req);
             let (parts, body) = req.into_parts();
             let body = crate::edge::prefetch(body, limit, &shared.conn).await;
             let req = hyper::Request::from_parts(parts, body);
@@ -422,6 +565,7 @@ pub(crate) async fn respond(shared: &Shared, req: hyper::Request<Prefetched>) ->
     let Shared {
         app,
         router,
+        admin,
         main,
         conn,
     } = shared;
@@ -450,7 +594,7 @@ pub(crate) async fn respond(shared: &Shared, req: hyper::Request<Prefetched>) ->
     );
     let answer = match hot {
         Some(hot) => hot,
-        None => answer(app, router, main, req).await,
+        None => answer(app, router, *admin, main, req).await,
     };
     drop(slot);
     counted(api, &answer, started, logged);
@@ -529,10 +673,13 @@ fn counted(
 }
 
 /// The most body the edge reads of a request: the admin API's limit for a request that shows
-/// the admin token, the WeChat API's otherwise (a handler refuses what is larger).
-fn body_limit<B>(app: &App, req: &hyper::Request<B>) -> usize {
+/// the admin token on an address that answers the admin API, the WeChat API's otherwise (a
+/// handler refuses what is larger).
+fn body_limit<B>(shared: &Shared, req: &hyper::Request<B>) -> usize {
+    let app = &shared.app;
     let limits = &app.config().limits;
-    if req.uri().path().starts_with("/admin/")
+    if shared.admin
+        && req.uri().path().starts_with("/admin/")
         && crate::admin::shows_admin_token(app, req.headers())
     {
         limits.admin_body_limit
@@ -541,11 +688,11 @@ fn body_limit<B>(app: &App, req: &hyper::Request<B>) -> usize {
     }
 }
 
-/// Whether the router answers `path`: the admin API, the dashboard, the API's description, the
-/// health checks (and the metrics, when on the main address). Every other path is the WeChat
-/// API's.
-pub(crate) fn on_router(app: &App, path: &str) -> bool {
-    path.starts_with("/admin/")
+/// Whether the router answers `path`: the admin API (on an address that answers it: `admin`),
+/// the dashboard, the API's description, the health checks (and the metrics, when on the main
+/// address). Every other path is the WeChat API's.
+pub(crate) fn on_router(app: &App, admin: bool, path: &str) -> bool {
+    (admin && path.starts_with("/admin/"))
         || path == "/"
         || path.starts_with("/dashboard/")
         || path == "/openapi.json"
@@ -562,10 +709,11 @@ pub(crate) fn on_router(app: &App, path: &str) -> bool {
 async fn answer(
     app: &App,
     router: &Router,
+    admin: bool,
     main: &tokio::runtime::Handle,
     req: hyper::Request<Prefetched>,
 ) -> Response {
-    if on_router(app, req.uri().path()) {
+    if on_router(app, admin, req.uri().path()) {
         // On the main runtime: a long import or export holds none of this loop's connections.
         // Cancelled with its request (a client gone, a connection the edge closed), as it
         // would be on the loop.

@@ -111,6 +111,21 @@ impl<V> Recent<String, Arc<V>> {
     }
 }
 
+/// A WeChat error body with a fresh request id, of `clock`'s time.
+pub(crate) fn error_body_at(
+    clock: &Clock,
+    suffix: datacube_api::SuffixStyle,
+    code: ErrCode,
+) -> String {
+    let mut rng = rand::rng();
+    let rid = Rid {
+        time: clock.unix() as u32,
+        a: rng.next_u32(),
+        b: rng.next_u32(),
+    };
+    error_body(code, rid, suffix)
+}
+
 /// Whose secret a hash is.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum SecretOf {
@@ -213,13 +228,7 @@ impl App {
 
     /// A WeChat error body with a fresh request id.
     pub(crate) fn error_body(&self, code: ErrCode) -> String {
-        let mut rng = rand::rng();
-        let rid = Rid {
-            time: self.inner.clock.unix() as u32,
-            a: rng.next_u32(),
-            b: rng.next_u32(),
-        };
-        error_body(code, rid, self.inner.config.suffix)
+        error_body_at(&self.inner.clock, self.inner.config.suffix, code)
     }
 
     /// The token, from the cache or the database.

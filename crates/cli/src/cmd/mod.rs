@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 
 pub mod account;
+pub mod database_wait;
 pub mod demo;
 pub mod export;
 pub mod healthcheck;

@@ -6,13 +6,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use datacube_api::clock::Clock;
 use datacube_api::date::{add_days, format_date};
 use datacube_api::SuffixStyle;
 use datacube_server::config::{Config, Limits};
-use datacube_server::{demo, App};
+use datacube_server::waiting::{self, Starting};
+use datacube_server::{demo, App, Listeners};
+use datacube_store::Store;
+use jiff::civil::Date;
+use tokio::net::TcpListener;
 
-use crate::args::{ClockArg, DatabaseArg};
-use crate::{open, Exit};
+use crate::args::{parse_duration_or_seconds, ClockArg, DatabaseArg};
+use crate::Exit;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -21,9 +26,27 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     db: DatabaseArg,
+    /// How long to keep opening the database at start while it cannot be reached (connection
+    /// refused, a host name not resolving yet, PostgreSQL starting up…), with a pause of
+    /// 250 ms doubling up to 5 s: e.g. `60s`, `2m`; 0 tries once. Meanwhile `/healthz`
+    /// answers 200 and `/readyz` 503 (`database unavailable`); past it serve exits 1. A
+    /// refused password, a bad URL or a newer schema fail at once.
+    #[arg(
+        long,
+        env = "DATACUBE_DATABASE_WAIT",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_duration_or_seconds
+    )]
+    database_wait: Duration,
     /// Bearer token of the admin API (`/admin/…`); the admin API is disabled when unset.
     #[arg(long, env = "DATACUBE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Serve the admin API (`/admin/…`) and the dashboard's admin sign-in on this address
+    /// only (it answers the WeChat API and the dashboard too), for a port only operators
+    /// reach: the WeChat API's address then answers admin paths as a path it does not know.
+    #[arg(long, env = "DATACUBE_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     #[command(flatten)]
     clock: ClockArg,
     /// Create the demo account and fill it with a year of statistics.
@@ -168,6 +191,11 @@ impl From<SuffixArg> for SuffixStyle {
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     check_admin_token(args.admin_token.as_deref())?;
+    if args.admin_listen.is_some() && args.admin_token.as_deref().is_none_or(str::is_empty) {
+        return Err(Exit::usage(
+            "--admin-listen: the admin API is off without --admin-token (or DATACUBE_ADMIN_TOKEN)",
+        ));
+    }
     if let Some(dir) = &args.seed {
         if !dir.is_dir() {
             return Err(Exit::usage(format!(
@@ -181,10 +209,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .as_deref()
         .map(|path| super::sync::serve_mirror(path).map(|m| (m, path.to_owned())))
         .transpose()?;
-    let store = open(&args.db.database)?;
     let clock = args.clock.clock();
     let mut config = Config {
-        admin_token: args.admin_token.filter(|t| !t.is_empty()),
+        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
         token_daily_quota: args.token_quota,
         api_daily_quota: args.api_quota,
         retire_legacy_articles: args.retire_legacy_articles,
@@ -221,49 +248,54 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         tracing::warn!("faults are injected: some answers are errors or late on purpose");
     }
     let shutdown = super::shutdown_signal()?;
-    let demo_note = if args.demo {
-        Some(
-            demo::setup(&store, &clock, args.demo_days)
-                .await
-                .context("generating demo events")?,
-        )
-    } else {
-        None
+    tokio::pin!(shutdown);
+    // The addresses first: they answer (alive, not ready) while the database opens.
+    let listeners = Listeners {
+        main: bind(args.listen, "").await?,
+        admin: match args.admin_listen {
+            Some(at) => Some(bind(at, "--admin-listen: ").await?),
+            None => None,
+        },
+        metrics: match args.metrics_listen {
+            Some(at) => Some(bind(at, "--metrics-listen: ").await?),
+            None => None,
+        },
     };
-    if let Some(dir) = &args.seed {
-        let report =
-            datacube_server::seed::load(&store, dir, clock.unix(), ClockArg::yesterday(&clock))
-                .await
-                .map_err(|e| anyhow::anyhow!("--seed: {e}"))?;
-        tracing::info!(
-            dir = %dir.display(),
-            accounts = report.accounts,
-            events = report.accepted,
-            already_there = report.duplicates,
-            imports = report.imports,
-            "seed loaded"
-        );
-    }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    let addr = listeners.main.local_addr()?;
     // For `datacube healthcheck` with no address (a container's HEALTHCHECK): whatever --listen.
     let _recorded = super::healthcheck::record(addr);
-    let metrics_listener = match args.metrics_listen {
-        Some(at) => Some(
-            tokio::net::TcpListener::bind(at)
-                .await
-                .with_context(|| format!("--metrics-listen: cannot listen on {at}"))?,
-        ),
-        None => None,
+    let starting = Starting::new(&config, &clock, "starting: opening the database");
+    let prepared = waiting::answer_while(
+        &listeners,
+        &starting,
+        prepare(&args, &clock, &starting, addr),
+    );
+    let (store, demo_note) = tokio::select! {
+        prepared = prepared => prepared?,
+        () = &mut shutdown => {
+            tracing::info!("stopped before serving");
+            return Ok(());
+        }
     };
-    tracing::info!(%addr, database = %args.db.database, admin = config.admin_token.is_some(), "datacube serving");
+    tracing::info!(
+        %addr,
+        database = %args.db.database,
+        admin = config.admin_token.is_some(),
+        admin_listen = ?listeners.admin.as_ref().and_then(|l| l.local_addr().ok()),
+        "datacube serving"
+    );
     let mut out = std::io::stdout().lock();
-    if let Some(l) = &metrics_listener {
+    if let Some(l) = &listeners.metrics {
         let _ = writeln!(
             out,
             "datacube metrics on http://{}/metrics",
+            l.local_addr()?
+        );
+    }
+    if let Some(l) = &listeners.admin {
+        let _ = writeln!(
+            out,
+            "datacube admin API on http://{}/admin/",
             l.local_addr()?
         );
     }
@@ -302,18 +334,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         (stop, wake, handle)
     });
     let app = App::new(store, clock, config);
-    let internal = metrics_listener.map(|l| {
-        let app = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = datacube_server::serve_internal(l, app, std::future::pending()).await {
-                tracing::error!(error = %e, "the metrics endpoint stopped");
-            }
-        })
-    });
-    datacube_server::serve(listener, app, shutdown).await?;
-    if let Some(internal) = internal {
-        internal.abort();
-    }
+    datacube_server::serve_on(listeners, app, shutdown).await?;
     if let Some((stop, wake, handle)) = daemon {
         // The run under way, if any, ends after its calls in flight (each bounded by its
         // timeouts) and is recorded as interrupted.
@@ -322,4 +343,53 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let _ = handle.await;
     }
     Ok(())
+}
+
+/// A listener on `at`; `flag` names the flag in the error.
+async fn bind(at: SocketAddr, flag: &str) -> Result<TcpListener> {
+    TcpListener::bind(at)
+        .await
+        .with_context(|| format!("{flag}cannot listen on {at}"))
+}
+
+/// What the server needs before it serves, while its addresses answer that it is starting
+/// (`starting` says why not ready): the database, opened within `--database-wait`, then the
+/// demo account and the seed. The first wait for the database is said on stdout, with the
+/// address `/readyz` answers on.
+async fn prepare(
+    args: &ServeArgs,
+    clock: &Clock,
+    starting: &Starting,
+    addr: SocketAddr,
+) -> Result<(Store, Option<(Date, Date)>)> {
+    let store = super::database_wait::open(&args.db.database, args.database_wait, starting, || {
+        println!("datacube is waiting for its database; /healthz and /readyz on http://{addr}");
+    })
+    .await?;
+    let demo_note = if args.demo {
+        starting.set_reason("starting: creating the demo account");
+        Some(
+            demo::setup(&store, clock, args.demo_days)
+                .await
+                .context("generating demo events")?,
+        )
+    } else {
+        None
+    };
+    if let Some(dir) = &args.seed {
+        starting.set_reason("starting: loading --seed");
+        let report =
+            datacube_server::seed::load(&store, dir, clock.unix(), ClockArg::yesterday(clock))
+                .await
+                .map_err(|e| anyhow::anyhow!("--seed: {e}"))?;
+        tracing::info!(
+            dir = %dir.display(),
+            accounts = report.accounts,
+            events = report.accepted,
+            already_there = report.duplicates,
+            imports = report.imports,
+            "seed loaded"
+        );
+    }
+    Ok((store, demo_note))
 }

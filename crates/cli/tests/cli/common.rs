@@ -1,6 +1,7 @@
 //! Helpers shared by the test modules: run the real `datacube`, serve it ([`Serve`]), call the API.
 
 use std::path::PathBuf;
+use std::process::Command as StdCommand;
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -120,7 +121,22 @@ impl Serve {
         self
     }
 
-    pub async fn start(mut self) -> Served {
+    pub async fn start(self) -> Served {
+        self.start_until(|line| line.strip_prefix("datacube is serving the WeChat API on "))
+            .await
+    }
+
+    /// Starts it and returns once it says it waits for its database (`--database-wait`), with
+    /// the address that answers its health checks meanwhile.
+    pub async fn start_waiting(self) -> Served {
+        self.start_until(|line| {
+            line.strip_prefix("datacube is waiting for its database; /healthz and /readyz on ")
+        })
+        .await
+    }
+
+    /// Starts it and returns once `address` finds the server's address in a line it printed.
+    async fn start_until(mut self, address: impl Fn(&str) -> Option<&str>) -> Served {
         let mut child = self.cmd.spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut stdout = Vec::new();
@@ -132,7 +148,7 @@ impl Serve {
                     .unwrap()
                     .expect("serve printed its address");
                 stdout.push(line.clone());
-                if let Some(addr) = line.strip_prefix("datacube is serving the WeChat API on ") {
+                if let Some(addr) = address(&line) {
                     return addr.to_owned();
                 }
             }
@@ -539,5 +555,128 @@ pub async fn promql(port: u16, query: &str) -> serde_json::Value {
     {
         Ok(answer) => answer.json().await.unwrap_or_default(),
         Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// A PostgreSQL cluster of the test's own: `initdb` into a temporary directory (as the
+/// `postgres` user when the test runs as root, which PostgreSQL refuses), on a free port.
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    port: u16,
+}
+
+pub fn as_postgres(program: &str) -> StdCommand {
+    let root = StdCommand::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        let mut c = StdCommand::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        StdCommand::new(program)
+    }
+}
+
+pub fn run_ok(mut c: StdCommand, what: &str) {
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run it ({e}); PostgreSQL's server binaries are needed (apt-get install postgresql)"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        Cluster::start_with(|_| {})
+    }
+
+    /// A cluster whose data directory `setup` may add to before it starts (as root, the
+    /// files are handed to the `postgres` user afterwards).
+    pub fn start_with(setup: impl FnOnce(&std::path::Path)) -> Cluster {
+        let cluster = Cluster::init_with(setup);
+        cluster.up();
+        cluster
+    }
+
+    /// A cluster made but not started ([`Cluster::up`] starts it): nobody listens on its
+    /// port until then.
+    pub fn init() -> Cluster {
+        Cluster::init_with(|_| {})
+    }
+
+    fn init_with(setup: impl FnOnce(&std::path::Path)) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("pg");
+        std::fs::create_dir(&data).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut chown = StdCommand::new("chown");
+        chown.args(["postgres:", data.to_str().unwrap()]);
+        // Only root can, and only root needs to.
+        let _ = chown.output();
+        let mut initdb = as_postgres("initdb");
+        initdb.args([
+            "-D",
+            data.to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
+        run_ok(initdb, "initdb");
+        setup(&data);
+        let mut chown = StdCommand::new("chown");
+        chown.args(["-R", "postgres:", data.to_str().unwrap()]);
+        let _ = chown.output();
+        Cluster {
+            _dir: dir,
+            data,
+            port: free_port(),
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let mut c = as_postgres("pg_ctl");
+        c.args(["-D", self.data.to_str().unwrap(), "-w"]).args(args);
+        run_ok(c, &format!("pg_ctl {args:?}"));
+    }
+
+    /// Starts it, and returns once it accepts connections.
+    pub fn up(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.data.display()
+        );
+        let log = self.data.join("log");
+        self.ctl(&["-o", &options, "-l", log.to_str().unwrap(), "start"]);
+    }
+
+    pub fn down(&self) {
+        self.ctl(&["-m", "fast", "stop"]);
+    }
+
+    /// Its URL, with a password (the cluster trusts every connection: any password works).
+    pub fn url(&self, password: &str) -> String {
+        format!(
+            "postgres://postgres:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut c = as_postgres("pg_ctl");
+        c.args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"]);
+        let _ = c.output();
     }
 }

@@ -4,7 +4,9 @@
 
 mod common;
 
+mod admin_address;
 mod commands;
+mod database_wait;
 mod health;
 mod hostile;
 mod ingest;
