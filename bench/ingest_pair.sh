@@ -37,7 +37,8 @@ done
 fresh() {  # bin: a new database with both sides' accounts
   psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS dcbench_pair" -c "CREATE DATABASE dcbench_pair"
   for i in $(seq 1 $((2 * ACCOUNTS))); do
-    "$1" account add --database "$db" --appid "$(appid "$i")" --secret bench >/dev/null
+    DATACUBE_LOG=warn "$1" account add --database "$db" --appid "$(appid "$i")" \
+      --secret benchbenchbenchbenchbenchbench32 >/dev/null 2>&1
   done
 }
 ingest() {  # bin side
@@ -45,24 +46,29 @@ ingest() {  # bin side
     "/tmp/datacube-pair-$2-$ACCOUNTS-$DAYS.ndjson" >"$work/$2.out"
 }
 now() { date +%s.%N; }
+# The machine's busy CPU time in seconds (all cores, from /proc/stat): how much of the two
+# cores a phase used — what bounds running both at once.
+busy() { awk '/^cpu / {print ($2+$3+$4+$7+$8+$9) / 100}' /proc/stat; }
 secs() { echo "$2 - $1" | bc; }
 
 for round in $(seq 1 "$ROUNDS"); do
   for build in before after; do
     bin=${!build}
     fresh "$bin"
-    t0=$(now); ingest "$bin" a; t1=$(now); ingest "$bin" b; t2=$(now)
+    b0=$(busy); t0=$(now); ingest "$bin" a; t1=$(now); ingest "$bin" b; t2=$(now); b1=$(busy)
     seq_a=$(secs "$t0" "$t1"); seq_b=$(secs "$t1" "$t2"); seq_all=$(secs "$t0" "$t2")
     cat "$work/a.out" "$work/b.out" | tr '\n' ' '; echo
     fresh "$bin"
-    t0=$(now)
+    b2=$(busy); t0=$(now)
     (ingest "$bin" a; now >"$work/a.end") &
     (ingest "$bin" b; now >"$work/b.end") &
     wait
+    b3=$(busy)
     con_a=$(secs "$t0" "$(cat "$work/a.end")"); con_b=$(secs "$t0" "$(cat "$work/b.end")")
     con_all=$(echo "if ($con_a > $con_b) $con_a else $con_b" | bc)
     cat "$work/a.out" "$work/b.out" | tr '\n' ' '; echo
-    printf 'round %s %-6s one after the other: %6.2f s (A %5.2f, B %5.2f) | at once: %6.2f s (A %5.2f, B %5.2f) | at once / after: %.2f\n' \
-      "$round" "$build" "$seq_all" "$seq_a" "$seq_b" "$con_all" "$con_a" "$con_b" "$(echo "$con_all / $seq_all" | bc -l)"
+    printf 'round %s %-6s one after the other: %6.2f s (A %5.2f, B %5.2f; CPU %4.2f cores) | at once: %6.2f s (A %5.2f, B %5.2f; CPU %4.2f cores) | at once / after: %.2f\n' \
+      "$round" "$build" "$seq_all" "$seq_a" "$seq_b" "$(echo "($b1 - $b0) / $seq_all" | bc -l)" \
+      "$con_all" "$con_a" "$con_b" "$(echo "($b3 - $b2) / $con_all" | bc -l)" "$(echo "$con_all / $seq_all" | bc -l)"
   done
 done

@@ -25,7 +25,7 @@
 //!   as their day became `readable`, or `all` of them (`push`, `proxy`) — a histogram,
 //!   recorded by the store;
 //! - `datacube_db_wait_seconds{op}`: how long a `read` took to get a connection, or a `write`
-//!   its turn (opening a connection and the round trips of taking the write lock included;
+//!   its turn (opening a connection and the round trips of taking its accounts' locks included;
 //!   recorded by the store);
 //! - `datacube_ready`: 1 when `/readyz` would answer ready, checked every 5 seconds;
 //! - `datacube_sync_runs_total{mirror,outcome}`, `datacube_sync_rows_total{mirror}` (rows new

@@ -582,7 +582,11 @@ pub(crate) async fn respond(shared: &Shared, req: hyper::Request<Prefetched>) ->
         }
     };
     let started = Instant::now();
-    let api = crate::metrics::api_of(path);
+    let api = match crate::metrics::api_of(path) {
+        // An address without the admin API answers its paths as unknown: counted so.
+        "admin" if !*admin => "other",
+        api => api,
+    };
     let logged = logging(app).then(|| (req.method().clone(), req.uri().clone()));
     let target = req.uri().path_and_query().map_or("", |pq| pq.as_str());
     let hot = crate::hot::answer(

@@ -31,8 +31,8 @@ thread_local! {
     ];
 }
 
-/// How long a read took to get a connection, or a write its turn (the writer connection and the
-/// write lock), opening a connection and the round trips included: recorded when dropped —
+/// How long a read took to get a connection, or a write its turn (a writer connection and the
+/// locks of what it writes), opening a connection and the round trips included: recorded when dropped —
 /// also when getting it failed — as `datacube_db_wait_seconds{op}`, a histogram, once a
 /// recorder is installed (`serve`, `--metrics-listen`).
 pub(crate) struct Waiting {

@@ -142,7 +142,7 @@ impl Inner {
     /// returned once the others are done) leaves the others to be flushed. Returns how many
     /// accounts were.
     pub(crate) fn flush_pending(&self, yesterday: Date, due: events::Due) -> Result<usize> {
-        // Usually nothing is due: look before taking the write lock.
+        // Usually nothing is due: look before writing.
         let accounts = self.read(|db| events::due_accounts(db, due))?;
         let (ready, trigger) = match due {
             events::Due::All => (None, "all"),

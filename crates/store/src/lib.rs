@@ -47,6 +47,7 @@ mod sqlite;
 mod sync;
 pub mod testing;
 mod tls;
+mod unreachable;
 mod url;
 pub mod views;
 

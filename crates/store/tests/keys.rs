@@ -211,14 +211,23 @@ fn keys(url: &str) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                     &[],
                 )
                 .unwrap();
-            let mut out: Vec<(String, Vec<String>, Vec<Vec<String>>)> = Vec::new();
+            // Every table with an appid column, also one without any index.
+            let mut out: Vec<(String, Vec<String>, Vec<Vec<String>>)> = client
+                .query(
+                    "SELECT c.relname::text FROM pg_class c
+                     JOIN pg_namespace s ON s.oid = c.relnamespace AND s.nspname = current_schema()
+                     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'appid' AND NOT a.attisdropped
+                     WHERE c.relkind = 'r' ORDER BY c.relname",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), Vec::new(), Vec::new()))
+                .collect();
             for row in rows {
                 let (table, primary, columns): (String, bool, Vec<String>) =
                     (row.get(0), row.get(1), row.get(2));
-                if out.last().is_none_or(|(t, _, _)| *t != table) {
-                    out.push((table.clone(), Vec::new(), Vec::new()));
-                }
-                let entry = out.last_mut().unwrap();
+                let entry = out.iter_mut().find(|(t, _, _)| *t == table).unwrap();
                 if primary {
                     entry.1 = columns;
                 } else {

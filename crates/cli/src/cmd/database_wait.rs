@@ -47,7 +47,7 @@ pub async fn open(
             }
             Err(e) => e,
         };
-        if wait.is_zero() || !unreachable(&e) {
+        if wait.is_zero() || !e.is_unreachable() {
             return Err(e.into());
         }
         let now = Instant::now();
@@ -107,63 +107,6 @@ fn shown(wait: Duration) -> String {
     }
 }
 
-/// Whether `e` says the database cannot be reached yet (waiting may help), rather than that
-/// it refuses or cannot be what was asked (waiting will not).
-fn unreachable(e: &StoreError) -> bool {
-    match e {
-        StoreError::Open { cause, .. } => cause_unreachable(cause.as_ref()),
-        StoreError::Postgres(pg) => postgres_unreachable(pg),
-        StoreError::Sqlite(e) => sqlite_busy(e),
-        _ => false,
-    }
-}
-
-fn cause_unreachable(cause: &(dyn std::error::Error + 'static)) -> bool {
-    if let Some(e) = cause.downcast_ref::<StoreError>() {
-        return unreachable(e);
-    }
-    if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
-        return postgres_unreachable(pg);
-    }
-    if let Some(e) = cause.downcast_ref::<rusqlite::Error>() {
-        return sqlite_busy(e);
-    }
-    false
-}
-
-/// PostgreSQL's answer, or the client's failure to get one, says the server is not there yet.
-fn postgres_unreachable(e: &postgres::Error) -> bool {
-    if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        // Class 08: connection exceptions. 57P01–57P03: shutting down, crashed, starting up
-        // ("the database system is starting up"). 53300: too many connections.
-        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300");
-    }
-    if e.is_closed() {
-        return true;
-    }
-    // The client's own failures carry no code: their kinds are told apart by their text,
-    // which tokio-postgres fixes per kind — connecting (refused, reset, a name that does not
-    // resolve, a connect timeout), a timeout, or the connection failing midway (a server going
-    // down during the start). A TLS handshake refused, a password missing or refused and a
-    // malformed URL are other kinds: not waited for.
-    let kind = e.to_string();
-    matches!(
-        kind.as_str(),
-        "error connecting to server"
-            | "timeout waiting for server"
-            | "error communicating with the server"
-    )
-}
-
-/// SQLite's file is busy or locked by another process (its own busy timeout ran out).
-fn sqlite_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,26 +117,5 @@ mod tests {
         assert_eq!(shown(Duration::from_secs(2)), "2s");
         assert_eq!(shown(Duration::from_secs(90)), "1m30s");
         assert_eq!(shown(Duration::from_millis(1500)), "1.500s");
-    }
-
-    #[test]
-    fn a_bad_url_or_a_newer_schema_is_not_waited_for() {
-        assert!(!unreachable(&StoreError::UnsupportedUrl(
-            "mysql://x".into()
-        )));
-        assert!(!unreachable(&StoreError::TooNew { found: 9, known: 1 }));
-        let bad = Store::open("postgres://u@host:notaport/db").unwrap_err();
-        assert!(!unreachable(&bad), "{bad}");
-    }
-
-    #[test]
-    fn a_port_nobody_listens_on_is_waited_for() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let refused = Store::open(&format!("postgres://u:pw@127.0.0.1:{port}/db")).unwrap_err();
-        assert!(unreachable(&refused), "{refused}");
     }
 }

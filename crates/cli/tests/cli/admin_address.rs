@@ -101,6 +101,20 @@ async fn the_admin_api_answers_on_its_own_address_only() {
     )
     .await;
     assert!(!body.contains("wxnew0000000000001"), "{body}");
+    // And counted as the unknown paths they were: `api="admin"` holds the admin address's
+    // three requests only (the main address serves /metrics here: no --metrics-listen).
+    let (_, _, metrics) = send(http.get(format!("{main}/metrics"))).await;
+    let requests = |api: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("datacube_requests_total{") && l.contains(&format!("api=\"{api}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(requests("admin"), 3.0, "{metrics}");
+    assert!(requests("other") >= 6.0, "{metrics}");
 
     // The WeChat API answers on the main address, as ever.
     let answer = served

@@ -551,7 +551,10 @@ async fn writers_of_other_accounts_never_wait_for_a_bulk_load() {
     let mut n = 0;
     let started = Instant::now();
     while ingest.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(600), "the bulk load ends");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the bulk load ends"
+        );
         let writing = bulk_writing(&db);
         let base = if n % 2 == 0 { &a.base } else { &b.base };
         let event = format!(
@@ -583,13 +586,18 @@ async fn writers_of_other_accounts_never_wait_for_a_bulk_load() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("{} accepted, 0 duplicates, 0 rejected\n", BULK_ACCOUNTS * BULK_EVENTS)
+        format!(
+            "{} accepted, 0 duplicates, 0 rejected\n",
+            BULK_ACCOUNTS * BULK_EVENTS
+        )
     );
     assert!(
         during >= 10,
         "{during} of {samples} writes were made while the bulk load held its locks: too few to tell"
     );
-    eprintln!("{during} of {samples} writes during the bulk load's transactions; slowest {slowest:?}");
+    eprintln!(
+        "{during} of {samples} writes during the bulk load's transactions; slowest {slowest:?}"
+    );
 
     // Nothing lost on either side.
     let token = stable_token(&a.base, APPID, SECRET).await;
@@ -692,6 +700,9 @@ async fn four_writers_on_two_instances_lose_nothing() {
             .iter()
             .map(|r| r["msg_count"].as_i64().unwrap())
             .sum();
-        assert_eq!(total, unique as i64, "every event counted on {base}: {text}");
+        assert_eq!(
+            total, unique as i64,
+            "every event counted on {base}: {text}"
+        );
     }
 }
