@@ -174,8 +174,11 @@ fn forget_oldest<K: Eq + std::hash::Hash + Copy, V>(
     when: impl Fn(&V) -> Instant,
 ) {
     let mut times: Vec<Instant> = map.values().map(&when).collect();
-    let mid = times.len() / 2;
-    let (_, cut, _) = times.select_nth_unstable(mid);
+    // The newest of the older half: it and everything older go.
+    let Some(last_old) = (times.len() / 2).checked_sub(1) else {
+        return;
+    };
+    let (_, cut, _) = times.select_nth_unstable(last_old);
     let cut = *cut;
     map.retain(|_, v| when(v) > cut);
 }
@@ -266,7 +269,7 @@ mod tests {
             .map(|i| (i, now + Duration::from_secs(u64::from(i))))
             .collect();
         forget_oldest(&mut m, |t| *t);
-        assert_eq!(m.len(), 4);
-        assert!(m.keys().all(|k| *k > 5));
+        assert_eq!(m.len(), 5, "the older half goes, the newer half stays");
+        assert!(m.keys().all(|k| *k >= 5));
     }
 }

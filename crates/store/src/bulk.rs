@@ -419,8 +419,9 @@ pub(crate) fn produce(mut sorted: Sorted, batch: usize, send: &SyncSender<Result
     let mut run = || -> Result<()> {
         let mut events: Vec<Event> = Vec::with_capacity(2 * batch.min(1 << 20));
         let mut current: Option<u32> = None;
-        // Where the current account's events begin in `events`.
+        // Where the current account's events begin in `events`, and how many accounts it holds.
         let mut start = 0;
+        let mut accounts = 0;
         let emit = |events: Vec<Event>, partial: Option<String>| -> Result<bool> {
             let part = Part {
                 batch: crate::Batch::prepare(events)?,
@@ -435,20 +436,24 @@ pub(crate) fn produce(mut sorted: Sorted, batch: usize, send: &SyncSender<Result
             };
             if current != Some(account) {
                 current = Some(account);
-                if events.len() >= batch {
+                // Full, or as many accounts as a transaction locks one by one.
+                if events.len() >= batch || accounts >= crate::scope::MOST_KEYS {
                     let full =
                         std::mem::replace(&mut events, Vec::with_capacity(2 * batch.min(1 << 20)));
+                    accounts = 0;
                     if !emit(full, None)? {
                         return Ok(());
                     }
                 }
                 start = events.len();
+                accounts += 1;
             } else if events.len() >= 2 * batch {
                 let sent = if start > 0 {
                     // The whole accounts before this one.
                     let rest = events.split_off(start);
                     let whole = std::mem::replace(&mut events, rest);
                     start = 0;
+                    accounts = 1;
                     emit(whole, None)?
                 } else {
                     let full =
@@ -542,5 +547,40 @@ mod tests {
         });
         let expected: Vec<Event> = expected.into_iter().map(|(_, e)| e).collect();
         assert_eq!(out, expected);
+    }
+
+    /// A load of many small accounts is cut into transactions of at most
+    /// [`crate::scope::MOST_KEYS`] accounts (each locks its accounts one by one), every event
+    /// in exactly one of them; a large account still fills one by itself.
+    #[test]
+    fn transactions_hold_a_bounded_number_of_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sorter = Sorter::new(1 << 30, dir.path().to_owned());
+        let mut piece = Piece::new();
+        let mut n = 0u64;
+        for a in 0..300 {
+            let events = if a == 150 { 5_000 } else { 3 };
+            for _ in 0..events {
+                n += 1;
+                piece
+                    .push(n, &event(&format!("wxmany{a:012}"), 1_735_700_000, n))
+                    .unwrap();
+            }
+        }
+        sorter.add(piece, |_| true, |_, _| {}).unwrap();
+        let (send, parts) = std::sync::mpsc::sync_channel(1024);
+        produce(sorter.finish().unwrap(), 1_000, &send);
+        drop(send);
+        let mut seen = 0;
+        for part in parts {
+            let part = part.unwrap();
+            let accounts = part.batch.appids().count();
+            assert!(
+                accounts <= crate::scope::MOST_KEYS,
+                "{accounts} accounts in one transaction"
+            );
+            seen += part.batch.len();
+        }
+        assert_eq!(seen as u64, n);
     }
 }

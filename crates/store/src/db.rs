@@ -527,8 +527,9 @@ const PG_ROWS_PER_INSERT: usize = 500;
 impl Db for PgDb<'_> {
     fn log_change(&self, appid: &str) -> Result<()> {
         if matches!(&*self.client.borrow(), PgClient::Client(_)) {
-            // Outside a transaction nothing is held to a commit: at once.
-            return self.exec(LOG_CHANGE, p![appid]).map(drop);
+            return Err(StoreError::Task(
+                "a change is logged in a write transaction only".into(),
+            ));
         }
         self.changed.borrow_mut().insert(appid.to_owned());
         Ok(())

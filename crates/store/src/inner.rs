@@ -175,6 +175,7 @@ impl Inner {
         let tallies = self.live.of(appid);
         let mut live = crate::db::locked(&tallies);
         let flushed = self.write(&Scope::account(appid), |tx| {
+            self.live.current(&mut live);
             events::flush_account(tx, yesterday, appid, ready, Some(&mut live), |appid| {
                 accounts::bump_change(tx, appid)
             })
@@ -259,6 +260,13 @@ impl Inner {
     pub(crate) fn carry_forward(&self, yesterday: Date) -> Result<usize> {
         let mut extended = 0;
         for appid in self.read(events::with_events)? {
+            // Only an account that needs it waits for its lock (a bulk load may hold it).
+            if self
+                .read(|db| events::carry_range(db, yesterday, &appid))?
+                .is_none()
+            {
+                continue;
+            }
             let done = self.write(&Scope::account(&appid), |tx| {
                 events::carry_forward(tx, yesterday, &appid)
             })?;

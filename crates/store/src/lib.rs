@@ -306,10 +306,14 @@ impl Store {
     /// too. Returns how many accounts had data cleared (their change is logged).
     pub async fn reset(&self, accounts: bool) -> Result<usize> {
         self.run(move |s| {
-            let done = s.write(&Scope::whole(), |tx| reset::reset(tx, accounts));
-            // The live tallies counted events that are gone (or, on failure, may not be).
-            s.live.clear();
-            done
+            s.write(&Scope::whole(), |tx| {
+                let cleared = reset::reset(tx, accounts)?;
+                // The live tallies counted events that are gone: cleared before the commit,
+                // which no other write of the store can begin before, so that whatever uses
+                // tallies after it starts them over (also one that took them before).
+                s.live.clear();
+                Ok(cleared)
+            })
         })
         .await
     }
@@ -659,6 +663,30 @@ impl Store {
         self.run(move |s| {
             s.write(&Scope::named(&format!("mirror:{mirror}")), |tx| {
                 sync::start_run(tx, &mirror, slot.as_deref(), attempt, started)
+            })
+        })
+        .await
+    }
+
+    /// [`Store::start_sync_run`] of a run asked for (a daemon's `slot`, `attempt`), refused
+    /// (`None`) when a run of `mirror` is under way — a sign of life within `stale` seconds —
+    /// or one of `slot` started within `at_once` seconds: checked in the claim's own
+    /// transaction, so that of requests made at once on several instances, one runs.
+    pub async fn start_sync_run_unless_busy(
+        &self,
+        (mirror, slot, attempt): (&str, &str, i64),
+        started: i64,
+        (stale, at_once): (i64, i64),
+    ) -> Result<Option<i64>> {
+        let (mirror, slot) = (mirror.to_owned(), slot.to_owned());
+        self.run(move |s| {
+            s.write(&Scope::named(&format!("mirror:{mirror}")), |tx| {
+                sync::start_run_unless_busy(
+                    tx,
+                    (&mirror, &slot, attempt),
+                    started,
+                    (stale, at_once),
+                )
             })
         })
         .await

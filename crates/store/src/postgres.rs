@@ -15,7 +15,7 @@
 use std::sync::{Condvar, Mutex};
 
 use crate::db::{Db, PgClient, PgDb, Prepared};
-use crate::scope::{Scope, CHANGES, GLOBAL, MIGRATE};
+use crate::scope::{Scope, CHANGES, GLOBAL, MIGRATE, MOST_KEYS};
 use crate::{schema, Result, StoreError};
 
 /// A pool's size from the environment variable `var` (a positive number), else twice the
@@ -209,6 +209,48 @@ pub(crate) struct Postgres {
     tls: crate::tls::Tls,
     writers: Pool,
     readers: Pool,
+    /// The accounts this process's writes hold or wait for (see [`Gates`]).
+    gates: Gates,
+}
+
+/// The lock keys this process's writes hold or wait for. A write takes its keys here first,
+/// in the same order as in the database: of several writes of one account in a process, one
+/// waits for the account's database lock — holding a writer connection — and the others wait
+/// here, holding none, so a busy account never takes every writer connection from the others.
+#[derive(Default)]
+struct Gates {
+    busy: Mutex<std::collections::HashSet<i64>>,
+    freed: Condvar,
+}
+
+impl Gates {
+    /// Takes `keys` (ascending), each once free; given back when the guard is dropped.
+    fn enter<'a>(&'a self, keys: &'a [i64]) -> Gated<'a> {
+        let mut busy = crate::db::locked(&self.busy);
+        for key in keys {
+            while busy.contains(key) {
+                busy = self.freed.wait(busy).unwrap_or_else(|p| p.into_inner());
+            }
+            busy.insert(*key);
+        }
+        Gated { gates: self, keys }
+    }
+}
+
+struct Gated<'a> {
+    gates: &'a Gates,
+    keys: &'a [i64],
+}
+
+impl Drop for Gated<'_> {
+    fn drop(&mut self) {
+        let mut busy = crate::db::locked(&self.gates.busy);
+        for key in self.keys {
+            busy.remove(key);
+        }
+        drop(busy);
+        self.gates.freed.notify_all();
+    }
 }
 
 /// Connections of one kind: idle ones, and how many are open in all (at most `max`).
@@ -261,7 +303,15 @@ impl Pool {
                 conns = self.returned.wait(conns).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let out = f(&mut conn);
+        let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn))) {
+            Ok(out) => out,
+            Err(panic) => {
+                // Its transaction is rolled back with it; another may be opened.
+                drop(conn);
+                self.closed();
+                std::panic::resume_unwind(panic);
+            }
+        };
         // A connection that broke is not reused.
         if conn
             .client
@@ -341,6 +391,7 @@ impl Postgres {
             tls,
             writers: Pool::new(writers_max(), Some(writer)),
             readers: Pool::new(readers_max(), None),
+            gates: Gates::default(),
         })
     }
 
@@ -383,6 +434,13 @@ impl Postgres {
         f: impl FnOnce(&dyn Db) -> Result<T>,
     ) -> Result<T> {
         let waiting = crate::db::Waiting::start("write");
+        let whole = Scope::whole();
+        let scope = if scope.keys().len() > MOST_KEYS {
+            &whole
+        } else {
+            scope
+        };
+        let _gated = self.gates.enter(scope.keys());
         self.writers.with(self, |conn| {
             let (client, prepared) = conn.parts();
             let mut tx = client.transaction()?;
@@ -430,12 +488,27 @@ fn committed<T>(
     let out = f(&db)?;
     let changed = db.changed.take();
     if !changed.is_empty() {
-        // Numbers drawn under CHANGES, held to the commit: a server that has read number n
-        // has seen every commit with a smaller one.
-        db.exec("SELECT pg_advisory_xact_lock(?1)", crate::db::p![CHANGES])?;
-        for appid in &changed {
-            db.exec(crate::db::LOG_CHANGE, crate::db::p![appid])?;
-        }
+        // One number for the commit, drawn under CHANGES, held to the commit: a server that
+        // has read number n has seen every commit with a smaller one, and each commit's
+        // accounts all at once.
+        // (Two statements: in READ COMMITTED each takes its snapshot when it starts, and the
+        // number must be read with one taken after the lock is granted.)
+        let tx: &dyn Db = &db;
+        tx.exec("SELECT pg_advisory_xact_lock(?1)", crate::db::p![CHANGES])?;
+        let seq = tx.int(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM stat_change",
+            crate::db::p![],
+        )?;
+        let rows: Vec<crate::db::V<'_>> = changed
+            .iter()
+            .flat_map(|appid| [crate::db::V::from(appid), crate::db::V::Int(seq)])
+            .collect();
+        tx.insert_many(
+            "INSERT INTO stat_change (appid, seq) VALUES",
+            "ON CONFLICT (appid) DO UPDATE SET seq = excluded.seq",
+            2,
+            &rows,
+        )?;
     }
     match db.client.into_inner() {
         PgClient::Transaction(tx) => tx.commit()?,

@@ -22,6 +22,14 @@ pub(crate) const MIGRATE: i64 = GLOBAL + 1;
 /// Held from drawing change numbers to the commit.
 pub(crate) const CHANGES: i64 = GLOBAL + 2;
 
+/// Accounts a transaction locks one by one at most; a scope of more takes the whole store
+/// instead (on PostgreSQL). Each advisory lock takes an entry of PostgreSQL's shared lock table
+/// (`max_locks_per_transaction` × connections in all, 6,400 by default), which thousands of
+/// accounts in one transaction would exhaust — for every session of the server. A bulk load
+/// cuts its transactions at this many accounts ([`crate::bulk`]), so that it never comes to
+/// that; a batch of live events of more accounts does.
+pub(crate) const MOST_KEYS: usize = 64;
+
 /// The locks of one write transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Scope {

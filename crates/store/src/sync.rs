@@ -68,6 +68,32 @@ pub(crate) fn start_run(
     )
 }
 
+/// [`start_run`] unless a run of `mirror` is under way (not finished, a sign of life within
+/// `stale` seconds of `started`) or one of `slot` started within `at_once` seconds of it —
+/// checked in the claiming transaction, which claims of one mirror take in turn, so that of
+/// requests made at once on several instances one runs.
+pub(crate) fn start_run_unless_busy(
+    tx: &dyn Db,
+    (mirror, slot, attempt): (&str, &str, i64),
+    started: i64,
+    (stale, at_once): (i64, i64),
+) -> Result<Option<i64>> {
+    let busy = tx
+        .opt(
+            "SELECT id FROM sync_run WHERE mirror = ?1
+             AND ((finished IS NULL AND ?3 - beat <= ?4)
+                  OR (slot = ?2 AND started > ?3 - ?5 AND started < ?3 + ?5))
+             LIMIT 1",
+            p![mirror, slot, started, stale, at_once],
+            |r| r.int(0),
+        )?
+        .is_some();
+    if busy {
+        return Ok(None);
+    }
+    start_run(tx, mirror, Some(slot), attempt, started)
+}
+
 /// A sign of life of run `id`, at `now`.
 pub(crate) fn beat_run(tx: &dyn Db, id: i64, now: i64) -> Result<()> {
     tx.exec(

@@ -12,6 +12,15 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         unreachable(self)
     }
+
+    /// What went wrong, without naming the database: for answers anyone may read (`/readyz`
+    /// while waiting), which must not tell where the database is.
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Open { cause, .. } => crate::describe(cause.as_ref()),
+            other => other.to_string(),
+        }
+    }
 }
 
 fn unreachable(e: &StoreError) -> bool {

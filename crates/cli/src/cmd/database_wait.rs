@@ -65,7 +65,8 @@ pub async fn open(
             retry_in_ms = next.as_millis() as u64,
             "the database is unavailable; trying again"
         );
-        starting.set_reason(format!("database unavailable: {e}"));
+        // Anyone may read /readyz: the reason, not where the database is (the log names it).
+        starting.set_reason(format!("database unavailable: {}", e.reason()));
         if attempts == 1 {
             waiting();
         }

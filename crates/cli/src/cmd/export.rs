@@ -155,14 +155,21 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         Ok(())
     })();
     match written {
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(())
-        }
+        Err(e) if reader_gone(&e) => Ok(()),
         other => other,
     }
+}
+
+/// Whether writing failed because the reader went away (`datacube export … | head`): an I/O
+/// error of a broken pipe, as it is or inside the CSV writer's error.
+fn reader_gone(e: &anyhow::Error) -> bool {
+    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(broken)
+            || cause
+                .downcast_ref::<csv::Error>()
+                .is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if broken(io)))
+    })
 }
 
 /// One CSV column of an export: a field of the row, of its `detail` object, or of one

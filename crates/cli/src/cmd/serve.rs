@@ -265,14 +265,25 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // For `datacube healthcheck` with no address (a container's HEALTHCHECK): whatever --listen.
     let _recorded = super::healthcheck::record(addr);
     let starting = Starting::new(&config, &clock, "starting: opening the database");
-    let prepared = waiting::answer_while(
-        &listeners,
-        &starting,
-        prepare(&args, &clock, &starting, addr),
-    );
+    // On a task of its own: generating the demo's events or reading the seed keeps a thread
+    // busy for a while, and the addresses must answer meanwhile.
+    let preparing = tokio::spawn(prepare(
+        Preparing {
+            database: args.db.database.clone(),
+            wait: args.database_wait,
+            demo_days: args.demo.then_some(args.demo_days),
+            seed: args.seed.clone(),
+        },
+        clock.clone(),
+        starting.clone(),
+        addr,
+    ));
+    let abort = preparing.abort_handle();
+    let prepared = waiting::answer_while(&listeners, &starting, preparing);
     let (store, demo_note) = tokio::select! {
-        prepared = prepared => prepared?,
+        prepared = prepared => prepared.context("starting the server")??,
         () = &mut shutdown => {
+            abort.abort();
             tracing::info!("stopped before serving");
             return Ok(());
         }
@@ -352,34 +363,43 @@ async fn bind(at: SocketAddr, flag: &str) -> Result<TcpListener> {
         .with_context(|| format!("{flag}cannot listen on {at}"))
 }
 
+/// What [`prepare`] opens and loads.
+struct Preparing {
+    database: datacube_store::DatabaseUrl,
+    wait: std::time::Duration,
+    /// `--demo`: its days.
+    demo_days: Option<u32>,
+    seed: Option<std::path::PathBuf>,
+}
+
 /// What the server needs before it serves, while its addresses answer that it is starting
 /// (`starting` says why not ready): the database, opened within `--database-wait`, then the
 /// demo account and the seed. The first wait for the database is said on stdout, with the
 /// address `/readyz` answers on.
 async fn prepare(
-    args: &ServeArgs,
-    clock: &Clock,
-    starting: &Starting,
+    what: Preparing,
+    clock: Clock,
+    starting: Starting,
     addr: SocketAddr,
 ) -> Result<(Store, Option<(Date, Date)>)> {
-    let store = super::database_wait::open(&args.db.database, args.database_wait, starting, || {
+    let store = super::database_wait::open(&what.database, what.wait, &starting, || {
         println!("datacube is waiting for its database; /healthz and /readyz on http://{addr}");
     })
     .await?;
-    let demo_note = if args.demo {
+    let demo_note = if let Some(days) = what.demo_days {
         starting.set_reason("starting: creating the demo account");
         Some(
-            demo::setup(&store, clock, args.demo_days)
+            demo::setup(&store, &clock, days)
                 .await
                 .context("generating demo events")?,
         )
     } else {
         None
     };
-    if let Some(dir) = &args.seed {
+    if let Some(dir) = &what.seed {
         starting.set_reason("starting: loading --seed");
         let report =
-            datacube_server::seed::load(&store, dir, clock.unix(), ClockArg::yesterday(clock))
+            datacube_server::seed::load(&store, dir, clock.unix(), ClockArg::yesterday(&clock))
                 .await
                 .map_err(|e| anyhow::anyhow!("--seed: {e}"))?;
         tracing::info!(

@@ -564,6 +564,67 @@ async fn csv_exports_neutralise_formulas() {
     assert!(export("ndjson").await.contains(r#""title":"=HYPERLINK("#));
 }
 
+/// A reader that stops early (`datacube export … | head -1`) ends the export quietly, exit 0,
+/// in every format — the CSV writer's broken pipe too.
+#[tokio::test]
+async fn an_export_read_in_part_ends_quietly() {
+    let (_dir, db) = temp_db();
+    let rows: Vec<String> = (0..4000)
+        .map(|i| {
+            format!(
+                r#"{{"ref_date":"2026-06-01","msgid":"{i}_1","title":"an article with a title long enough {i}","int_page_read_user":1,"int_page_read_count":1,"ori_page_read_user":0,"ori_page_read_count":0,"share_user":0,"share_count":0,"add_to_fav_user":0,"add_to_fav_count":0}}"#
+            )
+        })
+        .collect();
+    let body = format!(r#"{{"list":[{}]}}"#, rows.join(","));
+    let import = [
+        "import",
+        "--appid",
+        "wx1",
+        "--endpoint",
+        "getarticlesummary",
+        "-",
+    ];
+    let (code, _, err) = run(&db, &import, Some(&body)).await;
+    assert_eq!(code, 0, "{err}");
+    for format in ["csv", "ndjson", "json"] {
+        let mut child = datacube(&db)
+            .args([
+                "export",
+                "--appid",
+                "wx1",
+                "--endpoint",
+                "getarticlesummary",
+                "--from",
+                "2026-06-01",
+                "--to",
+                "2026-06-01",
+                "--format",
+                format,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 256];
+        let n = tokio::io::AsyncReadExt::read(&mut stdout, &mut first)
+            .await
+            .unwrap();
+        assert!(n > 0, "{format}: the export begins");
+        drop(stdout);
+        let out = child.wait_with_output().await.unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            ),
+            (Some(0), String::new()),
+            "{format}: a reader gone is not an error"
+        );
+    }
+}
+
 /// Usage errors of every command exit 2 with a message naming the flag, before anything is
 /// opened (the database file is never created), and never repeat a secret given on the line.
 #[tokio::test]

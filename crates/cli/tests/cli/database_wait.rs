@@ -60,8 +60,10 @@ async fn serve_waits_for_a_database_that_comes_up_later() {
         assert_eq!(v["status"], "unavailable", "{body}");
         let reason = v["reason"].as_str().unwrap();
         assert!(reason.starts_with("database unavailable: "), "{reason}");
+        // Why, not where: anyone may read /readyz (the log names the database).
+        assert!(reason.contains("Connection refused"), "{reason}");
         assert!(
-            reason.contains("postgres://postgres:***@127.0.0.1:"),
+            !reason.contains("127.0.0.1") && !reason.contains("postgres://"),
             "{reason}"
         );
         assert!(!reason.contains(PASSWORD), "{reason}");

@@ -706,3 +706,107 @@ async fn four_writers_on_two_instances_lose_nothing() {
         );
     }
 }
+
+/// An account with many writes waiting for it — behind a long transaction of its own — takes
+/// none of the writer connections other accounts need: of its writes in one instance, one
+/// waits for the account's database lock, the others wait in the instance holding nothing.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set DATACUBE_TEST_POSTGRES (scripts/test does)"
+)]
+async fn a_busy_account_leaves_the_writers_to_the_others() {
+    const BUSY: &str = "wxbusy0000000000001";
+    let (_dir, db) = temp_db();
+    add_account(&db, APPID, SECRET).await;
+    add_account(&db, BUSY, SECRET).await;
+    // Writer connections are twice the CPUs by default: more waiting writes than that.
+    let a = serve(&db, &["--admin-token", ADMIN]).await;
+    access_token(&a.base, BUSY, SECRET).await;
+    // The busy account's quota row held by a long transaction (as a backfill of it would
+    // hold its lock): its token requests wait.
+    let (unlock, locked) = std::sync::mpsc::channel::<()>();
+    let (held, is_held) = tokio::sync::oneshot::channel();
+    let holder = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+            let mut tx = client.transaction().unwrap();
+            tx.query("SELECT * FROM quota WHERE appid = $1 FOR UPDATE", &[&BUSY])
+                .unwrap();
+            held.send(()).unwrap();
+            let _ = locked.recv_timeout(Duration::from_secs(30));
+            tx.commit().unwrap();
+        })
+    };
+    is_held.await.unwrap();
+    let waiting: Vec<_> = (0..12)
+        .map(|_| {
+            let base = a.base.clone();
+            tokio::spawn(async move { token(&base, BUSY, SECRET).await.status() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    access_token(&a.base, APPID, SECRET).await;
+    let took = started.elapsed();
+    unlock.send(()).unwrap();
+    holder.join().unwrap();
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), 200);
+    }
+    assert!(
+        took < Duration::from_millis(500),
+        "another account's token took {took:?} while twelve requests waited for a busy one"
+    );
+}
+
+/// A bulk load of thousands of small accounts does not exhaust PostgreSQL's lock table
+/// (`max_locks_per_transaction` × connections, shared by every session of the server): its
+/// transactions hold 64 accounts at most, each locked. On a cluster of its own with a small
+/// lock table (with every account in one transaction: "out of shared memory").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_thousands_of_accounts_fits_the_lock_table() {
+    const ACCOUNTS: usize = 2000;
+    let cluster = Cluster::start_with(|data| {
+        use std::io::Write;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(conf, "max_locks_per_transaction = 10\nmax_connections = 20").unwrap();
+    });
+    let db = cluster.url("pw");
+    let appid = |i: usize| format!("wxlocks{i:012}");
+    add_account(&db, &appid(0), SECRET).await;
+    {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+            client
+                .execute(
+                    "INSERT INTO account (appid, secret_hash, verified, created_at, incarnation)
+                     SELECT 'wxlocks' || lpad(g::text, 12, '0'), secret_hash, verified, created_at, g
+                     FROM account, generate_series(1, $1::bigint - 1) g",
+                    &[&(ACCOUNTS as i64)],
+                )
+                .unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+    let lines: Vec<String> = (0..ACCOUNTS)
+        .map(|i| {
+            format!(
+                r#"{{"type":"message","appid":"{}","id":"m{i}","time":"2026-06-10T09:00:00+08:00","openid":"o{i}","msg_type":"text"}}"#,
+                appid(i)
+            )
+        })
+        .collect();
+    let (code, out, err) = run(&db, &["ingest", "-"], Some(&lines.join("\n"))).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!("{ACCOUNTS} accepted, 0 duplicates, 0 rejected\n")
+    );
+}

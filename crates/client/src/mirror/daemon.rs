@@ -14,7 +14,7 @@ use datacube_api::date::{add_days, china_date, format_date};
 use jiff::civil::Date;
 use jiff::Timestamp;
 
-use super::{claim, run_claimed, run_once, Context, Mirror};
+use super::{run_claimed, run_once, Claimed, Context, Mirror};
 use crate::report::RunReport;
 
 /// A request to run now (`POST /admin/sync/run`): the whole mirror, or one account. Answered
@@ -347,8 +347,19 @@ async fn run_asked(
     if reply.is_closed() {
         return; // the caller gave up waiting: nothing is claimed for an answer nobody reads
     }
-    let claimed = match claim(mirror, ctx, Some((&slot, attempt))).await {
-        Ok(Some(c)) => c,
+    // Claimed only if nothing above changed meanwhile — another instance asked at the same
+    // moment may have claimed a run after the runs were read.
+    let started = (ctx.now)();
+    let claimed = match ctx
+        .store
+        .start_sync_run_unless_busy(
+            (&mirror.name, &slot, attempt),
+            started.as_second(),
+            (STALE, AT_ONCE),
+        )
+        .await
+    {
+        Ok(Some(id)) => Claimed { id, started },
         Ok(None) => {
             let _ = reply.send(Err(Refused::Busy(
                 "another instance started this run first".into(),

@@ -167,6 +167,8 @@ pub(crate) struct LiveTallies {
     pub(super) states: HashMap<(String, Class), LiveState>,
     /// Tallies (re)built from the stored events.
     pub(crate) rebuilds: u64,
+    /// The [`LiveShelf`]'s generation they belong to.
+    generation: u64,
 }
 
 /// Each account's [`LiveTallies`], behind a lock of its own: taken with the account's write
@@ -174,6 +176,9 @@ pub(crate) struct LiveTallies {
 #[derive(Default)]
 pub(crate) struct LiveShelf {
     accounts: std::sync::Mutex<HashMap<String, std::sync::Arc<std::sync::Mutex<LiveTallies>>>>,
+    /// Changed by every [`LiveShelf::clear`]: tallies of an older generation — taken before a
+    /// reset, used after it — start over ([`LiveShelf::current`]).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl LiveShelf {
@@ -195,10 +200,27 @@ impl LiveShelf {
         crate::db::locked(&self.accounts).remove(appid);
     }
 
-    /// Forgets every account's tallies. One in use meanwhile is checked against the stored
-    /// chunks at its next refresh, as any tally is (and so rebuilt).
+    /// Forgets every account's tallies: one taken before and used after is started over
+    /// ([`LiveShelf::current`]) — an SQLite database whose chunks were all deleted numbers new
+    /// ones from 1 again, which the check of a tally against the stored chunks cannot tell.
     pub(crate) fn clear(&self) {
-        crate::db::locked(&self.accounts).clear();
+        let mut accounts = crate::db::locked(&self.accounts);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        accounts.clear();
+    }
+
+    /// `tallies` as they may be used now, in a write transaction of their account: started
+    /// over when the shelf was cleared since they were made.
+    pub(crate) fn current(&self, tallies: &mut LiveTallies) {
+        let now = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        if tallies.generation != now {
+            *tallies = LiveTallies {
+                generation: now,
+                rebuilds: tallies.rebuilds,
+                ..Default::default()
+            };
+        }
     }
 
     /// How many times tallies were built from the stored events, in all.

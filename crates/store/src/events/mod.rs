@@ -41,7 +41,7 @@ pub(crate) use ids::IdCache;
 pub(crate) use live::{
     due_accounts, flush_account, pending_through, recompute_pending, Due, LiveShelf,
 };
-pub(crate) use recompute::{carry_forward, with_events};
+pub(crate) use recompute::{carry_forward, carry_range, with_events};
 use {batch::*, chunk::*, ids::*, live::*, recompute::*};
 
 /// Events are stored by class: the statistics of one class are recomputed from its events

@@ -415,27 +415,9 @@ pub(crate) fn with_events(db: &dyn Db) -> Result<Vec<String>> {
 /// event), so that days without events have their rows too. Returns whether it did (its
 /// change is then logged).
 pub(crate) fn carry_forward(tx: &dyn Db, yesterday: Date, appid: &str) -> Result<bool> {
-    let Some((_, last)) = crate::days::bounds(tx, appid, Endpoint::GetUserCumulate)? else {
+    let Some(range) = carry_range(tx, yesterday, appid)? else {
         return Ok(false);
     };
-    // Quiet days are stored up to QUIET_STORED past the account's last event, not to a
-    // yesterday centuries on: a far clock jump costs a bounded write, once.
-    let Some(last_event) = tx.one(
-        "SELECT MAX(day) FROM event_chunk WHERE appid = ?1",
-        p![appid],
-        |r| r.opt_int(0),
-    )?
-    else {
-        return Ok(false);
-    };
-    let through = yesterday.min(add_days(
-        datacube_api::date::epoch_day_to_date(last_event),
-        crate::days::QUIET_STORED,
-    ));
-    if last >= through {
-        return Ok(false);
-    }
-    let range = (add_days(last, 1), through);
     let mut history = Vec::new();
     load(
         tx,
@@ -457,4 +439,32 @@ pub(crate) fn carry_forward(tx: &dyn Db, yesterday: Date, appid: &str) -> Result
     job.write(tx, job.run()?)?;
     crate::accounts::bump_change(tx, appid)?;
     Ok(true)
+}
+
+/// The days [`carry_forward`] would add to `appid`'s follower rows, if any (a read: most
+/// accounts need none, and are not written).
+pub(crate) fn carry_range(
+    db: &dyn Db,
+    yesterday: Date,
+    appid: &str,
+) -> Result<Option<(Date, Date)>> {
+    let tx = db;
+    let Some((_, last)) = crate::days::bounds(tx, appid, Endpoint::GetUserCumulate)? else {
+        return Ok(None);
+    };
+    // Quiet days are stored up to QUIET_STORED past the account's last event, not to a
+    // yesterday centuries on: a far clock jump costs a bounded write, once.
+    let Some(last_event) = tx.one(
+        "SELECT MAX(day) FROM event_chunk WHERE appid = ?1",
+        p![appid],
+        |r| r.opt_int(0),
+    )?
+    else {
+        return Ok(None);
+    };
+    let through = yesterday.min(add_days(
+        datacube_api::date::epoch_day_to_date(last_event),
+        crate::days::QUIET_STORED,
+    ));
+    Ok((last < through).then(|| (add_days(last, 1), through)))
 }
