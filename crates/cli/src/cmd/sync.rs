@@ -50,7 +50,7 @@ pub struct SyncArgs {
     /// The account's authorizer_refresh_token (with `--appid` and `--component-appid`).
     #[arg(long, env = "DATACUBE_REFRESH_TOKEN", hide_env_values = true)]
     refresh_token: Option<String>,
-    /// What to mirror, from where and when, in a TOML file (README: "A daily mirror"); the
+    /// What to mirror, from where and when, in a TOML file (docs/sync.md: "A daily mirror"); the
     /// flags below override its settings.
     #[arg(long, conflicts_with_all = ["appid", "component_appid"])]
     config: Option<PathBuf>,
