@@ -116,16 +116,6 @@ impl Outcome {
         }
     }
 
-    /// The exit code of `datacube sync`: 0 all done, 3 partly done (or interrupted after
-    /// some of it), 1 nothing done.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Outcome::Ok => 0,
-            Outcome::Partial | Outcome::Interrupted => 3,
-            Outcome::Failed | Outcome::Credentials => 1,
-        }
-    }
-
     /// The outcome of parts that ended so (an empty list is [`Outcome::Ok`]).
     pub fn of(parts: impl IntoIterator<Item = Outcome>) -> Outcome {
         let (mut ok, mut bad, mut interrupted) = (false, false, false);
@@ -468,9 +458,5 @@ mod tests {
         assert_eq!(Outcome::of([Credentials, Credentials]), Credentials);
         assert_eq!(Outcome::of([Credentials, Failed]), Failed);
         assert_eq!(Outcome::of([Ok, Credentials]), Partial);
-        assert_eq!(
-            [Ok, Partial, Failed, Interrupted, Credentials].map(Outcome::exit_code),
-            [0, 3, 1, 3, 1]
-        );
     }
 }

@@ -327,7 +327,7 @@ fn print_report(report: &RunReport, format: ReportFormat) -> Result<()> {
             (Level::Error, _) => eprintln!("error: {line}"),
         }
     }
-    let code = report.outcome.exit_code();
+    let code = exit_code(report.outcome);
     if code == 0 {
         return Ok(());
     }
@@ -383,7 +383,7 @@ fn log_report(report: &RunReport, json: bool) {
     let outcome = report.outcome.as_str();
     // For `serve --mirror`'s /metrics (the mirror names come from its configuration).
     super::mirror_metrics::record(report);
-    if report.outcome.exit_code() == 0 {
+    if exit_code(report.outcome) == 0 {
         tracing::info!(mirror = %report.mirror, outcome, rows = report.rows_stored, "mirror run done");
     } else {
         tracing::error!(mirror = %report.mirror, outcome, failures = ?report.failures(), "mirror run did not complete");
@@ -675,5 +675,16 @@ impl datacube_server::mirror::MirrorRunner for Runner {
                 Err(_) => Err(busy()),
             }
         })
+    }
+}
+
+/// The exit code of `datacube sync` for a run that ended so: 0 all done, 3 partly done (or
+/// interrupted after some of it), 1 nothing done — the binary's to choose, not the client's.
+fn exit_code(outcome: datacube_client::report::Outcome) -> u8 {
+    use datacube_client::report::Outcome;
+    match outcome {
+        Outcome::Ok => 0,
+        Outcome::Partial | Outcome::Interrupted => 3,
+        Outcome::Failed | Outcome::Credentials => 1,
     }
 }
