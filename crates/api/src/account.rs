@@ -43,40 +43,7 @@ impl fmt::Display for Appid {
     }
 }
 
-/// An AppSecret: 1–128 visible ASCII characters. Never shown: `Debug` prints `Secret(***)`
-/// and there is no `Display`; [`Secret::expose`] is for hashing it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Checks `secret`; the error never repeats it.
-    pub fn parse(secret: &str) -> Result<Secret, String> {
-        if secret.is_empty() || secret.len() > 128 || !secret.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err("secret must be 1 to 128 visible ASCII characters".into());
-        }
-        Ok(Secret(secret.to_owned()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether it is shorter than WeChat's 32 characters: a chosen secret that short may be
-    /// guessed, as nothing slows guesses down (see docs/compatibility.md).
-    pub fn is_short(&self) -> bool {
-        self.0.len() < SHORTEST_SAFE
-    }
-}
-
-/// The length of WeChat's AppSecrets (32 hex digits: 128 bits).
-pub const SHORTEST_SAFE: usize = 32;
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use crate::secret::{Secret, SHORTEST_SAFE};
 
 /// How a fast hash starts: `$hmac-sha256$<salt>$<mac>`, the salt and the MAC in base64
 /// without padding.

@@ -22,6 +22,7 @@ pub mod endpoint;
 pub mod error;
 pub mod json;
 pub mod row;
+pub mod secret;
 pub mod text;
 pub mod token;
 

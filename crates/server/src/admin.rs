@@ -103,7 +103,11 @@ impl IntoResponse for AdminError {
 
 /// Whether `headers` carry the admin token (`Authorization: Bearer …`).
 pub(crate) fn shows_admin_token(app: &App, headers: &axum::http::HeaderMap) -> bool {
-    let expected = app.config().admin_token.as_deref();
+    let expected = app
+        .config()
+        .admin_token
+        .as_ref()
+        .map(datacube_api::secret::Secret::expose);
     let given = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -120,7 +124,12 @@ impl axum::extract::FromRequest<App> for Admitted {
     type Rejection = AdminError;
 
     async fn from_request(req: Request, app: &App) -> Result<Admitted, AdminError> {
-        let Some(expected) = app.config().admin_token.as_deref() else {
+        let Some(expected) = app
+            .config()
+            .admin_token
+            .as_ref()
+            .map(datacube_api::secret::Secret::expose)
+        else {
             return Err(AdminError::new(
                 StatusCode::NOT_FOUND,
                 "the admin API is disabled: start serve with --admin-token or DATACUBE_ADMIN_TOKEN",
@@ -809,8 +818,8 @@ async fn add_component(State(app): State<App>, Admitted(body): Admitted) -> Resp
     let record = datacube_store::ComponentRecord {
         appid: new.appid,
         secret_hash: hash,
-        token: new.token,
-        aes_key: new.aes_key,
+        token: datacube_api::secret::Secret::new(new.token),
+        aes_key: datacube_api::secret::Secret::new(new.aes_key),
         event_url: new.event_url,
         created_at: app.clock().unix(),
     };

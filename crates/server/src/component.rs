@@ -495,7 +495,7 @@ async fn query_auth(app: App, component: ComponentRecord, body: Value) -> Answer
             authorizer_appid: authorizer,
             authorizer_access_token: token,
             expires_in: datacube_api::token::LIFETIME_SECONDS,
-            authorizer_refresh_token: grant.refresh_token.clone(),
+            authorizer_refresh_token: grant.refresh_token.expose().to_owned(),
             func_info: func_info(&grant.sets),
         },
     }))
@@ -515,7 +515,7 @@ async fn grant_of(app: &App, component: &ComponentRecord, body: &Value) -> Resul
 /// answer always echoes the refresh token (WxJava stores whatever comes back).
 async fn authorizer_token(app: App, component: ComponentRecord, body: Value) -> Answer {
     let grant = grant_of(&app, &component, &body).await?;
-    if text(&body, "authorizer_refresh_token") != Some(grant.refresh_token.as_str()) {
+    if text(&body, "authorizer_refresh_token") != Some(grant.refresh_token.expose()) {
         return Err(ErrCode::RefreshTokenInvalid);
     }
     let token = new_token();
@@ -531,7 +531,7 @@ async fn authorizer_token(app: App, component: ComponentRecord, body: Value) -> 
     Ok(answer_of(&answers::AuthorizerToken {
         authorizer_access_token: token,
         expires_in: datacube_api::token::LIFETIME_SECONDS,
-        authorizer_refresh_token: grant.refresh_token,
+        authorizer_refresh_token: grant.refresh_token.expose().to_owned(),
     }))
 }
 
@@ -569,7 +569,7 @@ async fn authorizer_info(app: App, component: ComponentRecord, body: Value) -> A
         authorization_info: answers::Authorization {
             func_info: func_info(&grant.sets),
             authorizer_appid: grant.authorizer,
-            authorizer_refresh_token: grant.refresh_token,
+            authorizer_refresh_token: grant.refresh_token.expose().to_owned(),
         },
     }))
 }
@@ -593,7 +593,7 @@ async fn authorizer_list(app: App, component: ComponentRecord, body: Value) -> A
         .take(count)
         .map(|g| answers::Authorizer {
             authorizer_appid: g.authorizer.clone(),
-            refresh_token: g.refresh_token.clone(),
+            refresh_token: g.refresh_token.expose().to_owned(),
             auth_time: g.auth_time,
         })
         .collect();
@@ -617,14 +617,14 @@ pub(crate) async fn push(
     let Some(url) = component.event_url.as_deref() else {
         return Err(format!("component {} has no event URL", component.appid));
     };
-    let key = datacube_push::crypto::AesKey::from_encoding_key(&component.aes_key)
+    let key = datacube_push::crypto::AesKey::from_encoding_key(component.aes_key.expose())
         .map_err(|e| format!("the component's EncodingAESKey: {e}"))?;
     let encrypt = key.encrypt(plaintext, &component.appid);
     let timestamp = now.to_string();
     let nonce = (rand::rng().next_u32() % 1_000_000_000).to_string();
-    let signature = datacube_push::sign::signature(&component.token, &timestamp, &nonce);
+    let signature = datacube_push::sign::signature(component.token.expose(), &timestamp, &nonce);
     let msg_signature =
-        datacube_push::sign::msg_signature(&component.token, &timestamp, &nonce, &encrypt);
+        datacube_push::sign::msg_signature(component.token.expose(), &timestamp, &nonce, &encrypt);
     let body = format!(
         "<xml><AppId><![CDATA[{}]]></AppId><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>",
         component.appid
@@ -791,7 +791,7 @@ pub(crate) async fn authorize(
                 component: component.appid.clone(),
                 authorizer: authorizer.to_owned(),
                 sets,
-                refresh_token: refresh_token.clone(),
+                refresh_token: datacube_api::secret::Secret::new(refresh_token.clone()),
                 auth_time: now,
             },
             incarnation,

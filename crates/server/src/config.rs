@@ -12,7 +12,7 @@ pub const DEFAULT_STATS_MEMORY_MIB: usize = 192;
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Bearer token of the admin API; `None` disables it.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<datacube_api::secret::Secret>,
     /// Daily quota of `/cgi-bin/token` per account (45009 past it).
     pub token_daily_quota: u32,
     /// Daily quota of each datacube endpoint per account; `None` means unlimited

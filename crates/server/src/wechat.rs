@@ -580,7 +580,7 @@ async fn token(app: App, req: Request) -> Response {
         Ok(Issued::Token { token, expires_in }) => {
             tracing::debug!(appid, "issued an access token");
             metrics::counter!("datacube_tokens_issued_total", "kind" => "basic").increment(1);
-            wechat_response(token_body(&token, expires_in), 0)
+            wechat_response(token_body(token.expose(), expires_in), 0)
         }
         Ok(Issued::QuotaExceeded) => {
             metrics::counter!("datacube_quota_refusals_total", "api" => "token").increment(1);
@@ -636,7 +636,7 @@ async fn stable_token(app: App, req: Request) -> Response {
     match issued {
         Ok(Issued::Token { token, expires_in }) => {
             metrics::counter!("datacube_tokens_issued_total", "kind" => "stable").increment(1);
-            wechat_response(token_body(&token, expires_in), 0)
+            wechat_response(token_body(token.expose(), expires_in), 0)
         }
         Ok(Issued::QuotaExceeded) => {
             metrics::counter!("datacube_quota_refusals_total", "api" => "stable_token")

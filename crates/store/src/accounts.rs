@@ -1,5 +1,7 @@
 //! Accounts, access tokens, quotas and the change log, on either backend.
 
+use datacube_api::secret::Secret;
+
 use datacube_api::date::{china_date, format_date};
 use datacube_api::token::{
     LIFETIME_SECONDS, OVERLAP_SECONDS, STABLE_DAILY_QUOTA, STABLE_FORCE_REFRESH_DAILY,
@@ -122,7 +124,7 @@ pub(crate) fn issue_basic_token(
     )?;
     insert_token(tx, &token, appid, TokenKind::Basic, now)?;
     Ok(Issued::Token {
-        token,
+        token: Secret::new(token),
         expires_in: LIFETIME_SECONDS,
     })
 }
@@ -187,7 +189,7 @@ pub(crate) fn stable_token(
                 )?;
                 insert_token(tx, &candidate, appid, TokenKind::Stable, now)?;
                 Issued::Token {
-                    token: candidate,
+                    token: Secret::new(candidate),
                     expires_in: LIFETIME_SECONDS,
                 }
             }
@@ -200,7 +202,7 @@ pub(crate) fn stable_token(
             _ => {
                 insert_token(tx, &candidate, appid, TokenKind::Stable, now)?;
                 Issued::Token {
-                    token: candidate,
+                    token: Secret::new(candidate),
                     expires_in: LIFETIME_SECONDS,
                 }
             }
@@ -261,7 +263,7 @@ fn account_from_row(r: &dyn DbRow) -> Result<AccountRecord> {
 
 fn token_from_row(r: &dyn DbRow) -> Result<TokenRecord> {
     Ok(TokenRecord {
-        token: r.text(0)?.to_owned(),
+        token: Secret::new(r.text(0)?),
         appid: r.text(1)?.to_owned(),
         kind: TokenKind::parse(r.text(2)?),
         issued_at: r.int(3)?,

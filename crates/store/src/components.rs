@@ -2,6 +2,8 @@
 //! authorization codes, the accounts' grants of permission sets, and their tokens (kept in the
 //! `token` table beside the accounts' own).
 
+use datacube_api::secret::Secret;
+
 use datacube_api::token::LIFETIME_SECONDS;
 
 use crate::db::{p, Db, DbRow};
@@ -33,8 +35,8 @@ fn component_from_row(r: &dyn DbRow) -> Result<ComponentRecord> {
     Ok(ComponentRecord {
         appid: r.text(0)?.to_owned(),
         secret_hash: r.text(1)?.to_owned(),
-        token: r.text(2)?.to_owned(),
-        aes_key: r.text(3)?.to_owned(),
+        token: Secret::new(r.text(2)?),
+        aes_key: Secret::new(r.text(3)?),
         event_url: r.opt_text(4)?.map(str::to_owned),
         created_at: r.int(5)?,
     })
@@ -182,7 +184,7 @@ fn grant_from_row(r: &dyn DbRow) -> Result<Grant> {
             .split(',')
             .filter_map(|s| s.parse().ok())
             .collect(),
-        refresh_token: r.text(3)?.to_owned(),
+        refresh_token: Secret::new(r.text(3)?),
         auth_time: r.int(4)?,
     })
 }

@@ -99,6 +99,11 @@ impl<'a> From<&'a String> for V<'a> {
         V::Text(s)
     }
 }
+impl<'a> From<&'a datacube_api::secret::Secret> for V<'a> {
+    fn from(s: &'a datacube_api::secret::Secret) -> Self {
+        V::Text(s.expose())
+    }
+}
 impl<'a> From<&'a [u8]> for V<'a> {
     fn from(b: &'a [u8]) -> Self {
         V::Blob(b)

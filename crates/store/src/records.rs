@@ -1,6 +1,8 @@
 //! What the store keeps and answers: accounts, components, grants, tokens, and the outcomes
 //! of writes.
 
+use datacube_api::secret::Secret;
+
 /// An Official Account known to datacube. The secret is kept only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRecord {
@@ -59,9 +61,9 @@ pub struct ComponentRecord {
     /// Its AppSecret, hashed.
     pub secret_hash: String,
     /// The Token of its pushes (signatures).
-    pub token: String,
+    pub token: Secret,
     /// Its EncodingAESKey (43 characters).
-    pub aes_key: String,
+    pub aes_key: Secret,
     /// Where tickets and authorization events are pushed (授权事件接收URL).
     pub event_url: Option<String>,
     /// Unix seconds.
@@ -78,7 +80,7 @@ pub struct Grant {
     /// The `funcscope_category` ids granted, in the order given.
     pub sets: Vec<u32>,
     /// The `authorizer_refresh_token`; a new authorization replaces it.
-    pub refresh_token: String,
+    pub refresh_token: Secret,
     /// Unix seconds.
     pub auth_time: i64,
 }
@@ -87,7 +89,7 @@ pub struct Grant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     /// The token string.
-    pub token: String,
+    pub token: Secret,
     /// Whose it is.
     pub appid: String,
     /// Which API issued it.
@@ -132,7 +134,7 @@ pub enum Issued {
     /// A token and its remaining lifetime in seconds.
     Token {
         /// The token.
-        token: String,
+        token: Secret,
         /// `expires_in`.
         expires_in: i64,
     },

@@ -94,7 +94,10 @@ async fn answers(store: &Store, tokens: &[String]) -> Vec<String> {
         let record = store.token(t).await.unwrap().expect("a token issued");
         out.push(format!(
             "{} {} {} {:?}",
-            record.appid, record.token, record.expires_at, record.invalid_after
+            record.appid,
+            record.token.expose(),
+            record.expires_at,
+            record.invalid_after
         ));
     }
     out

@@ -181,8 +181,8 @@ async fn component_add(
     let record = datacube_store::ComponentRecord {
         appid: appid.clone(),
         secret_hash: hash,
-        token,
-        aes_key,
+        token: token.into(),
+        aes_key: aes_key.into(),
         event_url,
         created_at: jiff::Timestamp::now().as_second(),
     };

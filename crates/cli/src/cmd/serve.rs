@@ -211,7 +211,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .transpose()?;
     let clock = args.clock.clock();
     let mut config = Config {
-        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        admin_token: args
+            .admin_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(Into::into),
         token_daily_quota: args.token_quota,
         api_daily_quota: args.api_quota,
         retire_legacy_articles: args.retire_legacy_articles,

@@ -224,7 +224,7 @@ fn flag_sources(args: &SyncArgs, m: &mut Mirror) -> Result<()> {
         };
         m.accounts.push(AccountSource {
             appid: appid.clone(),
-            secret: Secret(secret.clone()),
+            secret: Secret::new(secret.clone()),
             secret_from: "--secret (or DATACUBE_SECRET)".to_owned(),
         });
         return Ok(());
@@ -235,7 +235,7 @@ fn flag_sources(args: &SyncArgs, m: &mut Mirror) -> Result<()> {
         ));
     }
     let authorizers = match (&args.appid, &args.refresh_token) {
-        (Some(appid), Some(refresh)) => vec![(appid.clone(), Secret(refresh.clone()))],
+        (Some(appid), Some(refresh)) => vec![(appid.clone(), Secret::new(refresh.clone()))],
         (Some(_), None) => {
             return Err(Exit::usage(
                 "--appid with --component-appid needs --refresh-token",
@@ -245,9 +245,9 @@ fn flag_sources(args: &SyncArgs, m: &mut Mirror) -> Result<()> {
     };
     m.component = Some(ComponentSource {
         appid: component.clone(),
-        secret: Secret(args.component_secret.clone().unwrap_or_default()),
-        ticket: args.component_ticket.clone().map(Secret),
-        token: args.component_token.clone().map(Secret),
+        secret: Secret::new(args.component_secret.clone().unwrap_or_default()),
+        ticket: args.component_ticket.clone().map(Secret::new),
+        token: args.component_token.clone().map(Secret::new),
         authorizers,
     });
     Ok(())

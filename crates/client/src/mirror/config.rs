@@ -347,7 +347,7 @@ fn one_secret(
     if value.is_empty() {
         return Err(format!("{at}: {key} is empty"));
     }
-    Ok(Some(Secret(value)))
+    Ok(Some(Secret::new(value)))
 }
 
 /// `https://…` or `http://…`, without a trailing slash.
@@ -445,7 +445,7 @@ mod tests {
         assert_eq!(m.timeouts.answer, Duration::from_millis(2500));
         assert_eq!(m.max_answer, 1 << 20);
         assert_eq!((m.run_retries, m.retry_delay), (5, Duration::from_secs(30)));
-        assert_eq!(m.accounts[1].secret.0, "s3cret-from-env");
+        assert_eq!(m.accounts[1].secret.expose(), "s3cret-from-env");
         let c = m.component.unwrap();
         assert_eq!(c.authorizers[0].0, "wx3");
         assert!(

@@ -31,15 +31,7 @@ pub use daemon::{
     daemon, next_slot, DaemonInfo, OnDemand, Refused, Reload, RunRequest, Started, STALE,
 };
 
-/// A secret: never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use datacube_api::secret::Secret;
 
 /// An account to mirror with its own AppSecret.
 #[derive(Debug, Clone)]
@@ -279,9 +271,9 @@ pub async fn targets(
     if let Some(c) = &mirror.component {
         let authorizer = |refresh_token: String| Authorizer {
             component_appid: c.appid.clone(),
-            component_secret: c.secret.0.clone(),
-            ticket: c.ticket.as_ref().map(|t| t.0.clone()),
-            component_token: c.token.as_ref().map(|t| t.0.clone()),
+            component_secret: c.secret.expose().to_owned(),
+            ticket: c.ticket.as_ref().map(|t| t.expose().to_owned()),
+            component_token: c.token.as_ref().map(|t| t.expose().to_owned()),
             refresh_token,
         };
         let listed = if c.authorizers.is_empty() {
@@ -303,7 +295,7 @@ pub async fn targets(
         } else {
             c.authorizers
                 .iter()
-                .map(|(a, r)| (a.clone(), r.0.clone()))
+                .map(|(a, r)| (a.clone(), r.expose().to_owned()))
                 .collect()
         };
         for (appid, refresh) in listed {
@@ -355,7 +347,7 @@ pub async fn plan(mirror: &Mirror, ctx: &Context, appid: &str) -> Result<Plan, S
 pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> AccountReport {
     let appid = target.appid.as_str();
     let client = match &target.access {
-        Access::Secret(s) => mirror.client(appid, &s.0, None),
+        Access::Secret(s) => mirror.client(appid, s.expose(), None),
         Access::Component(a) => mirror.client(appid, "", Some(a.clone())),
     };
     let client = match client {
@@ -437,9 +429,12 @@ async fn local_account(
     let existing = ctx.store.account(appid).await?;
     let secrets = ctx.secrets.clone();
     let (secret, said) = match (access, &existing) {
-        (Access::Secret(s), None) => (s.0.clone(), "added the local account with the same secret"),
+        (Access::Secret(s), None) => (
+            s.expose().to_owned(),
+            "added the local account with the same secret",
+        ),
         (Access::Secret(s), Some(a)) => {
-            let (secret, hash) = (s.0.clone(), a.secret_hash.clone());
+            let (secret, hash) = (s.expose().to_owned(), a.secret_hash.clone());
             let same = {
                 let secrets = secrets.clone();
                 tokio::task::spawn_blocking(move || secrets.verify(&secret, &hash))
@@ -450,7 +445,7 @@ async fn local_account(
                 return Ok(None);
             }
             (
-                s.0.clone(),
+                s.expose().to_owned(),
                 "updated the local account's secret to the one the upstream accepted",
             )
         }

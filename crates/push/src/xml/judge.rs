@@ -90,8 +90,8 @@ impl Mode {
     }
 }
 
-/// What a reply is checked against.
-#[derive(Debug, Clone)]
+/// What a reply is checked against. `Debug` shows no token.
+#[derive(Clone)]
 pub struct Expect<'a> {
     /// The mode of the push.
     pub mode: Mode,
@@ -105,6 +105,19 @@ pub struct Expect<'a> {
     pub openid: &'a str,
     /// The account it must come from (`FromUserName`).
     pub original_id: &'a str,
+}
+
+impl std::fmt::Debug for Expect<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expect")
+            .field("mode", &self.mode)
+            .field("token", &"***")
+            .field("key", &self.key.map(|_| "***"))
+            .field("appid", &self.appid)
+            .field("openid", &self.openid)
+            .field("original_id", &self.original_id)
+            .finish()
+    }
 }
 
 /// Judges the body of a 200 answer as WeChat does (reference §6.4).
