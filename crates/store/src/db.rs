@@ -316,8 +316,9 @@ fn values_sql(head: &str, tail: &str, width: usize, rows: usize, mark: char) -> 
     sql
 }
 
-/// Logs one account's change with the next number (`?1`: the appid). Numbers are drawn by one
-/// writer at a time: SQLite's, or on PostgreSQL the holder of [`crate::scope::CHANGES`].
+/// Logs one account's change with the next number (`?1`: the appid), on SQLite, whose one
+/// writer at a time draws numbers in commit order (PostgreSQL draws one per commit, under
+/// [`crate::scope::CHANGES`]: `postgres::committed`).
 pub(crate) const LOG_CHANGE: &str = "INSERT INTO stat_change (appid, seq)
      VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM stat_change))
      ON CONFLICT (appid) DO UPDATE SET seq = excluded.seq";

@@ -661,7 +661,7 @@ impl Store {
     ) -> Result<Option<i64>> {
         let (mirror, slot) = (mirror.to_owned(), slot.map(str::to_owned));
         self.run(move |s| {
-            s.write(&Scope::named(&format!("mirror:{mirror}")), |tx| {
+            s.write(&Scope::mirror(&mirror), |tx| {
                 sync::start_run(tx, &mirror, slot.as_deref(), attempt, started)
             })
         })
@@ -680,7 +680,7 @@ impl Store {
     ) -> Result<Option<i64>> {
         let (mirror, slot) = (mirror.to_owned(), slot.to_owned());
         self.run(move |s| {
-            s.write(&Scope::named(&format!("mirror:{mirror}")), |tx| {
+            s.write(&Scope::mirror(&mirror), |tx| {
                 sync::start_run_unless_busy(
                     tx,
                     (&mirror, &slot, attempt),

@@ -15,7 +15,7 @@
 use std::sync::{Condvar, Mutex};
 
 use crate::db::{Db, PgClient, PgDb, Prepared};
-use crate::scope::{Scope, CHANGES, GLOBAL, MIGRATE, MOST_KEYS};
+use crate::scope::{Scope, CHANGES, GLOBAL, MIGRATE};
 use crate::{schema, Result, StoreError};
 
 /// A pool's size from the environment variable `var` (a positive number), else twice the
@@ -434,12 +434,6 @@ impl Postgres {
         f: impl FnOnce(&dyn Db) -> Result<T>,
     ) -> Result<T> {
         let waiting = crate::db::Waiting::start("write");
-        let whole = Scope::whole();
-        let scope = if scope.keys().len() > MOST_KEYS {
-            &whole
-        } else {
-            scope
-        };
         let _gated = self.gates.enter(scope.keys());
         self.writers.with(self, |conn| {
             let (client, prepared) = conn.parts();

@@ -70,10 +70,19 @@ impl Scope {
         }
     }
 
+    /// The writes of `mirror`'s runs (`datacube sync`, `serve --mirror`): its claims in turn.
+    pub(crate) fn mirror(mirror: &str) -> Scope {
+        Scope::named(&format!("mirror:{mirror}"))
+    }
+
+    /// `keys` locked one by one — or, past [`MOST_KEYS`], the whole store.
     fn keyed(keys: impl IntoIterator<Item = i64>) -> Scope {
         let mut keys: Vec<i64> = keys.into_iter().collect();
         keys.sort_unstable();
         keys.dedup();
+        if keys.len() > MOST_KEYS {
+            return Scope::whole();
+        }
         Scope { keys, whole: false }
     }
 
@@ -122,5 +131,14 @@ mod tests {
         assert_ne!(Scope::account("x").keys(), Scope::named("x").keys());
         assert!(Scope::own_rows().keys().is_empty() && !Scope::own_rows().is_whole());
         assert!(Scope::whole().is_whole());
+    }
+
+    #[test]
+    fn too_many_accounts_take_the_whole_store() {
+        let names: Vec<String> = (0..=MOST_KEYS).map(|i| format!("wx{i}")).collect();
+        assert!(Scope::accounts(names.iter().map(String::as_str)).is_whole());
+        let fewer = Scope::accounts(names[..MOST_KEYS].iter().map(String::as_str));
+        assert_eq!(fewer.keys().len(), MOST_KEYS);
+        assert!(!fewer.is_whole());
     }
 }

@@ -11,6 +11,19 @@ pub const POSTGRES_ENV: &str = "DATACUBE_TEST_POSTGRES";
 /// The prefix of the databases tests create (`scripts/test` drops them before a run).
 pub const DATABASE_PREFIX: &str = "dctest_";
 
+/// The inverse of PostgreSQL's schema version 7 (appid first in every key): for tests that
+/// put a database back to an older layout to check a migration.
+pub const UNDO_POSTGRES_ACCOUNT_KEYS: &str = "
+    ALTER TABLE token DROP CONSTRAINT token_pkey;
+    ALTER TABLE token ADD PRIMARY KEY (token);
+    DROP INDEX token_by_token;
+    ALTER TABLE event_chunk DROP CONSTRAINT event_chunk_pkey;
+    ALTER TABLE event_chunk ADD PRIMARY KEY (seq);
+    ALTER TABLE event_id_delta DROP CONSTRAINT event_id_delta_pkey;
+    ALTER TABLE event_id_delta ADD PRIMARY KEY (seq);
+    CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq, stamp);
+";
+
 /// Whether tests run against PostgreSQL.
 pub fn postgres_server() -> Option<String> {
     std::env::var(POSTGRES_ENV).ok().filter(|s| !s.is_empty())

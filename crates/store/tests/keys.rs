@@ -126,17 +126,10 @@ fn back_before_account_keys(url: &str) {
         }
         let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         client
-            .batch_execute(
-                "ALTER TABLE token DROP CONSTRAINT token_pkey;
-                 ALTER TABLE token ADD PRIMARY KEY (token);
-                 DROP INDEX token_by_token;
-                 ALTER TABLE event_chunk DROP CONSTRAINT event_chunk_pkey;
-                 ALTER TABLE event_chunk ADD PRIMARY KEY (seq);
-                 ALTER TABLE event_id_delta DROP CONSTRAINT event_id_delta_pkey;
-                 ALTER TABLE event_id_delta ADD PRIMARY KEY (seq);
-                 CREATE INDEX event_id_delta_by_app ON event_id_delta (appid, seq, stamp);
-                 UPDATE datacube_schema SET version = 6;",
-            )
+            .batch_execute(datacube_store::testing::UNDO_POSTGRES_ACCOUNT_KEYS)
+            .unwrap();
+        client
+            .batch_execute("UPDATE datacube_schema SET version = 6")
             .unwrap();
     })
     .join()

@@ -110,16 +110,13 @@ fn back_to_compressed(url: &str, only_compress: bool) {
             for v in views {
                 client.batch_execute(&format!("DROP VIEW {v}")).unwrap();
             }
+            // Version 7's keys, then version 6's stamps.
+            client
+                .batch_execute(datacube_store::testing::UNDO_POSTGRES_ACCOUNT_KEYS)
+                .unwrap();
             client
                 .batch_execute(
-                    // Version 7's keys, then version 6's stamps.
-                    "ALTER TABLE token DROP CONSTRAINT token_pkey;
-                     ALTER TABLE token ADD PRIMARY KEY (token);
-                     DROP INDEX token_by_token;
-                     ALTER TABLE event_chunk DROP CONSTRAINT event_chunk_pkey;
-                     ALTER TABLE event_chunk ADD PRIMARY KEY (seq);
-                     ALTER TABLE event_id_delta DROP CONSTRAINT event_id_delta_pkey;
-                     ALTER TABLE event_id_delta ADD PRIMARY KEY (seq);
+                    "DROP INDEX event_id_delta_by_app;
                      DROP TABLE view_clock;
                      ALTER TABLE event_id_delta DROP COLUMN stamp;
                      ALTER TABLE event_app DROP COLUMN id_stamp;

@@ -519,6 +519,23 @@ async fn demo_events_are_deterministic_and_ingestible() {
     );
 }
 
+/// `datacube export` of wx1's getarticlesummary of 2026-06-01 in `format`.
+fn export_articles(format: &str) -> [&str; 11] {
+    [
+        "export",
+        "--appid",
+        "wx1",
+        "--endpoint",
+        "getarticlesummary",
+        "--from",
+        "2026-06-01",
+        "--to",
+        "2026-06-01",
+        "--format",
+        format,
+    ]
+}
+
 /// A title that a spreadsheet would run as a formula is exported as text (OWASP's CSV
 /// injection rule): `'` before `=`, `+`, `-`, `@`; JSON and NDJSON keep it as it is.
 #[tokio::test]
@@ -537,22 +554,7 @@ async fn csv_exports_neutralise_formulas() {
     assert_eq!(code, 0, "{err}");
     let export = |format: &'static str| {
         let db = db.clone();
-        async move {
-            let args = [
-                "export",
-                "--appid",
-                "wx1",
-                "--endpoint",
-                "getarticlesummary",
-                "--from",
-                "2026-06-01",
-                "--to",
-                "2026-06-01",
-                "--format",
-                format,
-            ];
-            run(&db, &args, None).await.1
-        }
+        async move { run(&db, &export_articles(format), None).await.1 }
     };
     let csv = export("csv").await;
     let lines: Vec<&str> = csv.lines().collect();
@@ -589,19 +591,7 @@ async fn an_export_read_in_part_ends_quietly() {
     assert_eq!(code, 0, "{err}");
     for format in ["csv", "ndjson", "json"] {
         let mut child = datacube(&db)
-            .args([
-                "export",
-                "--appid",
-                "wx1",
-                "--endpoint",
-                "getarticlesummary",
-                "--from",
-                "2026-06-01",
-                "--to",
-                "2026-06-01",
-                "--format",
-                format,
-            ])
+            .args(export_articles(format))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -444,11 +444,10 @@ pub(crate) fn carry_forward(tx: &dyn Db, yesterday: Date, appid: &str) -> Result
 /// The days [`carry_forward`] would add to `appid`'s follower rows, if any (a read: most
 /// accounts need none, and are not written).
 pub(crate) fn carry_range(
-    db: &dyn Db,
+    tx: &dyn Db,
     yesterday: Date,
     appid: &str,
 ) -> Result<Option<(Date, Date)>> {
-    let tx = db;
     let Some((_, last)) = crate::days::bounds(tx, appid, Endpoint::GetUserCumulate)? else {
         return Ok(None);
     };
