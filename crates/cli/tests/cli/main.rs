@@ -12,6 +12,7 @@ mod hostile;
 mod ingest;
 mod instances;
 mod live;
+mod message_snapshots;
 mod mirror;
 mod push;
 mod reset;

@@ -6,6 +6,7 @@ mod control;
 mod dashboard;
 mod described;
 mod endpoints;
+mod error_snapshots;
 mod errors;
 mod events;
 mod front;
