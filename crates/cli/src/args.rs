@@ -87,9 +87,9 @@ pub fn parse_seconds(s: &str) -> Result<f64, String> {
 
 /// An EncodingAESKey given on the command line, checked after parsing (clap's messages would
 /// repeat the key): a usage error names the flag, never the value.
-pub fn aes_key(key: Option<&str>) -> anyhow::Result<Option<datacube_push::AesKey>> {
+pub fn aes_key(key: Option<&str>) -> anyhow::Result<Option<datacube_protocol::AesKey>> {
     key.map(|k| {
-        datacube_push::AesKey::from_encoding_key(k)
+        datacube_protocol::AesKey::from_encoding_key(k)
             .map_err(|e| crate::Exit::usage(format!("--aes-key: {e}")))
     })
     .transpose()

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 /// 40164: the caller's IP is not in the account's whitelist (WeChat answers it for tokens;
 /// datacube never does, so it is not in [`ErrCode`]'s table).
-pub(crate) const IP_NOT_WHITELISTED: i64 = 40164;
+pub const IP_NOT_WHITELISTED: i64 = 40164;
 
 /// The error code an answer carries, if datacube's table knows it.
 fn known(code: i64) -> Option<ErrCode> {

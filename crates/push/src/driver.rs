@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use datacube_engine::event::MsgType;
 use datacube_engine::{Event, Kind};
+use datacube_protocol::crypto::AesKey;
+use datacube_protocol::sign;
+use datacube_protocol::xml::{judge_body, Expect, Mode, Push, PushKind, Verdict};
 use std::io::Write as _;
 
 use rand::{Rng, SeedableRng};
 
-use crate::crypto::AesKey;
 use crate::recorder::{Now, Recorder};
-use crate::sign;
-use crate::xml::{judge_body, Expect, Mode, Push, PushKind, Verdict};
 
 /// WeChat waits this long for an answer.
 pub const WECHAT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -225,11 +225,6 @@ fn xxh(appid: &str, i: u32) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
-}
-
-/// The account's original id when none is given: `gh_` and 12 hex digits derived from the appid.
-pub fn default_original_id(appid: &str) -> String {
-    format!("gh_{:012x}", xxh(appid, 0) & 0xffff_ffff_ffff)
 }
 
 const TEXTS: &[&str] = &[
@@ -703,9 +698,6 @@ mod tests {
         assert_eq!(a, openid("wx1234567890abcdef", 7));
         assert_ne!(a, openid("wx1234567890abcdef", 8));
         assert_ne!(a, openid("wx1234567890abcdee", 7));
-        let gh = default_original_id("wx1234567890abcdef");
-        assert_eq!(gh.len(), 15);
-        assert!(gh.starts_with("gh_"));
     }
 
     #[test]

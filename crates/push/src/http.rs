@@ -2,14 +2,13 @@
 //! requests one after the other, as WeChat's pushers do. No pool, no channels between tasks:
 //! at tens of thousands of pushes a second, the hand-offs of a general client cost more than
 //! the requests (BENCHMARKS.md). Responses are parsed with `httparse`, framed by
-//! [`crate::http1`] (the proxy's rules: ambiguous framing refused); bodies by
+//! [`datacube_protocol::http1`] (the proxy's rules: ambiguous framing refused); bodies by
 //! `Content-Length`, chunked, or up to the end of the connection.
 
 use bytes::{Buf, Bytes, BytesMut};
+use datacube_protocol::http1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-use crate::http1;
 
 /// Response heads larger than this are refused.
 const MAX_HEAD: usize = 64 * 1024;

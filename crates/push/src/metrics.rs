@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::xml::Verdict;
+use datacube_protocol::xml::Verdict;
 
 /// One delivery and its verdict.
 pub(crate) fn callback(source: &'static str, verdict: &Verdict, cost: Duration) {

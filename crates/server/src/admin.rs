@@ -803,7 +803,7 @@ async fn add_component(State(app): State<App>, Admitted(body): Admitted) -> Resp
     };
     if let Err(msg) = Appid::parse(&new.appid)
         .and(Secret::parse(&new.secret))
-        .and(datacube_push::crypto::check_component_keys(
+        .and(datacube_protocol::crypto::check_component_keys(
             &new.token,
             &new.aes_key,
             new.event_url.as_deref(),

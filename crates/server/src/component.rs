@@ -545,7 +545,7 @@ async fn authorizer_info(app: App, component: ComponentRecord, body: Value) -> A
         .await
         .map_err(internal)?
         .is_some_and(|a| a.verified);
-    let user_name = datacube_push::driver::default_original_id(&grant.authorizer);
+    let user_name = datacube_protocol::default_original_id(&grant.authorizer);
     Ok(answer_of(&answers::AuthorizerInfo {
         authorizer_info: answers::AuthorizerAccount {
             nick_name: grant.authorizer.clone(),
@@ -617,14 +617,19 @@ pub(crate) async fn push(
     let Some(url) = component.event_url.as_deref() else {
         return Err(format!("component {} has no event URL", component.appid));
     };
-    let key = datacube_push::crypto::AesKey::from_encoding_key(component.aes_key.expose())
+    let key = datacube_protocol::crypto::AesKey::from_encoding_key(component.aes_key.expose())
         .map_err(|e| format!("the component's EncodingAESKey: {e}"))?;
     let encrypt = key.encrypt(plaintext, &component.appid);
     let timestamp = now.to_string();
     let nonce = (rand::rng().next_u32() % 1_000_000_000).to_string();
-    let signature = datacube_push::sign::signature(component.token.expose(), &timestamp, &nonce);
-    let msg_signature =
-        datacube_push::sign::msg_signature(component.token.expose(), &timestamp, &nonce, &encrypt);
+    let signature =
+        datacube_protocol::sign::signature(component.token.expose(), &timestamp, &nonce);
+    let msg_signature = datacube_protocol::sign::msg_signature(
+        component.token.expose(),
+        &timestamp,
+        &nonce,
+        &encrypt,
+    );
     let body = format!(
         "<xml><AppId><![CDATA[{}]]></AppId><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>",
         component.appid

@@ -35,7 +35,7 @@
 //!   at zero from the start;
 //! - `push` and `proxy` (with `--metrics-listen`): `datacube_callbacks_total{source,verdict}`,
 //!   `datacube_callback_seconds{source}`, `datacube_push_messages_total{outcome}`,
-//!   `datacube_proxy_refused_total{reason}` (`datacube_push::metrics`).
+//!   `datacube_proxy_refused_total{reason}` (`datacube-push`'s `metrics`).
 //!
 //! Labels come from fixed sets, never from what a client sends, so a client cannot make the
 //! number of series grow. Every family has its `# HELP`; the series of fixed label sets are

@@ -1,5 +1,5 @@
 //! `serve --mirror`'s runs on demand: `POST /admin/sync/run` asks the mirror daemon — the CLI's,
-//! built on the client crate, which this crate does not depend on — through [`MirrorRunner`].
+//! built on `datacube-mirror`, which this crate does not depend on — through [`MirrorRunner`].
 
 use std::future::Future;
 use std::pin::Pin;

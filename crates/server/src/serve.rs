@@ -144,7 +144,7 @@ struct Address {
 /// to, or `None` once `shutdown` completes. Each call looks first at the listener after the
 /// one `turn` names, so that a flood on one address never keeps another's connections waiting.
 /// A failed accept — out of file descriptors and the like — is logged and tried again 50 ms
-/// later instead of spinning (as [`datacube_push::http1::accept_until`]).
+/// later instead of spinning (as `datacube proxy`'s accept loop does).
 pub(crate) async fn accept_any<F: Future<Output = ()>>(
     listeners: &[&TcpListener],
     turn: &mut usize,

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use datacube_api::{Appid, Secret};
-use datacube_push::crypto::check_component_keys;
+use datacube_protocol::crypto::check_component_keys;
 use datacube_store::{AccountRecord, DatabaseUrl, StoreError};
 
 use crate::args::DatabaseArg;

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
 
-use datacube_client::mirror::Mirror;
-use datacube_client::report::{Outcome, RunReport};
+use datacube_mirror::report::{Outcome, RunReport};
+use datacube_mirror::Mirror;
 
 /// Accounts per mirror with series of their own: those of the configuration, and a third-party
 /// platform's authorizers as they appear, up to this many (the list comes from the upstream).

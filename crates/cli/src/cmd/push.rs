@@ -73,12 +73,12 @@ enum ModeArg {
     Safe,
 }
 
-impl From<ModeArg> for datacube_push::Mode {
-    fn from(mode: ModeArg) -> datacube_push::Mode {
+impl From<ModeArg> for datacube_protocol::Mode {
+    fn from(mode: ModeArg) -> datacube_protocol::Mode {
         match mode {
-            ModeArg::Plain => datacube_push::Mode::Plain,
-            ModeArg::Compat => datacube_push::Mode::Compat,
-            ModeArg::Safe => datacube_push::Mode::Safe,
+            ModeArg::Plain => datacube_protocol::Mode::Plain,
+            ModeArg::Compat => datacube_protocol::Mode::Compat,
+            ModeArg::Safe => datacube_protocol::Mode::Safe,
         }
     }
 }
@@ -93,8 +93,8 @@ pub async fn run(args: PushArgs) -> Result<()> {
         ));
     }
     let key = aes_key(args.aes_key.as_deref())?;
-    let mode = datacube_push::Mode::from(args.mode);
-    if mode != datacube_push::Mode::Plain && key.is_none() {
+    let mode = datacube_protocol::Mode::from(args.mode);
+    if mode != datacube_protocol::Mode::Plain && key.is_none() {
         return Err(Exit::usage(
             "--mode compat and safe encrypt: give the EncodingAESKey with --aes-key",
         ));
@@ -105,7 +105,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
         original_id: args
             .original_id
             .clone()
-            .unwrap_or_else(|| driver::default_original_id(&args.appid)),
+            .unwrap_or_else(|| datacube_protocol::default_original_id(&args.appid)),
         appid: args.appid.clone(),
         url: args.url.clone(),
         token: args.token.clone(),

@@ -12,10 +12,10 @@ use clap::{Args, ValueEnum};
 use datacube_api::clock::Clock;
 use datacube_api::date::format_date;
 use datacube_api::Endpoint;
-use datacube_client::mirror::{
-    self, AccountSource, ComponentSource, Context, LocalSecrets, Mirror, Secret,
+use datacube_mirror::report::{Level, RunReport};
+use datacube_mirror::{
+    self as mirror, AccountSource, ComponentSource, Context, LocalSecrets, Mirror, Secret,
 };
-use datacube_client::report::{Level, RunReport};
 use datacube_store::Store;
 use jiff::civil::Date;
 
@@ -302,8 +302,8 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     }
     if std::io::stderr().is_terminal() {
         ctx.progress = Some(Arc::new(
-            |appid: &str, plan: &datacube_client::sync::Plan| {
-                Arc::new(Bars::new(appid, plan)) as Arc<dyn datacube_client::sync::Progress>
+            |appid: &str, plan: &datacube_mirror::sync::Plan| {
+                Arc::new(Bars::new(appid, plan)) as Arc<dyn datacube_mirror::sync::Progress>
             },
         ));
     }
@@ -332,7 +332,7 @@ fn print_report(report: &RunReport, format: ReportFormat) -> Result<()> {
         return Ok(());
     }
     let failures = report.failures();
-    let what = if report.outcome == datacube_client::report::Outcome::Interrupted {
+    let what = if report.outcome == datacube_mirror::report::Outcome::Interrupted {
         "interrupted".to_owned()
     } else {
         format!(
@@ -349,7 +349,7 @@ fn print_report(report: &RunReport, format: ReportFormat) -> Result<()> {
     let refused: Vec<&str> = report
         .accounts
         .iter()
-        .filter(|a| a.outcome == datacube_client::report::Outcome::Credentials)
+        .filter(|a| a.outcome == datacube_mirror::report::Outcome::Credentials)
         .map(|a| a.appid.as_str())
         .collect();
     let advice = match (report.retriable(), refused.is_empty()) {
@@ -527,7 +527,7 @@ struct Bars {
 }
 
 impl Bars {
-    fn new(appid: &str, plan: &datacube_client::sync::Plan) -> Bars {
+    fn new(appid: &str, plan: &datacube_mirror::sync::Plan) -> Bars {
         let multi = indicatif::MultiProgress::new();
         let style =
             indicatif::ProgressStyle::with_template("{prefix:>44} {wide_bar} {pos}/{len} {msg}")
@@ -549,7 +549,7 @@ impl Bars {
     }
 }
 
-impl datacube_client::sync::Progress for Bars {
+impl datacube_mirror::sync::Progress for Bars {
     fn window_done(&self, endpoint: Endpoint, rows: usize) {
         if let Some(bar) = self.bars.get(&endpoint) {
             bar.inc(1);
@@ -680,8 +680,8 @@ impl datacube_server::mirror::MirrorRunner for Runner {
 
 /// The exit code of `datacube sync` for a run that ended so: 0 all done, 3 partly done (or
 /// interrupted after some of it), 1 nothing done — the binary's to choose, not the client's.
-fn exit_code(outcome: datacube_client::report::Outcome) -> u8 {
-    use datacube_client::report::Outcome;
+fn exit_code(outcome: datacube_mirror::report::Outcome) -> u8 {
+    use datacube_mirror::report::Outcome;
     match outcome {
         Outcome::Ok => 0,
         Outcome::Partial | Outcome::Interrupted => 3,

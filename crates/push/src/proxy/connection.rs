@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datacube_protocol::http1::Framing;
+use datacube_protocol::xml::Verdict;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -12,8 +14,6 @@ use super::wire::{
     read_request_head, read_response_head, stream_through, Head, ProxyError, RequestHead, Side,
 };
 use super::{Reply, Slot, State, INSPECT_LIMIT, MAX_ANSWER_HEAD, MAX_CHUNKED};
-use crate::http1::Framing;
-use crate::xml::Verdict;
 
 const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n";
 const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";

@@ -2,11 +2,11 @@
 //! and answer through unchanged, and records what it saw.
 //!
 //! The proxy works on the bytes: each client connection is one task that owns it and its own
-//! connection to the upstream, reads a request head (`httparse`, framed by [`crate::http1`]:
-//! ambiguous framing is refused with 400, never forwarded), sends the head and body on as
-//! they came — only the hop-by-hop headers (RFC 9110 §7.6.1: `Connection`, `Keep-Alive`…)
-//! stay on their own hop — and sends the answer back the same way. Nothing is re-encoded:
-//! header names keep their case and order, bodies their framing.
+//! connection to the upstream, reads a request head (`httparse`, framed by
+//! [`datacube_protocol::http1`]: ambiguous framing is refused with 400, never forwarded),
+//! sends the head and body on as they came — only the hop-by-hop headers (RFC 9110 §7.6.1:
+//! `Connection`, `Keep-Alive`…) stay on their own hop — and sends the answer back the same
+//! way. Nothing is re-encoded: header names keep their case and order, bodies their framing.
 //!
 //! A WeChat push (a POST with `signature`, `timestamp` and `nonce`) is also recorded
 //! (`record`): its delivery as one callback (time cost and verdict, judged as `push` judges
@@ -35,13 +35,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datacube_engine::Event;
+use datacube_protocol::crypto::AesKey;
+use datacube_protocol::http1::Framing;
+use datacube_protocol::xml::Verdict;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::crypto::AesKey;
-use crate::http1::Framing;
 use crate::recorder::{Now, Recorder};
-use crate::xml::Verdict;
 
 /// Answer bodies up to this size are read whole, to be judged.
 pub const INSPECT_LIMIT: usize = 1 << 20;
@@ -376,6 +376,31 @@ pub async fn serve_workers(
     result
 }
 
+/// The next connection accepted on `listener` (with `TCP_NODELAY` set), or `None` once
+/// `shutdown` completes. A failed accept — out of file descriptors and the like — is logged and
+/// tried again 50 ms later instead of spinning. (datacube's HTTP server has a loop
+/// of its own, `datacube_server::serve`.)
+async fn accept_until<F: std::future::Future<Output = ()>>(
+    listener: &tokio::net::TcpListener,
+    mut shutdown: std::pin::Pin<&mut F>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => return None,
+        }
+    }
+}
+
 async fn serve_with(
     listener: TcpListener,
     config: ProxyConfig,
@@ -415,9 +440,7 @@ async fn serve_with(
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let Some((mut stream, peer)) =
-            crate::http1::accept_until(&listener, shutdown.as_mut()).await
-        else {
+        let Some((mut stream, peer)) = accept_until(&listener, shutdown.as_mut()).await else {
             break;
         };
         match slots.take() {

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use datacube_engine::event::MsgType;
 use datacube_engine::{Event, Kind};
+use datacube_protocol::http1::{self, Framing};
+use datacube_protocol::sign;
+use datacube_protocol::xml::{self, Expect, Mode, Verdict};
 
 use super::wire::RequestHead;
 use super::{ProxyConfig, Reply, State, OUTBOX};
-use crate::http1::{self, Framing};
-use crate::sign;
-use crate::xml::{self, Expect, Mode, Verdict};
 
 /// Records a POST's delivery (other requests are not pushes), once its answer is written.
 pub(super) async fn record(

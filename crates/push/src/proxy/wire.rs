@@ -1,11 +1,10 @@
 //! The proxy's side of the wire: buffered connections, heads read and framed by
-//! [`crate::http1`], bodies held or streamed, hop-by-hop headers left on their hop.
+//! [`datacube_protocol::http1`], bodies held or streamed, hop-by-hop headers left on their hop.
 
 use bytes::{Buf, BytesMut};
+use datacube_protocol::http1::{self, ChunkScan, Framing, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-use crate::http1::{self, ChunkScan, Framing, Message};
 
 /// A connection's buffered reader.
 pub(super) struct Side {

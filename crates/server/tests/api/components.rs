@@ -473,13 +473,13 @@ async fn receiver() -> Receiver {
             .and_then(|r| r.split("]]>").next())
             .unwrap_or_default();
         let expected =
-            datacube_push::sign::msg_signature(C_TOKEN, &q["timestamp"], &q["nonce"], encrypt);
+            datacube_protocol::sign::msg_signature(C_TOKEN, &q["timestamp"], &q["nonce"], encrypt);
         if q.get("msg_signature") != Some(&expected)
             || q.get("encrypt_type").map(String::as_str) != Some("aes")
         {
             return "bad signature";
         }
-        let key = datacube_push::crypto::AesKey::from_encoding_key(C_AES).unwrap();
+        let key = datacube_protocol::crypto::AesKey::from_encoding_key(C_AES).unwrap();
         let Ok(xml) = key.decrypt(encrypt, C) else {
             return "undecryptable";
         };

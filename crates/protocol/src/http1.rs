@@ -1,7 +1,7 @@
-//! HTTP/1.1 message framing (RFC 9112 §6), once for the whole crate: `push`'s client reads
-//! answers with it, `proxy` reads requests and answers with it. Every ambiguous framing is
-//! refused, never guessed at — two readers that disagree on where a message ends is how
-//! requests are smuggled:
+//! HTTP/1.1 message framing (RFC 9112 §6), written once: `datacube push`'s client reads
+//! answers with it, `datacube proxy` reads requests and answers with it. Every ambiguous
+//! framing is refused, never guessed at — two readers that disagree on where a message ends
+//! is how requests are smuggled:
 //!
 //! - `Transfer-Encoding` must be exactly `chunked` (one header, one coding); anything else —
 //!   `chunked, chunked`, `xchunked`, `gzip, chunked`, `identity` — is refused, and so is any
@@ -12,31 +12,6 @@
 //!   headers, are refused).
 //! - Chunk-size lines are hex digits, optional extensions, and CRLF — a bare LF is refused;
 //!   so are chunks not followed by CRLF, and trailers past [`MAX_TRAILERS`] bytes.
-
-/// The next connection accepted on `listener` (with `TCP_NODELAY` set), or `None` once
-/// `shutdown` completes. A failed accept — out of file descriptors and the like — is logged and
-/// tried again 50 ms later instead of spinning. The accept loop of `proxy` and of datacube's
-/// HTTP server.
-pub async fn accept_until<F: std::future::Future<Output = ()>>(
-    listener: &tokio::net::TcpListener,
-    mut shutdown: std::pin::Pin<&mut F>,
-) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Some((stream, peer));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            () = &mut shutdown => return None,
-        }
-    }
-}
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex};
 use datacube_api::date::{add_days, days_between, format_date, monday_of};
 use datacube_api::row::{NewFields, Row};
 use datacube_api::{Endpoint, ErrCode, Generation, Period};
+use datacube_client::{Client, ClientError};
 use datacube_store::Store;
 use jiff::civil::Date;
 
-use crate::client::{Client, ClientError};
 use crate::report::{AccountReport, EndpointReport, EndpointStatus, Outcome};
 
 /// WeChat's statistics start on this day.

@@ -1,17 +1,23 @@
-//! A mirror: what to copy from an upstream (accounts with their secrets, a third-party
+//! `datacube sync`: mirror accounts' statistics from WeChat (or a compatible server) into
+//! datacube's store — what to copy from an upstream (accounts with their secrets, a third-party
 //! platform's authorizers), one run of it over every account, and the daemon that runs it
-//! every day.
+//! every day. The calls themselves are [`datacube_client`]'s.
 //!
+//! # Layout
 //! - [`Mirror`]: the settings, made from `datacube sync`'s flags or a TOML file
 //!   ([`config`]).
 //! - [`run_once`]: one run — each account's credentials checked upstream first (the local
-//!   account is created or its secret updated only then), then [`crate::sync`] per account;
+//!   account is created or its secret updated only then), then [`sync`] per account;
 //!   the run is recorded in the store with its report.
-//! - [`daemon`]: a run a day at the scheduled time (China time), retried with jitter after a
+//! - [`sync`]: mirroring one account into datacube's store, incrementally and resumably.
+//! - [`report`]: what a run did, per account and endpoint.
+//! - [`daemon()`]: a run a day at the scheduled time (China time), retried with jitter after a
 //!   failed or partial run, one run per scheduled day for all instances on one database.
 
 pub mod config;
 mod daemon;
+pub mod report;
+pub mod sync;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -23,9 +29,10 @@ use datacube_store::{AccountRecord, Store, StoreError};
 use jiff::civil::Date;
 use jiff::Timestamp;
 
-use crate::client::{Authorizer, Client, ClientConfig, TokenApi};
+use datacube_client::{Authorizer, Client, ClientConfig, TokenApi};
+
 use crate::report::{AccountReport, Outcome, RunReport};
-use crate::sync::{self, Options, Plan, Progress};
+use crate::sync::{Options, Plan, Progress};
 
 pub use daemon::{
     daemon, next_slot, DaemonInfo, OnDemand, Refused, Reload, RunRequest, Started, STALE,
@@ -137,7 +144,7 @@ impl Default for Mirror {
         let client = ClientConfig::new("", "");
         Mirror {
             name: String::new(),
-            upstream: crate::WECHAT.to_owned(),
+            upstream: datacube_client::WECHAT.to_owned(),
             accounts: Vec::new(),
             component: None,
             endpoints: Vec::new(),
@@ -179,7 +186,7 @@ impl Mirror {
         appid: &str,
         secret: &str,
         authorizer: Option<Authorizer>,
-    ) -> Result<Client, crate::ClientError> {
+    ) -> Result<Client, datacube_client::ClientError> {
         let mut config = ClientConfig::new(appid, secret);
         config.base = self.upstream.trim_end_matches('/').to_owned();
         config.authorizer = authorizer;
@@ -289,7 +296,7 @@ pub async fn targets(
                 "{} accounts authorized {} on {}",
                 list.len(),
                 c.appid,
-                crate::redacted_url(&mirror.upstream)
+                datacube_client::redacted_url(&mirror.upstream)
             ));
             list
         } else {
@@ -361,10 +368,10 @@ pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> 
     };
     if let Err(e) = client.access_token().await {
         let mut report = match &e {
-            crate::ClientError::Credentials { code, .. } => {
+            datacube_client::ClientError::Credentials { code, .. } => {
                 // What fixes it, by what was refused and how the account is read.
                 let advice = match (&target.access, *code) {
-                    (_, crate::client::IP_NOT_WHITELISTED) => format!(
+                    (_, datacube_client::client::IP_NOT_WHITELISTED) => format!(
                         "add this machine's address to the IP allow list of {appid} (or of the component)"
                     ),
                     (Access::Component(_), _) => format!(
@@ -384,7 +391,7 @@ pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> 
             }
             _ => AccountReport::failed(appid, e.to_string()),
         };
-        if matches!(e, crate::ClientError::Interrupted) {
+        if matches!(e, datacube_client::ClientError::Interrupted) {
             report.outcome = Outcome::Interrupted;
         }
         report.token_calls = client
@@ -538,7 +545,7 @@ pub async fn run_claimed(
     let clock = std::time::Instant::now();
     let mut report = RunReport {
         mirror: mirror.name.clone(),
-        upstream: crate::redacted_url(&mirror.upstream),
+        upstream: datacube_client::redacted_url(&mirror.upstream),
         started: china_time(started),
         finished: String::new(),
         seconds: 0.0,

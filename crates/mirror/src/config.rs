@@ -29,7 +29,7 @@ use datacube_api::date::parse_date;
 use datacube_api::Endpoint;
 use serde::Deserialize;
 
-use super::{AccountSource, ComponentSource, Mirror, Secret};
+use crate::{AccountSource, ComponentSource, Mirror, Secret};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,7 +244,7 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
     }
     for (i, a) in file.accounts.into_iter().enumerate() {
         let at = format!("account[{i}] ({})", a.appid);
-        if !super::valid_appid(&a.appid) {
+        if !crate::valid_appid(&a.appid) {
             return Err(format!(
                 "{at}: an appid is 1 to 64 letters, digits, `_` or `-`"
             ));
@@ -352,7 +352,7 @@ fn one_secret(
 
 /// `https://…` or `http://…`, without a trailing slash.
 pub fn check_upstream(url: &str) -> Result<String, String> {
-    let shown = crate::http::redacted_url(url);
+    let shown = datacube_client::redacted_url(url);
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("upstream {shown:?}: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return Err(format!("upstream {shown:?}: an http:// or https:// URL"));

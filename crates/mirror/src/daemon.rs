@@ -14,8 +14,8 @@ use datacube_api::date::{add_days, china_date, format_date};
 use jiff::civil::Date;
 use jiff::Timestamp;
 
-use super::{run_claimed, run_once, Claimed, Context, Mirror};
 use crate::report::RunReport;
+use crate::{run_claimed, run_once, Claimed, Context, Mirror};
 
 /// A request to run now (`POST /admin/sync/run`): the whole mirror, or one account. Answered
 /// as soon as the run is recorded as started (or refused).
@@ -209,7 +209,7 @@ pub async fn daemon(
     let stopped = || ctx.stop.load(Ordering::Relaxed);
     tracing::info!(
         mirror = %mirror.name,
-        upstream = %crate::redacted_url(&mirror.upstream),
+        upstream = %datacube_client::redacted_url(&mirror.upstream),
         schedule = %format!("{:02}:{:02} China time", mirror.schedule.0, mirror.schedule.1),
         "mirror daemon started"
     );
