@@ -18,6 +18,7 @@
 pub mod account;
 pub mod clock;
 pub mod date;
+pub mod duration;
 pub mod endpoint;
 pub mod error;
 pub mod json;

@@ -1,7 +1,4 @@
 //! Argument groups and value parsers that several commands share.
-
-use std::time::Duration;
-
 use anyhow::Result;
 use clap::Args;
 use datacube_api::clock::Clock;
@@ -35,20 +32,7 @@ pub struct DatabaseArg {
     pub database: DatabaseUrl,
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 1h: {e}"))?;
-    Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))
-}
-
-/// A duration as [`parse_duration`] reads it, or a bare number of seconds (`0`, `90`).
-pub fn parse_duration_or_seconds(s: &str) -> Result<Duration, String> {
-    match s.trim().parse::<u64>() {
-        Ok(secs) => Ok(Duration::from_secs(secs)),
-        Err(_) => parse_duration(s),
-    }
-}
+pub use datacube_api::duration::{parse as duration, timeout};
 
 /// `--clock`: an emulated "now" instead of the real clock, for tests and demos.
 #[derive(Args)]
@@ -73,15 +57,6 @@ impl ClockArg {
     /// Yesterday in China time by `clock`: the newest day whose statistics are complete.
     pub fn yesterday(clock: &Clock) -> Date {
         add_days(datacube_api::date::china_date(clock.unix()), -1)
-    }
-}
-
-/// Seconds, more than 0 and at most an hour (`--timeout` and the like).
-pub fn parse_seconds(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
-        Ok(_) => Err("more than 0 and at most 3600 seconds, please".to_owned()),
-        Err(_) => Err(format!("{s:?} is not a number of seconds")),
     }
 }
 

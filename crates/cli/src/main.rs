@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`args`]: argument groups and value parsers several commands share.
+//! - [`settings`]: the settings file under the environment and the flags; `--show-config`.
 //! - [`cmd`]: one module per command (`serve`, `account`/`component`, `import`, `ingest`,
 //!   `demo`, `push`, `proxy`, `sync`, `export`, `healthcheck`).
 
@@ -13,11 +14,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use datacube_store::{DatabaseUrl, Store};
 
 mod args;
 mod cmd;
+mod settings;
 
 /// mimalloc: faster than the system allocator on the serving path (BENCHMARKS.md).
 #[global_allocator]
@@ -44,8 +46,45 @@ fn purge_freed_memory_soon() {
     about = "A self-hosted WeChat datacube statistics server"
 )]
 struct Cli {
+    /// Settings file (TOML): flags' long names as keys, at the top for every command, in
+    /// `[serve]`, `[sync]`… for one; the environment and flags override it (docs/config.md).
+    #[arg(long, global = true, help_heading = "Settings and logs", env = settings::CONFIG_ENV, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Print the settings the command would run with, and where each came from (file,
+    /// environment, flag or default), secrets hidden; then exit without doing anything.
+    #[arg(long, global = true, help_heading = "Settings and logs")]
+    show_config: bool,
+    /// Log lines on stderr as text, or as JSON objects; `DATACUBE_LOG` (or `RUST_LOG`)
+    /// filters them (e.g. `debug`, `datacube_server=debug`).
+    #[arg(long, global = true, help_heading = "Settings and logs", env = "DATACUBE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Reader connections to PostgreSQL a process opens at most [default: twice the CPUs].
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Settings and logs",
+        env = "DATACUBE_PG_READERS",
+        value_name = "N"
+    )]
+    pg_readers: Option<std::num::NonZeroUsize>,
+    /// Writer connections to PostgreSQL a process opens at most [default: twice the CPUs].
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Settings and logs",
+        env = "DATACUBE_PG_WRITERS",
+        value_name = "N"
+    )]
+    pg_writers: Option<std::num::NonZeroUsize>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -107,8 +146,26 @@ fn idle_priority() {
 
 fn main() -> ExitCode {
     purge_freed_memory_soon();
-    let cli = Cli::parse();
-    init_tracing();
+    let parsed = match settings::parse(Cli::command(), std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&parsed.matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if cli.show_config {
+        print!("{}", parsed.show());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(cli.log_format);
+    for warning in &parsed.warnings {
+        tracing::warn!("{warning}");
+    }
+    datacube_store::set_pool_sizes(cli.pg_readers, cli.pg_writers);
     // The proxy is one event loop, as nginx's workers are: a request's reads and writes
     // then never hop between threads (SQLite work still runs on blocking threads).
     let mut builder = if matches!(cli.command, Command::Proxy(_)) {
@@ -168,9 +225,9 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
-/// Logs go to stderr; `DATACUBE_LOG` (or `RUST_LOG`) filters them, `DATACUBE_LOG_FORMAT=json`
-/// makes them JSON lines.
-fn init_tracing() {
+/// Logs go to stderr; `DATACUBE_LOG` (or `RUST_LOG`) filters them, `--log-format json` makes
+/// them JSON lines.
+fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DATACUBE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
@@ -185,7 +242,7 @@ fn init_tracing() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("DATACUBE_LOG_FORMAT").as_deref() == Ok("json") {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.with_ansi(std::io::stderr().is_terminal()).init();

@@ -352,7 +352,10 @@ impl Client {
     fn gave_up(&self, api: &str, why: String) -> ClientError {
         ClientError::Transport {
             api: api.to_owned(),
-            message: format!("{why} (after {} attempts)", self.config.retries + 1),
+            message: match self.config.retries + 1 {
+                1 => format!("{why} (after 1 attempt)"),
+                n => format!("{why} (after {n} attempts)"),
+            },
         }
     }
 

@@ -129,15 +129,21 @@ fn describe(e: &reqwest::Error, limits: Limits) -> String {
     } else {
         "the request failed".to_owned()
     };
+    // The innermost cause names what happened (`Connection refused (os error 111)`, a DNS or
+    // TLS failure); the layers above it are reqwest's and hyper's wrappers, and reqwest's
+    // repeat the URL.
+    let mut root = None;
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
         let text = c.to_string();
-        // reqwest's own layers repeat the URL; hyper's and the system's name the cause.
-        if !text.contains("://") && !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
+        if !text.contains("://") {
+            root = Some(text);
         }
         cause = c.source();
+    }
+    if let Some(text) = root {
+        out.push_str(": ");
+        out.push_str(&text);
     }
     out
 }

@@ -1,4 +1,4 @@
-//! A mirror's configuration file (TOML), for `datacube sync --config FILE [--daemon]` and
+//! A mirror's configuration file (TOML), for `datacube sync --mirror FILE [--daemon]` and
 //! `datacube serve --mirror FILE`:
 //!
 //! ```toml
@@ -44,14 +44,15 @@ struct File {
     stable_token: Option<bool>,
     /// Retries of one call (after -1, HTTP 5xx, timeouts).
     call_retries: Option<u32>,
-    slow_down: Option<f64>,
-    connect_timeout: Option<f64>,
-    header_timeout: Option<f64>,
-    timeout: Option<f64>,
+    slow_down: Option<Seconds>,
+    connect_timeout: Option<Seconds>,
+    header_timeout: Option<Seconds>,
+    timeout: Option<Seconds>,
     max_answer: Option<Size>,
-    /// Runs after a failed one, per day.
-    retries: Option<u32>,
-    retry_delay: Option<f64>,
+    /// Runs after a failed one, per day (also read as `retries`, its earlier name).
+    #[serde(alias = "retries")]
+    run_retries: Option<u32>,
+    retry_delay: Option<Seconds>,
     #[serde(default, rename = "account")]
     accounts: Vec<FileAccount>,
     component: Option<FileComponent>,
@@ -90,6 +91,15 @@ struct FileAuthorizer {
     refresh_token: Option<String>,
     refresh_token_env: Option<String>,
     refresh_token_file: Option<String>,
+}
+
+/// A duration: a number of seconds, or text with units (`30s`, `250ms`, `5m`), read as flags
+/// read them ([`datacube_api::duration`]).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Seconds {
+    Number(f64),
+    Text(String),
 }
 
 /// A size: bytes, or text with a unit (`64MiB`, `512 KiB`, `1GiB`).
@@ -189,7 +199,7 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
         return Err("name: 1 to 64 characters".into());
     }
     if let Some(u) = file.upstream {
-        m.upstream = check_upstream(&u)?;
+        m.upstream = check_upstream(&u).map_err(|e| format!("upstream: {e}"))?;
     }
     if let Some(s) = file.schedule {
         m.schedule = parse_schedule(&s)?;
@@ -213,7 +223,10 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
     m.options.strict = file.strict.unwrap_or(false);
     m.stable_token = file.stable_token.unwrap_or(false);
     if let Some(n) = file.call_retries {
-        m.call_retries = n.min(20);
+        if n > 20 {
+            return Err("call_retries: 0 to 20".into());
+        }
+        m.call_retries = n;
     }
     if let Some(s) = file.slow_down {
         m.slow_down = seconds("slow_down", s, 0.0)?;
@@ -236,8 +249,11 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
             return Err("max_answer: at least 1 KiB".into());
         }
     }
-    if let Some(n) = file.retries {
-        m.run_retries = n.min(24);
+    if let Some(n) = file.run_retries {
+        if n > 24 {
+            return Err("run_retries: 0 to 24".into());
+        }
+        m.run_retries = n;
     }
     if let Some(s) = file.retry_delay {
         m.retry_delay = seconds("retry_delay", s, 1.0)?;
@@ -353,9 +369,9 @@ fn one_secret(
 /// `https://…` or `http://…`, without a trailing slash.
 pub fn check_upstream(url: &str) -> Result<String, String> {
     let shown = datacube_client::redacted_url(url);
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("upstream {shown:?}: {e}"))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown:?}: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(format!("upstream {shown:?}: an http:// or https:// URL"));
+        return Err(format!("{shown:?} is not an http:// or https:// URL"));
     }
     Ok(url.trim_end_matches('/').to_owned())
 }
@@ -390,11 +406,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-fn seconds(key: &str, s: f64, min: f64) -> Result<Duration, String> {
-    if !(s.is_finite() && s >= min && s <= 86_400.0) {
-        return Err(format!("{key}: seconds, from {min} to 86400"));
-    }
-    Ok(Duration::from_secs_f64(s))
+/// The duration of `key`, at least `least` and at most a day.
+fn seconds(key: &str, s: Seconds, least: f64) -> Result<Duration, String> {
+    let d = match s {
+        Seconds::Number(n) => datacube_api::duration::seconds(n),
+        Seconds::Text(t) => datacube_api::duration::parse(&t),
+    };
+    d.and_then(|d| datacube_api::duration::within(d, Duration::from_secs_f64(least)))
+        .map_err(|e| format!("{key}: {e}"))
 }
 
 #[cfg(test)]
@@ -484,5 +503,33 @@ mod tests {
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
         assert!(parse_size("5 parsecs").is_err());
+    }
+
+    /// Durations read as flags read them; a count out of range is refused, not clamped.
+    #[test]
+    fn durations_and_counts_are_read_as_flags_read_them() {
+        let account = "[[account]]\nappid = \"a\"\nsecret = \"b\"\n";
+        let m = parse(&format!(
+            "retry_delay = \"10m\"\nslow_down = 0.5\ntimeout = \"90s\"\nrun_retries = 2\n{account}"
+        ))
+        .unwrap();
+        assert_eq!(m.retry_delay, Duration::from_secs(600));
+        assert_eq!(m.slow_down, Duration::from_millis(500));
+        assert_eq!(m.timeouts.answer, Duration::from_secs(90));
+        assert_eq!(m.run_retries, 2);
+        for (text, says) in [
+            ("call_retries = 21\n", "call_retries: 0 to 20"),
+            ("run_retries = 25\n", "run_retries: 0 to 24"),
+            ("timeout = \"2d\"\n", "timeout: "),
+            ("timeout = 0\n", "timeout: "),
+            (
+                "retry_delay = \"soon\"\n",
+                "retry_delay: \"soon\" is not a duration",
+            ),
+            ("slow_down = -1\n", "slow_down: "),
+        ] {
+            let e = parse(&format!("{text}{account}")).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }

@@ -724,31 +724,53 @@ pub(crate) async fn push_ticket(
     Ok((ticket, pushed))
 }
 
+/// How often the ticket loop looks at the clock: a clock moved by `POST /admin/clock` is
+/// acted on within this.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Pushes a ticket to every component with an event URL every `--ticket-interval` (10
-/// minutes, as WeChat does), once for all the instances sharing a database.
+/// minutes, as WeChat does) of the server's clock — emulated or real, so that moving the
+/// clock (`--clock`, `POST /admin/clock`) brings the next push as real time would — once for
+/// all the instances sharing a database.
 pub(crate) async fn push_tickets(app: App) {
     let interval = app.config().ticket_interval;
+    let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    let mut last: Option<i64> = None;
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        look.tick().await;
+        let now = app.clock().now().as_millisecond();
+        // Due when the interval has passed on the clock, or the clock went back before the
+        // last pass (a reset puts it back where it started).
+        if last.is_some_and(|at| now >= at && now - at < interval_ms) {
+            continue;
+        }
+        last = Some(now);
+        ticket_pass(&app, interval).await;
+    }
+}
+
+/// One pass of the ticket loop: a ticket pushed to each component with an event URL whose
+/// current ticket (pushed by any instance) is older than nine tenths of `interval`.
+async fn ticket_pass(app: &App, interval: std::time::Duration) {
     // A ticket younger than this (pushed by any instance) is the current one.
     let fresh = (interval.as_secs_f64() * 0.9) as i64;
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tick.tick().await;
-        let Ok(components) = app.store().components().await else {
+    let Ok(components) = app.store().components().await else {
+        return;
+    };
+    for c in components.iter().filter(|c| c.event_url.is_some()) {
+        // Several instances on one database push in turn, not each. A ticket from the clock's
+        // future (it was moved back) is not the current one.
+        let now = app.clock().unix();
+        let recent = app.store().latest_ticket_at(&c.appid).await;
+        if matches!(recent, Ok(Some(at)) if at <= now && now - at < fresh) {
             continue;
-        };
-        for c in components.iter().filter(|c| c.event_url.is_some()) {
-            // Several instances on one database push in turn, not each: a ticket issued
-            // within nine tenths of the interval (by any of them) is the current one.
-            let now = app.clock().unix();
-            let recent = app.store().latest_ticket_at(&c.appid).await;
-            if matches!(recent, Ok(Some(at)) if now - at < fresh) {
-                continue;
-            }
-            match push_ticket(&app, c).await {
-                Ok((_, Ok(()))) => {}
-                Ok((_, Err(e))) | Err(e) => {
-                    tracing::warn!(component = %c.appid, error = %e, "ticket push failed")
-                }
+        }
+        match push_ticket(app, c).await {
+            Ok((_, Ok(()))) => {}
+            Ok((_, Err(e))) | Err(e) => {
+                tracing::warn!(component = %c.appid, error = %e, "ticket push failed")
             }
         }
     }

@@ -21,7 +21,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, not std's: tests drive it (`tokio::time::pause`, `advance`) rather than wait.
+use tokio::time::Instant;
 
 use blake2::digest::{KeyInit, Mac};
 use rand::RngCore;
@@ -115,16 +118,8 @@ impl SecretGate {
         {
             let mut guard = self.memory.lock().unwrap_or_else(|p| p.into_inner());
             let m = &mut *guard;
-            for (known, verdict) in [
-                (&mut m.right, Verdict::Right),
-                (&mut m.wrong, Verdict::Wrong),
-            ] {
-                if let Some(used) = known.get_mut(&digest) {
-                    if now.duration_since(*used) < REMEMBER {
-                        *used = now;
-                        return verdict;
-                    }
-                }
+            if let Some(verdict) = m.recall(&digest, now) {
+                return verdict;
             }
             let checking = m.checking.entry(appid.to_owned()).or_default();
             if *checking >= PER_APPID {
@@ -150,6 +145,24 @@ impl SecretGate {
         } else {
             Verdict::Wrong
         }
+    }
+}
+
+impl Memory {
+    /// The verdict on `digest` if it was used within [`REMEMBER`] of `now` (its use renewed).
+    fn recall(&mut self, digest: &[u8; 32], now: Instant) -> Option<Verdict> {
+        for (known, verdict) in [
+            (&mut self.right, Verdict::Right),
+            (&mut self.wrong, Verdict::Wrong),
+        ] {
+            if let Some(used) = known.get_mut(digest) {
+                if now.duration_since(*used) < REMEMBER {
+                    *used = now;
+                    return Some(verdict);
+                }
+            }
+        }
+        None
     }
 }
 
@@ -260,6 +273,52 @@ mod tests {
             started.elapsed()
         };
         assert!(took < one_check * 6, "{took:?}, one check {one_check:?}");
+    }
+
+    /// Whether `gate` answers `secret` for `hash` from memory now (without renewing it).
+    fn remembered(gate: &SecretGate, secret: &str, hash: &str) -> Option<Verdict> {
+        let digest = gate.digest("wx1", hash, secret);
+        let m = gate.memory.lock().unwrap();
+        let now = Instant::now();
+        let found = [(&m.right, Verdict::Right), (&m.wrong, Verdict::Wrong)]
+            .into_iter()
+            .find_map(|(known, verdict)| {
+                known
+                    .get(&digest)
+                    .filter(|used| now.duration_since(**used) < REMEMBER)
+                    .map(|_| verdict)
+            });
+        found
+    }
+
+    /// A verdict is remembered ten minutes after its last use, then forgotten: the clock is
+    /// driven, not waited for.
+    #[tokio::test(start_paused = true)]
+    async fn a_verdict_is_forgotten_ten_minutes_after_its_last_use() {
+        let g = gate();
+        let h = legacy_hash_secret("the-right-secret");
+        assert_eq!(g.check("wx1", "the-right-secret", &h).await, Verdict::Right);
+        assert_eq!(g.check("wx1", "a-wrong-secret", &h).await, Verdict::Wrong);
+        tokio::time::advance(Duration::from_secs(9 * 60)).await;
+        assert_eq!(remembered(&g, "the-wrong-secret", &h), None);
+        assert_eq!(remembered(&g, "a-wrong-secret", &h), Some(Verdict::Wrong));
+        // Used again at 9 minutes: remembered until 19.
+        assert_eq!(g.check("wx1", "the-right-secret", &h).await, Verdict::Right);
+        tokio::time::advance(Duration::from_secs(9 * 60)).await;
+        assert_eq!(remembered(&g, "the-right-secret", &h), Some(Verdict::Right));
+        assert_eq!(
+            remembered(&g, "a-wrong-secret", &h),
+            None,
+            "unused for 18 minutes"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(
+            remembered(&g, "the-right-secret", &h),
+            None,
+            "unused for 10 minutes"
+        );
+        // Forgotten is not wrong: checked again, and right.
+        assert_eq!(g.check("wx1", "the-right-secret", &h).await, Verdict::Right);
     }
 
     #[test]

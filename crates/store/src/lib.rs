@@ -80,6 +80,7 @@ impl Settle {
         }
     }
 }
+pub use postgres::set_pool_sizes;
 pub use records::{
     AccountRecord, BulkOutcome, ComponentRecord, Grant, IngestOutcome, Issued, TokenKind,
     TokenRecord, TokenStatus, UpsertReport,

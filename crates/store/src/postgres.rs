@@ -12,40 +12,48 @@
 //! only used, opened and dropped on threads that are not running async tasks (the store runs
 //! its work on tokio's blocking pool).
 
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use crate::db::{Db, PgClient, PgDb, Prepared};
 use crate::scope::{Scope, CHANGES, GLOBAL, MIGRATE};
 use crate::{schema, Result, StoreError};
 
-/// A pool's size from the environment variable `var` (a positive number), else twice the
-/// CPUs, at least 2.
-fn pool_max(var: &str) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| {
-            2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
-        })
+/// The pools' sizes the process chose ([`set_pool_sizes`]); 0: the default.
+static READERS: AtomicUsize = AtomicUsize::new(0);
+static WRITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many reader and writer connections to PostgreSQL this process opens at most
+/// (`None`: twice the CPUs, at least 2), before it opens a database: pools opened later keep
+/// the sizes they were opened with.
+pub fn set_pool_sizes(readers: Option<NonZeroUsize>, writers: Option<NonZeroUsize>) {
+    READERS.store(readers.map_or(0, NonZeroUsize::get), Ordering::Relaxed);
+    WRITERS.store(writers.map_or(0, NonZeroUsize::get), Ordering::Relaxed);
 }
 
-/// Reader connections a process opens at most (`DATACUBE_PG_READERS`; by default twice the
-/// CPUs, at least 2); a read waits for one beyond that. Opening a connection per read under
-/// a burst costs PostgreSQL a process each time (serving 64 connections' cache misses, the
-/// p99 went to 1.5 s), and more connections than the CPUs can serve only queue on them (two
-/// instances on this 2-CPU machine: p99 0.3–0.6 s with 8 readers each, 30–44 ms with 4).
+/// A pool's size: as set, else twice the CPUs, at least 2.
+fn pool_max(set: &AtomicUsize) -> usize {
+    match set.load(Ordering::Relaxed) {
+        0 => 2 * std::thread::available_parallelism().map_or(2, NonZeroUsize::get),
+        n => n,
+    }
+}
+
+/// Reader connections a process opens at most (`--pg-readers`; by default twice the CPUs, at
+/// least 2); a read waits for one beyond that. Opening a connection per read under a burst
+/// costs PostgreSQL a process each time (serving 64 connections' cache misses, the p99 went
+/// to 1.5 s), and more connections than the CPUs can serve only queue on them (two instances
+/// on this 2-CPU machine: p99 0.3–0.6 s with 8 readers each, 30–44 ms with 4).
 fn readers_max() -> usize {
-    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| pool_max("DATACUBE_PG_READERS"))
+    pool_max(&READERS)
 }
 
-/// Writer connections a process opens at most (`DATACUBE_PG_WRITERS`, by default as many as
+/// Writer connections a process opens at most (`--pg-writers`, by default as many as
 /// readers): writes of different accounts run side by side, each on its own connection, and
 /// one waiting for an account's lock holds only its own.
 fn writers_max() -> usize {
-    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| pool_max("DATACUBE_PG_WRITERS"))
+    pool_max(&WRITERS)
 }
 
 /// Migrations of the PostgreSQL schema; entry `i` takes it from version `i` to `i + 1`

@@ -21,9 +21,9 @@ pub struct HealthcheckArgs {
     /// The address `serve` listens on, when `--url` is not given.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Seconds to wait for the answer.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
-    timeout: u64,
+    /// How long to wait for the answer (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = crate::args::timeout)]
+    timeout: Duration,
 }
 
 /// The address to ask a server listening on `addr` at: the same, but loopback for 0.0.0.0 and ::.
@@ -76,7 +76,7 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
     ) + url.path();
     // The server asked, directly: no redirect followed, no proxy from the environment.
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(args.timeout))
+        .timeout(args.timeout)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()?;
@@ -85,7 +85,7 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
         Ok(a) => a,
         Err(e) => {
             let why = if e.is_timeout() {
-                format!("no answer within {} s", args.timeout)
+                format!("no answer within {:?}", args.timeout)
             } else if e.is_connect() {
                 "cannot connect".to_owned()
             } else {

@@ -147,7 +147,14 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     if rejected > 0 {
         return Err(Exit::code(
             3,
-            format!("{rejected} lines were rejected (the others were stored)"),
+            format!(
+                "{rejected} {} rejected (the others were stored)",
+                if rejected == 1 {
+                    "line was"
+                } else {
+                    "lines were"
+                }
+            ),
         ));
     }
     Ok(())

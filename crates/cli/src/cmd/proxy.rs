@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::args::{aes_key, parse_seconds, ClockArg, DatabaseArg};
+use crate::args::{aes_key, timeout, ClockArg, DatabaseArg};
 use crate::Exit;
 
 #[derive(Args)]
@@ -28,9 +28,9 @@ pub struct ProxyArgs {
     /// The EncodingAESKey: safe-mode pushes and encrypted replies are read.
     #[arg(long, env = "DATACUBE_PUSH_AES_KEY", hide_env_values = true)]
     aes_key: Option<String>,
-    /// Seconds the upstream has to answer before the proxy answers 504 (WeChat waits 5).
-    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
-    timeout: f64,
+    /// Time the upstream has to answer before the proxy answers 504 (WeChat waits 5 s).
+    #[arg(long, default_value = "5s", value_parser = timeout)]
+    timeout: Duration,
     /// Event loops, each on a thread of its own with its own listening socket (as nginx's
     /// workers); the default is one per CPU.
     #[arg(long, env = "DATACUBE_PROXY_WORKERS")]
@@ -39,15 +39,15 @@ pub struct ProxyArgs {
     /// closed, or a new one answered 503 [default: half the open-file limit, at most 4096].
     #[arg(long, env = "DATACUBE_PROXY_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// Seconds a client has to send a request's head.
-    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
-    header_timeout: f64,
-    /// Seconds a client has to send a request's body.
-    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
-    body_timeout: f64,
-    /// Seconds a kept connection may stay idle between requests.
-    #[arg(long, default_value_t = 15.0, value_parser = parse_seconds)]
-    idle_timeout: f64,
+    /// Time a client has to send a request's head.
+    #[arg(long, default_value = "5s", value_parser = timeout)]
+    header_timeout: Duration,
+    /// Time a client has to send a request's body.
+    #[arg(long, default_value = "5s", value_parser = timeout)]
+    body_timeout: Duration,
+    /// Time a kept connection may stay idle between requests.
+    #[arg(long, default_value = "15s", value_parser = timeout)]
+    idle_timeout: Duration,
     /// The largest request body in bytes (a WeChat push is a few KB); past it: 413.
     #[arg(long, default_value_t = 64 * 1024)]
     max_body: usize,
@@ -74,15 +74,19 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
             ))
         })?;
     let key = aes_key(args.aes_key.as_deref())?;
-    if args.max_connections == Some(0) || args.max_body == 0 || args.workers == Some(0) {
-        return Err(Exit::usage(
-            "--max-connections, --max-body and --workers must be at least 1",
-        ));
+    for (flag, zero) in [
+        ("--max-connections", args.max_connections == Some(0)),
+        ("--max-body", args.max_body == 0),
+        ("--workers", args.workers == Some(0)),
+    ] {
+        if zero {
+            return Err(Exit::usage(format!("{flag}: at least 1, please")));
+        }
     }
     let limits = datacube_push::proxy::Limits {
-        header_timeout: Duration::from_secs_f64(args.header_timeout),
-        body_timeout: Duration::from_secs_f64(args.body_timeout),
-        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        idle_timeout: args.idle_timeout,
         max_body: args.max_body,
         max_connections: args
             .max_connections
@@ -108,7 +112,7 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         appid: args.appid.clone(),
         token: args.token.clone(),
         key,
-        timeout: Duration::from_secs_f64(args.timeout),
+        timeout: args.timeout,
         limits,
     };
     datacube_push::proxy::serve_workers(listeners, config, recorder.clone(), now, shutdown).await?;

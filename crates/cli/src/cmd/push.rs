@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::args::{aes_key, parse_duration, parse_seconds, ClockArg, DatabaseArg};
+use crate::args::{aes_key, duration, timeout, ClockArg, DatabaseArg};
 use crate::Exit;
 
 #[derive(Args)]
@@ -34,7 +34,7 @@ pub struct PushArgs {
     #[arg(long, conflicts_with = "duration")]
     count: Option<u64>,
     /// How long to send (e.g. 30s, 5m, 1h).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = duration)]
     duration: Option<Duration>,
     /// Users (openids) the messages come from.
     #[arg(long, default_value_t = 100)]
@@ -49,9 +49,9 @@ pub struct PushArgs {
     /// Send only text messages saying this.
     #[arg(long)]
     text: Option<String>,
-    /// Seconds to wait for an answer (WeChat waits 5).
-    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
-    timeout: f64,
+    /// How long to wait for an answer (WeChat waits 5 s).
+    #[arg(long, default_value = "5s", value_parser = timeout)]
+    timeout: Duration,
     #[command(flatten)]
     db: DatabaseArg,
     #[command(flatten)]
@@ -116,7 +116,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
         duration: args.duration,
         users: args.users.max(1),
         concurrency: args.concurrency.max(1),
-        timeout: Duration::from_secs_f64(args.timeout),
+        timeout: args.timeout,
         deliveries: 3,
         text: args.text.clone(),
     });

@@ -16,7 +16,7 @@ use datacube_store::Store;
 use jiff::civil::Date;
 use tokio::net::TcpListener;
 
-use crate::args::{parse_duration_or_seconds, ClockArg, DatabaseArg};
+use crate::args::{duration, timeout, ClockArg, DatabaseArg};
 use crate::Exit;
 
 #[derive(Args)]
@@ -36,7 +36,7 @@ pub struct ServeArgs {
         env = "DATACUBE_DATABASE_WAIT",
         value_name = "DURATION",
         default_value = "60s",
-        value_parser = parse_duration_or_seconds
+        value_parser = duration
     )]
     database_wait: Duration,
     /// Bearer token of the admin API (`/admin/…`); the admin API is disabled when unset.
@@ -70,9 +70,9 @@ pub struct ServeArgs {
     /// new api`, as WeChat does since 2026.
     #[arg(long, env = "DATACUBE_RETIRE_LEGACY_ARTICLES")]
     retire_legacy_articles: bool,
-    /// Seconds between the verify-ticket pushes to components' event URLs (WeChat: 600).
-    #[arg(long, env = "DATACUBE_TICKET_INTERVAL", default_value_t = 600)]
-    ticket_interval: u64,
+    /// Time between the verify-ticket pushes to components' event URLs (WeChat: 10 minutes).
+    #[arg(long, env = "DATACUBE_TICKET_INTERVAL", default_value = "600s", value_parser = timeout)]
+    ticket_interval: Duration,
     /// How errmsg ends.
     #[arg(
         long,
@@ -108,15 +108,15 @@ pub struct ServeArgs {
     /// behind a load balancer, raise it to --max-in-flight).
     #[arg(long, env = "DATACUBE_MAX_IN_FLIGHT_PER_ADDRESS")]
     max_in_flight_per_address: Option<usize>,
-    /// Seconds a request head may take, from the connection's start or its first byte.
-    #[arg(long, env = "DATACUBE_HEADER_TIMEOUT", default_value_t = Limits::default().header_timeout.as_secs())]
-    header_timeout: u64,
-    /// Seconds a request body may take (plus one per MiB received).
-    #[arg(long, env = "DATACUBE_BODY_TIMEOUT", default_value_t = Limits::default().body_timeout.as_secs())]
-    body_timeout: u64,
-    /// Seconds a kept-alive connection may wait for its next request.
-    #[arg(long, env = "DATACUBE_IDLE_TIMEOUT", default_value_t = Limits::default().idle_timeout.as_secs())]
-    idle_timeout: u64,
+    /// How long a request head may take, from the connection's start or its first byte.
+    #[arg(long, env = "DATACUBE_HEADER_TIMEOUT", default_value = humantime(Limits::default().header_timeout), value_parser = timeout)]
+    header_timeout: Duration,
+    /// How long a request body may take (plus a second per MiB received).
+    #[arg(long, env = "DATACUBE_BODY_TIMEOUT", default_value = humantime(Limits::default().body_timeout), value_parser = timeout)]
+    body_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    #[arg(long, env = "DATACUBE_IDLE_TIMEOUT", default_value = humantime(Limits::default().idle_timeout), value_parser = timeout)]
+    idle_timeout: Duration,
     /// Inject faults: rules `TARGET:EFFECT@WHEN` separated by commas, e.g.
     /// `*:-1@5%,getuserreadhour:45011@0.02,*:+20ms@0.1,getusersummary:-1@first2` (TARGET an
     /// endpoint, * or token; EFFECT an error code or +delay; WHEN a probability, firstN for the
@@ -128,7 +128,7 @@ pub struct ServeArgs {
     /// when unset).
     #[arg(long, env = "DATACUBE_FAULTS_SEED")]
     faults_seed: Option<u64>,
-    /// Mirror what this configuration names (TOML; see `datacube sync --config`) every day
+    /// Mirror what this configuration names (TOML; see `datacube sync --mirror`) every day
     /// at its scheduled time, into this server's database, by this server's clock.
     #[arg(long, env = "DATACUBE_MIRROR")]
     mirror: Option<std::path::PathBuf>,
@@ -146,6 +146,11 @@ pub struct ServeArgs {
     /// nginx's `worker_processes`); one per CPU when unset.
     #[arg(long, env = "DATACUBE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+}
+
+/// `30s` for a default of 30 seconds.
+fn humantime(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
 }
 
 /// An admin token: at least 16 characters, none of them white space (an empty one leaves the
@@ -233,14 +238,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 .max_in_flight_per_address
                 .unwrap_or(args.max_in_flight / 2)
                 .max(1),
-            header_timeout: Duration::from_secs(args.header_timeout.max(1)),
-            body_timeout: Duration::from_secs(args.body_timeout.max(1)),
-            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            idle_timeout: args.idle_timeout,
             ..Limits::default()
         },
         faults: args.faults.clone().unwrap_or_default(),
         faults_seed: args.faults_seed,
-        ticket_interval: Duration::from_secs(args.ticket_interval.max(1)),
+        ticket_interval: args.ticket_interval,
         request_log: !args.no_request_log,
         demo_days: args.demo.then_some(args.demo_days),
         seed: args.seed.clone(),

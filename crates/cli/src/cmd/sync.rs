@@ -20,14 +20,14 @@ use datacube_store::Store;
 use jiff::civil::Date;
 
 use super::shutdown_signal;
-use crate::args::{parse_day, parse_endpoint, ClockArg, DatabaseArg};
+use crate::args::{duration, parse_day, parse_endpoint, timeout, ClockArg, DatabaseArg};
 use crate::{open, Exit};
 
 #[derive(Args)]
 pub struct SyncArgs {
     /// The account to mirror. With `--component-appid` and no `--appid`: every account that
     /// authorized the component (each with the refresh token the upstream lists).
-    #[arg(long, required_unless_present_any = ["component_appid", "config", "status"])]
+    #[arg(long, required_unless_present_any = ["component_appid", "mirror", "status"])]
     appid: Option<String>,
     /// Its AppSecret. The local account is created with it (or its secret updated to it) once
     /// the upstream accepted it, so that `serve` answers the mirrored statistics with the same
@@ -35,7 +35,7 @@ pub struct SyncArgs {
     #[arg(long, env = "DATACUBE_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// Read as this third-party platform (component), with authorizer tokens.
-    #[arg(long, requires = "component_secret", conflicts_with = "config")]
+    #[arg(long, requires = "component_secret", conflicts_with = "mirror")]
     component_appid: Option<String>,
     /// The component's AppSecret.
     #[arg(long, env = "DATACUBE_COMPONENT_SECRET", hide_env_values = true)]
@@ -50,13 +50,13 @@ pub struct SyncArgs {
     /// The account's authorizer_refresh_token (with `--appid` and `--component-appid`).
     #[arg(long, env = "DATACUBE_REFRESH_TOKEN", hide_env_values = true)]
     refresh_token: Option<String>,
-    /// What to mirror, from where and when, in a TOML file (docs/sync.md: "A daily mirror"); the
-    /// flags below override its settings.
-    #[arg(long, conflicts_with_all = ["appid", "component_appid"])]
-    config: Option<PathBuf>,
+    /// What to mirror, from where and when, in a TOML file (docs/sync.md: "A daily mirror");
+    /// the flags below override its settings.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["appid", "component_appid"])]
+    mirror: Option<PathBuf>,
     /// Run the configuration's mirror every day at its scheduled time (China time) until
     /// SIGINT or SIGTERM, retrying failed runs.
-    #[arg(long, requires = "config", conflicts_with_all = ["dry_run", "status"])]
+    #[arg(long, requires = "mirror", conflicts_with_all = ["dry_run", "status"])]
     daemon: bool,
     /// Show the recorded runs (of the configuration's mirror, or of all) and exit with the
     /// newest one's code.
@@ -88,22 +88,22 @@ pub struct SyncArgs {
     /// Use /cgi-bin/stable_token instead of /cgi-bin/token.
     #[arg(long)]
     stable_token: bool,
-    /// Seconds to wait after a 45011 (per-minute quota) before trying again; doubles on each
-    /// 45011 of the same call, up to a minute [default: 2].
-    #[arg(long, value_parser = seconds)]
+    /// How long to wait after a 45011 (per-minute quota) before trying again; doubles on each
+    /// 45011 of the same call, up to a minute [default: 2s].
+    #[arg(long, value_parser = duration)]
     slow_down: Option<Duration>,
     /// Attempts after the first of a call that met `-1`, HTTP 5xx, a timeout or a network
     /// error [default: 5].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=20))]
-    retries: Option<u32>,
-    /// Seconds an answer may take, whole [default: 60].
-    #[arg(long, value_parser = positive_seconds)]
+    #[arg(long, alias = "retries", value_parser = clap::value_parser!(u32).range(0..=20))]
+    call_retries: Option<u32>,
+    /// How long an answer may take, whole [default: 60s].
+    #[arg(long, value_parser = timeout)]
     timeout: Option<Duration>,
-    /// Seconds a connection may take [default: 10].
-    #[arg(long, value_parser = positive_seconds)]
+    /// How long a connection may take [default: 10s].
+    #[arg(long, value_parser = timeout)]
     connect_timeout: Option<Duration>,
-    /// Seconds until an answer's status and headers [default: 30].
-    #[arg(long, value_parser = positive_seconds)]
+    /// How long until an answer's status and headers [default: 30s].
+    #[arg(long, value_parser = timeout)]
     header_timeout: Option<Duration>,
     /// The largest answer read, e.g. 64MiB (a larger one fails its endpoint) [default: 64MiB].
     #[arg(long, value_parser = size)]
@@ -122,24 +122,6 @@ pub struct SyncArgs {
 enum ReportFormat {
     Text,
     Json,
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    let n: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(n.is_finite() && (0.0..=86_400.0).contains(&n)) {
-        return Err(format!("{s}: seconds from 0 to 86400"));
-    }
-    Ok(Duration::from_secs_f64(n))
-}
-
-fn positive_seconds(s: &str) -> Result<Duration, String> {
-    let d = seconds(s)?;
-    if d.is_zero() {
-        return Err("must be more than 0 seconds".into());
-    }
-    Ok(d)
 }
 
 fn size(s: &str) -> Result<u64, String> {
@@ -168,16 +150,20 @@ impl LocalSecrets for ServerSecrets {
 /// The mirror of the flags, or of the configuration file with the flags over it. Usage
 /// errors (exit 2) come out before anything is opened.
 fn mirror_of(args: &SyncArgs) -> Result<Mirror> {
-    let mut m = match &args.config {
-        Some(path) => mirror::config::load(path).map_err(Exit::usage)?,
-        None => {
+    // `--appid` or `--component-appid` on the command line and a mirror's file named by the
+    // settings file: the flags win (clap refuses the two only when both are flags).
+    let named = args.appid.is_some() || args.component_appid.is_some();
+    let mut m = match &args.mirror {
+        Some(path) if !named => mirror::config::load(path).map_err(Exit::usage)?,
+        _ => {
             let mut m = Mirror::default();
             flag_sources(args, &mut m)?;
             m
         }
     };
     if let Some(u) = &args.upstream {
-        m.upstream = mirror::config::check_upstream(u).map_err(Exit::usage)?;
+        m.upstream = mirror::config::check_upstream(u)
+            .map_err(|e| Exit::usage(format!("--upstream: {e}")))?;
     }
     if let Some(from) = args.from {
         m.from = from;
@@ -205,7 +191,7 @@ fn mirror_of(args: &SyncArgs) -> Result<Mirror> {
     set(&mut m.timeouts.answer, args.timeout);
     set(&mut m.timeouts.connect, args.connect_timeout);
     set(&mut m.timeouts.header, args.header_timeout);
-    if let Some(n) = args.retries {
+    if let Some(n) = args.call_retries {
         m.call_retries = n;
     }
     if let Some(n) = args.max_answer {
@@ -219,7 +205,7 @@ fn flag_sources(args: &SyncArgs, m: &mut Mirror) -> Result<()> {
     let Some(component) = &args.component_appid else {
         let (Some(appid), Some(secret)) = (&args.appid, &args.secret) else {
             return Err(Exit::usage(
-                "--appid and --secret (or --component-appid and its credentials, or --config) are needed",
+                "--appid and --secret (or --component-appid and its credentials, or --mirror) are needed",
             ));
         };
         m.accounts.push(AccountSource {
@@ -281,8 +267,15 @@ fn context(store: Store, clock: &Clock) -> Result<(Context, Arc<tokio::sync::Not
 }
 
 pub async fn sync(args: SyncArgs) -> Result<()> {
+    // clap lets `--daemon` without `--mirror` through when `--appid` is given (the two
+    // conflict, and a requirement that conflicts is dropped).
+    if args.daemon && args.mirror.is_none() {
+        return Err(Exit::usage(
+            "--daemon runs a mirror's configuration every day: give it with --mirror FILE",
+        ));
+    }
     if args.status {
-        let name = match &args.config {
+        let name = match &args.mirror {
             Some(path) => Some(mirror::config::name_of(path).map_err(Exit::usage)?),
             None => None,
         };

@@ -16,6 +16,7 @@ pub fn datacube(db: &str) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_remove("DATACUBE_LISTEN")
         .env_remove("DATACUBE_ADMIN_TOKEN")
+        .env_remove("DATACUBE_CONFIG")
         .env("DATACUBE_DATABASE", db)
         .env("DATACUBE_CLOCK", CLOCK)
         .env("DATACUBE_LOG", "warn")

@@ -17,5 +17,6 @@ mod mirror;
 mod push;
 mod reset;
 mod secrets;
+mod settings;
 mod sync;
 mod views;

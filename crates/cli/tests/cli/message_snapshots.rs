@@ -51,6 +51,9 @@ async fn usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("never.db").display());
     let missing = dir.path().join("missing").display().to_string();
+    let settings = dir.path().join("datacube.toml");
+    std::fs::write(&settings, "[serve]\nmax-conections = 10\n").unwrap();
+    let settings = settings.display().to_string();
     let push = "push --appid wx0000000000000001 --url http://127.0.0.1:9/ --token t0ken";
     let proxy = "proxy --appid wx0000000000000001";
     let export = "export --appid wx0000000000000001 --endpoint getusersummary";
@@ -103,12 +106,20 @@ async fn usage_errors() {
             "sync --appid wx1 --secret s --upstream ftp://x".into(),
         ),
         (
-            "sync_daemon_without_config",
+            "sync_daemon_without_mirror",
             "sync --daemon --appid wx1".into(),
         ),
         (
-            "sync_config_unreadable",
+            "sync_mirror_unreadable",
+            format!("sync --mirror {missing}.toml"),
+        ),
+        (
+            "settings_file_unreadable",
             format!("sync --config {missing}.toml"),
+        ),
+        (
+            "settings_file_unknown_key",
+            format!("serve --config {settings}"),
         ),
         (
             "push_no_url_nor_token",

@@ -2,7 +2,7 @@
 //! a real `datacube serve --demo`: rows in any order, new fields, rows outside their window,
 //! HTTP errors, HTML, answers that never end or never start, answers over the limit, odd token
 //! lifetimes, broken endpoints; wrong secrets; `--strict`; the daily daemon (`serve --mirror`,
-//! `sync --config --daemon`) with its recorded runs.
+//! `sync --mirror --daemon`) with its recorded runs.
 
 mod accounts;
 mod daemon;

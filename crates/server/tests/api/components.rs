@@ -503,48 +503,93 @@ async fn receiver() -> Receiver {
     Receiver { url, tickets }
 }
 
+impl Receiver {
+    /// The tickets received, once there are at least `n` (waiting up to 10 s for them).
+    async fn at_least(&self, n: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let tickets = self.tickets();
+            if tickets.len() >= n || std::time::Instant::now() > deadline {
+                return tickets;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How many tickets arrived, once none has for a while (the push loop looks at the clock
+    /// every 250 ms).
+    async fn settled(&self) -> usize {
+        let mut seen = self.tickets().len();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            let now = self.tickets().len();
+            if now == seen {
+                return now;
+            }
+            seen = now;
+        }
+    }
+}
+
+/// Tickets come every `--ticket-interval` of the server's clock: moving the clock brings
+/// the next one, as time passing would; each ticket gets a component token.
 #[tokio::test]
-async fn tickets_are_pushed_every_interval_and_each_gets_a_token() {
+async fn tickets_are_pushed_every_interval_of_the_clock_and_each_gets_a_token() {
     let r = receiver().await;
-    let t = spawn_app_with(|c| c.ticket_interval = std::time::Duration::from_secs(1)).await;
+    let t = spawn_app().await; // WeChat's interval: 10 minutes
     add_component(&t, Some(&r.url)).await;
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    let tickets = r.tickets();
-    assert!(tickets.len() >= 2, "{} pushes in 3.5 s", tickets.len());
-    for ticket in &tickets {
+    t.set_clock("2026-01-10T09:00:00+08:00").await;
+    let first = r.at_least(1).await.len();
+    assert!(first >= 1, "a ticket once the component exists");
+    let first = r.settled().await;
+    // Half an interval: nothing; a whole one: the next ticket.
+    t.set_clock("2026-01-10T09:05:00+08:00").await;
+    assert_eq!(r.settled().await, first, "no ticket within the interval");
+    for (n, at) in ["2026-01-10T09:10:01+08:00", "2026-01-10T09:20:02+08:00"]
+        .into_iter()
+        .enumerate()
+    {
+        t.set_clock(at).await;
+        assert_eq!(
+            r.at_least(first + n + 1).await.len(),
+            first + n + 1,
+            "at {at}"
+        );
+    }
+    assert_eq!(r.settled().await, first + 2);
+    for ticket in &r.tickets() {
         assert!(ticket.starts_with("ticket@@@"), "{ticket}");
         assert!(token_for_ticket(&t, ticket).await.len() > 100);
     }
 }
 
+/// Two instances on one database push in turn: a ticket pushed by one within nine tenths of
+/// the interval is the current one for the other.
 #[tokio::test]
 async fn instances_on_one_database_push_tickets_in_turn() {
-    // Every 8 s, a ticket younger than 7 s is current. A starts and the component is added;
-    // B starts 4 s later. Whether A's first pass ran before the component existed (then B
-    // pushes at 4 s and A, at 8 s, finds that ticket current) or after (A pushes at once, B
-    // finds A's ticket current, A pushes again at 8 s), no two pushes are closer than the
-    // interval less the time a loaded machine may delay A's first pass. Two instances each
-    // pushing would push 4 s apart.
     let r = receiver().await;
-    let interval = |c: &mut datacube_server::config::Config| {
-        c.ticket_interval = std::time::Duration::from_secs(8)
-    };
-    let a = spawn_app_with(interval).await;
+    let a = spawn_app().await;
     add_component(&a, Some(&r.url)).await;
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    // The instances share the time, as on real clocks.
-    let _b = spawn_on_at(&a.db_url, a.app.clock().now(), interval).await;
-    tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
-    let pushed = r.tickets.lock().unwrap().clone();
-    assert!(
-        matches!(pushed.len(), 1 | 2),
-        "{} pushes in 9.5 s",
-        pushed.len()
+    a.set_clock("2026-01-10T09:00:00+08:00").await;
+    r.at_least(1).await;
+    let pushed = r.settled().await;
+    // B starts at A's time: A's ticket is current, B pushes none.
+    let b = spawn_on_at(&a.db_url, a.app.clock().now(), |_| {}).await;
+    assert_eq!(r.settled().await, pushed, "B pushed at start");
+    // An interval on B's clock: B's turn.
+    b.set_clock("2026-01-10T09:10:01+08:00").await;
+    assert_eq!(r.at_least(pushed + 1).await.len(), pushed + 1);
+    // A's interval ends a second later: B's ticket is current, A pushes none…
+    a.set_clock("2026-01-10T09:10:02+08:00").await;
+    assert_eq!(
+        r.settled().await,
+        pushed + 1,
+        "A pushed within B's interval"
     );
-    for pair in pushed.windows(2) {
-        let apart = pair[1].0 - pair[0].0;
-        assert!(apart.as_secs_f64() >= 6.0, "two pushes {apart:?} apart");
-    }
+    // …until the next interval.
+    a.set_clock("2026-01-10T09:20:03+08:00").await;
+    assert_eq!(r.at_least(pushed + 2).await.len(), pushed + 2);
+    assert_eq!(r.settled().await, pushed + 2);
 }
 
 /// An event URL that answers 200 and then streams 1 MiB chunks without end: datacube reads a

@@ -44,7 +44,7 @@ async fn a_wrong_secret_is_named_with_its_account_and_not_called_a_retry() {
     let config = two_accounts(dir.path(), &up_base, &["getusersummary", "getusercumulate"]);
     let config = config.to_str().unwrap();
     let out = datacube(&mirror_db)
-        .args(["sync", "--config", config, "--report", "json"])
+        .args(["sync", "--mirror", config, "--report", "json"])
         .env("DEMO_SECRET_FOR_TEST", DEMO_SECRET)
         .env("OTHER_SECRET_FOR_TEST", "a-typo-in-the-other-secret-000031")
         .output()

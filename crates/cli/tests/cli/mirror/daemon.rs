@@ -1,4 +1,4 @@
-//! The daily mirror: `serve --mirror` and `sync --config --daemon`, their schedule, retries,
+//! The daily mirror: `serve --mirror` and `sync --mirror --daemon`, their schedule, retries,
 //! stops and recorded runs.
 
 use super::*;
@@ -234,9 +234,9 @@ async fn serve_mirror_runs_once_a_day_and_retries_a_failed_run() {
     assert!(!log.contains(DEMO_SECRET), "no secret in the log");
 }
 
-/// `sync --config FILE --daemon`: a run at start when the day's run is due, recorded and
+/// `sync --mirror FILE --daemon`: a run at start when the day's run is due, recorded and
 /// shown by `sync --status`; SIGTERM while it waits for the next morning stops it at once.
-/// A one-shot `sync --config` whose upstream is unreachable fails, and `--status` says so in
+/// A one-shot `sync --mirror` whose upstream is unreachable fails, and `--status` says so in
 /// its exit code. Mistakes in the configuration are usage errors.
 #[tokio::test]
 async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
@@ -246,7 +246,7 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
     let config = mirror_config(dir.path(), &up.base);
     let config = config.to_str().unwrap();
     let mut daemon = datacube(&mirror_db)
-        .args(["sync", "--config", config, "--daemon"])
+        .args(["sync", "--mirror", config, "--daemon"])
         .args(["--clock", "2026-06-15T09:00:00+08:00"])
         .env("DAILY_MIRROR_SECRET", DEMO_SECRET)
         .env("DATACUBE_LOG", "info")
@@ -257,7 +257,7 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
     let status = || async {
         run(
             &mirror_db,
-            &["sync", "--status", "--config", config, "--report", "json"],
+            &["sync", "--status", "--mirror", config, "--report", "json"],
             None,
         )
         .await
@@ -296,7 +296,7 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
     assert!(stopped.elapsed() < Duration::from_secs(3));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("mirror daemon stopped"), "{log}");
-    let (code, text, _) = run(&mirror_db, &["sync", "--status", "--config", config], None).await;
+    let (code, text, _) = run(&mirror_db, &["sync", "--status", "--mirror", config], None).await;
     assert_eq!(code, 0);
     assert!(
         text.starts_with("#1 daily for 2026-06-15, attempt 1: started 2026-06-15T09:00:"),
@@ -314,7 +314,7 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
     )
     .unwrap();
     let down = down.to_str().unwrap();
-    let (code, _, err) = run(&mirror_db, &["sync", "--config", down], None).await;
+    let (code, _, err) = run(&mirror_db, &["sync", "--mirror", down], None).await;
     assert_eq!(
         code, 2,
         "the secret's variable is not set: a usage error: {err}"
@@ -324,7 +324,7 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
         "{err}"
     );
     let out = datacube(&mirror_db)
-        .args(["sync", "--config", down])
+        .args(["sync", "--mirror", down])
         .env("DAILY_MIRROR_SECRET", DEMO_SECRET)
         .output()
         .await
@@ -352,7 +352,7 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
         std::fs::set_permissions(&inline, std::fs::Permissions::from_mode(mode)).unwrap();
         let (code, _, err) = run(
             &mirror_db,
-            &["sync", "--config", inline.to_str().unwrap()],
+            &["sync", "--mirror", inline.to_str().unwrap()],
             None,
         )
         .await;
@@ -364,16 +364,16 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
         );
         assert!(!err.contains(DEMO_SECRET), "{err}");
     }
-    let (code, text, _) = run(&mirror_db, &["sync", "--status", "--config", down], None).await;
+    let (code, text, _) = run(&mirror_db, &["sync", "--status", "--mirror", down], None).await;
     assert_eq!(code, 1, "{text}");
     assert!(text.contains(", failed in "), "{text}");
 
     // Usage errors exit 2, naming what is wrong.
     let one = ["sync", "--appid", "wx1", "--secret", "s"];
     for (args, says) in [
-        (&["sync", "--daemon"][..], "--config"),
+        (&["sync", "--daemon"][..], "--mirror"),
         (
-            &["sync", "--config", "/nonexistent/mirror.toml"],
+            &["sync", "--mirror", "/nonexistent/mirror.toml"],
             "/nonexistent/mirror.toml",
         ),
         (&[&one[..], &["--timeout", "0"]].concat(), "--timeout"),
@@ -394,7 +394,7 @@ async fn sync_daemon_runs_stops_on_sigterm_and_reports_its_status() {
     std::fs::write(&bad, "name = \"x\"\nschedule = \"8.30\"\n").unwrap();
     let (code, _, err) = run(
         &mirror_db,
-        &["sync", "--config", bad.to_str().unwrap()],
+        &["sync", "--mirror", bad.to_str().unwrap()],
         None,
     )
     .await;
