@@ -1,12 +1,20 @@
 //! The admin API under `/admin`, for operators and tests. Plain HTTP semantics (status codes,
 //! `{"error": "…"}` bodies), guarded by `Authorization: Bearer <admin token>`; disabled when no
 //! admin token is configured.
+//!
+//! One router ([`router`]) answers every path under `/admin/`: the admin token is checked once
+//! for all of them ([`extract::guard`]), handlers answer `Result<Json<T>, AdminError>` with
+//! typed extractors ([`AdminJson`], [`AdminQuery`], [`Admitted`]), an unknown path is a 404 and
+//! a method a path does not take a 405, both as `{"error": "…"}`.
 
-use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::header::AUTHORIZATION;
+mod components;
+mod error;
+mod extract;
+
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
+use axum::{Json, Router};
 use datacube_api::{Appid, Endpoint, Secret};
 use datacube_store::{AccountRecord, StoreError};
 use serde::{Deserialize, Serialize};
@@ -14,12 +22,25 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::secret::constant_time_eq;
+pub(crate) use self::components::integral;
+pub(crate) use self::error::{error, internal, AdminError, Problem};
+use self::extract::required;
+pub(crate) use self::extract::{
+    parse_json, parse_optional_json, shows_admin_token, AdminJson, AdminQuery, Admitted,
+};
 use crate::seed::NewAccount;
 use crate::state::App;
-use crate::wechat::{read_body, BodyError};
 use datacube_api::account::hash_secret;
 use datacube_store::import::{import_body, ImportError};
+
+/// Where the admin API is: every path under it is the admin API's ([`answers`]).
+pub(crate) const AT: &str = "/admin";
+
+/// Whether `path` is the admin API's (on an address that serves it).
+pub(crate) fn answers(path: &str) -> bool {
+    path.strip_prefix(AT)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
 
 /// The admin routes, each with its description.
 pub(crate) fn routes() -> OpenApiRouter<App> {
@@ -32,171 +53,33 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(sync_runs))
         .routes(routes!(crate::mirror::run_now))
         .routes(routes!(crate::mirror::mirror_state))
-        .routes(routes!(list_components, add_component))
-        .routes(routes!(push_ticket))
-        .routes(routes!(grant))
-        .routes(routes!(revoke))
+        .merge(components::routes())
 }
 
-/// What every admin error answers: its HTTP status, and this.
-#[derive(Serialize, ToSchema)]
-#[schema(as = AdminError)]
-pub(crate) struct Problem {
-    /// What is wrong, for a person.
-    error: String,
+/// The admin API as served: every path under [`AT`], behind the admin token, an unknown one
+/// answered 404 (not as the WeChat API's unknown paths are).
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(app: &App) -> Router<S> {
+    let (routes, _) = routes().split_for_parts();
+    let api = routes
+        .fallback(extract::no_admin_api)
+        .with_state(app.clone());
+    let guarded = tower::Layer::layer(
+        &axum::middleware::from_fn_with_state(app.clone(), extract::guard),
+        api,
+    );
+    Router::new().nest_service(AT, guarded)
 }
 
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(Problem {
-            error: message.into(),
-        }),
-    )
-        .into_response()
-}
-
-fn unknown_endpoint(status: StatusCode, name: &str) -> Response {
-    error(
+fn unknown_endpoint(status: StatusCode, name: &str) -> AdminError {
+    AdminError::new(
         status,
         format!("unknown endpoint {name:?}; expected one of the 21 datacube names such as getusersummary"),
     )
 }
 
-pub(crate) fn internal(err: &dyn std::error::Error) -> Response {
-    tracing::error!(error = %err, "admin request failed");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("internal error: {err}"),
-    )
-}
-
-/// An admin API error: its status and message, answered as `{"error": "…"}`.
-#[derive(Debug)]
-pub(crate) struct AdminError {
-    status: StatusCode,
-    message: String,
-}
-
-impl AdminError {
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> AdminError {
-        AdminError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn internal(err: &dyn std::error::Error) -> AdminError {
-        tracing::error!(error = %err, "admin request failed");
-        AdminError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("internal error: {err}"),
-        )
-    }
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        error(self.status, self.message)
-    }
-}
-
-/// Whether `headers` carry the admin token (`Authorization: Bearer …`).
-pub(crate) fn shows_admin_token(app: &App, headers: &axum::http::HeaderMap) -> bool {
-    let expected = app
-        .config()
-        .admin_token
-        .as_ref()
-        .map(datacube_api::secret::Secret::expose);
-    let given = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    matches!((given, expected), (Some(g), Some(e)) if constant_time_eq(g, e))
-}
-
-/// A request the admin token admits, with its body read (within the admin body limit and
-/// time): the extractor every admin handler takes last. Without an admin token configured the
-/// whole API answers 404.
-pub(crate) struct Admitted(pub(crate) axum::body::Bytes);
-
-impl axum::extract::FromRequest<App> for Admitted {
-    type Rejection = AdminError;
-
-    async fn from_request(req: Request, app: &App) -> Result<Admitted, AdminError> {
-        let Some(expected) = app
-            .config()
-            .admin_token
-            .as_ref()
-            .map(datacube_api::secret::Secret::expose)
-        else {
-            return Err(AdminError::new(
-                StatusCode::NOT_FOUND,
-                "the admin API is disabled: start serve with --admin-token or DATACUBE_ADMIN_TOKEN",
-            ));
-        };
-        let given = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(given) if constant_time_eq(given, expected) => {}
-            Some(_) => {
-                return Err(AdminError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "wrong admin token",
-                ))
-            }
-            None => {
-                return Err(AdminError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "missing header `Authorization: Bearer <admin token>`",
-                ))
-            }
-        }
-        let limits = &app.config().limits;
-        match read_body(
-            req.into_body(),
-            limits.admin_body_limit,
-            limits.body_timeout,
-        )
-        .await
-        {
-            Ok(body) => Ok(Admitted(body)),
-            Err(BodyError::TooLarge) => Err(AdminError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body larger than {} bytes", limits.admin_body_limit),
-            )),
-            Err(BodyError::Broken) => Err(AdminError::new(
-                StatusCode::BAD_REQUEST,
-                "the request body was cut off or too slow",
-            )),
-        }
-    }
-}
-
-/// The admin API's JSON bodies are objects: serde's derived readers would also take an array
-/// of the fields in order (`[]` for a struct of defaults), which no description allows.
-/// A body that may be empty (or `null`): what it says, or `T`'s default.
-pub(crate) fn parse_optional_json<'a, T: Deserialize<'a> + Default>(
-    body: &'a [u8],
-) -> Result<T, AdminError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    Ok(parse_json::<Option<T>>(body)?.unwrap_or_default())
-}
-
-pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AdminError> {
-    if body.trim_ascii_start().starts_with(b"[") {
-        return Err(AdminError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid JSON body: a JSON object is expected, not an array",
-        ));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+/// The endpoint `name`, or `status` naming it unknown.
+fn endpoint_named(name: &str, status: StatusCode) -> Result<Endpoint, AdminError> {
+    Endpoint::from_name(name).ok_or_else(|| unknown_endpoint(status, name))
 }
 
 /// An account (its secret is never shown).
@@ -227,13 +110,9 @@ impl From<&AccountRecord> for Account {
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "The admin API is disabled (no admin token configured).", body = Problem),
     ))]
-async fn list_accounts(State(app): State<App>, _: Admitted) -> Response {
-    match app.store().accounts().await {
-        Ok(accounts) => {
-            Json(accounts.iter().map(Account::from).collect::<Vec<_>>()).into_response()
-        }
-        Err(e) => internal(&e),
-    }
+async fn list_accounts(State(app): State<App>) -> Result<Json<Vec<Account>>, AdminError> {
+    let accounts = app.store().accounts().await?;
+    Ok(Json(accounts.iter().map(Account::from).collect()))
 }
 
 /// What removing an account answers.
@@ -258,25 +137,21 @@ pub(crate) struct Removed {
 async fn remove_account(
     State(app): State<App>,
     Path(appid): Path<String>,
-    _: Admitted,
-) -> Response {
-    match app.store().remove_account(&appid).await {
-        Ok(true) => {
-            app.forget_all_of(&appid);
-            tracing::info!(appid, "account removed");
-            Json(Removed { removed: appid }).into_response()
-        }
-        Ok(false) => error(StatusCode::NOT_FOUND, format!("no account {appid}")),
-        Err(e) => internal(&e),
+) -> Result<Json<Removed>, AdminError> {
+    if !app.store().remove_account(&appid).await? {
+        return Err(AdminError::not_found(format!("no account {appid}")));
     }
+    app.forget_all_of(&appid);
+    tracing::info!(appid, "account removed");
+    Ok(Json(Removed { removed: appid }))
 }
 
 /// `secret`'s hash, made off the async threads (argon2 takes tens of milliseconds).
-async fn hashed(secret: String) -> Result<String, Response> {
+async fn hashed(secret: String) -> Result<String, AdminError> {
     tokio::task::spawn_blocking(move || hash_secret(&secret))
         .await
         .map_err(|_| {
-            error(
+            AdminError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "hashing the secret failed",
             )
@@ -299,15 +174,13 @@ async fn hashed(secret: String) -> Result<String, Response> {
         (status = 404, description = "The admin API is disabled.", body = Problem),
         (status = 409, description = "The appid is taken (by an account or a component).", body = Problem),
     ))]
-async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    let new: NewAccount = match parse_json(&body) {
-        Ok(new) => new,
-        Err(e) => return e.into_response(),
-    };
-    let secret = match Appid::parse(&new.appid).and(Secret::parse(&new.secret)) {
-        Ok(secret) => secret,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
-    };
+async fn add_account(
+    State(app): State<App>,
+    AdminJson(new): AdminJson<NewAccount>,
+) -> Result<(StatusCode, Json<Account>), AdminError> {
+    let secret = Appid::parse(&new.appid)
+        .and(Secret::parse(&new.secret))
+        .map_err(AdminError::bad_request)?;
     if secret.is_short() {
         tracing::warn!(
             appid = new.appid,
@@ -315,34 +188,30 @@ async fn add_account(State(app): State<App>, Admitted(body): Admitted) -> Respon
              use 32 random characters, as WeChat's are"
         );
     }
-    let hash = match hashed(new.secret).await {
-        Ok(hash) => hash,
-        Err(refused) => return refused,
-    };
     let record = AccountRecord {
         appid: new.appid,
-        secret_hash: hash,
+        secret_hash: hashed(new.secret).await?,
         verified: new.verified,
         created_at: app.clock().unix(),
         incarnation: 0, // drawn by the store
     };
-    match app.store().add_account(record.clone()).await {
-        Ok(()) => {
-            app.forget_account(&record.appid);
-            tracing::info!(
-                appid = record.appid,
-                verified = record.verified,
-                "account added"
-            );
-            (StatusCode::CREATED, Json(Account::from(&record))).into_response()
-        }
-        Err(StoreError::AccountExists(appid)) => error(
-            StatusCode::CONFLICT,
-            format!("account {appid} already exists"),
-        ),
-        Err(e @ StoreError::AppidInUse(..)) => error(StatusCode::CONFLICT, e.to_string()),
-        Err(e) => internal(&e),
-    }
+    app.store()
+        .add_account(record.clone())
+        .await
+        .map_err(|e| match e {
+            StoreError::AccountExists(appid) => {
+                AdminError::conflict(format!("account {appid} already exists"))
+            }
+            e @ StoreError::AppidInUse(..) => AdminError::conflict(e.to_string()),
+            e => AdminError::internal(&e),
+        })?;
+    app.forget_account(&record.appid);
+    tracing::info!(
+        appid = record.appid,
+        verified = record.verified,
+        "account added"
+    );
+    Ok((StatusCode::CREATED, Json(Account::from(&record))))
 }
 
 /// What an import did.
@@ -380,61 +249,51 @@ pub(crate) struct Imported {
     ))]
 async fn import(
     State(app): State<App>,
-    RawQuery(query): RawQuery,
+    AdminQuery(asked): AdminQuery<ImportQuery>,
     Admitted(body): Admitted,
-) -> Response {
-    let query = query.unwrap_or_default();
-    let param = |key: &str| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
-    };
-    let Some(appid) = param("appid") else {
-        return error(StatusCode::BAD_REQUEST, "missing query parameter `appid`");
-    };
-    if let Err(msg) = Appid::parse(&appid) {
-        return error(StatusCode::BAD_REQUEST, msg);
-    }
-    let Some(name) = param("endpoint") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "missing query parameter `endpoint`",
-        );
-    };
-    let Some(endpoint) = Endpoint::from_name(&name) else {
-        return unknown_endpoint(StatusCode::BAD_REQUEST, &name);
-    };
-    let new = match param("strict").as_deref() {
+) -> Result<Json<Imported>, AdminError> {
+    let appid = required(asked.appid, "appid")?;
+    Appid::parse(&appid).map_err(AdminError::bad_request)?;
+    let endpoint = endpoint_named(
+        &required(asked.endpoint, "endpoint")?,
+        StatusCode::BAD_REQUEST,
+    )?;
+    let new = match asked.strict.as_deref() {
         None | Some("false" | "0") => datacube_api::row::NewFields::Keep,
         Some("true" | "1" | "") => datacube_api::row::NewFields::Refuse,
         Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("`strict` is true or false, not {other:?}"),
-            )
+            return Err(AdminError::bad_request(format!(
+                "`strict` is true or false, not {other:?}"
+            )))
         }
     };
-    match import_body(app.store(), &appid, endpoint, &body, new).await {
-        Ok(imported) => {
-            app.statistics_changed(&appid);
-            let report = imported.report;
-            Json(Imported {
-                inserted: report.inserted,
-                updated: report.updated,
-                unchanged: report.unchanged,
-                new_fields: imported.new_fields,
-            })
-            .into_response()
-        }
-        Err(e @ ImportError::Invalid { .. }) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-        }
-        Err(ImportError::Store(e @ datacube_store::StoreError::AccountGone(_))) => error(
-            StatusCode::CONFLICT,
-            format!("{e} while its rows were imported"),
-        ),
-        Err(ImportError::Store(e)) => internal(&e),
-    }
+    let imported = import_body(app.store(), &appid, endpoint, &body, new)
+        .await
+        .map_err(|e| match e {
+            e @ ImportError::Invalid { .. } => {
+                AdminError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            ImportError::Store(e @ StoreError::AccountGone(_)) => {
+                AdminError::conflict(format!("{e} while its rows were imported"))
+            }
+            ImportError::Store(e) => AdminError::internal(&e),
+        })?;
+    app.statistics_changed(&appid);
+    let report = imported.report;
+    Ok(Json(Imported {
+        inserted: report.inserted,
+        updated: report.updated,
+        unchanged: report.unchanged,
+        new_fields: imported.new_fields,
+    }))
+}
+
+/// The query of `POST /admin/import`, as sent.
+#[derive(Deserialize)]
+struct ImportQuery {
+    appid: Option<String>,
+    endpoint: Option<String>,
+    strict: Option<String>,
 }
 
 /// The newest runs of `datacube sync`.
@@ -484,46 +343,47 @@ pub(crate) struct SyncRun {
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "The admin API is disabled.", body = Problem),
     ))]
-async fn sync_runs(State(app): State<App>, RawQuery(query): RawQuery, _: Admitted) -> Response {
-    let query = query.unwrap_or_default();
-    let param = |key: &str| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
-    };
-    let limit = match param("limit").map(|l| l.parse::<u32>()) {
+async fn sync_runs(
+    State(app): State<App>,
+    AdminQuery(asked): AdminQuery<SyncRunsQuery>,
+) -> Result<Json<SyncRuns>, AdminError> {
+    let limit = match asked.limit.map(|l| l.parse::<u32>()) {
         None => 20,
         Some(Ok(n)) if (1..=1000).contains(&n) => n,
         Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return Err(AdminError::bad_request(
                 "`limit` is a number from 1 to 1000",
-            )
+            ))
         }
     };
-    let mirror = param("mirror");
-    match app.store().sync_runs(mirror.as_deref(), limit).await {
-        Ok(runs) => {
-            let runs = runs
-                .into_iter()
-                .map(|r| SyncRun {
-                    report: r
-                        .report
-                        .as_deref()
-                        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
-                    id: r.id,
-                    mirror: r.mirror,
-                    slot: r.slot,
-                    attempt: r.attempt,
-                    started: datacube_api::date::china_time_of(r.started),
-                    finished: r.finished.map(datacube_api::date::china_time_of),
-                    outcome: r.outcome,
-                })
-                .collect();
-            Json(SyncRuns { runs }).into_response()
-        }
-        Err(e) => internal(&e),
-    }
+    let runs = app
+        .store()
+        .sync_runs(asked.mirror.as_deref(), limit)
+        .await?;
+    let runs = runs
+        .into_iter()
+        .map(|r| SyncRun {
+            report: r
+                .report
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+            id: r.id,
+            mirror: r.mirror,
+            slot: r.slot,
+            attempt: r.attempt,
+            started: datacube_api::date::china_time_of(r.started),
+            finished: r.finished.map(datacube_api::date::china_time_of),
+            outcome: r.outcome,
+        })
+        .collect();
+    Ok(Json(SyncRuns { runs }))
+}
+
+/// The query of `GET /admin/sync/runs`, as sent.
+#[derive(Deserialize)]
+struct SyncRunsQuery {
+    mirror: Option<String>,
+    limit: Option<String>,
 }
 
 /// What posting events did.
@@ -585,46 +445,39 @@ impl From<datacube_store::ingest::IngestReport> for EventsReport {
         (status = 404, description = "The admin API is disabled.", body = Problem),
         (status = 413, description = "Larger than `--admin-body-limit`.", body = Problem),
     ))]
-async fn events(State(app): State<App>, Admitted(body): Admitted) -> Response {
+async fn events(
+    State(app): State<App>,
+    Admitted(body): Admitted,
+) -> Result<Json<EventsReport>, AdminError> {
     let yesterday =
         datacube_api::date::add_days(datacube_api::date::china_date(app.clock().unix()), -1);
     let started = std::time::Instant::now();
-    let done = if body.len() > ONE_TRANSACTION {
-        events_in_bulk(&app, body, yesterday).await
+    let (report, changed) = if body.len() > ONE_TRANSACTION {
+        events_in_bulk(&app, body, yesterday).await?
     } else {
-        let Ok(text) = std::str::from_utf8(&body) else {
-            return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text");
-        };
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| AdminError::bad_request("the body is not UTF-8 text"))?;
         let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
         let mut known = datacube_store::ingest::KnownAccounts::default();
         // Stored at once, counted when first read: a batch costs what it holds.
-        async {
-            datacube_store::ingest::parse_lines(app.store(), &lines, &mut known)
-                .await?
-                .store(app.store(), datacube_store::ingest::Recompute::WhenRead)
-                .await
-        }
-        .await
+        datacube_store::ingest::parse_lines(app.store(), &lines, &mut known)
+            .await?
+            .store(app.store(), datacube_store::ingest::Recompute::WhenRead)
+            .await?
     };
-    match done {
-        Ok((report, changed)) => {
-            // Storing the events and recomputing the periods they touch.
-            metrics::histogram!("datacube_ingest_seconds").record(started.elapsed().as_secs_f64());
-            for appid in &changed {
-                app.statistics_changed(appid);
-            }
-            for (outcome, n) in [
-                ("accepted", report.accepted),
-                ("duplicate", report.duplicates),
-                ("rejected", report.rejected_total),
-            ] {
-                metrics::counter!("datacube_events_total", "outcome" => outcome)
-                    .increment(n as u64);
-            }
-            Json(EventsReport::from(report)).into_response()
-        }
-        Err(e) => internal(&e),
+    // Storing the events and recomputing the periods they touch.
+    metrics::histogram!("datacube_ingest_seconds").record(started.elapsed().as_secs_f64());
+    for appid in &changed {
+        app.statistics_changed(appid);
     }
+    for (outcome, n) in [
+        ("accepted", report.accepted),
+        ("duplicate", report.duplicates),
+        ("rejected", report.rejected_total),
+    ] {
+        metrics::counter!("datacube_events_total", "outcome" => outcome).increment(n as u64);
+    }
+    Ok(Json(EventsReport::from(report)))
 }
 
 /// The largest body of events stored in one transaction.
@@ -702,403 +555,19 @@ async fn events_in_bulk(
 async fn datacube(
     State(app): State<App>,
     Path(name): Path<String>,
-    RawQuery(query): RawQuery,
+    AdminQuery(asked): AdminQuery<DatacubeQuery>,
     Admitted(body): Admitted,
-) -> Response {
-    let query = query.unwrap_or_default();
-    let Some(endpoint) = Endpoint::from_name(&name) else {
-        return unknown_endpoint(StatusCode::NOT_FOUND, &name);
-    };
-    let Some(appid) = form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "appid")
-        .map(|(_, v)| v.into_owned())
-    else {
-        return error(StatusCode::BAD_REQUEST, "missing query parameter `appid`");
-    };
-    match app.store().account(&appid).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no account {appid}")),
-        Err(e) => return internal(&e),
+) -> Result<Response, AdminError> {
+    let endpoint = endpoint_named(&name, StatusCode::NOT_FOUND)?;
+    let appid = required(asked.appid, "appid")?;
+    if app.store().account(&appid).await?.is_none() {
+        return Err(AdminError::not_found(format!("no account {appid}")));
     }
-    crate::wechat::answer(&app, endpoint, &appid, &body, None).await
+    Ok(crate::wechat::answer(&app, endpoint, &appid, &body, None).await)
 }
 
-// ---- third-party platforms ----
-
-/// A third-party platform (its secret, token and key are never shown).
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Component {
-    appid: String,
-    /// Where its tickets and authorization events are pushed.
-    event_url: Option<String>,
-    /// When it was added, Unix seconds by the emulated clock.
-    created_at: i64,
-}
-
-impl From<&datacube_store::ComponentRecord> for Component {
-    fn from(c: &datacube_store::ComponentRecord) -> Component {
-        Component {
-            appid: c.appid.clone(),
-            event_url: c.event_url.clone(),
-            created_at: c.created_at,
-        }
-    }
-}
-
-/// The third-party platforms.
-#[utoipa::path(get, path = "/admin/components", tag = "Admin",
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "Every component, by appid.", body = [Component]),
-        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
-        (status = 404, description = "The admin API is disabled.", body = Problem),
-    ))]
-async fn list_components(State(app): State<App>, _: Admitted) -> Response {
-    match app.store().components().await {
-        Ok(list) => Json(list.iter().map(Component::from).collect::<Vec<_>>()).into_response(),
-        Err(e) => internal(&e),
-    }
-}
-
-/// A third-party platform to add.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewComponent {
-    /// 1 to 64 letters, digits, `_` and `-`.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    appid: String,
-    /// Its AppSecret (component_appsecret): 1 to 128 visible ASCII characters.
-    #[schema(pattern = "^[!-~]{1,128}$")]
-    secret: String,
-    /// The token its pushes are signed with: 3 to 32 letters and digits.
-    #[schema(pattern = "^[A-Za-z0-9]{3,32}$")]
-    token: String,
-    /// Its EncodingAESKey: 43 letters and digits.
-    #[schema(pattern = "^[A-Za-z0-9]{43}$")]
-    aes_key: String,
-    /// Where tickets and authorization events are pushed (none: only answered here).
-    #[schema(pattern = "^https?://")]
-    event_url: Option<String>,
-}
-
-/// Adds a third-party platform.
-#[utoipa::path(post, path = "/admin/components", tag = "Admin",
-    security(("admin_token" = [])),
-    request_body = NewComponent,
-    responses(
-        (status = 201, description = "Added.", body = Component,
-            links(
-                ("PushTicket" = (operation_id = "push_ticket", parameters(("appid" = "$response.body#/appid")))),
-                ("Grant" = (operation_id = "grant", parameters(("appid" = "$response.body#/appid")))),
-            )),
-        (status = 400, description = "Not JSON, an unknown field, or a value that is not one.", body = Problem),
-        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
-        (status = 404, description = "The admin API is disabled.", body = Problem),
-        (status = 409, description = "The appid is taken.", body = Problem),
-    ))]
-async fn add_component(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    let new: NewComponent = match parse_json(&body) {
-        Ok(new) => new,
-        Err(e) => return e.into_response(),
-    };
-    if let Err(msg) = Appid::parse(&new.appid)
-        .and(Secret::parse(&new.secret))
-        .and(datacube_protocol::crypto::check_component_keys(
-            &new.token,
-            &new.aes_key,
-            new.event_url.as_deref(),
-        ))
-    {
-        return error(StatusCode::BAD_REQUEST, msg);
-    }
-    let hash = match hashed(new.secret).await {
-        Ok(hash) => hash,
-        Err(refused) => return refused,
-    };
-    let record = datacube_store::ComponentRecord {
-        appid: new.appid,
-        secret_hash: hash,
-        token: datacube_api::secret::Secret::new(new.token),
-        aes_key: datacube_api::secret::Secret::new(new.aes_key),
-        event_url: new.event_url,
-        created_at: app.clock().unix(),
-    };
-    match app.store().add_component(record.clone()).await {
-        Ok(()) => (StatusCode::CREATED, Json(Component::from(&record))).into_response(),
-        Err(StoreError::AccountExists(appid)) => error(
-            StatusCode::CONFLICT,
-            format!("component {appid} already exists"),
-        ),
-        Err(e @ StoreError::AppidInUse(..)) => error(StatusCode::CONFLICT, e.to_string()),
-        Err(e) => internal(&e),
-    }
-}
-
-async fn component_of(
-    app: &App,
-    appid: &str,
-) -> Result<datacube_store::ComponentRecord, AdminError> {
-    match app.store().component(appid).await {
-        Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(AdminError::new(
-            StatusCode::NOT_FOUND,
-            format!("no component {appid}"),
-        )),
-        Err(e) => Err(AdminError::internal(&e)),
-    }
-}
-
-/// A ticket issued.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct TicketIssued {
-    /// The component_verify_ticket.
-    ticket: String,
-    /// Whether the event URL answered `success`.
-    pushed: bool,
-    /// Why not (null when pushed).
-    push_error: Option<String>,
-}
-
-/// Issues a component_verify_ticket now.
-///
-/// It is pushed to the component's event URL (WeChat pushes one every 10 minutes); without an
-/// event URL the ticket is only answered here.
-#[utoipa::path(post, path = "/admin/components/{appid}/ticket", tag = "Admin",
-    security(("admin_token" = [])),
-    params(("appid" = String, Path, description = "The component.")),
-    responses(
-        (status = 200, description = "The ticket, and whether its push was answered.", body = TicketIssued),
-        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
-        (status = 404, description = "No such component (or the admin API is disabled).", body = Problem),
-    ))]
-async fn push_ticket(State(app): State<App>, Path(appid): Path<String>, _: Admitted) -> Response {
-    let component = match component_of(&app, &appid).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    match crate::component::push_ticket(&app, &component).await {
-        Ok((ticket, pushed)) => Json(TicketIssued {
-            ticket,
-            pushed: pushed.is_ok(),
-            push_error: pushed.err(),
-        })
-        .into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
-}
-
-/// An authorization to give.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewGrant {
-    /// The account that authorizes.
-    authorizer_appid: String,
-    /// The permission sets it grants (1 messages, 2 users, 3 interface, 7 articles, …).
-    #[serde(deserialize_with = "integral::list_u32")]
-    #[schema(value_type = Vec<PermissionSet>, example = json!([1, 2, 3, 7]))]
-    func_ids: Vec<u32>,
-    /// The pre-auth code the authorization page was opened with (none: as if one were).
-    pre_auth_code: Option<String>,
-}
-
-/// Integers as JSON Schema counts them: `7` and `7.0` alike (a number with no fraction is an
-/// integer), within the type's range.
-pub(crate) mod integral {
-    use serde::{Deserialize, Deserializer};
-
-    fn of<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
-        value: serde_json::Number,
-    ) -> Result<T, D::Error> {
-        let whole = match (value.as_u64(), value.as_f64()) {
-            (Some(n), _) => Some(n),
-            (None, Some(f)) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => {
-                Some(f as u64)
-            }
-            _ => None,
-        };
-        whole
-            .and_then(|n| T::try_from(n).ok())
-            .ok_or_else(|| serde::de::Error::custom(format!("{value} is not an integer in range")))
-    }
-
-    /// A `u32`.
-    pub(crate) fn list_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
-        Vec::<serde_json::Number>::deserialize(d)?
-            .into_iter()
-            .map(of::<D, u32>)
-            .collect()
-    }
-
-    /// An optional integer from 0 to 2⁶³−1.
-    pub(crate) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        match Option::<serde_json::Number>::deserialize(d)? {
-            None => Ok(None),
-            Some(n) => of::<D, i64>(n).map(|n: i64| Some(n as u64)),
-        }
-    }
-}
-
-/// A permission set's id: 1 to 4294967295 (`func_ids`).
-pub(crate) struct PermissionSet;
-
-impl utoipa::PartialSchema for PermissionSet {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::Integer)
-            .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
-                utoipa::openapi::schema::KnownFormat::Int64,
-            )))
-            .minimum(Some(1))
-            .maximum(Some(u32::MAX))
-            .into()
-    }
-}
-
-impl ToSchema for PermissionSet {}
-
-/// An authorization given.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Granted {
-    /// For `api_query_auth` (single use).
-    authorization_code: String,
-    /// Its lifetime, seconds (3600).
-    expires_in: i64,
-    authorizer_refresh_token: String,
-    /// `authorized`, or `updateauthorized` when the account had authorized before.
-    info_type: String,
-    /// Whether the event URL answered `success`.
-    pushed: bool,
-    /// Why not (null when pushed).
-    push_error: Option<String>,
-}
-
-/// An account authorizes a component.
-///
-/// The authorization step, without a browser: the account grants permission sets. Answers the
-/// authorization code (also pushed as `authorized`).
-#[utoipa::path(post, path = "/admin/components/{appid}/grants", tag = "Admin",
-    security(("admin_token" = [])),
-    params(("appid" = String, Path, description = "The component.")),
-    request_body = NewGrant,
-    responses(
-        (status = 200, description = "The authorization code, and whether its push was answered.", body = Granted,
-            links(("Revoke" = (operation_id = "revoke", parameters(
-                ("appid" = "$request.path.appid"),
-                ("authorizer" = "$request.body#/authorizer_appid")))))),
-        (status = 400, description = "Not JSON, or a permission set 0.", body = Problem),
-        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
-        (status = 404, description = "No such component (or the admin API is disabled).", body = Problem),
-        (status = 409, description = "No such account (it must be added first), or a pre-auth code unknown, used or expired.", body = Problem),
-    ))]
-async fn grant(
-    State(app): State<App>,
-    Path(appid): Path<String>,
-    Admitted(body): Admitted,
-) -> Response {
-    let new: NewGrant = match parse_json(&body) {
-        Ok(new) => new,
-        Err(e) => return e.into_response(),
-    };
-    let component = match component_of(&app, &appid).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    match app.store().account(&new.authorizer_appid).await {
-        Ok(Some(_)) => {}
-        // The component is there (the path's resource); the account the body names is not.
-        Ok(None) => {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "no account {}: add it before it can authorize a component",
-                    new.authorizer_appid
-                ),
-            )
-        }
-        Err(e) => return internal(&e),
-    }
-    let mut sets = Vec::new();
-    for id in new.func_ids {
-        if id == 0 {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "func_ids are permission set ids (1, 2, 3, 7, …)",
-            );
-        }
-        if !sets.contains(&id) {
-            sets.push(id);
-        }
-    }
-    match crate::component::authorize(
-        &app,
-        &component,
-        &new.authorizer_appid,
-        sets,
-        new.pre_auth_code.as_deref(),
-    )
-    .await
-    {
-        Ok(done) => Json(Granted {
-            authorization_code: done.code,
-            expires_in: crate::component::AUTH_CODE_LIFETIME,
-            authorizer_refresh_token: done.refresh_token,
-            info_type: done.info_type.to_owned(),
-            pushed: done.pushed.is_ok(),
-            push_error: done.pushed.err(),
-        })
-        .into_response(),
-        // Well formed, but unknown, used or expired: a conflict with what the server holds.
-        Err(code) => error(
-            StatusCode::CONFLICT,
-            format!("pre_auth_code refused: {} {}", code.code(), code.message()),
-        ),
-    }
-}
-
-/// An authorization ended.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Revoked {
-    revoked: bool,
-    /// Whether the event URL answered `success` to `unauthorized`.
-    pushed: bool,
-    /// Why not (null when pushed).
-    push_error: Option<String>,
-}
-
-/// Ends an account's authorization of a component.
-///
-/// Its authorizer tokens die; `unauthorized` is pushed.
-#[utoipa::path(delete, path = "/admin/components/{appid}/grants/{authorizer}", tag = "Admin",
-    security(("admin_token" = [])),
-    params(
-        ("appid" = String, Path, description = "The component."),
-        ("authorizer" = String, Path, description = "The account that authorized it."),
-    ),
-    responses(
-        (status = 200, description = "Ended.", body = Revoked),
-        (status = 401, description = "No admin token, or a wrong one.", body = Problem),
-        (status = 404, description = "No such component, or no such authorization (or the admin API is disabled).", body = Problem),
-    ))]
-async fn revoke(
-    State(app): State<App>,
-    Path((appid, authorizer)): Path<(String, String)>,
-    _: Admitted,
-) -> Response {
-    let component = match component_of(&app, &appid).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    match crate::component::unauthorize(&app, &component, &authorizer).await {
-        Ok((false, _)) => error(
-            StatusCode::NOT_FOUND,
-            format!("{authorizer} has not authorized {appid}"),
-        ),
-        Ok((true, pushed)) => Json(Revoked {
-            revoked: true,
-            pushed: pushed.is_ok(),
-            push_error: pushed.err(),
-        })
-        .into_response(),
-        Err(code) => error(StatusCode::INTERNAL_SERVER_ERROR, code.message()),
-    }
+/// The query of `POST /admin/datacube/{name}`, as sent.
+#[derive(Deserialize)]
+struct DatacubeQuery {
+    appid: Option<String>,
 }

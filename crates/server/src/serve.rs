@@ -37,23 +37,18 @@ pub fn router(app: App) -> Router {
 /// is then answered as every path the router does not know, by the WeChat API's 40066, and
 /// the dashboard there offers no admin sign-in).
 fn router_for(app: App, admin: bool) -> Router {
-    let metrics = app.config().metrics_on_main;
-    let routes = if admin {
-        described_routes(metrics)
-    } else {
-        public_routes(metrics)
-    };
-    let (router, _) = routes.split_for_parts();
+    let (router, _) = public_routes(app.config().metrics_on_main).split_for_parts();
     let router = router.fallback(crate::wechat::dispatch);
     let router = if admin {
-        router
+        router.merge(crate::admin::router(&app))
     } else {
         router.layer(axum::Extension(crate::dashboard::AdminElsewhere))
     };
     router.with_state(app)
 }
 
-/// The router's routes, each with its description (`/metrics` when `metrics`).
+/// The routes of [`router`] with their descriptions, for the API's description (`/metrics`
+/// when `metrics`).
 pub(crate) fn described_routes(metrics: bool) -> OpenApiRouter<App> {
     crate::admin::routes().merge(public_routes(metrics))
 }
@@ -683,7 +678,7 @@ fn body_limit<B>(shared: &Shared, req: &hyper::Request<B>) -> usize {
     let app = &shared.app;
     let limits = &app.config().limits;
     if shared.admin
-        && req.uri().path().starts_with("/admin/")
+        && crate::admin::answers(req.uri().path())
         && crate::admin::shows_admin_token(app, req.headers())
     {
         limits.admin_body_limit
@@ -696,7 +691,7 @@ fn body_limit<B>(shared: &Shared, req: &hyper::Request<B>) -> usize {
 /// the dashboard, the API's description, the health checks (and the metrics, when on the main
 /// address). Every other path is the WeChat API's.
 pub(crate) fn on_router(app: &App, admin: bool, path: &str) -> bool {
-    (admin && path.starts_with("/admin/"))
+    (admin && crate::admin::answers(path))
         || path == "/"
         || path.starts_with("/dashboard/")
         || path == "/openapi.json"

@@ -613,10 +613,19 @@ async fn admin_token_errors() {
 #[tokio::test]
 async fn admin_routing_errors() {
     let t = spawn_app().await;
-    let a = send(&t, "GET", "/admin/nothing-here", "", true).await;
-    snap("admin_unknown_path", "GET /admin/nothing-here", &a);
+    // An unknown admin path is the admin API's 404 (its query not named), not WeChat's 40066.
+    let a = send(&t, "GET", "/admin/nothing-here?appid=wx1", "", true).await;
+    snap_admin("admin_unknown_path", "GET /admin/nothing-here", &a, 404);
     let a = send(&t, "PATCH", "/admin/accounts", "", true).await;
-    snap("admin_method_not_allowed", "PATCH /admin/accounts", &a);
+    snap_admin("admin_method_not_allowed", "PATCH /admin/accounts", &a, 405);
+    // Without the admin token, neither says what the admin API has.
+    for (method, path) in [("GET", "/admin/nothing-here"), ("PATCH", "/admin/accounts")] {
+        let a = send(&t, method, path, "", false).await;
+        assert_eq!(a.status, 401, "{method} {path}: {}", a.body);
+    }
+    // Every other unknown path is still WeChat's.
+    let a = send(&t, "GET", "/administrator", "", true).await;
+    assert_wechat_error(&a, 40066, t.unix());
 }
 
 #[tokio::test]

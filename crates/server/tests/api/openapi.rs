@@ -61,11 +61,18 @@ fn operations(doc: &Value) -> Vec<(String, Method)> {
     found
 }
 
-/// Whether an answer is the server's "no such route": WeChat's 40066, or 405 for a method.
+/// Whether an answer is the server's "no such route": WeChat's 40066, the admin API's 404 for
+/// a path under `/admin/` it does not have, or 405 for a method.
 fn unknown_route(status: u16, body: &str) -> bool {
+    let json = serde_json::from_str::<Value>(body);
     status == 405
-        || (status == 200
-            && serde_json::from_str::<Value>(body).is_ok_and(|v| v["errcode"] == 40066))
+        || (status == 200 && json.as_ref().is_ok_and(|v| v["errcode"] == 40066))
+        || (status == 404
+            && json.is_ok_and(|v| {
+                v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("no admin API at /admin/"))
+            }))
 }
 
 async fn call(t: &TestApp, method: Method, path: &str) -> (u16, String) {
