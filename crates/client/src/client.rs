@@ -7,7 +7,7 @@
 //! - Retries with exponential backoff and jitter on `-1` (system busy) and on what a gateway
 //!   or the network does — transport errors, timeouts, HTTP 5xx, a page that is not JSON;
 //!   `45011` (per-minute quota) slows down and retries; `45009` (daily quota) stops with an
-//!   error that says so.
+//!   error that says so. One loop does it for every call (`crate::retry`).
 //! - Every exchange is bounded (`crate::http`): connect, answer-head and whole-answer
 //!   timeouts, and a size limit on answers. Errors never carry the request's URL (it holds
 //!   the secret or the access token).
@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use datacube_api::date::format_date;
 use datacube_api::{Endpoint, ErrCode};
 use jiff::civil::Date;
-use rand::Rng;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::retry::{Backoff, Retry, Step};
 
 /// 40164: the caller's IP is not in the account's whitelist (WeChat answers it for tokens;
 /// datacube never does, so it is not in [`ErrCode`]'s table).
@@ -183,7 +185,7 @@ pub enum ClientError {
         /// What failed.
         message: String,
     },
-    /// The client was stopped ([`Client::stop_on`]) during the call.
+    /// The client was cancelled ([`Client::cancel_on`]) during the call.
     #[error("interrupted")]
     Interrupted,
     /// The answer was not what the API answers.
@@ -221,6 +223,16 @@ pub struct Counters {
     pub token_calls: AtomicU64,
 }
 
+/// What the attempts of one datacube call change.
+struct DatacubeState {
+    /// The access token it is made with.
+    token: String,
+    /// Whether the token was renewed (once per call).
+    renewed: bool,
+    /// The `45011` slow-downs so far.
+    slowdowns: u32,
+}
+
 /// A client for one account. Share it (`Arc`) between tasks: the token is shared.
 pub struct Client {
     http: reqwest::Client,
@@ -228,8 +240,8 @@ pub struct Client {
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
     /// A third-party platform's component token (see [`Authorizer`]).
     component_token: tokio::sync::Mutex<Option<String>>,
-    /// Set to stop every call under way.
-    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Cancelled to stop every call under way ([`Client::cancel_on`]).
+    cancel: CancellationToken,
     /// What it did.
     pub counters: Counters,
 }
@@ -245,13 +257,6 @@ fn renew_at(expires_in: u64) -> Instant {
     let lifetime = expires_in.clamp(TOKEN_LIFETIME.0, TOKEN_LIFETIME.1);
     let margin = (lifetime / 4).min(300);
     Instant::now() + Duration::from_secs(lifetime - margin)
-}
-
-/// What one attempt of a call came to.
-enum Attempt<T> {
-    Done(T),
-    /// Worth another try, for this reason.
-    Again(String),
 }
 
 impl Client {
@@ -275,7 +280,7 @@ impl Client {
             config,
             token: tokio::sync::Mutex::new(None),
             component_token: tokio::sync::Mutex::new(None),
-            stop: None,
+            cancel: CancellationToken::new(),
             counters: Counters::default(),
         })
     }
@@ -285,50 +290,35 @@ impl Client {
         &self.config
     }
 
-    fn backoff(&self, attempt: u32, base: Duration, cap: Duration) -> Duration {
-        let d = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
-        d.mul_f64(rand::rng().random_range(0.5..1.5))
-    }
-
-    /// Waits before retry number `attempt + 1`.
-    async fn pause(&self, attempt: u32) -> Result<(), ClientError> {
-        self.sleep(self.backoff(attempt, self.config.backoff, Duration::from_secs(10)))
-            .await
-    }
-
-    /// Sleeps, unless the client is stopped first.
-    async fn sleep(&self, d: Duration) -> Result<(), ClientError> {
-        tokio::select! {
-            () = tokio::time::sleep(d) => Ok(()),
-            () = self.stopped() => Err(ClientError::Interrupted),
+    /// How its calls are retried: `retries` times after `-1` and what a gateway or the network
+    /// does, `backoff` doubled each time up to 10 s; cancelled with the client.
+    fn retry(&self) -> Retry<'_> {
+        Retry {
+            retries: self.config.retries,
+            backoff: Backoff {
+                base: self.config.backoff,
+                cap: Duration::from_secs(10),
+            },
+            cancel: &self.cancel,
+            appid: &self.config.appid,
         }
     }
 
-    /// Resolves once [`Client::stop_on`]'s flag is set (never without one).
-    async fn stopped(&self) {
-        let Some(flag) = &self.stop else {
-            return std::future::pending().await;
-        };
-        while !flag.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Stops every call under way (its exchange, its retries' waits) within a twentieth of a
-    /// second of `flag` being set: they fail with [`ClientError::Interrupted`].
-    pub fn stop_on(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Client {
-        self.stop = Some(flag);
+    /// Stops every call under way (its exchange, its retries' waits) as soon as `cancel` is
+    /// cancelled: they fail with [`ClientError::Interrupted`].
+    pub fn cancel_on(mut self, cancel: CancellationToken) -> Client {
+        self.cancel = cancel;
         self
     }
 
-    /// One HTTP exchange, bounded by the configured limits. A failure not worth retrying is
-    /// the call's error; the others come back as [`Attempt::Again`].
+    /// One HTTP exchange, bounded by the configured limits: the answer's text, or why it is
+    /// worth another try. A failure not worth one is the call's error.
     async fn exchange(
         &self,
         api: &str,
         request: reqwest::RequestBuilder,
         secrets: &[&str],
-    ) -> Result<Attempt<String>, ClientError> {
+    ) -> Result<Result<String, String>, ClientError> {
         let limits = crate::http::Limits {
             header_timeout: self.config.header_timeout.min(self.config.timeout),
             timeout: self.config.timeout,
@@ -336,26 +326,15 @@ impl Client {
         };
         let exchanged = tokio::select! {
             r = crate::http::exchange(request, limits, secrets) => r,
-            () = self.stopped() => return Err(ClientError::Interrupted),
+            () = self.cancel.cancelled() => return Err(ClientError::Interrupted),
         };
         match exchanged {
-            Ok(text) => Ok(Attempt::Done(text)),
-            Err(crate::http::Failure::Transient(why)) => Ok(Attempt::Again(why)),
+            Ok(text) => Ok(Ok(text)),
+            Err(crate::http::Failure::Transient(why)) => Ok(Err(why)),
             Err(crate::http::Failure::Fatal(why)) => Err(ClientError::BadAnswer {
                 api: api.to_owned(),
                 message: why,
             }),
-        }
-    }
-
-    /// The error of a call whose every attempt failed for `why`.
-    fn gave_up(&self, api: &str, why: String) -> ClientError {
-        ClientError::Transport {
-            api: api.to_owned(),
-            message: match self.config.retries + 1 {
-                1 => format!("{why} (after 1 attempt)"),
-                n => format!("{why} (after {n} attempts)"),
-            },
         }
     }
 
@@ -394,84 +373,75 @@ impl Client {
             TokenApi::Basic => "cgi-bin/token",
             TokenApi::Stable => "cgi-bin/stable_token",
         };
-        let mut attempt = 0;
-        loop {
-            self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-            let request = match self.config.token_api {
-                // WeChat takes the secret only in the query: it never leaves this function
-                // in an error (see `crate::http`).
-                TokenApi::Basic => self
-                    .http
-                    .get(format!("{}/cgi-bin/token", self.config.base))
-                    .query(&[
-                        ("grant_type", "client_credential"),
-                        ("appid", &self.config.appid),
-                        ("secret", &self.config.secret),
-                    ]),
-                TokenApi::Stable => self
-                    .http
-                    .post(format!("{}/cgi-bin/stable_token", self.config.base))
-                    .json(&serde_json::json!({
-                        "grant_type": "client_credential",
-                        "appid": self.config.appid,
-                        "secret": self.config.secret,
-                        "force_refresh": force,
-                    })),
-            };
-            let why = match self.exchange(api, request, &[&self.config.secret]).await? {
-                Attempt::Done(text) => {
-                    let answer = crate::answer::object(api, &text)?;
-                    let code = crate::answer::errcode(&answer);
-                    if code == 0 {
-                        let token = crate::answer::text_field(api, &answer, "access_token")?;
-                        let expires_in = crate::answer::lifetime(answer.get("expires_in"));
-                        return Ok((token, expires_in));
-                    }
-                    match known(code) {
-                        Some(ErrCode::SystemError) => ErrCode::SystemError.to_string(),
-                        Some(ErrCode::DailyQuotaReached) => {
-                            return Err(ClientError::QuotaExhausted {
-                                api: api.into(),
-                                errmsg: crate::answer::errmsg(&answer, &[&self.config.secret]),
-                            })
-                        }
-                        // 40001 from the token API: "AppSecret错误或者AppSecret不属于这个公众号".
-                        Some(
-                            ErrCode::InvalidCredential
-                            | ErrCode::InvalidAppid
-                            | ErrCode::InvalidAppsecret
-                            | ErrCode::AppidMissing
-                            | ErrCode::AppsecretMissing,
-                        ) => {
-                            return Err(ClientError::Credentials {
-                                code,
-                                errmsg: crate::answer::errmsg(&answer, &[&self.config.secret]),
-                            })
-                        }
-                        None if code == IP_NOT_WHITELISTED => {
-                            return Err(ClientError::Credentials {
-                                code,
-                                errmsg: crate::answer::errmsg(&answer, &[&self.config.secret]),
-                            })
-                        }
-                        _ => {
-                            return Err(ClientError::Api {
-                                api: api.into(),
-                                code,
-                                errmsg: crate::answer::errmsg(&answer, &[&self.config.secret]),
-                            })
-                        }
-                    }
+        self.retry()
+            .run(api, |_| async move {
+                self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
+                let request = self.token_request(force);
+                match self.exchange(api, request, &[&self.config.secret]).await? {
+                    Ok(text) => self.token_answer(api, &text),
+                    Err(why) => Ok(Step::Retry(why)),
                 }
-                Attempt::Again(why) => why,
-            };
-            if attempt >= self.config.retries {
-                return Err(self.gave_up(api, why));
-            }
-            tracing::debug!(appid = %self.config.appid, %api, %why, "token request failed; retrying");
-            self.pause(attempt).await?;
-            attempt += 1;
+            })
+            .await
+    }
+
+    /// A request of the account's own token API.
+    fn token_request(&self, force: bool) -> reqwest::RequestBuilder {
+        match self.config.token_api {
+            // WeChat takes the secret only in the query: it never leaves this module in an
+            // error (see `crate::http`).
+            TokenApi::Basic => self
+                .http
+                .get(format!("{}/cgi-bin/token", self.config.base))
+                .query(&[
+                    ("grant_type", "client_credential"),
+                    ("appid", &self.config.appid),
+                    ("secret", &self.config.secret),
+                ]),
+            TokenApi::Stable => self
+                .http
+                .post(format!("{}/cgi-bin/stable_token", self.config.base))
+                .json(&serde_json::json!({
+                    "grant_type": "client_credential",
+                    "appid": self.config.appid,
+                    "secret": self.config.secret,
+                    "force_refresh": force,
+                })),
         }
+    }
+
+    /// What the token API's answer comes to: the token and its lifetime, a retry on `-1`, or
+    /// the error.
+    fn token_answer(&self, api: &str, text: &str) -> Result<Step<(String, u64)>, ClientError> {
+        let answer = crate::answer::object(api, text)?;
+        let code = crate::answer::errcode(&answer);
+        if code == 0 {
+            let token = crate::answer::text_field(api, &answer, "access_token")?;
+            let expires_in = crate::answer::lifetime(answer.get("expires_in"));
+            return Ok(Step::Done((token, expires_in)));
+        }
+        let errmsg = crate::answer::errmsg(&answer, &[&self.config.secret]);
+        Err(match known(code) {
+            Some(ErrCode::SystemError) => return Ok(Step::Retry(ErrCode::SystemError.to_string())),
+            Some(ErrCode::DailyQuotaReached) => ClientError::QuotaExhausted {
+                api: api.into(),
+                errmsg,
+            },
+            // 40001 from the token API: "AppSecret错误或者AppSecret不属于这个公众号".
+            Some(
+                ErrCode::InvalidCredential
+                | ErrCode::InvalidAppid
+                | ErrCode::InvalidAppsecret
+                | ErrCode::AppidMissing
+                | ErrCode::AppsecretMissing,
+            ) => ClientError::Credentials { code, errmsg },
+            None if code == IP_NOT_WHITELISTED => ClientError::Credentials { code, errmsg },
+            _ => ClientError::Api {
+                api: api.into(),
+                code,
+                errmsg,
+            },
+        })
     }
 
     /// POSTs `body` to `/cgi-bin/component/<name>` and returns the answer's JSON, or its
@@ -483,40 +453,33 @@ impl Client {
         body: serde_json::Value,
         secrets: &[&str],
     ) -> Result<serde_json::Map<String, serde_json::Value>, ClientError> {
-        let api = format!("cgi-bin/component/{name}");
-        let mut attempt = 0;
-        loop {
-            self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-            let request = self
-                .http
-                .post(format!("{}/{api}", self.config.base))
-                .query(query)
-                .json(&body);
-            let why = match self.exchange(&api, request, secrets).await? {
-                Attempt::Done(text) => {
-                    let answer = crate::answer::object(&api, &text)?;
-                    match crate::answer::errcode(&answer) {
-                        0 => return Ok(answer),
-                        code if known(code) == Some(ErrCode::SystemError) => {
-                            ErrCode::SystemError.to_string()
-                        }
-                        code => {
-                            return Err(ClientError::Api {
-                                api,
-                                code,
-                                errmsg: crate::answer::errmsg(&answer, secrets),
-                            })
-                        }
+        let (api, body) = (&format!("cgi-bin/component/{name}"), &body);
+        self.retry()
+            .run(api, |_| async move {
+                self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
+                let request = self
+                    .http
+                    .post(format!("{}/{api}", self.config.base))
+                    .query(query)
+                    .json(body);
+                let text = match self.exchange(api, request, secrets).await? {
+                    Ok(text) => text,
+                    Err(why) => return Ok(Step::Retry(why)),
+                };
+                let answer = crate::answer::object(api, &text)?;
+                match crate::answer::errcode(&answer) {
+                    0 => Ok(Step::Done(answer)),
+                    code if known(code) == Some(ErrCode::SystemError) => {
+                        Ok(Step::Retry(ErrCode::SystemError.to_string()))
                     }
+                    code => Err(ClientError::Api {
+                        api: api.clone(),
+                        code,
+                        errmsg: crate::answer::errmsg(&answer, secrets),
+                    }),
                 }
-                Attempt::Again(why) => why,
-            };
-            if attempt >= self.config.retries {
-                return Err(self.gave_up(&api, why));
-            }
-            self.pause(attempt).await?;
-            attempt += 1;
-        }
+            })
+            .await
     }
 
     /// A component token: the one given, or one from the ticket.
@@ -694,69 +657,103 @@ impl Client {
         end: Date,
         retried: &mut u64,
     ) -> Result<String, ClientError> {
-        let api = format!("datacube/{}", endpoint.name());
-        let body = format!(
+        let api = &format!("datacube/{}", endpoint.name());
+        let body = &format!(
             r#"{{"begin_date":"{}","end_date":"{}"}}"#,
             format_date(begin),
             format_date(end)
         );
-        let mut token = self.access_token().await?;
-        let (mut attempts, mut slowdowns, mut renewed) = (0u32, 0u32, false);
-        self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        loop {
-            let request = self
-                .http
-                .post(format!("{}/{api}", self.config.base))
-                .query(&[("access_token", &token)])
-                .body(body.clone());
-            let text = match self.exchange(&api, request, &[&token]).await? {
-                Attempt::Done(text) => text,
-                Attempt::Again(why) => {
-                    if attempts >= self.config.retries {
-                        return Err(self.gave_up(&api, why));
-                    }
-                    tracing::debug!(appid = %self.config.appid, %api, %why, "datacube call failed; retrying");
-                    self.pause(attempts).await?;
-                    attempts += 1;
+        // What the attempts change, one after another: a lock that is never contended lets
+        // each attempt's future hold it (see `Retry::run` for why not an async closure).
+        let state = &tokio::sync::Mutex::new(DatacubeState {
+            token: self.access_token().await?,
+            renewed: false,
+            slowdowns: 0,
+        });
+        self.retry()
+            .run(api, |tries| {
+                // First attempts in `calls`, the rest in `retries`.
+                if tries == 0 {
+                    self.counters.calls.fetch_add(1, Ordering::Relaxed);
+                } else {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     *retried += 1;
-                    continue;
                 }
-            };
-            // A success is `{"list":…}`; an error `{"errcode":…,"errmsg":…}`.
-            if text.starts_with("{\"list\"") {
-                return Ok(text);
+                async move {
+                    let mut state = state.lock().await;
+                    self.datacube_attempt(api, body, &mut state).await
+                }
+            })
+            .await
+    }
+
+    /// One attempt of a datacube call: its answer, or what to do about it — a new token once
+    /// on 40001/42001, a retry on `-1`, a slow-down on `45011` under its own budget.
+    async fn datacube_attempt(
+        &self,
+        api: &str,
+        body: &str,
+        state: &mut DatacubeState,
+    ) -> Result<Step<String>, ClientError> {
+        let request = self
+            .http
+            .post(format!("{}/{api}", self.config.base))
+            .query(&[("access_token", &state.token)])
+            .body(body.to_owned());
+        let text = match self.exchange(api, request, &[&state.token]).await? {
+            Ok(text) => text,
+            Err(why) => return Ok(Step::Retry(why)),
+        };
+        let (code, errmsg) = match self.datacube_answer(api, text, &state.token)? {
+            Ok(text) => return Ok(Step::Done(text)),
+            Err(error) => error,
+        };
+        let api = api.to_owned();
+        Ok(match known(code) {
+            // Invalid or expired: one new token, once per call.
+            _ if token_expired(code) && !state.renewed => {
+                state.renewed = true;
+                state.token = self.renew_token(&state.token).await?;
+                Step::Again(Duration::ZERO)
             }
-            let answer = crate::answer::object(&api, &text)?;
-            let code = crate::answer::errcode(&answer);
-            let errmsg = crate::answer::errmsg(&answer, &[&token, &self.config.secret]);
-            if code == 0 {
-                return Ok(text);
+            Some(ErrCode::SystemError) => Step::RetryOr(ClientError::Api { api, code, errmsg }),
+            Some(ErrCode::MinuteQuotaReached)
+                if state.slowdowns < self.config.slow_down_retries =>
+            {
+                let slow_down = Backoff {
+                    base: self.config.slow_down,
+                    cap: Duration::from_secs(60),
+                };
+                let wait = slow_down.wait(state.slowdowns);
+                state.slowdowns += 1;
+                tracing::info!(appid = %self.config.appid, %api, ?wait, "45011: per-minute quota; slowing down");
+                Step::Again(wait)
             }
-            match known(code) {
-                // Invalid or expired: one new token, once per call.
-                _ if token_expired(code) && !renewed => {
-                    renewed = true;
-                    token = self.renew_token(&token).await?;
-                }
-                Some(ErrCode::SystemError) if attempts < self.config.retries => {
-                    self.pause(attempts).await?;
-                    attempts += 1;
-                }
-                Some(ErrCode::MinuteQuotaReached) if slowdowns < self.config.slow_down_retries => {
-                    let wait =
-                        self.backoff(slowdowns, self.config.slow_down, Duration::from_secs(60));
-                    tracing::info!(appid = %self.config.appid, %api, ?wait, "45011: per-minute quota; slowing down");
-                    self.sleep(wait).await?;
-                    slowdowns += 1;
-                }
-                Some(ErrCode::DailyQuotaReached) => {
-                    return Err(ClientError::QuotaExhausted { api, errmsg })
-                }
-                _ => return Err(ClientError::Api { api, code, errmsg }),
+            Some(ErrCode::DailyQuotaReached) => {
+                return Err(ClientError::QuotaExhausted { api, errmsg })
             }
-            self.counters.retries.fetch_add(1, Ordering::Relaxed);
-            *retried += 1;
+            _ => return Err(ClientError::Api { api, code, errmsg }),
+        })
+    }
+
+    /// A datacube answer: its text if it is a success (`{"list":…}`), else its error code
+    /// and message (`{"errcode":…,"errmsg":…}`).
+    fn datacube_answer(
+        &self,
+        api: &str,
+        text: String,
+        token: &str,
+    ) -> Result<Result<String, (i64, String)>, ClientError> {
+        if text.starts_with("{\"list\"") {
+            return Ok(Ok(text));
+        }
+        let answer = crate::answer::object(api, &text)?;
+        match crate::answer::errcode(&answer) {
+            0 => Ok(Ok(text)),
+            code => Ok(Err((
+                code,
+                crate::answer::errmsg(&answer, &[token, &self.config.secret]),
+            ))),
         }
     }
 

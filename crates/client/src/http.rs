@@ -34,7 +34,23 @@ pub(crate) async fn exchange(
     limits: Limits,
     secrets: &[&str],
 ) -> Result<String, Failure> {
-    let mut answer = match tokio::time::timeout(limits.header_timeout, request.send()).await {
+    let answer = head(request, limits).await?;
+    let content_type = answer
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no content type")
+        .to_owned();
+    let body = body(answer, limits).await?;
+    json_text(body, &content_type, secrets)
+}
+
+/// Sends `request` and waits for its answer's status and headers: a success, or why not.
+async fn head(
+    request: reqwest::RequestBuilder,
+    limits: Limits,
+) -> Result<reqwest::Response, Failure> {
+    let answer = match tokio::time::timeout(limits.header_timeout, request.send()).await {
         Err(_) => {
             return Err(Failure::Transient(format!(
                 "no answer within {} s (header timeout)",
@@ -64,6 +80,11 @@ pub(crate) async fn exchange(
             },
         );
     }
+    Ok(answer)
+}
+
+/// Reads the answer's body, up to the size limit (by its announced length, then as it comes).
+async fn body(mut answer: reqwest::Response, limits: Limits) -> Result<Vec<u8>, Failure> {
     let too_large = || {
         Failure::Fatal(format!(
             "the answer is larger than the {} limit (--max-answer)",
@@ -76,12 +97,6 @@ pub(crate) async fn exchange(
     {
         return Err(too_large());
     }
-    let content_type = answer
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("no content type")
-        .to_owned();
     let mut body = Vec::new();
     loop {
         match answer.chunk().await {
@@ -91,22 +106,27 @@ pub(crate) async fn exchange(
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(None) => break,
+            Ok(None) => return Ok(body),
             Err(e) => return Err(Failure::Transient(describe(&e, limits))),
         }
     }
+}
+
+/// The body as text if it is a JSON object; otherwise (a gateway's error page) what it is,
+/// its secrets blanked out.
+fn json_text(body: Vec<u8>, content_type: &str, secrets: &[&str]) -> Result<String, Failure> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(Failure::Transient(format!(
             "not a JSON answer ({}): {}",
-            clean(&content_type),
+            clean(content_type),
             snippet(&body, secrets)
         )));
     }
     String::from_utf8(body).map_err(|e| {
         Failure::Transient(format!(
             "not a JSON answer ({}): not UTF-8 at byte {}",
-            clean(&content_type),
+            clean(content_type),
             e.utf8_error().valid_up_to()
         ))
     })

@@ -181,7 +181,36 @@ pub fn name_of(path: &Path) -> Result<String, String> {
 
 /// Parses a mirror configuration.
 pub fn parse(text: &str) -> Result<Mirror, String> {
-    let file: File = toml::from_str(text).map_err(|e| {
+    let mut file = read(text)?;
+    let mut m = Mirror {
+        name: file.name.take().unwrap_or_else(|| "mirror".to_owned()),
+        ..Mirror::default()
+    };
+    if m.name.is_empty() || m.name.len() > 64 {
+        return Err("name: 1 to 64 characters".into());
+    }
+    what_and_when(&mut m, &mut file)?;
+    how_calls_go(&mut m, &mut file)?;
+    if let Some(n) = file.run_retries {
+        if n > 24 {
+            return Err("run_retries: 0 to 24".into());
+        }
+        m.run_retries = n;
+    }
+    if let Some(s) = file.retry_delay.take() {
+        m.retry_delay = seconds("retry_delay", s, 1.0)?;
+    }
+    m.accounts = accounts(std::mem::take(&mut file.accounts))?;
+    m.component = file.component.take().map(component).transpose()?;
+    if m.accounts.is_empty() && m.component.is_none() {
+        return Err("nothing to mirror: add an [[account]] or a [component]".into());
+    }
+    Ok(m)
+}
+
+/// The file's TOML, read into its keys; an error names the line.
+fn read(text: &str) -> Result<File, String> {
+    toml::from_str(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
@@ -190,30 +219,33 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
             Some(line) => format!("line {line}: {message}"),
             None => message,
         }
-    })?;
-    let mut m = Mirror {
-        name: file.name.unwrap_or_else(|| "mirror".to_owned()),
-        ..Mirror::default()
-    };
-    if m.name.is_empty() || m.name.len() > 64 {
-        return Err("name: 1 to 64 characters".into());
-    }
-    if let Some(u) = file.upstream {
+    })
+}
+
+/// Where from, when, and what: `upstream`, `schedule`, `from`, `endpoints`.
+fn what_and_when(m: &mut Mirror, file: &mut File) -> Result<(), String> {
+    if let Some(u) = file.upstream.take() {
         m.upstream = check_upstream(&u).map_err(|e| format!("upstream: {e}"))?;
     }
-    if let Some(s) = file.schedule {
+    if let Some(s) = file.schedule.take() {
         m.schedule = parse_schedule(&s)?;
     }
-    if let Some(f) = file.from {
+    if let Some(f) = file.from.take() {
         m.from = parse_date(&f).ok_or_else(|| format!("from: {f:?} is not a YYYY-MM-DD date"))?;
     }
-    for name in file.endpoints.unwrap_or_default() {
+    for name in file.endpoints.take().unwrap_or_default() {
         let e = Endpoint::from_name(&name)
             .ok_or_else(|| format!("endpoints: {name:?} is not a datacube endpoint"))?;
         if !m.endpoints.contains(&e) {
             m.endpoints.push(e);
         }
     }
+    Ok(())
+}
+
+/// How the calls go: `concurrency`, `strict`, `stable_token`, `call_retries`, `slow_down`, the
+/// timeouts and `max_answer`.
+fn how_calls_go(m: &mut Mirror, file: &mut File) -> Result<(), String> {
     if let Some(n) = file.concurrency {
         if !(1..=64).contains(&n) {
             return Err("concurrency: 1 to 64".into());
@@ -228,19 +260,19 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
         }
         m.call_retries = n;
     }
-    if let Some(s) = file.slow_down {
+    if let Some(s) = file.slow_down.take() {
         m.slow_down = seconds("slow_down", s, 0.0)?;
     }
-    if let Some(s) = file.connect_timeout {
+    if let Some(s) = file.connect_timeout.take() {
         m.timeouts.connect = seconds("connect_timeout", s, 0.001)?;
     }
-    if let Some(s) = file.header_timeout {
+    if let Some(s) = file.header_timeout.take() {
         m.timeouts.header = seconds("header_timeout", s, 0.001)?;
     }
-    if let Some(s) = file.timeout {
+    if let Some(s) = file.timeout.take() {
         m.timeouts.answer = seconds("timeout", s, 0.001)?;
     }
-    if let Some(size) = file.max_answer {
+    if let Some(size) = file.max_answer.take() {
         m.max_answer = match size {
             Size::Bytes(n) => n,
             Size::Text(t) => parse_size(&t).map_err(|e| format!("max_answer: {e}"))?,
@@ -249,16 +281,13 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
             return Err("max_answer: at least 1 KiB".into());
         }
     }
-    if let Some(n) = file.run_retries {
-        if n > 24 {
-            return Err("run_retries: 0 to 24".into());
-        }
-        m.run_retries = n;
-    }
-    if let Some(s) = file.retry_delay {
-        m.retry_delay = seconds("retry_delay", s, 1.0)?;
-    }
-    for (i, a) in file.accounts.into_iter().enumerate() {
+    Ok(())
+}
+
+/// The `[[account]]`s, each with its secret.
+fn accounts(listed: Vec<FileAccount>) -> Result<Vec<AccountSource>, String> {
+    let mut out: Vec<AccountSource> = Vec::new();
+    for (i, a) in listed.into_iter().enumerate() {
         let at = format!("account[{i}] ({})", a.appid);
         if !crate::valid_appid(&a.appid) {
             return Err(format!(
@@ -272,53 +301,52 @@ pub fn parse(text: &str) -> Result<Mirror, String> {
         };
         let secret = one_secret(&at, "secret", a.secret, a.secret_env, a.secret_file)?
             .ok_or_else(|| format!("{at}: give secret, secret_env or secret_file"))?;
-        if m.accounts.iter().any(|b| b.appid == a.appid) {
+        if out.iter().any(|b| b.appid == a.appid) {
             return Err(format!("{at}: listed twice"));
         }
-        m.accounts.push(AccountSource {
+        out.push(AccountSource {
             appid: a.appid,
             secret,
             secret_from,
         });
     }
-    if let Some(c) = file.component {
-        let at = format!("component ({})", c.appid);
-        let secret = one_secret(&at, "secret", c.secret, c.secret_env, c.secret_file)?
-            .ok_or_else(|| format!("{at}: give secret, secret_env or secret_file"))?;
-        let ticket = one_secret(&at, "ticket", c.ticket, c.ticket_env, c.ticket_file)?;
-        let token = one_secret(&at, "token", c.token, c.token_env, c.token_file)?;
-        if ticket.is_none() && token.is_none() {
-            return Err(format!(
-                "{at}: give a ticket or a token (component_access_token)"
-            ));
-        }
-        let mut authorizers = Vec::new();
-        for (i, a) in c.authorizers.into_iter().enumerate() {
-            let at = format!("component.authorizer[{i}] ({})", a.appid);
-            let refresh = one_secret(
-                &at,
-                "refresh_token",
-                a.refresh_token,
-                a.refresh_token_env,
-                a.refresh_token_file,
-            )?
-            .ok_or_else(|| {
-                format!("{at}: give refresh_token, refresh_token_env or refresh_token_file")
-            })?;
-            authorizers.push((a.appid, refresh));
-        }
-        m.component = Some(ComponentSource {
-            appid: c.appid,
-            secret,
-            ticket,
-            token,
-            authorizers,
-        });
+    Ok(out)
+}
+
+/// The `[component]`, with its secret, ticket or token, and its listed authorizers.
+fn component(c: FileComponent) -> Result<ComponentSource, String> {
+    let at = format!("component ({})", c.appid);
+    let secret = one_secret(&at, "secret", c.secret, c.secret_env, c.secret_file)?
+        .ok_or_else(|| format!("{at}: give secret, secret_env or secret_file"))?;
+    let ticket = one_secret(&at, "ticket", c.ticket, c.ticket_env, c.ticket_file)?;
+    let token = one_secret(&at, "token", c.token, c.token_env, c.token_file)?;
+    if ticket.is_none() && token.is_none() {
+        return Err(format!(
+            "{at}: give a ticket or a token (component_access_token)"
+        ));
     }
-    if m.accounts.is_empty() && m.component.is_none() {
-        return Err("nothing to mirror: add an [[account]] or a [component]".into());
+    let mut authorizers = Vec::new();
+    for (i, a) in c.authorizers.into_iter().enumerate() {
+        let at = format!("component.authorizer[{i}] ({})", a.appid);
+        let refresh = one_secret(
+            &at,
+            "refresh_token",
+            a.refresh_token,
+            a.refresh_token_env,
+            a.refresh_token_file,
+        )?
+        .ok_or_else(|| {
+            format!("{at}: give refresh_token, refresh_token_env or refresh_token_file")
+        })?;
+        authorizers.push((a.appid, refresh));
     }
-    Ok(m)
+    Ok(ComponentSource {
+        appid: c.appid,
+        secret,
+        ticket,
+        token,
+        authorizers,
+    })
 }
 
 /// A parser's message without the values it quotes (`invalid type: integer `1234…`,

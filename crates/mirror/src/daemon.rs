@@ -7,7 +7,6 @@
 //! a slot's time with no run for it catches up at once. Time is read from the run's clock
 //! every second at most, so an emulated clock moved forward is noticed within a second.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use datacube_api::date::{add_days, china_date, format_date};
@@ -195,18 +194,17 @@ async fn decide(
     })
 }
 
-/// Runs `mirror` every day until `ctx.stop` is set (then `wake` is notified): at once when
-/// the current slot has no run yet, then at each scheduled time; `each` gets every run's
-/// report. A run under way when `stop` is set ends after its calls in flight, recorded as
-/// interrupted.
+/// Runs `mirror` every day until `ctx.cancel` is cancelled: at once when the current slot has
+/// no run yet, then at each scheduled time, and when `on_demand` asks; `each` gets every
+/// run's report. A run under way when it is cancelled ends with its calls in flight, recorded
+/// as interrupted.
 pub async fn daemon(
     mut mirror: Mirror,
     ctx: Context,
-    wake: std::sync::Arc<tokio::sync::Notify>,
     mut on_demand: Option<OnDemand>,
     each: impl Fn(&RunReport),
 ) {
-    let stopped = || ctx.stop.load(Ordering::Relaxed);
+    let stopped = || ctx.cancel.is_cancelled();
     tracing::info!(
         mirror = %mirror.name,
         upstream = %datacube_client::redacted_url(&mirror.upstream),
@@ -227,12 +225,11 @@ pub async fn daemon(
                     Ok(None) => {
                         tracing::info!(%slot, attempt, "another instance took this run");
                         let later = now + jiff::SignedDuration::from_secs(5);
-                        wait_until(&ctx, &wake, later, None).await;
+                        wait_until(&ctx, later, None).await;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot record the mirror run");
-                        wait_until(&ctx, &wake, now + jiff::SignedDuration::from_secs(30), None)
-                            .await;
+                        wait_until(&ctx, now + jiff::SignedDuration::from_secs(30), None).await;
                     }
                 }
                 continue;
@@ -258,7 +255,7 @@ pub async fn daemon(
             said = Some(until);
         }
         let requests = on_demand.as_mut().map(|o| &mut o.requests);
-        if let Some(request) = wait_until(&ctx, &wake, until, requests).await {
+        if let Some(request) = wait_until(&ctx, until, requests).await {
             if let Some(o) = &on_demand {
                 run_asked(&mut mirror, &ctx, request, o, &each).await;
             }
@@ -281,96 +278,15 @@ async fn run_asked(
     if reply.is_closed() {
         return; // the caller gave up waiting
     }
-    if let Some(reload) = &on_demand.reload {
-        match reload() {
-            Ok(fresh) => {
-                if let Ok(mut info) = on_demand.info.lock() {
-                    *info = DaemonInfo {
-                        next: info.next,
-                        ..DaemonInfo::of(&fresh)
-                    };
-                }
-                *mirror = fresh;
-            }
-            Err(e) => {
-                let _ = reply.send(Err(Refused::Configuration(e)));
+    let (claimed, slot, attempt) =
+        match start_asked(mirror, ctx, appid.as_deref(), on_demand, &reply).await {
+            Ok(Some(started)) => started,
+            Ok(None) => return,
+            Err(refused) => {
+                let _ = reply.send(Err(refused));
                 return;
             }
-        }
-    }
-    if let Some(a) = appid.as_deref().filter(|a| !mirror.may_reach(a)) {
-        let _ = reply.send(Err(Refused::UnknownAccount(a.to_owned())));
-        return;
-    }
-    let now = (ctx.now)();
-    let day = format_date(current_slot(now, mirror.schedule));
-    let slot = match &appid {
-        Some(a) => format!("{day} {a}"),
-        None => day,
-    };
-    // A run of the mirror under way, here or elsewhere (a fresh sign of life), whatever its
-    // slot: not two at once. And one of this slot that started moments ago answers requests
-    // made "at once" — on several instances, or a button pressed twice — which its own may
-    // have finished before they are read.
-    match ctx.store.sync_runs(Some(&mirror.name), 50).await {
-        Ok(runs) => {
-            let busy = runs.iter().find(|r| {
-                (r.finished.is_none() && now.as_second() - r.beat <= STALE)
-                    || (r.slot.as_deref() == Some(slot.as_str())
-                        && (now.as_second() - r.started).abs() < AT_ONCE)
-            });
-            if let Some(busy) = busy {
-                let why = if busy.finished.is_none() {
-                    format!("run #{} of mirror {} is under way", busy.id, mirror.name)
-                } else {
-                    format!(
-                        "run #{} of mirror {} started less than {AT_ONCE} s ago",
-                        busy.id, mirror.name
-                    )
-                };
-                let _ = reply.send(Err(Refused::Busy(why)));
-                return;
-            }
-        }
-        Err(e) => {
-            let _ = reply.send(Err(Refused::Busy(format!("cannot read the runs: {e}"))));
-            return;
-        }
-    }
-    let attempt = match ctx.store.sync_slot_run(&mirror.name, &slot).await {
-        Ok(last) => last.map_or(1, |r| r.attempt + 1),
-        Err(e) => {
-            let _ = reply.send(Err(Refused::Busy(format!("cannot read the runs: {e}"))));
-            return;
-        }
-    };
-    if reply.is_closed() {
-        return; // the caller gave up waiting: nothing is claimed for an answer nobody reads
-    }
-    // Claimed only if nothing above changed meanwhile — another instance asked at the same
-    // moment may have claimed a run after the runs were read.
-    let started = (ctx.now)();
-    let claimed = match ctx
-        .store
-        .start_sync_run_unless_busy(
-            (&mirror.name, &slot, attempt),
-            started.as_second(),
-            (STALE, AT_ONCE),
-        )
-        .await
-    {
-        Ok(Some(id)) => Claimed { id, started },
-        Ok(None) => {
-            let _ = reply.send(Err(Refused::Busy(
-                "another instance started this run first".into(),
-            )));
-            return;
-        }
-        Err(e) => {
-            let _ = reply.send(Err(Refused::Busy(format!("cannot record the run: {e}"))));
-            return;
-        }
-    };
+        };
     tracing::info!(mirror = %mirror.name, %slot, attempt, run = claimed.id, "mirror run asked for, starting");
     let _ = reply.send(Ok(Started {
         id: claimed.id,
@@ -384,16 +300,108 @@ async fn run_asked(
     }
 }
 
+/// The run asked for claimed, with its slot and attempt; or why not; `None` when the caller
+/// gave up waiting before it was claimed (nothing is claimed for an answer nobody reads).
+async fn start_asked(
+    mirror: &mut Mirror,
+    ctx: &Context,
+    appid: Option<&str>,
+    on_demand: &OnDemand,
+    reply: &tokio::sync::oneshot::Sender<Result<Started, Refused>>,
+) -> Result<Option<(Claimed, String, i64)>, Refused> {
+    if let Some(reload) = &on_demand.reload {
+        let fresh = reload().map_err(Refused::Configuration)?;
+        if let Ok(mut info) = on_demand.info.lock() {
+            *info = DaemonInfo {
+                next: info.next,
+                ..DaemonInfo::of(&fresh)
+            };
+        }
+        *mirror = fresh;
+    }
+    if let Some(a) = appid.filter(|a| !mirror.may_reach(a)) {
+        return Err(Refused::UnknownAccount(a.to_owned()));
+    }
+    let now = (ctx.now)();
+    let day = format_date(current_slot(now, mirror.schedule));
+    let slot = match appid {
+        Some(a) => format!("{day} {a}"),
+        None => day,
+    };
+    let attempt = next_attempt(mirror, ctx, &slot, now).await?;
+    if reply.is_closed() {
+        return Ok(None);
+    }
+    // Claimed only if nothing above changed meanwhile — another instance asked at the same
+    // moment may have claimed a run after the runs were read.
+    let started = (ctx.now)();
+    match ctx
+        .store
+        .start_sync_run_unless_busy(
+            (&mirror.name, &slot, attempt),
+            started.as_second(),
+            (STALE, AT_ONCE),
+        )
+        .await
+    {
+        Ok(Some(id)) => Ok(Some((Claimed { id, started }, slot, attempt))),
+        Ok(None) => Err(Refused::Busy(
+            "another instance started this run first".into(),
+        )),
+        Err(e) => Err(Refused::Busy(format!("cannot record the run: {e}"))),
+    }
+}
+
+/// The attempt a run of `slot` asked for at `now` would be, unless the mirror is busy.
+///
+/// A run of the mirror under way, here or elsewhere (a fresh sign of life), whatever its
+/// slot: not two at once. And one of this slot that started moments ago answers requests
+/// made "at once" — on several instances, or a button pressed twice — which its own may have
+/// finished before they are read.
+async fn next_attempt(
+    mirror: &Mirror,
+    ctx: &Context,
+    slot: &str,
+    now: Timestamp,
+) -> Result<i64, Refused> {
+    let unreadable =
+        |e: datacube_store::StoreError| Refused::Busy(format!("cannot read the runs: {e}"));
+    let runs = ctx
+        .store
+        .sync_runs(Some(&mirror.name), 50)
+        .await
+        .map_err(unreadable)?;
+    let busy = runs.iter().find(|r| {
+        (r.finished.is_none() && now.as_second() - r.beat <= STALE)
+            || (r.slot.as_deref() == Some(slot) && (now.as_second() - r.started).abs() < AT_ONCE)
+    });
+    if let Some(busy) = busy {
+        return Err(Refused::Busy(if busy.finished.is_none() {
+            format!("run #{} of mirror {} is under way", busy.id, mirror.name)
+        } else {
+            format!(
+                "run #{} of mirror {} started less than {AT_ONCE} s ago",
+                busy.id, mirror.name
+            )
+        }));
+    }
+    let last = ctx
+        .store
+        .sync_slot_run(&mirror.name, slot)
+        .await
+        .map_err(unreadable)?;
+    Ok(last.map_or(1, |r| r.attempt + 1))
+}
+
 /// Sleeps until the run's clock reads `until`, looking at it every second (it may be moved),
-/// or until stopped, or until a run is asked for (returned).
+/// or until cancelled, or until a run is asked for (returned).
 async fn wait_until(
     ctx: &Context,
-    wake: &tokio::sync::Notify,
     until: Timestamp,
     mut requests: Option<&mut tokio::sync::mpsc::Receiver<RunRequest>>,
 ) -> Option<RunRequest> {
     loop {
-        if ctx.stop.load(Ordering::Relaxed) {
+        if ctx.cancel.is_cancelled() {
             return None;
         }
         let left = until.as_millisecond() - (ctx.now)().as_millisecond();
@@ -409,7 +417,7 @@ async fn wait_until(
         };
         tokio::select! {
             () = tokio::time::sleep(nap) => {}
-            () = wake.notified() => {}
+            () = ctx.cancel.cancelled() => return None,
             Some(request) = asked => return Some(request),
         }
     }

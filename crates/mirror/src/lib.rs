@@ -19,7 +19,6 @@ mod daemon;
 pub mod report;
 pub mod sync;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +38,7 @@ pub use daemon::{
 };
 
 pub use datacube_api::secret::Secret;
+pub use tokio_util::sync::CancellationToken;
 
 /// An account to mirror with its own AppSecret.
 #[derive(Debug, Clone)]
@@ -246,8 +246,9 @@ pub struct Context {
     pub now: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// How local accounts' secrets are stored.
     pub secrets: Arc<dyn LocalSecrets>,
-    /// Set to stop the run between calls.
-    pub stop: Arc<AtomicBool>,
+    /// Cancelled to stop the run between calls (and the daemon): the calls under way end at
+    /// once, their windows left for the next run.
+    pub cancel: CancellationToken,
     /// A progress display per account's plan (a terminal's bars), if any.
     pub progress: Option<ProgressFor>,
 }
@@ -263,7 +264,7 @@ impl Context {
 /// component); an error when the component's list cannot be read.
 pub async fn targets(
     mirror: &Mirror,
-    stop: &Arc<AtomicBool>,
+    cancel: &CancellationToken,
 ) -> Result<(Vec<Target>, Vec<String>), String> {
     let mut out: Vec<Target> = mirror
         .accounts
@@ -287,7 +288,7 @@ pub async fn targets(
             let client = mirror
                 .client("", "", None)
                 .map_err(|e| e.to_string())?
-                .stop_on(stop.clone());
+                .cancel_on(cancel.clone());
             let list = client
                 .authorizers(&authorizer(String::new()))
                 .await
@@ -358,7 +359,7 @@ pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> 
         Access::Component(a) => mirror.client(appid, "", Some(a.clone())),
     };
     let client = match client {
-        Ok(c) => Arc::new(c.stop_on(ctx.stop.clone())),
+        Ok(c) => Arc::new(c.cancel_on(ctx.cancel.clone())),
         Err(e) => return AccountReport::failed(appid, e.to_string()),
     };
     let started = std::time::Instant::now();
@@ -414,7 +415,7 @@ pub async fn mirror_account(mirror: &Mirror, ctx: &Context, target: &Target) -> 
         appid,
         &plan,
         mirror.options,
-        ctx.stop.clone(),
+        ctx.cancel.clone(),
         progress,
     )
     .await;
@@ -561,7 +562,7 @@ pub async fn run_claimed(
         rows_skipped: 0,
         accounts: Vec::new(),
     };
-    match targets(mirror, &ctx.stop).await {
+    match targets(mirror, &ctx.cancel).await {
         Ok((targets, notes)) => {
             report.notes = notes;
             let targets: Vec<&Target> = targets
@@ -572,7 +573,7 @@ pub async fn run_claimed(
                 report.error = Some(format!("{appid} is no account this mirror reaches"));
             }
             for target in targets {
-                if ctx.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if ctx.cancel.is_cancelled() {
                     let mut a = AccountReport::failed(&target.appid, "not reached".into());
                     a.outcome = Outcome::Interrupted;
                     report.accounts.push(a);

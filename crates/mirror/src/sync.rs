@@ -16,7 +16,7 @@
 //! answers 47009 is asked once (see [`run`]).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datacube_api::date::{add_days, days_between, format_date, monday_of};
@@ -27,6 +27,7 @@ use datacube_store::Store;
 use jiff::civil::Date;
 
 use crate::report::{AccountReport, EndpointReport, EndpointStatus, Outcome};
+use crate::CancellationToken;
 
 /// WeChat's statistics start on this day.
 pub const EARLIEST: Date = jiff::civil::date(2014, 12, 1);
@@ -269,7 +270,7 @@ impl Part {
 /// Runs `plan` for `appid`: at most `options.concurrency` calls at once, the windows of all
 /// endpoints taken in turn. An endpoint whose call fails for good (after its retries), or that
 /// the upstream closes (47009, 61007), is asked no more; the others go on. What stops the
-/// account — its credentials, the token API — stops every endpoint. `stop` stops the run
+/// account — its credentials, the token API — stops every endpoint. `cancel` stops the run
 /// between calls, leaving the rest for the next one.
 ///
 /// The report's counters and statuses are filled; the account's `local_account` is left to
@@ -280,7 +281,7 @@ pub async fn run(
     appid: &str,
     plan: &Plan,
     options: Options,
-    stop: Arc<AtomicBool>,
+    cancel: CancellationToken,
     progress: Arc<dyn Progress>,
 ) -> AccountReport {
     let token_calls_before = client.counters.token_calls.load(Ordering::Relaxed);
@@ -307,7 +308,7 @@ pub async fn run(
         last_ready: plan.last_ready.unwrap_or(EARLIEST),
         strict: options.strict,
         account_error: Mutex::default(),
-        stop,
+        cancel,
         progress,
     });
     let mut workers = tokio::task::JoinSet::new();
@@ -361,7 +362,8 @@ struct Run {
     strict: bool,
     /// What stopped the whole account, if anything did.
     account_error: Mutex<Option<String>>,
-    stop: Arc<AtomicBool>,
+    /// Cancelled when the run is stopped (SIGINT, SIGTERM, the daemon's end).
+    cancel: CancellationToken,
     progress: Arc<dyn Progress>,
 }
 
@@ -369,8 +371,7 @@ impl Run {
     /// A worker: takes the next call until none is left, or the run or the account stops.
     async fn work(self: Arc<Self>) {
         loop {
-            if self.stop.load(Ordering::Relaxed)
-                || self.account_error.lock().map_or(true, |e| e.is_some())
+            if self.cancel.is_cancelled() || self.account_error.lock().map_or(true, |e| e.is_some())
             {
                 return;
             }
@@ -455,7 +456,7 @@ impl Run {
     /// The account's report, its endpoints' figures added up.
     fn report(&self, token_calls: u64) -> AccountReport {
         let error = self.account_error.lock().ok().and_then(|mut e| e.take());
-        let interrupted = self.stop.load(Ordering::Relaxed);
+        let interrupted = self.cancel.is_cancelled();
         let mut report = AccountReport {
             appid: self.appid.clone(),
             outcome: Outcome::Ok,

@@ -341,25 +341,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let _ = out.flush();
     drop(out);
     let daemon = mirror.map(|mirror| {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-        let (handle, runner) = super::sync::spawn_daemon(
-            mirror,
-            store.clone(),
-            clock.clone(),
-            stop.clone(),
-            wake.clone(),
-        );
+        let stop = datacube_mirror::CancellationToken::new();
+        let (handle, runner) =
+            super::sync::spawn_daemon(mirror, store.clone(), clock.clone(), stop.clone());
         config.mirror = Some(runner);
-        (stop, wake, handle)
+        (stop, handle)
     });
     let app = App::new(store, clock, config);
     datacube_server::serve_on(listeners, app, shutdown).await?;
-    if let Some((stop, wake, handle)) = daemon {
-        // The run under way, if any, ends after its calls in flight (each bounded by its
-        // timeouts) and is recorded as interrupted.
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        wake.notify_one();
+    if let Some((stop, handle)) = daemon {
+        // The run under way, if any, ends with its calls in flight and is recorded as
+        // interrupted.
+        stop.cancel();
         let _ = handle.await;
     }
     Ok(())

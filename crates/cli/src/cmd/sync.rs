@@ -3,7 +3,6 @@
 
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,8 @@ use datacube_api::date::format_date;
 use datacube_api::Endpoint;
 use datacube_mirror::report::{Level, RunReport};
 use datacube_mirror::{
-    self as mirror, AccountSource, ComponentSource, Context, LocalSecrets, Mirror, Secret,
+    self as mirror, AccountSource, CancellationToken, ComponentSource, Context, LocalSecrets,
+    Mirror, Secret,
 };
 use datacube_store::Store;
 use jiff::civil::Date;
@@ -239,31 +239,27 @@ fn flag_sources(args: &SyncArgs, m: &mut Mirror) -> Result<()> {
     Ok(())
 }
 
-/// A context on `store`, with the signal handler that stops runs between calls.
-fn context(store: Store, clock: &Clock) -> Result<(Context, Arc<tokio::sync::Notify>)> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let wake = Arc::new(tokio::sync::Notify::new());
+/// A context on `store`, with the signal handler that cancels its run between calls (and
+/// its daemon).
+fn context(store: Store, clock: &Clock) -> Result<Context> {
+    let cancel = CancellationToken::new();
     {
-        let (stop, wake) = (stop.clone(), wake.clone());
+        let cancel = cancel.clone();
         let signal = shutdown_signal()?;
         tokio::spawn(async move {
             signal.await;
             eprintln!("interrupted: finishing the calls under way…");
-            stop.store(true, Ordering::Relaxed);
-            wake.notify_one();
+            cancel.cancel();
         });
     }
     let clock = clock.clone();
-    Ok((
-        Context {
-            store,
-            now: Arc::new(move || clock.now()),
-            secrets: Arc::new(ServerSecrets),
-            stop,
-            progress: None,
-        },
-        wake,
-    ))
+    Ok(Context {
+        store,
+        now: Arc::new(move || clock.now()),
+        secrets: Arc::new(ServerSecrets),
+        cancel,
+        progress: None,
+    })
 }
 
 pub async fn sync(args: SyncArgs) -> Result<()> {
@@ -284,13 +280,13 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     let mirror = mirror_of(&args)?;
     let store = open(&args.db.database)?;
     let clock = args.clock.clock();
-    let (mut ctx, wake) = context(store, &clock)?;
+    let mut ctx = context(store, &clock)?;
     if args.dry_run {
         return dry_run(&mirror, &ctx).await;
     }
     if args.daemon {
         let json = args.report == ReportFormat::Json;
-        mirror::daemon(mirror, ctx, wake, None, |report| log_report(report, json)).await;
+        mirror::daemon(mirror, ctx, None, |report| log_report(report, json)).await;
         return Ok(());
     }
     if std::io::stderr().is_terminal() {
@@ -384,7 +380,7 @@ fn log_report(report: &RunReport, json: bool) {
 }
 
 async fn dry_run(mirror: &Mirror, ctx: &Context) -> Result<()> {
-    let (targets, notes) = mirror::targets(mirror, &ctx.stop)
+    let (targets, notes) = mirror::targets(mirror, &ctx.cancel)
         .await
         .map_err(anyhow::Error::msg)?;
     for n in notes {
@@ -567,14 +563,14 @@ pub fn serve_mirror(path: &std::path::Path) -> Result<Mirror> {
     mirror::config::load(path).map_err(Exit::usage)
 }
 
-/// Starts the daemon of `mirror` (read from `path`) on `store` and `clock`; `stop` ends it.
+/// Starts the daemon of `mirror` (read from `path`) on `store` and `clock`; cancelling
+/// `cancel` ends it (a run under way is recorded as interrupted).
 /// The handle lets `POST /admin/sync/run` ask it for a run now, the file read again first.
 pub fn spawn_daemon(
     (mirror, path): (Mirror, std::path::PathBuf),
     store: Store,
     clock: Clock,
-    stop: Arc<AtomicBool>,
-    wake: Arc<tokio::sync::Notify>,
+    cancel: CancellationToken,
 ) -> (
     tokio::task::JoinHandle<()>,
     datacube_server::mirror::MirrorHandle,
@@ -583,7 +579,7 @@ pub fn spawn_daemon(
         store,
         now: Arc::new(move || clock.now()),
         secrets: Arc::new(ServerSecrets),
-        stop,
+        cancel,
         progress: None,
     };
     // The recorder first: series registered before it would be lost.
@@ -605,13 +601,9 @@ pub fn spawn_daemon(
             Ok(fresh)
         })),
     };
-    let handle = tokio::spawn(mirror::daemon(
-        mirror,
-        ctx,
-        wake,
-        Some(on_demand),
-        |report| log_report(report, false),
-    ));
+    let handle = tokio::spawn(mirror::daemon(mirror, ctx, Some(on_demand), |report| {
+        log_report(report, false)
+    }));
     (
         handle,
         datacube_server::mirror::MirrorHandle(Arc::new(Runner { requests, info })),
