@@ -26,7 +26,7 @@ pub(crate) use self::components::integral;
 pub(crate) use self::error::{error, internal, AdminError, Problem};
 use self::extract::required;
 pub(crate) use self::extract::{
-    parse_json, parse_optional_json, shows_admin_token, AdminJson, AdminQuery, Admitted,
+    parse_optional_json, shows_admin_token, AdminJson, AdminQuery, Admitted,
 };
 use crate::seed::NewAccount;
 use crate::state::App;

@@ -4,16 +4,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admin::{
-    error, internal, parse_json, parse_optional_json, AdminError, Admitted, Problem,
-};
+use crate::admin::{parse_optional_json, AdminError, AdminJson, Admitted, Problem};
 use crate::faults::Faults;
 use crate::state::App;
 
@@ -69,12 +66,12 @@ pub(crate) struct ResetDone {
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "The admin API is disabled.", body = Problem),
     ))]
-async fn reset(State(app): State<App>, Admitted(body): Admitted) -> Response {
+async fn reset(
+    State(app): State<App>,
+    Admitted(body): Admitted,
+) -> Result<Json<ResetDone>, AdminError> {
     // No body, or `null`: nothing but the data.
-    let asked: Reset = match parse_optional_json(&body) {
-        Ok(asked) => asked,
-        Err(e) => return e.into_response(),
-    };
+    let asked: Reset = parse_optional_json(&body)?;
     if asked.clock {
         app.restart_clock();
     }
@@ -82,50 +79,42 @@ async fn reset(State(app): State<App>, Admitted(body): Admitted) -> Response {
         let config = app.config();
         app.inner.faults.replace(&config.faults, config.faults_seed);
     }
-    let cleared = match app.store().reset(asked.accounts).await {
-        Ok(n) => n,
-        Err(e) => return internal(&e),
-    };
+    let cleared = app.store().reset(asked.accounts).await?;
     app.forget_everything();
     let demo = match app.config().demo_days {
-        Some(days) => match crate::demo::setup(app.store(), app.clock(), days).await {
-            Ok(_) => {
-                app.forget_everything();
-                true
-            }
-            Err(e) => return internal(&e),
-        },
+        Some(days) => {
+            crate::demo::setup(app.store(), app.clock(), days).await?;
+            app.forget_everything();
+            true
+        }
         None => false,
     };
     let seeded = match &app.config().seed {
         Some(dir) => {
             let now = app.clock().unix();
             let yesterday = datacube_api::date::add_days(datacube_api::date::china_date(now), -1);
-            match crate::seed::load(app.store(), dir, now, yesterday).await {
-                Ok(_) => {
-                    app.forget_everything();
-                    true
-                }
-                Err(e) => {
-                    return error(
+            crate::seed::load(app.store(), dir, now, yesterday)
+                .await
+                .map_err(|e| {
+                    AdminError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         format!("reset done, but the seed failed: {e}"),
                     )
-                }
-            }
+                })?;
+            app.forget_everything();
+            true
         }
         None => false,
     };
     tracing::info!(accounts = asked.accounts, cleared, demo, seeded, "reset");
-    Json(ResetDone {
+    Ok(Json(ResetDone {
         reset: true,
         accounts_removed: asked.accounts,
         clock: asked.clock,
         faults: asked.faults,
         demo,
         seeded,
-    })
-    .into_response()
+    }))
 }
 
 /// The emulated clock.
@@ -139,7 +128,7 @@ pub(crate) struct Clock {
 }
 
 /// The clock as `GET /admin/clock` gives it: China time, as every date datacube speaks of.
-fn clock_json(app: &App) -> Response {
+fn clock_json(app: &App) -> Json<Clock> {
     let now = app.clock().now();
     let china = now.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)));
     Json(Clock {
@@ -149,7 +138,6 @@ fn clock_json(app: &App) -> Response {
             .to_string(),
         unix: now.as_second(),
     })
-    .into_response()
 }
 
 /// The emulated clock: "today", "yesterday" and token lifetimes follow it.
@@ -160,7 +148,7 @@ fn clock_json(app: &App) -> Response {
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "The admin API is disabled.", body = Problem),
     ))]
-async fn get_clock(State(app): State<App>, _: Admitted) -> Response {
+async fn get_clock(State(app): State<App>, _: Admitted) -> Json<Clock> {
     clock_json(&app)
 }
 
@@ -253,19 +241,14 @@ fn rfc3339(text: &str) -> Result<jiff::Timestamp, String> {
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "The admin API is disabled.", body = Problem),
     ))]
-async fn set_clock(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    let set: SetClock = match parse_json(&body) {
-        Ok(set) => set,
-        Err(e) => return e.into_response(),
-    };
-    match rfc3339(&set.now) {
-        Ok(now) => {
-            app.clock().set(now);
-            tracing::info!(now = %now, "clock moved");
-            clock_json(&app)
-        }
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
-    }
+async fn set_clock(
+    State(app): State<App>,
+    AdminJson(set): AdminJson<SetClock>,
+) -> Result<Json<Clock>, AdminError> {
+    let now = rfc3339(&set.now).map_err(AdminError::bad_request)?;
+    app.clock().set(now);
+    tracing::info!(now = %now, "clock moved");
+    Ok(clock_json(&app))
 }
 
 /// The faults in force.
@@ -287,7 +270,7 @@ pub(crate) struct FaultRule {
 
 /// The faults in force: each rule in the spec's grammar with the calls it applied to, and the
 /// seed of the random stream (`null`: drawn at start).
-fn faults_json(app: &App) -> Response {
+fn faults_json(app: &App) -> Json<FaultsInForce> {
     let (rules, seed) = app.inner.faults.snapshot();
     let rules = rules
         .iter()
@@ -296,7 +279,7 @@ fn faults_json(app: &App) -> Response {
             calls: l.calls,
         })
         .collect();
-    Json(FaultsInForce { rules, seed }).into_response()
+    Json(FaultsInForce { rules, seed })
 }
 
 /// Fault rules to put in force.
@@ -323,11 +306,11 @@ pub(crate) struct AddFaults {
     rules: String,
 }
 
-fn set_faults_of(body: &[u8]) -> Result<(Faults, Option<u64>), AdminError> {
-    let set: SetFaults = parse_json(body)?;
-    let faults =
-        Faults::parse(&set.rules).map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, e))?;
-    Ok((faults, set.seed))
+impl SetFaults {
+    /// The rules, read (one that is not a rule named).
+    fn faults(&self) -> Result<Faults, AdminError> {
+        Faults::parse(&self.rules).map_err(AdminError::bad_request)
+    }
 }
 
 /// The faults in force, each with the calls it applied to.
@@ -338,7 +321,7 @@ fn set_faults_of(body: &[u8]) -> Result<(Faults, Option<u64>), AdminError> {
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "The admin API is disabled.", body = Problem),
     ))]
-async fn get_faults(State(app): State<App>, _: Admitted) -> Response {
+async fn get_faults(State(app): State<App>, _: Admitted) -> Json<FaultsInForce> {
     faults_json(&app)
 }
 
@@ -354,15 +337,14 @@ async fn get_faults(State(app): State<App>, _: Admitted) -> Response {
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "The admin API is disabled.", body = Problem),
     ))]
-async fn put_faults(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    match set_faults_of(&body) {
-        Ok((faults, seed)) => {
-            app.inner.faults.replace(&faults, seed);
-            tracing::info!(rules = faults.rules().len(), "faults replaced");
-            faults_json(&app)
-        }
-        Err(refused) => refused.into_response(),
-    }
+async fn put_faults(
+    State(app): State<App>,
+    AdminJson(set): AdminJson<SetFaults>,
+) -> Result<Json<FaultsInForce>, AdminError> {
+    let faults = set.faults()?;
+    app.inner.faults.replace(&faults, set.seed);
+    tracing::info!(rules = faults.rules().len(), "faults replaced");
+    Ok(faults_json(&app))
 }
 
 /// Adds these fault rules after those in force.
@@ -375,21 +357,19 @@ async fn put_faults(State(app): State<App>, Admitted(body): Admitted) -> Respons
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "The admin API is disabled.", body = Problem),
     ))]
-async fn add_faults(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    match set_faults_of(&body) {
-        Ok((faults, seed)) => {
-            if seed.is_some() {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "a seed starts the random stream again: give it with PUT, which replaces the rules",
-                );
-            }
-            app.inner.faults.add(&faults);
-            tracing::info!(rules = faults.rules().len(), "faults added");
-            faults_json(&app)
-        }
-        Err(refused) => refused.into_response(),
+async fn add_faults(
+    State(app): State<App>,
+    AdminJson(set): AdminJson<SetFaults>,
+) -> Result<Json<FaultsInForce>, AdminError> {
+    let faults = set.faults()?;
+    if set.seed.is_some() {
+        return Err(AdminError::bad_request(
+            "a seed starts the random stream again: give it with PUT, which replaces the rules",
+        ));
     }
+    app.inner.faults.add(&faults);
+    tracing::info!(rules = faults.rules().len(), "faults added");
+    Ok(faults_json(&app))
 }
 
 /// Removes every fault rule.
@@ -400,7 +380,7 @@ async fn add_faults(State(app): State<App>, Admitted(body): Admitted) -> Respons
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "The admin API is disabled.", body = Problem),
     ))]
-async fn clear_faults(State(app): State<App>, _: Admitted) -> Response {
+async fn clear_faults(State(app): State<App>, _: Admitted) -> Json<FaultsInForce> {
     app.inner.faults.replace(&Faults::default(), None);
     tracing::info!("faults cleared");
     faults_json(&app)

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,12 +16,14 @@ use datacube_api::ErrCode;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::edge::{Conn, Edge, Phase, Prefetched, Sent, Watched};
+use crate::config::Limits;
+use crate::edge::{Admitted, Conn, Edge, Phase, Prefetched, Sent, Watched};
 use crate::state::App;
 
 /// Connections past `max_connections` that still get a `-1` answer before being closed.
@@ -203,12 +206,25 @@ pub async fn serve_on(
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let limits = app.config().limits.clone();
     let Listeners {
         main,
         admin,
         metrics,
     } = listeners;
+    let addresses = addresses(&app, main, admin);
+    // Up while open requests finish (its `/readyz` says "shutting down"); ended with the loops.
+    let internal = metrics.map(|listener| serve_metrics(listener, app.clone()));
+    let server = Server::start(app)?;
+    let tasks = Tasks::start(&server);
+    server.accept(&addresses, shutdown).await;
+    server.stop(addresses, tasks, internal).await;
+    Ok(())
+}
+
+/// The addresses connections are accepted on, each with its router: the main one, and the
+/// admin API's own when `serve --admin-listen` gave it one (the main address then answers no
+/// admin path).
+fn addresses(app: &App, main: TcpListener, admin: Option<TcpListener>) -> Vec<Address> {
     let mut addresses = vec![Address {
         listener: main,
         router: router_for(app.clone(), admin.is_none()),
@@ -221,126 +237,203 @@ pub async fn serve_on(
             admin: true,
         });
     }
-    // Up while open requests finish (its `/readyz` says "shutting down"); ended with the loops.
-    let internal = metrics.map(|listener| {
-        let app = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve_internal(listener, app, std::future::pending()).await {
-                tracing::error!(error = %e, "the metrics endpoint stopped");
-            }
+    addresses
+}
+
+/// The metrics address ([`serve_internal`]), served by a task of its own until it is aborted.
+fn serve_metrics(listener: TcpListener, app: App) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = serve_internal(listener, app, std::future::pending()).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    })
+}
+
+/// A server while it serves: what the accept loop hands each connection, and what its
+/// shutdown ends.
+struct Server {
+    app: App,
+    limits: Limits,
+    edge: Arc<Edge>,
+    /// Turned true at shutdown, for the connections handed to hyper (the edge closes the
+    /// front's waiting ones); its receivers, one per connection, tell when all have ended.
+    drain: watch::Sender<bool>,
+    /// Room for the connections past the edge's bounds that still get an answer.
+    overflow: Arc<Semaphore>,
+    loops: EventLoops,
+    /// The caller's runtime, where the router's answers run.
+    main: tokio::runtime::Handle,
+}
+
+impl Server {
+    /// The edge and the event loops of `app`, on the caller's runtime.
+    fn start(app: App) -> std::io::Result<Server> {
+        let limits = app.config().limits.clone();
+        let (drain, _) = watch::channel(false);
+        let edge = Edge::new(limits.clone());
+        let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
+        let loops = EventLoops::start(app.config().event_loops())?;
+        Ok(Server {
+            app,
+            limits,
+            edge,
+            drain,
+            overflow,
+            loops,
+            main: tokio::runtime::Handle::current(),
         })
-    });
-    // Turned true at shutdown, for the connections handed to hyper (the edge closes the
-    // front's waiting ones); its receivers, one per connection, tell when all have ended.
-    let (drain, _) = tokio::sync::watch::channel(false);
-    let edge = Edge::new(limits.clone());
-    let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
-    let loops = EventLoops::start(app.config().event_loops())?;
-    let watcher = tokio::spawn(watch_changes(app.clone()));
-    let days = tokio::spawn(roll_days(app.clone()));
-    let tickets = tokio::spawn(crate::component::push_tickets(app.clone()));
-    let sweeper = tokio::spawn(edge.clone().sweep());
-    let readiness = tokio::spawn(crate::health::watch_readiness(app.clone()));
-    let view_clock = tokio::spawn(view_clock(app.clone()));
-    let main = tokio::runtime::Handle::current();
-    tokio::pin!(shutdown);
-    let listening: Vec<&TcpListener> = addresses.iter().map(|a| &a.listener).collect();
-    let mut turn = 0;
-    loop {
-        let Some((stream, peer, at)) = accept_any(&listening, &mut turn, shutdown.as_mut()).await
-        else {
-            break;
-        };
-        let address = &addresses[at];
-        match edge.admit(peer.ip()) {
-            Ok(admitted) => {
-                // Registered again on the loop's own reactor: its readiness wakes that thread.
-                let stream = match stream.into_std() {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "an accepted connection failed");
-                        continue;
-                    }
-                };
-                let shared = Shared {
-                    app: app.clone(),
-                    router: address.router.clone(),
-                    admin: address.admin,
-                    main: main.clone(),
-                    conn: admitted.0.clone(),
-                };
-                let drain = drain.subscribe();
-                loops.next().spawn(async move {
-                    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
-                        return;
-                    };
-                    let conn = shared.conn.clone();
-                    let io = Watched {
-                        io: stream,
-                        conn: conn.clone(),
-                        unread: bytes::Bytes::new(),
-                    };
-                    tokio::select! {
-                        () = crate::front::serve(io, Arc::new(shared), drain) => {}
-                        why = conn.must_close() => {
-                            tracing::debug!(%peer, reason = why.label(), "connection closed by the limits");
-                        }
-                    }
-                    drop(admitted);
-                });
+    }
+
+    /// Takes the connections of every address, in turn, until `shutdown` completes: each
+    /// admitted by the edge goes to an event loop, the others are answered as overflow.
+    async fn accept(&self, addresses: &[Address], shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let listening: Vec<&TcpListener> = addresses.iter().map(|a| &a.listener).collect();
+        let mut turn = 0;
+        while let Some((stream, peer, at)) =
+            accept_any(&listening, &mut turn, shutdown.as_mut()).await
+        {
+            let address = &addresses[at];
+            match self.edge.admit(peer.ip()) {
+                Ok(admitted) => self.hand_to_loop(address, stream, peer, admitted),
+                Err(_) => self.answer_overflow(address, stream),
             }
-            // Every connection (of the server, or of this address) busy with a request: a
-            // few get an answer — the health checks theirs, the rest `-1` — and are closed.
-            Err(_) => {
-                if let Ok(permit) = overflow.clone().try_acquire_owned() {
-                    let (app, router) = (app.clone(), address.router.clone());
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                        let (app, router) = (app.clone(), router.clone());
-                        async move {
-                            if is_health(&req) {
-                                return Ok::<_, Infallible>(route(router, req).await);
-                            }
-                            Ok(overloaded(&app))
-                        }
-                    });
-                    let conn = connection(stream, svc, false, Some(limits.header_timeout));
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                        drop(permit);
-                    });
+        }
+    }
+
+    /// Hands a connection the edge admitted to the next event loop, which serves it
+    /// ([`crate::front::serve`]) until it ends or the edge's limits close it.
+    fn hand_to_loop(
+        &self,
+        address: &Address,
+        stream: TcpStream,
+        peer: SocketAddr,
+        admitted: Admitted,
+    ) {
+        // Registered again on the loop's own reactor: its readiness wakes that thread.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "an accepted connection failed");
+                return;
+            }
+        };
+        let shared = Shared {
+            app: self.app.clone(),
+            router: address.router.clone(),
+            admin: address.admin,
+            main: self.main.clone(),
+            conn: admitted.0.clone(),
+        };
+        let drain = self.drain.subscribe();
+        self.loops.next().spawn(async move {
+            let Ok(stream) = TcpStream::from_std(stream) else {
+                return;
+            };
+            let conn = shared.conn.clone();
+            let io = Watched {
+                io: stream,
+                conn: conn.clone(),
+                unread: bytes::Bytes::new(),
+            };
+            tokio::select! {
+                () = crate::front::serve(io, Arc::new(shared), drain) => {}
+                why = conn.must_close() => {
+                    tracing::debug!(%peer, reason = why.label(), "connection closed by the limits");
                 }
             }
+            drop(admitted);
+        });
+    }
+
+    /// A connection the edge refused, every connection (of the server, or of this address)
+    /// being busy with a request: a few get an answer — the health checks theirs, the rest
+    /// `-1` — and are closed; past them, it is closed at once.
+    fn answer_overflow(&self, address: &Address, stream: TcpStream) {
+        let Ok(permit) = self.overflow.clone().try_acquire_owned() else {
+            return;
+        };
+        let (app, router) = (self.app.clone(), address.router.clone());
+        let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let (app, router) = (app.clone(), router.clone());
+            async move {
+                if is_health(&req) {
+                    return Ok::<_, Infallible>(route(router, req).await);
+                }
+                Ok(overloaded(&app))
+            }
+        });
+        let conn = connection(stream, svc, false, Some(self.limits.header_timeout));
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            drop(permit);
+        });
+    }
+
+    /// Shuts down once accepting has ended: not ready, the addresses closed and the tasks
+    /// ended, open requests given the grace period, then the loops stopped.
+    async fn stop(self, addresses: Vec<Address>, tasks: Tasks, internal: Option<JoinHandle<()>>) {
+        let Server {
+            app,
+            limits,
+            edge,
+            drain,
+            loops,
+            ..
+        } = self;
+        app.start_draining();
+        tasks.readiness.abort();
+        tasks.view_clock.abort();
+        // An emulated clock's day leaves with the server: the views follow the real one again.
+        if !app.clock().is_real() {
+            let _ = app.store().set_view_clock(None).await;
+        }
+        metrics::gauge!("datacube_ready").set(0.0);
+        drop(addresses);
+        tasks.watcher.abort();
+        tasks.days.abort();
+        tasks.tickets.abort();
+        tracing::info!("shutting down: no new connections; waiting for open requests");
+        // (The deadlines still hold while open requests finish.)
+        edge.drain();
+        drain.send_replace(true);
+        tokio::select! {
+            () = drain.closed() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(limits.shutdown_grace) => {
+                tracing::warn!("grace period over; closing the remaining connections");
+            }
+        }
+        loops.stop().await;
+        tasks.sweeper.abort();
+        if let Some(internal) = internal {
+            internal.abort();
         }
     }
-    app.start_draining();
-    readiness.abort();
-    view_clock.abort();
-    // An emulated clock's day leaves with the server: the views follow the real one again.
-    if !app.clock().is_real() {
-        let _ = app.store().set_view_clock(None).await;
-    }
-    metrics::gauge!("datacube_ready").set(0.0);
-    drop(listening);
-    drop(addresses);
-    watcher.abort();
-    days.abort();
-    tickets.abort();
-    tracing::info!("shutting down: no new connections; waiting for open requests");
-    // (The deadlines still hold while open requests finish.)
-    edge.drain();
-    drain.send_replace(true);
-    tokio::select! {
-        () = drain.closed() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!("grace period over; closing the remaining connections");
+}
+
+/// The tasks a server runs beside its connections, ended at shutdown.
+struct Tasks {
+    watcher: JoinHandle<()>,
+    days: JoinHandle<()>,
+    tickets: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+    readiness: JoinHandle<()>,
+    view_clock: JoinHandle<()>,
+}
+
+impl Tasks {
+    /// Spawns them on the caller's runtime.
+    fn start(server: &Server) -> Tasks {
+        let app = &server.app;
+        Tasks {
+            watcher: tokio::spawn(watch_changes(app.clone())),
+            days: tokio::spawn(roll_days(app.clone())),
+            tickets: tokio::spawn(crate::component::push_tickets(app.clone())),
+            sweeper: tokio::spawn(server.edge.clone().sweep()),
+            readiness: tokio::spawn(crate::health::watch_readiness(app.clone())),
+            view_clock: tokio::spawn(view_clock(app.clone())),
         }
     }
-    loops.stop().await;
-    sweeper.abort();
-    if let Some(internal) = internal {
-        internal.abort();
-    }
-    Ok(())
 }
 
 /// The event loops connections are handed to: threads, each running a single-threaded

@@ -28,6 +28,7 @@ use datacube_api::{ErrCode, SuffixStyle};
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
+use crate::admin::AdminError;
 use crate::config::Config;
 use crate::serve::Listeners;
 
@@ -167,7 +168,7 @@ async fn answer<B>(starting: &Starting, role: Role, req: &hyper::Request<B>) -> 
         "/readyz" if read => crate::health::not_ready(starting.reason()),
         "/metrics" if read && role.metrics => crate::metrics::render().await,
         _ if role.admin && path.starts_with("/admin/") => {
-            crate::admin::error(StatusCode::SERVICE_UNAVAILABLE, starting.reason())
+            AdminError::new(StatusCode::SERVICE_UNAVAILABLE, starting.reason()).into_response()
         }
         _ if role.api => busy(starting),
         _ => StatusCode::NOT_FOUND.into_response(),

@@ -83,12 +83,14 @@ impl IntoResponse for AdminError {
     }
 }
 
-/// [`AdminError::new`] as an answer (for handlers that answer a [`Response`]).
+/// [`AdminError::new`] as an answer, for the handlers that still answer a [`Response`]
+/// (`crate::mirror`'s).
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     AdminError::new(status, message).into_response()
 }
 
-/// [`AdminError::internal`] as an answer (for handlers that answer a [`Response`]).
+/// [`AdminError::internal`] as an answer, for the handlers that still answer a [`Response`]
+/// (`crate::mirror`'s).
 pub(crate) fn internal(err: &dyn std::error::Error) -> Response {
     AdminError::internal(err).into_response()
 }
