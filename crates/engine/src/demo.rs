@@ -132,135 +132,181 @@ fn stamper<'a>(
 
 /// `days` days of activity for `appid`, ending on `last`, as NDJSON lines in time order.
 pub fn events(appid: &str, last: Date, days: u32, seed: u64) -> Vec<String> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut extra = StdRng::seed_from_u64(seed ^ 0x2025_1101);
-    let mut push_extra = stamper(appid, seed, "p");
+    let mut demo = Demo {
+        rng: StdRng::seed_from_u64(seed),
+        extra: StdRng::seed_from_u64(seed ^ 0x2025_1101),
+        push: stamper(appid, seed, ""),
+        push_extra: stamper(appid, seed, "p"),
+        out: Vec::new(),
+        followers: Vec::new(),
+        gone: Vec::new(),
+        next_openid: 0,
+        msg_data_id: 2_247_483_649,
+        last,
+    };
     let first = add_days(last, -(i64::from(days.max(1)) - 1));
-    let mut out: Vec<(i64, String)> = Vec::new();
-    let mut push = stamper(appid, seed, "");
-    let mut followers: Vec<u64> = Vec::new();
-    let mut gone: Vec<u64> = Vec::new();
-    let mut next_openid = 0u64;
-    let mut msg_data_id = 2_247_483_649u64;
     let mut day = first;
     let mut i = 0u32;
     while day <= last {
         let growth = 1.0 + f64::from(i) / 365.0;
         let weekend = matches!(day.weekday(), Weekday::Saturday | Weekday::Sunday);
         let factor = if weekend { 0.8 } else { 1.0 };
-        // Follows, some of them people coming back; unfollows from current followers.
+        demo.follows(day, growth, factor);
+        demo.messages(day, growth, factor);
+        // A mass send most evenings; its readers over the following week.
+        if demo.rng.random_bool(0.85) && !demo.followers.is_empty() {
+            demo.mass_send(day);
+            demo.msg_data_id += 1;
+        }
+        day = add_days(day, 1);
+        i += 1;
+    }
+    let mut out = demo.out;
+    out.sort_by_key(|(t, _)| *t);
+    out.into_iter().map(|(_, line)| line).collect()
+}
+
+/// The generator's state between days: its two random streams (the 2025 events draw from
+/// `extra`), the lines so far, who follows and who left.
+struct Demo<S> {
+    rng: StdRng,
+    extra: StdRng,
+    /// Stamps the lines of earlier versions (ids `demo-<seed>-<n>`).
+    push: S,
+    /// Stamps the 2025 events (ids `demo-<seed>-p<n>`).
+    push_extra: S,
+    out: Vec<(i64, String)>,
+    followers: Vec<u64>,
+    gone: Vec<u64>,
+    next_openid: u64,
+    msg_data_id: u64,
+    last: Date,
+}
+
+impl<S: FnMut(&mut Vec<(i64, String)>, i64, serde_json::Value)> Demo<S> {
+    /// A day's follows by channel, some of them people coming back, and its unfollows from
+    /// current followers.
+    fn follows(&mut self, day: Date, growth: f64, factor: f64) {
+        let rng = &mut self.rng;
         for (source, mean) in CHANNELS {
-            for _ in 0..count(&mut rng, mean * growth * factor) {
-                let who = if !gone.is_empty() && rng.random_bool(0.05) {
-                    gone.swap_remove(rng.random_range(0..gone.len()))
+            for _ in 0..count(rng, mean * growth * factor) {
+                let who = if !self.gone.is_empty() && rng.random_bool(0.05) {
+                    self.gone.swap_remove(rng.random_range(0..self.gone.len()))
                 } else {
-                    next_openid += 1;
-                    next_openid
+                    self.next_openid += 1;
+                    self.next_openid
                 };
-                followers.push(who);
-                let t = time_on(&mut rng, day);
-                push(
-                    &mut out,
+                self.followers.push(who);
+                let t = time_on(rng, day);
+                (self.push)(
+                    &mut self.out,
                     t,
                     json!({"type": "follow", "openid": openid(who), "source": source}),
                 );
             }
         }
-        for _ in 0..count(&mut rng, 9.0 * growth * factor) {
-            if followers.is_empty() {
+        for _ in 0..count(rng, 9.0 * growth * factor) {
+            if self.followers.is_empty() {
                 break;
             }
-            let who = followers.swap_remove(rng.random_range(0..followers.len()));
-            gone.push(who);
-            let t = time_on(&mut rng, day);
-            push(
-                &mut out,
+            let who = self
+                .followers
+                .swap_remove(rng.random_range(0..self.followers.len()));
+            self.gone.push(who);
+            let t = time_on(rng, day);
+            (self.push)(
+                &mut self.out,
                 t,
                 json!({"type": "unfollow", "openid": openid(who)}),
             );
         }
-        // Messages, each answered by the account's server.
-        if !followers.is_empty() {
-            let chatty = followers.len().min(20);
-            for _ in 0..count(&mut rng, 40.0 * growth * factor) {
-                // A fifth of the messages come from a few chatty followers.
-                let who = if rng.random_bool(0.2) {
-                    followers[rng.random_range(0..chatty)]
-                } else {
-                    followers[rng.random_range(0..followers.len())]
-                };
-                let t = time_on(&mut rng, day);
-                let msg_type = *pick(&mut rng, &MSG_TYPES);
-                push(
-                    &mut out,
-                    t,
-                    json!({"type": "message", "openid": openid(who), "msg_type": msg_type}),
-                );
-                let timeout = rng.random_bool(0.004);
-                let cost = if timeout {
-                    5000 + rng.random_range(0..60)
-                } else {
-                    // Mostly fast, with a long tail.
-                    let base: f64 = rng.random_range(0.0..1.0);
-                    (80.0 + 250.0 * base + 1500.0 * base.powi(12)) as u64
-                };
-                push(
-                    &mut out,
-                    t + 1,
-                    json!({"type": "reply", "cost_ms": cost, "ok": !timeout}),
-                );
-            }
-        }
-        // A mass send most evenings; its readers over the following week.
-        if rng.random_bool(0.85) && !followers.is_empty() {
-            let send = date_to_epoch_day(day) * 86_400 - CHINA_OFFSET_SECONDS + 20 * 3600;
-            let articles = rng.random_range(1..=3u32);
-            for idx in 1..=articles {
-                let msgid = format!("{msg_data_id}_{idx}");
-                let title = TITLES[rng.random_range(0..TITLES.len())];
-                // Most sends notify the followers (publish_type 0), some are published only.
-                let publish_type = u8::from(extra.random_bool(0.15));
-                let url =
-                    format!("https://mp.weixin.qq.com/s?__biz=MzDemo&mid={msg_data_id}&idx={idx}");
-                push(
-                    &mut out,
-                    send,
-                    json!({"type": "publish", "msgid": msgid, "title": title,
-                    "publish_type": publish_type, "content_url": url}),
-                );
-                let reach = followers.len() as f64 * 0.06 / f64::from(idx);
-                for (k, share) in DECAY.iter().enumerate() {
-                    let read_day = add_days(day, k as i64);
-                    if read_day > last {
-                        break;
-                    }
-                    for _ in 0..count(&mut rng, reach * share) {
-                        let who = openid(followers[rng.random_range(0..followers.len())]);
-                        let t = if k == 0 {
-                            send + rng.random_range(60..4 * 3600 - 1)
-                        } else {
-                            time_on(&mut rng, read_day)
-                        };
-                        let scene = *pick(&mut rng, &READ_SCENES);
-                        read_in_first_week(&mut rng, &mut push, &mut out, (t, &msgid, &who), scene);
-                        reactions(&mut extra, &mut push_extra, &mut out, (t, &msgid, &who));
-                    }
-                }
-                let tail = Send {
-                    day,
-                    last,
-                    reach,
-                    msgid: &msgid,
-                };
-                long_tail(&mut extra, &mut push_extra, &mut out, &tail, &followers);
-            }
-            msg_data_id += 1;
-        }
-        day = add_days(day, 1);
-        i += 1;
     }
-    out.sort_by_key(|(t, _)| *t);
-    out.into_iter().map(|(_, line)| line).collect()
+
+    /// A day's messages, each answered by the account's server.
+    fn messages(&mut self, day: Date, growth: f64, factor: f64) {
+        if self.followers.is_empty() {
+            return;
+        }
+        let (rng, followers) = (&mut self.rng, &self.followers);
+        let chatty = followers.len().min(20);
+        for _ in 0..count(rng, 40.0 * growth * factor) {
+            // A fifth of the messages come from a few chatty followers.
+            let who = if rng.random_bool(0.2) {
+                followers[rng.random_range(0..chatty)]
+            } else {
+                followers[rng.random_range(0..followers.len())]
+            };
+            let t = time_on(rng, day);
+            let msg_type = *pick(rng, &MSG_TYPES);
+            (self.push)(
+                &mut self.out,
+                t,
+                json!({"type": "message", "openid": openid(who), "msg_type": msg_type}),
+            );
+            let timeout = rng.random_bool(0.004);
+            let cost = if timeout {
+                5000 + rng.random_range(0..60)
+            } else {
+                // Mostly fast, with a long tail.
+                let base: f64 = rng.random_range(0.0..1.0);
+                (80.0 + 250.0 * base + 1500.0 * base.powi(12)) as u64
+            };
+            (self.push)(
+                &mut self.out,
+                t + 1,
+                json!({"type": "reply", "cost_ms": cost, "ok": !timeout}),
+            );
+        }
+    }
+
+    /// The evening's mass send on `day`: its articles, their readers over the following week
+    /// and the long tail of the 2025 endpoints.
+    fn mass_send(&mut self, day: Date) {
+        let (rng, extra, followers) = (&mut self.rng, &mut self.extra, &self.followers);
+        let (push, push_extra, out) = (&mut self.push, &mut self.push_extra, &mut self.out);
+        let (last, msg_data_id) = (self.last, self.msg_data_id);
+        let send = date_to_epoch_day(day) * 86_400 - CHINA_OFFSET_SECONDS + 20 * 3600;
+        let articles = rng.random_range(1..=3u32);
+        for idx in 1..=articles {
+            let msgid = format!("{msg_data_id}_{idx}");
+            let title = TITLES[rng.random_range(0..TITLES.len())];
+            // Most sends notify the followers (publish_type 0), some are published only.
+            let publish_type = u8::from(extra.random_bool(0.15));
+            let url =
+                format!("https://mp.weixin.qq.com/s?__biz=MzDemo&mid={msg_data_id}&idx={idx}");
+            push(
+                out,
+                send,
+                json!({"type": "publish", "msgid": msgid, "title": title,
+                "publish_type": publish_type, "content_url": url}),
+            );
+            let reach = followers.len() as f64 * 0.06 / f64::from(idx);
+            for (k, share) in DECAY.iter().enumerate() {
+                let read_day = add_days(day, k as i64);
+                if read_day > last {
+                    break;
+                }
+                for _ in 0..count(rng, reach * share) {
+                    let who = openid(followers[rng.random_range(0..followers.len())]);
+                    let t = if k == 0 {
+                        send + rng.random_range(60..4 * 3600 - 1)
+                    } else {
+                        time_on(rng, read_day)
+                    };
+                    let scene = *pick(rng, &READ_SCENES);
+                    read_in_first_week(rng, push, out, (t, &msgid, &who), scene);
+                    reactions(extra, push_extra, out, (t, &msgid, &who));
+                }
+            }
+            let tail = Send {
+                day,
+                last,
+                reach,
+                msgid: &msgid,
+            };
+            long_tail(extra, push_extra, out, &tail, followers);
+        }
+    }
 }
 
 /// A reader of a send's first week: the read, sometimes again, sometimes the original page, a

@@ -329,10 +329,12 @@ fn jump_band(progress: u8) -> usize {
 /// the total active time of their leaves.
 pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Date) -> Row {
     let e = Endpoint::GetArticleTotalDetail;
-    let mut tally = Users::with(SLOTS);
-    let mut praise = 0u64;
-    let mut active_ms = 0u64;
-    let mut furthest: HashMap<u32, u8> = HashMap::default();
+    let mut so_far = SoFar {
+        tally: Users::with(SLOTS),
+        praise: 0,
+        active_ms: 0,
+        furthest: HashMap::default(),
+    };
     let mut details: Vec<String> = Vec::new();
     let mut next = 0;
     for k in 0..PUBLISHED_WINDOW_DAYS {
@@ -347,29 +349,7 @@ pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Dat
                 continue;
             }
             changed = true;
-            match kind {
-                Kind::Follow { .. } => tally.add(SUBSCRIBE, *user),
-                // Sums saturate at the largest figure a row holds (an import would refuse more).
-                Kind::Praise { fen, .. } => {
-                    praise = praise.saturating_add(*fen).min(crate::event::MAX_STATISTIC)
-                }
-                Kind::Leave {
-                    active_ms: ms,
-                    progress,
-                    ..
-                } => {
-                    active_ms = active_ms
-                        .saturating_add(*ms)
-                        .min(crate::event::MAX_STATISTIC);
-                    let p = furthest.entry(*user).or_default();
-                    *p = (*p).max(*progress);
-                }
-                _ => {
-                    for slot in slots(kind) {
-                        tally.add(*slot, *user);
-                    }
-                }
-            }
+            so_far.absorb(kind, *user);
         }
         // A day without events repeats the day before but for its date (most of the 30 days:
         // the tail, and the days still to come).
@@ -377,23 +357,70 @@ pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Dat
             details.push(row::redate_snapshot(previous, stat));
             continue;
         }
-        let leavers = furthest.len() as u64;
-        let finished = furthest.values().filter(|p| **p >= 100).count() as u64;
-        let mut bands = [0u64; 5];
-        for p in furthest.values() {
-            bands[jump_band(*p) - 1] += 1;
+        details.push(so_far.snapshot(sent, stat));
+    }
+    let mut b = RowBuilder::new(e);
+    b.field("ref_date", Val::Date(sent.date))
+        .field("msgid", Val::Text(sent.msgid))
+        .field("publish_type", Val::Int(sent.publish_type.into()))
+        .field("title", Val::Text(sent.title));
+    if let Some(url) = sent.url {
+        b.field("content_url", Val::Text(url));
+    }
+    b.field("detail_list", Val::List(&details));
+    b.finish()
+}
+
+/// What an article's readers did from its publish day up to a day of getarticletotaldetail.
+struct SoFar {
+    /// Distinct users and events by slot.
+    tally: Users,
+    /// Tips, in fen.
+    praise: u64,
+    /// The readers' total active time.
+    active_ms: u64,
+    /// How far each reader who left a `leave` event read, at the furthest.
+    furthest: HashMap<u32, u8>,
+}
+
+impl SoFar {
+    /// Counts one event of the article, by `user`.
+    fn absorb(&mut self, kind: &Kind, user: u32) {
+        match kind {
+            Kind::Follow { .. } => self.tally.add(SUBSCRIBE, user),
+            // Sums saturate at the largest figure a row holds (an import would refuse more).
+            Kind::Praise { fen, .. } => {
+                self.praise = self
+                    .praise
+                    .saturating_add(*fen)
+                    .min(crate::event::MAX_STATISTIC)
+            }
+            Kind::Leave {
+                active_ms: ms,
+                progress,
+                ..
+            } => {
+                self.active_ms = self
+                    .active_ms
+                    .saturating_add(*ms)
+                    .min(crate::event::MAX_STATISTIC);
+                let p = self.furthest.entry(user).or_default();
+                *p = (*p).max(*progress);
+            }
+            _ => {
+                for slot in slots(kind) {
+                    self.tally.add(*slot, user);
+                }
+            }
         }
-        let jumps: Vec<String> = bands
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(i, n)| {
-                let mut b = RowBuilder::part(e, &JUMP_POSITION);
-                b.field("position", Val::Int(i as u64 + 1))
-                    .field("rate", Val::Float(rate(*n, leavers)));
-                b.finish_detail()
-            })
-            .collect();
+    }
+
+    /// The snapshot of `stat`, an element of the row's `detail_list`, as JSON.
+    fn snapshot(&self, sent: &Sent, stat: Date) -> String {
+        let e = Endpoint::GetArticleTotalDetail;
+        let tally = &self.tally;
+        let leavers = self.furthest.len() as u64;
+        let finished = self.furthest.values().filter(|p| **p >= 100).count() as u64;
         let delivered = if sent.publish_type == 0 {
             sent.target
         } else {
@@ -402,7 +429,7 @@ pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Dat
         let avg_minutes = if leavers == 0 {
             0.0
         } else {
-            (active_ms as f64 / 60_000.0 / leavers as f64) as f32
+            (self.active_ms as f64 / 60_000.0 / leavers as f64) as f32
         };
         let mut d = RowBuilder::part(e, &PUBLISHED_DETAIL);
         d.field("stat_date", Val::Date(stat))
@@ -416,7 +443,7 @@ pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Dat
             .field("like_user", Val::Int(tally.users(LIKE)))
             .field("comment_count", Val::Int(tally.slots[COMMENT].count))
             .field("collection_user", Val::Int(tally.users(FAV)))
-            .field("praise_money", Val::Int(praise))
+            .field("praise_money", Val::Int(self.praise))
             .field("read_subscribe_user", Val::Int(tally.users(SUBSCRIBE)))
             .field(
                 "read_delivery_rate",
@@ -424,17 +451,29 @@ pub(crate) fn total_detail(sent: &Sent, events: &[(Date, &Kind, u32)], last: Dat
             )
             .field("read_finish_rate", Val::Float(rate(finished, leavers)))
             .field("read_avg_activetime", Val::Float(avg_minutes))
-            .field("read_jump_position", Val::List(&jumps));
-        details.push(d.finish_detail());
+            .field("read_jump_position", Val::List(&self.jump_positions()));
+        d.finish_detail()
     }
-    let mut b = RowBuilder::new(e);
-    b.field("ref_date", Val::Date(sent.date))
-        .field("msgid", Val::Text(sent.msgid))
-        .field("publish_type", Val::Int(sent.publish_type.into()))
-        .field("title", Val::Text(sent.title));
-    if let Some(url) = sent.url {
-        b.field("content_url", Val::Text(url));
+
+    /// The `read_jump_position` entries: for each fifth of the article some leavers left in,
+    /// their share of the leavers.
+    fn jump_positions(&self) -> Vec<String> {
+        let e = Endpoint::GetArticleTotalDetail;
+        let leavers = self.furthest.len() as u64;
+        let mut bands = [0u64; 5];
+        for p in self.furthest.values() {
+            bands[jump_band(*p) - 1] += 1;
+        }
+        bands
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| {
+                let mut b = RowBuilder::part(e, &JUMP_POSITION);
+                b.field("position", Val::Int(i as u64 + 1))
+                    .field("rate", Val::Float(rate(*n, leavers)));
+                b.finish_detail()
+            })
+            .collect()
     }
-    b.field("detail_list", Val::List(&details));
-    b.finish()
 }

@@ -468,6 +468,51 @@ impl Worker<'_> {
         };
         (verdict, cost)
     }
+
+    /// Delivers `push` (`plain`, its XML) until a verdict is not retried, at most
+    /// `deliveries` times, keeping each delivery's reply event and figures in `local`; whether
+    /// it was answered.
+    async fn deliveries(
+        &mut self,
+        push: &Push,
+        plain: &str,
+        now: &Now,
+        stats: &Stats,
+        local: &mut Local,
+    ) -> bool {
+        let config = self.config;
+        let mut answered = false;
+        for _ in 1..=config.deliveries.max(1) {
+            let at = now().as_second();
+            let (verdict, cost) = self.deliver(push, plain, at).await;
+            stats.deliveries.fetch_add(1, Ordering::Relaxed);
+            local
+                .micros
+                .push(u32::try_from(cost.as_micros()).unwrap_or(u32::MAX));
+            local.events.push(Event {
+                appid: config.appid.clone(),
+                id: None,
+                time: at,
+                kind: Kind::Reply {
+                    cost_ms: cost_ms(&verdict, cost, config.timeout),
+                    ok: verdict.ok(),
+                },
+            });
+            answered |= verdict.ok();
+            crate::metrics::callback("push", &verdict, cost);
+            let retried = verdict.retried();
+            match local.verdicts.get_mut(&verdict) {
+                Some(n) => *n += 1,
+                None => {
+                    local.verdicts.insert(verdict, 1);
+                }
+            }
+            if !retried {
+                break;
+            }
+        }
+        answered
+    }
 }
 
 /// Milliseconds of a delivery as interface analysis counts it: a timed-out delivery costs
@@ -622,36 +667,9 @@ pub async fn run(
                         },
                     });
                 }
-                let mut answered = false;
-                for _ in 1..=config.deliveries.max(1) {
-                    let at = now().as_second();
-                    let (verdict, cost) = worker.deliver(&push, &plain, at).await;
-                    stats.deliveries.fetch_add(1, Ordering::Relaxed);
-                    local
-                        .micros
-                        .push(u32::try_from(cost.as_micros()).unwrap_or(u32::MAX));
-                    local.events.push(Event {
-                        appid: config.appid.clone(),
-                        id: None,
-                        time: at,
-                        kind: Kind::Reply {
-                            cost_ms: cost_ms(&verdict, cost, config.timeout),
-                            ok: verdict.ok(),
-                        },
-                    });
-                    answered |= verdict.ok();
-                    crate::metrics::callback("push", &verdict, cost);
-                    let retried = verdict.retried();
-                    match local.verdicts.get_mut(&verdict) {
-                        Some(n) => *n += 1,
-                        None => {
-                            local.verdicts.insert(verdict, 1);
-                        }
-                    }
-                    if !retried {
-                        break;
-                    }
-                }
+                let answered = worker
+                    .deliveries(&push, &plain, &now, &stats, &mut local)
+                    .await;
                 crate::metrics::message(answered);
                 if answered {
                     stats.answered.fetch_add(1, Ordering::Relaxed);

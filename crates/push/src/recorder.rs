@@ -78,6 +78,162 @@ pub struct Recorded {
     pub gone: usize,
 }
 
+/// The recording task: what waits to be stored, the job under way, and when events were last
+/// stored and statistics last recomputed.
+struct Worker {
+    store: Store,
+    now: Now,
+    fence: Vec<(String, i64)>,
+    appid: String,
+    recorded: Recorded,
+    /// Handovers as they came: appending them to one vector would copy it again and again as
+    /// it grows, on the thread that records (a proxy's own).
+    pending: Vec<Vec<Event>>,
+    /// Events in `pending`.
+    waiting: usize,
+    job: Option<Job>,
+    stopping: bool,
+    closed: bool,
+    /// Stored since the last recompute; the recompute's interval adapts to its cost.
+    dirty: bool,
+    every: std::time::Duration,
+    last_flush: tokio::time::Instant,
+    last_store: tokio::time::Instant,
+    /// The account was removed: its events are refused.
+    gone: bool,
+}
+
+impl Worker {
+    /// Stores and recomputes until stopped (or every sender is gone) and all is stored, then
+    /// reports.
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Vec<Event>>,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Recorded, datacube_store::StoreError> {
+        loop {
+            if self.gone && !self.pending.is_empty() {
+                self.recorded.gone += self.pending.iter().map(Vec::len).sum::<usize>();
+                self.pending.clear();
+                self.waiting = 0;
+            }
+            let ending = (self.stopping || self.closed) && self.pending.is_empty();
+            if self.job.is_none() {
+                self.start_job(ending);
+            }
+            let idle = self.job.is_none();
+            if ending && idle && !self.dirty {
+                break;
+            }
+            let room = self.waiting < PENDING && !self.closed && !self.stopping;
+            let wake = self.last_flush + self.every;
+            let job = &mut self.job;
+            tokio::select! {
+                e = rx.recv(), if room => match e {
+                    Some(e) => self.take(e, &mut rx),
+                    None => self.closed = true,
+                },
+                done = async { job.as_mut().expect("guarded").done().await }, if !idle => {
+                    self.job = None;
+                    self.finished(done?);
+                }
+                () = tokio::time::sleep_until(wake), if self.dirty && idle => {}
+                () = tokio::time::sleep_until(self.last_store + STORE_EVERY),
+                    if !self.pending.is_empty() && idle => {}
+                _ = stopped.changed(), if !self.stopping => {
+                    // Stopping: what is queued is stored and counted, then the task ends.
+                    self.stopping = true;
+                    while let Ok(e) = rx.try_recv() {
+                        self.waiting += e.len();
+                        self.pending.push(e);
+                    }
+                }
+            }
+        }
+        Ok(self.recorded)
+    }
+
+    /// Starts the next job, if one is due: recomputing the statistics (when something was
+    /// stored, and it is time or the end), or storing what waits (when it is time, enough
+    /// waits, or the end).
+    fn start_job(&mut self, ending: bool) {
+        if self.dirty && (ending || self.last_flush.elapsed() >= self.every) {
+            let yesterday = datacube_api::date::add_days(
+                datacube_api::date::china_date((self.now)().as_second()),
+                -1,
+            );
+            let store = self.store.clone();
+            let started = tokio::time::Instant::now();
+            self.job = Some(Job::Flush(
+                tokio::spawn(async move { store.flush_pending(yesterday).await }),
+                started,
+            ));
+        } else if !self.pending.is_empty()
+            && (self.stopping
+                || self.closed
+                || self.waiting >= STORE_NOW
+                || self.last_store.elapsed() >= STORE_EVERY)
+        {
+            let (store, parts) = (self.store.clone(), std::mem::take(&mut self.pending));
+            let fence = self.fence.clone();
+            self.waiting = 0;
+            self.last_store = tokio::time::Instant::now();
+            self.job = Some(Job::Store(tokio::spawn(async move {
+                store.ingest_deferred_parts(parts, fence).await
+            })));
+        }
+    }
+
+    /// Takes a handover, and what else is queued while there is room.
+    fn take(&mut self, e: Vec<Event>, rx: &mut mpsc::Receiver<Vec<Event>>) {
+        self.waiting += e.len();
+        self.pending.push(e);
+        while self.waiting < PENDING {
+            match rx.try_recv() {
+                Ok(e) => {
+                    self.waiting += e.len();
+                    self.pending.push(e);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Counts what a finished job did: events stored (or refused for a removed account), or
+    /// statistics recomputed (and when to next).
+    fn finished(&mut self, done: Done) {
+        match done {
+            Done::Stored(outcome) => {
+                let accepted = outcome.accepted;
+                tracing::debug!(events = accepted.len(), "events stored");
+                let n = accepted.iter().filter(|a| **a).count();
+                if outcome.gone.is_empty() {
+                    self.recorded.duplicates += accepted.len() - n;
+                } else {
+                    self.recorded.gone += accepted.len() - n;
+                    if !self.gone {
+                        tracing::error!(
+                            appid = self.appid,
+                            "the account was removed: its events are no longer recorded"
+                        );
+                        metrics::counter!("datacube_recording_refused_total").increment(1);
+                    }
+                    self.gone = true;
+                }
+                self.recorded.accepted += n;
+                self.recorded.batches += 1;
+                self.dirty = true;
+            }
+            Done::Flushed(took) => {
+                tracing::debug!(?took, "statistics recomputed");
+                self.dirty = false;
+                self.last_flush = tokio::time::Instant::now();
+                self.every = (took * 10).clamp(FLUSH_MIN, FLUSH_MAX);
+            }
+        }
+    }
+}
+
 /// A running recorder. Cheap to clone; [`Recorder::finish`] on the last one waits for the
 /// queue to drain.
 #[derive(Clone)]
@@ -95,127 +251,26 @@ impl Recorder {
     /// events are refused — logged once as an error, counted in [`Recorded::gone`] — and what
     /// comes later is dropped: nothing is left behind for an account that is gone.
     pub fn start(store: Store, now: Now, account: &datacube_store::AccountRecord) -> Recorder {
-        let fence = vec![(account.appid.clone(), account.incarnation)];
-        let appid = account.appid.clone();
-        let (tx, mut rx) = mpsc::channel::<Vec<Event>>(QUEUE);
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut recorded = Recorded::default();
-            // Handovers as they came: appending them to one vector would copy it again and again
-            // as it grows, on the thread that records (a proxy's own).
-            let mut pending: Vec<Vec<Event>> = Vec::new();
-            let mut waiting = 0usize;
-            let mut job: Option<Job> = None;
-            let (mut stopping, mut closed) = (false, false);
-            // Stored since the last recompute; the recompute's interval adapts to its cost.
-            let mut dirty = false;
-            let mut every = FLUSH_MIN;
-            let mut last_flush = tokio::time::Instant::now();
-            let mut last_store = tokio::time::Instant::now();
-            let mut gone = false;
-            loop {
-                if gone && !pending.is_empty() {
-                    recorded.gone += pending.iter().map(Vec::len).sum::<usize>();
-                    pending.clear();
-                    waiting = 0;
-                }
-                let ending = (stopping || closed) && pending.is_empty();
-                if job.is_none() {
-                    if dirty && (ending || last_flush.elapsed() >= every) {
-                        let yesterday = datacube_api::date::add_days(
-                            datacube_api::date::china_date(now().as_second()),
-                            -1,
-                        );
-                        let store = store.clone();
-                        let started = tokio::time::Instant::now();
-                        job = Some(Job::Flush(
-                            tokio::spawn(async move { store.flush_pending(yesterday).await }),
-                            started,
-                        ));
-                    } else if !pending.is_empty()
-                        && (stopping
-                            || closed
-                            || waiting >= STORE_NOW
-                            || last_store.elapsed() >= STORE_EVERY)
-                    {
-                        let (store, parts) = (store.clone(), std::mem::take(&mut pending));
-                        let fence = fence.clone();
-                        waiting = 0;
-                        last_store = tokio::time::Instant::now();
-                        job = Some(Job::Store(tokio::spawn(async move {
-                            store.ingest_deferred_parts(parts, fence).await
-                        })));
-                    }
-                }
-                if ending && job.is_none() && !dirty {
-                    break;
-                }
-                let room = waiting < PENDING && !closed && !stopping;
-                let wake = last_flush + every;
-                tokio::select! {
-                    e = rx.recv(), if room => match e {
-                        Some(e) => {
-                            waiting += e.len();
-                            pending.push(e);
-                            while waiting < PENDING {
-                                match rx.try_recv() {
-                                    Ok(e) => {
-                                        waiting += e.len();
-                                        pending.push(e);
-                                    }
-                                    Err(_) => break,
-                                }
-                            }
-                        }
-                        None => closed = true,
-                    },
-                    done = async { job.as_mut().expect("guarded").done().await }, if job.is_some() => {
-                        job = None;
-                        match done? {
-                            Done::Stored(outcome) => {
-                                let accepted = outcome.accepted;
-                                tracing::debug!(events = accepted.len(), "events stored");
-                                let n = accepted.iter().filter(|a| **a).count();
-                                if outcome.gone.is_empty() {
-                                    recorded.duplicates += accepted.len() - n;
-                                } else {
-                                    recorded.gone += accepted.len() - n;
-                                    if !gone {
-                                        tracing::error!(
-                                            appid,
-                                            "the account was removed: its events are no longer recorded"
-                                        );
-                                        metrics::counter!("datacube_recording_refused_total").increment(1);
-                                    }
-                                    gone = true;
-                                }
-                                recorded.accepted += n;
-                                recorded.batches += 1;
-                                dirty = true;
-                            }
-                            Done::Flushed(took) => {
-                                tracing::debug!(?took, "statistics recomputed");
-                                dirty = false;
-                                last_flush = tokio::time::Instant::now();
-                                every = (took * 10).clamp(FLUSH_MIN, FLUSH_MAX);
-                            }
-                        }
-                    }
-                    () = tokio::time::sleep_until(wake), if dirty && job.is_none() => {}
-                    () = tokio::time::sleep_until(last_store + STORE_EVERY),
-                        if !pending.is_empty() && job.is_none() => {}
-                    _ = stopped.changed(), if !stopping => {
-                        // Stopping: what is queued is stored and counted, then the task ends.
-                        stopping = true;
-                        while let Ok(e) = rx.try_recv() {
-                            waiting += e.len();
-                            pending.push(e);
-                        }
-                    }
-                }
-            }
-            Ok(recorded)
-        });
+        let (tx, rx) = mpsc::channel::<Vec<Event>>(QUEUE);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = Worker {
+            store,
+            now,
+            fence: vec![(account.appid.clone(), account.incarnation)],
+            appid: account.appid.clone(),
+            recorded: Recorded::default(),
+            pending: Vec::new(),
+            waiting: 0,
+            job: None,
+            stopping: false,
+            closed: false,
+            dirty: false,
+            every: FLUSH_MIN,
+            last_flush: tokio::time::Instant::now(),
+            last_store: tokio::time::Instant::now(),
+            gone: false,
+        };
+        let task = tokio::spawn(worker.run(rx, stopped));
         Recorder {
             tx,
             stop: Arc::new(stop),

@@ -85,42 +85,15 @@ pub(crate) async fn serve(
                 if buf.len() >= MAX_HEAD {
                     return hand_over(io, buf.freeze(), shared, drain).await;
                 }
-                // Waiting for a request, none of it read: shutdown closes the connection here
-                // (the edge's next sweep).
-                let waiting = buf.is_empty();
-                if waiting {
-                    if shared.conn.draining() {
-                        return;
-                    }
-                    shared.conn.waiting(true);
-                }
-                let read = read_more(&mut io, &mut buf).await;
-                if waiting {
-                    // (A sweep that looked just before this may still close the connection:
-                    // a request sent as shutdown begins may meet a close, as on any server
-                    // closing idle connections; clients send it again.)
-                    shared.conn.waiting(false);
-                }
-                if !matches!(read, Ok(n) if n > 0) {
+                if !read_head(&mut io, &mut buf, &shared).await {
                     return;
                 }
                 continue;
             }
         };
         let whole = head.len + head.body;
-        if buf.len() < whole {
-            // The body is still coming: the edge counts its bytes against its deadline.
-            if !shared.conn.enter(Phase::Body) {
-                return;
-            }
-            shared.conn.received(buf.len() - head.len);
-            while buf.len() < whole {
-                buf.reserve(whole - buf.len());
-                match io.read_buf(&mut buf).await {
-                    Ok(n) if n > 0 => shared.conn.received(n),
-                    _ => return,
-                }
-            }
+        if buf.len() < whole && !read_body(&mut io, &mut buf, &shared, head.len, whole).await {
+            return;
         }
         let raw = buf.split_to(whole).freeze();
         scanned = 0;
@@ -149,17 +122,7 @@ pub(crate) async fn serve(
                 answer
             }
         };
-        let closing = shared.conn.draining();
-        let Some(close) = encode(answer, closing, &mut out).await else {
-            return;
-        };
-        if !shared.conn.enter(Phase::Send) {
-            return;
-        }
-        let written = io.write_all(&out).await;
-        out.clear();
-        if written.is_err() || close {
-            let _ = io.shutdown().await;
+        if !send(&mut io, &mut out, &shared, answer).await {
             return;
         }
         shared.conn.enter(Phase::Idle);
@@ -168,6 +131,79 @@ pub(crate) async fn serve(
             shared.conn.enter(Phase::Head);
         }
     }
+}
+
+/// Reads more of a request head into `buf`; `false` when the connection ends instead (it
+/// closed, or shutdown began while no request was under way).
+#[inline]
+async fn read_head(io: &mut Watched<TcpStream>, buf: &mut BytesMut, shared: &Shared) -> bool {
+    // Waiting for a request, none of it read: shutdown closes the connection here (the edge's
+    // next sweep).
+    let waiting = buf.is_empty();
+    if waiting {
+        if shared.conn.draining() {
+            return false;
+        }
+        shared.conn.waiting(true);
+    }
+    let read = read_more(io, buf).await;
+    if waiting {
+        // (A sweep that looked just before this may still close the connection: a request
+        // sent as shutdown begins may meet a close, as on any server closing idle
+        // connections; clients send it again.)
+        shared.conn.waiting(false);
+    }
+    matches!(read, Ok(n) if n > 0)
+}
+
+/// Reads the rest of a request's body, until `buf` holds the `whole` request (its head
+/// `head_len` bytes); `false` when the connection ends first (or the edge ends it).
+#[inline]
+async fn read_body(
+    io: &mut Watched<TcpStream>,
+    buf: &mut BytesMut,
+    shared: &Shared,
+    head_len: usize,
+    whole: usize,
+) -> bool {
+    // The body is still coming: the edge counts its bytes against its deadline.
+    if !shared.conn.enter(Phase::Body) {
+        return false;
+    }
+    shared.conn.received(buf.len() - head_len);
+    while buf.len() < whole {
+        buf.reserve(whole - buf.len());
+        match io.read_buf(buf).await {
+            Ok(n) if n > 0 => shared.conn.received(n),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Writes `answer` (encoded in `out`, left empty); `false` when the connection ends after it
+/// (it closes, or writing failed) or without it.
+#[inline]
+async fn send(
+    io: &mut Watched<TcpStream>,
+    out: &mut Vec<u8>,
+    shared: &Shared,
+    answer: axum::response::Response,
+) -> bool {
+    let closing = shared.conn.draining();
+    let Some(close) = encode(answer, closing, out).await else {
+        return false;
+    };
+    if !shared.conn.enter(Phase::Send) {
+        return false;
+    }
+    let written = io.write_all(out).await;
+    out.clear();
+    if written.is_err() || close {
+        let _ = io.shutdown().await;
+        return false;
+    }
+    true
 }
 
 /// Resolves once shutdown began (or the server is gone).

@@ -96,6 +96,16 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 /// scrape at zero — so that `increase()` sees the first event and an alert on a series that
 /// never moved can fire.
 fn describe() {
+    describe_serving();
+    describe_store();
+    describe_mirror();
+    describe_push();
+    zero_series();
+}
+
+/// `# HELP` for the families of serving: requests, tokens, answers, quotas, secrets and
+/// connections.
+fn describe_serving() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         "datacube_requests_total",
@@ -139,6 +149,11 @@ fn describe() {
         "datacube_connections_closed_total",
         "Connections the edge closed or refused, by reason."
     );
+}
+
+/// `# HELP` for the families of the store: ingestion, recomputing, waits and readiness.
+fn describe_store() {
+    use metrics::{describe_gauge, describe_histogram, Unit};
     describe_histogram!(
         "datacube_ingest_seconds",
         Unit::Seconds,
@@ -158,6 +173,11 @@ fn describe() {
         "datacube_ready",
         "1 when the server is ready (its database answers, as /readyz says), 0 when not."
     );
+}
+
+/// `# HELP` for the families of `serve --mirror`: runs, rows, and each account's last run.
+fn describe_mirror() {
+    use metrics::{describe_counter, describe_gauge, Unit};
     describe_counter!(
         "datacube_sync_runs_total",
         "Runs of serve --mirror, by mirror and outcome (ok, partial, failed, interrupted, credentials)."
@@ -180,6 +200,12 @@ fn describe() {
         "datacube_sync_account_outcome",
         "Each mirrored account's last outcome: 1 on the series of that outcome (never, ok, partial, failed, interrupted, credentials), 0 on the others."
     );
+}
+
+/// `# HELP` for the families of `push` and `proxy`: callbacks judged, messages sent,
+/// requests refused, pushes not recorded.
+fn describe_push() {
+    use metrics::{describe_counter, describe_histogram, Unit};
     describe_counter!(
         "datacube_callbacks_total",
         "Pushes to a developer's server judged, by source and verdict."
@@ -201,6 +227,10 @@ fn describe() {
         "datacube_recording_refused_total",
         "Pushes not recorded because their account was removed."
     );
+}
+
+/// The series of fixed label sets, at zero from the first scrape.
+fn zero_series() {
     for kind in ["basic", "stable"] {
         metrics::counter!("datacube_tokens_issued_total", "kind" => kind).absolute(0);
     }

@@ -64,131 +64,157 @@ pub async fn load(
     yesterday: Date,
 ) -> Result<SeedReport, String> {
     let mut report = SeedReport::default();
-    let shown = |p: &Path| p.display().to_string();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", shown(dir)))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
 
-    // Accounts.
     let accounts = dir.join("accounts.json");
     if std::fs::symlink_metadata(&accounts).is_ok() {
-        let text = read_bounded(&accounts, MAX_ACCOUNTS_FILE)?;
-        // Each account an object (serde would also read one from an array of its fields).
-        let values: Vec<serde_json::Value> =
-            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", shown(&accounts)))?;
-        let list = values
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                serde_json::Value::Object(_) => serde_json::from_value::<NewAccount>(v)
-                    .map_err(|e| format!("{}: account {}: {e}", shown(&accounts), i + 1)),
-                _ => Err(format!(
-                    "{}: account {} is not a JSON object",
-                    shown(&accounts),
-                    i + 1
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for a in list {
-            datacube_api::Appid::parse(&a.appid)
-                .and(datacube_api::Secret::parse(&a.secret))
-                .map_err(|e| format!("{}: {e}", shown(&accounts)))?;
-            let found = store
-                .account(&a.appid)
-                .await
-                .map_err(|e| format!("{}: {e}", shown(&accounts)))?;
-            if found.is_some() {
-                continue;
-            }
-            let secret = a.secret;
-            let hash =
-                tokio::task::spawn_blocking(move || datacube_api::account::hash_secret(&secret))
-                    .await
-                    .map_err(|e| format!("hashing a secret: {e}"))?;
-            store
-                .put_account(AccountRecord {
-                    appid: a.appid,
-                    secret_hash: hash,
-                    verified: a.verified,
-                    created_at: now,
-                    incarnation: 0, // drawn by the store
-                })
-                .await
-                .map_err(|e| format!("{}: {e}", shown(&accounts)))?;
-            report.accounts += 1;
-        }
+        report.accounts = load_accounts(store, &accounts, now).await?;
     }
-
     // Events, a batch of lines at a time (a file is never held whole).
     let mut known = KnownAccounts::default();
     for file in entries
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
     {
-        let mut lines = LineReader::open(file)?;
-        loop {
-            let chunk = lines.next_batch(BATCH)?;
-            if chunk.is_empty() {
-                break;
-            }
-            let (done, _) = ingest_lines(store, &chunk, yesterday, &mut known)
-                .await
-                .map_err(|e| format!("{}: {e}", shown(file)))?;
-            if let Some(bad) = done.rejected.first() {
-                return Err(format!(
-                    "{}: line {}: {}",
-                    shown(file),
-                    bad.line,
-                    bad.reason
-                ));
-            }
-            report.accepted += done.accepted;
-            report.duplicates += done.duplicates;
-        }
+        load_events(store, file, yesterday, &mut known, &mut report).await?;
     }
-
-    // Imports.
     for account in entries.iter().filter(|p| p.is_dir()) {
-        let appid = account
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        datacube_api::Appid::parse(&appid).map_err(|e| format!("{}: {e}", shown(account)))?;
-        let mut bodies: Vec<PathBuf> = std::fs::read_dir(account)
-            .map_err(|e| format!("{}: {e}", shown(account)))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        // (Each read below refuses what is not a regular file.)
-        bodies.sort();
-        for file in bodies {
-            let name = file
-                .file_stem()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            let endpoint = Endpoint::from_name(name).ok_or_else(|| {
-                format!(
-                    "{}: {name:?} is not a datacube endpoint (getusersummary, getarticleread…)",
-                    shown(&file)
-                )
-            })?;
-            let body = read_bounded(&file, MAX_BODY_FILE)?;
-            datacube_store::import::import_body(
-                store,
-                &appid,
-                endpoint,
-                &body,
-                datacube_api::row::NewFields::Keep,
-            )
-            .await
-            .map_err(|e| format!("{}: {e}", shown(&file)))?;
-            report.imports += 1;
-        }
+        report.imports += load_imports(store, account).await?;
     }
     Ok(report)
+}
+
+/// A path, for messages.
+fn shown(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Adds the accounts of `accounts.json` (at `path`) that do not exist; how many were added.
+async fn load_accounts(store: &Store, path: &Path, now: i64) -> Result<usize, String> {
+    let text = read_bounded(path, MAX_ACCOUNTS_FILE)?;
+    // Each account an object (serde would also read one from an array of its fields).
+    let values: Vec<serde_json::Value> =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", shown(path)))?;
+    let list = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            serde_json::Value::Object(_) => serde_json::from_value::<NewAccount>(v)
+                .map_err(|e| format!("{}: account {}: {e}", shown(path), i + 1)),
+            _ => Err(format!(
+                "{}: account {} is not a JSON object",
+                shown(path),
+                i + 1
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut added = 0;
+    for a in list {
+        datacube_api::Appid::parse(&a.appid)
+            .and(datacube_api::Secret::parse(&a.secret))
+            .map_err(|e| format!("{}: {e}", shown(path)))?;
+        let found = store
+            .account(&a.appid)
+            .await
+            .map_err(|e| format!("{}: {e}", shown(path)))?;
+        if found.is_some() {
+            continue;
+        }
+        let secret = a.secret;
+        let hash = tokio::task::spawn_blocking(move || datacube_api::account::hash_secret(&secret))
+            .await
+            .map_err(|e| format!("hashing a secret: {e}"))?;
+        store
+            .put_account(AccountRecord {
+                appid: a.appid,
+                secret_hash: hash,
+                verified: a.verified,
+                created_at: now,
+                incarnation: 0, // drawn by the store
+            })
+            .await
+            .map_err(|e| format!("{}: {e}", shown(path)))?;
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// Ingests the events of one NDJSON `file`, a batch of lines at a time, counting them in
+/// `report`; a rejected line is an error.
+async fn load_events(
+    store: &Store,
+    file: &Path,
+    yesterday: Date,
+    known: &mut KnownAccounts,
+    report: &mut SeedReport,
+) -> Result<(), String> {
+    let mut lines = LineReader::open(file)?;
+    loop {
+        let chunk = lines.next_batch(BATCH)?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let (done, _) = ingest_lines(store, &chunk, yesterday, known)
+            .await
+            .map_err(|e| format!("{}: {e}", shown(file)))?;
+        if let Some(bad) = done.rejected.first() {
+            return Err(format!(
+                "{}: line {}: {}",
+                shown(file),
+                bad.line,
+                bad.reason
+            ));
+        }
+        report.accepted += done.accepted;
+        report.duplicates += done.duplicates;
+    }
+}
+
+/// Imports the WeChat answers of the directory `account` (named by its appid), one
+/// `<endpoint>.json` at a time; how many were imported.
+async fn load_imports(store: &Store, account: &Path) -> Result<usize, String> {
+    let appid = account
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    datacube_api::Appid::parse(&appid).map_err(|e| format!("{}: {e}", shown(account)))?;
+    let mut bodies: Vec<PathBuf> = std::fs::read_dir(account)
+        .map_err(|e| format!("{}: {e}", shown(account)))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    // (Each read below refuses what is not a regular file.)
+    bodies.sort();
+    let mut imported = 0;
+    for file in bodies {
+        let name = file
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let endpoint = Endpoint::from_name(name).ok_or_else(|| {
+            format!(
+                "{}: {name:?} is not a datacube endpoint (getusersummary, getarticleread…)",
+                shown(&file)
+            )
+        })?;
+        let body = read_bounded(&file, MAX_BODY_FILE)?;
+        datacube_store::import::import_body(
+            store,
+            &appid,
+            endpoint,
+            &body,
+            datacube_api::row::NewFields::Keep,
+        )
+        .await
+        .map_err(|e| format!("{}: {e}", shown(&file)))?;
+        imported += 1;
+    }
+    Ok(imported)
 }
 
 /// The largest `accounts.json` read.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{CONNECTION, CONTENT_TYPE};
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
@@ -215,28 +216,10 @@ async fn datacube_checked(
         TokenStatus::Superseded => return app.wechat_error(ErrCode::InvalidCredential),
         TokenStatus::Expired => return app.wechat_error(ErrCode::AccessTokenExpired),
     }
-    // An authorizer token: its authorization must still stand (component reference §7.2).
-    let granted = match (record.kind, record.component.as_deref()) {
-        (TokenKind::Authorizer, Some(component)) => {
-            match app.grant_sets(component, &record.appid).await {
-                Ok(Some(sets)) => Some(sets),
-                Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
-                Err(e) => return app.internal("grant lookup failed", &e),
-            }
-        }
-        _ => None,
+    let (account, account_until) = match checked_account(&app, &record, endpoint).await {
+        Ok(account) => account,
+        Err(refused) => return refused,
     };
-    let (account, account_until) = match app.account_until(&record.appid).await {
-        Ok(Some((account, until))) if account.verified => (account, until),
-        Ok(Some(_)) => return app.wechat_error(ErrCode::ApiUnauthorized),
-        // The account was removed after the token was issued.
-        Ok(None) => return app.wechat_error(ErrCode::InvalidCredential),
-        Err(e) => return app.internal("account lookup failed", &e),
-    };
-    // The permission set of the endpoint's family must be among those granted.
-    if granted.is_some_and(|sets| !sets.contains(&endpoint.group().permission_set())) {
-        return app.wechat_error(ErrCode::ApiUnauthorizedToComponent);
-    }
     if let Some(faulty) = injected(&app, Some(endpoint)).await {
         return faulty;
     }
@@ -263,7 +246,66 @@ async fn datacube_checked(
         until: token_until.min(account_until),
         forgotten,
     };
-    match (source, parts.uri.path_and_query()) {
+    let path_and_query = parts.uri.path_and_query();
+    learn(
+        &app,
+        source,
+        endpoint,
+        path_and_query,
+        &body,
+        &token,
+        checked,
+    );
+    answer
+}
+
+/// The token's account, verified and, for an authorizer token, still authorized for
+/// `endpoint`'s permission set, and until when that holds; or the answer refusing it.
+#[inline]
+async fn checked_account(
+    app: &App,
+    record: &datacube_store::TokenRecord,
+    endpoint: Endpoint,
+) -> Result<(std::sync::Arc<AccountRecord>, std::time::Instant), Response> {
+    // An authorizer token: its authorization must still stand (component reference §7.2).
+    let granted = match (record.kind, record.component.as_deref()) {
+        (TokenKind::Authorizer, Some(component)) => {
+            match app.grant_sets(component, &record.appid).await {
+                Ok(Some(sets)) => Some(sets),
+                Ok(None) => return Err(app.wechat_error(ErrCode::InvalidCredential)),
+                Err(e) => return Err(app.internal("grant lookup failed", &e)),
+            }
+        }
+        _ => None,
+    };
+    let (account, account_until) = match app.account_until(&record.appid).await {
+        Ok(Some((account, until))) if account.verified => (account, until),
+        Ok(Some(_)) => return Err(app.wechat_error(ErrCode::ApiUnauthorized)),
+        // The account was removed after the token was issued.
+        Ok(None) => return Err(app.wechat_error(ErrCode::InvalidCredential)),
+        Err(e) => return Err(app.internal("account lookup failed", &e)),
+    };
+    // The permission set of the endpoint's family must be among those granted.
+    if granted.is_some_and(|sets| !sets.contains(&endpoint.group().permission_set())) {
+        return Err(app.wechat_error(ErrCode::ApiUnauthorizedToComponent));
+    }
+    Ok((account, account_until))
+}
+
+/// Lets the loop answer the same request (of `endpoint`, with `path_and_query` and `body`)
+/// on its own next time (crate::hot), from the response cache's copy or the statistics held
+/// in memory, when the answer came from either.
+#[inline]
+fn learn(
+    app: &App,
+    source: Source,
+    endpoint: Endpoint,
+    path_and_query: Option<&PathAndQuery>,
+    body: &[u8],
+    token: &str,
+    checked: crate::hot::Checked,
+) {
+    match (source, path_and_query) {
         (Source::Cached(hit), Some(pq)) => {
             let learned = crate::hot::Learned {
                 checked,
@@ -271,14 +313,13 @@ async fn datacube_checked(
                 days: hit.days,
                 answer: hit.body,
             };
-            crate::hot::learn(&app, pq.as_str(), &body, learned);
+            crate::hot::learn(app, pq.as_str(), body, learned);
         }
         (Source::Held(generation, resident), _) => {
-            crate::hot::learn_held(&app, &token, &checked, endpoint, generation, &resident);
+            crate::hot::learn_held(app, token, &checked, endpoint, generation, &resident);
         }
         _ => {}
     }
-    answer
 }
 
 /// Where an answer came from.

@@ -247,6 +247,8 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// Writes `raw`, the value of `field`, in canonical form, checking it against the field's
+    /// kind. `full` names the field in errors, `generic` in the list of new fields.
     fn value(
         &mut self,
         field: &super::Field,
@@ -319,37 +321,48 @@ impl Walk<'_> {
                     out,
                 )?;
             }
-            Kind::List(inner) => {
-                if let Some(item) = Members::parse(raw.get()) {
-                    return self.object(
-                        inner,
-                        &item,
-                        &format!("{full}."),
-                        &format!("{generic}."),
-                        out,
-                    );
-                }
-                let items: Vec<&RawValue> = serde_json::from_str(raw.get())
-                    .map_err(|_| field_error(full, "must be an array"))?;
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let item = Members::parse(item.get()).ok_or_else(|| {
-                        field_error(&format!("{full}[{i}]"), "must be a JSON object")
-                    })?;
-                    self.object(
-                        inner,
-                        &item,
-                        &format!("{full}[{i}]."),
-                        &format!("{generic}[]."),
-                        out,
-                    )?;
-                }
-                out.push(']');
-            }
+            Kind::List(inner) => self.list(inner, raw, full, generic, out)?,
         }
+        Ok(())
+    }
+
+    /// Writes `raw`, the value of a list field of `inner` objects, in canonical form: an array
+    /// object by object, or a lone object as itself.
+    fn list(
+        &mut self,
+        inner: &Shape,
+        raw: &RawValue,
+        full: &str,
+        generic: &str,
+        out: &mut String,
+    ) -> Result<(), RowError> {
+        if let Some(item) = Members::parse(raw.get()) {
+            return self.object(
+                inner,
+                &item,
+                &format!("{full}."),
+                &format!("{generic}."),
+                out,
+            );
+        }
+        let items: Vec<&RawValue> =
+            serde_json::from_str(raw.get()).map_err(|_| field_error(full, "must be an array"))?;
+        out.push('[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let item = Members::parse(item.get())
+                .ok_or_else(|| field_error(&format!("{full}[{i}]"), "must be a JSON object"))?;
+            self.object(
+                inner,
+                &item,
+                &format!("{full}[{i}]."),
+                &format!("{generic}[]."),
+                out,
+            )?;
+        }
+        out.push(']');
         Ok(())
     }
 }

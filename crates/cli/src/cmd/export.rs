@@ -99,57 +99,7 @@ pub async fn run(args: ExportArgs) -> Result<()> {
                     writeln!(out, "{}", r.get())?;
                 }
             }
-            Format::Csv => {
-                let columns = csv_columns(endpoint);
-                let mut csv = csv::Writer::from_writer(&mut out);
-                csv.write_record(columns.iter().map(|c| c.header))?;
-                for r in &list {
-                    let row: Fields = serde_json::from_str(r.get())?;
-                    let details: Vec<Fields> = match datacube_api::row::snapshots_field(endpoint)
-                        .and_then(|f| row.get(f))
-                    {
-                        Some(raw) => serde_json::from_str(raw.get())?,
-                        None => Vec::new(),
-                    };
-                    let objects: Vec<(&str, Fields)> = columns
-                        .iter()
-                        .filter_map(|c| match c.place {
-                            CsvPlace::Detail(name) => Some(name),
-                            _ => None,
-                        })
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .into_iter()
-                        .filter_map(|name| {
-                            let raw = row.get(name)?;
-                            Some((name, serde_json::from_str(raw.get()).ok()?))
-                        })
-                        .collect();
-                    let line = |snapshot: Option<&Fields>| {
-                        columns
-                            .iter()
-                            .map(|c| {
-                                let raw = match c.place {
-                                    CsvPlace::Row => row.get(c.header),
-                                    CsvPlace::Detail(name) => objects
-                                        .iter()
-                                        .find(|(n, _)| *n == name)
-                                        .and_then(|(_, o)| o.get(c.header)),
-                                    CsvPlace::Snapshot => snapshot.and_then(|d| d.get(c.header)),
-                                };
-                                csv_cell(raw.map(|r| &**r))
-                            })
-                            .collect::<Vec<String>>()
-                    };
-                    if datacube_api::row::snapshots_field(endpoint).is_some() {
-                        for d in &details {
-                            csv.write_record(line(Some(d)))?;
-                        }
-                    } else {
-                        csv.write_record(line(None))?;
-                    }
-                }
-                csv.flush()?;
-            }
+            Format::Csv => write_csv(&mut out, endpoint, &list)?,
         }
         out.flush()?;
         Ok(())
@@ -158,6 +108,76 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         Err(e) if reader_gone(&e) => Ok(()),
         other => other,
     }
+}
+
+/// Writes `list`, rows of `endpoint`, as CSV: a header line, then a line per row, or per
+/// snapshot of a snapshot endpoint's row.
+fn write_csv(
+    out: &mut impl Write,
+    endpoint: Endpoint,
+    list: &[&serde_json::value::RawValue],
+) -> Result<()> {
+    let columns = csv_columns(endpoint);
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record(columns.iter().map(|c| c.header))?;
+    for r in list {
+        write_csv_row(&mut csv, &columns, endpoint, r.get())?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+/// Writes the lines of one row (`json`) of `endpoint`: one, or one per snapshot, each
+/// repeating the row's fields and its `detail` object's.
+fn write_csv_row<W: Write>(
+    csv: &mut csv::Writer<W>,
+    columns: &[CsvColumn],
+    endpoint: Endpoint,
+    json: &str,
+) -> Result<()> {
+    let row: Fields = serde_json::from_str(json)?;
+    let details: Vec<Fields> =
+        match datacube_api::row::snapshots_field(endpoint).and_then(|f| row.get(f)) {
+            Some(raw) => serde_json::from_str(raw.get())?,
+            None => Vec::new(),
+        };
+    let objects: Vec<(&str, Fields)> = columns
+        .iter()
+        .filter_map(|c| match c.place {
+            CsvPlace::Detail(name) => Some(name),
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|name| {
+            let raw = row.get(name)?;
+            Some((name, serde_json::from_str(raw.get()).ok()?))
+        })
+        .collect();
+    let line = |snapshot: Option<&Fields>| {
+        columns
+            .iter()
+            .map(|c| {
+                let raw = match c.place {
+                    CsvPlace::Row => row.get(c.header),
+                    CsvPlace::Detail(name) => objects
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .and_then(|(_, o)| o.get(c.header)),
+                    CsvPlace::Snapshot => snapshot.and_then(|d| d.get(c.header)),
+                };
+                csv_cell(raw.map(|r| &**r))
+            })
+            .collect::<Vec<String>>()
+    };
+    if datacube_api::row::snapshots_field(endpoint).is_some() {
+        for d in &details {
+            csv.write_record(line(Some(d)))?;
+        }
+    } else {
+        csv.write_record(line(None))?;
+    }
+    Ok(())
 }
 
 /// Whether writing failed because the reader went away (`datacube export … | head`): an I/O

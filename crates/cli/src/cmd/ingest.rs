@@ -54,17 +54,7 @@ pub async fn run(args: IngestArgs) -> Result<()> {
             temp_dir.display()
         )));
     }
-    let (reader, size): (Box<dyn BufRead + Send>, Option<u64>) = if args.file == "-" {
-        (Box::new(std::io::BufReader::new(std::io::stdin())), None)
-    } else {
-        let file =
-            std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file))?;
-        let size = file.metadata().ok().map(|m| m.len());
-        (
-            Box::new(std::io::BufReader::with_capacity(BLOCK, file)),
-            size,
-        )
-    };
+    let (reader, size) = input(&args.file)?;
     let store = open(&args.db.database)?;
     let clock = args.clock.clock();
     let yesterday = ClockArg::yesterday(&clock);
@@ -123,6 +113,28 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         "events stored and statistics computed"
     );
 
+    report(&rejected, &outcome)
+}
+
+/// The events to read: `file`, or standard input for `-`; and the file's size, when known.
+fn input(file: &str) -> Result<(Box<dyn BufRead + Send>, Option<u64>)> {
+    if file == "-" {
+        return Ok((Box::new(std::io::BufReader::new(std::io::stdin())), None));
+    }
+    let opened = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
+    let size = opened.metadata().ok().map(|m| m.len());
+    Ok((
+        Box::new(std::io::BufReader::with_capacity(BLOCK, opened)),
+        size,
+    ))
+}
+
+/// Prints the rejected lines (the first few) and what was stored; exit code 3 when any line
+/// or event was rejected.
+fn report(
+    rejected: &datacube_store::ingest::Rejections,
+    outcome: &datacube_store::BulkOutcome,
+) -> Result<()> {
     let shown = rejected.named();
     for r in &shown {
         eprintln!("line {}: {}", r.line, r.reason);

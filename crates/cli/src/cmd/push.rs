@@ -84,8 +84,7 @@ impl From<ModeArg> for datacube_protocol::Mode {
 }
 
 pub async fn run(args: PushArgs) -> Result<()> {
-    use datacube_push::driver::{self, Config, Stats};
-    use std::sync::atomic::Ordering;
+    use datacube_push::driver::{self, Stats};
     use std::sync::Arc;
     if args.count.is_none() && args.duration.is_none() {
         return Err(Exit::usage(
@@ -101,43 +100,12 @@ pub async fn run(args: PushArgs) -> Result<()> {
     }
     let (recorder, now) =
         super::recording_for(&args.db, &args.appid, args.metrics_listen, &args.clock).await?;
-    let config = Arc::new(Config {
-        original_id: args
-            .original_id
-            .clone()
-            .unwrap_or_else(|| datacube_protocol::default_original_id(&args.appid)),
-        appid: args.appid.clone(),
-        url: args.url.clone(),
-        token: args.token.clone(),
-        key,
-        mode,
-        rate: (args.rate > 0.0).then_some(args.rate),
-        count: args.count,
-        duration: args.duration,
-        users: args.users.max(1),
-        concurrency: args.concurrency.max(1),
-        timeout: args.timeout,
-        deliveries: 3,
-        text: args.text.clone(),
-    });
+    let config = Arc::new(config(&args, key, mode));
     let client = driver::http_client(config.concurrency)?;
     driver::verify_url(&client, &config, &now).await?;
     eprintln!("{} passed URL verification", config.url);
     let stats = Arc::new(Stats::default());
     let started = std::time::Instant::now();
-    let line = |s: &Stats, elapsed: f64| {
-        let sent = s.sent.load(Ordering::Relaxed);
-        format!(
-            "sent {sent} · answered {} · failed {} · p50 {} · p99 {} · {:.0}/s",
-            s.answered.load(Ordering::Relaxed),
-            s.failed.load(Ordering::Relaxed),
-            s.percentile_ms(0.5)
-                .map_or("–".into(), |v| format!("{v:.1} ms")),
-            s.percentile_ms(0.99)
-                .map_or("–".into(), |v| format!("{v:.1} ms")),
-            sent as f64 / elapsed.max(0.001)
-        )
-    };
     let progress = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new_spinner()
     } else {
@@ -157,7 +125,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
                 break;
             }
             () = tokio::time::sleep(Duration::from_millis(250)) => {
-                progress.set_message(line(&stats, started.elapsed().as_secs_f64()));
+                progress.set_message(progress_line(&stats, started.elapsed().as_secs_f64()));
                 progress.tick();
             }
         }
@@ -165,13 +133,73 @@ pub async fn run(args: PushArgs) -> Result<()> {
     progress.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     let recorded = recorder.finish().await?;
+    report(&config, &stats, elapsed);
+    println!(
+        "  recorded {} events in {} ({} already there)",
+        recorded.accepted, args.db.database, recorded.duplicates
+    );
+    super::account_removed_while_recording(&args.appid, recorded.gone)
+}
+
+/// The run's configuration, from the arguments (checked already) and the key and mode.
+fn config(
+    args: &PushArgs,
+    key: Option<datacube_protocol::AesKey>,
+    mode: datacube_protocol::Mode,
+) -> datacube_push::driver::Config {
+    datacube_push::driver::Config {
+        original_id: args
+            .original_id
+            .clone()
+            .unwrap_or_else(|| datacube_protocol::default_original_id(&args.appid)),
+        appid: args.appid.clone(),
+        url: args.url.clone(),
+        token: args.token.clone(),
+        key,
+        mode,
+        rate: (args.rate > 0.0).then_some(args.rate),
+        count: args.count,
+        duration: args.duration,
+        users: args.users.max(1),
+        concurrency: args.concurrency.max(1),
+        timeout: args.timeout,
+        deliveries: 3,
+        text: args.text.clone(),
+    }
+}
+
+/// The progress line: messages sent, answered and failed, delivery times and the rate, after
+/// `elapsed` seconds.
+fn progress_line(s: &datacube_push::driver::Stats, elapsed: f64) -> String {
+    use std::sync::atomic::Ordering;
+    let sent = s.sent.load(Ordering::Relaxed);
+    format!(
+        "sent {sent} · answered {} · failed {} · p50 {} · p99 {} · {:.0}/s",
+        s.answered.load(Ordering::Relaxed),
+        s.failed.load(Ordering::Relaxed),
+        s.percentile_ms(0.5)
+            .map_or("–".into(), |v| format!("{v:.1} ms")),
+        s.percentile_ms(0.99)
+            .map_or("–".into(), |v| format!("{v:.1} ms")),
+        sent as f64 / elapsed.max(0.001)
+    )
+}
+
+/// Prints what the run of `elapsed` seconds sent: messages by type, answers, verdicts and
+/// delivery times.
+fn report(
+    config: &datacube_push::driver::Config,
+    stats: &datacube_push::driver::Stats,
+    elapsed: f64,
+) {
+    use std::sync::atomic::Ordering;
     let sent = stats.sent.load(Ordering::Relaxed);
     println!(
         "pushed {sent} message{} to {} in {elapsed:.1} s ({:.1}/s), {} mode",
         if sent == 1 { "" } else { "s" },
         config.url,
         sent as f64 / elapsed.max(0.001),
-        mode.name()
+        config.mode.name()
     );
     let types: Vec<String> = stats
         .types()
@@ -195,9 +223,4 @@ pub async fn run(args: PushArgs) -> Result<()> {
     ) {
         println!("  delivery time: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
     }
-    println!(
-        "  recorded {} events in {} ({} already there)",
-        recorded.accepted, args.db.database, recorded.duplicates
-    );
-    super::account_removed_while_recording(&args.appid, recorded.gone)
 }

@@ -442,6 +442,22 @@ pub fn parse_line(line: &str) -> Result<Event, EventError> {
 
 /// The general parser: every check, and a message naming the field at fault.
 fn parse_slow(line: &str) -> Result<Event, EventError> {
+    let obj = event_object(line)?;
+    let kind_name = text(&obj, "type")?;
+    let appid = text(&obj, "appid")?.to_owned();
+    let time = event_time(&obj)?;
+    let id = event_id(&obj)?;
+    let kind = event_kind(&obj, kind_name)?;
+    Ok(Event {
+        appid,
+        id,
+        time,
+        kind,
+    })
+}
+
+/// Reads `line` as one JSON object, refusing a key read here given twice.
+fn event_object(line: &str) -> Result<Map<String, Value>, EventError> {
     let value: Value =
         serde_json::from_str(line).map_err(|e| EventError(format!("not JSON: {e}")))?;
     // A key read here, given twice, is refused (datacube_api::json); the fast path's derived
@@ -449,16 +465,18 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
     if let Some(key) = datacube_api::json::repeated_key(line.as_bytes(), &KEYS) {
         return err(format!("`{key}` is given twice"));
     }
-    let obj = match value {
-        Value::Object(obj) => obj,
-        Value::Array(_) => return err(
+    match value {
+        Value::Object(obj) => Ok(obj),
+        Value::Array(_) => err(
             "an event must be a JSON object, not an array: events are NDJSON, one object per line",
         ),
-        _ => return err("an event must be a JSON object"),
-    };
-    let kind_name = text(&obj, "type")?;
-    let appid = text(&obj, "appid")?.to_owned();
-    let time_text = text(&obj, "time")?;
+        _ => err("an event must be a JSON object"),
+    }
+}
+
+/// The event's `time`, an RFC 3339 instant, in seconds since the epoch.
+fn event_time(obj: &Map<String, Value>) -> Result<i64, EventError> {
+    let time_text = text(obj, "time")?;
     let time = time_text
         .parse::<Timestamp>()
         .map_err(|e| {
@@ -473,21 +491,28 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
             "`time` {time_text:?} is outside the years 1970 to 9998"
         ));
     }
-    let id = match obj.get("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Some(n.to_string()),
-        Some(other) => {
-            return err(format!(
-                "`id` must be a non-empty string or an integer, not {other}"
-            ))
-        }
-    };
-    let openid = || text(&obj, "openid").map(str::to_owned);
-    let msgid = || text(&obj, "msgid").map(str::to_owned);
+    Ok(time)
+}
+
+/// The event's optional `id`: a non-empty string, or an integer written as one.
+fn event_id(obj: &Map<String, Value>) -> Result<Option<String>, EventError> {
+    match obj.get("id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+        Some(other) => err(format!(
+            "`id` must be a non-empty string or an integer, not {other}"
+        )),
+    }
+}
+
+/// What happened: the fields of an event of type `kind_name`.
+fn event_kind(obj: &Map<String, Value>, kind_name: &str) -> Result<Kind, EventError> {
+    let openid = || text(obj, "openid").map(str::to_owned);
+    let msgid = || text(obj, "msgid").map(str::to_owned);
     let kind = match kind_name {
         "follow" => {
-            let source = uint(&obj, "source")?;
+            let source = uint(obj, "source")?;
             let source = u32::try_from(source)
                 .map_err(|_| EventError(format!("`source` {source} is too large")))?;
             Kind::Follow {
@@ -498,43 +523,23 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
         "unfollow" => Kind::Unfollow { openid: openid()? },
         "message" => Kind::Message {
             openid: openid()?,
-            msg_type: choice(&obj, "msg_type", MsgType::parse, MsgType::expected())?,
+            msg_type: choice(obj, "msg_type", MsgType::parse, MsgType::expected())?,
         },
         "reply" => Kind::Reply {
-            cost_ms: figure(&obj, "cost_ms")?,
+            cost_ms: figure(obj, "cost_ms")?,
             ok: match obj.get("ok") {
                 Some(Value::Bool(b)) => *b,
                 Some(v) => return err(format!("`ok` must be true or false, not {v}")),
                 None => return err("`ok` is missing"),
             },
         },
-        "publish" => {
-            let msgid = msgid()?;
-            let title = match obj.get("title") {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => return err(format!("`title` must be a string, not {v}")),
-                None => return err("`title` is missing"),
-            };
-            let publish_type = match obj.get("publish_type") {
-                None | Some(Value::Null) => None,
-                Some(v) => match v.as_u64() {
-                    Some(n @ 0..=1) => Some(n as u8),
-                    _ => return err(format!("`publish_type` must be 0 or 1, not {v}")),
-                },
-            };
-            let url = match obj.get("content_url") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(v) => return err(format!("`content_url` must be a string, not {v}")),
-            };
-            published(msgid, title, publish_type, url)
-        }
+        "publish" => publish(obj, msgid()?)?,
         "read" => Kind::Read {
             msgid: msgid()?,
             openid: openid()?,
-            page: choice(&obj, "page", Page::parse, Page::expected())?,
+            page: choice(obj, "page", Page::parse, Page::expected())?,
             scene: choice(
-                &obj,
+                obj,
                 "scene",
                 ReadScene::parse_with_aliases,
                 ReadScene::expected_with_aliases(),
@@ -543,8 +548,8 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
         "share" => Kind::Share {
             msgid: msgid()?,
             openid: openid()?,
-            scene: choice(&obj, "scene", ShareScene::parse, ShareScene::expected())?,
-            from: choice(&obj, "from", ShareFrom::parse, ShareFrom::expected())?,
+            scene: choice(obj, "scene", ShareScene::parse, ShareScene::expected())?,
+            from: choice(obj, "from", ShareFrom::parse, ShareFrom::expected())?,
         },
         "favorite" => Kind::Favorite {
             msgid: msgid()?,
@@ -562,25 +567,42 @@ fn parse_slow(line: &str) -> Result<Event, EventError> {
         "praise" => Kind::Praise {
             msgid: msgid()?,
             openid: openid()?,
-            fen: figure(&obj, "money")?,
+            fen: figure(obj, "money")?,
         },
         "leave" => Kind::Leave {
             msgid: msgid()?,
             openid: openid()?,
-            active_ms: figure(&obj, "active_ms")?,
-            progress: match uint(&obj, "progress")? {
+            active_ms: figure(obj, "active_ms")?,
+            progress: match uint(obj, "progress")? {
                 p @ 0..=100 => p as u8,
                 p => return err(format!("`progress` is a percentage, 0 to 100, not {p}")),
             },
         },
         other => return err(format!("`type` {other:?} is not one of {TYPES}")),
     };
-    Ok(Event {
-        appid,
-        id,
-        time,
-        kind,
-    })
+    Ok(kind)
+}
+
+/// The fields of a publish of `msgid` after its `msgid`: its title and the 2025 fields.
+fn publish(obj: &Map<String, Value>, msgid: String) -> Result<Kind, EventError> {
+    let title = match obj.get("title") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => return err(format!("`title` must be a string, not {v}")),
+        None => return err("`title` is missing"),
+    };
+    let publish_type = match obj.get("publish_type") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n @ 0..=1) => Some(n as u8),
+            _ => return err(format!("`publish_type` must be 0 or 1, not {v}")),
+        },
+    };
+    let url = match obj.get("content_url") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v) => return err(format!("`content_url` must be a string, not {v}")),
+    };
+    Ok(published(msgid, title, publish_type, url))
 }
 
 #[cfg(test)]

@@ -313,35 +313,14 @@ pub fn compute_parts<'a>(
     wanted: &[Endpoint],
 ) -> BTreeMap<Endpoint, Vec<Row>> {
     let want = |e: Endpoint| wanted.contains(&e);
-    // Time order; events of the same second in the order given.
-    let mut sorted: Vec<(i64, u32, u32)> = parts
-        .iter()
-        .enumerate()
-        .flat_map(|(p, events)| {
-            events
-                .iter()
-                .enumerate()
-                .map(move |(i, e)| (e.time, p as u32, i as u32))
-        })
-        .collect();
-    sorted.sort_unstable();
+    let sorted = time_order(parts);
     let window = Window {
         first,
         last,
         weeks: (monday_of(first), last),
         months: (first.first_of_month(), last),
     };
-
-    let mut followers = Followers::default();
-    let mut messages = Messages::new(want);
-    let mut replies = Replies::new(want);
-    let mut articles = Articles::new(want);
-    let (w_aread, w_ashare, w_biz) = (
-        want(Endpoint::GetArticleRead),
-        want(Endpoint::GetArticleShare),
-        want(Endpoint::GetBizSummary),
-    );
-    let mut published_days = published::Days::default();
+    let mut tallies = Tallies::new(want);
     let w_articles = ARTICLE_ENDPOINTS.iter().any(|e| want(*e));
     // Openids, interned: every tally holds numbers.
     let mut interned: HashMap<&str, u32> = HashMap::default();
@@ -361,12 +340,12 @@ pub fn compute_parts<'a>(
             day_start = time - (time + CHINA_OFFSET).rem_euclid(86_400);
             at.week = monday_of(at.date);
             at.month = at.date.first_of_month();
-            articles.new_day();
+            tallies.articles.new_day();
         }
         at.hour = ((time - day_start) / 3600) as u8;
         let openid = match &event.kind {
             Kind::Follow { openid, .. } | Kind::Unfollow { openid } => openid,
-            Kind::Message { openid, .. } if messages.wanted() => openid,
+            Kind::Message { openid, .. } if tallies.messages.wanted() => openid,
             Kind::Reply { .. } | Kind::Publish { .. } | Kind::Published { .. } => "",
             kind => match kind.article_and_reader() {
                 Some((_, openid)) if w_articles => openid,
@@ -380,57 +359,123 @@ pub fn compute_parts<'a>(
             let next = interned.len() as u32;
             *interned.entry(openid).or_insert(next)
         };
-        articles.keep(at.date, &event.kind, user);
-        if w_aread || w_ashare || w_biz {
-            published_days.absorb(at.date, &event.kind, user, w_aread || w_ashare);
+        tallies.absorb(at, &event.kind, user);
+    }
+    tallies.emit(&window, want)
+}
+
+/// Where each event of `parts` is, `(time, part, index)`, in time order; events of the same
+/// second in the order given.
+fn time_order(parts: &[&[Event]]) -> Vec<(i64, u32, u32)> {
+    let mut sorted: Vec<(i64, u32, u32)> = parts
+        .iter()
+        .enumerate()
+        .flat_map(|(p, events)| {
+            events
+                .iter()
+                .enumerate()
+                .map(move |(i, e)| (e.time, p as u32, i as u32))
+        })
+        .collect();
+    sorted.sort_unstable();
+    sorted
+}
+
+/// One tally per group of endpoints, each keeping only what its wanted endpoints need.
+struct Tallies<'a> {
+    followers: Followers,
+    messages: Messages,
+    replies: Replies,
+    articles: Articles<'a>,
+    published_days: published::Days<'a>,
+    /// Whether getarticleread, getarticleshare and getbizsummary are wanted.
+    w_aread: bool,
+    w_ashare: bool,
+    w_biz: bool,
+}
+
+impl<'a> Tallies<'a> {
+    /// Empty tallies for the endpoints `want` says are wanted.
+    fn new(want: impl Fn(Endpoint) -> bool + Copy) -> Tallies<'a> {
+        Tallies {
+            followers: Followers::default(),
+            messages: Messages::new(want),
+            replies: Replies::new(want),
+            articles: Articles::new(want),
+            published_days: published::Days::default(),
+            w_aread: want(Endpoint::GetArticleRead),
+            w_ashare: want(Endpoint::GetArticleShare),
+            w_biz: want(Endpoint::GetBizSummary),
         }
-        match &event.kind {
+    }
+
+    /// Counts one event of `kind`, at `at`, by `user` (0 for none) in every tally it concerns.
+    #[inline]
+    fn absorb(&mut self, at: At, kind: &'a Kind, user: u32) {
+        let (w_aread, w_ashare, w_biz) = (self.w_aread, self.w_ashare, self.w_biz);
+        self.articles.keep(at.date, kind, user);
+        if w_aread || w_ashare || w_biz {
+            self.published_days
+                .absorb(at.date, kind, user, w_aread || w_ashare);
+        }
+        match kind {
             Kind::Follow { source, .. } => {
-                followers.follow(at.date, user, *source);
-                articles.followed(at.date, &event.kind, user);
+                self.followers.follow(at.date, user, *source);
+                self.articles.followed(at.date, kind, user);
             }
-            Kind::Unfollow { .. } => followers.unfollow(at.date, user),
+            Kind::Unfollow { .. } => self.followers.unfollow(at.date, user),
             Kind::Message { msg_type, .. } => {
                 if let Some(code) = msg_type.wechat_code() {
-                    messages.absorb(at, code, user);
+                    self.messages.absorb(at, code, user);
                 }
             }
-            Kind::Reply { cost_ms, ok } => replies.absorb(at, *cost_ms, *ok),
+            Kind::Reply { cost_ms, ok } => self.replies.absorb(at, *cost_ms, *ok),
             Kind::Publish { .. } | Kind::Published { .. } => {
-                articles.publish(at.date, &event.kind, followers.count(), &mut published_days);
+                let followers = self.followers.count();
+                self.articles
+                    .publish(at.date, kind, followers, &mut self.published_days);
             }
             // Only the 2025 endpoints count these (above).
             Kind::Like { .. } | Kind::Comment { .. } | Kind::Praise { .. } | Kind::Leave { .. } => {
             }
             Kind::Read { msgid, .. } | Kind::Share { msgid, .. } | Kind::Favorite { msgid, .. } => {
-                articles.absorb(at, &event.kind, msgid, user);
+                self.articles.absorb(at, kind, msgid, user);
             }
         }
     }
-    messages.finish();
-    articles.finish();
 
-    let mut out = Out::new();
-    followers.emit(
-        &mut out,
-        &window,
-        want(Endpoint::GetUserSummary),
-        want(Endpoint::GetUserCumulate),
-    );
-    messages.emit(&mut out, &window);
-    replies.emit(&mut out, &window);
-    articles.emit(&mut out, &window);
-    published_days.finish();
-    if w_aread || w_ashare || w_biz {
-        published_days.emit(&mut out, (first, last), [w_aread, w_ashare, w_biz]);
+    /// Every wanted endpoint's rows over `window`, in WeChat's order.
+    fn emit(mut self, window: &Window, want: impl Fn(Endpoint) -> bool) -> Out {
+        let (w_aread, w_ashare, w_biz) = (self.w_aread, self.w_ashare, self.w_biz);
+        self.messages.finish();
+        self.articles.finish();
+
+        let mut out = Out::new();
+        self.followers.emit(
+            &mut out,
+            window,
+            want(Endpoint::GetUserSummary),
+            want(Endpoint::GetUserCumulate),
+        );
+        self.messages.emit(&mut out, window);
+        self.replies.emit(&mut out, window);
+        self.articles.emit(&mut out, window);
+        self.published_days.finish();
+        if w_aread || w_ashare || w_biz {
+            self.published_days.emit(
+                &mut out,
+                (window.first, window.last),
+                [w_aread, w_ashare, w_biz],
+            );
+        }
+        self.articles.emit_total_detail(&mut out, window);
+        for rows in out.values_mut() {
+            rows.sort_by(|a, b| {
+                (a.ref_date, a.ref_hour, &a.key).cmp(&(b.ref_date, b.ref_hour, &b.key))
+            });
+        }
+        out
     }
-    articles.emit_total_detail(&mut out, &window);
-    for rows in out.values_mut() {
-        rows.sort_by(|a, b| {
-            (a.ref_date, a.ref_hour, &a.key).cmp(&(b.ref_date, b.ref_hour, &b.key))
-        });
-    }
-    out
 }
 
 /// The endpoints whose rows come from article events (reads, shares, favourites and the 2025

@@ -64,127 +64,159 @@ pub(super) async fn serve(state: Arc<State>, stream: TcpStream, slot: Slot) {
             limits.idle_timeout + limits.header_timeout
         };
         first = false;
-        let head = from_client(
-            &slot,
-            wait,
-            read_request_head(&mut client, &state.prefix, limits.max_head),
-        )
-        .await;
-        let request = match head {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(Cut::Late) => {
-                if !client.buf.is_empty() {
-                    let _ = client.stream.write_all(REQUEST_TIMEOUT).await;
-                }
-                break;
-            }
-            Err(Cut::Failed(ProxyError::TooLarge)) => {
-                crate::metrics::refused("too_large");
-                let _ = client.stream.write_all(TOO_LARGE).await;
-                break;
-            }
-            Err(Cut::Failed(e)) => {
-                tracing::debug!(error = %e, "a request refused");
-                crate::metrics::refused("bad_request");
-                let _ = client.stream.write_all(BAD_REQUEST).await;
-                break;
-            }
+        let Some(request) = next_request(&state, &mut client, &slot, wait).await else {
+            break;
         };
         let started = Instant::now();
-        let framing = request.head.framed.framing;
-        if matches!(framing, Framing::Length(n) if n > limits.max_body as u64) {
-            crate::metrics::refused("too_large");
-            let _ = client.stream.write_all(TOO_LARGE).await;
+        let Some(body) = request_body(&mut client, &slot, limits, &request).await else {
             break;
-        }
-        if request.head.framed.expect_continue {
-            // The body follows only after a 100: say it here (the upstream's is skipped).
-            if client
-                .stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        let body = from_client(
-            &slot,
-            limits.body_timeout,
-            client.read_body(framing, limits.max_body),
-        )
-        .await;
-        let body = match body {
-            Ok(Some(b)) => b,
-            Ok(None) | Err(Cut::Failed(ProxyError::TooLarge)) => {
-                crate::metrics::refused("too_large");
-                let _ = client.stream.write_all(TOO_LARGE).await;
-                break;
-            }
-            Err(Cut::Late) => {
-                crate::metrics::refused("timeout");
-                let _ = client.stream.write_all(REQUEST_TIMEOUT).await;
-                break;
-            }
-            Err(Cut::Failed(ProxyError::Malformed(_))) => {
-                crate::metrics::refused("bad_request");
-                let _ = client.stream.write_all(BAD_REQUEST).await;
-                break;
-            }
-            Err(Cut::Failed(_)) => break,
         };
-        let limit = state.config.timeout;
-        let to_head = request.method == "HEAD";
-        let exchange = tokio::time::timeout(
-            limit,
-            send_upstream(&state, &mut upstream, &request, &body, to_head),
-        )
-        .await;
-        let (status, head) = match exchange {
-            Ok(Ok(answer)) => answer,
-            failed => {
-                upstream = None;
-                let (verdict, reply) = match failed {
-                    Err(_) => (Verdict::Timeout, GATEWAY_TIMEOUT),
-                    Ok(Err(e)) => (Verdict::Unreachable(e.to_string()), BAD_GATEWAY),
-                    Ok(Ok(_)) => unreachable!("handled above"),
-                };
-                let sent = client.stream.write_all(reply).await;
-                let keep = sent.is_ok() && request.head.framed.keep_alive;
-                record(
-                    &state,
-                    &request,
-                    Some(body),
-                    Reply::Judged(verdict),
-                    started,
-                )
-                .await;
-                if !keep {
-                    break;
-                }
-                continue;
-            }
-        };
-        // The answer goes back as it came; its body is held when small enough to judge.
-        let Some(up) = upstream.as_mut() else { break };
-        let answered = pass_answer(up, &mut client.stream, &head).await;
-        let failed = answered.is_err();
-        if failed || !head.framed.keep_alive {
-            upstream = None;
-        }
-        let reply = match (answered, status) {
-            (Err(e), _) => Reply::Judged(Verdict::Unreachable(e.to_string())),
-            (Ok(Some(b)), 200) => Reply::Body(b, head.framed.framing),
-            (Ok(None), 200) => Reply::Judged(Verdict::Malformed("a reply over 1 MiB".into())),
-            (Ok(_), status) => Reply::Judged(Verdict::Status(status)),
-        };
-        let keep = !failed && request.head.framed.keep_alive;
-        record(&state, &request, Some(body), reply, started).await;
-        if !keep {
+        if !exchange(&state, &mut client, &mut upstream, &request, body, started).await {
             break;
         }
     }
+}
+
+/// Reads the next request's head from the client within `wait`; `None` when the connection
+/// ends instead (closed, too slow, or refused with a 408, 413 or 400).
+async fn next_request(
+    state: &State,
+    client: &mut Side,
+    slot: &Slot,
+    wait: Duration,
+) -> Option<RequestHead> {
+    let limits = state.config.limits;
+    let head = from_client(
+        slot,
+        wait,
+        read_request_head(client, &state.prefix, limits.max_head),
+    )
+    .await;
+    match head {
+        Ok(Some(r)) => Some(r),
+        Ok(None) => None,
+        Err(Cut::Late) => {
+            if !client.buf.is_empty() {
+                let _ = client.stream.write_all(REQUEST_TIMEOUT).await;
+            }
+            None
+        }
+        Err(Cut::Failed(ProxyError::TooLarge)) => {
+            crate::metrics::refused("too_large");
+            let _ = client.stream.write_all(TOO_LARGE).await;
+            None
+        }
+        Err(Cut::Failed(e)) => {
+            tracing::debug!(error = %e, "a request refused");
+            crate::metrics::refused("bad_request");
+            let _ = client.stream.write_all(BAD_REQUEST).await;
+            None
+        }
+    }
+}
+
+/// Reads `request`'s body from the client (after a 100 Continue if it expects one); `None`
+/// when the connection ends instead (refused with a 413, 408 or 400, or failed).
+async fn request_body(
+    client: &mut Side,
+    slot: &Slot,
+    limits: super::Limits,
+    request: &RequestHead,
+) -> Option<Vec<u8>> {
+    let framing = request.head.framed.framing;
+    if matches!(framing, Framing::Length(n) if n > limits.max_body as u64) {
+        crate::metrics::refused("too_large");
+        let _ = client.stream.write_all(TOO_LARGE).await;
+        return None;
+    }
+    if request.head.framed.expect_continue {
+        // The body follows only after a 100: say it here (the upstream's is skipped).
+        if client
+            .stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return None;
+        }
+    }
+    let body = from_client(
+        slot,
+        limits.body_timeout,
+        client.read_body(framing, limits.max_body),
+    )
+    .await;
+    match body {
+        Ok(Some(b)) => Some(b),
+        Ok(None) | Err(Cut::Failed(ProxyError::TooLarge)) => {
+            crate::metrics::refused("too_large");
+            let _ = client.stream.write_all(TOO_LARGE).await;
+            None
+        }
+        Err(Cut::Late) => {
+            crate::metrics::refused("timeout");
+            let _ = client.stream.write_all(REQUEST_TIMEOUT).await;
+            None
+        }
+        Err(Cut::Failed(ProxyError::Malformed(_))) => {
+            crate::metrics::refused("bad_request");
+            let _ = client.stream.write_all(BAD_REQUEST).await;
+            None
+        }
+        Err(Cut::Failed(_)) => None,
+    }
+}
+
+/// Sends the request upstream, passes the answer (or a 504 or 502) back to the client and
+/// records the exchange; whether the client connection stays open for another request.
+async fn exchange(
+    state: &State,
+    client: &mut Side,
+    upstream: &mut Option<Side>,
+    request: &RequestHead,
+    body: Vec<u8>,
+    started: Instant,
+) -> bool {
+    let limit = state.config.timeout;
+    let to_head = request.method == "HEAD";
+    let exchange = tokio::time::timeout(
+        limit,
+        send_upstream(state, upstream, request, &body, to_head),
+    )
+    .await;
+    let (status, head) = match exchange {
+        Ok(Ok(answer)) => answer,
+        failed => {
+            *upstream = None;
+            let (verdict, reply) = match failed {
+                Err(_) => (Verdict::Timeout, GATEWAY_TIMEOUT),
+                Ok(Err(e)) => (Verdict::Unreachable(e.to_string()), BAD_GATEWAY),
+                Ok(Ok(_)) => unreachable!("handled above"),
+            };
+            let sent = client.stream.write_all(reply).await;
+            let keep = sent.is_ok() && request.head.framed.keep_alive;
+            record(state, request, Some(body), Reply::Judged(verdict), started).await;
+            return keep;
+        }
+    };
+    // The answer goes back as it came; its body is held when small enough to judge.
+    let Some(up) = upstream.as_mut() else {
+        return false;
+    };
+    let answered = pass_answer(up, &mut client.stream, &head).await;
+    let failed = answered.is_err();
+    if failed || !head.framed.keep_alive {
+        *upstream = None;
+    }
+    let reply = match (answered, status) {
+        (Err(e), _) => Reply::Judged(Verdict::Unreachable(e.to_string())),
+        (Ok(Some(b)), 200) => Reply::Body(b, head.framed.framing),
+        (Ok(None), 200) => Reply::Judged(Verdict::Malformed("a reply over 1 MiB".into())),
+        (Ok(_), status) => Reply::Judged(Verdict::Status(status)),
+    };
+    let keep = !failed && request.head.framed.keep_alive;
+    record(state, request, Some(body), reply, started).await;
+    keep
 }
 
 /// Passes the upstream's answer (its head already read) back to the client as it came, and

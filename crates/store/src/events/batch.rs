@@ -94,146 +94,157 @@ pub(super) struct Chunk {
     pub(super) packed: Vec<u8>,
 }
 
+/// The batch's appids in appid order, and each event's account as its rank in that order.
+fn accounts_in_order(events: &[Event]) -> (Vec<String>, Vec<u32>) {
+    let mut appids: Vec<&str> = Vec::new();
+    let mut account_of: Vec<u32> = Vec::with_capacity(events.len());
+    let mut index: rustc_hash::FxHashMap<&str, u32> = Default::default();
+    let mut last: Option<(&str, u32)> = None;
+    for e in events {
+        let a = match last {
+            Some((appid, a)) if appid == e.appid => a,
+            _ => {
+                let next = appids.len() as u32;
+                let a = *index.entry(&e.appid).or_insert(next);
+                if a == next {
+                    appids.push(&e.appid);
+                }
+                last = Some((&e.appid, a));
+                a
+            }
+        };
+        account_of.push(a);
+    }
+    let mut order: Vec<u32> = (0..appids.len() as u32).collect();
+    order.sort_by_key(|a| appids[*a as usize]);
+    let mut rank = vec![0u32; appids.len()];
+    for (r, a) in order.iter().enumerate() {
+        rank[*a as usize] = r as u32;
+    }
+    let names: Vec<String> = order
+        .iter()
+        .map(|a| appids[*a as usize].to_owned())
+        .collect();
+    for a in &mut account_of {
+        *a = rank[*a as usize];
+    }
+    (names, account_of)
+}
+
+/// Refuses a batch with an event whose China day does not fit the 22 bits of a key (the
+/// event format's years 1970 to 9998).
+fn check_days(events: &[Event]) -> Result<()> {
+    match events
+        .iter()
+        .find(|e| !(0..1 << 22).contains(&date_to_epoch_day(china_date(e.time))))
+    {
+        Some(e) => Err(crate::StoreError::Corrupt(format!(
+            "an event of {} at {} is outside the years 1970 to 9998",
+            e.appid, e.time
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Each event's (account rank, class, day) packed into one number (days 22 bits, classes 3),
+/// with its position, sorted: by account, class, day; the batch's order within a day.
+fn sort_keys(events: &[Event], ranks: &[u32]) -> Vec<(u64, u32)> {
+    let mut keys: Vec<(u64, u32)> = events
+        .iter()
+        .zip(ranks)
+        .enumerate()
+        .map(|(pos, (e, rank))| {
+            let day = date_to_epoch_day(china_date(e.time)) as u64;
+            let class = Class::of(&e.kind) as u64;
+            let account = u64::from(*rank);
+            ((account << 25) | (class << 22) | day, pos as u32)
+        })
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// Moves the events out of `events` into their account's class, in `keys`' order, with
+/// their positions and days.
+fn group(events: &mut [Event], keys: &[(u64, u32)], names: Vec<String>) -> Vec<AccountBatch> {
+    let mut accounts: Vec<AccountBatch> = names
+        .into_iter()
+        .map(|appid| AccountBatch {
+            appid,
+            classes: Default::default(),
+        })
+        .collect();
+    for group in keys.chunk_by(|x, y| x.0 >> 22 == y.0 >> 22) {
+        let account = (group[0].0 >> 25) as usize;
+        let class = ((group[0].0 >> 22) & 7) as usize;
+        let c = &mut accounts[account].classes[class];
+        c.events.reserve_exact(group.len());
+        c.pos.reserve_exact(group.len());
+        c.days.reserve_exact(group.len());
+        for &(key, pos) in group {
+            // Moved out; what is left behind owns nothing.
+            let e = std::mem::replace(
+                &mut events[pos as usize],
+                Event {
+                    appid: String::new(),
+                    id: None,
+                    time: 0,
+                    kind: Kind::Reply {
+                        cost_ms: 0,
+                        ok: true,
+                    },
+                },
+            );
+            c.pos.push(pos);
+            c.days.push((key & ((1 << 22) - 1)) as i64);
+            c.events.push(e);
+        }
+    }
+    accounts
+}
+
+impl AccountBatch {
+    /// By class, per event: whether it is the first of the batch with its id (in the batch's
+    /// order, across classes), or has none. Only the first event with an id counts.
+    fn first_ids(&self) -> Vec<Vec<bool>> {
+        let mut firsts: Vec<(u32, u8, u32)> = Vec::new();
+        for (ci, c) in self.classes.iter().enumerate() {
+            for (k, pos) in c.pos.iter().enumerate() {
+                if c.events[k].id.is_some() {
+                    firsts.push((*pos, ci as u8, k as u32));
+                }
+            }
+        }
+        firsts.sort_unstable();
+        let mut first = vec![Vec::new(); CLASSES];
+        for (ci, c) in self.classes.iter().enumerate() {
+            first[ci] = vec![true; c.events.len()];
+        }
+        let mut seen: FxHashSet<&str> = FxHashSet::default();
+        for (_, ci, k) in &firsts {
+            let id = self.classes[*ci as usize].events[*k as usize].id.as_deref();
+            if let Some(id) = id {
+                first[*ci as usize][*k as usize] = seen.insert(id);
+            }
+        }
+        first
+    }
+}
+
 impl Batch {
     /// Prepares `events` for [`crate::Store::ingest_batch`].
     pub fn prepare(mut events: Vec<Event>) -> Result<Batch> {
         let len = events.len();
         // Accounts, in appid order, and each event's: (account, class, day, position) packed
         // into one sortable number, so that the events move once, into their class.
-        let mut appids: Vec<&str> = Vec::new();
-        let mut account_of: Vec<u32> = Vec::with_capacity(len);
-        {
-            let mut index: rustc_hash::FxHashMap<&str, u32> = Default::default();
-            let mut last: Option<(&str, u32)> = None;
-            for e in &events {
-                let a = match last {
-                    Some((appid, a)) if appid == e.appid => a,
-                    _ => {
-                        let next = appids.len() as u32;
-                        let a = *index.entry(&e.appid).or_insert(next);
-                        if a == next {
-                            appids.push(&e.appid);
-                        }
-                        last = Some((&e.appid, a));
-                        a
-                    }
-                };
-                account_of.push(a);
-            }
-        }
-        let mut order: Vec<u32> = (0..appids.len() as u32).collect();
-        order.sort_by_key(|a| appids[*a as usize]);
-        let mut rank = vec![0u32; appids.len()];
-        for (r, a) in order.iter().enumerate() {
-            rank[*a as usize] = r as u32;
-        }
-        let names: Vec<String> = order
-            .iter()
-            .map(|a| appids[*a as usize].to_owned())
-            .collect();
-        // Days fit 22 bits (the event format's 1970 to 9998), positions 32.
-        if let Some(e) = events
-            .iter()
-            .find(|e| !(0..1 << 22).contains(&date_to_epoch_day(china_date(e.time))))
-        {
-            return Err(crate::StoreError::Corrupt(format!(
-                "an event of {} at {} is outside the years 1970 to 9998",
-                e.appid, e.time
-            )));
-        }
-        let mut keys: Vec<(u64, u32)> = events
-            .iter()
-            .zip(&account_of)
-            .enumerate()
-            .map(|(pos, (e, a))| {
-                let day = date_to_epoch_day(china_date(e.time)) as u64;
-                let class = Class::of(&e.kind) as u64;
-                let account = u64::from(rank[*a as usize]);
-                ((account << 25) | (class << 22) | day, pos as u32)
-            })
-            .collect();
-        // By account, class, day; the batch's order within a day.
-        keys.sort_unstable();
-        let mut accounts: Vec<AccountBatch> = names
-            .into_iter()
-            .map(|appid| AccountBatch {
-                appid,
-                classes: Default::default(),
-            })
-            .collect();
-        for group in keys.chunk_by(|x, y| x.0 >> 22 == y.0 >> 22) {
-            let account = (group[0].0 >> 25) as usize;
-            let class = ((group[0].0 >> 22) & 7) as usize;
-            let c = &mut accounts[account].classes[class];
-            c.events.reserve_exact(group.len());
-            c.pos.reserve_exact(group.len());
-            c.days.reserve_exact(group.len());
-            for &(key, pos) in group {
-                // Moved out; what is left behind owns nothing.
-                let e = std::mem::replace(
-                    &mut events[pos as usize],
-                    Event {
-                        appid: String::new(),
-                        id: None,
-                        time: 0,
-                        kind: Kind::Reply {
-                            cost_ms: 0,
-                            ok: true,
-                        },
-                    },
-                );
-                c.pos.push(pos);
-                c.days.push((key & ((1 << 22) - 1)) as i64);
-                c.events.push(e);
-            }
-        }
+        let (names, ranks) = accounts_in_order(&events);
+        check_days(&events)?;
+        let keys = sort_keys(&events, &ranks);
+        let mut accounts = group(&mut events, &keys, names);
         for account in &mut accounts {
-            // Ids: only the first event with an id counts in a batch (in the batch's order,
-            // across classes).
-            let mut firsts: Vec<(u32, u8, u32)> = Vec::new();
-            for (ci, c) in account.classes.iter().enumerate() {
-                for (k, pos) in c.pos.iter().enumerate() {
-                    if c.events[k].id.is_some() {
-                        firsts.push((*pos, ci as u8, k as u32));
-                    }
-                }
-            }
-            firsts.sort_unstable();
-            let mut first = vec![Vec::new(); CLASSES];
-            for (ci, c) in account.classes.iter().enumerate() {
-                first[ci] = vec![true; c.events.len()];
-            }
-            {
-                let mut seen: FxHashSet<&str> = FxHashSet::default();
-                for (_, ci, k) in &firsts {
-                    let id = account.classes[*ci as usize].events[*k as usize]
-                        .id
-                        .as_deref();
-                    if let Some(id) = id {
-                        first[*ci as usize][*k as usize] = seen.insert(id);
-                    }
-                }
-            }
+            let first = account.first_ids();
             for (c, first) in account.classes.iter_mut().zip(first) {
-                c.hashes = c
-                    .events
-                    .iter()
-                    .zip(&first)
-                    .map(|(e, f)| e.id.as_deref().filter(|_| *f).map(id_hash))
-                    .collect();
-                c.take = first;
-                let mut start = 0;
-                while start < c.events.len() {
-                    let day = c.days[start];
-                    let end = start + c.days[start..].iter().take_while(|d| **d == day).count();
-                    let packed = c.encode(start..end)?;
-                    c.chunks.push(Chunk {
-                        day,
-                        range: start..end,
-                        packed,
-                    });
-                    start = end;
-                }
+                c.take_and_pack(first)?;
             }
         }
         Ok(Batch {
@@ -294,6 +305,31 @@ impl Batch {
 }
 
 impl ClassBatch {
+    /// Takes the events `first` marks (hashing their ids) and encodes and compresses them one
+    /// chunk per day.
+    fn take_and_pack(&mut self, first: Vec<bool>) -> Result<()> {
+        self.hashes = self
+            .events
+            .iter()
+            .zip(&first)
+            .map(|(e, f)| e.id.as_deref().filter(|_| *f).map(id_hash))
+            .collect();
+        self.take = first;
+        let mut start = 0;
+        while start < self.events.len() {
+            let day = self.days[start];
+            let end = start + self.days[start..].iter().take_while(|d| **d == day).count();
+            let packed = self.encode(start..end)?;
+            self.chunks.push(Chunk {
+                day,
+                range: start..end,
+                packed,
+            });
+            start = end;
+        }
+        Ok(())
+    }
+
     /// The events of `range` that are taken, encoded and compressed.
     pub(super) fn encode(&self, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
         self.encode_taken(&self.take, range)
