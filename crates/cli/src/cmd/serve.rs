@@ -195,81 +195,21 @@ impl From<SuffixArg> for SuffixStyle {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
-    check_admin_token(args.admin_token.as_deref())?;
-    if args.admin_listen.is_some() && args.admin_token.as_deref().is_none_or(str::is_empty) {
-        return Err(Exit::usage(
-            "--admin-listen: the admin API is off without --admin-token (or DATACUBE_ADMIN_TOKEN)",
-        ));
-    }
-    if let Some(dir) = &args.seed {
-        if !dir.is_dir() {
-            return Err(Exit::usage(format!(
-                "--seed {}: not a directory",
-                dir.display()
-            )));
-        }
-    }
+    check(&args)?;
     let mirror = args
         .mirror
         .as_deref()
         .map(|path| super::sync::serve_mirror(path).map(|m| (m, path.to_owned())))
         .transpose()?;
     let clock = args.clock.clock();
-    let mut config = Config {
-        admin_token: args
-            .admin_token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .map(Into::into),
-        token_daily_quota: args.token_quota,
-        api_daily_quota: args.api_quota,
-        retire_legacy_articles: args.retire_legacy_articles,
-        suffix: args.errmsg_suffix.into(),
-        response_cache: args.response_cache,
-        stats_memory: args.stats_memory.saturating_mul(1 << 20),
-        limits: Limits {
-            max_connections: args.max_connections.max(1),
-            max_connections_per_address: args
-                .max_connections_per_address
-                .unwrap_or(args.max_connections / 2)
-                .max(1),
-            max_in_flight: args.max_in_flight.max(1),
-            max_in_flight_per_address: args
-                .max_in_flight_per_address
-                .unwrap_or(args.max_in_flight / 2)
-                .max(1),
-            header_timeout: args.header_timeout,
-            body_timeout: args.body_timeout,
-            idle_timeout: args.idle_timeout,
-            ..Limits::default()
-        },
-        faults: args.faults.clone().unwrap_or_default(),
-        faults_seed: args.faults_seed,
-        ticket_interval: args.ticket_interval,
-        request_log: !args.no_request_log,
-        demo_days: args.demo.then_some(args.demo_days),
-        seed: args.seed.clone(),
-        mirror: None,
-        metrics_on_main: args.metrics_listen.is_none(),
-        threads: args.threads.map_or(0, usize::from),
-    };
+    let mut config = config(&args);
     if !config.faults.is_empty() {
         tracing::warn!("faults are injected: some answers are errors or late on purpose");
     }
     let shutdown = super::shutdown_signal()?;
     tokio::pin!(shutdown);
     // The addresses first: they answer (alive, not ready) while the database opens.
-    let listeners = Listeners {
-        main: bind(args.listen, "").await?,
-        admin: match args.admin_listen {
-            Some(at) => Some(bind(at, "--admin-listen: ").await?),
-            None => None,
-        },
-        metrics: match args.metrics_listen {
-            Some(at) => Some(bind(at, "--metrics-listen: ").await?),
-            None => None,
-        },
-    };
+    let listeners = listeners(&args).await?;
     let addr = listeners.main.local_addr()?;
     // For `datacube healthcheck` with no address (a container's HEALTHCHECK): whatever --listen.
     let _recorded = super::healthcheck::record(addr);
@@ -304,6 +244,121 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         admin_listen = ?listeners.admin.as_ref().and_then(|l| l.local_addr().ok()),
         "datacube serving"
     );
+    announce(&listeners, demo_note)?;
+    let daemon = mirror.map(|mirror| {
+        let stop = datacube_mirror::CancellationToken::new();
+        let (handle, runner) =
+            super::sync::spawn_daemon(mirror, store.clone(), clock.clone(), stop.clone());
+        config.mirror = Some(runner);
+        (stop, handle)
+    });
+    let app = App::new(store, clock, config);
+    datacube_server::serve_on(listeners, app, shutdown).await?;
+    if let Some((stop, handle)) = daemon {
+        // The run under way, if any, ends with its calls in flight and is recorded as
+        // interrupted.
+        stop.cancel();
+        let _ = handle.await;
+    }
+    Ok(())
+}
+
+/// The checks clap cannot make: usage errors (exit 2) before anything is opened.
+fn check(args: &ServeArgs) -> Result<()> {
+    check_admin_token(args.admin_token.as_deref())?;
+    if args.admin_listen.is_some() && args.admin_token.as_deref().is_none_or(str::is_empty) {
+        return Err(Exit::usage(
+            "--admin-listen: the admin API is off without --admin-token (or DATACUBE_ADMIN_TOKEN)",
+        ));
+    }
+    for (flag, zero) in [
+        ("--max-connections", args.max_connections == 0),
+        (
+            "--max-connections-per-address",
+            args.max_connections_per_address == Some(0),
+        ),
+        ("--max-in-flight", args.max_in_flight == 0),
+        (
+            "--max-in-flight-per-address",
+            args.max_in_flight_per_address == Some(0),
+        ),
+    ] {
+        if zero {
+            return Err(Exit::usage(format!("{flag}: at least 1, please")));
+        }
+    }
+    if let Some(dir) = &args.seed {
+        if !dir.is_dir() {
+            return Err(Exit::usage(format!(
+                "--seed {}: not a directory",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The server's settings from the flags (checked by [`check`]).
+fn config(args: &ServeArgs) -> Config {
+    Config {
+        admin_token: args
+            .admin_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(Into::into),
+        token_daily_quota: args.token_quota,
+        api_daily_quota: args.api_quota,
+        retire_legacy_articles: args.retire_legacy_articles,
+        suffix: args.errmsg_suffix.into(),
+        response_cache: args.response_cache,
+        stats_memory: args.stats_memory.saturating_mul(1 << 20),
+        limits: Limits {
+            max_connections: args.max_connections,
+            max_connections_per_address: args
+                .max_connections_per_address
+                .unwrap_or(args.max_connections / 2)
+                .max(1),
+            max_in_flight: args.max_in_flight,
+            max_in_flight_per_address: args
+                .max_in_flight_per_address
+                .unwrap_or(args.max_in_flight / 2)
+                .max(1),
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            idle_timeout: args.idle_timeout,
+            ..Limits::default()
+        },
+        faults: args.faults.clone().unwrap_or_default(),
+        faults_seed: args.faults_seed,
+        ticket_interval: args.ticket_interval,
+        request_log: !args.no_request_log,
+        demo_days: args.demo.then_some(args.demo_days),
+        seed: args.seed.clone(),
+        mirror: None,
+        metrics_on_main: args.metrics_listen.is_none(),
+        threads: args.threads.map_or(0, usize::from),
+    }
+}
+
+/// The addresses of `--listen`, `--admin-listen` and `--metrics-listen`, bound.
+async fn listeners(args: &ServeArgs) -> Result<Listeners> {
+    Ok(Listeners {
+        main: bind(args.listen, "").await?,
+        admin: match args.admin_listen {
+            Some(at) => Some(bind(at, "--admin-listen: ").await?),
+            None => None,
+        },
+        metrics: match args.metrics_listen {
+            Some(at) => Some(bind(at, "--metrics-listen: ").await?),
+            None => None,
+        },
+    })
+}
+
+/// What a starting server says on stdout once it serves: its addresses, and with `--demo` the
+/// demo account and a curl line to paste.
+fn announce(listeners: &Listeners, demo_note: Option<(Date, Date)>) -> Result<()> {
+    let addr = listeners.main.local_addr()?;
     let mut out = std::io::stdout().lock();
     if let Some(l) = &listeners.metrics {
         let _ = writeln!(
@@ -339,22 +394,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         );
     }
     let _ = out.flush();
-    drop(out);
-    let daemon = mirror.map(|mirror| {
-        let stop = datacube_mirror::CancellationToken::new();
-        let (handle, runner) =
-            super::sync::spawn_daemon(mirror, store.clone(), clock.clone(), stop.clone());
-        config.mirror = Some(runner);
-        (stop, handle)
-    });
-    let app = App::new(store, clock, config);
-    datacube_server::serve_on(listeners, app, shutdown).await?;
-    if let Some((stop, handle)) = daemon {
-        // The run under way, if any, ends with its calls in flight and is recorded as
-        // interrupted.
-        stop.cancel();
-        let _ = handle.await;
-    }
     Ok(())
 }
 

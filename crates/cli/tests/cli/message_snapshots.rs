@@ -65,6 +65,7 @@ async fn usage_errors() {
         ("serve_unknown_flag", "serve --bogus".into()),
         ("serve_bad_listen", "serve --listen localhost".into()),
         ("serve_threads_zero", "serve --threads 0".into()),
+        ("serve_max_in_flight_zero", "serve --max-in-flight 0".into()),
         (
             "serve_bad_fault_rule",
             "serve --faults getusersummary:999@first1".into(),
