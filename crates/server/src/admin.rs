@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(crate) use self::components::integral;
-pub(crate) use self::error::{error, internal, AdminError, Problem};
+pub(crate) use self::error::{AdminError, Problem};
 use self::extract::required;
 pub(crate) use self::extract::{
     parse_optional_json, shows_admin_token, AdminJson, AdminQuery, Admitted,

@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::admin::{error, parse_optional_json, Admitted, Problem};
+use crate::admin::{parse_optional_json, AdminError, Admitted, Problem};
 use crate::state::App;
 
 /// A run started now.
@@ -106,34 +105,41 @@ pub(crate) struct RunNow {
         (status = 409, description = "A run of the mirror is under way, here or on another instance.", body = Problem),
         (status = 422, description = "The configuration file, read again, is wrong (the one in use stays).", body = Problem),
     ))]
-pub(crate) async fn run_now(State(app): State<App>, Admitted(body): Admitted) -> Response {
-    let asked: RunNow = match parse_optional_json(&body) {
-        Ok(asked) => asked,
-        Err(e) => return e.into_response(),
-    };
+pub(crate) async fn run_now(
+    State(app): State<App>,
+    Admitted(body): Admitted,
+) -> Result<(StatusCode, Json<RunStarted>), AdminError> {
+    let asked: RunNow = parse_optional_json(&body)?;
     if let Some(appid) = asked.appid.as_deref() {
         if datacube_api::Appid::parse(appid).is_err() {
-            return error(
+            return Err(AdminError::new(
                 StatusCode::BAD_REQUEST,
                 "`appid` is 1 to 64 letters, digits, `_` or `-`",
-            );
+            ));
         }
     }
-    let Some(mirror) = app.config().mirror.clone() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "this server runs no mirror: start it with serve --mirror FILE",
-        );
-    };
+    let mirror = the_mirror(&app)?;
     match mirror.0.run_now(asked.appid).await {
-        Ok(started) => (StatusCode::ACCEPTED, Json(started)).into_response(),
-        Err(RunRefused::UnknownAccount(appid)) => error(
+        Ok(started) => Ok((StatusCode::ACCEPTED, Json(started))),
+        Err(RunRefused::UnknownAccount(appid)) => Err(AdminError::new(
             StatusCode::NOT_FOUND,
             format!("{appid:?} is no account of this mirror"),
-        ),
-        Err(RunRefused::Busy(why)) => error(StatusCode::CONFLICT, why),
-        Err(RunRefused::Configuration(why)) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
+        )),
+        Err(RunRefused::Busy(why)) => Err(AdminError::new(StatusCode::CONFLICT, why)),
+        Err(RunRefused::Configuration(why)) => {
+            Err(AdminError::new(StatusCode::UNPROCESSABLE_ENTITY, why))
+        }
     }
+}
+
+/// The mirror this server runs, or the 404 saying it runs none.
+fn the_mirror(app: &App) -> Result<MirrorHandle, AdminError> {
+    app.config().mirror.clone().ok_or_else(|| {
+        AdminError::new(
+            StatusCode::NOT_FOUND,
+            "this server runs no mirror: start it with serve --mirror FILE",
+        )
+    })
 }
 
 /// One account of the mirror, as its runs left it.
@@ -182,34 +188,42 @@ pub(crate) struct MirrorState {
         (status = 401, description = "No admin token, or a wrong one.", body = Problem),
         (status = 404, description = "This server runs no mirror, or the admin API is disabled.", body = Problem),
     ))]
-pub(crate) async fn mirror_state(State(app): State<App>, _: Admitted) -> Response {
-    let Some(mirror) = app.config().mirror.clone() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "this server runs no mirror: start it with serve --mirror FILE",
-        );
-    };
+pub(crate) async fn mirror_state(
+    State(app): State<App>,
+    _: Admitted,
+) -> Result<Json<MirrorState>, AdminError> {
+    let mirror = the_mirror(&app)?;
     let daemon = mirror.0.state();
-    let runs = match app.store().sync_runs(Some(&daemon.name), 200).await {
-        Ok(runs) => runs,
-        Err(e) => return crate::admin::internal(&e),
+    let runs = app.store().sync_runs(Some(&daemon.name), 200).await?;
+    let (accounts, running) = account_states(&daemon.accounts, &runs, app.clock().unix());
+    Ok(Json(MirrorState {
+        mirror: daemon.name,
+        schedule: daemon.schedule,
+        next_attempt: daemon.next.map(datacube_api::date::china_time),
+        running,
+        accounts,
+    }))
+}
+
+/// Each account's state as the recorded runs (newest first) left it — the configuration's
+/// accounts first, then those runs reached besides (at most 1,000) — and the run under way.
+fn account_states(
+    configured: &[String],
+    runs: &[datacube_store::SyncRun],
+    now: i64,
+) -> (Vec<AccountState>, Option<i64>) {
+    let never = |appid: &str| AccountState {
+        appid: appid.to_owned(),
+        outcome: "never".into(),
+        last_run: None,
+        last_success: None,
+        error: None,
     };
-    let mut accounts: Vec<AccountState> = daemon
-        .accounts
-        .iter()
-        .map(|appid| AccountState {
-            appid: appid.clone(),
-            outcome: "never".into(),
-            last_run: None,
-            last_success: None,
-            error: None,
-        })
-        .collect();
+    let mut accounts: Vec<AccountState> = configured.iter().map(|a| never(a)).collect();
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut running = None;
-    let now = app.clock().unix();
     // Newest first: the first report naming an account gives its last outcome.
-    for run in &runs {
+    for run in runs {
         if run.finished.is_none() {
             // A run silent for 5 minutes died with its process.
             if now - run.beat <= 300 {
@@ -233,13 +247,7 @@ pub(crate) async fn mirror_state(State(app): State<App>, _: Admitted) -> Respons
             let at = match accounts.iter().position(|s| s.appid == appid) {
                 Some(at) => at,
                 None if accounts.len() < 1000 => {
-                    accounts.push(AccountState {
-                        appid: appid.to_owned(),
-                        outcome: "never".into(),
-                        last_run: None,
-                        last_success: None,
-                        error: None,
-                    });
+                    accounts.push(never(appid));
                     accounts.len() - 1
                 }
                 None => continue,
@@ -248,33 +256,32 @@ pub(crate) async fn mirror_state(State(app): State<App>, _: Admitted) -> Respons
             if seen.insert(appid.to_owned()) {
                 state.outcome = outcome.to_owned();
                 state.last_run = ended.clone();
-                state.error = a["error"].as_str().map(str::to_owned).or_else(|| {
-                    a["endpoints"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find_map(|e| {
-                            (e["status"] == "failed").then(|| {
-                                format!(
-                                    "{}: {}",
-                                    e["endpoint"].as_str().unwrap_or("?"),
-                                    e["error"].as_str().unwrap_or("failed")
-                                )
-                            })
-                        })
-                });
+                state.error = a["error"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| first_failed_endpoint(a));
             }
             if outcome == "ok" && state.last_success.is_none() {
                 state.last_success = ended.clone();
             }
         }
     }
-    Json(MirrorState {
-        mirror: daemon.name,
-        schedule: daemon.schedule,
-        next_attempt: daemon.next.map(datacube_api::date::china_time),
-        running,
-        accounts,
-    })
-    .into_response()
+    (accounts, running)
+}
+
+/// `endpoint: error` of an account report's first failed endpoint.
+fn first_failed_endpoint(account: &serde_json::Value) -> Option<String> {
+    account["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|e| {
+            (e["status"] == "failed").then(|| {
+                format!(
+                    "{}: {}",
+                    e["endpoint"].as_str().unwrap_or("?"),
+                    e["error"].as_str().unwrap_or("failed")
+                )
+            })
+        })
 }

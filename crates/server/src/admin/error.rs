@@ -82,15 +82,3 @@ impl IntoResponse for AdminError {
         resp
     }
 }
-
-/// [`AdminError::new`] as an answer, for the handlers that still answer a [`Response`]
-/// (`crate::mirror`'s).
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    AdminError::new(status, message).into_response()
-}
-
-/// [`AdminError::internal`] as an answer, for the handlers that still answer a [`Response`]
-/// (`crate::mirror`'s).
-pub(crate) fn internal(err: &dyn std::error::Error) -> Response {
-    AdminError::internal(err).into_response()
-}
