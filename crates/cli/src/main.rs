@@ -150,7 +150,7 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return Code::Usage.into();
         }
     };
     let cli = match Cli::from_arg_matches(&parsed.matches) {
@@ -159,7 +159,7 @@ fn main() -> ExitCode {
     };
     if cli.show_config {
         print!("{}", parsed.show());
-        return ExitCode::SUCCESS;
+        return Code::Success.into();
     }
     init_tracing(cli.log_format);
     for warning in &parsed.warnings {
@@ -190,26 +190,46 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.code))
+            e.downcast_ref::<Exit>()
+                .map_or(Code::Failure, |x| x.code)
+                .into()
         }
     }
 }
 
-/// An error with an exit code of its own: 2 for a usage error found after parsing (before
-/// anything is opened), 3 for a partial success.
+/// The exit codes of every command, chosen here and nowhere else (docs/serve.md, "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Code {
+    /// Done.
+    Success = 0,
+    /// Failed; the message says why.
+    Failure = 1,
+    /// A usage error, found before anything was opened.
+    Usage = 2,
+    /// Partial success: some of the work was done (`sync`, `ingest`, `push`, `proxy`).
+    Partial = 3,
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> ExitCode {
+        ExitCode::from(code as u8)
+    }
+}
+
+/// An error with an exit code of its own ([`Code`]); any other error exits 1.
 #[derive(Debug)]
 struct Exit {
-    code: u8,
+    code: Code,
     message: String,
 }
 
 impl Exit {
     /// A usage error: exit 2.
     fn usage(message: impl Into<String>) -> anyhow::Error {
-        Exit::code(2, message)
+        Exit::code(Code::Usage, message)
     }
 
-    fn code(code: u8, message: impl Into<String>) -> anyhow::Error {
+    fn code(code: Code, message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Exit {
             code,
             message: message.into(),

@@ -10,7 +10,7 @@ use datacube_protocol::crypto::check_component_keys;
 use datacube_store::{AccountRecord, DatabaseUrl, StoreError};
 
 use crate::args::DatabaseArg;
-use crate::{open, Exit};
+use crate::{open, Code, Exit};
 
 #[derive(Subcommand)]
 pub enum AccountCommand {
@@ -87,7 +87,7 @@ pub async fn account(command: AccountCommand) -> Result<()> {
         AccountCommand::Remove { appid, db } => {
             let store = open(&db.database)?;
             if !store.remove_account(&appid).await? {
-                return Err(Exit::code(1, format!("no account {appid}")));
+                return Err(Exit::code(Code::Failure, format!("no account {appid}")));
             }
             println!("removed account {appid} and its data");
             Ok(())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use crate::Exit;
+use crate::{Code, Exit};
 
 #[derive(Args)]
 pub struct HealthcheckArgs {
@@ -91,7 +91,7 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
             } else {
                 "the request failed".to_owned()
             };
-            return Err(Exit::code(1, format!("{shown}: {why}")));
+            return Err(Exit::code(Code::Failure, format!("{shown}: {why}")));
         }
     };
     let status = answer.status();
@@ -111,7 +111,10 @@ pub async fn run(args: HealthcheckArgs) -> Result<()> {
         None if status.is_success() => "not a health answer (is this datacube's /readyz?)".into(),
         None => datacube_api::text::snippet(&body, &[]),
     };
-    Err(Exit::code(1, format!("{shown}: HTTP {status}: {reason}")))
+    Err(Exit::code(
+        Code::Failure,
+        format!("{shown}: HTTP {status}: {reason}"),
+    ))
 }
 
 /// Where a running `serve` records the address it listens on, for `healthcheck` with no

@@ -16,7 +16,7 @@ use datacube_store::bulk::Sorter;
 use datacube_store::load::Loaded;
 
 use crate::args::{ClockArg, DatabaseArg};
-use crate::{open, Exit};
+use crate::{open, Code, Exit};
 
 #[derive(Args)]
 pub struct IngestArgs {
@@ -158,7 +158,7 @@ fn report(
     );
     if rejected > 0 {
         return Err(Exit::code(
-            3,
+            Code::Partial,
             format!(
                 "{rejected} {} rejected (the others were stored)",
                 if rejected == 1 {

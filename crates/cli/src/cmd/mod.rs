@@ -59,7 +59,7 @@ pub fn account_removed_while_recording(appid: &str, gone: usize) -> anyhow::Resu
         return Ok(());
     }
     Err(crate::Exit::code(
-        3,
+        crate::Code::Partial,
         format!("{gone} events not recorded: account {appid} was removed while recording"),
     ))
 }

@@ -21,7 +21,7 @@ use jiff::civil::Date;
 
 use super::shutdown_signal;
 use crate::args::{duration, parse_day, parse_endpoint, timeout, ClockArg, DatabaseArg};
-use crate::{open, Exit};
+use crate::{open, Code, Exit};
 
 #[derive(Args)]
 pub struct SyncArgs {
@@ -317,7 +317,7 @@ fn print_report(report: &RunReport, format: ReportFormat) -> Result<()> {
         }
     }
     let code = exit_code(report.outcome);
-    if code == 0 {
+    if code == Code::Success {
         return Ok(());
     }
     let failures = report.failures();
@@ -372,7 +372,7 @@ fn log_report(report: &RunReport, json: bool) {
     let outcome = report.outcome.as_str();
     // For `serve --mirror`'s /metrics (the mirror names come from its configuration).
     super::mirror_metrics::record(report);
-    if exit_code(report.outcome) == 0 {
+    if exit_code(report.outcome) == Code::Success {
         tracing::info!(mirror = %report.mirror, outcome, rows = report.rows_stored, "mirror run done");
     } else {
         tracing::error!(mirror = %report.mirror, outcome, failures = ?report.failures(), "mirror run did not complete");
@@ -425,14 +425,17 @@ async fn status(args: &SyncArgs, mirror: Option<String>) -> Result<()> {
         return Ok(());
     };
     let (code, why) = match newest.outcome.as_deref() {
-        Some("ok") => (0, ""),
-        None if dead(newest, now) => (1, "stopped without finishing (its process died)"),
-        None => (0, ""),
-        Some("failed") => (1, "did not complete"),
-        Some("credentials") => (1, "was refused its credentials"),
-        Some(_) => (3, "did not complete"),
+        Some("ok") => (Code::Success, ""),
+        None if dead(newest, now) => (
+            Code::Failure,
+            "stopped without finishing (its process died)",
+        ),
+        None => (Code::Success, ""),
+        Some("failed") => (Code::Failure, "did not complete"),
+        Some("credentials") => (Code::Failure, "was refused its credentials"),
+        Some(_) => (Code::Partial, "did not complete"),
     };
-    if code == 0 {
+    if code == Code::Success {
         Ok(())
     } else {
         Err(Exit::code(
@@ -665,11 +668,11 @@ impl datacube_server::mirror::MirrorRunner for Runner {
 
 /// The exit code of `datacube sync` for a run that ended so: 0 all done, 3 partly done (or
 /// interrupted after some of it), 1 nothing done — the binary's to choose, not the client's.
-fn exit_code(outcome: datacube_mirror::report::Outcome) -> u8 {
+fn exit_code(outcome: datacube_mirror::report::Outcome) -> Code {
     use datacube_mirror::report::Outcome;
     match outcome {
-        Outcome::Ok => 0,
-        Outcome::Partial | Outcome::Interrupted => 3,
-        Outcome::Failed | Outcome::Credentials => 1,
+        Outcome::Ok => Code::Success,
+        Outcome::Partial | Outcome::Interrupted => Code::Partial,
+        Outcome::Failed | Outcome::Credentials => Code::Failure,
     }
 }
