@@ -15,6 +15,38 @@ async fn set_clock(base: &str, admin: &str, now: &str) {
     assert_eq!(answer.status(), 200, "{now}");
 }
 
+/// When the daemon of `serve --mirror` looks next (`GET /admin/sync/mirror`'s
+/// `next_attempt`), once `ready` accepts it: the daemon's plan, read instead of waiting to
+/// see that nothing happens before it (waiting up to 30 s for the daemon to plan).
+async fn next_attempt(
+    base: &str,
+    admin: &str,
+    ready: impl Fn(jiff::Timestamp) -> bool,
+) -> jiff::Timestamp {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state: serde_json::Value = reqwest::Client::new()
+            .get(format!("{base}/admin/sync/mirror"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let next = state["next_attempt"].as_str().and_then(|t| t.parse().ok());
+        match next {
+            Some(at) if ready(at) => return at,
+            _ if Instant::now() > deadline => panic!("no such next attempt: {state}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn at(text: &str) -> jiff::Timestamp {
+    text.parse().unwrap()
+}
+
 /// The runs a server's admin API lists, oldest first: (slot, attempt, outcome).
 pub(super) async fn runs(base: &str, admin: &str) -> Vec<(String, i64, String)> {
     let v: serde_json::Value = reqwest::Client::new()
@@ -124,9 +156,10 @@ async fn serve_mirror_runs_once_a_day_and_retries_a_failed_run() {
             set_clock(&base, ADMIN, now).await;
         }
     };
-    // Just before the next 08:30: nothing more.
+    // Just before the next 08:30: nothing more, the next attempt at 08:30.
     both("2026-06-16T08:29:58+08:00").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let next = next_attempt(&base, ADMIN, |_| true).await;
+    assert_eq!(next, at("2026-06-16T08:30:00+08:00"));
     assert_eq!(runs(&base, ADMIN).await.len(), 1);
     both("2026-06-16T08:30:01+08:00").await;
     wait_runs(&base, ADMIN, "the 16th's run", ok("2026-06-16")).await;
@@ -141,8 +174,12 @@ async fn serve_mirror_runs_once_a_day_and_retries_a_failed_run() {
     };
     wait_runs(&base, ADMIN, "the 17th's failed run", failed).await;
     hostile.set(|m| m.down = false);
+    let retry = next_attempt(&base, ADMIN, |t| t > at("2026-06-17T08:30:01+08:00")).await;
+    assert!(
+        retry >= at("2026-06-17T08:30:31+08:00") && retry <= at("2026-06-17T08:31:32+08:00"),
+        "the retry 30–90 s after the failure: {retry}"
+    );
     both("2026-06-17T08:30:20+08:00").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         runs(&base, ADMIN).await.len(),
         3,
@@ -167,7 +204,9 @@ async fn serve_mirror_runs_once_a_day_and_retries_a_failed_run() {
     .into_iter()
     .map(|(s, a, o)| (s.to_owned(), a, o.to_owned()))
     .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Planned: the 20th's, no other.
+    let next = next_attempt(&base, ADMIN, |t| t > at("2026-06-19T09:00:00+08:00")).await;
+    assert_eq!(next, at("2026-06-20T08:30:00+08:00"));
     assert_eq!(all, expected_runs);
     assert_eq!(runs(&base, ADMIN).await, expected_runs, "one run a day");
     // The same runs on /metrics, for an alert on a mirror that stopped succeeding.
