@@ -6,21 +6,28 @@ use std::time::Duration;
 /// The longest timeout or pause a setting takes: a day.
 pub const MOST: Duration = Duration::from_secs(86_400);
 
+/// The longest duration any setting takes: a year (more overflows clocks' arithmetic).
+pub const LONGEST: Duration = Duration::from_secs(366 * 86_400);
+
 /// A duration: a number of seconds (`90`, `0.5`) or a duration with units (`30s`, `250ms`,
-/// `5m`, `1h30m`); never negative.
+/// `5m`, `1h30m`); never negative, at most a year.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let text = s.trim();
-    match text.parse::<f64>() {
-        Ok(secs) => seconds(secs),
+    let d = match text.parse::<f64>() {
+        Ok(secs) => seconds(secs)?,
         Err(_) => {
             let d: jiff::SignedDuration = text.parse().map_err(|_| {
                 format!(
                     "{s:?} is not a duration like 30s, 250ms, 5m or 1h, nor a number of seconds"
                 )
             })?;
-            Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))
+            Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))?
         }
+    };
+    if d > LONGEST {
+        return Err(format!("{s:?}: at most a year, please"));
     }
+    Ok(d)
 }
 
 /// A number of seconds as a duration, refused when negative or not finite.
@@ -64,6 +71,8 @@ mod tests {
         assert!(parse("-5s").unwrap_err().contains("negative"));
         assert!(parse("soon").unwrap_err().contains("\"soon\""));
         assert!(parse("NaN").is_err());
+        assert!(parse("1.8e19").unwrap_err().contains("at most a year"));
+        assert!(parse("9999h").unwrap_err().contains("at most a year"));
     }
 
     #[test]

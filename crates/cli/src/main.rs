@@ -46,9 +46,15 @@ fn purge_freed_memory_soon() {
     about = "A self-hosted WeChat datacube statistics server"
 )]
 struct Cli {
-    /// Settings file (TOML): flags' long names as keys, at the top for every command, in
-    /// `[serve]`, `[sync]`… for one; the environment and flags override it (docs/config.md).
-    #[arg(long, global = true, help_heading = "Settings and logs", env = settings::CONFIG_ENV, value_name = "FILE")]
+    /// Settings file (TOML; also `DATACUBE_CONFIG`): flags' long names as keys, at the top for
+    /// every command, in `[serve]`, `[sync]`… for one; the environment and flags override it
+    /// (docs/config.md).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Settings and logs",
+        value_name = "FILE"
+    )]
     config: Option<std::path::PathBuf>,
     /// Print the settings the command would run with, and where each came from (file,
     /// environment, flag or default), secrets hidden; then exit without doing anything.
@@ -153,14 +159,14 @@ fn main() -> ExitCode {
             return Code::Usage.into();
         }
     };
+    if parsed.matches.get_flag("show_config") {
+        print!("{}", parsed.show());
+        return Code::Success.into();
+    }
     let cli = match Cli::from_arg_matches(&parsed.matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    if cli.show_config {
-        print!("{}", parsed.show());
-        return Code::Success.into();
-    }
     init_tracing(cli.log_format);
     for warning in &parsed.warnings {
         tracing::warn!("{warning}");

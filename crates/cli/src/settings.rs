@@ -69,6 +69,12 @@ impl std::fmt::Display for FileError {
 /// Parses `argv` as `command`, over the settings file it names (or `DATACUBE_CONFIG` does).
 /// Clap's own errors (and `--help`) end the process as clap does; the file's are returned.
 pub fn parse(command: Command, argv: Vec<OsString>) -> Result<Parsed, FileError> {
+    // `--show-config` prints what was given even when a required flag was not.
+    let command = if argv.iter().any(|a| a == "--show-config") {
+        command.ignore_errors(true)
+    } else {
+        command
+    };
     let Some(path) = config_path(&argv) else {
         let command = command.clone();
         let matches = command.clone().get_matches_from(argv);
@@ -85,12 +91,18 @@ pub fn parse(command: Command, argv: Vec<OsString>) -> Result<Parsed, FileError>
             path.display()
         ))
     })?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| FileError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| not_toml(&path, &text, &e))?;
     let mut applied = Applied {
         file: path.clone(),
         set: BTreeSet::new(),
-        secrets: Vec::new(),
+        secrets: BTreeSet::new(),
+        defaults: Vec::new(),
+        globals: command
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .filter_map(Arg::get_long)
+            .map(str::to_owned)
+            .collect(),
     };
     let declared = command.clone();
     let command = applied.table(command, &table, &[])?;
@@ -100,10 +112,34 @@ pub fn parse(command: Command, argv: Vec<OsString>) -> Result<Parsed, FileError>
             "the settings file {} holds {} and other users can read it: chmod 600 it, or give \
              secrets in the environment",
             path.display(),
-            applied.secrets.join(", ")
+            applied
+                .secrets
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
-    let matches = command.get_matches_from(argv);
+    let matches = command.clone().get_matches_from(argv.clone());
+    // A flag (or an environment variable) given with one that conflicts with it, and that the
+    // file set, wins: the file's value is dropped, as clap would refuse the two as flags.
+    let overridden = applied.overridden(&command, &matches);
+    let matches = if overridden.is_empty() {
+        matches
+    } else {
+        let mut command = command;
+        for (at, id) in &overridden {
+            let original = applied.original_default(at, id);
+            command = mut_at(command, at, &|sub: Command| {
+                sub.mut_arg(id.as_str(), |a| match &original {
+                    Some(values) => a.default_values(values.clone()),
+                    None => a.default_value(None::<&str>),
+                })
+            });
+            applied.set.remove(&(at.clone(), id.clone()));
+        }
+        command.get_matches_from(argv)
+    };
     Ok(Parsed {
         matches,
         command: declared,
@@ -113,7 +149,7 @@ pub fn parse(command: Command, argv: Vec<OsString>) -> Result<Parsed, FileError>
 }
 
 /// `--config FILE` or `--config=FILE` before any `--`, else `DATACUBE_CONFIG` (an empty one is
-/// none).
+/// none; clap does not read that variable itself, so an empty one is no error).
 fn config_path(argv: &[OsString]) -> Option<PathBuf> {
     let mut args = argv.iter().skip(1);
     while let Some(arg) = args.next() {
@@ -137,8 +173,13 @@ fn config_path(argv: &[OsString]) -> Option<PathBuf> {
 struct Applied {
     file: PathBuf,
     set: BTreeSet<Setting>,
-    /// Keys holding secrets (flags whose environment values clap hides).
-    secrets: Vec<String>,
+    /// Keys of the file holding secrets (flags whose environment values clap hides; a
+    /// database URL with a password).
+    secrets: BTreeSet<String>,
+    /// The defaults the file's values replaced, to put back when a flag overrides one.
+    defaults: Vec<(Setting, Option<Vec<String>>)>,
+    /// The top command's global flags (`log-format`…).
+    globals: Vec<String>,
 }
 
 impl Applied {
@@ -149,26 +190,101 @@ impl Applied {
         table: &toml::Table,
         at: &[String],
     ) -> Result<Command, FileError> {
-        for (key, value) in table {
+        // This level's keys first, then the commands' tables: a command's own value wins over
+        // one for every command, whatever the order of the file.
+        let (tables, keys): (Vec<_>, Vec<_>) = table.iter().partition(|(key, value)| {
+            value.is_table() && command.find_subcommand(key.replace('_', "-")).is_some()
+        });
+        for (key, value) in keys {
             let name = key.replace('_', "-");
-            if let (toml::Value::Table(inner), Some(_)) = (value, command.find_subcommand(&name)) {
-                let mut path = at.to_vec();
-                path.push(name.clone());
-                let sub = command
-                    .find_subcommand(&name)
-                    .cloned()
-                    .expect("found above");
-                let sub = self.table(sub, inner, &path)?;
-                command = command.mut_subcommand(&name, |_| sub);
-                continue;
+            if !at.is_empty() && self.is_global(&command, &name) {
+                return Err(FileError(format!(
+                    "{}: `{}` is a setting of every command: put it at the top of the file",
+                    self.file.display(),
+                    dotted(at, key)
+                )));
             }
-            let (next, applied) = self.key(command, &name, value, at)?;
+            let (next, applied) = self.key(command, &name, value, at, &dotted(at, key))?;
             command = next;
             if !applied {
                 return Err(self.unknown(key, &name, value, at, &command));
             }
         }
+        for (key, value) in tables {
+            let name = key.replace('_', "-");
+            let mut path = at.to_vec();
+            path.push(name.clone());
+            let sub = command.find_subcommand(&name).cloned().expect("filtered");
+            let inner = value.as_table().expect("filtered");
+            let sub = self.table(sub, inner, &path)?;
+            command = command.mut_subcommand(&name, |_| sub);
+        }
         Ok(command)
+    }
+
+    /// Whether `name` is one of the top command's global flags (`--log-format`…), which a
+    /// subcommand's table cannot set.
+    fn is_global(&self, command: &Command, name: &str) -> bool {
+        self.globals.iter().any(|n| n == name)
+            && !command
+                .get_arguments()
+                .any(|a| a.get_long() == Some(name) && !a.is_global_set())
+    }
+
+    /// The file's settings of the command that ran that conflict with a flag or environment
+    /// variable given to it.
+    fn overridden(&self, command: &Command, matches: &ArgMatches) -> Vec<Setting> {
+        let mut path = Vec::new();
+        let (mut matches, mut command) = (matches, command.clone());
+        while let Some((name, sub)) = matches.subcommand() {
+            path.push(name.to_owned());
+            matches = sub;
+            command = command
+                .find_subcommand(name)
+                .cloned()
+                .expect("parsed from it");
+        }
+        command.build();
+        let given = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        let mut out = Vec::new();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            let from_file =
+                (0..=path.len()).find(|n| self.set.contains(&(path[..*n].to_vec(), id.to_owned())));
+            let Some(n) = from_file else { continue };
+            if given(id) {
+                continue;
+            }
+            let conflicts = command.get_arguments().any(|other| {
+                let other_id = other.get_id().as_str();
+                given(other_id)
+                    && (command
+                        .get_arg_conflicts_with(arg)
+                        .iter()
+                        .any(|c| c.get_id() == other_id)
+                        || command
+                            .get_arg_conflicts_with(other)
+                            .iter()
+                            .any(|c| c.get_id() == id))
+            });
+            if conflicts {
+                out.push((path[..n].to_vec(), id.to_owned()));
+            }
+        }
+        out
+    }
+
+    /// The default the file's value for `id` at `at` replaced (none: there was none).
+    fn original_default(&self, at: &[String], id: &str) -> Option<Vec<String>> {
+        self.defaults
+            .iter()
+            .find(|((path, i), _)| path == at && i == id)
+            .and_then(|(_, d)| d.clone())
     }
 
     /// Sets `name` on `command` if it has such a flag, else on each of its subcommands that
@@ -179,6 +295,7 @@ impl Applied {
         name: &str,
         value: &toml::Value,
         at: &[String],
+        file_key: &str,
     ) -> Result<(Command, bool), FileError> {
         if NOT_SETTINGS.contains(&name) {
             return Ok((command, false));
@@ -190,11 +307,38 @@ impl Applied {
         if let Some(arg) = found {
             let values = self.values(&arg, name, value, at)?;
             let id = arg.get_id().to_string();
-            self.set.insert((at.to_vec(), id.clone()));
-            if arg.is_hide_env_values_set() {
-                self.secrets.push(format!("`{}`", dotted(at, name)));
+            let secret = arg.is_hide_env_values_set();
+            if secret && (name != "database" || values.iter().any(|v| has_password(v))) {
+                self.secrets.insert(format!("`{file_key}`"));
             }
-            command = command.mut_arg(id, |a| a.default_values(values).required(false));
+            let original: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            if self.set.insert((at.to_vec(), id.clone())) {
+                self.defaults.push((
+                    (at.to_vec(), id.clone()),
+                    (!original.is_empty()).then_some(original),
+                ));
+            }
+            let switch = matches!(arg.get_action(), ArgAction::SetTrue);
+            command = command.mut_arg(id, |a| {
+                // A switch the file turns on can be turned off again: `--demo=false`.
+                let a = if switch {
+                    a.action(ArgAction::Set)
+                        .num_args(0..=1)
+                        .require_equals(true)
+                        .default_missing_value("true")
+                        .value_parser(clap::value_parser!(bool))
+                } else {
+                    a
+                };
+                // `--help` shows defaults: never a secret's.
+                a.default_values(values)
+                    .required(false)
+                    .hide_default_value(secret)
+            });
             return Ok((command, true));
         }
         let names: Vec<String> = command
@@ -206,7 +350,7 @@ impl Applied {
             let sub = command.find_subcommand(&sub_name).cloned().expect("listed");
             let mut path = at.to_vec();
             path.push(sub_name.clone());
-            let (sub, applied) = self.key(sub, name, value, &path)?;
+            let (sub, applied) = self.key(sub, name, value, &path, file_key)?;
             any |= applied;
             command = command.mut_subcommand(&sub_name, |_| sub);
         }
@@ -235,6 +379,11 @@ impl Applied {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             toml::Value::Array(_) => return Err(wrong("takes one value, not a list")),
+            // A list flag given as one text splits as on the command line (`a,b`).
+            toml::Value::String(text) if many => match arg.get_value_delimiter() {
+                Some(d) => text.split(d).map(str::to_owned).collect(),
+                None => vec![text.clone()],
+            },
             other => vec![scalar(other).ok_or_else(|| wrong("takes a value, not a table"))?],
         };
         // The flag's own parser, on a command of that one flag (the value parser's own
@@ -247,9 +396,10 @@ impl Applied {
                 .value_parser(arg.get_value_parser().clone()),
         );
         for text in &texts {
+            // `--name=VALUE`: a value starting with `-` is a value, not a flag.
             if let Err(e) = probe
                 .clone()
-                .try_get_matches_from([OsString::from(format!("--{name}")), OsString::from(text)])
+                .try_get_matches_from([OsString::from(format!("--{name}={text}"))])
             {
                 // Clap's message repeats the value: never for a secret.
                 let why = if arg.is_hide_env_values_set() {
@@ -295,9 +445,15 @@ impl Applied {
                  `sync --mirror` or `serve --mirror`, or name it in the settings file as \
                  `[sync] mirror = \"…\"`",
             );
+        } else if command.find_subcommand(name).is_some() {
+            let _ = write!(
+                message,
+                ": `{name}` is a command, whose settings go in a `[{}]` table",
+                dotted(at, name)
+            );
         } else if let Some(close) = known
             .iter()
-            .filter(|k| strsim::jaro_winkler(k, name) > 0.85)
+            .filter(|k| strsim::jaro_winkler(k, name) > 0.9)
             .max_by(|a, b| strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name)))
         {
             let _ = write!(message, " (did you mean `{close}`?)");
@@ -305,6 +461,36 @@ impl Applied {
             let _ = write!(message, "; `{}` takes: {}", at.join(" "), known.join(", "));
         }
         FileError(message)
+    }
+}
+
+/// Whether a database URL holds a password (its shown form differs).
+fn has_password(url: &str) -> bool {
+    datacube_store::redacted(url) != url
+}
+
+/// The TOML error of `path`: where, and what, without quoting the line (it may hold a
+/// secret).
+fn not_toml(path: &Path, text: &str, e: &toml::de::Error) -> FileError {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    FileError(format!(
+        "{}: not TOML: {}{}",
+        path.display(),
+        at.unwrap_or_default(),
+        e.message().trim_end()
+    ))
+}
+
+/// `command` with `f` applied to its subcommand at `path` (itself when empty).
+fn mut_at(command: Command, path: &[String], f: &dyn Fn(Command) -> Command) -> Command {
+    match path.split_first() {
+        None => f(command),
+        Some((first, rest)) => command.mut_subcommand(first.as_str(), |sub| mut_at(sub, rest, f)),
     }
 }
 

@@ -27,7 +27,9 @@ use crate::{open, Code, Exit};
 pub struct SyncArgs {
     /// The account to mirror. With `--component-appid` and no `--appid`: every account that
     /// authorized the component (each with the refresh token the upstream lists).
-    #[arg(long, required_unless_present_any = ["component_appid", "mirror", "status"])]
+    // Which of --appid, --component-appid and --mirror is needed is checked after parsing
+    // ([`mirror_of`]): clap does not count a value from the settings file as given.
+    #[arg(long)]
     appid: Option<String>,
     /// Its AppSecret. The local account is created with it (or its secret updated to it) once
     /// the upstream accepted it, so that `serve` answers the mirrored statistics with the same
@@ -35,7 +37,7 @@ pub struct SyncArgs {
     #[arg(long, env = "DATACUBE_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// Read as this third-party platform (component), with authorizer tokens.
-    #[arg(long, requires = "component_secret", conflicts_with = "mirror")]
+    #[arg(long, conflicts_with = "mirror")]
     component_appid: Option<String>,
     /// The component's AppSecret.
     #[arg(long, env = "DATACUBE_COMPONENT_SECRET", hide_env_values = true)]
@@ -56,7 +58,7 @@ pub struct SyncArgs {
     mirror: Option<PathBuf>,
     /// Run the configuration's mirror every day at its scheduled time (China time) until
     /// SIGINT or SIGTERM, retrying failed runs.
-    #[arg(long, requires = "mirror", conflicts_with_all = ["dry_run", "status"])]
+    #[arg(long, conflicts_with_all = ["dry_run", "status"])]
     daemon: bool,
     /// Show the recorded runs (of the configuration's mirror, or of all) and exit with the
     /// newest one's code.
@@ -215,6 +217,11 @@ fn flag_sources(args: &SyncArgs, m: &mut Mirror) -> Result<()> {
         });
         return Ok(());
     };
+    if args.component_secret.is_none() {
+        return Err(Exit::usage(
+            "--component-appid needs --component-secret (or DATACUBE_COMPONENT_SECRET)",
+        ));
+    }
     if args.component_ticket.is_none() && args.component_token.is_none() {
         return Err(Exit::usage(
             "--component-appid needs --component-ticket or --component-token",

@@ -246,7 +246,7 @@ async fn a_bad_settings_file_is_a_usage_error_naming_the_key() {
             "name = \"acme\"\n[[account]]\nappid = \"wx1\"\n",
             "this looks like a mirror's configuration",
         ),
-        ("[serve\n", "TOML parse error"),
+        ("[serve\n", "not TOML: line 1, column 7"),
     ];
     for (text, named) in cases {
         let file = dir.path().join("datacube.toml");
@@ -361,4 +361,133 @@ async fn a_settings_file_never_shows_its_secrets() {
         "{log}"
     );
     assert!(!log.contains("admin-secret"), "{log}");
+}
+
+/// Where a file and a command line meet: a command's table wins over the top of the file
+/// whatever their order; a flag that conflicts with a file's setting wins over it; a switch
+/// the file turns on is turned off by `--switch=false`; a list can be one text as on the
+/// command line; the mirror named by `[sync] mirror` is run without `--appid`.
+#[tokio::test]
+async fn a_settings_file_gives_way_where_a_user_expects() {
+    let (dir, db) = temp_db();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    // `timeout` sorts after `sync`, `concurrency` before: the table wins both.
+    let file = write(
+        "order.toml",
+        "timeout = \"7s\"\nconcurrency = 2\n[sync]\ntimeout = \"3s\"\nconcurrency = 3\n",
+    );
+    let shown = show(&db, &file, &[], &["sync", "--appid", "a", "--secret", "b"]).await;
+    assert_eq!(line(&shown, "timeout"), "timeout = \"3s\"  # file");
+    assert_eq!(line(&shown, "concurrency"), "concurrency = 3  # file");
+    // …and the top's value holds for the other commands.
+    let shown = show(&db, &file, &[], &["healthcheck"]).await;
+    assert_eq!(line(&shown, "timeout"), "timeout = \"7s\"  # file");
+
+    let file = write("push.toml", "[push]\ncount = 100\n");
+    let args = [
+        "push",
+        "--appid",
+        "a",
+        "--token",
+        "t",
+        "--url",
+        "http://127.0.0.1:1/",
+    ];
+    let shown = show(
+        &db,
+        &file,
+        &[],
+        &[&args[..], &["--duration", "5s"]].concat(),
+    )
+    .await;
+    assert!(shown.contains("# count: not set"), "{shown}");
+    assert_eq!(line(&shown, "duration"), "duration = \"5s\"  # --duration");
+
+    let file = write("switch.toml", "[serve]\nretire-legacy-articles = true\n");
+    let shown = show(&db, &file, &[], &["serve"]).await;
+    assert_eq!(
+        line(&shown, "retire-legacy-articles"),
+        "retire-legacy-articles = true  # file"
+    );
+    let shown = show(
+        &db,
+        &file,
+        &[],
+        &["serve", "--retire-legacy-articles=false"],
+    )
+    .await;
+    assert_eq!(
+        line(&shown, "retire-legacy-articles"),
+        "retire-legacy-articles = false  # --retire-legacy-articles"
+    );
+
+    let file = write(
+        "list.toml",
+        "[sync]\nendpoints = \"getusersummary,getusercumulate\"\n",
+    );
+    let shown = show(&db, &file, &[], &["sync", "--appid", "a", "--secret", "b"]).await;
+    assert_eq!(
+        line(&shown, "endpoints"),
+        "endpoints = [\"getusersummary\", \"getusercumulate\"]  # file"
+    );
+
+    let mirror = write(
+        "mirror.toml",
+        "name = \"m\"\nendpoints = [\"getusersummary\"]\n[[account]]\nappid = \"wx1\"\nsecret = \"s\"\n",
+    );
+    let file = write(
+        "sync.toml",
+        &format!("[sync]\nmirror = {:?}\n", mirror.display().to_string()),
+    );
+    let file = file.to_str().unwrap();
+    let (code, out, err) = run(
+        &db,
+        &[
+            "--config",
+            file,
+            "sync",
+            "--dry-run",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-10",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("sync of wx1 from 2024-01-01"), "{out}");
+}
+
+/// `--help` shows a file's values as defaults, but never a secret's; a file that is not TOML
+/// is said to be so, where, without quoting the line (it may hold a secret).
+#[tokio::test]
+async fn help_and_parse_errors_never_quote_a_files_secrets() {
+    let (dir, db) = temp_db();
+    let file = dir.path().join("datacube.toml");
+    std::fs::write(
+        &file,
+        "[serve]\nadmin-token = \"hunter2hunter2hunter2\"\ndatabase = \"postgres://u:hunter2pw@h/db\"\nlisten = \"127.0.0.1:9999\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let (code, help, err) = run(&db, &["--config", file, "serve", "--help"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(help.contains("[default: 127.0.0.1:9999]"), "{help}");
+    assert!(!help.contains("hunter2"), "{help}");
+    for text in [
+        "[serve]\nadmin-token = \"hunter2-unterminated\n",
+        "[serve]\nadmin-token = \"hunter2a\"\nadmin-token = \"hunter2b\"\n",
+        "[serve]\nadmin-token = hunter2-bare\n",
+    ] {
+        std::fs::write(dir.path().join("datacube.toml"), text).unwrap();
+        let (code, _, err) = run(&db, &["--config", file, "serve"], None).await;
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("not TOML: line "), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }
