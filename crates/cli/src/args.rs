@@ -60,6 +60,15 @@ impl ClockArg {
     }
 }
 
+/// A usage error naming the first of `flags` given 0 where at least 1 is needed (a count
+/// of connections, workers, bytes…).
+pub fn at_least_one(flags: &[(&str, bool)]) -> anyhow::Result<()> {
+    match flags.iter().find(|(_, zero)| *zero) {
+        Some((flag, _)) => Err(crate::Exit::usage(format!("{flag}: at least 1, please"))),
+        None => Ok(()),
+    }
+}
+
 /// An EncodingAESKey given on the command line, checked after parsing (clap's messages would
 /// repeat the key): a usage error names the flag, never the value.
 pub fn aes_key(key: Option<&str>) -> anyhow::Result<Option<datacube_protocol::AesKey>> {

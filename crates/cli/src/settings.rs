@@ -25,7 +25,7 @@
 //! (exit 2) naming the file and the key, before anything is opened. `--show-config` prints
 //! what a command would run with and where each value came from.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -94,9 +94,8 @@ pub fn parse(command: Command, argv: Vec<OsString>) -> Result<Parsed, FileError>
     let table: toml::Table = toml::from_str(&text).map_err(|e| not_toml(&path, &text, &e))?;
     let mut applied = Applied {
         file: path.clone(),
-        set: BTreeSet::new(),
+        set: BTreeMap::new(),
         secrets: BTreeSet::new(),
-        defaults: Vec::new(),
         globals: command
             .get_arguments()
             .filter(|a| a.is_global_set())
@@ -129,21 +128,20 @@ pub fn parse(command: Command, argv: Vec<OsString>) -> Result<Parsed, FileError>
     } else {
         let mut command = command;
         for (at, id) in &overridden {
-            let original = applied.original_default(at, id);
+            let original = applied.set.remove(&(at.clone(), id.clone())).flatten();
             command = mut_at(command, at, &|sub: Command| {
                 sub.mut_arg(id.as_str(), |a| match &original {
                     Some(values) => a.default_values(values.clone()),
                     None => a.default_value(None::<&str>),
                 })
             });
-            applied.set.remove(&(at.clone(), id.clone()));
         }
         command.get_matches_from(argv)
     };
     Ok(Parsed {
         matches,
         command: declared,
-        file: Some((path, applied.set)),
+        file: Some((path, applied.set.into_keys().collect())),
         warnings,
     })
 }
@@ -172,12 +170,12 @@ fn config_path(argv: &[OsString]) -> Option<PathBuf> {
 /// The file's values applied to a command as its flags' defaults.
 struct Applied {
     file: PathBuf,
-    set: BTreeSet<Setting>,
+    /// The settings it gave, each with the default its value replaced (none: there was none),
+    /// to put back when a flag overrides it.
+    set: BTreeMap<Setting, Option<Vec<String>>>,
     /// Keys of the file holding secrets (flags whose environment values clap hides; a
     /// database URL with a password).
     secrets: BTreeSet<String>,
-    /// The defaults the file's values replaced, to put back when a flag overrides one.
-    defaults: Vec<(Setting, Option<Vec<String>>)>,
     /// The top command's global flags (`log-format`…).
     globals: Vec<String>,
 }
@@ -254,8 +252,8 @@ impl Applied {
         let mut out = Vec::new();
         for arg in command.get_arguments() {
             let id = arg.get_id().as_str();
-            let from_file =
-                (0..=path.len()).find(|n| self.set.contains(&(path[..*n].to_vec(), id.to_owned())));
+            let from_file = (0..=path.len())
+                .find(|n| self.set.contains_key(&(path[..*n].to_vec(), id.to_owned())));
             let Some(n) = from_file else { continue };
             if given(id) {
                 continue;
@@ -277,14 +275,6 @@ impl Applied {
             }
         }
         out
-    }
-
-    /// The default the file's value for `id` at `at` replaced (none: there was none).
-    fn original_default(&self, at: &[String], id: &str) -> Option<Vec<String>> {
-        self.defaults
-            .iter()
-            .find(|((path, i), _)| path == at && i == id)
-            .and_then(|(_, d)| d.clone())
     }
 
     /// Sets `name` on `command` if it has such a flag, else on each of its subcommands that
@@ -316,12 +306,9 @@ impl Applied {
                 .iter()
                 .map(|v| v.to_string_lossy().into_owned())
                 .collect();
-            if self.set.insert((at.to_vec(), id.clone())) {
-                self.defaults.push((
-                    (at.to_vec(), id.clone()),
-                    (!original.is_empty()).then_some(original),
-                ));
-            }
+            self.set
+                .entry((at.to_vec(), id.clone()))
+                .or_insert((!original.is_empty()).then_some(original));
             let switch = matches!(arg.get_action(), ArgAction::SetTrue);
             command = command.mut_arg(id, |a| {
                 // A switch the file turns on can be turned off again: `--demo=false`.
@@ -636,9 +623,7 @@ impl Parsed {
 /// A value as `--show-config` prints it: secrets hidden, a database URL without its password.
 fn shown(arg: &Arg, long: &str, value: &str) -> String {
     if long == "database" {
-        return value
-            .parse::<datacube_store::DatabaseUrl>()
-            .map_or_else(|_| "***".to_owned(), |u| u.to_string());
+        return datacube_store::redacted(value);
     }
     if arg.is_hide_env_values_set() {
         return "***".to_owned();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::args::{aes_key, timeout, ClockArg, DatabaseArg};
+use crate::args::{aes_key, at_least_one, timeout, ClockArg, DatabaseArg};
 use crate::Exit;
 
 #[derive(Args)]
@@ -74,15 +74,11 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
             ))
         })?;
     let key = aes_key(args.aes_key.as_deref())?;
-    for (flag, zero) in [
+    at_least_one(&[
         ("--max-connections", args.max_connections == Some(0)),
         ("--max-body", args.max_body == 0),
         ("--workers", args.workers == Some(0)),
-    ] {
-        if zero {
-            return Err(Exit::usage(format!("{flag}: at least 1, please")));
-        }
-    }
+    ])?;
     let limits = datacube_push::proxy::Limits {
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,

@@ -16,7 +16,7 @@ use datacube_store::Store;
 use jiff::civil::Date;
 use tokio::net::TcpListener;
 
-use crate::args::{duration, timeout, ClockArg, DatabaseArg};
+use crate::args::{at_least_one, duration, timeout, ClockArg, DatabaseArg};
 use crate::Exit;
 
 #[derive(Args)]
@@ -271,7 +271,7 @@ fn check(args: &ServeArgs) -> Result<()> {
             "--admin-listen: the admin API is off without --admin-token (or DATACUBE_ADMIN_TOKEN)",
         ));
     }
-    for (flag, zero) in [
+    at_least_one(&[
         ("--max-connections", args.max_connections == 0),
         (
             "--max-connections-per-address",
@@ -282,11 +282,7 @@ fn check(args: &ServeArgs) -> Result<()> {
             "--max-in-flight-per-address",
             args.max_in_flight_per_address == Some(0),
         ),
-    ] {
-        if zero {
-            return Err(Exit::usage(format!("{flag}: at least 1, please")));
-        }
-    }
+    ])?;
     if let Some(dir) = &args.seed {
         if !dir.is_dir() {
             return Err(Exit::usage(format!(

@@ -25,15 +25,11 @@ async fn next_attempt(
 ) -> jiff::Timestamp {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let state: serde_json::Value = reqwest::Client::new()
+        let state = reqwest::Client::new()
             .get(format!("{base}/admin/sync/mirror"))
             .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .answer_json()
+            .await;
         let next = state["next_attempt"].as_str().and_then(|t| t.parse().ok());
         match next {
             Some(at) if ready(at) => return at,
